@@ -1,0 +1,235 @@
+"""List the IKE messages in a capture: one header line and the payload chain each.
+
+Works on captures from any implementation: pcap or pcapng, Ethernet, Linux cooked or
+raw IP, IPv4 and IPv6, IP fragments reassembled, IKE on UDP 500 and behind the non-ESP
+marker on UDP 4500 (RFC 3948 §2.2).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from lab.ike.const import ExchangeType, name_of
+from lab.ike.errors import ParseError
+from lab.ike.message import Datagram, Message, classify_udp
+from lab.ike.payloads import SK, SKF, Payload, chain_names
+
+
+class CaptureError(Exception):
+    """A capture file that cannot be read."""
+
+
+@dataclass
+class DecodedMessage:
+    frame: int
+    time: float
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    length: int
+    exchange: int = 0
+    exchange_name: str = ""
+    is_initiator: bool = False
+    is_response: bool = False
+    message_id: int = 0
+    spi_i: str = ""
+    spi_r: str = ""
+    payloads: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def header_line(self) -> str:
+        where = f"{_endpoint(self.src, self.sport)} -> {_endpoint(self.dst, self.dport)}"
+        head = f"#{self.frame:<4} {self.time:10.6f}  {where}"
+        if self.error is not None:
+            return f"{head}  not a valid IKE message: {self.error}"
+        role = "initiator" if self.is_initiator else "responder"
+        kind = "response" if self.is_response else "request"
+        return (f"{head}  {self.exchange_name} {role} {kind} mid={self.message_id} "
+                f"spi_i={self.spi_i} spi_r={self.spi_r}")
+
+
+@dataclass
+class CaptureSummary:
+    messages: list[DecodedMessage]
+    esp_in_udp: int = 0
+    keepalives: int = 0
+    plain_esp: int = 0
+
+
+def _endpoint(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _payload_names(message: Message) -> list[str]:
+    names = chain_names(message.payloads, message.is_initiator)
+    last: Payload | None = message.payloads[-1] if message.payloads else None
+    if isinstance(last, SK):
+        names[-1] = f"SK({len(last.data)} octets)"
+    elif isinstance(last, SKF):
+        names[-1] = f"SKF({last.fragment_number}/{last.total_fragments}, {len(last.data)} octets)"
+    return names
+
+
+def decode_ike(data: bytes, **where) -> DecodedMessage:
+    """Decode one IKE message (without a non-ESP marker); never raises for bad bytes."""
+    decoded = DecodedMessage(length=len(data), **where)
+    try:
+        message = Message.parse(data)
+    except ParseError as err:
+        decoded.error = str(err)
+        if len(data) >= 20:
+            decoded.spi_i, decoded.spi_r = data[:8].hex(), data[8:16].hex()
+        return decoded
+    decoded.exchange = int(message.exchange)
+    decoded.exchange_name = name_of(ExchangeType, message.exchange)
+    decoded.is_initiator = message.is_initiator
+    decoded.is_response = message.is_response
+    decoded.message_id = message.message_id
+    decoded.spi_i = message.spi_i.hex()
+    decoded.spi_r = message.spi_r.hex()
+    decoded.payloads = _payload_names(message)
+    return decoded
+
+
+# ---------------------------------------------------------------- reading captures
+
+
+def _read_frames(path: Path) -> Iterator[tuple[int, float, bytes | None]]:
+    """(frame number, time, IP packet bytes or None) for every frame in a capture."""
+    from scapy.error import Scapy_Exception
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+    from scapy.utils import PcapReader
+
+    try:
+        reader = PcapReader(str(path))
+    except (OSError, Scapy_Exception) as err:
+        raise CaptureError(f"{path}: not a pcap or pcapng capture ({err})") from None
+    with reader:
+        for number, packet in enumerate(reader, start=1):
+            layer = packet.getlayer(IP) or packet.getlayer(IPv6)
+            yield number, float(packet.time), bytes(layer) if layer is not None else None
+
+
+class _Reassembler:
+    """IPv4 fragment reassembly (RFC 791), enough for IKE messages larger than the MTU."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple, dict[int, bytes]] = {}
+        self.total: dict[tuple, int] = {}
+
+    def feed(self, packet: bytes) -> bytes | None:
+        ihl = (packet[0] & 0x0F) * 4
+        ident, flags_offset = struct.unpack_from("!HH", packet, 4)
+        more = bool(flags_offset & 0x2000)
+        offset = (flags_offset & 0x1FFF) * 8
+        if not more and offset == 0:
+            return packet
+        key = (packet[12:16], packet[16:20], ident, packet[9])
+        parts = self.pending.setdefault(key, {})
+        parts[offset] = packet[ihl:]
+        if not more:
+            self.total[key] = offset + len(packet) - ihl
+        total = self.total.get(key)
+        if total is None:
+            return None
+        payload = bytearray()
+        while len(payload) < total:
+            part = parts.get(len(payload))
+            if part is None:
+                return None
+            payload += part
+        del self.pending[key], self.total[key]
+        header = bytearray(packet[:ihl])
+        header[6:8] = b"\x00\x00"
+        struct.pack_into("!H", header, 2, ihl + len(payload))
+        return bytes(header) + bytes(payload[:total])
+
+
+def _udp_of(packet: bytes) -> tuple[str, str, bytes] | None:
+    """(src, dst, UDP datagram) of an IPv4 or IPv6 packet carrying UDP, else None."""
+    version = packet[0] >> 4
+    if version == 4 and len(packet) >= 20:
+        ihl = (packet[0] & 0x0F) * 4
+        if packet[9] != 17:
+            return None
+        return (str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20])),
+                packet[ihl:])
+    if version == 6 and len(packet) >= 40 and packet[6] == 17:
+        return (str(ipaddress.IPv6Address(packet[8:24])), str(ipaddress.IPv6Address(packet[24:40])),
+                packet[40:])
+    return None
+
+
+def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500) -> CaptureSummary:
+    path = Path(path)
+    if not path.exists():
+        raise CaptureError(f"{path}: no such file")
+    summary = CaptureSummary(messages=[])
+    reassembler = _Reassembler()
+    start: float | None = None
+    for frame, stamp, packet in _read_frames(path):
+        if start is None:
+            start = stamp
+        if packet is None or len(packet) < 20:
+            continue
+        if packet[0] >> 4 == 4:
+            if packet[9] == 50:
+                summary.plain_esp += 1
+                continue
+            packet = reassembler.feed(packet)
+            if packet is None:
+                continue
+        udp = _udp_of(packet)
+        if udp is None or len(udp[2]) < 8:
+            continue
+        src, dst, datagram = udp
+        sport, dport, udp_length = struct.unpack_from("!HHH", datagram)
+        payload = datagram[8:udp_length] if 8 <= udp_length <= len(datagram) else datagram[8:]
+        if natt_port in (sport, dport):
+            kind, payload = classify_udp(4500, payload)
+        elif ike_port in (sport, dport):
+            kind = Datagram.IKE
+        else:
+            continue
+        if kind is Datagram.ESP:
+            summary.esp_in_udp += 1
+        elif kind is Datagram.KEEPALIVE:
+            summary.keepalives += 1
+        else:
+            summary.messages.append(decode_ike(payload, frame=frame, time=stamp - start, src=src, sport=sport,
+                                               dst=dst, dport=dport))
+    return summary
+
+
+def decode_pcap(path: str | Path) -> list[DecodedMessage]:
+    """Every IKE message in the capture at `path`, in capture order."""
+    return decode_capture(path).messages
+
+
+def render_text(summary: CaptureSummary) -> Iterable[str]:
+    for message in summary.messages:
+        yield message.header_line()
+        if message.error is None:
+            yield "      " + " ".join(message.payloads)
+    counts = [f"{len(summary.messages)} IKE messages"]
+    if summary.esp_in_udp:
+        counts.append(f"{summary.esp_in_udp} ESP-in-UDP packets")
+    if summary.plain_esp:
+        counts.append(f"{summary.plain_esp} ESP packets")
+    if summary.keepalives:
+        counts.append(f"{summary.keepalives} NAT-keepalives")
+    bad = sum(1 for m in summary.messages if m.error is not None)
+    if bad:
+        counts.append(f"{bad} not valid IKE")
+    yield ", ".join(counts)
+
+
+def render_json(summary: CaptureSummary) -> Iterable[str]:
+    for message in summary.messages:
+        yield json.dumps(asdict(message))
