@@ -1,0 +1,703 @@
+"""strongSwan proposal strings to RFC 7296 SA proposals and back, and proposal selection.
+
+`parse_ike_proposal("aes128gcm16-prfsha256-x25519")` gives a `lab.ike.payloads.Proposal`
+whose transforms are in the order ENCR, PRF, INTEG, DH, ESN; `format_proposal` writes it
+back in strongSwan's keywords. `select_proposal` picks from a peer's proposals the way a
+strongSwan responder does. Pure functions: no I/O, no clock, no crypto.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .const import (
+    DhGroup,
+    EncrId,
+    EsnId,
+    IntegId,
+    PrfId,
+    ProtocolId,
+    TransformAttr,
+    TransformType,
+    coerce,
+)
+from .payloads import Proposal, Transform, TransformAttribute
+
+__all__ = [
+    "AUTH_HMAC_SHA2_256_96",
+    "AEAD_ENCR",
+    "ChosenAlgorithms",
+    "DEFAULT_AH_PROPOSALS",
+    "DEFAULT_ESP_PROPOSALS",
+    "DEFAULT_IKE_PROPOSALS",
+    "ProposalError",
+    "format_proposal",
+    "format_proposals",
+    "format_transform",
+    "initiator_dh_group",
+    "invalid_ke_group",
+    "is_aead",
+    "known_keywords",
+    "parse_ah_proposal",
+    "parse_ah_proposals",
+    "parse_esp_proposal",
+    "parse_esp_proposals",
+    "parse_ike_proposal",
+    "parse_ike_proposals",
+    "parse_proposal",
+    "parse_proposals",
+    "promote_dh_group",
+    "proposal_dh_groups",
+    "responder_dh_group",
+    "select_proposal",
+]
+
+
+class ProposalError(ValueError):
+    """A proposal string that is not a valid strongSwan proposal.
+
+    `text` is the proposal (or list) as written, `token` the offending keyword if one is
+    to blame, `protocol` the protocol it was parsed for.
+    """
+
+    def __init__(self, message: str, *, text: str = "", token: str | None = None,
+                 protocol: int | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.token = token
+        self.protocol = protocol
+
+
+# strongSwan signer.h: private-use id for the 96-bit truncated HMAC-SHA-256 (Linux kernel variant)
+AUTH_HMAC_SHA2_256_96 = 1026
+
+# strongSwan crypter.c encryption_algorithm_is_aead
+AEAD_ENCR = frozenset({
+    EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16,
+    EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
+    EncrId.NULL_AUTH_AES_GMAC,
+    EncrId.CAMELLIA_CCM_8, EncrId.CAMELLIA_CCM_12, EncrId.CAMELLIA_CCM_16,
+    EncrId.CHACHA20_POLY1305,
+})
+
+
+def is_aead(encr_id: int) -> bool:
+    """True for combined-mode (AEAD) encryption algorithms, which take no INTEG transform."""
+    return encr_id in AEAD_ENCR
+
+
+_ENCR, _PRF, _INTEG, _DH, _ESN = (TransformType.ENCR, TransformType.PRF, TransformType.INTEG,
+                                  TransformType.DH, TransformType.ESN)
+
+# RFC 7296 §3.3.2: transform types in numeric order, the order they are sent in
+_WIRE_ORDER = (_ENCR, _PRF, _INTEG, _DH, _ESN)
+# strongSwan proposal.c type_for_sort: the order proposals are printed and selected in
+_TEXT_ORDER = (_ENCR, _INTEG, _PRF, _DH, _ESN)
+
+_ID_ENUMS = {_ENCR: EncrId, _PRF: PrfId, _INTEG: IntegId, _DH: DhGroup, _ESN: EsnId}
+
+_KIND_NAMES = {
+    _ENCR: "encryption",
+    _INTEG: "integrity",
+    _PRF: "PRF",
+    _DH: "key exchange (DH)",
+    _ESN: "ESN",
+}
+
+# (transform type, transform id, key length in bits or 0)
+_Algo = tuple[int, int, int]
+
+_KEYWORDS: dict[str, _Algo] = {}
+_CANONICAL: dict[_Algo, str] = {}
+
+
+def _keyword(algo: _Algo, canonical: str, *aliases: str, parse: bool = True) -> None:
+    if parse:
+        for name in (canonical, *aliases):
+            _KEYWORDS[name] = algo
+    _CANONICAL.setdefault(algo, canonical)
+
+
+def _build_keywords() -> None:
+    # strongSwan proposal keywords docs (docs.strongswan.org config/proposals) and proposal_keywords_static.txt
+    _keyword((_ENCR, EncrId.NULL, 0), "null")
+    _keyword((_ENCR, EncrId.DES, 0), "des")
+    _keyword((_ENCR, EncrId.TRIPLE_DES, 0), "3des")
+    _keyword((_ENCR, EncrId.CAST, 128), "cast128")
+    for bits in (128, 192, 256):
+        _keyword((_ENCR, EncrId.BLOWFISH, bits), f"blowfish{bits}", *(["blowfish"] if bits == 128 else []))
+    for bits in (128, 192, 256):
+        _keyword((_ENCR, EncrId.AES_CBC, bits), f"aes{bits}", *(["aes"] if bits == 128 else []))
+        _keyword((_ENCR, EncrId.AES_CTR, bits), f"aes{bits}ctr")
+        for icv, ccm, gcm in ((8, EncrId.AES_CCM_8, EncrId.AES_GCM_8),
+                              (12, EncrId.AES_CCM_12, EncrId.AES_GCM_12),
+                              (16, EncrId.AES_CCM_16, EncrId.AES_GCM_16)):
+            bare = icv == 16
+            _keyword((_ENCR, ccm, bits), f"aes{bits}ccm{icv}", f"aes{bits}ccm{icv * 8}",
+                     *([f"aes{bits}ccm"] if bare else []))
+            _keyword((_ENCR, gcm, bits), f"aes{bits}gcm{icv}", f"aes{bits}gcm{icv * 8}",
+                     *([f"aes{bits}gcm"] if bare else []))
+        _keyword((_ENCR, EncrId.NULL_AUTH_AES_GMAC, bits), f"aes{bits}gmac")
+    for bits in (128, 192, 256):
+        _keyword((_ENCR, EncrId.CAMELLIA_CBC, bits), f"camellia{bits}", *(["camellia"] if bits == 128 else []))
+        _keyword((_ENCR, EncrId.CAMELLIA_CTR, bits), f"camellia{bits}ctr")
+        for icv, ccm in ((8, EncrId.CAMELLIA_CCM_8), (12, EncrId.CAMELLIA_CCM_12), (16, EncrId.CAMELLIA_CCM_16)):
+            _keyword((_ENCR, ccm, bits), f"camellia{bits}ccm{icv}", f"camellia{bits}ccm{icv * 8}")
+    _keyword((_ENCR, EncrId.CHACHA20_POLY1305, 0), "chacha20poly1305")
+    _keyword((_ENCR, EncrId.CHACHA20_POLY1305, 256), "chacha20poly1305compat")
+
+    _keyword((_INTEG, IntegId.HMAC_MD5_96, 0), "md5")
+    _keyword((_INTEG, IntegId.HMAC_MD5_128, 0), "md5_128")
+    _keyword((_INTEG, IntegId.HMAC_SHA1_96, 0), "sha1", "sha")
+    _keyword((_INTEG, IntegId.HMAC_SHA1_160, 0), "sha1_160")
+    _keyword((_INTEG, IntegId.AES_XCBC_96, 0), "aesxcbc")
+    _keyword((_INTEG, IntegId.AES_CMAC_96, 0), "aescmac")
+    _keyword((_INTEG, IntegId.HMAC_SHA2_256_128, 0), "sha256", "sha2_256")
+    _keyword((_INTEG, IntegId.HMAC_SHA2_384_192, 0), "sha384", "sha2_384")
+    _keyword((_INTEG, IntegId.HMAC_SHA2_512_256, 0), "sha512", "sha2_512")
+    _keyword((_INTEG, AUTH_HMAC_SHA2_256_96, 0), "sha256_96", "sha2_256_96")
+    # strongSwan proposal.c check_proposal: AH writes AES-GMAC as aes*gmac, parsed as ENCR then mapped
+    for bits, integ in ((128, IntegId.AES_128_GMAC), (192, IntegId.AES_192_GMAC), (256, IntegId.AES_256_GMAC)):
+        _keyword((_INTEG, integ, 0), f"aes{bits}gmac", parse=False)
+
+    _keyword((_PRF, PrfId.HMAC_MD5, 0), "prfmd5")
+    _keyword((_PRF, PrfId.HMAC_SHA1, 0), "prfsha1")
+    _keyword((_PRF, PrfId.AES128_XCBC, 0), "prfaesxcbc")
+    _keyword((_PRF, PrfId.AES128_CMAC, 0), "prfaescmac")
+    _keyword((_PRF, PrfId.HMAC_SHA2_256, 0), "prfsha256")
+    _keyword((_PRF, PrfId.HMAC_SHA2_384, 0), "prfsha384")
+    _keyword((_PRF, PrfId.HMAC_SHA2_512, 0), "prfsha512")
+
+    _keyword((_DH, DhGroup.NONE, 0), "none", "modpnone")
+    for bits, group in ((768, DhGroup.MODP_768), (1024, DhGroup.MODP_1024), (1536, DhGroup.MODP_1536),
+                        (2048, DhGroup.MODP_2048), (3072, DhGroup.MODP_3072), (4096, DhGroup.MODP_4096),
+                        (6144, DhGroup.MODP_6144), (8192, DhGroup.MODP_8192)):
+        _keyword((_DH, group, 0), f"modp{bits}")
+    _keyword((_DH, DhGroup.MODP_1024_160, 0), "modp1024s160")
+    _keyword((_DH, DhGroup.MODP_2048_224, 0), "modp2048s224")
+    _keyword((_DH, DhGroup.MODP_2048_256, 0), "modp2048s256")
+    for bits, group in ((192, DhGroup.ECP_192), (224, DhGroup.ECP_224), (256, DhGroup.ECP_256),
+                        (384, DhGroup.ECP_384), (521, DhGroup.ECP_521)):
+        _keyword((_DH, group, 0), f"ecp{bits}")
+    for bits, group in ((224, DhGroup.BRAINPOOL_P224), (256, DhGroup.BRAINPOOL_P256),
+                        (384, DhGroup.BRAINPOOL_P384), (512, DhGroup.BRAINPOOL_P512)):
+        _keyword((_DH, group, 0), f"ecp{bits}bp")
+    _keyword((_DH, DhGroup.CURVE25519, 0), "x25519", "curve25519")
+    _keyword((_DH, DhGroup.CURVE448, 0), "x448", "curve448")
+
+    _keyword((_ESN, EsnId.ESN, 0), "esn")
+    _keyword((_ESN, EsnId.NO_ESN, 0), "noesn")
+
+
+_build_keywords()
+
+# strongSwan proposal.c integ_prf_map: the PRF an IKE proposal without PRF keywords gets
+_PRF_FOR_INTEG = {
+    IntegId.HMAC_SHA1_96: PrfId.HMAC_SHA1,
+    IntegId.HMAC_SHA1_160: PrfId.HMAC_SHA1,
+    IntegId.HMAC_SHA2_256_128: PrfId.HMAC_SHA2_256,
+    IntegId.HMAC_SHA2_384_192: PrfId.HMAC_SHA2_384,
+    IntegId.HMAC_SHA2_512_256: PrfId.HMAC_SHA2_512,
+    IntegId.HMAC_MD5_96: PrfId.HMAC_MD5,
+    IntegId.HMAC_MD5_128: PrfId.HMAC_MD5,
+    IntegId.AES_XCBC_96: PrfId.AES128_XCBC,
+    IntegId.AES_CMAC_96: PrfId.AES128_CMAC,
+}
+
+# strongSwan proposal.c check_proposal: AES-GMAC in AH is an integrity algorithm
+_GMAC_INTEG = {128: IntegId.AES_128_GMAC, 192: IntegId.AES_192_GMAC, 256: IntegId.AES_256_GMAC}
+
+_DH_NONES = ("none", "modpnone")
+
+_DH_LIST = ("ecp256-ecp384-ecp521-ecp256bp-ecp384bp-ecp512bp-x25519-x448-"
+            "modp3072-modp4096-modp6144-modp8192-modp2048")
+_PRF_LIST = "prfsha256-prfsha384-prfsha512-prfaesxcbc-prfaescmac-prfsha1"
+
+# strongSwan proposal.c proposal_create_default / _aead (rounds by strength), limited to AES, ChaCha20, SHA
+DEFAULT_IKE_PROPOSALS: tuple[str, ...] = (
+    f"aes128-aes192-aes256-sha256-sha384-sha512-aesxcbc-aescmac-sha1-{_PRF_LIST}-{_DH_LIST}",
+    "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-aes128gcm12-aes192gcm12-aes256gcm12-"
+    f"aes128gcm8-aes192gcm8-aes256gcm8-{_PRF_LIST}-{_DH_LIST}",
+)
+# strongSwan vici_config.c add_default_proposals: AEAD first for ESP, classic first for IKE
+DEFAULT_ESP_PROPOSALS: tuple[str, ...] = (
+    "aes128gcm16-aes192gcm16-aes256gcm16",
+    "aes128-aes192-aes256-sha256-sha384-sha512-sha1-aesxcbc",
+)
+DEFAULT_AH_PROPOSALS: tuple[str, ...] = ("sha256-sha384-sha512-sha1-aesxcbc",)
+
+_DEFAULTS = {ProtocolId.IKE: DEFAULT_IKE_PROPOSALS, ProtocolId.ESP: DEFAULT_ESP_PROPOSALS,
+             ProtocolId.AH: DEFAULT_AH_PROPOSALS}
+
+
+def known_keywords() -> dict[str, tuple[str, ...]]:
+    """Every proposal keyword this module understands, grouped by kind of algorithm."""
+    groups: dict[str, list[str]] = {name: [] for name in _KIND_NAMES.values()}
+    for token, (ttype, _, _) in _KEYWORDS.items():
+        groups[_KIND_NAMES[ttype]].append(token)
+    return {kind: tuple(tokens) for kind, tokens in groups.items()}
+
+
+def _protocol_name(protocol: int) -> str:
+    try:
+        return ProtocolId(protocol).name
+    except ValueError:
+        return f"protocol {protocol}"
+
+
+def _unknown_token_message(token: str, text: str, protocol: int) -> str:
+    where = f"in {_protocol_name(protocol)} proposal '{text}'"
+    if not token:
+        return (f"empty algorithm keyword {where}: keywords are separated by single dashes, "
+                f"e.g. 'aes128-sha256-modp2048'")
+    hints = []
+    if token.lower() in _KEYWORDS:
+        hints.append(f"keywords are lowercase, write '{token.lower()}'")
+    else:
+        close = difflib.get_close_matches(token.lower(), list(_KEYWORDS), n=3, cutoff=0.75)
+        if close:
+            hints.append("did you mean " + " or ".join(f"'{c}'" for c in close))
+    known = "; ".join(f"{kind}: {' '.join(tokens)}" for kind, tokens in known_keywords().items())
+    hint = f" ({', '.join(hints)})" if hints else ""
+    return f"unknown algorithm '{token}' {where}{hint}. Known keywords are {known}"
+
+
+def _coerce_protocol(protocol: int) -> int:
+    value = coerce(ProtocolId, int(protocol))
+    if value not in (ProtocolId.IKE, ProtocolId.ESP, ProtocolId.AH):
+        raise ProposalError(f"proposals are for IKE, ESP or AH, not {_protocol_name(protocol)}",
+                            protocol=int(protocol))
+    return value
+
+
+def _dedupe(entries: Iterable[_Algo]) -> list[_Algo]:
+    seen: set[_Algo] = set()
+    out = []
+    for entry in entries:
+        if entry not in seen:
+            seen.add(entry)
+            out.append(entry)
+    return out
+
+
+def _of(entries: Sequence[_Algo], ttype: int) -> list[_Algo]:
+    return [e for e in entries if e[0] == ttype]
+
+
+def _derived_prfs(entries: Sequence[_Algo]) -> list[_Algo]:
+    return _dedupe((_PRF, _PRF_FOR_INTEG[e[1]], 0) for e in _of(entries, _INTEG) if e[1] in _PRF_FOR_INTEG)
+
+
+def _make_transform(ttype: int, tid: int, key_length: int) -> Transform:
+    # RFC 7296 §3.3.5: Key Length attribute, always TV format
+    attrs = [TransformAttribute(TransformAttr.KEY_LENGTH, key_length)] if key_length else []
+    enum = _ID_ENUMS.get(ttype)
+    return Transform(coerce(TransformType, ttype), coerce(enum, tid) if enum else tid, attrs)
+
+
+def _wire_rank(ttype: int) -> int:
+    return _WIRE_ORDER.index(ttype) if ttype in _WIRE_ORDER else len(_WIRE_ORDER) + ttype
+
+
+def _build_proposal(number: int, protocol: int, spi: bytes, entries: Sequence[_Algo]) -> Proposal:
+    ordered = sorted(entries, key=lambda e: _wire_rank(e[0]))
+    return Proposal(number, protocol, spi, [_make_transform(*e) for e in ordered])
+
+
+def _entries(proposal: Proposal) -> list[_Algo]:
+    return [(int(t.transform_type), int(t.transform_id), t.key_length or 0) for t in proposal.transforms]
+
+
+def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
+    """One proposal, algorithm keywords joined by '-', for `protocol` (IKE, ESP or AH).
+
+    Applies strongSwan's completion rules and raises `ProposalError` for anything strongSwan
+    (or this lab) refuses. `default` expands to several proposals: use `parse_proposals`.
+    """
+    protocol = _coerce_protocol(protocol)
+    name = _protocol_name(protocol)
+    if not isinstance(text, str):
+        raise ProposalError(f"{name} proposal must be a string, not {type(text).__name__}",
+                            protocol=protocol)
+    if not 1 <= number <= 255:
+        # RFC 7296 §3.3.1: the Proposal Num field is one octet, the first proposal is number 1
+        raise ProposalError(f"proposal number {number} is outside 1..255", text=text, protocol=protocol)
+    source = text
+    text = text.strip()
+    if not text:
+        example = "'aes128gcm16-prfsha256-x25519'" if protocol == ProtocolId.IKE else "'aes128gcm16' or 'aes128-sha256'"
+        raise ProposalError(f"empty {name} proposal: write algorithm keywords separated by '-', e.g. {example}",
+                            text=source, protocol=protocol)
+    if text.lower() == "default":
+        raise ProposalError(f"'default' stands for several {name} proposals; parse it with parse_proposals()",
+                            text=source, token=text, protocol=protocol)
+
+    entries: list[_Algo] = []
+    for raw in text.split("-"):
+        token = raw.strip()
+        algo = _KEYWORDS.get(token)
+        if algo is None:
+            raise ProposalError(_unknown_token_message(token, text, protocol), text=source, token=token,
+                                protocol=protocol)
+        entries.append(algo)
+
+    def fail(message: str) -> ProposalError:
+        return ProposalError(f"{name} proposal '{text}': {message}", text=source, protocol=protocol)
+
+    if protocol == ProtocolId.IKE:
+        # strongSwan proposal.c check_proposal: no PRF keyword means PRFs follow the integrity algorithms
+        if not _of(entries, _PRF):
+            entries.extend(_derived_prfs(entries))
+        # strongSwan proposal.c check_proposal: KE_NONE is dropped from IKE proposals
+        entries = [e for e in entries if not (e[0] == _DH and e[1] == DhGroup.NONE)]
+        if _of(entries, _ESN):
+            raise fail("esn/noesn only apply to ESP and AH proposals, remove them from IKE proposals")
+    else:
+        # strongSwan proposal.c check_proposal: PRFs are dropped from ESP/AH proposals
+        entries = [e for e in entries if e[0] != _PRF]
+
+    if protocol in (ProtocolId.IKE, ProtocolId.ESP):
+        encrs = _of(entries, _ENCR)
+        if not encrs:
+            raise fail("an encryption algorithm is mandatory, e.g. aes128gcm16 or aes128 with sha256")
+        aead = [e for e in encrs if is_aead(e[1])]
+        if aead and len(aead) != len(encrs):
+            classic = next(e for e in encrs if not is_aead(e[1]))
+            raise fail(f"combined-mode (AEAD) {_CANONICAL[aead[0]]} and classic {_CANONICAL[classic]} "
+                       f"can't be in the same proposal; put them in two comma-separated proposals")
+        if aead:
+            # RFC 7296 §3.3: an AEAD proposal carries no integrity transform (strongSwan drops them)
+            entries = [e for e in entries if e[0] != _INTEG]
+        elif not _of(entries, _INTEG):
+            raise fail(f"classic encryption {_CANONICAL[encrs[0]]} needs an integrity algorithm such as "
+                       f"sha256, or use an AEAD algorithm such as aes128gcm16")
+    else:
+        mapped = []
+        for entry in entries:
+            if entry[0] == _ENCR:
+                if entry[1] == EncrId.NULL_AUTH_AES_GMAC and entry[2] in _GMAC_INTEG:
+                    mapped.append((_INTEG, _GMAC_INTEG[entry[2]], 0))
+                continue
+            mapped.append(entry)
+        entries = mapped
+        if not _of(entries, _INTEG):
+            raise fail("an integrity algorithm is mandatory in AH proposals, e.g. sha256")
+
+    if protocol == ProtocolId.IKE:
+        if not _of(entries, _PRF):
+            if any(is_aead(e[1]) for e in _of(entries, _ENCR)):
+                raise fail("an AEAD IKE proposal needs an explicit PRF such as prfsha256")
+            integs = " ".join(_CANONICAL.get(e, str(e[1])) for e in _of(entries, _INTEG))
+            raise fail(f"no PRF can be derived from {integs}; add one such as prfsha256")
+        if not _of(entries, _DH):
+            raise fail("a key exchange method (DH group) is mandatory in IKE proposals, e.g. x25519 or modp2048")
+    elif not _of(entries, _ESN):
+        # strongSwan proposal.c check_proposal: ESN not given means no ESN
+        entries.append((_ESN, EsnId.NO_ESN, 0))
+
+    return _build_proposal(number, protocol, b"", _dedupe(entries))
+
+
+def _split_list(text: str | Iterable[str]) -> list[str]:
+    if isinstance(text, str):
+        return text.split(",")
+    items = list(text)
+    if not all(isinstance(item, str) for item in items):
+        raise ProposalError("proposal lists hold strings such as 'aes128-sha256'")
+    return [part for item in items for part in item.split(",")]
+
+
+def parse_proposals(protocol: int, text: str | Iterable[str]) -> list[Proposal]:
+    """A comma-separated list (or an iterable) of proposals, numbered 1..n in order.
+
+    The item `default` stands for strongSwan's default proposals for `protocol`.
+    """
+    protocol = _coerce_protocol(protocol)
+    items = _split_list(text)
+    shown = text if isinstance(text, str) else ", ".join(items)
+    if not any(item.strip() for item in items):
+        raise ProposalError(f"empty {_protocol_name(protocol)} proposal list: give at least one proposal "
+                            f"such as 'aes128gcm16-prfsha256-x25519' or 'default'", text=shown, protocol=protocol)
+    out: list[Proposal] = []
+    for index, item in enumerate(items, 1):
+        item = item.strip()
+        if not item:
+            raise ProposalError(f"proposal {index} of '{shown}' is empty: remove the extra comma",
+                                text=shown, protocol=protocol)
+        expanded = _DEFAULTS[protocol] if item.lower() == "default" else (item,)
+        for one in expanded:
+            out.append(parse_proposal(protocol, one, number=len(out) + 1))
+    if len(out) > 255:
+        # RFC 7296 §3.3.1: the Proposal Num field is one octet
+        raise ProposalError(f"{len(out)} proposals do not fit the one-octet proposal number",
+                            text=shown, protocol=protocol)
+    return out
+
+
+def parse_ike_proposal(text: str, number: int = 1) -> Proposal:
+    """One IKE proposal, e.g. `aes128gcm16-prfsha256-x25519`."""
+    return parse_proposal(ProtocolId.IKE, text, number)
+
+
+def parse_esp_proposal(text: str, number: int = 1) -> Proposal:
+    """One ESP proposal, e.g. `aes128-sha256` or `aes256gcm16-esn`."""
+    return parse_proposal(ProtocolId.ESP, text, number)
+
+
+def parse_ah_proposal(text: str, number: int = 1) -> Proposal:
+    """One AH proposal, e.g. `sha256` or `aes128gmac`."""
+    return parse_proposal(ProtocolId.AH, text, number)
+
+
+def parse_ike_proposals(text: str | Iterable[str]) -> list[Proposal]:
+    """swanctl.conf `proposals` value: comma-separated IKE proposals."""
+    return parse_proposals(ProtocolId.IKE, text)
+
+
+def parse_esp_proposals(text: str | Iterable[str]) -> list[Proposal]:
+    """swanctl.conf `esp_proposals` value: comma-separated ESP proposals."""
+    return parse_proposals(ProtocolId.ESP, text)
+
+
+def parse_ah_proposals(text: str | Iterable[str]) -> list[Proposal]:
+    """swanctl.conf `ah_proposals` value: comma-separated AH proposals."""
+    return parse_proposals(ProtocolId.AH, text)
+
+
+def _format_entry(entry: _Algo) -> str:
+    name = _CANONICAL.get(entry)
+    if name is not None:
+        return name
+    ttype, tid, key_length = entry
+    try:
+        prefix = TransformType(ttype).name
+    except ValueError:
+        prefix = f"TRANSFORM{ttype}"
+    return f"{prefix}({tid})" + (f"_{key_length}" if key_length else "")
+
+
+def format_transform(transform: Transform) -> str:
+    """strongSwan's keyword for one transform (`aes128gcm16`, `prfsha256`, `x25519`, `noesn`),
+    or e.g. `ENCR(99)` / `ENCR(12)_64` when no keyword names that id and key length."""
+    return _format_entry((int(transform.transform_type), int(transform.transform_id),
+                          transform.key_length or 0))
+
+
+def format_proposal(proposal: Proposal, *, explicit: bool = False) -> str:
+    """The proposal as strongSwan keywords: encryption, integrity, PRF, DH, ESN.
+
+    Unless `explicit`, what parsing would add back is left out: PRFs of an IKE proposal that
+    equal those derived from its integrity algorithms, and a lone `noesn` in ESP/AH.
+    """
+    entries = _entries(proposal)
+    protocol = proposal.protocol_id
+    others = sorted({e[0] for e in entries if e[0] not in _TEXT_ORDER})
+    parts: list[str] = []
+    for ttype in [*_TEXT_ORDER, *others]:
+        group = _of(entries, ttype)
+        if not explicit:
+            if ttype == _PRF and protocol == ProtocolId.IKE and group and group == _derived_prfs(entries):
+                continue
+            if ttype == _ESN and protocol in (ProtocolId.ESP, ProtocolId.AH) and group == [(_ESN, EsnId.NO_ESN, 0)]:
+                continue
+        parts.extend(_format_entry(e) for e in group)
+    return "-".join(parts)
+
+
+def format_proposals(proposals: Iterable[Proposal], *, explicit: bool = False) -> str:
+    """Proposals as a swanctl.conf list value: `a-b-c, d-e`."""
+    return ", ".join(format_proposal(p, explicit=explicit) for p in proposals)
+
+
+def _is_ke_type(ttype: int) -> bool:
+    # RFC 9370: Additional Key Exchange 1..7 are transform types 6..12
+    return ttype == _DH or 6 <= ttype <= 12
+
+
+def _select_algo(mine: list[tuple[int, int]], theirs: list[tuple[int, int]], optional: bool,
+                 skip_private: bool) -> tuple[bool, tuple[int, int] | None]:
+    # strongSwan proposal.c select_algo
+    if not mine or not theirs:
+        present = mine or theirs
+        if not present:
+            return True, None
+        return (optional and any(alg == 0 for alg, _ in present)), None
+    for alg, key_length in mine:
+        if skip_private and alg >= 1024:
+            continue
+        if (alg, key_length) in theirs:
+            return True, (alg, key_length)
+    return False, None
+
+
+def _select_algos(this: Proposal, other: Proposal, skip_dh: bool, skip_private: bool) -> list[_Algo] | None:
+    # strongSwan proposal.c select_algos
+    mine_all, theirs_all = _entries(this), _entries(other)
+    present = {e[0] for e in mine_all} | {e[0] for e in theirs_all}
+    types = [t for t in _TEXT_ORDER if t in present] + sorted(present - set(_TEXT_ORDER))
+    protocol = this.protocol_id
+    chosen: list[_Algo] = []
+    skip_integrity = False
+    for ttype in types:
+        if ttype == _INTEG and skip_integrity:
+            continue
+        if skip_dh and _is_ke_type(ttype):
+            continue
+        # strongSwan proposal.c select_algo: KE is optional in ESP/AH (NONE offered means "no PFS is fine")
+        optional = _is_ke_type(ttype) and (protocol in (ProtocolId.ESP, ProtocolId.AH) or ttype != _DH)
+        mine = [(e[1], e[2]) for e in mine_all if e[0] == ttype]
+        theirs = [(e[1], e[2]) for e in theirs_all if e[0] == ttype]
+        found, pick = _select_algo(mine, theirs, optional, skip_private)
+        if not found:
+            return None
+        if pick is None or (pick[0] == 0 and ttype != _ESN):
+            continue
+        chosen.append((ttype, *pick))
+        if ttype == _ENCR and is_aead(pick[0]):
+            skip_integrity = True
+    return chosen
+
+
+def select_proposal(local: Sequence[Proposal], remote: Sequence[Proposal], prefer_local: bool = True, *,
+                    skip_dh: bool = False, skip_private: bool = False) -> Proposal | None:
+    """The proposal a responder with `local` proposals accepts from `remote` ones, or None.
+
+    Walks the preferred side's proposals in order (local ones unless `prefer_local` is False,
+    strongSwan's `prefer_configured_proposals`), pairs each with the other side's proposals of
+    the same protocol, and takes the first pair with a common algorithm for every transform
+    type; within a type the preferred side's order wins. The result holds one transform per
+    type plus the remote proposal's number and SPI (RFC 7296 §3.3.1). `skip_dh` ignores DH
+    transforms (the child SA of IKE_AUTH, RFC 7296 §1.2); `skip_private` refuses private-use
+    algorithm ids (>= 1024), as strongSwan does with peers that are not strongSwan.
+    """
+    # strongSwan proposal.c proposal_select
+    prefer, match = (local, remote) if prefer_local else (remote, local)
+    for this in prefer:
+        for other in match:
+            if int(this.protocol_id) != int(other.protocol_id):
+                continue
+            chosen = _select_algos(this, other, skip_dh, skip_private)
+            if chosen is None:
+                continue
+            theirs = other if prefer_local else this
+            return _build_proposal(theirs.number, theirs.protocol_id, theirs.spi, chosen)
+    return None
+
+
+def proposal_dh_groups(proposal: Proposal) -> list[int]:
+    """The DH groups of a proposal in preference order, without NONE."""
+    return [coerce(DhGroup, int(t.transform_id)) for t in proposal.transforms
+            if t.transform_type == _DH and t.transform_id != DhGroup.NONE]
+
+
+def initiator_dh_group(proposals: Sequence[Proposal]) -> int | None:
+    """The group an initiator sends its KE payload for: the first DH transform of the first
+    proposal that has one (strongSwan ike_cfg/child_cfg get_dh_group); None if that is NONE."""
+    for proposal in proposals:
+        for t in proposal.transforms:
+            if t.transform_type == _DH:
+                return None if t.transform_id == DhGroup.NONE else coerce(DhGroup, int(t.transform_id))
+    return None
+
+
+def promote_dh_group(proposals: Sequence[Proposal], group: int) -> list[Proposal]:
+    """Proposals to resend after INVALID_KE_PAYLOAD named `group` (RFC 7296 §1.3): `group` moved
+    to the front of each proposal holding it, proposals without it moved to the back, renumbered
+    1..n (strongSwan ike_init.c build_payloads with promote_transform). Inputs are not changed."""
+    holding, others = [], []
+    for proposal in proposals:
+        dh = [t for t in proposal.transforms if t.transform_type == _DH and t.transform_id == group]
+        if dh:
+            rest = [t for t in proposal.transforms if not (t.transform_type == _DH and t.transform_id == group)]
+            entries = [(_DH, int(group), 0)] + [(int(t.transform_type), int(t.transform_id), t.key_length or 0)
+                                                for t in rest]
+            ordered = sorted(entries, key=lambda e: _wire_rank(e[0]))
+            holding.append((proposal, ordered))
+        else:
+            others.append((proposal, _entries(proposal)))
+    return [_build_proposal(number, p.protocol_id, p.spi, entries)
+            for number, (p, entries) in enumerate(holding + others, 1)]
+
+
+def invalid_ke_group(selected: Proposal, ke_group: int | None) -> int | None:
+    """The group a responder names in INVALID_KE_PAYLOAD, or None when the KE payload's group
+    (None: no KE payload) is the selected proposal's, or the proposal has no DH (RFC 7296 §1.3, §2.7)."""
+    groups = proposal_dh_groups(selected)
+    if not groups or (ke_group is not None and int(ke_group) in groups):
+        return None
+    return groups[0]
+
+
+def responder_dh_group(local: Sequence[Proposal], remote: Sequence[Proposal], ke_group: int | None,
+                       prefer_local: bool = True, *, skip_private: bool = False) -> int | None:
+    """`invalid_ke_group` for the proposal `select_proposal` picks; None also when nothing matches
+    (that is NO_PROPOSAL_CHOSEN, not INVALID_KE_PAYLOAD)."""
+    selected = select_proposal(local, remote, prefer_local, skip_private=skip_private)
+    return None if selected is None else invalid_ke_group(selected, ke_group)
+
+
+@dataclass(frozen=True)
+class ChosenAlgorithms:
+    """The algorithms of a selected proposal, one per transform type (None where absent)."""
+
+    protocol: int
+    number: int
+    spi: bytes
+    encr: int | None
+    encr_key_length: int | None
+    prf: int | None
+    integ: int | None
+    dh: int | None
+    esn: bool
+
+    @property
+    def aead(self) -> bool:
+        return self.encr is not None and is_aead(self.encr)
+
+    @classmethod
+    def from_proposal(cls, proposal: Proposal) -> "ChosenAlgorithms":
+        """Raises ProposalError unless the proposal holds at most one transform per type."""
+        by_type: dict[int, Transform] = {}
+        for t in proposal.transforms:
+            ttype = int(t.transform_type)
+            if ttype in by_type:
+                raise ProposalError(f"proposal {proposal.number} holds more than one {_format_type(ttype)} "
+                                    f"transform; select_proposal() first",
+                                    text=format_proposal(proposal), protocol=int(proposal.protocol_id))
+            by_type[ttype] = t
+
+        def tid(ttype: int) -> int | None:
+            t = by_type.get(ttype)
+            return None if t is None else coerce(_ID_ENUMS[ttype], int(t.transform_id))
+
+        encr = by_type.get(_ENCR)
+        esn = by_type.get(_ESN)
+        return cls(
+            protocol=coerce(ProtocolId, int(proposal.protocol_id)),
+            number=proposal.number,
+            spi=proposal.spi,
+            encr=tid(_ENCR),
+            encr_key_length=None if encr is None else encr.key_length,
+            prf=tid(_PRF),
+            integ=None if by_type.get(_INTEG) is None or by_type[_INTEG].transform_id == IntegId.NONE else tid(_INTEG),
+            dh=None if by_type.get(_DH) is None or by_type[_DH].transform_id == DhGroup.NONE else tid(_DH),
+            esn=esn is not None and esn.transform_id == EsnId.ESN,
+        )
+
+    def __str__(self) -> str:
+        parts = []
+        for ttype, value, key_length in ((_ENCR, self.encr, self.encr_key_length or 0), (_INTEG, self.integ, 0),
+                                         (_PRF, self.prf, 0), (_DH, self.dh, 0)):
+            if value is not None:
+                parts.append(_format_entry((ttype, int(value), key_length)))
+        if self.protocol in (ProtocolId.ESP, ProtocolId.AH):
+            parts.append("esn" if self.esn else "noesn")
+        return "-".join(parts)
+
+
+def _format_type(ttype: int) -> str:
+    try:
+        return TransformType(ttype).name
+    except ValueError:
+        return f"type {ttype}"
