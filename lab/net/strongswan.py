@@ -1,0 +1,650 @@
+"""strongSwan's charon as a peer inside a Mininet host.
+
+`StrongSwan(node, workdir)` runs /usr/lib/ipsec/charon with kernel-libipsec (userspace
+ESP through a TUN device, since this kernel has no XFRM ESP) in the node's network
+namespace, with its own strongswan.conf, swanctl directory and vici socket, and drives
+it with swanctl. The node must have a private /var/run (Mininet `privateDirs=['/var/run']`)
+because charon always writes /var/run/charon.pid.
+
+`render_s2s_conf(...)` writes a swanctl.conf for one site-to-site connection.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+CHARON = "/usr/lib/ipsec/charon"
+SWANCTL = "/usr/sbin/swanctl"
+PLUGIN_DIR = "/usr/lib/ipsec/plugins"
+
+# The recipe's list (shared/reference/strongswan.md); a plugin whose file is missing is
+# left out and reported in `StrongSwan.missing_plugins`.
+CHARON_PLUGINS = (
+    "random nonce openssl aes sha1 sha2 hmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
+    "kernel-libipsec kernel-netlink socket-default vici"
+).split()
+REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
+SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
+
+# Debian package that ships each plugin file, for the error message when one is missing.
+PLUGIN_PACKAGES = {
+    "kernel-libipsec": "libcharon-extra-plugins",
+    "openssl": "libstrongswan-standard-plugins",
+    "gcm": "libstrongswan-standard-plugins",
+    "curve25519": "libstrongswan-standard-plugins",
+}
+
+# charon's log subsystems (strongswan.conf(5), charon.filelog.<name>.<subsystem>).
+LOG_SUBSYSTEMS = (
+    "dmn mgr ike chd job cfg knl net asn enc tnc imc imv pts tls esp lib".split()
+)
+DEFAULT_LOG_LEVELS = {"default": 1, "ike": 2, "cfg": 1, "net": 1, "enc": 1, "knl": 1, "chd": 1}
+# ike = 4 prints SK_d, SK_ai/ar, SK_ei/er and chd = 4 the ESP keys (Debian has no save-keys).
+KEY_EXPORT_LOG_LEVELS = {"ike": 4, "chd": 4}
+
+DEFAULT_PROPOSALS = ("aes128gcm16-prfsha256-x25519", "aes128-sha256-modp2048")
+DEFAULT_ESP_PROPOSALS = ("aes128gcm16", "aes128-sha256")
+
+# Which plugins can provide an algorithm keyword of a proposal string (any one suffices).
+_ALGORITHM_PLUGINS = (
+    (re.compile(r"gcm"), ("gcm", "openssl")),
+    (re.compile(r"ccm"), ("ccm", "openssl")),
+    (re.compile(r"chacha20poly1305"), ("chapoly", "openssl")),
+    (re.compile(r"^(x25519|curve25519)$"), ("curve25519", "openssl")),
+    (re.compile(r"^(x448|curve448)$"), ("openssl",)),
+    (re.compile(r"^(ecp|prime)\d+"), ("openssl",)),
+    (re.compile(r"^modp\d+"), ("gmp", "openssl")),
+    (re.compile(r"^aes\d+$"), ("aes", "openssl")),
+)
+
+MAX_UNIX_PATH = 107
+# The directories `swanctl --load-all` reads below SWANCTL_DIR (swanctl(8), FILES).
+SWANCTL_SUBDIRS = "x509 x509ca x509ocsp x509aa x509ac x509crl pubkey private rsa ecdsa bliss pkcs8 pkcs12".split()
+# charon log lines that have a known cause, and what to do about it.
+LOG_HINTS = (
+    ("charon already running", "only one charon can run per node (it owns the node's /var/run/charon.pid)"),
+    ("unable to install IPsec policies", "the gateway needs an address inside its own local_ts (LAN or loopback alias)"),
+    ("unable to install source route", "the gateway needs an address inside its own local_ts (LAN or loopback alias)"),
+    ("could not create any sockets", "UDP 500/4500 are taken in this node (another IKE daemon?)"),
+    ("NO_PROPOSAL_CHOSEN", "the peer had no matching connection or proposal (was its config loaded first?)"),
+    ("AUTHENTICATION_FAILED", "the peers' ids or PSK do not match"),
+)
+
+
+class StrongSwanError(RuntimeError):
+    """Something about running charon or swanctl went wrong; the message says what to do."""
+
+
+_RUNNING: "weakref.WeakSet[StrongSwan]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for instance in list(_RUNNING):
+        instance.stop()
+
+
+def available_plugins(plugin_dir: str = PLUGIN_DIR) -> set[str]:
+    """Names of the charon plugins whose shared objects are installed."""
+    try:
+        names = os.listdir(plugin_dir)
+    except FileNotFoundError:
+        return set()
+    return {
+        n[len("libstrongswan-") : -len(".so")]
+        for n in names
+        if n.startswith("libstrongswan-") and n.endswith(".so")
+    }
+
+
+def check_installed(charon: str = CHARON, swanctl: str = SWANCTL, plugin_dir: str = PLUGIN_DIR) -> None:
+    """Raise StrongSwanError with the apt-get line to run if charon, swanctl or a required
+    plugin is missing, or if we are not root."""
+    if not os.path.exists(charon):
+        raise StrongSwanError(
+            f"strongSwan's charon is not installed ({charon} missing): "
+            "apt-get install strongswan-charon libcharon-extra-plugins"
+        )
+    if not os.path.exists(swanctl):
+        raise StrongSwanError(
+            f"strongSwan's swanctl is not installed ({swanctl} missing): apt-get install strongswan-swanctl"
+        )
+    have = available_plugins(plugin_dir)
+    missing = [p for p in REQUIRED_PLUGINS if p not in have]
+    if missing:
+        packages = sorted({PLUGIN_PACKAGES.get(p, "strongswan-libcharon") for p in missing})
+        raise StrongSwanError(
+            f"strongSwan plugin(s) {', '.join(missing)} missing in {plugin_dir}: "
+            f"apt-get install {' '.join(packages)}"
+        )
+    if os.geteuid() != 0:
+        raise StrongSwanError("running strongSwan in a network namespace needs root: run this as root (e.g. with sudo).")
+
+
+def render_strongswan_conf(
+    vici_socket: str | os.PathLike,
+    log_file: str | os.PathLike,
+    log_levels: Mapping[str, int] | None = None,
+    plugins: Iterable[str] = CHARON_PLUGINS,
+    swanctl_plugins: Iterable[str] = SWANCTL_PLUGINS,
+) -> str:
+    """A strongswan.conf for one charon: monolithic plugin list, its own vici socket, a
+    file log with the given levels (`{"default": 1, "ike": 2, ...}`)."""
+    levels = dict(DEFAULT_LOG_LEVELS if log_levels is None else log_levels)
+    for key in levels:
+        if key != "default" and key not in LOG_SUBSYSTEMS:
+            raise ValueError(f"unknown charon log subsystem {key!r}; known: default, {', '.join(LOG_SUBSYSTEMS)}")
+    level_lines = "".join(f"        {k} = {int(v)}\n" for k, v in levels.items())
+    uri = f"unix://{os.fspath(vici_socket)}"
+    # strongswan.conf(5): a value runs to the end of its line, so one key per line.
+    return (
+        "charon {\n"
+        "  load_modular = no\n"
+        f"  load = {' '.join(plugins)}\n"
+        "  plugins {\n"
+        "    vici {\n"
+        f"      socket = {uri}\n"
+        "    }\n"
+        "  }\n"
+        "  filelog {\n"
+        "    charon-log {\n"
+        f"      path = {os.fspath(log_file)}\n"
+        "      time_format = %H:%M:%S\n"
+        "      ike_name = yes\n"
+        "      append = no\n"
+        "      flush_line = yes\n"
+        f"{level_lines}"
+        "    }\n"
+        "  }\n"
+        "}\n"
+        "swanctl {\n"
+        f"  load = {' '.join(swanctl_plugins)}\n"
+        f"  socket = {uri}\n"
+        "}\n"
+    )
+
+
+def usable_proposals(proposals: Iterable[str], plugins: set[str] | None = None) -> list[str]:
+    """The proposal strings whose algorithms the installed plugins can provide (GCM and
+    x25519 need libstrongswan-standard-plugins); the others are left out."""
+    have = available_plugins() if plugins is None else plugins
+    usable = []
+    for proposal in proposals:
+        ok = True
+        for keyword in proposal.split("-"):
+            for pattern, providers in _ALGORITHM_PLUGINS:
+                if pattern.search(keyword) and not have.intersection(providers):
+                    ok = False
+        if ok:
+            usable.append(proposal)
+    return usable
+
+
+def _join(value: str | Sequence[str]) -> str:
+    return value if isinstance(value, str) else ", ".join(value)
+
+
+def render_s2s_conf(
+    *,
+    local_addrs: str,
+    remote_addrs: str,
+    local_id: str,
+    remote_id: str,
+    psk: str,
+    local_ts: str | Sequence[str],
+    remote_ts: str | Sequence[str],
+    name: str = "s2s",
+    child: str = "net",
+    proposals: str | Sequence[str] | None = None,
+    esp_proposals: str | Sequence[str] | None = None,
+    mobike: bool = False,
+    mode: str = "tunnel",
+    rekey_time: str | None = None,
+    child_rekey_time: str | None = None,
+    start_action: str | None = None,
+    extra_connection: Mapping[str, str] | None = None,
+) -> str:
+    """swanctl.conf text for one site-to-site connection authenticated by a PSK, in the
+    recipe's shape: `connections { <name> { ... children { <child> { ... } } } }` plus
+    `secrets`. For the responder pass `remote_addrs="%any"`. Without `proposals` /
+    `esp_proposals` the recipe's lists are used, less what the installed plugins lack.
+
+    With kernel-libipsec the gateway needs an address inside its own `local_ts` (a LAN
+    interface or a loopback alias), or the CHILD_SA fails to install its route."""
+    if '"' in psk or "\n" in psk:
+        raise ValueError("the PSK must not contain a double quote or a newline")
+    for what, value in (("connection name", name), ("child name", child)):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+            raise ValueError(f"{what} {value!r} must be letters, digits, '-' or '_'")
+    if proposals is None:
+        proposals = usable_proposals(DEFAULT_PROPOSALS)
+    if esp_proposals is None:
+        esp_proposals = usable_proposals(DEFAULT_ESP_PROPOSALS)
+    if not proposals or not esp_proposals:
+        raise StrongSwanError("no usable default proposal: apt-get install libstrongswan-standard-plugins")
+    conn = [
+        "    version = 2",
+        f"    local_addrs = {local_addrs}",
+        f"    remote_addrs = {remote_addrs}",
+        f"    proposals = {_join(proposals)}",
+        f"    mobike = {'yes' if mobike else 'no'}",
+    ]
+    if rekey_time is not None:
+        conn.append(f"    rekey_time = {rekey_time}")
+    for key, value in (extra_connection or {}).items():
+        conn.append(f"    {key} = {value}")
+    child_lines = [
+        f"        local_ts = {_join(local_ts)}",
+        f"        remote_ts = {_join(remote_ts)}",
+        f"        esp_proposals = {_join(esp_proposals)}",
+        f"        mode = {mode}",
+    ]
+    if child_rekey_time is not None:
+        child_lines.append(f"        rekey_time = {child_rekey_time}")
+    if start_action is not None:
+        child_lines.append(f"        start_action = {start_action}")
+    return (
+        "connections {\n"
+        f"  {name} {{\n"
+        + "\n".join(conn)
+        + "\n"
+        "    local {\n"
+        "      auth = psk\n"
+        f"      id = {local_id}\n"
+        "    }\n"
+        "    remote {\n"
+        "      auth = psk\n"
+        f"      id = {remote_id}\n"
+        "    }\n"
+        "    children {\n"
+        f"      {child} {{\n"
+        + "\n".join(child_lines)
+        + "\n"
+        "      }\n"
+        "    }\n"
+        "  }\n"
+        "}\n"
+        "secrets {\n"
+        f"  ike-{name} {{\n"
+        f"    id-local = {local_id}\n"
+        f"    id-remote = {remote_id}\n"
+        f'    secret = "{psk}"\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def parse_vici_pretty(text: str) -> list[tuple[str, Any]]:
+    """Parse `swanctl ... --pretty` output: a sequence of `<name> {` ... `}` messages whose
+    lines are `key = value`, `key = [` items `]` and `section {` ... `}`.
+    Returns [(message name, dict)], e.g. [("list-sa event", {"s2s": {...}})]."""
+    messages: list[tuple[str, Any]] = []
+    stack: list[Any] = []
+    name_stack: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        top = stack[-1] if stack else None
+        if isinstance(top, list):
+            if line == "]":
+                stack.pop()
+                name_stack.pop()
+            else:
+                top.append(line)
+            continue
+        if line.endswith("{") and " = " not in line:
+            name = line[:-1].strip()
+            section: dict[str, Any] = {}
+            if top is not None:
+                top[name] = section
+            stack.append(section)
+            name_stack.append(name)
+        elif line == "}":
+            if not stack:
+                raise StrongSwanError(f"unbalanced '}}' at line {lineno} of swanctl output")
+            section = stack.pop()
+            name = name_stack.pop()
+            if not stack:
+                messages.append((name, section))
+        elif " = " in line or line.endswith(" ="):
+            key, _, value = line.partition(" =")
+            key, value = key.strip(), value.strip()
+            if top is None:
+                continue
+            if value == "[":
+                items: list[str] = []
+                top[key] = items
+                stack.append(items)
+                name_stack.append(key)
+            else:
+                top[key] = value
+        elif top is None:
+            continue
+        else:
+            raise StrongSwanError(f"cannot parse line {lineno} of swanctl output: {raw!r}")
+    if stack:
+        raise StrongSwanError("swanctl output ended inside a section")
+    return messages
+
+
+class StrongSwan:
+    """One charon (kernel-libipsec) in a Mininet node, with its own files in `workdir`:
+    strongswan.conf, swanctl/swanctl.conf, charon.vici, charon.log, charon.out."""
+
+    def __init__(
+        self,
+        node: Any,
+        workdir: str | os.PathLike,
+        name: str | None = None,
+        *,
+        log_levels: Mapping[str, int] | None = None,
+        export_keys: bool = False,
+        charon: str = CHARON,
+        swanctl: str = SWANCTL,
+        start_timeout: float = 15.0,
+    ) -> None:
+        self.node = node
+        self.name = name or getattr(node, "name", "charon")
+        self.workdir = Path(workdir).absolute()
+        self.charon = charon
+        self.swanctl_bin = swanctl
+        self.start_timeout = start_timeout
+        levels = dict(DEFAULT_LOG_LEVELS)
+        levels.update(log_levels or {})
+        if export_keys:
+            levels.update(KEY_EXPORT_LOG_LEVELS)
+        self.log_levels = levels
+        self.export_keys = export_keys
+        self.conf_path = self.workdir / "strongswan.conf"
+        self.swanctl_dir = self.workdir / "swanctl"
+        self.vici_socket = self.workdir / "charon.vici"
+        self.log_path = self.workdir / "charon.log"
+        self.out_path = self.workdir / "charon.out"
+        self.process: subprocess.Popen | None = None
+        self.missing_plugins: list[str] = []
+
+    # -- files ---------------------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["STRONGSWAN_CONF"] = str(self.conf_path)
+        env["SWANCTL_DIR"] = str(self.swanctl_dir)
+        return env
+
+    def write_config(self, swanctl_conf: str, secrets: str | None = None) -> Path:
+        """Write swanctl/swanctl.conf (and, if given, swanctl/conf.d/secrets.conf, which
+        swanctl.conf includes); returns the swanctl.conf path."""
+        self._write_strongswan_conf()
+        text = swanctl_conf
+        if secrets is not None:
+            (self.swanctl_dir / "conf.d").mkdir(parents=True, exist_ok=True)
+            (self.swanctl_dir / "conf.d" / "secrets.conf").write_text(secrets)
+            text = text.rstrip("\n") + "\ninclude conf.d/*.conf\n"
+        path = self.swanctl_dir / "swanctl.conf"
+        path.write_text(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def _write_strongswan_conf(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for sub in ("", "conf.d", *SWANCTL_SUBDIRS):
+            (self.swanctl_dir / sub).mkdir(parents=True, exist_ok=True)
+        if len(str(self.vici_socket)) > MAX_UNIX_PATH:
+            raise StrongSwanError(
+                f"the vici socket path {self.vici_socket} is longer than {MAX_UNIX_PATH} bytes: use a shorter workdir"
+            )
+        have = available_plugins(os.path.join(os.path.dirname(self.charon), "plugins"))
+        plugins = [p for p in CHARON_PLUGINS if p in have]
+        self.missing_plugins = [p for p in CHARON_PLUGINS if p not in have]
+        self.conf_path.write_text(
+            render_strongswan_conf(
+                self.vici_socket,
+                self.log_path,
+                self.log_levels,
+                plugins,
+                [p for p in SWANCTL_PLUGINS if p in have],
+            )
+        )
+
+    # -- process -------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> "StrongSwan":
+        """Start charon in the node and wait (bounded) until its vici socket answers."""
+        if self.running:
+            return self
+        check_installed(self.charon, self.swanctl_bin, os.path.join(os.path.dirname(self.charon), "plugins"))
+        private = [d if isinstance(d, str) else d[0] for d in getattr(self.node, "privateDirs", ["/var/run"])]
+        if not {"/var/run", "/run"} & set(private):
+            raise StrongSwanError(
+                f"node {self.name} needs a private /var/run for charon.pid: create it with privateDirs=['/var/run']"
+            )
+        if not self.conf_path.exists():
+            self._write_strongswan_conf()
+        if self.vici_socket.exists():
+            self.vici_socket.unlink()
+        out = open(self.out_path, "wb")
+        try:
+            self.process = self.node.popen([self.charon], stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT, env=self.env)
+        finally:
+            out.close()
+        _RUNNING.add(self)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise StrongSwanError(f"charon on {self.name} exited with status {code} while starting:\n{self.log_tail()}")
+            if self._vici_answers():
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StrongSwanError(
+                    f"charon on {self.name} did not open {self.vici_socket} within {self.start_timeout:g} s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+        self.swanctl("--stats")
+        return self
+
+    def _vici_answers(self) -> bool:
+        if not self.vici_socket.exists():
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            try:
+                s.connect(str(self.vici_socket))
+            except OSError:
+                return False
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM charon by its PID, wait up to `timeout` seconds, then SIGKILL and wait."""
+        proc = self.process
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.kill(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(5)
+        finally:
+            self.process = None
+            _RUNNING.discard(self)
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The last lines of charon's log file and of its stdout/stderr, after a hint if
+        the log shows a known cause."""
+        log = self.log_text()
+        parts = [f"hint: {hint}" for needle, hint in LOG_HINTS if needle in log]
+        for path in (self.log_path, self.out_path):
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except FileNotFoundError:
+                continue
+            if tail:
+                parts.append(f"--- {path} ---\n" + "\n".join(tail))
+        return "\n".join(parts) or "(charon wrote no log)"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> "StrongSwan":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- swanctl -------------------------------------------------------------------
+
+    def swanctl(self, *args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess:
+        """Run swanctl in the node against this charon; raise StrongSwanError on failure."""
+        cmd = [self.swanctl_bin, *args]
+        proc = self.node.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=self.env)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise StrongSwanError(
+                f"swanctl {' '.join(args)} on {self.name} did not finish within {timeout:g} s:\n{self.log_tail()}"
+            ) from None
+        result = subprocess.CompletedProcess(cmd, proc.returncode, out.decode(errors="replace"),
+                                             err.decode(errors="replace"))
+        if check and result.returncode != 0:
+            raise StrongSwanError(
+                f"swanctl {' '.join(args)} on {self.name} failed with status {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}\n{self.log_tail()}"
+            )
+        return result
+
+    def load_all(self) -> str:
+        """swanctl --load-all: connections, secrets and pools from workdir/swanctl."""
+        result = self.swanctl("--load-all", "--noprompt")
+        for line in result.stderr.splitlines():
+            # swanctl reports a config file it cannot parse on stderr and still exits 0
+            if "syntax error" in line or "invalid config file" in line:
+                raise StrongSwanError(f"swanctl on {self.name} cannot read its config: {line}")
+        return result.stdout
+
+    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> str:
+        """Initiate a CHILD_SA (and its IKE SA); waits until it is up or `timeout` passes."""
+        args = ["--initiate", "--timeout", str(int(timeout))]
+        if child:
+            args += ["--child", child]
+        if ike:
+            args += ["--ike", ike]
+        if not child and not ike:
+            raise ValueError("initiate needs a child or an ike name")
+        return self.swanctl(*args, timeout=timeout + 10).stdout
+
+    def terminate(self, ike: str | None = None, child: str | None = None, *, ike_id: int | None = None,
+                  child_id: int | None = None, force: bool = False, timeout: float = 10) -> str:
+        """Delete an IKE SA (with its children) or a CHILD_SA, by name or unique id."""
+        args = ["--terminate", "--timeout", str(int(timeout))]
+        args += self._selectors(ike, child, ike_id, child_id)
+        if force:
+            args.append("--force")
+        return self.swanctl(*args, timeout=timeout + 10).stdout
+
+    def rekey(self, child: str | None = None, ike: str | None = None, *, ike_id: int | None = None,
+              child_id: int | None = None, reauth: bool = False) -> str:
+        """Start a rekeying of a CHILD_SA or an IKE SA (returns when it is queued; use
+        wait_for() to see it done)."""
+        args = ["--rekey", *self._selectors(ike, child, ike_id, child_id)]
+        if reauth:
+            args.append("--reauth")
+        return self.swanctl(*args).stdout
+
+    @staticmethod
+    def _selectors(ike: str | None, child: str | None, ike_id: int | None, child_id: int | None) -> list[str]:
+        args: list[str] = []
+        if child is not None:
+            args += ["--child", child]
+        if ike is not None:
+            args += ["--ike", ike]
+        if child_id is not None:
+            args += ["--child-id", str(child_id)]
+        if ike_id is not None:
+            args += ["--ike-id", str(ike_id)]
+        if not args:
+            raise ValueError("name an IKE SA or a CHILD_SA (ike=, child=, ike_id= or child_id=)")
+        return args
+
+    def list_sas(self, ike: str | None = None) -> list[dict[str, Any]]:
+        """The IKE SAs as charon reports them (`swanctl --list-sas --pretty`): one dict per
+        IKE SA with its vici keys ("state", "spi-i", "local-host", ...) plus "name",
+        and "child-sas" as {unique name: dict with "name", "state", "spi-in", ...}."""
+        args = ["--list-sas", "--pretty"]
+        if ike:
+            args += ["--ike", ike]
+        sas = []
+        for msg_name, body in parse_vici_pretty(self.swanctl(*args).stdout):
+            if msg_name != "list-sa event":
+                continue
+            for name, sa in body.items():
+                sa = dict(sa)
+                sa["name"] = name
+                sa.setdefault("child-sas", {})
+                sas.append(sa)
+        return sas
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0,
+                 what: str = "the SAs to reach the expected state", interval: float = 0.2) -> list[dict[str, Any]]:
+        """Poll list_sas() until `predicate(sas)` is true; raise StrongSwanError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sas = self.list_sas()
+            if predicate(sas):
+                return sas
+            if not self.running:
+                raise StrongSwanError(f"charon on {self.name} died while waiting for {what}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise StrongSwanError(
+                    f"timed out after {timeout:g} s on {self.name} waiting for {what}; SAs now: {sas}\n{self.log_tail()}"
+                )
+            time.sleep(interval)
+
+
+def established(sas: list[dict[str, Any]], ike: str, child: str | None = None) -> bool:
+    """True if an IKE SA named `ike` is ESTABLISHED (and, if `child` is given, has an
+    INSTALLED CHILD_SA of that name)."""
+    for sa in sas:
+        if sa.get("name") != ike or sa.get("state") != "ESTABLISHED":
+            continue
+        if child is None:
+            return True
+        if any(c.get("name") == child and c.get("state") == "INSTALLED" for c in sa["child-sas"].values()):
+            return True
+    return False
+

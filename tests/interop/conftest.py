@@ -1,0 +1,235 @@
+"""A two-gateway Mininet network for strongSwan interop tests, torn down completely.
+
+    swgwa (203.0.113.1, LAN 10.1.0.1 on lo) ---- swgwb (203.0.113.2, LAN 10.2.0.1 on lo)
+
+Each gateway has a private /var/run (charon.pid) and a StrongSwan object whose
+swanctl.conf describes the site-to-site connection `s2s` with child `net`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, render_s2s_conf
+
+MARKER = "ipsec-lab-interop"
+PSK = "a-lab-only-psk"
+GATEWAYS = {
+    "swgwa": {"wan": "203.0.113.1", "lan": "10.1.0.1", "local_ts": "10.1.0.0/24", "id": "gwa.lab"},
+    "swgwb": {"wan": "203.0.113.2", "lan": "10.2.0.1", "local_ts": "10.2.0.0/24", "id": "gwb.lab"},
+}
+PEER = {"swgwa": "swgwb", "swgwb": "swgwa"}
+
+
+def _require_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("interop tests need root (network namespaces): run them as root")
+    try:
+        check_installed()
+    except StrongSwanError as err:
+        pytest.fail(str(err), pytrace=False)
+    for tool, package in (("tshark", "tshark"), ("tcpdump", "tcpdump"), ("mnexec", "mininet"), ("ip", "iproute2"),
+                          ("ping", "iputils-ping"), ("ifconfig", "net-tools")):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: apt-get install {package}", pytrace=False)
+
+
+# ------------------------------------------------------------------ leftovers
+
+
+def _read_proc(pid: str, what: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _our_processes() -> list[tuple[int, str]]:
+    """Processes this harness starts: the node shells `mininet:swgw?`, and charon, swanctl
+    and tcpdump whose environment or arguments name a directory marked MARKER."""
+    found = []
+    marker = MARKER.encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        cmdline = _read_proc(pid, "cmdline").split(b"\0")
+        if not cmdline or not cmdline[0]:
+            continue
+        text = b" ".join(cmdline).decode(errors="replace")
+        if any(arg.decode(errors="replace") in {f"mininet:{n}" for n in GATEWAYS} for arg in cmdline):
+            found.append((int(pid), text))
+        elif os.path.basename(cmdline[0]) in (b"charon", b"swanctl", b"tcpdump"):
+            if marker in _read_proc(pid, "environ") or marker in b" ".join(cmdline):
+                found.append((int(pid), text))
+    return found
+
+
+def _our_links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    links = []
+    for line in out.splitlines():
+        name = line.split(":", 2)[1].strip().split("@")[0]
+        if any(name.startswith(f"{n}-") for n in GATEWAYS):
+            links.append(name)
+    return links
+
+
+def _remove_leftovers() -> list[str]:
+    """Kill our leftover processes by PID and delete our leftover links; say what was found."""
+    found = []
+    for pid, text in _our_processes():
+        found.append(f"process {pid} ({text})")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for name in _our_links():
+        found.append(f"link {name}")
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    deadline = time.monotonic() + 5
+    while _our_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+# ------------------------------------------------------------------ capture
+
+
+class Tcpdump:
+    """tcpdump -U -w in a node: start() returns once it is listening; stop() waits until the
+    file stops growing, then ends it with SIGINT so the file is complete."""
+
+    def __init__(self, node: Any, intf: str, path: Path, bpf: str) -> None:
+        self.node, self.intf, self.path, self.bpf = node, intf, Path(path), bpf
+        self.err_path = self.path.with_suffix(".tcpdump.txt")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> "Tcpdump":
+        with open(self.err_path, "wb") as err:
+            self.process = self.node.popen(
+                ["tcpdump", "-i", self.intf, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", str(self.path),
+                 self.bpf],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + timeout
+        while "listening on" not in self.err_path.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tcpdump on {self.intf} did not start: {self.err_path.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def settle(self, quiet: float = 0.5, timeout: float = 5.0) -> None:
+        """Wait until the capture file has not grown for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        size, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size if self.path.exists() else 0
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> str:
+        """Stop tcpdump; returns its stderr (the packet counts)."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            self.settle()
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+
+
+# ------------------------------------------------------------------ the lab
+
+
+@dataclass
+class S2SLab:
+    net: Any
+    workdir: Path
+    nodes: dict[str, Any]
+    swans: dict[str, StrongSwan]
+    captures: list[Tcpdump] = field(default_factory=list)
+
+    def capture(self, gateway: str, filename: str, bpf: str = "udp port 500 or udp port 4500") -> Tcpdump:
+        dump = Tcpdump(self.nodes[gateway], f"{gateway}-eth0", self.workdir / filename, bpf)
+        self.captures.append(dump)
+        return dump.start()
+
+    def ping(self, gateway: str, count: int = 3) -> int:
+        """Ping the peer gateway's LAN address from this one's; returns replies received."""
+        src, dst = GATEWAYS[gateway]["lan"], GATEWAYS[PEER[gateway]]["lan"]
+        out = self.nodes[gateway].cmd(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}")
+        for line in out.splitlines():
+            if " received" in line:
+                return int(line.split(",")[1].split()[0])
+        return 0
+
+
+def _s2s_conf(gateway: str, initiator: bool) -> str:
+    me, peer = GATEWAYS[gateway], GATEWAYS[PEER[gateway]]
+    return render_s2s_conf(
+        local_addrs=me["wan"], remote_addrs=peer["wan"] if initiator else "%any",
+        local_id=me["id"], remote_id=peer["id"], psk=PSK,
+        local_ts=me["local_ts"], remote_ts=peer["local_ts"])
+
+
+@pytest.fixture
+def s2s_lab(tmp_path_factory: pytest.TempPathFactory):
+    """swgwa (initiator config) and swgwb (responder config) joined by one link; charon not
+    started. Everything is removed afterwards, and a leftover fails the test."""
+    _require_tools()
+    stale = _remove_leftovers()
+    if stale:
+        print("removed leftovers of an earlier interop run:", *stale, sep="\n  ")
+    from mininet.net import Mininet
+
+    workdir = tmp_path_factory.mktemp(MARKER)
+    net = Mininet(topo=None, controller=None, build=False, autoSetMacs=False, autoStaticArp=False)
+    lab = S2SLab(net=net, workdir=workdir, nodes={}, swans={})
+    try:
+        for name in GATEWAYS:
+            lab.nodes[name] = net.addHost(name, ip=None, privateDirs=["/var/run"])
+        net.addLink(lab.nodes["swgwa"], lab.nodes["swgwb"], intfName1="swgwa-eth0", intfName2="swgwb-eth0")
+        net.build()
+        for name, gw in GATEWAYS.items():
+            node = lab.nodes[name]
+            out = node.cmd(f"ip addr add {gw['wan']}/24 dev {name}-eth0 && ip link set {name}-eth0 up"
+                           f" && ip addr add {gw['lan']}/32 dev lo && echo configured")
+            assert "configured" in out, f"configuring {name} failed: {out}"
+            swan = StrongSwan(node, workdir / name, name)
+            swan.write_config(_s2s_conf(name, initiator=(name == "swgwa")))
+            lab.swans[name] = swan
+        yield lab
+    finally:
+        problems = []
+        for dump in lab.captures:
+            try:
+                dump.stop()
+            except Exception as err:  # keep tearing down
+                problems.append(f"stopping tcpdump: {err}")
+        for swan in lab.swans.values():
+            try:
+                swan.stop()
+            except Exception as err:
+                problems.append(f"stopping charon on {swan.name}: {err}")
+        try:
+            net.stop()
+        except Exception as err:
+            problems.append(f"net.stop(): {err}")
+        left = _remove_leftovers()
+        if left or problems:
+            pytest.fail("interop teardown was not clean: " + "; ".join(problems + left), pytrace=False)
