@@ -1,0 +1,215 @@
+"""Protection of the Encrypted payload SK (and SKF) of RFC 7296 §3.14.
+
+AES-CBC with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM with 8, 12 or
+16-octet ICVs (RFC 5282) and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV,
+so the state machine decides where randomness comes from and tests are deterministic.
+
+`aad` is always the message prefix that precedes the IV: the IKE header through the
+end of the SK generic payload header (for SKF, through the Total Fragments field),
+with the final Length fields already in place. It is the AEAD associated data, and for
+CBC it is the first part of what the ICV covers. Offsets in `ParseError`s raised by
+`open` count from the start of that message, i.e. the IV is at offset `len(aad)`.
+"""
+from __future__ import annotations
+
+import hmac as _std_hmac
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from ..const import EncrId, IntegId, coerce, name_of
+from ..errors import CryptoError, IntegrityError, ParseError
+from .algorithms import (
+    AEAD_SALT_SIZE,
+    aead_icv_size,
+    check_encr_key_length,
+    encr_key_size,
+    integ_hash,
+    integ_icv_size,
+    integ_key_size,
+    is_aead,
+)
+
+AES_BLOCK_SIZE = 16
+AEAD_IV_SIZE = 8
+MAX_PAD_LENGTH = 255
+
+
+def integ_mac(integ_id: int, key: bytes, data: bytes) -> bytes:
+    """The truncated HMAC an integrity transform produces over `data` (RFC 2404, RFC 4868)."""
+    hash_cls = integ_hash(integ_id)
+    if hash_cls is None:
+        raise CryptoError("INTEG NONE computes no ICV")
+    if len(key) != integ_key_size(integ_id):
+        raise CryptoError(
+            f"{name_of(IntegId, integ_id)} needs a {integ_key_size(integ_id)}-octet key, got {len(key)}"
+        )
+    h = hmac.HMAC(bytes(key), hash_cls())
+    h.update(bytes(data))
+    return h.finalize()[: integ_icv_size(integ_id)]
+
+
+class SkCipher:
+    """Encrypts and authenticates the inner payloads of an SK/SKF payload.
+
+    Made from the negotiated ENCR transform (id and Key Length attribute, in bits) and
+    the INTEG transform (IntegId.NONE for AEAD ciphers).
+    """
+
+    def __init__(self, encr_id: int, key_length: int | None, integ_id: int = IntegId.NONE) -> None:
+        self.encr_id = coerce(EncrId, encr_id)
+        self.key_length = check_encr_key_length(encr_id, key_length)
+        self.integ_id = coerce(IntegId, integ_id)
+        self.aead = is_aead(encr_id)
+        if self.aead:
+            if integ_id != IntegId.NONE:
+                # RFC 5282 §8, RFC 7634 §4
+                raise CryptoError(
+                    f"{name_of(EncrId, encr_id)} is an AEAD cipher; the integrity transform must be NONE, "
+                    f"not {name_of(IntegId, integ_id)}"
+                )
+            self.iv_size = AEAD_IV_SIZE
+            self.icv_size = aead_icv_size(encr_id)
+            self.block_size = 1
+        elif encr_id == EncrId.AES_CBC:
+            if integ_id == IntegId.NONE:
+                raise CryptoError("ENCR_AES_CBC needs an integrity transform; INTEG NONE leaves the SK payload unauthenticated")
+            self.iv_size = AES_BLOCK_SIZE
+            self.icv_size = integ_icv_size(integ_id)
+            self.block_size = AES_BLOCK_SIZE
+        else:
+            raise CryptoError(f"{name_of(EncrId, encr_id)} cannot protect an SK payload in this lab")
+        self.encr_key_size = encr_key_size(encr_id, key_length)
+        self.integ_key_size = integ_key_size(integ_id)
+
+    def __repr__(self) -> str:
+        bits = f", {self.key_length}" if self.key_length else ""
+        integ = "" if self.aead else f", {name_of(IntegId, self.integ_id)}"
+        return f"SkCipher({name_of(EncrId, self.encr_id)}{bits}{integ})"
+
+    def pad_length(self, inner_len: int) -> int:
+        """The smallest padding for `inner_len` octets of inner payloads."""
+        return (-(inner_len + 1)) % self.block_size
+
+    def encrypted_length(self, inner_len: int, pad_length: int | None = None) -> int:
+        """Octets of IV | ciphertext | ICV for `inner_len` octets of inner payloads."""
+        if pad_length is None:
+            pad_length = self.pad_length(inner_len)
+        self._check_padding(inner_len, pad_length)
+        return self.iv_size + inner_len + pad_length + 1 + self.icv_size
+
+    def _check_padding(self, inner_len: int, pad_length: int) -> None:
+        if not 0 <= pad_length <= MAX_PAD_LENGTH:
+            raise CryptoError(f"pad length {pad_length} is outside 0..255")
+        if (inner_len + pad_length + 1) % self.block_size:
+            raise CryptoError(
+                f"{inner_len} octets of payloads + {pad_length} of padding + the Pad Length octet "
+                f"is not a multiple of the {self.block_size}-octet block"
+            )
+
+    def _check_keys(self, key_e: bytes, key_a: bytes) -> None:
+        if len(key_e) != self.encr_key_size:
+            raise CryptoError(f"{self!r} needs a {self.encr_key_size}-octet encryption key, got {len(key_e)}")
+        if len(key_a) != self.integ_key_size:
+            raise CryptoError(f"{self!r} needs a {self.integ_key_size}-octet integrity key, got {len(key_a)}")
+
+    def seal(
+        self,
+        key_e: bytes,
+        key_a: bytes,
+        iv: bytes,
+        aad: bytes,
+        inner: bytes,
+        padding: bytes | None = None,
+    ) -> bytes:
+        """IV | ciphertext | ICV for the inner payloads (RFC 7296 §3.14).
+
+        `padding` gives the pad octets (any values); by default the fewest zero octets.
+        """
+        key_e, key_a, iv, aad, inner = bytes(key_e), bytes(key_a), bytes(iv), bytes(aad), bytes(inner)
+        self._check_keys(key_e, key_a)
+        if len(iv) != self.iv_size:
+            raise CryptoError(f"{self!r} needs a {self.iv_size}-octet IV, got {len(iv)}")
+        if padding is None:
+            padding = bytes(self.pad_length(len(inner)))
+        self._check_padding(len(inner), len(padding))
+        plaintext = inner + bytes(padding) + bytes([len(padding)])
+        if self.aead:
+            return iv + self._aead_encrypt(key_e, iv, aad, plaintext)
+        encryptor = Cipher(algorithms.AES(key_e), modes.CBC(iv)).encryptor()
+        ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+        return iv + ciphertext + integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
+
+    def open(self, key_e: bytes, key_a: bytes, aad: bytes, data: bytes) -> bytes:
+        """The inner payloads from IV | ciphertext | ICV, padding and Pad Length removed.
+
+        IntegrityError when the ICV or tag does not verify; ParseError (offsets from
+        the start of the message, see the module docstring) when the data cannot be an
+        Encrypted payload body of this cipher.
+        """
+        key_e, key_a, aad, data = bytes(key_e), bytes(key_a), bytes(aad), bytes(data)
+        self._check_keys(key_e, key_a)
+        base = len(aad)
+        minimum = self.iv_size + self.block_size + self.icv_size
+        if len(data) < minimum:
+            raise ParseError(
+                base,
+                f"Encrypted payload body of {len(data)} octets is shorter than IV ({self.iv_size}) + "
+                f"one block ({self.block_size}) + ICV ({self.icv_size}) for {self!r}",
+            )
+        iv = data[: self.iv_size]
+        ciphertext = data[self.iv_size: len(data) - self.icv_size]
+        icv = data[len(data) - self.icv_size:]
+        if self.aead:
+            plaintext = self._aead_decrypt(key_e, iv, aad, ciphertext, icv)
+        else:
+            if len(ciphertext) % self.block_size:
+                raise ParseError(
+                    base + self.iv_size,
+                    f"ciphertext of {len(ciphertext)} octets is not a multiple of the "
+                    f"{self.block_size}-octet AES block",
+                )
+            expected = integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
+            if not _std_hmac.compare_digest(expected, icv):
+                raise IntegrityError(f"SK payload ICV does not verify ({name_of(IntegId, self.integ_id)})")
+            decryptor = Cipher(algorithms.AES(key_e), modes.CBC(iv)).decryptor()
+            plaintext = decryptor.update(ciphertext) + decryptor.finalize()
+        pad_length = plaintext[-1]
+        if pad_length + 1 > len(plaintext):
+            raise ParseError(
+                base + self.iv_size + len(ciphertext) - 1,
+                f"Pad Length {pad_length} exceeds the {len(plaintext) - 1} octets of decrypted payloads and padding",
+            )
+        return plaintext[: len(plaintext) - 1 - pad_length]
+
+    def _nonce_and_key(self, key_e: bytes, iv: bytes) -> tuple[bytes, bytes]:
+        # RFC 5282 §4, RFC 7634 §2
+        return key_e[: -AEAD_SALT_SIZE], key_e[-AEAD_SALT_SIZE:] + iv
+
+    def _aead_encrypt(self, key_e: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        key, nonce = self._nonce_and_key(key_e, iv)
+        if self.encr_id == EncrId.CHACHA20_POLY1305:
+            return ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+        sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
+        # NIST SP 800-38D §5.2.1.2
+        return sealed[: len(plaintext) + self.icv_size]
+
+    def _aead_decrypt(self, key_e: bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+        key, nonce = self._nonce_and_key(key_e, iv)
+        try:
+            if self.encr_id == EncrId.CHACHA20_POLY1305:
+                return ChaCha20Poly1305(key).decrypt(nonce, ciphertext + tag, aad)
+            if self.icv_size == 16:
+                return AESGCM(key).decrypt(nonce, ciphertext + tag, aad)
+            decryptor = Cipher(
+                algorithms.AES(key), modes.GCM(nonce, tag, min_tag_length=self.icv_size)
+            ).decryptor()
+            decryptor.authenticate_additional_data(aad)
+            plaintext = decryptor.update(ciphertext)
+            return plaintext + decryptor.finalize()
+        except InvalidTag:
+            raise IntegrityError(
+                f"SK payload {self.icv_size}-octet AEAD tag does not verify ({name_of(EncrId, self.encr_id)})"
+            ) from None
