@@ -13,6 +13,15 @@ from .algorithms import (
     is_aead,
     prf_key_size,
 )
+from .dh import (
+    SUPPORTED_GROUPS,
+    EcpKeyExchange,
+    KeyExchange,
+    ModpKeyExchange,
+    X25519KeyExchange,
+    new_key_exchange,
+    public_value_size,
+)
 from .keys import (
     ChildSaKeys,
     IkeSaKeys,
@@ -28,6 +37,13 @@ from .prf import Prf, get_prf, prf, prf_plus
 from .sk import SkCipher, integ_mac
 
 __all__ = [
+    "SUPPORTED_GROUPS",
+    "EcpKeyExchange",
+    "KeyExchange",
+    "ModpKeyExchange",
+    "X25519KeyExchange",
+    "new_key_exchange",
+    "public_value_size",
     "ChildSaKeys",
     "IkeSaKeys",
     "Prf",
