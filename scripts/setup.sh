@@ -8,7 +8,7 @@ VENV="$ROOT/.venv"
 DEBIAN_PACKAGES=(
     python3 python3-venv python3-pip
     mininet iproute2 iptables iputils-ping tcpdump tshark iperf3
-    strongswan-charon strongswan-swanctl libcharon-extra-plugins
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 )
 
 say() { printf '[setup] %s\n' "$*" >&2; }
