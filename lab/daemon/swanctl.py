@@ -477,6 +477,14 @@ def _addresses(value: str) -> list[Any]:
     return out
 
 
+def _vips(value: str) -> list[str]:
+    addresses = _addresses(value)
+    for address in addresses:
+        if address.version != 4:
+            raise ValueError(f"'{address}': ipsec-lab requests IPv4 virtual IPs only (use 0.0.0.0)")
+    return [str(a) for a in addresses]
+
+
 def _nonempty_secret(value: str) -> bytes:
     secret = decode_secret(value)
     if not secret:
@@ -520,6 +528,7 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "rand_time": parse_time,
     "reauth_time": parse_time,
     "pools": _names,
+    "vips": _vips,
     "fragmentation": _choice(Fragmentation),
     "keyingtries": _uint,
     "send_certreq": _bool,
@@ -527,7 +536,6 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "unique": _choice(Unique),
 }
 _CONN_UNSUPPORTED: _Unsupported = {
-    "vips": (_never, "requesting virtual IPs"),
     "aggressive": (_is_default("no"), "IKEv1 Aggressive Mode"),
     "pull": (_is_default("yes"), "Mode Config push mode"),
     "dscp": (_is_default("000000"), "DSCP marking of IKE packets"),

@@ -509,6 +509,7 @@ class IkeConfig:
     rand_time: int | None = None
     reauth_time: int = 0
     pools: list[str] = field(default_factory=list)
+    vips: list[str] = field(default_factory=list)
     fragmentation: Fragmentation = Fragmentation.YES
     keyingtries: int = 1
     send_certreq: bool = True

@@ -1,0 +1,483 @@
+"""`IkeEndpoint`: every IKE SA of one gateway, as a sans-I/O object (aioquic's model).
+
+Feed it what arrives on UDP 500/4500 with `receive_datagram(payload, src, dst, now)` and
+call `handle_timer(now)` when `get_timer()` says; collect `datagrams_to_send()`,
+`next_event()` and `pop_trace()`. Commands: `initiate`, `terminate`, `rekey_child`,
+`rekey_ike`, `list_sas`. Nothing here opens a socket or reads a clock.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import os
+import struct
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from . import payloads as pl
+from .config import Config, IkeConfig
+from .const import ExchangeType, NotifyType, ProtocolId, name_of
+from .crypto import derive_rekeyed_ike_sa_keys, new_key_exchange
+from .errors import CryptoError, ParseError
+from .events import Event
+from .identity import Identity
+from .message import Datagram, Message, classify_udp, frame_udp
+from .payloads import chain_names
+from .proposals import ChosenAlgorithms, invalid_ke_group, proposal_dh_groups, select_proposal
+from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit,
+                 IkeRekey, IkeSA, IkeState, Pending, _find_notify, _first)
+
+Address = tuple[str, int]
+
+
+@dataclass
+class Settings:
+    """Endpoint-wide settings (strongswan.conf `charon.*` where strongSwan has them)."""
+
+    retransmit_timeout: float = 4.0   # charon.retransmit_timeout
+    retransmit_base: float = 1.8      # charon.retransmit_base
+    retransmit_tries: int = 5         # charon.retransmit_tries
+    cookie_threshold: int = 10        # charon.cookie_threshold (half-open SAs)
+    half_open_timeout: float = 30.0   # charon.half_open_timeout
+    fragment_size: int = 1280         # charon.fragment_size (IP datagram)
+    max_fragments: int = 64
+    max_reassembly: int = 64 * 1024
+    temporary_failure_retry: float = 10.0
+    nonce_size: int = 32
+
+
+@dataclass
+class OutDatagram:
+    data: bytes  # the UDP payload, non-ESP marker included on port 4500
+    src: Address
+    dst: Address
+
+
+class IkeEndpoint:
+    def __init__(self, config: Config, settings: Settings | None = None, *,
+                 random: Callable[[int], bytes] = os.urandom,
+                 wall_clock: Callable[[], datetime.datetime] | None = None, jitter: bool = True) -> None:
+        self.config = config
+        self.settings = settings or Settings()
+        self.random = random
+        self.wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.jitter = jitter
+        self.sas: dict[bytes, IkeSA] = {}            # by our SPI
+        self.half_open: dict[tuple[Address, bytes], IkeSA] = {}  # responder SAs by (peer, SPIi)
+        self.by_id: dict[int, IkeSA] = {}
+        self.out: list[OutDatagram] = []
+        self.events: deque[Event] = deque()
+        self.trace_records: list[dict[str, Any]] = []
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self.leases: dict[str, dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
+        self._next_ike_id = 1
+        self._next_child_id = 1
+        self._cookie_secret = self.random(32)
+        self._child_spis: set[bytes] = set()
+        self.ike_key_log: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------ identifiers
+
+    def new_ike_spi(self) -> bytes:
+        while True:
+            spi = self.random(8)
+            if spi != bytes(8) and spi not in self.sas:
+                return spi
+
+    def new_child_spi(self) -> bytes:
+        while True:
+            spi = self.random(4)
+            # RFC 4303 §2.1: SPIs 1-255 are reserved, 0 is never used
+            if int.from_bytes(spi, "big") > 255 and spi not in self._child_spis:
+                self._child_spis.add(spi)
+                return spi
+
+    def new_child_id(self) -> int:
+        self._next_child_id += 1
+        return self._next_child_id - 1
+
+    def _new_sa(self, config: IkeConfig, is_initiator: bool, local: Address, remote: Address, spi_i: bytes,
+                spi_r: bytes, now: float) -> IkeSA:
+        ike = IkeSA(self, self._next_ike_id, config, is_initiator, local, remote, spi_i, spi_r, now)
+        self._next_ike_id += 1
+        self.by_id[ike.unique_id] = ike
+        self.sas[ike.our_spi] = ike
+        return ike
+
+    # ------------------------------------------------------------ output
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+        self.trace(None, "event", event=type(event).__name__, ike_sa=event.ike_sa,
+                   **{k: _plain(v) for k, v in vars(event).items()
+                      if k not in ("ike_sa", "keys_in", "keys_out")})
+
+    def next_event(self) -> Event | None:
+        return self.events.popleft() if self.events else None
+
+    def datagrams_to_send(self) -> list[OutDatagram]:
+        out, self.out = self.out, []
+        return out
+
+    def trace(self, now: float | None, kind: str, **fields: Any) -> None:
+        record: dict[str, Any] = {"t": now if now is not None else self._last_now, "kind": kind}
+        record.update(fields)
+        self.trace_records.append(record)
+
+    _last_now = 0.0
+
+    def pop_trace(self) -> list[dict[str, Any]]:
+        records, self.trace_records = self.trace_records, []
+        return records
+
+    def trace_message(self, ike: IkeSA, direction: str, message: Message, inner: Iterable[pl.Payload],
+                      src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None:
+        names = chain_names(list(inner), message.is_initiator)
+        self.trace(now, "message", ike_sa=ike.unique_id, dir=direction, exchange=name_of(ExchangeType, message.exchange),
+                   message_id=message.message_id, response=message.is_response, initiator=message.is_initiator,
+                   encrypted=message.exchange != ExchangeType.IKE_SA_INIT, payloads=names,
+                   src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", length=length, fragments=fragments,
+                   spi_i=message.spi_i.hex(), spi_r=message.spi_r.hex())
+
+    def transmit(self, ike: IkeSA, datagrams: list[bytes], exchange: int, message_id: int, response: bool,
+                 payloads: list[pl.Payload], now: float) -> None:
+        self._last_now = now
+        template = Message(ike.spi_i, ike.spi_r, exchange, message_id, ike.is_initiator, response)
+        self.trace_message(ike, "out", template, payloads, ike.local, ike.remote, sum(map(len, datagrams)), now,
+                           len(datagrams))
+        self._send(ike, datagrams)
+        self.stats["messages_out"] += 1
+
+    def _send(self, ike: IkeSA, datagrams: list[bytes]) -> None:
+        port = 4500 if 4500 in (ike.local[1], ike.remote[1]) else ike.local[1]
+        for data in datagrams:
+            self.out.append(OutDatagram(frame_udp(port, data), ike.local, ike.remote))
+
+    def retransmit(self, ike: IkeSA, pending: Pending, now: float) -> None:
+        self.trace(now, "retransmit", ike_sa=ike.unique_id, exchange=name_of(ExchangeType, pending.task.exchange),
+                   message_id=pending.message_id, tries=pending.tries)
+        self.stats["retransmits"] += 1
+        self._send(ike, pending.datagrams)
+
+    def resend(self, ike: IkeSA, datagrams: list[bytes], now: float) -> None:
+        self.trace(now, "resend_response", ike_sa=ike.unique_id)
+        self.stats["responses_resent"] += 1
+        self._send(ike, datagrams)
+
+    def drop(self, reason: str, now: float, ike: IkeSA | None = None) -> None:
+        key = reason.split(":")[0]
+        self.drops[key] += 1
+        self.trace(now, "drop", reason=reason, ike_sa=ike.unique_id if ike else None)
+
+    # ------------------------------------------------------------ commands
+
+    def initiate(self, name: str, now: float, child: str | None = None) -> IkeSA:
+        """Start connection `name` (IKE_SA_INIT, then IKE_AUTH with its first or the named child)."""
+        self._last_now = now
+        config = self.config.connections.get(name)
+        if config is None:
+            raise KeyError(f"no connection named '{name}' (known: {', '.join(self.config.connections) or 'none'})")
+        remote_ip = config.initiator_remote_address()
+        if remote_ip is None:
+            raise ValueError(f"connection '{name}' has no single remote address to initiate to")
+        local_ip = config.initiator_local_address()
+        if local_ip is None:
+            raise ValueError(f"connection '{name}' needs a local address (local_addrs) to initiate from")
+        child_config = None
+        if config.children:
+            if child is not None and child not in config.children:
+                raise KeyError(f"connection '{name}' has no child '{child}'")
+            child_config = config.children[child] if child else next(iter(config.children.values()))
+        port = 4500 if config.remote_port == 4500 else config.local_port
+        ike = self._new_sa(config, True, (str(local_ip), port), (str(remote_ip), config.remote_port),
+                           self.new_ike_spi(), bytes(8), now)
+        ike.nonce_i = self.random(self.settings.nonce_size)
+        ike.queue(IkeInit(), now)
+        ike.queue(IkeAuth(child_config), now)
+        return ike
+
+    def restart(self, config: IkeConfig, now: float) -> None:
+        self.initiate(config.name, now)
+
+    def find(self, ike_id: int | None = None, name: str | None = None) -> list[IkeSA]:
+        return [ike for ike in self.by_id.values() if (ike_id is None or ike.unique_id == ike_id)
+                and (name is None or ike.config.name == name) and ike.state != IkeState.DELETED]
+
+    def terminate(self, now: float, ike_id: int | None = None, name: str | None = None) -> int:
+        count = 0
+        for ike in self.find(ike_id, name):
+            if ike.state == IkeState.ESTABLISHED or ike.state == IkeState.REKEYED:
+                ike.queue(IkeDelete("terminated by command"), now)
+            else:
+                ike.destroy("terminated by command", now)
+            count += 1
+        return count
+
+    def terminate_child(self, now: float, name: str | None = None, spi_in: bytes | None = None) -> int:
+        count = 0
+        for ike in self.find():
+            for child in list(ike.children):
+                if (name is None or child.config.name == name) and (spi_in is None or child.spi_in == spi_in) \
+                        and child.state == ChildState.INSTALLED:
+                    ike.queue(ChildDelete([child], "terminated by command"), now)
+                    count += 1
+        return count
+
+    def rekey_child(self, now: float, name: str | None = None, spi_in: bytes | None = None) -> int:
+        count = 0
+        for ike in self.find():
+            for child in list(ike.children):
+                if (name is None or child.config.name == name) and (spi_in is None or child.spi_in == spi_in) \
+                        and child.state == ChildState.INSTALLED:
+                    ike.queue(ChildCreate(child.config, child), now)
+                    count += 1
+        return count
+
+    def rekey_ike(self, now: float, ike_id: int | None = None, name: str | None = None) -> int:
+        count = 0
+        for ike in self.find(ike_id, name):
+            if ike.state == IkeState.ESTABLISHED:
+                ike.queue(IkeRekey(), now)
+                count += 1
+        return count
+
+    def create_child(self, now: float, ike_id: int, child: str) -> None:
+        ike = self.by_id[ike_id]
+        ike.queue(ChildCreate(ike.config.children[child]), now)
+
+    # ------------------------------------------------------------ timers
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (ike.next_timer() for ike in self.by_id.values()) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        self._last_now = now
+        for ike in list(self.by_id.values()):
+            due = ike.next_timer()
+            if due is not None and due <= now:
+                ike.on_timer(now)
+
+    # ------------------------------------------------------------ input
+
+    def receive_datagram(self, payload: bytes, src: Address, dst: Address, now: float) -> Datagram:
+        """Handle a UDP payload that arrived at `dst` from `src`. Returns what it was; ESP
+        (on 4500) is not for the IKE endpoint and is left to the data plane."""
+        self._last_now = now
+        natt = 4500 in (src[1], dst[1])
+        kind, data = classify_udp(4500 if natt else 500, payload)
+        if kind is not Datagram.IKE:
+            return kind
+        self.stats["messages_in"] += 1
+        try:
+            message = Message.parse(data)
+        except ParseError as err:
+            self.drop(f"malformed: {err}", now)
+            return kind
+        if message.exchange == ExchangeType.IKE_SA_INIT and not message.is_response:
+            self._ike_sa_init_request(message, data, src, dst, now)
+            return kind
+        our_spi = message.spi_r if message.is_initiator else message.spi_i
+        ike = self.sas.get(our_spi)
+        if ike is None:
+            # RFC 7296 §2.21.4: INVALID_IKE_SPI may be sent, but unauthenticated; we drop and count
+            self.drop("unknown IKE SPI", now)
+            return kind
+        if message.exchange == ExchangeType.IKE_SA_INIT and ike.is_initiator and ike.state == IkeState.CONNECTING:
+            ike.receive(message, data, src, dst, now)  # SPIr is learnt from this response
+            return kind
+        if (message.spi_i, message.spi_r) != (ike.spi_i, ike.spi_r):
+            self.drop("SPI pair does not match the IKE SA", now, ike)
+            return kind
+        ike.receive(message, data, src, dst, now)
+        return kind
+
+    # ------------------------------------------------------------ IKE_SA_INIT responder
+
+    def _cookie(self, message: Message, nonce: bytes, src: Address) -> bytes:
+        # RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
+        digest = hmac.new(self._cookie_secret, nonce + ipaddress.ip_address(src[0]).packed + message.spi_i,
+                          hashlib.sha256).digest()
+        return b"\x00\x01" + digest[:30]
+
+    def _reply_unauthenticated(self, message: Message, notify: pl.Notify, src: Address, dst: Address,
+                               now: float) -> None:
+        reply = Message(message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, False, True, [notify])
+        data = reply.serialize()
+        self.trace(now, "message", ike_sa=None, dir="out", exchange="IKE_SA_INIT", message_id=0, response=True,
+                   initiator=False, encrypted=False, payloads=chain_names([notify]), src=f"{dst[0]}:{dst[1]}",
+                   dst=f"{src[0]}:{src[1]}", length=len(data), fragments=1, spi_i=message.spi_i.hex(),
+                   spi_r="0" * 16)
+        port = 4500 if 4500 in (src[1], dst[1]) else dst[1]
+        self.out.append(OutDatagram(frame_udp(port, data), dst, src))
+
+    def _ike_sa_init_request(self, message: Message, data: bytes, src: Address, dst: Address, now: float) -> None:
+        if message.spi_r != bytes(8) or message.message_id != 0:
+            self.drop("IKE_SA_INIT request with a responder SPI or message ID", now)
+            return
+        existing = self.half_open.get((src, message.spi_i))
+        if existing is not None:
+            if existing.init_request == data and existing.state == IkeState.CONNECTING:
+                self.resend(existing, [existing.init_response], now)  # RFC 7296 §2.1
+            elif existing.init_request != data:
+                self.drop("second IKE_SA_INIT with the same SPIi", now, existing)
+            return
+        self.trace(now, "message", ike_sa=None, dir="in", exchange="IKE_SA_INIT", message_id=0, response=False,
+                   initiator=message.is_initiator, encrypted=False,
+                   payloads=chain_names(message.payloads, True), src=f"{src[0]}:{src[1]}",
+                   dst=f"{dst[0]}:{dst[1]}", length=len(data), fragments=1, spi_i=message.spi_i.hex(),
+                   spi_r=message.spi_r.hex())
+        sa, ke, nonce = message.get(pl.SA), message.get(pl.KE), message.get(pl.Nonce)
+        if sa is None or ke is None or nonce is None:
+            self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.INVALID_SYNTAX), src, dst, now)
+            self.drop("IKE_SA_INIT lacks SA, KE or Ni", now)
+            return
+        if not 16 <= len(nonce.data) <= 256:
+            self.drop("IKE_SA_INIT nonce length outside 16..256", now)
+            return
+        half_open = sum(1 for ike in self.by_id.values() if not ike.is_initiator and ike.state == IkeState.CONNECTING)
+        if half_open >= self.settings.cookie_threshold:
+            # RFC 7296 §2.6: under load, require a cookie before keeping any state
+            expected = self._cookie(message, nonce.data, src)
+            offered = _find_notify(message.payloads, NotifyType.COOKIE)
+            if offered is None or not hmac.compare_digest(offered.data, expected):
+                self.stats["cookies_sent"] += 1
+                self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.COOKIE, data=expected), src,
+                                            dst, now)
+                return
+        configs = self.config.connections_for(dst[0], src[0])
+        if not configs:
+            self.drop("no connection for these addresses", now)
+            self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN), src, dst, now)
+            return
+        config = configs[0]
+        selected = select_proposal(config.proposals, sa.proposals, prefer_local=True)
+        if selected is None:
+            self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN), src, dst, now)
+            self.trace(now, "note", what="no_proposal_chosen", offered=len(sa.proposals))
+            return
+        wanted = invalid_ke_group(selected, ke.dh_group)
+        if wanted is not None:
+            # RFC 7296 §1.3: the responder names the group it wants, keeps no state
+            self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.INVALID_KE_PAYLOAD,
+                                                           data=struct.pack("!H", wanted)), src, dst, now)
+            return
+        chosen = ChosenAlgorithms.from_proposal(selected)
+        ike = self._new_sa(config, False, dst, src, message.spi_i, self.new_ike_spi(), now)
+        ike.init_request = data
+        ike.nonce_i = nonce.data
+        ike.nonce_r = self.random(self.settings.nonce_size)
+        ike.mid_in = 1
+        ike.destroy_at = now + self.settings.half_open_timeout
+        self.half_open[(src, message.spi_i)] = ike
+        try:
+            ike.kex = new_key_exchange(chosen.dh)
+            shared = ike.kex.shared_secret(ke.data)
+            ike.set_algorithms(chosen, shared)
+        except (CryptoError, ExchangeFailed) as err:
+            self.drop(f"IKE_SA_INIT refused: {err}", now, ike)
+            self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.INVALID_SYNTAX), src, dst, now)
+            ike.destroy(f"IKE_SA_INIT refused: {err}", now, quiet=True)
+            return
+        ike.peer_init_payloads(message.payloads)
+        ike.evaluate_nat(message.payloads, now)
+        reply: list[pl.Payload] = [pl.SA(proposals=[selected]), pl.KE(dh_group=chosen.dh, data=ike.kex.public_value),
+                                   pl.Nonce(data=ike.nonce_r)]
+        reply += ike.nat_detection_payloads()
+        if config.fragmentation != "no" and ike.peer_fragmentation:
+            reply.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        if _find_notify(message.payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) is not None:
+            from .crypto import encode_signature_hash_algorithms
+            from .sa import OUR_SIGNATURE_HASHES
+            reply.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                                   data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
+        if config.send_certreq and str(config.remote.method) == "pubkey":
+            reply += ike.certreq_payloads()
+        response = Message(ike.spi_i, ike.spi_r, ExchangeType.IKE_SA_INIT, 0, False, True, reply)
+        ike.init_response = response.serialize()
+        ike.last_response = [ike.init_response]
+        self.transmit(ike, [ike.init_response], ExchangeType.IKE_SA_INIT, 0, True, reply, now)
+
+    # ------------------------------------------------------------ SA bookkeeping
+
+    def ike_keys_ready(self, ike: IkeSA) -> None:
+        """Keys of a new IKE SA, kept for Wireshark key export (lab.daemon)."""
+        self.ike_key_log.append({"ike_sa": ike.unique_id, "spi_i": ike.spi_i, "spi_r": ike.spi_r,
+                                 "algorithms": ike.algorithms, "keys": ike.keys})
+
+    def rekeyed_ike_sa(self, old: IkeSA, we_initiated: bool, spi_i: bytes, spi_r: bytes, chosen: ChosenAlgorithms,
+                       shared: bytes, nonce_i: bytes, nonce_r: bytes, now: float) -> IkeSA:
+        """The IKE SA made by rekeying `old` (RFC 7296 §2.18)."""
+        assert old.algorithms is not None and old.keys is not None
+        new = self._new_sa(old.config, we_initiated, old.local, old.remote, spi_i, spi_r, now)
+        new.nonce_i, new.nonce_r = nonce_i, nonce_r
+        new.local_id, new.remote_id = old.local_id, old.remote_id
+        new.local_behind_nat, new.remote_behind_nat = old.local_behind_nat, old.remote_behind_nat
+        new.peer_fragmentation, new.peer_hashes = old.peer_fragmentation, old.peer_hashes
+        keys = derive_rekeyed_ike_sa_keys(old.algorithms.prf, old.keys.sk_d, chosen.prf, chosen.encr,
+                                          chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
+                                          spi_i, spi_r)
+        new.set_algorithms(chosen, shared, keys)
+        new.set_state(IkeState.ESTABLISHED, now)
+        new.schedule_ike_lifetime(now)
+        return new
+
+    def lease_address(self, config: IkeConfig, peer: Identity | None):
+        """An address from the connection's pools for `peer` (the same one again on reconnect)."""
+        key = str(peer)
+        for name in config.pools:
+            pool = self.config.pools.get(name)
+            if pool is None:
+                continue
+            taken = self.leases.setdefault(name, {})
+            if key in taken:
+                return taken[key], pool.dns
+            used = set(taken.values())
+            for value in range(int(pool.first), int(pool.last) + 1):
+                address = ipaddress.ip_address(value)
+                if address not in used:
+                    taken[key] = address
+                    return address, pool.dns
+        return None
+
+    def forget(self, ike: IkeSA) -> None:
+        self.sas.pop(ike.our_spi, None)
+        self.by_id.pop(ike.unique_id, None)
+        for key, value in list(self.half_open.items()):
+            if value is ike:
+                del self.half_open[key]
+
+    # ------------------------------------------------------------ listing
+
+    def list_sas(self) -> list[dict[str, Any]]:
+        out = []
+        for ike in self.by_id.values():
+            out.append({
+                "id": ike.unique_id, "name": ike.config.name, "state": ike.state.value,
+                "initiator": ike.is_initiator, "spi_i": ike.spi_i.hex(), "spi_r": ike.spi_r.hex(),
+                "local": f"{ike.local[0]}:{ike.local[1]}", "remote": f"{ike.remote[0]}:{ike.remote[1]}",
+                "local_id": str(ike.local_id), "remote_id": str(ike.remote_id) if ike.remote_id else None,
+                "algorithms": str(ike.algorithms) if ike.algorithms else None,
+                "nat": {"local": ike.local_behind_nat, "remote": ike.remote_behind_nat},
+                "virtual_ip": ike.virtual_ip, "assigned_ip": ike.assigned_ip,
+                "children": [{
+                    "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,
+                    "spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex(), "algorithms": str(c.algorithms),
+                    "local_ts": [str(t) for t in c.local_ts], "remote_ts": [str(t) for t in c.remote_ts],
+                    "encap": ike.nat_detected} for c in ike.children],
+            })
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, pl.TrafficSelector):
+        return str(value)
+    return value

@@ -1,0 +1,530 @@
+"""The IKEv2 state machine, two endpoints in memory with a fake clock and a channel that
+drops, duplicates, reorders and NATs (RFC 7296 exchanges, §2.1 retransmission, §2.8.1 and
+§2.25 collisions)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lab.ike import events as ev
+from lab.ike.const import ExchangeType, NotifyType
+from lab.ike.endpoint import OutDatagram, Settings
+from lab.ike.message import Message, classify_udp
+from lab.ike.sa import ChildState, IkeState
+
+from .ike_net import GW_A, GW_B, Net, make_net, pair_configs
+
+
+def _established(net: Net) -> tuple:
+    (ike_a,) = [s for s in net.endpoints["a"].by_id.values() if s.state == IkeState.ESTABLISHED]
+    (ike_b,) = [s for s in net.endpoints["b"].by_id.values() if s.state == IkeState.ESTABLISHED]
+    return ike_a, ike_b
+
+
+def assert_consistent(net: Net, children: int = 1, allowed_drops: tuple[str, ...] = ()) -> None:
+    """One IKE SA on each side with the same SPIs, and CHILD SAs that mirror each other."""
+    ike_a, ike_b = _established(net)
+    assert (ike_a.spi_i, ike_a.spi_r) == (ike_b.spi_i, ike_b.spi_r)
+    assert ike_a.keys.sk_d == ike_b.keys.sk_d
+    pairs_a = {(c.spi_in, c.spi_out) for c in ike_a.children if c.state == ChildState.INSTALLED}
+    pairs_b = {(c.spi_out, c.spi_in) for c in ike_b.children if c.state == ChildState.INSTALLED}
+    assert pairs_a == pairs_b
+    assert len(pairs_a) == children
+    for child_a in ike_a.children:
+        child_b = next(c for c in ike_b.children if c.spi_in == child_a.spi_out)
+        assert child_a.keys_out == child_b.keys_in and child_a.keys_in == child_b.keys_out
+        assert child_a.local_ts == child_b.remote_ts and child_a.remote_ts == child_b.local_ts
+    for name in "ab":
+        assert not [reason for reason in net.endpoints[name].drops if not reason.startswith(allowed_drops)], \
+            net.endpoints[name].drops
+
+
+def kinds(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def connect(net: Net, **kw) -> None:
+    net.endpoints["a"].initiate("s2s", net.now, **kw)
+    net.settle()
+
+
+def test_establish_psk_site_to_site():
+    net = make_net(*pair_configs())
+    connect(net)
+    assert_consistent(net)
+    for side in "ab":
+        assert kinds(net.events(side)) == ["IkeSaUp", "ChildSaUp"]
+    exchanges = [Message.parse(classify_udp(d.dst[1], d.data)[1]).exchange for _, _, d in net.log]
+    assert exchanges == [ExchangeType.IKE_SA_INIT] * 2 + [ExchangeType.IKE_AUTH] * 2
+
+
+@pytest.mark.parametrize("lost", range(4))
+def test_each_message_of_setup_lost_once(lost):
+    net = make_net(*pair_configs())
+    sent = []
+
+    def drop(name, datagram):
+        sent.append(datagram)
+        return len(sent) - 1 == lost
+
+    net.drop = drop
+    connect(net)
+    net.settle(30)
+    assert_consistent(net)
+    assert kinds(net.events("a")) == ["IkeSaUp", "ChildSaUp"]
+    assert kinds(net.events("b")) == ["IkeSaUp", "ChildSaUp"]
+    retransmitted = net.endpoints["a"].stats["retransmits"]
+    resent = net.endpoints["b"].stats["responses_resent"]
+    # RFC 7296 §2.1: a lost request is retransmitted; a lost response gets the cached one again
+    assert retransmitted == 1 and resent == (1 if lost in (1, 3) else 0)
+
+
+def test_duplicated_and_reordered_datagrams():
+    net = make_net(*pair_configs())
+    net.duplicate = lambda name, d: True
+    net.reorder = True
+    connect(net)
+    # the second copy of each response arrives when nothing waits for it: dropped and counted
+    assert_consistent(net, allowed_drops=("unexpected response",))
+    assert net.endpoints["a"].drops["unexpected response with message ID 0"] >= 1
+    assert kinds(net.events("a")) == ["IkeSaUp", "ChildSaUp"]
+    assert net.endpoints["b"].stats["responses_resent"] >= 1
+
+
+def test_retransmission_schedule_and_giving_up():
+    net = make_net(*pair_configs())
+    net.drop = lambda name, d: name == "b"
+    connect(net)
+    net.settle(400)
+    times = [t for t, name, _ in net.log if name == "a"]
+    # strongSwan's defaults: 4 s, base 1.8, 5 retransmissions, then give up
+    gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+    assert gaps == [4.0, 7.2, 12.96, 23.33, 41.99]
+    events = net.events("a")
+    assert kinds(events)[-2:] == ["PeerUnreachable", "IkeSaDeleted"]
+    assert events[-2].tries == 6
+    assert net.endpoints["a"].by_id == {}
+
+
+def test_invalid_ke_payload_retry_in_requested_group():
+    a, b = pair_configs(a_proposals="aes128gcm16-prfsha256-x25519-ecp256",
+                        b_proposals="aes128gcm16-prfsha256-ecp256")
+    net = make_net(a, b)
+    connect(net)
+    assert_consistent(net)
+    notes = [r for r in net.endpoints["a"].pop_trace() if r.get("what") == "invalid_ke"]
+    assert notes and notes[0]["group"] == "ECP_256"
+    ike_a, _ = _established(net)
+    assert ike_a.algorithms.dh == 19
+    assert len(net.log) == 6
+
+
+def test_cookie_under_load():
+    a, b = pair_configs()
+    net = make_net(a, b, settings=Settings(cookie_threshold=0))
+    connect(net)
+    assert_consistent(net)
+    assert net.endpoints["b"].stats["cookies_sent"] == 1
+    first, second = [Message.parse(d.data) for _, name, d in net.log if name == "a"][:2]
+    assert first.get_notify if False else True
+    assert [p.notify_type for p in second.payloads[:1]] == [NotifyType.COOKIE]  # RFC 7296 §2.6: first payload
+
+
+def test_no_proposal_chosen():
+    a, b = pair_configs(a_proposals="aes256-sha384-ecp384", b_proposals="aes128gcm16-prfsha256-x25519")
+    net = make_net(a, b)
+    connect(net)
+    events = net.events("a")
+    assert kinds(events) == ["NegotiationFailed", "IkeSaDeleted"]
+    assert "NO_PROPOSAL_CHOSEN" in events[0].reason
+    assert net.endpoints["a"].by_id == {} and net.endpoints["b"].by_id == {}
+
+
+def test_authentication_failed_responder_rejects():
+    a, b = pair_configs(b_psk="another-psk")
+    net = make_net(a, b)
+    connect(net)
+    events_a, events_b = net.events("a"), net.events("b")
+    assert [e for e in events_a if isinstance(e, ev.AuthFailed)][0].by_peer is True
+    failed_b = [e for e in events_b if isinstance(e, ev.AuthFailed)][0]
+    assert failed_b.by_peer is False and "pre-shared key" in failed_b.reason
+    assert "IkeSaUp" not in kinds(events_a) + kinds(events_b)
+    assert net.endpoints["a"].by_id == {} and net.endpoints["b"].by_id == {}
+
+
+def test_authentication_failed_initiator_rejects():
+    a, b = pair_configs()
+    a.connections["s2s"].remote.method = "pubkey"  # a expects a signature, b sends a PSK MIC
+    net = make_net(a, b)
+    connect(net)
+    failed_a = [e for e in net.events("a") if isinstance(e, ev.AuthFailed)][0]
+    assert failed_a.by_peer is False and "pre-shared key" in failed_a.reason
+    events_b = net.events("b")
+    assert [e for e in events_b if isinstance(e, ev.AuthFailed)][0].by_peer is True
+    assert net.endpoints["a"].by_id == {} and net.endpoints["b"].by_id == {}
+
+
+def test_traffic_selector_narrowing():
+    a, b = pair_configs()
+    a_conn = a.connections["s2s"]
+    from lab.ike.config import parse_traffic_selectors
+    a_conn.children["net"].local_ts = parse_traffic_selectors("10.1.0.0/16")
+    a_conn.children["net"].remote_ts = parse_traffic_selectors("10.2.0.0/16")
+    net = make_net(a, b)
+    connect(net)
+    assert_consistent(net)
+    ike_a, _ = _established(net)
+    assert [str(t) for t in ike_a.children[0].local_ts] == ["10.1.0.0/24"]
+    assert [str(t) for t in ike_a.children[0].remote_ts] == ["10.2.0.0/24"]
+
+
+def test_ts_unacceptable_keeps_ike_sa():
+    a, b = pair_configs()
+    from lab.ike.config import parse_traffic_selectors
+    a.connections["s2s"].children["net"].remote_ts = parse_traffic_selectors("10.9.0.0/24")
+    net = make_net(a, b)
+    connect(net)
+    assert_consistent(net, children=0)
+    failed = [e for e in net.events("a") if isinstance(e, ev.NegotiationFailed)][0]
+    assert "TS_UNACCEPTABLE" in failed.reason
+
+
+# ---------------------------------------------------------------- CREATE_CHILD_SA
+
+
+def _up(net: Net) -> Net:
+    connect(net)
+    net.events("a"), net.events("b")
+    return net
+
+
+@pytest.mark.parametrize("side", "ab")
+def test_child_rekey_make_before_break(side):
+    net = _up(make_net(*pair_configs()))
+    ike_a, _ = _established(net)
+    old = ike_a.children[0].spi_in
+    net.endpoints[side].rekey_child(net.now, "net")
+    net.settle()
+    assert_consistent(net)
+    for name in "ab":
+        names = kinds(net.events(name))
+        # the new SA is up before the old one goes
+        assert names == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    ike_a, _ = _established(net)
+    assert ike_a.children[0].spi_in != old
+
+
+@pytest.mark.parametrize("side", "ab")
+def test_ike_rekey_moves_children(side):
+    net = _up(make_net(*pair_configs()))
+    ike_a, ike_b = _established(net)
+    child_spi = ike_a.children[0].spi_in
+    net.endpoints[side].rekey_ike(net.now, name="s2s")
+    net.settle()
+    assert_consistent(net)
+    new_a, new_b = _established(net)
+    assert (new_a.spi_i, new_a.spi_r) != (ike_a.spi_i, ike_a.spi_r)
+    assert new_a.children[0].spi_in == child_spi
+    assert new_a.is_initiator == (side == "a")
+    for name in "ab":
+        assert kinds(net.events(name)) == ["IkeSaRekeyed", "IkeSaDeleted"]
+    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
+
+
+def test_additional_child_with_pfs():
+    a, b = pair_configs(esp="aes128gcm16-x25519")
+    net = _up(make_net(a, b))
+    ike_a, _ = _established(net)
+    net.endpoints["a"].create_child(net.now, ike_a.unique_id, "net")
+    net.settle()
+    assert_consistent(net, children=2)
+    assert kinds(net.events("b")) == ["ChildSaUp"]
+
+
+@pytest.mark.parametrize("side", "ab")
+def test_delete_child_and_ike_from_each_side(side):
+    net = _up(make_net(*pair_configs()))
+    net.endpoints[side].terminate_child(net.now, "net")
+    net.settle()
+    assert_consistent(net, children=0)
+    for name in "ab":
+        assert kinds(net.events(name)) == ["ChildSaDeleted"]
+    net.endpoints[side].terminate(net.now, name="s2s")
+    net.settle()
+    for name in "ab":
+        assert kinds(net.events(name)) == ["IkeSaDeleted"]
+        assert net.endpoints[name].by_id == {}
+
+
+@pytest.mark.parametrize("operation", ["rekey_child", "rekey_ike"])
+@pytest.mark.parametrize("lost", range(4))
+def test_each_message_of_rekey_lost(operation, lost):
+    net = _up(make_net(*pair_configs()))
+    start = len(net.log)
+    net.drop = lambda name, d: len(net.log) - 1 == start + lost
+    if operation == "rekey_child":
+        net.endpoints["a"].rekey_child(net.now, "net")
+    else:
+        net.endpoints["a"].rekey_ike(net.now, name="s2s")
+    net.settle(60)
+    # a lost answer to the Delete of the old IKE SA: the peer forgot that SA, retransmits go unanswered
+    assert_consistent(net, allowed_drops=("unknown IKE SPI",))
+
+
+# ---------------------------------------------------------------- collisions (RFC 7296 §2.8.1, §2.8.2, §2.25)
+
+
+def test_simultaneous_child_rekey():
+    net = _up(make_net(*pair_configs()))
+    net.endpoints["a"].rekey_child(net.now, "net")
+    net.endpoints["b"].rekey_child(net.now, "net")
+    net.settle(30)
+    assert_consistent(net)
+    ike_a, _ = _established(net)
+    notes = [r for r in net.endpoints["a"].pop_trace() if r.get("what") == "rekey_collision"]
+    assert len(notes) == 1
+
+
+def test_simultaneous_ike_rekey():
+    net = _up(make_net(*pair_configs()))
+    net.endpoints["a"].rekey_ike(net.now, name="s2s")
+    net.endpoints["b"].rekey_ike(net.now, name="s2s")
+    net.settle(30)
+    assert_consistent(net)
+    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
+
+
+def test_rekey_vs_delete_of_the_same_child():
+    net = _up(make_net(*pair_configs()))
+    net.endpoints["a"].rekey_child(net.now, "net")
+    net.endpoints["b"].terminate_child(net.now, "net")
+    net.settle(30)
+    ike_a, ike_b = _established(net)
+    pairs_a = {(c.spi_in, c.spi_out) for c in ike_a.children}
+    pairs_b = {(c.spi_out, c.spi_in) for c in ike_b.children}
+    assert pairs_a == pairs_b
+
+
+def test_ike_rekey_vs_child_rekey():
+    net = _up(make_net(*pair_configs()))
+    net.endpoints["a"].rekey_ike(net.now, name="s2s")
+    net.endpoints["b"].rekey_child(net.now, "net")
+    net.settle(60)
+    assert_consistent(net)
+
+
+# ---------------------------------------------------------------- liveness, lifetimes, NAT
+
+
+def test_dead_peer_detection():
+    a, b = pair_configs(a_dpd_delay=30)
+    net = _up(make_net(a, b))
+    net.drop = lambda name, d: name == "b"
+    net.settle(600)
+    events = net.events("a")
+    assert kinds(events)[-3:] == ["PeerUnreachable", "ChildSaDeleted", "IkeSaDeleted"] or \
+        kinds(events)[-2:] == ["PeerUnreachable", "IkeSaDeleted"]
+    assert net.endpoints["a"].by_id == {}
+
+
+def test_rekey_by_lifetime():
+    a, b = pair_configs(a_child_rekey_time=60, a_rekey_time=100)
+    net = _up(make_net(a, b))
+    net.run(until=net.now + 130)
+    assert_consistent(net)
+    names = kinds(net.events("a"))
+    assert "ChildSaRekeyed" in names and "IkeSaRekeyed" in names
+
+
+def test_garbage_is_dropped_and_counted():
+    net = _up(make_net(*pair_configs()))
+    ike_a, ike_b = _established(net)
+    forged = Message(ike_a.spi_i, ike_a.spi_r, ExchangeType.INFORMATIONAL, ike_b.mid_in, True, False)
+    from lab.ike import payloads as p
+    forged.payloads = [p.SK(inner_first=42, data=bytes(64))]
+    b = net.endpoints["b"]
+    b.receive_datagram(b"\x00\x00\x00\x00" + forged.serialize(), (GW_A, 4500), (GW_B, 4500), net.now)
+    b.receive_datagram(b"\x00\x00\x00\x00" + b"junk", (GW_A, 4500), (GW_B, 4500), net.now)
+    assert sum(b.drops.values()) == 2
+    assert ike_b.mid_in == forged.message_id  # no change of state
+    net.endpoints["b"].drops.clear()
+    net.endpoints["a"].rekey_child(net.now, "net")
+    net.settle()
+    assert_consistent(net)
+
+
+def test_nat_detection_and_float_to_4500():
+    a, b = pair_configs(b_remote_addrs="%any")
+    net = make_net(a, b)
+    public = "192.0.2.77"
+    net.addresses[public] = "a"
+
+    def nat(name, d):
+        # a sits behind a NAT box that maps 198.51.100.1:port to 192.0.2.77:(port+10000)
+        if name == "a":
+            return OutDatagram(d.data, (public, d.src[1] + 10000), d.dst)
+        if d.dst[0] == public:
+            return OutDatagram(d.data, d.src, (GW_A, d.dst[1] - 10000))
+        return d
+
+    net.rewrite = nat
+    connect(net)
+    assert_consistent(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.local_behind_nat and not ike_a.remote_behind_nat
+    assert ike_b.remote_behind_nat and ike_b.remote == (public, 14500)
+    assert ike_a.remote == (GW_B, 4500)
+    ports = [(d.src[1], d.dst[1]) for _, name, d in net.log if name == "a"]
+    assert ports == [(500, 500), (4500, 4500)]
+    ups = [e for e in net.events("a") if isinstance(e, ev.ChildSaUp)]
+    assert ups[0].encap is True
+
+
+def test_forced_encapsulation():
+    a, b = pair_configs(a_encap=True)
+    net = make_net(a, b)
+    connect(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.nat_detected and ike_b.nat_detected
+    assert ike_a.remote[1] == 4500 and ike_b.remote[1] == 4500
+
+
+# ---------------------------------------------------------------- certificates and fragmentation
+
+
+@pytest.mark.parametrize("kind", ["ecdsa", "rsa"])
+def test_certificate_authentication(kind):
+    from .ike_net import cert_configs
+    net = make_net(*cert_configs(kind))
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    assert_consistent(net)
+    auth = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert auth[0]["payloads"][:3] == ["IDi", "CERT", "CERT"] and "CERTREQ" in auth[0]["payloads"]
+    assert "CERT" in auth[1]["payloads"]
+
+
+def _in_2026():
+    import datetime
+    return datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+
+
+def test_certificate_from_another_ca_is_rejected():
+    from .ike_net import cert_configs, make_pki
+    a, b = cert_configs()
+    b.connections["s2s"].remote.cacerts = [make_pki()["ca"]]  # a CA that did not sign a's chain
+    net = make_net(a, b)
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    failed = [e for e in net.events("b") if isinstance(e, ev.AuthFailed)][0]
+    assert "does not chain to a trusted CA" in failed.reason
+    assert [e for e in net.events("a") if isinstance(e, ev.AuthFailed)][0].by_peer
+
+
+def test_certificate_with_wrong_identity_is_rejected():
+    from .ike_net import cert_configs
+    from lab.ike.identity import Identity
+    a, b = cert_configs()
+    b.connections["s2s"].remote.id = Identity.parse("gwa.lab")
+    a.connections["s2s"].local.id = Identity.parse("gwc.lab")  # claims an id its certificate lacks
+    b.connections["s2s"].remote.id = Identity.parse("*.lab")
+    net = make_net(a, b)
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    failed = [e for e in net.events("b") if isinstance(e, ev.AuthFailed)][0]
+    assert "gwc.lab" in failed.reason
+
+
+def test_ike_auth_fragmented_at_1280():
+    from .ike_net import cert_configs
+    a, b = cert_configs("rsa", chain_padding=2500)
+    net = make_net(a, b, settings=Settings(fragment_size=1280))
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    lost = []
+
+    def drop_second_fragment(name, d):
+        # the second fragment of the first IKE_AUTH request is lost once
+        message = Message.parse(classify_udp(d.dst[1], d.data)[1])
+        skf = message.encrypted
+        if name == "a" and skf is not None and skf.type_id == 53 and skf.fragment_number == 2 and not lost:
+            lost.append(d)
+            return True
+        return False
+
+    net.drop = drop_second_fragment
+    connect(net)
+    net.settle(30)
+    assert_consistent(net)
+    sizes = [len(d.data) for _, name, d in net.log if name == "a" and len(d.data) > 300]
+    assert len(sizes) >= 4 and max(sizes) + 28 <= 1280
+    auth = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert auth[0]["fragments"] >= 3 and auth[0]["length"] > 4000
+
+
+def test_reassembly_limits():
+    from lab.ike.protect import Reassembly, ReassemblyError
+    from lab.ike.payloads import SKF
+    r = Reassembly(1, max_fragments=4, max_size=100)
+    with pytest.raises(ReassemblyError, match="exceed the limit"):
+        r.add(SKF(fragment_number=1, total_fragments=5), b"x")
+    r.add(SKF(fragment_number=1, total_fragments=3), b"x" * 60)
+    with pytest.raises(ReassemblyError, match="exceeds 100 octets"):
+        r.add(SKF(fragment_number=2, total_fragments=3), b"x" * 60)
+    with pytest.raises(ReassemblyError, match="invalid"):
+        Reassembly(1).add(SKF(fragment_number=3, total_fragments=2), b"")
+
+
+# ---------------------------------------------------------------- remote access, transport
+
+
+def test_remote_access_virtual_ip_from_pool():
+    from lab.ike.config import Pool, parse_traffic_selectors
+    a, b = pair_configs()
+    a.connections["s2s"].vips = ["0.0.0.0"]
+    a.connections["s2s"].children["net"].local_ts = parse_traffic_selectors("dynamic")
+    b.connections["s2s"].pools = ["rw"]
+    b.connections["s2s"].children["net"].remote_ts = parse_traffic_selectors("dynamic")
+    b.pools = {"rw": Pool.parse("rw", "10.3.0.0/24", ["10.2.0.53"])}
+    net = make_net(a, b)
+    connect(net)
+    assert_consistent(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.virtual_ip == "10.3.0.1" and ike_b.assigned_ip == "10.3.0.1"
+    assert [str(t) for t in ike_a.children[0].local_ts] == ["10.3.0.1"]
+    assert [str(t) for t in ike_b.children[0].remote_ts] == ["10.3.0.1"]
+
+
+def test_transport_mode():
+    from lab.ike.config import parse_traffic_selectors
+    a, b = pair_configs(child_mode="transport")
+    for config in (a, b):
+        child = config.connections["s2s"].children["net"]
+        child.local_ts = parse_traffic_selectors("dynamic")
+        child.remote_ts = parse_traffic_selectors("dynamic")
+    net = make_net(a, b)
+    connect(net)
+    assert_consistent(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.children[0].mode == ike_b.children[0].mode == "transport"
+    assert [str(t) for t in ike_a.children[0].local_ts] == [GW_A]
+
+
+def test_unsupported_critical_payload_is_refused():
+    net = _up(make_net(*pair_configs()))
+    ike_a, ike_b = _established(net)
+    from lab.ike import payloads as p
+    from lab.ike.sa import Task
+
+    class Odd(Task):
+        def build(self, ike, now):
+            return [p.UnknownPayload(unknown_type=200, data=b"?", critical=True)]
+
+        def process(self, ike, payloads, now):
+            self.answer = payloads
+
+    task = Odd()
+    ike_a.queue(task, net.now)
+    net.settle()
+    assert task.answer[0].notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
+    assert task.answer[0].data == bytes([200])
