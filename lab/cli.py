@@ -24,6 +24,89 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_daemon(args: argparse.Namespace) -> int:
+    import os
+
+    from lab.daemon.gateway import run_gateway
+
+    if os.geteuid() != 0:
+        print("ipsec-lab daemon needs root (it binds UDP 500/4500): run it with sudo or as root.", file=sys.stderr)
+        return 1
+    return run_gateway(args.config, args.control, args.trace, args.export_keys)
+
+
+def _print_sas(sas: list[dict]) -> None:
+    if not sas:
+        print("no IKE SAs")
+    for sa in sas:
+        role = "initiator" if sa["initiator"] else "responder"
+        print(f"{sa['name']}: #{sa['id']}, {sa['state']}, IKEv2, {sa['spi_i']}_i{'*' if sa['initiator'] else ''} "
+              f"{sa['spi_r']}_r{'' if sa['initiator'] else '*'} ({role})")
+        nat = [side for side in ("local", "remote") if sa["nat"][side]]
+        print(f"  local  '{sa['local_id']}' @ {sa['local']}" + (" (behind NAT)" if "local" in nat else "")
+              + (f" [{sa['virtual_ip']}]" if sa.get("virtual_ip") else ""))
+        print(f"  remote '{sa['remote_id']}' @ {sa['remote']}" + (" (behind NAT)" if "remote" in nat else "")
+              + (f" [{sa['assigned_ip']}]" if sa.get("assigned_ip") else ""))
+        if sa["algorithms"]:
+            print(f"  {sa['algorithms']}")
+        for child in sa["children"]:
+            encap = ", UDP-encapsulated" if child["encap"] else ""
+            print(f"  {child['name']}: #{child['id']}, {child['state']}, {child['mode'].upper()}{encap}, ESP SPIs: "
+                  f"{child['spi_in']}_i {child['spi_out']}_o")
+            print(f"    {child['algorithms']}")
+            print(f"    local  {' '.join(child['local_ts'])}")
+            print(f"    remote {' '.join(child['remote_ts'])}")
+
+
+def _cmd_ctl(args: argparse.Namespace) -> int:
+    import json
+
+    from lab.daemon.control import ControlClient
+
+    request: dict = {"cmd": args.action}
+    if args.action in ("initiate", "terminate", "rekey"):
+        if not args.ike and not args.child and args.ike_id is None:
+            print(f"ipsec-lab ctl {args.action}: name the SA with --ike NAME or --child NAME", file=sys.stderr)
+            return 2
+        request.update({k: v for k, v in (("ike", args.ike), ("child", args.child), ("ike_id", args.ike_id))
+                        if v is not None})
+        if args.action == "initiate":
+            request["timeout"] = args.timeout
+    try:
+        with ControlClient(args.control, timeout=args.timeout + 5) as client:
+            response = client.request(**request)
+    except (ConnectionError, OSError) as err:
+        print(f"ipsec-lab ctl: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(response, indent=2))
+    elif not response.get("ok"):
+        print(f"ipsec-lab ctl {args.action}: {response.get('error', 'failed')}", file=sys.stderr)
+    elif args.action == "list-sas":
+        _print_sas(response["sas"])
+    elif args.action == "list-conns":
+        for conn in response["conns"]:
+            print(f"{conn['name']}: IKEv2, {','.join(conn['local_addrs'])}...{','.join(conn['remote_addrs'])}")
+            print(f"  proposals: {conn['proposals']}")
+            print(f"  local  {conn['local']['auth']} '{conn['local']['id']}'")
+            print(f"  remote {conn['remote']['auth']} '{conn['remote']['id']}'")
+            for child in conn["children"]:
+                print(f"  {child['name']}: {child['mode'].upper()}, {child['esp_proposals']}")
+                print(f"    local  {' '.join(child['local_ts'])}")
+                print(f"    remote {' '.join(child['remote_ts'])}")
+    elif args.action == "stats":
+        stats = response["stats"]
+        print(f"uptime {stats['uptime']} s, {stats['ike_sas']} IKE SAs, {stats['child_sas']} CHILD SAs")
+        for key, value in sorted(stats["counters"].items()):
+            print(f"  {key}: {value}")
+        for key, value in sorted(stats["drops"].items()):
+            print(f"  dropped, {key}: {value}")
+    else:
+        detail = response.get("event") or f"{response.get('count', 0)} SA(s)"
+        print(f"{args.action}: ok ({detail})")
+    return 0 if response.get("ok") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipsec-lab", description="An IPsec teaching and simulation lab.")
     parser.add_argument("--version", action="version", version=f"ipsec-lab {__version__}")
@@ -38,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--natt-port", type=int, default=4500, metavar="PORT",
                         help="NAT-T port with the non-ESP marker (default 4500)")
     decode.set_defaults(handler=_cmd_decode)
+
+    daemon = commands.add_parser("daemon", help="run a gateway: IKEv2 on UDP 500/4500, configured by swanctl.conf",
+                                 description="Run one gateway (in the current network namespace).")
+    daemon.add_argument("--config", required=True, metavar="FILE", help="swanctl.conf to read")
+    daemon.add_argument("--control", metavar="SOCKET", help="Unix socket for `ipsec-lab ctl`")
+    daemon.add_argument("--trace", metavar="FILE", help="append every message and state change as JSON lines")
+    daemon.add_argument("--export-keys", metavar="DIR",
+                        help="write Wireshark's ikev2_decryption_table and esp_sa into DIR (and DIR/wireshark/)")
+    daemon.set_defaults(handler=_cmd_daemon)
+
+    ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")
+    ctl.add_argument("--control", required=True, metavar="SOCKET", help="the daemon's control socket")
+    ctl.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
+    ctl.add_argument("action", choices=["initiate", "terminate", "rekey", "list-sas", "list-conns", "stats"])
+    ctl.add_argument("--ike", metavar="NAME", help="connection (IKE SA) name")
+    ctl.add_argument("--child", metavar="NAME", help="CHILD_SA name")
+    ctl.add_argument("--ike-id", type=int, metavar="N", help="IKE SA number (#N in list-sas)")
+    ctl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="for initiate: wait this long")
+    ctl.set_defaults(handler=_cmd_ctl)
     return parser
 
 

@@ -1,0 +1,273 @@
+"""The gateway daemon: UDP 500/4500 sockets, a timer and a control socket around the
+sans-I/O `IkeEndpoint`. One process per gateway namespace.
+
+    ipsec-lab daemon --config swanctl.conf --control /run/gw.ctl [--trace FILE] [--export-keys DIR]
+
+The control socket speaks JSON lines: one request object `{"cmd": ..., ...}` per line,
+one response object per line (see `lab.daemon.control`).
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from lab.ike import events as ev
+from lab.ike.config import Config
+from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
+from lab.ike.message import Datagram
+
+from .keys import KeyExport
+from .narrate import narrate
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IKE_PORTS = (500, 4500)
+MAX_DATAGRAM = 65535
+
+
+class GatewayError(RuntimeError):
+    """A problem starting the gateway that a person can fix; the message says how."""
+
+
+def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    try:
+        sock.bind((address, port))
+    except PermissionError:
+        sock.close()
+        raise GatewayError(f"binding UDP port {port} needs root (run the daemon as root)") from None
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise GatewayError(f"UDP port {port} is taken in this namespace (is another IKE daemon or charon "
+                               f"running here?)") from None
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    def __init__(self, config: Config, control_path: str | None = None, *, settings: Settings | None = None,
+                 trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
+                 bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS) -> None:
+        self.config = config
+        self.control_path = control_path
+        self.endpoint = IkeEndpoint(config, settings)
+        self.trace_file = open(trace_path, "a", buffering=1) if trace_path else None
+        self.keys = KeyExport(export_keys) if export_keys else None
+        self.log = log
+        self.bind_address = bind_address
+        self.ports = ports
+        self.sockets: dict[int, socket.socket] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.stopping: asyncio.Event | None = None
+        self.started = time.monotonic()
+        self.waiters: list[tuple[Callable[[ev.Event], bool], asyncio.Future]] = []
+        self.esp_handler: Callable[[bytes, tuple, tuple], None] | None = None
+        self.event_handlers: list[Callable[[ev.Event], None]] = []
+
+    # ------------------------------------------------------------ running
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def say(self, line: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {line}", file=self.log, flush=True)
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        for port in self.ports:
+            self.sockets[port] = _bind_udp(port, self.bind_address)
+            self.loop.add_reader(self.sockets[port], self._readable, port)
+        server = None
+        if self.control_path:
+            from .control import serve_control
+            try:
+                os.unlink(self.control_path)
+            except FileNotFoundError:
+                pass
+            server = await serve_control(self, self.control_path)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.loop.add_signal_handler(sig, self.stopping.set)
+            except (RuntimeError, ValueError):
+                pass  # not the main thread (tests)
+        self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
+                 f"{'/'.join(map(str, self.ports))}" + (f", control {self.control_path}" if self.control_path else ""))
+        for conn in self.config.connections.values():
+            for child in conn.children.values():
+                if str(child.start_action) == "start":
+                    self.initiate(conn.name, child.name)
+        self._pump()
+        if ready is not None:
+            ready()
+        try:
+            await self.stopping.wait()
+            await self._shutdown()
+        finally:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+                try:
+                    os.unlink(self.control_path)
+                except FileNotFoundError:
+                    pass
+            for port, sock in self.sockets.items():
+                self.loop.remove_reader(sock)
+                sock.close()
+            if self.timer is not None:
+                self.timer.cancel()
+            if self.trace_file is not None:
+                self.trace_file.close()
+            self.say("ipsec-lab gateway stopped")
+
+    async def _shutdown(self, grace: float = 2.0) -> None:
+        """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
+        if self.endpoint.terminate(self.now()):
+            self._pump()
+            deadline = time.monotonic() + grace
+            while self.endpoint.by_id and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.stopping is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
+
+    # ------------------------------------------------------------ wire
+
+    def _readable(self, port: int) -> None:
+        sock = self.sockets[port]
+        for _ in range(64):
+            try:
+                data, ancillary, _flags, src = sock.recvmsg(MAX_DATAGRAM, socket.CMSG_SPACE(12))
+            except BlockingIOError:
+                break
+            except OSError as err:
+                self.endpoint.drop(f"receive error: {err}", self.now())
+                break
+            dst_ip = self.bind_address
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                    dst_ip = str(ipaddress.IPv4Address(value[8:12]))
+            dst = (dst_ip, port)
+            kind_seen = self.endpoint.receive_datagram(data, (src[0], src[1]), dst, self.now())
+            if kind_seen is Datagram.ESP and self.esp_handler is not None:
+                self.esp_handler(data, (src[0], src[1]), dst)
+        self._pump()
+
+    def _send(self, datagram: OutDatagram) -> None:
+        port = datagram.src[1] if datagram.src[1] in self.sockets else self.ports[0]
+        sock = self.sockets[port]
+        pktinfo = struct.pack("I4s4s", 0, ipaddress.IPv4Address(datagram.src[0]).packed, bytes(4))
+        try:
+            sock.sendmsg([datagram.data], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, datagram.dst)
+        except OSError as err:
+            self.endpoint.drop(f"send error: {err.strerror}", self.now())
+
+    def _pump(self) -> None:
+        """Send what the endpoint produced, handle its events and trace, re-arm the timer."""
+        for datagram in self.endpoint.datagrams_to_send():
+            self._send(datagram)
+        for record in self.endpoint.pop_trace():
+            line = narrate(record)
+            if line:
+                self.say(line)
+            if self.trace_file is not None:
+                self.trace_file.write(json.dumps(record, default=str) + "\n")
+        if self.keys is not None:
+            self.keys.update_ike(self.endpoint)
+        while (event := self.endpoint.next_event()) is not None:
+            self._event(event)
+        if self.loop is not None:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            due = self.endpoint.get_timer()
+            if due is not None:
+                self.timer = self.loop.call_later(max(0.0, due - self.now()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.endpoint.handle_timer(self.now())
+        self._pump()
+
+    def _event(self, event: ev.Event) -> None:
+        if self.keys is not None and isinstance(event, ev.ChildSaUp):
+            self.keys.add_child(event)
+        for handler in self.event_handlers:
+            handler(event)
+        for matcher, future in list(self.waiters):
+            if not future.done() and matcher(event):
+                future.set_result(event)
+                self.waiters.remove((matcher, future))
+
+    # ------------------------------------------------------------ commands (control socket)
+
+    def initiate(self, name: str, child: str | None = None) -> int:
+        ike = self.endpoint.initiate(name, self.now(), child=child)
+        self._pump()
+        return ike.unique_id
+
+    async def wait_for(self, matcher: Callable[[ev.Event], bool], timeout: float) -> ev.Event | None:
+        assert self.loop is not None
+        future: asyncio.Future = self.loop.create_future()
+        self.waiters.append((matcher, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            if (matcher, future) in self.waiters:
+                self.waiters.remove((matcher, future))
+
+    def stats(self) -> dict[str, Any]:
+        return {"uptime": round(self.now(), 1), "ike_sas": len(self.endpoint.by_id),
+                "child_sas": sum(len(s.children) for s in self.endpoint.by_id.values()),
+                "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops)}
+
+    def list_conns(self) -> list[dict[str, Any]]:
+        from lab.ike.proposals import format_proposals
+        out = []
+        for conn in self.config.connections.values():
+            out.append({
+                "name": conn.name, "local_addrs": [str(a) for a in conn.local_addrs],
+                "remote_addrs": [str(a) for a in conn.remote_addrs], "proposals": format_proposals(conn.proposals),
+                "local": {"auth": str(conn.local.method), "id": str(conn.local_identity())},
+                "remote": {"auth": str(conn.remote.method), "id": str(conn.remote_identity)},
+                "children": [{"name": c.name, "mode": str(c.mode), "local_ts": [str(t) for t in c.local_ts],
+                              "remote_ts": [str(t) for t in c.remote_ts],
+                              "esp_proposals": format_proposals(c.esp_proposals)} for c in conn.children.values()],
+            })
+        return out
+
+
+def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None) -> int:
+    from .swanctl import ConfigError, load_swanctl
+    try:
+        config = load_swanctl(config_path)
+    except ConfigError as err:
+        print(f"ipsec-lab daemon: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"ipsec-lab daemon: cannot read {config_path}: {err.strerror}", file=sys.stderr)
+        return 2
+    gateway = Gateway(config, control_path, trace_path=trace_path, export_keys=export_keys)
+    try:
+        asyncio.run(gateway.run())
+    except GatewayError as err:
+        print(f"ipsec-lab daemon: {err}", file=sys.stderr)
+        return 1
+    return 0

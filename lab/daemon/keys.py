@@ -1,0 +1,104 @@
+"""Wireshark key tables: `ikev2_decryption_table` and `esp_sa`, in the column formats that
+Wireshark 4.0 reads, kept current as SAs come and go (old entries stay, so older captures
+still open)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lab.ike.const import EncrId, IntegId
+from lab.ike.events import ChildSaUp
+
+# Wireshark's packet-isakmp.c names for IKEv2 encryption and integrity
+IKE_ENCR_NAMES = {
+    (EncrId.AES_CBC, 128): "AES-CBC-128 [RFC3602]",
+    (EncrId.AES_CBC, 192): "AES-CBC-192 [RFC3602]",
+    (EncrId.AES_CBC, 256): "AES-CBC-256 [RFC3602]",
+    (EncrId.AES_GCM_8, 128): "AES-GCM-128 with 8 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_8, 256): "AES-GCM-256 with 8 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_12, 128): "AES-GCM-128 with 12 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_12, 256): "AES-GCM-256 with 12 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_16, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_16, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
+}
+IKE_INTEG_NAMES = {
+    IntegId.NONE: "NONE [RFC4306]",
+    IntegId.HMAC_SHA1_96: "HMAC_SHA1_96 [RFC2404]",
+    IntegId.HMAC_SHA2_256_128: "HMAC_SHA2_256_128 [RFC4868]",
+    IntegId.HMAC_SHA2_384_192: "HMAC_SHA2_384_192 [RFC4868]",
+    IntegId.HMAC_SHA2_512_256: "HMAC_SHA2_512_256 [RFC4868]",
+}
+# Wireshark's packet-esp.c names
+ESP_ENCR_NAMES = {
+    EncrId.NULL: "NULL",
+    EncrId.AES_CBC: "AES-CBC [RFC3602]",
+    EncrId.AES_GCM_8: "AES-GCM with 8 octet ICV [RFC4106]",
+    EncrId.AES_GCM_12: "AES-GCM with 12 octet ICV [RFC4106]",
+    EncrId.AES_GCM_16: "AES-GCM with 16 octet ICV [RFC4106]",
+    EncrId.CHACHA20_POLY1305: "ChaCha20 with Poly1305 [RFC7634]",
+}
+ESP_INTEG_NAMES = {
+    IntegId.NONE: "NULL",
+    IntegId.HMAC_SHA1_96: "HMAC-SHA-1-96 [RFC2404]",
+    IntegId.HMAC_SHA2_256_128: "HMAC-SHA-256-128 [RFC4868]",
+    IntegId.HMAC_SHA2_384_192: "HMAC-SHA-384-192 [RFC4868]",
+    IntegId.HMAC_SHA2_512_256: "HMAC-SHA-512-256 [RFC4868]",
+}
+
+
+def ike_table_line(entry: dict) -> str | None:
+    algorithms, keys = entry["algorithms"], entry["keys"]
+    encr = IKE_ENCR_NAMES.get((algorithms.encr, algorithms.encr_key_length or 0))
+    integ = IKE_INTEG_NAMES.get(algorithms.integ or IntegId.NONE)
+    if encr is None or integ is None:
+        return None
+    return ",".join([entry["spi_i"].hex(), entry["spi_r"].hex(), keys.sk_ei.hex(), keys.sk_er.hex(), f'"{encr}"',
+                     keys.sk_ai.hex(), keys.sk_ar.hex(), f'"{integ}"'])
+
+
+def esp_sa_lines(event: ChildSaUp) -> list[str]:
+    encr = ESP_ENCR_NAMES.get(event.encr_id)
+    integ = ESP_INTEG_NAMES.get(event.integ_id or IntegId.NONE)
+    if encr is None or integ is None:
+        return []
+    family = "IPv6" if ":" in event.local[0] else "IPv4"
+    lines = []
+    for src, dst, spi, keys in ((event.local[0], event.remote[0], event.spi_out, event.keys_out),
+                                (event.remote[0], event.local[0], event.spi_in, event.keys_in)):
+        lines.append(",".join(f'"{v}"' for v in (family, src, dst, f"0x{spi.hex()}", encr, f"0x{keys.encr.hex()}",
+                                                   integ, f"0x{keys.integ.hex()}" if keys.integ else "")))
+    return lines
+
+
+class KeyExport:
+    """Writes DIR/ikev2_decryption_table and DIR/esp_sa (and DIR/wireshark/ copies, the
+    folder Wireshark reads with XDG_CONFIG_HOME=DIR)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.ike_lines: list[str] = []
+        self.esp_lines: list[str] = []
+        self._seen = 0
+
+    def update_ike(self, endpoint) -> None:
+        log = endpoint.ike_key_log
+        if len(log) == self._seen:
+            return
+        for entry in log[self._seen:]:
+            line = ike_table_line(entry)
+            if line is not None and line not in self.ike_lines:
+                self.ike_lines.append(line)
+        self._seen = len(log)
+        self._write("ikev2_decryption_table", self.ike_lines)
+
+    def add_child(self, event: ChildSaUp) -> None:
+        self.esp_lines += [line for line in esp_sa_lines(event) if line not in self.esp_lines]
+        self._write("esp_sa", self.esp_lines)
+
+    def _write(self, name: str, lines: list[str]) -> None:
+        for folder in (self.directory, self.directory / "wireshark"):
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text("".join(line + "\n" for line in lines))
+            os.replace(tmp, folder / name)
