@@ -136,7 +136,7 @@ class IkeEndpoint:
 
     def trace_message(self, ike: IkeSA, direction: str, message: Message, inner: Iterable[pl.Payload],
                       src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None:
-        names = chain_names(list(inner), message.is_initiator)
+        names = chain_names(list(inner), not message.is_response)
         self.trace(now, "message", ike_sa=ike.unique_id, dir=direction, exchange=name_of(ExchangeType, message.exchange),
                    message_id=message.message_id, response=message.is_response, initiator=message.is_initiator,
                    encrypted=message.exchange != ExchangeType.IKE_SA_INIT, payloads=names,

@@ -127,9 +127,9 @@ class Message:
     def summary(self, inner: Sequence[Payload] | None = None) -> str:
         """One line in the style of strongSwan's log: `IKE_SA_INIT request 0 [ SA KE Ni ... ]`."""
         kind = "response" if self.is_response else "request"
-        names = chain_names(self.payloads, self.is_initiator)
+        names = chain_names(self.payloads, not self.is_response)
         if inner is not None:
-            names = names[:-1] + [f"{names[-1]}{{ {' '.join(chain_names(inner, self.is_initiator))} }}"]
+            names = names[:-1] + [f"{names[-1]}{{ {' '.join(chain_names(inner, not self.is_response))} }}"]
         return f"{self.exchange_name} {kind} {self.message_id} [ {' '.join(names)} ]"
 
 

@@ -739,15 +739,16 @@ def parse_chain(data: bytes, first_type: int, base: int = 0) -> list[Payload]:
     return payloads
 
 
-def chain_names(payloads: Iterable[Payload], sender_is_initiator: bool | None = None) -> list[str]:
+def chain_names(payloads: Iterable[Payload], in_request: bool | None = None) -> list[str]:
     """Short names for a payload chain, notifies with their type: `N(NAT_DETECTION_SOURCE_IP)`.
-    With the sender's role known, nonces are written `Ni` or `Nr` as in RFC 7296 §1.2."""
+    Knowing whether the chain is in a request, nonces are written `Ni` (the exchange
+    initiator's) or `Nr` as in RFC 7296 §1.2 and §1.3."""
     from .const import PAYLOAD_SHORT_NAMES, name_of
 
     names = []
     for p in payloads:
-        if isinstance(p, Nonce) and sender_is_initiator is not None:
-            names.append("Ni" if sender_is_initiator else "Nr")
+        if isinstance(p, Nonce) and in_request is not None:
+            names.append("Ni" if in_request else "Nr")
         elif isinstance(p, Notify):
             names.append(f"N({name_of(NotifyType, p.notify_type)})")
         elif isinstance(p, UnknownPayload):

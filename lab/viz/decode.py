@@ -66,7 +66,7 @@ def _endpoint(addr: str, port: int) -> str:
 
 
 def _payload_names(message: Message) -> list[str]:
-    names = chain_names(message.payloads, message.is_initiator)
+    names = chain_names(message.payloads, not message.is_response)
     last: Payload | None = message.payloads[-1] if message.payloads else None
     if isinstance(last, SK):
         names[-1] = f"SK({len(last.data)} octets)"
