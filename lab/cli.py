@@ -32,7 +32,14 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("ipsec-lab daemon needs root (it binds UDP 500/4500): run it with sudo or as root.", file=sys.stderr)
         return 1
-    return run_gateway(args.config, args.control, args.trace, args.export_keys)
+    from lab.ike.endpoint import Settings
+
+    settings = Settings()
+    if args.retransmit_timeout is not None:
+        settings.retransmit_timeout = args.retransmit_timeout
+    if args.retransmit_tries is not None:
+        settings.retransmit_tries = args.retransmit_tries
+    return run_gateway(args.config, args.control, args.trace, args.export_keys, settings)
 
 
 def _print_sas(sas: list[dict]) -> None:
@@ -107,6 +114,32 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     return 0 if response.get("ok") else 1
 
 
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"'{value}' must be more than 0 seconds")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"'{value}' must be 0 or more")
+    return number
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lab.net.demo import run_demo
+
+    return run_demo(args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipsec-lab", description="An IPsec teaching and simulation lab.")
     parser.add_argument("--version", action="version", version=f"ipsec-lab {__version__}")
@@ -129,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--trace", metavar="FILE", help="append every message and state change as JSON lines")
     daemon.add_argument("--export-keys", metavar="DIR",
                         help="write Wireshark's ikev2_decryption_table and esp_sa into DIR (and DIR/wireshark/)")
+    daemon.add_argument("--retransmit-timeout", type=_positive_float, metavar="S",
+                        help="seconds before the first retransmission of a request (default 4, like charon's "
+                             "retransmit_timeout); later ones wait 1.8 times longer each")
+    daemon.add_argument("--retransmit-tries", type=_non_negative_int, metavar="N",
+                        help="retransmissions before the peer counts as dead and the IKE SA is closed "
+                             "(default 5, like charon's retransmit_tries)")
     daemon.set_defaults(handler=_cmd_daemon)
 
     ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")
@@ -140,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--ike-id", type=int, metavar="N", help="IKE SA number (#N in list-sas)")
     ctl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="for initiate: wait this long")
     ctl.set_defaults(handler=_cmd_ctl)
+
+    demo = commands.add_parser("demo", help="our gateway behind a NAT box builds a tunnel to strongSwan, "
+                                            "captured on both sides of the NAT (needs root)")
+    demo.add_argument("--out", default="out/demo", metavar="DIR", help="where captures, keys and logs go")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

@@ -254,7 +254,8 @@ class Gateway:
         return out
 
 
-def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None) -> int:
+def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
+                settings: Settings | None = None) -> int:
     from .swanctl import ConfigError, load_swanctl
     try:
         config = load_swanctl(config_path)
@@ -264,7 +265,7 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     except OSError as err:
         print(f"ipsec-lab daemon: cannot read {config_path}: {err.strerror}", file=sys.stderr)
         return 2
-    gateway = Gateway(config, control_path, trace_path=trace_path, export_keys=export_keys)
+    gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys)
     try:
         asyncio.run(gateway.run())
     except GatewayError as err:

@@ -32,8 +32,11 @@ class OurGateway:
     swanctl folders next to it), control socket, log, trace, exported keys."""
 
     def __init__(self, node: Any, workdir: str | Path, name: str | None = None, *, export_keys: bool = True,
-                 start_timeout: float = 15.0) -> None:
+                 start_timeout: float = 15.0, retransmit_timeout: float | None = None,
+                 retransmit_tries: int | None = None) -> None:
         self.node = node
+        self.retransmit_timeout = retransmit_timeout
+        self.retransmit_tries = retransmit_tries
         self.workdir = Path(workdir)
         self.name = name or str(node)
         self.export_keys = export_keys
@@ -60,6 +63,10 @@ class OurGateway:
                 "--control", str(self.control_path), "--trace", str(self.trace_path)]
         if self.export_keys:
             argv += ["--export-keys", str(self.keys_dir)]
+        if self.retransmit_timeout is not None:
+            argv += ["--retransmit-timeout", str(self.retransmit_timeout)]
+        if self.retransmit_tries is not None:
+            argv += ["--retransmit-tries", str(self.retransmit_tries)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.process = self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
