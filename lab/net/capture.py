@@ -1,0 +1,58 @@
+"""tcpdump inside a Mininet host, writing a complete pcap file."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Capture:
+    """`tcpdump -i INTF -w PATH FILTER` in `node`. `start()` returns once tcpdump listens;
+    `stop()` waits until the file stops growing, then ends tcpdump with SIGINT so that the
+    last packets are written."""
+
+    def __init__(self, node: Any, intf: str, path: str | Path, bpf: str = "") -> None:
+        self.node, self.intf, self.path, self.bpf = node, intf, Path(path), bpf
+        self.err_path = self.path.with_suffix(".tcpdump.txt")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> "Capture":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["tcpdump", "-i", self.intf, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", str(self.path)]
+        if self.bpf:
+            argv.append(self.bpf)
+        with open(self.err_path, "wb") as err:
+            self.process = self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + timeout
+        while "listening on" not in self.err_path.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tcpdump on {self.intf} did not start: {self.err_path.read_text().strip()}")
+            time.sleep(0.05)
+        return self
+
+    def _settle(self, quiet: float = 0.3, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        size, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size if self.path.exists() else 0
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        self._settle()
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
