@@ -61,6 +61,13 @@ def _print_sas(sas: list[dict]) -> None:
             print(f"  {child['name']}: #{child['id']}, {child['state']}, {child['mode'].upper()}{encap}, ESP SPIs: "
                   f"{child['spi_in']}_i {child['spi_out']}_o")
             print(f"    {child['algorithms']}")
+            traffic = child.get("traffic")
+            if traffic:
+                drops = ", ".join(f"{k} {v}" for k, v in traffic["drops_in"].items())
+                print(f"    in  {traffic['bytes_in']} bytes, {traffic['packets_in']} packets"
+                      + (f" (dropped: {drops})" if drops else ""))
+                print(f"    out {traffic['bytes_out']} bytes, {traffic['packets_out']} packets"
+                      + ("" if traffic["outbound_active"] else " (outbound now on its successor)"))
             print(f"    local  {' '.join(child['local_ts'])}")
             print(f"    remote {' '.join(child['remote_ts'])}")
 
@@ -168,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--retransmit-tries", type=_non_negative_int, metavar="N",
                         help="retransmissions before the peer counts as dead and the IKE SA is closed "
                              "(default 5, like charon's retransmit_tries)")
+    daemon.add_argument("--no-dataplane", action="store_true",
+                        help="negotiate only: no TUN device, no ESP (CHILD SAs carry no traffic)")
+    daemon.add_argument("--tunnel-mtu", type=int, default=1400, metavar="BYTES",
+                        help="MTU of the ipsec0 TUN device (default 1400, as strongSwan's kernel-libipsec)")
     daemon.set_defaults(handler=_cmd_daemon)
 
     ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")

@@ -76,7 +76,7 @@ async def handle(gateway, request: dict[str, Any]) -> dict[str, Any]:
         gateway._pump()
         return {"ok": count > 0, "count": count, **({} if count else {"error": "no such SA"})}
     if cmd == "list-sas":
-        return {"ok": True, "sas": endpoint.list_sas()}
+        return {"ok": True, "sas": gateway.list_sas()}
     if cmd == "list-conns":
         return {"ok": True, "conns": gateway.list_conns()}
     if cmd == "stats":

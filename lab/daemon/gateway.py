@@ -26,6 +26,7 @@ from lab.ike.config import Config
 from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
 from lab.ike.message import Datagram
 
+from .dataplane import DataPlaneError
 from .keys import KeyExport
 from .narrate import narrate
 
@@ -60,7 +61,8 @@ def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
 class Gateway:
     def __init__(self, config: Config, control_path: str | None = None, *, settings: Settings | None = None,
                  trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
-                 bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS) -> None:
+                 bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS, dataplane: bool = True,
+                 tun_name: str = "ipsec0", tunnel_mtu: int = 1400) -> None:
         self.config = config
         self.control_path = control_path
         self.endpoint = IkeEndpoint(config, settings)
@@ -77,6 +79,9 @@ class Gateway:
         self.waiters: list[tuple[Callable[[ev.Event], bool], asyncio.Future]] = []
         self.esp_handler: Callable[[bytes, tuple, tuple], None] | None = None
         self.event_handlers: list[Callable[[ev.Event], None]] = []
+        self.want_dataplane = dataplane
+        self.tun_name, self.tunnel_mtu = tun_name, tunnel_mtu
+        self.dataplane = None
 
     # ------------------------------------------------------------ running
 
@@ -92,6 +97,10 @@ class Gateway:
         for port in self.ports:
             self.sockets[port] = _bind_udp(port, self.bind_address)
             self.loop.add_reader(self.sockets[port], self._readable, port)
+        if self.want_dataplane:
+            from .dataplane import DataPlane
+            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu)
+            self.dataplane.start()
         server = None
         if self.control_path:
             from .control import serve_control
@@ -125,6 +134,8 @@ class Gateway:
                     os.unlink(self.control_path)
                 except FileNotFoundError:
                     pass
+            if self.dataplane is not None:
+                self.dataplane.stop()
             for port, sock in self.sockets.items():
                 self.loop.remove_reader(sock)
                 sock.close()
@@ -236,7 +247,16 @@ class Gateway:
     def stats(self) -> dict[str, Any]:
         return {"uptime": round(self.now(), 1), "ike_sas": len(self.endpoint.by_id),
                 "child_sas": sum(len(s.children) for s in self.endpoint.by_id.values()),
-                "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops)}
+                "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops),
+                "dataplane": self.dataplane.totals() if self.dataplane is not None else None}
+
+    def list_sas(self) -> list[dict[str, Any]]:
+        sas = self.endpoint.list_sas()
+        if self.dataplane is not None:
+            for sa in sas:
+                for child in sa["children"]:
+                    child["traffic"] = self.dataplane.describe_child(bytes.fromhex(child["spi_in"]))
+        return sas
 
     def list_conns(self) -> list[dict[str, Any]]:
         from lab.ike.proposals import format_proposals

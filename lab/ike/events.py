@@ -73,6 +73,7 @@ class ChildSaUp(Event):
     replay_window: int
     algorithms: str
     rekeyed_from: bytes | None = None  # spi_in of the SA this one replaces
+    initiator: bool = True  # we started the exchange that made it (RFC 7296 §2.17 key order)
 
 
 @dataclass(frozen=True)

@@ -845,7 +845,7 @@ class IkeSA:
             self.unique_id, config.name, child.unique_id, ProtocolId.ESP, spi_in, spi_out, chosen.encr,
             chosen.encr_key_length, chosen.integ or 0, chosen.esn, keys_in, keys_out, mode, tuple(local_ts),
             tuple(remote_ts), self.local, self.remote, self.nat_detected, config.replay_window, str(chosen),
-            rekeyed.spi_in if rekeyed is not None else None))
+            rekeyed.spi_in if rekeyed is not None else None, we_are_exchange_initiator))
         return child
 
     def install_child_from_response(self, config: ChildConfig, spi_in: bytes, payloads: list[pl.Payload],

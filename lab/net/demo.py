@@ -36,6 +36,11 @@ def _new_log_lines(path: Path, seen: int) -> tuple[list[str], int]:
     return lines[seen:], len(lines)
 
 
+def _ping(lab: SiteToSite, count: int) -> str:
+    out = lab.node("hosta").cmd(f"ping -n -c {count} -i 0.2 -W 2 {SITE_B.host}")
+    return next((line.strip() for line in out.splitlines() if "received" in line), out.strip()[-200:])
+
+
 def run_demo(out: str | Path, say: Callable[[str], None] = print) -> int:
     if os.geteuid() != 0:
         say("ipsec-lab demo needs root (it creates network namespaces): run it with sudo or as root.")
@@ -71,6 +76,8 @@ def run_demo(out: str | Path, say: Callable[[str], None] = print) -> int:
             state = theirs[0]["state"] if theirs else "no IKE SA"
             say(f"== strongSwan on gwb sees: IKE SA {state}, remote {theirs[0].get('remote-host')}:"
                 f"{theirs[0].get('remote-port')} (the NAT box's mapping)" if theirs else f"== strongSwan: {state}")
+            say(f"== hosta {SITE_A.host} pings hostb {SITE_B.host} through the tunnel")
+            say("   " + _ping(lab, 5))
             say("== gwa rekeys the CHILD_SA (make-before-break), then strongSwan rekeys the IKE SA")
             gateway.ctl("rekey", child="net")
             time.sleep(0.5)
@@ -79,6 +86,7 @@ def run_demo(out: str | Path, say: Callable[[str], None] = print) -> int:
             lines, seen = _new_log_lines(gateway.log_path, seen)
             for line in lines:
                 say("   " + line)
+            say("   after the rekeys: " + _ping(lab, 3))
             say("== gwa closes the tunnel")
             gateway.ctl("terminate", ike="s2s")
             time.sleep(0.5)

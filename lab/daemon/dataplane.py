@@ -1,0 +1,363 @@
+"""The gateway's ESP data plane: a TUN device, routes into it, and lab.esp doing the work.
+
+Like strongSwan's kernel-libipsec (this kernel has no ESP): packets routed into the TUN
+device are matched against the SPD, protected and sent as ESP-in-UDP on port 4500 (NAT
+detected or encapsulation forced) or as plain ESP on a raw socket (IP protocol 50);
+arriving ESP is unprotected and written to the TUN device for the kernel to forward.
+
+Routing: remote selectors go into table 220, looked up by every packet that is not
+marked with our fwmark; our own sockets set that mark (SO_MARK), so the outer packets
+never loop back into the tunnel, even when a peer's address lies inside remote_ts.
+"""
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, Lifetime, Mode, OutboundSA, Policy, SADatabase,
+                     Selector, UdpEncap)
+from lab.ike import events as ev
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+TUNSETIFF = 0x400454CA
+IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
+SO_MARK = getattr(socket, "SO_MARK", 36)
+FWMARK = 0x220
+ROUTE_TABLE = 220
+RULE_PRIORITY = 220
+BATCH = 64
+KEEPALIVE = b"\xff"  # RFC 3948 §2.3
+
+
+class DataPlaneError(RuntimeError):
+    """The data plane could not be set up; the message says what to do."""
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DataPlaneError(f"'ip {' '.join(args)}' failed: {result.stderr.strip()}")
+
+
+def _selector(local, remote) -> Selector:
+    def ports(ts):
+        return None if (ts.start_port, ts.end_port) == (0, 65535) else (ts.start_port, ts.end_port)
+
+    return Selector.of(local=f"{local.start_addr}-{local.end_addr}", remote=f"{remote.start_addr}-{remote.end_addr}",
+                       protocol=local.ip_protocol or remote.ip_protocol or None, local_ports=ports(local),
+                       remote_ports=ports(remote))
+
+
+@dataclass
+class Pair:
+    """The two SAs of one CHILD_SA as the data plane holds them."""
+
+    event: ev.ChildSaUp
+    inbound: InboundSA
+    outbound: OutboundSA
+    key: tuple
+    peer: tuple[str, int]
+    encap: bool
+
+
+@dataclass
+class Binding:
+    """One SPD entry (a child's selectors) and the pairs that serve it, newest last."""
+
+    policy: Policy
+    routes: list[str]
+    pairs: list[Pair] = field(default_factory=list)
+
+
+class DataPlane:
+    def __init__(self, gateway: "Gateway", tun_name: str = "ipsec0", mtu: int = 1400,
+                 keepalive_interval: float = 20.0) -> None:
+        self.gateway = gateway
+        self.tun_name = tun_name
+        self.mtu = mtu
+        self.keepalive_interval = keepalive_interval
+        self.sad = SADatabase()
+        self.spd = SPD(counters=self.sad.drops)
+        self.bindings: dict[tuple, Binding] = {}
+        self.by_spi_in: dict[bytes, Pair] = {}
+        self.stats: Counter[str] = Counter()
+        self.tun_fd: int | None = None
+        self.raw: socket.socket | None = None
+        self.keepalive_peers: dict[int, tuple[str, int]] = {}
+        self._keepalive_timer = None
+        self._rule_added = False
+
+    # ------------------------------------------------------------ setup and teardown
+
+    def start(self) -> None:
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        except OSError as err:
+            raise DataPlaneError(f"cannot open /dev/net/tun ({err.strerror}): the data plane needs root and TUN "
+                                 f"support") from None
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", self.tun_name.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError as err:
+            os.close(fd)
+            raise DataPlaneError(f"cannot create TUN device {self.tun_name}: {err.strerror}") from None
+        self.tun_fd = fd
+        _ip("link", "set", "dev", self.tun_name, "mtu", str(self.mtu), "up")
+        subprocess.run(["ip", "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
+        _ip("rule", "add", "priority", str(RULE_PRIORITY), "not", "fwmark", hex(FWMARK), "lookup", str(ROUTE_TABLE))
+        self._rule_added = True
+        for sock in self.gateway.sockets.values():
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
+        self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ESP)
+        self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
+        self.raw.setblocking(False)
+        loop = self.gateway.loop
+        assert loop is not None
+        loop.add_reader(self.tun_fd, self._tun_readable)
+        loop.add_reader(self.raw, self._raw_readable)
+        self.gateway.esp_handler = self.on_udp_esp
+        self.gateway.event_handlers.append(self.on_event)
+
+    def stop(self) -> None:
+        loop = self.gateway.loop
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+        for binding in list(self.bindings.values()):
+            self._drop_routes(binding)
+        if self.tun_fd is not None:
+            if loop is not None:
+                loop.remove_reader(self.tun_fd)
+            os.close(self.tun_fd)
+            self.tun_fd = None
+        if self.raw is not None:
+            if loop is not None:
+                loop.remove_reader(self.raw)
+            self.raw.close()
+            self.raw = None
+        if self._rule_added:
+            subprocess.run(["ip", "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
+            self._rule_added = False
+
+    # ------------------------------------------------------------ SAs from IKE events
+
+    def on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ChildSaUp):
+            self._child_up(event)
+        elif isinstance(event, ev.ChildSaDeleted):
+            self._child_deleted(event.spi_in)
+        elif isinstance(event, ev.ChildSaRekeyed):
+            pair = self.by_spi_in.get(event.new_spi_in)
+            if pair is not None and pair.event.initiator:
+                self._bind(pair)
+        elif isinstance(event, ev.IkeSaUp):
+            if event.local_behind_nat:
+                self.keepalive_peers[event.ike_sa] = event.remote
+                self._arm_keepalive()
+        elif isinstance(event, ev.IkeSaRekeyed):
+            peer = self.keepalive_peers.pop(event.ike_sa, None)
+            if peer is not None:
+                self.keepalive_peers[event.new_ike_sa] = peer
+        elif isinstance(event, ev.IkeSaDeleted):
+            self.keepalive_peers.pop(event.ike_sa, None)
+
+    def _child_up(self, event: ev.ChildSaUp) -> None:
+        now = self.gateway.now()
+        selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
+        inbound_selectors = selectors
+        encap = UdpEncap(event.local[1], event.remote[1]) if event.encap else None
+        mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
+        common = dict(mode=mode, encr_id=event.encr_id, integ_id=event.integ_id, esn=event.esn, now=now,
+                      name=event.name, lifetime=Lifetime())
+        try:
+            inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
+                                integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
+                                encap=encap, replay_window=event.replay_window, selectors=inbound_selectors,
+                                **common)
+            outbound = OutboundSA(int.from_bytes(event.spi_out, "big"), encr_key=event.keys_out.encr,
+                                  integ_key=event.keys_out.integ, local=event.local[0], remote=event.remote[0],
+                                  encap=encap, selectors=selectors, **common)
+        except EspConfigError as err:
+            self.gateway.say(f"[ESP] cannot install CHILD_SA {event.name}: {err}")
+            return
+        outbound.peer = event.remote  # type: ignore[attr-defined]
+        outbound.udp = event.encap  # type: ignore[attr-defined]
+        self.sad.add(inbound)
+        self.sad.add(outbound)
+        key = (event.ike_sa, event.name, event.local_ts, event.remote_ts)
+        pair = Pair(event, inbound, outbound, key, event.remote, event.encap)
+        self.by_spi_in[event.spi_in] = pair
+        binding = self._find_binding(event)
+        if binding is None:
+            policy = Policy(Action.PROTECT, tuple(selectors), child=event.name, name=f"{event.name}-{event.spi_in.hex()}")
+            self.spd.add(policy)
+            binding = Binding(policy, [str(self._network(ts)) for ts in event.remote_ts])
+            self.bindings[id(policy)] = binding
+            self._add_routes(binding, event)
+        binding.pairs.append(pair)
+        # RFC 7296 §2.8: the rekey initiator switches at once; a rekey responder keeps sending
+        # on the old SA until it is deleted (the initiator may not have the new inbound SA yet)
+        if event.rekeyed_from is None or event.initiator or binding.policy.sa is None:
+            self._bind(pair)
+
+    def _find_binding(self, event: ev.ChildSaUp) -> Binding | None:
+        for binding in self.bindings.values():
+            if binding.pairs and (binding.pairs[0].event.name, binding.pairs[0].event.local_ts,
+                                  binding.pairs[0].event.remote_ts) == (event.name, event.local_ts, event.remote_ts):
+                return binding
+        return None
+
+    def _bind(self, pair: Pair) -> None:
+        for binding in self.bindings.values():
+            if pair in binding.pairs:
+                binding.policy.sa = pair.outbound
+
+    def _child_deleted(self, spi_in: bytes) -> None:
+        pair = self.by_spi_in.pop(spi_in, None)
+        if pair is None:
+            return
+        self.sad.remove(pair.inbound)
+        self.sad.remove(pair.outbound)
+        for key, binding in list(self.bindings.items()):
+            if pair not in binding.pairs:
+                continue
+            binding.pairs.remove(pair)
+            if binding.policy.sa is pair.outbound:
+                binding.policy.sa = None
+                if binding.pairs:
+                    self._bind(binding.pairs[-1])
+            if not binding.pairs:
+                self.spd.policies.remove(binding.policy)
+                self._drop_routes(binding)
+                del self.bindings[key]
+
+    @staticmethod
+    def _network(ts) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        nets = list(ipaddress.summarize_address_range(ts.start_addr, ts.end_addr))
+        return nets[0] if len(nets) == 1 else ipaddress.ip_network(f"{ts.start_addr}/{ts.start_addr.max_prefixlen}")
+
+    def _local_source(self, event: ev.ChildSaUp) -> str | None:
+        """An address of this host inside local_ts, used as source for its own packets."""
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+        for line in out.split("\n"):
+            parts = line.split()
+            if "inet" not in parts:
+                continue
+            address = ipaddress.ip_address(parts[parts.index("inet") + 1].split("/")[0])
+            if any(ts.start_addr <= address <= ts.end_addr for ts in event.local_ts if ts.start_addr.version == 4):
+                return str(address)
+        return None
+
+    def _add_routes(self, binding: Binding, event: ev.ChildSaUp) -> None:
+        source = self._local_source(event)
+        for network in binding.routes:
+            args = ["route", "replace", network, "dev", self.tun_name, "table", str(ROUTE_TABLE)]
+            if source:
+                args += ["src", source]
+            try:
+                _ip(*args)
+            except DataPlaneError as err:
+                self.gateway.say(f"[ESP] {err}")
+
+    def _drop_routes(self, binding: Binding) -> None:
+        for network in binding.routes:
+            subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
+        binding.routes = []
+
+    # ------------------------------------------------------------ packets
+
+    def _tun_readable(self) -> None:
+        fd = self.tun_fd
+        spd, udp, raw = self.spd, self.gateway.sockets.get(4500), self.raw
+        read = os.read
+        for _ in range(BATCH):
+            try:
+                packet = read(fd, 65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            try:
+                policy = spd.outbound(packet)
+                sa = policy.sa
+                if sa is None:
+                    self.stats["no_sa"] += 1
+                    continue
+                payload = sa.protect_payload(packet)
+                if sa.udp:
+                    udp.sendto(payload, sa.peer)
+                else:
+                    raw.sendto(payload, (sa.peer[0], 0))
+                self.stats["packets_out"] += 1
+            except EspDrop:
+                self.stats["dropped_out"] += 1
+            except OSError:
+                self.stats["send_errors"] += 1
+
+    def on_udp_esp(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
+        self._inbound(data)
+
+    def _raw_readable(self) -> None:
+        for _ in range(BATCH):
+            try:
+                packet = self.raw.recv(65535)
+            except (BlockingIOError, OSError):
+                return
+            ihl = (packet[0] & 0x0F) * 4
+            self._inbound(packet[ihl:])
+
+    def _inbound(self, esp: bytes) -> None:
+        try:
+            inner = self.sad.unprotect(esp)
+        except EspDrop:
+            self.stats["dropped_in"] += 1
+            return
+        try:
+            os.write(self.tun_fd, inner)
+            self.stats["packets_in"] += 1
+        except OSError:
+            self.stats["tun_write_errors"] += 1
+
+    # ------------------------------------------------------------ NAT keepalives
+
+    def _arm_keepalive(self) -> None:
+        loop = self.gateway.loop
+        if self._keepalive_timer is None and loop is not None and self.keepalive_interval > 0:
+            self._keepalive_timer = loop.call_later(self.keepalive_interval, self._send_keepalives)
+
+    def _send_keepalives(self) -> None:
+        # RFC 3948 §2.3: only the side behind the NAT keeps its mapping alive
+        self._keepalive_timer = None
+        udp = self.gateway.sockets.get(4500)
+        for ike_id, peer in list(self.keepalive_peers.items()):
+            ike = self.gateway.endpoint.by_id.get(ike_id)
+            target = ike.remote if ike is not None else peer
+            try:
+                udp.sendto(KEEPALIVE, target)
+                self.stats["keepalives_sent"] += 1
+            except OSError:
+                self.stats["send_errors"] += 1
+        if self.keepalive_peers:
+            self._arm_keepalive()
+
+    # ------------------------------------------------------------ reporting
+
+    def describe_child(self, spi_in: bytes) -> dict[str, Any] | None:
+        pair = self.by_spi_in.get(spi_in)
+        if pair is None:
+            return None
+        i, o = pair.inbound, pair.outbound
+        return {"bytes_in": i.bytes, "packets_in": i.packets, "bytes_out": o.bytes, "packets_out": o.packets,
+                "drops_in": {str(k): v for k, v in i.drops.items() if v}, "outbound_active": any(
+                    b.policy.sa is o for b in self.bindings.values())}
+
+    def totals(self) -> dict[str, Any]:
+        return {"tun": self.tun_name, "mtu": self.mtu, **dict(self.stats),
+                "drops": {str(k): v for k, v in self.sad.drops.items() if v}, "policies": self.spd.describe()}
