@@ -116,6 +116,14 @@ class SiteToSite:
         if self.behind_nat:
             _check(n["nat"], f"iptables -t nat -A POSTROUTING -o {PREFIX}nat-eth1 -j MASQUERADE")
 
+    def plain_routing(self, enable: bool) -> None:
+        """Let the NAT box route the two LANs in clear (for a baseline without IPsec). Off by
+        default, so that a missing tunnel route shows as lost packets, not as a clear-text leak."""
+        verb = "replace" if enable else "del"
+        nat = self.nodes["nat"]
+        for prefix, via in ((SITE_A.lan, self.gwa_wan), (SITE_B.lan, GWB_PUBLIC)):
+            nat.cmd(f"ip route {verb} {prefix}" + (f" via {via}" if enable else ""))
+
     def stop(self) -> None:
         if self.net is not None:
             try:

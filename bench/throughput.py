@@ -1,0 +1,143 @@
+"""iperf3 TCP from hosta to hostb on the site-to-site topology through a NAT box, in one run:
+plain routing, strongSwan to strongSwan (kernel-libipsec), ours to ours, ours to strongSwan.
+Prints Mbit/s for each and the ratios ours/strongSwan. Needs root.
+
+    .venv/bin/python bench/throughput.py [--seconds 10] [--proposal aes128gcm16-prfsha256-x25519 --esp aes128gcm16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.net.gateway import OurGateway  # noqa: E402
+from lab.net.strongswan import StrongSwan, render_s2s_conf  # noqa: E402
+from lab.net.topo import GWB_PUBLIC, SITE_A, SITE_B, SiteToSite  # noqa: E402
+
+PSK = "a-lab-only-psk"
+
+
+def _conf(lab: SiteToSite, side: str, proposal: str, esp: str) -> str:
+    if side == "a":
+        return render_s2s_conf(local_addrs=lab.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab",
+                               remote_id="gwb.lab", psk=PSK, local_ts=SITE_A.lan, remote_ts=SITE_B.lan,
+                               proposals=proposal, esp_proposals=esp)
+    return render_s2s_conf(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab", remote_id="gwa.lab",
+                           psk=PSK, local_ts=SITE_B.lan, remote_ts=SITE_A.lan, proposals=proposal, esp_proposals=esp)
+
+
+def iperf(lab: SiteToSite, seconds: float) -> tuple[float, float]:
+    """(Mbit/s received, retransmits) of one iperf3 TCP run hosta -> hostb."""
+    server = lab.node("hostb").popen(["iperf3", "-s", "-1", "-B", SITE_B.host], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        out = lab.node("hosta").cmd(f"iperf3 -c {SITE_B.host} -t {seconds} -J")
+        result = json.loads(out[out.index("{"):])
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        end = result["end"]
+        return end["sum_received"]["bits_per_second"] / 1e6, end["sum_sent"].get("retransmits", 0)
+    finally:
+        server.kill()
+        server.wait()
+
+
+def run_case(lab: SiteToSite, workdir: Path, left: str, right: str, seconds: float, proposal: str, esp: str,
+             cpu: dict) -> float:
+    """left/right: 'ours' or 'strongswan' on gwa/gwb; returns Mbit/s."""
+    daemons = []
+    try:
+        for side, kind in (("b", right), ("a", left)):
+            node = lab.node(f"gw{side}")
+            if kind == "ours":
+                daemon = OurGateway(node, workdir / f"{left}-{right}-gw{side}", export_keys=False)
+                daemon.write_config(_conf(lab, side, proposal, esp))
+                daemon.start()
+            else:
+                daemon = StrongSwan(node, workdir / f"{left}-{right}-gw{side}")
+                daemon.write_config(_conf(lab, side, proposal, esp))
+                daemon.start()
+                daemon.load_all()
+            daemons.append(daemon)
+        initiator = daemons[-1]
+        if isinstance(initiator, OurGateway):
+            result = initiator.ctl("initiate", ike="s2s", child="net", timeout=20)
+            if not result.get("ok"):
+                raise RuntimeError(f"{left}->{right}: tunnel did not come up: {result}")
+        else:
+            initiator.initiate(child="net", timeout=20)
+        ping = lab.node("hosta").cmd(f"ping -n -c 3 -i 0.2 -W 2 {SITE_B.host}")
+        if " 0 received" in ping:
+            raise RuntimeError(f"{left}->{right}: no ping through the tunnel")
+        before = {d: _cpu_seconds(d) for d in daemons}
+        mbits, _ = iperf(lab, seconds)
+        cpu[f"{left}-{right}"] = [round(100 * (_cpu_seconds(d) - before[d]) / seconds) for d in daemons]
+        return mbits
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+
+
+def _cpu_seconds(daemon) -> float:
+    pid = daemon.process.pid if getattr(daemon, "process", None) else None
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--proposal", default="aes128gcm16-prfsha256-x25519")
+    parser.add_argument("--esp", default="aes128gcm16")
+    parser.add_argument("--cases", default="plain,strongswan-strongswan,ours-ours,ours-strongswan")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/throughput.py needs root (network namespaces)", file=sys.stderr)
+        return 1
+    if shutil.which("iperf3") is None:
+        print("iperf3 is missing: apt-get install iperf3 (scripts/setup.sh does)", file=sys.stderr)
+        return 1
+    results: dict[str, float] = {}
+    cpu: dict[str, list[int]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="ipsec-lab-bench-"))
+    print(f"iperf3 TCP {args.seconds:g} s hosta -> hostb through the NAT box, IKE {args.proposal}, ESP {args.esp}")
+    try:
+        with SiteToSite(behind_nat=True) as lab:
+            for case in args.cases.split(","):
+                if case == "plain":
+                    lab.plain_routing(True)
+                    try:
+                        results[case] = iperf(lab, args.seconds)[0]
+                    finally:
+                        lab.plain_routing(False)
+                else:
+                    left, right = case.split("-")
+                    results[case] = run_case(lab, workdir, left, right, args.seconds, args.proposal, args.esp, cpu)
+                load = f"   (daemon CPU gwb/gwa: {'/'.join(f'{c}%' for c in cpu[case])})" if case in cpu else ""
+                print(f"  {case:24s} {results[case]:9.1f} Mbit/s{load}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    reference = results.get("strongswan-strongswan")
+    if reference:
+        for case in ("ours-ours", "ours-strongswan"):
+            if case in results:
+                print(f"  ratio {case} / strongswan-strongswan: {results[case] / reference:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
