@@ -35,6 +35,8 @@ FWMARK = 0x220
 ROUTE_TABLE = 220
 RULE_PRIORITY = 220
 BATCH = 64
+SOL_UDP, UDP_SEGMENT = 17, 103
+MAX_GSO_SEGMENTS = 64
 KEEPALIVE = b"\xff"  # RFC 3948 §2.3
 
 
@@ -95,6 +97,7 @@ class DataPlane:
         self.keepalive_peers: dict[int, tuple[str, int]] = {}
         self._keepalive_timer = None
         self._rule_added = False
+        self.gso = True
 
     # ------------------------------------------------------------ setup and teardown
 
@@ -274,32 +277,63 @@ class DataPlane:
     # ------------------------------------------------------------ packets
 
     def _tun_readable(self) -> None:
+        """Read a batch from the TUN device, protect it, and send it: ESP-in-UDP datagrams of
+        equal size to one peer go out in one sendmsg with UDP GSO (UDP_SEGMENT)."""
         fd = self.tun_fd
-        spd, udp, raw = self.spd, self.gateway.sockets.get(4500), self.raw
+        spd, stats = self.spd, self.stats
         read = os.read
+        batch: list[tuple[OutboundSA, bytes]] = []
         for _ in range(BATCH):
             try:
                 packet = read(fd, 65535)
-            except BlockingIOError:
-                return
-            except OSError:
-                return
+            except (BlockingIOError, OSError):
+                break
             try:
-                policy = spd.outbound(packet)
-                sa = policy.sa
+                sa = spd.outbound(packet).sa
                 if sa is None:
-                    self.stats["no_sa"] += 1
+                    stats["no_sa"] += 1
                     continue
-                payload = sa.protect_payload(packet)
-                if sa.udp:
+                batch.append((sa, sa.protect_payload(packet)))
+            except EspDrop:
+                stats["dropped_out"] += 1
+        if batch:
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[tuple[OutboundSA, bytes]]) -> None:
+        udp, raw, stats = self.gateway.sockets.get(4500), self.raw, self.stats
+        i, n = 0, len(batch)
+        while i < n:
+            sa, payload = batch[i]
+            if not sa.udp or not self.gso:
+                try:
+                    if sa.udp:
+                        udp.sendto(payload, sa.peer)
+                    else:
+                        raw.sendto(payload, (sa.peer[0], 0))
+                    stats["packets_out"] += 1
+                except OSError:
+                    stats["send_errors"] += 1
+                i += 1
+                continue
+            size = len(payload)
+            j = i + 1
+            while (j < n and j - i < MAX_GSO_SEGMENTS and batch[j][0].peer == sa.peer and batch[j][0].udp
+                   and len(batch[j][1]) == size and (j - i + 1) * size <= 65000):
+                j += 1
+            if j < n and j - i < MAX_GSO_SEGMENTS and batch[j][0].peer == sa.peer and batch[j][0].udp \
+                    and len(batch[j][1]) < size and (j - i) * size + len(batch[j][1]) <= 65000:
+                j += 1  # the last segment may be shorter
+            try:
+                if j - i == 1:
                     udp.sendto(payload, sa.peer)
                 else:
-                    raw.sendto(payload, (sa.peer[0], 0))
-                self.stats["packets_out"] += 1
-            except EspDrop:
-                self.stats["dropped_out"] += 1
+                    udp.sendmsg([b"".join(p for _, p in batch[i:j])],
+                                [(SOL_UDP, UDP_SEGMENT, struct.pack("H", size))], 0, sa.peer)
+                    stats["gso_sends"] += 1
+                stats["packets_out"] += j - i
             except OSError:
-                self.stats["send_errors"] += 1
+                stats["send_errors"] += j - i
+            i = j
 
     def on_udp_esp(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
         self._inbound(data)

@@ -31,6 +31,7 @@ from .keys import KeyExport
 from .narrate import narrate
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+SOL_UDP, UDP_GRO = 17, 104
 IKE_PORTS = (500, 4500)
 MAX_DATAGRAM = 65535
 
@@ -43,6 +44,11 @@ def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    if port == 4500:
+        try:
+            sock.setsockopt(SOL_UDP, UDP_GRO, 1)  # ESP-in-UDP arrives coalesced where the kernel can
+        except OSError:
+            pass
     try:
         sock.bind((address, port))
     except PermissionError:
@@ -161,22 +167,30 @@ class Gateway:
 
     def _readable(self, port: int) -> None:
         sock = self.sockets[port]
+        esp_handler = self.esp_handler
         for _ in range(64):
             try:
-                data, ancillary, _flags, src = sock.recvmsg(MAX_DATAGRAM, socket.CMSG_SPACE(12))
+                data, ancillary, _flags, src = sock.recvmsg(MAX_DATAGRAM, 64)
             except BlockingIOError:
                 break
             except OSError as err:
                 self.endpoint.drop(f"receive error: {err}", self.now())
                 break
-            dst_ip = self.bind_address
+            dst_ip, segment = self.bind_address, 0
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                     dst_ip = str(ipaddress.IPv4Address(value[8:12]))
-            dst = (dst_ip, port)
-            kind_seen = self.endpoint.receive_datagram(data, (src[0], src[1]), dst, self.now())
-            if kind_seen is Datagram.ESP and self.esp_handler is not None:
-                self.esp_handler(data, (src[0], src[1]), dst)
+                elif level == SOL_UDP and kind == UDP_GRO:
+                    segment = struct.unpack("i", value[:4])[0]
+            pieces = [data[i:i + segment] for i in range(0, len(data), segment)] if segment else [data]
+            if segment and self.dataplane is not None:
+                self.dataplane.stats["gro_receives"] += 1
+            for piece in pieces:
+                # RFC 3948 §2.2: on 4500, anything but a non-ESP marker or a keepalive is ESP
+                if esp_handler is not None and port == 4500 and len(piece) > 8 and piece[:4] != b"\0\0\0\0":
+                    esp_handler(piece, (src[0], src[1]), (dst_ip, port))
+                    continue
+                self.endpoint.receive_datagram(piece, (src[0], src[1]), (dst_ip, port), self.now())
         self._pump()
 
     def _send(self, datagram: OutDatagram) -> None:
