@@ -75,13 +75,24 @@ async def handle(gateway, request: dict[str, Any]) -> dict[str, Any]:
             count = endpoint.rekey_ike(now, ike_id=request.get("ike_id"), name=request.get("ike"))
         gateway._pump()
         return {"ok": count > 0, "count": count, **({} if count else {"error": "no such SA"})}
+    if cmd == "create-child":
+        # an additional CHILD_SA on an established IKE SA (RFC 7296 §1.3.1)
+        ike_id, child = request["ike_id"], request["child"]
+        if ike_id not in endpoint.by_id:
+            raise ValueError(f"no IKE SA #{ike_id}")
+        if child not in endpoint.by_id[ike_id].config.children:
+            raise ValueError(f"IKE SA #{ike_id} has no child config {child!r}")
+        endpoint.create_child(now, ike_id, child)
+        gateway._pump()
+        return {"ok": True}
     if cmd == "list-sas":
         return {"ok": True, "sas": gateway.list_sas()}
     if cmd == "list-conns":
         return {"ok": True, "conns": gateway.list_conns()}
     if cmd == "stats":
         return {"ok": True, "stats": gateway.stats()}
-    raise ValueError(f"unknown command {cmd!r} (known: initiate, terminate, rekey, list-sas, list-conns, stats)")
+    raise ValueError(f"unknown command {cmd!r} (known: initiate, terminate, rekey, create-child, list-sas, "
+                     f"list-conns, stats)")
 
 
 def _only_connection(gateway, child: str | None) -> str:
