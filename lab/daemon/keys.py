@@ -63,8 +63,8 @@ def esp_sa_lines(event: ChildSaUp) -> list[str]:
         return []
     family = "IPv6" if ":" in event.local[0] else "IPv4"
     lines = []
-    for src, dst, spi, keys in ((event.local[0], event.remote[0], event.spi_out, event.keys_out),
-                                (event.remote[0], event.local[0], event.spi_in, event.keys_in)):
+    # addresses are wildcards: a NAT box rewrites them, and captures are taken on both sides of it
+    for src, dst, spi, keys in (("*", "*", event.spi_out, event.keys_out), ("*", "*", event.spi_in, event.keys_in)):
         lines.append(",".join(f'"{v}"' for v in (family, src, dst, f"0x{spi.hex()}", encr, f"0x{keys.encr.hex()}",
                                                    integ, f"0x{keys.integ.hex()}" if keys.integ else "")))
     return lines

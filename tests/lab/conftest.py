@@ -1,0 +1,28 @@
+"""Fixtures for tests that build the site-to-site topology (root, network namespaces)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_lab() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("lab tests need root (network namespaces): run them as root")
+    for tool, package in (("mnexec", "mininet"), ("iperf3", "iperf3"), ("tcpdump", "tcpdump"), ("tshark", "tshark"),
+                          ("/usr/lib/ipsec/charon", "strongswan-charon")):
+        if shutil.which(tool) is None and not os.path.exists(tool):
+            pytest.fail(f"{tool} is missing: apt-get install {package} (scripts/setup.sh does)", pytrace=False)
+
+
+@pytest.fixture
+def site_to_site():
+    """hosta - gwa - NAT box - gwb - hostb, removed afterwards; a leftover fails the test."""
+    require_lab()
+    from lab.net.topo import SiteToSite, remove_leftovers
+
+    with SiteToSite(behind_nat=True) as lab:
+        yield lab
+    left = remove_leftovers()
+    assert not left, f"leftovers after the test: {left}"
