@@ -348,6 +348,8 @@ class ChildCreate(Task):
             kind = error.notify_type
             if kind == NotifyType.INVALID_KE_PAYLOAD and len(error.data) == 2 and self.group is None:
                 self.group = struct.unpack("!H", error.data)[0]
+                if self.rekeying is not None:
+                    ike.child_rekey_failed(self.rekeying, now)
                 ike.retry_task(self, now)
                 return
             if kind == NotifyType.TEMPORARY_FAILURE:

@@ -243,6 +243,25 @@ def test_additional_child_with_pfs():
 
 
 @pytest.mark.parametrize("side", "ab")
+def test_child_rekey_with_pfs_retries_after_invalid_ke(side):
+    # RFC 7296 §1.3: the rekey is sent again with the KE group the responder asks for
+    net = _up(make_net(*pair_configs(a_esp="aes128gcm16-ecp256-x25519", b_esp="aes128gcm16-x25519-ecp256")))
+    ike_a, _ = _established(net)
+    old = ike_a.children[0].spi_in
+    net.endpoints[side].rekey_child(net.now, "net")
+    net.settle()
+    assert_consistent(net)
+    responder = "b" if side == "a" else "a"
+    assert kinds(net.events(side)) == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    assert [k for k in kinds(net.events(responder)) if k != "NegotiationFailed"] == \
+        ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    ike_a, _ = _established(net)
+    assert ike_a.children[0].spi_in != old and ike_a.children[0].state == ChildState.INSTALLED
+    rekeys = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log]
+    assert [m.exchange for m in rekeys].count(ExchangeType.CREATE_CHILD_SA) == 4
+
+
+@pytest.mark.parametrize("side", "ab")
 def test_delete_child_and_ike_from_each_side(side):
     net = _up(make_net(*pair_configs()))
     net.endpoints[side].terminate_child(net.now, "net")
