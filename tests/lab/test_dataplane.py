@@ -182,3 +182,66 @@ def test_memory_with_100_child_sas(site_to_site, tmp_path):
     finally:
         gwa.stop()
         gwb.stop()
+
+
+@pytest.fixture
+def routed_site_to_site():
+    """The same topology without NAT: ESP travels as IP protocol 50 on raw sockets."""
+    from .conftest import require_lab
+    require_lab()
+    from lab.net.topo import SiteToSite
+    with SiteToSite(behind_nat=False) as lab:
+        yield lab
+
+
+# strongSwan with kernel-libipsec fakes its NAT-D hashes and always encapsulates (reference/strongswan.md)
+@pytest.mark.parametrize("pairing,encap", [("ours-ours", False), ("ours-strongswan", True)])
+def test_plain_esp_without_nat(routed_site_to_site, tmp_path, pairing, encap):
+    lab = routed_site_to_site
+    left, right = pairing.split("-")
+    gwb = start(lab, "b", right, tmp_path)
+    gwa = start(lab, "a", left, tmp_path)
+    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "esp or udp").start()
+    try:
+        initiate(gwa)
+        assert ping(lab, "hosta", SITE_B.host) == 5
+        assert tcp(lab, "hosta", "hostb", SITE_B.host, seconds=1) > 10
+        (child,) = children(gwa)
+        assert child["encap"] is encap
+    finally:
+        capture.stop()
+        gwa.stop()
+        gwb.stop()
+    protocols = subprocess.run(["tshark", "-r", str(tmp_path / "wire.pcap"), "-T", "fields", "-e", "ip.proto"],
+                               capture_output=True, text=True).stdout.split()
+    if encap:
+        assert "50" not in protocols
+    else:
+        assert protocols.count("50") >= 10 and "17" in protocols  # ESP as protocol 50, IKE on UDP
+
+
+def test_transport_mode_host_to_host(routed_site_to_site, tmp_path):
+    lab = routed_site_to_site
+    extra = dict(local_ts="dynamic", remote_ts="dynamic", mode="transport")
+    gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb")
+    gwb.write_config(render_s2s_conf(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab",
+                                     remote_id="gwa.lab", psk=PSK, **extra))
+    gwa = OurGateway(lab.node("gwa"), tmp_path / "gwa")
+    gwa.write_config(render_s2s_conf(local_addrs=lab.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab",
+                                     remote_id="gwb.lab", psk=PSK, **extra))
+    gwb.start()
+    gwa.start()
+    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "esp or icmp").start()
+    try:
+        initiate(gwa)
+        (child,) = children(gwa)
+        assert child["mode"] == "transport"
+        assert ping(lab, "gwa", GWB_PUBLIC) == 5
+        assert child["local_ts"] == [lab.gwa_wan] and child["remote_ts"] == [GWB_PUBLIC]
+    finally:
+        capture.stop()
+        gwa.stop()
+        gwb.stop()
+    fields = subprocess.run(["tshark", "-r", str(tmp_path / "wire.pcap"), "-T", "fields", "-e", "ip.proto"],
+                            capture_output=True, text=True).stdout.split()
+    assert fields.count("50") >= 10 and "1" not in fields  # the pings crossed only as ESP
