@@ -24,6 +24,13 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
 def _cmd_daemon(args: argparse.Namespace) -> int:
     import os
 
@@ -39,7 +46,12 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         settings.retransmit_timeout = args.retransmit_timeout
     if args.retransmit_tries is not None:
         settings.retransmit_tries = args.retransmit_tries
-    return run_gateway(args.config, args.control, args.trace, args.export_keys, settings)
+    if args.cookie_threshold is not None:
+        settings.cookie_threshold = args.cookie_threshold
+    if args.fragment_size is not None:
+        settings.fragment_size = args.fragment_size
+    return run_gateway(args.config, args.control, args.trace, args.export_keys, settings,
+                       dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu)
 
 
 def _print_sas(sas: list[dict]) -> None:
@@ -175,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--retransmit-tries", type=_non_negative_int, metavar="N",
                         help="retransmissions before the peer counts as dead and the IKE SA is closed "
                              "(default 5, like charon's retransmit_tries)")
+    daemon.add_argument("--cookie-threshold", type=_non_negative_int, metavar="N",
+                        help="half-open IKE SAs from which IKE_SA_INIT must carry a COOKIE (RFC 7296 §2.6; "
+                             "default 10, like charon's cookie_threshold; 0 asks every initiator)")
+    daemon.add_argument("--fragment-size", type=_positive_int, metavar="BYTES",
+                        help="largest IP datagram of an IKE message before IKE fragmentation (RFC 7383) "
+                             "applies (default 1280, like charon's fragment_size)")
     daemon.add_argument("--no-dataplane", action="store_true",
                         help="negotiate only: no TUN device, no ESP (CHILD SAs carry no traffic)")
     daemon.add_argument("--tunnel-mtu", type=int, default=1400, metavar="BYTES",

@@ -289,7 +289,7 @@ class Gateway:
 
 
 def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
-                settings: Settings | None = None) -> int:
+                settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400) -> int:
     from .swanctl import ConfigError, load_swanctl
     try:
         config = load_swanctl(config_path)
@@ -299,10 +299,11 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     except OSError as err:
         print(f"ipsec-lab daemon: cannot read {config_path}: {err.strerror}", file=sys.stderr)
         return 2
-    gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys)
+    gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys,
+                      dataplane=dataplane, tunnel_mtu=tunnel_mtu)
     try:
         asyncio.run(gateway.run())
-    except GatewayError as err:
+    except (GatewayError, DataPlaneError) as err:
         print(f"ipsec-lab daemon: {err}", file=sys.stderr)
         return 1
     return 0
