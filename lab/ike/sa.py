@@ -947,6 +947,10 @@ class IkeSA:
             self.trace_note(now, "ike_rekey_collision", redundant=loser[0].our_spi.hex(), kept=winner[0].our_spi.hex())
             if loser[2]:
                 loser[0].queue(IkeDelete("redundant after an IKE rekey collision"), now)
+            else:
+                # RFC 7296 §2.8.2: its creator deletes it; should that never come, we delete it (as strongSwan does)
+                loser[0].delayed.append((now + self.endpoint.settings.half_open_timeout,
+                                         IkeDelete("redundant after an IKE rekey collision, not deleted by the peer")))
         self._move_to(winner[0], now)
         self.set_state(IkeState.REKEYED, now)
         if winner[2]:

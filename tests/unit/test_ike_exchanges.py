@@ -314,6 +314,26 @@ def test_simultaneous_ike_rekey():
     assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
 
 
+def test_redundant_ike_sa_the_peer_never_deletes_is_deleted_by_us():
+    # RFC 7296 §2.8.2: the creator of the redundant IKE SA deletes it; here every such delete is lost
+    net = _up(make_net(*pair_configs()))
+    old_ike, _ = _established(net)
+    old = (old_ike.spi_i, old_ike.spi_r)
+
+    def lost(name: str, datagram: OutDatagram) -> bool:
+        message = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
+        return (message.exchange == ExchangeType.INFORMATIONAL and not message.is_response
+                and (message.spi_i, message.spi_r) != old)
+
+    net.drop = lost
+    net.endpoints["a"].rekey_ike(net.now, name="s2s")
+    net.endpoints["b"].rekey_ike(net.now, name="s2s")
+    net.run(until=net.now + 400)
+    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
+    net.drop = lambda name, datagram: False
+    assert_consistent(net, allowed_drops=("unknown IKE SPI",))
+
+
 def test_rekey_vs_delete_of_the_same_child():
     net = _up(make_net(*pair_configs()))
     net.endpoints["a"].rekey_child(net.now, "net")
