@@ -35,7 +35,7 @@ def test_daemon_passes_the_settings(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(gateway, "run_gateway", lambda *args: seen.setdefault("args", args) and 0)
+    monkeypatch.setattr(gateway, "run_gateway", lambda *args, **kwargs: seen.setdefault("args", args) and 0)
     main(["daemon", "--config", "swanctl.conf", "--retransmit-timeout", "0.25", "--retransmit-tries", "1"])
     settings = seen["args"][-1]
     assert (settings.retransmit_timeout, settings.retransmit_tries) == (0.25, 1)
