@@ -2,8 +2,10 @@
 
     swgwa (203.0.113.1, LAN 10.1.0.1 on lo) ---- swgwb (203.0.113.2, LAN 10.2.0.1 on lo)
 
-Each gateway has a private /var/run (charon.pid) and a StrongSwan object whose
-swanctl.conf describes the site-to-site connection `s2s` with child `net`.
+Each gateway has a private /var/run (charon.pid). In `s2s_lab` each has a StrongSwan object
+whose swanctl.conf describes the site-to-site connection `s2s` with child `net`. In
+`interop_lab` the gateways start empty: a test puts charon (`lab.use_strongswan`) or our
+daemon (`lab.use_ours`) on each, with the swanctl.conf that `render_conf` writes.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from lab.net.gateway import OurGateway
 from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, render_s2s_conf
 
 MARKER = "ipsec-lab-interop"
@@ -53,9 +56,17 @@ def _read_proc(pid: str, what: str) -> bytes:
         return b""
 
 
+def _is_our_daemon(cmdline: list[bytes]) -> bool:
+    """`ipsec-lab daemon ...` or `python -m lab.cli daemon ...`."""
+    for i, arg in enumerate(cmdline[:-1]):
+        if (arg == b"lab.cli" or os.path.basename(arg) == b"ipsec-lab") and cmdline[i + 1] == b"daemon":
+            return True
+    return False
+
+
 def _our_processes() -> list[tuple[int, str]]:
-    """Processes this harness starts: the node shells `mininet:swgw?`, and charon, swanctl
-    and tcpdump whose environment or arguments name a directory marked MARKER."""
+    """Processes this harness starts: the node shells `mininet:swgw?`, and charon, swanctl,
+    tcpdump and our gateway daemon whose environment or arguments name a directory marked MARKER."""
     found = []
     marker = MARKER.encode()
     for pid in os.listdir("/proc"):
@@ -67,7 +78,7 @@ def _our_processes() -> list[tuple[int, str]]:
         text = b" ".join(cmdline).decode(errors="replace")
         if any(arg.decode(errors="replace") in {f"mininet:{n}" for n in GATEWAYS} for arg in cmdline):
             found.append((int(pid), text))
-        elif os.path.basename(cmdline[0]) in (b"charon", b"swanctl", b"tcpdump"):
+        elif os.path.basename(cmdline[0]) in (b"charon", b"swanctl", b"tcpdump") or _is_our_daemon(cmdline):
             if marker in _read_proc(pid, "environ") or marker in b" ".join(cmdline):
                 found.append((int(pid), text))
     return found
@@ -163,11 +174,36 @@ class S2SLab:
     nodes: dict[str, Any]
     swans: dict[str, StrongSwan]
     captures: list[Tcpdump] = field(default_factory=list)
+    ours: dict[str, OurGateway] = field(default_factory=dict)
 
     def capture(self, gateway: str, filename: str, bpf: str = "udp port 500 or udp port 4500") -> Tcpdump:
         dump = Tcpdump(self.nodes[gateway], f"{gateway}-eth0", self.workdir / filename, bpf)
         self.captures.append(dump)
         return dump.start()
+
+    def use_strongswan(self, gateway: str, swanctl_conf: str, **options: Any) -> StrongSwan:
+        """charon (not started yet) for `gateway`, its files in workdir/<gateway>/."""
+        if gateway in self.ours:
+            raise ValueError(f"{gateway} already runs our daemon")
+        swan = StrongSwan(self.nodes[gateway], self.workdir / gateway, gateway, **options)
+        swan.write_config(swanctl_conf)
+        self.swans[gateway] = swan
+        return swan
+
+    def use_ours(self, gateway: str, swanctl_conf: str, **options: Any) -> OurGateway:
+        """Our `ipsec-lab daemon` (not started yet) for `gateway`, its files in workdir/<gateway>/."""
+        if gateway in self.swans:
+            raise ValueError(f"{gateway} already runs charon")
+        ours = OurGateway(self.nodes[gateway], self.workdir / gateway, gateway, **options)
+        ours.write_config(swanctl_conf)
+        self.ours[gateway] = ours
+        return ours
+
+    def swanctl_dir(self, gateway: str) -> Path:
+        """The swanctl directory (x509/, x509ca/, private/ below it) of whatever runs on `gateway`."""
+        if gateway in self.ours:
+            return self.ours[gateway].swanctl_dir
+        return self.swans[gateway].swanctl_dir
 
     def ping(self, gateway: str, count: int = 3) -> int:
         """Ping the peer gateway's LAN address from this one's; returns replies received."""
@@ -187,10 +223,38 @@ def _s2s_conf(gateway: str, initiator: bool) -> str:
         local_ts=me["local_ts"], remote_ts=peer["local_ts"])
 
 
-@pytest.fixture
-def s2s_lab(tmp_path_factory: pytest.TempPathFactory):
-    """swgwa (initiator config) and swgwb (responder config) joined by one link; charon not
-    started. Everything is removed afterwards, and a leftover fails the test."""
+def render_conf(gateway: str, *, initiator: bool, auth: str = "psk", proposals: str = "aes128gcm16-prfsha256-x25519",
+                esp_proposals: str = "aes128gcm16", dpd_delay: str | None = None, cert: str = "gw.pem",
+                connection: dict[str, str] | None = None, child: dict[str, str] | None = None) -> str:
+    """swanctl.conf of `gateway` for connection `s2s` with child `net`, in the subset both charon
+    and our daemon read. `auth` is psk or pubkey (our certificate x509/<cert>, the CA in x509ca/,
+    the key in private/). The responder accepts any remote address."""
+    me, peer = GATEWAYS[gateway], GATEWAYS[PEER[gateway]]
+    conn = {"version": "2", "local_addrs": me["wan"], "remote_addrs": peer["wan"] if initiator else "%any",
+            "proposals": proposals, "mobike": "no"}
+    if dpd_delay is not None:
+        conn["dpd_delay"] = dpd_delay
+    conn.update(connection or {})
+    children = {"local_ts": me["local_ts"], "remote_ts": peer["local_ts"], "esp_proposals": esp_proposals,
+                "mode": "tunnel"}
+    children.update(child or {})
+    local = {"auth": auth, "id": me["id"]} | ({"certs": cert} if auth == "pubkey" else {})
+    remote = {"auth": auth, "id": peer["id"]}
+
+    def block(indent: int, items: dict[str, str]) -> str:
+        return "".join(f"{' ' * indent}{k} = {v}\n" for k, v in items.items())
+
+    text = ("connections {\n  s2s {\n" + block(4, conn)
+            + "    local {\n" + block(6, local) + "    }\n"
+            + "    remote {\n" + block(6, remote) + "    }\n"
+            + "    children {\n      net {\n" + block(8, children) + "      }\n    }\n  }\n}\n")
+    if auth == "psk":
+        text += ("secrets {\n  ike-s2s {\n"
+                 + block(4, {"id-local": me["id"], "id-remote": peer["id"], "secret": f'"{PSK}"'}) + "  }\n}\n")
+    return text
+
+
+def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool):
     _require_tools()
     stale = _remove_leftovers()
     if stale:
@@ -210,9 +274,8 @@ def s2s_lab(tmp_path_factory: pytest.TempPathFactory):
             out = node.cmd(f"ip addr add {gw['wan']}/24 dev {name}-eth0 && ip link set {name}-eth0 up"
                            f" && ip addr add {gw['lan']}/32 dev lo && echo configured")
             assert "configured" in out, f"configuring {name} failed: {out}"
-            swan = StrongSwan(node, workdir / name, name)
-            swan.write_config(_s2s_conf(name, initiator=(name == "swgwa")))
-            lab.swans[name] = swan
+            if with_strongswan:
+                lab.use_strongswan(name, _s2s_conf(name, initiator=(name == "swgwa")))
         yield lab
     finally:
         problems = []
@@ -221,6 +284,11 @@ def s2s_lab(tmp_path_factory: pytest.TempPathFactory):
                 dump.stop()
             except Exception as err:  # keep tearing down
                 problems.append(f"stopping tcpdump: {err}")
+        for ours in lab.ours.values():
+            try:
+                ours.stop()
+            except Exception as err:
+                problems.append(f"stopping our daemon on {ours.name}: {err}")
         for swan in lab.swans.values():
             try:
                 swan.stop()
@@ -233,3 +301,18 @@ def s2s_lab(tmp_path_factory: pytest.TempPathFactory):
         left = _remove_leftovers()
         if left or problems:
             pytest.fail("interop teardown was not clean: " + "; ".join(problems + left), pytrace=False)
+
+
+@pytest.fixture
+def s2s_lab(tmp_path_factory: pytest.TempPathFactory):
+    """swgwa (initiator config) and swgwb (responder config) joined by one link; charon not
+    started. Everything is removed afterwards, and a leftover fails the test."""
+    yield from _build_lab(tmp_path_factory, with_strongswan=True)
+
+
+@pytest.fixture
+def interop_lab(tmp_path_factory: pytest.TempPathFactory):
+    """swgwa and swgwb joined by one link, nothing running on them: put charon or our daemon on
+    each with `use_strongswan` / `use_ours`. Everything is removed afterwards (our daemons too),
+    and a leftover fails the test."""
+    yield from _build_lab(tmp_path_factory, with_strongswan=False)
