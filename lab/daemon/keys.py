@@ -15,10 +15,13 @@ IKE_ENCR_NAMES = {
     (EncrId.AES_CBC, 192): "AES-CBC-192 [RFC3602]",
     (EncrId.AES_CBC, 256): "AES-CBC-256 [RFC3602]",
     (EncrId.AES_GCM_8, 128): "AES-GCM-128 with 8 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_8, 192): "AES-GCM-192 with 8 octet ICV [RFC5282]",
     (EncrId.AES_GCM_8, 256): "AES-GCM-256 with 8 octet ICV [RFC5282]",
     (EncrId.AES_GCM_12, 128): "AES-GCM-128 with 12 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_12, 192): "AES-GCM-192 with 12 octet ICV [RFC5282]",
     (EncrId.AES_GCM_12, 256): "AES-GCM-256 with 12 octet ICV [RFC5282]",
     (EncrId.AES_GCM_16, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
+    (EncrId.AES_GCM_16, 192): "AES-GCM-192 with 16 octet ICV [RFC5282]",
     (EncrId.AES_GCM_16, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
 }
 IKE_INTEG_NAMES = {
