@@ -342,6 +342,9 @@ def test_authentication(interop_lab, role, auth):
     assert (ours["local_id"], ours["remote_id"]) == ("gwa.lab", "gwb.lab")
     assert (theirs["local-id"], theirs["remote-id"]) == ("gwb.lab", "gwa.lab")
     assert ours["initiator"] is pair.ours_initiates
+    listing = ctl(pair, "list-sas")
+    assert f"s2s: #{ours['id']}, ESTABLISHED, IKEv2, {theirs['initiator-spi']}_i" in listing, listing
+    assert f"remote 'gwb.lab' @ {wan(SWAN)}:4500" in listing, listing
 
     log = pair.swan.log_text()
     method = {"psk": "pre-shared key", "rsa": "RSA_EMSA_PKCS1_SHA2_256", "ecdsa": "ECDSA_WITH_SHA256_DER"}[auth]
@@ -428,10 +431,20 @@ def test_invalid_ke_strongswan_initiator_retries_with_the_group_we_ask_for(inter
 # ------------------------------------------------------------------ rekeying
 
 
+def ctl(pair: Pair, *args: str) -> str:
+    """`ipsec-lab ctl` against our daemon, as a person would type it; returns its output."""
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "lab.cli", "ctl", "--control", str(pair.ours.control_path), *args],
+                         capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, f"ipsec-lab ctl {' '.join(args)}: {run.stdout}{run.stderr}"
+    return run.stdout
+
+
 def rekey(pair: Pair, side: str, what: str) -> None:
     if side == "ours":
-        answer = pair.ours.ctl("rekey", **{what: IKE if what == "ike" else CHILD})
-        assert answer["ok"], answer
+        out = ctl(pair, "rekey", "--ike", IKE) if what == "ike" else ctl(pair, "rekey", "--child", CHILD)
+        assert out.startswith("rekey: ok (1 SA(s))"), out
     elif what == "ike":
         pair.swan.rekey(ike=IKE)
     else:
@@ -610,7 +623,7 @@ def test_delete(interop_lab, role, side):
     child_spis = installed_pairs(ours)
 
     if side == "ours":
-        assert pair.ours.ctl("terminate", child=CHILD)["ok"]
+        assert ctl(pair, "terminate", "--child", CHILD).startswith("terminate: ok (1 SA(s))")
     else:
         pair.swan.terminate(child=CHILD)
 
@@ -628,7 +641,7 @@ def test_delete(interop_lab, role, side):
     assert [(e["spi_in"], e["spi_out"]) for e in deleted] == list(child_spis)
 
     if side == "ours":
-        assert pair.ours.ctl("terminate", ike=IKE)["ok"]
+        assert ctl(pair, "terminate", "--ike", IKE).startswith("terminate: ok (1 SA(s))")
     else:
         pair.swan.terminate(ike=IKE)
     wait_until(lambda: not pair.our_sas() and not pair.swan_sas(), 10, "no SA left on either side")
