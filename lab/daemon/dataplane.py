@@ -21,8 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, Lifetime, Mode, OutboundSA, Policy, SADatabase,
-                     Selector, UdpEncap)
+from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
+                     SADatabase, Selector, UdpEncap)
 from lab.ike import events as ev
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class DataPlane:
         self.stats: Counter[str] = Counter()
         self.tun_fd: int | None = None
         self.raw: socket.socket | None = None
+        self.raw_ah: socket.socket | None = None
         self.keepalive_peers: dict[int, tuple[str, int]] = {}
         self._keepalive_timer = None
         self._rule_added = False
@@ -122,10 +123,16 @@ class DataPlane:
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ESP)
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
         self.raw.setblocking(False)
+        # AH's ICV covers the outer IP header (RFC 4302 §3.3.3), so AH datagrams are sent whole
+        self.raw_ah = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_AH)
+        self.raw_ah.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
+        self.raw_ah.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        self.raw_ah.setblocking(False)
         loop = self.gateway.loop
         assert loop is not None
         loop.add_reader(self.tun_fd, self._tun_readable)
         loop.add_reader(self.raw, self._raw_readable)
+        loop.add_reader(self.raw_ah, self._raw_ah_readable)
         self.gateway.esp_handler = self.on_udp_esp
         self.gateway.event_handlers.append(self.on_event)
 
@@ -140,11 +147,13 @@ class DataPlane:
                 loop.remove_reader(self.tun_fd)
             os.close(self.tun_fd)
             self.tun_fd = None
-        if self.raw is not None:
-            if loop is not None:
-                loop.remove_reader(self.raw)
-            self.raw.close()
-            self.raw = None
+        for attribute in ("raw", "raw_ah"):
+            sock = getattr(self, attribute)
+            if sock is not None:
+                if loop is not None:
+                    loop.remove_reader(sock)
+                sock.close()
+                setattr(self, attribute, None)
         if self._rule_added:
             subprocess.run(["ip", "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
             self._rule_added = False
@@ -175,10 +184,11 @@ class DataPlane:
         now = self.gateway.now()
         selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
         inbound_selectors = selectors
-        encap = UdpEncap(event.local[1], event.remote[1]) if event.encap else None
+        ah = event.protocol == IpsecProto.AH
+        encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
         mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
-        common = dict(mode=mode, encr_id=event.encr_id, integ_id=event.integ_id, esn=event.esn, now=now,
-                      name=event.name, lifetime=Lifetime())
+        common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
+                      integ_id=event.integ_id, esn=event.esn, now=now, name=event.name, lifetime=Lifetime())
         try:
             inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
                                 integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
@@ -191,7 +201,8 @@ class DataPlane:
             self.gateway.say(f"[ESP] cannot install CHILD_SA {event.name}: {err}")
             return
         outbound.peer = event.remote  # type: ignore[attr-defined]
-        outbound.udp = event.encap  # type: ignore[attr-defined]
+        outbound.udp = encap is not None  # type: ignore[attr-defined]
+        outbound.ah = ah  # type: ignore[attr-defined]
         self.sad.add(inbound)
         self.sad.add(outbound)
         key = (event.ike_sa, event.name, event.local_ts, event.remote_ts)
@@ -293,7 +304,7 @@ class DataPlane:
                 if sa is None:
                     stats["no_sa"] += 1
                     continue
-                batch.append((sa, sa.protect_payload(packet)))
+                batch.append((sa, sa.protect(packet) if sa.ah else sa.protect_payload(packet)))
             except EspDrop:
                 stats["dropped_out"] += 1
         if batch:
@@ -308,6 +319,8 @@ class DataPlane:
                 try:
                     if sa.udp:
                         udp.sendto(payload, sa.peer)
+                    elif sa.ah:
+                        self.raw_ah.sendto(payload, (sa.peer[0], 0))
                     else:
                         raw.sendto(payload, (sa.peer[0], 0))
                     stats["packets_out"] += 1
@@ -346,6 +359,26 @@ class DataPlane:
                 return
             ihl = (packet[0] & 0x0F) * 4
             self._inbound(packet[ihl:])
+
+    def _raw_ah_readable(self) -> None:
+        for _ in range(BATCH):
+            try:
+                packet = self.raw_ah.recv(65535)
+            except (BlockingIOError, OSError):
+                return
+            try:
+                inner = self.sad.unprotect_datagram(packet)
+            except EspDrop:
+                self.stats["dropped_in"] += 1
+                continue
+            self._deliver(inner)
+
+    def _deliver(self, inner: bytes) -> None:
+        try:
+            os.write(self.tun_fd, inner)
+            self.stats["packets_in"] += 1
+        except OSError:
+            self.stats["tun_write_errors"] += 1
 
     def _inbound(self, esp: bytes) -> None:
         try:

@@ -51,7 +51,7 @@ from lab.ike.config import (
     parse_traffic_selectors,
 )
 from lab.ike.identity import Identity
-from lab.ike.proposals import parse_esp_proposals, parse_ike_proposals
+from lab.ike.proposals import parse_ah_proposals, parse_esp_proposals, parse_ike_proposals
 
 __all__ = [
     "ConfigError",
@@ -572,6 +572,7 @@ _CHILD_KEYS: dict[str, Callable[[str], Any]] = {
     "local_ts": parse_traffic_selectors,
     "remote_ts": parse_traffic_selectors,
     "esp_proposals": parse_esp_proposals,
+    "ah_proposals": parse_ah_proposals,
     "mode": _mode,
     "rekey_time": parse_time,
     "life_time": parse_time,
@@ -591,7 +592,6 @@ _CHILD_KEYS: dict[str, Callable[[str], Any]] = {
     "copy_dscp": _copy_dscp,
 }
 _CHILD_UNSUPPORTED: _Unsupported = {
-    "ah_proposals": (_never, "AH"),
     "sha256_96": (_is_default("no"), "96-bit truncated HMAC-SHA-256"),
     "updown": (_never, "updown scripts"),
     "hostaccess": (_is_default("no"), "updown scripts"),

@@ -431,6 +431,7 @@ class ChildConfig:
     local_ts: list[Selector] = field(default_factory=lambda: [DYNAMIC])
     remote_ts: list[Selector] = field(default_factory=lambda: [DYNAMIC])
     esp_proposals: list[Proposal] = field(default_factory=_default_esp_proposals)
+    ah_proposals: list[Proposal] = field(default_factory=list)
     mode: ChildMode = ChildMode.TUNNEL
     rekey_time: int = 3600
     life_time: int | None = None
@@ -470,6 +471,11 @@ class ChildConfig:
             if getattr(self, f"rand_{kind}") is None:
                 # strongSwan vici_config.c check_lifetimes: jitter defaults to hard - soft
                 setattr(self, f"rand_{kind}", life - min(life, rekey))
+
+    @property
+    def ipsec_proposals(self) -> list[Proposal]:
+        """What the CHILD_SA negotiates: AH when `ah_proposals` is set (swanctl.conf(5)), else ESP."""
+        return self.ah_proposals or self.esp_proposals
 
     def local_selectors(self, address: str | IPAddress | None = None) -> list[TrafficSelector]:
         """`local_ts` with `dynamic` replaced by `address` (our outer or virtual IP)."""

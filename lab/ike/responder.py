@@ -138,7 +138,7 @@ def _new_child(ike: IkeSA, inner: list[pl.Payload], sa: pl.SA, tsi: pl.TSi, tsr:
     config, local_ts, remote_ts = _select_child_config(ike, tsi, tsr, rekeyed.config if rekeyed else None)
     ours = [pl.Proposal(p.number, p.protocol_id, b"", [t for t in p.transforms
                                                      if pfs or t.transform_type != TransformType.DH])
-            for p in config.esp_proposals]
+            for p in config.ipsec_proposals]
     selected = select_proposal(ours, sa.proposals, prefer_local=True, skip_dh=not pfs)
     if selected is None:
         raise ExchangeFailed("no acceptable ESP proposal", NotifyType.NO_PROPOSAL_CHOSEN)
@@ -147,7 +147,10 @@ def _new_child(ike: IkeSA, inner: list[pl.Payload], sa: pl.SA, tsi: pl.TSi, tsr:
     except ProposalError as err:
         raise ExchangeFailed(str(err), NotifyType.NO_PROPOSAL_CHOSEN) from None
     if len(chosen.spi) != 4:
-        raise ExchangeFailed("peer's ESP SPI is not 4 octets", NotifyType.INVALID_SYNTAX)
+        raise ExchangeFailed("peer's ESP/AH SPI is not 4 octets", NotifyType.INVALID_SYNTAX)
+    if chosen.protocol == ProtocolId.AH and ike.nat_detected:
+        # RFC 3948 encapsulates ESP only; AH's ICV covers the addresses a NAT rewrites
+        raise ExchangeFailed("AH cannot cross a NAT", NotifyType.NO_PROPOSAL_CHOSEN)
     shared = None
     reply_ke: list[pl.Payload] = []
     if pfs and chosen.dh is not None:
@@ -200,7 +203,7 @@ def _create_child_sa(ike: IkeSA, inner: list[pl.Payload], now: float):
         old = ike.find_child(rekey.spi, inbound=False)
         if old is None:
             # RFC 7296 §2.25
-            return [_notify(NotifyType.CHILD_SA_NOT_FOUND, protocol=ProtocolId.ESP, spi=rekey.spi)], None
+            return [_notify(NotifyType.CHILD_SA_NOT_FOUND, protocol=rekey.protocol_id, spi=rekey.spi)], None
         if old.state in (ChildState.DELETING, ChildState.REKEYED):
             # RFC 7296 §2.25.1: it is being closed
             return [_notify(NotifyType.TEMPORARY_FAILURE)], None
@@ -259,18 +262,18 @@ def _informational(ike: IkeSA, inner: list[pl.Payload], now: float):
     if any(d.protocol_id == ProtocolId.IKE for d in deletes):
         # RFC 7296 §1.4.1: answer, then the IKE SA and its children are gone
         return [], lambda: ike.destroy("deleted by peer", now)
-    ours: list[bytes] = []
+    ours: dict[int, list[bytes]] = {}
     for delete in deletes:
         if delete.protocol_id not in (ProtocolId.ESP, ProtocolId.AH):
             continue
         for spi in delete.spis:
             child = ike.find_child(spi, inbound=False)
-            if child is None:
+            if child is None or child.protocol != delete.protocol_id:
                 continue  # RFC 7296 §2.25.1: nothing to say about an SA we do not have
             if child.state != ChildState.DELETING:
-                ours.append(child.spi_in)  # RFC 7296 §1.4.1: close our half too
+                ours.setdefault(child.protocol, []).append(child.spi_in)  # RFC 7296 §1.4.1: close our half too
             ike.remove_child(child, "deleted by peer", now)
-    reply: list[pl.Payload] = [pl.Delete(protocol_id=ProtocolId.ESP, spis=ours)] if ours else []
+    reply: list[pl.Payload] = [pl.Delete(protocol_id=p, spis=spis) for p, spis in sorted(ours.items())]
     return reply, None
 
 

@@ -137,6 +137,10 @@ class ChildSA:
     nonces: tuple[bytes, bytes] = (b"", b"")
     created_by_us: bool = False
 
+    @property
+    def protocol(self) -> int:
+        return self.algorithms.protocol
+
 
 # ---------------------------------------------------------------- tasks
 
@@ -327,7 +331,7 @@ class ChildCreate(Task):
         if self.rekeying is not None:
             self.rekeying.state = ChildState.REKEYING
             # RFC 7296 §1.3.3: the SPI we expect in inbound packets of the SA being rekeyed
-            out.append(pl.Notify(notify_type=NotifyType.REKEY_SA, protocol_id=ProtocolId.ESP,
+            out.append(pl.Notify(notify_type=NotifyType.REKEY_SA, protocol_id=self.rekeying.protocol,
                                  spi=self.rekeying.spi_in))
         if self.config.mode == ChildMode.TRANSPORT:
             out.append(pl.Notify(notify_type=NotifyType.USE_TRANSPORT_MODE))
@@ -409,8 +413,9 @@ class ChildDelete(Task):
         self.children = live
         if not live:
             return []
-        # RFC 7296 §1.4.1: list the SPIs of our inbound SAs
-        return [pl.Delete(protocol_id=ProtocolId.ESP, spis=[c.spi_in for c in live])]
+        # RFC 7296 §1.4.1: list the SPIs of our inbound SAs, one Delete payload per protocol
+        protocols = sorted({c.protocol for c in live})
+        return [pl.Delete(protocol_id=p, spis=[c.spi_in for c in live if c.protocol == p]) for p in protocols]
 
     def process(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         for child in self.children:
@@ -808,7 +813,7 @@ class IkeSA:
 
     def child_proposals(self, child: ChildConfig, spi: bytes, pfs: bool) -> list[pl.Proposal]:
         out = []
-        for p in child.esp_proposals:
+        for p in child.ipsec_proposals:
             transforms = [t for t in p.transforms if pfs or t.transform_type != TransformType.DH]
             out.append(pl.Proposal(p.number, p.protocol_id, spi, transforms))
         return out
@@ -844,7 +849,7 @@ class IkeSA:
         self.endpoint.trace(now, "state", ike_sa=self.unique_id, object="CHILD_SA", name=config.name,
                             old="CREATED", new="INSTALLED", spi_in=spi_in.hex(), spi_out=spi_out.hex())
         self.endpoint.emit(ChildSaUp(
-            self.unique_id, config.name, child.unique_id, ProtocolId.ESP, spi_in, spi_out, chosen.encr,
+            self.unique_id, config.name, child.unique_id, chosen.protocol, spi_in, spi_out, chosen.encr,
             chosen.encr_key_length, chosen.integ or 0, chosen.esn, keys_in, keys_out, mode, tuple(local_ts),
             tuple(remote_ts), self.local, self.remote, self.nat_detected, config.replay_window, str(chosen),
             rekeyed.spi_in if rekeyed is not None else None, we_are_exchange_initiator))
@@ -858,9 +863,12 @@ class IkeSA:
         if sa is None or tsi is None or tsr is None:
             raise ExchangeFailed("response lacks SA, TSi or TSr for the CHILD_SA")
         offered = proposals if proposals is not None else self.child_proposals(config, spi_in, pfs=False)
-        chosen = self.check_returned_proposal(sa, offered, ProtocolId.ESP)
+        chosen = self.check_returned_proposal(sa, offered, offered[0].protocol_id if offered else ProtocolId.ESP)
         if len(chosen.spi) != 4:
-            raise ExchangeFailed(f"responder's ESP SPI has {len(chosen.spi)} octets, not 4")
+            raise ExchangeFailed(f"responder's {name_of(ProtocolId, chosen.protocol)} SPI has {len(chosen.spi)} "
+                                 f"octets, not 4")
+        if chosen.protocol == ProtocolId.AH and self.nat_detected:
+            raise ExchangeFailed("AH cannot cross a NAT (its ICV covers the IP addresses; RFC 3948 is ESP only)")
         ours_i = list(rekeyed.local_ts) if rekeyed else self.child_local_ts(config)
         ours_r = list(rekeyed.remote_ts) if rekeyed else self.child_remote_ts(config)
         if not tsi.selectors or not tsr.selectors or not _covers(ours_i, tsi.selectors) or not _covers(ours_r, tsr.selectors):

@@ -245,3 +245,29 @@ def test_transport_mode_host_to_host(routed_site_to_site, tmp_path):
     fields = subprocess.run(["tshark", "-r", str(tmp_path / "wire.pcap"), "-T", "fields", "-e", "ip.proto"],
                             capture_output=True, text=True).stdout.split()
     assert fields.count("50") >= 10 and "1" not in fields  # the pings crossed only as ESP
+
+
+def test_ah_tunnel_without_nat(routed_site_to_site, tmp_path):
+    lab = routed_site_to_site
+    gwb = start(lab, "b", "ours", tmp_path)
+    gwa = start(lab, "a", "ours", tmp_path)
+    for daemon in (gwa, gwb):
+        daemon.stop()
+        daemon.write_config(daemon.config_path.read_text().replace("esp_proposals", "ah_proposals")
+                            .replace("aes128gcm16", "sha256"))
+    gwb.start()
+    gwa.start()
+    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "ip proto 51").start()
+    try:
+        initiate(gwa)
+        (child,) = children(gwa)
+        assert child["algorithms"].startswith("sha256") and child["encap"] is False
+        assert ping(lab, "hosta", SITE_B.host) == 5
+    finally:
+        capture.stop()
+        gwa.stop()
+        gwb.stop()
+    out = subprocess.run(["tshark", "-r", str(tmp_path / "wire.pcap"), "-T", "fields", "-e", "ah.spi", "-e",
+                          "icmp.type"], capture_output=True, text=True).stdout.split("\n")
+    rows = [line.split("\t") for line in out if line.strip()]
+    assert len(rows) == 10 and all(spi and icmp in ("0", "8") for spi, icmp in rows)  # AH around clear ICMP

@@ -567,3 +567,36 @@ def test_unsupported_critical_payload_is_refused():
     net.settle()
     assert task.answer[0].notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
     assert task.answer[0].data == bytes([200])
+
+
+def test_ah_child_sa_and_its_rekey_and_delete():
+    from lab.ike.proposals import parse_ah_proposals
+    from lab.ike.const import ProtocolId
+    a, b = pair_configs()
+    for config in (a, b):
+        config.connections["s2s"].children["net"].ah_proposals = parse_ah_proposals("sha256")
+    net = _up(make_net(a, b))
+    assert_consistent(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.children[0].protocol == ProtocolId.AH
+    assert ike_a.children[0].keys_out.encr == b"" and len(ike_a.children[0].keys_out.integ) == 32
+    net.endpoints["b"].rekey_child(net.now, "net")
+    net.settle()
+    assert_consistent(net)
+    net.endpoints["a"].terminate_child(net.now, "net")
+    net.settle()
+    assert_consistent(net, children=0)
+    deletes = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["payloads"] == ["D"]]
+    assert deletes
+
+
+def test_ah_refused_across_nat():
+    from lab.ike.proposals import parse_ah_proposals
+    a, b = pair_configs(a_encap=True)
+    for config in (a, b):
+        config.connections["s2s"].children["net"].ah_proposals = parse_ah_proposals("sha256")
+    net = make_net(a, b)
+    connect(net)
+    assert_consistent(net, children=0)
+    failed = [e for e in net.events("b") if isinstance(e, ev.NegotiationFailed)][0]
+    assert "AH cannot cross a NAT" in failed.reason

@@ -299,11 +299,11 @@ ERRORS = [
             children {
               net {
                 esp_proposals = aes128gcm16
-                ah_proposals = sha256
+                ah_proposals = sha257
               }
             }
           }
-        }''', 6, "connections.s2s.children.net.ah_proposals", ["AH is not supported by ipsec-lab"]),
+        }''', 6, "connections.s2s.children.net.ah_proposals", ["unknown algorithm 'sha257'", "did you mean 'sha256'"]),
     ('''
         connections {
           s2s {
@@ -449,7 +449,7 @@ def test_unknown_key_in_a_child_lists_the_child_keys():
     with pytest.raises(ConfigError) as info:
         parse_swanctl("connections {\n c {\n  children {\n   net {\n    remote_tss = 10.0.0.0/8\n   }\n  }\n }\n}\n")
     assert str(info.value).startswith("swanctl.conf:5: connections.c.children.net.remote_tss: unknown key")
-    assert "local_ts, remote_ts, esp_proposals, mode" in str(info.value)
+    assert "local_ts, remote_ts, esp_proposals, ah_proposals, mode" in str(info.value)
 
 
 def test_off_values_of_unsupported_keys_are_accepted():
