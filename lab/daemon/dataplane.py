@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
-                     SADatabase, Selector, UdpEncap)
+                     SADatabase, SaEventKind, Selector, UdpEncap)
 from lab.ike import events as ev
 
 if TYPE_CHECKING:
@@ -188,7 +188,8 @@ class DataPlane:
         encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
         mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
         common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
-                      integ_id=event.integ_id, esn=event.esn, now=now, name=event.name, lifetime=Lifetime())
+                      integ_id=event.integ_id, esn=event.esn, now=now, name=event.name,
+                      lifetime=self._volume_lifetime(event))
         try:
             inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
                                 integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
@@ -220,6 +221,37 @@ class DataPlane:
         # on the old SA until it is deleted (the initiator may not have the new inbound SA yet)
         if event.rekeyed_from is None or event.initiator or binding.policy.sa is None:
             self._bind(pair)
+
+    def _volume_lifetime(self, event: ev.ChildSaUp) -> Lifetime:
+        """rekey_bytes/life_bytes and rekey_packets/life_packets of the child's config (swanctl.conf);
+        time lifetimes are the IKE side's (rekey_time, life_time)."""
+        ike = self.gateway.endpoint.by_id.get(event.ike_sa)
+        config = ike.config.children.get(event.name) if ike is not None else None
+        if config is None:
+            return Lifetime()
+        return Lifetime(soft_bytes=config.rekey_bytes or None, hard_bytes=config.life_bytes or None,
+                        soft_packets=config.rekey_packets or None, hard_packets=config.life_packets or None)
+
+    def handle_sa_events(self) -> None:
+        """RFC 4301 §4.4.2.1: a soft limit (or a sequence number close to its end, RFC 4303
+        §3.3.3) rekeys the CHILD_SA, a hard one deletes it."""
+        events, self.sad.events[:] = list(self.sad.events), []
+        now = self.gateway.now()
+        endpoint = self.gateway.endpoint
+        for event in events:
+            spi = event.spi.to_bytes(4, "big")
+            pair = self.by_spi_in.get(spi) or next((p for p in self.by_spi_in.values()
+                                                   if p.outbound.spi == event.spi), None)
+            if pair is None:
+                continue
+            spi_in = pair.event.spi_in
+            self.stats[f"sa_{event.kind}"] += 1
+            self.gateway.say(f"[ESP] CHILD_SA {pair.event.name} {spi_in.hex()}_i: {event.kind} by {event.trigger}")
+            if event.kind in (SaEventKind.SOFT_EXPIRED, SaEventKind.SEQ_REKEY):
+                endpoint.rekey_child(now, spi_in=spi_in)
+            else:
+                endpoint.terminate_child(now, spi_in=spi_in)
+        self.gateway._pump()
 
     def _find_binding(self, event: ev.ChildSaUp) -> Binding | None:
         for binding in self.bindings.values():
@@ -309,6 +341,8 @@ class DataPlane:
                 stats["dropped_out"] += 1
         if batch:
             self._send_batch(batch)
+        if self.sad.events:
+            self.handle_sa_events()
 
     def _send_batch(self, batch: list[tuple[OutboundSA, bytes]]) -> None:
         udp, raw, stats = self.gateway.sockets.get(4500), self.raw, self.stats
@@ -386,11 +420,9 @@ class DataPlane:
         except EspDrop:
             self.stats["dropped_in"] += 1
             return
-        try:
-            os.write(self.tun_fd, inner)
-            self.stats["packets_in"] += 1
-        except OSError:
-            self.stats["tun_write_errors"] += 1
+        self._deliver(inner)
+        if self.sad.events:
+            self.handle_sa_events()
 
     # ------------------------------------------------------------ NAT keepalives
 

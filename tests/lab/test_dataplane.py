@@ -271,3 +271,28 @@ def test_ah_tunnel_without_nat(routed_site_to_site, tmp_path):
                           "icmp.type"], capture_output=True, text=True).stdout.split("\n")
     rows = [line.split("\t") for line in out if line.strip()]
     assert len(rows) == 10 and all(spi and icmp in ("0", "8") for spi, icmp in rows)  # AH around clear ICMP
+
+
+def test_volume_lifetime_rekeys_under_load(site_to_site, tmp_path):
+    lab = site_to_site
+    gwb = start(lab, "b", "ours", tmp_path)
+    gwa = start(lab, "a", "ours", tmp_path)
+    for daemon in (gwa, gwb):
+        daemon.stop()
+    # rekey_bytes on gwa only: its data plane asks IKE for the rekey (RFC 4301 §4.4.2.1)
+    gwa.write_config(gwa.config_path.read_text().replace("mode = tunnel", "mode = tunnel\n        rekey_bytes = 2000000"))
+    gwb.start()
+    gwa.start()
+    try:
+        initiate(gwa)
+        (first,) = children(gwa)
+        assert tcp(lab, "hosta", "hostb", SITE_B.host, seconds=2) > 10
+        time.sleep(0.5)
+        now = children(gwa)
+        assert now and all(c["spi_in"] != first["spi_in"] for c in now)
+        log = gwa.log_path.read_text()
+        assert "soft_expired by bytes" in log and "rekeyed" in log
+        assert gwa.ctl("stats")["stats"]["dataplane"].get("sa_soft_expired", 0) >= 1
+    finally:
+        gwa.stop()
+        gwb.stop()
