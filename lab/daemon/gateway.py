@@ -299,6 +299,8 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     except OSError as err:
         print(f"ipsec-lab daemon: cannot read {config_path}: {err.strerror}", file=sys.stderr)
         return 2
+    if export_keys is None:
+        export_keys = getattr(config, "export_keys", None)
     gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys,
                       dataplane=dataplane, tunnel_mtu=tunnel_mtu)
     try:

@@ -636,6 +636,7 @@ class SwanctlConfig(Config):
 
     files: list[str] = field(default_factory=list)
     swanctl_dir: str = "."
+    export_keys: str | None = None  # the `ipsec-lab { export_keys = DIR }` section
 
 
 @dataclass
@@ -707,11 +708,14 @@ class _Builder:
             if name == "authorities":
                 raise _at_section(section).error("authorities sections are not supported by ipsec-lab; put CA "
                                                  "certificates in x509ca/ or name them in remote.cacerts")
-            if name not in ("connections", "secrets", "pools") and name not in self.referenced:
+            if name not in ("connections", "secrets", "pools", "ipsec-lab") and name not in self.referenced:
                 raise _at_section(section).error(
                     f"unknown section '{name}'; swanctl.conf holds connections, secrets and pools "
                     f"(other top-level sections are allowed only as targets of 'name : {name}' references)")
         config = SwanctlConfig(files=list(self.files), swanctl_dir=self.dir)
+        ours = self.root.sections.get("ipsec-lab")
+        if ours is not None:
+            config.export_keys = self._ipsec_lab(ours)
         secrets_section = self.root.sections.get("secrets")
         if secrets_section is not None:
             config.secrets = self._secrets(secrets_section)
@@ -729,6 +733,21 @@ class _Builder:
                 config.connections[name], anchors[name] = self._connection(section)
         self._finish(config, anchors)
         return config
+
+    def _ipsec_lab(self, section: Section) -> str | None:
+        """Settings of ipsec-lab's own that swanctl (which ignores unknown sections) never sees:
+        `export_keys = DIR` writes Wireshark's key tables there, like the daemon's --export-keys."""
+        for name, sub in section.sections.items():
+            raise _at_section(sub).error(f"unknown section '{name}' in ipsec-lab; it holds export_keys only")
+        export = None
+        for key, setting in section.settings.items():
+            if key != "export_keys":
+                raise _at(setting, "ipsec-lab").error(f"unknown key '{key}'; the ipsec-lab section holds export_keys")
+            value = (setting.value or "").strip()
+            if not value:
+                raise _at(setting, "ipsec-lab").error("export_keys needs a directory")
+            export = value if os.path.isabs(value) else os.path.join(self.dir, value)
+        return export
 
     # -------------------------------------------------------- connections
 

@@ -628,3 +628,11 @@ def test_error_messages_stay_on_one_line():
     with pytest.raises(ConfigError) as info:
         parse_swanctl('connections {\n  c {\n    encap = "yes\nplease"\n  }\n}\n')
     assert str(info.value) == "swanctl.conf:3: connections.c.encap: expected yes or no, not 'yes\\nplease'"
+
+
+def test_ipsec_lab_section_switches_key_export_on(tmp_path):
+    # swanctl ignores sections it does not know; ours holds the key-export switch
+    config = parse_swanctl("ipsec-lab {\n  export_keys = keys\n}\n", swanctl_dir=str(tmp_path))
+    assert config.export_keys == str(tmp_path / "keys")
+    with pytest.raises(ConfigError, match=r"swanctl.conf:2: ipsec-lab.trace: unknown key 'trace'"):
+        parse_swanctl("ipsec-lab {\n  trace = x\n}\n")
