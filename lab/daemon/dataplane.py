@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
                      SADatabase, SaEventKind, Selector, UdpEncap)
 from lab.ike import events as ev
+from lab.ike.const import ProtocolId
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -114,6 +115,8 @@ class DataPlane:
             os.close(fd)
             raise DataPlaneError(f"cannot create TUN device {self.tun_name}: {err.strerror}") from None
         self.tun_fd = fd
+        # the tunnel carries IPv4 selectors; no IPv6 router solicitations into it
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{self.tun_name}.disable_ipv6=1"], capture_output=True)
         _ip("link", "set", "dev", self.tun_name, "mtu", str(self.mtu), "up")
         subprocess.run(["ip", "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
         _ip("rule", "add", "priority", str(RULE_PRIORITY), "not", "fwmark", hex(FWMARK), "lookup", str(ROUTE_TABLE))
@@ -184,7 +187,7 @@ class DataPlane:
         now = self.gateway.now()
         selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
         inbound_selectors = selectors
-        ah = event.protocol == IpsecProto.AH
+        ah = event.protocol == ProtocolId.AH  # IKE's protocol numbering (RFC 7296 §3.3.1), not IP's
         encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
         mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
         common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,

@@ -253,8 +253,9 @@ def test_ah_tunnel_without_nat(routed_site_to_site, tmp_path):
     gwa = start(lab, "a", "ours", tmp_path)
     for daemon in (gwa, gwb):
         daemon.stop()
-        daemon.write_config(daemon.config_path.read_text().replace("esp_proposals", "ah_proposals")
-                            .replace("aes128gcm16", "sha256"))
+        text = daemon.config_path.read_text()
+        assert "esp_proposals = aes128gcm16" in text
+        daemon.write_config(text.replace("esp_proposals = aes128gcm16", "ah_proposals = sha256"))
     gwb.start()
     gwa.start()
     capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "ip proto 51").start()
