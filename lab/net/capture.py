@@ -45,14 +45,15 @@ class Capture:
                 return
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> str:
+        """Stop tcpdump; returns what it printed (its packet counts)."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        self._settle()
-        os.kill(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None and proc.poll() is None:
+            self._settle()
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from lab.net.gateway import OurGateway
+from lab.net.capture import Capture
 from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, render_s2s_conf
 
 MARKER = "ipsec-lab-interop"
@@ -115,53 +116,7 @@ def _remove_leftovers() -> list[str]:
 # ------------------------------------------------------------------ capture
 
 
-class Tcpdump:
-    """tcpdump -U -w in a node: start() returns once it is listening; stop() waits until the
-    file stops growing, then ends it with SIGINT so the file is complete."""
-
-    def __init__(self, node: Any, intf: str, path: Path, bpf: str) -> None:
-        self.node, self.intf, self.path, self.bpf = node, intf, Path(path), bpf
-        self.err_path = self.path.with_suffix(".tcpdump.txt")
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 10.0) -> "Tcpdump":
-        with open(self.err_path, "wb") as err:
-            self.process = self.node.popen(
-                ["tcpdump", "-i", self.intf, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", str(self.path),
-                 self.bpf],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + timeout
-        while "listening on" not in self.err_path.read_text(errors="replace"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"tcpdump on {self.intf} did not start: {self.err_path.read_text()}")
-            time.sleep(0.05)
-        return self
-
-    def settle(self, quiet: float = 0.5, timeout: float = 5.0) -> None:
-        """Wait until the capture file has not grown for `quiet` seconds."""
-        deadline = time.monotonic() + timeout
-        size, since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            now = self.path.stat().st_size if self.path.exists() else 0
-            if now != size:
-                size, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = 10.0) -> str:
-        """Stop tcpdump; returns its stderr (the packet counts)."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            self.settle()
-            os.kill(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+Tcpdump = Capture  # tcpdump in a node, complete pcap on stop (lab.net.capture)
 
 
 # ------------------------------------------------------------------ the lab
