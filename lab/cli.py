@@ -90,7 +90,13 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     from lab.daemon.control import ControlClient
 
     request: dict = {"cmd": args.action}
-    if args.action in ("initiate", "terminate", "rekey"):
+    if args.action == "create-child":
+        if args.ike_id is None or not args.child:
+            print("ipsec-lab ctl create-child: give the IKE SA with --ike-id N and the child config with --child NAME",
+                  file=sys.stderr)
+            return 2
+        request.update(ike_id=args.ike_id, child=args.child)
+    elif args.action in ("initiate", "terminate", "rekey"):
         if not args.ike and not args.child and args.ike_id is None:
             print(f"ipsec-lab ctl {args.action}: name the SA with --ike NAME or --child NAME", file=sys.stderr)
             return 2
@@ -202,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")
     ctl.add_argument("--control", required=True, metavar="SOCKET", help="the daemon's control socket")
     ctl.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
-    ctl.add_argument("action", choices=["initiate", "terminate", "rekey", "list-sas", "list-conns", "stats"])
+    ctl.add_argument("action", choices=["initiate", "terminate", "rekey", "create-child", "list-sas", "list-conns",
+                                        "stats"])
     ctl.add_argument("--ike", metavar="NAME", help="connection (IKE SA) name")
     ctl.add_argument("--child", metavar="NAME", help="CHILD_SA name")
     ctl.add_argument("--ike-id", type=int, metavar="N", help="IKE SA number (#N in list-sas)")
