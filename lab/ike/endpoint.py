@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import struct
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -169,7 +170,8 @@ class IkeEndpoint:
         self._send(ike, datagrams)
 
     def drop(self, reason: str, now: float, ike: IkeSA | None = None) -> None:
-        key = reason.split(":")[0]
+        """Count a dropped message by kind (numbers folded, so counters stay few) and trace it."""
+        key = re.sub(r"\d+", "N", reason.split(":")[0])
         self.drops[key] += 1
         self.trace(now, "drop", reason=reason, ike_sa=ike.unique_id if ike else None)
 

@@ -87,7 +87,7 @@ def test_duplicated_and_reordered_datagrams():
     connect(net)
     # the second copy of each response arrives when nothing waits for it: dropped and counted
     assert_consistent(net, allowed_drops=("unexpected response",))
-    assert net.endpoints["a"].drops["unexpected response with message ID 0"] >= 1
+    assert net.endpoints["a"].drops["unexpected response with message ID N"] >= 1
     assert kinds(net.events("a")) == ["IkeSaUp", "ChildSaUp"]
     assert net.endpoints["b"].stats["responses_resent"] >= 1
 
