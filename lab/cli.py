@@ -51,7 +51,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     if args.fragment_size is not None:
         settings.fragment_size = args.fragment_size
     return run_gateway(args.config, args.control, args.trace, args.export_keys, settings,
-                       dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu)
+                       dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu, offload=not args.no_offload)
 
 
 def _print_sas(sas: list[dict]) -> None:
@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="negotiate only: no TUN device, no ESP (CHILD SAs carry no traffic)")
     daemon.add_argument("--tunnel-mtu", type=int, default=1400, metavar="BYTES",
                         help="MTU of the ipsec0 TUN device (default 1400, as strongSwan's kernel-libipsec)")
+    daemon.add_argument("--no-offload", action="store_true",
+                        help="open ipsec0 without TUN offloads (IFF_VNET_HDR): the kernel then segments TCP "
+                             "before the data plane reads it and gets every decrypted packet in its own write; "
+                             "by default TCP super-packets are read whole and cut into segments here, and "
+                             "in-order TCP segments are written as one (for comparison; a kernel that refuses "
+                             "the offloads gets the same fallback)")
     daemon.set_defaults(handler=_cmd_daemon)
 
     ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")

@@ -26,11 +26,18 @@ from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto
 from lab.ike import events as ev
 from lab.ike.const import ProtocolId
 
+from .offload import F_NEEDS_CSUM, VNET_HDR_LEN, DATA_VALID, OffloadError, coalesce, split
+
 if TYPE_CHECKING:
     from .gateway import Gateway
 
 TUNSETIFF = 0x400454CA
-IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+IFF_TUN, IFF_NO_PI, IFF_VNET_HDR = 0x0001, 0x1000, 0x4000
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+READ_SIZE = 65535 + VNET_HDR_LEN
+MAX_SEGMENTS = 128
 SO_MARK = getattr(socket, "SO_MARK", 36)
 FWMARK = 0x220
 ROUTE_TABLE = 220
@@ -83,7 +90,7 @@ class Binding:
 
 class DataPlane:
     def __init__(self, gateway: "Gateway", tun_name: str = "ipsec0", mtu: int = 1400,
-                 keepalive_interval: float = 20.0) -> None:
+                 keepalive_interval: float = 20.0, offload: bool = True) -> None:
         self.gateway = gateway
         self.tun_name = tun_name
         self.mtu = mtu
@@ -100,20 +107,47 @@ class DataPlane:
         self._keepalive_timer = None
         self._rule_added = False
         self.gso = True
+        self.want_offload = offload
+        self.offload = False
+        self._rx: list[bytes] = []
 
     # ------------------------------------------------------------ setup and teardown
 
-    def start(self) -> None:
+    def _open_tun(self, flags: int) -> int:
         try:
             fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
         except OSError as err:
             raise DataPlaneError(f"cannot open /dev/net/tun ({err.strerror}): the data plane needs root and TUN "
                                  f"support") from None
         try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", self.tun_name.encode(), IFF_TUN | IFF_NO_PI))
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", self.tun_name.encode(), IFF_TUN | IFF_NO_PI | flags))
         except OSError as err:
             os.close(fd)
             raise DataPlaneError(f"cannot create TUN device {self.tun_name}: {err.strerror}") from None
+        return fd
+
+    def _open_tun_offload(self) -> tuple[int | None, str]:
+        """(the TUN device with a virtio_net_hdr on every packet and checksum and TSO offloads on,
+        "") or (None, why not) if the kernel refuses any of it."""
+        try:
+            fd = self._open_tun(IFF_VNET_HDR)
+        except DataPlaneError as err:
+            return None, str(err)
+        try:
+            fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+        except OSError as err:
+            os.close(fd)
+            return None, err.strerror or str(err)
+        return fd, ""
+
+    def start(self) -> None:
+        fd, refused = self._open_tun_offload() if self.want_offload else (None, "")
+        self.offload = fd is not None
+        if fd is None:
+            fd = self._open_tun(0)
+            if refused:
+                self.gateway.say(f"[ESP] the kernel refused TUN offloads ({refused}): running without them")
         self.tun_fd = fd
         # the tunnel carries IPv4 selectors; no IPv6 router solicitations into it
         subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{self.tun_name}.disable_ipv6=1"], capture_output=True)
@@ -137,10 +171,14 @@ class DataPlane:
         loop.add_reader(self.raw, self._raw_readable)
         loop.add_reader(self.raw_ah, self._raw_ah_readable)
         self.gateway.esp_handler = self.on_udp_esp
+        if self.offload:
+            self.gateway.esp_flush = self.flush
         self.gateway.event_handlers.append(self.on_event)
 
     def stop(self) -> None:
         loop = self.gateway.loop
+        self.gateway.esp_flush = None
+        self._rx = []
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
         for binding in list(self.bindings.values()):
@@ -325,6 +363,9 @@ class DataPlane:
     def _tun_readable(self) -> None:
         """Read a batch from the TUN device, protect it, and send it: ESP-in-UDP datagrams of
         equal size to one peer go out in one sendmsg with UDP GSO (UDP_SEGMENT)."""
+        if self.offload:
+            self._tun_readable_offload()
+            return
         fd = self.tun_fd
         spd, stats = self.spd, self.stats
         read = os.read
@@ -342,6 +383,47 @@ class DataPlane:
                 batch.append((sa, sa.protect(packet) if sa.ah else sa.protect_payload(packet)))
             except EspDrop:
                 stats["dropped_out"] += 1
+        if batch:
+            self._send_batch(batch)
+        if self.sad.events:
+            self.handle_sa_events()
+
+    def _tun_readable_offload(self) -> None:
+        """As `_tun_readable`, for reads that start with a virtio_net_hdr: a TCP super-packet
+        is cut into segments (lab.daemon.offload.split), all of them under one SPD lookup."""
+        fd = self.tun_fd
+        spd, stats = self.spd, self.stats
+        read = os.read
+        batch: list[tuple[OutboundSA, bytes]] = []
+        for _ in range(BATCH):
+            try:
+                buf = read(fd, READ_SIZE)
+            except (BlockingIOError, OSError):
+                break
+            if buf[1] or buf[0] & F_NEEDS_CSUM:
+                try:
+                    packets = split(buf)
+                except OffloadError:
+                    stats["dropped_offload"] += 1
+                    continue
+                if buf[1]:
+                    stats["tso_reads"] += 1
+            else:
+                packets = [buf[VNET_HDR_LEN:]]
+            try:
+                sa = spd.outbound(packets[0]).sa
+                if sa is None:
+                    stats["no_sa"] += len(packets)
+                    continue
+                if sa.ah:
+                    batch.extend([(sa, sa.protect(p)) for p in packets])
+                else:
+                    protect = sa.protect_payload
+                    batch.extend([(sa, protect(p)) for p in packets])
+            except EspDrop:
+                stats["dropped_out"] += 1
+            if len(batch) >= MAX_SEGMENTS:
+                break
         if batch:
             self._send_batch(batch)
         if self.sad.events:
@@ -393,29 +475,57 @@ class DataPlane:
             try:
                 packet = self.raw.recv(65535)
             except (BlockingIOError, OSError):
-                return
+                break
             ihl = (packet[0] & 0x0F) * 4
             self._inbound(packet[ihl:])
+        if self._rx:
+            self.flush()
 
     def _raw_ah_readable(self) -> None:
         for _ in range(BATCH):
             try:
                 packet = self.raw_ah.recv(65535)
             except (BlockingIOError, OSError):
-                return
+                break
             try:
                 inner = self.sad.unprotect_datagram(packet)
             except EspDrop:
                 self.stats["dropped_in"] += 1
                 continue
             self._deliver(inner)
+        if self._rx:
+            self.flush()
 
     def _deliver(self, inner: bytes) -> None:
+        if self.offload:
+            self._rx.append(inner)
+            return
         try:
             os.write(self.tun_fd, inner)
             self.stats["packets_in"] += 1
         except OSError:
             self.stats["tun_write_errors"] += 1
+
+    def flush(self) -> None:
+        """Write the packets unprotected since the last flush to the TUN device: in-order TCP
+        segments of one flow as one GSO super-packet (lab.daemon.offload.coalesce)."""
+        rx = self._rx
+        if not rx:
+            return
+        self._rx = []
+        fd, stats, writev = self.tun_fd, self.stats, os.writev
+        for vector in coalesce(rx):
+            single = vector[0] is DATA_VALID
+            try:
+                writev(fd, vector)
+            except OSError:
+                stats["tun_write_errors"] += 1 if single else len(vector) - 3
+                continue
+            if single:
+                stats["packets_in"] += 1
+            else:
+                stats["packets_in"] += len(vector) - 3
+                stats["gro_writes"] += 1
 
     def _inbound(self, esp: bytes) -> None:
         try:
@@ -461,5 +571,5 @@ class DataPlane:
                     b.policy.sa is o for b in self.bindings.values())}
 
     def totals(self) -> dict[str, Any]:
-        return {"tun": self.tun_name, "mtu": self.mtu, **dict(self.stats),
+        return {"tun": self.tun_name, "mtu": self.mtu, "offload": self.offload, **dict(self.stats),
                 "drops": {str(k): v for k, v in self.sad.drops.items() if v}, "policies": self.spd.describe()}

@@ -68,7 +68,7 @@ class Gateway:
     def __init__(self, config: Config, control_path: str | None = None, *, settings: Settings | None = None,
                  trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
                  bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS, dataplane: bool = True,
-                 tun_name: str = "ipsec0", tunnel_mtu: int = 1400) -> None:
+                 tun_name: str = "ipsec0", tunnel_mtu: int = 1400, offload: bool = True) -> None:
         self.config = config
         self.control_path = control_path
         self.endpoint = IkeEndpoint(config, settings)
@@ -84,9 +84,11 @@ class Gateway:
         self.started = time.monotonic()
         self.waiters: list[tuple[Callable[[ev.Event], bool], asyncio.Future]] = []
         self.esp_handler: Callable[[bytes, tuple, tuple], None] | None = None
+        self.esp_flush: Callable[[], None] | None = None
         self.event_handlers: list[Callable[[ev.Event], None]] = []
         self.want_dataplane = dataplane
         self.tun_name, self.tunnel_mtu = tun_name, tunnel_mtu
+        self.offload = offload
         self.dataplane = None
 
     # ------------------------------------------------------------ running
@@ -105,7 +107,7 @@ class Gateway:
             self.loop.add_reader(self.sockets[port], self._readable, port)
         if self.want_dataplane:
             from .dataplane import DataPlane
-            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu)
+            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload)
             self.dataplane.start()
         server = None
         if self.control_path:
@@ -191,6 +193,8 @@ class Gateway:
                     esp_handler(piece, (src[0], src[1]), (dst_ip, port))
                     continue
                 self.endpoint.receive_datagram(piece, (src[0], src[1]), (dst_ip, port), self.now())
+        if self.esp_flush is not None:
+            self.esp_flush()
         self._pump()
 
     def _send(self, datagram: OutDatagram) -> None:
@@ -289,7 +293,8 @@ class Gateway:
 
 
 def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
-                settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400) -> int:
+                settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400,
+                offload: bool = True) -> int:
     from .swanctl import ConfigError, load_swanctl
     try:
         config = load_swanctl(config_path)
@@ -302,7 +307,7 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     if export_keys is None:
         export_keys = getattr(config, "export_keys", None)
     gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys,
-                      dataplane=dataplane, tunnel_mtu=tunnel_mtu)
+                      dataplane=dataplane, tunnel_mtu=tunnel_mtu, offload=offload)
     try:
         asyncio.run(gateway.run())
     except (GatewayError, DataPlaneError) as err:
