@@ -32,6 +32,8 @@ from .narrate import narrate
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SOL_UDP, UDP_GRO = 17, 104
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+ESP_RCVBUF = 4 << 20
 IKE_PORTS = (500, 4500)
 MAX_DATAGRAM = 65535
 
@@ -49,6 +51,12 @@ def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
             sock.setsockopt(SOL_UDP, UDP_GRO, 1)  # ESP-in-UDP arrives coalesced where the kernel can
         except OSError:
             pass
+        for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, ESP_RCVBUF)
+                break
+            except OSError:
+                pass
     try:
         sock.bind((address, port))
     except PermissionError:
