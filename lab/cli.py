@@ -51,7 +51,8 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
     if args.fragment_size is not None:
         settings.fragment_size = args.fragment_size
     return run_gateway(args.config, args.control, args.trace, args.export_keys, settings,
-                       dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu, offload=not args.no_offload)
+                       dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu, offload=not args.no_offload,
+                       keepalive_interval=args.keepalive_interval)
 
 
 def _print_sas(sas: list[dict]) -> None:
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="negotiate only: no TUN device, no ESP (CHILD SAs carry no traffic)")
     daemon.add_argument("--tunnel-mtu", type=int, default=1400, metavar="BYTES",
                         help="MTU of the ipsec0 TUN device (default 1400, as strongSwan's kernel-libipsec)")
+    daemon.add_argument("--keepalive-interval", type=_positive_float, default=20.0, metavar="S",
+                        help="NAT-keepalive period of a gateway behind a NAT (RFC 3948 §2.3; default 20 s, "
+                             "like charon's keep_alive)")
     daemon.add_argument("--no-offload", action="store_true",
                         help="open ipsec0 without TUN offloads (IFF_VNET_HDR): the kernel then segments TCP "
                              "before the data plane reads it and gets every decrypted packet in its own write; "

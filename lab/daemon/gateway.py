@@ -76,7 +76,8 @@ class Gateway:
     def __init__(self, config: Config, control_path: str | None = None, *, settings: Settings | None = None,
                  trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
                  bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS, dataplane: bool = True,
-                 tun_name: str = "ipsec0", tunnel_mtu: int = 1400, offload: bool = True) -> None:
+                 tun_name: str = "ipsec0", tunnel_mtu: int = 1400, offload: bool = True,
+                 keepalive_interval: float = 20.0) -> None:
         self.config = config
         self.control_path = control_path
         self.endpoint = IkeEndpoint(config, settings)
@@ -97,6 +98,7 @@ class Gateway:
         self.want_dataplane = dataplane
         self.tun_name, self.tunnel_mtu = tun_name, tunnel_mtu
         self.offload = offload
+        self.keepalive_interval = keepalive_interval
         self.dataplane = None
 
     # ------------------------------------------------------------ running
@@ -115,7 +117,8 @@ class Gateway:
             self.loop.add_reader(self.sockets[port], self._readable, port)
         if self.want_dataplane:
             from .dataplane import DataPlane
-            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload)
+            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
+                                       keepalive_interval=self.keepalive_interval)
             self.dataplane.start()
         server = None
         if self.control_path:
@@ -302,7 +305,7 @@ class Gateway:
 
 def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
                 settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400,
-                offload: bool = True) -> int:
+                offload: bool = True, keepalive_interval: float = 20.0) -> int:
     from .swanctl import ConfigError, load_swanctl
     try:
         config = load_swanctl(config_path)
@@ -315,7 +318,8 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     if export_keys is None:
         export_keys = getattr(config, "export_keys", None)
     gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys,
-                      dataplane=dataplane, tunnel_mtu=tunnel_mtu, offload=offload)
+                      dataplane=dataplane, tunnel_mtu=tunnel_mtu, offload=offload,
+                      keepalive_interval=keepalive_interval)
     try:
         asyncio.run(gateway.run())
     except (GatewayError, DataPlaneError) as err:

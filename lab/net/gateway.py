@@ -33,7 +33,8 @@ class OurGateway:
 
     def __init__(self, node: Any, workdir: str | Path, name: str | None = None, *, export_keys: bool = True,
                  start_timeout: float = 15.0, retransmit_timeout: float | None = None,
-                 retransmit_tries: int | None = None) -> None:
+                 retransmit_tries: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.extra_args = tuple(extra_args)
         self.node = node
         self.retransmit_timeout = retransmit_timeout
         self.retransmit_tries = retransmit_tries
@@ -67,6 +68,7 @@ class OurGateway:
             argv += ["--retransmit-timeout", str(self.retransmit_timeout)]
         if self.retransmit_tries is not None:
             argv += ["--retransmit-tries", str(self.retransmit_tries)]
+        argv += self.extra_args
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.process = self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -317,3 +317,26 @@ def test_extended_sequence_numbers(site_to_site, tmp_path, pairing):
     finally:
         gwa.stop()
         gwb.stop()
+
+
+def test_nat_keepalives_only_from_the_side_behind_nat(site_to_site, tmp_path):
+    lab = site_to_site
+    gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb", extra_args=("--keepalive-interval", "0.5"))
+    gwb.write_config(conf(lab, "b"))
+    gwa = OurGateway(lab.node("gwa"), tmp_path / "gwa", extra_args=("--keepalive-interval", "0.5"))
+    gwa.write_config(conf(lab, "a"))
+    gwb.start()
+    gwa.start()
+    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth0", tmp_path / "inside.pcap", "udp port 4500").start()
+    try:
+        initiate(gwa)
+        time.sleep(2.6)
+    finally:
+        capture.stop()
+        gwa.stop()
+        gwb.stop()
+    rows = subprocess.run(["tshark", "-r", str(tmp_path / "inside.pcap"), "-Y", "udp.length == 9", "-T", "fields",
+                           "-e", "ip.src", "-e", "udp.srcport"], capture_output=True, text=True).stdout.split("\n")
+    senders = [tuple(r.split("\t")) for r in rows if r.strip()]
+    # RFC 3948 §2.3: one 0xFF octet every interval, from gwa (behind the NAT) only
+    assert len(senders) >= 4 and set(senders) == {(lab.gwa_wan, "4500")}
