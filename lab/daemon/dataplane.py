@@ -19,7 +19,7 @@ import struct
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
                      SADatabase, SaEventKind, Selector, UdpEncap)
@@ -65,6 +65,16 @@ def _selector(local, remote) -> Selector:
     return Selector.of(local=f"{local.start_addr}-{local.end_addr}", remote=f"{remote.start_addr}-{remote.end_addr}",
                        protocol=local.ip_protocol or remote.ip_protocol or None, local_ports=ports(local),
                        remote_ports=ports(remote))
+
+
+def attach_route(outbound: OutboundSA, peer: tuple[str, int], udp: bool, ah: bool) -> None:
+    """What the send path needs on an outbound SA: where to (`peer`), how (`udp`: ESP in UDP
+    4500, else a raw socket) and `seal`, the protect call whose output that socket takes."""
+    outbound.peer = peer  # type: ignore[attr-defined]
+    outbound.udp = udp  # type: ignore[attr-defined]
+    outbound.ah = ah  # type: ignore[attr-defined]
+    # AH's ICV covers the outer IP header (RFC 4302 §3.3.3): AH goes out as a whole datagram
+    outbound.seal = outbound.protect if ah else outbound.protect_payload  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -242,9 +252,7 @@ class DataPlane:
         except EspConfigError as err:
             self.gateway.say(f"[ESP] cannot install CHILD_SA {event.name}: {err}")
             return
-        outbound.peer = event.remote  # type: ignore[attr-defined]
-        outbound.udp = encap is not None  # type: ignore[attr-defined]
-        outbound.ah = ah  # type: ignore[attr-defined]
+        attach_route(outbound, event.remote, encap is not None, ah)
         self.sad.add(inbound)
         self.sad.add(outbound)
         key = (event.ike_sa, event.name, event.local_ts, event.remote_ts)
@@ -380,7 +388,7 @@ class DataPlane:
                 if sa is None:
                     stats["no_sa"] += 1
                     continue
-                batch.append((sa, sa.protect(packet) if sa.ah else sa.protect_payload(packet)))
+                batch.append((sa, sa.seal(packet)))
             except EspDrop:
                 stats["dropped_out"] += 1
         if batch:
@@ -415,11 +423,8 @@ class DataPlane:
                 if sa is None:
                     stats["no_sa"] += len(packets)
                     continue
-                if sa.ah:
-                    batch.extend([(sa, sa.protect(p)) for p in packets])
-                else:
-                    protect = sa.protect_payload
-                    batch.extend([(sa, protect(p)) for p in packets])
+                seal = sa.seal
+                batch.extend([(sa, seal(p)) for p in packets])
             except EspDrop:
                 stats["dropped_out"] += 1
             if len(batch) >= MAX_SEGMENTS:
@@ -487,12 +492,8 @@ class DataPlane:
                 packet = self.raw_ah.recv(65535)
             except (BlockingIOError, OSError):
                 break
-            try:
-                inner = self.sad.unprotect_datagram(packet)
-            except EspDrop:
-                self.stats["dropped_in"] += 1
-                continue
-            self._deliver(inner)
+            # AH is checked over the whole datagram, outer IP header included (RFC 4302 §3.3.3)
+            self._inbound(packet, self.sad.unprotect_datagram)
         if self._rx:
             self.flush()
 
@@ -527,9 +528,10 @@ class DataPlane:
                 stats["packets_in"] += len(vector) - 3
                 stats["gro_writes"] += 1
 
-    def _inbound(self, esp: bytes) -> None:
+    def _inbound(self, data: bytes, unprotect: Callable[[bytes], bytes] | None = None) -> None:
+        """Unprotect one arrival (ESP from its header on, by default), count a drop or deliver it."""
         try:
-            inner = self.sad.unprotect(esp)
+            inner = (unprotect or self.sad.unprotect)(data)
         except EspDrop:
             self.stats["dropped_in"] += 1
             return

@@ -435,7 +435,7 @@ def plane():
     TUN device (one read, one packet; writev keeps a vector together)."""
     import socket
 
-    from lab.daemon.dataplane import DataPlane
+    from lab.daemon.dataplane import DataPlane, attach_route
     from lab.esp import InboundSA, OutboundSA, UdpEncap
     from lab.esp.spd import Policy
     from lab.ike.const import EncrId
@@ -448,7 +448,7 @@ def plane():
     key = os.urandom(20)
     common = dict(encr_id=EncrId.AES_GCM_16, encr_key=key, encap=UdpEncap())
     out = OutboundSA(0x1001, local="198.51.100.1", remote="198.51.100.2", **common)
-    out.peer, out.udp, out.ah = ("198.51.100.2", 4500), True, False
+    attach_route(out, ("198.51.100.2", 4500), udp=True, ah=False)
     inb = InboundSA(0x1001, local="198.51.100.2", remote="198.51.100.1", **common)
     dp.spd.add(Policy.of("protect", sa=out, local="10.1.0.0/16", remote="10.2.0.0/16"))
     dp.sad.add(inb)
