@@ -18,13 +18,11 @@ import socket
 import struct
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from lab.ike import events as ev
 from lab.ike.config import Config
 from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
-from lab.ike.message import Datagram
 
 from .dataplane import DataPlaneError
 from .keys import KeyExport

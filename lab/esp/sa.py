@@ -45,7 +45,6 @@ from .ip import (
     PROTO_UDP,
     UDP_HEADER,
     MalformedPacket,
-    checksum,
     five_tuple,
     ipv4_fixup,
     ipv6_esp_split,

@@ -20,16 +20,16 @@ from typing import Any, Callable, Iterable
 
 from . import payloads as pl
 from .config import Config, IkeConfig
-from .const import ExchangeType, NotifyType, ProtocolId, name_of
+from .const import ExchangeType, NotifyType, name_of
 from .crypto import derive_rekeyed_ike_sa_keys, new_key_exchange
 from .errors import CryptoError, ParseError
 from .events import Event
 from .identity import Identity
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
-from .proposals import ChosenAlgorithms, invalid_ke_group, proposal_dh_groups, select_proposal
-from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit,
-                 IkeRekey, IkeSA, IkeState, Pending, _find_notify, _first)
+from .proposals import ChosenAlgorithms, invalid_ke_group, select_proposal
+from .sa import (ChildCreate, ChildDelete, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey,
+                 IkeSA, IkeState, Pending, _find_notify)
 
 Address = tuple[str, int]
 
@@ -135,10 +135,11 @@ class IkeEndpoint:
         records, self.trace_records = self.trace_records, []
         return records
 
-    def trace_message(self, ike: IkeSA, direction: str, message: Message, inner: Iterable[pl.Payload],
+    def trace_message(self, ike: IkeSA | None, direction: str, message: Message, inner: Iterable[pl.Payload],
                       src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None:
+        """One trace record per message; `ike` None for IKE_SA_INIT traffic that has no SA (yet)."""
         names = chain_names(list(inner), not message.is_response)
-        self.trace(now, "message", ike_sa=ike.unique_id, dir=direction, exchange=name_of(ExchangeType, message.exchange),
+        self.trace(now, "message", ike_sa=ike.unique_id if ike is not None else None, dir=direction, exchange=name_of(ExchangeType, message.exchange),
                    message_id=message.message_id, response=message.is_response, initiator=message.is_initiator,
                    encrypted=message.exchange != ExchangeType.IKE_SA_INIT, payloads=names,
                    src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", length=length, fragments=fragments,
@@ -154,9 +155,13 @@ class IkeEndpoint:
         self.stats["messages_out"] += 1
 
     def _send(self, ike: IkeSA, datagrams: list[bytes]) -> None:
-        port = 4500 if 4500 in (ike.local[1], ike.remote[1]) else ike.local[1]
         for data in datagrams:
-            self.out.append(OutDatagram(frame_udp(port, data), ike.local, ike.remote))
+            self._queue(data, ike.local, ike.remote)
+
+    def _queue(self, data: bytes, local: Address, remote: Address) -> None:
+        # RFC 3948 §2.2: IKE on port 4500 carries the non-ESP marker
+        port = 4500 if 4500 in (local[1], remote[1]) else local[1]
+        self.out.append(OutDatagram(frame_udp(port, data), local, remote))
 
     def retransmit(self, ike: IkeSA, pending: Pending, now: float) -> None:
         self.trace(now, "retransmit", ike_sa=ike.unique_id, exchange=name_of(ExchangeType, pending.task.exchange),
@@ -310,12 +315,8 @@ class IkeEndpoint:
                                now: float) -> None:
         reply = Message(message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, False, True, [notify])
         data = reply.serialize()
-        self.trace(now, "message", ike_sa=None, dir="out", exchange="IKE_SA_INIT", message_id=0, response=True,
-                   initiator=False, encrypted=False, payloads=chain_names([notify]), src=f"{dst[0]}:{dst[1]}",
-                   dst=f"{src[0]}:{src[1]}", length=len(data), fragments=1, spi_i=message.spi_i.hex(),
-                   spi_r="0" * 16)
-        port = 4500 if 4500 in (src[1], dst[1]) else dst[1]
-        self.out.append(OutDatagram(frame_udp(port, data), dst, src))
+        self.trace_message(None, "out", reply, reply.payloads, dst, src, len(data), now)
+        self._queue(data, dst, src)
 
     def _ike_sa_init_request(self, message: Message, data: bytes, src: Address, dst: Address, now: float) -> None:
         if message.spi_r != bytes(8) or message.message_id != 0:
@@ -328,11 +329,7 @@ class IkeEndpoint:
             elif existing.init_request != data:
                 self.drop("second IKE_SA_INIT with the same SPIi", now, existing)
             return
-        self.trace(now, "message", ike_sa=None, dir="in", exchange="IKE_SA_INIT", message_id=0, response=False,
-                   initiator=message.is_initiator, encrypted=False,
-                   payloads=chain_names(message.payloads, True), src=f"{src[0]}:{src[1]}",
-                   dst=f"{dst[0]}:{dst[1]}", length=len(data), fragments=1, spi_i=message.spi_i.hex(),
-                   spi_r=message.spi_r.hex())
+        self.trace_message(None, "in", message, message.payloads, src, dst, len(data), now)
         sa, ke, nonce = message.get(pl.SA), message.get(pl.KE), message.get(pl.Nonce)
         if sa is None or ke is None or nonce is None:
             self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.INVALID_SYNTAX), src, dst, now)

@@ -3,10 +3,7 @@ rekey, IKE SA rekey) and INFORMATIONAL (deletes, liveness checks), with the coll
 of RFC 7296 §2.25."""
 from __future__ import annotations
 
-import ipaddress
 import struct
-from typing import TYPE_CHECKING
-
 from . import payloads as pl
 from .config import ChildConfig, ChildMode
 from .const import CfgAttr, CfgType, ExchangeType, NotifyType, ProtocolId, TransformType, name_of
@@ -15,12 +12,8 @@ from .errors import CryptoError
 from .events import AuthFailed, NegotiationFailed
 from .identity import Identity
 from .proposals import ChosenAlgorithms, ProposalError, select_proposal
-from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeRekey, IkeSA, IkeState,
+from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeSA, IkeState,
                  _find_notify, _first, narrow)
-
-if TYPE_CHECKING:
-    pass
-
 
 def _notify(kind: int, data: bytes = b"", protocol: int = 0, spi: bytes = b"") -> pl.Notify:
     return pl.Notify(notify_type=kind, data=data, protocol_id=protocol, spi=spi)

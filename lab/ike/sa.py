@@ -12,16 +12,16 @@ import ipaddress
 import random as _random
 import struct
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from . import payloads as pl
 from .config import ChildConfig, ChildMode, Fragmentation, IkeConfig
-from .const import (AuthMethod, CfgAttr, CfgType, DhGroup, ExchangeType, HashAlgorithm, NotifyType, PayloadType,
+from .const import (AuthMethod, CfgAttr, CfgType, DhGroup, ExchangeType, HashAlgorithm, NotifyType,
                     ProtocolId, TransformType, name_of)
 from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algorithms, derive_child_sa_keys,
-                     derive_ike_sa_keys, derive_rekeyed_ike_sa_keys, encode_signature_hash_algorithms,
+                     derive_ike_sa_keys, encode_signature_hash_algorithms,
                      new_key_exchange, psk_auth_data, sign_auth, signed_octets, verify_auth, verify_psk_auth)
 from .crypto.dh import KeyExchange
 from .errors import CryptoError, IntegrityError, ParseError
@@ -1208,8 +1208,6 @@ class IkeSA:
         task.abort(self, reason, now)
         if isinstance(task, (IkeInit, IkeAuth)):
             self.destroy(f"{name} failed: {reason}", now, quiet=True)
-        elif isinstance(task, IkeRekey):
-            pass
 
     def _follow_peer(self, src: Address, dst: Address, now: float) -> None:
         """RFC 7296 §2.23: after NAT detection, follow the peer's address and port as seen
