@@ -19,20 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.net.gateway import OurGateway  # noqa: E402
-from lab.net.strongswan import StrongSwan, render_s2s_conf  # noqa: E402
-from lab.net.topo import GWB_PUBLIC, SITE_A, SITE_B, SiteToSite  # noqa: E402
-
-PSK = "a-lab-only-psk"
-
-
-def _conf(lab: SiteToSite, side: str, proposal: str, esp: str) -> str:
-    if side == "a":
-        return render_s2s_conf(local_addrs=lab.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab",
-                               remote_id="gwb.lab", psk=PSK, local_ts=SITE_A.lan, remote_ts=SITE_B.lan,
-                               proposals=proposal, esp_proposals=esp)
-    return render_s2s_conf(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab", remote_id="gwa.lab",
-                           psk=PSK, local_ts=SITE_B.lan, remote_ts=SITE_A.lan, proposals=proposal, esp_proposals=esp)
-
+from lab.net.strongswan import StrongSwan  # noqa: E402
+from lab.net.topo import SITE_B, SiteToSite  # noqa: E402
 
 def iperf(lab: SiteToSite, seconds: float) -> tuple[float, float]:
     """(Mbit/s received, retransmits) of one iperf3 TCP run hosta -> hostb."""
@@ -60,11 +48,11 @@ def run_case(lab: SiteToSite, workdir: Path, left: str, right: str, seconds: flo
             node = lab.node(f"gw{side}")
             if kind == "ours":
                 daemon = OurGateway(node, workdir / f"{left}-{right}-gw{side}", export_keys=False)
-                daemon.write_config(_conf(lab, side, proposal, esp))
+                daemon.write_config(lab.swanctl_conf(side, proposals=proposal, esp_proposals=esp))
                 daemon.start()
             else:
                 daemon = StrongSwan(node, workdir / f"{left}-{right}-gw{side}")
-                daemon.write_config(_conf(lab, side, proposal, esp))
+                daemon.write_config(lab.swanctl_conf(side, proposals=proposal, esp_proposals=esp))
                 daemon.start()
                 daemon.load_all()
             daemons.append(daemon)

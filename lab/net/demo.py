@@ -16,20 +16,9 @@ from typing import Callable
 
 from lab.net.capture import Capture
 from lab.net.gateway import OurGateway
-from lab.net.strongswan import StrongSwan, render_s2s_conf
+from lab.net.strongswan import StrongSwan
 from lab.net.topo import GWB_PUBLIC, PREFIX, SITE_A, SITE_B, SiteToSite
 from lab.viz.decode import decode_capture
-
-PSK = "a-lab-only-psk"
-
-
-def _configs(lab: SiteToSite) -> tuple[str, str]:
-    ours = render_s2s_conf(local_addrs=lab.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab",
-                           remote_id="gwb.lab", psk=PSK, local_ts=SITE_A.lan, remote_ts=SITE_B.lan)
-    theirs = render_s2s_conf(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab", remote_id="gwa.lab",
-                             psk=PSK, local_ts=SITE_B.lan, remote_ts=SITE_A.lan)
-    return ours, theirs
-
 
 def _new_log_lines(path: Path, seen: int) -> tuple[list[str], int]:
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
@@ -51,7 +40,7 @@ def run_demo(out: str | Path, say: Callable[[str], None] = print) -> int:
     (out / "captures").mkdir(parents=True)
     say("== topology: hosta 10.1.0.10 - gwa (ipsec-lab) - NAT box - gwb (strongSwan) - hostb 10.2.0.10")
     with SiteToSite(behind_nat=True) as lab:
-        ours_conf, theirs_conf = _configs(lab)
+        ours_conf, theirs_conf = lab.swanctl_conf("a"), lab.swanctl_conf("b")
         swan = StrongSwan(lab.node("gwb"), out / "gwb")
         swan.write_config(theirs_conf)
         gateway = OurGateway(lab.node("gwa"), out / "gwa")

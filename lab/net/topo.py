@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PREFIX = "ipl"  # node names start with it, so leftovers are recognisable
+PSK = "a-lab-only-psk"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,20 @@ class SiteToSite:
     def gwa_public(self) -> str:
         """The address gwb sees gwa's packets come from."""
         return NAT_OUTSIDE if self.behind_nat else GWA_ROUTED
+
+    def swanctl_conf(self, side: str, **options: Any) -> str:
+        """swanctl.conf of gateway `side` ("a" initiates to gwb, "b" answers anyone) for the
+        site-to-site connection `s2s`/`net` with a PSK; `options` go to render_s2s_conf
+        (proposals, esp_proposals, mode, and local_ts/remote_ts to replace the LANs)."""
+        from lab.net.strongswan import render_s2s_conf
+
+        if side == "a":
+            base = dict(local_addrs=self.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab", remote_id="gwb.lab",
+                        local_ts=SITE_A.lan, remote_ts=SITE_B.lan)
+        else:
+            base = dict(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab", remote_id="gwa.lab",
+                        local_ts=SITE_B.lan, remote_ts=SITE_A.lan)
+        return render_s2s_conf(psk=PSK, **{**base, **options})
 
     def node(self, name: str) -> Any:
         return self.nodes[name]

@@ -13,23 +13,16 @@ import pytest
 
 from lab.net.capture import Capture
 from lab.net.gateway import OurGateway
-from lab.net.strongswan import StrongSwan, render_s2s_conf
+from lab.net.strongswan import StrongSwan
 from lab.net.topo import GWB_PUBLIC, PREFIX, SITE_A, SITE_B
 
 pytestmark = pytest.mark.root
-PSK = "a-lab-only-psk"
 SUITES = {"gcm": ("aes128gcm16-prfsha256-x25519", "aes128gcm16"), "cbc": ("aes128-sha256-modp2048", "aes128-sha256")}
 
 
 def conf(lab, side: str, suite: str = "gcm", **extra) -> str:
     proposals, esp = SUITES[suite]
-    if side == "a":
-        return render_s2s_conf(local_addrs=lab.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab",
-                               remote_id="gwb.lab", psk=PSK, local_ts=SITE_A.lan, remote_ts=SITE_B.lan,
-                               proposals=proposals, esp_proposals=esp, **extra)
-    return render_s2s_conf(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab", remote_id="gwa.lab",
-                           psk=PSK, local_ts=SITE_B.lan, remote_ts=SITE_A.lan, proposals=proposals,
-                           esp_proposals=esp, **extra)
+    return lab.swanctl_conf(side, proposals=proposals, esp_proposals=esp, **extra)
 
 
 def start(lab, side: str, kind: str, workdir: Path, suite: str = "gcm", **extra):
@@ -225,11 +218,9 @@ def test_transport_mode_host_to_host(routed_site_to_site, tmp_path):
     lab = routed_site_to_site
     extra = dict(local_ts="dynamic", remote_ts="dynamic", mode="transport")
     gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb")
-    gwb.write_config(render_s2s_conf(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab",
-                                     remote_id="gwa.lab", psk=PSK, **extra))
+    gwb.write_config(lab.swanctl_conf("b", **extra))
     gwa = OurGateway(lab.node("gwa"), tmp_path / "gwa")
-    gwa.write_config(render_s2s_conf(local_addrs=lab.gwa_wan, remote_addrs=GWB_PUBLIC, local_id="gwa.lab",
-                                     remote_id="gwb.lab", psk=PSK, **extra))
+    gwa.write_config(lab.swanctl_conf("a", **extra))
     gwb.start()
     gwa.start()
     capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "esp or icmp").start()
