@@ -28,7 +28,7 @@ from .identity import Identity
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
 from .proposals import ChosenAlgorithms, invalid_ke_group, select_proposal
-from .sa import (ChildCreate, ChildDelete, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey,
+from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey,
                  IkeSA, IkeState, Pending, _find_notify)
 
 Address = tuple[str, int]
@@ -224,25 +224,23 @@ class IkeEndpoint:
             count += 1
         return count
 
+    def _installed_children(self, name: str | None, spi_in: bytes | None) -> list[tuple[IkeSA, ChildSA]]:
+        """INSTALLED CHILD SAs by config name and/or inbound SPI (None: any)."""
+        return [(ike, child) for ike in self.find() for child in list(ike.children)
+                if (name is None or child.config.name == name) and (spi_in is None or child.spi_in == spi_in)
+                and child.state == ChildState.INSTALLED]
+
     def terminate_child(self, now: float, name: str | None = None, spi_in: bytes | None = None) -> int:
-        count = 0
-        for ike in self.find():
-            for child in list(ike.children):
-                if (name is None or child.config.name == name) and (spi_in is None or child.spi_in == spi_in) \
-                        and child.state == ChildState.INSTALLED:
-                    ike.queue(ChildDelete([child], "terminated by command"), now)
-                    count += 1
-        return count
+        found = self._installed_children(name, spi_in)
+        for ike, child in found:
+            ike.queue(ChildDelete([child], "terminated by command"), now)
+        return len(found)
 
     def rekey_child(self, now: float, name: str | None = None, spi_in: bytes | None = None) -> int:
-        count = 0
-        for ike in self.find():
-            for child in list(ike.children):
-                if (name is None or child.config.name == name) and (spi_in is None or child.spi_in == spi_in) \
-                        and child.state == ChildState.INSTALLED:
-                    ike.queue(ChildCreate(child.config, child), now)
-                    count += 1
-        return count
+        found = self._installed_children(name, spi_in)
+        for ike, child in found:
+            ike.queue(ChildCreate(child.config, child), now)
+        return len(found)
 
     def rekey_ike(self, now: float, ike_id: int | None = None, name: str | None = None) -> int:
         count = 0
