@@ -1,0 +1,315 @@
+"""What a lab run started, written down while it runs, so that everything of ours and only
+that can be removed: by the run itself, by the tests, and by `ipsec-lab clean` after a crash.
+
+One lab at a time owns the machine's lab lock (/run/ipsec-lab.lock, an flock). While it
+runs it keeps a record in /run/ipsec-lab/labs/<pid>.json: the network namespace of each of
+its nodes (by inode), the node shells, the veth names it created and the processes it
+started. `remove(record)` kills every process inside those namespaces (which deletes the
+namespaces and their interfaces), deletes any of the links still in the root namespace and
+drops the record. A record whose owner is still alive is never touched.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+LOCK_PATH = Path("/run/ipsec-lab.lock")
+RECORDS = Path("/run/ipsec-lab/labs")
+
+
+class LabBusy(RuntimeError):
+    """Another lab holds the lock."""
+
+
+# ------------------------------------------------------------------ the lock
+
+
+def _lock_holders(path: Path) -> list[int]:
+    """PIDs holding an flock on `path` (from /proc/locks)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return []
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = []
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"; blocked waiters carry "->"
+        if "->" in parts or len(parts) < 6 or parts[1] != "FLOCK":
+            continue
+        if parts[5] == wanted:
+            holders.append(int(parts[4]))
+    return holders
+
+
+def _ancestors(pid: int | None = None) -> set[int]:
+    pid = os.getpid() if pid is None else pid
+    seen = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return seen
+
+
+def describe_pid(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    text = " ".join(a.decode(errors="replace") for a in argv if a)
+    return f"pid {pid} ({text[:80]})" if text else f"pid {pid}"
+
+
+class LabLock:
+    """The machine-wide lab lock. Taken already by an ancestor (a test run under
+    `flock /run/ipsec-lab.lock ...`) counts as ours."""
+
+    def __init__(self, path: Path = LOCK_PATH) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.nested = False
+
+    def acquire(self, wait: bool = True, say=None) -> "LabLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return self
+            except BlockingIOError:
+                holders = _lock_holders(self.path)
+                if holders and set(holders) & _ancestors():
+                    os.close(fd)
+                    self.nested = True
+                    return self
+                if not wait:
+                    os.close(fd)
+                    who = ", ".join(describe_pid(p) for p in holders) or "another process"
+                    raise LabBusy(f"another lab is running ({who}); wait for it to end or stop it") from None
+                if not told and say is not None:
+                    who = ", ".join(describe_pid(p) for p in holders) or "another process"
+                    say(f"waiting for the lab run by {who} to end ...")
+                    told = True
+                time.sleep(0.2)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor drops the flock
+            self.fd = None
+        self.nested = False
+
+    def __enter__(self) -> "LabLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# ------------------------------------------------------------------ the record of a run
+
+
+def netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+ROOT_NETNS = netns_inode(1)
+
+
+@dataclass
+class LabRecord:
+    """What one lab run created. Saved on every change, so a crash leaves it behind."""
+
+    owner: int = field(default_factory=os.getpid)
+    owner_start: int = field(default_factory=lambda: _start_time(os.getpid()))
+    name: str = ""
+    netns: dict[str, int] = field(default_factory=dict)       # node -> network namespace inode
+    shells: dict[str, int] = field(default_factory=dict)      # node -> PID of its Mininet shell
+    links: list[str] = field(default_factory=list)            # veth names the lab created
+    processes: dict[str, list] = field(default_factory=dict)  # "pid" -> [node, argv0]
+    started: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> Path:
+        return RECORDS / f"{self.owner}.json"
+
+    def save(self) -> None:
+        RECORDS.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1))
+        tmp.replace(self.path)
+
+    def add_node(self, name: str, shell_pid: int) -> None:
+        self.shells[name] = shell_pid
+        inode = netns_inode(shell_pid)
+        if inode is not None and inode != ROOT_NETNS:
+            self.netns[name] = inode
+
+    def add_process(self, node: str, pid: int, argv0: str) -> None:
+        self.processes[str(pid)] = [node, os.path.basename(argv0)]
+        self.save()
+
+    def drop(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    @classmethod
+    def load(cls, path: Path) -> "LabRecord | None":
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def records() -> Iterator[LabRecord]:
+    if not RECORDS.is_dir():
+        return
+    for path in sorted(RECORDS.glob("*.json")):
+        record = LabRecord.load(path)
+        if record is not None:
+            yield record
+
+
+def _start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (tells a reused PID apart)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def owner_alive(record: "LabRecord") -> bool:
+    return _alive(record.owner) and _start_time(record.owner) == record.owner_start
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _argv0(pid: int) -> str:
+    try:
+        return os.path.basename(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace"))
+    except (OSError, IndexError):
+        return ""
+
+
+def processes_in(inodes: set[int]) -> list[int]:
+    """PIDs of every process whose network namespace is one of `inodes` (never the root one)."""
+    inodes = {i for i in inodes if i and i != ROOT_NETNS}
+    if not inodes:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid() and netns_inode(int(entry)) in inodes:
+            found.append(int(entry))
+    return found
+
+
+def _root_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) >= 2:
+            names.add(parts[1].strip().split("@")[0])
+    return names
+
+
+def leftovers(record: LabRecord) -> list[str]:
+    """What of `record` still exists: processes in its namespaces, its processes by PID, its
+    shells, and its links in the root namespace."""
+    found = [f"process {describe_pid(pid)} in a lab namespace" for pid in processes_in(set(record.netns.values()))]
+    pids_seen = {int(s.split()[1]) for s in found if s.split()[1].isdigit()}
+    for pid, (node, argv0) in record.processes.items():
+        if int(pid) not in pids_seen and _alive(int(pid)) and _argv0(int(pid)) == argv0:
+            found.append(f"process {describe_pid(int(pid))} started on {node}")
+    for node, pid in record.shells.items():
+        if pid not in pids_seen and _alive(pid) and f"mininet:{node}".encode() in _cmdline(pid):
+            found.append(f"shell of {node} ({describe_pid(pid)})")
+    present = _root_links()
+    found += [f"link {name}" for name in record.links if name in present]
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def remove(record: LabRecord, timeout: float = 5.0) -> list[str]:
+    """Remove everything `record` names; returns what was found (empty: it was clean)."""
+    found = leftovers(record)
+    targets = set(processes_in(set(record.netns.values())))
+    for pid, (_node, argv0) in record.processes.items():
+        if _alive(int(pid)) and _argv0(int(pid)) == argv0:
+            targets.add(int(pid))
+    for node, pid in record.shells.items():
+        if _alive(pid) and f"mininet:{node}".encode() in _cmdline(pid):
+            targets.add(pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in targets:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 2 * timeout)
+        while time.monotonic() < deadline and any(_alive(p) and not _zombie(p) for p in targets):
+            time.sleep(0.05)
+        targets = {p for p in targets if _alive(p) and not _zombie(p)}
+        if not targets:
+            break
+    present = _root_links()
+    for name in record.links:
+        if name in present:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+    record.drop()
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def clean(say=print) -> list[str]:
+    """Remove what crashed lab runs left (their owners are gone); a running lab is left alone."""
+    found = []
+    for record in records():
+        if record.owner != os.getpid() and owner_alive(record):
+            say(f"a lab is running ({describe_pid(record.owner)}): left alone")
+            continue
+        left = remove(record)
+        found += left
+    return found

@@ -1,0 +1,200 @@
+"""A running lab: a topology built as Mininet nodes, the processes started in them, and the
+captures (taps) on their links, torn down completely on stop, on errors and on Ctrl-C.
+
+    with Lab(SiteToSite(nat="one"), workdir) as lab:
+        lab.node("hosta").cmd("ping -c 1 10.2.0.10")
+
+One lab at a time holds the machine's lab lock (lab.net.cleanup); everything the lab creates
+is written into its record before it exists, so a crash leaves nothing `ipsec-lab clean`
+cannot find.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import cleanup
+from .capture import Capture
+from .nodes import LabNode
+from .topology import LabTopo
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or torn down; the message says what and where."""
+
+
+def require_root(what: str = "the lab") -> None:
+    if os.geteuid() != 0:
+        raise LabError(f"{what} needs root (it creates network namespaces): run it with sudo or as root.")
+    for tool, package in (("mnexec", "mininet"), ("ip", "iproute2"), ("iptables", "iptables"),
+                          ("tcpdump", "tcpdump"), ("conntrack", "conntrack")):
+        if shutil.which(tool) is None:
+            raise LabError(f"{tool} is missing: run scripts/setup.sh (or apt-get install {package})")
+
+
+class Lab:
+    def __init__(self, topo: LabTopo, workdir: str | Path | None = None, name: str = "", *,
+                 say: Callable[[str], None] | None = None, lock_wait: bool = True) -> None:
+        self.topo = topo
+        self.workdir = Path(workdir).absolute() if workdir is not None else None
+        self.name = name or topo.name
+        self.say = say or (lambda line: None)
+        self.lock_wait = lock_wait
+        self.lock = cleanup.LabLock()
+        self.record: cleanup.LabRecord | None = None
+        self.net: Any = None
+        self.nodes: dict[str, LabNode] = {}
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.taps: dict[str, Capture] = {}
+        self.stoppers: list[Callable[[], None]] = []
+        self.software: dict[str, str] = {}
+
+    # ------------------------------------------------------------ start and stop
+
+    def start(self) -> "Lab":
+        require_root()
+        self.lock.acquire(wait=self.lock_wait, say=self.say)
+        try:
+            found = cleanup.clean(say=self.say)
+            if found:
+                self.say(f"removed what an earlier lab run left: {', '.join(found)}")
+            self.record = cleanup.LabRecord(name=self.name, links=self.topo.link_names())
+            self.record.save()
+            self._build()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _build(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+
+        setLogLevel("error")
+        record = self.record
+        assert record is not None
+
+        def on_shell(node: LabNode) -> None:
+            record.add_node(node.name, node.pid)
+            record.save()
+
+        LabNode.on_shell = on_shell
+        LabNode.tracker = self._track
+        try:
+            self.net = Mininet(topo=self.topo, controller=None, build=False, autoSetMacs=False,
+                               autoStaticArp=False, waitConnected=False)
+            self.net.build()
+        finally:
+            LabNode.on_shell = None
+        self.nodes = {host.name: host for host in self.net.hosts}
+
+    def _track(self, node: str, proc: subprocess.Popen, argv: list[str]) -> None:
+        self.processes.append((node, proc))
+        if self.record is not None:
+            self.record.add_process(node, proc.pid, argv[0])
+
+    def on_stop(self, stopper: Callable[[], None]) -> None:
+        """Call `stopper` first when the lab stops (daemons end gracefully before the kill)."""
+        self.stoppers.append(stopper)
+
+    def stop(self) -> list[str]:
+        """Tear everything down; returns what had to be removed by force beyond the orderly stop
+        (nothing, normally). Safe to call twice, and while a Ctrl-C is pending."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        problems: list[str] = []
+        try:
+            for stopper in reversed(self.stoppers):
+                try:
+                    stopper()
+                except Exception as err:  # keep tearing down
+                    problems.append(f"stopping: {err}")
+            self.stoppers = []
+            self.stop_taps()
+            for _node, proc in self.processes:
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + 5
+            for _node, proc in self.processes:
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            self.processes = []
+            if self.net is not None:
+                try:
+                    self.net.stop()
+                except Exception as err:
+                    problems.append(f"stopping Mininet: {err}")
+                self.net = None
+            self.nodes = {}
+            if self.record is not None:
+                left = cleanup.remove(self.record)
+                if left:
+                    problems.append("removed by force: " + ", ".join(left))
+                self.record = None
+        finally:
+            LabNode.tracker = None
+            self.lock.release()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        return problems
+
+    def __enter__(self) -> "Lab":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ nodes
+
+    def node(self, name: str) -> LabNode:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise LabError(f"no node {name!r} in topology {self.topo.name} (nodes: {', '.join(self.nodes)})") from None
+
+    def kind(self, name: str) -> str:
+        return self.topo.kind_of(name)
+
+    # ------------------------------------------------------------ taps
+
+    def tap(self, name: str, node: str, intf: str, path: Path, bpf: str = "") -> Capture:
+        """tcpdump on `node`'s interface `intf` into `path` (started before this returns)."""
+        if intf not in self.node(node).intfNames():
+            raise LabError(f"no interface {intf!r} on {node} (it has: {', '.join(self.node(node).intfNames())})")
+        capture = Capture(self.node(node), intf, path, bpf)
+        capture.start()
+        self.taps[name] = capture
+        return capture
+
+    def stop_taps(self) -> dict[str, str]:
+        """Stop every tap (each writes its file complete); returns what tcpdump said per tap."""
+        said = {}
+        for name, capture in list(self.taps.items()):
+            try:
+                said[name] = capture.stop()
+            except Exception as err:
+                said[name] = f"tcpdump did not stop cleanly: {err}"
+        self.taps = {}
+        return said
+
+    # ------------------------------------------------------------ describing
+
+    def describe(self) -> dict[str, Any]:
+        """topology.json: nodes with kind, software and interfaces, links, and taps."""
+        description = self.topo.describe()
+        for entry in description["nodes"]:
+            entry["software"] = self.software.get(entry["name"])
+        return description
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,69 @@
+"""Remote access: road-warrior clients reach the company LAN behind one gateway; the clients
+sit behind NAT boxes (home routers, hotel Wi-Fi), several behind the same one.
+
+    client1 --+                                                   the "internet" (switch inet)
+    client3 --+-- lan1 -- nat1 (192.168.1.1 | 198.51.100.1) --+
+                                                              +-- inet -- gw ---- server
+    client2 ----- lan2 -- nat2 (192.168.2.1 | 198.51.100.2) --+   198.51.100.10 | 10.2.0.1   10.2.0.10
+
+Client i sits behind NAT box ((i-1) mod nats) + 1, at 192.168.k.(10+i); with nats=0 the
+clients sit on the internet at 198.51.100.(100+i). The gateway hands out virtual IPs from the
+pool in its swanctl.conf (10.3.0.0/24 by convention); the server routes them back through gw.
+
+    sudo mn --custom topologies/remote_access.py --topo remote-access,clients=3,nats=2 --controller none
+"""
+import inspect
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(inspect.currentframe().f_code.co_filename), "..")))
+
+from lab.net.topology import LabTopo, Param  # noqa: E402
+
+
+class RemoteAccess(LabTopo):
+    name = "remote-access"
+    description = "road-warrior clients behind NAT boxes, one gateway with a LAN behind it"
+    params = {
+        "clients": Param(3, "how many clients (client1, client2, ...)", minimum=1, maximum=50),
+        "nats": Param(2, "how many NAT boxes the clients sit behind (0: clients on the internet)",
+                      minimum=0, maximum=20),
+        "mapping": Param("preserve", "the NAT boxes' port mapping: preserve or random", ("preserve", "random")),
+    }
+
+    def build(self, clients: int = 3, nats: int = 2, mapping: str = "preserve") -> None:
+        self.node("inet", "switch")
+        self.node("gw", "gateway")
+        self.node("server", "host")
+        self.link("gw", "gw-wan", "198.51.100.10/24", "inet", "inet-gw", None)
+        self.link("gw", "gw-lan", "10.2.0.1/24", "server", "server-lan", "10.2.0.10/24")
+        self.route("server", "default", "10.2.0.1")
+        behind: dict[int, list[int]] = {k: [] for k in range(1, nats + 1)}
+        for i in range(1, clients + 1):
+            if nats:
+                behind[(i - 1) % nats + 1].append(i)
+        for k, members in behind.items():
+            box = f"nat{k}"
+            self.nat(box, inside=[f"{box}-in"], outside=f"{box}-out", public=f"198.51.100.{k}", mapping=mapping)
+            self.link(box, f"{box}-out", f"198.51.100.{k}/24", "inet", f"inet-{box}", None)
+            if len(members) > 1:
+                lan = f"lan{k}"
+                self.node(lan, "switch")
+                self.link(box, f"{box}-in", f"192.168.{k}.1/24", lan, f"{lan}-{box}", None)
+            for i in members:
+                client = f"client{i}"
+                self.node(client, "gateway")
+                if len(members) > 1:
+                    self.link(client, f"{client}-wan", f"192.168.{k}.{10 + i}/24", f"lan{k}", f"lan{k}-c{i}", None)
+                else:
+                    self.link(client, f"{client}-wan", f"192.168.{k}.{10 + i}/24", box, f"{box}-in",
+                              f"192.168.{k}.1/24")
+                self.route(client, "default", f"192.168.{k}.1")
+        if not nats:
+            for i in range(1, clients + 1):
+                client = f"client{i}"
+                self.node(client, "gateway")
+                self.link(client, f"{client}-wan", f"198.51.100.{100 + i}/24", "inet", f"inet-c{i}", None)
+
+
+topos = {"remote-access": RemoteAccess}
