@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from . import payloads as pl
 from .config import Config, IkeConfig
-from .const import ExchangeType, NotifyType, name_of
+from .const import ExchangeType, NotifyType, ProtocolId, name_of
 from .crypto import derive_rekeyed_ike_sa_keys, new_key_exchange
 from .errors import CryptoError, ParseError
 from .events import Event
@@ -465,7 +465,8 @@ class IkeEndpoint:
                     "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,
                     "spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex(), "algorithms": str(c.algorithms),
                     "local_ts": [str(t) for t in c.local_ts], "remote_ts": [str(t) for t in c.remote_ts],
-                    "encap": ike.nat_detected} for c in ike.children],
+                    "encap": ike.nat_detected,
+                    "protocol": "AH" if c.protocol == ProtocolId.AH else "ESP"} for c in ike.children],
             })
         return out
 

@@ -61,7 +61,7 @@ def run_demo(out: str | Path, say: Callable[[str], None] = print) -> int:
             if not result.get("ok"):
                 say(f"!! the tunnel did not come up: {result.get('error')}")
                 return 1
-            theirs = swan.list_sas()
+            theirs = swan.raw_sas()
             state = theirs[0]["state"] if theirs else "no IKE SA"
             say(f"== strongSwan on gwb sees: IKE SA {state}, remote {theirs[0].get('remote-host')}:"
                 f"{theirs[0].get('remote-port')} (the NAT box's mapping)" if theirs else f"== strongSwan: {state}")

@@ -1,5 +1,5 @@
 """Running our own gateway daemon (`ipsec-lab daemon`) inside a Mininet host, the
-counterpart of lab.net.strongswan for charon."""
+counterpart of lab.net.strongswan for charon; both are lab.net.peers.Peer."""
 from __future__ import annotations
 
 import atexit
@@ -14,6 +14,8 @@ from typing import Any
 
 from lab.daemon.control import ControlClient
 
+from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
+
 _RUNNING: "weakref.WeakSet[OurGateway]" = weakref.WeakSet()
 
 
@@ -23,11 +25,11 @@ def _stop_all() -> None:
         gateway.stop()
 
 
-class GatewayProcessError(RuntimeError):
+class GatewayProcessError(PeerError):
     """The daemon did not start or answer; the message carries the end of its log."""
 
 
-class OurGateway:
+class OurGateway(Peer):
     """`ipsec-lab daemon` in `node`, with its files under `workdir`: swanctl.conf (and the
     swanctl folders next to it), control socket, log, trace, exported keys."""
 
@@ -70,9 +72,10 @@ class OurGateway:
             argv += ["--retransmit-tries", str(self.retransmit_tries)]
         argv += self.extra_args
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        start = getattr(self.node, "start_process", None) or self.node.popen
         with open(self.log_path, "ab") as log:
-            self.process = self.node.popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                           env=env, cwd=str(Path(__file__).resolve().parents[2]))
+            self.process = start(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 cwd=str(Path(__file__).resolve().parents[2]))
         _RUNNING.add(self)
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -95,8 +98,46 @@ class OurGateway:
         with ControlClient(str(self.control_path), timeout=timeout + 5) as client:
             return client.request(cmd=action, **args)
 
-    def list_sas(self) -> list[dict[str, Any]]:
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def reload(self) -> None:
+        """Our daemon reads swanctl.conf when it starts: a reload is a restart."""
+        self.stop()
+        self.start()
+
+    def _command(self, action: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
+        result = self.ctl(action, timeout=timeout, **{k: v for k, v in args.items() if v is not None})
+        if not result.get("ok"):
+            raise PeerError(f"ipsec-lab ctl {action} on {self.name}: {result.get('error', 'failed')}")
+        return result
+
+    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> dict[str, Any]:
+        return self._command("initiate", timeout=timeout, ike=ike, child=child)
+
+    def terminate(self, ike: str | None = None, child: str | None = None) -> dict[str, Any]:
+        return self._command("terminate", ike=ike, child=child)
+
+    def rekey(self, child: str | None = None, ike: str | None = None) -> dict[str, Any]:
+        return self._command("rekey", ike=ike, child=child)
+
+    def raw_sas(self) -> list[dict[str, Any]]:
+        """`ipsec-lab ctl list-sas --json` as it is."""
         return self.ctl("list-sas")["sas"]
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        return [_ike_info(sa) for sa in self.raw_sas()]
+
+    def counters(self) -> dict[str, int]:
+        """The daemon's counters and drops (`ctl stats`), drops as "drop:<reason>"."""
+        stats = self.ctl("stats")["stats"]
+        out = dict(stats["counters"])
+        out.update({f"drop:{k}": v for k, v in stats["drops"].items()})
+        for key, value in (stats.get("dataplane") or {}).items():
+            if isinstance(value, int):
+                out[f"esp:{key}"] = value
+        return out
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -121,3 +162,28 @@ class OurGateway:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def _ike_info(sa: dict[str, Any]) -> IkeSaInfo:
+    local, remote = _host_port(sa["local"]), _host_port(sa["remote"])
+    children = []
+    for child in sa["children"]:
+        traffic = child.get("traffic") or {}
+        children.append(ChildSaInfo(
+            name=child["name"], unique_id=child["id"], state=child["state"], protocol=child.get("protocol", "ESP"),
+            mode=child["mode"].upper(), encap=bool(child["encap"]), spi_in=child["spi_in"], spi_out=child["spi_out"],
+            algorithms=child["algorithms"], local_ts=tuple(child["local_ts"]), remote_ts=tuple(child["remote_ts"]),
+            bytes_in=traffic.get("bytes_in", 0), bytes_out=traffic.get("bytes_out", 0),
+            packets_in=traffic.get("packets_in", 0), packets_out=traffic.get("packets_out", 0)))
+    return IkeSaInfo(
+        name=sa["name"], unique_id=sa["id"], state=sa["state"], initiator=sa["initiator"], spi_i=sa["spi_i"],
+        spi_r=sa["spi_r"], local_host=local[0], local_port=local[1], remote_host=remote[0], remote_port=remote[1],
+        local_id=sa["local_id"], remote_id=sa["remote_id"] or "", nat_local=sa["nat"]["local"],
+        nat_remote=sa["nat"]["remote"], algorithms=sa["algorithms"] or "",
+        local_vips=(sa["virtual_ip"],) if sa.get("virtual_ip") else (),
+        remote_vips=(sa["assigned_ip"],) if sa.get("assigned_ip") else (), children=tuple(children))

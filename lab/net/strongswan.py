@@ -21,6 +21,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
+
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
 PLUGIN_DIR = "/usr/lib/ipsec/plugins"
@@ -79,7 +81,7 @@ LOG_HINTS = (
 )
 
 
-class StrongSwanError(RuntimeError):
+class StrongSwanError(PeerError):
     """Something about running charon or swanctl went wrong; the message says what to do."""
 
 
@@ -157,7 +159,8 @@ def render_strongswan_conf(
         "  filelog {\n"
         "    charon-log {\n"
         f"      path = {os.fspath(log_file)}\n"
-        "      time_format = %H:%M:%S\n"
+        "      time_format = %Y-%m-%d %H:%M:%S\n"
+        "      time_add_ms = yes\n"
         "      ike_name = yes\n"
         "      append = no\n"
         "      flush_line = yes\n"
@@ -282,63 +285,12 @@ def render_s2s_conf(
     )
 
 
-def parse_vici_pretty(text: str) -> list[tuple[str, Any]]:
-    """Parse `swanctl ... --pretty` output: a sequence of `<name> {` ... `}` messages whose
-    lines are `key = value`, `key = [` items `]` and `section {` ... `}`.
-    Returns [(message name, dict)], e.g. [("list-sa event", {"s2s": {...}})]."""
-    messages: list[tuple[str, Any]] = []
-    stack: list[Any] = []
-    name_stack: list[str] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        top = stack[-1] if stack else None
-        if isinstance(top, list):
-            if line == "]":
-                stack.pop()
-                name_stack.pop()
-            else:
-                top.append(line)
-            continue
-        if line.endswith("{") and " = " not in line:
-            name = line[:-1].strip()
-            section: dict[str, Any] = {}
-            if top is not None:
-                top[name] = section
-            stack.append(section)
-            name_stack.append(name)
-        elif line == "}":
-            if not stack:
-                raise StrongSwanError(f"unbalanced '}}' at line {lineno} of swanctl output")
-            section = stack.pop()
-            name = name_stack.pop()
-            if not stack:
-                messages.append((name, section))
-        elif " = " in line or line.endswith(" ="):
-            key, _, value = line.partition(" =")
-            key, value = key.strip(), value.strip()
-            if top is None:
-                continue
-            if value == "[":
-                items: list[str] = []
-                top[key] = items
-                stack.append(items)
-                name_stack.append(key)
-            else:
-                top[key] = value
-        elif top is None:
-            continue
-        else:
-            raise StrongSwanError(f"cannot parse line {lineno} of swanctl output: {raw!r}")
-    if stack:
-        raise StrongSwanError("swanctl output ended inside a section")
-    return messages
-
-
-class StrongSwan:
+class StrongSwan(Peer):
     """One charon (kernel-libipsec) in a Mininet node, with its own files in `workdir`:
-    strongswan.conf, swanctl/swanctl.conf, charon.vici, charon.log, charon.out."""
+    strongswan.conf, swanctl/swanctl.conf, charon.vici, charon.log, charon.out.
+    Commands go through VICI (the `vici` package); configs are loaded with swanctl --load-all."""
+
+    software = "strongswan"
 
     def __init__(
         self,
@@ -442,8 +394,9 @@ class StrongSwan:
             self.vici_socket.unlink()
         out = open(self.out_path, "wb")
         try:
-            self.process = self.node.popen([self.charon], stdin=subprocess.DEVNULL, stdout=out,
-                                           stderr=subprocess.STDOUT, env=self.env)
+            start = getattr(self.node, "start_process", None) or self.node.popen
+            self.process = start([self.charon], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 env=self.env)
         finally:
             out.close()
         _RUNNING.add(self)
@@ -557,74 +510,121 @@ class StrongSwan:
                 raise StrongSwanError(f"swanctl on {self.name} cannot read its config: {line}")
         return result.stdout
 
-    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> str:
-        """Initiate a CHILD_SA (and its IKE SA); waits until it is up or `timeout` passes."""
-        args = ["--initiate", "--timeout", str(int(timeout))]
-        if child:
-            args += ["--child", child]
-        if ike:
-            args += ["--ike", ike]
+    # -- VICI (strongSwan's own Python binding) ------------------------------------
+
+    def vici(self, timeout: float = 30.0):
+        """A vici.Session on this charon's socket (a new connection each time)."""
+        import vici
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(self.vici_socket))
+        except OSError as err:
+            sock.close()
+            raise StrongSwanError(f"cannot reach charon on {self.name} at {self.vici_socket}: {err}") from None
+        return vici.Session(sock)
+
+    def _streamed(self, command: str, message: dict[str, Any], timeout: float) -> list[str]:
+        """Run a VICI command that streams log lines; StrongSwanError with them if it fails."""
+        from vici.exception import CommandException
+
+        lines: list[str] = []
+        session = self.vici(timeout + 10)
+        try:
+            for log in getattr(session, command)(message):
+                text = _text(log.get("msg", b""))
+                if text:
+                    lines.append(text)
+        except CommandException as err:
+            raise StrongSwanError(f"charon on {self.name}: {command} {_describe(message)} failed: {err}\n"
+                                  + "\n".join(lines[-8:])) from None
+        except OSError as err:
+            raise StrongSwanError(f"charon on {self.name}: {command} {_describe(message)}: {err}") from None
+        finally:
+            session.transport.socket.close()
+        return lines
+
+    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> list[str]:
+        """Initiate a CHILD_SA (and its IKE SA); returns once it is up (charon's log lines)."""
         if not child and not ike:
             raise ValueError("initiate needs a child or an ike name")
-        return self.swanctl(*args, timeout=timeout + 10).stdout
+        message = {k: v for k, v in (("child", child), ("ike", ike)) if v}
+        message["timeout"] = str(int(timeout * 1000))
+        return self._streamed("initiate", message, timeout)
 
     def terminate(self, ike: str | None = None, child: str | None = None, *, ike_id: int | None = None,
-                  child_id: int | None = None, force: bool = False, timeout: float = 10) -> str:
+                  child_id: int | None = None, force: bool = False, timeout: float = 10) -> list[str]:
         """Delete an IKE SA (with its children) or a CHILD_SA, by name or unique id."""
-        args = ["--terminate", "--timeout", str(int(timeout))]
-        args += self._selectors(ike, child, ike_id, child_id)
+        message = self._selectors(ike, child, ike_id, child_id)
+        message["timeout"] = str(int(timeout * 1000))
         if force:
-            args.append("--force")
-        return self.swanctl(*args, timeout=timeout + 10).stdout
+            message["force"] = "yes"
+        return self._streamed("terminate", message, timeout)
 
     def rekey(self, child: str | None = None, ike: str | None = None, *, ike_id: int | None = None,
-              child_id: int | None = None, reauth: bool = False) -> str:
+              child_id: int | None = None, reauth: bool = False) -> None:
         """Start a rekeying of a CHILD_SA or an IKE SA (returns when it is queued; use
         wait_for() to see it done)."""
-        args = ["--rekey", *self._selectors(ike, child, ike_id, child_id)]
+        from vici.exception import CommandException
+
+        message = self._selectors(ike, child, ike_id, child_id)
         if reauth:
-            args.append("--reauth")
-        return self.swanctl(*args).stdout
+            message["reauth"] = "yes"
+        session = self.vici()
+        try:
+            session.rekey(message)
+        except CommandException as err:
+            raise StrongSwanError(f"charon on {self.name}: rekey {_describe(message)} failed: {err}") from None
+        finally:
+            session.transport.socket.close()
 
     @staticmethod
-    def _selectors(ike: str | None, child: str | None, ike_id: int | None, child_id: int | None) -> list[str]:
-        args: list[str] = []
-        if child is not None:
-            args += ["--child", child]
-        if ike is not None:
-            args += ["--ike", ike]
-        if child_id is not None:
-            args += ["--child-id", str(child_id)]
-        if ike_id is not None:
-            args += ["--ike-id", str(ike_id)]
-        if not args:
+    def _selectors(ike: str | None, child: str | None, ike_id: int | None, child_id: int | None) -> dict[str, str]:
+        message = {k: str(v) for k, v in (("child", child), ("ike", ike), ("child-id", child_id),
+                                          ("ike-id", ike_id)) if v is not None}
+        if not message:
             raise ValueError("name an IKE SA or a CHILD_SA (ike=, child=, ike_id= or child_id=)")
-        return args
+        return message
 
-    def list_sas(self, ike: str | None = None) -> list[dict[str, Any]]:
-        """The IKE SAs as charon reports them (`swanctl --list-sas --pretty`): one dict per
-        IKE SA with its vici keys ("state", "spi-i", "local-host", ...) plus "name",
-        and "child-sas" as {unique name: dict with "name", "state", "spi-in", ...}."""
-        args = ["--list-sas", "--pretty"]
-        if ike:
-            args += ["--ike", ike]
+    def raw_sas(self, ike: str | None = None) -> list[dict[str, Any]]:
+        """The IKE SAs as charon's VICI list-sas reports them: one dict per IKE SA with its
+        keys ("state", "spi-i", "local-host", ...) plus "name", and "child-sas" as
+        {unique name: dict with "name", "state", "spi-in", ...}; values as text."""
+        session = self.vici()
+        try:
+            events = list(session.list_sas({"ike": ike} if ike else None))
+        finally:
+            session.transport.socket.close()
         sas = []
-        for msg_name, body in parse_vici_pretty(self.swanctl(*args).stdout):
-            if msg_name != "list-sa event":
-                continue
-            for name, sa in body.items():
-                sa = dict(sa)
+        for event in events:
+            for name, sa in _text(event).items():
                 sa["name"] = name
                 sa.setdefault("child-sas", {})
                 sas.append(sa)
         return sas
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0,
-                 what: str = "the SAs to reach the expected state", interval: float = 0.2) -> list[dict[str, Any]]:
-        """Poll list_sas() until `predicate(sas)` is true; raise StrongSwanError after `timeout`."""
+    def list_sas(self) -> list[IkeSaInfo]:
+        return [_ike_info(sa) for sa in self.raw_sas()]
+
+    def counters(self) -> dict[str, int]:
+        """charon's global IKE event counters (VICI get-counters)."""
+        session = self.vici()
+        try:
+            reply = _text(session.get_counters())
+        finally:
+            session.transport.socket.close()
+        return {k: int(v) for k, v in reply.get("counters", {}).items() if str(v).isdigit()}
+
+    def reload(self) -> None:
+        self.load_all()
+
+    def raw_wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0,
+                     what: str = "the SAs to reach the expected state", interval: float = 0.2) -> list[dict[str, Any]]:
+        """As wait_for(), on raw_sas() (charon's own keys)."""
         deadline = time.monotonic() + timeout
         while True:
-            sas = self.list_sas()
+            sas = self.raw_sas()
             if predicate(sas):
                 return sas
             if not self.running:
@@ -636,15 +636,65 @@ class StrongSwan:
             time.sleep(interval)
 
 
-def established(sas: list[dict[str, Any]], ike: str, child: str | None = None) -> bool:
-    """True if an IKE SA named `ike` is ESTABLISHED (and, if `child` is given, has an
-    INSTALLED CHILD_SA of that name)."""
-    for sa in sas:
-        if sa.get("name") != ike or sa.get("state") != "ESTABLISHED":
-            continue
-        if child is None:
-            return True
-        if any(c.get("name") == child and c.get("state") == "INSTALLED" for c in sa["child-sas"].values()):
-            return True
-    return False
+def _text(value: Any) -> Any:
+    """VICI answers with bytes: the same structure with text."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
+def _describe(message: dict[str, str]) -> str:
+    return " ".join(f"{k} {v}" for k, v in message.items() if k in ("child", "ike", "child-id", "ike-id"))
+
+
+# charon's algorithm names (VICI list-sas) as proposal keywords
+_ENCR_KEYWORDS = {"AES_CBC": "aes{}", "AES_GCM_16": "aes{}gcm16", "AES_GCM_12": "aes{}gcm12", "AES_GCM_8": "aes{}gcm8",
+                  "CHACHA20_POLY1305": "chacha20poly1305", "AES_CTR": "aes{}ctr", "NULL": "null",
+                  "AES_CCM_16": "aes{}ccm16", "NULL_AES_GMAC": "aes{}gmac"}
+_INTEG_KEYWORDS = {"HMAC_SHA2_256_128": "sha256", "HMAC_SHA2_384_192": "sha384", "HMAC_SHA2_512_256": "sha512",
+                   "HMAC_SHA1_96": "sha1", "AES_XCBC_96": "aesxcbc", "HMAC_MD5_96": "md5"}
+_PRF_KEYWORDS = {"PRF_HMAC_SHA2_256": "prfsha256", "PRF_HMAC_SHA2_384": "prfsha384", "PRF_HMAC_SHA2_512": "prfsha512",
+                 "PRF_HMAC_SHA1": "prfsha1", "PRF_AES128_XCBC": "prfaesxcbc"}
+_DH_KEYWORDS = {"CURVE_25519": "x25519", "CURVE_448": "x448", "MODP_2048": "modp2048", "MODP_3072": "modp3072",
+                "MODP_4096": "modp4096", "MODP_1024": "modp1024", "MODP_1536": "modp1536", "ECP_256": "ecp256",
+                "ECP_384": "ecp384", "ECP_521": "ecp521"}
+
+
+def proposal_keywords(sa: dict[str, Any]) -> str:
+    """aes128gcm16-prfsha256-x25519 from charon's encr-alg, encr-keysize, integ-alg, prf-alg, dh-group."""
+    words = []
+    encr = sa.get("encr-alg")
+    if encr:
+        template = _ENCR_KEYWORDS.get(encr, encr.lower())
+        words.append(template.format(sa.get("encr-keysize", "")))
+    for key, table in (("integ-alg", _INTEG_KEYWORDS), ("prf-alg", _PRF_KEYWORDS), ("dh-group", _DH_KEYWORDS)):
+        if sa.get(key):
+            words.append(table.get(sa[key], sa[key].lower()))
+    return "-".join(words)
+
+
+def _ike_info(sa: dict[str, Any]) -> IkeSaInfo:
+    children = []
+    for child in sa.get("child-sas", {}).values():
+        children.append(ChildSaInfo(
+            name=child.get("name", ""), unique_id=int(child.get("uniqueid", 0)), state=child.get("state", ""),
+            protocol=child.get("protocol", "ESP"), mode=child.get("mode", "TUNNEL"), encap=child.get("encap") == "yes",
+            spi_in=child.get("spi-in", ""), spi_out=child.get("spi-out", ""), algorithms=proposal_keywords(child),
+            local_ts=tuple(child.get("local-ts", [])), remote_ts=tuple(child.get("remote-ts", [])),
+            bytes_in=int(child.get("bytes-in", 0)), bytes_out=int(child.get("bytes-out", 0)),
+            packets_in=int(child.get("packets-in", 0)), packets_out=int(child.get("packets-out", 0))))
+    initiator = sa.get("initiator") == "yes"
+    return IkeSaInfo(
+        name=sa["name"], unique_id=int(sa.get("uniqueid", 0)), state=sa.get("state", ""), initiator=initiator,
+        spi_i=sa.get("initiator-spi", ""), spi_r=sa.get("responder-spi", ""),
+        local_host=sa.get("local-host", ""), local_port=int(sa.get("local-port", 0)),
+        remote_host=sa.get("remote-host", ""), remote_port=int(sa.get("remote-port", 0)),
+        local_id=sa.get("local-id", ""), remote_id=sa.get("remote-id", ""),
+        nat_local=sa.get("nat-local") == "yes", nat_remote=sa.get("nat-remote") == "yes",
+        algorithms=proposal_keywords(sa), local_vips=tuple(sa.get("local-vips", [])),
+        remote_vips=tuple(sa.get("remote-vips", [])), children=tuple(children))
 

@@ -190,10 +190,10 @@ class Pair:
         self.settled()
 
     def our_sas(self) -> list[dict[str, Any]]:
-        return self.ours.list_sas()
+        return self.ours.raw_sas()
 
     def swan_sas(self) -> list[dict[str, Any]]:
-        return self.swan.list_sas()
+        return self.swan.raw_sas()
 
     def trace(self) -> list[dict[str, Any]]:
         with open(self.ours.trace_path) as f:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.ike.const import PAYLOAD_SHORT_NAMES, ExchangeType, NotifyType, PayloadType
-from lab.net.strongswan import established
+from lab.net.peers import established
 
 KEPT_CAPTURE = Path(__file__).resolve().parent.parent / "data" / "strongswan_s2s.pcap"
 
@@ -72,15 +72,15 @@ def ours(decoded) -> dict:
     }
 
 
-def only_sa(sas: list[dict]) -> dict:
+def only_sa(sas):
     assert len(sas) == 1, f"expected one IKE SA, found {sas}"
     return sas[0]
 
 
-def only_child(sa: dict) -> dict:
+def only_child(sa):
     """The one INSTALLED CHILD_SA (rekeyed ones linger as DELETED for a while)."""
-    children = [c for c in sa["child-sas"].values() if c["state"] == "INSTALLED"]
-    assert len(children) == 1, f"expected one INSTALLED CHILD_SA, found {sa['child-sas']}"
+    children = [c for c in sa.children if c.state == "INSTALLED"]
+    assert len(children) == 1, f"expected one INSTALLED CHILD_SA, found {sa.children}"
     return children[0]
 
 
@@ -100,40 +100,40 @@ def test_strongswan_s2s_rekey_capture_matches_tshark(s2s_lab):
         gw.wait_for(lambda sas: established(sas, IKE, CHILD), timeout=10, what="s2s ESTABLISHED, net INSTALLED")
     sa_a, sa_b = only_sa(a.list_sas()), only_sa(b.list_sas())
     for sa in (sa_a, sa_b):
-        assert sa["state"] == "ESTABLISHED" and sa["name"] == IKE
-        assert [c["state"] for c in sa["child-sas"].values()] == ["INSTALLED"]
-    assert (sa_a["initiator-spi"], sa_a["responder-spi"]) == (sa_b["initiator-spi"], sa_b["responder-spi"])
-    assert only_child(sa_a)["spi-in"] == only_child(sa_b)["spi-out"]
+        assert sa.state == "ESTABLISHED" and sa.name == IKE
+        assert [c.state for c in sa.children] == ["INSTALLED"]
+    assert (sa_a.spi_i, sa_a.spi_r) == (sa_b.spi_i, sa_b.spi_r)
+    assert only_child(sa_a).spi_in == only_child(sa_b).spi_out
     assert s2s_lab.ping("swgwa") == 3, "no traffic through the first CHILD_SA"
 
     # CREATE_CHILD_SA rekeying the CHILD_SA, then INFORMATIONAL deleting the old one (which
     # charon keeps as DELETED for charon.delete_rekeyed_delay, 5 s)
-    old_child_spis = {only_child(sa_a)["spi-in"], only_child(sa_a)["spi-out"]}
+    old_child_spis = {only_child(sa_a).spi_in, only_child(sa_a).spi_out}
     a.rekey(child=CHILD)
 
     def child_rekeyed(sas):
         if not established(sas, IKE, CHILD) or len(sas) != 1:
             return False
-        children = list(sas[0]["child-sas"].values())
-        installed = [c for c in children if c["state"] == "INSTALLED"]
-        return (len(installed) == 1 and not {installed[0]["spi-in"], installed[0]["spi-out"]} & old_child_spis
-                and all(c["state"] == "DELETED" for c in children if c is not installed[0]))
+        children = sas[0].children
+        installed = [c for c in children if c.state == "INSTALLED"]
+        return (len(installed) == 1 and not {installed[0].spi_in, installed[0].spi_out} & old_child_spis
+                and all(c.state == "DELETED" for c in children if c is not installed[0]))
 
     for gw in (a, b):
         gw.wait_for(child_rekeyed, what="the CHILD_SA rekeyed and the old one deleted")
 
     # CREATE_CHILD_SA rekeying the IKE SA, then INFORMATIONAL deleting the old one
-    old_spis = (sa_a["initiator-spi"], sa_a["responder-spi"])
+    old_spis = (sa_a.spi_i, sa_a.spi_r)
     a.rekey(ike=IKE)
 
     def ike_rekeyed(sas):
         return (established(sas, IKE, CHILD) and len(sas) == 1
-                and sas[0]["initiator-spi"] != old_spis[0] and sas[0]["responder-spi"] != old_spis[1])
+                and sas[0].spi_i != old_spis[0] and sas[0].spi_r != old_spis[1])
 
     new_a = only_sa(a.wait_for(ike_rekeyed, what="the IKE SA rekeyed and the old one deleted"))
     new_b = only_sa(b.wait_for(ike_rekeyed, what="the rekeyed IKE SA on the responder"))
-    new_spis = (new_a["initiator-spi"], new_a["responder-spi"])
-    assert new_spis == (new_b["initiator-spi"], new_b["responder-spi"])
+    new_spis = (new_a.spi_i, new_a.spi_r)
+    assert new_spis == (new_b.spi_i, new_b.spi_r)
     assert s2s_lab.ping("swgwa", count=2) == 2, "no traffic after the rekeyings"
 
     # INFORMATIONAL deleting the IKE SA

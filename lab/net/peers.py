@@ -1,0 +1,156 @@
+"""One interface for the two kinds of gateway in the lab: our daemon (`ipsec-lab daemon`,
+lab.net.gateway.OurGateway) and strongSwan's charon (lab.net.strongswan.StrongSwan, driven
+through VICI).
+
+Both are `Peer`s: `start()`, `stop()`, `load(folder)` (a hosts/<node>/ folder: swanctl.conf and
+its x509/, x509ca/, private/ ...), `initiate()`, `terminate()`, `rekey()`, `list_sas()` as the
+same typed records (IkeSaInfo with its ChildSaInfo), `counters()`, and
+`wait_for(condition, timeout)` instead of sleeps.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+SOFTWARE = ("ours", "strongswan")
+
+
+class PeerError(RuntimeError):
+    """A peer command failed or a wait timed out; the message says what was seen."""
+
+
+@dataclass(frozen=True)
+class ChildSaInfo:
+    name: str
+    unique_id: int
+    state: str                  # INSTALLED, REKEYING, REKEYED, DELETING, ...
+    protocol: str               # ESP or AH
+    mode: str                   # TUNNEL or TRANSPORT
+    encap: bool                 # ESP in UDP (RFC 3948)
+    spi_in: str                 # 8 hex digits
+    spi_out: str
+    algorithms: str             # proposal keywords, e.g. aes128gcm16 or aes128-sha256-modp2048
+    local_ts: tuple[str, ...]
+    remote_ts: tuple[str, ...]
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+
+
+@dataclass(frozen=True)
+class IkeSaInfo:
+    name: str
+    unique_id: int
+    state: str                  # CONNECTING, ESTABLISHED, REKEYING, REKEYED, DELETING, ...
+    initiator: bool
+    spi_i: str                  # 16 hex digits
+    spi_r: str
+    local_host: str
+    local_port: int
+    remote_host: str
+    remote_port: int
+    local_id: str
+    remote_id: str
+    nat_local: bool             # we are behind a NAT
+    nat_remote: bool            # the peer is behind a NAT
+    algorithms: str             # e.g. aes128gcm16-prfsha256-x25519
+    local_vips: tuple[str, ...] = ()   # virtual IPs we were given
+    remote_vips: tuple[str, ...] = ()  # virtual IPs we handed to the peer
+    children: tuple[ChildSaInfo, ...] = field(default_factory=tuple)
+
+    def child(self, name: str) -> ChildSaInfo | None:
+        return next((c for c in self.children if c.name == name and c.state == "INSTALLED"), None)
+
+
+def established(sas: Iterable[IkeSaInfo], ike: str | None = None, child: str | None = None) -> bool:
+    """An ESTABLISHED IKE SA (named `ike`, if given) with an INSTALLED CHILD_SA `child` (if given)."""
+    return any(sa.state == "ESTABLISHED" and (ike is None or sa.name == ike)
+               and (child is None or sa.child(child) is not None) for sa in sas)
+
+
+def installed_children(sas: Iterable[IkeSaInfo], child: str | None = None) -> list[ChildSaInfo]:
+    return [c for sa in sas for c in sa.children if c.state == "INSTALLED" and (child is None or c.name == child)]
+
+
+class Peer:
+    """What both kinds of gateway offer; subclasses implement the commands."""
+
+    software = ""
+    node: Any
+    name: str
+    swanctl_dir: Path
+    log_path: Path
+
+    def load(self, folder: str | Path) -> None:
+        """Copy a host folder (swanctl.conf and its certificate folders) into place; a running
+        strongSwan reloads it, our daemon reads it when it starts."""
+        folder = Path(folder)
+        conf = folder / "swanctl.conf"
+        if not conf.exists():
+            raise PeerError(f"{folder} has no swanctl.conf")
+        for item in folder.iterdir():
+            target = self.swanctl_dir / item.name
+            if item.is_dir():
+                shutil.copytree(item, target, dirs_exist_ok=True)
+            elif item.name != "swanctl.conf":
+                shutil.copy2(item, target)
+        self.write_config(conf.read_text())
+        if self.running:
+            self.reload()
+
+    # implemented below
+    def write_config(self, text: str) -> Any: ...
+    def reload(self) -> None: ...
+    @property
+    def running(self) -> bool: ...  # type: ignore[empty-body]
+    def start(self) -> Any: ...
+    def stop(self) -> None: ...
+    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> Any: ...
+    def terminate(self, ike: str | None = None, child: str | None = None) -> Any: ...
+    def rekey(self, child: str | None = None, ike: str | None = None) -> Any: ...
+    def list_sas(self) -> list[IkeSaInfo]: ...  # type: ignore[empty-body]
+    def counters(self) -> dict[str, int]: ...  # type: ignore[empty-body]
+    def log_tail(self, lines: int = 25) -> str: ...  # type: ignore[empty-body]
+
+    def wait_for(self, condition: Callable[[list[IkeSaInfo]], bool], timeout: float = 20.0,
+                 what: str = "the SAs to reach the expected state", interval: float = 0.2) -> list[IkeSaInfo]:
+        """Poll list_sas() until `condition(sas)` holds; PeerError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sas = self.list_sas()
+            if condition(sas):
+                return sas
+            if not self.running:
+                raise PeerError(f"{self.software} on {self.name} stopped while waiting for {what}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise PeerError(f"{self.name}: timed out after {timeout:g} s waiting for {what}; SAs now: "
+                                f"{describe(sas)}")
+            time.sleep(interval)
+
+
+def describe(sas: list[IkeSaInfo]) -> str:
+    """One line per SA, for messages and reports."""
+    if not sas:
+        return "no IKE SA"
+    parts = []
+    for sa in sas:
+        children = ", ".join(f"{c.name} {c.state} {c.spi_in}_i/{c.spi_out}_o" for c in sa.children) or "no CHILD_SA"
+        nat = " behind NAT" if sa.nat_local else ""
+        parts.append(f"{sa.name} #{sa.unique_id} {sa.state} {sa.local_host}:{sa.local_port}{nat} -> "
+                     f"{sa.remote_host}:{sa.remote_port} [{children}]")
+    return "; ".join(parts)
+
+
+def make_peer(software: str, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
+    """A peer of `software` (ours or strongswan) on `node`, its files under `workdir`."""
+    if software == "ours":
+        from .gateway import OurGateway
+        return OurGateway(node, workdir, name, **options)
+    if software == "strongswan":
+        from .strongswan import StrongSwan
+        return StrongSwan(node, workdir, name, **options)
+    raise PeerError(f"unknown gateway software {software!r} (known: {', '.join(SOFTWARE)})")
