@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lab import __version__
@@ -90,6 +91,9 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
 
     from lab.daemon.control import ControlClient
 
+    if not args.control:
+        print("ipsec-lab ctl: give the daemon's control socket with --control SOCKET", file=sys.stderr)
+        return 2
     request: dict = {"cmd": args.action}
     if args.action == "create-child":
         if args.ike_id is None or not args.child:
@@ -160,10 +164,175 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from lab.net.demo import run_demo
+DEFAULT_SCENARIO = "net2net-nat"
 
-    return run_demo(args.out)
+
+def _draw_figures(out) -> None:
+    """Figures of a run folder into out/figures, listed in its report (lab.viz)."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("lab.viz.figures") is None:
+        return
+    from lab.net.report import set_figures
+    from lab.viz.figures import draw_run
+
+    try:
+        figures = draw_run(Path(out))
+    except Exception as err:  # a figure that cannot be drawn must not cost the run
+        print(f"ipsec-lab: figures could not be drawn: {type(err).__name__}: {err}", file=sys.stderr)
+        return
+    set_figures(Path(out) / "report.md", [(str(Path(p).relative_to(out)) if Path(p).is_absolute() else str(p), c)
+                                          for p, c in figures])
+
+
+def _interrupted_code(result) -> int:
+    return 143 if result.interrupted == "SIGTERM" else 130
+
+
+def _run_one(name: str, out, progress=None):
+    from lab.net import runner
+
+    from lab.net.scenario import load
+
+    scenario = load(name)
+    result = runner.run(scenario, out, progress)
+    if not result.interrupted:
+        _draw_figures(result.out)
+    return result
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import time
+    from pathlib import Path
+
+    from lab.net.lab import LabError
+    from lab.net.scenario import ScenarioError, library, load
+
+    names = [p.name for p in library()] if args.all else [args.scenario]
+    if not args.all and not args.scenario:
+        print("ipsec-lab run: name a scenario (ipsec-lab scenarios lists them) or give --all", file=sys.stderr)
+        return 2
+    try:
+        for name in names:
+            load(name)  # every scenario file is checked before anything starts
+    except ScenarioError as err:
+        print(f"ipsec-lab run: {err}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("ipsec-lab run needs root (it creates network namespaces): run it with sudo or as root.",
+              file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    passed = 0
+    for name in names:
+        out = Path(args.out) / Path(name).name if args.all else Path(args.out or f"out/{Path(name).name}")
+        try:
+            result = _run_one(name, out)
+        except LabError as err:
+            print(f"ipsec-lab run: {err}", file=sys.stderr)
+            return 1
+        verdict = "PASSED" if result.passed else "INTERRUPTED" if result.interrupted else "FAILED"
+        print(f"{verdict} {result.scenario} in {result.duration:g} s: {Path(result.out) / 'report.md'}")
+        if result.error:
+            print(f"  {result.error}", file=sys.stderr)
+        if result.interrupted:
+            print(f"ipsec-lab run: interrupted ({result.interrupted}); everything it started is stopped and "
+                  f"removed", file=sys.stderr)
+            return _interrupted_code(result)
+        passed += result.passed
+    if args.all:
+        print(f"{passed}/{len(names)} scenarios passed in {time.monotonic() - started:.1f} s")
+    return 0 if passed == len(names) else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    args.scenario, args.all = DEFAULT_SCENARIO, False
+    return _cmd_run(args)
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from lab.net.scenario import ScenarioError, library, load
+
+    for folder in library():
+        try:
+            scenario = load(folder)
+            print(f"{folder.name:24} {scenario.title}")
+        except ScenarioError as err:
+            print(f"{folder.name:24} (broken: {err})")
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    import os
+
+    from lab.net.cleanup import LabBusy, LabLock, clean
+
+    if os.geteuid() != 0:
+        print("ipsec-lab clean needs root: run it with sudo or as root.", file=sys.stderr)
+        return 1
+    lock = LabLock()
+    try:
+        lock.acquire(wait=False)
+    except LabBusy as err:
+        print(f"ipsec-lab clean: {err}", file=sys.stderr)
+        return 1
+    try:
+        found = clean()
+    finally:
+        lock.release()
+    if found:
+        print("removed: " + ", ".join(found))
+    else:
+        print("nothing to clean: no lab of ours left anything behind")
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    from pathlib import Path
+
+    from lab.net import runner
+    from lab.net.lab import LabError
+    from lab.net.scenario import ScenarioError, load
+
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as err:
+        print(f"ipsec-lab up: {err}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("ipsec-lab up needs root (it creates network namespaces): run it with sudo or as root.",
+              file=sys.stderr)
+        return 1
+    if not args.run:
+        scenario.steps = [s for s in scenario.steps if s.kind == "start"]
+        scenario.checks = []
+
+    def open_cli(run: "runner.Runner") -> None:
+        from mininet.cli import CLI
+
+        names = ", ".join(sorted(run.lab.nodes))
+        run.say(f"== the lab is up: nodes {names}. Try `{next(iter(scenario.gateways), 'gwa')} ipsec-lab ctl "
+                f"list-sas` (our daemon) or `<node> swanctl --list-sas` (strongSwan); `exit` tears it all down.")
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            CLI(run.lab.net)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    out = Path(args.out or f"out/{scenario.name}")
+    try:
+        result = runner.Runner(scenario, out, keep_open=open_cli).run()
+    except LabError as err:
+        print(f"ipsec-lab up: {err}", file=sys.stderr)
+        return 1
+    print(f"lab {scenario.name} is down; captures, keys and logs are in {out}")
+    if result.interrupted:
+        return _interrupted_code(result)
+    return 0 if result.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.set_defaults(handler=_cmd_daemon)
 
     ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")
-    ctl.add_argument("--control", required=True, metavar="SOCKET", help="the daemon's control socket")
+    ctl.add_argument("--control", default=os.environ.get("IPSEC_LAB_CONTROL"), metavar="SOCKET",
+                     help="the daemon's control socket (default $IPSEC_LAB_CONTROL, set in the lab's nodes)")
     ctl.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
     ctl.add_argument("action", choices=["initiate", "terminate", "rekey", "create-child", "list-sas", "list-conns",
                                         "stats"])
@@ -226,10 +396,34 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="for initiate: wait this long")
     ctl.set_defaults(handler=_cmd_ctl)
 
-    demo = commands.add_parser("demo", help="our gateway behind a NAT box builds a tunnel to strongSwan, "
-                                            "captured on both sides of the NAT (needs root)")
-    demo.add_argument("--out", default="out/demo", metavar="DIR", help="where captures, keys and logs go")
+    run = commands.add_parser("run", help="run a scenario (or --all) and write its run folder (needs root)",
+                              description="Run one scenario from the library (ipsec-lab scenarios) or from a "
+                                          "folder, and leave DIR/report.md, captures/, keys/, logs/, trace.jsonl, "
+                                          "figures/. Exit status 0 iff every step and check passed.")
+    run.add_argument("scenario", nargs="?", help="a library name (net2net-nat) or a scenario folder")
+    run.add_argument("--all", action="store_true", help="run every scenario of the library")
+    run.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME; with --all, DIR/NAME each)")
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser("demo", help=f"run the default scenario ({DEFAULT_SCENARIO}) (needs root)")
+    demo.add_argument("--out", default="out/demo", metavar="DIR", help="the run folder (default out/demo)")
     demo.set_defaults(handler=_cmd_demo)
+
+    scenarios = commands.add_parser("scenarios", help="list the scenario library")
+    scenarios.set_defaults(handler=_cmd_scenarios)
+
+    up = commands.add_parser("up", help="bring a scenario's topology and daemons up and open the Mininet CLI",
+                             description="Build the scenario's network, start its gateways (and with --run, run "
+                                         "all its steps), then open the Mininet CLI with the scenario's node "
+                                         "names: `gwa ipsec-lab ctl list-sas`, `gwb swanctl --list-sas`, "
+                                         "`hosta ping 10.2.0.10`. Leaving the CLI tears everything down.")
+    up.add_argument("scenario", help="a library name or a scenario folder")
+    up.add_argument("--run", action="store_true", help="run every step of the scenario before opening the CLI")
+    up.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME)")
+    up.set_defaults(handler=_cmd_up)
+
+    clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")
+    clean.set_defaults(handler=_cmd_clean)
     return parser
 
 

@@ -70,6 +70,22 @@ def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
     return sock
 
 
+def route_source(remote: str) -> str | None:
+    """The address the kernel would send from to reach `remote` (strongSwan's local_addrs = %any),
+    looked up outside the tunnel's routing table (our fwmark)."""
+    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), 0x220)
+        except OSError:
+            pass
+        try:
+            probe.connect((remote, 500))
+        except OSError:
+            return None
+        return probe.getsockname()[0]
+
+
 class Gateway:
     def __init__(self, config: Config, control_path: str | None = None, *, settings: Settings | None = None,
                  trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
@@ -78,7 +94,7 @@ class Gateway:
                  keepalive_interval: float = 20.0) -> None:
         self.config = config
         self.control_path = control_path
-        self.endpoint = IkeEndpoint(config, settings)
+        self.endpoint = IkeEndpoint(config, settings, route_source=route_source)
         self.trace_file = open(trace_path, "a", buffering=1) if trace_path else None
         self.keys = KeyExport(export_keys) if export_keys else None
         self.log = log

@@ -60,8 +60,11 @@ class OutDatagram:
 class IkeEndpoint:
     def __init__(self, config: Config, settings: Settings | None = None, *,
                  random: Callable[[int], bytes] = os.urandom,
-                 wall_clock: Callable[[], datetime.datetime] | None = None, jitter: bool = True) -> None:
+                 wall_clock: Callable[[], datetime.datetime] | None = None, jitter: bool = True,
+                 route_source: Callable[[str], str | None] | None = None) -> None:
         self.config = config
+        # the I/O layer's answer to "which of my addresses reaches this peer" (local_addrs = %any)
+        self.route_source = route_source
         self.settings = settings or Settings()
         self.random = random
         self.wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
@@ -192,8 +195,11 @@ class IkeEndpoint:
         if remote_ip is None:
             raise ValueError(f"connection '{name}' has no single remote address to initiate to")
         local_ip = config.initiator_local_address()
+        if local_ip is None and self.route_source is not None:
+            local_ip = self.route_source(str(remote_ip))
         if local_ip is None:
-            raise ValueError(f"connection '{name}' needs a local address (local_addrs) to initiate from")
+            raise ValueError(f"connection '{name}' needs a local address (local_addrs) to initiate from: "
+                             f"no route to {remote_ip}")
         child_config = None
         if config.children:
             if child is not None and child not in config.children:

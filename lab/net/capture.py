@@ -14,13 +14,14 @@ class Capture:
     `stop()` waits until the file stops growing, then ends tcpdump with SIGINT so that the
     last packets are written."""
 
-    def __init__(self, node: Any, intf: str, path: str | Path, bpf: str = "") -> None:
+    def __init__(self, node: Any, intf: str, path: str | Path, bpf: str = "", err_path: str | Path | None = None) -> None:
         self.node, self.intf, self.path, self.bpf = node, intf, Path(path), bpf
-        self.err_path = self.path.with_suffix(".tcpdump.txt")
+        self.err_path = Path(err_path) if err_path is not None else self.path.with_suffix(".tcpdump.txt")
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "Capture":
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.err_path.parent.mkdir(parents=True, exist_ok=True)
         argv = ["tcpdump", "-i", self.intf, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", str(self.path)]
         if self.bpf:
             argv.append(self.bpf)
@@ -44,6 +45,11 @@ class Capture:
             elif time.monotonic() - since >= quiet:
                 return
             time.sleep(0.05)
+
+    def flush(self) -> None:
+        """Wait briefly until what tcpdump saw is in the file (it writes each packet, -U)."""
+        if self.process is not None:
+            self._settle(quiet=0.15, timeout=1.0)
 
     def stop(self, timeout: float = 10.0) -> str:
         """Stop tcpdump; returns what it printed (its packet counts)."""

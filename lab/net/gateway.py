@@ -33,6 +33,8 @@ class OurGateway(Peer):
     """`ipsec-lab daemon` in `node`, with its files under `workdir`: swanctl.conf (and the
     swanctl folders next to it), control socket, log, trace, exported keys."""
 
+    software = "ours"
+
     def __init__(self, node: Any, workdir: str | Path, name: str | None = None, *, export_keys: bool = True,
                  start_timeout: float = 15.0, retransmit_timeout: float | None = None,
                  retransmit_tries: int | None = None, extra_args: tuple[str, ...] = ()) -> None:

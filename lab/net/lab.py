@@ -105,7 +105,8 @@ class Lab:
     def stop(self) -> list[str]:
         """Tear everything down; returns what had to be removed by force beyond the orderly stop
         (nothing, normally). Safe to call twice, and while a Ctrl-C is pending."""
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        previous = ({sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+                    if _main_thread() else {})
         problems: list[str] = []
         try:
             for stopper in reversed(self.stoppers):
@@ -127,10 +128,13 @@ class Lab:
                     proc.wait(5)
             self.processes = []
             if self.net is not None:
-                try:
-                    self.net.stop()
-                except Exception as err:
-                    problems.append(f"stopping Mininet: {err}")
+                # not net.stop(): it runs commands in the node shells, which a Ctrl-C may have
+                # left mid-command; ending the shells ends the namespaces (cleanup.remove checks)
+                for host in self.net.hosts:
+                    try:
+                        host.terminate()
+                    except Exception as err:
+                        problems.append(f"stopping {host.name}: {err}")
                 self.net = None
             self.nodes = {}
             if self.record is not None:
@@ -141,8 +145,8 @@ class Lab:
         finally:
             LabNode.tracker = None
             self.lock.release()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return problems
 
     def __enter__(self) -> "Lab":
@@ -164,11 +168,12 @@ class Lab:
 
     # ------------------------------------------------------------ taps
 
-    def tap(self, name: str, node: str, intf: str, path: Path, bpf: str = "") -> Capture:
-        """tcpdump on `node`'s interface `intf` into `path` (started before this returns)."""
+    def tap(self, name: str, node: str, intf: str, path: Path, bpf: str = "", err_path: Path | None = None) -> Capture:
+        """tcpdump on `node`'s interface `intf` into `path` (started before this returns); what
+        tcpdump says goes to `err_path`."""
         if intf not in self.node(node).intfNames():
             raise LabError(f"no interface {intf!r} on {node} (it has: {', '.join(self.node(node).intfNames())})")
-        capture = Capture(self.node(node), intf, path, bpf)
+        capture = Capture(self.node(node), intf, path, bpf, err_path)
         capture.start()
         self.taps[name] = capture
         return capture

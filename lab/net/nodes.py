@@ -16,7 +16,9 @@ standard library (`mn` runs it under Debian's python3).
 """
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +129,18 @@ class LabNode(Node):
 
     def prepare(self) -> None:
         """What a kind of node adds once its interfaces are up."""
+
+    def terminate(self) -> None:
+        """End the node's shell without running commands in it: its mounts live in its own
+        mount namespace and its interfaces in its network namespace, and both go with it
+        (lab.net.cleanup makes sure of it). A shell interrupted mid-command by Ctrl-C cannot
+        take another, so nothing here may use cmd()."""
+        if self.shell and self.shell.poll() is None:
+            try:
+                os.killpg(self.shell.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+        self.cleanup()
 
     def set_mtu(self, intf: str, mtu: int) -> None:
         self.run(f"ip link set dev {shlex.quote(intf)} mtu {int(mtu)}")

@@ -415,6 +415,8 @@ class StrongSwan(Peer):
                 )
             time.sleep(0.05)
         self.swanctl("--stats")
+        if (self.swanctl_dir / "swanctl.conf").exists():
+            self.load_all()  # as the Peer interface promises: started means configured
         return self
 
     def _vici_answers(self) -> bool:
