@@ -9,6 +9,8 @@ DEBIAN_PACKAGES=(
     python3 python3-venv python3-pip
     mininet iproute2 iptables iputils-ping tcpdump tshark iperf3
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+    conntrack wireshark-common
+    gcc python3-dev libnetfilter-queue-dev
 )
 
 say() { printf '[setup] %s\n' "$*" >&2; }

@@ -120,6 +120,7 @@ class DataPlane:
         self.want_offload = offload
         self.offload = False
         self._rx: list[bytes] = []
+        self.virtual_ips: dict[int, str] = {}  # IKE SA -> the virtual IP it gave us (remote access client)
 
     # ------------------------------------------------------------ setup and teardown
 
@@ -193,6 +194,8 @@ class DataPlane:
             self._keepalive_timer.cancel()
         for binding in list(self.bindings.values()):
             self._drop_routes(binding)
+        for ike_sa in list(self.virtual_ips):
+            self._drop_virtual_ip(ike_sa)
         if self.tun_fd is not None:
             if loop is not None:
                 loop.remove_reader(self.tun_fd)
@@ -224,12 +227,36 @@ class DataPlane:
             if event.local_behind_nat:
                 self.keepalive_peers[event.ike_sa] = event.remote
                 self._arm_keepalive()
+            if event.virtual_ip:
+                self._add_virtual_ip(event.ike_sa, event.virtual_ip)
         elif isinstance(event, ev.IkeSaRekeyed):
             peer = self.keepalive_peers.pop(event.ike_sa, None)
             if peer is not None:
                 self.keepalive_peers[event.new_ike_sa] = peer
+            vip = self.virtual_ips.pop(event.ike_sa, None)
+            if vip is not None:
+                self.virtual_ips[event.new_ike_sa] = vip
         elif isinstance(event, ev.IkeSaDeleted):
             self.keepalive_peers.pop(event.ike_sa, None)
+            self._drop_virtual_ip(event.ike_sa)
+
+    def _add_virtual_ip(self, ike_sa: int, address: str) -> None:
+        """A remote-access client's address from the gateway's pool (RFC 7296 §3.15.1): on the
+        TUN device, so that our own packets to the remote selectors leave with it as source."""
+        if address not in self.virtual_ips.values():
+            try:
+                _ip("addr", "replace", f"{address}/32", "dev", self.tun_name)
+            except DataPlaneError as err:
+                self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}")
+                return
+            self.gateway.say(f"[IKE] installed virtual IP {address} on {self.tun_name}")
+        self.virtual_ips[ike_sa] = address
+
+    def _drop_virtual_ip(self, ike_sa: int) -> None:
+        address = self.virtual_ips.pop(ike_sa, None)
+        if address is not None and address not in self.virtual_ips.values():
+            subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", self.tun_name], capture_output=True)
+            self.gateway.say(f"[IKE] removed virtual IP {address}")
 
     def _child_up(self, event: ev.ChildSaUp) -> None:
         now = self.gateway.now()

@@ -285,6 +285,9 @@ class IkeAuth(Task):
             ike.auth_failed(str(err), by_peer=False, now=now, tell_peer=True)
             return
         ike.remote_id = peer_id
+        cp = _first(payloads, pl.CP)
+        if isinstance(cp, pl.CP):
+            ike.take_virtual_ip(cp)  # before IkeSaUp, which carries it (RFC 7296 §3.15)
         ike.established(now)
         if self.child is None:
             return
@@ -293,9 +296,6 @@ class IkeAuth(Task):
                                                 f"CHILD_SA {self.child.name} not created: peer answered "
                                                 f"{name_of(NotifyType, error.notify_type)}"))
             return
-        cp = _first(payloads, pl.CP)
-        if isinstance(cp, pl.CP):
-            ike.take_virtual_ip(cp)
         try:
             ike.install_child_from_response(self.child, self.spi_in, payloads, ike.nonce_i, ike.nonce_r, None, now,
                                             we_initiated=True, rekeyed=None)

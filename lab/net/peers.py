@@ -140,8 +140,9 @@ def describe(sas: list[IkeSaInfo]) -> str:
     for sa in sas:
         children = ", ".join(f"{c.name} {c.state} {c.spi_in}_i/{c.spi_out}_o" for c in sa.children) or "no CHILD_SA"
         nat = " behind NAT" if sa.nat_local else ""
+        vips = "".join(f" vip {v}" for v in sa.local_vips) + "".join(f" gave {v}" for v in sa.remote_vips)
         parts.append(f"{sa.name} #{sa.unique_id} {sa.state} {sa.local_host}:{sa.local_port}{nat} -> "
-                     f"{sa.remote_host}:{sa.remote_port} [{children}]")
+                     f"{sa.remote_host}:{sa.remote_port}{vips} [{children}]")
     return "; ".join(parts)
 
 

@@ -577,11 +577,11 @@ class Runner:
         matching = [sa for sa in sas if not a.get("ike") or sa.name == a["ike"]]
         if "count" in a:
             ike_state = a.get("state", "ESTABLISHED") if not a.get("child") else "ESTABLISHED"
-            n = len([sa for sa in matching if sa.state == ike_state])
-            if n != a["count"]:
-                return False, f"{n} IKE SA(s) {ike_state}: {describe(sas)}"
-        if a.get("count") == 0:
-            return True, f"no IKE SA {a.get('ike') or ''} {a.get('state', 'ESTABLISHED')}".replace("  ", " ")
+            counted = [sa for sa in matching if sa.state == ike_state]
+            if len(counted) != a["count"]:
+                return False, f"{len(counted)} IKE SA(s) {ike_state}: {describe(sas)}"
+            if not set(a) - {"node", "ike", "state", "count"}:
+                return True, f"{len(counted)} IKE SA(s) {ike_state}" + (f": {describe(counted)}" if counted else "")
         want_state = a.get("state", "INSTALLED" if a.get("child") else "ESTABLISHED")
         problems = []
         for sa in matching:
