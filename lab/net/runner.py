@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -219,7 +220,8 @@ class Runner:
         for node, software in scenario.gateways.items():
             workdir = self.out / "nodes" / node
             if len(str(workdir / "charon.vici")) > MAX_SOCKET_PATH:
-                workdir = Path("/run/ipsec-lab") / f"run-{os.getpid()}" / node
+                # a Unix socket path has at most 107 bytes; not /run: gateways have a private one
+                workdir = Path(tempfile.gettempdir()) / f"ipsec-lab-{os.getpid()}" / scenario.name / node
             options = dict(scenario.gateway_options.get(node, {}))
             if software == "strongswan":
                 options = {"export_keys": True}
@@ -677,6 +679,15 @@ class Runner:
                 if (out / "keys" / table).exists():
                     shutil.copy2(out / "keys" / table, out / "keys" / "wireshark" / table)
         merge_traces(traces, out / "trace.jsonl")
+        elsewhere = set()
+        for node, peer in self.peers.items():
+            workdir = Path(peer.workdir)
+            if out not in workdir.parents:  # the short folder for long --out paths: keep it in the run folder
+                shutil.copytree(workdir, out / "nodes" / node, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.vici", "*.ctl"))
+                elsewhere.add(workdir.parent)
+        for folder in elsewhere:
+            shutil.rmtree(folder, ignore_errors=True)
         if self.scenario.merge_captures:
             pcaps = sorted(str(p) for p in (out / "captures").glob("*.pcap"))
             if pcaps and shutil.which("mergecap"):

@@ -1,0 +1,190 @@
+"""Scenario files are checked completely before anything starts: every mistake is one line
+naming file, line and field (no root needed)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lab.net import scenario as sc
+
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+@pytest.mark.parametrize("name", [p.name for p in sc.library()])
+def test_every_library_scenario_loads(name):
+    loaded = sc.load(name)
+    assert loaded.steps and loaded.title
+    assert (LIBRARY / name / "README.md").exists(), f"scenarios/{name} has no README.md"
+    for node in loaded.gateways:
+        assert loaded.host_folder(node).joinpath("swanctl.conf").exists()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A copy of net2net-nat to break."""
+    target = tmp_path / "broken"
+    shutil.copytree(LIBRARY / "net2net-nat", target)
+    return target
+
+
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def _error(folder: Path) -> sc.ScenarioError:
+    with pytest.raises(sc.ScenarioError) as info:
+        sc.load(folder)
+    return info.value
+
+
+BASE = """\
+title: t
+topology: site-to-site
+params:
+  nat: one
+gateways:
+  gwa: ours
+  gwb: strongswan
+steps:
+  - start: [gwb, gwa]
+  - initiate: {node: gwa, child: net}
+  - ping: {from: hosta, to: 10.2.0.10, count: 3}
+checks:
+  - tap: {on: nat-outside, filter: "udp port 500", min: 2}
+"""
+
+
+def test_the_base_text_is_valid(folder):
+    _write(folder, BASE)
+    loaded = sc.load(folder)
+    assert [s.kind for s in loaded.steps] == ["start", "initiate", "ping"]
+    assert loaded.steps[2].args["count"] == 3
+    assert [t.name for t in loaded.taps] == ["nat-inside", "nat-outside"]
+
+
+@pytest.mark.parametrize("change, line, field, words", [
+    (("  nat: one", "  nat: two"), 4, "params.nat", "must be one of none, one, both"),
+    (("  nat: one", "  natt: one"), 4, "params.natt", "no parameter 'natt'"),
+    (("topology: site-to-site", "topology: site-to-moon"), 2, "topology", "unknown topology"),
+    (("  gwb: strongswan", "  gwb: racoon"), 7, "gateways.gwb", "must be one of ours, strongswan"),
+    (("  gwb: strongswan", "  hostb: ours"), 7, "gateways.hostb", "is a host, not a gateway"),
+    (("  gwb: strongswan", "  gwc: ours"), 7, "gateways.gwc", "no such node"),
+    (("count: 3}", "count: five}"), 11, "steps[3].ping.count", "must be a whole number"),
+    (("{from: hosta,", "{from: hostz,"), 11, "steps[3].ping.from", "no node 'hostz'"),
+    (("  - ping:", "  - pong:"), 11, "steps[3]", "each step is one of"),
+    (("{node: gwa, child: net}", "{node: hosta, child: net}"), 10, "steps[2].initiate.node", "runs no IKE daemon"),
+    (("{node: gwa, child: net}", "{node: gwa, kid: net}"), 10, "steps[2].initiate.kid", "unknown field"),
+    (("{on: nat-outside,", "{on: nat-middle,"), 13, "checks[1].tap.on", "no tap 'nat-middle'"),
+    (('min: 2}', 'between: 2}'), 13, "checks[1].tap.between", "unknown field"),
+    (("title: t", "title: t\ncolour: red"), 2, "colour", "unknown field"),
+])
+def test_mistakes_name_file_line_and_field(folder, change, line, field, words):
+    old, new = change
+    assert old in BASE
+    path = _write(folder, BASE.replace(old, new, 1))
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:{line}: {field}: "), str(err)
+    assert words in str(err)
+    assert "\n" not in str(err)
+
+
+def test_yaml_syntax_error_has_its_line(folder):
+    path = _write(folder, BASE.replace("  - start: [gwb, gwa]", "  - start: [gwb, gwa"))
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:"), str(err)
+    assert err.line is not None and 9 <= err.line <= 11
+    assert "not valid YAML" in str(err)
+
+
+def test_a_key_given_twice_is_refused(folder):
+    path = _write(folder, BASE.replace("  gwb: strongswan", "  gwb: strongswan\n  gwb: ours"))
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:8: "), str(err)
+    assert "given twice" in str(err)
+
+
+def test_missing_host_config(folder):
+    (folder / "hosts" / "gwb" / "swanctl.conf").unlink()
+    path = _write(folder, BASE)
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:7: gateways.gwb: "), str(err)
+    assert "hosts/gwb/swanctl.conf" in str(err)
+
+
+def test_broken_host_config_is_reported_at_its_own_line(folder):
+    _write(folder, BASE)
+    conf = folder / "hosts" / "gwa" / "swanctl.conf"
+    lines = conf.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if "proposals = " in line)
+    lines[index] = "    proposals = aes129gcm16-prfsha256-x25519"
+    conf.write_text("\n".join(lines) + "\n")
+    err = _error(folder)
+    assert str(err).startswith(f"{conf}:{index + 1}: connections.s2s.proposals: "), str(err)
+    assert "aes129" in str(err)
+
+
+def test_broken_strongswan_config_syntax(folder):
+    _write(folder, BASE)
+    conf = folder / "hosts" / "gwb" / "swanctl.conf"
+    conf.write_text(conf.read_text().replace("connections {", "connections {{", 1))
+    err = _error(folder)
+    assert str(err).startswith(f"{conf}:"), str(err)
+
+
+def test_evaltest_one_line_checks(folder):
+    text = BASE + '  - "gwb::swanctl --list-sas::ESTABLISHED::YES"\n  - "gwb::swanctl --list-sas::nat-remote"\n'
+    path = _write(folder, text)
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:15: checks[3]: "), str(err)
+    _write(folder, BASE + '  - "gwb::swanctl --list-sas::ESTABLISHED::YES"\n')
+    check = sc.load(folder).checks[1]
+    assert (check.kind, check.args["node"], check.args["expect"]) == ("cmd", "gwb", "YES")
+
+
+def test_yes_no_and_on_stay_words(folder):
+    """YAML 1.1 would read `on:` and `expect: NO` as booleans; scenario files use YAML 1.2's."""
+    _write(folder, BASE + "  - cmd: {node: gwb, cmd: ip link, match: ipsec0, expect: NO}\n")
+    check = sc.load(folder).checks[1]
+    assert check.args["expect"] == "NO"
+
+
+def test_spi_changed_since_needs_a_named_step(folder):
+    path = _write(folder, BASE + "  - sa: {node: gwa, child: net, spi_changed_since: before}\n")
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:14: checks[2].sa.spi_changed_since: "), str(err)
+    _write(folder, BASE.replace("count: 3}", "count: 3}\n    name: before")
+           + "  - sa: {node: gwa, child: net, spi_changed_since: before}\n")
+    assert sc.load(folder).steps[2].name == "before"
+
+
+def test_bad_regex_in_a_check(folder):
+    path = _write(folder, BASE + "  - log: {node: gwa, match: '([unclosed'}\n")
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:14: checks[2].log.match: not a valid regular expression"), str(err)
+
+
+def test_nat_knobs_are_checked(folder):
+    path = _write(folder, BASE + "nat:\n  nat:\n    loss: 1.5\n")
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:16: nat.nat.loss: "), str(err)
+    assert "probability" in str(err)
+    path = _write(folder, BASE + "nat:\n  gwa:\n    loss: 0.1\n")
+    assert str(_error(folder)).startswith(f"{path}:15: nat.gwa: no NAT box 'gwa'")
+
+
+def test_transfer_sizes():
+    assert sc.parse_size("10M") == 10 << 20
+    assert sc.parse_size("512k") == 512 << 10
+    assert sc.parse_size(1000) == 1000
+    assert sc.parse_size("lots") is None
+    assert sc.parse_size(0) is None
+
+
+def test_unknown_scenario_name_lists_the_library():
+    with pytest.raises(sc.ScenarioError) as info:
+        sc.find("no-such-scenario")
+    assert "net2net-nat" in str(info.value)
