@@ -688,6 +688,10 @@ class Runner:
                 elsewhere.add(workdir.parent)
         for folder in elsewhere:
             shutil.rmtree(folder, ignore_errors=True)
+            try:
+                folder.parent.rmdir()
+            except OSError:
+                pass
         if self.scenario.merge_captures:
             pcaps = sorted(str(p) for p in (out / "captures").glob("*.pcap"))
             if pcaps and shutil.which("mergecap"):
