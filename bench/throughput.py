@@ -20,15 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.net.gateway import OurGateway  # noqa: E402
 from lab.net.strongswan import StrongSwan  # noqa: E402
-from lab.net.topo import SITE_B, SiteToSite  # noqa: E402
+from lab.net.sites import HOSTB, SiteLab  # noqa: E402
 
-def iperf(lab: SiteToSite, seconds: float) -> tuple[float, float]:
+def iperf(lab: SiteLab, seconds: float) -> tuple[float, float]:
     """(Mbit/s received, retransmits) of one iperf3 TCP run hosta -> hostb."""
-    server = lab.node("hostb").popen(["iperf3", "-s", "-1", "-B", SITE_B.host], stdout=subprocess.DEVNULL,
+    server = lab.node("hostb").popen(["iperf3", "-s", "-1", "-B", HOSTB], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
-        out = lab.node("hosta").cmd(f"iperf3 -c {SITE_B.host} -t {seconds} -J")
+        out = lab.node("hosta").cmd(f"iperf3 -c {HOSTB} -t {seconds} -J")
         result = json.loads(out[out.index("{"):])
         if "error" in result:
             raise RuntimeError(result["error"])
@@ -39,7 +39,7 @@ def iperf(lab: SiteToSite, seconds: float) -> tuple[float, float]:
         server.wait()
 
 
-def run_case(lab: SiteToSite, workdir: Path, left: str, right: str, seconds: float, proposal: str, esp: str,
+def run_case(lab: SiteLab, workdir: Path, left: str, right: str, seconds: float, proposal: str, esp: str,
              cpu: dict) -> float:
     """left/right: 'ours' or 'strongswan' on gwa/gwb; returns Mbit/s."""
     daemons = []
@@ -63,7 +63,7 @@ def run_case(lab: SiteToSite, workdir: Path, left: str, right: str, seconds: flo
                 raise RuntimeError(f"{left}->{right}: tunnel did not come up: {result}")
         else:
             initiator.initiate(child="net", timeout=20)
-        ping = lab.node("hosta").cmd(f"ping -n -c 3 -i 0.2 -W 2 {SITE_B.host}")
+        ping = lab.node("hosta").cmd(f"ping -n -c 3 -i 0.2 -W 2 {HOSTB}")
         if " 0 received" in ping:
             raise RuntimeError(f"{left}->{right}: no ping through the tunnel")
         before = {d: _cpu_seconds(d) for d in daemons}
@@ -104,7 +104,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ipsec-lab-bench-"))
     print(f"iperf3 TCP {args.seconds:g} s hosta -> hostb through the NAT box, IKE {args.proposal}, ESP {args.esp}")
     try:
-        with SiteToSite(behind_nat=True) as lab:
+        with SiteLab(nat="one") as lab:
             for case in args.cases.split(","):
                 if case == "plain":
                     lab.plain_routing(True)

@@ -132,7 +132,13 @@ def netns_inode(pid: int) -> int | None:
         return None
 
 
-ROOT_NETNS = netns_inode(1)
+def protected_netns() -> set[int]:
+    """Namespaces never to empty: ours, our parent's and init's (where readable: PID 1's is not
+    always). A lab's nodes live in namespaces of their own; the lab itself never does."""
+    return {i for i in (netns_inode(1), netns_inode(os.getpid()), netns_inode(os.getppid())) if i}
+
+
+ROOT_NETNS = netns_inode(os.getpid())  # the machine's namespace, where the lab runs
 
 
 @dataclass
@@ -161,7 +167,7 @@ class LabRecord:
     def add_node(self, name: str, shell_pid: int) -> None:
         self.shells[name] = shell_pid
         inode = netns_inode(shell_pid)
-        if inode is not None and inode != ROOT_NETNS:
+        if inode is not None and inode not in protected_netns():
             self.netns[name] = inode
 
     def add_process(self, node: str, pid: int, argv0: str) -> None:
@@ -223,7 +229,7 @@ def _argv0(pid: int) -> str:
 
 def processes_in(inodes: set[int]) -> list[int]:
     """PIDs of every process whose network namespace is one of `inodes` (never the root one)."""
-    inodes = {i for i in inodes if i and i != ROOT_NETNS}
+    inodes = {i for i in inodes if i} - protected_netns()
     if not inodes:
         return []
     found = []

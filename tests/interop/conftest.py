@@ -11,20 +11,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.net.gateway import OurGateway
 from lab.net.capture import Capture
+from lab.net.gateway import OurGateway
+from lab.net.lab import Lab
 from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, render_s2s_conf
+from lab.net.topology import LabTopo
 
 MARKER = "ipsec-lab-interop"
+
+
+class TwoGateways(LabTopo):
+    """swgwa and swgwb on one link, each LAN address on its loopback."""
+
+    name = "interop"
+
+    def build(self) -> None:
+        for name, gw in GATEWAYS.items():
+            self.node(name, "gateway", lo_addrs=[f"{gw['lan']}/32"])
+        self.link("swgwa", "swgwa-eth0", f"{GATEWAYS['swgwa']['wan']}/24",
+                  "swgwb", "swgwb-eth0", f"{GATEWAYS['swgwb']['wan']}/24")
 PSK = "a-lab-only-psk"
 GATEWAYS = {
     "swgwa": {"wan": "203.0.113.1", "lan": "10.1.0.1", "local_ts": "10.1.0.0/24", "id": "gwa.lab"},
@@ -44,73 +55,6 @@ def _require_tools() -> None:
                           ("ping", "iputils-ping"), ("ifconfig", "net-tools")):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: apt-get install {package}", pytrace=False)
-
-
-# ------------------------------------------------------------------ leftovers
-
-
-def _read_proc(pid: str, what: str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/{what}", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _is_our_daemon(cmdline: list[bytes]) -> bool:
-    """`ipsec-lab daemon ...` or `python -m lab.cli daemon ...`."""
-    for i, arg in enumerate(cmdline[:-1]):
-        if (arg == b"lab.cli" or os.path.basename(arg) == b"ipsec-lab") and cmdline[i + 1] == b"daemon":
-            return True
-    return False
-
-
-def _our_processes() -> list[tuple[int, str]]:
-    """Processes this harness starts: the node shells `mininet:swgw?`, and charon, swanctl,
-    tcpdump and our gateway daemon whose environment or arguments name a directory marked MARKER."""
-    found = []
-    marker = MARKER.encode()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        cmdline = _read_proc(pid, "cmdline").split(b"\0")
-        if not cmdline or not cmdline[0]:
-            continue
-        text = b" ".join(cmdline).decode(errors="replace")
-        if any(arg.decode(errors="replace") in {f"mininet:{n}" for n in GATEWAYS} for arg in cmdline):
-            found.append((int(pid), text))
-        elif os.path.basename(cmdline[0]) in (b"charon", b"swanctl", b"tcpdump") or _is_our_daemon(cmdline):
-            if marker in _read_proc(pid, "environ") or marker in b" ".join(cmdline):
-                found.append((int(pid), text))
-    return found
-
-
-def _our_links() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
-    links = []
-    for line in out.splitlines():
-        name = line.split(":", 2)[1].strip().split("@")[0]
-        if any(name.startswith(f"{n}-") for n in GATEWAYS):
-            links.append(name)
-    return links
-
-
-def _remove_leftovers() -> list[str]:
-    """Kill our leftover processes by PID and delete our leftover links; say what was found."""
-    found = []
-    for pid, text in _our_processes():
-        found.append(f"process {pid} ({text})")
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for name in _our_links():
-        found.append(f"link {name}")
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
-    deadline = time.monotonic() + 5
-    while _our_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return found
 
 
 # ------------------------------------------------------------------ capture
@@ -211,29 +155,16 @@ def render_conf(gateway: str, *, initiator: bool, auth: str = "psk", proposals: 
 
 def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool):
     _require_tools()
-    stale = _remove_leftovers()
-    if stale:
-        print("removed leftovers of an earlier interop run:", *stale, sep="\n  ")
-    from mininet.net import Mininet
-
     workdir = tmp_path_factory.mktemp(MARKER)
-    net = Mininet(topo=None, controller=None, build=False, autoSetMacs=False, autoStaticArp=False)
-    lab = S2SLab(net=net, workdir=workdir, nodes={}, swans={})
+    net = Lab(TwoGateways(), workdir, "interop").start()
+    lab = S2SLab(net=net, workdir=workdir, nodes=dict(net.nodes), swans={})
+    problems = []
     try:
-        for name in GATEWAYS:
-            lab.nodes[name] = net.addHost(name, ip=None, privateDirs=["/var/run"])
-        net.addLink(lab.nodes["swgwa"], lab.nodes["swgwb"], intfName1="swgwa-eth0", intfName2="swgwb-eth0")
-        net.build()
-        for name, gw in GATEWAYS.items():
-            node = lab.nodes[name]
-            out = node.cmd(f"ip addr add {gw['wan']}/24 dev {name}-eth0 && ip link set {name}-eth0 up"
-                           f" && ip addr add {gw['lan']}/32 dev lo && echo configured")
-            assert "configured" in out, f"configuring {name} failed: {out}"
-            if with_strongswan:
+        if with_strongswan:
+            for name in GATEWAYS:
                 lab.use_strongswan(name, _s2s_conf(name, initiator=(name == "swgwa")))
         yield lab
     finally:
-        problems = []
         for dump in lab.captures:
             try:
                 dump.stop()
@@ -249,13 +180,9 @@ def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool):
                 swan.stop()
             except Exception as err:
                 problems.append(f"stopping charon on {swan.name}: {err}")
-        try:
-            net.stop()
-        except Exception as err:
-            problems.append(f"net.stop(): {err}")
-        left = _remove_leftovers()
-        if left or problems:
-            pytest.fail("interop teardown was not clean: " + "; ".join(problems + left), pytrace=False)
+        problems += net.stop()
+        if problems:
+            pytest.fail("interop teardown was not clean: " + "; ".join(problems), pytrace=False)
 
 
 @pytest.fixture

@@ -759,34 +759,3 @@ def test_wireshark_decrypts_with_our_exported_keys(interop_lab, role, proposal, 
     assert "[incorrect]" not in detail.stdout, "an integrity checksum did not verify with the exported keys"
     assert "Payload: Authentication (39)" in detail.stdout and "Payload: Traffic Selector - Initiator" in detail.stdout
     assert "Payload: Delete (42)" in detail.stdout, "the delete of the rekeyed IKE SA decrypts too"
-
-
-# ------------------------------------------------------------------ the harness itself
-
-
-def test_leftover_daemons_are_found_and_removed(tmp_path):
-    """A daemon left running with the interop marker in its arguments is recognised (as
-    `python -m lab.cli daemon` and as `ipsec-lab daemon`) and killed; others are left alone."""
-    import sys
-
-    from .conftest import MARKER, _our_processes, _remove_leftovers
-
-    config = str(tmp_path / MARKER / "swanctl.conf")
-    sleeper = "import time; time.sleep(60)"
-    ours = [subprocess.Popen([sys.executable, "-c", sleeper, "lab.cli", "daemon", "--config", config]),
-            subprocess.Popen([sys.executable, "-c", sleeper, "/usr/local/bin/ipsec-lab", "daemon", "--config", config])]
-    foreign = subprocess.Popen([sys.executable, "-c", sleeper, "lab.cli", "daemon", "--config", "/elsewhere.conf"])
-    try:
-        wait_until(lambda: {p.pid for p in ours} <= {pid for pid, _ in _our_processes()}, 5,
-                   "the marked daemons to be listed")
-        assert foreign.pid not in {pid for pid, _ in _our_processes()}
-        removed = _remove_leftovers()
-        assert sum(f"process {p.pid} " in " ".join(removed) for p in ours) == 2, removed
-        for process in ours:
-            assert process.wait(5) == -9
-        assert foreign.poll() is None
-    finally:
-        for process in (*ours, foreign):
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)

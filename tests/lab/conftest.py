@@ -20,9 +20,11 @@ def require_lab() -> None:
 def site_to_site():
     """hosta - gwa - NAT box - gwb - hostb, removed afterwards; a leftover fails the test."""
     require_lab()
-    from lab.net.topo import SiteToSite, remove_leftovers
+    from lab.net.sites import SiteLab
 
-    with SiteToSite(behind_nat=True) as lab:
+    lab = SiteLab(nat="one").start()
+    try:
         yield lab
-    left = remove_leftovers()
-    assert not left, f"leftovers after the test: {left}"
+    finally:
+        problems = lab.stop()
+    assert not problems, f"teardown was not clean: {problems}"

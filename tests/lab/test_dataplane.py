@@ -14,7 +14,7 @@ import pytest
 from lab.net.capture import Capture
 from lab.net.gateway import OurGateway
 from lab.net.strongswan import StrongSwan
-from lab.net.topo import GWB_PUBLIC, PREFIX, SITE_A, SITE_B
+from lab.net.sites import GWB_PUBLIC, HOSTA, HOSTB
 
 pytestmark = pytest.mark.root
 SUITES = {"gcm": ("aes128gcm16-prfsha256-x25519", "aes128gcm16"), "cbc": ("aes128-sha256-modp2048", "aes128-sha256")}
@@ -82,10 +82,10 @@ def test_ping_and_tcp_both_ways(site_to_site, tmp_path, pairing, suite):
     initiator = start(lab, "a", left, tmp_path, suite)
     try:
         initiate(initiator)
-        assert ping(lab, "hosta", SITE_B.host) == 5
-        assert ping(lab, "hostb", SITE_A.host) == 5
-        assert tcp(lab, "hosta", "hostb", SITE_B.host) > 10
-        assert tcp(lab, "hostb", "hosta", SITE_A.host) > 10
+        assert ping(lab, "hosta", HOSTB) == 5
+        assert ping(lab, "hostb", HOSTA) == 5
+        assert tcp(lab, "hosta", "hostb", HOSTB) > 10
+        assert tcp(lab, "hostb", "hosta", HOSTA) > 10
         ours = initiator if isinstance(initiator, OurGateway) else responder
         (child,) = children(ours)
         assert child["encap"] is True  # gwa sits behind the NAT box: ESP in UDP 4500
@@ -112,7 +112,7 @@ def test_child_rekey_under_ping_loses_nothing(site_to_site, tmp_path, pairing, r
     try:
         initiate(gwa)
         before = {c["spi_in"] if "spi_in" in c else c["spi-in"] for c in children(gwa)}
-        pinger = lab.node("hosta").popen(["ping", "-n", "-c", "40", "-i", "0.1", "-W", "2", SITE_B.host],
+        pinger = lab.node("hosta").popen(["ping", "-n", "-c", "40", "-i", "0.1", "-W", "2", HOSTB],
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(1.5)
         daemon = gwa if rekeying_side == "a" else gwb
@@ -134,10 +134,10 @@ def test_exported_keys_let_tshark_decrypt(site_to_site, tmp_path):
     lab = site_to_site
     gwb = start(lab, "b", "ours", tmp_path)
     gwa = start(lab, "a", "ours", tmp_path)
-    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "outside.pcap", "udp").start()
+    capture = Capture(lab.node(lab.middle), lab.internet_intf, tmp_path / "outside.pcap", "udp").start()
     try:
         initiate(gwa)
-        assert ping(lab, "hosta", SITE_B.host, count=3) == 3
+        assert ping(lab, "hosta", HOSTB, count=3) == 3
     finally:
         capture.stop()
         gwa.stop()
@@ -151,7 +151,7 @@ def test_exported_keys_let_tshark_decrypt(site_to_site, tmp_path):
     text = out.stdout
     assert "Malformed" not in text
     assert text.count("Internet Control Message Protocol") >= 6  # 3 requests, 3 replies, decrypted
-    assert f"Src: {SITE_A.host}, Dst: {SITE_B.host}" in text
+    assert f"Src: {HOSTA}, Dst: {HOSTB}" in text
     assert "Identification - Initiator" in text  # IKE_AUTH decrypted with ikev2_decryption_table
 
 
@@ -172,7 +172,7 @@ def test_memory_with_100_child_sas(site_to_site, tmp_path):
             status = Path(f"/proc/{daemon.process.pid}/status").read_text()
             rss_kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
             assert rss_kb < 60 * 1024, f"{daemon.name}: {rss_kb} kB resident with 100 CHILD SAs"
-        assert ping(lab, "hosta", SITE_B.host, count=3) == 3
+        assert ping(lab, "hosta", HOSTB, count=3) == 3
     finally:
         gwa.stop()
         gwb.stop()
@@ -183,8 +183,8 @@ def routed_site_to_site():
     """The same topology without NAT: ESP travels as IP protocol 50 on raw sockets."""
     from .conftest import require_lab
     require_lab()
-    from lab.net.topo import SiteToSite
-    with SiteToSite(behind_nat=False) as lab:
+    from lab.net.sites import SiteLab
+    with SiteLab(nat="none") as lab:
         yield lab
 
 
@@ -195,11 +195,11 @@ def test_plain_esp_without_nat(routed_site_to_site, tmp_path, pairing, encap):
     left, right = pairing.split("-")
     gwb = start(lab, "b", right, tmp_path)
     gwa = start(lab, "a", left, tmp_path)
-    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "esp or udp").start()
+    capture = Capture(lab.node(lab.middle), lab.internet_intf, tmp_path / "wire.pcap", "esp or udp").start()
     try:
         initiate(gwa)
-        assert ping(lab, "hosta", SITE_B.host) == 5
-        assert tcp(lab, "hosta", "hostb", SITE_B.host, seconds=1) > 10
+        assert ping(lab, "hosta", HOSTB) == 5
+        assert tcp(lab, "hosta", "hostb", HOSTB, seconds=1) > 10
         (child,) = children(gwa)
         assert child["encap"] is encap
     finally:
@@ -223,7 +223,7 @@ def test_transport_mode_host_to_host(routed_site_to_site, tmp_path):
     gwa.write_config(lab.swanctl_conf("a", **extra))
     gwb.start()
     gwa.start()
-    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "esp or icmp").start()
+    capture = Capture(lab.node(lab.middle), lab.internet_intf, tmp_path / "wire.pcap", "esp or icmp").start()
     try:
         initiate(gwa)
         (child,) = children(gwa)
@@ -250,12 +250,12 @@ def test_ah_tunnel_without_nat(routed_site_to_site, tmp_path):
         daemon.write_config(text.replace("esp_proposals = aes128gcm16", "ah_proposals = sha256"))
     gwb.start()
     gwa.start()
-    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth1", tmp_path / "wire.pcap", "ip proto 51").start()
+    capture = Capture(lab.node(lab.middle), lab.internet_intf, tmp_path / "wire.pcap", "ip proto 51").start()
     try:
         initiate(gwa)
         (child,) = children(gwa)
         assert child["algorithms"].startswith("sha256") and child["encap"] is False
-        assert ping(lab, "hosta", SITE_B.host) == 5
+        assert ping(lab, "hosta", HOSTB) == 5
     finally:
         capture.stop()
         gwa.stop()
@@ -279,7 +279,7 @@ def test_volume_lifetime_rekeys_under_load(site_to_site, tmp_path):
     try:
         initiate(gwa)
         (first,) = children(gwa)
-        assert tcp(lab, "hosta", "hostb", SITE_B.host, seconds=2) > 10
+        assert tcp(lab, "hosta", "hostb", HOSTB, seconds=2) > 10
         time.sleep(0.5)
         now = children(gwa)
         assert now and all(c["spi_in"] != first["spi_in"] for c in now)
@@ -301,8 +301,8 @@ def test_extended_sequence_numbers(site_to_site, tmp_path, pairing):
     gwa = start(lab, "a", left, tmp_path, "gcm-esn")
     try:
         initiate(gwa)
-        assert ping(lab, "hosta", SITE_B.host) == 5
-        assert ping(lab, "hostb", SITE_A.host) == 5
+        assert ping(lab, "hosta", HOSTB) == 5
+        assert ping(lab, "hostb", HOSTA) == 5
         ours = gwa if isinstance(gwa, OurGateway) else gwb
         (child,) = children(ours)
         assert child["algorithms"] == "aes128gcm16-esn"  # RFC 4303 §2.2.1: 64-bit sequence numbers negotiated
@@ -319,7 +319,7 @@ def test_nat_keepalives_only_from_the_side_behind_nat(site_to_site, tmp_path):
     gwa.write_config(conf(lab, "a"))
     gwb.start()
     gwa.start()
-    capture = Capture(lab.node("nat"), f"{PREFIX}nat-eth0", tmp_path / "inside.pcap", "udp port 4500").start()
+    capture = Capture(lab.node(lab.middle), lab.inside_intf, tmp_path / "inside.pcap", "udp port 4500").start()
     try:
         initiate(gwa)
         time.sleep(2.6)
