@@ -308,12 +308,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     if not args.run:
-        scenario.steps = [s for s in scenario.steps if s.kind == "start"]
+        scenario.steps = [s for s in scenario.steps if s.kind in ("start", "initiate") and s.expect == "pass"]
         scenario.checks = []
 
     def open_cli(run: "runner.Runner") -> None:
         from mininet.cli import CLI
+        from mininet.log import setLogLevel
 
+        setLogLevel("output")  # the CLI prints what commands in the nodes print at this level
         names = ", ".join(sorted(run.lab.nodes))
         run.say(f"== the lab is up: nodes {names}. Try `{next(iter(scenario.gateways), 'gwa')} ipsec-lab ctl "
                 f"list-sas` (our daemon) or `<node> swanctl --list-sas` (strongSwan); `exit` tears it all down.")
@@ -412,13 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     scenarios = commands.add_parser("scenarios", help="list the scenario library")
     scenarios.set_defaults(handler=_cmd_scenarios)
 
-    up = commands.add_parser("up", help="bring a scenario's topology and daemons up and open the Mininet CLI",
-                             description="Build the scenario's network, start its gateways (and with --run, run "
-                                         "all its steps), then open the Mininet CLI with the scenario's node "
-                                         "names: `gwa ipsec-lab ctl list-sas`, `gwb swanctl --list-sas`, "
+    up = commands.add_parser("up", help="bring a scenario's topology and tunnels up and open the Mininet CLI",
+                             description="Build the scenario's network, start its gateways and bring up its "
+                                         "tunnels (its start and initiate steps; with --run, all its steps and "
+                                         "checks), then open the Mininet CLI with the scenario's node names: "
+                                         "`gwa ipsec-lab ctl list-sas`, `gwb swanctl --list-sas`, "
                                          "`hosta ping 10.2.0.10`. Leaving the CLI tears everything down.")
     up.add_argument("scenario", help="a library name or a scenario folder")
-    up.add_argument("--run", action="store_true", help="run every step of the scenario before opening the CLI")
+    up.add_argument("--run", action="store_true",
+                    help="run every step and check of the scenario before opening the CLI")
     up.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME)")
     up.set_defaults(handler=_cmd_up)
 

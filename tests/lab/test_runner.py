@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -259,3 +260,16 @@ def test_the_run_folder_does_not_overwrite_other_files(machine, tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "not empty" in stderr
     assert (out / "thesis.txt").read_text() == "years of work"
+
+
+def test_up_opens_the_mininet_cli_with_the_scenario_names(machine, tmp_path):
+    commands = "gwa ipsec-lab ctl list-sas\ngwb swanctl --list-sas\nhosta ping -c 1 10.2.0.10\nexit\n"
+    proc = ipsec_lab("up", "net2net-nat", "--out", str(tmp_path / "up"), stdin=subprocess.PIPE)
+    stdout, stderr = proc.communicate(commands, timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    said = stderr  # Mininet's CLI prints what the nodes print on stderr, the prompts on stdout
+    assert re.search(r"s2s: #1, ESTABLISHED, IKEv2, \w+_i\* \w+_r \(initiator\)", said), said  # ipsec-lab ctl in gwa
+    assert "local  'gwb.lab' @ 198.51.100.2[4500]" in said, said  # swanctl --list-sas in gwb, against its charon
+    assert "1 received" in said
+    assert "lab net2net-nat is down" in stdout
+    assert machine.leftovers() == []

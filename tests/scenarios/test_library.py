@@ -38,3 +38,19 @@ def test_scenario_passes(name, tmp_path):
     saved = json.loads((tmp_path / name / "result.json").read_text())
     assert saved["passed"] and saved["scenario"] == name
     assert (tmp_path / name / "report.md").read_text().startswith(f"# {name}: ")
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parent / "data"
+
+
+def test_remote_access_against_a_strongswan_gateway(tmp_path):
+    """Our road-warrior client gets a virtual IP from strongSwan's pool and reaches the LAN
+    behind it, next to a strongSwan client; the run also merges its captures into one pcapng."""
+    scenario = sc.load(DATA / "rw-strongswan-gateway")
+    result = run(scenario, tmp_path / "run", Progress(live=False))
+    failed = [f"{s.index} {s.text}: {s.detail}" for s in result.steps if not s.ok]
+    failed += [f"check {c.index}: {c.saw}" for c in result.checks if not c.ok]
+    assert result.passed, failed
+    merged = tmp_path / "run" / "captures" / "all.pcapng"
+    assert merged.exists() and merged.stat().st_size > sum(
+        p.stat().st_size for p in (tmp_path / "run" / "captures").glob("nat1-*.pcap")) // 2
