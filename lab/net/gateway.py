@@ -62,6 +62,11 @@ class OurGateway(Peer):
         self.config_path.write_text(swanctl_conf)
 
     def start(self) -> "OurGateway":
+        """Start the daemon and wait until its control socket answers."""
+        return self.launch().wait_started()
+
+    def launch(self) -> "OurGateway":
+        """Start the daemon without waiting (many gateways start side by side; then wait_started)."""
         if self.process is not None and self.process.poll() is None:
             return self
         argv = [sys.executable, "-m", "lab.cli", "daemon", "--config", str(self.config_path),
@@ -78,8 +83,13 @@ class OurGateway(Peer):
         with open(self.log_path, "ab") as log:
             self.process = start(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                  cwd=str(Path(__file__).resolve().parents[2]))
+        self.launched = time.monotonic()
         _RUNNING.add(self)
-        deadline = time.monotonic() + self.start_timeout
+        return self
+
+    def wait_started(self) -> "OurGateway":
+        assert self.process is not None, "launch() first"
+        deadline = self.launched + self.start_timeout
         while True:
             if self.process.poll() is not None:
                 raise GatewayProcessError(f"ipsec-lab daemon on {self.name} exited with {self.process.returncode}:\n"
