@@ -91,6 +91,7 @@ class IkeInfo:
     payload_objects: list = field(default_factory=list, repr=False)
     fragment: tuple[int, int] | None = None   # RFC 7383: SKF n of m
     reassembled: bool = False  # the last SKF fragment: `inner` is the whole message's
+    fragment_verified: bool = False  # this SKF fragment decrypted and its ICV checked (RFC 7383 §2.6)
     decrypt_error: str | None = None
     error: str | None = None   # the message does not parse
 
@@ -107,8 +108,8 @@ class IkeInfo:
             if self.inner is not None:
                 inner = short_names(self.inner) if short else self.inner
                 body = f"{tag}{{ {' '.join(inner)} }}" if inner else f"{tag}{{ }}"
-            elif self.fragment and not self.decrypt_error:
-                body = f"{tag}(encrypted)"
+            elif self.fragment_verified:
+                body = f"{tag}{{ ... }} (part of the message)"
             else:
                 body = names[-1]
             names = head + [body]
@@ -369,6 +370,7 @@ class _Analyser:
         except (ParseError, CryptoError) as err:
             info.decrypt_error = str(err)
             return
+        info.fragment_verified = True
         self._fragment(info, last, piece, message)
 
     def _fragment(self, info: IkeInfo, skf: SKF, piece: bytes, message: Message) -> None:
