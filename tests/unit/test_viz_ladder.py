@@ -87,3 +87,32 @@ def test_ladder_shows_fragments_and_retransmissions(tmp_path):
     assert [by_frame[f].retransmission for f in (5, 6, 7, 8)] == [False, False, True, True]
     assert by_frame[7].note == "retransmission of #5"
     assert by_frame[6].chain.startswith("SKF{ IDi IDr AUTH")
+
+
+def test_port_rewrite_shows_on_the_far_side(tmp_path):
+    """A NAT box that maps 4500 to another port (as most do when 4500 is taken): the outside
+    capture of the demo with gwa's public port 4500 rewritten to 31000, as such a box would."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap, wrpcap
+
+    frames = rdpcap(str(DEMO / "captures" / "nat-outside.pcap"))
+    for frame in frames:
+        ip, udp = frame.getlayer(IP), frame.getlayer(UDP)
+        if ip is None or udp is None:
+            continue
+        if ip.src == "198.51.100.1" and udp.sport == 4500:
+            udp.sport = 31000
+        if ip.dst == "198.51.100.1" and udp.dport == 4500:
+            udp.dport = 31000
+        del udp.chksum
+    wrpcap(str(tmp_path / "nat-outside.pcap"), frames)
+    keys = DEMO / "keys"
+    inside = analyze_capture(DEMO / "captures" / "nat-inside.pcap", keys)
+    outside = analyze_capture(tmp_path / "nat-outside.pcap", keys)
+    ladder = draw_ladder([inside, outside], tmp_path / "ladder").model
+    auth_request, auth_response = ladder.arrows[2], ladder.arrows[3]
+    assert (auth_request.sport, auth_request.dport, auth_request.far_ports) == (4500, 4500, (31000, 4500))
+    assert auth_request.note == "NAT: src 172.16.0.2:4500 → 198.51.100.1:31000"
+    assert (auth_response.sport, auth_response.dport, auth_response.far_ports) == (4500, 31000, (4500, 4500))
+    assert auth_response.note == "NAT: dst 198.51.100.1:31000 → 172.16.0.2:4500"
+    assert sum(b.count for b in ladder.bands) == 16
