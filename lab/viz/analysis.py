@@ -126,6 +126,15 @@ class IkeInfo:
                         out.append((int(proposal.protocol_id), proposal.spi))
         return out
 
+    def ike_spi(self) -> bytes | None:
+        """The new IKE SA's SPI its sender chose, in a CREATE_CHILD_SA rekeying the IKE SA (RFC 7296 §1.3.2)."""
+        for payload in self.inner_payloads:
+            if isinstance(payload, pl.SA):
+                for proposal in payload.proposals[:1]:
+                    if proposal.protocol_id == ProtocolId.IKE and len(proposal.spi) == 8:
+                        return proposal.spi
+        return None
+
     def deleted_spis(self) -> list[tuple[int, bytes]]:
         out = []
         for payload in self.inner_payloads:
