@@ -213,8 +213,11 @@ def draw_rekey_timeline(capture: CaptureAnalysis, out: str | Path) -> Figure:
     files = draw_timeline_model(timeline, out)
     children = [s for s in timeline.spans if s.kind != "IKE"]
     gaps = [h for h in timeline.handovers if h.overlap < 0]
-    caption = (f"Rekey timeline of {timeline.title}: {len(children)} CHILD SA SPIs, {len(timeline.handovers)} "
-               f"handovers, " + (f"{len(gaps)} with a gap" if gaps else "no gap"))
+    if timeline.from_keys:
+        verdict = f"{len(timeline.handovers)} handovers, " + (f"{len(gaps)} with a gap" if gaps else "no gap")
+    else:
+        verdict = "no IKE keys: rows follow the packets, handovers unknown"
+    caption = f"Rekey timeline of {timeline.title}: {len(children)} CHILD SA SPIs, {verdict}"
     return Figure(files, caption, timeline)
 
 
