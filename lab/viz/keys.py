@@ -178,4 +178,57 @@ def load_keys(folder: str | Path | None) -> KeyTables:
     return tables
 
 
-__all__ = ["EncrId", "EspSaKeys", "IkeSaKeys", "IntegId", "KeyTables", "load_keys"]
+
+
+
+# ---------------------------------------------------------------- keys known in memory, and writing the tables
+
+
+def keys_from_memory(endpoints, child_events=()) -> KeyTables:
+    """Key tables of IKE endpoints stepped in memory (lab.ike.memnet): their IKE SA key log
+    and the ChildSaUp events they handed out."""
+    from lab.ike.events import ChildSaUp
+
+    tables = KeyTables()
+    for endpoint in endpoints:
+        for entry in endpoint.ike_key_log:
+            algorithms, keys = entry["algorithms"], entry["keys"]
+            tables.ike[(entry["spi_i"], entry["spi_r"])] = IkeSaKeys(
+                entry["spi_i"], entry["spi_r"], int(algorithms.encr), algorithms.encr_key_length or 0,
+                int(algorithms.integ or IntegId.NONE), keys.sk_ei, keys.sk_er, keys.sk_ai, keys.sk_ar, "memory")
+    for event in child_events:
+        if not isinstance(event, ChildSaUp) or event.encr_id is None:
+            continue
+        for spi, keys in ((event.spi_out, event.keys_out), (event.spi_in, event.keys_in)):
+            entry = EspSaKeys(int.from_bytes(spi, "big"), "IPv6" if ":" in event.local[0] else "IPv4", "*", "*",
+                              int(event.encr_id), int(event.integ_id or IntegId.NONE), keys.encr, keys.integ or b"",
+                              "memory")
+            if entry not in tables.esp.get(entry.spi, []):
+                tables.esp.setdefault(entry.spi, []).append(entry)
+    return tables
+
+
+def write_key_tables(tables: KeyTables, folder: str | Path) -> Path:
+    """Write `ikev2_decryption_table` and `esp_sa` (and the wireshark/ copies) so that
+    `XDG_CONFIG_HOME=folder wireshark` opens a capture decrypted."""
+    folder = Path(folder)
+    ike_lines, esp_lines = [], []
+    for keys in tables.ike.values():
+        encr = IKE_ENCR_NAMES.get((keys.encr_id, keys.key_length))
+        integ = IKE_INTEG_NAMES.get(keys.integ_id)
+        if encr and integ:
+            ike_lines.append(",".join([keys.spi_i.hex(), keys.spi_r.hex(), keys.sk_ei.hex(), keys.sk_er.hex(),
+                                       f'"{encr}"', keys.sk_ai.hex(), keys.sk_ar.hex(), f'"{integ}"']))
+    for entries in tables.esp.values():
+        for keys in entries:
+            encr, integ = ESP_ENCR_NAMES.get(keys.encr_id), ESP_INTEG_NAMES.get(keys.integ_id)
+            if encr and integ:
+                esp_lines.append(",".join(f'"{v}"' for v in (
+                    keys.family, keys.src, keys.dst, f"0x{keys.spi:08x}", encr, f"0x{keys.encr_key.hex()}", integ,
+                    f"0x{keys.integ_key.hex()}" if keys.integ_key else "")))
+    for where in (folder, folder / "wireshark"):
+        where.mkdir(parents=True, exist_ok=True)
+        (where / IKE_TABLE).write_text("".join(line + "\n" for line in ike_lines))
+        (where / ESP_TABLE).write_text("".join(line + "\n" for line in esp_lines))
+    return folder
+__all__ = ["EspSaKeys", "IkeSaKeys", "KeyTables", "keys_from_memory", "load_keys", "write_key_tables"]
