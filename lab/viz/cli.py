@@ -31,10 +31,9 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.captures]
     try:
         if len(paths) == 1 and paths[0].is_dir() and not args.out and not args.keys:
-            entries = draw_run(paths[0])
+            entries = draw_run(paths[0], report=True)
             for path, caption in entries:
-                if path.suffix == ".png":
-                    print(f"{path}  {caption}")
+                print(f"{path}  {caption}")
             return 0 if entries else 1
         missing = [p for p in paths if not p.is_file()]
         if missing:

@@ -112,9 +112,10 @@ def _path_mtu(topology: dict | None) -> int:
     return min(mtus) if mtus else 1500
 
 
-def draw_run(run_dir: str | Path, report: bool = True) -> list[tuple[Path, str]]:
-    """Draw every figure that applies into run_dir/figures/; returns (file, caption) for each
-    file written (PNG and SVG), and adds a Figures section to report.md when there is one."""
+def draw_run(run_dir: str | Path, report: bool = False) -> list[tuple[Path, str]]:
+    """Draw every figure that applies into run_dir/figures/; returns (PNG file, one-line
+    caption) for each figure (its SVG is beside it, same name). With `report`, also puts
+    them into report.md's Figures section (the runner does that itself)."""
     run = load_run(run_dir)
     keys = load_keys(run.keys) if run.keys else KeyTables()
     analyses = {path: analyze_capture(path, keys) for path in run.captures}
@@ -127,30 +128,37 @@ def draw_run(run_dir: str | Path, report: bool = True) -> list[tuple[Path, str]]
     nat_pairs = [(analyses[a], analyses[b]) for a, b in run.nat_sides()]
     figures += draw_captures(list(analyses.values()), run.figures, run.topology, nat_pairs or None,
                              _path_mtu(run.topology))
-    entries = [(path, figure.caption) for figure in figures for path in figure.files]
+    entries = [(path, figure.caption) for figure in figures for path in figure.files if path.suffix == ".png"]
     if report and (run.root / "report.md").exists():
         add_figures_section(run.root / "report.md", entries, run.missing)
     return entries
 
 
+# the runner's report.md marks its figures section (lab/net/report.py writes the same)
+FIGURES_START, FIGURES_END = "<!-- figures -->", "<!-- /figures -->"
+
+
 def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: list[str] = ()) -> str:
-    lines = ["## Figures", ""]
+    lines = [FIGURES_START]
     for path, caption in entries:
-        if path.suffix == ".png":
-            rel = path.relative_to(root) if path.is_relative_to(root) else path
-            lines += [f"![{caption}]({rel})", "", f"*{caption}* ([SVG]({rel.with_suffix('.svg')}))", ""]
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
+        lines += [f"### {caption}", "", f"![{caption}]({rel})", "", f"([SVG]({rel.with_suffix('.svg')}))", ""]
     if missing:
         lines += ["Not in this run: " + ", ".join(missing) + ".", ""]
+    lines.append(FIGURES_END)
     return "\n".join(lines)
 
 
 def add_figures_section(report: Path, entries: list[tuple[Path, str]], missing: list[str] = ()) -> None:
-    """Replace (or append) the report's `## Figures` section."""
+    """Replace the report's figures block (between the runner's markers), or append a
+    `## Figures` section holding one."""
     text = report.read_text()
-    section = figures_markdown(entries, report.parent, missing)
-    match = re.search(r"^## Figures\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-    text = (text[:match.start()] + section + "\n" + text[match.end():]) if match else \
-        text.rstrip("\n") + "\n\n" + section + "\n"
+    block = figures_markdown(entries, report.parent, missing)
+    start, end = text.find(FIGURES_START), text.find(FIGURES_END)
+    if start == -1 or end == -1:
+        text = text.rstrip("\n") + "\n\n## Figures\n\n" + block + "\n"
+    else:
+        text = text[:start] + block + text[end + len(FIGURES_END):]
     report.write_text(text)
 
 

@@ -24,18 +24,19 @@ def png_width(path: Path) -> int:
 def test_draw_run_draws_all_that_applies_and_links_them(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(DEMO, run)
-    (run / "report.md").write_text("# net2net-nat\n\n| check | ok |\n\n## Checks\n\nall passed\n")
-    entries = draw_run(run)
+    (run / "report.md").write_text("# net2net-nat\n\n| check | ok |\n\n## Figures\n\n<!-- figures -->\n(none drawn "
+                                   "yet)\n<!-- /figures -->\n\n## Checks\n\nall passed\n")
+    entries = draw_run(run, report=True)
     names = sorted({p.stem for p, _ in entries})
     assert names == ["headers", "ladder-nat-inside-nat-outside", "mtu", "rekey-nat-outside", "topology"]
     assert all(p.parent == run / "figures" and p.exists() for p, _ in entries)
-    assert {p.suffix for p, _ in entries} == {".png", ".svg"}
-    assert all(png_width(p) == 1920 for p, _ in entries if p.suffix == ".png")
+    assert {p.suffix for p, _ in entries} == {".png"} and all(p.with_suffix(".svg").exists() for p, _ in entries)
+    assert all(png_width(p) == 1920 for p, _ in entries)
     assert all(caption and "\n" not in caption for _, caption in entries)
     report = (run / "report.md").read_text()
-    assert report.count("## Figures") == 1 and "## Checks" in report
+    assert report.count("## Figures") == 1 and "## Checks" in report and "none drawn" not in report
     assert "](figures/ladder-nat-inside-nat-outside.png)" in report
-    draw_run(run)  # again: the section is replaced, not repeated
+    draw_run(run, report=True)  # again: the section is replaced, not repeated
     assert (run / "report.md").read_text().count("## Figures") == 1
     assert "result.json" in load_run(run).missing
 
