@@ -3,7 +3,7 @@
     flock /run/ipsec-lab.lock .venv/bin/python tests/data/make_forms.py [NAME...]
 
 Root (network namespaces). Each form is our daemon against our daemon on the site-to-site
-topology (lab/net/topo.py), captured on the NAT box's outside interface, with two small
+topology (lab.net.sites.SiteLab), captured on the middle box's internet side, with two small
 pings (16 data octets, so the header-layout figure stays readable):
 
     plain            no IPsec: gwa pings gwb across the middle box (ICMP in clear)
@@ -29,9 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.net.capture import Capture
 from lab.net.gateway import OurGateway
-from lab.net.topo import GWB_PUBLIC, PREFIX, SITE_B, SiteToSite
+from lab.net.sites import GWB_PUBLIC, HOSTB, SiteLab
 
 OUT = Path(__file__).resolve().parent / "forms"
 GCM = dict(proposals="aes128gcm16-prfsha256-x25519", esp_proposals="aes128gcm16")
@@ -41,33 +40,34 @@ TRANSPORT = dict(local_ts="dynamic", remote_ts="dynamic", mode="transport")
 FORMS = {
     # name: (behind_nat, swanctl options, ESP->AH, ping from, ping to, daemon args)
     "plain": (False, None, False, "gwa", GWB_PUBLIC, ()),
-    "esp-tunnel": (False, GCM, False, "hosta", SITE_B.host, ()),
+    "esp-tunnel": (False, GCM, False, "hosta", HOSTB, ()),
     "esp-transport": (False, {**GCM, **TRANSPORT}, False, "gwa", GWB_PUBLIC, ()),
-    "esp-udp-tunnel": (True, GCM, False, "hosta", SITE_B.host, ()),
+    "esp-udp-tunnel": (True, GCM, False, "hosta", HOSTB, ()),
     "ah-transport": (False, {**GCM, **TRANSPORT}, True, "gwa", GWB_PUBLIC, ()),
-    "ah-tunnel": (False, GCM, True, "hosta", SITE_B.host, ()),
-    "esp-null": (False, {**GCM, "esp_proposals": "null-sha256"}, False, "hosta", SITE_B.host, ()),
-    "fragments": (False, CBC, False, "hosta", SITE_B.host, ("--fragment-size", "200", "--retransmit-timeout", "1")),
+    "ah-tunnel": (False, GCM, True, "hosta", HOSTB, ()),
+    "esp-null": (False, {**GCM, "esp_proposals": "null-sha256"}, False, "hosta", HOSTB, ()),
+    "fragments": (False, CBC, False, "hosta", HOSTB, ("--fragment-size", "200", "--retransmit-timeout", "1")),
 }
 
 
-def ping(lab: SiteToSite, src: str, dst: str) -> str:
+def ping(lab: SiteLab, src: str, dst: str) -> str:
     out = lab.node(src).cmd(f"ping -n -c 2 -s 16 -i 0.3 -W 2 {dst}")
     return next((line.strip() for line in out.splitlines() if "received" in line), out.strip()[-200:])
 
 
 def make(name: str, work: Path) -> None:
     behind_nat, options, ah, src, dst, args = FORMS[name]
-    with SiteToSite(behind_nat=behind_nat) as lab:
-        nat = lab.node("nat")
+    with SiteLab(nat="one" if behind_nat else "none") as lab:
+        middle = lab.node(lab.middle)
         gateways = []
         if name == "fragments":
-            for node, intf in (("gwa", "gwa-eth1"), ("nat", "nat-eth0"), ("nat", "nat-eth1"), ("gwb", "gwb-eth0")):
-                lab.node(node).cmd(f"ip link set {PREFIX}{intf} mtu 400")
+            for node, intf in (("gwa", "gwa-wan"), (lab.middle, lab.inside_intf), (lab.middle, lab.internet_intf),
+                               ("gwb", "gwb-wan")):
+                lab.node(node).cmd(f"ip link set {intf} mtu 400")
             # the first IKE_AUTH fragment from gwa (an IP datagram of 200 octets at most) is lost once
             # (iptables-nft counts nth from 0)
-            nat.cmd("iptables -A FORWARD -p udp --dport 500 -m length --length 150:200 "
-                    "-m statistic --mode nth --every 1000 --packet 0 -j DROP")
+            middle.cmd("iptables -A FORWARD -p udp --dport 500 -m length --length 150:200 "
+                       "-m statistic --mode nth --every 1000 --packet 0 -j DROP")
         if options is not None:
             for side in ("b", "a"):
                 gateway = OurGateway(lab.node(f"gw{side}"), work / name / f"gw{side}", extra_args=args)
@@ -76,11 +76,9 @@ def make(name: str, work: Path) -> None:
                     text = text.replace(f"esp_proposals = {options['esp_proposals']}", "ah_proposals = sha256")
                 gateway.write_config(text)
                 gateways.append(gateway)
-        captures = [Capture(nat, f"{PREFIX}nat-eth1", work / name / "outside.pcap", "ip")]
+        lab.tap("outside", lab.middle, lab.internet_intf, work / name / "outside.pcap", "ip")
         if behind_nat or name == "fragments":
-            captures.append(Capture(nat, f"{PREFIX}nat-eth0", work / name / "inside.pcap", "ip"))
-        for capture in captures:
-            capture.start()
+            lab.tap("inside", lab.middle, lab.inside_intf, work / name / "inside.pcap", "ip")
         try:
             for gateway in gateways:
                 gateway.start()
@@ -93,8 +91,7 @@ def make(name: str, work: Path) -> None:
                 gateways[-1].ctl("terminate", ike="s2s")
                 time.sleep(0.5)
         finally:
-            for capture in captures:
-                capture.stop()
+            lab.stop_taps()
             for gateway in gateways:
                 gateway.stop()
     OUT.mkdir(exist_ok=True)
