@@ -12,8 +12,9 @@ from typing import Any, Iterable
 
 from .analysis import CaptureAnalysis
 
-# "Dec  1 10:02:03.123 ..." (syslog style) or "10:02:03.123 ..." (time_format = %H:%M:%S plus ms)
-_CHARON_TIME = re.compile(r"^(?:(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+)?"
+# "2026-12-01 10:02:03.123 ...", "Dec  1 10:02:03.123 ..." (syslog style) or "10:02:03.123 ..."
+_CHARON_TIME = re.compile(r"^(?:(?P<year>\d{4})-(?P<month>\d{2})-(?P<mday>\d{2})\s+|"
+                          r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+)?"
                           r"(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,6}))?\s+(?P<rest>.*)$")
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
 
@@ -54,14 +55,17 @@ def charon_time(line: str, reference: float) -> tuple[float, str] | None:
     if match is None:
         return None
     ref = datetime.datetime.fromtimestamp(reference)
-    month = _MONTHS.get(match["mon"] or "", ref.month)
-    day = int(match["day"]) if match["day"] else ref.day
+    year = int(match["year"]) if match["year"] else ref.year
+    month = int(match["month"]) if match["month"] else _MONTHS.get(match["mon"] or "", ref.month)
+    day = int(match["mday"] or match["day"] or ref.day)
     frac = float("0." + match["frac"]) if match["frac"] else 0.0
     try:
-        stamp = datetime.datetime(ref.year, month, day, int(match["h"]), int(match["m"]), int(match["s"]))
+        stamp = datetime.datetime(year, month, day, int(match["h"]), int(match["m"]), int(match["s"]))
     except ValueError:
         return None
     wall = time.mktime(stamp.timetuple()) + frac
+    if match["year"]:
+        return wall, match["rest"]
     for shift in (-86400.0, 86400.0):
         if abs(wall + shift - reference) < abs(wall - reference):
             wall += shift

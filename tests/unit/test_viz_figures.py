@@ -76,6 +76,7 @@ def test_trace_charon_and_packets_on_one_time_axis(tmp_path):
     log = tmp_path / "gwb-charon.log"
     log.write_text(f"{stamp:%H:%M:%S}.{stamp.microsecond // 1000:03d} 11[NET] received packet\n"
                    f"{stamp:%b} {stamp.day:2d} {stamp:%H:%M:%S}.{stamp.microsecond // 1000:03d} 11[ENC] parsed\n"
+                   f"{stamp:%Y-%m-%d %H:%M:%S}.{stamp.microsecond // 1000:03d} 11[IKE] the runner's format\n"
                    "no time on this line\n")
     timeline = merge_timeline(records, {"gwb": log}, [capture])
     kinds = [(e.source, e.text.split()[0]) for e in timeline]
@@ -83,7 +84,7 @@ def test_trace_charon_and_packets_on_one_time_axis(tmp_path):
     assert kinds[at + 1][0] == "capture" and timeline[at + 1].record is first_packet
     assert first_send["wall"] <= first_packet.time
     charon = [e for e in timeline if e.source == "charon"]
-    assert len(charon) == 2 and all(abs(e.wall - (first_packet.time + 0.0015)) < 0.001 for e in charon)
+    assert len(charon) == 3 and all(abs(e.wall - (first_packet.time + 0.0015)) < 0.001 for e in charon)
     assert all(a.wall <= b.wall for a, b in zip(timeline, timeline[1:]))
 
 
