@@ -11,7 +11,7 @@ from pathlib import Path
 from .analysis import CaptureAnalysis, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
 from .ladder import draw_ladder
-from .layout import FORM_TITLES, draw_layouts, example_packet, packet_layout
+from .layout import FORM_TITLES, draw_layouts, packet_layout
 from .mtu import draw_mtu
 from .rekey import draw_rekey_timeline
 from .run import load_run

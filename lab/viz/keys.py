@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.esp import InboundSA, Mode
-from lab.ike.const import EncrId, IntegId
+from lab.ike.const import IntegId
 from lab.ike.crypto import SkCipher
 from lab.ike.errors import CryptoError
 from lab.ike.protect import DirectionKeys

@@ -12,7 +12,7 @@ from lab.esp.algorithms import encr_keymat_size
 from lab.ike.const import EncrId, IntegId
 
 from .analysis import CaptureAnalysis
-from .style import FONT, LABEL_FONT, PALETTE, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
+from .style import FONT, LABEL_FONT, PALETTE, TITLE_FONT, Figure, new_figure, save, styled
 
 LOCAL, REMOTE = "192.0.2.1", "198.51.100.1"
 
@@ -176,7 +176,7 @@ def draw_mtu_model(model: MtuModel, out: str | Path) -> list[Path]:
     bottom_right.set_yticks([])
     bottom_right.invert_yaxis()
     bottom_right.axvline(model.path_mtu, color="#c0392b", lw=2)
-    bottom_right.set_title(f"largest inner packet that passes", fontsize=LABEL_FONT)
+    bottom_right.set_title("largest inner packet that passes", fontsize=LABEL_FONT)
     bottom_right.set_xlabel("octets", fontsize=LABEL_FONT)
     bottom_right.tick_params(labelsize=FONT)
     fig.suptitle("MTU and overhead: what IPsec adds to each packet", fontsize=TITLE_FONT, weight="bold", y=0.985)

@@ -14,7 +14,7 @@ from pathlib import Path
 from lab.ike.const import ProtocolId
 
 from .analysis import CaptureAnalysis, Packet
-from .style import FONT, LABEL_FONT, MONO, PALETTE, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
+from .style import FONT, LABEL_FONT, MONO, PALETTE, TITLE_FONT, Figure, new_figure, save, styled
 
 
 @dataclass
