@@ -428,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")
     clean.set_defaults(handler=_cmd_clean)
+    from lab.viz.cli import add_parser as add_figures
+    add_figures(commands)
     return parser
 
 

@@ -235,7 +235,10 @@ class Gateway:
         """Send what the endpoint produced, handle its events and trace, re-arm the timer."""
         for datagram in self.endpoint.datagrams_to_send():
             self._send(datagram)
+        wall, now = time.time(), self.now()
         for record in self.endpoint.pop_trace():
+            # the record's own moment on the wall clock (the clock of pcap timestamps)
+            record["wall"] = round(wall - (now - record["t"]), 6)
             line = narrate(record)
             if line:
                 self.say(line)

@@ -122,17 +122,21 @@ class _Reassembler:
     def __init__(self) -> None:
         self.pending: dict[tuple, dict[int, bytes]] = {}
         self.total: dict[tuple, int] = {}
+        self.frames: dict[tuple, dict[int, int]] = {}
+        self.completed: list[int] = []  # frames of the datagram the last feed completed, in offset order
 
-    def feed(self, packet: bytes) -> bytes | None:
+    def feed(self, packet: bytes, frame: int = 0) -> bytes | None:
         ihl = (packet[0] & 0x0F) * 4
         ident, flags_offset = struct.unpack_from("!HH", packet, 4)
         more = bool(flags_offset & 0x2000)
         offset = (flags_offset & 0x1FFF) * 8
+        self.completed = []
         if not more and offset == 0:
             return packet
         key = (packet[12:16], packet[16:20], ident, packet[9])
         parts = self.pending.setdefault(key, {})
         parts[offset] = packet[ihl:]
+        self.frames.setdefault(key, {})[offset] = frame
         if not more:
             self.total[key] = offset + len(packet) - ihl
         total = self.total.get(key)
@@ -145,6 +149,7 @@ class _Reassembler:
                 return None
             payload += part
         del self.pending[key], self.total[key]
+        self.completed = [frame for _, frame in sorted(self.frames.pop(key, {}).items())]
         header = bytearray(packet[:ihl])
         header[6:8] = b"\x00\x00"
         struct.pack_into("!H", header, 2, ihl + len(payload))

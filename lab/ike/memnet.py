@@ -1,0 +1,202 @@
+"""Two (or more) IkeEndpoints joined by an in-memory network with a fake clock, that can
+drop, duplicate, reorder and rewrite (NAT) datagrams. Pure: no sockets, no clock, no root;
+the unit tests and the notebooks step IKE exchanges with it.
+
+    a, b = pair_configs()
+    net = make_net(a, b)
+    net.endpoints["a"].initiate("s2s", net.now)
+    sender, receiver, datagram = net.deliver_one()   # IKE_SA_INIT request, from a to b
+    net.settle()                                     # the rest of the exchange
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .config import AuthConfig, ChildConfig, Config, IkeConfig, Secrets, SharedKey, parse_addrs, \
+    parse_traffic_selectors
+from .endpoint import IkeEndpoint, OutDatagram, Settings
+from .identity import Identity
+from .proposals import parse_esp_proposals, parse_ike_proposals
+
+GW_A = "198.51.100.1"
+GW_B = "203.0.113.2"
+
+
+def s2s_config(local: str, remote: str, local_id: str, remote_id: str, local_ts: str, remote_ts: str, *,
+               proposals: str = "aes128gcm16-prfsha256-x25519", esp: str = "aes128gcm16",
+               psk: str = "a-lab-only-psk", remote_addrs: str | None = None, **ike_options) -> Config:
+    child_options = {k[6:]: ike_options.pop(k) for k in list(ike_options) if k.startswith("child_")}
+    child = ChildConfig("net", parse_traffic_selectors(local_ts), parse_traffic_selectors(remote_ts),
+                        parse_esp_proposals(esp), **child_options)
+    conn = IkeConfig("s2s", local_addrs=parse_addrs(local), remote_addrs=parse_addrs(remote_addrs or remote),
+                     proposals=parse_ike_proposals(proposals),
+                     local=AuthConfig("psk", Identity.parse(local_id)),
+                     remote=AuthConfig("psk", Identity.parse(remote_id)), children={"net": child}, **ike_options)
+    secrets = Secrets(ike=[SharedKey("ike-s2s", psk.encode(), [Identity.parse(local_id), Identity.parse(remote_id)])])
+    return Config(connections={"s2s": conn}, secrets=secrets)
+
+
+def pair_configs(**options) -> tuple[Config, Config]:
+    a_opts = {k[2:]: v for k, v in options.items() if k.startswith("a_")}
+    b_opts = {k[2:]: v for k, v in options.items() if k.startswith("b_")}
+    common = {k: v for k, v in options.items() if not k.startswith(("a_", "b_"))}
+    a = s2s_config(GW_A, GW_B, "gwa.lab", "gwb.lab", "10.1.0.0/24", "10.2.0.0/24", **{**common, **a_opts})
+    b = s2s_config(GW_B, GW_A, "gwb.lab", "gwa.lab", "10.2.0.0/24", "10.1.0.0/24", **{**common, **b_opts})
+    return a, b
+
+
+@dataclass
+class Net:
+    endpoints: dict[str, IkeEndpoint]
+    now: float = 0.0
+    in_flight: list[tuple[float, str, OutDatagram]] = field(default_factory=list)
+    log: list[tuple[float, str, OutDatagram]] = field(default_factory=list)
+    drop: Callable[[str, OutDatagram], bool] = lambda name, d: False
+    duplicate: Callable[[str, OutDatagram], bool] = lambda name, d: False
+    rewrite: Callable[[str, OutDatagram], OutDatagram] = lambda name, d: d
+    latency: float = 0.01
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    reorder: bool = False
+    addresses: dict[str, str] = field(default_factory=dict)
+    delivered: list[tuple[float, str, str, OutDatagram]] = field(default_factory=list)
+
+    def owner(self, address: str) -> str:
+        return self.addresses[address]
+
+    def collect(self) -> None:
+        for name, endpoint in self.endpoints.items():
+            for datagram in endpoint.datagrams_to_send():
+                self.log.append((self.now, name, datagram))
+                if self.drop(name, datagram):
+                    continue
+                datagram = self.rewrite(name, datagram)
+                copies = 2 if self.duplicate(name, datagram) else 1
+                for _ in range(copies):
+                    delay = self.latency * (1 + (self.rng.random() * 3 if self.reorder else 0))
+                    self.in_flight.append((self.now + delay, name, datagram))
+
+    def deliver_one(self, horizon: float = 5.0, max_steps: int = 1000) -> tuple[str, str, OutDatagram] | None:
+        """Run until one datagram has been delivered; (sender, receiver, datagram), or None
+        when nothing is in flight and no timer is due within `horizon` seconds."""
+        until = self.now + horizon
+        for _ in range(max_steps):
+            self.collect()
+            timers = [t for e in self.endpoints.values() if (t := e.get_timer()) is not None]
+            nxt = min([d[0] for d in self.in_flight] + timers, default=None)
+            if nxt is None or nxt > until:
+                return None
+            before = len(self.delivered)
+            if not self.step():
+                return None
+            if len(self.delivered) > before:
+                return self.delivered[-1][1:]
+        raise AssertionError("no datagram was delivered")
+
+    def step(self) -> bool:
+        """Advance to the next delivery or timer; False when nothing is left to happen."""
+        self.collect()
+        timers = [(t, n) for n, e in self.endpoints.items() if (t := e.get_timer()) is not None]
+        next_delivery = min((d[0] for d in self.in_flight), default=None)
+        next_timer = min(timers, default=None)
+        if next_delivery is None and next_timer is None:
+            return False
+        if next_delivery is not None and (next_timer is None or next_delivery <= next_timer[0]):
+            self.in_flight.sort(key=lambda d: d[0])
+            at, sender, datagram = self.in_flight.pop(0)
+            self.now = max(self.now, at)
+            receiver = self.owner(datagram.dst[0])
+            self.delivered.append((self.now, sender, receiver, datagram))
+            self.endpoints[receiver].receive_datagram(datagram.data, datagram.src, datagram.dst, self.now)
+        else:
+            self.now = max(self.now, next_timer[0])
+            self.endpoints[next_timer[1]].handle_timer(self.now)
+        self.collect()
+        return True
+
+    def run(self, until: float | None = None, max_steps: int = 10000) -> None:
+        for _ in range(max_steps):
+            if until is not None:
+                timers = [t for e in self.endpoints.values() if (t := e.get_timer()) is not None]
+                nxt = min([d[0] for d in self.in_flight] + timers, default=None)
+                if nxt is None or nxt > until:
+                    self.now = max(self.now, until)
+                    return
+            if not self.step():
+                return
+        raise AssertionError("network did not settle")
+
+    def settle(self, horizon: float = 5.0) -> None:
+        """Run until nothing is in flight and no timer is due within `horizon` seconds."""
+        self.run(until=self.now + horizon)
+
+    def events(self, name: str) -> list:
+        out = []
+        while (event := self.endpoints[name].next_event()) is not None:
+            out.append(event)
+        return out
+
+
+def make_net(a: Config, b: Config, settings: Settings | None = None, seed: int = 1) -> Net:
+    rng_a, rng_b = random.Random(seed), random.Random(seed + 1000)
+    ea = IkeEndpoint(a, settings, random=lambda n: rng_a.randbytes(n), jitter=False)
+    eb = IkeEndpoint(b, settings, random=lambda n: rng_b.randbytes(n), jitter=False)
+    return Net({"a": ea, "b": eb}, addresses={GW_A: "a", GW_B: "b"})
+
+
+# ---------------------------------------------------------------- certificates
+
+
+def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
+    """A CA, an intermediate and two end-entity certificates (gwa.lab, gwb.lab) with keys.
+    `chain_padding` adds a dummy extension of that many octets to the intermediate, to make
+    IKE_AUTH large enough to need fragmentation."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1()) if kind == "ecdsa" else rsa.generate_private_key(65537, 2048)
+
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+    def cert(subject, issuer_name, public, signer, ca, sans=(), extra=0):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+                   .public_key(public).serial_number(x509.random_serial_number())
+                   .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
+                                            critical=False)
+        if extra:
+            builder = builder.add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.99999.1"),
+                                                                        b"\x04\x82" + extra.to_bytes(2, "big")
+                                                                        + bytes(extra)), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, int_key = key(), key()
+    ca = cert("Lab Root CA", "Lab Root CA", ca_key.public_key(), ca_key, True)
+    intermediate = cert("Lab Intermediate CA", "Lab Root CA", int_key.public_key(), ca_key, True, extra=chain_padding)
+    out = {"ca": ca, "intermediate": intermediate}
+    for name in ("gwa.lab", "gwb.lab"):
+        k = key()
+        out[name] = (cert(name, "Lab Intermediate CA", k.public_key(), int_key, False, sans=(name,)), k)
+    return out
+
+
+def cert_configs(kind: str = "ecdsa", chain_padding: int = 0, **options) -> tuple[Config, Config]:
+    from .config import PrivateKey
+    pki = make_pki(kind, chain_padding)
+    a, b = pair_configs(**options)
+    for config, me in ((a, "gwa.lab"), (b, "gwb.lab")):
+        conn = config.connections["s2s"]
+        certificate, private = pki[me]
+        conn.local = AuthConfig("pubkey", Identity.parse(me), certs=[certificate, pki["intermediate"]])
+        conn.remote = AuthConfig("pubkey", conn.remote.id, cacerts=[pki["ca"]])
+        config.secrets = Secrets(private_keys=[PrivateKey(f"{me}.key", private)])
+    return a, b

@@ -1,0 +1,56 @@
+"""`ipsec-lab figures CAPTURE... [--keys DIR] [--out DIR]`: the figures of any capture (or
+of a run folder), drawn without root."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(commands) -> None:
+    figures = commands.add_parser(
+        "figures", help="draw ladder, header layouts, rekey timeline, MTU figures from captures or a run folder",
+        description="Draw the classroom figures (PNG and SVG, legible when projected) from pcap/pcapng captures, "
+                    "decrypted with Wireshark key tables when --keys is given; or from a run folder "
+                    "(captures/, keys/, topology.json), into its figures/. Two captures from both sides of a NAT "
+                    "box give one ladder across the box.")
+    figures.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap/pcapng files, or one run folder")
+    figures.add_argument("--keys", metavar="DIR", help="folder with ikev2_decryption_table and esp_sa "
+                                                       "(the run's keys/, or DIR/wireshark/)")
+    figures.add_argument("--out", metavar="DIR", help="where the figures go (default: figures/ beside the first "
+                                                      "capture, or the run folder's figures/)")
+    figures.add_argument("--mtu", type=int, default=1500, metavar="BYTES", help="path MTU for the MTU figure")
+    figures.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .analysis import CaptureError, analyze_capture
+    from .figures import draw_captures, draw_run
+    from .keys import load_keys
+
+    paths = [Path(p) for p in args.captures]
+    try:
+        if len(paths) == 1 and paths[0].is_dir() and not args.out and not args.keys:
+            entries = draw_run(paths[0], report=True)
+            for path, caption in entries:
+                print(f"{path}  {caption}")
+            return 0 if entries else 1
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            print(f"ipsec-lab figures: {missing[0]}: no such file", file=sys.stderr)
+            return 2
+        keys = load_keys(args.keys) if args.keys else None
+        for problem in (keys.problems if keys is not None else []):
+            print(f"ipsec-lab figures: {problem}", file=sys.stderr)
+        captures = [analyze_capture(p, keys) for p in paths]
+    except CaptureError as err:
+        print(f"ipsec-lab figures: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else paths[0].parent / "figures"
+    figures = draw_captures(captures, out, path_mtu=args.mtu)
+    if not figures:
+        print("ipsec-lab figures: no IKE, ESP or AH in these captures: nothing to draw", file=sys.stderr)
+        return 1
+    for figure in figures:
+        print(f"{figure.files[0]}  {figure.caption}")
+    return 0

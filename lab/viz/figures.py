@@ -1,0 +1,165 @@
+"""All the figures that apply to a run folder or to a few captures.
+
+    entries = draw_run("out/run")          # [(path, caption), ...], PNG and SVG of each figure
+    figures = draw_captures(["a.pcap"], keys="keys", out="figures")
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .analysis import CaptureAnalysis, analyze_capture, match_nat
+from .keys import KeyTables, load_keys
+from .ladder import draw_ladder
+from .layout import FORM_TITLES, draw_layouts, packet_layout
+from .mtu import draw_mtu
+from .rekey import draw_rekey_timeline
+from .run import load_run
+from .style import Figure
+from .topology import TopologyError, draw_topology
+
+
+def form_of(packet) -> str | None:
+    """Which of the seven forms a packet is (the header-layout figure's rows)."""
+    sa = packet.ipsec
+    if sa is None:
+        return "plain" if packet.kind == "other" and packet.clear is not None and packet.data[:1] and \
+            packet.data[0] >> 4 == 4 and packet.clear.protocol in (1, 6, 17) else None
+    if sa.protocol == "AH":
+        return f"ah-{sa.mode}" if sa.mode else None
+    if sa.mode is None:
+        return None
+    if sa.encap:
+        return "esp-udp-tunnel" if sa.mode == "tunnel" else None
+    return f"esp-{sa.mode}"
+
+
+def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, object]]:
+    found: dict[str, tuple[CaptureAnalysis, object]] = {}
+    for capture in captures:
+        for packet in capture.packets:
+            form = form_of(packet)
+            if form is not None and packet.ipsec is not None and packet.ipsec.protocol == "ESP":
+                sa_keys = capture.keys.esp_sa(packet.ipsec.spi, packet.src, packet.dst)
+                if sa_keys is not None and sa_keys.encr_id == 11 and form == "esp-tunnel":
+                    form = "esp-null"
+            if form is not None and form not in found:
+                found[form] = (capture, packet)
+    return found
+
+
+def _inside_first(a: CaptureAnalysis, b: CaptureAnalysis) -> tuple[CaptureAnalysis, CaptureAnalysis]:
+    """(inside, outside) of two captures of one NAT box: by their names, else the one with
+    private (RFC 1918) addresses the other does not have is inside, else as given."""
+    for first, second in ((a, b), (b, a)):
+        if "inside" in first.name and "outside" in second.name:
+            return first, second
+    from .ladder import _is_private
+
+    def private_only(x: CaptureAnalysis, y: CaptureAnalysis) -> bool:
+        theirs = {q for p in y.packets for q in (p.src, p.dst)}
+        return any(_is_private(q) and q not in theirs for p in x.packets if p.kind in ("ike", "esp")
+                   for q in (p.src, p.dst))
+    if private_only(b, a) and not private_only(a, b):
+        return b, a
+    return a, b
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
+def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
+                  nat_pairs: list[tuple[CaptureAnalysis, CaptureAnalysis]] | None = None,
+                  path_mtu: int = 1500) -> list[Figure]:
+    """Ladders (one per NAT box seen from both sides, one per other capture), a rekey
+    timeline, the header layouts of the forms present, MTU and overhead."""
+    out = Path(out)
+    figures: list[Figure] = []
+    if nat_pairs is None:
+        nat_pairs = []
+        if len(captures) == 2:
+            inside, outside = _inside_first(*captures)
+            pairs = match_nat(inside, outside)
+            if pairs and any(p.rewrite() != "unchanged" for p in pairs):
+                nat_pairs = [(inside, outside)]
+    paired = {id(c) for pair in nat_pairs for c in pair}
+    for inside, outside in nat_pairs:
+        figures.append(draw_ladder([inside, outside], out / f"ladder-{_safe(inside.name)}-{_safe(outside.name)}",
+                                   topology))
+    for capture in captures:
+        if id(capture) not in paired and (capture.ike() or capture.ipsec()):
+            figures.append(draw_ladder([capture], out / f"ladder-{_safe(capture.name)}", topology))
+    rekey_sources = [outside for _, outside in nat_pairs] + [c for c in captures if id(c) not in paired]
+    for capture in rekey_sources:
+        if capture.ipsec() or capture.ike():
+            figures.append(draw_rekey_timeline(capture, out / f"rekey-{_safe(capture.name)}"))
+    forms = _forms(captures)
+    if forms:
+        order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null"]
+        layouts = [packet_layout(packet, capture.keys, FORM_TITLES[form], f"{capture.name}:{packet.frame}")
+                   for form in order if form in forms for capture, packet in [forms[form]]]
+        files = draw_layouts(layouts, out / "headers", title="One real packet of each form in these captures")
+        figures.append(Figure(files, "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
+                              + "): offsets, encrypted and authenticated ranges", layouts))
+    if any(c.ipsec() for c in captures):
+        figures.append(draw_mtu(out / "mtu", captures, path_mtu))
+    return figures
+
+
+def _path_mtu(topology: dict | None) -> int:
+    mtus = [link.get("mtu") for link in (topology or {}).get("links", []) if isinstance(link.get("mtu"), int)]
+    return min(mtus) if mtus else 1500
+
+
+def draw_run(run_dir: str | Path, report: bool = False) -> list[tuple[Path, str]]:
+    """Draw every figure that applies into run_dir/figures/; returns (PNG file, one-line
+    caption) for each figure (its SVG is beside it, same name). With `report`, also puts
+    them into report.md's Figures section (the runner does that itself)."""
+    run = load_run(run_dir)
+    keys = load_keys(run.keys) if run.keys else KeyTables()
+    analyses = {path: analyze_capture(path, keys) for path in run.captures}
+    figures: list[Figure] = []
+    if run.topology:
+        try:
+            figures.append(draw_topology(run.topology, run.figures / "topology"))
+        except TopologyError as err:
+            run.problems.append(str(err))
+    nat_pairs = [(analyses[a], analyses[b]) for a, b in run.nat_sides()]
+    figures += draw_captures(list(analyses.values()), run.figures, run.topology, nat_pairs or None,
+                             _path_mtu(run.topology))
+    entries = [(path, figure.caption) for figure in figures for path in figure.files if path.suffix == ".png"]
+    if report and (run.root / "report.md").exists():
+        add_figures_section(run.root / "report.md", entries, run.missing)
+    return entries
+
+
+# the runner's report.md marks its figures section (lab/net/report.py writes the same)
+FIGURES_START, FIGURES_END = "<!-- figures -->", "<!-- /figures -->"
+
+
+def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: list[str] = ()) -> str:
+    lines = [FIGURES_START]
+    for path, caption in entries:
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
+        lines += [f"### {caption}", "", f"![{caption}]({rel})", "", f"([SVG]({rel.with_suffix('.svg')}))", ""]
+    if missing:
+        lines += ["Not in this run: " + ", ".join(missing) + ".", ""]
+    lines.append(FIGURES_END)
+    return "\n".join(lines)
+
+
+def add_figures_section(report: Path, entries: list[tuple[Path, str]], missing: list[str] = ()) -> None:
+    """Replace the report's figures block (between the runner's markers), or append a
+    `## Figures` section holding one."""
+    text = report.read_text()
+    block = figures_markdown(entries, report.parent, missing)
+    start, end = text.find(FIGURES_START), text.find(FIGURES_END)
+    if start == -1 or end == -1:
+        text = text.rstrip("\n") + "\n\n## Figures\n\n" + block + "\n"
+    else:
+        text = text[:start] + block + text[end + len(FIGURES_END):]
+    report.write_text(text)
+
+
+__all__ = ["add_figures_section", "draw_captures", "draw_run", "figures_markdown", "form_of"]

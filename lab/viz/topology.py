@@ -1,0 +1,213 @@
+"""The topology diagram of a scenario, from its topology.json: nodes (hosts, gateways with
+the software they run, NAT boxes with their public address and mapping, routers,
+switches), links with their interfaces and addresses, and where the taps are."""
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .style import MIN_FONT, FONT, LABEL_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
+
+KIND_COLORS = {"host": "#eeeeee", "gateway": "#cfe2f3", "nat": "#f4e3b5", "router": "#d9ead3", "switch": "#e6e6e6"}
+SOFTWARE = {"ours": "ipsec-lab", "strongswan": "strongSwan"}
+PER_ROW = 5
+
+
+class TopologyError(ValueError):
+    """A topology.json that cannot be drawn; the message names the field."""
+
+
+@dataclass
+class NodeBox:
+    name: str
+    kind: str
+    lines: list[str]             # what the box says under the name
+    x: float = 0.0
+    y: float = 0.0
+    interfaces: dict[str, str] = field(default_factory=dict)   # interface -> addresses
+
+
+@dataclass
+class TopologyModel:
+    title: str
+    nodes: list[NodeBox]
+    links: list[tuple[str, str, str, str, int | None]]         # a, a_intf, b, b_intf, mtu
+    taps: list[tuple[str, str, str]]                            # tap name, node, interface
+
+
+def load_topology(source: str | Path | dict) -> dict:
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise TopologyError(f"{path}: cannot read ({err.strerror})") from None
+    except ValueError as err:
+        raise TopologyError(f"{path}: not JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        raise TopologyError(f"{path}: no 'nodes' list")
+    return data
+
+
+def _spine(names: list[str], adjacency: dict[str, list[str]]) -> list[str]:
+    """The longest path through the (tree-shaped) graph: the line the diagram is drawn along."""
+    def farthest(start: str) -> tuple[str, dict[str, str | None]]:
+        parent: dict[str, str | None] = {start: None}
+        queue, last = deque([start]), start
+        while queue:
+            last = queue.popleft()
+            for other in adjacency.get(last, []):
+                if other not in parent:
+                    parent[other] = last
+                    queue.append(other)
+        return last, parent
+
+    if not names:
+        return []
+    first = next((n for n in names if len(adjacency.get(n, [])) <= 1), names[0])
+    end, _ = farthest(first)
+    other, parent = farthest(end)
+    path = [other]
+    while parent[path[-1]] is not None:
+        path.append(parent[path[-1]])
+    return path
+
+
+def topology_model(topology: dict) -> TopologyModel:
+    nodes = {}
+    for index, node in enumerate(topology.get("nodes", [])):
+        if "name" not in node:
+            raise TopologyError(f"topology.json: nodes[{index}] has no 'name'")
+        kind = node.get("kind", "host")
+        software = SOFTWARE.get(node.get("software") or "", node.get("software") or "")
+        lines = [kind + (f", {software}" if software else "")]
+        nat = node.get("nat") or {}
+        if kind == "nat" and nat:
+            lines = [f"NAT to {nat.get('public', '?')}", f"mapping: {nat.get('mapping', '?')}"]
+        interfaces = {i.get("name", "?"): ", ".join(i.get("addresses", [])) for i in node.get("interfaces", [])}
+        if nat:
+            sides = {name: "in" for name in nat.get("inside", [])} | {nat.get("outside", ""): "out"}
+            interfaces = {(f"{sides[name]}:" if name in sides else name): value for name, value in interfaces.items()}
+        nodes[node["name"]] = NodeBox(node["name"], kind, lines, interfaces=interfaces)
+    links = []
+    adjacency: dict[str, list[str]] = {n: [] for n in nodes}
+    for index, link in enumerate(topology.get("links", [])):
+        a, b = link.get("a"), link.get("b")
+        if a not in nodes or b not in nodes:
+            raise TopologyError(f"topology.json: links[{index}] joins unknown node {a if a not in nodes else b!r}")
+        links.append((a, link.get("a_intf", ""), b, link.get("b_intf", ""), link.get("mtu")))
+        adjacency[a].append(b)
+        adjacency[b].append(a)
+    spine = _spine(list(nodes), adjacency)
+    placed = set(spine)
+    rows = [spine[i:i + PER_ROW] for i in range(0, len(spine), PER_ROW)] or [[]]
+    for r, row in enumerate(rows):
+        for c, name in enumerate(row if r % 2 == 0 else list(reversed(row))):
+            nodes[name].x = (c + 0.5) * WIDTH / PER_ROW if len(row) == PER_ROW else \
+                (c + 0.5) * WIDTH / max(len(row), 1)
+            nodes[name].y = r
+    branch = 0
+    for name in spine:
+        for other in adjacency[name]:
+            if other not in placed:
+                placed.add(other)
+                nodes[other].x, nodes[other].y = nodes[name].x, len(rows) + branch
+                branch += 1
+    for name in nodes:
+        if name not in placed:
+            nodes[name].x, nodes[name].y = WIDTH / 2, len(rows) + branch
+            branch += 1
+    taps = [(t.get("name", "?"), t.get("node", ""), t.get("intf", "")) for t in topology.get("taps", [])]
+    title = topology.get("scenario") or topology.get("topology") or "topology"
+    params = topology.get("params") or {}
+    if params:
+        title += " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+    return TopologyModel(title, list(nodes.values()), links, taps)
+
+
+BOX_W, ROW_H = 2.6, 3.4
+
+
+@styled
+def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
+    from matplotlib.patches import FancyBboxPatch
+
+    rows = max((n.y for n in model.nodes), default=0) + 1
+    height = 1.3 + rows * ROW_H + 0.5
+    fig = new_figure(height)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_xlim(0, WIDTH)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
+    ax.text(WIDTH / 2, 0.45, f"Topology: {model.title}", ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
+    by_name = {n.name: n for n in model.nodes}
+    heights = {}
+    for node in model.nodes:
+        lines = len(node.lines) + len(node.interfaces)
+        heights[node.name] = 0.55 + 0.33 * lines
+    def centre(node: NodeBox) -> tuple[float, float]:
+        return node.x, 1.3 + node.y * ROW_H + 1.3
+    tapped = {(node, intf): name for name, node, intf in model.taps}
+    tap_index = {name: i for i, (name, _, _) in enumerate(model.taps)}
+    neighbour = {}
+    for a, _, b, _, _ in model.links:
+        neighbour.setdefault(a, b)
+        neighbour.setdefault(b, a)
+
+    def other_name(node: str) -> str:
+        return neighbour.get(node, node)
+    for a, a_intf, b, b_intf, mtu in model.links:
+        (xa, ya), (xb, yb) = centre(by_name[a]), centre(by_name[b])
+        ax.plot([xa, xb], [ya, yb], color="#555555", lw=3, zorder=1)
+        if mtu and mtu != 1500:
+            ax.text((xa + xb) / 2, (ya + yb) / 2 - 0.12, f"MTU {mtu}", ha="center", va="bottom", fontsize=FONT,
+                    color="#c0392b", weight="bold", zorder=3)
+        for node, intf, other_x, other_y in ((a, a_intf, xb, yb), (b, b_intf, xa, ya)):
+            tap = tapped.get((node, intf))
+            if tap is None:
+                continue
+            x0, y0 = centre(by_name[node])
+            # on the link, just outside the node's box
+            if abs(other_x - x0) > 0.01:
+                tx, ty = x0 + (BOX_W / 2 + 0.25) * (1 if other_x > x0 else -1), y0
+            else:
+                tx, ty = x0, y0 + (heights[node] / 2 + 0.25) * (1 if other_y > y0 else -1)
+            ax.plot([tx], [ty], "o", ms=20, color="#c0392b", zorder=4)
+            below = y0 + max(heights[node], heights[other_name(node)]) / 2 + 0.45 + 0.4 * (tap_index[tap] % 2)
+            ax.plot([tx, tx], [ty, below - 0.18], color="#c0392b", lw=1.5, zorder=4)
+            ax.text(tx, below, f"tap {tap}", ha="center", va="center", fontsize=FONT, color="#c0392b",
+                    weight="bold", zorder=4)
+    for node in model.nodes:
+        x, y = centre(node)
+        h = heights[node.name]
+        ax.add_patch(FancyBboxPatch((x - BOX_W / 2, y - h / 2), BOX_W, h, boxstyle="round,pad=0.05",
+                                    facecolor=KIND_COLORS.get(node.kind, "#ffffff"), edgecolor="#333333", lw=1.8,
+                                    zorder=2))
+        ax.text(x, y - h / 2 + 0.28, node.name, ha="center", va="center", fontsize=LABEL_FONT, weight="bold",
+                zorder=3)
+        text_y = y - h / 2 + 0.62
+        for line in node.lines:
+            ax.text(x, text_y, line, ha="center", va="center", fontsize=FONT, zorder=3)
+            text_y += 0.33
+        for intf, addresses in node.interfaces.items():
+            label = f"{intf.split('-')[-1]} {addresses}" if addresses else intf
+            ax.text(x, text_y, label, ha="center", va="center", fontsize=MIN_FONT, family=MONO, zorder=3)
+            text_y += 0.33
+    legend = "boxes: nodes with their interfaces and addresses    red dots: capture taps"
+    ax.text(WIDTH / 2, height - 0.3, legend, ha="center", va="center", fontsize=FONT, color="#555555")
+    return save(fig, out)
+
+
+def draw_topology(source: str | Path | dict, out: str | Path) -> Figure:
+    model = topology_model(load_topology(source))
+    files = draw_topology_model(model, out)
+    nats = sum(1 for n in model.nodes if n.kind == "nat")
+    caption = (f"Topology {model.title}: {len(model.nodes)} nodes, {len(model.links)} links, {nats} NAT box"
+               f"{'es' if nats != 1 else ''}, {len(model.taps)} taps")
+    return Figure(files, caption, model)
+
+
+__all__ = ["NodeBox", "TopologyError", "TopologyModel", "draw_topology", "load_topology", "topology_model"]
