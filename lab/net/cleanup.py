@@ -148,6 +148,7 @@ class LabRecord:
     owner: int = field(default_factory=os.getpid)
     owner_start: int = field(default_factory=lambda: _start_time(os.getpid()))
     name: str = ""
+    out: str = ""                                               # the run folder, if any
     netns: dict[str, int] = field(default_factory=dict)       # node -> network namespace inode
     shells: dict[str, int] = field(default_factory=dict)      # node -> PID of its Mininet shell
     links: list[str] = field(default_factory=list)            # veth names the lab created

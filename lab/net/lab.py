@@ -63,7 +63,8 @@ class Lab:
             found = cleanup.clean(say=self.say)
             if found:
                 self.say(f"removed what an earlier lab run left: {', '.join(found)}")
-            self.record = cleanup.LabRecord(name=self.name, links=self.topo.link_names())
+            self.record = cleanup.LabRecord(name=self.name, links=self.topo.link_names(),
+                                            out=str(self.workdir) if self.workdir else "")
             self.record.save()
             self._build()
         except BaseException:

@@ -164,12 +164,14 @@ class _Signals:
 
 class Runner:
     def __init__(self, scenario: Scenario, out: str | Path, progress: Progress | None = None,
-                 say: Callable[[str], None] | None = None, keep_open: Callable[["Runner"], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, keep_open: Callable[["Runner"], None] | None = None,
+                 after_step: Callable[["Runner", Step, "StepResult"], None] | None = None) -> None:
         self.scenario = scenario
         self.out = Path(out).absolute()
         self.progress = progress or Progress()
         self.say = say or self.progress.line
         self.keep_open = keep_open
+        self.after_step = after_step  # e.g. narration: it may read the peers' logs and traces so far
         self.lab: Lab | None = None
         self.peers: dict[str, Peer] = {}
         self.snapshots: dict[str, dict[str, list[IkeSaInfo]]] = {}
@@ -287,8 +289,11 @@ class Runner:
             else:
                 detail = reason
             end(ok, _short(detail))
-            self.result.steps.append(StepResult(step.index, step.kind, step.text, step.expect, ok, detail, started,
-                                                time.time(), line=step.line))
+            result = StepResult(step.index, step.kind, step.text, step.expect, ok, detail, started, time.time(),
+                                line=step.line)
+            self.result.steps.append(result)
+            if self.after_step is not None:
+                self.after_step(self, step, result)
             if step.name:
                 self.snapshots[step.name] = {n: self._sas(n) for n in self.peers}
             if not ok:
