@@ -169,11 +169,8 @@ DEFAULT_SCENARIO = "net2net-nat"
 
 def _draw_figures(out) -> None:
     """Figures of a run folder into out/figures, listed in its report (lab.viz)."""
-    import importlib.util
     from pathlib import Path
 
-    if importlib.util.find_spec("lab.viz.figures") is None:
-        return
     from lab.net.report import set_figures
     from lab.viz.figures import draw_run
 

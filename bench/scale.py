@@ -1,0 +1,132 @@
+"""Hub and spoke at scale: N spoke gateways each bring a tunnel up to one hub and ping the
+server behind it from their LAN. Ends with one line per software:
+
+    scale: U/N spokes up and pinging in S s, max gateway RSS M MB
+
+    sudo .venv/bin/python bench/scale.py --spokes 100                  # our daemon everywhere
+    sudo .venv/bin/python bench/scale.py --spokes 25 --compare         # also strongSwan, with the ratios
+
+S runs from starting the first daemon to the last spoke's successful ping; RSS is each
+gateway process's resident memory (VmRSS) when all are up. Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.conf.writer import render_swanctl  # noqa: E402
+from lab.net.lab import Lab  # noqa: E402
+from lab.net.peers import established, make_peer  # noqa: E402
+from lab.net.topology import load  # noqa: E402
+
+PSK = '"a-lab-only-psk"'
+HUB, SERVER = "198.51.100.1", "10.0.0.10"
+
+
+def hub_conf(spokes: int) -> str:
+    secrets = {"ike-spokes": {"id-hub": "hub.lab", **{f"id-{i}": f"spoke{i}.lab" for i in range(1, spokes + 1)},
+                              "secret": PSK}}
+    return render_swanctl({
+        "connections": {"spokes": {
+            "version": "2", "remote_addrs": "%any", "proposals": "aes128gcm16-prfsha256-x25519", "mobike": "no",
+            "local": {"auth": "psk", "id": "hub.lab"}, "remote": {"auth": "psk"},
+            "children": {"lan": {"local_ts": "10.0.0.0/24", "remote_ts": "10.128.0.0/16",
+                                 "esp_proposals": "aes128gcm16"}}}},
+        "secrets": secrets})
+
+
+def spoke_conf(i: int) -> str:
+    return render_swanctl({
+        "connections": {"hub": {
+            "version": "2", "remote_addrs": HUB, "proposals": "aes128gcm16-prfsha256-x25519", "mobike": "no",
+            "local": {"auth": "psk", "id": f"spoke{i}.lab"}, "remote": {"auth": "psk", "id": "hub.lab"},
+            "children": {"lan": {"local_ts": f"10.128.{i}.0/24", "remote_ts": "10.0.0.0/24",
+                                 "esp_proposals": "aes128gcm16", "start_action": "start"}}}},
+        "secrets": {"ike-hub": {"id-spoke": f"spoke{i}.lab", "id-hub": "hub.lab", "secret": PSK}}})
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
+    lab = Lab(load("hub-and-spoke")(spokes=spokes), workdir, f"scale-{software}", say=print).start()
+    try:
+        peers = {}
+        for name, conf in [("hub", hub_conf(spokes))] + [(f"spoke{i}", spoke_conf(i)) for i in range(1, spokes + 1)]:
+            options = {"export_keys": False} if software == "ours" else {}
+            peer = make_peer(software, lab.node(name), workdir / software / name, name, **options)
+            peer.write_config(conf)
+            peers[name] = peer
+            lab.on_stop(peer.stop)
+        started = time.monotonic()
+        if software == "ours":
+            peers["hub"].start()
+            for i in range(1, spokes + 1):
+                peers[f"spoke{i}"].launch()  # each spoke initiates by itself (start_action = start)
+            for i in range(1, spokes + 1):
+                peers[f"spoke{i}"].wait_started()
+        else:
+            for peer in peers.values():
+                peer.start()  # charon loads its config; start_action = start initiates
+        pending = set(range(1, spokes + 1))
+        up: set[int] = set()
+        deadline = started + timeout
+        while pending and time.monotonic() < deadline:
+            for i in sorted(pending):
+                if not established(peers[f"spoke{i}"].list_sas(), "hub", "lan"):
+                    continue
+                out = lab.node(f"spoke{i}").cmd(f"ping -n -c 1 -W 1 -I 10.128.{i}.1 {SERVER}")
+                if " 1 received" in out:
+                    up.add(i)
+                    pending.discard(i)
+            time.sleep(0.2)
+        seconds = time.monotonic() - started
+        memory = {name: rss_mb(peer.process.pid) for name, peer in peers.items() if peer.process is not None}
+        return {"software": software, "spokes": spokes, "up": len(up), "seconds": seconds,
+                "max_rss": max(memory.values(), default=0.0), "hub_rss": memory.get("hub", 0.0),
+                "missing": sorted(pending)}
+    finally:
+        problems = lab.stop()
+        if problems:
+            print("teardown:", "; ".join(problems))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spokes", type=int, default=10)
+    parser.add_argument("--compare", action="store_true", help="also run strongSwan on every gateway, with ratios")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    results = []
+    workdir = Path(tempfile.mkdtemp(prefix="ipsec-lab-scale-"))
+    try:
+        for software in (["ours", "strongswan"] if args.compare else ["ours"]):
+            result = run(args.spokes, software, workdir, args.timeout)
+            results.append(result)
+            missing = f" (missing: {', '.join(f'spoke{i}' for i in result['missing'][:10])})" if result["missing"] else ""
+            print(f"scale: {result['up']}/{result['spokes']} spokes up and pinging in {result['seconds']:.1f} s, "
+                  f"max gateway RSS {result['max_rss']:.1f} MB [{software}; hub {result['hub_rss']:.1f} MB]{missing}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if len(results) == 2:
+        ours, theirs = results
+        print(f"ratio ours/strongSwan: time {ours['seconds'] / theirs['seconds']:.2f}, "
+              f"max RSS {ours['max_rss'] / max(theirs['max_rss'], 0.1):.2f}")
+    return 0 if all(r["up"] == r["spokes"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
