@@ -222,6 +222,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     started = time.monotonic()
+    import threading
+
+    # matplotlib takes a second or two to import: do it while the lab runs, for the figures after
+    threading.Thread(target=__import__, args=("lab.viz.figures",), daemon=True).start()
     passed = 0
     for name in names:
         out = Path(args.out) / Path(name).name if args.all else Path(args.out or f"out/{Path(name).name}")

@@ -5,7 +5,10 @@
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
+from typing import Callable
 from pathlib import Path
 
 from .analysis import CaptureAnalysis, analyze_capture, match_nat
@@ -69,13 +72,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
-def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
-                  nat_pairs: list[tuple[CaptureAnalysis, CaptureAnalysis]] | None = None,
-                  path_mtu: int = 1500) -> list[Figure]:
-    """Ladders (one per NAT box seen from both sides, one per other capture), a rekey
-    timeline, the header layouts of the forms present, MTU and overhead."""
+def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
+                 nat_pairs: list[tuple[CaptureAnalysis, CaptureAnalysis]] | None = None,
+                 path_mtu: int = 1500) -> list[tuple[Callable[..., Figure], tuple]]:
+    """The figures of `captures` as (function, arguments) to call: ladders (one per NAT box
+    seen from both sides, one per other capture), a rekey timeline, the header layouts of the
+    forms present, MTU and overhead."""
     out = Path(out)
-    figures: list[Figure] = []
+    jobs: list[tuple[Callable[..., Figure], tuple]] = []
     if nat_pairs is None:
         nat_pairs = []
         if len(captures) == 2:
@@ -85,26 +89,65 @@ def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: di
                 nat_pairs = [(inside, outside)]
     paired = {id(c) for pair in nat_pairs for c in pair}
     for inside, outside in nat_pairs:
-        figures.append(draw_ladder([inside, outside], out / f"ladder-{_safe(inside.name)}-{_safe(outside.name)}",
-                                   topology))
+        jobs.append((draw_ladder, ([inside, outside], out / f"ladder-{_safe(inside.name)}-{_safe(outside.name)}",
+                                   topology)))
     for capture in captures:
         if id(capture) not in paired and (capture.ike() or capture.ipsec()):
-            figures.append(draw_ladder([capture], out / f"ladder-{_safe(capture.name)}", topology))
+            jobs.append((draw_ladder, ([capture], out / f"ladder-{_safe(capture.name)}", topology)))
     rekey_sources = [outside for _, outside in nat_pairs] + [c for c in captures if id(c) not in paired]
     for capture in rekey_sources:
         if capture.ipsec() or capture.ike():
-            figures.append(draw_rekey_timeline(capture, out / f"rekey-{_safe(capture.name)}"))
-    forms = _forms(captures)
-    if forms:
-        order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null"]
-        layouts = [packet_layout(packet, capture.keys, FORM_TITLES[form], f"{capture.name}:{packet.frame}")
-                   for form in order if form in forms for capture, packet in [forms[form]]]
-        files = draw_layouts(layouts, out / "headers", title="One real packet of each form in these captures")
-        figures.append(Figure(files, "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
-                              + "): offsets, encrypted and authenticated ranges", layouts))
+            jobs.append((draw_rekey_timeline, (capture, out / f"rekey-{_safe(capture.name)}")))
+    if _forms(captures):
+        jobs.append((_draw_forms, (captures, out / "headers")))
     if any(c.ipsec() for c in captures):
-        figures.append(draw_mtu(out / "mtu", captures, path_mtu))
-    return figures
+        jobs.append((draw_mtu, (out / "mtu", captures, path_mtu)))
+    return jobs
+
+
+def _draw_forms(captures: list[CaptureAnalysis], out: Path) -> Figure:
+    forms = _forms(captures)
+    order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null"]
+    layouts = [packet_layout(packet, capture.keys, FORM_TITLES[form], f"{capture.name}:{packet.frame}")
+               for form in order if form in forms for capture, packet in [forms[form]]]
+    files = draw_layouts(layouts, out, title="One real packet of each form in these captures")
+    return Figure(files, "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
+                  + "): offsets, encrypted and authenticated ranges", layouts)
+
+
+def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
+                  nat_pairs: list[tuple[CaptureAnalysis, CaptureAnalysis]] | None = None,
+                  path_mtu: int = 1500) -> list[Figure]:
+    """Every figure of capture_jobs(), drawn here."""
+    return [function(*args) for function, args in capture_jobs(captures, out, topology, nat_pairs, path_mtu)]
+
+
+_JOBS: list[tuple[Callable[..., Figure], tuple]] = []  # what forked workers draw (inherited, not pickled)
+
+
+def _draw_job(index: int) -> tuple[list[str], str] | str:
+    function, args = _JOBS[index]
+    try:
+        figure = function(*args)
+    except TopologyError as err:
+        return str(err)
+    return [str(p) for p in figure.files], figure.caption
+
+
+def _draw_all(jobs: list[tuple[Callable[..., Figure], tuple]]) -> list[tuple[list[str], str] | str]:
+    """Draw the jobs, side by side on the machine's cores (each figure in a forked process:
+    matplotlib spends its time rasterizing text, one core a figure)."""
+    global _JOBS
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        _JOBS = jobs
+        return [_draw_job(i) for i in range(len(jobs))]
+    _JOBS = jobs
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_draw_job, range(len(jobs)), chunksize=1)
+    finally:
+        _JOBS = []
 
 
 def _path_mtu(topology: dict | None) -> int:
@@ -119,16 +162,19 @@ def draw_run(run_dir: str | Path, report: bool = False) -> list[tuple[Path, str]
     run = load_run(run_dir)
     keys = load_keys(run.keys) if run.keys else KeyTables()
     analyses = {path: analyze_capture(path, keys) for path in run.captures}
-    figures: list[Figure] = []
+    jobs: list[tuple[Callable[..., Figure], tuple]] = []
     if run.topology:
-        try:
-            figures.append(draw_topology(run.topology, run.figures / "topology"))
-        except TopologyError as err:
-            run.problems.append(str(err))
+        jobs.append((draw_topology, (run.topology, run.figures / "topology")))
     nat_pairs = [(analyses[a], analyses[b]) for a, b in run.nat_sides()]
-    figures += draw_captures(list(analyses.values()), run.figures, run.topology, nat_pairs or None,
-                             _path_mtu(run.topology))
-    entries = [(path, figure.caption) for figure in figures for path in figure.files if path.suffix == ".png"]
+    jobs += capture_jobs(list(analyses.values()), run.figures, run.topology, nat_pairs or None,
+                         _path_mtu(run.topology))
+    entries = []
+    for drawn in _draw_all(jobs):
+        if isinstance(drawn, str):
+            run.problems.append(drawn)
+            continue
+        files, caption = drawn
+        entries += [(Path(path), caption) for path in files if path.endswith(".png")]
     if report and (run.root / "report.md").exists():
         add_figures_section(run.root / "report.md", entries, run.missing)
     return entries
