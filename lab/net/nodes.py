@@ -26,6 +26,20 @@ from typing import Any, Callable
 
 from mininet.node import Node
 
+FILTER_DEFAULTS: dict[str, Any] = {
+    # what any router, gateway or NAT box can do to the packets it forwards
+    "drop_esp": False,       # drop IP protocol 50 crossing the box
+    "drop_fragments": False,  # drop IP fragments but the first (a middlebox that cannot reassemble)
+    "block_icmp_frag": False,  # drop ICMP fragmentation-needed (PMTUD black hole)
+    "mss_clamp": None,       # TCP MSS of forwarded SYNs: a number, or "pmtu" (clamp to the path MTU)
+    "rp_filter": 0,          # reverse-path filter of the node: 0 off, 1 strict, 2 loose (RFC 3704)
+    "loss": 0.0,             # probability a forwarded packet is dropped
+    "delay_ms": 0.0,         # delay, jitter, reordering, duplication by NFQUEUE (lab.net.impair)
+    "jitter_ms": 0.0,
+    "reorder": 0.0,
+    "duplicate": 0.0,
+    "impair": "all",         # which forwarded packets loss/delay apply to: all, ike, esp
+}
 NAT_DEFAULTS: dict[str, Any] = {
     "inside": [],            # interface names on the private side
     "outside": None,         # interface name on the public side
@@ -34,14 +48,7 @@ NAT_DEFAULTS: dict[str, Any] = {
     "snat_ports": None,      # "20000-29999": map source ports into this range
     "dnat": [],              # [{"to": "172.17.0.2", "ports": [500, 4500], "esp": False}]
     "udp_timeout": None,     # seconds a UDP mapping lives without traffic (conntrack)
-    "drop_esp": False,       # drop IP protocol 50 crossing the box
-    "block_icmp_frag": False,  # drop ICMP fragmentation-needed (PMTUD black hole)
-    "loss": 0.0,             # probability a forwarded packet is dropped
-    "delay_ms": 0.0,         # delay, jitter, reordering, duplication by NFQUEUE (lab.net.impair)
-    "jitter_ms": 0.0,
-    "reorder": 0.0,
-    "duplicate": 0.0,
-    "impair": "all",         # which forwarded packets loss/delay apply to: all, ike, esp
+    **FILTER_DEFAULTS,
 }
 NAT_MAPPINGS = ("preserve", "random")
 IMPAIR_MATCH = {
@@ -154,11 +161,128 @@ class Host(LabNode):
 
 
 class Router(LabNode):
+    """A node that forwards, with the filter knobs of FILTER_DEFAULTS (`knobs={...}` at build
+    time, `set(...)` later)."""
+
     kind = "router"
+    settable = FILTER_DEFAULTS
 
     def default_sysctls(self) -> dict[str, Any]:
         # problems.md #10: decrypted packets arrive on a TUN device; strict rp_filter drops them
         return {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
+
+    def config(self, knobs: dict | None = None, **params: Any) -> dict:
+        if not hasattr(self, "knobs"):
+            self.knobs = dict(FILTER_DEFAULTS)
+        self.knobs.update(knobs or {})
+        self.impairer = None
+        return super().config(**params)
+
+    def prepare(self) -> None:
+        self.run("iptables -N IPL-FWD", "iptables -A FORWARD -j IPL-FWD",
+                 "iptables -N IPL-OUT", "iptables -A OUTPUT -j IPL-OUT",
+                 "iptables -t mangle -N IPL-MSS", "iptables -t mangle -A FORWARD -j IPL-MSS")
+        self.apply()
+
+    @classmethod
+    def check_knobs(cls, knobs: dict[str, Any]) -> None:
+        """Raise ValueError naming the knob whose value is wrong."""
+        for key in knobs:
+            if key not in cls.settable:
+                what = "NAT box" if cls.settable is NAT_DEFAULTS else "router"
+                raise ValueError(f"{key}: unknown {what} setting (known: {', '.join(cls.settable)})")
+        for key in ("loss", "reorder", "duplicate"):
+            value = knobs.get(key, 0.0)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise ValueError(f"{key}: must be a probability between 0 and 1, not {value!r}")
+        for key in ("delay_ms", "jitter_ms"):
+            value = knobs.get(key, 0.0)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key}: must be a number of milliseconds, 0 or more, not {value!r}")
+        for key in ("drop_esp", "drop_fragments", "block_icmp_frag"):
+            if not isinstance(knobs.get(key, False), bool):
+                raise ValueError(f"{key}: must be true or false, not {knobs[key]!r}")
+        mss = knobs.get("mss_clamp")
+        if mss is not None and mss != "pmtu" and (not isinstance(mss, int) or isinstance(mss, bool)
+                                                  or not 88 <= mss <= 65495):
+            raise ValueError(f"mss_clamp: must be pmtu or a segment size in octets (88-65495), not {mss!r}")
+        if knobs.get("rp_filter", 0) not in (0, 1, 2):
+            raise ValueError(f"rp_filter: must be 0 (off), 1 (strict) or 2 (loose), not {knobs['rp_filter']!r}")
+        if knobs.get("impair", "all") not in IMPAIR_MATCH:
+            raise ValueError(f"impair: must be one of {', '.join(IMPAIR_MATCH)}, not {knobs['impair']!r}")
+
+    def set(self, **knobs: Any) -> None:
+        """Change knobs while the lab runs (loss, delay, drop_esp, block_icmp_frag, mapping, ...)."""
+        self.check_knobs(knobs)
+        self.knobs.update(knobs)
+        self.apply()
+
+    def filter_rules(self) -> tuple[list[list[str]], list[str]]:
+        """(iptables rules of the filter knobs, other commands); the chains are flushed first."""
+        k = self.knobs
+        rules: list[list[str]] = []
+        if k["drop_esp"]:
+            rules.append(["-A", "IPL-FWD", "-p", "esp", "-j", "DROP"])
+        if k["drop_fragments"]:
+            rules.append(["-A", "IPL-FWD", "-f", "-j", "DROP"])
+        if k["block_icmp_frag"]:
+            for chain in ("IPL-FWD", "IPL-OUT"):
+                rules.append(["-A", chain, "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP"])
+        if k["mss_clamp"] is not None:
+            clamp = ["--clamp-mss-to-pmtu"] if k["mss_clamp"] == "pmtu" else ["--set-mss", str(k["mss_clamp"])]
+            rules.append(["-t", "mangle", "-A", "IPL-MSS", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN",
+                          "-j", "TCPMSS", *clamp])
+        match = IMPAIR_MATCH[k["impair"]]
+        if k["loss"]:
+            rules.append(["-A", "IPL-FWD", *match, "-m", "statistic", "--mode", "random", "--probability",
+                          f"{float(k['loss']):.4f}", "-j", "DROP"])
+        if self._delayed():
+            rules.append(["-A", "IPL-FWD", *match, "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"])
+        level = int(k["rp_filter"])
+        others = [f"for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo {level} > $f; done"]
+        return rules, others
+
+    def _delayed(self) -> bool:
+        return any(self.knobs[key] for key in ("delay_ms", "jitter_ms", "reorder", "duplicate"))
+
+    def flushes(self) -> list[str]:
+        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -t mangle -F IPL-MSS"]
+
+    def apply(self) -> None:
+        rules, others = self.filter_rules()
+        commands = self.flushes()
+        commands += ["iptables " + " ".join(shlex.quote(a) for a in rule) for rule in rules] + others
+        self.run(*commands)
+        self._impairer(self._delayed())
+
+    def _impairer(self, wanted: bool) -> None:
+        if self.impairer is not None:
+            self.impairer.terminate()
+            try:
+                self.impairer.wait(5)
+            except subprocess.TimeoutExpired:
+                self.impairer.kill()
+                self.impairer.wait(5)
+            self.impairer = None
+        if not wanted:
+            return
+        k = self.knobs
+        argv = [sys.executable, "-m", "lab.net.impair", "--queue", "0", "--delay-ms", str(k["delay_ms"]),
+                "--jitter-ms", str(k["jitter_ms"]), "--reorder", str(k["reorder"]), "--duplicate",
+                str(k["duplicate"])]
+        self.impairer = self.start_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                           cwd=str(Path(__file__).resolve().parents[2]))
+        line = self.impairer.stderr.readline().decode(errors="replace")
+        if "ready" not in line:
+            self.impairer.kill()
+            raise NodeError(f"{self.name}: the NFQUEUE impairment process did not start: {line.strip()}")
+
+    def terminate(self) -> None:
+        try:
+            if getattr(self, "impairer", None) is not None:
+                self._impairer(False)
+        finally:
+            super().terminate()
 
 
 class Gateway(Router):
@@ -188,37 +312,24 @@ class NatBox(Router):
     settable at build time (`nat={...}` parameter) and later with `set(...)`."""
 
     kind = "nat"
+    settable = NAT_DEFAULTS
 
     def config(self, nat: dict | None = None, **params: Any) -> dict:
         self.knobs = dict(NAT_DEFAULTS)
         self.knobs.update(nat or {})
         self.rebinds = 0
-        self.impairer = None
         return super().config(**params)
 
     def prepare(self) -> None:
         self.run("iptables -t nat -N IPL-POST", "iptables -t nat -A POSTROUTING -j IPL-POST",
-                 "iptables -t nat -N IPL-PRE", "iptables -t nat -A PREROUTING -j IPL-PRE",
-                 "iptables -N IPL-FWD", "iptables -A FORWARD -j IPL-FWD",
-                 "iptables -N IPL-OUT", "iptables -A OUTPUT -j IPL-OUT")
-        self.apply()
+                 "iptables -t nat -N IPL-PRE", "iptables -t nat -A PREROUTING -j IPL-PRE")
+        super().prepare()
 
-    @staticmethod
-    def check_knobs(knobs: dict[str, Any]) -> None:
-        """Raise ValueError naming the knob whose value is wrong."""
-        for key in knobs:
-            if key not in NAT_DEFAULTS:
-                raise ValueError(f"{key}: unknown NAT box setting (known: {', '.join(NAT_DEFAULTS)})")
+    @classmethod
+    def check_knobs(cls, knobs: dict[str, Any]) -> None:
+        super().check_knobs(knobs)
         if knobs.get("mapping", "preserve") not in NAT_MAPPINGS:
             raise ValueError(f"mapping: must be preserve or random, not {knobs['mapping']!r}")
-        for key in ("loss", "reorder", "duplicate"):
-            value = knobs.get(key, 0.0)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-                raise ValueError(f"{key}: must be a probability between 0 and 1, not {value!r}")
-        for key in ("delay_ms", "jitter_ms"):
-            value = knobs.get(key, 0.0)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{key}: must be a number of milliseconds, 0 or more, not {value!r}")
         timeout = knobs.get("udp_timeout")
         if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1):
             raise ValueError(f"udp_timeout: must be a whole number of seconds, 1 or more, not {timeout!r}")
@@ -227,17 +338,9 @@ class NatBox(Router):
             low, _, high = str(ports).partition("-")
             if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 65535):
                 raise ValueError(f"snat_ports: must be a range like 20000-29999, not {ports!r}")
-        if knobs.get("impair", "all") not in IMPAIR_MATCH:
-            raise ValueError(f"impair: must be one of {', '.join(IMPAIR_MATCH)}, not {knobs['impair']!r}")
         for rule in knobs.get("dnat", []) or []:
             if not isinstance(rule, dict) or "to" not in rule:
                 raise ValueError(f"dnat: each rule needs 'to' (an inside address) and 'ports', got {rule!r}")
-
-    def set(self, **knobs: Any) -> None:
-        """Change knobs while the lab runs (loss, delay, drop_esp, block_icmp_frag, mapping, ...)."""
-        self.check_knobs(knobs)
-        self.knobs.update(knobs)
-        self.apply()
 
     def _snat_target(self) -> list[str]:
         target = ["-j", "MASQUERADE"]
@@ -251,65 +354,27 @@ class NatBox(Router):
             target.append("--random-fully")
         return target
 
-    def apply(self) -> None:
+    def flushes(self) -> list[str]:
+        return ["iptables -t nat -F IPL-POST", "iptables -t nat -F IPL-PRE"] + super().flushes()
+
+    def filter_rules(self) -> tuple[list[list[str]], list[str]]:
         k = self.knobs
         outside = k["outside"]
-        rules: list[list[str]] = []
-        nat_post = [["-t", "nat", "-A", "IPL-POST", "-o", outside, "-p", proto, *self._snat_target()]
-                    for proto in ("udp", "tcp")] + [["-t", "nat", "-A", "IPL-POST", "-o", outside, "-j", "MASQUERADE"]]
-        nat_pre = []
+        rules = [["-t", "nat", "-A", "IPL-POST", "-o", outside, "-p", proto, *self._snat_target()]
+                 for proto in ("udp", "tcp")] + [["-t", "nat", "-A", "IPL-POST", "-o", outside, "-j", "MASQUERADE"]]
         for rule in k["dnat"] or []:
             for port in rule.get("ports", [500, 4500]):
-                nat_pre.append(["-t", "nat", "-A", "IPL-PRE", "-i", outside, "-p", "udp", "--dport", str(port),
-                                "-j", "DNAT", "--to-destination", str(rule["to"])])
+                rules.append(["-t", "nat", "-A", "IPL-PRE", "-i", outside, "-p", "udp", "--dport", str(port),
+                              "-j", "DNAT", "--to-destination", str(rule["to"])])
             if rule.get("esp"):
-                nat_pre.append(["-t", "nat", "-A", "IPL-PRE", "-i", outside, "-p", "esp", "-j", "DNAT",
-                                "--to-destination", str(rule["to"])])
-        fwd, out = [], []
-        if k["drop_esp"]:
-            fwd.append(["-A", "IPL-FWD", "-p", "esp", "-j", "DROP"])
-        if k["block_icmp_frag"]:
-            for chain, target in (("IPL-FWD", fwd), ("IPL-OUT", out)):
-                target.append(["-A", chain, "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP"])
-        match = IMPAIR_MATCH[k["impair"]]
-        if k["loss"]:
-            fwd.append(["-A", "IPL-FWD", *match, "-m", "statistic", "--mode", "random", "--probability",
-                        f"{float(k['loss']):.4f}", "-j", "DROP"])
-        delayed = any(k[key] for key in ("delay_ms", "jitter_ms", "reorder", "duplicate"))
-        if delayed:
-            fwd.append(["-A", "IPL-FWD", *match, "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"])
-        commands = ["iptables -t nat -F IPL-POST", "iptables -t nat -F IPL-PRE", "iptables -F IPL-FWD",
-                    "iptables -F IPL-OUT"]
-        rules = nat_post + nat_pre + fwd + out
-        commands += ["iptables " + " ".join(shlex.quote(a) for a in rule) for rule in rules]
+                rules.append(["-t", "nat", "-A", "IPL-PRE", "-i", outside, "-p", "esp", "-j", "DNAT",
+                              "--to-destination", str(rule["to"])])
+        more, others = super().filter_rules()
         if k["udp_timeout"]:
             t = int(k["udp_timeout"])
-            commands.append(f"sysctl -qw net.netfilter.nf_conntrack_udp_timeout={t} "
-                            f"net.netfilter.nf_conntrack_udp_timeout_stream={t}")
-        self.run(*commands)
-        self._impairer(delayed)
-
-    def _impairer(self, wanted: bool) -> None:
-        if self.impairer is not None:
-            self.impairer.terminate()
-            try:
-                self.impairer.wait(5)
-            except subprocess.TimeoutExpired:
-                self.impairer.kill()
-                self.impairer.wait(5)
-            self.impairer = None
-        if not wanted:
-            return
-        k = self.knobs
-        argv = [sys.executable, "-m", "lab.net.impair", "--queue", "0", "--delay-ms", str(k["delay_ms"]),
-                "--jitter-ms", str(k["jitter_ms"]), "--reorder", str(k["reorder"]), "--duplicate",
-                str(k["duplicate"])]
-        self.impairer = self.start_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                           cwd=str(Path(__file__).resolve().parents[2]))
-        line = self.impairer.stderr.readline().decode(errors="replace")
-        if "ready" not in line:
-            self.impairer.kill()
-            raise NodeError(f"{self.name}: the NFQUEUE impairment process did not start: {line.strip()}")
+            others.append(f"sysctl -qw net.netfilter.nf_conntrack_udp_timeout={t} "
+                          f"net.netfilter.nf_conntrack_udp_timeout_stream={t}")
+        return rules + more, others
 
     def rebind(self) -> None:
         """The NAT forgets its UDP mappings and gives existing flows new source ports
@@ -325,16 +390,6 @@ class NatBox(Router):
     def mappings(self) -> str:
         """conntrack's table: the box's current mappings."""
         return self.run_quiet("conntrack -L -o extended")
-
-    def stop_impairer(self) -> None:
-        self._impairer(False)
-
-    def terminate(self) -> None:
-        try:
-            if getattr(self, "impairer", None) is not None:
-                self.stop_impairer()
-        finally:
-            super().terminate()
 
 
 KINDS: dict[str, type[LabNode]] = {"host": Host, "router": Router, "gateway": Gateway, "nat": NatBox,

@@ -179,6 +179,7 @@ class Runner:
                                 out=str(self.out), passed=False, started=time.time(), nodes=dict(scenario.gateways))
         self.check_index = 0
         self.failed_step = False
+        self.background: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------ the run
 
@@ -284,7 +285,9 @@ class Runner:
                 end(False, "interrupted")
                 raise
             ok = failed == (step.expect == "fail")
-            if step.expect == "fail":
+            if step.args.get("background"):
+                ok, detail = not failed, reason  # its outcome is judged where it is joined
+            elif step.expect == "fail":
                 detail = f"failed as expected: {reason}" if failed else f"should have failed but worked: {reason}"
             else:
                 detail = reason
@@ -304,6 +307,18 @@ class Runner:
         lab = self.lab
         assert lab is not None
         kind = step.kind
+        if a.get("background"):
+            box: dict[str, Any] = {"step": step}
+
+            def work() -> None:
+                try:
+                    box["detail"] = {"ping": self._ping, "iperf3": self._iperf3, "transfer": self._transfer}[kind](a)
+                except (StepFailed, PeerError, NodeError, LabError, OSError, subprocess.TimeoutExpired) as err:
+                    box["error"] = str(err).strip()
+            thread = threading.Thread(target=work, name=f"step-{step.name}", daemon=True)
+            self.background[step.name] = (thread, box)
+            thread.start()
+            return f"started in the background (joined by name '{step.name}')"
         if kind == "start":
             for node in a["nodes"]:
                 self.peers[node].start()
@@ -318,9 +333,24 @@ class Runner:
             return "killed without a chance to say goodbye"
         if kind == "restart":
             for node in a["nodes"]:
-                self.peers[node].stop()
-                self.peers[node].start()
-            return "restarted"
+                peer = self.peers[node]
+                peer.stop()
+                if "options" in a:
+                    peer.extra_args = tuple(a["options"])  # type: ignore[attr-defined]
+                peer.start()
+            return "restarted" + (f" with {' '.join(a['options'])}" if a.get("options") else "")
+        if kind == "load":
+            peer = self.peers[a["node"]]
+            peer.write_config(Path(a["file"]).read_text())
+            if peer.running:
+                peer.reload()
+            return f"{a['node']} now runs {Path(a['file']).name}"
+        if kind == "set":
+            knobs = {k: v for k, v in a.items() if k != "node"}
+            lab.node(a["node"]).set(**knobs)
+            return ", ".join(f"{k} = {v}" for k, v in knobs.items())
+        if kind == "join":
+            return self._join(a["step"])
         if kind == "initiate":
             peer = self.peers[a["node"]]
             peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)))
@@ -330,7 +360,7 @@ class Runner:
             self.peers[a["node"]].terminate(ike=a.get("ike"), child=a.get("child"))
             return "deleted"
         if kind == "rekey":
-            return self._rekey(a)
+            return self._rekey(a) if len(a["nodes"]) == 1 else self._rekey_together(a)
         if kind == "ping":
             return self._ping(a)
         if kind == "iperf3":
@@ -374,8 +404,47 @@ class Runner:
         except (PeerError, OSError, ConnectionError):
             return []
 
+    def _rekey_together(self, a: dict[str, Any]) -> str:
+        """Both ends rekey at once (RFC 7296 §2.8.1): each must end with exactly one new SA."""
+        child, ike = a.get("child"), a.get("ike")
+        timeout = float(a.get("timeout", 15))
+        before = {node: self._sas(node) for node in a["nodes"]}
+        for node in a["nodes"]:
+            self.peers[node].rekey(child=child, ike=ike)
+        seen = []
+        for node in a["nodes"]:
+            if child:
+                old = {c.spi_in for sa in before[node] for c in sa.children if c.name == child}
+
+                def done(sas: list[IkeSaInfo], old=old) -> bool:
+                    now = [c for sa in sas for c in sa.children if c.name == child and c.state == "INSTALLED"]
+                    return len(now) == 1 and now[0].spi_in not in old
+                sas = self.peers[node].wait_for(done, timeout, f"one CHILD_SA {child} with new SPIs")
+                seen.append(f"{node}: {child} {' '.join(c.spi_in for sa in sas for c in sa.children if c.state == 'INSTALLED')}")
+            else:
+                old_spis = {(sa.spi_i, sa.spi_r) for sa in before[node]}
+
+                def ike_done(sas: list[IkeSaInfo], old_spis=old_spis) -> bool:
+                    now = [sa for sa in sas if sa.name == ike and sa.state == "ESTABLISHED"]
+                    return len(now) == 1 and (now[0].spi_i, now[0].spi_r) not in old_spis
+                sas = self.peers[node].wait_for(ike_done, timeout, f"one IKE SA {ike} with new SPIs")
+                seen.append(f"{node}: {ike} {sas[0].spi_i}/{sas[0].spi_r}")
+        return "; ".join(seen)
+
+    def _join(self, name: str) -> str:
+        thread, box = self.background.pop(name)
+        thread.join()
+        step = box["step"]
+        if box.get("error") is not None:
+            failed, reason = True, box["error"]
+        else:
+            failed, reason = False, box.get("detail", "")
+        if failed == (step.expect == "fail"):
+            return (f"'{name}': failed as expected: {reason}" if failed else f"'{name}': {reason}")
+        raise StepFailed(f"'{name}' should have failed but worked: {reason}" if not failed else f"'{name}': {reason}")
+
     def _rekey(self, a: dict[str, Any]) -> str:
-        node, child, ike = a["node"], a.get("child"), a.get("ike")
+        node, child, ike = a["nodes"][0], a.get("child"), a.get("ike")
         before = self._sas(node)
         timeout = float(a.get("timeout", 15))
         if child:
@@ -420,7 +489,8 @@ class Runner:
             options += f" -s {int(a['size'])} -M do"
         if "source" in a:
             options += f" -I {a['source']}"
-        out = self.lab.node(a["from"]).cmd(f"ping {options} {to}")
+        out = _output(self.lab.node(a["from"]), ["ping", *options.split(), to],
+                      timeout=a["count"] * a["interval"] + 10)
         match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         received = int(match.group(2)) if match else 0
         detail = f"{received}/{a['count']} replies from {to}"
@@ -439,7 +509,7 @@ class Runner:
         try:
             time.sleep(0.3)
             seconds = a["seconds"]
-            out = self.lab.node(a["from"]).cmd(f"timeout {int(seconds + 20)} iperf3 -c {to} -t {seconds:g} -J")
+            out = _output(self.lab.node(a["from"]), ["iperf3", "-c", to, "-t", f"{seconds:g}", "-J"], seconds + 20)
             try:
                 result = json.loads(out[out.index("{"):])
             except ValueError:
@@ -468,10 +538,9 @@ class Runner:
             if first != "listening":
                 raise StepFailed(f"the receiver on {server_node} did not start: {first}")
             seed = int(time.time())
-            out = self.lab.node(a["from"]).cmd(
-                f"cd {shlex.quote(str(REPO))} && timeout {int(a['timeout']) + 5} "
-                + " ".join(shlex.quote(x) for x in python)
-                + f" send --to {to} --port {a['port']} --bytes {a['bytes']} --seed {seed} --timeout {a['timeout']}")
+            out = _output(self.lab.node(a["from"]), python + [
+                "send", "--to", to, "--port", str(a["port"]), "--bytes", str(a["bytes"]), "--seed", str(seed),
+                "--timeout", str(a["timeout"]), "--rate-mbps", str(a.get("mbps", 0))], a["timeout"] + 10)
             sent = _last_json(out)
             try:
                 got = _last_json(receiver.communicate(timeout=a["timeout"] + 10)[0].decode())
@@ -576,8 +645,42 @@ class Runner:
                 return False, (f"{len(late)} '{a['before'][0]}' packet(s) after the first '{a['before'][1]}' "
                                f"(at +{late[0] - first[0]:.2f} s)")
             return True, f"{len(first)} '{a['before'][0]}', then {len(then)} '{a['before'][1]}'"
-        count = len(_timestamps(path, a.get("filter", "")))
-        return _bounds_ok(count, a), f"{count} packets of '{a.get('filter') or 'any'}'"
+        if "display" in a:
+            count = self._display_count(path, a.get("filter", ""), a["display"], bool(a.get("decrypt")))
+        else:
+            count = len(_timestamps(path, a.get("filter", "")))
+        what = " and ".join(f"'{x}'" for x in (a.get("filter"), a.get("display")) if x) or "'any'"
+        return _bounds_ok(count, a), f"{count} packets of {what}" + (" (decrypted)" if a.get("decrypt") else "")
+
+    def _display_count(self, pcap: Path, bpf: str, display: str, decrypt: bool) -> int:
+        """Packets of `pcap` that tshark's display filter matches (with the keys our gateways
+        exported so far, if `decrypt`)."""
+        if not pcap.exists() or pcap.stat().st_size == 0:
+            return 0
+        with tempfile.TemporaryDirectory() as home:
+            if bpf:  # tshark reads no BPF: tcpdump picks the packets first
+                picked = Path(home) / "picked.pcap"
+                subprocess.run(["tcpdump", "-r", str(pcap), "-w", str(picked), *shlex.split(bpf)],
+                               capture_output=True, timeout=60)
+                pcap = picked
+            argv = ["tshark", "-r", str(pcap), "-n", "-T", "fields", "-e", "frame.number", "-Y", display,
+                    "-o", "esp.enable_null_encryption_decode_heuristic:TRUE"]
+            env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=home)
+            if decrypt:
+                wireshark = Path(home) / "wireshark"
+                wireshark.mkdir()
+                for table in ("ikev2_decryption_table", "esp_sa"):
+                    lines: list[str] = []
+                    for peer in self.peers.values():
+                        source = Path(getattr(peer, "keys_dir", "/nonexistent")) / table
+                        if source.exists():
+                            lines += [line for line in source.read_text().splitlines() if line and line not in lines]
+                    (wireshark / table).write_text("\n".join(lines) + "\n")
+                argv += ["-o", "esp.enable_encryption_decode:TRUE"]
+            run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        if run.returncode != 0:
+            raise PeerError(f"tshark cannot read {pcap.name} with display filter '{display}': {run.stderr.strip()}")
+        return len([line for line in run.stdout.splitlines() if line.strip()])
 
     def _sa_check(self, a: dict[str, Any]) -> tuple[bool, str]:
         sas = self._sas(a["node"])
@@ -723,6 +826,19 @@ def run(scenario: Scenario, out: str | Path, progress: Progress | None = None, *
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _output(node: Any, argv: list[str], timeout: float) -> str:
+    """Run argv in `node` as its own process (not through the node's shell, so that several
+    can run at once, e.g. a background ping while a rekey step runs); stdout and stderr."""
+    proc = node.start_process(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(REPO))
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise StepFailed(f"{' '.join(argv[:2])} did not finish within {timeout:g} s") from None
+    return out.decode(errors="replace")
 
 
 def _prepare_out(out: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .nodes import NAT_DEFAULTS, NatBox
+from .nodes import FILTER_DEFAULTS, NAT_DEFAULTS, NatBox, Router
 from .peers import SOFTWARE
 from .topology import LabTopo, TopologyError, load as load_topology
 
@@ -154,6 +154,7 @@ class Scenario:
     gateways: dict[str, str]
     gateway_options: dict[str, dict[str, Any]]
     nat: dict[str, dict[str, Any]]
+    knobs: dict[str, dict[str, Any]]
     taps: list[Tap]
     merge_captures: bool
     steps: list[Step]
@@ -165,6 +166,12 @@ class Scenario:
         topo = self.topology(**self.params)
         for box, knobs in self.nat.items():
             topo.nodeInfo(box)["nat"].update(knobs)
+        for node, knobs in self.knobs.items():
+            info = topo.nodeInfo(node)
+            if "nat" in info:
+                info["nat"].update(knobs)
+            else:
+                info.setdefault("knobs", {}).update(knobs)
         return topo
 
     def host_folder(self, node: str) -> Path:
@@ -178,15 +185,18 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "start": ({"nodes"}, set()),
     "stop": ({"nodes"}, {"nodes"}),
     "kill": ({"nodes"}, {"nodes"}),
-    "restart": ({"nodes"}, {"nodes"}),
+    "restart": ({"nodes", "options"}, {"nodes"}),
+    "load": ({"node", "file"}, {"node", "file"}),
+    "join": ({"step"}, {"step"}),
     "initiate": ({"node", "child", "ike", "timeout"}, {"node"}),
     "terminate": ({"node", "child", "ike"}, {"node"}),
     "rekey": ({"node", "child", "ike", "timeout"}, {"node"}),
-    "ping": ({"from", "to", "count", "interval", "size", "source", "min", "timeout"}, {"from", "to"}),
-    "iperf3": ({"from", "to", "seconds", "server", "min_mbps"}, {"from", "to"}),
-    "transfer": ({"from", "to", "bytes", "server", "port", "timeout"}, {"from", "to", "bytes"}),
+    "ping": ({"from", "to", "count", "interval", "size", "source", "min", "timeout", "background"}, {"from", "to"}),
+    "iperf3": ({"from", "to", "seconds", "server", "min_mbps", "background"}, {"from", "to"}),
+    "transfer": ({"from", "to", "bytes", "server", "port", "timeout", "background", "mbps"}, {"from", "to", "bytes"}),
     "wait": ({"seconds"}, {"seconds"}),
     "nat": ({"node", "rebind", "reboot", *NAT_DEFAULTS}, {"node"}),
+    "set": ({"node", *FILTER_DEFAULTS}, {"node"}),
     "mtu": ({"node", "intf", "mtu"}, {"node", "intf", "mtu"}),
     "run": ({"node", "cmd", "timeout"}, {"node", "cmd"}),
     "check": (set(), set()),
@@ -194,7 +204,7 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
 # check kind -> allowed fields (a check may also carry timeout and say)
 CHECK_FIELDS: dict[str, set[str]] = {
     "cmd": {"node", "cmd", "match", "expect"},
-    "tap": {"on", "filter", "count", "min", "max", "before"},
+    "tap": {"on", "filter", "display", "decrypt", "count", "min", "max", "before"},
     "sa": {"node", "ike", "child", "state", "count", "children", "nat_local", "nat_remote", "encap", "mode",
            "protocol", "algorithms", "esp_algorithms", "vip", "remote_vip", "spi_changed_since", "remote_port",
            "local_port"},
@@ -202,7 +212,7 @@ CHECK_FIELDS: dict[str, set[str]] = {
     "counter": {"node", "name", "min", "max", "equal"},
     "log": {"node", "match", "expect"},
 }
-TOP_LEVEL = {"title", "description", "topology", "params", "gateways", "nat", "taps", "merge_captures", "steps",
+TOP_LEVEL = {"title", "description", "topology", "params", "gateways", "nat", "knobs", "taps", "merge_captures", "steps",
              "checks", "timeout"}
 SIZE = re.compile(r"^(\d+)\s*([kKmMgG]?)[bB]?$")
 
@@ -334,6 +344,7 @@ def load(name_or_path: str | Path) -> Scenario:
 
     gateways, gateway_options = _gateways(r, top, topo, folder)
     nat = _nat(r, top, topo)
+    knobs = _knobs(r, top, topo)
     taps, merge = _taps(r, top, topo)
     steps = _steps(r, top, nodes, gateways, topo)
     checks = _checks(r, top, "checks", top.get("checks", []) or [], nodes, gateways, steps, taps, timeout)
@@ -343,7 +354,7 @@ def load(name_or_path: str | Path) -> Scenario:
                                         nodes, gateways, steps, taps, timeout)
     return Scenario(name=folder.name, folder=folder, file=file, title=title, description=description.strip(),
                     topology_name=topology_name, topology=topology, params=checked, gateways=gateways,
-                    gateway_options=gateway_options, nat=nat, taps=taps, merge_captures=merge, steps=steps,
+                    gateway_options=gateway_options, nat=nat, knobs=knobs, taps=taps, merge_captures=merge, steps=steps,
                     checks=checks, timeout=timeout, line_of=dict(top.key_lines))
 
 
@@ -416,6 +427,27 @@ def _nat(r: _Reader, top: Map, topo: LabTopo) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _knobs(r: _Reader, top: Map, topo: LabTopo) -> dict[str, dict[str, Any]]:
+    """knobs: {node: {drop_esp: true, mss_clamp: 1300, ...}} for routers, gateways and NAT boxes."""
+    raw = r.mapping(top.get("knobs", {}) or {}, r.line(top, "knobs"), "knobs")
+    out = {}
+    routers = [n for n in topo.hosts() if topo.kind_of(n) in ("router", "gateway", "nat")]
+    for node, knobs in raw.items():
+        line = raw.key_lines.get(node, raw.line)
+        if node not in routers:
+            raise r.error(line, f"knobs.{node}", f"no router, gateway or NAT box {node!r} in topology {topo.name} "
+                                                 f"(they are: {', '.join(routers)})")
+        knobs = r.mapping(knobs, line, f"knobs.{node}")
+        r.keys(knobs, set(FILTER_DEFAULTS), f"knobs.{node}")
+        try:
+            Router.check_knobs(dict(knobs))
+        except ValueError as err:
+            key = str(err).split(":", 1)[0]
+            raise r.error(knobs.key_lines.get(key, line), f"knobs.{node}.{key}", str(err).split(": ", 1)[-1]) from None
+        out[node] = dict(knobs)
+    return out
+
+
 def _taps(r: _Reader, top: Map, topo: LabTopo) -> tuple[list[Tap], bool]:
     merge = top.get("merge_captures", False)
     if not isinstance(merge, bool):
@@ -480,13 +512,20 @@ def _steps(r: _Reader, top: Map, nodes: set[str], gateways: dict[str, str], topo
         item = r.mapping(item, line, where)
         kinds = [k for k in item if k in STEP_FIELDS]
         if len(kinds) != 1:
-            raise r.error(line, where, f"each step is one of {', '.join(STEP_FIELDS)} (plus expect, say, name); "
+            raise r.error(line, where, f"each step is one of {', '.join(STEP_FIELDS)} (plus expect, say, name, "
+                                       f"background); "
                                        f"found {', '.join(map(str, item)) or 'nothing'}")
         kind = kinds[0]
         extras = set(item) - {kind}
-        for key in extras - {"expect", "say", "name"}:
+        for key in extras - {"expect", "say", "name", "background"}:
             raise r.error(item.key_lines.get(key, line), f"{where}.{key}",
-                          "unknown field (a step may also have expect, say, name)")
+                          "unknown field (a step may also have expect, say, name, background)")
+        if "background" in item:
+            if kind not in ("ping", "iperf3", "transfer"):
+                raise r.error(item.key_lines.get("background", line), f"{where}.background",
+                              "only ping, iperf3 and transfer can run in the background")
+            if not isinstance(item["background"], bool):
+                raise r.error(item.key_lines.get("background", line), f"{where}.background", "must be true or false")
         expect = item.get("expect", "pass")
         if expect not in ("pass", "fail"):
             raise r.error(item.key_lines.get("expect", line), f"{where}.expect", "must be pass or fail")
@@ -499,18 +538,34 @@ def _steps(r: _Reader, top: Map, nodes: set[str], gateways: dict[str, str], topo
         value = item[kind]
         vline = item.key_lines.get(kind, line)
         args = _step_args(r, kind, value, vline, f"{where}.{kind}", nodes, gateways, topo)
+        if item.get("background"):
+            args["background"] = True
         steps.append(Step(index=i, kind=kind, args=args, line=vline, expect=expect, say=say, name=step_name))
     names = [s.name for s in steps if s.name]
     for name in names:
         if names.count(name) > 1:
             raise r.error(r.line(top, "steps"), "steps", f"two steps are named {name!r}")
+    started: set[str] = set()
+    for step in steps:
+        if step.args.get("background"):
+            if not step.name:
+                raise r.error(step.line, f"steps[{step.index}]", "a background step needs a name: to join it later")
+            started.add(step.name)
+        if step.kind == "join":
+            if step.args["step"] not in started:
+                raise r.error(step.line, f"steps[{step.index}].join", f"no earlier background step is named "
+                                                                      f"{step.args['step']!r}")
+            started.discard(step.args["step"])
+    if started:
+        raise r.error(r.line(top, "steps"), "steps", f"background step(s) never joined: {', '.join(sorted(started))} "
+                                                     f"(add - join: NAME where their result should count)")
     return steps
 
 
 _SHORTHAND = {
     # step kind -> the field a bare value stands for ("initiate: gwa" = node gwa)
     "initiate": "node", "terminate": "node", "rekey": "node", "stop": "nodes", "kill": "nodes",
-    "restart": "nodes", "start": "nodes", "wait": "seconds", "nat": "node",
+    "restart": "nodes", "start": "nodes", "wait": "seconds", "nat": "node", "join": "step",
 }
 
 
@@ -533,9 +588,12 @@ def _step_args(r: _Reader, kind: str, value: Any, line: int, where: str, nodes: 
     if "nodes" in allowed:
         out["nodes"] = _nodes_field(r, args.get("nodes"), L("nodes"), f"{where}.nodes", gateways)
     if kind in ("initiate", "terminate", "rekey"):
-        node = args["node"]
-        if node not in gateways:
-            raise r.error(L("node"), f"{where}.node", f"{node!r} runs no IKE daemon (gateways: {', '.join(gateways)})")
+        targets = args["node"] if kind == "rekey" and isinstance(args["node"], list) else [args["node"]]
+        for node in targets:
+            if node not in gateways:
+                raise r.error(L("node"), f"{where}.node", f"{node!r} runs no IKE daemon (gateways: "
+                                                          f"{', '.join(gateways)})")
+        out["nodes"] = list(targets)
         if kind != "initiate" and not args.get("child") and not args.get("ike"):
             raise r.error(line, where, "name the SA: child: NAME or ike: NAME")
         if kind == "initiate" and not args.get("child") and not args.get("ike"):
@@ -580,6 +638,7 @@ def _step_args(r: _Reader, kind: str, value: Any, line: int, where: str, nodes: 
         out["bytes"] = size
         out["port"] = int(r.number(args.get("port", 5201), L("port"), f"{where}.port", 1, whole=True))
         out["timeout"] = float(r.number(args.get("timeout", 60), L("timeout"), f"{where}.timeout", 1))
+        out["mbps"] = float(r.number(args.get("mbps", 0), L("mbps"), f"{where}.mbps", 0))
     if kind == "wait":
         r.number(args["seconds"], L("seconds"), f"{where}.seconds", 0)
     if kind == "nat":
@@ -601,6 +660,39 @@ def _step_args(r: _Reader, kind: str, value: Any, line: int, where: str, nodes: 
                 raise r.error(L(key), f"{where}.{key}", "write rebind: true (or leave it out)")
         if not knobs and not args.get("rebind") and not args.get("reboot"):
             raise r.error(line, where, "say what changes: rebind: true, reboot: true, or a knob like loss: 0.1")
+    if kind == "set":
+        node = args["node"]
+        if node not in nodes or topo.kind_of(node) not in ("router", "gateway", "nat"):
+            routers = [n for n in topo.hosts() if topo.kind_of(n) in ("router", "gateway", "nat")]
+            raise r.error(L("node"), f"{where}.node", f"{node!r} is not a router, gateway or NAT box "
+                                                      f"({', '.join(routers)})")
+        knobs = {k: v for k, v in args.items() if k != "node"}
+        if not knobs:
+            raise r.error(line, where, "say what changes, e.g. mss_clamp: 1300 or drop_esp: true")
+        try:
+            Router.check_knobs(knobs)
+        except ValueError as err:
+            key = str(err).split(":", 1)[0]
+            raise r.error(L(key), f"{where}.{key}", str(err).split(": ", 1)[-1]) from None
+    if kind == "load":
+        node = args["node"]
+        if node not in gateways:
+            raise r.error(L("node"), f"{where}.node", f"{node!r} runs no IKE daemon (gateways: {', '.join(gateways)})")
+        file = r.text(args["file"], L("file"), f"{where}.file")
+        path = r.file.parent / file
+        if not path.exists():
+            raise r.error(L("file"), f"{where}.file", f"{path} does not exist (a path from the scenario's folder)")
+        _check_host_config(path, gateways[node])
+        out["file"] = str(path)
+    if kind == "restart" and "options" in args:
+        extra = args["options"]
+        if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
+            raise r.error(L("options"), f"{where}.options", "must be a list of daemon options, e.g. "
+                                                            "[--keepalive-interval, '5']")
+        if any(gateways[n] != "ours" for n in out["nodes"]):
+            raise r.error(L("options"), f"{where}.options", "daemon options are for our daemon only")
+    if "background" in args and not isinstance(args["background"], bool):
+        raise r.error(L("background"), f"{where}.background", "must be true or false")
     if kind == "mtu":
         node = args["node"]
         if node not in nodes:
@@ -715,6 +807,11 @@ def _check(r: _Reader, item: Any, line: int, where: str, nodes: set[str], gatewa
             raise r.error(cline, field_name, "say how many: count, min or max (or before: [A, B])")
         if "filter" in args and not isinstance(args["filter"], str):
             raise r.error(L("filter"), f"{field_name}.filter", "must be a BPF filter, e.g. \"udp port 500\"")
+        if "display" in args and not isinstance(args["display"], str):
+            raise r.error(L("display"), f"{field_name}.display", "must be a Wireshark display filter, e.g. \"ah && icmp\"")
+        if "decrypt" in args and (not isinstance(args["decrypt"], bool) or "display" not in args):
+            raise r.error(L("decrypt"), f"{field_name}.decrypt", "decrypt: true goes with a display filter (tshark "
+                                                                 "then opens ESP with the run's keys)")
     if kind == "sa":
         for key in ("nat_local", "nat_remote", "encap"):
             if key in args and not isinstance(args[key], bool):
@@ -742,18 +839,26 @@ def describe_step(step: Step) -> str:
         "start": lambda: f"start {', '.join(a['nodes'])}",
         "stop": lambda: f"stop {', '.join(a['nodes'])}",
         "kill": lambda: f"kill {', '.join(a['nodes'])} (crash)",
-        "restart": lambda: f"restart {', '.join(a['nodes'])}",
+        "restart": lambda: f"restart {', '.join(a['nodes'])}" + (f" with {' '.join(a['options'])}"
+                                                                  if a.get("options") else ""),
         "initiate": lambda: f"{a['node']} initiates {a.get('child') or a.get('ike')}",
         "terminate": lambda: f"{a['node']} terminates {a.get('child') or a.get('ike')}",
-        "rekey": lambda: f"{a['node']} rekeys {'CHILD_SA ' + a['child'] if a.get('child') else 'IKE SA ' + a['ike']}",
-        "ping": lambda: f"{a['from']} pings {a['to']} ({a['count']}x)",
+        "rekey": lambda: f"{' and '.join(a['nodes'])} rekey{'s' if len(a['nodes']) == 1 else ''} "
+                         f"{'CHILD_SA ' + a['child'] if a.get('child') else 'IKE SA ' + a['ike']}"
+                         + (" at the same time" if len(a["nodes"]) > 1 else ""),
+        "ping": lambda: f"{a['from']} pings {a['to']} ({a['count']}x)" + (" in the background" if a.get("background")
+                                                                           else ""),
         "iperf3": lambda: f"iperf3 TCP {a['from']} -> {a['to']} for {a['seconds']:g} s",
-        "transfer": lambda: f"{a['from']} sends {_size(a['bytes'])} to {a['to']} (checked by SHA-256)",
+        "transfer": lambda: f"{a['from']} sends {_size(a['bytes'])} to {a['to']}"
+                            + (f" at {a['mbps']:g} Mbit/s" if a.get("mbps") else "") + " (checked by SHA-256)",
         "wait": lambda: f"wait {a['seconds']} s",
         "nat": lambda: f"NAT box {a['node']}: " + ", ".join(
             ["rebind" if a.get("rebind") else "", "reboot" if a.get("reboot") else ""]
             + [f"{k} = {v}" for k, v in a.items() if k in NAT_DEFAULTS]).strip(", "),
         "mtu": lambda: f"MTU of {a['node']}:{a['intf']} = {a['mtu']}",
+        "set": lambda: f"{a['node']}: " + ", ".join(f"{k} = {v}" for k, v in a.items() if k != "node"),
+        "load": lambda: f"{a['node']} loads {Path(a['file']).name}",
+        "join": lambda: f"wait for '{a['step']}' to finish",
         "run": lambda: f"{a['node']}: {a['cmd']}",
         "check": lambda: "check: " + a["check"].text,
     }[step.kind]()
@@ -778,7 +883,8 @@ def describe_check(check: Check) -> str:
         how = (f"exactly {a['count']}" if "count" in a else
                " and ".join(x for x in (f"at least {a['min']}" if "min" in a else "",
                                         f"at most {a['max']}" if "max" in a else "") if x))
-        return f"tap {a['on']}: {how} packets of '{a.get('filter') or 'any'}'"
+        what = " and ".join(f"'{x}'" for x in (a.get("filter"), a.get("display")) if x) or "any"
+        return f"tap {a['on']}: {how} packets of {what}" + (" (decrypted)" if a.get("decrypt") else "")
     if check.kind == "sa":
         facts = [f"{k}={v}" for k, v in a.items() if k not in ("node", "ike", "child")]
         what = f"CHILD_SA {a['child']}" if a.get("child") else f"IKE SA {a['ike']}" if a.get("ike") else "SAs"

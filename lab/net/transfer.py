@@ -1,7 +1,7 @@
 """A TCP transfer checked end to end by hash, for scenario steps (`transfer: {bytes: 10M}`).
 
     python -m lab.net.transfer receive --bind ADDR --port P          (prints "listening", then the result)
-    python -m lab.net.transfer send --to ADDR --port P --bytes N --seed S
+    python -m lab.net.transfer send --to ADDR --port P --bytes N --seed S [--rate-mbps R]
 
 The sender streams N pseudo-random bytes (from the seed) and prints their SHA-256; the
 receiver prints the SHA-256 and count of what arrived. Both print one JSON line at the end.
@@ -41,7 +41,7 @@ def _receive(bind: str, port: int, timeout: float) -> dict:
     return {"bytes": count, "sha256": digest.hexdigest(), "peer": peer[0], "seconds": time.monotonic() - started}
 
 
-def _send(to: str, port: int, size: int, seed: int, timeout: float) -> dict:
+def _send(to: str, port: int, size: int, seed: int, timeout: float, rate_mbps: float = 0.0) -> dict:
     rng = random.Random(seed)
     digest = hashlib.sha256()
     sock = socket.create_connection((to, port), timeout=timeout)
@@ -52,6 +52,10 @@ def _send(to: str, port: int, size: int, seed: int, timeout: float) -> dict:
         sock.sendall(chunk)
         digest.update(chunk)
         sent += len(chunk)
+        if rate_mbps:
+            ahead = sent * 8 / (rate_mbps * 1e6) - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
     sock.shutdown(socket.SHUT_WR)
     sock.recv(1)
     sock.close()
@@ -67,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bytes", type=int, default=1 << 20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--rate-mbps", type=float, default=0.0, help="pace the sender (0: as fast as it goes)")
     args = parser.parse_args(argv)
     try:
         if args.mode == "receive":
             result = _receive(args.bind, args.port, args.timeout)
         else:
-            result = _send(args.to, args.port, args.bytes, args.seed, args.timeout)
+            result = _send(args.to, args.port, args.bytes, args.seed, args.timeout, args.rate_mbps)
     except OSError as err:
         print(json.dumps({"error": f"{type(err).__name__}: {err}"}), flush=True)
         return 1
