@@ -19,22 +19,22 @@ from cryptography.hazmat.primitives import hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from lab.iana import TransformType, algorithm
+
 from ..const import EncrId, IntegId, coerce, name_of
 from ..errors import CryptoError, IntegrityError, ParseError
 from .algorithms import (
-    AEAD_SALT_SIZE,
-    aead_icv_size,
     check_encr_key_length,
-    encr_key_size,
     integ_hash,
     integ_icv_size,
     integ_key_size,
-    is_aead,
 )
 
-AES_BLOCK_SIZE = 16
-AEAD_IV_SIZE = 8
 MAX_PAD_LENGTH = 255
+
+# The ciphers SK protection carries out (lab.iana marks them ike=True): RFC 3602, RFC 5282, RFC 7634
+_CIPHERS = frozenset({EncrId.AES_CBC, EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
+                      EncrId.CHACHA20_POLY1305})
 
 
 def integ_mac(integ_id: int, key: bytes, data: bytes) -> bytes:
@@ -62,7 +62,10 @@ class SkCipher:
         self.encr_id = coerce(EncrId, encr_id)
         self.key_length = check_encr_key_length(encr_id, key_length)
         self.integ_id = coerce(IntegId, integ_id)
-        self.aead = is_aead(encr_id)
+        encr = algorithm(TransformType.ENCR, encr_id, key_length)
+        if encr is None or not encr.ike or encr_id not in _CIPHERS:
+            raise CryptoError(f"{name_of(EncrId, encr_id)} cannot protect an SK payload in this lab")
+        self.aead = encr.aead
         if self.aead:
             if integ_id != IntegId.NONE:
                 # RFC 5282 §8, RFC 7634 §4
@@ -70,18 +73,20 @@ class SkCipher:
                     f"{name_of(EncrId, encr_id)} is an AEAD cipher; the integrity transform must be NONE, "
                     f"not {name_of(IntegId, integ_id)}"
                 )
-            self.iv_size = AEAD_IV_SIZE
-            self.icv_size = aead_icv_size(encr_id)
-            self.block_size = 1
-        elif encr_id == EncrId.AES_CBC:
-            if integ_id == IntegId.NONE:
-                raise CryptoError("ENCR_AES_CBC needs an integrity transform; INTEG NONE leaves the SK payload unauthenticated")
-            self.iv_size = AES_BLOCK_SIZE
-            self.icv_size = integ_icv_size(integ_id)
-            self.block_size = AES_BLOCK_SIZE
+            self.icv_size = encr.icv_size
         else:
-            raise CryptoError(f"{name_of(EncrId, encr_id)} cannot protect an SK payload in this lab")
-        self.encr_key_size = encr_key_size(encr_id, key_length)
+            if integ_id == IntegId.NONE:
+                # RFC 7296 §3.14: encrypt-then-MAC needs an integrity transform
+                raise CryptoError(f"ENCR_{name_of(EncrId, encr_id)} needs an integrity transform; INTEG NONE "
+                                  f"leaves the SK payload unauthenticated")
+            integ = algorithm(TransformType.INTEG, integ_id)
+            if integ is None or not integ.ike:
+                raise CryptoError(f"{name_of(IntegId, integ_id)} cannot protect an SK payload in this lab")
+            self.icv_size = integ_icv_size(integ_id)
+        self.iv_size = encr.iv_size
+        self.salt_size = encr.salt_size
+        self.block_size = encr.block_size
+        self.encr_key_size = encr.key_size
         self.integ_key_size = integ_key_size(integ_id)
 
     def __repr__(self) -> str:
@@ -186,7 +191,7 @@ class SkCipher:
 
     def _nonce_and_key(self, key_e: bytes, iv: bytes) -> tuple[bytes, bytes]:
         # RFC 5282 §4, RFC 7634 §2
-        return key_e[: -AEAD_SALT_SIZE], key_e[-AEAD_SALT_SIZE:] + iv
+        return key_e[: -self.salt_size], key_e[-self.salt_size:] + iv
 
     def _aead_encrypt(self, key_e: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
         key, nonce = self._nonce_and_key(key_e, iv)

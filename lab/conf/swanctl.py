@@ -51,7 +51,8 @@ from lab.ike.config import (
     parse_traffic_selectors,
 )
 from lab.ike.identity import Identity
-from lab.ike.proposals import parse_ah_proposals, parse_esp_proposals, parse_ike_proposals
+from lab.ike.payloads import Proposal
+from lab.ike.proposals import check_implemented, parse_ah_proposals, parse_esp_proposals, parse_ike_proposals
 
 __all__ = [
     "ConfigError",
@@ -505,6 +506,18 @@ def _is_default(default: str) -> Callable[[str], bool]:
     return check
 
 
+def _ike_proposals(value: str) -> list[Proposal]:
+    return check_implemented(parse_ike_proposals(value))
+
+
+def _esp_proposals(value: str) -> list[Proposal]:
+    return check_implemented(parse_esp_proposals(value))
+
+
+def _ah_proposals(value: str) -> list[Proposal]:
+    return check_implemented(parse_ah_proposals(value))
+
+
 def _never(_: str) -> bool:
     return False
 
@@ -518,7 +531,7 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "remote_addrs": parse_addrs,
     "local_port": _port,
     "remote_port": _port,
-    "proposals": parse_ike_proposals,
+    "proposals": _ike_proposals,
     "encap": _bool,
     "mobike": _mobike,
     "dpd_delay": parse_time,
@@ -571,8 +584,8 @@ _REMOTE_UNSUPPORTED: _Unsupported = {
 _CHILD_KEYS: dict[str, Callable[[str], Any]] = {
     "local_ts": parse_traffic_selectors,
     "remote_ts": parse_traffic_selectors,
-    "esp_proposals": parse_esp_proposals,
-    "ah_proposals": parse_ah_proposals,
+    "esp_proposals": _esp_proposals,
+    "ah_proposals": _ah_proposals,
     "mode": _mode,
     "rekey_time": parse_time,
     "life_time": parse_time,
