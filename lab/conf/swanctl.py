@@ -62,6 +62,7 @@ __all__ = [
     "load_swanctl",
     "parse_settings",
     "parse_swanctl",
+    "resolve_settings",
 ]
 
 MAX_INCLUDE_DEPTH = 10
@@ -105,6 +106,16 @@ class Section:
     settings: dict[str, Setting] = field(default_factory=dict)
     sections: dict[str, "Section"] = field(default_factory=dict)
     refs: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def as_tree(self) -> dict[str, Any]:
+        """The section as nested dicts of values (None: empty assignment), settings before
+        subsections, in the shape `lab.conf.writer.render` writes; references are not applied."""
+        tree: dict[str, Any] = {key: setting.value for key, setting in self.settings.items()}
+        for name, sub in self.sections.items():
+            if name in tree:
+                raise ValueError(f"{sub.path}: a key and a section share the name '{name}'")
+            tree[name] = sub.as_tree()
+        return tree
 
     def child(self, name: str, file: str, line: int) -> "Section":
         existing = self.sections.get(name)
@@ -320,6 +331,11 @@ def parse_settings(text: str, filename: str = "swanctl.conf",
     root = Section("", filename, 0)
     parser.parse(text, filename, root)
     return root, parser.files
+
+
+def resolve_settings(root: Section) -> Section:
+    """The tree with section references (`name : other { ... }`) applied, as the reader sees it."""
+    return _resolve(root, root)
 
 
 def _lookup(root: Section, absname: str) -> Section | None:
