@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
                      SADatabase, SaEventKind, Selector, UdpEncap)
 from lab.ike import events as ev
-from lab.ike.const import ProtocolId
+from lab.iana import ProtocolId
 
 from .offload import F_NEEDS_CSUM, VNET_HDR_LEN, DATA_VALID, OffloadError, coalesce, split
 
