@@ -510,14 +510,15 @@ def _registry() -> tuple[Algorithm, ...]:
                       wireshark_ike=f"AES-CBC-{bits} [RFC3602]", wireshark_esp="AES-CBC [RFC3602]"))
         # RFC 3686 §5.1 (4-octet nonce after the key), RFC 5930
         add(Algorithm(T.ENCR, EncrId.AES_CTR, bits, (f"aes{bits}ctr",), key_size=bits // 8 + 4, salt_size=4,
-                      iv_size=8, wireshark_ike=f"AES-CTR-{bits} [RFC5930]", wireshark_esp="AES-CTR [RFC3686]"))
+                      iv_size=8, ike=True, esp=True, wireshark_ike=f"AES-CTR-{bits} [RFC5930]",
+                      wireshark_esp="AES-CTR [RFC3686]"))
         for icv, ccm, gcm in ((8, EncrId.AES_CCM_8, EncrId.AES_GCM_8), (12, EncrId.AES_CCM_12, EncrId.AES_GCM_12),
                               (16, EncrId.AES_CCM_16, EncrId.AES_GCM_16)):
             bare = [f"aes{bits}ccm"] if icv == 16 else []
             # RFC 4309 §7.1 (3-octet salt), RFC 5282 §7.1
             add(Algorithm(T.ENCR, ccm, bits, (f"aes{bits}ccm{icv}", f"aes{bits}ccm{icv * 8}", *bare),
-                          key_size=bits // 8 + 3, salt_size=3, iv_size=8, icv_size=icv, aead=True,
-                          wireshark_ike=f"AES-CCM-{bits} with {icv} octet ICV [RFC5282]"))
+                          key_size=bits // 8 + 3, salt_size=3, iv_size=8, icv_size=icv, aead=True, ike=True,
+                          esp=True, wireshark_ike=f"AES-CCM-{bits} with {icv} octet ICV [RFC5282]"))
             bare = [f"aes{bits}gcm"] if icv == 16 else []
             # RFC 4106 §3.1, §8.1 (4-octet salt); RFC 5282 §7.1
             add(Algorithm(T.ENCR, gcm, bits, (f"aes{bits}gcm{icv}", f"aes{bits}gcm{icv * 8}", *bare),

@@ -16,7 +16,7 @@ from hmac import compare_digest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.hmac import HMAC
 
 from lab.iana import Algorithm, EncrId, IntegId, TransformType, algorithm, algorithms_of, name_of
@@ -86,11 +86,11 @@ def _mac(integ: Algorithm, key: bytes) -> HMAC | None:
 
 
 class AeadTransform:
-    """AES-GCM (RFC 4106) and ChaCha20-Poly1305 (RFC 7634): nonce = salt || IV."""
+    """AES-GCM (RFC 4106), AES-CCM (RFC 4309) and ChaCha20-Poly1305 (RFC 7634): nonce = salt || IV."""
 
     __slots__ = ("iv_size", "icv_size", "align", "min_length", "_aead", "_salt")
 
-    def __init__(self, aead: AESGCM | ChaCha20Poly1305, salt: bytes, encr: Algorithm) -> None:
+    def __init__(self, aead: AESGCM | AESCCM | ChaCha20Poly1305, salt: bytes, encr: Algorithm) -> None:
         self.iv_size = encr.iv_size
         self.icv_size = encr.icv_size
         # RFC 4303 §2.4: a stream cipher still aligns the trailer to 4 octets
@@ -163,6 +163,45 @@ class GmacTransform(AeadTransform):
         except InvalidTag:
             return None
         return body[16:]
+
+
+class CtrTransform:
+    """AES-CTR (RFC 3686) with an HMAC (encrypt-then-MAC, RFC 4303 §3.3.2). The counter block is
+    nonce || IV || block counter, the counter starting at 1 (RFC 3686 §4)."""
+
+    __slots__ = ("iv_size", "icv_size", "align", "_aes", "_nonce", "_mac")
+
+    def __init__(self, key: bytes, nonce: bytes, mac: HMAC, icv: int) -> None:
+        self.iv_size = 8
+        self.icv_size = icv
+        # RFC 3686 §3.2: no padding to a block, only the 4-octet alignment of RFC 4303 §2.4
+        self.align = 4
+        self._aes = algorithms.AES(key)
+        self._nonce = nonce
+        self._mac = mac
+
+    def check_length(self, n: int) -> bool:
+        return n >= 8 + 8 + 2 + self.icv_size
+
+    def _icv(self, body: bytes, seq_hi: bytes | None) -> bytes:
+        h = self._mac.copy()
+        h.update(body)
+        if seq_hi is not None:
+            h.update(seq_hi)
+        return h.finalize()[: self.icv_size]
+
+    def seal(self, header: bytes, seq_hi: bytes | None, iv: bytes, payload: bytes, trailer: bytes) -> bytes:
+        encryptor = Cipher(self._aes, modes.CTR(self._nonce + iv + b"\x00\x00\x00\x01")).encryptor()
+        body = header + iv + encryptor.update(payload + trailer)
+        return body + self._icv(body, seq_hi)
+
+    def open(self, data: bytes, seq_hi: bytes | None) -> bytes | None:
+        icv = self.icv_size
+        body = data[:-icv]
+        if not compare_digest(self._icv(body, seq_hi), data[-icv:]):
+            return None
+        decryptor = Cipher(self._aes, modes.CTR(self._nonce + data[8:16] + b"\x00\x00\x00\x01")).decryptor()
+        return decryptor.update(body[16:])
 
 
 class CbcTransform:
@@ -248,7 +287,7 @@ class NullTransform:
         return body[8:]
 
 
-EspTransform = AeadTransform | GmacTransform | TruncatedGcmTransform | CbcTransform | NullTransform
+EspTransform = AeadTransform | GmacTransform | TruncatedGcmTransform | CtrTransform | CbcTransform | NullTransform
 
 
 def esp_transform(encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes) -> EspTransform:
@@ -269,6 +308,9 @@ def esp_transform(encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes
             return AeadTransform(AESGCM(key), salt, encr)
         if encr_id in (EncrId.AES_GCM_8, EncrId.AES_GCM_12):
             return TruncatedGcmTransform(key, salt, encr)
+        if encr_id in (EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16):
+            # RFC 4309 §4, §5: 11-octet nonce (3-octet salt || IV), the ICV the tag
+            return AeadTransform(AESCCM(key, tag_length=encr.icv_size), salt, encr)
         raise EspConfigError(f"lab.esp has no implementation of {name}")
     mac = _mac(integ, integ_key)
     if encr_id == EncrId.NULL:
@@ -278,6 +320,11 @@ def esp_transform(encr_id: int, encr_key: bytes, integ_id: int, integ_key: bytes
         return NullTransform(mac, integ.icv_size)
     if encr_id == EncrId.AES_CBC:
         return CbcTransform(encr_key, mac, integ.icv_size)
+    if encr_id == EncrId.AES_CTR:
+        if mac is None:
+            # RFC 3686 §8: counter mode without an integrity check is trivial to forge
+            raise EspConfigError("ENCR_AES_CTR needs an integrity algorithm")
+        return CtrTransform(encr_key[: -encr.salt_size], encr_key[-encr.salt_size:], mac, integ.icv_size)
     raise EspConfigError(f"lab.esp has no implementation of {name}")
 
 

@@ -266,7 +266,9 @@ def test_every_keyword_works_end_to_end_or_is_refused_with_file_line_key(context
 
 
 @pytest.mark.parametrize("context, keyword", [("esp_proposals", "aes128gmac"), ("esp_proposals", "aes128gcm8"),
-                                              ("esp_proposals", "aes256gcm12"), ("proposals", "aes128gcm8")])
+                                              ("esp_proposals", "aes256gcm12"), ("proposals", "aes128gcm8"),
+                                              ("esp_proposals", "aes128ctr"), ("proposals", "aes256ctr"),
+                                              ("esp_proposals", "aes128ccm8"), ("proposals", "aes192ccm12")])
 def test_named_disagreements_now_work(context, keyword, tmp_path):
     a = parse_swanctl(swanctl_text("a", context, proposal_for(context, keyword)), "gwa.conf")
     b = parse_swanctl(swanctl_text("b", context, proposal_for(context, keyword)), "gwb.conf")
@@ -274,9 +276,10 @@ def test_named_disagreements_now_work(context, keyword, tmp_path):
 
 
 @pytest.mark.parametrize("context, proposal, token", [
-    ("esp_proposals", "aes128ctr-sha256", "aes128ctr"), ("esp_proposals", "camellia128-sha256", "camellia128"),
-    ("esp_proposals", "3des-md5", "3des"), ("proposals", "aes128ctr-sha256-x25519", "aes128ctr"),
-    ("ah_proposals", "md5", "md5"), ("ah_proposals", "aes128gmac", "aes128gmac"),
+    ("esp_proposals", "camellia128-sha256", "camellia128"), ("esp_proposals", "3des-md5", "3des"),
+    ("esp_proposals", "aes128-md5", "md5"), ("proposals", "camellia256-sha256-x25519", "camellia256"),
+    ("proposals", "aes128-sha256-modp1024", "modp1024"), ("ah_proposals", "md5", "md5"),
+    ("ah_proposals", "aes128gmac", "aes128gmac"),
 ])
 def test_named_unimplemented_keywords_are_refused(context, proposal, token):
     text = swanctl_text("a", context, proposal)

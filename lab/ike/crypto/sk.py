@@ -1,7 +1,7 @@
 """Protection of the Encrypted payload SK (and SKF) of RFC 7296 §3.14.
 
-AES-CBC with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM with 8, 12 or
-16-octet ICVs (RFC 5282) and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV,
+AES-CBC and AES-CTR (RFC 5930) with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM
+and AES-CCM with 8, 12 or 16-octet ICVs (RFC 5282) and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV,
 so the state machine decides where randomness comes from and tests are deterministic.
 
 `aad` is always the message prefix that precedes the IV: the IKE header through the
@@ -17,7 +17,7 @@ import hmac as _std_hmac
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from lab.iana import TransformType, algorithm
 
@@ -32,9 +32,10 @@ from .algorithms import (
 
 MAX_PAD_LENGTH = 255
 
-# The ciphers SK protection carries out (lab.iana marks them ike=True): RFC 3602, RFC 5282, RFC 7634
-_CIPHERS = frozenset({EncrId.AES_CBC, EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
-                      EncrId.CHACHA20_POLY1305})
+# The ciphers SK protection carries out (lab.iana marks them ike=True): RFC 3602, RFC 5930, RFC 5282, RFC 7634
+_CCM = frozenset({EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16})
+_CIPHERS = frozenset({EncrId.AES_CBC, EncrId.AES_CTR, EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
+                      *_CCM, EncrId.CHACHA20_POLY1305})
 
 
 def integ_mac(integ_id: int, key: bytes, data: bytes) -> bytes:
@@ -143,7 +144,7 @@ class SkCipher:
         plaintext = inner + bytes(padding) + bytes([len(padding)])
         if self.aead:
             return iv + self._aead_encrypt(key_e, iv, aad, plaintext)
-        encryptor = Cipher(algorithms.AES(key_e), modes.CBC(iv)).encryptor()
+        encryptor = self._classic(key_e, iv).encryptor()
         ciphertext = encryptor.update(plaintext) + encryptor.finalize()
         return iv + ciphertext + integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
 
@@ -179,7 +180,7 @@ class SkCipher:
             expected = integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
             if not _std_hmac.compare_digest(expected, icv):
                 raise IntegrityError(f"SK payload ICV does not verify ({name_of(IntegId, self.integ_id)})")
-            decryptor = Cipher(algorithms.AES(key_e), modes.CBC(iv)).decryptor()
+            decryptor = self._classic(key_e, iv).decryptor()
             plaintext = decryptor.update(ciphertext) + decryptor.finalize()
         pad_length = plaintext[-1]
         if pad_length + 1 > len(plaintext):
@@ -189,6 +190,13 @@ class SkCipher:
             )
         return plaintext[: len(plaintext) - 1 - pad_length]
 
+    def _classic(self, key_e: bytes, iv: bytes) -> Cipher:
+        if self.encr_id == EncrId.AES_CTR:
+            # RFC 5930 §2, RFC 3686 §4: nonce (the last 4 octets of SK_e) || IV || block counter from 1
+            key, nonce = key_e[: -self.salt_size], key_e[-self.salt_size:]
+            return Cipher(algorithms.AES(key), modes.CTR(nonce + iv + b"\x00\x00\x00\x01"))
+        return Cipher(algorithms.AES(key_e), modes.CBC(iv))
+
     def _nonce_and_key(self, key_e: bytes, iv: bytes) -> tuple[bytes, bytes]:
         # RFC 5282 §4, RFC 7634 §2
         return key_e[: -self.salt_size], key_e[-self.salt_size:] + iv
@@ -197,6 +205,9 @@ class SkCipher:
         key, nonce = self._nonce_and_key(key_e, iv)
         if self.encr_id == EncrId.CHACHA20_POLY1305:
             return ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+        if self.encr_id in _CCM:
+            # RFC 5282 §4: 11-octet nonce (3-octet salt || IV), the ICV the CCM tag
+            return AESCCM(key, tag_length=self.icv_size).encrypt(nonce, plaintext, aad)
         sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
         # NIST SP 800-38D §5.2.1.2
         return sealed[: len(plaintext) + self.icv_size]
@@ -206,6 +217,8 @@ class SkCipher:
         try:
             if self.encr_id == EncrId.CHACHA20_POLY1305:
                 return ChaCha20Poly1305(key).decrypt(nonce, ciphertext + tag, aad)
+            if self.encr_id in _CCM:
+                return AESCCM(key, tag_length=self.icv_size).decrypt(nonce, ciphertext + tag, aad)
             if self.icv_size == 16:
                 return AESGCM(key).decrypt(nonce, ciphertext + tag, aad)
             decryptor = Cipher(
