@@ -31,6 +31,12 @@ def _esp_encrs(encr_id: int) -> list[Algorithm]:
     return entries
 
 
+def encr_spec(encr_id: int) -> Algorithm:
+    """The registry entry of an ESP cipher (its first key length: IV, salt, block and ICV sizes do
+    not depend on it)."""
+    return _esp_encrs(encr_id)[0]
+
+
 def esp_encr(encr_id: int, keymat_size: int) -> Algorithm:
     """The registry entry of an ESP cipher whose KEYMAT slice (salt included) has `keymat_size` octets."""
     entries = _esp_encrs(encr_id)
