@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
                      SADatabase, SaEventKind, Selector, UdpEncap)
 from lab.ike import events as ev
-from lab.ike.const import ProtocolId
+from lab.iana import ProtocolId
 
 from .offload import F_NEEDS_CSUM, VNET_HDR_LEN, DATA_VALID, OffloadError, coalesce, split
 
@@ -65,6 +65,25 @@ def _selector(local, remote) -> Selector:
     return Selector.of(local=f"{local.start_addr}-{local.end_addr}", remote=f"{remote.start_addr}-{remote.end_addr}",
                        protocol=local.ip_protocol or remote.ip_protocol or None, local_ports=ports(local),
                        remote_ports=ports(remote))
+
+
+def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = None) -> tuple[InboundSA, OutboundSA]:
+    """The inbound and outbound lab.esp SAs of a CHILD_SA the IKE core negotiated (EspConfigError
+    when lab.esp cannot carry it out)."""
+    selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
+    ah = event.protocol == ProtocolId.AH  # IKE's protocol numbering (RFC 7296 §3.3.1), not IP's
+    encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
+    mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
+    common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
+                  integ_id=event.integ_id, esn=event.esn, now=now, name=event.name,
+                  lifetime=lifetime if lifetime is not None else Lifetime())
+    inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
+                        integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
+                        encap=encap, replay_window=event.replay_window, selectors=selectors, **common)
+    outbound = OutboundSA(int.from_bytes(event.spi_out, "big"), encr_key=event.keys_out.encr,
+                          integ_key=event.keys_out.integ, local=event.local[0], remote=event.remote[0],
+                          encap=encap, selectors=selectors, **common)
+    return inbound, outbound
 
 
 def attach_route(outbound: OutboundSA, peer: tuple[str, int], udp: bool, ah: bool) -> None:
@@ -260,25 +279,14 @@ class DataPlane:
 
     def _child_up(self, event: ev.ChildSaUp) -> None:
         now = self.gateway.now()
-        selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
-        inbound_selectors = selectors
-        ah = event.protocol == ProtocolId.AH  # IKE's protocol numbering (RFC 7296 §3.3.1), not IP's
-        encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
-        mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
-        common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
-                      integ_id=event.integ_id, esn=event.esn, now=now, name=event.name,
-                      lifetime=self._volume_lifetime(event))
         try:
-            inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
-                                integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
-                                encap=encap, replay_window=event.replay_window, selectors=inbound_selectors,
-                                **common)
-            outbound = OutboundSA(int.from_bytes(event.spi_out, "big"), encr_key=event.keys_out.encr,
-                                  integ_key=event.keys_out.integ, local=event.local[0], remote=event.remote[0],
-                                  encap=encap, selectors=selectors, **common)
+            inbound, outbound = child_sa_pair(event, now, self._volume_lifetime(event))
         except EspConfigError as err:
             self.gateway.say(f"[ESP] cannot install CHILD_SA {event.name}: {err}")
             return
+        selectors = list(outbound.selectors)
+        ah = inbound.protocol is IpsecProto.AH
+        encap = inbound.encap
         attach_route(outbound, event.remote, encap is not None, ah)
         self.sad.add(inbound)
         self.sad.add(outbound)

@@ -323,7 +323,7 @@ class Gateway:
 def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
                 settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400,
                 offload: bool = True, keepalive_interval: float = 20.0) -> int:
-    from .swanctl import ConfigError, load_swanctl
+    from lab.conf.swanctl import ConfigError, load_swanctl
     try:
         config = load_swanctl(config_path)
     except ConfigError as err:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import struct
 
+from lab.esp.ip import checksum_of_sum, internet_sum
+
 # virtio spec 5.1.6 (struct virtio_net_hdr; the legacy header is in native byte order)
 VNET_HDR = struct.Struct("=BBHHHH")
 VNET_HDR_LEN = VNET_HDR.size
@@ -46,20 +48,6 @@ class OffloadError(ValueError):
     """A packet from the TUN device whose offload request cannot be carried out."""
 
 
-def _sum(data) -> int:
-    """The 16-bit big-endian words of `data` added up (odd length: zero-padded), as one integer
-    congruent to their one's-complement sum modulo 0xffff: since 2**16 = 1 (mod 0xffff), the
-    whole big-endian value is."""
-    # RFC 1071 §2(B)
-    return _from(data, "big") << 8 if len(data) & 1 else _from(data, "big")
-
-
-def _complement(total: int) -> int:
-    """The checksum field for a sum: the one's complement of the folded sum (RFC 1071 §1)."""
-    folded = total % 0xFFFF
-    return 0xFFFF - folded if folded else 0
-
-
 def _pseudo(packet, version: int) -> int:
     """The addresses of the IPv4 (RFC 793 §3.1) or IPv6 (RFC 8200 §8.1) pseudo-header, summed."""
     return _from(packet[12:20], "big") if version == 4 else _from(packet[8:40], "big")
@@ -71,7 +59,7 @@ def complete_checksum(packet, csum_start: int, csum_offset: int) -> bytes:
     at = csum_start + csum_offset
     if csum_start >= len(packet) or at + 2 > len(packet):
         raise OffloadError(f"checksum at {csum_start}+{csum_offset} lies outside a {len(packet)}-byte packet")
-    check = _complement(_sum(packet[csum_start:]))
+    check = checksum_of_sum(internet_sum(packet[csum_start:]))
     if check == 0 and csum_offset == 6:
         check = 0xFFFF  # RFC 768: a computed UDP checksum of zero is sent as all ones
     out = bytearray(packet)
@@ -289,7 +277,7 @@ def _super_packet(packets: list[bytes], i: int, j: int, l4: int, hl: int, mss: i
     if l4 == 20:
         _U16.pack_into(ip, 2, total)
         ip[10] = ip[11] = 0
-        _U16.pack_into(ip, 10, _complement(_from(ip, "big")))
+        _U16.pack_into(ip, 10, checksum_of_sum(_from(ip, "big")))
         version, gso = 4, GSO_TCPV4
     else:
         _U16.pack_into(ip, 4, tcp_len)

@@ -47,13 +47,23 @@ def pack_address(address: str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Ad
     return ipaddress.ip_address(address).packed
 
 
+def internet_sum(data: bytes | bytearray | memoryview) -> int:
+    """The 16-bit big-endian words of `data` added up (odd length: zero-padded), as one integer
+    congruent to their one's-complement sum modulo 0xffff: since 2**16 = 1 (mod 0xffff), the
+    whole big-endian value is (RFC 1071 §2(B))."""
+    value = int.from_bytes(data, "big")
+    return value << 8 if len(data) & 1 else value
+
+
+def checksum_of_sum(total: int) -> int:
+    """The checksum field for a sum: the one's complement of the folded sum (RFC 1071 §1)."""
+    folded = total % 0xFFFF
+    return 0xFFFF - folded if folded else 0
+
+
 def checksum(data: bytes, initial: int = 0) -> int:
     """The Internet checksum (RFC 1071) of `data` (padded to even length) plus `initial`."""
-    if len(data) & 1:
-        data += b"\x00"
-    # RFC 1071 §2(B): the one's-complement sum is the big-endian value mod 0xffff
-    s = (int.from_bytes(data, "big") + initial) % 0xFFFF
-    return 0xFFFF - s if s else 0
+    return checksum_of_sum(internet_sum(data) + initial)
 
 
 def ipv4_header_checksum(header: bytes | bytearray) -> int:

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Callable, Iterable
 
-from ..ike.const import EncrId, IntegId
-from .algorithms import ENCR, INTEG, ah_mac, encr_spec, esp_transform
+from lab.iana import EncrId, IntegId, name_of
+
+from .algorithms import ah_mac, esp_encr, esp_transform
 from .errors import DropCounters, DropReason, EspConfigError, EspDrop
 from .ip import (
     IPV4_HEADER,
@@ -210,7 +211,7 @@ class _SA:
                 raise EspConfigError("an ESP SA needs encr_id (EncrId.NULL for integrity only)")
             self._xform = esp_transform(encr_id, encr_key, integ_id, integ_key)
             self.icv_size = self._xform.icv_size
-            self._key_bits = len(encr_key) * 8 - encr_spec(encr_id).salt_size * 8
+            self._key_bits = (len(encr_key) - esp_encr(encr_id, len(encr_key)).salt_size) * 8
         self.lifetime = lifetime
         self.created_at = now
         self.state = SaState.ACTIVE
@@ -307,9 +308,9 @@ class _SA:
             "direction": self.direction,
             "protocol": self.protocol.name.lower(),
             "mode": self.mode.value,
-            "encr": None if self.encr_id is None else ENCR[self.encr_id].name,
+            "encr": None if self.encr_id is None else name_of(EncrId, self.encr_id),
             "encr_key_bits": None if self.encr_id in (None, EncrId.NULL) else self._key_bits,
-            "integ": INTEG[self.integ_id].name,
+            "integ": name_of(IntegId, self.integ_id),
             "icv_size": self.icv_size,
             "esn": self.esn,
             "encap": None if self.encap is None else {"sport": self.encap.sport, "dport": self.encap.dport},
@@ -406,7 +407,7 @@ class OutboundSA(_SA):
         def checked(seq: int) -> bytes:
             iv = source(seq)
             if len(iv) != size:
-                raise EspConfigError(f"iv_source gave {len(iv)} octets; {ENCR[self.encr_id].name} needs {size}")
+                raise EspConfigError(f"iv_source gave {len(iv)} octets; {name_of(EncrId, self.encr_id)} needs {size}")
             return iv
 
         return checked

@@ -1,7 +1,7 @@
 """The configuration the IKE state machine consumes: connections, children, secrets, pools.
 
 Plain dataclasses with strongSwan's defaults (swanctl.conf(5) of strongSwan 5.9.8), filled in
-by `lab.daemon.swanctl` from a swanctl.conf or built by hand in a notebook:
+by `lab.conf.swanctl` from a swanctl.conf or built by hand in a notebook:
 
     conn = IkeConfig("s2s", remote_addrs=parse_addrs("198.51.100.2"),
                      proposals=parse_ike_proposals("aes128gcm16-prfsha256-x25519"),
@@ -27,7 +27,7 @@ from cryptography import x509
 
 from .identity import IdMatch, Identity, best_match, certificate_matches
 from .payloads import Proposal, TrafficSelector
-from .proposals import parse_esp_proposals, parse_ike_proposals
+from .proposals import ProposalError, check_implemented, parse_esp_proposals, parse_ike_proposals
 
 __all__ = [
     "Action",
@@ -413,6 +413,13 @@ def _default_ike_proposals() -> list[Proposal]:
     return parse_ike_proposals("default")
 
 
+def _check_implemented(key: str, proposals: list[Proposal]) -> None:
+    try:
+        check_implemented(proposals)
+    except ProposalError as exc:
+        raise ConfigValueError(f"{key} {exc}") from None
+
+
 def _percent_more(value: int) -> int:
     # strongSwan vici_config.c check_lifetimes: hard lifetime defaults to soft + 10%
     return value * 110 // 100
@@ -457,6 +464,8 @@ class ChildConfig:
         self.dpd_action = _enum(Action, self.dpd_action, "dpd_action")
         if self.copy_dscp not in ("out", "in", "yes", "no"):
             raise ConfigValueError(f"copy_dscp must be one of out, in, yes, no, not {self.copy_dscp!r}")
+        for key in ("esp_proposals", "ah_proposals"):
+            _check_implemented(key, getattr(self, key))
         if not 0 <= self.replay_window <= 2 ** 32 - 1:
             raise ConfigValueError(f"replay_window {self.replay_window} must be 0 (off) or a positive window size")
         for kind in ("time", "bytes", "packets"):
@@ -551,6 +560,7 @@ class IkeConfig:
             self.rand_time = self.over_time
         if not self.proposals:
             raise ConfigValueError("an IKE connection needs at least one proposal")
+        _check_implemented("proposals", self.proposals)
 
     def match_local(self, address: str | IPAddress) -> int:
         """0 if `address` is not one of `local_addrs`, else the quality of the best match."""

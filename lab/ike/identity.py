@@ -174,83 +174,11 @@ def _parse_dn(text: str) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _der_len(data: bytes, pos: int) -> tuple[int, int]:
-    first = data[pos]
-    if first < 0x80:
-        return first, pos + 1
-    count = first & 0x7F
-    if count == 0 or count > 4 or pos + 1 + count > len(data):
-        raise ValueError("bad DER length")
-    return int.from_bytes(data[pos + 1:pos + 1 + count], "big"), pos + 1 + count
-
-
-def _der_items(data: bytes) -> list[tuple[int, bytes]]:
-    items, pos = [], 0
-    while pos < len(data):
-        if pos + 2 > len(data):
-            raise ValueError("truncated DER")
-        tag = data[pos]
-        length, start = _der_len(data, pos + 1)
-        if start + length > len(data):
-            raise ValueError("truncated DER")
-        items.append((tag, data[start:start + length]))
-        pos = start + length
-    return items
-
-
-def _decode_oid(body: bytes) -> ObjectIdentifier:
-    # X.690 §8.19
-    arcs, value = [], 0
-    for octet in body:
-        value = (value << 7) | (octet & 0x7F)
-        if not octet & 0x80:
-            arcs.append(value)
-            value = 0
-    if not arcs:
-        raise ValueError("empty OID")
-    first = min(arcs[0] // 40, 2)
-    return ObjectIdentifier(".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]]))
-
-
-_STRING_TAGS = {t.value: t for t in _ASN1Type}
-
-
-def _name_from_der_fallback(data: bytes) -> x509.Name:
-    # RFC 5280 §4.1.2.4 Name ::= SEQUENCE OF SET OF AttributeTypeAndValue
-    outer = _der_items(data)
-    if len(outer) != 1 or outer[0][0] != 0x30:
-        raise ValueError("not a DER SEQUENCE")
-    rdns = []
-    for tag, body in _der_items(outer[0][1]):
-        if tag != 0x31:
-            raise ValueError("RDN is not a SET")
-        attributes = []
-        for atv_tag, atv in _der_items(body):
-            parts = _der_items(atv)
-            if atv_tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] not in _STRING_TAGS:
-                raise ValueError("unexpected AttributeTypeAndValue")
-            string_type = _STRING_TAGS[parts[1][0]]
-            raw = parts[1][1]
-            if string_type == _ASN1Type.BMPString:
-                value = raw.decode("utf-16-be")
-            elif string_type == _ASN1Type.UniversalString:
-                value = raw.decode("utf-32-be")
-            elif string_type in (_ASN1Type.BitString, _ASN1Type.OctetString):
-                raise ValueError("binary RDN values are not supported")
-            else:
-                value = raw.decode("utf-8")
-            attributes.append(x509.NameAttribute(_decode_oid(parts[0][1]), value, string_type, _validate=False))
-        rdns.append(x509.RelativeDistinguishedName(attributes))
-    return x509.Name(rdns)
-
-
 def _name_from_der(data: bytes) -> x509.Name:
-    from_bytes = getattr(x509.Name, "from_bytes", None)
+    # cryptography's own DER reader (x509.Name.from_bytes, cryptography >= 50); ValueError when malformed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if from_bytes is not None:
-            return from_bytes(data)
-        return _name_from_der_fallback(data)
+        return x509.Name.from_bytes(data)
 
 
 def _rdn_entries(name: x509.Name) -> list[tuple[ObjectIdentifier, _ASN1Type | None, str]]:

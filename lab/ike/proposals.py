@@ -11,6 +11,9 @@ import difflib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from lab.iana import ALGORITHMS, AUTH_HMAC_SHA2_256_96, Algorithm, keyword_algorithm
+from lab.iana import algorithm as _registry_entry
+
 from .const import (
     DhGroup,
     EncrId,
@@ -32,12 +35,14 @@ __all__ = [
     "DEFAULT_ESP_PROPOSALS",
     "DEFAULT_IKE_PROPOSALS",
     "ProposalError",
+    "check_implemented",
     "format_proposal",
     "format_proposals",
     "format_transform",
     "initiator_dh_group",
     "invalid_ke_group",
     "is_aead",
+    "implemented_keywords",
     "known_keywords",
     "parse_ah_proposal",
     "parse_ah_proposals",
@@ -69,17 +74,8 @@ class ProposalError(ValueError):
         self.protocol = protocol
 
 
-# strongSwan signer.h: private-use id for the 96-bit truncated HMAC-SHA-256 (Linux kernel variant)
-AUTH_HMAC_SHA2_256_96 = 1026
-
 # strongSwan crypter.c encryption_algorithm_is_aead
-AEAD_ENCR = frozenset({
-    EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16,
-    EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
-    EncrId.NULL_AUTH_AES_GMAC,
-    EncrId.CAMELLIA_CCM_8, EncrId.CAMELLIA_CCM_12, EncrId.CAMELLIA_CCM_16,
-    EncrId.CHACHA20_POLY1305,
-})
+AEAD_ENCR = frozenset(a.id for a in ALGORITHMS if a.type == TransformType.ENCR and a.aead)
 
 
 def is_aead(encr_id: int) -> bool:
@@ -108,105 +104,22 @@ _KIND_NAMES = {
 # (transform type, transform id, key length in bits or 0)
 _Algo = tuple[int, int, int]
 
-_KEYWORDS: dict[str, _Algo] = {}
-_CANONICAL: dict[_Algo, str] = {}
+
+def _entry(algorithm: Algorithm) -> _Algo:
+    return (algorithm.type, algorithm.id, algorithm.key_bits)
 
 
-def _keyword(algo: _Algo, canonical: str, *aliases: str, parse: bool = True) -> None:
-    if parse:
-        for name in (canonical, *aliases):
-            _KEYWORDS[name] = algo
-    _CANONICAL.setdefault(algo, canonical)
-
-
-def _build_keywords() -> None:
-    # strongSwan proposal keywords docs (docs.strongswan.org config/proposals) and proposal_keywords_static.txt
-    _keyword((_ENCR, EncrId.NULL, 0), "null")
-    _keyword((_ENCR, EncrId.DES, 0), "des")
-    _keyword((_ENCR, EncrId.TRIPLE_DES, 0), "3des")
-    _keyword((_ENCR, EncrId.CAST, 128), "cast128")
-    for bits in (128, 192, 256):
-        _keyword((_ENCR, EncrId.BLOWFISH, bits), f"blowfish{bits}", *(["blowfish"] if bits == 128 else []))
-    for bits in (128, 192, 256):
-        _keyword((_ENCR, EncrId.AES_CBC, bits), f"aes{bits}", *(["aes"] if bits == 128 else []))
-        _keyword((_ENCR, EncrId.AES_CTR, bits), f"aes{bits}ctr")
-        for icv, ccm, gcm in ((8, EncrId.AES_CCM_8, EncrId.AES_GCM_8),
-                              (12, EncrId.AES_CCM_12, EncrId.AES_GCM_12),
-                              (16, EncrId.AES_CCM_16, EncrId.AES_GCM_16)):
-            bare = icv == 16
-            _keyword((_ENCR, ccm, bits), f"aes{bits}ccm{icv}", f"aes{bits}ccm{icv * 8}",
-                     *([f"aes{bits}ccm"] if bare else []))
-            _keyword((_ENCR, gcm, bits), f"aes{bits}gcm{icv}", f"aes{bits}gcm{icv * 8}",
-                     *([f"aes{bits}gcm"] if bare else []))
-        _keyword((_ENCR, EncrId.NULL_AUTH_AES_GMAC, bits), f"aes{bits}gmac")
-    for bits in (128, 192, 256):
-        _keyword((_ENCR, EncrId.CAMELLIA_CBC, bits), f"camellia{bits}", *(["camellia"] if bits == 128 else []))
-        _keyword((_ENCR, EncrId.CAMELLIA_CTR, bits), f"camellia{bits}ctr")
-        for icv, ccm in ((8, EncrId.CAMELLIA_CCM_8), (12, EncrId.CAMELLIA_CCM_12), (16, EncrId.CAMELLIA_CCM_16)):
-            _keyword((_ENCR, ccm, bits), f"camellia{bits}ccm{icv}", f"camellia{bits}ccm{icv * 8}")
-    _keyword((_ENCR, EncrId.CHACHA20_POLY1305, 0), "chacha20poly1305")
-    _keyword((_ENCR, EncrId.CHACHA20_POLY1305, 256), "chacha20poly1305compat")
-
-    _keyword((_INTEG, IntegId.HMAC_MD5_96, 0), "md5")
-    _keyword((_INTEG, IntegId.HMAC_MD5_128, 0), "md5_128")
-    _keyword((_INTEG, IntegId.HMAC_SHA1_96, 0), "sha1", "sha")
-    _keyword((_INTEG, IntegId.HMAC_SHA1_160, 0), "sha1_160")
-    _keyword((_INTEG, IntegId.AES_XCBC_96, 0), "aesxcbc")
-    _keyword((_INTEG, IntegId.AES_CMAC_96, 0), "aescmac")
-    _keyword((_INTEG, IntegId.HMAC_SHA2_256_128, 0), "sha256", "sha2_256")
-    _keyword((_INTEG, IntegId.HMAC_SHA2_384_192, 0), "sha384", "sha2_384")
-    _keyword((_INTEG, IntegId.HMAC_SHA2_512_256, 0), "sha512", "sha2_512")
-    _keyword((_INTEG, AUTH_HMAC_SHA2_256_96, 0), "sha256_96", "sha2_256_96")
-    # strongSwan proposal.c check_proposal: AH writes AES-GMAC as aes*gmac, parsed as ENCR then mapped
-    for bits, integ in ((128, IntegId.AES_128_GMAC), (192, IntegId.AES_192_GMAC), (256, IntegId.AES_256_GMAC)):
-        _keyword((_INTEG, integ, 0), f"aes{bits}gmac", parse=False)
-
-    _keyword((_PRF, PrfId.HMAC_MD5, 0), "prfmd5")
-    _keyword((_PRF, PrfId.HMAC_SHA1, 0), "prfsha1")
-    _keyword((_PRF, PrfId.AES128_XCBC, 0), "prfaesxcbc")
-    _keyword((_PRF, PrfId.AES128_CMAC, 0), "prfaescmac")
-    _keyword((_PRF, PrfId.HMAC_SHA2_256, 0), "prfsha256")
-    _keyword((_PRF, PrfId.HMAC_SHA2_384, 0), "prfsha384")
-    _keyword((_PRF, PrfId.HMAC_SHA2_512, 0), "prfsha512")
-
-    _keyword((_DH, DhGroup.NONE, 0), "none", "modpnone")
-    for bits, group in ((768, DhGroup.MODP_768), (1024, DhGroup.MODP_1024), (1536, DhGroup.MODP_1536),
-                        (2048, DhGroup.MODP_2048), (3072, DhGroup.MODP_3072), (4096, DhGroup.MODP_4096),
-                        (6144, DhGroup.MODP_6144), (8192, DhGroup.MODP_8192)):
-        _keyword((_DH, group, 0), f"modp{bits}")
-    _keyword((_DH, DhGroup.MODP_1024_160, 0), "modp1024s160")
-    _keyword((_DH, DhGroup.MODP_2048_224, 0), "modp2048s224")
-    _keyword((_DH, DhGroup.MODP_2048_256, 0), "modp2048s256")
-    for bits, group in ((192, DhGroup.ECP_192), (224, DhGroup.ECP_224), (256, DhGroup.ECP_256),
-                        (384, DhGroup.ECP_384), (521, DhGroup.ECP_521)):
-        _keyword((_DH, group, 0), f"ecp{bits}")
-    for bits, group in ((224, DhGroup.BRAINPOOL_P224), (256, DhGroup.BRAINPOOL_P256),
-                        (384, DhGroup.BRAINPOOL_P384), (512, DhGroup.BRAINPOOL_P512)):
-        _keyword((_DH, group, 0), f"ecp{bits}bp")
-    _keyword((_DH, DhGroup.CURVE25519, 0), "x25519", "curve25519")
-    _keyword((_DH, DhGroup.CURVE448, 0), "x448", "curve448")
-
-    _keyword((_ESN, EsnId.ESN, 0), "esn")
-    _keyword((_ESN, EsnId.NO_ESN, 0), "noesn")
-
-
-_build_keywords()
+# strongSwan proposal keywords (docs.strongswan.org config/proposals, proposal_keywords_static.txt), from lab.iana
+_KEYWORDS: dict[str, _Algo] = {k: _entry(a) for a in ALGORITHMS if a.parsed for k in a.keywords}
+_CANONICAL: dict[_Algo, str] = {_entry(a): a.keywords[0] for a in ALGORITHMS if a.keywords}
 
 # strongSwan proposal.c integ_prf_map: the PRF an IKE proposal without PRF keywords gets
-_PRF_FOR_INTEG = {
-    IntegId.HMAC_SHA1_96: PrfId.HMAC_SHA1,
-    IntegId.HMAC_SHA1_160: PrfId.HMAC_SHA1,
-    IntegId.HMAC_SHA2_256_128: PrfId.HMAC_SHA2_256,
-    IntegId.HMAC_SHA2_384_192: PrfId.HMAC_SHA2_384,
-    IntegId.HMAC_SHA2_512_256: PrfId.HMAC_SHA2_512,
-    IntegId.HMAC_MD5_96: PrfId.HMAC_MD5,
-    IntegId.HMAC_MD5_128: PrfId.HMAC_MD5,
-    IntegId.AES_XCBC_96: PrfId.AES128_XCBC,
-    IntegId.AES_CMAC_96: PrfId.AES128_CMAC,
-}
+_PRF_FOR_INTEG = {a.id: a.derived_prf for a in ALGORITHMS
+                  if a.type == TransformType.INTEG and a.derived_prf is not None}
 
-# strongSwan proposal.c check_proposal: AES-GMAC in AH is an integrity algorithm
-_GMAC_INTEG = {128: IntegId.AES_128_GMAC, 192: IntegId.AES_192_GMAC, 256: IntegId.AES_256_GMAC}
+# strongSwan proposal.c check_proposal: AES-GMAC in AH is an integrity algorithm, written like the ESP cipher
+_GMAC_INTEG = {a.key_bits: i.id for a in ALGORITHMS if a.type == TransformType.ENCR and a.id == EncrId.NULL_AUTH_AES_GMAC
+               for i in ALGORITHMS if i.type == TransformType.INTEG and not i.parsed and i.keyword == a.keyword}
 
 _DH_NONES = ("none", "modpnone")
 
@@ -214,18 +127,25 @@ _DH_LIST = ("ecp256-ecp384-ecp521-ecp256bp-ecp384bp-ecp512bp-x25519-x448-"
             "modp3072-modp4096-modp6144-modp8192-modp2048")
 _PRF_LIST = "prfsha256-prfsha384-prfsha512-prfaesxcbc-prfaescmac-prfsha1"
 
-# strongSwan proposal.c proposal_create_default / _aead (rounds by strength), limited to AES, ChaCha20, SHA
-DEFAULT_IKE_PROPOSALS: tuple[str, ...] = (
+
+
+def _implemented_only(protocol: int, text: str) -> str:
+    # what a strongSwan build without the plugins for the others would offer
+    return "-".join(k for k in text.split("-") if (a := keyword_algorithm(k)) is not None and a.implemented(protocol))
+
+
+# strongSwan proposal.c proposal_create_default / _aead (rounds by strength), less what lab.iana marks unimplemented
+DEFAULT_IKE_PROPOSALS: tuple[str, ...] = tuple(_implemented_only(ProtocolId.IKE, text) for text in (
     f"aes128-aes192-aes256-sha256-sha384-sha512-aesxcbc-aescmac-sha1-{_PRF_LIST}-{_DH_LIST}",
     "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-aes128gcm12-aes192gcm12-aes256gcm12-"
     f"aes128gcm8-aes192gcm8-aes256gcm8-{_PRF_LIST}-{_DH_LIST}",
-)
+))
 # strongSwan vici_config.c add_default_proposals: AEAD first for ESP, classic first for IKE
-DEFAULT_ESP_PROPOSALS: tuple[str, ...] = (
+DEFAULT_ESP_PROPOSALS: tuple[str, ...] = tuple(_implemented_only(ProtocolId.ESP, text) for text in (
     "aes128gcm16-aes192gcm16-aes256gcm16",
     "aes128-aes192-aes256-sha256-sha384-sha512-sha1-aesxcbc",
-)
-DEFAULT_AH_PROPOSALS: tuple[str, ...] = ("sha256-sha384-sha512-sha1-aesxcbc",)
+))
+DEFAULT_AH_PROPOSALS: tuple[str, ...] = (_implemented_only(ProtocolId.AH, "sha256-sha384-sha512-sha1-aesxcbc"),)
 
 _DEFAULTS = {ProtocolId.IKE: DEFAULT_IKE_PROPOSALS, ProtocolId.ESP: DEFAULT_ESP_PROPOSALS,
              ProtocolId.AH: DEFAULT_AH_PROPOSALS}
@@ -463,6 +383,40 @@ def parse_esp_proposals(text: str | Iterable[str]) -> list[Proposal]:
 def parse_ah_proposals(text: str | Iterable[str]) -> list[Proposal]:
     """swanctl.conf `ah_proposals` value: comma-separated AH proposals."""
     return parse_proposals(ProtocolId.AH, text)
+
+
+def implemented_keywords(protocol: int) -> dict[str, tuple[str, ...]]:
+    """The canonical keywords of what ipsec-lab carries out in `protocol` proposals, by kind."""
+    protocol = _coerce_protocol(protocol)
+    groups: dict[str, list[str]] = {name: [] for name in _KIND_NAMES.values()}
+    for a in ALGORITHMS:
+        if a.parsed and a.keywords and a.implemented(protocol) and not (protocol == ProtocolId.IKE and a.type == _DH
+                                                                         and a.id == DhGroup.NONE):
+            groups[_KIND_NAMES[a.type]].append(a.keywords[0])
+    return {kind: tuple(tokens) for kind, tokens in groups.items() if tokens}
+
+
+def check_implemented(proposals: Sequence[Proposal]) -> list[Proposal]:
+    """`proposals` if ipsec-lab carries out every transform in them, else a ProposalError naming
+    the first one it does not implement and what it implements instead."""
+    for proposal in proposals:
+        protocol = _coerce_protocol(proposal.protocol_id)
+        for entry in _entries(proposal):
+            known = _registry_entry(*entry)
+            if known is not None and known.implemented(protocol):
+                continue
+            name = _protocol_name(protocol)
+            token = _format_entry(entry)
+            kind = _KIND_NAMES.get(entry[0], "transform")
+            if protocol == ProtocolId.AH and entry[0] == _INTEG and entry[1] in _GMAC_INTEG.values():
+                hint = "AES-GMAC is implemented for ESP only: write esp_proposals = " + token
+            else:
+                offered = implemented_keywords(protocol).get(kind, ())
+                hint = f"implemented {kind}: {' '.join(offered)}" if offered else f"no {kind} is implemented"
+            raise ProposalError(f"{token} ({known.name if known else kind}) is not implemented by ipsec-lab in "
+                                f"{name} proposals ({hint})", text=format_proposal(proposal, explicit=True),
+                                token=token, protocol=protocol)
+    return list(proposals)
 
 
 def _format_entry(entry: _Algo) -> str:

@@ -21,6 +21,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from lab.conf.writer import render_s2s_conf  # noqa: F401  (moved to lab.conf; re-exported)
+
 from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
 
 CHARON = "/usr/lib/ipsec/charon"
@@ -193,96 +195,6 @@ def usable_proposals(proposals: Iterable[str], plugins: set[str] | None = None) 
 
 def _join(value: str | Sequence[str]) -> str:
     return value if isinstance(value, str) else ", ".join(value)
-
-
-def render_s2s_conf(
-    *,
-    local_addrs: str,
-    remote_addrs: str,
-    local_id: str,
-    remote_id: str,
-    psk: str,
-    local_ts: str | Sequence[str],
-    remote_ts: str | Sequence[str],
-    name: str = "s2s",
-    child: str = "net",
-    proposals: str | Sequence[str] | None = None,
-    esp_proposals: str | Sequence[str] | None = None,
-    mobike: bool = False,
-    mode: str = "tunnel",
-    rekey_time: str | None = None,
-    child_rekey_time: str | None = None,
-    start_action: str | None = None,
-    extra_connection: Mapping[str, str] | None = None,
-) -> str:
-    """swanctl.conf text for one site-to-site connection authenticated by a PSK, in the
-    recipe's shape: `connections { <name> { ... children { <child> { ... } } } }` plus
-    `secrets`. For the responder pass `remote_addrs="%any"`. Without `proposals` /
-    `esp_proposals` the recipe's lists are used, less what the installed plugins lack.
-
-    With kernel-libipsec the gateway needs an address inside its own `local_ts` (a LAN
-    interface or a loopback alias), or the CHILD_SA fails to install its route."""
-    if '"' in psk or "\n" in psk:
-        raise ValueError("the PSK must not contain a double quote or a newline")
-    for what, value in (("connection name", name), ("child name", child)):
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
-            raise ValueError(f"{what} {value!r} must be letters, digits, '-' or '_'")
-    if proposals is None:
-        proposals = usable_proposals(DEFAULT_PROPOSALS)
-    if esp_proposals is None:
-        esp_proposals = usable_proposals(DEFAULT_ESP_PROPOSALS)
-    if not proposals or not esp_proposals:
-        raise StrongSwanError("no usable default proposal: apt-get install libstrongswan-standard-plugins")
-    conn = [
-        "    version = 2",
-        f"    local_addrs = {local_addrs}",
-        f"    remote_addrs = {remote_addrs}",
-        f"    proposals = {_join(proposals)}",
-        f"    mobike = {'yes' if mobike else 'no'}",
-    ]
-    if rekey_time is not None:
-        conn.append(f"    rekey_time = {rekey_time}")
-    for key, value in (extra_connection or {}).items():
-        conn.append(f"    {key} = {value}")
-    child_lines = [
-        f"        local_ts = {_join(local_ts)}",
-        f"        remote_ts = {_join(remote_ts)}",
-        f"        esp_proposals = {_join(esp_proposals)}",
-        f"        mode = {mode}",
-    ]
-    if child_rekey_time is not None:
-        child_lines.append(f"        rekey_time = {child_rekey_time}")
-    if start_action is not None:
-        child_lines.append(f"        start_action = {start_action}")
-    return (
-        "connections {\n"
-        f"  {name} {{\n"
-        + "\n".join(conn)
-        + "\n"
-        "    local {\n"
-        "      auth = psk\n"
-        f"      id = {local_id}\n"
-        "    }\n"
-        "    remote {\n"
-        "      auth = psk\n"
-        f"      id = {remote_id}\n"
-        "    }\n"
-        "    children {\n"
-        f"      {child} {{\n"
-        + "\n".join(child_lines)
-        + "\n"
-        "      }\n"
-        "    }\n"
-        "  }\n"
-        "}\n"
-        "secrets {\n"
-        f"  ike-{name} {{\n"
-        f"    id-local = {local_id}\n"
-        f"    id-remote = {remote_id}\n"
-        f'    secret = "{psk}"\n'
-        "  }\n"
-        "}\n"
-    )
 
 
 class StrongSwan(Peer):

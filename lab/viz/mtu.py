@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.esp import IpsecProto, Mode, OutboundSA, UdpEncap
-from lab.esp.algorithms import encr_keymat_size
+from lab.esp.algorithms import encr_keymat_size, integ_keymat_size
 from lab.ike.const import EncrId, IntegId
 
 from .analysis import CaptureAnalysis
@@ -29,7 +29,7 @@ class Config:
 
     def sa(self) -> OutboundSA:
         encr_key = bytes(encr_keymat_size(self.encr_id, self.key_bits)) if self.encr_id is not None else b""
-        integ_key = bytes({IntegId.HMAC_SHA2_256_128: 32, IntegId.HMAC_SHA1_96: 20}.get(self.integ_id, 0))
+        integ_key = bytes(integ_keymat_size(self.integ_id)) if self.integ_id != IntegId.NONE else b""
         return OutboundSA(0x1000, protocol=self.protocol, mode=self.mode, encr_id=self.encr_id, encr_key=encr_key,
                           integ_id=self.integ_id, integ_key=integ_key, local=LOCAL, remote=REMOTE,
                           encap=UdpEncap() if self.encap else None, df="clear")

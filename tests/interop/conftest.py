@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from lab.net.capture import Capture
+from lab.conf.writer import render, render_s2s_conf
 from lab.net.gateway import OurGateway
 from lab.net.lab import Lab
-from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, render_s2s_conf
+from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, usable_proposals
 from lab.net.topology import LabTopo
 
 MARKER = "ipsec-lab-interop"
@@ -119,7 +120,7 @@ def _s2s_conf(gateway: str, initiator: bool) -> str:
     return render_s2s_conf(
         local_addrs=me["wan"], remote_addrs=peer["wan"] if initiator else "%any",
         local_id=me["id"], remote_id=peer["id"], psk=PSK,
-        local_ts=me["local_ts"], remote_ts=peer["local_ts"])
+        local_ts=me["local_ts"], remote_ts=peer["local_ts"], usable=usable_proposals)
 
 
 def render_conf(gateway: str, *, initiator: bool, auth: str = "psk", proposals: str = "aes128gcm16-prfsha256-x25519",
@@ -129,28 +130,22 @@ def render_conf(gateway: str, *, initiator: bool, auth: str = "psk", proposals: 
     and our daemon read. `auth` is psk or pubkey (our certificate x509/<cert>, the CA in x509ca/,
     the key in private/). The responder accepts any remote address."""
     me, peer = GATEWAYS[gateway], GATEWAYS[PEER[gateway]]
-    conn = {"version": "2", "local_addrs": me["wan"], "remote_addrs": peer["wan"] if initiator else "%any",
-            "proposals": proposals, "mobike": "no"}
+    conn: dict[str, Any] = {"version": 2, "local_addrs": me["wan"],
+                            "remote_addrs": peer["wan"] if initiator else "%any", "proposals": proposals,
+                            "mobike": False}
     if dpd_delay is not None:
         conn["dpd_delay"] = dpd_delay
     conn.update(connection or {})
     children = {"local_ts": me["local_ts"], "remote_ts": peer["local_ts"], "esp_proposals": esp_proposals,
                 "mode": "tunnel"}
     children.update(child or {})
-    local = {"auth": auth, "id": me["id"]} | ({"certs": cert} if auth == "pubkey" else {})
-    remote = {"auth": auth, "id": peer["id"]}
-
-    def block(indent: int, items: dict[str, str]) -> str:
-        return "".join(f"{' ' * indent}{k} = {v}\n" for k, v in items.items())
-
-    text = ("connections {\n  s2s {\n" + block(4, conn)
-            + "    local {\n" + block(6, local) + "    }\n"
-            + "    remote {\n" + block(6, remote) + "    }\n"
-            + "    children {\n      net {\n" + block(8, children) + "      }\n    }\n  }\n}\n")
+    conn["local"] = {"auth": auth, "id": me["id"]} | ({"certs": cert} if auth == "pubkey" else {})
+    conn["remote"] = {"auth": auth, "id": peer["id"]}
+    conn["children"] = {"net": children}
+    tree: dict[str, Any] = {"connections": {"s2s": conn}}
     if auth == "psk":
-        text += ("secrets {\n  ike-s2s {\n"
-                 + block(4, {"id-local": me["id"], "id-remote": peer["id"], "secret": f'"{PSK}"'}) + "  }\n}\n")
-    return text
+        tree["secrets"] = {"ike-s2s": {"id-local": me["id"], "id-remote": peer["id"], "secret": PSK}}
+    return render(tree)
 
 
 def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lab.esp import DropReason, EspDrop, InboundSA, OutboundSA, ReplayWindow
 from lab.esp.replay import REPLAY, TOO_OLD
-from lab.ike.const import EncrId
+from lab.iana import EncrId
 
 KEY = bytes(range(20))
 SIZES = [32, 64, 1024, 4096]

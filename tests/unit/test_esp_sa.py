@@ -27,7 +27,7 @@ from lab.esp import (
     UdpEncap,
 )
 from lab.esp.ip import checksum
-from lab.ike.const import EncrId, IntegId
+from lab.iana import EncrId, IntegId
 
 GCM_KEY = bytes(range(1, 21))
 CBC_KEY = bytes(range(32))

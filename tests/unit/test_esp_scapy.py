@@ -17,7 +17,7 @@ from scapy.layers.ipsec import AH, ESP, SecurityAssociation
 from scapy.packet import Raw
 
 from lab.esp import InboundSA, IpsecProto, Mode, OutboundSA, UdpEncap
-from lab.ike.const import EncrId, IntegId
+from lab.iana import IntegId, keyword_algorithm
 
 
 @dataclass(frozen=True)
@@ -32,26 +32,27 @@ class Algo:
     scapy_auth: str | None
 
 
-HMACS = [
-    (IntegId.HMAC_SHA1_96, 20, "HMAC-SHA1-96"),
-    (IntegId.HMAC_SHA2_256_128, 32, "SHA2-256-128"),
-    (IntegId.HMAC_SHA2_384_192, 48, "SHA2-384-192"),
-    (IntegId.HMAC_SHA2_512_256, 64, "SHA2-512-256"),
-]
+# scapy's names (scapy.layers.ipsec CRYPT_ALGOS, AUTH_ALGOS); sizes and ids come from lab.iana
+SCAPY_CRYPT = {"aes128gcm16": "AES-GCM", "aes256gcm16": "AES-GCM", "chacha20poly1305": "CHACHA20-POLY1305",
+               "aes128gmac": "AES-NULL-GMAC", "aes128": "AES-CBC", "aes256": "AES-CBC", "null": None}
+SCAPY_AUTH = {"sha1": "HMAC-SHA1-96", "sha256": "SHA2-256-128", "sha384": "SHA2-384-192", "sha512": "SHA2-512-256"}
+
+
+def _algo(proto: IpsecProto, encr: str | None, integ: str | None) -> Algo:
+    e = keyword_algorithm(encr) if encr else None
+    i = keyword_algorithm(integ) if integ else None
+    auth = SCAPY_AUTH.get(integ or "")
+    name = "-".join(filter(None, (encr, auth))) if proto is IpsecProto.ESP else f"ah-{auth}"
+    return Algo(name, proto, e.id if e else None, e.key_size if e else 0, i.id if i else IntegId.NONE,
+                i.key_size if i else 0, SCAPY_CRYPT[encr] if encr else None, SCAPY_AUTH.get(integ or ""))
+
 
 ESP_ALGOS = [
-    Algo("aes128gcm16", IpsecProto.ESP, EncrId.AES_GCM_16, 20, IntegId.NONE, 0, "AES-GCM", None),
-    Algo("aes256gcm16", IpsecProto.ESP, EncrId.AES_GCM_16, 36, IntegId.NONE, 0, "AES-GCM", None),
-    Algo("chacha20poly1305", IpsecProto.ESP, EncrId.CHACHA20_POLY1305, 36, IntegId.NONE, 0, "CHACHA20-POLY1305", None),
-    Algo("aes128gmac", IpsecProto.ESP, EncrId.NULL_AUTH_AES_GMAC, 20, IntegId.NONE, 0, "AES-NULL-GMAC", None),
-    *[
-        Algo(f"aes{bits}-{auth}", IpsecProto.ESP, EncrId.AES_CBC, bits // 8, integ, klen, "AES-CBC", auth)
-        for bits in (128, 256)
-        for integ, klen, auth in HMACS
-    ],
-    *[Algo(f"null-{auth}", IpsecProto.ESP, EncrId.NULL, 0, integ, klen, None, auth) for integ, klen, auth in HMACS],
+    *[_algo(IpsecProto.ESP, encr, None) for encr in ("aes128gcm16", "aes256gcm16", "chacha20poly1305", "aes128gmac")],
+    *[_algo(IpsecProto.ESP, encr, integ) for encr in ("aes128", "aes256") for integ in SCAPY_AUTH],
+    *[_algo(IpsecProto.ESP, "null", integ) for integ in SCAPY_AUTH],
 ]
-AH_ALGOS = [Algo(f"ah-{auth}", IpsecProto.AH, None, 0, integ, klen, None, auth) for integ, klen, auth in HMACS]
+AH_ALGOS = [_algo(IpsecProto.AH, None, integ) for integ in SCAPY_AUTH]
 
 FAMILIES = {Mode.TUNNEL: [(4, 4), (6, 6), (4, 6), (6, 4)], Mode.TRANSPORT: [(4, 4), (6, 6)]}
 

@@ -9,7 +9,7 @@ import pytest
 from lab.esp import SPD, Action, DropReason, EspDrop, InboundSA, OutboundSA, Policy, Selector, five_tuple, icmp_range
 from lab.esp.ip import checksum
 from lab.esp.spd import address_range
-from lab.ike.const import EncrId
+from lab.iana import EncrId
 
 
 def v4(src: str, dst: str, proto: int, l4: bytes, frag: int = 0) -> bytes:

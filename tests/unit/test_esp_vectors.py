@@ -12,7 +12,7 @@ import pytest
 
 from lab.esp import EspConfigError, EspDrop, InboundSA, Mode, OutboundSA, encr_keymat_size, icv_size, integ_keymat_size
 from lab.esp.ip import checksum
-from lab.ike.const import EncrId, IntegId
+from lab.iana import EncrId, IntegId
 
 from . import esp_vectors as V
 

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from lab.ike import identity as identity_module
 from lab.ike.const import IdType
 from lab.ike.identity import (
     ID_ANY,
@@ -199,17 +198,6 @@ def test_dn_from_certificate_subject_round_trips():
     assert from_der.data != P("C=CH, O=Lab, CN=gwb.lab").data
     assert from_der.matches(P("C=CH, O=Lab, CN=gwb.lab")) == IdMatch.PERFECT
     assert P("C=CH, O=Lab, CN=gwb.lab").matches(from_der) == IdMatch.PERFECT
-
-
-@pytest.mark.filterwarnings("ignore:Attribute's length")
-@pytest.mark.parametrize("text", ["C=CH, O=Lab, CN=gwa.lab", "C=CH, E=moon@strongswan.org, CN=moon",
-                                  "O=Zürich, CN=*", "C=, O=strongSwan", "DC=lab, DC=example, UID=alice"])
-def test_fallback_der_decoder_agrees_with_cryptography(text):
-    data = P(text).data
-    ours = identity_module._name_from_der_fallback(data)
-    theirs = x509.Name.from_bytes(data)
-    assert ours == theirs
-    assert [a._type for a in ours] == [a._type for a in theirs]
 
 
 def test_malformed_dn_from_payload_is_rejected():

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lab.daemon.swanctl import ConfigError, load_swanctl, parse_settings, parse_swanctl
+from lab.conf.swanctl import ConfigError, load_swanctl, parse_settings, parse_swanctl
 from lab.ike.config import DYNAMIC, Action, AuthClass, ChildMode, Fragmentation, SendCert, Unique
 from lab.ike.identity import Identity
 from lab.ike.payloads import TrafficSelector
@@ -83,7 +83,7 @@ def test_reference_initiator():
 
 
 def test_generated_config_of_the_interop_helper_parses():
-    from lab.net.strongswan import render_s2s_conf
+    from lab.conf.writer import render_s2s_conf
 
     text = render_s2s_conf(local_addrs="203.0.113.1", remote_addrs="203.0.113.2", local_id="gwa.lab",
                            remote_id="gwb.lab", psk="lab-psk", local_ts="10.1.0.0/24", remote_ts="10.2.0.0/24",

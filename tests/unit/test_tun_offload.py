@@ -438,7 +438,7 @@ def plane():
     from lab.daemon.dataplane import DataPlane, attach_route
     from lab.esp import InboundSA, OutboundSA, UdpEncap
     from lab.esp.spd import Policy
-    from lab.ike.const import EncrId
+    from lab.iana import EncrId
 
     tun, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     tun.setblocking(False)

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dh, ec, x25519
 from cryptography.utils import CryptographyDeprecationWarning
 
+from lab.iana import TransformType, algorithms_of
+
 from ..const import DhGroup, coerce, name_of
 from ..errors import CryptoError
 from .der import der_integer, der_octet_string, der_oid, der_sequence
@@ -71,14 +73,8 @@ X25519_SIZE = 32
 
 _PKCS3_DH_KEY_AGREEMENT = "1.2.840.113549.1.3.1"
 
-SUPPORTED_GROUPS = (
-    DhGroup.MODP_2048,
-    DhGroup.MODP_3072,
-    DhGroup.ECP_256,
-    DhGroup.ECP_384,
-    DhGroup.ECP_521,
-    DhGroup.CURVE25519,
-)
+# the groups lab.iana marks implemented (ike=True), each carried out below
+SUPPORTED_GROUPS = tuple(a.id for a in algorithms_of(TransformType.DH) if a.ike and a.id != DhGroup.NONE)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Protection of the Encrypted payload SK (and SKF) of RFC 7296 §3.14.
 
-AES-CBC with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM with 8, 12 or
-16-octet ICVs (RFC 5282) and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV,
+AES-CBC and AES-CTR (RFC 5930) with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM
+and AES-CCM with 8, 12 or 16-octet ICVs (RFC 5282) and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV,
 so the state machine decides where randomness comes from and tests are deterministic.
 
 `aad` is always the message prefix that precedes the IV: the IKE header through the
@@ -17,24 +17,25 @@ import hmac as _std_hmac
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
+
+from lab.iana import TransformType, algorithm
 
 from ..const import EncrId, IntegId, coerce, name_of
 from ..errors import CryptoError, IntegrityError, ParseError
 from .algorithms import (
-    AEAD_SALT_SIZE,
-    aead_icv_size,
     check_encr_key_length,
-    encr_key_size,
     integ_hash,
     integ_icv_size,
     integ_key_size,
-    is_aead,
 )
 
-AES_BLOCK_SIZE = 16
-AEAD_IV_SIZE = 8
 MAX_PAD_LENGTH = 255
+
+# The ciphers SK protection carries out (lab.iana marks them ike=True): RFC 3602, RFC 5930, RFC 5282, RFC 7634
+_CCM = frozenset({EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16})
+_CIPHERS = frozenset({EncrId.AES_CBC, EncrId.AES_CTR, EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
+                      *_CCM, EncrId.CHACHA20_POLY1305})
 
 
 def integ_mac(integ_id: int, key: bytes, data: bytes) -> bytes:
@@ -62,7 +63,10 @@ class SkCipher:
         self.encr_id = coerce(EncrId, encr_id)
         self.key_length = check_encr_key_length(encr_id, key_length)
         self.integ_id = coerce(IntegId, integ_id)
-        self.aead = is_aead(encr_id)
+        encr = algorithm(TransformType.ENCR, encr_id, key_length)
+        if encr is None or not encr.ike or encr_id not in _CIPHERS:
+            raise CryptoError(f"{name_of(EncrId, encr_id)} cannot protect an SK payload in this lab")
+        self.aead = encr.aead
         if self.aead:
             if integ_id != IntegId.NONE:
                 # RFC 5282 §8, RFC 7634 §4
@@ -70,18 +74,20 @@ class SkCipher:
                     f"{name_of(EncrId, encr_id)} is an AEAD cipher; the integrity transform must be NONE, "
                     f"not {name_of(IntegId, integ_id)}"
                 )
-            self.iv_size = AEAD_IV_SIZE
-            self.icv_size = aead_icv_size(encr_id)
-            self.block_size = 1
-        elif encr_id == EncrId.AES_CBC:
-            if integ_id == IntegId.NONE:
-                raise CryptoError("ENCR_AES_CBC needs an integrity transform; INTEG NONE leaves the SK payload unauthenticated")
-            self.iv_size = AES_BLOCK_SIZE
-            self.icv_size = integ_icv_size(integ_id)
-            self.block_size = AES_BLOCK_SIZE
+            self.icv_size = encr.icv_size
         else:
-            raise CryptoError(f"{name_of(EncrId, encr_id)} cannot protect an SK payload in this lab")
-        self.encr_key_size = encr_key_size(encr_id, key_length)
+            if integ_id == IntegId.NONE:
+                # RFC 7296 §3.14: encrypt-then-MAC needs an integrity transform
+                raise CryptoError(f"ENCR_{name_of(EncrId, encr_id)} needs an integrity transform; INTEG NONE "
+                                  f"leaves the SK payload unauthenticated")
+            integ = algorithm(TransformType.INTEG, integ_id)
+            if integ is None or not integ.ike:
+                raise CryptoError(f"{name_of(IntegId, integ_id)} cannot protect an SK payload in this lab")
+            self.icv_size = integ_icv_size(integ_id)
+        self.iv_size = encr.iv_size
+        self.salt_size = encr.salt_size
+        self.block_size = encr.block_size
+        self.encr_key_size = encr.key_size
         self.integ_key_size = integ_key_size(integ_id)
 
     def __repr__(self) -> str:
@@ -138,7 +144,7 @@ class SkCipher:
         plaintext = inner + bytes(padding) + bytes([len(padding)])
         if self.aead:
             return iv + self._aead_encrypt(key_e, iv, aad, plaintext)
-        encryptor = Cipher(algorithms.AES(key_e), modes.CBC(iv)).encryptor()
+        encryptor = self._classic(key_e, iv).encryptor()
         ciphertext = encryptor.update(plaintext) + encryptor.finalize()
         return iv + ciphertext + integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
 
@@ -174,7 +180,7 @@ class SkCipher:
             expected = integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
             if not _std_hmac.compare_digest(expected, icv):
                 raise IntegrityError(f"SK payload ICV does not verify ({name_of(IntegId, self.integ_id)})")
-            decryptor = Cipher(algorithms.AES(key_e), modes.CBC(iv)).decryptor()
+            decryptor = self._classic(key_e, iv).decryptor()
             plaintext = decryptor.update(ciphertext) + decryptor.finalize()
         pad_length = plaintext[-1]
         if pad_length + 1 > len(plaintext):
@@ -184,14 +190,24 @@ class SkCipher:
             )
         return plaintext[: len(plaintext) - 1 - pad_length]
 
+    def _classic(self, key_e: bytes, iv: bytes) -> Cipher:
+        if self.encr_id == EncrId.AES_CTR:
+            # RFC 5930 §2, RFC 3686 §4: nonce (the last 4 octets of SK_e) || IV || block counter from 1
+            key, nonce = key_e[: -self.salt_size], key_e[-self.salt_size:]
+            return Cipher(algorithms.AES(key), modes.CTR(nonce + iv + b"\x00\x00\x00\x01"))
+        return Cipher(algorithms.AES(key_e), modes.CBC(iv))
+
     def _nonce_and_key(self, key_e: bytes, iv: bytes) -> tuple[bytes, bytes]:
         # RFC 5282 §4, RFC 7634 §2
-        return key_e[: -AEAD_SALT_SIZE], key_e[-AEAD_SALT_SIZE:] + iv
+        return key_e[: -self.salt_size], key_e[-self.salt_size:] + iv
 
     def _aead_encrypt(self, key_e: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
         key, nonce = self._nonce_and_key(key_e, iv)
         if self.encr_id == EncrId.CHACHA20_POLY1305:
             return ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+        if self.encr_id in _CCM:
+            # RFC 5282 §4: 11-octet nonce (3-octet salt || IV), the ICV the CCM tag
+            return AESCCM(key, tag_length=self.icv_size).encrypt(nonce, plaintext, aad)
         sealed = AESGCM(key).encrypt(nonce, plaintext, aad)
         # NIST SP 800-38D §5.2.1.2
         return sealed[: len(plaintext) + self.icv_size]
@@ -201,6 +217,8 @@ class SkCipher:
         try:
             if self.encr_id == EncrId.CHACHA20_POLY1305:
                 return ChaCha20Poly1305(key).decrypt(nonce, ciphertext + tag, aad)
+            if self.encr_id in _CCM:
+                return AESCCM(key, tag_length=self.icv_size).decrypt(nonce, ciphertext + tag, aad)
             if self.icv_size == 16:
                 return AESGCM(key).decrypt(nonce, ciphertext + tag, aad)
             decryptor = Cipher(

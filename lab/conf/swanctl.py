@@ -1,0 +1,1086 @@
+"""swanctl.conf, the strongSwan "settings" syntax, into `lab.ike.config` objects.
+
+    config = load_swanctl("scenarios/s2s/hosts/gwa/swanctl.conf")
+    config.connections["s2s"].children["net"].remote_ts
+
+Two stages. `parse_settings` reads the syntax of strongswan.conf(5) into a tree of `Section`s
+and `Setting`s, each remembering its file and line: `name { ... }` sections, `key = value`
+lines whose value runs to the end of the line (or to `#` or `}`), `"quoted strings"` with
+`\\n \\t \\"` escapes, `#` comments, `include` of files relative to the including file (with
+glob patterns), and section references `name : other, connections.x { ... }`. Then the tree is
+converted: every key is checked against what ipsec-lab supports, and every error, a
+`ConfigError`, reads `file:line: dotted.key: what is wrong and how to fix it`.
+
+Stricter than swanctl on purpose (this is a teaching lab): unknown keys are errors that list
+the supported keys; keys strongSwan has but ipsec-lab does not implement are errors saying so,
+unless they carry the value that means "off". Certificates are read from the swanctl
+directory's x509/ and x509ca/ folders (or absolute paths), private keys from private/, rsa/,
+ecdsa/ and pkcs8/, like `swanctl --load-all`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from lab.ike.config import (
+    Action,
+    AuthClass,
+    AuthConfig,
+    ChildConfig,
+    ChildMode,
+    Config,
+    Fragmentation,
+    IkeConfig,
+    Pool,
+    PrivateKey,
+    Secrets,
+    SendCert,
+    SharedKey,
+    Unique,
+    decode_secret,
+    parse_addrs,
+    parse_pool_addrs,
+    parse_time,
+    parse_traffic_selectors,
+)
+from lab.ike.identity import Identity
+from lab.ike.payloads import Proposal
+from lab.ike.proposals import check_implemented, parse_ah_proposals, parse_esp_proposals, parse_ike_proposals
+
+__all__ = [
+    "ConfigError",
+    "Section",
+    "Setting",
+    "SwanctlConfig",
+    "load_swanctl",
+    "parse_settings",
+    "parse_swanctl",
+    "resolve_settings",
+]
+
+MAX_INCLUDE_DEPTH = 10
+
+
+class ConfigError(ValueError):
+    """A problem in a swanctl.conf. `file` and `line` say where (line None: the file as a
+    whole), `key` the dotted name of the key or section concerned (None: syntax)."""
+
+    def __init__(self, message: str, *, file: str, line: int | None, key: str | None = None) -> None:
+        message = message.replace("\n", "\\n")
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = message
+
+
+# ---------------------------------------------------------------- the settings tree
+
+
+@dataclass
+class Setting:
+    """`key = value`; `value` None for an empty assignment, which means "use the default"."""
+
+    key: str
+    value: str | None
+    file: str
+    line: int
+
+
+@dataclass
+class Section:
+    """`name { ... }`, with its settings and subsections in the order first written."""
+
+    name: str
+    file: str
+    line: int
+    path: str = ""
+    settings: dict[str, Setting] = field(default_factory=dict)
+    sections: dict[str, "Section"] = field(default_factory=dict)
+    refs: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def as_tree(self) -> dict[str, Any]:
+        """The section as nested dicts of values (None: empty assignment), settings before
+        subsections, in the shape `lab.conf.writer.render` writes; references are not applied."""
+        tree: dict[str, Any] = {key: setting.value for key, setting in self.settings.items()}
+        for name, sub in self.sections.items():
+            if name in tree:
+                raise ValueError(f"{sub.path}: a key and a section share the name '{name}'")
+            tree[name] = sub.as_tree()
+        return tree
+
+    def child(self, name: str, file: str, line: int) -> "Section":
+        existing = self.sections.get(name)
+        if existing is None:
+            existing = Section(name, file, line, f"{self.path}.{name}" if self.path else name)
+            self.sections[name] = existing
+        return existing
+
+
+_NAME_STOP = frozenset('#{}="\r\n\t ,:')
+_VALUE_STOP = frozenset(' \t\r\n#}"')
+_INCLUDE_STOP = frozenset(' \t\r\n#}')
+_GLOB = re.compile(r"[*?\[]")
+
+
+class _SettingsParser:
+    # strongswan.conf(5) SYNTAX, INCLUDING FILES, REFERENCING OTHER SECTIONS
+
+    def __init__(self, read: Callable[[str], str]) -> None:
+        self.read = read
+        self.files: list[str] = []
+
+    def parse(self, text: str, file: str, root: Section, depth: int = 0) -> None:
+        self.files.append(file)
+        stack = [root]
+        n = len(text)
+        i, line = 0, 1
+
+        def error(message: str, at: int, key: str | None = None) -> ConfigError:
+            return ConfigError(message, file=file, line=at, key=key)
+
+        while True:
+            while i < n and text[i] in " \t\r":
+                i += 1
+            if i >= n:
+                break
+            c = text[i]
+            if c == "#":
+                while i < n and text[i] != "\n":
+                    i += 1
+                continue
+            if c == "\n":
+                line += 1
+                i += 1
+                continue
+            current = stack[-1]
+            if c == "}":
+                if len(stack) == 1:
+                    raise error("unexpected '}': no section is open here (one '}' too many?)", line,
+                                current.path or None)
+                stack.pop()
+                i += 1
+                continue
+            if c in '{=",:':
+                raise error(f"unexpected '{c}': expected 'key = value', 'name {{' or '}}'", line,
+                            current.path or None)
+            start = i
+            while i < n and text[i] not in _NAME_STOP:
+                i += 1
+            name, name_line = text[start:i], line
+            path = f"{current.path}.{name}" if current.path else name
+            k = i
+            while k < n and text[k] in " \t\r":
+                k += 1
+            if name == "include" and k > i and k < n and text[k] != "=":
+                i, line = self._include(text, k, line, file, current, depth)
+                continue
+            if k < n and text[k] == "=":
+                i, line, value = self._value(text, k + 1, line, file)
+                current.settings[name] = Setting(name, value, file, name_line)
+                continue
+            refs: list[str] = []
+            if k < n and text[k] == ":":
+                k, refs = self._refs(text, k + 1, file, line, path)
+            k, after = _skip_blank_lines(text, k, line)
+            if k < n and text[k] == "{":
+                section = current.child(name, file, name_line)
+                section.refs.extend((ref, file, name_line) for ref in refs)
+                stack.append(section)
+                i, line = k + 1, after
+                continue
+            raise error(f"'{name}' is neither a key ('{name} = value') nor a section ('{name} {{ ... }}')",
+                        name_line, path)
+        if len(stack) > 1:
+            open_section = stack[-1]
+            raise ConfigError(f"section '{open_section.name}' opened here is never closed: a '}}' is missing "
+                              f"before the end of the file", file=file, line=open_section.line,
+                              key=open_section.path)
+
+    def _string(self, text: str, i: int, line: int, file: str) -> tuple[int, int, str]:
+        start_line, n, out = line, len(text), []
+        while i < n:
+            c = text[i]
+            if c == '"':
+                return i + 1, line, "".join(out)
+            if c == "\\" and i + 1 < n:
+                nxt = text[i + 1]
+                if nxt == "\n" or (nxt == "\r" and text[i + 2:i + 3] == "\n"):
+                    line += 1
+                    i += 2 if nxt == "\n" else 3
+                    continue
+                out.append({"n": "\n", "r": "\r", "t": "\t"}.get(nxt, nxt))
+                i += 2
+                continue
+            if c == "\n":
+                line += 1
+            if c != "\r":
+                out.append(c)
+            i += 1
+        raise ConfigError("unterminated string: the '\"' opened here is never closed", file=file, line=start_line)
+
+    def _value(self, text: str, i: int, line: int, file: str) -> tuple[int, int, str | None]:
+        n, parts = len(text), []
+        while i < n:
+            c = text[i]
+            if c in " \t\r":
+                i += 1
+            elif c in "\n#}":
+                break
+            elif c == '"':
+                i, line, string = self._string(text, i + 1, line, file)
+                parts.append(string)
+            else:
+                start = i
+                while i < n and text[i] not in _VALUE_STOP:
+                    i += 1
+                parts.append(text[start:i])
+        # strongSwan settings_parser.y value: parts are joined by a single space
+        return i, line, (" ".join(parts) if parts else None)
+
+    def _refs(self, text: str, i: int, file: str, line: int, path: str) -> tuple[int, list[str]]:
+        n, refs = len(text), []
+        while True:
+            while i < n and text[i] in " \t\r":
+                i += 1
+            start = i
+            while i < n and text[i] not in _NAME_STOP:
+                i += 1
+            if start == i:
+                raise ConfigError("expected the name of a section to reference after ':' or ','",
+                                  file=file, line=line, key=path)
+            refs.append(text[start:i])
+            while i < n and text[i] in " \t\r":
+                i += 1
+            if i < n and text[i] == ",":
+                i += 1
+                continue
+            return i, refs
+
+    def _include(self, text: str, i: int, line: int, file: str, section: Section, depth: int) -> tuple[int, int]:
+        n = len(text)
+        if text[i] == '"':
+            i, line, pattern = self._string(text, i + 1, line, file)
+        else:
+            out = []
+            while i < n and text[i] not in _INCLUDE_STOP:
+                if text[i] == "\\" and i + 1 < n and text[i + 1] in '"#} ':
+                    out.append(text[i + 1])
+                    i += 2
+                else:
+                    out.append(text[i])
+                    i += 1
+            pattern = "".join(out)
+        if not pattern:
+            raise ConfigError("include needs a file name or pattern", file=file, line=line)
+        if depth + 1 > MAX_INCLUDE_DEPTH:
+            raise ConfigError(f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels (does a file include itself?)",
+                              file=file, line=line)
+        # strongswan.conf(5) INCLUDING FILES: relative to the including file, shell wildcards allowed
+        full = pattern if os.path.isabs(pattern) else os.path.join(os.path.dirname(file), pattern)
+        if _GLOB.search(pattern):
+            import glob
+
+            paths = sorted(p for p in glob.glob(full) if os.path.isfile(p))
+        elif not os.path.isfile(full):
+            raise ConfigError(f"include: file '{pattern}' not found (looked for {full})", file=file, line=line)
+        else:
+            paths = [full]
+        for path in paths:
+            try:
+                content = self.read(path)
+            except OSError as exc:
+                raise ConfigError(f"include: cannot read '{path}': {exc.strerror or exc}", file=file, line=line) from None
+            self.parse(content, path, section, depth + 1)
+        return i, line
+
+
+def _skip_blank_lines(text: str, i: int, line: int) -> tuple[int, int]:
+    n = len(text)
+    while i < n:
+        if text[i] in " \t\r":
+            i += 1
+        elif text[i] == "\n":
+            line += 1
+            i += 1
+        elif text[i] == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        else:
+            break
+    return i, line
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def parse_settings(text: str, filename: str = "swanctl.conf",
+                   read: Callable[[str], str] = _read_text) -> tuple[Section, list[str]]:
+    """The raw settings tree of `text` (section references not yet applied) and the files read."""
+    parser = _SettingsParser(read)
+    root = Section("", filename, 0)
+    parser.parse(text, filename, root)
+    return root, parser.files
+
+
+def resolve_settings(root: Section) -> Section:
+    """The tree with section references (`name : other { ... }`) applied, as the reader sees it."""
+    return _resolve(root, root)
+
+
+def _lookup(root: Section, absname: str) -> Section | None:
+    section: Section | None = root
+    for part in absname.split("."):
+        section = section.sections.get(part) if section is not None else None
+    return section
+
+
+def _resolve(root: Section, section: Section, chain: tuple[str, ...] = ()) -> Section:
+    # strongswan.conf(5) REFERENCING OTHER SECTIONS: own settings first, then inherited ones
+    out = Section(section.name, section.file, section.line, section.path, dict(section.settings))
+    for name, sub in section.sections.items():
+        out.sections[name] = _resolve(root, sub, chain)
+    for ref, file, line in section.refs:
+        target = _lookup(root, ref)
+        if target is None:
+            raise ConfigError(f"section reference '{ref}' names no section (write its full name, e.g. "
+                              f"connections.base)", file=file, line=line, key=section.path)
+        if target.path in chain + (section.path,):
+            raise ConfigError(f"section reference '{ref}' makes a loop", file=file, line=line, key=section.path)
+        inherited = _resolve(root, target, chain + (section.path,))
+        _merge_missing(out, inherited)
+    return out
+
+
+def _merge_missing(into: Section, inherited: Section) -> None:
+    for key, setting in inherited.settings.items():
+        into.settings.setdefault(key, setting)
+    for name, sub in inherited.sections.items():
+        if name in into.sections:
+            _merge_missing(into.sections[name], sub)
+        else:
+            into.sections[name] = _rebase(sub, f"{into.path}.{name}")
+
+
+def _rebase(section: Section, path: str) -> Section:
+    out = Section(section.name, section.file, section.line, path, dict(section.settings))
+    for name, sub in section.sections.items():
+        out.sections[name] = _rebase(sub, f"{path}.{name}")
+    return out
+
+
+# ---------------------------------------------------------------- value converters
+
+
+def _bool(value: str) -> bool:
+    # strongSwan settings.c settings_value_as_bool
+    lowered = value.lower()
+    if lowered in ("yes", "true", "enabled", "1"):
+        return True
+    if lowered in ("no", "false", "disabled", "0"):
+        return False
+    raise ValueError(f"expected yes or no, not '{value}'")
+
+
+def _uint(value: str) -> int:
+    try:
+        number = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
+    except ValueError:
+        raise ValueError(f"expected a whole number, not '{value}'") from None
+    if number < 0:
+        raise ValueError(f"expected a number of 0 or more, not '{value}'")
+    return number
+
+
+def _port(value: str) -> int:
+    port = _uint(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} must be 1-65535")
+    return port
+
+
+def _choice(enum: type, **aliases: Any) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        lowered = value.lower()
+        if lowered in aliases:
+            return aliases[lowered]
+        try:
+            return enum(lowered)
+        except ValueError:
+            known = [m.value for m in enum] + sorted(aliases)
+            raise ValueError(f"expected one of {', '.join(known)}, not '{value}'") from None
+    return convert
+
+
+def _version(value: str) -> int:
+    number = _uint(value)
+    if number == 1:
+        raise ValueError("IKEv1 (version = 1) is not supported by ipsec-lab; use version = 2")
+    if number not in (0, 2):
+        raise ValueError(f"expected 2 (or 0, meaning any), not '{value}'")
+    return 2
+
+
+def _mobike(value: str) -> bool:
+    if _bool(value):
+        raise ValueError("MOBIKE (RFC 4555) is not supported by ipsec-lab; set mobike = no "
+                         "(ipsec-lab also treats a missing mobike as no, unlike strongSwan)")
+    return False
+
+
+def _names(value: str) -> list[str]:
+    names = [item.strip() for item in value.split(",")]
+    if any(not item for item in names):
+        raise ValueError("empty name in list: remove the extra comma")
+    return names
+
+
+def _auth(value: str) -> AuthClass:
+    lowered = value.lower()
+    if lowered in ("psk", "pubkey"):
+        return AuthClass(lowered)
+    if lowered.startswith("eap"):
+        raise ValueError(f"EAP authentication (auth = {value}) is not supported by ipsec-lab; use psk or pubkey")
+    if lowered.startswith("xauth"):
+        raise ValueError(f"XAuth (auth = {value}) is IKEv1 and not supported by ipsec-lab; use psk or pubkey")
+    if lowered == "null":
+        raise ValueError("NULL authentication (RFC 7619) is not supported by ipsec-lab; use psk or pubkey")
+    if re.match(r"(ike:)?(pubkey|rsa|ecdsa|ed25519|ed448|bliss)", lowered):
+        raise ValueError(f"signature constraints (auth = {value}) are not supported by ipsec-lab; "
+                         f"write auth = pubkey")
+    raise ValueError(f"expected psk or pubkey, not '{value}'")
+
+
+_ACTION = _choice(Action, clear="none", route="trap", hold="trap", restart="start")
+
+
+def _action(value: str) -> Action:
+    if value.replace(" ", "").lower() in ("trap|start", "start|trap"):
+        raise ValueError("start_action = trap|start is not supported by ipsec-lab; choose trap or start")
+    return Action(_ACTION(value))
+
+
+def _mode(value: str) -> ChildMode:
+    lowered = value.lower()
+    if lowered in ("transport_proxy", "beet", "pass", "drop"):
+        raise ValueError(f"mode = {value} is not supported by ipsec-lab; use tunnel or transport")
+    return _choice(ChildMode)(value)
+
+
+def _copy_dscp(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in ("out", "in", "yes", "no"):
+        raise ValueError(f"expected one of out, in, yes, no, not '{value}'")
+    return lowered
+
+
+def _addresses(value: str) -> list[Any]:
+    out = []
+    for item in _names(value):
+        try:
+            out.append(ipaddress.ip_address(item))
+        except ValueError:
+            raise ValueError(f"'{item}' is not an IP address") from None
+    return out
+
+
+def _vips(value: str) -> list[str]:
+    addresses = _addresses(value)
+    for address in addresses:
+        if address.version != 4:
+            raise ValueError(f"'{address}': ipsec-lab requests IPv4 virtual IPs only (use 0.0.0.0)")
+    return [str(a) for a in addresses]
+
+
+def _nonempty_secret(value: str) -> bytes:
+    secret = decode_secret(value)
+    if not secret:
+        raise ValueError("the secret is empty")
+    return secret
+
+
+def _is_default(default: str) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            if default in ("yes", "no"):
+                return _bool(value) == (default == "yes")
+            if re.fullmatch(r"\d+s?", default):
+                return parse_time(value) == parse_time(default)
+        except ValueError:
+            return False
+        return value.lower() == default.lower()
+    return check
+
+
+def _ike_proposals(value: str) -> list[Proposal]:
+    return check_implemented(parse_ike_proposals(value))
+
+
+def _esp_proposals(value: str) -> list[Proposal]:
+    return check_implemented(parse_esp_proposals(value))
+
+
+def _ah_proposals(value: str) -> list[Proposal]:
+    return check_implemented(parse_ah_proposals(value))
+
+
+def _never(_: str) -> bool:
+    return False
+
+
+# Unsupported strongSwan keys: (accepted if the value means "off", what the feature is)
+_Unsupported = dict[str, tuple[Callable[[str], bool], str]]
+
+_CONN_KEYS: dict[str, Callable[[str], Any]] = {
+    "version": _version,
+    "local_addrs": parse_addrs,
+    "remote_addrs": parse_addrs,
+    "local_port": _port,
+    "remote_port": _port,
+    "proposals": _ike_proposals,
+    "encap": _bool,
+    "mobike": _mobike,
+    "dpd_delay": parse_time,
+    "dpd_timeout": parse_time,
+    "rekey_time": parse_time,
+    "over_time": parse_time,
+    "rand_time": parse_time,
+    "reauth_time": parse_time,
+    "pools": _names,
+    "vips": _vips,
+    "fragmentation": _choice(Fragmentation),
+    "keyingtries": _uint,
+    "send_certreq": _bool,
+    "send_cert": _choice(SendCert),
+    "unique": _choice(Unique),
+}
+_CONN_UNSUPPORTED: _Unsupported = {
+    "aggressive": (_is_default("no"), "IKEv1 Aggressive Mode"),
+    "pull": (_is_default("yes"), "Mode Config push mode"),
+    "dscp": (_is_default("000000"), "DSCP marking of IKE packets"),
+    "childless": (_never, "childless IKE_SA initiation (RFC 6023)"),
+    "ppk_id": (_never, "postquantum preshared keys (RFC 8784)"),
+    "ppk_required": (_is_default("no"), "postquantum preshared keys (RFC 8784)"),
+    "if_id_in": (_is_default("0"), "XFRM interface ids"),
+    "if_id_out": (_is_default("0"), "XFRM interface ids"),
+    "mediation": (_is_default("no"), "the IKEv2 Mediation Extension"),
+    "mediated_by": (_never, "the IKEv2 Mediation Extension"),
+    "mediation_peer": (_never, "the IKEv2 Mediation Extension"),
+}
+
+_LOCAL_KEYS: dict[str, Callable[[str], Any]] = {"auth": _auth, "id": Identity.parse, "certs": _names, "round": _uint}
+_LOCAL_UNSUPPORTED: _Unsupported = {
+    "pubkeys": (_never, "raw public key authentication"),
+    "eap_id": (_never, "EAP authentication"),
+    "aaa_id": (_never, "EAP authentication"),
+    "xauth_id": (_never, "IKEv1 XAuth"),
+}
+_REMOTE_KEYS: dict[str, Callable[[str], Any]] = {
+    "auth": _auth, "id": Identity.parse, "certs": _names, "cacerts": _names, "round": _uint,
+}
+_REMOTE_UNSUPPORTED: _Unsupported = {
+    "revocation": (_is_default("relaxed"), "certificate revocation checking"),
+    "eap_id": (_never, "EAP authentication"),
+    "groups": (_never, "authorization groups"),
+    "cert_policy": (_never, "certificate policy constraints"),
+    "ca_id": (_never, "CA identity constraints"),
+    "pubkeys": (_never, "raw public key authentication"),
+}
+
+_CHILD_KEYS: dict[str, Callable[[str], Any]] = {
+    "local_ts": parse_traffic_selectors,
+    "remote_ts": parse_traffic_selectors,
+    "esp_proposals": _esp_proposals,
+    "ah_proposals": _ah_proposals,
+    "mode": _mode,
+    "rekey_time": parse_time,
+    "life_time": parse_time,
+    "rand_time": parse_time,
+    "rekey_bytes": _uint,
+    "life_bytes": _uint,
+    "rand_bytes": _uint,
+    "rekey_packets": _uint,
+    "life_packets": _uint,
+    "rand_packets": _uint,
+    "start_action": _action,
+    "close_action": _action,
+    "dpd_action": _action,
+    "replay_window": _uint,
+    "copy_df": _bool,
+    "copy_ecn": _bool,
+    "copy_dscp": _copy_dscp,
+}
+_CHILD_UNSUPPORTED: _Unsupported = {
+    "sha256_96": (_is_default("no"), "96-bit truncated HMAC-SHA-256"),
+    "updown": (_never, "updown scripts"),
+    "hostaccess": (_is_default("no"), "updown scripts"),
+    "policies": (_is_default("yes"), "CHILD_SAs without policies"),
+    "policies_fwd_out": (_is_default("no"), "outbound FWD policies"),
+    "ipcomp": (_is_default("no"), "IPComp"),
+    "inactivity": (_is_default("0"), "inactivity timeouts"),
+    "reqid": (_is_default("0"), "fixed reqids"),
+    "priority": (_is_default("0"), "fixed policy priorities"),
+    "interface": (_never, "interface-bound policies"),
+    "mark_in": (_is_default("0/0x00000000"), "marks"),
+    "mark_in_sa": (_is_default("no"), "marks"),
+    "mark_out": (_is_default("0/0x00000000"), "marks"),
+    "set_mark_in": (_is_default("0/0x00000000"), "marks"),
+    "set_mark_out": (_is_default("0/0x00000000"), "marks"),
+    "if_id_in": (_is_default("0"), "XFRM interface ids"),
+    "if_id_out": (_is_default("0"), "XFRM interface ids"),
+    "label": (_never, "security labels"),
+    "label_mode": (_is_default("system"), "security labels"),
+    "tfc_padding": (_is_default("0"), "TFC padding"),
+    "hw_offload": (_is_default("no"), "hardware offload"),
+}
+
+_POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_include", "split_exclude")
+
+# swanctl.conf(5) secrets: private key passphrase sections and the folder their `file` is in
+_KEY_FOLDERS = {"private": "private", "rsa": "rsa", "ecdsa": "ecdsa", "pkcs8": "pkcs8"}
+_SECRET_UNSUPPORTED = {
+    "eap": "EAP secrets", "xauth": "XAuth secrets", "ntlm": "NTLM secrets", "ppk": "postquantum preshared keys",
+    "pkcs12": "PKCS#12 containers", "token": "smartcard tokens",
+}
+_SECRET_PREFIXES = ("ike", *_KEY_FOLDERS, *_SECRET_UNSUPPORTED)
+
+
+# ---------------------------------------------------------------- tree -> objects
+
+
+@dataclass
+class SwanctlConfig(Config):
+    """A loaded swanctl.conf: `lab.ike.config.Config` plus the files read and the swanctl
+    directory certificates and keys came from."""
+
+    files: list[str] = field(default_factory=list)
+    swanctl_dir: str = "."
+    export_keys: str | None = None  # the `ipsec-lab { export_keys = DIR }` section
+
+
+@dataclass
+class _Anchor:
+    file: str
+    line: int | None
+    key: str
+    implicit: bool = False
+
+    @property
+    def note(self) -> str:
+        return " (no auth is given here: strongSwan's default is auth = pubkey)" if self.implicit else ""
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(message, file=self.file, line=self.line, key=self.key)
+
+
+def _at(setting: Setting, path: str) -> _Anchor:
+    return _Anchor(setting.file, setting.line, f"{path}.{setting.key}")
+
+
+def _at_section(section: Section) -> _Anchor:
+    return _Anchor(section.file, section.line, section.path)
+
+
+class _Builder:
+    def __init__(self, root: Section, swanctl_dir: str, files: list[str]) -> None:
+        self.root = _resolve(root, root)
+        self.dir = swanctl_dir
+        self.files = files
+        self.referenced = {ref.split(".")[0] for ref in _all_refs(root)}
+        self.passphrases: dict[str, tuple[bytes | None, _Anchor]] = {}
+
+    # -------------------------------------------------------- helpers
+
+    def _convert(self, setting: Setting, path: str, convert: Callable[[str], Any]) -> Any:
+        try:
+            return convert(setting.value)
+        except ValueError as exc:
+            raise _at(setting, path).error(str(exc)) from None
+
+    def _keys(self, section: Section, known: dict[str, Callable[[str], Any]], unsupported: _Unsupported,
+              what: str, special: dict[str, str] | None = None) -> dict[str, tuple[Any, Setting]]:
+        out: dict[str, tuple[Any, Setting]] = {}
+        for key, setting in section.settings.items():
+            if special and key in special:
+                raise _at(setting, section.path).error(special[key])
+            if key in known:
+                if setting.value is not None:
+                    out[key] = (self._convert(setting, section.path, known[key]), setting)
+                continue
+            if key in unsupported:
+                is_off, feature = unsupported[key]
+                if setting.value is None or is_off(setting.value):
+                    continue
+                raise _at(setting, section.path).error(
+                    f"{key} = {setting.value}: {feature} is not supported by ipsec-lab; remove the line")
+            raise _at(setting, section.path).error(
+                f"unknown key '{key}' in {what} (supported: {', '.join(known)})")
+        return out
+
+    # -------------------------------------------------------- top level
+
+    def build(self) -> SwanctlConfig:
+        for key, setting in self.root.settings.items():
+            raise _Anchor(setting.file, setting.line, key).error(
+                f"unknown top-level key '{key}'; swanctl.conf holds the sections connections, secrets and pools")
+        for name, section in self.root.sections.items():
+            if name == "authorities":
+                raise _at_section(section).error("authorities sections are not supported by ipsec-lab; put CA "
+                                                 "certificates in x509ca/ or name them in remote.cacerts")
+            if name not in ("connections", "secrets", "pools", "ipsec-lab") and name not in self.referenced:
+                raise _at_section(section).error(
+                    f"unknown section '{name}'; swanctl.conf holds connections, secrets and pools "
+                    f"(other top-level sections are allowed only as targets of 'name : {name}' references)")
+        config = SwanctlConfig(files=list(self.files), swanctl_dir=self.dir)
+        ours = self.root.sections.get("ipsec-lab")
+        if ours is not None:
+            config.export_keys = self._ipsec_lab(ours)
+        secrets_section = self.root.sections.get("secrets")
+        if secrets_section is not None:
+            config.secrets = self._secrets(secrets_section)
+        pools_section = self.root.sections.get("pools")
+        if pools_section is not None:
+            config.pools = self._pools(pools_section)
+        connections = self.root.sections.get("connections")
+        anchors: dict[str, dict[str, _Anchor]] = {}
+        if connections is not None:
+            for key, setting in connections.settings.items():
+                raise _at(setting, "connections").error(
+                    f"'{key} = ...' cannot stand directly in connections; put it inside a connection "
+                    f"section such as connections {{ {key}-conn {{ ... }} }}")
+            for name, section in connections.sections.items():
+                config.connections[name], anchors[name] = self._connection(section)
+        self._finish(config, anchors)
+        return config
+
+    def _ipsec_lab(self, section: Section) -> str | None:
+        """Settings of ipsec-lab's own that swanctl (which ignores unknown sections) never sees:
+        `export_keys = DIR` writes Wireshark's key tables there, like the daemon's --export-keys."""
+        for name, sub in section.sections.items():
+            raise _at_section(sub).error(f"unknown section '{name}' in ipsec-lab; it holds export_keys only")
+        export = None
+        for key, setting in section.settings.items():
+            if key != "export_keys":
+                raise _at(setting, "ipsec-lab").error(f"unknown key '{key}'; the ipsec-lab section holds export_keys")
+            value = (setting.value or "").strip()
+            if not value:
+                raise _at(setting, "ipsec-lab").error("export_keys needs a directory")
+            export = value if os.path.isabs(value) else os.path.join(self.dir, value)
+        return export
+
+    # -------------------------------------------------------- connections
+
+    def _connection(self, section: Section) -> tuple[IkeConfig, dict[str, _Anchor]]:
+        values = self._keys(section, _CONN_KEYS, _CONN_UNSUPPORTED, f"connection '{section.name}'")
+        kwargs = {key: value for key, (value, _) in values.items()}
+        anchors = {key: _at(setting, section.path) for key, (_, setting) in values.items()}
+        rounds: dict[str, list[Section]] = {"local": [], "remote": []}
+        children: dict[str, ChildConfig] = {}
+        for name, sub in section.sections.items():
+            if name == "children":
+                for key, setting in sub.settings.items():
+                    raise _at(setting, sub.path).error(
+                        f"'{key} = ...' cannot stand directly in children; put it inside a child section")
+                for child_name, child in sub.sections.items():
+                    children[child_name] = self._child(child)
+            elif name.startswith("local") or name.startswith("remote"):
+                rounds["local" if name.startswith("local") else "remote"].append(sub)
+            else:
+                raise _at_section(sub).error(
+                    f"unknown section '{name}' in connection '{section.name}' (supported: local, remote, children)")
+        auth: dict[str, AuthConfig] = {}
+        for side in ("local", "remote"):
+            if len(rounds[side]) > 1:
+                extra = rounds[side][1]
+                raise _at_section(extra).error(
+                    f"a second {side} authentication round ('{extra.name}'): multiple authentication rounds "
+                    f"(RFC 4739) are not supported by ipsec-lab; keep one {side} section")
+            if rounds[side]:
+                auth[side], anchors[side] = self._auth_round(rounds[side][0], side)
+            else:
+                auth[side] = AuthConfig()
+                anchors[side] = _Anchor(section.file, section.line, f"{section.path}.{side}.auth", implicit=True)
+        try:
+            conn = IkeConfig(section.name, local=auth["local"], remote=auth["remote"], children=children, **kwargs)
+        except ValueError as exc:
+            raise _at_section(section).error(str(exc)) from None
+        return conn, anchors
+
+    def _auth_round(self, section: Section, side: str) -> tuple[AuthConfig, _Anchor]:
+        for name, sub in section.sections.items():
+            what = "cacerts = file" if name.startswith("cacert") else "certs = file"
+            raise _at_section(sub).error(f"{name} sections (tokens, handles) are not supported by ipsec-lab; "
+                                         f"write {what}")
+        if side == "local":
+            values = self._keys(section, _LOCAL_KEYS, _LOCAL_UNSUPPORTED, f"{side} authentication round",
+                                special={"cacerts": "cacerts belongs in the remote section: it names the CAs the "
+                                                    "peer's certificate must chain to"})
+        else:
+            values = self._keys(section, _REMOTE_KEYS, _REMOTE_UNSUPPORTED, f"{side} authentication round")
+        auth = AuthConfig()
+        if "auth" in values:
+            auth.method = values["auth"][0]
+        if "id" in values:
+            auth.id = values["id"][0]
+        for key, folder in (("certs", "x509"), ("cacerts", "x509ca")):
+            if key in values:
+                names, setting = values[key]
+                anchor = _at(setting, section.path)
+                certs = [cert for name in names for cert in self._load_certs(name, folder, anchor)]
+                setattr(auth, key, certs)
+        if "auth" in values:
+            return auth, _at(values["auth"][1], section.path)
+        return auth, _Anchor(section.file, section.line, f"{section.path}.auth", implicit=True)
+
+    def _child(self, section: Section) -> ChildConfig:
+        for name, sub in section.sections.items():
+            raise _at_section(sub).error(f"unknown section '{name}' in child '{section.name}'")
+        values = self._keys(section, _CHILD_KEYS, _CHILD_UNSUPPORTED, f"child '{section.name}'")
+        kwargs = {key: value for key, (value, _) in values.items()}
+        try:
+            return ChildConfig(section.name, **kwargs)
+        except ValueError as exc:
+            blamed = next((setting for key, (_, setting) in values.items() if str(exc).startswith(f"{key} ")), None)
+            anchor = _at(blamed, section.path) if blamed is not None else _at_section(section)
+            raise anchor.error(str(exc)) from None
+
+    # -------------------------------------------------------- secrets and pools
+
+    def _secrets(self, section: Section) -> Secrets:
+        secrets = Secrets()
+        for key, setting in section.settings.items():
+            raise _at(setting, "secrets").error(
+                f"'{key} = ...' cannot stand directly in secrets; write secrets {{ ike-x {{ secret = ... }} }}")
+        for name, sub in section.sections.items():
+            prefix = next((p for p in sorted(_SECRET_PREFIXES, key=len, reverse=True) if name.startswith(p)), None)
+            if prefix is None:
+                raise _at_section(sub).error(
+                    f"unknown secret type '{name}': secret sections are named by type with an optional suffix, "
+                    f"e.g. ike-s2s (supported types: ike, {', '.join(_KEY_FOLDERS)})")
+            if prefix in _SECRET_UNSUPPORTED:
+                raise _at_section(sub).error(f"{_SECRET_UNSUPPORTED[prefix]} ({prefix}<suffix>) are not supported "
+                                             f"by ipsec-lab")
+            for child in sub.sections.values():
+                raise _at_section(child).error(f"unknown section '{child.name}' in secret '{name}'")
+            if prefix == "ike":
+                secrets.ike.append(self._shared_key(sub))
+            else:
+                self._passphrase(sub, _KEY_FOLDERS[prefix])
+        return secrets
+
+    def _shared_key(self, section: Section) -> SharedKey:
+        secret = None
+        ids = []
+        for key, setting in section.settings.items():
+            if key == "secret":
+                if setting.value is not None:
+                    secret = self._convert(setting, section.path, _nonempty_secret)
+            elif key.startswith("id"):
+                if setting.value is not None:
+                    ids.append(self._convert(setting, section.path, Identity.parse))
+            else:
+                raise _at(setting, section.path).error(
+                    f"unknown key '{key}' in IKE secret '{section.name}' (supported: secret, id<suffix>)")
+        if secret is None:
+            raise _at_section(section).error(f"IKE secret '{section.name}' has no secret: add secret = \"...\"")
+        return SharedKey(section.name, secret, ids)
+
+    def _passphrase(self, section: Section, folder: str) -> None:
+        file_setting = section.settings.get("file")
+        for key, setting in section.settings.items():
+            if key not in ("file", "secret"):
+                raise _at(setting, section.path).error(
+                    f"unknown key '{key}' in private key secret '{section.name}' (supported: file, secret)")
+        if file_setting is None or not file_setting.value:
+            raise _at_section(section).error(f"private key secret '{section.name}' has no file: add file = "
+                                             f"<name in {folder}/>")
+        secret_setting = section.settings.get("secret")
+        passphrase = None
+        if secret_setting is not None and secret_setting.value is not None:
+            passphrase = self._convert(secret_setting, section.path, decode_secret)
+        path = self._path(file_setting.value, folder)
+        anchor = _at(file_setting, section.path)
+        if not os.path.isfile(path):
+            raise anchor.error(f"private key file '{file_setting.value}' not found (looked for {path})")
+        self.passphrases[os.path.realpath(path)] = (passphrase, anchor)
+
+    def _pools(self, section: Section) -> dict[str, Pool]:
+        pools = {}
+        for key, setting in section.settings.items():
+            raise _at(setting, "pools").error(f"'{key} = ...' cannot stand directly in pools; write pools "
+                                              f"{{ name {{ addrs = ... }} }}")
+        for name, sub in section.sections.items():
+            for child in sub.sections.values():
+                raise _at_section(child).error(f"unknown section '{child.name}' in pool '{name}'")
+            addrs = sub.settings.get("addrs")
+            dns: list[Any] = []
+            for key, setting in sub.settings.items():
+                if key == "dns" and setting.value is not None:
+                    dns = self._convert(setting, sub.path, _addresses)
+                elif key in _POOL_UNSUPPORTED or key.isdigit():
+                    raise _at(setting, sub.path).error(f"pool attribute '{key}' is not supported by ipsec-lab "
+                                                       f"(supported: addrs, dns)")
+                elif key not in ("addrs", "dns"):
+                    raise _at(setting, sub.path).error(f"unknown key '{key}' in pool '{name}' (supported: addrs, dns)")
+            if addrs is None or addrs.value is None:
+                raise _at_section(sub).error(f"pool '{name}' has no addrs: add addrs = 10.3.0.0/24 "
+                                             f"(a subnet) or 10.3.0.1-10.3.0.50 (a range)")
+            first, last, network = self._convert(addrs, sub.path, parse_pool_addrs)
+            pools[name] = Pool(name, first, last, dns, network)
+        return pools
+
+    # -------------------------------------------------------- files
+
+    def _path(self, name: str, folder: str) -> str:
+        return name if os.path.isabs(name) else os.path.join(self.dir, folder, name)
+
+    def _load_certs(self, name: str, folder: str, anchor: _Anchor) -> list[x509.Certificate]:
+        path = self._path(name, folder)
+        if not os.path.isfile(path):
+            raise anchor.error(f"certificate file '{name}' not found (looked for {path})")
+        return _read_certs(path, anchor)
+
+    def _load_private_keys(self, anchor: _Anchor) -> list[PrivateKey]:
+        keys, seen = [], set()
+        paths = []
+        for folder in _KEY_FOLDERS.values():
+            directory = os.path.join(self.dir, folder)
+            if os.path.isdir(directory):
+                paths.extend(os.path.join(directory, f) for f in sorted(os.listdir(directory)))
+        paths.extend(self.passphrases)
+        for path in paths:
+            real = os.path.realpath(path)
+            if real in seen or not os.path.isfile(path):
+                continue
+            seen.add(real)
+            passphrase, where = self.passphrases.get(real, (None, anchor))
+            keys.append(PrivateKey(path, _read_private_key(path, passphrase, where)))
+        return keys
+
+    def _load_cacerts(self, anchor: _Anchor) -> list[x509.Certificate]:
+        directory = os.path.join(self.dir, "x509ca")
+        if not os.path.isdir(directory):
+            return []
+        certs = []
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                certs.extend(_read_certs(path, anchor))
+        return certs
+
+    # -------------------------------------------------------- cross-checks
+
+    def _finish(self, config: SwanctlConfig, anchors: dict[str, dict[str, _Anchor]]) -> None:
+        local_pubkey = [(name, conn) for name, conn in config.connections.items()
+                        if conn.local.method == AuthClass.PUBKEY]
+        if local_pubkey or self.passphrases:
+            anchor = anchors[local_pubkey[0][0]]["local"] if local_pubkey else next(iter(self.passphrases.values()))[1]
+            config.secrets.private_keys = self._load_private_keys(anchor)
+        remote_pubkey = [name for name, conn in config.connections.items() if conn.remote.method == AuthClass.PUBKEY]
+        if remote_pubkey:
+            config.cacerts = self._load_cacerts(anchors[remote_pubkey[0]]["remote"])
+        for name, conn in config.connections.items():
+            where = anchors[name]
+            if "pools" in where:
+                for pool in conn.pools:
+                    if pool not in config.pools:
+                        known = ", ".join(config.pools) or "none defined"
+                        raise where["pools"].error(f"pool '{pool}' is not defined in the pools section (pools: {known})")
+            for side in ("local", "remote"):
+                auth = getattr(conn, side)
+                if auth.method == AuthClass.PSK and not config.secrets.ike:
+                    raise where[side].error(f"auth = psk needs a pre-shared key: add secrets {{ ike-{name} {{ "
+                                            f"id = ...  secret = \"...\" }} }}")
+            if conn.local.method == AuthClass.PUBKEY:
+                if not conn.local.certs:
+                    raise where["local"].error("auth = pubkey needs our certificate: add certs = <file in x509/> "
+                                               "to the local section (raw public keys are not supported)"
+                                               + where["local"].note)
+                cert = conn.local.certs[0]
+                if config.secrets.private_key_for(cert) is None:
+                    raise where["local"].error(
+                        f"no private key for our certificate ({Identity.from_dn(cert.subject)}) in "
+                        f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)")
+            if conn.remote.method == AuthClass.PUBKEY and not (conn.remote.cacerts or conn.remote.certs
+                                                                or config.cacerts):
+                raise where["remote"].error("auth = pubkey needs a CA to check the peer's certificate: add "
+                                            "cacerts = <file in x509ca/> to the remote section or put the CA "
+                                            f"certificate in {os.path.join(self.dir, 'x509ca')}"
+                                            + where["remote"].note)
+
+
+def _all_refs(section: Section) -> list[str]:
+    refs = [ref for ref, _, _ in section.refs]
+    for sub in section.sections.values():
+        refs.extend(_all_refs(sub))
+    return refs
+
+
+def _read_certs(path: str, anchor: _Anchor) -> list[x509.Certificate]:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise anchor.error(f"cannot read certificate '{path}': {exc.strerror or exc}") from None
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise anchor.error(f"'{path}' is not an X.509 certificate (PEM or DER)") from None
+
+
+def _read_private_key(path: str, passphrase: bytes | None, anchor: _Anchor) -> Any:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise anchor.error(f"cannot read private key '{path}': {exc.strerror or exc}") from None
+    load = serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
+    try:
+        return load(data, password=passphrase)
+    except TypeError:
+        if passphrase is None:
+            raise anchor.error(f"private key '{path}' is encrypted: add secrets {{ private-x {{ file = "
+                               f"{os.path.basename(path)}  secret = <passphrase> }} }}") from None
+        raise anchor.error(f"private key '{path}' is not encrypted: remove its passphrase secret") from None
+    except ValueError:
+        hint = " or the passphrase is wrong" if passphrase is not None else ""
+        raise anchor.error(f"'{path}' is not a private key in PEM or DER{hint}") from None
+    except UnsupportedAlgorithm as exc:
+        raise anchor.error(f"cannot load private key '{path}': {exc}") from None
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_swanctl(text: str, filename: str = "swanctl.conf", swanctl_dir: str | None = None) -> SwanctlConfig:
+    """The configuration in `text`, as if read from `filename` (errors name it; includes are
+    relative to it). Certificates and keys come from `swanctl_dir` (default: the directory of
+    `filename`). Raises ConfigError."""
+    root, files = parse_settings(text, filename)
+    directory = swanctl_dir if swanctl_dir is not None else (os.path.dirname(filename) or ".")
+    return _Builder(root, directory, files).build()
+
+
+def load_swanctl(path: str | os.PathLike[str], swanctl_dir: str | None = None) -> SwanctlConfig:
+    """The configuration in the swanctl.conf at `path`; certificates and keys come from its
+    directory (x509/, x509ca/, private/, ...) unless `swanctl_dir` says otherwise. Raises ConfigError."""
+    path = os.fspath(path)
+    try:
+        text = _read_text(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration: {exc.strerror or exc}", file=path, line=None) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a text file (UTF-8 expected)", file=path, line=None) from None
+    return parse_swanctl(text, path, swanctl_dir)
