@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.conf.writer import render_swanctl  # noqa: E402
+from lab.conf.writer import render as render_swanctl  # noqa: E402
 from lab.net.lab import Lab  # noqa: E402
 from lab.net.peers import established, make_peer  # noqa: E402
 from lab.net.topology import load  # noqa: E402

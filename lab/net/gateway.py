@@ -107,8 +107,10 @@ class OurGateway(Peer):
             time.sleep(0.05)
 
     def ctl(self, action: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
+        """One control request; `timeout` is how long the daemon may take (initiate waits that
+        long for the SA) and, with a margin, how long we wait for its answer."""
         with ControlClient(str(self.control_path), timeout=timeout + 5) as client:
-            return client.request(cmd=action, **args)
+            return client.request(cmd=action, timeout=timeout, **args)
 
     @property
     def running(self) -> bool:

@@ -279,8 +279,8 @@ class Runner:
             try:
                 detail = self._step(step) or ""
                 failed, reason = False, detail
-            except (StepFailed, PeerError, NodeError, LabError, subprocess.TimeoutExpired) as err:
-                failed, reason = True, str(err).strip()
+            except (StepFailed, PeerError, NodeError, LabError, subprocess.TimeoutExpired, OSError) as err:
+                failed, reason = True, str(err).strip() or type(err).__name__
             except RunInterrupted:
                 end(False, "interrupted")
                 raise

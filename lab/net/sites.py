@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .lab import Lab
-from .strongswan import render_s2s_conf
+from .strongswan import render_s2s_conf, usable_proposals
 from .topology import load
 
 PSK = "a-lab-only-psk"
@@ -48,7 +48,7 @@ class SiteLab(Lab):
         else:
             base = dict(local_addrs=GWB_PUBLIC, remote_addrs="%any", local_id="gwb.lab", remote_id="gwa.lab",
                         local_ts=SITE_B_LAN, remote_ts=SITE_A_LAN)
-        return render_s2s_conf(psk=PSK, **{**base, **options})
+        return render_s2s_conf(psk=PSK, usable=usable_proposals, **{**base, **options})
 
     def plain_routing(self, enable: bool) -> None:
         """Let the middle box route the two LANs in clear (a baseline without IPsec). Off by
