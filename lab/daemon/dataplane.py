@@ -258,6 +258,21 @@ class DataPlane:
         elif isinstance(event, ev.IkeSaDeleted):
             self.keepalive_peers.pop(event.ike_sa, None)
             self._drop_virtual_ip(event.ike_sa)
+        elif isinstance(event, ev.PeerAddressChanged):
+            self._follow_peer(event.old, event.new)
+
+    def _follow_peer(self, old: tuple[str, int], new: tuple[str, int]) -> None:
+        """RFC 7296 §2.23: the peer's NAT mapping changed; ESP for it goes to the new address
+        and port from now on (IKE already follows it)."""
+        moved = 0
+        for pair in self.by_spi_in.values():
+            if pair.peer == old:
+                pair.peer = new
+                attach_route(pair.outbound, new, pair.outbound.udp, pair.outbound.ah)  # type: ignore[attr-defined]
+                moved += 1
+        if moved:
+            self.stats["peer_moved"] += moved
+            self.gateway.say(f"[ESP] {moved} CHILD_SA(s) follow the peer from {old[0]}:{old[1]} to {new[0]}:{new[1]}")
 
     def _add_virtual_ip(self, ike_sa: int, address: str) -> None:
         """A remote-access client's address from the gateway's pool (RFC 7296 §3.15.1): on the

@@ -36,6 +36,15 @@ class IkeSaRekeyed(Event):
 
 
 @dataclass(frozen=True)
+class PeerAddressChanged(Event):
+    """The peer's address or port changed under a NAT (RFC 7296 §2.23): its authenticated
+    messages now come from `new`, and everything for it must go there."""
+
+    old: Address
+    new: Address
+
+
+@dataclass(frozen=True)
 class IkeSaDeleted(Event):
     name: str
     reason: str

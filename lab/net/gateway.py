@@ -144,13 +144,17 @@ class OurGateway(Peer):
         return [_ike_info(sa) for sa in self.raw_sas()]
 
     def counters(self) -> dict[str, int]:
-        """The daemon's counters and drops (`ctl stats`), drops as "drop:<reason>"."""
+        """The daemon's counters (`ctl stats`): IKE drops as "drop:<reason>", the data plane's as
+        "esp:<name>" and its ESP/AH drops as "esp-drop:<reason>" (replay, icv, ...)."""
         stats = self.ctl("stats")["stats"]
         out = dict(stats["counters"])
         out.update({f"drop:{k}": v for k, v in stats["drops"].items()})
-        for key, value in (stats.get("dataplane") or {}).items():
-            if isinstance(value, int):
+        dataplane = stats.get("dataplane") or {}
+        for key, value in dataplane.items():
+            if isinstance(value, int) and not isinstance(value, bool):
                 out[f"esp:{key}"] = value
+        for key, value in (dataplane.get("drops") or {}).items():
+            out[f"esp-drop:{key}"] = value  # ESP/AH packets dropped, by reason (replay, icv, ...)
         return out
 
     def log_tail(self, lines: int = 30) -> str:

@@ -34,6 +34,7 @@ FILTER_DEFAULTS: dict[str, Any] = {
     "mss_clamp": None,       # TCP MSS of forwarded SYNs: a number, or "pmtu" (clamp to the path MTU)
     "rp_filter": 0,          # reverse-path filter of the node: 0 off, 1 strict, 2 loose (RFC 3704)
     "loss": 0.0,             # probability a forwarded packet is dropped
+    "loss_every": 0,         # drop every Nth forwarded packet (loss without chance: a repeatable run)
     "delay_ms": 0.0,         # delay, jitter, reordering, duplication by NFQUEUE (lab.net.impair)
     "jitter_ms": 0.0,
     "reorder": 0.0,
@@ -206,6 +207,9 @@ class Router(LabNode):
         if mss is not None and mss != "pmtu" and (not isinstance(mss, int) or isinstance(mss, bool)
                                                   or not 88 <= mss <= 65495):
             raise ValueError(f"mss_clamp: must be pmtu or a segment size in octets (88-65495), not {mss!r}")
+        every = knobs.get("loss_every", 0)
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0 or every == 1:
+            raise ValueError(f"loss_every: must be 2 or more (drop every Nth packet), or 0 for none, not {every!r}")
         if knobs.get("rp_filter", 0) not in (0, 1, 2):
             raise ValueError(f"rp_filter: must be 0 (off), 1 (strict) or 2 (loose), not {knobs['rp_filter']!r}")
         if knobs.get("impair", "all") not in IMPAIR_MATCH:
@@ -236,6 +240,10 @@ class Router(LabNode):
         if k["loss"]:
             rules.append(["-A", "IPL-FWD", *match, "-m", "statistic", "--mode", "random", "--probability",
                           f"{float(k['loss']):.4f}", "-j", "DROP"])
+        if k["loss_every"]:
+            # nft's statistic counts from 0: packet 0 of every N is the one dropped
+            rules.append(["-A", "IPL-FWD", *match, "-m", "statistic", "--mode", "nth", "--every",
+                          str(int(k["loss_every"])), "--packet", "0", "-j", "DROP"])
         if self._delayed():
             rules.append(["-A", "IPL-FWD", *match, "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"])
         level = int(k["rp_filter"])

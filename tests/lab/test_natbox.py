@@ -179,6 +179,12 @@ def test_loss(lab):
     assert 20 < received < 180, out  # each way loses half: about 50 of 200 come back
 
 
+def test_loss_every_nth(lab):
+    out = _ping(lab(loss_every=4), 40, 0.02)
+    received = int(re.search(r"(\d+) received", out).group(1))
+    assert 15 <= received <= 30, out  # 1 in 4 packets each way: 3/4 * 3/4 of 40 is about 22
+
+
 def test_delay(lab):
     out = _ping(lab(delay_ms=100), 5, 0.2)
     rtt_min = float(re.search(r"= ([\d.]+)/", out).group(1))
