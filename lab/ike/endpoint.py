@@ -47,6 +47,7 @@ class Settings:
     max_fragments: int = 64
     max_reassembly: int = 64 * 1024
     temporary_failure_retry: float = 10.0
+    temporary_failure_jitter: float = 5.0  # retries after TEMPORARY_FAILURE spread over [retry - jitter, retry]
     nonce_size: int = 32
 
 
@@ -99,6 +100,10 @@ class IkeEndpoint:
             if int.from_bytes(spi, "big") > 255 and spi not in self._child_spis:
                 self._child_spis.add(spi)
                 return spi
+
+    def uniform(self, low: float, high: float) -> float:
+        """A number in [low, high] from the injected random source."""
+        return low + (high - low) * int.from_bytes(self.random(4), "big") / 0xFFFFFFFF
 
     def new_child_id(self) -> int:
         self._next_child_id += 1

@@ -61,6 +61,7 @@ class Net:
     reorder: bool = False
     addresses: dict[str, str] = field(default_factory=dict)
     delivered: list[tuple[float, str, str, OutDatagram]] = field(default_factory=list)
+    after_step: Callable[[], None] = lambda: None  # called after each step (tests watch SAs come and go)
 
     def owner(self, address: str) -> str:
         return self.addresses[address]
@@ -113,6 +114,7 @@ class Net:
             self.now = max(self.now, next_timer[0])
             self.endpoints[next_timer[1]].handle_timer(self.now)
         self.collect()
+        self.after_step()
         return True
 
     def run(self, until: float | None = None, max_steps: int = 10000) -> None:

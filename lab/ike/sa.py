@@ -970,6 +970,14 @@ class IkeSA:
         self.children = []
         new.virtual_ip, new.assigned_ip = self.virtual_ip, self.assigned_ip
         self.endpoint.emit(IkeSaRekeyed(self.unique_id, new.unique_id, new.spi_i, new.spi_r))
+        # RFC 7296 §2.18: the CHILD SAs now live on the new IKE SA, and so does the work queued for them
+        # (a CHILD_SA rekey refused with TEMPORARY_FAILURE during the IKE rekey, §2.25.2)
+        child_tasks = (ChildCreate, ChildDelete)
+        new.delayed += [entry for entry in self.delayed if isinstance(entry[1], child_tasks)]
+        self.delayed = [entry for entry in self.delayed if not isinstance(entry[1], child_tasks)]
+        for task in [t for t in self.tasks if isinstance(t, child_tasks)]:
+            self.tasks.remove(task)
+            new.queue(task, now)
 
     # ------------------------------------------------------------ sending
 
@@ -989,7 +997,11 @@ class IkeSA:
         self.start_next(now)
 
     def retry_later(self, task: Task, now: float) -> None:
-        self.delayed.append((now + self.endpoint.settings.temporary_failure_retry, task))
+        # RFC 7296 §2.25: wait before retrying; a random wait, or two sides refusing each other
+        # (an IKE rekey against a CHILD_SA rekey, §2.25.2) retry in step and collide forever
+        settings = self.endpoint.settings
+        delay = settings.temporary_failure_retry - self.endpoint.uniform(0, settings.temporary_failure_jitter)
+        self.delayed.append((now + delay, task))
 
     def start_next(self, now: float) -> None:
         if self.pending is not None or self.state in (IkeState.DELETED,):

@@ -4,6 +4,7 @@ drops, duplicates, reorders and NATs (RFC 7296 exchanges, §2.1 retransmission, 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import pytest
 
@@ -38,6 +39,66 @@ def assert_consistent(net: Net, children: int = 1, allowed_drops: tuple[str, ...
     for name in "ab":
         assert not [reason for reason in net.endpoints[name].drops if not reason.startswith(allowed_drops)], \
             net.endpoints[name].drops
+
+
+@dataclass(frozen=True)
+class Before:
+    """What a rekey must change, taken before it: the IKE SA's SPIs and SK_d, and the CHILD
+    SAs' (spi_in, spi_out) as a sees them."""
+    ike: tuple[bytes, bytes]
+    sk_d: bytes
+    children: frozenset[tuple[bytes, bytes]]
+
+
+def before(net: Net) -> Before:
+    ike_a, _ = _established(net)
+    return Before((ike_a.spi_i, ike_a.spi_r), ike_a.keys.sk_d,
+                  frozenset((c.spi_in, c.spi_out) for c in ike_a.children))
+
+
+def _child_spis(endpoint) -> set[bytes]:
+    """Every CHILD SA SPI, in or out, any state, of every IKE SA the endpoint still holds."""
+    return {spi for ike in endpoint.by_id.values() for c in ike.children for spi in (c.spi_in, c.spi_out)}
+
+
+def assert_child_rekeyed(net: Net, old: Before, children: int = 1, allowed_drops: tuple[str, ...] = ()) -> None:
+    """Each CHILD SA of `old` was replaced: `children` installed on each side, none with an old
+    SPI in or out, and no old SPI left on either side in any state."""
+    assert_consistent(net, children, allowed_drops)
+    ike_a, _ = _established(net)
+    old_spis = {spi for pair in old.children for spi in pair}
+    assert old_spis and not old_spis & {spi for c in ike_a.children for spi in (c.spi_in, c.spi_out)}
+    for name, endpoint in net.endpoints.items():
+        assert not old_spis & _child_spis(endpoint), f"{name} still holds a CHILD SA that was rekeyed"
+
+
+def assert_ike_rekeyed(net: Net, old: Before, children: int = 1, allowed_drops: tuple[str, ...] = (),
+                       children_moved: bool = True) -> None:
+    """The IKE SA of `old` was replaced: exactly one IKE SA left on each side, both SPIs and
+    SK_d new, the old SPIs known nowhere; its CHILD SAs moved over unchanged (`children_moved`)."""
+    assert_consistent(net, children, allowed_drops)
+    ike_a, _ = _established(net)
+    assert ike_a.spi_i != old.ike[0] and ike_a.spi_r != old.ike[1]
+    assert ike_a.keys.sk_d != old.sk_d
+    for name, endpoint in net.endpoints.items():
+        assert len(endpoint.by_id) == 1 and len(endpoint.sas) == 1 and not endpoint.half_open, name
+        assert not set(old.ike) & set(endpoint.sas), f"{name} still knows the rekeyed IKE SA"
+    if children_moved:
+        assert {(c.spi_in, c.spi_out) for c in ike_a.children} == set(old.children)
+
+
+def watch(net: Net, name: str = "a") -> tuple[dict, dict]:
+    """Every IKE SA (by our SPI) and CHILD SA (by spi_in) `name` holds at any step from now on."""
+    ikes: dict[bytes, object] = {}
+    children: dict[bytes, object] = {}
+
+    def look() -> None:
+        for ike in net.endpoints[name].by_id.values():
+            ikes[ike.our_spi] = ike
+            children.update((c.spi_in, c) for c in ike.children)
+
+    net.after_step = look
+    return ikes, children
 
 
 def kinds(events) -> list[str]:
@@ -127,8 +188,46 @@ def test_cookie_under_load():
     assert_consistent(net)
     assert net.endpoints["b"].stats["cookies_sent"] == 1
     first, second = [Message.parse(d.data) for _, name, d in net.log if name == "a"][:2]
-    assert first.get_notify if False else True
+    cookie = [Message.parse(d.data) for _, name, d in net.log if name == "b"][0]
+    assert cookie.payloads[0].notify_type == NotifyType.COOKIE
+    assert not any(getattr(p, "notify_type", None) == NotifyType.COOKIE for p in first.payloads)
+    assert second.payloads[0].data == cookie.payloads[0].data
     assert [p.notify_type for p in second.payloads[:1]] == [NotifyType.COOKIE]  # RFC 7296 §2.6: first payload
+
+
+def test_cookie_is_bound_to_the_initiator():
+    # RFC 7296 §2.6: a cookie is a hash over Ni, IPi and SPIi; a forged one, or one made for
+    # another address or SPIi, is answered with a fresh COOKIE and no state is kept
+    net = make_net(*pair_configs(), settings=Settings(cookie_threshold=0))
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    b.receive_datagram(request.data, request.src, request.dst, net.now)
+    (answer,) = b.datagrams_to_send()
+    cookie = Message.parse(answer.data).payloads[0]
+    assert cookie.notify_type == NotifyType.COOKIE and len(cookie.data) > 8
+    first = Message.parse(request.data)
+
+    def with_cookie(data: bytes, spi_i: bytes = first.spi_i) -> bytes:
+        notify = dataclasses.replace(cookie, data=data)
+        return Message(spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, True, False,
+                       [notify, *first.payloads]).serialize()
+
+    forged = bytes(len(cookie.data))
+    other_spi = bytes(reversed(first.spi_i))
+    for data, src, spi in ((forged, request.src, first.spi_i), (cookie.data, ("192.0.2.9", 500), first.spi_i),
+                           (cookie.data, request.src, other_spi)):
+        net.addresses["192.0.2.9"] = "a"
+        b.receive_datagram(with_cookie(data, spi), src, request.dst, net.now)
+        (again,) = b.datagrams_to_send()
+        reply = Message.parse(again.data)
+        assert [p.notify_type for p in reply.payloads] == [NotifyType.COOKIE]
+        assert b.by_id == {}
+    assert b.stats["cookies_sent"] == 4
+    b.receive_datagram(with_cookie(cookie.data), request.src, request.dst, net.now)
+    (accepted,) = b.datagrams_to_send()
+    assert [type(p).__name__ for p in Message.parse(accepted.data).payloads][:3] == ["SA", "KE", "Nonce"]
+    assert len(b.by_id) == 1
 
 
 def test_no_proposal_chosen():
@@ -202,34 +301,27 @@ def _up(net: Net) -> Net:
 @pytest.mark.parametrize("side", "ab")
 def test_child_rekey_make_before_break(side):
     net = _up(make_net(*pair_configs()))
-    ike_a, _ = _established(net)
-    old = ike_a.children[0].spi_in
-    net.endpoints[side].rekey_child(net.now, "net")
+    old = before(net)
+    assert net.endpoints[side].rekey_child(net.now, "net") == 1
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
     for name in "ab":
         names = kinds(net.events(name))
         # the new SA is up before the old one goes
         assert names == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
-    ike_a, _ = _established(net)
-    assert ike_a.children[0].spi_in != old
 
 
 @pytest.mark.parametrize("side", "ab")
 def test_ike_rekey_moves_children(side):
     net = _up(make_net(*pair_configs()))
-    ike_a, ike_b = _established(net)
-    child_spi = ike_a.children[0].spi_in
-    net.endpoints[side].rekey_ike(net.now, name="s2s")
+    old = before(net)
+    assert net.endpoints[side].rekey_ike(net.now, name="s2s") == 1
     net.settle()
-    assert_consistent(net)
-    new_a, new_b = _established(net)
-    assert (new_a.spi_i, new_a.spi_r) != (ike_a.spi_i, ike_a.spi_r)
-    assert new_a.children[0].spi_in == child_spi
+    assert_ike_rekeyed(net, old)
+    new_a, _ = _established(net)
     assert new_a.is_initiator == (side == "a")
     for name in "ab":
         assert kinds(net.events(name)) == ["IkeSaRekeyed", "IkeSaDeleted"]
-    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
 
 
 def test_additional_child_with_pfs():
@@ -246,19 +338,34 @@ def test_additional_child_with_pfs():
 def test_child_rekey_with_pfs_retries_after_invalid_ke(side):
     # RFC 7296 §1.3: the rekey is sent again with the KE group the responder asks for
     net = _up(make_net(*pair_configs(a_esp="aes128gcm16-ecp256-x25519", b_esp="aes128gcm16-x25519-ecp256")))
-    ike_a, _ = _established(net)
-    old = ike_a.children[0].spi_in
+    old = before(net)
     net.endpoints[side].rekey_child(net.now, "net")
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
     responder = "b" if side == "a" else "a"
     assert kinds(net.events(side)) == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
     assert [k for k in kinds(net.events(responder)) if k != "NegotiationFailed"] == \
         ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
-    ike_a, _ = _established(net)
-    assert ike_a.children[0].spi_in != old and ike_a.children[0].state == ChildState.INSTALLED
     rekeys = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log]
     assert [m.exchange for m in rekeys].count(ExchangeType.CREATE_CHILD_SA) == 4
+
+
+def test_ike_rekey_retries_after_invalid_ke():
+    # RFC 7296 §1.3.2, §1.3: the responder now wants another group; the IKE rekey is sent again in it
+    a, b = pair_configs(a_proposals="aes128gcm16-prfsha256-ecp256-x25519",
+                        b_proposals="aes128gcm16-prfsha256-ecp256-x25519")
+    net = _up(make_net(a, b))
+    old = before(net)
+    assert _established(net)[0].algorithms.dh == 19
+    from lab.ike.proposals import parse_ike_proposals
+    b.connections["s2s"].proposals = parse_ike_proposals("aes128gcm16-prfsha256-x25519")
+    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    net.settle()
+    assert_ike_rekeyed(net, old)
+    assert _established(net)[0].algorithms.dh == 31
+    answers = [r["payloads"] for r in net.endpoints["b"].pop_trace() if r["kind"] == "message"
+               and r["dir"] == "out" and r["exchange"] == "CREATE_CHILD_SA"]
+    assert answers[0] == ["N(INVALID_KE_PAYLOAD)"] and answers[1][:3] == ["SA", "Nr", "KE"]
 
 
 @pytest.mark.parametrize("side", "ab")
@@ -269,6 +376,10 @@ def test_delete_child_and_ike_from_each_side(side):
     assert_consistent(net, children=0)
     for name in "ab":
         assert kinds(net.events(name)) == ["ChildSaDeleted"]
+    informational = [(r["response"], r["payloads"]) for r in net.endpoints[side].pop_trace()
+                     if r["kind"] == "message" and r["exchange"] == "INFORMATIONAL"]
+    # RFC 7296 §1.4.1: the answer deletes the peer's inbound half
+    assert informational == [(False, ["D"]), (True, ["D"])]
     net.endpoints[side].terminate(net.now, name="s2s")
     net.settle()
     for name in "ab":
@@ -280,15 +391,21 @@ def test_delete_child_and_ike_from_each_side(side):
 @pytest.mark.parametrize("lost", range(4))
 def test_each_message_of_rekey_lost(operation, lost):
     net = _up(make_net(*pair_configs()))
+    old = before(net)
     start = len(net.log)
     net.drop = lambda name, d: len(net.log) - 1 == start + lost
     if operation == "rekey_child":
-        net.endpoints["a"].rekey_child(net.now, "net")
+        assert net.endpoints["a"].rekey_child(net.now, "net") == 1
     else:
-        net.endpoints["a"].rekey_ike(net.now, name="s2s")
-    net.settle(60)
-    # a lost answer to the Delete of the old IKE SA: the peer forgot that SA, retransmits go unanswered
-    assert_consistent(net, allowed_drops=("unknown IKE SPI",))
+        assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    # long enough for every retransmission (RFC 7296 §2.4) to be sent or given up
+    net.settle(300)
+    assert net.log[start + lost][1] == "ab"[lost % 2]  # the message lost was the one meant
+    if operation == "rekey_child":
+        assert_child_rekeyed(net, old)
+    else:
+        # a lost answer to the Delete of the old IKE SA: the peer forgot that SA, retransmits go unanswered
+        assert_ike_rekeyed(net, old, allowed_drops=("unknown IKE SPI",))
 
 
 # ---------------------------------------------------------------- collisions (RFC 7296 §2.8.1, §2.8.2, §2.25)
@@ -296,29 +413,50 @@ def test_each_message_of_rekey_lost(operation, lost):
 
 def test_simultaneous_child_rekey():
     net = _up(make_net(*pair_configs()))
+    old = before(net)
+    _, children = watch(net)
     net.endpoints["a"].rekey_child(net.now, "net")
     net.endpoints["b"].rekey_child(net.now, "net")
     net.settle(30)
-    assert_consistent(net)
-    ike_a, _ = _established(net)
-    notes = [r for r in net.endpoints["a"].pop_trace() if r.get("what") == "rekey_collision"]
-    assert len(notes) == 1
+    assert_child_rekeyed(net, old)
+    for name in "ab":
+        notes = [r for r in net.endpoints[name].pop_trace() if r.get("what") == "rekey_collision"]
+        # RFC 7296 §2.8.1: both sides agree which new SA is redundant, and keep the other
+        assert len(notes) == 1
+        ike, = net.endpoints[name].find()
+        assert notes[0]["kept"] == ike.children[0].spi_in.hex()
+        assert kinds(net.events(name)).count("ChildSaUp") == 2
+        if name == "a":
+            # ... the one made with the lowest of the four nonces is redundant
+            redundant, kept = children[bytes.fromhex(notes[0]["redundant"])], ike.children[0]
+            assert min(redundant.nonces) < min(kept.nonces)
 
 
 def test_simultaneous_ike_rekey():
     net = _up(make_net(*pair_configs()))
+    old = before(net)
+    ikes, _ = watch(net)
     net.endpoints["a"].rekey_ike(net.now, name="s2s")
     net.endpoints["b"].rekey_ike(net.now, name="s2s")
     net.settle(30)
-    assert_consistent(net)
-    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
+    assert_ike_rekeyed(net, old)
+    for name in "ab":
+        notes = [r for r in net.endpoints[name].pop_trace() if r.get("what") == "ike_rekey_collision"]
+        # RFC 7296 §2.8.2: two new IKE SAs, one redundant, the same one kept on both sides
+        assert len(notes) == 1
+        ike, = net.endpoints[name].find()
+        assert notes[0]["kept"] == ike.our_spi.hex()
+        if name == "a":
+            # ... the one made by the exchange with the lowest nonce is redundant
+            redundant = ikes[bytes.fromhex(notes[0]["redundant"])]
+            assert min(redundant.nonce_i, redundant.nonce_r) < min(ike.nonce_i, ike.nonce_r)
 
 
 def test_redundant_ike_sa_the_peer_never_deletes_is_deleted_by_us():
     # RFC 7296 §2.8.2: the creator of the redundant IKE SA deletes it; here every such delete is lost
     net = _up(make_net(*pair_configs()))
-    old_ike, _ = _established(net)
-    old = (old_ike.spi_i, old_ike.spi_r)
+    before_rekey = before(net)
+    old = before_rekey.ike
 
     def lost(name: str, datagram: OutDatagram) -> bool:
         message = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
@@ -329,28 +467,58 @@ def test_redundant_ike_sa_the_peer_never_deletes_is_deleted_by_us():
     net.endpoints["a"].rekey_ike(net.now, name="s2s")
     net.endpoints["b"].rekey_ike(net.now, name="s2s")
     net.run(until=net.now + 400)
-    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
     net.drop = lambda name, datagram: False
-    assert_consistent(net, allowed_drops=("unknown IKE SPI",))
+    assert_ike_rekeyed(net, before_rekey, allowed_drops=("unknown IKE SPI",))
+    dropped = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log if lost("", d)]
+    assert dropped  # the Deletes of the redundant IKE SA were sent, and lost
 
 
 def test_rekey_vs_delete_of_the_same_child():
     net = _up(make_net(*pair_configs()))
+    old = before(net)
     net.endpoints["a"].rekey_child(net.now, "net")
     net.endpoints["b"].terminate_child(net.now, "net")
     net.settle(30)
-    ike_a, ike_b = _established(net)
-    pairs_a = {(c.spi_in, c.spi_out) for c in ike_a.children}
-    pairs_b = {(c.spi_out, c.spi_in) for c in ike_b.children}
-    assert pairs_a == pairs_b
+    # RFC 7296 §2.25.1: the rekey of an SA being closed is refused; the delete wins on both sides
+    assert_consistent(net, children=0)
+    refused = [r for r in net.endpoints["b"].pop_trace() if r["kind"] == "message" and r["dir"] == "out"
+               and r["exchange"] == "CREATE_CHILD_SA"]
+    assert [r["payloads"] for r in refused] == [["N(TEMPORARY_FAILURE)"]]
+    old_spis = {spi for pair in old.children for spi in pair}
+    for name in "ab":
+        assert not old_spis & _child_spis(net.endpoints[name])
+        assert "ChildSaDeleted" in kinds(net.events(name))
 
 
-def test_ike_rekey_vs_child_rekey():
-    net = _up(make_net(*pair_configs()))
+@pytest.mark.parametrize("seed", range(6))  # the random retry delays decide which goes first; seeds 3, 5: the IKE rekey
+def test_ike_rekey_vs_child_rekey(seed):
+    net = _up(make_net(*pair_configs(), seed=seed))
+    old = before(net)
     net.endpoints["a"].rekey_ike(net.now, name="s2s")
     net.endpoints["b"].rekey_child(net.now, "net")
     net.settle(60)
-    assert_consistent(net)
+    # RFC 7296 §2.25.2: each side refuses the other's request with TEMPORARY_FAILURE (no CHILD_SA
+    # work during an IKE rekey, no IKE rekey during CHILD_SA work); later both happen
+    for name in "ab":
+        answers = [r["payloads"] for r in net.endpoints[name].pop_trace() if r["kind"] == "message"
+                   and r["dir"] == "out" and r["response"] and r["exchange"] == "CREATE_CHILD_SA"]
+        assert answers[0] == ["N(TEMPORARY_FAILURE)"]
+    assert_ike_rekeyed(net, old, children_moved=False)
+    assert_child_rekeyed(net, old)
+
+
+def test_child_rekey_queued_behind_an_ike_rekey():
+    # RFC 7296 §2.18: work queued for a CHILD SA follows it to the new IKE SA
+    net = _up(make_net(*pair_configs()))
+    old = before(net)
+    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    assert net.endpoints["a"].rekey_child(net.now, "net") == 1
+    net.settle(30)
+    assert_ike_rekeyed(net, old, children_moved=False)
+    assert_child_rekeyed(net, old)
+    names = kinds(net.events("b"))
+    assert names[0] == "IkeSaRekeyed" and sorted(names[1:]) == ["ChildSaDeleted", "ChildSaRekeyed", "ChildSaUp",
+                                                                "IkeSaDeleted"]
 
 
 # ---------------------------------------------------------------- liveness, lifetimes, NAT
@@ -367,11 +535,25 @@ def test_dead_peer_detection():
     assert net.endpoints["a"].by_id == {}
 
 
+def test_dead_peer_detection_of_a_live_peer():
+    # RFC 7296 §2.4: an empty INFORMATIONAL request after dpd_delay of silence, answered empty
+    a, b = pair_configs(a_dpd_delay=30)
+    net = _up(make_net(a, b))
+    old = before(net)
+    net.run(until=net.now + 100)
+    checks = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "INFORMATIONAL"]
+    assert [(r["dir"], r["response"], r["payloads"]) for r in checks] == [("out", False, []), ("in", True, [])] * 3
+    assert before(net) == old and net.events("a") == [] and net.events("b") == []
+    assert_consistent(net)
+
+
 def test_rekey_by_lifetime():
     a, b = pair_configs(a_child_rekey_time=60, a_rekey_time=100)
     net = _up(make_net(a, b))
+    old = before(net)
     net.run(until=net.now + 130)
-    assert_consistent(net)
+    assert_ike_rekeyed(net, old, children_moved=False)
+    assert_child_rekeyed(net, old)
     names = kinds(net.events("a"))
     assert "ChildSaRekeyed" in names and "IkeSaRekeyed" in names
 
@@ -388,9 +570,10 @@ def test_garbage_is_dropped_and_counted():
     assert sum(b.drops.values()) == 2
     assert ike_b.mid_in == forged.message_id  # no change of state
     net.endpoints["b"].drops.clear()
+    old = before(net)
     net.endpoints["a"].rekey_child(net.now, "net")
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
 
 
 def test_nat_detection_and_float_to_4500():
@@ -580,12 +763,17 @@ def test_ah_child_sa_and_its_rekey_and_delete():
     ike_a, ike_b = _established(net)
     assert ike_a.children[0].protocol == ProtocolId.AH
     assert ike_a.children[0].keys_out.encr == b"" and len(ike_a.children[0].keys_out.integ) == 32
-    net.endpoints["b"].rekey_child(net.now, "net")
+    old = before(net)
+    assert net.endpoints["b"].rekey_child(net.now, "net") == 1
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
+    ike_a, ike_b = _established(net)
+    assert ike_a.children[0].protocol == ike_b.children[0].protocol == ProtocolId.AH
     net.endpoints["a"].terminate_child(net.now, "net")
     net.settle()
     assert_consistent(net, children=0)
+    for name in "ab":
+        assert _child_spis(net.endpoints[name]) == set()
     deletes = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["payloads"] == ["D"]]
     assert deletes
 
