@@ -61,8 +61,9 @@ BREAKS = [
     Break("delayed child work moves to the new IKE SA", "lab/ike/sa.py",
           "        new.delayed += [entry for entry in self.delayed if isinstance(entry[1], child_tasks)]",
           "        pass"),
-    Break("random wait after TEMPORARY_FAILURE", "lab/ike/endpoint.py",
-          'return low + (high - low) * int.from_bytes(self.random(4), "big") / 0xFFFFFFFF', "return low"),
+    Break("random wait after TEMPORARY_FAILURE", "lab/ike/sa.py",
+          "settings.temporary_failure_retry - self.endpoint.random.uniform(0, settings.temporary_failure_jitter)",
+          "settings.temporary_failure_retry"),
     # deletes
     Break("terminate_child command", "lab/ike/endpoint.py",
           '            ike.queue(ChildDelete([child], "terminated by command"), now)', "            pass"),

@@ -21,13 +21,14 @@ from typing import Any, Callable, Iterable
 from . import payloads as pl
 from .config import Config, IkeConfig
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
-from .crypto import derive_rekeyed_ike_sa_keys, new_key_exchange
+from .crypto import derive_rekeyed_ike_sa_keys
 from .errors import CryptoError, ParseError
 from .events import Event
 from .identity import Identity
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
 from .proposals import ChosenAlgorithms, invalid_ke_group, select_proposal
+from .randomness import RandomSource
 from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey,
                  IkeSA, IkeState, Pending, _find_notify)
 
@@ -48,7 +49,12 @@ class Settings:
     max_reassembly: int = 64 * 1024
     temporary_failure_retry: float = 10.0
     temporary_failure_jitter: float = 5.0  # retries after TEMPORARY_FAILURE spread over [retry - jitter, retry]
-    nonce_size: int = 32
+    nonce_size: int = 32              # octets of every nonce we make
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.nonce_size <= 256:
+            # RFC 7296 §2.10, §3.9: at least 128 bits, at most 256 octets
+            raise ValueError(f"nonce_size {self.nonce_size} is outside 16..256 octets")
 
 
 @dataclass
@@ -63,12 +69,15 @@ class IkeEndpoint:
                  random: Callable[[int], bytes] = os.urandom,
                  wall_clock: Callable[[], datetime.datetime] | None = None, jitter: bool = True,
                  route_source: Callable[[str], str | None] | None = None) -> None:
+        """`random(n)` gives n random octets: everything random here comes from it (RandomSource).
+        `wall_clock()` gives the date to check certificates against; without it no certificate is
+        accepted (the core reads no clock)."""
         self.config = config
         # the I/O layer's answer to "which of my addresses reaches this peer" (local_addrs = %any)
         self.route_source = route_source
         self.settings = settings or Settings()
-        self.random = random
-        self.wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.random = RandomSource(random)
+        self.wall_clock = wall_clock
         self.jitter = jitter
         self.sas: dict[bytes, IkeSA] = {}            # by our SPI
         self.half_open: dict[tuple[Address, bytes], IkeSA] = {}  # responder SAs by (peer, SPIi)
@@ -100,10 +109,6 @@ class IkeEndpoint:
             if int.from_bytes(spi, "big") > 255 and spi not in self._child_spis:
                 self._child_spis.add(spi)
                 return spi
-
-    def uniform(self, low: float, high: float) -> float:
-        """A number in [low, high] from the injected random source."""
-        return low + (high - low) * int.from_bytes(self.random(4), "big") / 0xFFFFFFFF
 
     def new_child_id(self) -> int:
         self._next_child_id += 1
@@ -383,7 +388,7 @@ class IkeEndpoint:
         ike.destroy_at = now + self.settings.half_open_timeout
         self.half_open[(src, message.spi_i)] = ike
         try:
-            ike.kex = new_key_exchange(chosen.dh)
+            ike.kex = self.random.key_exchange(chosen.dh)
             shared = ike.kex.shared_secret(ke.data)
             ike.set_algorithms(chosen, shared)
         except (CryptoError, ExchangeFailed) as err:

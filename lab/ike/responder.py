@@ -151,8 +151,7 @@ def _new_child(ike: IkeSA, inner: list[pl.Payload], sa: pl.SA, tsi: pl.TSi, tsr:
             # RFC 7296 §1.3: name the group we want
             raise ExchangeFailed("KE group differs from the chosen proposal's", NotifyType.INVALID_KE_PAYLOAD,
                                  struct.pack("!H", chosen.dh))
-        from .crypto import new_key_exchange
-        kex = new_key_exchange(chosen.dh)
+        kex = ike.endpoint.random.key_exchange(chosen.dh)
         try:
             shared = kex.shared_secret(ke.data)
         except CryptoError as err:
@@ -200,7 +199,7 @@ def _create_child_sa(ike: IkeSA, inner: list[pl.Payload], now: float):
         if old.state in (ChildState.DELETING, ChildState.REKEYED):
             # RFC 7296 §2.25.1: it is being closed
             return [_notify(NotifyType.TEMPORARY_FAILURE)], None
-    nonce_r = ike.endpoint.random(32)
+    nonce_r = ike.endpoint.random(ike.endpoint.settings.nonce_size)
     try:
         payloads, child = _new_child(ike, inner, sa, tsi, tsr, nonce.data, nonce_r, ke, now, pfs=True, rekeyed=old)
     except ExchangeFailed as err:
@@ -227,14 +226,13 @@ def _rekey_ike(ike: IkeSA, sa: pl.SA, nonce: pl.Nonce, ke: pl.KE | None, now: fl
         return [_notify(NotifyType.INVALID_SYNTAX)], None
     if ke is None or ke.dh_group != chosen.dh:
         return [_notify(NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", chosen.dh or 0))], None
-    from .crypto import new_key_exchange
-    kex = new_key_exchange(chosen.dh)
+    kex = ike.endpoint.random.key_exchange(chosen.dh)
     try:
         shared = kex.shared_secret(ke.data)
     except CryptoError:
         return [_notify(NotifyType.INVALID_SYNTAX)], None
     spi_r = ike.endpoint.new_ike_spi()
-    nonce_r = ike.endpoint.random(32)
+    nonce_r = ike.endpoint.random(ike.endpoint.settings.nonce_size)
     new = ike.endpoint.rekeyed_ike_sa(ike, we_initiated=False, spi_i=chosen.spi, spi_r=spi_r, chosen=chosen,
                                       shared=shared, nonce_i=nonce.data, nonce_r=nonce_r, now=now)
     reply = [pl.SA(proposals=[pl.Proposal(selected.number, ProtocolId.IKE, spi_r, selected.transforms)]),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import random as _random
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from .const import (AuthMethod, CfgAttr, CfgType, DhGroup, ExchangeType, HashAlg
                     ProtocolId, TransformType, name_of)
 from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algorithms, derive_child_sa_keys,
                      derive_ike_sa_keys, encode_signature_hash_algorithms,
-                     new_key_exchange, psk_auth_data, sign_auth, signed_octets, verify_auth, verify_psk_auth)
+                     psk_auth_data, sign_auth, signed_octets, verify_auth, verify_psk_auth)
 from .crypto.dh import KeyExchange
 from .errors import CryptoError, IntegrityError, ParseError
 from .events import (AuthFailed, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed,
@@ -174,7 +173,7 @@ class IkeInit(Task):
         proposals = ike.proposals_to_offer
         group = proposal_dh_groups(proposals[0])[0]
         if ike.kex is None or ike.kex.group != group:
-            ike.kex = new_key_exchange(group)
+            ike.kex = ike.endpoint.random.key_exchange(group)
         self.tried_groups.add(group)
         out: list[pl.Payload] = []
         if self.cookie is not None:
@@ -322,7 +321,7 @@ class ChildCreate(Task):
         if self.rekeying is not None and self.rekeying.state != ChildState.INSTALLED:
             return None  # rekeyed or deleted meanwhile (e.g. by the peer): nothing left to do
         self.spi_in = ike.endpoint.new_child_spi()
-        self.nonce = ike.endpoint.random(32)
+        self.nonce = ike.endpoint.random(ike.endpoint.settings.nonce_size)
         self.proposals = ike.child_proposals(self.config, self.spi_in, pfs=True)
         if self.group is not None:
             self.proposals = promote_dh_group(self.proposals, self.group)
@@ -337,7 +336,7 @@ class ChildCreate(Task):
             out.append(pl.Notify(notify_type=NotifyType.USE_TRANSPORT_MODE))
         out += [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce)]
         if groups:
-            self.kex = new_key_exchange(groups[0])
+            self.kex = ike.endpoint.random.key_exchange(groups[0])
             out.append(pl.KE(dh_group=groups[0], data=self.kex.public_value))
         if self.rekeying is not None:
             out += [pl.TSi(selectors=list(self.rekeying.local_ts)), pl.TSr(selectors=list(self.rekeying.remote_ts))]
@@ -472,7 +471,7 @@ class IkeRekey(Task):
         if ike.state != IkeState.ESTABLISHED:
             return None
         self.spi = ike.endpoint.new_ike_spi()
-        self.nonce = ike.endpoint.random(32)
+        self.nonce = ike.endpoint.random(ike.endpoint.settings.nonce_size)
         proposals = ike.config.proposals
         if self.group is not None:
             proposals = promote_dh_group(proposals, self.group)
@@ -480,7 +479,7 @@ class IkeRekey(Task):
             proposals = promote_dh_group(proposals, ike.algorithms.dh)
         self.proposals = [pl.Proposal(p.number, p.protocol_id, self.spi, list(p.transforms)) for p in proposals]
         group = proposal_dh_groups(self.proposals[0])[0]
-        self.kex = new_key_exchange(group)
+        self.kex = ike.endpoint.random.key_exchange(group)
         ike.rekeying_ike = self
         return [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce),
                 pl.KE(dh_group=group, data=self.kex.public_value)]
@@ -765,6 +764,8 @@ class IkeSA:
             raise AuthenticationFailed("peer used a pre-shared key, connection expects a signature")
         from .certs import verify_peer_certificate
         certs = [p for p in payloads if isinstance(p, pl.CERT)]
+        if self.endpoint.wall_clock is None:
+            raise AuthenticationFailed("no wall clock given to the endpoint: certificate validity cannot be checked")
         end_entity = verify_peer_certificate(certs, config, self.endpoint.config.trust_anchors(config), peer_id,
                                              self.endpoint.wall_clock())
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
@@ -788,7 +789,7 @@ class IkeSA:
     def schedule_ike_lifetime(self, now: float) -> None:
         conf = self.config
         if conf.rekey_time:
-            jitter = _random.uniform(0, conf.rand_time or 0) if self.endpoint.jitter else 0
+            jitter = self.endpoint.random.uniform(0, conf.rand_time or 0) if self.endpoint.jitter else 0
             self.rekey_at = now + conf.rekey_time - min(jitter, conf.rekey_time)
             self.expire_at = now + conf.rekey_time + (conf.over_time or 0)
 
@@ -826,7 +827,7 @@ class IkeSA:
     def _child_lifetimes(self, config: ChildConfig, now: float) -> tuple[float | None, float | None]:
         if not config.rekey_time:
             return None, (now + config.life_time) if config.life_time else None
-        jitter = _random.uniform(0, config.rand_time or 0) if self.endpoint.jitter else 0
+        jitter = self.endpoint.random.uniform(0, config.rand_time or 0) if self.endpoint.jitter else 0
         return now + config.rekey_time - min(jitter, config.rekey_time), now + (config.life_time or config.rekey_time)
 
     def make_child(self, config: ChildConfig, spi_in: bytes, spi_out: bytes, chosen: ChosenAlgorithms,
@@ -1000,7 +1001,7 @@ class IkeSA:
         # RFC 7296 §2.25: wait before retrying; a random wait, or two sides refusing each other
         # (an IKE rekey against a CHILD_SA rekey, §2.25.2) retry in step and collide forever
         settings = self.endpoint.settings
-        delay = settings.temporary_failure_retry - self.endpoint.uniform(0, settings.temporary_failure_jitter)
+        delay = settings.temporary_failure_retry - self.endpoint.random.uniform(0, settings.temporary_failure_jitter)
         self.delayed.append((now + delay, task))
 
     def start_next(self, now: float) -> None:
