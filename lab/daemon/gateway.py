@@ -9,6 +9,7 @@ one response object per line (see `lab.daemon.control`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import errno
 import ipaddress
@@ -96,6 +97,8 @@ class Gateway:
         self.config = config
         self.control_path = control_path
         # the only clock and the only random source the core sees
+        # keys leave the core only when asked to be exported
+        settings = dataclasses.replace(settings or Settings(), export_keys=bool(export_keys))
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
                                     wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc))
         self.trace_file = open(trace_path, "a", buffering=1) if trace_path else None

@@ -50,6 +50,7 @@ class Settings:
     temporary_failure_retry: float = 10.0
     temporary_failure_jitter: float = 5.0  # retries after TEMPORARY_FAILURE spread over [retry - jitter, retry]
     nonce_size: int = 32              # octets of every nonce we make
+    export_keys: bool = False         # hand IKE SA keys out through pop_ike_keys() (Wireshark export)
 
     def __post_init__(self) -> None:
         if not 16 <= self.nonce_size <= 256:
@@ -418,9 +419,16 @@ class IkeEndpoint:
     # ------------------------------------------------------------ SA bookkeeping
 
     def ike_keys_ready(self, ike: IkeSA) -> None:
-        """Keys of a new IKE SA, kept for Wireshark key export (lab.daemon)."""
-        self.ike_key_log.append({"ike_sa": ike.unique_id, "spi_i": ike.spi_i, "spi_r": ike.spi_r,
-                                 "algorithms": ike.algorithms, "keys": ike.keys})
+        """Keys of a new IKE SA, handed out once through pop_ike_keys() when export is asked
+        (settings.export_keys); otherwise they live only in the IkeSA, and go with it."""
+        if self.settings.export_keys:
+            self.ike_key_log.append({"ike_sa": ike.unique_id, "spi_i": ike.spi_i, "spi_r": ike.spi_r,
+                                     "algorithms": ike.algorithms, "keys": ike.keys})
+
+    def pop_ike_keys(self) -> list[dict[str, Any]]:
+        """The IKE SA keys made since the last call (only with settings.export_keys)."""
+        entries, self.ike_key_log = self.ike_key_log, []
+        return entries
 
     def rekeyed_ike_sa(self, old: IkeSA, we_initiated: bool, spi_i: bytes, spi_r: bytes, chosen: ChosenAlgorithms,
                        shared: bytes, nonce_i: bytes, nonce_r: bytes, now: float) -> IkeSA:

@@ -895,6 +895,7 @@ class IkeSA:
         if child in self.children:
             self.children.remove(child)
         self.child_rekeys_done.pop(child.spi_in, None)
+        child.keys_in = child.keys_out = ChildKeys(b"", b"")  # gone with the SA
         self.endpoint.trace(now, "state", ike_sa=self.unique_id, object="CHILD_SA", name=child.config.name,
                             old="INSTALLED", new="DELETED", spi_in=child.spi_in.hex(), reason=reason)
         self.endpoint.emit(ChildSaDeleted(self.unique_id, child.config.name, child.spi_in, child.spi_out, reason))
@@ -1274,6 +1275,9 @@ class IkeSA:
         self.delayed.clear()
         was = self.state
         self.set_state(IkeState.DELETED, now)
+        # no key material outlives its SA (RFC 7296 §2.12: forget DH secrets and keys once done)
+        self.keys = self.cipher = self.kex = self.rekeying_ike = None
+        self.ike_rekeys_done = []
         if was != IkeState.REKEYED or not quiet:
             self.endpoint.emit(IkeSaDeleted(self.unique_id, self.config.name, reason))
         self.endpoint.forget(self)
