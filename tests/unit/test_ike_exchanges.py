@@ -736,13 +736,13 @@ def test_unsupported_critical_payload_is_refused():
     net = _up(make_net(*pair_configs()))
     ike_a, ike_b = _established(net)
     from lab.ike import payloads as p
-    from lab.ike.sa import Task
+    from lab.ike.tasks import Task
 
     class Odd(Task):
-        def build(self, ike, now):
+        def build_i(self, ike, now):
             return [p.UnknownPayload(unknown_type=200, data=b"?", critical=True)]
 
-        def process(self, ike, payloads, now):
+        def process_i(self, ike, payloads, now):
             self.answer = payloads
 
     task = Odd()
