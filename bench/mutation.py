@@ -22,6 +22,7 @@ import functools
 import os
 import random
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,11 +50,11 @@ ESP_PROTECT = frozenset({
 TARGETS = [
     Target("esp.replay", ("lab/esp/replay.py",), ("tests/unit/test_esp_replay.py", "tests/unit/test_esp_sa.py")),
     Target("esp.sa", ("lab/esp/sa.py",), ("tests/unit/test_esp_sa.py", "tests/unit/test_esp_vectors.py",
-                                          "tests/unit/test_esp_replay.py"), ESP_PROTECT),
+                                          "tests/unit/test_esp_replay.py", "tests/unit/test_esp_scapy.py"), ESP_PROTECT),
     Target("ike.crypto", ("lab/ike/crypto",), tuple(f"tests/unit/test_crypto_{n}.py"
                                                     for n in ("prf", "keys", "dh", "sk", "auth"))),
-    Target("ike.exchanges", ("lab/ike/sa.py", "lab/ike/responder.py", "lab/ike/endpoint.py"),
-           ("tests/unit/test_ike_exchanges.py",)),
+    Target("ike.exchanges", ("lab/ike/sa.py", "lab/ike/task_manager.py", "lab/ike/tasks", "lab/ike/endpoint.py"),
+           ("tests/unit/test_ike_exchanges.py", "tests/unit/test_ike_replay.py")),
 ]
 
 
@@ -74,6 +75,23 @@ def module_files(tree: Path, target: Target) -> list[Path]:
         path = tree / entry
         out += sorted(path.rglob("*.py")) if path.is_dir() else [path]
     return [p.relative_to(tree) for p in out]
+
+
+@functools.lru_cache(maxsize=None)
+def annotations_of(tree: Path, module: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Spans of every annotation: under `from __future__ import annotations` none is evaluated,
+    so a mutant inside one is equivalent."""
+    spans = []
+    for node in ast.walk(ast.parse((tree / module).read_text())):
+        found = []
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        spans += [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in found]
+    return spans
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,6 +117,9 @@ def wanted(tree: Path, target: Target, item) -> bool:
     mutation = item.mutations[0]
     if mutation.operator_name.endswith("_Pow"):
         return False  # `a | b` made `a ** b` mostly computes for minutes or takes all memory: no news, much time
+    at = tuple(mutation.start_pos)
+    if any(start <= at < end for start, end in annotations_of(tree, Path(mutation.module_path))):
+        return False
     if target.functions is None:
         return True
     spans = functions_of(tree, Path(mutation.module_path))
@@ -122,6 +143,54 @@ def test_command(target: Target) -> str:
     return f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p mutation_profile {' '.join(target.tests)}"
 
 
+def baseline(target: Target) -> None:
+    """The tests must pass on the unmutated copy, or every mutant would look killed."""
+    done = subprocess.run(test_command(target).split(), capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-15:])
+        sys.exit(f"{target.name}: the tests fail on the unmutated code, no score possible:\n{tail}")
+
+
+def replay_survivors(tree: Path, old_workdir: Path, target: Target, timeout: float) -> tuple[int, int, int]:
+    """The survivors of an earlier run, each applied as its diff to the current code and tested:
+    (killed, still surviving, no longer applicable because the code changed there)."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+    session = old_workdir / f"{target.name}.sqlite"
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = str(tree)
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    baseline(target)
+    killed = surviving = gone = 0
+    with use_db(str(session), WorkDB.Mode.open) as db, \
+            open(old_workdir / f"{target.name}.still-surviving.txt", "w") as out:
+        for job_id, result in db.results:
+            if result.test_outcome != TestOutcome.SURVIVED or not result.diff:
+                continue
+            patch = "\n".join(line for line in result.diff.splitlines() if not line.startswith("--- mutation diff"))
+            patch += "\n"
+            check = subprocess.run(["patch", "-p1", "--dry-run", "-s", "-f"], input=patch, text=True,
+                                   capture_output=True)
+            if check.returncode != 0:
+                gone += 1
+                continue
+            subprocess.run(["patch", "-p1", "-s", "-f"], input=patch, text=True, check=True, capture_output=True)
+            try:
+                run = subprocess.run(test_command(target).split(), capture_output=True, timeout=timeout)
+                dead = run.returncode != 0
+            except subprocess.TimeoutExpired:
+                dead = True
+            finally:
+                subprocess.run(["patch", "-p1", "-R", "-s", "-f"], input=patch, text=True, check=True,
+                               capture_output=True)
+            if dead:
+                killed += 1
+            else:
+                surviving += 1
+                out.write(f"### job {job_id}\n{result.diff}\n\n")
+    return killed, surviving, gone
+
+
 def run_target(tree: Path, workdir: Path, target: Target, sample: int | None, seed: int, rerun: bool,
                report_only: bool, timeout: float) -> tuple[int, int]:
     from cosmic_ray.mutating import mutate_and_test
@@ -132,6 +201,8 @@ def run_target(tree: Path, workdir: Path, target: Target, sample: int | None, se
     os.chdir(tree)
     os.environ["PYTHONPATH"] = str(tree)
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutant never runs from a stale .pyc
+    if not report_only:
+        baseline(target)
     with use_db(str(session), WorkDB.Mode.open) as db:
         items = [item for item in db.work_items if wanted(tree, target, item)]
         items.sort(key=lambda i: i.job_id)
@@ -176,6 +247,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a mutant's tests may take")
     parser.add_argument("--rerun-survivors", action="store_true")
     parser.add_argument("--report", action="store_true", help="print the scores, run nothing")
+    parser.add_argument("--replay-survivors", type=Path, metavar="OLD_WORKDIR",
+                        help="apply the survivors of an earlier run (their diffs) to the current code and test them")
     args = parser.parse_args()
     unknown = set(args.targets) - {t.name for t in TARGETS}
     if unknown:
@@ -188,6 +261,14 @@ def main() -> int:
     elif args.rerun_survivors:
         copy_tree(tree, tests_only=True)
     (tree / "mutation_profile.py").write_text(PLUGIN)
+    if args.replay_survivors is not None:
+        old = args.replay_survivors.resolve()
+        print(f"{'target':16} killed  surviving  gone (of the survivors in {old})")
+        for target in TARGETS:
+            if target.name in args.targets and (old / f"{target.name}.sqlite").exists():
+                killed, surviving, gone = replay_survivors(tree, old, target, args.timeout)
+                print(f"{target.name:16} {killed:6}  {surviving:9}  {gone:4}", flush=True)
+        return 0
     scores = []
     for target in TARGETS:
         if target.name in args.targets:

@@ -788,3 +788,93 @@ def test_ah_refused_across_nat():
     assert_consistent(net, children=0)
     failed = [e for e in net.events("b") if isinstance(e, ev.NegotiationFailed)][0]
     assert "AH cannot cross a NAT" in failed.reason
+
+
+# ---------------------------------------------------------------- edges the mutation run found untested
+
+
+def test_settings_defaults_are_strongswans():
+    # strongswan.conf(5): retransmit_timeout 4, base 1.8, tries 5, fragment_size 1280; RFC 7296 §2.10 nonces
+    s = Settings()
+    assert (s.retransmit_timeout, s.retransmit_base, s.retransmit_tries, s.fragment_size, s.nonce_size) == \
+        (4.0, 1.8, 5, 1280, 32)
+    Settings(nonce_size=16)
+    Settings(nonce_size=256)
+    for bad in (15, 257):
+        with pytest.raises(ValueError):
+            Settings(nonce_size=bad)
+
+
+def test_responder_prefers_its_own_proposal_order():
+    # like strongSwan: the responder picks by its own preference among what is offered
+    a, b = pair_configs(a_proposals="aes128-sha256-x25519, aes128gcm16-prfsha256-x25519",
+                        b_proposals="aes128gcm16-prfsha256-x25519, aes128-sha256-x25519")
+    net = make_net(a, b)
+    connect(net)
+    ike_a, ike_b = _established(net)
+    assert str(ike_a.algorithms) == str(ike_b.algorithms) and "gcm" in str(ike_a.algorithms).lower()
+
+
+def test_fragmentation_announced_only_when_both_want_it():
+    # RFC 7383 §2.3: the responder answers IKEV2_FRAGMENTATION_SUPPORTED only when it was offered
+    for a_frag, expected in (("no", False), ("yes", True)):
+        a, b = pair_configs(a_fragmentation=a_frag)
+        net = make_net(a, b)
+        connect(net)
+        init = [r for r in net.endpoints["b"].pop_trace() if r["kind"] == "message" and r["dir"] == "out"
+                and r["exchange"] == "IKE_SA_INIT"]
+        assert ("N(IKEV2_FRAGMENTATION_SUPPORTED)" in init[0]["payloads"]) is expected
+        assert init[0]["message_id"] == 0 and init[0]["response"] is True
+
+
+def test_trace_records_carry_the_time_given():
+    net = make_net(*pair_configs())
+    net.endpoints["a"].trace(12.5, "note", what="x")
+    assert net.endpoints["a"].pop_trace()[-1]["t"] == 12.5
+
+
+def test_find_and_terminate_child_select_exactly():
+    a, b = pair_configs(esp="aes128gcm16-x25519")
+    net = _up(make_net(a, b))
+    endpoint = net.endpoints["a"]
+    ike_a, _ = _established(net)
+    assert endpoint.find(name="other") == [] and endpoint.find(ike_id=ike_a.unique_id + 100) == []
+    assert endpoint.find(name="s2s") == [ike_a] == endpoint.find(ike_id=ike_a.unique_id)
+    endpoint.create_child(net.now, ike_a.unique_id, "net")
+    net.settle()
+    first, second = sorted(ike_a.children, key=lambda c: c.spi_in)
+    assert endpoint.terminate_child(net.now, spi_in=second.spi_in) == 1
+    net.settle()
+    assert [c.spi_in for c in ike_a.children] == [first.spi_in]
+    assert endpoint.rekey_child(net.now, spi_in=second.spi_in) == 0
+
+
+def test_single_port_selectors_narrow_to_themselves():
+    from lab.ike.config import parse_traffic_selectors
+    from lab.ike.sa import narrow
+    (dns,) = parse_traffic_selectors("10.2.0.0/24[udp/53]")
+    assert narrow([dns], parse_traffic_selectors("10.2.0.0/16")) == [dns]
+
+
+def test_idr_sent_only_for_a_definite_remote_identity():
+    from lab.ike.identity import Identity
+    a, b = pair_configs()
+    a.connections["s2s"].remote = dataclasses.replace(a.connections["s2s"].remote, id=Identity.parse("%any"))
+    net = make_net(a, b)
+    connect(net)
+    auth = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert "IDr" not in auth[0]["payloads"]  # RFC 7296 §2.15: IDr in the request is optional, for a known peer
+    net = make_net(*pair_configs())
+    connect(net)
+    auth = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert "IDr" in auth[0]["payloads"]
+
+
+def test_lifetimes_without_jitter_are_exact():
+    a, b = pair_configs(a_rekey_time=100, a_child_rekey_time=60)
+    net = make_net(a, b)
+    connect(net)
+    ike_a, _ = _established(net)
+    up = next(r["t"] for r in net.endpoints["a"].pop_trace() if r["kind"] == "state" and r.get("new") == "ESTABLISHED")
+    assert ike_a.rekey_at == up + 100
+    assert ike_a.children[0].rekey_at == ike_a.children[0].established + 60
