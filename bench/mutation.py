@@ -113,12 +113,16 @@ def init_session(tree: Path, target: Target, session: Path):
         cosmic_ray.commands.init(module_files(tree, target), db, {})
 
 
-def wanted(tree: Path, target: Target, item) -> bool:
+def in_annotation(tree: Path, mutation) -> bool:
+    at = tuple(mutation.start_pos)
+    return any(start <= at < end for start, end in annotations_of(tree, Path(mutation.module_path)))
+
+
+def wanted(tree: Path, target: Target, item, annotations: bool = False) -> bool:
     mutation = item.mutations[0]
     if mutation.operator_name.endswith("_Pow"):
         return False  # `a | b` made `a ** b` mostly computes for minutes or takes all memory: no news, much time
-    at = tuple(mutation.start_pos)
-    if any(start <= at < end for start, end in annotations_of(tree, Path(mutation.module_path))):
+    if not annotations and in_annotation(tree, mutation):
         return False
     if target.functions is None:
         return True
@@ -151,9 +155,18 @@ def baseline(target: Target) -> None:
         sys.exit(f"{target.name}: the tests fail on the unmutated code, no score possible:\n{tail}")
 
 
-def replay_survivors(tree: Path, old_workdir: Path, target: Target, timeout: float) -> tuple[int, int, int]:
+def sampled(tree: Path, target: Target, items, sample: int | None, seed: int, annotations: bool = False) -> list:
+    items = sorted((item for item in items if wanted(tree, target, item, annotations)), key=lambda i: i.job_id)
+    if sample is not None and sample < len(items):
+        items = random.Random(seed).sample(items, sample)
+    return items
+
+
+def replay_survivors(tree: Path, old_workdir: Path, target: Target, timeout: float, sample: int | None,
+                     seed: int, annotations: bool) -> tuple[int, int, int, int]:
     """The survivors of an earlier run, each applied as its diff to the current code and tested:
-    (killed, still surviving, no longer applicable because the code changed there)."""
+    (killed, still surviving, no longer applicable because the code changed there, inside an
+    annotation: equivalent)."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome
     session = old_workdir / f"{target.name}.sqlite"
@@ -161,11 +174,17 @@ def replay_survivors(tree: Path, old_workdir: Path, target: Target, timeout: flo
     os.environ["PYTHONPATH"] = str(tree)
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     baseline(target)
-    killed = surviving = gone = 0
+    killed = surviving = gone = equivalent = 0
+    old_tree = old_workdir / "tree"
     with use_db(str(session), WorkDB.Mode.open) as db, \
             open(old_workdir / f"{target.name}.still-surviving.txt", "w") as out:
+        # the same sample as the earlier run scored (its tree, its sample size and seed)
+        items = {item.job_id: item for item in sampled(old_tree, target, db.work_items, sample, seed, annotations)}
         for job_id, result in db.results:
-            if result.test_outcome != TestOutcome.SURVIVED or not result.diff:
+            if job_id not in items or result.test_outcome != TestOutcome.SURVIVED or not result.diff:
+                continue
+            if in_annotation(old_tree, items[job_id].mutations[0]):
+                equivalent += 1
                 continue
             patch = "\n".join(line for line in result.diff.splitlines() if not line.startswith("--- mutation diff"))
             patch += "\n"
@@ -188,7 +207,7 @@ def replay_survivors(tree: Path, old_workdir: Path, target: Target, timeout: flo
             else:
                 surviving += 1
                 out.write(f"### job {job_id}\n{result.diff}\n\n")
-    return killed, surviving, gone
+    return killed, surviving, gone, equivalent
 
 
 def run_target(tree: Path, workdir: Path, target: Target, sample: int | None, seed: int, rerun: bool,
@@ -204,10 +223,7 @@ def run_target(tree: Path, workdir: Path, target: Target, sample: int | None, se
     if not report_only:
         baseline(target)
     with use_db(str(session), WorkDB.Mode.open) as db:
-        items = [item for item in db.work_items if wanted(tree, target, item)]
-        items.sort(key=lambda i: i.job_id)
-        if sample is not None and sample < len(items):
-            items = random.Random(seed).sample(items, sample)
+        items = sampled(tree, target, db.work_items, sample, seed)
         chosen = {i.job_id for i in items}
         results = {job_id: result for job_id, result in db.results if job_id in chosen}
         if rerun:
@@ -247,6 +263,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a mutant's tests may take")
     parser.add_argument("--rerun-survivors", action="store_true")
     parser.add_argument("--report", action="store_true", help="print the scores, run nothing")
+    parser.add_argument("--sampled-with-annotations", action="store_true",
+                        help="the earlier run sampled mutants inside annotations too (before they were left out)")
     parser.add_argument("--replay-survivors", type=Path, metavar="OLD_WORKDIR",
                         help="apply the survivors of an earlier run (their diffs) to the current code and test them")
     args = parser.parse_args()
@@ -263,11 +281,12 @@ def main() -> int:
     (tree / "mutation_profile.py").write_text(PLUGIN)
     if args.replay_survivors is not None:
         old = args.replay_survivors.resolve()
-        print(f"{'target':16} killed  surviving  gone (of the survivors in {old})")
+        print(f"{'target':16} killed  surviving  gone  equivalent (of the survivors in {old})")
         for target in TARGETS:
             if target.name in args.targets and (old / f"{target.name}.sqlite").exists():
-                killed, surviving, gone = replay_survivors(tree, old, target, args.timeout)
-                print(f"{target.name:16} {killed:6}  {surviving:9}  {gone:4}", flush=True)
+                killed, surviving, gone, equivalent = replay_survivors(tree, old, target, args.timeout, args.sample,
+                                                                       args.seed, args.sampled_with_annotations)
+                print(f"{target.name:16} {killed:6}  {surviving:9}  {gone:4}  {equivalent:10}", flush=True)
         return 0
     scores = []
     for target in TARGETS:
