@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.net.gateway import OurGateway
-from lab.net.topo import SITE_A, SITE_B
+from lab.net.sites import HOSTA, HOSTB
 
 from .test_dataplane import children, conf, ping
 
@@ -51,12 +51,12 @@ def test_no_key_material_anywhere_with_export_off(site_to_site, tmp_path):
     gwa.start()
     try:
         assert gwa.ctl("initiate", ike="s2s", child="net", timeout=20)["ok"]
-        assert ping(lab, "hosta", SITE_B.host, count=3) == 3
+        assert ping(lab, "hosta", HOSTB, count=3) == 3
         assert gwa.ctl("rekey", child="net")["ok"]
         time.sleep(1)
         assert gwa.ctl("rekey", ike="s2s")["ok"]
         time.sleep(1)
-        assert ping(lab, "hostb", SITE_A.host, count=3) == 3
+        assert ping(lab, "hostb", HOSTA, count=3) == 3
         assert children(gwa)
         with open(outputs, "w") as out:
             for args in (("list-sas",), ("list-sas", "--json"), ("list-conns", "--json"), ("stats", "--json")):
