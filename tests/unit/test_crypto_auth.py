@@ -440,3 +440,22 @@ def test_signature_hash_algorithms_odd_length_error_offset():
     with pytest.raises(ParseError) as err:
         decode_signature_hash_algorithms(b"\x00\x02\x00", base=8)
     assert err.value.offset == 10
+
+
+def test_der_edges_of_lengths_oids_and_pss_trailer():
+    from lab.ike.crypto.auth import OID_RSASSA_PSS, parse_algorithm_identifier
+    from lab.ike.crypto.der import der_length, oid_to_str
+    assert der_length(127) == b"\x7f" and der_length(128) == b"\x81\x80" and der_length(256) == b"\x82\x01\x00"
+    assert oid_to_str(der_oid("0.39")[2:]) == "0.39" and oid_to_str(der_oid("1.0")[2:]) == "1.0"
+    sha256 = der_sequence(der_oid("2.16.840.1.101.3.4.2.1"), der_null())
+    for trailer in (0, 2):  # RFC 4055 §3.1: trailerField 1 only
+        with pytest.raises((ParseError, CryptoError)):
+            parse_algorithm_identifier(der_sequence(der_oid(OID_RSASSA_PSS), der_sequence(
+                der_context(0, sha256), der_context(3, der_integer(trailer)))))
+
+
+def test_default_scheme_follows_the_curve():
+    from lab.ike.crypto import default_scheme
+    from lab.ike.crypto.auth import SignatureScheme
+    assert default_scheme(ec.generate_private_key(ec.SECP384R1())) == SignatureScheme.ECDSA_SHA384
+    assert default_scheme(ec.generate_private_key(ec.SECP256R1())) == SignatureScheme.ECDSA_SHA256

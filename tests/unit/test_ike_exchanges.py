@@ -878,3 +878,115 @@ def test_lifetimes_without_jitter_are_exact():
     up = next(r["t"] for r in net.endpoints["a"].pop_trace() if r["kind"] == "state" and r.get("new") == "ESTABLISHED")
     assert ike_a.rekey_at == up + 100
     assert ike_a.children[0].rekey_at == ike_a.children[0].established + 60
+
+
+def test_psk_auth_is_rfc_7296_signed_octets():
+    # RFC 7296 §2.15, computed here by hand: AUTH = prf(prf(PSK, "Key Pad for IKEv2"),
+    # RealMessage | peer's Nonce | prf(SK_p, IDx')); both sides use the same code, so only an
+    # outside computation can tell initiator's octets from responder's
+    import hashlib
+    import hmac as hmac_
+    from lab.ike import payloads as p
+    from lab.ike.protect import decrypt
+    net = make_net(*pair_configs(proposals="aes128gcm16-prfsha256-x25519"))
+    connect(net)
+    ike_a, ike_b = _established(net)
+    datagrams = [(name, d) for _, name, d in net.log]
+    init_i, init_r = datagrams[0][1].data, datagrams[1][1].data
+
+    def prf(key: bytes, data: bytes) -> bytes:
+        return hmac_.new(key, data, hashlib.sha256).digest()
+
+    pad = prf(b"a-lab-only-psk", b"Key Pad for IKEv2")
+    for index, receiver, real, nonce, sk_p, id_kind in ((2, ike_b, init_i, ike_a.nonce_r, ike_a.keys.sk_pi, p.IDi),
+                                                         (3, ike_a, init_r, ike_a.nonce_i, ike_a.keys.sk_pr, p.IDr)):
+        data = classify_udp(datagrams[index][1].dst[1], datagrams[index][1].data)[1]
+        inner = decrypt(data, Message.parse(data), receiver.cipher, receiver.keys_in)
+        id_payload = next(x for x in inner if isinstance(x, id_kind))
+        auth = next(x for x in inner if isinstance(x, p.AUTH))
+        assert auth.data == prf(pad, real + nonce + prf(sk_p, id_payload.body()))
+
+
+def test_deleting_an_ike_sa_deletes_its_children_first():
+    # RFC 7296 §1.4.1: the CHILD SAs go with their IKE SA; the data plane hears of each
+    net = _up(make_net(*pair_configs()))
+    net.endpoints["a"].terminate(net.now, name="s2s")
+    net.settle()
+    for name in "ab":
+        assert kinds(net.events(name)) == ["ChildSaDeleted", "IkeSaDeleted"]
+
+
+def test_child_hard_lifetime_without_rekey():
+    a, b = pair_configs(a_child_rekey_time=0, a_child_life_time=50)
+    net = _up(make_net(a, b))
+    net.run(until=net.now + 60)
+    assert_consistent(net, children=0)
+    deleted = [e for e in net.events("a") if isinstance(e, ev.ChildSaDeleted)]
+    assert deleted and "lifetime" in deleted[0].reason
+
+
+def test_messages_below_the_fragment_size_are_not_fragmented():
+    net = make_net(*pair_configs(a_encap=True))
+    connect(net)
+    records = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert records and all(r["fragments"] == 1 for r in records)
+
+
+def test_fragments_fit_the_fragment_size_on_4500():
+    # RFC 7383 §2.5.1: IP + UDP + non-ESP marker + fragment within fragment_size
+    from lab.ike.memnet import cert_configs
+    a, b = cert_configs("rsa", chain_padding=2500, a_encap=True)
+    net = make_net(a, b, settings=Settings(fragment_size=1280))
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    assert_consistent(net)
+    sizes = [len(d.data) + 28 for _, name, d in net.log if name == "a" and d.dst[1] == 4500]
+    assert max(sizes) <= 1280 and max(sizes) > 1280 - 40
+
+
+def test_cookie_threshold_counts_half_open_sas():
+    # RFC 7296 §2.6: cookies only once `cookie_threshold` SAs are half-open
+    net = make_net(*pair_configs(), settings=Settings(cookie_threshold=1))
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    a.initiate("s2s", net.now)
+    first, second = a.datagrams_to_send()
+    for d in (first, second):
+        b.receive_datagram(d.data, d.src, d.dst, net.now)
+    answers = [Message.parse(d.data) for d in b.datagrams_to_send()]
+    assert [type(x).__name__ for x in answers[0].payloads][:1] == ["SA"]
+    assert [getattr(x, "notify_type", None) for x in answers[1].payloads] == [NotifyType.COOKIE]
+
+
+def test_bad_ike_sa_init_requests_are_dropped():
+    net = make_net(*pair_configs())
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    message = Message.parse(request.data)
+
+    def variant(**changes) -> bytes:
+        m = Message(changes.get("spi_i", message.spi_i), changes.get("spi_r", message.spi_r),
+                    ExchangeType.IKE_SA_INIT, 0, True, False, changes.get("payloads", message.payloads))
+        return m.serialize()
+
+    from lab.ike import payloads as p
+    long_nonce = [x if not isinstance(x, p.Nonce) else p.Nonce(data=bytes(257)) for x in message.payloads]
+    for data in (variant(spi_r=b"\xff" * 8), variant(payloads=long_nonce)):
+        b.receive_datagram(data, request.src, request.dst, net.now)
+    assert b.datagrams_to_send() == [] and b.by_id == {}
+    assert sum(b.drops.values()) == 2
+    b.receive_datagram(request.data, request.src, request.dst, net.now)
+    assert len(b.datagrams_to_send()) == 1
+    other = variant(payloads=[x if not isinstance(x, p.Nonce) else p.Nonce(data=bytes(32)) for x in message.payloads])
+    b.receive_datagram(other, request.src, request.dst, net.now)  # the same SPIi, another request: dropped
+    assert b.datagrams_to_send() == [] and b.drops["second IKE_SA_INIT with the same SPIi"] == 1
+
+
+def test_spi_pair_must_match():
+    net = _up(make_net(*pair_configs()))
+    ike_a, ike_b = _established(net)
+    forged = Message(bytes(8), ike_a.spi_r, ExchangeType.INFORMATIONAL, ike_b.mid_in, True, False)
+    b = net.endpoints["b"]
+    b.receive_datagram(b"\x00\x00\x00\x00" + forged.serialize(), (GW_A, 4500), (GW_B, 4500), net.now)
+    assert b.drops["SPI pair does not match the IKE SA"] == 1
