@@ -340,3 +340,11 @@ def test_esn_inference_in_later_epochs() -> None:
     bound = (10 - 64 + 1) % B
     assert w.check(bound) == B + bound == top - 63
     assert w.check(bound - 1) == 2 * B + bound - 1  # far ahead, in this epoch
+
+
+def test_esn_inference_in_the_fourth_epoch_and_size_errors() -> None:
+    top = 3 * B + 10
+    w = ReplayWindow(64, esn=True, highest_seq=top)
+    assert w.check(B - 5) == 3 * B - 5  # case B: the epoch before is 2, not 3 >> 1
+    with pytest.raises(ValueError, match="negative"):
+        ReplayWindow(-1)
