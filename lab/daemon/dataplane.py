@@ -67,9 +67,11 @@ def _selector(local, remote) -> Selector:
                        remote_ports=ports(remote))
 
 
-def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = None) -> tuple[InboundSA, OutboundSA]:
+def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = None,
+                  random: Callable[[int], bytes] = os.urandom) -> tuple[InboundSA, OutboundSA]:
     """The inbound and outbound lab.esp SAs of a CHILD_SA the IKE core negotiated (EspConfigError
-    when lab.esp cannot carry it out)."""
+    when lab.esp cannot carry it out); `random` gives CBC IVs, IPv4 IDs and dummies (the
+    daemon passes its IKE endpoint's source, so one seed replays both)."""
     selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
     ah = event.protocol == ProtocolId.AH  # IKE's protocol numbering (RFC 7296 §3.3.1), not IP's
     encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
@@ -82,7 +84,7 @@ def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = N
                         encap=encap, replay_window=event.replay_window, selectors=selectors, **common)
     outbound = OutboundSA(int.from_bytes(event.spi_out, "big"), encr_key=event.keys_out.encr,
                           integ_key=event.keys_out.integ, local=event.local[0], remote=event.remote[0],
-                          encap=encap, selectors=selectors, **common)
+                          encap=encap, selectors=selectors, random=random, **common)
     return inbound, outbound
 
 
@@ -119,8 +121,10 @@ class Binding:
 
 class DataPlane:
     def __init__(self, gateway: "Gateway", tun_name: str = "ipsec0", mtu: int = 1400,
-                 keepalive_interval: float = 20.0, offload: bool = True) -> None:
+                 keepalive_interval: float = 20.0, offload: bool = True,
+                 random: Callable[[int], bytes] = os.urandom) -> None:
         self.gateway = gateway
+        self.random = random  # CBC IVs, IPv4 IDs, dummies: the gateway gives its IKE endpoint's source
         self.tun_name = tun_name
         self.mtu = mtu
         self.keepalive_interval = keepalive_interval
@@ -295,7 +299,7 @@ class DataPlane:
     def _child_up(self, event: ev.ChildSaUp) -> None:
         now = self.gateway.now()
         try:
-            inbound, outbound = child_sa_pair(event, now, self._volume_lifetime(event))
+            inbound, outbound = child_sa_pair(event, now, self._volume_lifetime(event), random=self.random)
         except EspConfigError as err:
             self.gateway.say(f"[ESP] cannot install CHILD_SA {event.name}: {err}")
             return

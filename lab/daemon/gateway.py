@@ -9,6 +9,8 @@ one response object per line (see `lab.daemon.control`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import errno
 import ipaddress
 import json
@@ -91,10 +93,14 @@ class Gateway:
                  trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
                  bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS, dataplane: bool = True,
                  tun_name: str = "ipsec0", tunnel_mtu: int = 1400, offload: bool = True,
-                 keepalive_interval: float = 20.0) -> None:
+                 keepalive_interval: float = 20.0, random: Callable[[int], bytes] = os.urandom) -> None:
         self.config = config
         self.control_path = control_path
-        self.endpoint = IkeEndpoint(config, settings, route_source=route_source)
+        # the only clock and the only random source the core sees
+        # keys leave the core only when asked to be exported
+        settings = dataclasses.replace(settings or Settings(), export_keys=bool(export_keys))
+        self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
+                                    wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc))
         self.trace_file = open(trace_path, "a", buffering=1) if trace_path else None
         self.keys = KeyExport(export_keys) if export_keys else None
         self.log = log
@@ -132,6 +138,7 @@ class Gateway:
         if self.want_dataplane:
             from .dataplane import DataPlane
             self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
+                                       random=self.endpoint.random,
                                        keepalive_interval=self.keepalive_interval)
             self.dataplane.start()
         server = None

@@ -44,17 +44,16 @@ class KeyExport:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.ike_lines: list[str] = []
         self.esp_lines: list[str] = []
-        self._seen = 0
 
     def update_ike(self, endpoint) -> None:
-        log = endpoint.ike_key_log
-        if len(log) == self._seen:
+        """Takes the endpoint's new IKE SA keys (it hands them out once, with settings.export_keys)."""
+        entries = endpoint.pop_ike_keys()
+        if not entries:
             return
-        for entry in log[self._seen:]:
+        for entry in entries:
             line = ike_table_line(entry)
             if line is not None and line not in self.ike_lines:
                 self.ike_lines.append(line)
-        self._seen = len(log)
         self._write("ikev2_decryption_table", self.ike_lines)
 
     def add_child(self, event: ChildSaUp) -> None:

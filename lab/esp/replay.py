@@ -24,7 +24,7 @@ class ReplayWindow:
         self.size = size
         self.esn = esn
         self.top = highest_seq
-        self.bitmap = 0
+        self.bitmap = 1 if highest_seq else 0  # the highest seen was received (0 is no packet, RFC 4303 §3.3.3)
         self._mask = (1 << size) - 1
         # RFC 4303 Appendix A2.2: seq_hi inference needs a window; a disabled window infers with 2^31
         self._infer = size if size else 1 << 31

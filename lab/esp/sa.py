@@ -351,6 +351,7 @@ class OutboundSA(_SA):
         next_seq: int = 1,
         seq_rekey_margin: int = 1 << 24,
         iv_source: Callable[[int], bytes] | None = None,
+        random: Callable[[int], bytes] = os.urandom,
         tfc_pad_to: int | None = None,
         ttl: int = 64,
         copy_dscp: bool = True,
@@ -363,6 +364,7 @@ class OutboundSA(_SA):
 
         The default IV is the 64-bit sequence number for AES-GCM, GMAC and ChaCha20 (they
         need unique IVs only: RFC 4106 §3.1, RFC 7634 §2) and random for AES-CBC (RFC 3602 §3).
+        `random(n)` gives n random octets: AES-CBC IVs, the outer IPv4 ID, dummy packets.
         `seq_rekey_margin`: SEQ_REKEY is raised this many packets before the last one.
         """
         super().__init__(
@@ -380,7 +382,8 @@ class OutboundSA(_SA):
         self.ttl = ttl
         self.copy_dscp = copy_dscp
         self.df = DfPolicy(df)
-        self._ident = int.from_bytes(os.urandom(2), "big")
+        self._random = random
+        self._ident = int.from_bytes(random(2), "big")
         if tfc_pad_to is not None and (self.mode is not Mode.TUNNEL or self.protocol is not IpsecProto.ESP):
             raise EspConfigError("TFC padding needs ESP in tunnel mode (RFC 4303 §2.7)")
         self.tfc_pad_to = tfc_pad_to or 0
@@ -400,8 +403,8 @@ class OutboundSA(_SA):
             if size == 0:
                 return lambda seq: b""
             if self.encr_id == EncrId.AES_CBC:
-                urandom = os.urandom
-                return lambda seq: urandom(16)
+                random = self._random
+                return lambda seq: random(16)
             return _U64.pack
 
         def checked(seq: int) -> bytes:
@@ -479,7 +482,7 @@ class OutboundSA(_SA):
             raise EspConfigError("dummy packets are an ESP feature")
         if self.state is SaState.HARD_EXPIRED:
             raise self._drop(DropReason.EXPIRED)
-        return self._seal(os.urandom(size), PROTO_NONE, 0)
+        return self._seal(self._random(size), PROTO_NONE, 0)
 
     def dummy(self, size: int = 0) -> bytes:
         """A dummy ESP packet as a whole datagram to `remote`."""

@@ -21,33 +21,20 @@ from typing import Any, Callable, Iterable
 from . import payloads as pl
 from .config import Config, IkeConfig
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
-from .crypto import derive_rekeyed_ike_sa_keys, new_key_exchange
-from .errors import CryptoError, ParseError
+from .errors import ParseError
 from .events import Event
 from .identity import Identity
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
-from .proposals import ChosenAlgorithms, invalid_ke_group, select_proposal
-from .sa import (ChildCreate, ChildDelete, ChildSA, ChildState, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey,
-                 IkeSA, IkeState, Pending, _find_notify)
+from .proposals import invalid_ke_group, select_proposal
+from .randomness import RandomSource
+from .settings import Settings
+from .child_sa import ChildSA
+from .sa import IkeSA
+from .states import ChildState, IkeState
+from .tasks import ChildCreate, ChildDelete, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
 
 Address = tuple[str, int]
-
-
-@dataclass
-class Settings:
-    """Endpoint-wide settings (strongswan.conf `charon.*` where strongSwan has them)."""
-
-    retransmit_timeout: float = 4.0   # charon.retransmit_timeout
-    retransmit_base: float = 1.8      # charon.retransmit_base
-    retransmit_tries: int = 5         # charon.retransmit_tries
-    cookie_threshold: int = 10        # charon.cookie_threshold (half-open SAs)
-    half_open_timeout: float = 30.0   # charon.half_open_timeout
-    fragment_size: int = 1280         # charon.fragment_size (IP datagram)
-    max_fragments: int = 64
-    max_reassembly: int = 64 * 1024
-    temporary_failure_retry: float = 10.0
-    nonce_size: int = 32
 
 
 @dataclass
@@ -62,12 +49,15 @@ class IkeEndpoint:
                  random: Callable[[int], bytes] = os.urandom,
                  wall_clock: Callable[[], datetime.datetime] | None = None, jitter: bool = True,
                  route_source: Callable[[str], str | None] | None = None) -> None:
+        """`random(n)` gives n random octets: everything random here comes from it (RandomSource).
+        `wall_clock()` gives the date to check certificates against; without it no certificate is
+        accepted (the core reads no clock)."""
         self.config = config
         # the I/O layer's answer to "which of my addresses reaches this peer" (local_addrs = %any)
         self.route_source = route_source
         self.settings = settings or Settings()
-        self.random = random
-        self.wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.random = RandomSource(random)
+        self.wall_clock = wall_clock
         self.jitter = jitter
         self.sas: dict[bytes, IkeSA] = {}            # by our SPI
         self.half_open: dict[tuple[Address, bytes], IkeSA] = {}  # responder SAs by (peer, SPIi)
@@ -106,11 +96,15 @@ class IkeEndpoint:
 
     def _new_sa(self, config: IkeConfig, is_initiator: bool, local: Address, remote: Address, spi_i: bytes,
                 spi_r: bytes, now: float) -> IkeSA:
-        ike = IkeSA(self, self._next_ike_id, config, is_initiator, local, remote, spi_i, spi_r, now)
+        ike = IkeSA(self, 0, config, is_initiator, local, remote, spi_i, spi_r, now)
+        self.register(ike)
+        return ike
+
+    def register(self, ike: IkeSA) -> None:
+        ike.unique_id = self._next_ike_id
         self._next_ike_id += 1
         self.by_id[ike.unique_id] = ike
         self.sas[ike.our_spi] = ike
-        return ike
 
     # ------------------------------------------------------------ output
 
@@ -148,16 +142,8 @@ class IkeEndpoint:
                    src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", length=length, fragments=fragments,
                    spi_i=message.spi_i.hex(), spi_r=message.spi_r.hex())
 
-    def transmit(self, ike: IkeSA, datagrams: list[bytes], exchange: int, message_id: int, response: bool,
-                 payloads: list[pl.Payload], now: float) -> None:
-        self._last_now = now
-        template = Message(ike.spi_i, ike.spi_r, exchange, message_id, ike.is_initiator, response)
-        self.trace_message(ike, "out", template, payloads, ike.local, ike.remote, sum(map(len, datagrams)), now,
-                           len(datagrams))
-        self._send(ike, datagrams)
-        self.stats["messages_out"] += 1
-
-    def _send(self, ike: IkeSA, datagrams: list[bytes]) -> None:
+    def send(self, ike: IkeSA, datagrams: list[bytes], stat: str) -> None:
+        self.stats[stat] += 1
         for data in datagrams:
             self._queue(data, ike.local, ike.remote)
 
@@ -165,17 +151,6 @@ class IkeEndpoint:
         # RFC 3948 §2.2: IKE on port 4500 carries the non-ESP marker
         port = 4500 if 4500 in (local[1], remote[1]) else local[1]
         self.out.append(OutDatagram(frame_udp(port, data), local, remote))
-
-    def retransmit(self, ike: IkeSA, pending: Pending, now: float) -> None:
-        self.trace(now, "retransmit", ike_sa=ike.unique_id, exchange=name_of(ExchangeType, pending.task.exchange),
-                   message_id=pending.message_id, tries=pending.tries)
-        self.stats["retransmits"] += 1
-        self._send(ike, pending.datagrams)
-
-    def resend(self, ike: IkeSA, datagrams: list[bytes], now: float) -> None:
-        self.trace(now, "resend_response", ike_sa=ike.unique_id)
-        self.stats["responses_resent"] += 1
-        self._send(ike, datagrams)
 
     def drop(self, reason: str, now: float, ike: IkeSA | None = None) -> None:
         """Count a dropped message by kind (numbers folded, so counters stay few) and trace it."""
@@ -329,7 +304,8 @@ class IkeEndpoint:
         existing = self.half_open.get((src, message.spi_i))
         if existing is not None:
             if existing.init_request == data and existing.state == IkeState.CONNECTING:
-                self.resend(existing, [existing.init_response], now)  # RFC 7296 §2.1
+                self.trace(now, "resend_response", ike_sa=existing.unique_id)
+                self.send(existing, [existing.init_response], "responses_resent")  # RFC 7296 §2.1
             elif existing.init_request != data:
                 self.drop("second IKE_SA_INIT with the same SPIi", now, existing)
             return
@@ -346,7 +322,7 @@ class IkeEndpoint:
         if half_open >= self.settings.cookie_threshold:
             # RFC 7296 §2.6: under load, require a cookie before keeping any state
             expected = self._cookie(message, nonce.data, src)
-            offered = _find_notify(message.payloads, NotifyType.COOKIE)
+            offered = find_notify(message.payloads, NotifyType.COOKIE)
             if offered is None or not hmac.compare_digest(offered.data, expected):
                 self.stats["cookies_sent"] += 1
                 self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.COOKIE, data=expected), src,
@@ -369,65 +345,35 @@ class IkeEndpoint:
             self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.INVALID_KE_PAYLOAD,
                                                            data=struct.pack("!H", wanted)), src, dst, now)
             return
-        chosen = ChosenAlgorithms.from_proposal(selected)
         ike = self._new_sa(config, False, dst, src, message.spi_i, self.new_ike_spi(), now)
         ike.init_request = data
         ike.nonce_i = nonce.data
         ike.nonce_r = self.random(self.settings.nonce_size)
-        ike.mid_in = 1
         ike.destroy_at = now + self.settings.half_open_timeout
         self.half_open[(src, message.spi_i)] = ike
+        task = IkeInit(selected)
         try:
-            ike.kex = new_key_exchange(chosen.dh)
-            shared = ike.kex.shared_secret(ke.data)
-            ike.set_algorithms(chosen, shared)
-        except (CryptoError, ExchangeFailed) as err:
+            task.process_r(ike, message.payloads, now)
+        except ExchangeFailed as err:
             self.drop(f"IKE_SA_INIT refused: {err}", now, ike)
             self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.INVALID_SYNTAX), src, dst, now)
             ike.destroy(f"IKE_SA_INIT refused: {err}", now, quiet=True)
             return
-        ike.peer_init_payloads(message.payloads)
-        ike.evaluate_nat(message.payloads, now)
-        reply: list[pl.Payload] = [pl.SA(proposals=[selected]), pl.KE(dh_group=chosen.dh, data=ike.kex.public_value),
-                                   pl.Nonce(data=ike.nonce_r)]
-        reply += ike.nat_detection_payloads()
-        if config.fragmentation != "no" and ike.peer_fragmentation:
-            reply.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-        if _find_notify(message.payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) is not None:
-            from .crypto import encode_signature_hash_algorithms
-            from .sa import OUR_SIGNATURE_HASHES
-            reply.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
-                                   data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
-        if config.send_certreq and str(config.remote.method) == "pubkey":
-            reply += ike.certreq_payloads()
-        response = Message(ike.spi_i, ike.spi_r, ExchangeType.IKE_SA_INIT, 0, False, True, reply)
-        ike.init_response = response.serialize()
-        ike.last_response = [ike.init_response]
-        self.transmit(ike, [ike.init_response], ExchangeType.IKE_SA_INIT, 0, True, reply, now)
+        ike.tm.respond(task, ExchangeType.IKE_SA_INIT, 0, now)
 
     # ------------------------------------------------------------ SA bookkeeping
 
     def ike_keys_ready(self, ike: IkeSA) -> None:
-        """Keys of a new IKE SA, kept for Wireshark key export (lab.daemon)."""
-        self.ike_key_log.append({"ike_sa": ike.unique_id, "spi_i": ike.spi_i, "spi_r": ike.spi_r,
-                                 "algorithms": ike.algorithms, "keys": ike.keys})
+        """Keys of a new IKE SA, handed out once through pop_ike_keys() when export is asked
+        (settings.export_keys); otherwise they live only in the IkeSA, and go with it."""
+        if self.settings.export_keys:
+            self.ike_key_log.append({"ike_sa": ike.unique_id, "spi_i": ike.spi_i, "spi_r": ike.spi_r,
+                                     "algorithms": ike.algorithms, "keys": ike.keys})
 
-    def rekeyed_ike_sa(self, old: IkeSA, we_initiated: bool, spi_i: bytes, spi_r: bytes, chosen: ChosenAlgorithms,
-                       shared: bytes, nonce_i: bytes, nonce_r: bytes, now: float) -> IkeSA:
-        """The IKE SA made by rekeying `old` (RFC 7296 §2.18)."""
-        assert old.algorithms is not None and old.keys is not None
-        new = self._new_sa(old.config, we_initiated, old.local, old.remote, spi_i, spi_r, now)
-        new.nonce_i, new.nonce_r = nonce_i, nonce_r
-        new.local_id, new.remote_id = old.local_id, old.remote_id
-        new.local_behind_nat, new.remote_behind_nat = old.local_behind_nat, old.remote_behind_nat
-        new.peer_fragmentation, new.peer_hashes = old.peer_fragmentation, old.peer_hashes
-        keys = derive_rekeyed_ike_sa_keys(old.algorithms.prf, old.keys.sk_d, chosen.prf, chosen.encr,
-                                          chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
-                                          spi_i, spi_r)
-        new.set_algorithms(chosen, shared, keys)
-        new.set_state(IkeState.ESTABLISHED, now)
-        new.schedule_ike_lifetime(now)
-        return new
+    def pop_ike_keys(self) -> list[dict[str, Any]]:
+        """The IKE SA keys made since the last call (only with settings.export_keys)."""
+        entries, self.ike_key_log = self.ike_key_log, []
+        return entries
 
     def lease_address(self, config: IkeConfig, peer: Identity | None):
         """An address from the connection's pools for `peer` (the same one again on reconnect)."""

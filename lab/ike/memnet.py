@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .config import AuthConfig, ChildConfig, Config, IkeConfig, Secrets, SharedKey, parse_addrs, \
+from .config import AuthConfig, ChildConfig, Config, IkeConfig, PrivateKey, Secrets, SharedKey, parse_addrs, \
     parse_traffic_selectors
 from .endpoint import IkeEndpoint, OutDatagram, Settings
 from .identity import Identity
@@ -61,6 +61,7 @@ class Net:
     reorder: bool = False
     addresses: dict[str, str] = field(default_factory=dict)
     delivered: list[tuple[float, str, str, OutDatagram]] = field(default_factory=list)
+    after_step: Callable[[], None] = lambda: None  # called after each step (tests watch SAs come and go)
 
     def owner(self, address: str) -> str:
         return self.addresses[address]
@@ -113,6 +114,7 @@ class Net:
             self.now = max(self.now, next_timer[0])
             self.endpoints[next_timer[1]].handle_timer(self.now)
         self.collect()
+        self.after_step()
         return True
 
     def run(self, until: float | None = None, max_steps: int = 10000) -> None:
@@ -139,6 +141,9 @@ class Net:
 
 
 def make_net(a: Config, b: Config, settings: Settings | None = None, seed: int = 1) -> Net:
+    """Two endpoints from one seed. Without `settings` they hand their IKE keys out (export_keys,
+    as the daemon's --export-keys), so that what a notebook steps through can be decrypted."""
+    settings = settings or Settings(export_keys=True)
     rng_a, rng_b = random.Random(seed), random.Random(seed + 1000)
     ea = IkeEndpoint(a, settings, random=lambda n: rng_a.randbytes(n), jitter=False)
     eb = IkeEndpoint(b, settings, random=lambda n: rng_b.randbytes(n), jitter=False)
@@ -190,7 +195,6 @@ def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
 
 
 def cert_configs(kind: str = "ecdsa", chain_padding: int = 0, **options) -> tuple[Config, Config]:
-    from .config import PrivateKey
     pki = make_pki(kind, chain_padding)
     a, b = pair_configs(**options)
     for config, me in ((a, "gwa.lab"), (b, "gwb.lab")):

@@ -20,12 +20,14 @@ from .const import (
     DhGroup,
     IdType,
     NotifyType,
+    PAYLOAD_SHORT_NAMES,
     PayloadType,
     ProtocolId,
     TransformAttr,
     TransformType,
     TsType,
     coerce,
+    name_of,
 )
 from .errors import ParseError
 
@@ -743,8 +745,6 @@ def chain_names(payloads: Iterable[Payload], in_request: bool | None = None) -> 
     """Short names for a payload chain, notifies with their type: `N(NAT_DETECTION_SOURCE_IP)`.
     Knowing whether the chain is in a request, nonces are written `Ni` (the exchange
     initiator's) or `Nr` as in RFC 7296 §1.2 and §1.3."""
-    from .const import PAYLOAD_SHORT_NAMES, name_of
-
     names = []
     for p in payloads:
         if isinstance(p, Nonce) and in_request is not None:

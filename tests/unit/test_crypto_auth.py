@@ -383,3 +383,79 @@ def test_prf_is_used_for_the_id_mac():
     """The MACedIDFor part uses the negotiated PRF keyed with SK_p (RFC 7296 §2.15)."""
     octets = signed_octets(b"m", b"n", PrfId.HMAC_SHA2_512, b"k" * 64, b"\x01\x00\x00\x00\xc0\x00\x02\x01")
     assert octets[2:] == prf(PrfId.HMAC_SHA2_512, b"k" * 64, b"\x01\x00\x00\x00\xc0\x00\x02\x01")
+
+
+# ---------------------------------------------------------------- DER and parameter edges (found by bench/mutation.py)
+
+
+def test_der_read_lengths_and_their_errors():
+    from lab.ike.crypto.der import der_read
+    long_form = bytes([0x04, 0x81, 0x80]) + bytes(0x80)  # X.690 §8.1.3.5: long form from 128 octets
+    tlv = der_read(long_form)
+    assert (tlv.content_offset, tlv.end, len(tlv.content)) == (3, 3 + 0x80, 0x80)
+    two = bytes([0x04, 0x82, 0x01, 0x00]) + bytes(0x100)
+    assert len(der_read(two).content) == 0x100
+    cases = {
+        bytes([0x30, 0x80, 0x00, 0x00]): (1, "indefinite"),              # X.690 §10.1: not DER
+        bytes([0x04, 0x82, 0x01]): (1, "unusable"),                     # long length runs past the end
+        bytes([0x04, 0x85, 1, 2, 3, 4, 5]): (1, "unusable"),            # more than 4 length octets
+        bytes([0x04, 0x81, 0x05, 1, 2, 3, 4, 5]): (1, "minimally"),     # short length in long form
+        bytes([0x1F, 0x01, 0x00]): (0, "multi-octet tags"),
+        bytes([0x04, 0x03, 0x00]): (0, "runs past the end"),
+    }
+    for data, (offset, words) in cases.items():
+        with pytest.raises(ParseError, match=words) as err:
+            der_read(data)
+        assert err.value.offset == offset, data.hex()
+    assert der_read(bytes([0x1E, 0x00])).tag == 0x1E  # BMPString: a one-octet tag of number 30
+
+
+def test_der_oid_errors_name_their_offset():
+    from lab.ike.crypto.der import oid_to_str
+    assert oid_to_str(bytes([0x2A, 0x86, 0x48])) == "1.2.840"
+    with pytest.raises(ParseError, match="minimally") as err:
+        oid_to_str(bytes([0x2A, 0x80, 0x01]), offset=10)  # X.690 §8.19.2: no leading 0x80
+    assert err.value.offset == 11
+    with pytest.raises(ParseError, match="ends inside") as err:
+        oid_to_str(bytes([0x2A, 0x86]), offset=10)
+    assert err.value.offset == 11
+
+
+def test_pss_parameters_defaults_and_malformed_mgf():
+    from lab.ike.crypto.auth import OID_MGF1, OID_RSASSA_PSS, parse_algorithm_identifier
+    sha256 = der_sequence(der_oid("2.16.840.1.101.3.4.2.1"), der_null())
+    # RFC 4055 §3.1: an absent saltLength is 20 (absent hashes would be SHA-1, refused: RFC 8247 §4.2)
+    mgf1_sha256 = der_sequence(der_oid(OID_MGF1), sha256)
+    params = parse_algorithm_identifier(der_sequence(der_oid(OID_RSASSA_PSS), der_sequence(
+        der_context(0, sha256), der_context(1, mgf1_sha256))))
+    assert (params.hash_algorithm, params.mgf_hash, params.salt_length) == (HashAlgorithm.SHA2_256,
+                                                                            HashAlgorithm.SHA2_256, 20)
+    three = der_sequence(der_oid(OID_MGF1), sha256, der_null())
+    with pytest.raises(ParseError, match="maskGenAlgorithm"):
+        parse_algorithm_identifier(der_sequence(der_oid(OID_RSASSA_PSS), der_sequence(der_context(1, three))))
+
+
+def test_signature_hash_algorithms_odd_length_error_offset():
+    from lab.ike.crypto import decode_signature_hash_algorithms
+    with pytest.raises(ParseError) as err:
+        decode_signature_hash_algorithms(b"\x00\x02\x00", base=8)
+    assert err.value.offset == 10
+
+
+def test_der_edges_of_lengths_oids_and_pss_trailer():
+    from lab.ike.crypto.auth import OID_RSASSA_PSS, parse_algorithm_identifier
+    from lab.ike.crypto.der import der_length, oid_to_str
+    assert der_length(127) == b"\x7f" and der_length(128) == b"\x81\x80" and der_length(256) == b"\x82\x01\x00"
+    assert oid_to_str(der_oid("0.39")[2:]) == "0.39" and oid_to_str(der_oid("1.0")[2:]) == "1.0"
+    sha256 = der_sequence(der_oid("2.16.840.1.101.3.4.2.1"), der_null())
+    for trailer in (0, 2):  # RFC 4055 §3.1: trailerField 1 only
+        with pytest.raises((ParseError, CryptoError)):
+            parse_algorithm_identifier(der_sequence(der_oid(OID_RSASSA_PSS), der_sequence(
+                der_context(0, sha256), der_context(3, der_integer(trailer)))))
+
+
+def test_default_scheme_follows_the_curve():
+    from lab.ike.crypto import default_scheme
+    from lab.ike.crypto.auth import SignatureScheme
+    assert default_scheme(ec.generate_private_key(ec.SECP384R1())) == SignatureScheme.ECDSA_SHA384
+    assert default_scheme(ec.generate_private_key(ec.SECP256R1())) == SignatureScheme.ECDSA_SHA256

@@ -228,3 +228,12 @@ def test_bad_private_keys():
         new_key_exchange(DhGroup.ECP_256, private_key=0)
     with pytest.raises(CryptoError):
         new_key_exchange(DhGroup.CURVE25519, private_key=b"short")
+
+
+def test_modp_private_value_range():
+    # the private exponent lies in 2..p-2 (1 and p-1 give degenerate public values)
+    for bad in (0, 1, MODP_2048_PRIME - 1, MODP_2048_PRIME):
+        with pytest.raises(CryptoError, match="2..p-2"):
+            new_key_exchange(DhGroup.MODP_2048, bad)
+    new_key_exchange(DhGroup.MODP_2048, MODP_2048_PRIME - 2)
+    new_key_exchange(DhGroup.MODP_2048, 2)

@@ -419,3 +419,19 @@ def test_key_repr_hides_key_material():
     text = repr(keys)
     assert "sk_ei=<16 octets>" in text
     assert keys.sk_ei.hex() not in text and "\\x" not in text
+
+
+def test_child_keymat_is_split_in_rfc_7296_order_for_32_octet_keys():
+    # RFC 7296 §2.17: KEYMAT = prf+(SK_d, Ni | Nr), encryption then integrity key, i->r first;
+    # prf+ computed here by hand (T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n))
+    import hashlib
+    import hmac as hmac_
+    from lab.ike.const import EncrId as E, IntegId as I, PrfId as P
+    from lab.ike.crypto import derive_child_sa_keys
+    sk_d, ni, nr = bytes(range(32)), b"\x11" * 32, b"\x22" * 32
+    out, t, n = b"", b"", 1
+    while len(out) < 128:
+        t = hmac_.new(sk_d, t + ni + nr + bytes([n]), hashlib.sha256).digest()
+        out, n = out + t, n + 1
+    keys = derive_child_sa_keys(P.HMAC_SHA2_256, sk_d, E.AES_CBC, 256, I.HMAC_SHA2_256_128, ni, nr)
+    assert (keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r) == (out[:32], out[32:64], out[64:96], out[96:128])

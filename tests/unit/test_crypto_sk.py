@@ -279,3 +279,22 @@ def test_wrong_key_and_iv_sizes_are_crypto_errors():
         sk.seal(b"k" * 36, b"", b"i" * 12, b"", b"x")
     with pytest.raises(CryptoError, match="integrity key"):
         sk.open(b"k" * 36, b"a" * 32, b"", b"\x00" * 40)
+
+
+def test_sk_refuses_ciphers_it_does_not_implement():
+    for encr in (EncrId.CAMELLIA_CBC, EncrId.TRIPLE_DES, 99):
+        with pytest.raises(CryptoError):
+            SkCipher(encr, 128, IntegId.HMAC_SHA2_256_128)
+
+
+def test_bad_pad_length_error_names_the_pad_length_octet():
+    # RFC 7296 §3.14: Pad Length is the last octet before the ICV; its offset is in the error
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    key_e, key_a, aad, iv = bytes(range(16)), bytes(range(32)), bytes(32), bytes(16)
+    plaintext = bytes(15) + bytes([200])
+    ct = Cipher(algorithms.AES(key_e), modes.CBC(iv)).encryptor().update(plaintext)
+    icv = integ_mac(IntegId.HMAC_SHA2_256_128, key_a, aad + iv + ct)
+    cipher = SkCipher(EncrId.AES_CBC, 128, IntegId.HMAC_SHA2_256_128)
+    with pytest.raises(ParseError, match="Pad Length 200") as err:
+        cipher.open(key_e, key_a, aad, iv + ct + icv)
+    assert err.value.offset == len(aad) + 16 + 16 - 1

@@ -275,3 +275,76 @@ def test_random_keys_do_not_matter() -> None:
     assert inb.window.top == 5000
     assert all(inb.window.received(s) for s in range(5000 - 4095, 5001))
     assert not inb.window.received(5000 - 4096)
+
+
+# ---------------------------------------------------------------- edges the mutation run found untested
+
+
+def test_default_size_and_the_sequence_number_spaces() -> None:
+    # RFC 4303 §3.4.3: a window of 64 is the default; 32-bit or 64-bit (ESN) numbers
+    assert ReplayWindow().size == 64
+    ReplayWindow(64, highest_seq=B - 1)
+    ReplayWindow(64, esn=True, highest_seq=(1 << 64) - 1)
+    for bad, esn in ((-1, False), (-1, True), (1 << 64, True)):
+        with pytest.raises(ValueError):
+            ReplayWindow(64, esn=esn, highest_seq=bad)
+
+
+def test_highest_seq_counts_as_received() -> None:
+    # "as if that number had been the highest seen": it is a replay, the ones below are not
+    w = ReplayWindow(32, highest_seq=100)
+    assert w.check(100) == REPLAY
+    assert w.check(99) == 99 and w.check(69) == 69 and w.check(68) == TOO_OLD
+    assert not w.received(99) and w.received(100) and not w.received(101)
+    assert ReplayWindow(32).check(1) == 1
+
+
+def test_sequence_number_zero_is_never_accepted() -> None:
+    # RFC 4303 §3.3.3: the first packet is number 1; 0 is never valid
+    assert ReplayWindow(32).check(0) == TOO_OLD
+    w = ReplayWindow(32)
+    for seq in (1, 2, 5):
+        w.accept(w.check(seq))
+    assert w.check(0) == TOO_OLD
+
+
+def test_window_state_stays_within_its_size() -> None:
+    w = ReplayWindow(32)
+    for seq in range(1, 200):
+        w.accept(w.check(seq))
+    assert w.bitmap.bit_length() <= 32
+    assert w.received(199) and w.received(168) and not w.received(167)
+
+
+def test_received_is_exact() -> None:
+    w = ReplayWindow(32)
+    for seq in (10, 12):
+        w.accept(w.check(seq))
+    assert [s for s in range(0, 14) if w.received(s)] == [10, 12]
+
+
+def test_esn_inference_with_a_disabled_window() -> None:
+    # RFC 4303 Appendix A2.2: without a window the inference still needs one (2^31 here)
+    w = ReplayWindow(0, esn=True, highest_seq=B + 10)
+    assert w.check(5) == B + 5  # a little older: same epoch
+    assert w.check(20) == B + 20
+
+
+def test_esn_inference_in_later_epochs() -> None:
+    # case B with seq_hi >= 2: a packet a little older than the top belongs to the epoch before
+    top = 2 * B + 10
+    w = ReplayWindow(64, esn=True, highest_seq=top)
+    assert w.check(B - 5) == 2 * B - 5
+    assert w.check(11) == 2 * B + 11
+    # the boundary of case B: seq_lo == tl - W + 1 (mod 2^32) is the epoch before, one below is this epoch
+    bound = (10 - 64 + 1) % B
+    assert w.check(bound) == B + bound == top - 63
+    assert w.check(bound - 1) == 2 * B + bound - 1  # far ahead, in this epoch
+
+
+def test_esn_inference_in_the_fourth_epoch_and_size_errors() -> None:
+    top = 3 * B + 10
+    w = ReplayWindow(64, esn=True, highest_seq=top)
+    assert w.check(B - 5) == 3 * B - 5  # case B: the epoch before is 2, not 3 >> 1
+    with pytest.raises(ValueError, match="negative"):
+        ReplayWindow(-1)

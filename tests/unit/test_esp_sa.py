@@ -524,3 +524,75 @@ def test_outbound_garbage_only_ever_raises_espdrop(data: bytes) -> None:
             out = OutboundSA(1, protocol=proto, mode=mode, local=L, remote=R, **kw)
             for prefix in (b"", b"\x45\x00\x00\x00", b"\x60"):
                 _only_drops(out.protect, prefix + data)
+
+
+# ---------------------------------------------------------------- edges the mutation run found untested
+
+L6, R6 = "2001:db8::1", "2001:db8::2"
+
+
+def _pair6(**kw):
+    out = OutboundSA(0x200, local=L6, remote=R6, **ALGOS["gcm"], **kw)
+    inb = InboundSA(0x200, local=R6, remote=L6, **ALGOS["gcm"], **{k: v for k, v in kw.items() if k != "tfc_pad_to"})
+    return out, inb
+
+
+def test_ipv6_inner_traffic_class_is_copied_to_the_outer_header() -> None:
+    # RFC 4301 §5.1.2.1: DSCP copied from inner to outer; IPv6 keeps it across bytes 0-1
+    pkt = bytearray(ipv6_tcp())
+    pkt[0], pkt[1] = 0x6B, 0x80  # traffic class 0xB8
+    out, inb = pair()
+    wire = out.protect(bytes(pkt))
+    assert wire[1] == 0xB8
+    out6, inb6 = _pair6()
+    wire6 = out6.protect(bytes(pkt))
+    assert (wire6[0] & 0x0F) << 4 | wire6[1] >> 4 == 0xB8
+    assert inb6.unprotect_datagram(wire6) == bytes(pkt)
+
+
+def test_header_only_inner_packets_round_trip() -> None:
+    import ipaddress
+    v4 = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20, 1, 0, 64, 59, 0, ipaddress.ip_address("10.1.0.1").packed,
+                               ipaddress.ip_address("10.2.0.1").packed))
+    v4[10:12] = checksum(bytes(v4)).to_bytes(2, "big")
+    v6 = struct.pack("!IHBB", 0x60000000, 0, 59, 64) + ipaddress.ip_address("fd00:1::1").packed + \
+        ipaddress.ip_address("fd00:2::1").packed
+    for pkt, nh in ((bytes(v4), 4), (v6, 41)):
+        out, inb = pair(tfc_pad_to=200)
+        esp = out.protect_payload(pkt)
+        assert inb.open_payload(esp)[1] == nh  # RFC 4303 §2.6: IPv4 (4) or IPv6 (41) inside
+        out, inb = pair(tfc_pad_to=200)
+        assert inb.unprotect(out.protect_payload(pkt)) == pkt  # TFC padding stripped by the inner length
+
+
+def test_ipv6_outer_datagrams_round_trip_and_trim_trailing_octets() -> None:
+    for encap in (None, UdpEncap(4500, 4500)):
+        out6, inb6 = _pair6(encap=encap)
+        pkt = ipv6_tcp(b"z" * 100)
+        wire = out6.protect(pkt)
+        assert struct.unpack("!H", wire[4:6])[0] == len(wire) - 40
+        assert inb6.unprotect_datagram(wire + b"\x00" * 7) == pkt  # beyond the payload length: not ours
+
+
+def test_udp_datagram_that_is_not_udp_is_refused() -> None:
+    out, inb = pair(encap=UdpEncap(4500, 4500))
+    wire = bytearray(out.protect(ipv4_udp()))
+    wire[9] = 6  # claims TCP
+    wire[10:12] = b"\x00\x00"
+    wire[10:12] = checksum(bytes(wire[:20])).to_bytes(2, "big")
+    assert reason(inb.unprotect_datagram, bytes(wire)) is not None
+
+
+def test_ah_transport_headers_carry_sequence_and_lengths() -> None:
+    # RFC 4302 §2.5: the AH Sequence Number field is the low 32 bits of the counter
+    kw = dict(protocol=IpsecProto.AH, mode=Mode.TRANSPORT, integ_id=IntegId.HMAC_SHA2_256_128, integ_key=MAC_KEY)
+    out = OutboundSA(0x300, local="10.1.0.1", remote="10.2.0.1", next_seq=0x1_0000_0005, esn=True, **kw)
+    wire = out.protect(ipv4_udp())
+    assert struct.unpack("!I", wire[28:32])[0] == 5
+    assert struct.unpack("!H", wire[2:4])[0] == len(wire)
+    out6 = OutboundSA(0x301, local="fd00:1::1", remote="fd00:2::1", **kw)
+    inb6 = InboundSA(0x301, local="fd00:2::1", remote="fd00:1::1", **kw)
+    pkt = ipv6_tcp()
+    wire6 = out6.protect(pkt)
+    assert struct.unpack("!H", wire6[4:6])[0] == len(wire6) - 40
+    assert inb6.unprotect_datagram(wire6) == pkt

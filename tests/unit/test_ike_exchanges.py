@@ -4,6 +4,7 @@ drops, duplicates, reorders and NATs (RFC 7296 exchanges, §2.1 retransmission, 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import pytest
 
@@ -38,6 +39,66 @@ def assert_consistent(net: Net, children: int = 1, allowed_drops: tuple[str, ...
     for name in "ab":
         assert not [reason for reason in net.endpoints[name].drops if not reason.startswith(allowed_drops)], \
             net.endpoints[name].drops
+
+
+@dataclass(frozen=True)
+class Before:
+    """What a rekey must change, taken before it: the IKE SA's SPIs and SK_d, and the CHILD
+    SAs' (spi_in, spi_out) as a sees them."""
+    ike: tuple[bytes, bytes]
+    sk_d: bytes
+    children: frozenset[tuple[bytes, bytes]]
+
+
+def before(net: Net) -> Before:
+    ike_a, _ = _established(net)
+    return Before((ike_a.spi_i, ike_a.spi_r), ike_a.keys.sk_d,
+                  frozenset((c.spi_in, c.spi_out) for c in ike_a.children))
+
+
+def _child_spis(endpoint) -> set[bytes]:
+    """Every CHILD SA SPI, in or out, any state, of every IKE SA the endpoint still holds."""
+    return {spi for ike in endpoint.by_id.values() for c in ike.children for spi in (c.spi_in, c.spi_out)}
+
+
+def assert_child_rekeyed(net: Net, old: Before, children: int = 1, allowed_drops: tuple[str, ...] = ()) -> None:
+    """Each CHILD SA of `old` was replaced: `children` installed on each side, none with an old
+    SPI in or out, and no old SPI left on either side in any state."""
+    assert_consistent(net, children, allowed_drops)
+    ike_a, _ = _established(net)
+    old_spis = {spi for pair in old.children for spi in pair}
+    assert old_spis and not old_spis & {spi for c in ike_a.children for spi in (c.spi_in, c.spi_out)}
+    for name, endpoint in net.endpoints.items():
+        assert not old_spis & _child_spis(endpoint), f"{name} still holds a CHILD SA that was rekeyed"
+
+
+def assert_ike_rekeyed(net: Net, old: Before, children: int = 1, allowed_drops: tuple[str, ...] = (),
+                       children_moved: bool = True) -> None:
+    """The IKE SA of `old` was replaced: exactly one IKE SA left on each side, both SPIs and
+    SK_d new, the old SPIs known nowhere; its CHILD SAs moved over unchanged (`children_moved`)."""
+    assert_consistent(net, children, allowed_drops)
+    ike_a, _ = _established(net)
+    assert ike_a.spi_i != old.ike[0] and ike_a.spi_r != old.ike[1]
+    assert ike_a.keys.sk_d != old.sk_d
+    for name, endpoint in net.endpoints.items():
+        assert len(endpoint.by_id) == 1 and len(endpoint.sas) == 1 and not endpoint.half_open, name
+        assert not set(old.ike) & set(endpoint.sas), f"{name} still knows the rekeyed IKE SA"
+    if children_moved:
+        assert {(c.spi_in, c.spi_out) for c in ike_a.children} == set(old.children)
+
+
+def watch(net: Net, name: str = "a") -> tuple[dict, dict]:
+    """Every IKE SA (by our SPI) and CHILD SA (by spi_in) `name` holds at any step from now on."""
+    ikes: dict[bytes, object] = {}
+    children: dict[bytes, object] = {}
+
+    def look() -> None:
+        for ike in net.endpoints[name].by_id.values():
+            ikes[ike.our_spi] = ike
+            children.update((c.spi_in, c) for c in ike.children)
+
+    net.after_step = look
+    return ikes, children
 
 
 def kinds(events) -> list[str]:
@@ -127,8 +188,46 @@ def test_cookie_under_load():
     assert_consistent(net)
     assert net.endpoints["b"].stats["cookies_sent"] == 1
     first, second = [Message.parse(d.data) for _, name, d in net.log if name == "a"][:2]
-    assert first.get_notify if False else True
+    cookie = [Message.parse(d.data) for _, name, d in net.log if name == "b"][0]
+    assert cookie.payloads[0].notify_type == NotifyType.COOKIE
+    assert not any(getattr(p, "notify_type", None) == NotifyType.COOKIE for p in first.payloads)
+    assert second.payloads[0].data == cookie.payloads[0].data
     assert [p.notify_type for p in second.payloads[:1]] == [NotifyType.COOKIE]  # RFC 7296 §2.6: first payload
+
+
+def test_cookie_is_bound_to_the_initiator():
+    # RFC 7296 §2.6: a cookie is a hash over Ni, IPi and SPIi; a forged one, or one made for
+    # another address or SPIi, is answered with a fresh COOKIE and no state is kept
+    net = make_net(*pair_configs(), settings=Settings(cookie_threshold=0))
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    b.receive_datagram(request.data, request.src, request.dst, net.now)
+    (answer,) = b.datagrams_to_send()
+    cookie = Message.parse(answer.data).payloads[0]
+    assert cookie.notify_type == NotifyType.COOKIE and len(cookie.data) > 8
+    first = Message.parse(request.data)
+
+    def with_cookie(data: bytes, spi_i: bytes = first.spi_i) -> bytes:
+        notify = dataclasses.replace(cookie, data=data)
+        return Message(spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, True, False,
+                       [notify, *first.payloads]).serialize()
+
+    forged = bytes(len(cookie.data))
+    other_spi = bytes(reversed(first.spi_i))
+    for data, src, spi in ((forged, request.src, first.spi_i), (cookie.data, ("192.0.2.9", 500), first.spi_i),
+                           (cookie.data, request.src, other_spi)):
+        net.addresses["192.0.2.9"] = "a"
+        b.receive_datagram(with_cookie(data, spi), src, request.dst, net.now)
+        (again,) = b.datagrams_to_send()
+        reply = Message.parse(again.data)
+        assert [p.notify_type for p in reply.payloads] == [NotifyType.COOKIE]
+        assert b.by_id == {}
+    assert b.stats["cookies_sent"] == 4
+    b.receive_datagram(with_cookie(cookie.data), request.src, request.dst, net.now)
+    (accepted,) = b.datagrams_to_send()
+    assert [type(p).__name__ for p in Message.parse(accepted.data).payloads][:3] == ["SA", "KE", "Nonce"]
+    assert len(b.by_id) == 1
 
 
 def test_no_proposal_chosen():
@@ -202,34 +301,27 @@ def _up(net: Net) -> Net:
 @pytest.mark.parametrize("side", "ab")
 def test_child_rekey_make_before_break(side):
     net = _up(make_net(*pair_configs()))
-    ike_a, _ = _established(net)
-    old = ike_a.children[0].spi_in
-    net.endpoints[side].rekey_child(net.now, "net")
+    old = before(net)
+    assert net.endpoints[side].rekey_child(net.now, "net") == 1
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
     for name in "ab":
         names = kinds(net.events(name))
         # the new SA is up before the old one goes
         assert names == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
-    ike_a, _ = _established(net)
-    assert ike_a.children[0].spi_in != old
 
 
 @pytest.mark.parametrize("side", "ab")
 def test_ike_rekey_moves_children(side):
     net = _up(make_net(*pair_configs()))
-    ike_a, ike_b = _established(net)
-    child_spi = ike_a.children[0].spi_in
-    net.endpoints[side].rekey_ike(net.now, name="s2s")
+    old = before(net)
+    assert net.endpoints[side].rekey_ike(net.now, name="s2s") == 1
     net.settle()
-    assert_consistent(net)
-    new_a, new_b = _established(net)
-    assert (new_a.spi_i, new_a.spi_r) != (ike_a.spi_i, ike_a.spi_r)
-    assert new_a.children[0].spi_in == child_spi
+    assert_ike_rekeyed(net, old)
+    new_a, _ = _established(net)
     assert new_a.is_initiator == (side == "a")
     for name in "ab":
         assert kinds(net.events(name)) == ["IkeSaRekeyed", "IkeSaDeleted"]
-    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
 
 
 def test_additional_child_with_pfs():
@@ -246,19 +338,34 @@ def test_additional_child_with_pfs():
 def test_child_rekey_with_pfs_retries_after_invalid_ke(side):
     # RFC 7296 §1.3: the rekey is sent again with the KE group the responder asks for
     net = _up(make_net(*pair_configs(a_esp="aes128gcm16-ecp256-x25519", b_esp="aes128gcm16-x25519-ecp256")))
-    ike_a, _ = _established(net)
-    old = ike_a.children[0].spi_in
+    old = before(net)
     net.endpoints[side].rekey_child(net.now, "net")
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
     responder = "b" if side == "a" else "a"
     assert kinds(net.events(side)) == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
     assert [k for k in kinds(net.events(responder)) if k != "NegotiationFailed"] == \
         ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
-    ike_a, _ = _established(net)
-    assert ike_a.children[0].spi_in != old and ike_a.children[0].state == ChildState.INSTALLED
     rekeys = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log]
     assert [m.exchange for m in rekeys].count(ExchangeType.CREATE_CHILD_SA) == 4
+
+
+def test_ike_rekey_retries_after_invalid_ke():
+    # RFC 7296 §1.3.2, §1.3: the responder now wants another group; the IKE rekey is sent again in it
+    a, b = pair_configs(a_proposals="aes128gcm16-prfsha256-ecp256-x25519",
+                        b_proposals="aes128gcm16-prfsha256-ecp256-x25519")
+    net = _up(make_net(a, b))
+    old = before(net)
+    assert _established(net)[0].algorithms.dh == 19
+    from lab.ike.proposals import parse_ike_proposals
+    b.connections["s2s"].proposals = parse_ike_proposals("aes128gcm16-prfsha256-x25519")
+    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    net.settle()
+    assert_ike_rekeyed(net, old)
+    assert _established(net)[0].algorithms.dh == 31
+    answers = [r["payloads"] for r in net.endpoints["b"].pop_trace() if r["kind"] == "message"
+               and r["dir"] == "out" and r["exchange"] == "CREATE_CHILD_SA"]
+    assert answers[0] == ["N(INVALID_KE_PAYLOAD)"] and answers[1][:3] == ["SA", "Nr", "KE"]
 
 
 @pytest.mark.parametrize("side", "ab")
@@ -269,6 +376,10 @@ def test_delete_child_and_ike_from_each_side(side):
     assert_consistent(net, children=0)
     for name in "ab":
         assert kinds(net.events(name)) == ["ChildSaDeleted"]
+    informational = [(r["response"], r["payloads"]) for r in net.endpoints[side].pop_trace()
+                     if r["kind"] == "message" and r["exchange"] == "INFORMATIONAL"]
+    # RFC 7296 §1.4.1: the answer deletes the peer's inbound half
+    assert informational == [(False, ["D"]), (True, ["D"])]
     net.endpoints[side].terminate(net.now, name="s2s")
     net.settle()
     for name in "ab":
@@ -280,15 +391,21 @@ def test_delete_child_and_ike_from_each_side(side):
 @pytest.mark.parametrize("lost", range(4))
 def test_each_message_of_rekey_lost(operation, lost):
     net = _up(make_net(*pair_configs()))
+    old = before(net)
     start = len(net.log)
     net.drop = lambda name, d: len(net.log) - 1 == start + lost
     if operation == "rekey_child":
-        net.endpoints["a"].rekey_child(net.now, "net")
+        assert net.endpoints["a"].rekey_child(net.now, "net") == 1
     else:
-        net.endpoints["a"].rekey_ike(net.now, name="s2s")
-    net.settle(60)
-    # a lost answer to the Delete of the old IKE SA: the peer forgot that SA, retransmits go unanswered
-    assert_consistent(net, allowed_drops=("unknown IKE SPI",))
+        assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    # long enough for every retransmission (RFC 7296 §2.4) to be sent or given up
+    net.settle(300)
+    assert net.log[start + lost][1] == "ab"[lost % 2]  # the message lost was the one meant
+    if operation == "rekey_child":
+        assert_child_rekeyed(net, old)
+    else:
+        # a lost answer to the Delete of the old IKE SA: the peer forgot that SA, retransmits go unanswered
+        assert_ike_rekeyed(net, old, allowed_drops=("unknown IKE SPI",))
 
 
 # ---------------------------------------------------------------- collisions (RFC 7296 §2.8.1, §2.8.2, §2.25)
@@ -296,29 +413,50 @@ def test_each_message_of_rekey_lost(operation, lost):
 
 def test_simultaneous_child_rekey():
     net = _up(make_net(*pair_configs()))
+    old = before(net)
+    _, children = watch(net)
     net.endpoints["a"].rekey_child(net.now, "net")
     net.endpoints["b"].rekey_child(net.now, "net")
     net.settle(30)
-    assert_consistent(net)
-    ike_a, _ = _established(net)
-    notes = [r for r in net.endpoints["a"].pop_trace() if r.get("what") == "rekey_collision"]
-    assert len(notes) == 1
+    assert_child_rekeyed(net, old)
+    for name in "ab":
+        notes = [r for r in net.endpoints[name].pop_trace() if r.get("what") == "rekey_collision"]
+        # RFC 7296 §2.8.1: both sides agree which new SA is redundant, and keep the other
+        assert len(notes) == 1
+        ike, = net.endpoints[name].find()
+        assert notes[0]["kept"] == ike.children[0].spi_in.hex()
+        assert kinds(net.events(name)).count("ChildSaUp") == 2
+        if name == "a":
+            # ... the one made with the lowest of the four nonces is redundant
+            redundant, kept = children[bytes.fromhex(notes[0]["redundant"])], ike.children[0]
+            assert min(redundant.nonces) < min(kept.nonces)
 
 
 def test_simultaneous_ike_rekey():
     net = _up(make_net(*pair_configs()))
+    old = before(net)
+    ikes, _ = watch(net)
     net.endpoints["a"].rekey_ike(net.now, name="s2s")
     net.endpoints["b"].rekey_ike(net.now, name="s2s")
     net.settle(30)
-    assert_consistent(net)
-    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
+    assert_ike_rekeyed(net, old)
+    for name in "ab":
+        notes = [r for r in net.endpoints[name].pop_trace() if r.get("what") == "ike_rekey_collision"]
+        # RFC 7296 §2.8.2: two new IKE SAs, one redundant, the same one kept on both sides
+        assert len(notes) == 1
+        ike, = net.endpoints[name].find()
+        assert notes[0]["kept"] == ike.our_spi.hex()
+        if name == "a":
+            # ... the one made by the exchange with the lowest nonce is redundant
+            redundant = ikes[bytes.fromhex(notes[0]["redundant"])]
+            assert min(redundant.nonce_i, redundant.nonce_r) < min(ike.nonce_i, ike.nonce_r)
 
 
 def test_redundant_ike_sa_the_peer_never_deletes_is_deleted_by_us():
     # RFC 7296 §2.8.2: the creator of the redundant IKE SA deletes it; here every such delete is lost
     net = _up(make_net(*pair_configs()))
-    old_ike, _ = _established(net)
-    old = (old_ike.spi_i, old_ike.spi_r)
+    before_rekey = before(net)
+    old = before_rekey.ike
 
     def lost(name: str, datagram: OutDatagram) -> bool:
         message = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
@@ -329,28 +467,58 @@ def test_redundant_ike_sa_the_peer_never_deletes_is_deleted_by_us():
     net.endpoints["a"].rekey_ike(net.now, name="s2s")
     net.endpoints["b"].rekey_ike(net.now, name="s2s")
     net.run(until=net.now + 400)
-    assert len(net.endpoints["a"].by_id) == 1 and len(net.endpoints["b"].by_id) == 1
     net.drop = lambda name, datagram: False
-    assert_consistent(net, allowed_drops=("unknown IKE SPI",))
+    assert_ike_rekeyed(net, before_rekey, allowed_drops=("unknown IKE SPI",))
+    dropped = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log if lost("", d)]
+    assert dropped  # the Deletes of the redundant IKE SA were sent, and lost
 
 
 def test_rekey_vs_delete_of_the_same_child():
     net = _up(make_net(*pair_configs()))
+    old = before(net)
     net.endpoints["a"].rekey_child(net.now, "net")
     net.endpoints["b"].terminate_child(net.now, "net")
     net.settle(30)
-    ike_a, ike_b = _established(net)
-    pairs_a = {(c.spi_in, c.spi_out) for c in ike_a.children}
-    pairs_b = {(c.spi_out, c.spi_in) for c in ike_b.children}
-    assert pairs_a == pairs_b
+    # RFC 7296 §2.25.1: the rekey of an SA being closed is refused; the delete wins on both sides
+    assert_consistent(net, children=0)
+    refused = [r for r in net.endpoints["b"].pop_trace() if r["kind"] == "message" and r["dir"] == "out"
+               and r["exchange"] == "CREATE_CHILD_SA"]
+    assert [r["payloads"] for r in refused] == [["N(TEMPORARY_FAILURE)"]]
+    old_spis = {spi for pair in old.children for spi in pair}
+    for name in "ab":
+        assert not old_spis & _child_spis(net.endpoints[name])
+        assert "ChildSaDeleted" in kinds(net.events(name))
 
 
-def test_ike_rekey_vs_child_rekey():
-    net = _up(make_net(*pair_configs()))
+@pytest.mark.parametrize("seed", range(6))  # the random retry delays decide which goes first; seeds 3, 5: the IKE rekey
+def test_ike_rekey_vs_child_rekey(seed):
+    net = _up(make_net(*pair_configs(), seed=seed))
+    old = before(net)
     net.endpoints["a"].rekey_ike(net.now, name="s2s")
     net.endpoints["b"].rekey_child(net.now, "net")
     net.settle(60)
-    assert_consistent(net)
+    # RFC 7296 §2.25.2: each side refuses the other's request with TEMPORARY_FAILURE (no CHILD_SA
+    # work during an IKE rekey, no IKE rekey during CHILD_SA work); later both happen
+    for name in "ab":
+        answers = [r["payloads"] for r in net.endpoints[name].pop_trace() if r["kind"] == "message"
+                   and r["dir"] == "out" and r["response"] and r["exchange"] == "CREATE_CHILD_SA"]
+        assert answers[0] == ["N(TEMPORARY_FAILURE)"]
+    assert_ike_rekeyed(net, old, children_moved=False)
+    assert_child_rekeyed(net, old)
+
+
+def test_child_rekey_queued_behind_an_ike_rekey():
+    # RFC 7296 §2.18: work queued for a CHILD SA follows it to the new IKE SA
+    net = _up(make_net(*pair_configs()))
+    old = before(net)
+    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    assert net.endpoints["a"].rekey_child(net.now, "net") == 1
+    net.settle(30)
+    assert_ike_rekeyed(net, old, children_moved=False)
+    assert_child_rekeyed(net, old)
+    names = kinds(net.events("b"))
+    assert names[0] == "IkeSaRekeyed" and sorted(names[1:]) == ["ChildSaDeleted", "ChildSaRekeyed", "ChildSaUp",
+                                                                "IkeSaDeleted"]
 
 
 # ---------------------------------------------------------------- liveness, lifetimes, NAT
@@ -367,11 +535,25 @@ def test_dead_peer_detection():
     assert net.endpoints["a"].by_id == {}
 
 
+def test_dead_peer_detection_of_a_live_peer():
+    # RFC 7296 §2.4: an empty INFORMATIONAL request after dpd_delay of silence, answered empty
+    a, b = pair_configs(a_dpd_delay=30)
+    net = _up(make_net(a, b))
+    old = before(net)
+    net.run(until=net.now + 100)
+    checks = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "INFORMATIONAL"]
+    assert [(r["dir"], r["response"], r["payloads"]) for r in checks] == [("out", False, []), ("in", True, [])] * 3
+    assert before(net) == old and net.events("a") == [] and net.events("b") == []
+    assert_consistent(net)
+
+
 def test_rekey_by_lifetime():
     a, b = pair_configs(a_child_rekey_time=60, a_rekey_time=100)
     net = _up(make_net(a, b))
+    old = before(net)
     net.run(until=net.now + 130)
-    assert_consistent(net)
+    assert_ike_rekeyed(net, old, children_moved=False)
+    assert_child_rekeyed(net, old)
     names = kinds(net.events("a"))
     assert "ChildSaRekeyed" in names and "IkeSaRekeyed" in names
 
@@ -388,9 +570,10 @@ def test_garbage_is_dropped_and_counted():
     assert sum(b.drops.values()) == 2
     assert ike_b.mid_in == forged.message_id  # no change of state
     net.endpoints["b"].drops.clear()
+    old = before(net)
     net.endpoints["a"].rekey_child(net.now, "net")
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
 
 
 def test_nat_detection_and_float_to_4500():
@@ -553,13 +736,13 @@ def test_unsupported_critical_payload_is_refused():
     net = _up(make_net(*pair_configs()))
     ike_a, ike_b = _established(net)
     from lab.ike import payloads as p
-    from lab.ike.sa import Task
+    from lab.ike.tasks import Task
 
     class Odd(Task):
-        def build(self, ike, now):
+        def build_i(self, ike, now):
             return [p.UnknownPayload(unknown_type=200, data=b"?", critical=True)]
 
-        def process(self, ike, payloads, now):
+        def process_i(self, ike, payloads, now):
             self.answer = payloads
 
     task = Odd()
@@ -580,12 +763,17 @@ def test_ah_child_sa_and_its_rekey_and_delete():
     ike_a, ike_b = _established(net)
     assert ike_a.children[0].protocol == ProtocolId.AH
     assert ike_a.children[0].keys_out.encr == b"" and len(ike_a.children[0].keys_out.integ) == 32
-    net.endpoints["b"].rekey_child(net.now, "net")
+    old = before(net)
+    assert net.endpoints["b"].rekey_child(net.now, "net") == 1
     net.settle()
-    assert_consistent(net)
+    assert_child_rekeyed(net, old)
+    ike_a, ike_b = _established(net)
+    assert ike_a.children[0].protocol == ike_b.children[0].protocol == ProtocolId.AH
     net.endpoints["a"].terminate_child(net.now, "net")
     net.settle()
     assert_consistent(net, children=0)
+    for name in "ab":
+        assert _child_spis(net.endpoints[name]) == set()
     deletes = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["payloads"] == ["D"]]
     assert deletes
 
@@ -600,3 +788,205 @@ def test_ah_refused_across_nat():
     assert_consistent(net, children=0)
     failed = [e for e in net.events("b") if isinstance(e, ev.NegotiationFailed)][0]
     assert "AH cannot cross a NAT" in failed.reason
+
+
+# ---------------------------------------------------------------- edges the mutation run found untested
+
+
+def test_settings_defaults_are_strongswans():
+    # strongswan.conf(5): retransmit_timeout 4, base 1.8, tries 5, fragment_size 1280; RFC 7296 §2.10 nonces
+    s = Settings()
+    assert (s.retransmit_timeout, s.retransmit_base, s.retransmit_tries, s.fragment_size, s.nonce_size) == \
+        (4.0, 1.8, 5, 1280, 32)
+    Settings(nonce_size=16)
+    Settings(nonce_size=256)
+    for bad in (15, 257):
+        with pytest.raises(ValueError):
+            Settings(nonce_size=bad)
+
+
+def test_responder_prefers_its_own_proposal_order():
+    # like strongSwan: the responder picks by its own preference among what is offered
+    a, b = pair_configs(a_proposals="aes128-sha256-x25519, aes128gcm16-prfsha256-x25519",
+                        b_proposals="aes128gcm16-prfsha256-x25519, aes128-sha256-x25519")
+    net = make_net(a, b)
+    connect(net)
+    ike_a, ike_b = _established(net)
+    assert str(ike_a.algorithms) == str(ike_b.algorithms) and "gcm" in str(ike_a.algorithms).lower()
+
+
+def test_fragmentation_announced_only_when_both_want_it():
+    # RFC 7383 §2.3: the responder answers IKEV2_FRAGMENTATION_SUPPORTED only when it was offered
+    for a_frag, expected in (("no", False), ("yes", True)):
+        a, b = pair_configs(a_fragmentation=a_frag)
+        net = make_net(a, b)
+        connect(net)
+        init = [r for r in net.endpoints["b"].pop_trace() if r["kind"] == "message" and r["dir"] == "out"
+                and r["exchange"] == "IKE_SA_INIT"]
+        assert ("N(IKEV2_FRAGMENTATION_SUPPORTED)" in init[0]["payloads"]) is expected
+        assert init[0]["message_id"] == 0 and init[0]["response"] is True
+
+
+def test_trace_records_carry_the_time_given():
+    net = make_net(*pair_configs())
+    net.endpoints["a"].trace(12.5, "note", what="x")
+    assert net.endpoints["a"].pop_trace()[-1]["t"] == 12.5
+
+
+def test_find_and_terminate_child_select_exactly():
+    a, b = pair_configs(esp="aes128gcm16-x25519")
+    net = _up(make_net(a, b))
+    endpoint = net.endpoints["a"]
+    ike_a, _ = _established(net)
+    assert endpoint.find(name="other") == [] and endpoint.find(ike_id=ike_a.unique_id + 100) == []
+    assert endpoint.find(name="s2s") == [ike_a] == endpoint.find(ike_id=ike_a.unique_id)
+    endpoint.create_child(net.now, ike_a.unique_id, "net")
+    net.settle()
+    first, second = sorted(ike_a.children, key=lambda c: c.spi_in)
+    assert endpoint.terminate_child(net.now, spi_in=second.spi_in) == 1
+    net.settle()
+    assert [c.spi_in for c in ike_a.children] == [first.spi_in]
+    assert endpoint.rekey_child(net.now, spi_in=second.spi_in) == 0
+
+
+def test_single_port_selectors_narrow_to_themselves():
+    from lab.ike.config import parse_traffic_selectors
+    from lab.ike.sa import narrow
+    (dns,) = parse_traffic_selectors("10.2.0.0/24[udp/53]")
+    assert narrow([dns], parse_traffic_selectors("10.2.0.0/16")) == [dns]
+
+
+def test_idr_sent_only_for_a_definite_remote_identity():
+    from lab.ike.identity import Identity
+    a, b = pair_configs()
+    a.connections["s2s"].remote = dataclasses.replace(a.connections["s2s"].remote, id=Identity.parse("%any"))
+    net = make_net(a, b)
+    connect(net)
+    auth = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert "IDr" not in auth[0]["payloads"]  # RFC 7296 §2.15: IDr in the request is optional, for a known peer
+    net = make_net(*pair_configs())
+    connect(net)
+    auth = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert "IDr" in auth[0]["payloads"]
+
+
+def test_lifetimes_without_jitter_are_exact():
+    a, b = pair_configs(a_rekey_time=100, a_child_rekey_time=60)
+    net = make_net(a, b)
+    connect(net)
+    ike_a, _ = _established(net)
+    up = next(r["t"] for r in net.endpoints["a"].pop_trace() if r["kind"] == "state" and r.get("new") == "ESTABLISHED")
+    assert ike_a.rekey_at == up + 100
+    assert ike_a.children[0].rekey_at == ike_a.children[0].established + 60
+
+
+def test_psk_auth_is_rfc_7296_signed_octets():
+    # RFC 7296 §2.15, computed here by hand: AUTH = prf(prf(PSK, "Key Pad for IKEv2"),
+    # RealMessage | peer's Nonce | prf(SK_p, IDx')); both sides use the same code, so only an
+    # outside computation can tell initiator's octets from responder's
+    import hashlib
+    import hmac as hmac_
+    from lab.ike import payloads as p
+    from lab.ike.protect import decrypt
+    net = make_net(*pair_configs(proposals="aes128gcm16-prfsha256-x25519"))
+    connect(net)
+    ike_a, ike_b = _established(net)
+    datagrams = [(name, d) for _, name, d in net.log]
+    init_i, init_r = datagrams[0][1].data, datagrams[1][1].data
+
+    def prf(key: bytes, data: bytes) -> bytes:
+        return hmac_.new(key, data, hashlib.sha256).digest()
+
+    pad = prf(b"a-lab-only-psk", b"Key Pad for IKEv2")
+    for index, receiver, real, nonce, sk_p, id_kind in ((2, ike_b, init_i, ike_a.nonce_r, ike_a.keys.sk_pi, p.IDi),
+                                                         (3, ike_a, init_r, ike_a.nonce_i, ike_a.keys.sk_pr, p.IDr)):
+        data = classify_udp(datagrams[index][1].dst[1], datagrams[index][1].data)[1]
+        inner = decrypt(data, Message.parse(data), receiver.cipher, receiver.keys_in)
+        id_payload = next(x for x in inner if isinstance(x, id_kind))
+        auth = next(x for x in inner if isinstance(x, p.AUTH))
+        assert auth.data == prf(pad, real + nonce + prf(sk_p, id_payload.body()))
+
+
+def test_deleting_an_ike_sa_deletes_its_children_first():
+    # RFC 7296 §1.4.1: the CHILD SAs go with their IKE SA; the data plane hears of each
+    net = _up(make_net(*pair_configs()))
+    net.endpoints["a"].terminate(net.now, name="s2s")
+    net.settle()
+    for name in "ab":
+        assert kinds(net.events(name)) == ["ChildSaDeleted", "IkeSaDeleted"]
+
+
+def test_child_hard_lifetime_without_rekey():
+    a, b = pair_configs(a_child_rekey_time=0, a_child_life_time=50)
+    net = _up(make_net(a, b))
+    net.run(until=net.now + 60)
+    assert_consistent(net, children=0)
+    deleted = [e for e in net.events("a") if isinstance(e, ev.ChildSaDeleted)]
+    assert deleted and "lifetime" in deleted[0].reason
+
+
+def test_messages_below_the_fragment_size_are_not_fragmented():
+    net = make_net(*pair_configs(a_encap=True))
+    connect(net)
+    records = [r for r in net.endpoints["a"].pop_trace() if r["kind"] == "message" and r["exchange"] == "IKE_AUTH"]
+    assert records and all(r["fragments"] == 1 for r in records)
+
+
+def test_fragments_fit_the_fragment_size_on_4500():
+    # RFC 7383 §2.5.1: IP + UDP + non-ESP marker + fragment within fragment_size
+    from lab.ike.memnet import cert_configs
+    a, b = cert_configs("rsa", chain_padding=2500, a_encap=True)
+    net = make_net(a, b, settings=Settings(fragment_size=1280))
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    assert_consistent(net)
+    sizes = [len(d.data) + 28 for _, name, d in net.log if name == "a" and d.dst[1] == 4500]
+    assert max(sizes) <= 1280 and max(sizes) > 1280 - 40
+
+
+def test_cookie_threshold_counts_half_open_sas():
+    # RFC 7296 §2.6: cookies only once `cookie_threshold` SAs are half-open
+    net = make_net(*pair_configs(), settings=Settings(cookie_threshold=1))
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    a.initiate("s2s", net.now)
+    first, second = a.datagrams_to_send()
+    for d in (first, second):
+        b.receive_datagram(d.data, d.src, d.dst, net.now)
+    answers = [Message.parse(d.data) for d in b.datagrams_to_send()]
+    assert [type(x).__name__ for x in answers[0].payloads][:1] == ["SA"]
+    assert [getattr(x, "notify_type", None) for x in answers[1].payloads] == [NotifyType.COOKIE]
+
+
+def test_bad_ike_sa_init_requests_are_dropped():
+    net = make_net(*pair_configs())
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    message = Message.parse(request.data)
+
+    def variant(**changes) -> bytes:
+        m = Message(changes.get("spi_i", message.spi_i), changes.get("spi_r", message.spi_r),
+                    ExchangeType.IKE_SA_INIT, 0, True, False, changes.get("payloads", message.payloads))
+        return m.serialize()
+
+    from lab.ike import payloads as p
+    long_nonce = [x if not isinstance(x, p.Nonce) else p.Nonce(data=bytes(257)) for x in message.payloads]
+    for data in (variant(spi_r=b"\xff" * 8), variant(payloads=long_nonce)):
+        b.receive_datagram(data, request.src, request.dst, net.now)
+    assert b.datagrams_to_send() == [] and b.by_id == {}
+    assert sum(b.drops.values()) == 2
+    b.receive_datagram(request.data, request.src, request.dst, net.now)
+    assert len(b.datagrams_to_send()) == 1
+    other = variant(payloads=[x if not isinstance(x, p.Nonce) else p.Nonce(data=bytes(32)) for x in message.payloads])
+    b.receive_datagram(other, request.src, request.dst, net.now)  # the same SPIi, another request: dropped
+    assert b.datagrams_to_send() == [] and b.drops["second IKE_SA_INIT with the same SPIi"] == 1
+
+
+def test_spi_pair_must_match():
+    net = _up(make_net(*pair_configs()))
+    ike_a, ike_b = _established(net)
+    forged = Message(bytes(8), ike_a.spi_r, ExchangeType.INFORMATIONAL, ike_b.mid_in, True, False)
+    b = net.endpoints["b"]
+    b.receive_datagram(b"\x00\x00\x00\x00" + forged.serialize(), (GW_A, 4500), (GW_B, 4500), net.now)
+    assert b.drops["SPI pair does not match the IKE SA"] == 1

@@ -1,0 +1,57 @@
+"""What an IKE SA and its tasks see of the endpoint that holds them: a small interface, so
+lab.ike.sa and lab.ike.tasks never import lab.ike.endpoint (IkeEndpoint implements it)."""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+
+from .config import Config, IkeConfig
+from .events import Event
+from .identity import Identity
+from .message import Message
+from .randomness import RandomSource
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from . import payloads as pl
+
+Address = tuple[str, int]
+
+
+class Endpoint(Protocol):
+    settings: Settings
+    config: Config
+    random: RandomSource
+    wall_clock: Callable[[], datetime.datetime] | None
+    jitter: bool  # rekey times spread by rand_time
+
+    def new_ike_spi(self) -> bytes: ...
+
+    def new_child_spi(self) -> bytes: ...
+
+    def new_child_id(self) -> int: ...
+
+    def register(self, ike: Any) -> None:
+        """A new IKE SA (made by an IKE rekey) joins the endpoint's tables."""
+
+    def forget(self, ike: Any) -> None: ...
+
+    def emit(self, event: Event) -> None: ...
+
+    def trace(self, now: float | None, kind: str, **fields: Any) -> None: ...
+
+    def trace_message(self, ike: Any, direction: str, message: Message, inner: Iterable["pl.Payload"],
+                      src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None: ...
+
+    def send(self, ike: Any, datagrams: list[bytes], stat: str) -> None:
+        """Queue datagrams from ike.local to ike.remote (framed for the port), counted under `stat`."""
+
+    def drop(self, reason: str, now: float, ike: Any = None) -> None: ...
+
+    def restart(self, config: IkeConfig, now: float) -> None: ...
+
+    def lease_address(self, config: IkeConfig, peer: Identity | None
+                      ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, list] | None: ...
+
+    def ike_keys_ready(self, ike: Any) -> None: ...

@@ -1,0 +1,39 @@
+"""One task per exchange, each with its initiator and responder halves (libcharon's model)."""
+from __future__ import annotations
+
+from .. import payloads as pl
+from ..const import ExchangeType, NotifyType, ProtocolId
+from .base import CHILD_ERRORS, OUR_SIGNATURE_HASHES, ExchangeFailed, Task, error_notify, find_notify, first, notify
+from .child_create import ChildCreate
+from .child_delete import ChildDelete
+from .ike_auth import AuthRejected, IkeAuth
+from .ike_delete import IkeDelete
+from .ike_dpd import Dpd
+from .ike_init import IkeInit
+from .ike_rekey import IkeRekey
+
+
+def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
+    """The task that answers a request of `exchange` carrying `inner` (None: not an exchange we answer)."""
+    if exchange == ExchangeType.IKE_AUTH:
+        return IkeAuth()
+    if exchange == ExchangeType.CREATE_CHILD_SA:
+        sa = first(inner, pl.SA)
+        if isinstance(sa, pl.SA) and sa.proposals and sa.proposals[0].protocol_id == ProtocolId.IKE:
+            return IkeRekey()
+        return ChildCreate()
+    if exchange == ExchangeType.INFORMATIONAL:
+        if find_notify(inner, NotifyType.AUTHENTICATION_FAILED) is not None:
+            return AuthRejected()
+        deletes = [p for p in inner if isinstance(p, pl.Delete)]
+        if any(d.protocol_id == ProtocolId.IKE for d in deletes):
+            return IkeDelete()
+        if deletes:
+            return ChildDelete()
+        return Dpd()
+    return None
+
+
+__all__ = ["CHILD_ERRORS", "OUR_SIGNATURE_HASHES", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd",
+           "ExchangeFailed", "IkeAuth", "IkeDelete", "IkeInit", "IkeRekey", "Task", "error_notify", "find_notify",
+           "first", "notify", "responder_task"]

@@ -1,0 +1,74 @@
+"""A task is one exchange with both halves, as in strongSwan's libcharon: the initiator
+builds the request (`build_i`) and processes the response (`process_i`); the responder
+processes the request (`process_r`), builds the response (`build_r`) and may act once it is
+sent (`responded`). The task manager (lab.ike.task_manager) runs them."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from .. import payloads as pl
+from ..const import ExchangeType, HashAlgorithm, NotifyType
+
+if TYPE_CHECKING:
+    from ..sa import IkeSA
+
+# RFC 7427 §4: the hashes we accept and announce
+OUR_SIGNATURE_HASHES = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512)
+CHILD_ERRORS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.SINGLE_PAIR_REQUIRED,
+                NotifyType.INTERNAL_ADDRESS_FAILURE, NotifyType.FAILED_CP_REQUIRED, NotifyType.INVALID_SELECTORS,
+                NotifyType.NO_ADDITIONAL_SAS)
+
+
+class ExchangeFailed(Exception):
+    """An exchange that cannot go on; `notify` is what to answer a request with."""
+
+    def __init__(self, reason: str, notify: int | None = None, data: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.notify = notify
+        self.data = data
+
+
+class Task:
+    """One exchange. `exchange` is its type; `name` what traces and events call it."""
+
+    exchange: int = ExchangeType.INFORMATIONAL
+    name = "task"
+
+    # ---------------------------------------------------------------- initiator
+    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+        """The request's payloads; None: nothing to do any more (the task is dropped)."""
+        raise NotImplementedError
+
+    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+        raise NotImplementedError
+
+    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+        """The exchange we initiated will not complete (timeout, SA deleted)."""
+
+    # ---------------------------------------------------------------- responder
+    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+        """Take in the request; raise ExchangeFailed(notify=...) to answer with that notify."""
+        raise NotImplementedError
+
+    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+        raise NotImplementedError
+
+    def responded(self, ike: "IkeSA", now: float) -> None:
+        """The response is on its way."""
+
+
+def find_notify(payloads: Iterable[pl.Payload], notify_type: int) -> pl.Notify | None:
+    return next((p for p in payloads if isinstance(p, pl.Notify) and p.notify_type == notify_type), None)
+
+
+def first(payloads: Iterable[pl.Payload], kind: type) -> pl.Payload | None:
+    return next((p for p in payloads if isinstance(p, kind)), None)
+
+
+def error_notify(payloads: Iterable[pl.Payload]) -> pl.Notify | None:
+    return next((p for p in payloads if isinstance(p, pl.Notify) and p.is_error), None)
+
+
+def notify(kind: int, data: bytes = b"", protocol: int = 0, spi: bytes = b"") -> pl.Notify:
+    return pl.Notify(notify_type=kind, data=data, protocol_id=protocol, spi=spi)

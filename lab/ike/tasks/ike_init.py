@@ -1,0 +1,124 @@
+"""IKE_SA_INIT (RFC 7296 §1.2): proposals, KE and nonces, NAT detection (§2.23), cookies
+(§2.6), INVALID_KE_PAYLOAD (§1.3), fragmentation support (RFC 7383 §2.3) and signature hash
+algorithms (RFC 7427 §4). The responder's stateless checks (cookie, proposal, KE group) run in
+the endpoint before any SA exists; this task holds what follows."""
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from .. import payloads as pl
+from ..config import Fragmentation
+from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
+from ..crypto import encode_signature_hash_algorithms
+from ..errors import CryptoError
+from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
+from .base import OUR_SIGNATURE_HASHES, ExchangeFailed, Task, error_notify, find_notify, first
+
+if TYPE_CHECKING:
+    from ..sa import IkeSA
+
+
+class IkeInit(Task):
+    exchange = ExchangeType.IKE_SA_INIT
+    name = "IKE_SA_INIT"
+
+    def __init__(self, selected: pl.Proposal | None = None) -> None:
+        self.cookie: bytes | None = None
+        self.tried_groups: set[int] = set()
+        self.selected = selected  # responder: the proposal the endpoint chose
+        self.reply: list[pl.Payload] = []
+
+    # ---------------------------------------------------------------- initiator
+
+    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+        conf = ike.config
+        proposals = ike.proposals_to_offer
+        group = proposal_dh_groups(proposals[0])[0]
+        if ike.kex is None or ike.kex.group != group:
+            ike.kex = ike.endpoint.random.key_exchange(group)
+        self.tried_groups.add(group)
+        out: list[pl.Payload] = []
+        if self.cookie is not None:
+            out.append(pl.Notify(notify_type=NotifyType.COOKIE, data=self.cookie))  # RFC 7296 §2.6: first
+        out += [pl.SA(proposals=proposals), pl.KE(dh_group=group, data=ike.kex.public_value),
+                pl.Nonce(data=ike.nonce_i)]
+        out += ike.nat_detection_payloads()
+        if conf.fragmentation != Fragmentation.NO:
+            out.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                             data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
+        return out
+
+    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+        cookie = find_notify(payloads, NotifyType.COOKIE)
+        if cookie is not None:
+            if self.cookie is not None and self.cookie == cookie.data:
+                raise ExchangeFailed("responder keeps asking for the same cookie")
+            self.cookie = cookie.data  # RFC 7296 §2.6: retry with the cookie
+            ike.tm.retry(self, now)
+            return
+        invalid_ke = find_notify(payloads, NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None:
+            if len(invalid_ke.data) != 2:
+                raise ExchangeFailed("INVALID_KE_PAYLOAD without a 2-octet group")
+            group = struct.unpack("!H", invalid_ke.data)[0]
+            offered = {g for p in ike.config.proposals for g in proposal_dh_groups(p)}
+            if group not in offered or group in self.tried_groups:
+                raise ExchangeFailed(f"responder wants DH group {name_of(DhGroup, group)}, which we do not offer"
+                                     if group not in offered else "responder rejected every DH group we tried")
+            # RFC 7296 §1.3: retry with the group the responder asked for
+            ike.proposals_to_offer = promote_dh_group(ike.config.proposals, group)
+            ike.trace_note(now, "invalid_ke", group=name_of(DhGroup, group))
+            ike.tm.retry(self, now)
+            return
+        error = error_notify(payloads)
+        if error is not None:
+            raise ExchangeFailed(f"peer answered {name_of(NotifyType, error.notify_type)}")
+        sa, ke, nonce = first(payloads, pl.SA), first(payloads, pl.KE), first(payloads, pl.Nonce)
+        if sa is None or ke is None or nonce is None:
+            raise ExchangeFailed("IKE_SA_INIT response lacks SA, KE or Nr")
+        chosen = ike.check_returned_proposal(sa, ike.proposals_to_offer, ProtocolId.IKE)
+        if ke.dh_group != chosen.dh or ike.kex is None or ke.dh_group != ike.kex.group:
+            raise ExchangeFailed("responder's KE group differs from the chosen proposal's")
+        if not 16 <= len(nonce.data) <= 256:
+            raise ExchangeFailed(f"Nr of {len(nonce.data)} octets is outside 16..256")  # RFC 7296 §3.9
+        ike.nonce_r = nonce.data
+        ike.spi_r = ike.tm.pending_response_spi_r
+        ike.peer_init_payloads(payloads)
+        try:
+            shared = ike.kex.shared_secret(ke.data)
+        except CryptoError as err:
+            raise ExchangeFailed(f"responder's KE value rejected: {err}") from None
+        ike.set_algorithms(chosen, shared)
+        ike.evaluate_nat(payloads, now)
+
+    # ---------------------------------------------------------------- responder
+
+    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+        assert self.selected is not None
+        ke = first(payloads, pl.KE)
+        assert isinstance(ke, pl.KE)
+        chosen = ChosenAlgorithms.from_proposal(self.selected)
+        try:
+            ike.kex = ike.endpoint.random.key_exchange(chosen.dh)
+            shared = ike.kex.shared_secret(ke.data)
+        except CryptoError as err:
+            raise ExchangeFailed(str(err), NotifyType.INVALID_SYNTAX) from None
+        ike.set_algorithms(chosen, shared)
+        ike.peer_init_payloads(payloads)
+        ike.evaluate_nat(payloads, now)
+        reply: list[pl.Payload] = [pl.SA(proposals=[self.selected]),
+                                   pl.KE(dh_group=chosen.dh, data=ike.kex.public_value), pl.Nonce(data=ike.nonce_r)]
+        reply += ike.nat_detection_payloads()
+        if ike.config.fragmentation != "no" and ike.peer_fragmentation:
+            reply.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        if find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) is not None:
+            reply.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                                   data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
+        if ike.config.send_certreq and str(ike.config.remote.method) == "pubkey":
+            reply += ike.certreq_payloads()
+        self.reply = reply
+
+    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+        return self.reply
