@@ -27,7 +27,7 @@ from .crypto.auth import SignatureScheme
 from .crypto.dh import KeyExchange
 from .errors import CryptoError, ParseError
 from .events import (AuthFailed, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed,
-                     IkeSaUp)
+                     IkeSaUp, PeerAddressChanged)
 from .identity import Identity
 from .message import Message
 from .proposals import ChosenAlgorithms, ProposalError, select_proposal
@@ -568,6 +568,7 @@ class IkeSA:
         if src != self.remote and self.remote_behind_nat:
             self.trace_note(now, "peer_address_changed", old=f"{self.remote[0]}:{self.remote[1]}",
                             new=f"{src[0]}:{src[1]}")
+            self.endpoint.emit(PeerAddressChanged(self.unique_id, self.remote, src))
             self.remote = src
 
     # ------------------------------------------------------------ the end

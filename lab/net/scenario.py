@@ -617,7 +617,7 @@ def _step_args(r: _Reader, kind: str, value: Any, line: int, where: str, nodes: 
         out["server"] = args.get("server") or (target if target in nodes else owner_of(topo, str(target)))
     if kind == "ping":
         out["count"] = int(r.number(args.get("count", 3), L("count"), f"{where}.count", 1, whole=True))
-        out["interval"] = float(r.number(args.get("interval", 0.2), L("interval"), f"{where}.interval", 0.01))
+        out["interval"] = float(r.number(args.get("interval", 0.2), L("interval"), f"{where}.interval", 0.002))
         if "size" in args:
             r.number(args["size"], L("size"), f"{where}.size", 0, whole=True)
         out["min"] = int(r.number(args.get("min", out["count"]), L("min"), f"{where}.min", 1, whole=True))
