@@ -207,7 +207,10 @@ class Packet:
         """One line on what the packet is."""
         if self.kind == "ip-fragment":
             n, m = self.ip_fragment or (0, 0)
-            return f"IP fragment {n}/{m} of a {PROTO_NAMES.get(self.protocol, self.protocol)} datagram"
+            what = PROTO_NAMES.get(self.protocol, self.protocol)
+            if not m:
+                return f"IP fragment of a {what} datagram whose other fragments never arrived"
+            return f"IP fragment {n}/{m} of a {what} datagram"
         if self.kind == "ike" and self.ike is not None:
             ike = self.ike
             if ike.error:

@@ -125,6 +125,9 @@ def _label(packet: Packet) -> tuple[str, str, str, str | None]:
     """(label, chain, kind, fragment) of one arrow."""
     if packet.kind == "ip-fragment":
         n, m = packet.ip_fragment or (0, 0)
+        if not m:  # the rest never arrived here: its count is unknown
+            return ("IP fragment, never reassembled", "(the other fragments of this datagram are missing)",
+                    "ip-fragment", "IP fragment")
         return f"IP fragment {n}/{m}", "(the rest of the datagram follows)", "ip-fragment", f"IP fragment {n}/{m}"
     if packet.ike is not None:
         ike = packet.ike
