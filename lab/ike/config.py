@@ -359,6 +359,24 @@ def _resolve_selectors(selectors: Iterable[Selector], address: str | IPAddress |
     return out
 
 
+def transport_nat_selectors(selectors: Iterable[Any], address: str | IPAddress) -> list[TrafficSelector]:
+    """RFC 7296 §2.23.1 (transport mode with a NAT on that side): `selectors` with their IP
+    address replaced by `address`, the IKE SA's address of that side; protocol and ports kept."""
+    ip = ipaddress.ip_address(address)
+    return [TrafficSelector(ip, ip, ts.ip_protocol, ts.start_port, ts.end_port) for ts in selectors
+            if isinstance(ts, TrafficSelector) and ts.start_addr.version == ip.version]
+
+
+def selector_address(selectors: Iterable[Any]) -> str | None:
+    """The one IP address all of `selectors` name (RFC 7296 §2.23.1: transport mode selectors
+    have exactly one), or None."""
+    addresses = {(ts.start_addr, ts.end_addr) for ts in selectors if isinstance(ts, TrafficSelector)}
+    if len(addresses) != 1:
+        return None
+    start, end = addresses.pop()
+    return str(start) if start == end else None
+
+
 # ---------------------------------------------------------------- auth, child, IKE
 
 
