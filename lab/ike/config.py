@@ -73,10 +73,18 @@ class AuthClass(StrEnum):
 
 
 class ChildMode(StrEnum):
-    """swanctl.conf `children.<child>.mode` (default tunnel); RFC 4301 §3.2."""
+    """swanctl.conf `children.<child>.mode` (default tunnel); RFC 4301 §3.2. `pass` and `drop`
+    are strongSwan's shunts: no SA, a BYPASS or DISCARD policy (RFC 4301 §4.4.1) installed
+    with `start_action = trap`."""
 
     TUNNEL = "tunnel"
     TRANSPORT = "transport"
+    PASS = "pass"
+    DROP = "drop"
+
+    @property
+    def is_shunt(self) -> bool:
+        return self in (ChildMode.PASS, ChildMode.DROP)
 
 
 class Action(StrEnum):
@@ -480,6 +488,9 @@ class ChildConfig:
         self.start_action = _enum(Action, self.start_action, "start_action")
         self.close_action = _enum(Action, self.close_action, "close_action")
         self.dpd_action = _enum(Action, self.dpd_action, "dpd_action")
+        if self.mode.is_shunt and self.start_action == Action.START:
+            raise ConfigValueError(f"mode = {self.mode} makes a shunt policy, not an SA: start_action = trap installs "
+                                   f"it, start has nothing to negotiate")
         if self.copy_dscp not in ("out", "in", "yes", "no"):
             raise ConfigValueError(f"copy_dscp must be one of out, in, yes, no, not {self.copy_dscp!r}")
         for key in ("esp_proposals", "ah_proposals"):
