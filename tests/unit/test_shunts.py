@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from lab.daemon.dataplane import _bypass_rule, _networks, _selector, _shunt_selectors
-from lab.daemon.swanctl import ConfigError, load_swanctl
+from lab.conf.swanctl import ConfigError, load_swanctl
 from lab.esp import SPD, Action, EspDrop, Policy, Selector
 from lab.esp.errors import DropReason
 from lab.ike.config import ChildMode, parse_traffic_selectors
