@@ -53,7 +53,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         settings.fragment_size = args.fragment_size
     return run_gateway(args.config, args.control, args.trace, args.export_keys, settings,
                        dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu, offload=not args.no_offload,
-                       keepalive_interval=args.keepalive_interval)
+                       keepalive_interval=args.keepalive_interval, checksum_fixup=not args.no_checksum_fixup)
 
 
 def _print_sas(sas: list[dict]) -> None:
@@ -385,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "by default TCP super-packets are read whole and cut into segments here, and "
                              "in-order TCP segments are written as one (for comparison; a kernel that refuses "
                              "the offloads gets the same fallback)")
+    daemon.add_argument("--no-checksum-fixup", action="store_true",
+                        help="do not fix up the TCP/UDP checksums of transport-mode packets whose addresses a "
+                             "NAT rewrote (RFC 3948 §3.1.2), and let the kernel check them (TUN offloads off): "
+                             "how a peer without it breaks TCP across a NAT (for demonstration)")
     daemon.set_defaults(handler=_cmd_daemon)
 
     ctl = commands.add_parser("ctl", help="talk to a running gateway daemon")

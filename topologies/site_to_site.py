@@ -10,6 +10,7 @@
 
 In every variant gwa reaches gwb at 198.51.100.2, so one swanctl.conf serves all three.
 `mtu` sets the MTU of the internet link (the path MTU between the NAT/router and what is behind it).
+`lans=2` gives site B a second LAN: gwb 10.2.1.1 --- hostc 10.2.1.10 (10.2.1.0/24).
 
     sudo mn --custom topologies/site_to_site.py --topo site-to-site,nat=both --controller none
 """
@@ -28,15 +29,20 @@ class SiteToSite(LabTopo):
     params = {
         "nat": Param("one", "where the NAT boxes are: none, one (in front of gwa) or both", ("none", "one", "both")),
         "mtu": Param(1500, "MTU of the internet link (the path MTU)", minimum=576, maximum=9000),
+        "lans": Param(1, "LANs behind gwb: 2 adds hostc 10.2.1.10 on 10.2.1.0/24", minimum=1, maximum=2),
     }
 
-    def build(self, nat: str = "one", mtu: int = 1500) -> None:
+    def build(self, nat: str = "one", mtu: int = 1500, lans: int = 1) -> None:
         for name, kind in (("hosta", "host"), ("gwa", "gateway"), ("gwb", "gateway"), ("hostb", "host")):
             self.node(name, kind)
         self.link("hosta", "hosta-lan", "10.1.0.10/24", "gwa", "gwa-lan", "10.1.0.1/24")
         self.link("gwb", "gwb-lan", "10.2.0.1/24", "hostb", "hostb-lan", "10.2.0.10/24")
         self.route("hosta", "default", "10.1.0.1")
         self.route("hostb", "default", "10.2.0.1")
+        if lans == 2:
+            self.node("hostc", "host")
+            self.link("gwb", "gwb-lan2", "10.2.1.1/24", "hostc", "hostc-lan", "10.2.1.10/24")
+            self.route("hostc", "default", "10.2.1.1")
         internet = mtu if mtu != 1500 else None
         if nat == "none":
             self.node("router", "router")

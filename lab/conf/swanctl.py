@@ -472,7 +472,7 @@ def _action(value: str) -> Action:
 
 def _mode(value: str) -> ChildMode:
     lowered = value.lower()
-    if lowered in ("transport_proxy", "beet", "pass", "drop"):
+    if lowered in ("transport_proxy", "beet"):
         raise ValueError(f"mode = {value} is not supported by ipsec-lab; use tunnel or transport")
     return _choice(ChildMode)(value)
 
@@ -981,16 +981,22 @@ class _Builder:
     # -------------------------------------------------------- cross-checks
 
     def _finish(self, config: SwanctlConfig, anchors: dict[str, dict[str, _Anchor]]) -> None:
-        local_pubkey = [(name, conn) for name, conn in config.connections.items()
+        # a connection of shunts only (mode = pass/drop children, strongSwan's usual "shunts")
+        # never authenticates anyone: its auth defaults need nothing
+        negotiating = {name: conn for name, conn in config.connections.items()
+                       if not conn.children or any(not c.mode.is_shunt for c in conn.children.values())}
+        local_pubkey = [(name, conn) for name, conn in negotiating.items()
                         if conn.local.method == AuthClass.PUBKEY]
         if local_pubkey or self.passphrases:
             anchor = anchors[local_pubkey[0][0]]["local"] if local_pubkey else next(iter(self.passphrases.values()))[1]
             config.secrets.private_keys = self._load_private_keys(anchor)
-        remote_pubkey = [name for name, conn in config.connections.items() if conn.remote.method == AuthClass.PUBKEY]
+        remote_pubkey = [name for name, conn in negotiating.items() if conn.remote.method == AuthClass.PUBKEY]
         if remote_pubkey:
             config.cacerts = self._load_cacerts(anchors[remote_pubkey[0]]["remote"])
         for name, conn in config.connections.items():
             where = anchors[name]
+            if name not in negotiating:
+                continue
             if "pools" in where:
                 for pool in conn.pools:
                     if pool not in config.pools:

@@ -23,8 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
                      SADatabase, SaEventKind, Selector, UdpEncap)
+from lab.esp.flows import ReturnFlows
 from lab.ike import events as ev
 from lab.iana import ProtocolId
+from lab.ike.config import Action as StartAction
+from lab.ike.config import ChildMode, DynamicTrafficSelector
+from lab.ike.payloads import TrafficSelector
 
 from .offload import F_NEEDS_CSUM, VNET_HDR_LEN, DATA_VALID, OffloadError, coalesce, split
 
@@ -42,6 +46,7 @@ SO_MARK = getattr(socket, "SO_MARK", 36)
 FWMARK = 0x220
 ROUTE_TABLE = 220
 RULE_PRIORITY = 220
+BYPASS_RULE_PRIORITY = 219  # looked up before table 220: BYPASS traffic never reaches the TUN device
 BATCH = 64
 SOL_UDP, UDP_SEGMENT = 17, 103
 MAX_GSO_SEGMENTS = 64
@@ -68,10 +73,13 @@ def _selector(local, remote) -> Selector:
 
 
 def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = None,
-                  random: Callable[[int], bytes] = os.urandom) -> tuple[InboundSA, OutboundSA]:
+                  random: Callable[[int], bytes] = os.urandom, checksum_fixup: bool = True
+                  ) -> tuple[InboundSA, OutboundSA]:
     """The inbound and outbound lab.esp SAs of a CHILD_SA the IKE core negotiated (EspConfigError
     when lab.esp cannot carry it out); `random` gives CBC IVs, IPv4 IDs and dummies (the
-    daemon passes its IKE endpoint's source, so one seed replays both)."""
+    daemon passes its IKE endpoint's source, so one seed replays both). In transport mode across
+    a NAT the inbound SA fixes up TCP/UDP checksums (RFC 3948 §3.1.2) with the selectors'
+    original addresses (RFC 7296 §2.23.1)."""
     selectors = [_selector(l, r) for l in event.local_ts for r in event.remote_ts]
     ah = event.protocol == ProtocolId.AH  # IKE's protocol numbering (RFC 7296 §3.3.1), not IP's
     encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
@@ -79,13 +87,49 @@ def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = N
     common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
                   integ_id=event.integ_id, esn=event.esn, now=now, name=event.name,
                   lifetime=lifetime if lifetime is not None else Lifetime())
+    fixup = checksum_fixup and mode is Mode.TRANSPORT and encap is not None
     inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
                         integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
-                        encap=encap, replay_window=event.replay_window, selectors=selectors, **common)
+                        encap=encap, replay_window=event.replay_window, selectors=selectors,
+                        real_src=event.original_remote if fixup else None,
+                        real_dst=event.original_local if fixup else None, **common)
     outbound = OutboundSA(int.from_bytes(event.spi_out, "big"), encr_key=event.keys_out.encr,
                           integ_key=event.keys_out.integ, local=event.local[0], remote=event.remote[0],
                           encap=encap, selectors=selectors, random=random, **common)
     return inbound, outbound
+
+
+def _shunt_selectors(selectors) -> list:
+    """A shunt's selectors; `dynamic` is any address, as strongSwan resolves it for shunts."""
+    out = []
+    for ts in selectors:
+        if isinstance(ts, DynamicTrafficSelector):
+            out.append(TrafficSelector(ipaddress.IPv4Address(0), ipaddress.IPv4Address(2 ** 32 - 1), ts.ip_protocol,
+                                       ts.start_port, ts.end_port))
+        else:
+            out.append(ts)
+    return out
+
+
+def _networks(ts) -> list[ipaddress.IPv4Network]:
+    return list(ipaddress.summarize_address_range(ts.start_addr, ts.end_addr))
+
+
+def _bypass_rule(local, remote, local_net, remote_net) -> list[str]:
+    """`ip rule` selectors for one BYPASS selector pair, as seen by a packet leaving (local = source)."""
+    rule = []
+    if local_net.prefixlen:
+        rule += ["from", str(local_net)]
+    rule += ["to", str(remote_net)]
+    protocol = local.ip_protocol or remote.ip_protocol
+    if protocol:
+        rule += ["ipproto", str(protocol)]
+        if protocol in (6, 17, 132):
+            for option, ts in (("sport", local), ("dport", remote)):
+                if (ts.start_port, ts.end_port) != (0, 65535):
+                    rule += [option, str(ts.start_port) if ts.start_port == ts.end_port
+                             else f"{ts.start_port}-{ts.end_port}"]
+    return rule
 
 
 def attach_route(outbound: OutboundSA, peer: tuple[str, int], udp: bool, ah: bool) -> None:
@@ -112,17 +156,30 @@ class Pair:
 
 @dataclass
 class Binding:
-    """One SPD entry (a child's selectors) and the pairs that serve it, newest last."""
+    """One SPD entry (a child's selectors) and the pairs that serve it, newest last. When pairs
+    of several IKE SAs serve it (transport-mode clients behind one NAT have the same selectors
+    once substituted), `flows` sends each reply out through the pair its flow came in on."""
 
     policy: Policy
     routes: list[str]
     pairs: list[Pair] = field(default_factory=list)
+    flows: ReturnFlows | None = None
+
+
+@dataclass
+class Shunt:
+    """A `mode = pass` or `mode = drop` child: a BYPASS or DISCARD policy, and how the kernel is
+    told (BYPASS: `ip rule`s ahead of table 220; DISCARD: routes into the TUN device)."""
+
+    policy: Policy
+    rules: list[list[str]] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
 
 
 class DataPlane:
     def __init__(self, gateway: "Gateway", tun_name: str = "ipsec0", mtu: int = 1400,
                  keepalive_interval: float = 20.0, offload: bool = True,
-                 random: Callable[[int], bytes] = os.urandom) -> None:
+                 random: Callable[[int], bytes] = os.urandom, checksum_fixup: bool = True) -> None:
         self.gateway = gateway
         self.random = random  # CBC IVs, IPv4 IDs, dummies: the gateway gives its IKE endpoint's source
         self.tun_name = tun_name
@@ -140,7 +197,13 @@ class DataPlane:
         self._keepalive_timer = None
         self._rule_added = False
         self.gso = True
-        self.want_offload = offload
+        self.checksum_fixup = checksum_fixup
+        # without the fix-up the kernel must judge the checksums itself, as a stack without
+        # RFC 3948 §3.1.2 would: no DATA_VALID on what we write, no coalescing
+        self.want_offload = offload and checksum_fixup
+        self.shunts: list[Shunt] = []
+        self.route_refs: Counter[str] = Counter()
+        self.shared: dict[int, Binding] = {}
         self.offload = False
         self._rx: list[bytes] = []
         self.virtual_ips: dict[int, str] = {}  # IKE SA -> the virtual IP it gave us (remote access client)
@@ -208,6 +271,10 @@ class DataPlane:
         if self.offload:
             self.gateway.esp_flush = self.flush
         self.gateway.event_handlers.append(self.on_event)
+        if not self.checksum_fixup:
+            self.gateway.say("[ESP] transport-mode checksum fix-up (RFC 3948 §3.1.2) is off, and so are TUN "
+                             "offloads: the kernel checks every TCP/UDP checksum as it arrives")
+        self._install_shunts()
 
     def stop(self) -> None:
         loop = self.gateway.loop
@@ -217,6 +284,9 @@ class DataPlane:
             self._keepalive_timer.cancel()
         for binding in list(self.bindings.values()):
             self._drop_routes(binding)
+        for shunt in self.shunts:
+            self._uninstall_shunt(shunt)
+        self.shunts = []
         for ike_sa in list(self.virtual_ips):
             self._drop_virtual_ip(ike_sa)
         if self.tun_fd is not None:
@@ -299,7 +369,8 @@ class DataPlane:
     def _child_up(self, event: ev.ChildSaUp) -> None:
         now = self.gateway.now()
         try:
-            inbound, outbound = child_sa_pair(event, now, self._volume_lifetime(event), random=self.random)
+            inbound, outbound = child_sa_pair(event, now, self._volume_lifetime(event), random=self.random,
+                                              checksum_fixup=self.checksum_fixup)
         except EspConfigError as err:
             self.gateway.say(f"[ESP] cannot install CHILD_SA {event.name}: {err}")
             return
@@ -315,10 +386,22 @@ class DataPlane:
         binding = self._find_binding(event)
         if binding is None:
             policy = Policy(Action.PROTECT, tuple(selectors), child=event.name, name=f"{event.name}-{event.spi_in.hex()}")
-            self.spd.add(policy)
+            # strongSwan's order: pass shunts first, then the SAs' policies, drop shunts last (fallback)
+            self.spd.add(policy, len(self.spd.policies) - sum(1 for sh in self.shunts
+                                                              if sh.policy.action is Action.DISCARD))
             binding = Binding(policy, [str(self._network(ts)) for ts in event.remote_ts])
             self.bindings[id(policy)] = binding
             self._add_routes(binding, event)
+        old = self.by_spi_in.get(event.rekeyed_from) if event.rekeyed_from else None
+        if binding.flows is not None and old is not None:
+            binding.flows.replace(old, pair)
+        elif binding.flows is None and any(p.event.ike_sa != event.ike_sa for p in binding.pairs):
+            # a second peer with the same selectors (RFC 4301 §4.4.1 cannot tell them apart)
+            binding.flows = ReturnFlows()
+            self.shared[id(binding.policy)] = binding
+            self.gateway.say(f"[ESP] {event.name}: {len({p.event.ike_sa for p in binding.pairs}) + 1} IKE SAs share "
+                             f"the selectors {event.local_ts[0].start_addr} <-> {event.remote_ts[0].start_addr}; "
+                             f"replies follow the SA their flow came in on")
         binding.pairs.append(pair)
         # RFC 7296 §2.8: the rekey initiator switches at once; a rekey responder keeps sending
         # on the old SA until it is deleted (the initiator may not have the new inbound SA yet)
@@ -378,6 +461,8 @@ class DataPlane:
             if pair not in binding.pairs:
                 continue
             binding.pairs.remove(pair)
+            if binding.flows is not None:
+                binding.flows.forget(pair)
             if binding.policy.sa is pair.outbound:
                 binding.policy.sa = None
                 if binding.pairs:
@@ -386,6 +471,7 @@ class DataPlane:
                 self.spd.policies.remove(binding.policy)
                 self._drop_routes(binding)
                 del self.bindings[key]
+                self.shared.pop(key, None)
 
     @staticmethod
     def _network(ts) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -407,18 +493,84 @@ class DataPlane:
     def _add_routes(self, binding: Binding, event: ev.ChildSaUp) -> None:
         source = self._local_source(event)
         for network in binding.routes:
-            args = ["route", "replace", network, "dev", self.tun_name, "table", str(ROUTE_TABLE)]
-            if source:
-                args += ["src", source]
-            try:
-                _ip(*args)
-            except DataPlaneError as err:
-                self.gateway.say(f"[ESP] {err}")
+            self._route_add(network, source)
 
     def _drop_routes(self, binding: Binding) -> None:
         for network in binding.routes:
-            subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
+            self._route_del(network)
         binding.routes = []
+
+    def _route_add(self, network: str, source: str | None = None) -> None:
+        """A route into the TUN device in table 220, counted: a CHILD_SA and a drop shunt may share it."""
+        self.route_refs[network] += 1
+        if self.route_refs[network] > 1:
+            return
+        args = ["route", "replace", network, "dev", self.tun_name, "table", str(ROUTE_TABLE)]
+        if source:
+            args += ["src", source]
+        try:
+            _ip(*args)
+        except DataPlaneError as err:
+            self.gateway.say(f"[ESP] {err}")
+
+    def _route_del(self, network: str) -> None:
+        self.route_refs[network] -= 1
+        if self.route_refs[network] > 0:
+            return
+        del self.route_refs[network]
+        subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
+
+    # ------------------------------------------------------------ shunts (mode = pass / drop)
+
+    def _install_shunts(self) -> None:
+        """Every `mode = pass|drop` child with `start_action = trap`, as strongSwan installs
+        them when the config is loaded: BYPASS policies ahead of all others, DISCARD policies
+        behind all others (RFC 4301 §4.4.1; strongSwan's pass and fallback priorities)."""
+        for conn in self.gateway.config.connections.values():
+            for child in conn.children.values():
+                if not child.mode.is_shunt:
+                    continue
+                name = f"{conn.name}/{child.name}"
+                if child.start_action != StartAction.TRAP:
+                    self.gateway.say(f"[ESP] shunt {name} (mode = {child.mode}) not installed: start_action = trap "
+                                     f"installs it, as in strongSwan")
+                    continue
+                pairs = [(l, r) for l in _shunt_selectors(child.local_ts) for r in _shunt_selectors(child.remote_ts)
+                         if l.start_addr.version == r.start_addr.version == 4
+                         and not (l.ip_protocol and r.ip_protocol and l.ip_protocol != r.ip_protocol)]
+                if not pairs:
+                    self.gateway.say(f"[ESP] shunt {name}: no IPv4 selector pair to install")
+                    continue
+                bypass = child.mode == ChildMode.PASS
+                policy = Policy(Action.BYPASS if bypass else Action.DISCARD, tuple(_selector(l, r) for l, r in pairs),
+                                child=child.name, name=name)
+                shunt = Shunt(policy)
+                if bypass:
+                    self.spd.add(policy, sum(1 for sh in self.shunts if sh.policy.action is Action.BYPASS))
+                    shunt.rules = [_bypass_rule(l, r, lnet, rnet) for l, r in pairs
+                                   for lnet in _networks(l) for rnet in _networks(r)]
+                    for rule in shunt.rules:
+                        try:
+                            _ip("rule", "add", "priority", str(BYPASS_RULE_PRIORITY), *rule, "lookup", "main")
+                        except DataPlaneError as err:
+                            self.gateway.say(f"[ESP] shunt {name}: {err}")
+                else:
+                    self.spd.add(policy)
+                    shunt.routes = sorted({str(net) for _, r in pairs for net in _networks(r)})
+                    for network in shunt.routes:
+                        self._route_add(network)
+                self.shunts.append(shunt)
+                what = ", ".join(f"{s.describe()['local']} <-> {s.describe()['remote']}" for s in policy.selectors)
+                self.gateway.say(f"[ESP] installed shunt {name}: {policy.action.value.upper()} {what}")
+
+    def _uninstall_shunt(self, shunt: Shunt) -> None:
+        for rule in shunt.rules:
+            subprocess.run(["ip", "rule", "del", "priority", str(BYPASS_RULE_PRIORITY), *rule, "lookup", "main"],
+                           capture_output=True)
+        for network in shunt.routes:
+            self._route_del(network)
+        if shunt.policy in self.spd.policies:
+            self.spd.policies.remove(shunt.policy)
 
     # ------------------------------------------------------------ packets
 
@@ -429,7 +581,7 @@ class DataPlane:
             self._tun_readable_offload()
             return
         fd = self.tun_fd
-        spd, stats = self.spd, self.stats
+        spd, stats, shared = self.spd, self.stats, self.shared
         read = os.read
         batch: list[tuple[OutboundSA, bytes]] = []
         for _ in range(BATCH):
@@ -438,7 +590,8 @@ class DataPlane:
             except (BlockingIOError, OSError):
                 break
             try:
-                sa = spd.outbound(packet).sa
+                policy = spd.outbound(packet)
+                sa = policy.sa if not shared else self._sa_for(policy, packet)
                 if sa is None:
                     stats["no_sa"] += 1
                     continue
@@ -454,7 +607,7 @@ class DataPlane:
         """As `_tun_readable`, for reads that start with a virtio_net_hdr: a TCP super-packet
         is cut into segments (lab.daemon.offload.split), all of them under one SPD lookup."""
         fd = self.tun_fd
-        spd, stats = self.spd, self.stats
+        spd, stats, shared = self.spd, self.stats, self.shared
         read = os.read
         batch: list[tuple[OutboundSA, bytes]] = []
         for _ in range(BATCH):
@@ -473,7 +626,8 @@ class DataPlane:
             else:
                 packets = [buf[VNET_HDR_LEN:]]
             try:
-                sa = spd.outbound(packets[0]).sa
+                policy = spd.outbound(packets[0])
+                sa = policy.sa if not shared else self._sa_for(policy, packets[0])
                 if sa is None:
                     stats["no_sa"] += len(packets)
                     continue
@@ -487,6 +641,19 @@ class DataPlane:
             self._send_batch(batch)
         if self.sad.events:
             self.handle_sa_events()
+
+    def _sa_for(self, policy: Policy, packet: bytes) -> OutboundSA | None:
+        """The outbound SA for a packet of a policy that several peers' SAs serve: the one its
+        flow came in on, else the policy's latest."""
+        binding = self.shared.get(id(policy))
+        if binding is not None:
+            pair = binding.flows.lookup(packet)
+            if pair is not None:
+                self.stats["flow_returns"] += 1
+                return pair.outbound
+        if policy.action is Action.BYPASS:
+            self.stats["bypass_in_tun"] += 1
+        return policy.sa
 
     def _send_batch(self, batch: list[tuple[OutboundSA, bytes]]) -> None:
         udp, raw, stats = self.gateway.sockets.get(4500), self.raw, self.stats
@@ -589,6 +756,13 @@ class DataPlane:
         except EspDrop:
             self.stats["dropped_in"] += 1
             return
+        if self.shared:
+            pair = self.by_spi_in.get(data[:4])
+            if pair is not None:
+                for binding in self.shared.values():
+                    if pair in binding.pairs:
+                        binding.flows.learn(inner, pair)
+                        break
         self._deliver(inner)
         if self.sad.events:
             self.handle_sa_events()
@@ -627,5 +801,6 @@ class DataPlane:
                     b.policy.sa is o for b in self.bindings.values())}
 
     def totals(self) -> dict[str, Any]:
-        return {"tun": self.tun_name, "mtu": self.mtu, "offload": self.offload, **dict(self.stats),
+        return {"tun": self.tun_name, "mtu": self.mtu, "offload": self.offload, "checksum_fixup": self.checksum_fixup,
+                **dict(self.stats),
                 "drops": {str(k): v for k, v in self.sad.drops.items() if v}, "policies": self.spd.describe()}

@@ -93,7 +93,8 @@ class Gateway:
                  trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
                  bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS, dataplane: bool = True,
                  tun_name: str = "ipsec0", tunnel_mtu: int = 1400, offload: bool = True,
-                 keepalive_interval: float = 20.0, random: Callable[[int], bytes] = os.urandom) -> None:
+                 keepalive_interval: float = 20.0, random: Callable[[int], bytes] = os.urandom,
+                 checksum_fixup: bool = True) -> None:
         self.config = config
         self.control_path = control_path
         # the only clock and the only random source the core sees
@@ -119,6 +120,7 @@ class Gateway:
         self.tun_name, self.tunnel_mtu = tun_name, tunnel_mtu
         self.offload = offload
         self.keepalive_interval = keepalive_interval
+        self.checksum_fixup = checksum_fixup
         self.dataplane = None
 
     # ------------------------------------------------------------ running
@@ -139,7 +141,8 @@ class Gateway:
             from .dataplane import DataPlane
             self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
                                        random=self.endpoint.random,
-                                       keepalive_interval=self.keepalive_interval)
+                                       keepalive_interval=self.keepalive_interval,
+                                       checksum_fixup=self.checksum_fixup)
             self.dataplane.start()
         server = None
         if self.control_path:
@@ -158,7 +161,7 @@ class Gateway:
                  f"{'/'.join(map(str, self.ports))}" + (f", control {self.control_path}" if self.control_path else ""))
         for conn in self.config.connections.values():
             for child in conn.children.values():
-                if str(child.start_action) == "start":
+                if str(child.start_action) == "start" and not child.mode.is_shunt:
                     self.initiate(conn.name, child.name)
         self._pump()
         if ready is not None:
@@ -281,6 +284,16 @@ class Gateway:
     # ------------------------------------------------------------ commands (control socket)
 
     def initiate(self, name: str, child: str | None = None) -> int:
+        conn = self.config.connections.get(name)
+        if conn is not None and conn.children:
+            if child is not None and child in conn.children and conn.children[child].mode.is_shunt:
+                raise ValueError(f"{name}/{child} is a shunt (mode = {conn.children[child].mode}): it is a policy "
+                                 f"installed at start (start_action = trap), there is no SA to initiate")
+            if child is None:
+                negotiable = [c.name for c in conn.children.values() if not c.mode.is_shunt]
+                if not negotiable:
+                    raise ValueError(f"connection {name} has only shunts (mode = pass/drop): nothing to initiate")
+                child = negotiable[0]
         ike = self.endpoint.initiate(name, self.now(), child=child)
         self._pump()
         return ike.unique_id
@@ -329,7 +342,7 @@ class Gateway:
 
 def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
                 settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400,
-                offload: bool = True, keepalive_interval: float = 20.0) -> int:
+                offload: bool = True, keepalive_interval: float = 20.0, checksum_fixup: bool = True) -> int:
     from lab.conf.swanctl import ConfigError, load_swanctl
     try:
         config = load_swanctl(config_path)
@@ -343,7 +356,7 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
         export_keys = getattr(config, "export_keys", None)
     gateway = Gateway(config, control_path, settings=settings, trace_path=trace_path, export_keys=export_keys,
                       dataplane=dataplane, tunnel_mtu=tunnel_mtu, offload=offload,
-                      keepalive_interval=keepalive_interval)
+                      keepalive_interval=keepalive_interval, checksum_fixup=checksum_fixup)
     try:
         asyncio.run(gateway.run())
     except (GatewayError, DataPlaneError) as err:

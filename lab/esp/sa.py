@@ -54,6 +54,7 @@ from .ip import (
     udp6_checksum,
 )
 from .lifetime import NO_LIFETIME, Lifetime, SaEvent, SaEventKind, SaState
+from .natt import checksum_fixup
 from .replay import REPLAY, ReplayWindow
 from .spd import Selector
 
@@ -700,6 +701,8 @@ class InboundSA(_SA):
         selectors: Iterable[Selector] = (),
         name: str = "",
         shared_drops: DropCounters | None = None,
+        real_src: Any = None,
+        real_dst: Any = None,
     ) -> None:
         """`replay_window` in packets (0 disables anti-replay; RFC 4303 §3.4.3 prefers 64).
 
@@ -707,6 +710,10 @@ class InboundSA(_SA):
         (for an SA taken over mid-stream, or to replay published vectors).
         `local`/`remote` are this gateway's and the peer's addresses: in transport mode
         they form the rebuilt IP header when only the ESP part arrived (UDP 4500).
+        `real_src`/`real_dst` (transport mode across a NAT): the addresses the peer put in the
+        pseudo-header of its TCP/UDP checksums, i.e. its own and ours as it sees them; the
+        checksums of arriving packets are fixed up to the addresses in their header
+        (RFC 3948 §3.1.2; in IKEv2 they come from the traffic selectors, RFC 7296 §2.23.1).
         """
         super().__init__(
             spi, protocol=protocol, mode=mode, encr_id=encr_id, encr_key=encr_key, integ_id=integ_id,
@@ -718,6 +725,13 @@ class InboundSA(_SA):
         except ValueError as exc:
             raise EspConfigError(str(exc)) from None
         self.dummy_received = 0
+        self.real_src = pack_address(real_src) if real_src is not None else None
+        self.real_dst = pack_address(real_dst) if real_dst is not None else None
+        if (self.real_src is not None or self.real_dst is not None) and self.mode is not Mode.TRANSPORT:
+            raise EspConfigError("the checksum fix-up (real_src, real_dst) is for transport mode; a tunnel's inner "
+                                 "header is not rewritten by a NAT")
+        self._fixup = self.real_src is not None or self.real_dst is not None
+        self.checksums_fixed = 0
         if self._xform is not None:
             self._xcheck = self._xform.check_length
             self._xopen = self._xform.open
@@ -869,7 +883,13 @@ class InboundSA(_SA):
             h[nh_at] = nh
             h[4:6] = _U16.pack(len(header) - 40 + end)
             header = bytes(h)
-        return self._deliver(header + payload)
+        packet = header + payload
+        if self._fixup:
+            fixed = checksum_fixup(packet, self.real_src, self.real_dst)
+            if fixed is not packet:
+                self.checksums_fixed += 1
+                packet = fixed
+        return self._deliver(packet)
 
     def _transport_header(self, length: int, nh: int) -> bytes:
         src, dst = self.remote, self.local
@@ -943,6 +963,10 @@ class InboundSA(_SA):
         d["replay_window"] = self.window.size
         d["highest_seq"] = self.window.top
         d["dummy_received"] = self.dummy_received
+        if self._fixup:
+            d["real_src"] = str(ipaddress.ip_address(self.real_src)) if self.real_src else None
+            d["real_dst"] = str(ipaddress.ip_address(self.real_dst)) if self.real_dst else None
+            d["checksums_fixed"] = self.checksums_fixed
         return d
 
 

@@ -73,10 +73,18 @@ class AuthClass(StrEnum):
 
 
 class ChildMode(StrEnum):
-    """swanctl.conf `children.<child>.mode` (default tunnel); RFC 4301 §3.2."""
+    """swanctl.conf `children.<child>.mode` (default tunnel); RFC 4301 §3.2. `pass` and `drop`
+    are strongSwan's shunts: no SA, a BYPASS or DISCARD policy (RFC 4301 §4.4.1) installed
+    with `start_action = trap`."""
 
     TUNNEL = "tunnel"
     TRANSPORT = "transport"
+    PASS = "pass"
+    DROP = "drop"
+
+    @property
+    def is_shunt(self) -> bool:
+        return self in (ChildMode.PASS, ChildMode.DROP)
 
 
 class Action(StrEnum):
@@ -359,6 +367,24 @@ def _resolve_selectors(selectors: Iterable[Selector], address: str | IPAddress |
     return out
 
 
+def transport_nat_selectors(selectors: Iterable[Any], address: str | IPAddress) -> list[TrafficSelector]:
+    """RFC 7296 §2.23.1 (transport mode with a NAT on that side): `selectors` with their IP
+    address replaced by `address`, the IKE SA's address of that side; protocol and ports kept."""
+    ip = ipaddress.ip_address(address)
+    return [TrafficSelector(ip, ip, ts.ip_protocol, ts.start_port, ts.end_port) for ts in selectors
+            if isinstance(ts, TrafficSelector) and ts.start_addr.version == ip.version]
+
+
+def selector_address(selectors: Iterable[Any]) -> str | None:
+    """The one IP address all of `selectors` name (RFC 7296 §2.23.1: transport mode selectors
+    have exactly one), or None."""
+    addresses = {(ts.start_addr, ts.end_addr) for ts in selectors if isinstance(ts, TrafficSelector)}
+    if len(addresses) != 1:
+        return None
+    start, end = addresses.pop()
+    return str(start) if start == end else None
+
+
 # ---------------------------------------------------------------- auth, child, IKE
 
 
@@ -462,6 +488,9 @@ class ChildConfig:
         self.start_action = _enum(Action, self.start_action, "start_action")
         self.close_action = _enum(Action, self.close_action, "close_action")
         self.dpd_action = _enum(Action, self.dpd_action, "dpd_action")
+        if self.mode.is_shunt and self.start_action == Action.START:
+            raise ConfigValueError(f"mode = {self.mode} makes a shunt policy, not an SA: start_action = trap installs "
+                                   f"it, start has nothing to negotiate")
         if self.copy_dscp not in ("out", "in", "yes", "no"):
             raise ConfigValueError(f"copy_dscp must be one of out, in, yes, no, not {self.copy_dscp!r}")
         for key in ("esp_proposals", "ah_proposals"):

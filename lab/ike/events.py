@@ -83,6 +83,10 @@ class ChildSaUp(Event):
     algorithms: str
     rekeyed_from: bytes | None = None  # spi_in of the SA this one replaces
     initiator: bool = True  # we started the exchange that made it (RFC 7296 §2.17 key order)
+    # transport mode across a NAT (RFC 7296 §2.23.1): our and the peer's address as the traffic
+    # selectors received named them, i.e. as the peer put them in its TCP/UDP checksums
+    original_local: str | None = None
+    original_remote: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from . import payloads as pl
 from .certs import certreq_hashes, verify_peer_certificate
 from .child_sa import ChildSA, covers, narrow
-from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig
+from .config import (ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address,
+                     transport_nat_selectors)
 from .const import AuthMethod, CertEncoding, CfgAttr, NotifyType, ProtocolId, TransformType, name_of
 from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algorithms, default_scheme,
                      derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys, psk_auth_data, sign_auth,
@@ -344,7 +345,8 @@ class IkeSA:
 
     def make_child(self, config: ChildConfig, spi_in: bytes, spi_out: bytes, chosen: ChosenAlgorithms,
                    nonce_i: bytes, nonce_r: bytes, shared: bytes | None, we_are_exchange_initiator: bool,
-                   mode: str, local_ts: list, remote_ts: list, now: float, rekeyed: ChildSA | None) -> ChildSA:
+                   mode: str, local_ts: list, remote_ts: list, now: float, rekeyed: ChildSA | None,
+                   originals: tuple[str | None, str | None] = (None, None)) -> ChildSA:
         assert self.algorithms is not None and self.keys is not None
         try:
             keys = derive_child_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.encr, chosen.encr_key_length,
@@ -365,7 +367,7 @@ class IkeSA:
             self.unique_id, config.name, child.unique_id, chosen.protocol, spi_in, spi_out, chosen.encr,
             chosen.encr_key_length, chosen.integ or 0, chosen.esn, keys_in, keys_out, mode, tuple(local_ts),
             tuple(remote_ts), self.local, self.remote, self.nat_detected, config.replay_window, str(chosen),
-            rekeyed.spi_in if rekeyed is not None else None, we_are_exchange_initiator))
+            rekeyed.spi_in if rekeyed is not None else None, we_are_exchange_initiator, *originals))
         return child
 
     def install_child_from_response(self, config: ChildConfig, spi_in: bytes, payloads: list[pl.Payload],
@@ -384,15 +386,24 @@ class IkeSA:
             raise ExchangeFailed("AH cannot cross a NAT (its ICV covers the IP addresses; RFC 3948 is ESP only)")
         ours_i = list(rekeyed.local_ts) if rekeyed else self.child_local_ts(config)
         ours_r = list(rekeyed.remote_ts) if rekeyed else self.child_remote_ts(config)
-        if not tsi.selectors or not tsr.selectors or not covers(ours_i, tsi.selectors) or not covers(ours_r, tsr.selectors):
-            # RFC 7296 §2.9: the responder may only narrow
-            raise ExchangeFailed("responder's traffic selectors are not within ours")
         transport = find_notify(payloads, NotifyType.USE_TRANSPORT_MODE) is not None
         mode = "transport" if transport and config.mode == ChildMode.TRANSPORT else "tunnel"
         if config.mode == ChildMode.TRANSPORT and not transport:
             raise ExchangeFailed("responder refused transport mode")
+        got_i, got_r, originals = list(tsi.selectors), list(tsr.selectors), (None, None)
+        if mode == "transport" and self.nat_detected:
+            # RFC 7296 §2.23.1, initiator: keep the selectors as received, then substitute the
+            # NATed side's address before using them for anything else (the narrowing check too)
+            originals = (selector_address(got_i), selector_address(got_r))
+            if self.local_behind_nat:
+                got_i = transport_nat_selectors(got_i, self.local[0])
+            if self.remote_behind_nat:
+                got_r = transport_nat_selectors(got_r, self.remote[0])
+        if not got_i or not got_r or not covers(ours_i, got_i) or not covers(ours_r, got_r):
+            # RFC 7296 §2.9: the responder may only narrow
+            raise ExchangeFailed("responder's traffic selectors are not within ours")
         return self.make_child(config, spi_in, chosen.spi, chosen, nonce_i, nonce_r, shared, True, mode,
-                               list(tsi.selectors), list(tsr.selectors), now, rekeyed)
+                               got_i, got_r, now, rekeyed, originals=originals)
 
     def find_child(self, spi: bytes, inbound: bool) -> ChildSA | None:
         for child in self.children:

@@ -155,6 +155,9 @@ class OurGateway(Peer):
                 out[f"esp:{key}"] = value
         for key, value in (dataplane.get("drops") or {}).items():
             out[f"esp-drop:{key}"] = value  # ESP/AH packets dropped, by reason (replay, icv, ...)
+        for policy in dataplane.get("policies") or []:
+            if policy.get("name"):
+                out[f"policy:{policy['name']}"] = policy.get("hits", 0)
         return out
 
     def log_tail(self, lines: int = 30) -> str:

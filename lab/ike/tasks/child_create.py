@@ -6,7 +6,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
-from ..config import ChildConfig, ChildMode
+from ..config import ChildConfig, ChildMode, selector_address, transport_nat_selectors
 from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
 from ..child_sa import ChildSA, narrow
@@ -172,13 +172,22 @@ class ChildCreate(Task):
             ike.finish_child_rekey(*self.made, now)
 
 
-def select_child_config(ike: "IkeSA", tsi: pl.TSi, tsr: pl.TSr,
-                        only: ChildConfig | None = None) -> tuple[ChildConfig, list, list]:
+def select_child_config(ike: "IkeSA", tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
+                        transport: bool = False) -> tuple[ChildConfig, list, list]:
     remote_address = ike.assigned_ip or ike.remote[0]
     for config in ([only] if only is not None else ike.config.children.values()):
+        if config.mode not in (ChildMode.TUNNEL, ChildMode.TRANSPORT):
+            continue  # pass and drop children are shunt policies, never negotiated
+        offered_i, offered_r = tsi.selectors, tsr.selectors
+        if transport and config.mode == ChildMode.TRANSPORT:
+            # RFC 7296 §2.23.1, responder: substitute the NATed side's address before any lookup
+            if ike.remote_behind_nat:
+                offered_i = transport_nat_selectors(offered_i, ike.remote[0])
+            if ike.local_behind_nat:
+                offered_r = transport_nat_selectors(offered_r, ike.local[0])
         # RFC 7296 §2.9: TSi is the initiator's (our remote) side, TSr ours
-        local = narrow(tsr.selectors, config.local_selectors(ike.local[0]))
-        remote = narrow(tsi.selectors, config.remote_selectors(remote_address))
+        local = narrow(offered_r, config.local_selectors(ike.local[0]))
+        remote = narrow(offered_i, config.remote_selectors(remote_address))
         if local and remote:
             return config, local, remote
     raise ExchangeFailed("traffic selectors not acceptable", NotifyType.TS_UNACCEPTABLE)
@@ -189,7 +198,9 @@ def new_child_as_responder(ike: "IkeSA", inner: list[pl.Payload], sa: pl.SA, tsi
                            rekeyed: ChildSA | None = None) -> tuple[list[pl.Payload], ChildSA]:
     """The CHILD SA a request asks for (IKE_AUTH or CREATE_CHILD_SA), made, and the payloads
     of our answer; ExchangeFailed with the notify to answer when it cannot be."""
-    config, local_ts, remote_ts = select_child_config(ike, tsi, tsr, rekeyed.config if rekeyed else None)
+    wants_transport = find_notify(inner, NotifyType.USE_TRANSPORT_MODE) is not None
+    config, local_ts, remote_ts = select_child_config(ike, tsi, tsr, rekeyed.config if rekeyed else None,
+                                                      transport=wants_transport)
     ours = [pl.Proposal(p.number, p.protocol_id, b"", [t for t in p.transforms
                                                      if pfs or t.transform_type != TransformType.DH])
             for p in config.ipsec_proposals]
@@ -218,10 +229,14 @@ def new_child_as_responder(ike: "IkeSA", inner: list[pl.Payload], sa: pl.SA, tsi
         except CryptoError as err:
             raise ExchangeFailed(f"peer's KE value rejected: {err}", NotifyType.INVALID_SYNTAX) from None
         reply_ke = [pl.KE(dh_group=chosen.dh, data=kex.public_value)]
-    transport = find_notify(inner, NotifyType.USE_TRANSPORT_MODE) is not None and config.mode == ChildMode.TRANSPORT
+    transport = wants_transport and config.mode == ChildMode.TRANSPORT
+    # RFC 7296 §2.23.1: the selectors as received name the addresses the initiator's checksums cover
+    originals = (selector_address(tsr.selectors), selector_address(tsi.selectors)) \
+        if transport and ike.nat_detected else (None, None)
     spi_in = ike.endpoint.new_child_spi()
     child = ike.make_child(config, spi_in, chosen.spi, chosen, nonce_i, nonce_r, shared, False,
-                           "transport" if transport else "tunnel", local_ts, remote_ts, now, rekeyed)
+                           "transport" if transport else "tunnel", local_ts, remote_ts, now, rekeyed,
+                           originals=originals)
     out: list[pl.Payload] = []
     if transport:
         out.append(notify(NotifyType.USE_TRANSPORT_MODE))
