@@ -348,7 +348,7 @@ class Runner:
         if kind == "set":
             knobs = {k: v for k, v in a.items() if k != "node"}
             lab.node(a["node"]).set(**knobs)
-            return ", ".join(f"{k} = {v}" for k, v in knobs.items())
+            return ", ".join(f"{k} = {'off' if v is None else v}" for k, v in knobs.items())
         if kind == "join":
             return self._join(a["step"])
         if kind == "initiate":

@@ -856,7 +856,8 @@ def describe_step(step: Step) -> str:
             ["rebind" if a.get("rebind") else "", "reboot" if a.get("reboot") else ""]
             + [f"{k} = {v}" for k, v in a.items() if k in NAT_DEFAULTS]).strip(", "),
         "mtu": lambda: f"MTU of {a['node']}:{a['intf']} = {a['mtu']}",
-        "set": lambda: f"{a['node']}: " + ", ".join(f"{k} = {v}" for k, v in a.items() if k != "node"),
+        "set": lambda: f"{a['node']}: " + ", ".join(f"{k} = {'off' if v is None else v}" for k, v in a.items()
+                                                    if k != "node"),
         "load": lambda: f"{a['node']} loads {Path(a['file']).name}",
         "join": lambda: f"wait for '{a['step']}' to finish",
         "run": lambda: f"{a['node']}: {a['cmd']}",
