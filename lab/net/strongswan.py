@@ -164,7 +164,8 @@ def render_strongswan_conf(
         "      time_format = %Y-%m-%d %H:%M:%S\n"
         "      time_add_ms = yes\n"
         "      ike_name = yes\n"
-        "      append = no\n"
+        "      append = yes\n"  # a restarted charon (kill, restart steps) keeps what it logged before
+
         "      flush_line = yes\n"
         f"{level_lines}"
         "    }\n"
