@@ -165,7 +165,6 @@ def render_strongswan_conf(
         "      time_add_ms = yes\n"
         "      ike_name = yes\n"
         "      append = yes\n"  # a restarted charon (kill, restart steps) keeps what it logged before
-
         "      flush_line = yes\n"
         f"{level_lines}"
         "    }\n"
