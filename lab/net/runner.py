@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import report
+from . import charon_keys, report
 from .lab import Lab, LabError
 from .nodes import NatBox, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, describe, make_peer
@@ -180,6 +180,7 @@ class Runner:
         self.check_index = 0
         self.failed_step = False
         self.background: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
+        self.charon_sas: dict[str, dict[int, dict[str, str]]] = {}  # node -> IKE SA number -> VICI fields
 
     # ------------------------------------------------------------ the run
 
@@ -253,9 +254,46 @@ class Runner:
                             f"SWANCTL_DIR={shlex.quote(str(peer.swanctl_dir))}"]
             node.cmd("export " + " ".join(exports))
 
+    def _remember_charon_sas(self) -> None:
+        """The IKE SPIs and algorithms of strongSwan's SAs so far (the log has their keys, not
+        their SPIs); read after every step and before teardown."""
+        for node, peer in self.peers.items():
+            if peer.software != "strongswan" or not peer.running:
+                continue
+            try:
+                sas = peer.raw_sas()  # type: ignore[attr-defined]
+            except (PeerError, OSError):
+                continue
+            known = self.charon_sas.setdefault(node, {})
+            for sa in sas:
+                if sa.get("uniqueid", "").isdigit() and sa.get("responder-spi", "0" * 16) != "0" * 16:
+                    known[int(sa["uniqueid"])] = {k: sa.get(k, "") for k in (
+                        "initiator-spi", "responder-spi", "encr-alg", "encr-keysize", "integ-alg")}
+
+    def _key_tables(self) -> dict[str, list[str]]:
+        """Wireshark's two tables for every SA of the run so far: what our daemons exported and
+        what charon's logs hold (lab.net.charon_keys)."""
+        tables: dict[str, list[str]] = {"ikev2_decryption_table": [], "esp_sa": []}
+
+        def add(table: str, lines: list[str]) -> None:
+            tables[table] += [line for line in lines if line and line not in tables[table]]
+
+        for node, peer in self.peers.items():
+            if peer.software == "ours":
+                for table in tables:
+                    source = Path(peer.keys_dir) / table  # type: ignore[attr-defined]
+                    if source.exists():
+                        add(table, source.read_text().splitlines())
+            elif Path(peer.log_path).exists():
+                found = charon_keys.parse(Path(peer.log_path).read_text(errors="replace"))
+                add("ikev2_decryption_table", charon_keys.ike_lines(found, self.charon_sas.get(node, {})))
+                add("esp_sa", charon_keys.esp_lines(found))
+        return tables
+
     def _teardown(self) -> None:
         if self.lab is None:
             return
+        self._remember_charon_sas()
         lab, self.lab = self.lab, None
         end = self.progress.begin("tear down (daemons, taps, namespaces)")
         problems = lab.stop()
@@ -299,6 +337,7 @@ class Runner:
                 self.after_step(self, step, result)
             if step.name:
                 self.snapshots[step.name] = {n: self._sas(n) for n in self.peers}
+            self._remember_charon_sas()
             if not ok:
                 self.failed_step = True
 
@@ -669,12 +708,8 @@ class Runner:
             if decrypt:
                 wireshark = Path(home) / "wireshark"
                 wireshark.mkdir()
-                for table in ("ikev2_decryption_table", "esp_sa"):
-                    lines: list[str] = []
-                    for peer in self.peers.values():
-                        source = Path(getattr(peer, "keys_dir", "/nonexistent")) / table
-                        if source.exists():
-                            lines += [line for line in source.read_text().splitlines() if line and line not in lines]
+                self._remember_charon_sas()
+                for table, lines in self._key_tables().items():
                     (wireshark / table).write_text("\n".join(lines) + "\n")
                 argv += ["-o", "esp.enable_encryption_decode:TRUE"]
             run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
@@ -774,13 +809,11 @@ class Runner:
             if peer.software == "ours":
                 _copy(peer.log_path, out / "logs" / f"{node}.log")
                 traces.append((node, Path(peer.trace_path)))
-                keys = Path(peer.keys_dir)
-                for table in ("ikev2_decryption_table", "esp_sa"):
-                    if (keys / table).exists():
-                        _append_unique(keys / table, out / "keys" / table)
             else:
                 _copy(peer.log_path, out / "logs" / f"{node}-charon.log")
                 _copy(peer.out_path, out / "logs" / f"{node}-charon.out")
+        for table, lines in self._key_tables().items():
+            _append_lines(lines, out / "keys" / table)
         if (out / "keys" / "ikev2_decryption_table").exists() or (out / "keys" / "esp_sa").exists():
             (out / "keys" / "wireshark").mkdir(exist_ok=True)
             for table in ("ikev2_decryption_table", "esp_sa"):
@@ -940,9 +973,12 @@ def _copy(src: Path, dst: Path) -> None:
         pass
 
 
-def _append_unique(src: Path, dst: Path) -> None:
+def _append_lines(new: list[str], dst: Path) -> None:
+    """Add the lines to the table `dst` that it lacks (ours and charon's name the same SAs)."""
+    if not new:
+        return
     lines = dst.read_text().splitlines() if dst.exists() else []
-    for line in src.read_text().splitlines():
+    for line in new:
         if line and line not in lines:
             lines.append(line)
     dst.write_text("\n".join(lines) + "\n")
