@@ -272,7 +272,33 @@ ERRORS = [
               auth = eap-mschapv2
             }
           }
-        }''', 4, "connections.s2s.local.auth", ["EAP authentication", "not supported by ipsec-lab"]),
+        }''', 4, "connections.s2s.local.auth", ["auth = eap-mschapv2 needs a password", "secrets { eap-"]),
+    ('''
+        connections {
+          s2s {
+            local {
+              auth = eap-ttls
+            }
+          }
+        }''', 4, "connections.s2s.local.auth", ["EAP method 'ttls'", "not implemented by ipsec-lab",
+                                                "eap-mschapv2"]),
+    ('''
+        connections {
+          s2s {
+            remote {
+              auth = eap
+            }
+          }
+        }''', 4, "connections.s2s.remote.auth", ["auth = eap on the remote side", "eap-mschapv2"]),
+    ('''
+        connections {
+          s2s {
+            local {
+              auth = pubkey
+              eap_id = carol
+            }
+          }
+        }''', 5, "connections.s2s.local.eap_id", ["eap_id only applies to EAP"]),
     ('''
         connections {
           s2s {
@@ -289,10 +315,10 @@ ERRORS = [
               auth = psk
             }
             local-2 {
-              auth = psk
+              auth = eap-sim
             }
           }
-        }''', 6, "connections.s2s.local-2", ["multiple authentication rounds", "not supported by ipsec-lab"]),
+        }''', 7, "connections.s2s.local-2.auth", ["EAP method 'sim'", "not implemented by ipsec-lab"]),
     ('''
         connections {
           s2s {
@@ -349,9 +375,9 @@ ERRORS = [
     ('''
         secrets {
           eap-alice {
-            secret = x
+            id = alice
           }
-        }''', 2, "secrets.eap-alice", ["EAP secrets", "not supported by ipsec-lab"]),
+        }''', 2, "secrets.eap-alice", ["EAP secret 'eap-alice' has no secret"]),
     ('''
         connections {
           s2s {
