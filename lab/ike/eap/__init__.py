@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from lab.iana import EapCode, EapType, coerce, name_of
+from ..const import EapCode, EapType, coerce, name_of
 
 __all__ = ["EapError", "EapPacket", "EapPeer", "EapServer", "PeerMethod", "ServerMethod", "describe"]
 
@@ -94,6 +94,7 @@ class ServerMethod:
     type: int = 0
     msk: bytes | None = None
     identity: bytes | None = None  # the user the method authenticated, if it names one
+    refusal: str | None = None  # set when the method refused the peer inside its own packets (MS-CHAPv2 Failure)
 
     def initiate(self, identifier: int) -> bytes:
         raise NotImplementedError

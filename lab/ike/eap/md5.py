@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from typing import Callable
 
-from lab.iana import EapType
+from ..const import EapType
 
 from . import EapError, PeerMethod, ServerMethod
 

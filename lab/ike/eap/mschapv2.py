@@ -14,7 +14,7 @@ import struct
 from enum import IntEnum
 from typing import Callable
 
-from lab.iana import EapType
+from ..const import EapType
 
 from . import EapError, PeerMethod, ServerMethod
 from .mschapv2_crypto import generate_authenticator_response, generate_nt_response, msk
@@ -148,6 +148,6 @@ class MsChapV2Server(ServerMethod):
     def _refuse(self, reason: str) -> bytes:
         # RFC 2759 §6: Failure, not retryable (R=0); the peer's answer ends the conversation
         self.state = "failed"
-        self.failure_reason = reason
+        self.failure_reason = self.refusal = reason
         message = b"E=691 R=0 C=" + self.challenge.hex().upper().encode() + b" V=3 M=Authentication failed"
         return _packet(OpCode.FAILURE, self.ms_id, message)

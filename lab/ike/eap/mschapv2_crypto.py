@@ -10,6 +10,15 @@ from __future__ import annotations
 import hashlib
 import warnings
 
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:  # cryptography < 43
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+
 from .md4 import md4
 
 # RFC 2759 §8.7
@@ -57,14 +66,8 @@ def _des_key(seven: bytes) -> bytes:
 
 def des_encrypt(clear: bytes, seven_octet_key: bytes) -> bytes:
     """One DES block (RFC 2759 §8.6) under a 7-octet key."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, modes
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-        except ImportError:  # cryptography < 43
-            from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
         key = _des_key(seven_octet_key)
         encryptor = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()
     return encryptor.update(clear) + encryptor.finalize()

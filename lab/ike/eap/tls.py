@@ -17,9 +17,15 @@ from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 
-from lab.iana import EapType
+from ..const import EapType
 
+from .. import payloads as pl
+from ..certs import verify_peer_certificate
+from ..const import CertEncoding
+from ..crypto.auth import AuthenticationFailed
 from . import EapError, PeerMethod, ServerMethod
 
 FLAG_L, FLAG_M, FLAG_S = 0x80, 0x40, 0x20
@@ -29,17 +35,15 @@ MAX_MESSAGE = 64 * 1024
 
 
 def _context(server: bool, certificate: x509.Certificate, chain: Sequence[x509.Certificate], key: Any):
-    from OpenSSL import SSL, crypto
-
     ctx = SSL.Context(SSL.TLS_METHOD)
     # strongSwan's libtls speaks TLS 1.2 in EAP (TLS 1.3 for EAP is RFC 9190, another MSK)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET)
-    ctx.use_certificate(crypto.X509.from_cryptography(certificate))
-    ctx.use_privatekey(crypto.PKey.from_cryptography_key(key))
+    ctx.use_certificate(certificate)
+    ctx.use_privatekey(key)
     for extra in chain:
-        ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+        ctx.add_extra_chain_cert(extra)
     ctx.check_privatekey()
     # the chain is judged by lab.ike.certs once the handshake is done: OpenSSL only asks for it
     mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
@@ -52,9 +56,6 @@ class _TlsEndpoint:
 
     def __init__(self, server: bool, certificate: x509.Certificate, chain: Sequence[x509.Certificate], key: Any,
                  check_peer: Callable[[list[x509.Certificate]], None]) -> None:
-        from OpenSSL import SSL
-
-        self.SSL = SSL
         try:
             self.connection = SSL.Connection(_context(server, certificate, chain, key), None)
         except SSL.Error as err:
@@ -96,12 +97,10 @@ class _TlsEndpoint:
         return True
 
     def _feed(self, records: bytes) -> None:
-        SSL = self.SSL
         self.connection.bio_write(records)
         self._step()
 
     def _step(self) -> None:
-        SSL = self.SSL
         if not self.finished:
             try:
                 self.connection.do_handshake()
@@ -124,7 +123,6 @@ class _TlsEndpoint:
             self.msk = self.connection.export_keying_material(MSK_LABEL, 64)
 
     def _drain(self) -> None:
-        SSL = self.SSL
         while True:
             try:
                 chunk = self.connection.bio_read(65536)
@@ -161,11 +159,6 @@ def _ssl_text(err: Exception) -> str:
 def peer_checker(anchors: Sequence[x509.Certificate], identity, now: datetime.datetime | None,
                  pinned: Sequence[x509.Certificate] = ()) -> Callable[[list[x509.Certificate]], None]:
     """A check of the other side's TLS chain: it names `identity` and chains to `anchors`."""
-    from .. import payloads as pl
-    from ..certs import verify_peer_certificate
-    from ..const import CertEncoding
-    from ..crypto.auth import AuthenticationFailed
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     def check(chain: list[x509.Certificate]) -> None:
         if not chain:
