@@ -172,6 +172,26 @@ def test_mschapv2_client_refuses_a_gateway_that_does_not_know_the_password():
     assert reasons and "rejected our MS-CHAPv2 response" in reasons[0]
 
 
+def test_mschapv2_client_checks_the_authenticator_response(monkeypatch):
+    # RFC 2759 §5: a Success whose S= is wrong comes from a server without the password
+    from lab.ike.eap.mschapv2 import MsChapV2Server
+
+    original = MsChapV2Server.process
+
+    def forged(self, identifier, type_data):
+        answer = original(self, identifier, type_data)
+        if answer is not None and b"S=" in answer:
+            answer = answer.replace(b"S=", b"S=0") [:len(answer)]
+        return answer
+
+    monkeypatch.setattr(MsChapV2Server, "process", forged)
+    net = eap_net("mschapv2")
+    connect(net)
+    reasons = [r["reason"] for r in net.endpoints["a"].trace_records if r.get("event") == "AuthFailed"]
+    assert reasons and "authenticator response is wrong" in reasons[0]
+    assert "IkeSaUp" not in kinds(net.events("a"))
+
+
 def test_eap_identity_outside_eap_id_is_refused():
     a, b = eap_configs("mschapv2")
     b.connections["s2s"].remote.eap_id = Identity.parse("dave")

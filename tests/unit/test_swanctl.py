@@ -662,3 +662,46 @@ def test_ipsec_lab_section_switches_key_export_on(tmp_path):
     assert config.export_keys == str(tmp_path / "keys")
     with pytest.raises(ConfigError, match=r"swanctl.conf:2: ipsec-lab.trace: unknown key 'trace'"):
         parse_swanctl("ipsec-lab {\n  trace = x\n}\n")
+
+
+def test_eap_rounds_and_secrets():
+    config = parse_swanctl(textwrap.dedent('''
+        connections {
+          rw {
+            remote_addrs = 192.0.2.1
+            local-second {
+              round = 2
+              auth = eap-mschapv2
+              eap_id = carol
+            }
+            local-first {
+              round = 1
+              auth = psk
+              id = carol.lab
+            }
+            remote {
+              auth = psk
+              id = gw.lab
+            }
+          }
+          gw {
+            local { auth = psk }
+            remote-1 { auth = psk }
+            remote-2 {
+              auth = eap-md5
+              eap_id = %any
+            }
+          }
+        }
+        secrets {
+          ike-1 { secret = x }
+          eap-carol {
+            id = carol
+            secret = "carol's password"
+          }
+        }'''))
+    rw, gw = config.connections["rw"], config.connections["gw"]
+    assert [str(r.method) for r in rw.local_rounds] == ["psk", "eap-mschapv2"]
+    assert str(rw.extra_local[0].eap_id) == "carol" and str(rw.local.id) == "carol.lab"
+    assert [str(r.method) for r in gw.remote_rounds] == ["psk", "eap-md5"] and gw.extra_remote[0].eap_id.is_any
+    assert config.find_eap(None, Identity.parse("carol")) == b"carol's password"
