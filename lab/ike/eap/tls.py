@@ -40,6 +40,9 @@ def _context(server: bool, certificate: x509.Certificate, chain: Sequence[x509.C
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET)
+    if not server:
+        # RFC 5746: strongSwan's libtls sends no renegotiation_info; nothing renegotiates inside EAP-TLS
+        ctx.set_options(getattr(SSL, "OP_LEGACY_SERVER_CONNECT", 0x4))
     ctx.use_certificate(certificate)
     ctx.use_privatekey(key)
     for extra in chain:
