@@ -8,7 +8,8 @@ the caller (the endpoint's RandomSource), except inside TLS, which OpenSSL draws
 clock is read (certificates are checked against the time the caller passes).
 
     peer = EapPeer(identity=b"carol", methods={EapType.MSCHAPV2: lambda: MsChapV2Peer(b"carol", b"secret", rng)})
-    server = EapServer(EapType.MSCHAPV2, lambda who: MsChapV2Server(lookup, rng), identifier=7, ask_identity=True)
+    server = EapServer(EapType.MSCHAPV2, lambda who: MsChapV2Server(lookup, rng, who), identifier=7,
+                       ask_identity=True)
     request = server.start()
     while True:
         response = peer.receive(request)          # None once Success or Failure arrived
