@@ -411,6 +411,29 @@ class HashAlgorithm(IntEnum):
     IDENTITY = 5
 
 
+class EapCode(IntEnum):
+    # RFC 3748 §4; IANA EAP Registry, Packet Codes
+    REQUEST = 1
+    RESPONSE = 2
+    SUCCESS = 3
+    FAILURE = 4
+
+
+class EapType(IntEnum):
+    # RFC 3748 §5; IANA EAP Registry, Method Types
+    IDENTITY = 1
+    NOTIFICATION = 2
+    NAK = 3
+    MD5_CHALLENGE = 4
+    OTP = 5
+    GTC = 6
+    TLS = 13
+    TTLS = 21
+    PEAP = 25
+    MSCHAPV2 = 26
+    EXPANDED = 254
+
+
 IKE_PORT = 500
 NAT_T_PORT = 4500
 

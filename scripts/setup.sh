@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
     python3 python3-venv python3-pip
     mininet iproute2 iptables iputils-ping tcpdump tshark iperf3
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+    libcharon-extauth-plugins strongswan-pki
     conntrack wireshark-common
     gcc python3-dev libnetfilter-queue-dev
 )

@@ -445,12 +445,16 @@ def _names(value: str) -> list[str]:
     return names
 
 
+_AUTH_CLASSES = ", ".join(m.value for m in AuthClass)
+
+
 def _auth(value: str) -> AuthClass:
     lowered = value.lower()
-    if lowered in ("psk", "pubkey"):
+    if lowered in {m.value for m in AuthClass}:
         return AuthClass(lowered)
     if lowered.startswith("eap"):
-        raise ValueError(f"EAP authentication (auth = {value}) is not supported by ipsec-lab; use psk or pubkey")
+        raise ValueError(f"EAP method '{value[4:] or value}' (auth = {value}) is not implemented by ipsec-lab; "
+                         f"it implements {_AUTH_CLASSES}")
     if lowered.startswith("xauth"):
         raise ValueError(f"XAuth (auth = {value}) is IKEv1 and not supported by ipsec-lab; use psk or pubkey")
     if lowered == "null":
@@ -458,7 +462,7 @@ def _auth(value: str) -> AuthClass:
     if re.match(r"(ike:)?(pubkey|rsa|ecdsa|ed25519|ed448|bliss)", lowered):
         raise ValueError(f"signature constraints (auth = {value}) are not supported by ipsec-lab; "
                          f"write auth = pubkey")
-    raise ValueError(f"expected psk or pubkey, not '{value}'")
+    raise ValueError(f"expected one of {_AUTH_CLASSES}, not '{value}'")
 
 
 _ACTION = _choice(Action, clear="none", route="trap", hold="trap", restart="start")
@@ -578,19 +582,19 @@ _CONN_UNSUPPORTED: _Unsupported = {
     "mediation_peer": (_never, "the IKEv2 Mediation Extension"),
 }
 
-_LOCAL_KEYS: dict[str, Callable[[str], Any]] = {"auth": _auth, "id": Identity.parse, "certs": _names, "round": _uint}
+_LOCAL_KEYS: dict[str, Callable[[str], Any]] = {
+    "auth": _auth, "id": Identity.parse, "certs": _names, "round": _uint, "eap_id": Identity.parse,
+}
 _LOCAL_UNSUPPORTED: _Unsupported = {
     "pubkeys": (_never, "raw public key authentication"),
-    "eap_id": (_never, "EAP authentication"),
-    "aaa_id": (_never, "EAP authentication"),
+    "aaa_id": (_never, "AAA (RADIUS) server identities"),
     "xauth_id": (_never, "IKEv1 XAuth"),
 }
 _REMOTE_KEYS: dict[str, Callable[[str], Any]] = {
-    "auth": _auth, "id": Identity.parse, "certs": _names, "cacerts": _names, "round": _uint,
+    "auth": _auth, "id": Identity.parse, "certs": _names, "cacerts": _names, "round": _uint, "eap_id": Identity.parse,
 }
 _REMOTE_UNSUPPORTED: _Unsupported = {
     "revocation": (_is_default("relaxed"), "certificate revocation checking"),
-    "eap_id": (_never, "EAP authentication"),
     "groups": (_never, "authorization groups"),
     "cert_policy": (_never, "certificate policy constraints"),
     "ca_id": (_never, "CA identity constraints"),
@@ -649,10 +653,10 @@ _POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_inclu
 # swanctl.conf(5) secrets: private key passphrase sections and the folder their `file` is in
 _KEY_FOLDERS = {"private": "private", "rsa": "rsa", "ecdsa": "ecdsa", "pkcs8": "pkcs8"}
 _SECRET_UNSUPPORTED = {
-    "eap": "EAP secrets", "xauth": "XAuth secrets", "ntlm": "NTLM secrets", "ppk": "postquantum preshared keys",
+    "xauth": "XAuth secrets", "ntlm": "NTLM secrets", "ppk": "postquantum preshared keys",
     "pkcs12": "PKCS#12 containers", "token": "smartcard tokens",
 }
-_SECRET_PREFIXES = ("ike", *_KEY_FOLDERS, *_SECRET_UNSUPPORTED)
+_SECRET_PREFIXES = ("ike", "eap", *_KEY_FOLDERS, *_SECRET_UNSUPPORTED)
 
 
 # ---------------------------------------------------------------- tree -> objects
@@ -798,25 +802,28 @@ class _Builder:
             else:
                 raise _at_section(sub).error(
                     f"unknown section '{name}' in connection '{section.name}' (supported: local, remote, children)")
-        auth: dict[str, AuthConfig] = {}
+        auth: dict[str, list[AuthConfig]] = {}
         for side in ("local", "remote"):
-            if len(rounds[side]) > 1:
-                extra = rounds[side][1]
-                raise _at_section(extra).error(
-                    f"a second {side} authentication round ('{extra.name}'): multiple authentication rounds "
-                    f"(RFC 4739) are not supported by ipsec-lab; keep one {side} section")
             if rounds[side]:
-                auth[side], anchors[side] = self._auth_round(rounds[side][0], side)
+                built = [(self._auth_round(sub, side), index, sub) for index, sub in enumerate(rounds[side])]
+                # swanctl.conf(5) local<suffix>.round: rounds sorted by it, else in the order written
+                built.sort(key=lambda entry: (entry[0][2] if entry[0][2] is not None else entry[1], entry[1]))
+                auth[side] = [entry[0][0] for entry in built]
+                anchors[side] = built[0][0][1]
+                for number, entry in enumerate(built[1:], start=2):
+                    anchors[f"{side}-{number}"] = entry[0][1]
             else:
-                auth[side] = AuthConfig()
+                auth[side] = [AuthConfig()]
                 anchors[side] = _Anchor(section.file, section.line, f"{section.path}.{side}.auth", implicit=True)
         try:
-            conn = IkeConfig(section.name, local=auth["local"], remote=auth["remote"], children=children, **kwargs)
+            conn = IkeConfig(section.name, local=auth["local"][0], remote=auth["remote"][0],
+                             extra_local=auth["local"][1:], extra_remote=auth["remote"][1:], children=children,
+                             **kwargs)
         except ValueError as exc:
             raise _at_section(section).error(str(exc)) from None
         return conn, anchors
 
-    def _auth_round(self, section: Section, side: str) -> tuple[AuthConfig, _Anchor]:
+    def _auth_round(self, section: Section, side: str) -> tuple[AuthConfig, _Anchor, int | None]:
         for name, sub in section.sections.items():
             what = "cacerts = file" if name.startswith("cacert") else "certs = file"
             raise _at_section(sub).error(f"{name} sections (tokens, handles) are not supported by ipsec-lab; "
@@ -832,6 +839,16 @@ class _Builder:
             auth.method = values["auth"][0]
         if "id" in values:
             auth.id = values["id"][0]
+        if "eap_id" in values:
+            auth.eap_id = values["eap_id"][0]
+            if not auth.method.is_eap:
+                raise _at(values["eap_id"][1], section.path).error(
+                    f"eap_id only applies to EAP authentication (auth = eap-...), not auth = {auth.method}")
+        if side == "remote" and auth.method == AuthClass.EAP:
+            raise _at(values["auth"][1], section.path).error(
+                "auth = eap on the remote side leaves the method open; as a server ipsec-lab asks for one: "
+                "write eap-md5, eap-mschapv2 or eap-tls")
+        order = values["round"][0] if "round" in values else None
         for key, folder in (("certs", "x509"), ("cacerts", "x509ca")):
             if key in values:
                 names, setting = values[key]
@@ -839,8 +856,8 @@ class _Builder:
                 certs = [cert for name in names for cert in self._load_certs(name, folder, anchor)]
                 setattr(auth, key, certs)
         if "auth" in values:
-            return auth, _at(values["auth"][1], section.path)
-        return auth, _Anchor(section.file, section.line, f"{section.path}.auth", implicit=True)
+            return auth, _at(values["auth"][1], section.path), order
+        return auth, _Anchor(section.file, section.line, f"{section.path}.auth", implicit=True), order
 
     def _child(self, section: Section) -> ChildConfig:
         for name, sub in section.sections.items():
@@ -866,7 +883,7 @@ class _Builder:
             if prefix is None:
                 raise _at_section(sub).error(
                     f"unknown secret type '{name}': secret sections are named by type with an optional suffix, "
-                    f"e.g. ike-s2s (supported types: ike, {', '.join(_KEY_FOLDERS)})")
+                    f"e.g. ike-s2s (supported types: ike, eap, {', '.join(_KEY_FOLDERS)})")
             if prefix in _SECRET_UNSUPPORTED:
                 raise _at_section(sub).error(f"{_SECRET_UNSUPPORTED[prefix]} ({prefix}<suffix>) are not supported "
                                              f"by ipsec-lab")
@@ -874,11 +891,13 @@ class _Builder:
                 raise _at_section(child).error(f"unknown section '{child.name}' in secret '{name}'")
             if prefix == "ike":
                 secrets.ike.append(self._shared_key(sub))
+            elif prefix == "eap":
+                secrets.eap.append(self._shared_key(sub, "EAP"))
             else:
                 self._passphrase(sub, _KEY_FOLDERS[prefix])
         return secrets
 
-    def _shared_key(self, section: Section) -> SharedKey:
+    def _shared_key(self, section: Section, kind: str = "IKE") -> SharedKey:
         secret = None
         ids = []
         for key, setting in section.settings.items():
@@ -890,9 +909,9 @@ class _Builder:
                     ids.append(self._convert(setting, section.path, Identity.parse))
             else:
                 raise _at(setting, section.path).error(
-                    f"unknown key '{key}' in IKE secret '{section.name}' (supported: secret, id<suffix>)")
+                    f"unknown key '{key}' in {kind} secret '{section.name}' (supported: secret, id<suffix>)")
         if secret is None:
-            raise _at_section(section).error(f"IKE secret '{section.name}' has no secret: add secret = \"...\"")
+            raise _at_section(section).error(f"{kind} secret '{section.name}' has no secret: add secret = \"...\"")
         return SharedKey(section.name, secret, ids)
 
     def _passphrase(self, section: Section, folder: str) -> None:
@@ -985,14 +1004,24 @@ class _Builder:
         # never authenticates anyone: its auth defaults need nothing
         negotiating = {name: conn for name, conn in config.connections.items()
                        if not conn.children or any(not c.mode.is_shunt for c in conn.children.values())}
-        local_pubkey = [(name, conn) for name, conn in negotiating.items()
-                        if conn.local.method == AuthClass.PUBKEY]
-        if local_pubkey or self.passphrases:
-            anchor = anchors[local_pubkey[0][0]]["local"] if local_pubkey else next(iter(self.passphrases.values()))[1]
+        with_key = (AuthClass.PUBKEY, AuthClass.EAP_TLS)
+
+        def rounds(conn: IkeConfig, side: str) -> list[tuple[str, AuthConfig]]:
+            found = getattr(conn, f"{side}_rounds")
+            return [(side if number == 1 else f"{side}-{number}", auth) for number, auth in enumerate(found, start=1)]
+
+        local_keyed = [(name, key) for name, conn in negotiating.items() for key, auth in rounds(conn, "local")
+                       if auth.method in with_key]
+        if local_keyed or self.passphrases:
+            anchor = (anchors[local_keyed[0][0]][local_keyed[0][1]] if local_keyed
+                      else next(iter(self.passphrases.values()))[1])
             config.secrets.private_keys = self._load_private_keys(anchor)
-        remote_pubkey = [name for name, conn in negotiating.items() if conn.remote.method == AuthClass.PUBKEY]
-        if remote_pubkey:
-            config.cacerts = self._load_cacerts(anchors[remote_pubkey[0]]["remote"])
+        checking = [(name, key) for name, conn in negotiating.items()
+                    for key, auth in rounds(conn, "remote") if auth.method in with_key]
+        checking += [(name, key) for name, conn in negotiating.items()
+                     for key, auth in rounds(conn, "local") if auth.method == AuthClass.EAP_TLS]
+        if checking:
+            config.cacerts = self._load_cacerts(anchors[checking[0][0]][checking[0][1]])
         for name, conn in config.connections.items():
             where = anchors[name]
             if name not in negotiating:
@@ -1003,26 +1032,41 @@ class _Builder:
                         known = ", ".join(config.pools) or "none defined"
                         raise where["pools"].error(f"pool '{pool}' is not defined in the pools section (pools: {known})")
             for side in ("local", "remote"):
-                auth = getattr(conn, side)
-                if auth.method == AuthClass.PSK and not config.secrets.ike:
-                    raise where[side].error(f"auth = psk needs a pre-shared key: add secrets {{ ike-{name} {{ "
-                                            f"id = ...  secret = \"...\" }} }}")
-            if conn.local.method == AuthClass.PUBKEY:
-                if not conn.local.certs:
-                    raise where["local"].error("auth = pubkey needs our certificate: add certs = <file in x509/> "
-                                               "to the local section (raw public keys are not supported)"
-                                               + where["local"].note)
-                cert = conn.local.certs[0]
-                if config.secrets.private_key_for(cert) is None:
-                    raise where["local"].error(
-                        f"no private key for our certificate ({Identity.from_dn(cert.subject)}) in "
-                        f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)")
-            if conn.remote.method == AuthClass.PUBKEY and not (conn.remote.cacerts or conn.remote.certs
-                                                                or config.cacerts):
-                raise where["remote"].error("auth = pubkey needs a CA to check the peer's certificate: add "
-                                            "cacerts = <file in x509ca/> to the remote section or put the CA "
-                                            f"certificate in {os.path.join(self.dir, 'x509ca')}"
-                                            + where["remote"].note)
+                for key, auth in rounds(conn, side):
+                    self._check_round(config, name, conn, side, key, auth, where[key])
+            if conn.local.method.is_eap and conn.remote.method.is_eap:
+                raise where["remote"].error("both sides use EAP: the EAP server (the responder) authenticates "
+                                            "itself with auth = pubkey or psk (RFC 7296 §2.16)")
+            if conn.remote.method.is_eap and conn.local.method not in (AuthClass.PUBKEY, AuthClass.PSK):
+                raise where["local"].error("a gateway that asks for EAP authenticates itself with auth = pubkey "
+                                           "(or psk): RFC 7296 §2.16")
+
+    def _check_round(self, config: SwanctlConfig, name: str, conn: IkeConfig, side: str, key: str,
+                     auth: AuthConfig, anchor: _Anchor) -> None:
+        if auth.method == AuthClass.PSK and not config.secrets.ike:
+            raise anchor.error(f"auth = psk needs a pre-shared key: add secrets {{ ike-{name} {{ "
+                               f"id = ...  secret = \"...\" }} }}")
+        needs_password = auth.method in (AuthClass.EAP_MD5, AuthClass.EAP_MSCHAPV2) or (
+            auth.method == AuthClass.EAP and not auth.certs)
+        if needs_password and not config.secrets.eap:
+            raise anchor.error(f"auth = {auth.method} needs a password: add secrets {{ eap-user {{ "
+                               f"id = <EAP identity>  secret = \"...\" }} }}")
+        if side == "local" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS):
+            if not auth.certs:
+                raise anchor.error(f"auth = {auth.method} needs our certificate: add certs = <file in x509/> "
+                                   f"to the {key} section (raw public keys are not supported)" + anchor.note)
+            cert = auth.certs[0]
+            if config.secrets.private_key_for(cert) is None:
+                raise anchor.error(
+                    f"no private key for our certificate ({Identity.from_dn(cert.subject)}) in "
+                    f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)")
+        checks_certificate = (side == "remote" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS)) or (
+            side == "local" and auth.method == AuthClass.EAP_TLS)
+        if checks_certificate and not (auth.cacerts or auth.certs or conn.remote.cacerts or config.cacerts):
+            whose = "the peer's certificate" if side == "remote" else "the EAP-TLS server's certificate"
+            raise anchor.error(f"auth = {auth.method} needs a CA to check {whose}: add cacerts = <file in x509ca/> "
+                               f"to the remote section or put the CA certificate in "
+                               f"{os.path.join(self.dir, 'x509ca')}" + anchor.note)
 
 
 def _all_refs(section: Section) -> list[str]:

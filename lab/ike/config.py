@@ -66,10 +66,25 @@ class ConfigValueError(ValueError):
 
 
 class AuthClass(StrEnum):
-    """swanctl.conf `local.auth` / `remote.auth` (strongSwan default: pubkey)."""
+    """swanctl.conf `local.auth` / `remote.auth` (strongSwan default: pubkey). The `eap-*`
+    classes authenticate with EAP inside IKE_AUTH (RFC 7296 §2.16); plain `eap` (a client
+    only) takes whichever of our methods the server asks for."""
 
     PSK = "psk"
     PUBKEY = "pubkey"
+    EAP = "eap"
+    EAP_MD5 = "eap-md5"
+    EAP_MSCHAPV2 = "eap-mschapv2"
+    EAP_TLS = "eap-tls"
+
+    @property
+    def is_eap(self) -> bool:
+        return self.value.startswith("eap")
+
+    @property
+    def eap_method(self) -> str | None:
+        """The EAP method name (`md5`, `mschapv2`, `tls`), None for psk, pubkey and plain eap."""
+        return self.value[4:] if self.value.startswith("eap-") else None
 
 
 class ChildMode(StrEnum):
@@ -402,6 +417,7 @@ class AuthConfig:
     id: Identity | None = None
     certs: list[x509.Certificate] = field(default_factory=list)
     cacerts: list[x509.Certificate] = field(default_factory=list)
+    eap_id: Identity | None = None  # EAP identity: ours (local), or whom to ask for one (remote; %any: anyone)
 
     def __post_init__(self) -> None:
         self.method = _enum(AuthClass, self.method, "auth")
@@ -530,7 +546,8 @@ class IkeConfig:
 
     `rekey_time` defaults to 4 h, or to 0 (no rekeying) when `reauth_time` is set; `over_time`
     to 10% of the longer of the two, `rand_time` to `over_time`. Only IKEv2 (`version` 2; 0,
-    strongSwan's "any", is taken as 2) and one authentication round per side. MOBIKE is not
+    strongSwan's "any", is taken as 2); `local`/`remote` are the first authentication round,
+    `extra_local`/`extra_remote` the ones after it (RFC 4739). MOBIKE is not
     implemented: `mobike` must stay False (strongSwan's default is yes, ipsec-lab's no).
     """
 
@@ -544,6 +561,9 @@ class IkeConfig:
     local: AuthConfig = field(default_factory=AuthConfig)
     remote: AuthConfig = field(default_factory=AuthConfig)
     children: dict[str, ChildConfig] = field(default_factory=dict)
+    # RFC 4739: the rounds after the first (swanctl.conf local-2, remote-2, ...)
+    extra_local: list[AuthConfig] = field(default_factory=list)
+    extra_remote: list[AuthConfig] = field(default_factory=list)
     encap: bool = False
     mobike: bool = False
     dpd_delay: int = 0
@@ -612,6 +632,16 @@ class IkeConfig:
         return self.local.identity_for(address)
 
     @property
+    def local_rounds(self) -> list[AuthConfig]:
+        """Our authentication rounds in order (RFC 4739 §3: more than one needs the peer's
+        MULTIPLE_AUTH_SUPPORTED)."""
+        return [self.local, *self.extra_local]
+
+    @property
+    def remote_rounds(self) -> list[AuthConfig]:
+        return [self.remote, *self.extra_remote]
+
+    @property
     def remote_identity(self) -> Identity:
         """The identity we expect from the peer (`%any` when not configured)."""
         return self.remote.id if self.remote.id is not None else Identity.any()
@@ -656,6 +686,12 @@ class Secrets:
 
     ike: list[SharedKey] = field(default_factory=list)
     private_keys: list[PrivateKey] = field(default_factory=list)
+    eap: list[SharedKey] = field(default_factory=list)  # swanctl.conf secrets.eap<suffix>
+
+    def find_eap(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
+        """The EAP secret (password) between `local_id` and `remote_id`, chosen like `find_psk`."""
+        key = Secrets(ike=self.eap).find_shared_key(local_id, remote_id)
+        return None if key is None else key.secret
 
     def find_shared_key(self, local_id: Identity | None, remote_id: Identity | None) -> SharedKey | None:
         """The PSK for an IKE SA between `local_id` and `remote_id`, chosen like strongSwan's
@@ -785,6 +821,10 @@ class Config:
     def find_psk(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
         """`Secrets.find_psk`."""
         return self.secrets.find_psk(local_id, remote_id)
+
+    def find_eap(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
+        """`Secrets.find_eap`."""
+        return self.secrets.find_eap(local_id, remote_id)
 
     def trust_anchors(self, conn: IkeConfig) -> list[x509.Certificate]:
         """The CA certificates a peer's certificate may chain to for `conn`: the remote round's

@@ -187,7 +187,7 @@ def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
     ca_key, int_key = key(), key()
     ca = cert("Lab Root CA", "Lab Root CA", ca_key.public_key(), ca_key, True)
     intermediate = cert("Lab Intermediate CA", "Lab Root CA", int_key.public_key(), ca_key, True, extra=chain_padding)
-    out = {"ca": ca, "intermediate": intermediate}
+    out = {"ca": ca, "intermediate": intermediate, "intermediate_key": int_key}
     for name in ("gwa.lab", "gwb.lab"):
         k = key()
         out[name] = (cert(name, "Lab Intermediate CA", k.public_key(), int_key, False, sans=(name,)), k)
@@ -203,4 +203,69 @@ def cert_configs(kind: str = "ecdsa", chain_padding: int = 0, **options) -> tupl
         conn.local = AuthConfig("pubkey", Identity.parse(me), certs=[certificate, pki["intermediate"]])
         conn.remote = AuthConfig("pubkey", conn.remote.id, cacerts=[pki["ca"]])
         config.secrets = Secrets(private_keys=[PrivateKey(f"{me}.key", private)])
+    return a, b
+
+
+# ---------------------------------------------------------------- EAP (RFC 7296 §2.16) and two rounds (RFC 4739)
+
+EAP_USER = "carol"
+EAP_PASSWORD = "carol-lab-only-password"
+
+
+def make_user_cert(pki, name: str = EAP_USER):
+    """A certificate for an EAP user (subjectAltName `name`), issued by make_pki's intermediate."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer_key = pki.get("intermediate_key")
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(pki["intermediate"].subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(issuer_key, hashes.SHA256()))
+    return cert, key
+
+
+def eap_configs(method: str = "mschapv2", *, rounds: int = 1, ask_identity: bool = True, kind: str = "ecdsa",
+                client_password: str = EAP_PASSWORD, gateway_password: str = EAP_PASSWORD,
+                **options) -> tuple[Config, Config]:
+    """a: a road warrior authenticating with EAP-`method` (md5, mschapv2, tls) as user carol;
+    b: the gateway gwb.lab, authenticated by its certificate, the EAP server. With rounds=2, a
+    first authenticates with its certificate (gwa.lab), then with EAP (RFC 4739)."""
+    pki = make_pki(kind)
+    a, b = pair_configs(**options)
+    conn_a, conn_b = a.connections["s2s"], b.connections["s2s"]
+    user = Identity.parse(EAP_USER)
+    gw_cert, gw_key = pki["gwb.lab"]
+    conn_b.local = AuthConfig("pubkey", Identity.parse("gwb.lab"), certs=[gw_cert, pki["intermediate"]])
+    conn_a.remote = AuthConfig("pubkey", Identity.parse("gwb.lab"), cacerts=[pki["ca"]])
+    eap_round_a = AuthConfig(f"eap-{method}", user)
+    eap_round_b = AuthConfig(f"eap-{method}", eap_id=Identity.any() if ask_identity else None)
+    keys_a = []
+    if method == "tls":
+        cert, key = make_user_cert(pki)
+        eap_round_a.certs = [cert, pki["intermediate"]]
+        keys_a.append(PrivateKey("carol.key", key))
+        eap_round_b.cacerts = [pki["ca"]]
+    if rounds == 1:
+        conn_a.local, conn_b.remote = eap_round_a, eap_round_b
+    else:
+        a_cert, a_key = pki["gwa.lab"]
+        conn_a.local = AuthConfig("pubkey", Identity.parse("gwa.lab"), certs=[a_cert, pki["intermediate"]])
+        conn_a.extra_local = [eap_round_a]
+        conn_b.remote = AuthConfig("pubkey", Identity.parse("gwa.lab"), cacerts=[pki["ca"]])
+        conn_b.extra_remote = [eap_round_b]
+        keys_a.append(PrivateKey("gwa.key", a_key))
+    a.secrets = Secrets(private_keys=keys_a, eap=[SharedKey("eap-carol", client_password.encode(), [user])])
+    b.secrets = Secrets(private_keys=[PrivateKey("gwb.key", gw_key)],
+                        eap=[SharedKey("eap-carol", gateway_password.encode(), [user])])
+    a.cacerts = b.cacerts = [pki["ca"]]
     return a, b

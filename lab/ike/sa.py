@@ -9,8 +9,10 @@ through a small interface (lab.ike.interface.Endpoint).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import struct
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -18,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from . import payloads as pl
 from .certs import certreq_hashes, verify_peer_certificate
 from .child_sa import ChildSA, covers, narrow
-from .config import (ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address,
-                     transport_nat_selectors)
+from .config import (AuthClass, AuthConfig, ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig,
+                     selector_address, transport_nat_selectors)
 from .const import AuthMethod, CertEncoding, CfgAttr, NotifyType, ProtocolId, TransformType, name_of
 from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algorithms, default_scheme,
                      derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys, psk_auth_data, sign_auth,
@@ -83,6 +85,10 @@ class IkeSA:
         self.peer_fragmentation = False
         self.peer_hashes: list[int] = []
         self.peer_certreq = False
+        self.peer_multiple_auth = False  # RFC 4739 §3: MULTIPLE_AUTH_SUPPORTED in IKE_SA_INIT
+        self.auth_responder: Task | None = None  # the responder's IKE_AUTH across its round trips
+        self.remote_eap_id: Identity | None = None
+        self.local_eap_id: Identity | None = None
         self.virtual_ip: str | None = None
         self.assigned_ip: str | None = None
         self.children: list[ChildSA] = []
@@ -183,6 +189,7 @@ class IkeSA:
             except (ParseError, CryptoError):
                 self.peer_hashes = []
         self.peer_certreq = any(isinstance(p, pl.CERTREQ) for p in payloads)
+        self.peer_multiple_auth = find_notify(payloads, NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None
 
     def evaluate_nat(self, payloads: list[pl.Payload], now: float) -> None:
         # RFC 7296 §2.23: compare the peer's hashes with what the packet really carried
@@ -212,15 +219,16 @@ class IkeSA:
     def _local_auth_method(self) -> str:
         return str(self.config.local.method)
 
-    def cert_payloads(self) -> list[pl.Payload]:
-        if self._local_auth_method() != "pubkey" or not self.config.local.certs:
+    def cert_payloads(self, round_auth: AuthConfig | None = None) -> list[pl.Payload]:
+        auth = round_auth or self.config.local
+        if str(auth.method) != "pubkey" or not auth.certs:
             return []
         if str(self.config.send_cert) == "never":
             return []
         if str(self.config.send_cert) == "ifasked" and not self.peer_certreq:
             return []
         return [pl.CERT(encoding=CertEncoding.X509_SIGNATURE, data=c.public_bytes(Encoding.DER))
-                for c in self.config.local.certs]
+                for c in auth.certs]
 
     def certreq_payloads(self) -> list[pl.Payload]:
         anchors = self.endpoint.config.trust_anchors(self.config)
@@ -240,18 +248,22 @@ class IkeSA:
             sk_p = self.keys.sk_pr if self.is_initiator else self.keys.sk_pi
         return signed_octets(message, nonce, prf_id, sk_p, id_body)
 
-    def auth_payload(self, id_payload: pl.Identification) -> pl.AUTH:
+    def auth_payload(self, id_payload: pl.Identification, round_auth: AuthConfig | None = None,
+                     local_id: Identity | None = None) -> pl.AUTH:
+        """Our AUTH (RFC 7296 §2.15) over `id_payload`, by the round's method (psk or pubkey)."""
+        auth = round_auth or self.config.local
+        local_id = local_id or self.local_id
         octets = self._signed_octets(True, id_payload.body())
         assert self.algorithms is not None
-        if self._local_auth_method() == "psk":
-            secret = self.endpoint.config.find_psk(self.local_id, self.remote_id or self.config.remote_identity)
+        if str(auth.method) == "psk":
+            secret = self.endpoint.config.find_psk(local_id, self.remote_id or self.config.remote_identity)
             if secret is None:
-                raise ExchangeFailed(f"no pre-shared key for {self.local_id} - {self.config.remote_identity} "
+                raise ExchangeFailed(f"no pre-shared key for {local_id} - {self.config.remote_identity} "
                                      f"in the secrets section")
             return pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=psk_auth_data(self.algorithms.prf, secret, octets))
-        if not self.config.local.certs:
+        if not auth.certs:
             raise ExchangeFailed(f"connection {self.config.name} uses pubkey authentication but has no certificate")
-        key = self.endpoint.config.secrets.private_key_for(self.config.local.certs[0])
+        key = self.endpoint.config.secrets.private_key_for(auth.certs[0])
         if key is None:
             raise ExchangeFailed(f"no private key for the certificate of connection {self.config.name}")
         scheme = default_scheme(key.key)
@@ -261,13 +273,40 @@ class IkeSA:
         return pl.AUTH(method=AuthMethod.DIGITAL_SIGNATURE, data=sign_auth(AuthMethod.DIGITAL_SIGNATURE, key.key,
                                                                            octets, scheme))
 
+    def eap_auth_data(self, ours: bool, id_body: bytes, msk: bytes | None) -> bytes:
+        """AUTH after EAP (RFC 7296 §2.16): the shared-key MIC keyed with the MSK; a method
+        without one (EAP-MD5) keys the initiator's AUTH with SK_pi and the responder's with SK_pr."""
+        assert self.algorithms is not None and self.keys is not None
+        octets = self._signed_octets(ours, id_body)
+        if msk:
+            key = msk
+        else:
+            sender_is_initiator = self.is_initiator == ours
+            key = self.keys.sk_pi if sender_is_initiator else self.keys.sk_pr
+        return psk_auth_data(self.algorithms.prf, key, octets)
+
+    def verify_eap_auth(self, id_body: bytes, auth: pl.AUTH, msk: bytes | None) -> None:
+        if auth.method != AuthMethod.SHARED_KEY_MIC:
+            raise AuthenticationFailed(f"peer's AUTH after EAP is {name_of(AuthMethod, auth.method)}, not a "
+                                       f"shared key MIC (RFC 7296 §2.16)")
+        expected = self.eap_auth_data(False, id_body, msk)
+        if not hmac.compare_digest(expected, bytes(auth.data)):
+            raise AuthenticationFailed("AUTH over the EAP " + ("MSK" if msk else "SK_p keys") + " does not match "
+                                       "(the EAP run was not with this IKE SA's peer)")
+
     def verify_peer_auth(self, id_payload: pl.Identification, auth: pl.AUTH, payloads: list[pl.Payload],
-                         peer_id: Identity, config: IkeConfig | None = None) -> None:
-        """Raises AuthenticationFailed / CryptoError when the peer's AUTH does not check out."""
+                         peer_id: Identity, config: IkeConfig | None = None,
+                         round_auth: AuthConfig | None = None) -> None:
+        """Raises AuthenticationFailed / CryptoError when the peer's AUTH does not check out
+        (`round_auth`: the remote round it answers, default the first)."""
         config = config or self.config
+        round_auth = round_auth or config.remote
         octets = self._signed_octets(False, id_payload.body())
         assert self.algorithms is not None
-        if str(config.remote.method) == "psk":
+        if AuthClass(round_auth.method).is_eap:
+            raise AuthenticationFailed(f"peer sent an AUTH payload, the connection expects {round_auth.method} "
+                                       f"(RFC 7296 §2.16: no AUTH in the first IKE_AUTH request)")
+        if str(round_auth.method) == "psk":
             if auth.method != AuthMethod.SHARED_KEY_MIC:
                 raise AuthenticationFailed(f"peer used {name_of(AuthMethod, auth.method)}, connection expects a PSK")
             secret = self.endpoint.config.find_psk(self.local_id, peer_id)
@@ -280,7 +319,8 @@ class IkeSA:
         certs = [p for p in payloads if isinstance(p, pl.CERT)]
         if self.endpoint.wall_clock is None:
             raise AuthenticationFailed("no wall clock given to the endpoint: certificate validity cannot be checked")
-        end_entity = verify_peer_certificate(certs, config, self.endpoint.config.trust_anchors(config), peer_id,
+        anchors = list(round_auth.cacerts) or self.endpoint.config.trust_anchors(config)
+        end_entity = verify_peer_certificate(certs, SimpleNamespace(remote=round_auth), anchors, peer_id,
                                              self.endpoint.wall_clock())
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
 

@@ -33,7 +33,8 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 # left out and reported in `StrongSwan.missing_plugins`.
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
-    "kernel-libipsec kernel-netlink socket-default vici"
+    "kernel-libipsec kernel-netlink socket-default vici "
+    "eap-identity eap-md5 eap-mschapv2 eap-tls attr"
 ).split()
 REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
 SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
@@ -44,6 +45,10 @@ PLUGIN_PACKAGES = {
     "openssl": "libstrongswan-standard-plugins",
     "gcm": "libstrongswan-standard-plugins",
     "curve25519": "libstrongswan-standard-plugins",
+    "eap-mschapv2": "libcharon-extauth-plugins",
+    "eap-identity": "libcharon-extra-plugins",
+    "eap-md5": "libcharon-extra-plugins",
+    "eap-tls": "libcharon-extra-plugins",
 }
 
 # charon's log subsystems (strongswan.conf(5), charon.filelog.<name>.<subsystem>).

@@ -280,8 +280,9 @@ def test_local_identity_defaults():
     assert AuthConfig().identity_for().is_any
     assert AuthConfig(id=P("gwa.lab")).identity_for("192.0.2.1") == P("gwa.lab")
     assert AuthConfig("psk").method == AuthClass.PSK
-    with pytest.raises(ConfigValueError, match="auth must be one of psk, pubkey"):
-        AuthConfig("eap")
+    assert AuthConfig("eap-mschapv2").method.eap_method == "mschapv2"
+    with pytest.raises(ConfigValueError, match="auth must be one of psk, pubkey, eap, eap-md5"):
+        AuthConfig("eap-ttls")
 
 
 # ---------------------------------------------------------------- connection lookup

@@ -272,7 +272,33 @@ ERRORS = [
               auth = eap-mschapv2
             }
           }
-        }''', 4, "connections.s2s.local.auth", ["EAP authentication", "not supported by ipsec-lab"]),
+        }''', 4, "connections.s2s.local.auth", ["auth = eap-mschapv2 needs a password", "secrets { eap-"]),
+    ('''
+        connections {
+          s2s {
+            local {
+              auth = eap-ttls
+            }
+          }
+        }''', 4, "connections.s2s.local.auth", ["EAP method 'ttls'", "not implemented by ipsec-lab",
+                                                "eap-mschapv2"]),
+    ('''
+        connections {
+          s2s {
+            remote {
+              auth = eap
+            }
+          }
+        }''', 4, "connections.s2s.remote.auth", ["auth = eap on the remote side", "eap-mschapv2"]),
+    ('''
+        connections {
+          s2s {
+            local {
+              auth = pubkey
+              eap_id = carol
+            }
+          }
+        }''', 5, "connections.s2s.local.eap_id", ["eap_id only applies to EAP"]),
     ('''
         connections {
           s2s {
@@ -289,10 +315,10 @@ ERRORS = [
               auth = psk
             }
             local-2 {
-              auth = psk
+              auth = eap-sim
             }
           }
-        }''', 6, "connections.s2s.local-2", ["multiple authentication rounds", "not supported by ipsec-lab"]),
+        }''', 7, "connections.s2s.local-2.auth", ["EAP method 'sim'", "not implemented by ipsec-lab"]),
     ('''
         connections {
           s2s {
@@ -349,9 +375,9 @@ ERRORS = [
     ('''
         secrets {
           eap-alice {
-            secret = x
+            id = alice
           }
-        }''', 2, "secrets.eap-alice", ["EAP secrets", "not supported by ipsec-lab"]),
+        }''', 2, "secrets.eap-alice", ["EAP secret 'eap-alice' has no secret"]),
     ('''
         connections {
           s2s {
@@ -636,3 +662,46 @@ def test_ipsec_lab_section_switches_key_export_on(tmp_path):
     assert config.export_keys == str(tmp_path / "keys")
     with pytest.raises(ConfigError, match=r"swanctl.conf:2: ipsec-lab.trace: unknown key 'trace'"):
         parse_swanctl("ipsec-lab {\n  trace = x\n}\n")
+
+
+def test_eap_rounds_and_secrets():
+    config = parse_swanctl(textwrap.dedent('''
+        connections {
+          rw {
+            remote_addrs = 192.0.2.1
+            local-second {
+              round = 2
+              auth = eap-mschapv2
+              eap_id = carol
+            }
+            local-first {
+              round = 1
+              auth = psk
+              id = carol.lab
+            }
+            remote {
+              auth = psk
+              id = gw.lab
+            }
+          }
+          gw {
+            local { auth = psk }
+            remote-1 { auth = psk }
+            remote-2 {
+              auth = eap-md5
+              eap_id = %any
+            }
+          }
+        }
+        secrets {
+          ike-1 { secret = x }
+          eap-carol {
+            id = carol
+            secret = "carol's password"
+          }
+        }'''))
+    rw, gw = config.connections["rw"], config.connections["gw"]
+    assert [str(r.method) for r in rw.local_rounds] == ["psk", "eap-mschapv2"]
+    assert str(rw.extra_local[0].eap_id) == "carol" and str(rw.local.id) == "carol.lab"
+    assert [str(r.method) for r in gw.remote_rounds] == ["psk", "eap-md5"] and gw.extra_remote[0].eap_id.is_any
+    assert config.find_eap(None, Identity.parse("carol")) == b"carol's password"

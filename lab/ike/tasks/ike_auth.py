@@ -1,22 +1,53 @@
 """IKE_AUTH (RFC 7296 §1.2, §2.15): identities, AUTH (PSK or signatures), certificates, the
 first CHILD SA (or none, RFC 6023) and a virtual IP from a pool (§3.15). A rejected AUTH is
-answered AUTHENTICATION_FAILED, or told to the responder in an INFORMATIONAL (§2.21.2)."""
+answered AUTHENTICATION_FAILED, or told to the responder in an INFORMATIONAL (§2.21.2).
+
+With EAP (§2.16) the initiator leaves AUTH out of its first request; the responder answers
+with its own IDr, CERT and AUTH and an EAP Request, the EAP conversation runs over as many
+IKE_AUTH round trips as the method needs, and both sides end with an AUTH keyed with the MSK.
+With several rounds (RFC 4739) the initiator says ANOTHER_AUTH_FOLLOWS and authenticates
+again with a new IDi (certificate, then EAP). The child's SA, TSi and TSr ride in the first
+request and are answered in the last response.
+
+One task on each side spans all those round trips: the initiator's queues itself again
+after each response; the responder's lives in `IkeSA.auth_responder` and every later request
+is handed to it.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .. import payloads as pl
-from ..config import ChildConfig, ChildMode
-from ..const import CfgAttr, CfgType, ExchangeType, NotifyType, name_of
+from ..config import AuthClass, AuthConfig, ChildConfig, ChildMode
+from ..const import AuthMethod, CfgAttr, CfgType, EapType, ExchangeType, IdType, NotifyType, name_of
 from ..crypto import AuthenticationFailed
+from ..eap import EapError, EapPacket, EapPeer, EapServer, PeerMethod, describe, eap_type_of
+from ..eap.md5 import Md5Peer, Md5Server
+from ..eap.mschapv2 import MsChapV2Peer, MsChapV2Server
+from ..eap.tls import TlsPeer, TlsServer, peer_checker
 from ..errors import CryptoError
 from ..events import AuthFailed, NegotiationFailed
-from ..identity import Identity
+from ..identity import Identity, IdentityError
 from .base import CHILD_ERRORS, ExchangeFailed, Task, error_notify, find_notify, first, notify
 from .child_create import new_child_as_responder
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
+
+EAP_METHODS = ("md5", "mschapv2", "tls")
+
+
+def eap_identity_octets(identity: Identity) -> bytes:
+    # strongSwan sends an identity's encoding (its ID data), e.g. b"carol" for carol
+    return identity.data
+
+
+def identity_from_eap(data: bytes) -> Identity:
+    """An EAP identity as an IKE identity (strongSwan identification_create_from_data)."""
+    try:
+        return Identity.parse(data.decode("utf-8"))
+    except (IdentityError, UnicodeDecodeError, ValueError):
+        return Identity(IdType.ID_KEY_ID, bytes(data))  # opaque octets
 
 
 class IkeAuth(Task):
@@ -28,20 +59,69 @@ class IkeAuth(Task):
         self.spi_in = b""
         self.reply: list[pl.Payload] = []
         self.failure: str | None = None
+        # both halves: which authentication round, and where in it
+        self.round = 0
+        self.phase = "first"   # first | eap | eap_auth | next_round
+        self.eap_peer: EapPeer | None = None
+        self.eap_server: EapServer | None = None
+        self.eap_out: EapPacket | None = None
+        self.msk: bytes | None = None
+        self.round_id: pl.Identification | None = None  # the IDi of the current round
+        self.peer_id_payload: pl.Identification | None = None  # the responder's IDr (initiator side)
+        self.request: list[pl.Payload] = []  # responder: the first request (SA, TSi, TSr, CP)
+        self.established = False
 
     # ---------------------------------------------------------------- initiator
 
+    def _round(self, ike: "IkeSA") -> AuthConfig:
+        return ike.config.local_rounds[self.round]
+
+    def _more_rounds(self, ike: "IkeSA") -> bool:
+        return self.round + 1 < len(ike.config.local_rounds)
+
+    def _another(self, ike: "IkeSA") -> list[pl.Payload]:
+        if not self._more_rounds(ike):
+            return []
+        if not ike.peer_multiple_auth:
+            raise ExchangeFailed(f"connection {ike.config.name} has {len(ike.config.local_rounds)} authentication "
+                                 f"rounds but the peer did not announce MULTIPLE_AUTH_SUPPORTED (RFC 4739)")
+        return [notify(NotifyType.ANOTHER_AUTH_FOLLOWS)]
+
+    def _round_identity(self, ike: "IkeSA") -> Identity:
+        if self.round == 0:
+            return ike.local_id
+        return self._round(ike).identity_for(ike.local[0])
+
     def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
-        out: list[pl.Payload] = []
-        id_payload = ike.local_id.to_payload(pl.IDi)
-        out.append(id_payload)
-        out += ike.cert_payloads()
+        if self.phase == "eap":
+            assert self.eap_out is not None
+            return [pl.EAP(message=self.eap_out.serialize())]
+        if self.phase == "eap_auth":
+            assert self.round_id is not None
+            # RFC 7296 §2.16: the initiator's AUTH over the MSK (or SK_pi) closes the EAP round
+            data = ike.eap_auth_data(True, self.round_id.body(), self.msk)
+            return [pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=data), *self._another(ike)]
+        auth = self._round(ike)
+        identity = self._round_identity(ike)
+        id_payload = identity.to_payload(pl.IDi)
+        self.round_id = id_payload
+        out: list[pl.Payload] = [id_payload]
+        out += ike.cert_payloads(auth)
+        if AuthClass(auth.method).is_eap:
+            self.eap_peer = self._new_eap_peer(ike, auth, identity)
+        if self.phase == "next_round":
+            # RFC 4739 §3: a later round is IDi, [CERT], AUTH (none for EAP), [ANOTHER_AUTH_FOLLOWS]
+            if not AuthClass(auth.method).is_eap:
+                out.append(ike.auth_payload(id_payload, auth, identity))
+            return out + self._another(ike)
         if ike.config.send_certreq and ike.config.remote.method == "pubkey":
             out += ike.certreq_payloads()
         if not ike.config.remote_identity.is_any and not ike.config.remote_identity.has_wildcards:
             out.append(ike.config.remote_identity.to_payload(pl.IDr))
-        out.append(ike.auth_payload(id_payload))
+        if not AuthClass(auth.method).is_eap:
+            out.append(ike.auth_payload(id_payload))  # RFC 7296 §2.16: left out to ask for EAP
         out.append(pl.Notify(notify_type=NotifyType.INITIAL_CONTACT))
+        out += self._another(ike)
         if self.child is not None:
             if ike.config.vips:
                 out.append(pl.CP(cfg_type=CfgType.CFG_REQUEST,
@@ -55,6 +135,49 @@ class IkeAuth(Task):
             out.append(pl.TSr(selectors=ike.child_remote_ts(self.child)))
         return out
 
+    def _new_eap_peer(self, ike: "IkeSA", auth: AuthConfig, identity: Identity) -> EapPeer:
+        eap_id = auth.eap_id if auth.eap_id is not None and not auth.eap_id.is_any else identity
+        ike.local_eap_id = eap_id
+        name = eap_identity_octets(eap_id)
+        endpoint = ike.endpoint
+        wanted = [AuthClass(auth.method).eap_method] if AuthClass(auth.method).eap_method else list(EAP_METHODS)
+
+        def secret() -> bytes:
+            found = endpoint.config.find_eap(eap_id, ike.remote_id or ike.config.remote_identity)
+            if found is None:
+                raise EapError(f"no EAP secret for {eap_id} in the secrets section (secrets {{ eap-x {{ id = "
+                               f"{eap_id}  secret = ... }} }})")
+            return found
+
+        def md5() -> PeerMethod:
+            return Md5Peer(secret())
+
+        def mschapv2() -> PeerMethod:
+            return MsChapV2Peer(name, secret(), endpoint.random)
+
+        def tls() -> PeerMethod:
+            if not auth.certs:
+                raise EapError(f"EAP-TLS needs our certificate: add certs = ... to the local round of "
+                               f"{ike.config.name}")
+            key = endpoint.config.secrets.private_key_for(auth.certs[0])
+            if key is None:
+                raise EapError("no private key for our EAP-TLS certificate")
+            anchors = list(ike.config.remote.cacerts) or list(endpoint.config.cacerts)
+            clock = endpoint.wall_clock() if endpoint.wall_clock else None
+            return TlsPeer(auth.certs[0], auth.certs[1:], key.key,
+                           peer_checker(anchors, ike.remote_id or ike.config.remote_identity, clock))
+
+        factories: dict[int, Callable[[], PeerMethod]] = {}
+        for method in wanted:
+            if method == "tls" and not auth.certs:
+                continue
+            if method in ("md5", "mschapv2") and auth.method == AuthClass.EAP and auth.certs and \
+                    endpoint.config.find_eap(eap_id, ike.config.remote_identity) is None:
+                continue
+            kind = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS}[method]
+            factories[kind] = {"md5": md5, "mschapv2": mschapv2, "tls": tls}[method]
+        return EapPeer(name, factories)
+
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         if find_notify(payloads, NotifyType.AUTHENTICATION_FAILED) is not None:
             ike.auth_failed("peer answered AUTHENTICATION_FAILED", by_peer=True, now=now)
@@ -62,6 +185,34 @@ class IkeAuth(Task):
         error = error_notify(payloads)
         if error is not None and error.notify_type not in CHILD_ERRORS:
             raise ExchangeFailed(f"peer answered {name_of(NotifyType, error.notify_type)}")
+        if self.peer_id_payload is None and not self._responder_authenticated(ike, payloads, now):
+            return
+        eap = first(payloads, pl.EAP)
+        if eap is not None:
+            self._eap_request(ike, eap, now)
+            return
+        if self.phase == "eap_auth":
+            auth = first(payloads, pl.AUTH)
+            if auth is None:
+                raise ExchangeFailed("the response to our AUTH after EAP lacks the responder's AUTH (RFC 7296 §2.16)")
+            try:
+                ike.verify_eap_auth(self.peer_id_payload.body(), auth, self.msk)  # type: ignore[union-attr]
+            except AuthenticationFailed as err:
+                ike.auth_failed(str(err), by_peer=False, now=now, tell_peer=True)
+                return
+        elif AuthClass(self._round(ike).method).is_eap:
+            raise ExchangeFailed(f"we asked for EAP ({self._round(ike).method}) but the responder sent no EAP "
+                                 f"request")
+        if self._more_rounds(ike):
+            self.round += 1
+            self.phase = "next_round"
+            self.msk = None
+            ike.trace_note(now, "auth_round", round=self.round + 1, method=str(self._round(ike).method))
+            ike.tm.queue(self, now, front=True)
+            return
+        self._established_i(ike, payloads, error, now)
+
+    def _responder_authenticated(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> bool:
         id_r, auth = first(payloads, pl.IDr), first(payloads, pl.AUTH)
         if id_r is None or auth is None:
             raise ExchangeFailed("IKE_AUTH response lacks IDr or AUTH")
@@ -69,13 +220,43 @@ class IkeAuth(Task):
         if not peer_id.matches(ike.config.remote_identity):
             ike.auth_failed(f"responder identity {peer_id} does not match the expected {ike.config.remote_identity}",
                             by_peer=False, now=now, tell_peer=True)
-            return
+            return False
         try:
             ike.verify_peer_auth(id_r, auth, payloads, peer_id)
         except (AuthenticationFailed, CryptoError) as err:
             ike.auth_failed(str(err), by_peer=False, now=now, tell_peer=True)
-            return
+            return False
         ike.remote_id = peer_id
+        self.peer_id_payload = id_r
+        return True
+
+    def _eap_request(self, ike: "IkeSA", eap: pl.EAP, now: float) -> None:
+        if self.eap_peer is None:
+            ike.auth_failed(f"responder asked for EAP, our round {self.round + 1} is "
+                            f"{self._round(ike).method}", by_peer=False, now=now, tell_peer=True)
+            return
+        try:
+            packet = EapPacket.parse(eap.message)
+            ike.trace_note(now, "eap", dir="in", packet=describe(packet))
+            answer = self.eap_peer.receive(packet)
+        except EapError as err:
+            ike.auth_failed(f"EAP: {err}", by_peer=False, now=now, tell_peer=True)
+            return
+        if answer is not None:
+            self.eap_out = answer
+            self.phase = "eap"
+            ike.trace_note(now, "eap", dir="out", packet=describe(answer))
+            ike.tm.queue(self, now, front=True)
+            return
+        if not self.eap_peer.succeeded:
+            ike.auth_failed(f"EAP: {self.eap_peer.failed}", by_peer=True, now=now)
+            return
+        self.msk = self.eap_peer.msk
+        ike.trace_note(now, "eap_success", method=str(self._round(ike).method), msk=self.msk is not None)
+        self.phase = "eap_auth"
+        ike.tm.queue(self, now, front=True)
+
+    def _established_i(self, ike: "IkeSA", payloads: list[pl.Payload], error: pl.Notify | None, now: float) -> None:
         cp = first(payloads, pl.CP)
         if isinstance(cp, pl.CP):
             ike.take_virtual_ip(cp)  # before IkeSaUp, which carries it (RFC 7296 §3.15)
@@ -95,11 +276,31 @@ class IkeAuth(Task):
 
     # ---------------------------------------------------------------- responder
 
+    def _target(self, ike: "IkeSA") -> "IkeAuth":
+        held = ike.auth_responder
+        return held if isinstance(held, IkeAuth) else self
+
     def process_r(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+        target = self._target(ike)
+        if target is not self:
+            return target.process_r(ike, inner, now)
+        self.reply, self.failure = [], None
+        if self.phase == "first":
+            return self._first_request(ike, inner, now)
+        if self.phase == "eap":
+            return self._eap_response(ike, inner, now)
+        if self.phase == "eap_auth":
+            return self._eap_auth(ike, inner, now)
+        return self._next_round(ike, inner, now)
+
+    def _remote_round(self, ike: "IkeSA") -> AuthConfig:
+        return ike.config.remote_rounds[self.round]
+
+    def _first_request(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
         endpoint = ike.endpoint
         id_i, auth = first(inner, pl.IDi), first(inner, pl.AUTH)
-        if id_i is None or auth is None:
-            return self._fail(ike, "IKE_AUTH request lacks IDi or AUTH")
+        if id_i is None:
+            return self._fail(ike, "IKE_AUTH request lacks IDi")
         peer_id = Identity.from_payload(id_i)
         id_r = first(inner, pl.IDr)
         wanted_local = Identity.from_payload(id_r) if id_r is not None else None
@@ -111,19 +312,177 @@ class IkeAuth(Task):
         if config is not ike.config:
             ike.config = config
             ike.local_id = config.local_identity(ike.local[0])
-        try:
-            ike.verify_peer_auth(id_i, auth, inner, peer_id, config)
-        except (AuthenticationFailed, CryptoError) as err:
-            return self._fail(ike, str(err))
+        first_round = config.remote
+        if auth is None and not AuthClass(first_round.method).is_eap:
+            return self._fail(ike, f"IKE_AUTH request lacks AUTH; connection {config.name} expects "
+                                   f"{first_round.method} (without AUTH the initiator asks for EAP, RFC 7296 §2.16)")
+        if auth is not None:
+            try:
+                ike.verify_peer_auth(id_i, auth, inner, peer_id, config)
+            except (AuthenticationFailed, CryptoError) as err:
+                return self._fail(ike, str(err))
         ike.remote_id = peer_id
         ike.peer_certreq = ike.peer_certreq or first(inner, pl.CERTREQ) is not None
         id_payload = ike.local_id.to_payload(pl.IDr)
         try:
-            reply: list[pl.Payload] = [id_payload, *ike.cert_payloads(), ike.auth_payload(id_payload)]
+            ours: list[pl.Payload] = [id_payload, *ike.cert_payloads(), ike.auth_payload(id_payload)]
         except ExchangeFailed as err:
             return self._fail(ike, err.reason)
+        self.peer_id_payload = id_payload  # our IDr, signed again by the AUTH after EAP
+        self.request = inner
+        self.round_id = id_i
+        another = find_notify(inner, NotifyType.ANOTHER_AUTH_FOLLOWS) is not None
+        if auth is None:
+            start = self._start_eap(ike, first_round, peer_id, now)
+            if start is None:
+                return
+            ike.auth_responder = self
+            self.reply = ours + [start]
+            return
+        if another:
+            if len(config.remote_rounds) < 2:
+                return self._fail(ike, f"peer announces another authentication round (RFC 4739), connection "
+                                       f"{config.name} has one")
+            ike.auth_responder = self
+            self.round, self.phase = 1, "next_round"
+            self.reply = ours
+            return
+        if len(config.remote_rounds) > 1:
+            return self._fail(ike, f"connection {config.name} wants {len(config.remote_rounds)} authentication "
+                                   f"rounds (RFC 4739), the peer finished after one")
+        self._finish_r(ike, ours, now)
+
+    def _finish_r(self, ike: "IkeSA", reply: list[pl.Payload], now: float) -> None:
         ike.established(now)
-        self.reply = reply + _first_child(ike, inner, now)
+        self.established = True
+        self.reply = reply + _first_child(ike, self.request, now)
+
+    def _start_eap(self, ike: "IkeSA", auth: AuthConfig, peer_id: Identity, now: float) -> pl.EAP | None:
+        try:
+            self.eap_server = self._new_eap_server(ike, auth, peer_id)
+            packet = self.eap_server.start()
+        except EapError as err:
+            self._fail(ike, f"EAP: {err}")
+            return None
+        self.phase = "eap"
+        ike.trace_note(now, "eap", dir="out", packet=describe(packet))
+        return pl.EAP(message=packet.serialize())
+
+    def _new_eap_server(self, ike: "IkeSA", auth: AuthConfig, peer_id: Identity) -> EapServer:
+        endpoint = ike.endpoint
+        method = AuthClass(auth.method).eap_method
+        if method is None:
+            raise EapError(f"remote auth = {auth.method} names no method to ask for")
+        ask = auth.eap_id is not None
+        pattern = auth.eap_id
+
+        def accept(data: bytes) -> bool:
+            return pattern is None or pattern.is_any or bool(identity_from_eap(data).matches(pattern))
+
+        def lookup(name: bytes) -> bytes | None:
+            return endpoint.config.find_eap(ike.local_id, identity_from_eap(name))
+
+        def make(who: bytes):
+            ike.remote_eap_id = identity_from_eap(who)
+            if method == "md5":
+                return Md5Server(lookup(who), endpoint.random, who)
+            if method == "mschapv2":
+                return MsChapV2Server(lookup, endpoint.random, who)
+            certs = ike.config.local.certs
+            if not certs:
+                raise EapError(f"EAP-TLS needs our certificate: connection {ike.config.name} has none")
+            key = endpoint.config.secrets.private_key_for(certs[0])
+            if key is None:
+                raise EapError("no private key for our EAP-TLS certificate")
+            anchors = list(auth.cacerts) or list(endpoint.config.cacerts)
+            clock = endpoint.wall_clock() if endpoint.wall_clock else None
+            return TlsServer(certs[0], certs[1:], key.key, peer_checker(anchors, identity_from_eap(who), clock,
+                                                                        auth.certs))
+        return EapServer(eap_type_of(method), make, endpoint.random(1)[0], ask_identity=ask,
+                         identity=eap_identity_octets(peer_id), accept_identity=accept)
+
+    def _eap_response(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+        eap = first(inner, pl.EAP)
+        assert self.eap_server is not None
+        if eap is None:
+            return self._fail(ike, "IKE_AUTH request during EAP lacks the EAP payload")
+        try:
+            packet = EapPacket.parse(eap.message)
+            ike.trace_note(now, "eap", dir="in", packet=describe(packet))
+            answer = self.eap_server.receive(packet)
+        except EapError as err:
+            return self._fail(ike, f"EAP: {err}")
+        ike.trace_note(now, "eap", dir="out", packet=describe(answer))
+        self.reply = [pl.EAP(message=answer.serialize())]
+        method = self.eap_server.method
+        if method is not None and method.refusal is not None and not getattr(self, "told_refusal", False):
+            self.told_refusal = True
+            ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, f"EAP: {method.refusal}", by_peer=False))
+        if self.eap_server.failed:
+            # RFC 7296 §2.16 with RFC 3748 §4.2: EAP Failure ends the exchange, then the SA
+            self.failure = f"EAP: {self.eap_server.failed}"
+            ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, self.failure, by_peer=False))
+        elif self.eap_server.succeeded:
+            self.msk = self.eap_server.msk
+            ike.remote_eap_id = identity_from_eap(self.eap_server.identity)
+            ike.trace_note(now, "eap_success", method=str(self._remote_round(ike).method), msk=self.msk is not None,
+                           identity=str(ike.remote_eap_id))
+            self.phase = "eap_auth"
+
+    def _eap_auth(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+        auth = first(inner, pl.AUTH)
+        if auth is None:
+            return self._fail(ike, "IKE_AUTH request after EAP Success lacks AUTH (RFC 7296 §2.16)")
+        assert self.round_id is not None and self.peer_id_payload is not None
+        try:
+            ike.verify_eap_auth(self.round_id.body(), auth, self.msk)
+        except AuthenticationFailed as err:
+            return self._fail(ike, str(err))
+        ours = pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=ike.eap_auth_data(True, self.peer_id_payload.body(), self.msk))
+        if find_notify(inner, NotifyType.ANOTHER_AUTH_FOLLOWS) is not None:
+            if self.round + 1 >= len(ike.config.remote_rounds):
+                return self._fail(ike, "peer announces another authentication round (RFC 4739) the connection "
+                                       "does not have")
+            self.round, self.phase, self.msk = self.round + 1, "next_round", None
+            self.reply = [ours]
+            return
+        if self.round + 1 < len(ike.config.remote_rounds):
+            return self._fail(ike, f"connection {ike.config.name} wants {len(ike.config.remote_rounds)} "
+                                   f"authentication rounds (RFC 4739), the peer finished after {self.round + 1}")
+        self._finish_r(ike, [ours], now)
+
+    def _next_round(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+        # RFC 4739 §3: the next round starts with a new IDi
+        id_i, auth = first(inner, pl.IDi), first(inner, pl.AUTH)
+        if id_i is None:
+            return self._fail(ike, f"IKE_AUTH request of round {self.round + 1} lacks IDi (RFC 4739)")
+        round_auth = self._remote_round(ike)
+        peer_id = Identity.from_payload(id_i)
+        if not round_auth.match_identity(peer_id):
+            return self._fail(ike, f"identity {peer_id} of round {self.round + 1} does not match {round_auth.id}")
+        self.round_id = id_i
+        ike.trace_note(now, "auth_round", round=self.round + 1, method=str(round_auth.method))
+        if auth is None:
+            if not AuthClass(round_auth.method).is_eap:
+                return self._fail(ike, f"round {self.round + 1} request lacks AUTH; connection expects "
+                                       f"{round_auth.method}")
+            start = self._start_eap(ike, round_auth, peer_id, now)
+            if start is not None:
+                self.reply = [start]
+            return
+        try:
+            ike.verify_peer_auth(id_i, auth, inner, peer_id, ike.config, round_auth)
+        except (AuthenticationFailed, CryptoError) as err:
+            return self._fail(ike, str(err))
+        if find_notify(inner, NotifyType.ANOTHER_AUTH_FOLLOWS) is not None and \
+                self.round + 1 < len(ike.config.remote_rounds):
+            self.round += 1
+            self.reply = []
+            return
+        if self.round + 1 < len(ike.config.remote_rounds):
+            return self._fail(ike, f"connection {ike.config.name} wants {len(ike.config.remote_rounds)} "
+                                   f"authentication rounds (RFC 4739), the peer finished after {self.round + 1}")
+        self._finish_r(ike, [], now)
 
     def _fail(self, ike: "IkeSA", reason: str) -> None:
         ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, reason, by_peer=False))
@@ -132,11 +491,14 @@ class IkeAuth(Task):
         self.reply = [notify(NotifyType.AUTHENTICATION_FAILED)]
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
-        return self.reply
+        return self._target(ike).reply
 
     def responded(self, ike: "IkeSA", now: float) -> None:
-        if self.failure is not None:
-            ike.destroy(f"authentication failed: {self.failure}", now, quiet=True)
+        target = self._target(ike)
+        if target.failure is not None:
+            ike.destroy(f"authentication failed: {target.failure}", now, quiet=True)
+        elif target.established:
+            ike.auth_responder = None
 
 
 class AuthRejected(Task):
@@ -162,7 +524,7 @@ def _assign_virtual_ip(ike: "IkeSA", cp: pl.CP | None) -> list[pl.Payload]:
     wants_v4 = any(a.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS for a in cp.attributes)
     if not wants_v4:
         return []
-    lease = ike.endpoint.lease_address(ike.config, ike.remote_id)
+    lease = ike.endpoint.lease_address(ike.config, ike.remote_eap_id or ike.remote_id)
     if lease is None:
         raise ExchangeFailed("no virtual IP to give (no pool or pool exhausted)", NotifyType.INTERNAL_ADDRESS_FAILURE)
     address, dns = lease

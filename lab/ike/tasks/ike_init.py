@@ -48,6 +48,7 @@ class IkeInit(Task):
             out.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
                              data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
+        out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
         return out
 
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
@@ -118,6 +119,7 @@ class IkeInit(Task):
                                    data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
         if ike.config.send_certreq and str(ike.config.remote.method) == "pubkey":
             reply += ike.certreq_payloads()
+        reply.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3
         self.reply = reply
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
