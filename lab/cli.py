@@ -33,12 +33,10 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_daemon(args: argparse.Namespace) -> int:
-    import os
 
     from lab.daemon.gateway import run_gateway
 
-    if os.geteuid() != 0:
-        print("ipsec-lab daemon needs root (it binds UDP 500/4500): run it with sudo or as root.", file=sys.stderr)
+    if _root_refused("daemon", "it binds UDP 500/4500"):
         return 1
     from lab.ike.endpoint import Settings
 
@@ -167,6 +165,14 @@ def _non_negative_int(value: str) -> int:
 DEFAULT_SCENARIO = "net2net-nat"
 
 
+def _root_refused(command: str, why: str = "it creates network namespaces") -> bool:
+    """True (and one line said) when `command` needs root and we are not."""
+    if os.geteuid() == 0:
+        return False
+    print(f"ipsec-lab {command} needs root ({why}): run it with sudo or as root.", file=sys.stderr)
+    return True
+
+
 def _draw_figures(out) -> None:
     """Figures of a run folder into out/figures, listed in its report (lab.viz)."""
     from pathlib import Path
@@ -200,7 +206,6 @@ def _run_one(name: str, out, progress=None):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import os
     import time
     from pathlib import Path
 
@@ -217,9 +222,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"ipsec-lab run: {err}", file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print("ipsec-lab run needs root (it creates network namespaces): run it with sudo or as root.",
-              file=sys.stderr)
+    if _root_refused("run"):
         return 1
     started = time.monotonic()
     import threading
@@ -266,12 +269,10 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    import os
 
     from lab.net.cleanup import LabBusy, LabLock, clean
 
-    if os.geteuid() != 0:
-        print("ipsec-lab clean needs root: run it with sudo or as root.", file=sys.stderr)
+    if _root_refused("clean", "it removes network namespaces and processes"):
         return 1
     lock = LabLock()
     try:
@@ -291,7 +292,6 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    import os
     import signal
     from pathlib import Path
 
@@ -304,9 +304,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"ipsec-lab up: {err}", file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print("ipsec-lab up needs root (it creates network namespaces): run it with sudo or as root.",
-              file=sys.stderr)
+    if _root_refused("up"):
         return 1
     if not args.run:
         scenario.steps = [s for s in scenario.steps if s.kind in ("start", "initiate") and s.expect == "pass"]

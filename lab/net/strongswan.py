@@ -19,7 +19,7 @@ import subprocess
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from lab.conf.writer import render_s2s_conf  # noqa: F401  (moved to lab.conf; re-exported)
 
@@ -537,22 +537,6 @@ class StrongSwan(Peer):
 
     def reload(self) -> None:
         self.load_all()
-
-    def raw_wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0,
-                     what: str = "the SAs to reach the expected state", interval: float = 0.2) -> list[dict[str, Any]]:
-        """As wait_for(), on raw_sas() (charon's own keys)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            sas = self.raw_sas()
-            if predicate(sas):
-                return sas
-            if not self.running:
-                raise StrongSwanError(f"charon on {self.name} died while waiting for {what}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise StrongSwanError(
-                    f"timed out after {timeout:g} s on {self.name} waiting for {what}; SAs now: {sas}\n{self.log_tail()}"
-                )
-            time.sleep(interval)
 
 
 def _text(value: Any) -> Any:
