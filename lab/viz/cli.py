@@ -22,6 +22,16 @@ def add_parser(commands) -> None:
     figures.add_argument("--mtu", type=int, default=1500, metavar="BYTES", help="path MTU for the MTU figure")
     figures.set_defaults(handler=run)
 
+    diagnose = commands.add_parser(
+        "diagnose", help="name the first point where a failed run went wrong, and the likely misconfiguration",
+        description="Read a run folder (result.json, trace.jsonl, logs/, the gateways' swanctl.conf as run, "
+                    "captures/ with keys/) and say in one paragraph where the run first went wrong and what to "
+                    "change: proposals, traffic selectors, PSK or identity, blocked UDP or ESP, lost IKE "
+                    "fragments, an expired NAT mapping, a PMTUD black hole.")
+    diagnose.add_argument("run_dir", metavar="DIR", help="a run folder (ipsec-lab run --out DIR)")
+    diagnose.add_argument("--json", action="store_true", help="cause, title, paragraph, step and evidence as JSON")
+    diagnose.set_defaults(handler=run_diagnose)
+
 
 def run(args: argparse.Namespace) -> int:
     from .analysis import CaptureError, analyze_capture
@@ -53,4 +63,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for figure in figures:
         print(f"{figure.files[0]}  {figure.caption}")
+    return 0
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    import json
+
+    from .diagnose import DiagnoseError, diagnose
+
+    try:
+        found = diagnose(args.run_dir)
+    except DiagnoseError as err:
+        print(f"ipsec-lab diagnose: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(found.to_json(), indent=1) if args.json else found.text())
     return 0
