@@ -94,7 +94,7 @@ class Run:
             for node, path in self.folder.charon_logs.items()}
         self.configs: dict[str, GatewayConf] = run_configs(self.root)
         self.topology: dict = self.folder.topology or {}
-        self.scenario: dict = _scenario_yaml(self.result.get("folder"))
+        self.scenario: dict = _scenario_yaml(self.root) or _scenario_yaml(self.result.get("folder"))
 
     # -- steps
 
@@ -568,16 +568,26 @@ def _unanswered(run: Run) -> Diagnosis | None:
         conf = run.configs.get(node or "")
         conn = conf.connection() if conf else None
         frag = conn.fragmentation if conn else "yes"
-        why = (f"{node} has fragmentation = {frag} in {_conf_where(run, node or '?')}" if frag == "no" else
-               f"{peer} did not offer IKE fragmentation" if peer else "IKE fragmentation was not used")
-        paragraph = (f"The first thing that went wrong was IKE_AUTH in {run.step_words(step)}: IKE_SA_INIT was "
-                     f"answered, but {node} sent its IKE_AUTH request {tries} time(s) and never got an answer. "
-                     f"The request is {where['ip_size'] or size} bytes (certificates and signatures), more than "
-                     f"{mtu}, so IP split it into fragments; {where['fragment_words']} - a middlebox drops IP "
-                     f"fragments, and without every fragment {peer or 'the peer'} cannot reassemble the message. "
-                     f"IKEv2 fragmentation (RFC 7383) would have cut it into IKE fragments that each fit, but "
-                     f"{why}. Fix: fragmentation = yes on both sides (and, if needed, a smaller fragment_size), "
-                     f"or let IP fragments through the box.")
+        head = (f"The first thing that went wrong was IKE_AUTH in {run.step_words(step)}: IKE_SA_INIT was "
+                f"answered, but {node} sent its IKE_AUTH request {tries} time(s) and never got an answer.")
+        if fragments > 1:
+            piece = where["ip_size"] or (size // fragments)
+            paragraph = (f"{head} {node} did use IKEv2 fragmentation (RFC 7383): the {size}-byte message went as "
+                         f"{fragments} IKE fragments, but each is up to {piece} bytes (the fragment size), more than "
+                         f"{mtu}, so IP split them again; {where['fragment_words']} - a middlebox drops IP "
+                         f"fragments, so {peer or 'the peer'} never gets every IKE fragment. Fix: an IKE fragment "
+                         f"size below the path MTU (our daemon: --fragment-size in the scenario's gateway options, "
+                         f"e.g. 900; strongSwan: charon.fragment_size), or let IP fragments through.")
+        else:
+            why = (f"{node} has fragmentation = {frag} in {_conf_where(run, node or '?')}" if frag == "no" else
+                   f"{peer} did not offer IKE fragmentation (no IKEV2_FRAGMENTATION_SUPPORTED)" if peer else
+                   "IKE fragmentation was not used")
+            paragraph = (f"{head} The request is {size or where['ip_size']} bytes (certificates and signatures), "
+                         f"more than {mtu}, so IP split it into fragments; {where['fragment_words']} - a middlebox "
+                         f"drops IP fragments, and without every fragment {peer or 'the peer'} cannot reassemble "
+                         f"the message. IKEv2 fragmentation (RFC 7383) would have cut it into IKE fragments that "
+                         f"each fit, but {why}. Fix: fragmentation = yes on both sides (and, if needed, a smaller "
+                         f"fragment size), or let IP fragments through the box.")
         return Diagnosis("ike-fragments-lost", "IKE_AUTH fragments lost (no answer)", paragraph, step, wall,
                          evidence)
     path_words = where["words"] or "no capture shows where they stopped"
@@ -620,17 +630,17 @@ def _where_requests_stop(run: Run, exchange: str | None) -> dict[str, Any]:
         out["ip_fragmented"] = True
         sizes = [len(p.data) for s in seen for p in s[1] if p.ip_fragment]
         out["ip_size"] = max(sizes, default=0)
-        if with_requests and frag_only:
-            got = frag_only[0]
-            firsts = len({p.frame for p in got[3]})
-            out["fragment_words"] = (f"on {run.tap_words(with_requests[0][0].name)} the fragments arrive and "
-                                     f"reassemble, on {run.tap_words(got[0].name)} only {firsts} fragment(s) "
-                                     f"show and the message is never whole")
-        elif frag_only:
-            out["fragment_words"] = (f"no capture holds a whole request: on {run.tap_words(frag_only[0][0].name)} "
-                                     f"fragments never complete")
+        whole = [s for s in seen if s[3] and not s[4]]
+        broken = [s for s in seen if s[4]]
+        if whole and broken:
+            out["fragment_words"] = (f"on {run.tap_words(whole[0][0].name)} the IP fragments arrive and reassemble, "
+                                     f"on {run.tap_words(broken[0][0].name)} {len(broken[0][4])} fragment(s) show "
+                                     f"whose datagram is never whole")
+        elif broken:
+            out["fragment_words"] = (f"on {run.tap_words(broken[0][0].name)} {len(broken[0][4])} IP fragment(s) "
+                                     f"show whose datagram is never whole")
         else:
-            out["fragment_words"] = "the fragments reach the peer's side, but no answer comes back"
+            out["fragment_words"] = "the fragments reach the last tap, but no answer comes back"
     if with_requests and without:
         out["words"] = (f"The requests show on {', '.join(run.tap_words(s[0].name) for s in with_requests)} "
                         f"but never on {', '.join(run.tap_words(s[0].name) for s in without)}: they are dropped "

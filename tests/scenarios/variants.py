@@ -1,0 +1,203 @@
+"""Failing variants of the library's scenarios: each copies a scenario folder and breaks one
+thing (the PSK, a proposal, a selector, an identity, a NAT box knob, the path), with the cause
+`ipsec-lab diagnose` must name and words its paragraph must hold. tests/scenarios/test_diagnose.py
+runs them (root); tests/data/make_failed.py keeps a few run folders for the unit tests."""
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from lab.net.scenario import LIBRARY, read_yaml
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{path} has no {old!r}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def set_steps(folder: Path, steps: list, nat: dict | None = None, params: dict | None = None,
+              gateways: dict | None = None) -> None:
+    """Replace the scenario's steps (and knobs); its checks go, the steps are what fails."""
+    data = _plain(read_yaml(folder / "scenario.yaml"))
+    data["steps"], data["checks"] = steps, []
+    if nat is not None:
+        data["nat"] = nat
+    if params is not None:
+        data["params"] = params
+    if gateways is not None:
+        data["gateways"] = gateways
+    (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def install_certificates(folder: Path, nodes: list[str], bits: int = 3072) -> None:
+    """A lab CA and a certificate per gateway (subjectAltName its id), and pubkey auth in its
+    swanctl.conf: IKE_AUTH then carries a certificate and a signature, over 1000 bytes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    ca_key = rsa.generate_private_key(65537, bits)
+    ca = (x509.CertificateBuilder().subject_name(name("ipsec-lab test CA")).issuer_name(name("ipsec-lab test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
+    for node in nodes:
+        key = rsa.generate_private_key(65537, bits)
+        cert = (x509.CertificateBuilder().subject_name(name(f"{node}.lab")).issuer_name(name("ipsec-lab test CA"))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{node}.lab")]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        host = folder / "hosts" / node
+        for sub, filename, data in (
+                ("x509ca", "ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+                ("x509", "gw.pem", cert.public_bytes(serialization.Encoding.PEM)),
+                ("private", "gw.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))):
+            (host / sub).mkdir(exist_ok=True)
+            (host / sub / filename).write_bytes(data)
+        conf = host / "swanctl.conf"
+        text = conf.read_text().replace(f"auth = psk\n      id = {node}.lab",
+                                        f"auth = pubkey\n      certs = gw.pem\n      id = {node}.lab")
+        conf.write_text(re.sub(r"remote \{\n      auth = psk", "remote {\n      auth = pubkey", text))
+
+
+@dataclass
+class Variant:
+    name: str
+    scenario: str
+    breaks: str                         # what was broken, in words
+    cause: str                          # what diagnose must name
+    words: list[str] = field(default_factory=list)  # what its paragraph must say
+    edit: Callable[[Path], None] = lambda folder: None
+
+    def make(self, where: Path) -> Path:
+        folder = where / self.name
+        shutil.copytree(LIBRARY / self.scenario, folder)
+        self.edit(folder)
+        return folder
+
+
+def _psk(folder: Path) -> None:
+    replace(folder / "hosts/gwa/swanctl.conf", "a-lab-only-psk", "not-the-lab-psk")
+
+
+def _init_only(folder: Path, initiator: str = "gwa", timeout: int = 10) -> None:
+    set_steps(folder, [{"start": "all"}, {"initiate": {"node": initiator, "child": "net", "timeout": timeout}}])
+
+
+def _ike_proposal(folder: Path) -> None:
+    replace(folder / "hosts/gwa/swanctl.conf", "proposals = aes128gcm16-prfsha256-x25519",
+            "proposals = aes256-sha384-ecp384")
+    _init_only(folder)
+
+
+def _esp_proposal(folder: Path) -> None:
+    replace(folder / "hosts/gwa/swanctl.conf", "esp_proposals = aes128gcm16", "esp_proposals = aes256-sha512")
+    _init_only(folder)
+
+
+def _selector(folder: Path) -> None:
+    replace(folder / "hosts/gwa/swanctl.conf", "remote_ts = 10.2.0.0/24", "remote_ts = 10.9.0.0/24")
+    _init_only(folder)
+
+
+def _identity(folder: Path) -> None:
+    replace(folder / "hosts/gwa/swanctl.conf", "id = gwb.lab", "id = gwc.lab")
+    _init_only(folder)
+
+
+def _udp_lost(folder: Path) -> None:
+    set_steps(folder, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net", "timeout": 9}}],
+              nat={"nat": {"loss": 1.0, "impair": "ike"}})
+
+
+def _udp4500_blocked(folder: Path) -> None:
+    set_steps(folder, [{"start": "all"},
+                       {"run": {"node": "nat", "cmd": "iptables -A FORWARD -p udp --dport 4500 -j DROP"}},
+                       {"initiate": {"node": "gwa", "child": "net", "timeout": 9}}])
+
+
+def _esp_blocked(folder: Path) -> None:
+    set_steps(folder, [{"start": "all"}, {"run": {"node": "router", "cmd": "iptables -A FORWARD -p esp -j DROP"}},
+                       {"initiate": {"node": "gwa", "child": "net"}},
+                       {"ping": {"from": "hosta", "to": "10.2.0.10", "count": 3}}])
+
+
+def _ike_fragments(folder: Path) -> None:
+    install_certificates(folder, ["gwa", "gwb"])
+    set_steps(folder, [{"start": "all"}, {"mtu": {"node": "gwa", "intf": "gwa-wan", "mtu": 1000}},
+                       {"run": {"node": "router", "cmd": "iptables -A FORWARD -f -j DROP"}},
+                       {"initiate": {"node": "gwa", "child": "net", "timeout": 8}}])
+
+
+def _nat_expiry(folder: Path) -> None:
+    set_steps(folder, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net"}},
+                       {"ping": {"from": "hosta", "to": "10.2.0.10", "count": 2}},
+                       {"wait": {"seconds": 6}},
+                       {"ping": {"from": "hostb", "to": "10.1.0.10", "count": 3}}],
+              nat={"nat": {"udp_timeout": 3}})
+
+
+def _pmtud(folder: Path) -> None:
+    # the data planes send their outer packets without DF, so the hole is behind gwb: its LAN
+    # link has a smaller MTU and gwb's ICMP fragmentation-needed never leaves it
+    set_steps(folder, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net"}},
+                       {"mtu": {"node": "gwb", "intf": "gwb-lan", "mtu": 1200}},
+                       {"run": {"node": "gwb", "cmd": "iptables -A OUTPUT -p icmp --icmp-type fragmentation-needed "
+                                                      "-j DROP"}},
+                       {"ping": {"from": "hosta", "to": "10.2.0.10", "count": 2}},
+                       {"transfer": {"from": "hosta", "to": "10.2.0.10", "bytes": "1M", "timeout": 6}}])
+
+
+VARIANTS = [
+    Variant("wrong-psk", "net2net-nat", "gwa's PSK changed", "psk-mismatch",
+            ["pre-shared keys", "not the same", "hosts/gwa/swanctl.conf", "hosts/gwb/swanctl.conf"],
+            lambda f: (_psk(f), _init_only(f))),
+    Variant("wrong-psk-strongswan-initiates", "mixed-strongswan", "the initiator's (strongSwan's) PSK changed",
+            "psk-mismatch", ["pre-shared keys", "gwb"], lambda f: (_psk(f), _init_only(f))),
+    Variant("ike-proposal", "net2net-nat", "gwa proposes aes256-sha384-ecp384 for IKE", "proposal-mismatch",
+            ["NO_PROPOSAL_CHOSEN", "IKE_SA_INIT", "aes256-sha384-ecp384", "aes128gcm16-prfsha256-x25519"],
+            _ike_proposal),
+    Variant("esp-proposal", "net2net", "gwa proposes aes256-sha512 for ESP", "proposal-mismatch",
+            ["NO_PROPOSAL_CHOSEN", "ESP aes256-sha512", "aes128gcm16", "esp_proposals"], _esp_proposal),
+    Variant("selector", "net2net-nat", "gwa's remote_ts is 10.9.0.0/24", "ts-mismatch",
+            ["TS_UNACCEPTABLE", "10.9.0.0/24", "10.2.0.0/24", "remote_ts"], _selector),
+    Variant("identity", "net2net", "gwa expects gwb to be gwc.lab", "identity-mismatch",
+            ["gwc.lab", "gwb.lab", "remote"], _identity),
+    Variant("udp-lost", "net2net-nat", "the NAT box drops every IKE packet (loss: 1.0, impair: ike)", "no-answer",
+            ["IKE_SA_INIT", "nat-inside", "never on nat-outside", "UDP 500"], _udp_lost),
+    Variant("udp4500-blocked", "net2net-nat", "the NAT box drops UDP 4500", "no-answer",
+            ["IKE_AUTH", "UDP 4500"], _udp4500_blocked),
+    Variant("esp-blocked", "net2net", "the router drops IP protocol 50", "esp-blocked",
+            ["IP protocol 50", "gwa-wan", "internet", "encap = yes"], _esp_blocked),
+    Variant("ike-fragments", "net2net", "certificates, gwa's uplink MTU 1000, the router drops IP fragments",
+            "ike-fragments-lost", ["IKE_AUTH", "1000", "fragment", "RFC 7383"], _ike_fragments),
+    Variant("nat-expiry", "net2net-nat", "the NAT box forgets idle UDP mappings after 3 s (udp_timeout: 3)",
+            "nat-mapping-expired", ["udp_timeout: 3", "20 s", "keepalive", "198.51.100.1:4500"], _nat_expiry),
+    Variant("pmtud", "net2net-nat", "MTU 1200 on gwb's LAN, gwb drops its ICMP fragmentation-needed",
+            "pmtud-black-hole", ["1200", "fragmentation needed", "MSS"], _pmtud),
+]
+
+__all__ = ["VARIANTS", "Variant", "install_certificates", "replace", "set_steps"]
