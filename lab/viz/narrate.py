@@ -77,6 +77,7 @@ class Storyteller:
         self.nat_pairs = list(nat_pairs)       # (inside tap, outside tap)
         self.ike_told: set[tuple[str, str]] = set()
         self.child_told: set[frozenset[str]] = set()
+        self.child_told_by: set[tuple[str, frozenset[str]]] = set()
         self.spi_owner: dict[str, tuple[str, str]] = {}   # SPI hex -> (receiving node, child)
         self.nat_told: set[str] = set()
         self.rewrites_told: set[str] = set()
@@ -299,8 +300,11 @@ class Storyteller:
         self.spi_owner[spi_in] = (node, child)
         self.current_out[(node, child)] = spi_out
         pair = frozenset((spi_in, spi_out))
-        if pair in self.child_told:
+        if (node, pair) in self.child_told_by:
             return []
+        self.child_told_by.add((node, pair))
+        if pair in self.child_told and all(self.software.get(n) == "ours" for n in self.software):
+            return []  # both ends are ours: one of them says it
         self.child_told.add(pair)
         mode = r.get("mode", "tunnel")
         encap = ", UDP-encapsulated (ESP in UDP 4500)" if r.get("encap") else ", plain ESP (IP protocol 50)"

@@ -135,7 +135,7 @@ def test_explain_says_why_packets_were_dropped(tmp_path):
     shutil.copytree(REPO / "scenarios" / "net2net-nat", folder)
     set_steps(folder, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net"}},
                        {"ping": {"from": "hosta", "to": "10.2.0.10", "count": 3}}],
-              nat={"nat": {"duplicate": 1.0, "impair": "esp"}})
+              nat={"nat": {"duplicate": 1.0}})
     proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", str(folder), "--explain", "--out",
                            str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, timeout=180)
     said = " ".join(proc.stderr.split())
