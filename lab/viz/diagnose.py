@@ -595,7 +595,7 @@ def _unanswered(run: Run) -> Diagnosis | None:
         cause = "no answer to IKE_SA_INIT on UDP 500"
         fix = ("check that the peer's daemon runs and listens (its log), that remote_addrs points at it, and "
                "that UDP 500 and 4500 pass every firewall and NAT box on the way")
-        first = "the very first message"
+        first = "the very first message, IKE_SA_INIT on UDP 500,"
     else:
         cause = f"no answer to {exchange}"
         fix = ("IKE_SA_INIT got through, so UDP 500 works: let UDP 4500 through (IKE moves there when NAT-D finds "
