@@ -439,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")
     clean.set_defaults(handler=_cmd_clean)
+    from lab.net.watch import LiveSource
     from lab.viz.cli import add_parser as add_figures
-    add_figures(commands)
+    add_figures(commands, live_source=LiveSource)  # figures, diagnose, watch (a live tap of lab.net)
     return parser
 
 

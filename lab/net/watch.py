@@ -121,6 +121,8 @@ class LiveSource:
     """Packet sockets on interfaces of the running lab; `frames()` yields (tap name, time,
     IP packet or None for a frame without one) as they arrive, until the lab ends."""
 
+    Error = WatchError
+
     def __init__(self, targets: list[str], owner: int | None = None) -> None:
         pairs = [parse_target(t) for t in targets]
         self.record = find_lab(pairs[0][0], owner)
@@ -141,6 +143,12 @@ class LiveSource:
             self.close()
             raise
         self.ended = False
+
+    def describe(self) -> str:
+        return f"the lab {self.record.name} (pid {self.record.owner})"
+
+    def key_locations(self) -> tuple[list[Path], list[tuple[Path, str]]]:
+        return key_locations(self.record)
 
     def lab_alive(self) -> bool:
         return owner_alive(self.record) and all(_alive(self.record.shells[t.node]) for t in self.taps)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, live_source=None) -> None:
+    """figures, diagnose and (given `live_source`, lab.net.watch.LiveSource) watch."""
     figures = commands.add_parser(
         "figures", help="draw ladder, header layouts, rekey timeline, MTU figures from captures or a run folder",
         description="Draw the classroom figures (PNG and SVG, legible when projected) from pcap/pcapng captures, "
@@ -32,6 +33,8 @@ def add_parser(commands) -> None:
     diagnose.add_argument("--json", action="store_true", help="cause, title, paragraph, step and evidence as JSON")
     diagnose.set_defaults(handler=run_diagnose)
 
+    if live_source is None:
+        return
     watch = commands.add_parser(
         "watch", help="print the packets on a running lab's interfaces as they pass, annotated and decrypted",
         description="While a lab runs (ipsec-lab up NAME, in another terminal), show every packet on NODE:IFACE "
@@ -45,7 +48,7 @@ def add_parser(commands) -> None:
     watch.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     watch.add_argument("--lab", type=int, metavar="PID", help="the lab's process, when several run")
     watch.add_argument("--all", action="store_true", help="also frames that carry no IP packet (ARP)")
-    watch.set_defaults(handler=run_watch)
+    watch.set_defaults(handler=lambda args: run_watch(args, live_source))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,64 +98,26 @@ def run_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def watch(targets: list[str], out=None, count: int | None = None, seconds: float | None = None,
-          owner: int | None = None, show_all: bool = False) -> int:
-    """Print each packet on `targets` of the running lab, annotated; returns how many."""
-    import time
-
-    from lab.net.watch import LiveSource, key_locations
-
-    from .live import LiveKeys, LiveTap, NatMatcher, packet_line
-
-    out = out or sys.stdout
-    source = LiveSource(targets, owner)
-    try:
-        folders, patterns = key_locations(source.record)
-        keys = LiveKeys(folders, patterns)
-        lives = {tap.name: LiveTap(tap.name, keys) for tap in source.taps}
-        matcher = NatMatcher() if len(source.taps) > 1 else None
-        print(f"watching {', '.join(t.name for t in source.taps)} of the lab {source.record.name or ''} "
-              f"(pid {source.record.owner}); keys so far: {keys.summary()}; Ctrl-C ends", file=out, flush=True)
-        shown, started, first = 0, time.monotonic(), None
-        for item in source.frames():
-            if seconds is not None and time.monotonic() - started >= seconds:
-                break
-            if item is None:
-                continue
-            name, stamp, ip = item
-            if ip is None and not show_all:
-                continue
-            packet = lives[name].add(stamp, ip)
-            if matcher is not None and ip is not None:
-                packet.rewrite = matcher.add(name, packet) or packet.rewrite
-            first = stamp if first is None else first
-            print(packet_line(name, packet, first), file=out, flush=True)
-            shown += 1
-            if count is not None and shown >= count:
-                break
-        if source.ended:
-            print("the lab is down: nothing more to watch", file=out, flush=True)
-        return shown
-    finally:
-        source.close()
-
-
-def run_watch(args: argparse.Namespace) -> int:
+def run_watch(args: argparse.Namespace, live_source) -> int:
     import os
 
-    from lab.net.watch import WatchError
+    from .live import watch
 
     if os.geteuid() != 0:
         print("ipsec-lab watch needs root (it taps an interface inside the lab's namespace): run it with sudo.",
               file=sys.stderr)
         return 1
     try:
-        watch(args.targets, count=args.count, seconds=args.seconds, owner=args.lab, show_all=args.all)
-    except WatchError as err:
+        source = live_source(args.targets, args.lab)
+    except live_source.Error as err:
         print(f"ipsec-lab watch: {err}", file=sys.stderr)
         return 2
+    try:
+        watch(source, sys.stdout, count=args.count, seconds=args.seconds, show_all=args.all)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         sys.stderr.close()
+    finally:
+        source.close()
     return 0

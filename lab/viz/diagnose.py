@@ -27,7 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from .analysis import CaptureAnalysis, CaptureError, Packet, analyze_capture
+from .analysis import CaptureAnalysis, CaptureError, analyze_capture
 from .configs import ChildConf, ConnConf, GatewayConf, proposal_text, run_configs
 from .keys import load_keys
 from .run import RunFolder, load_run
@@ -249,27 +249,20 @@ def _first_wall(records: list[dict]) -> float:
     return next((float(r["wall"]) for r in records if isinstance(r.get("wall"), (int, float))), 0.0)
 
 
-def _scenario_yaml(folder: str | None) -> dict:
+def _scenario_yaml(folder: str | Path | None) -> dict:
+    """The scenario as run (DIR/scenario.yaml, else the folder it came from): its knobs and steps."""
     if not folder:
         return {}
     path = Path(folder) / "scenario.yaml"
     if not path.is_file():
         return {}
+    import yaml
+
     try:
-        from lab.net.scenario import read_yaml
-
-        data = read_yaml(path)
-    except Exception:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
         return {}
-    return _plain(data) if isinstance(data, dict) else {}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    return data if isinstance(data, dict) else {}
 
 
 def _conf_where(run: Run, node: str, line: str = "") -> str:
@@ -625,7 +618,6 @@ def _where_requests_stop(run: Run, exchange: str | None) -> dict[str, Any]:
         return out
     with_requests = [s for s in seen if s[1]]
     without = [s for s in seen if not s[1]]
-    frag_only = [s for s in without if s[3]]
     if any(s[3] for s in seen):
         out["ip_fragmented"] = True
         sizes = [len(p.data) for s in seen for p in s[1] if p.ip_fragment]
@@ -723,10 +715,10 @@ def _nat_expired(run: Run) -> Diagnosis | None:
         if later:
             paragraph += (f" When {behind or 'the gateway'} sent again, the box made a new mapping with port "
                           f"{later[0].sport}, which {sender} does not know.")
-        paragraph += (f" Fix: a keepalive interval below the NAT's mapping timeout (our daemon: "
-                      f"--keepalive-interval in the scenario's gateway options; strongSwan: keep_alive in "
-                      f"strongswan.conf), or a longer udp_timeout on the NAT box; traffic or DPD from the side "
-                      f"behind the NAT also keeps the mapping alive.")
+        paragraph += (" Fix: a keepalive interval below the NAT's mapping timeout (our daemon: "
+                      "--keepalive-interval in the scenario's gateway options; strongSwan: keep_alive in "
+                      "strongswan.conf), or a longer udp_timeout on the NAT box; traffic or DPD from the side "
+                      "behind the NAT also keeps the mapping alive.")
         return Diagnosis("nat-mapping-expired", "NAT mapping expired (keepalive interval vs mapping timeout)",
                          paragraph, step["index"], to_public[0].time, evidence)
     return None

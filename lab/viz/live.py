@@ -229,10 +229,44 @@ class NatMatcher:
         return f"{', '.join(parts)} (seen first on {match[0]})"
 
 
+def watch(source, out, count: int | None = None, seconds: float | None = None, show_all: bool = False) -> int:
+    """Print each packet `source` yields, annotated, until it ends, `count` were shown or `seconds`
+    passed; returns how many. `source` is lab.net.watch.LiveSource (or anything with `taps`
+    names, `describe()`, `key_locations()`, `frames()` yielding (tap, time, IP packet or None) or
+    None when idle, and `ended`)."""
+    folders, patterns = source.key_locations()
+    keys = LiveKeys(folders, patterns)
+    names = [tap.name for tap in source.taps]
+    lives = {name: LiveTap(name, keys) for name in names}
+    matcher = NatMatcher() if len(names) > 1 else None
+    print(f"watching {', '.join(names)} of {source.describe()}; keys so far: {keys.summary()}; Ctrl-C ends",
+          file=out, flush=True)
+    shown, started, first = 0, time.monotonic(), None
+    for item in source.frames():
+        if seconds is not None and time.monotonic() - started >= seconds:
+            break
+        if item is None:
+            continue
+        name, stamp, ip = item
+        if ip is None and not show_all:
+            continue
+        packet = lives[name].add(stamp, ip)
+        if matcher is not None and ip is not None:
+            packet.rewrite = matcher.add(name, packet) or packet.rewrite
+        first = stamp if first is None else first
+        print(packet_line(name, packet, first), file=out, flush=True)
+        shown += 1
+        if count is not None and shown >= count:
+            break
+    if source.ended:
+        print("the lab is down: nothing more to watch", file=out, flush=True)
+    return shown
+
+
 def packet_line(tap: str, packet: Packet, start: float | None = None) -> str:
     """One annotated line: time since the tap started, where, what (decrypted where keys are known)."""
     offset = packet.time - start if start is not None else packet.time
     return f"{offset:8.3f}  {tap:<14} {packet.line()}"
 
 
-__all__ = ["LiveKeys", "LiveTap", "NatMatcher", "PcapStream", "PcapTail", "ip_of_frame", "packet_line"]
+__all__ = ["LiveKeys", "LiveTap", "NatMatcher", "PcapStream", "PcapTail", "ip_of_frame", "packet_line", "watch"]

@@ -454,7 +454,6 @@ class Storyteller:
         for (protocol, spi), counts in sorted(by_spi.items(), key=lambda item: -max(item[1].values())):
             receiver = self.spi_owner.get(spi)
             src, dst = ends[spi]
-            sender = self.owner(src) or src
             to = receiver[0] if receiver else (self.owner(dst) or dst)
             where = ", ".join(f"{n} on {tap}" for tap, n in sorted(counts.items()))
             form = f"{protocol} in UDP" if encap.get(spi) else protocol
