@@ -182,6 +182,11 @@ class Storyteller:
                     f"CHILD_SAs move over, their ESP SPIs stay."]
         if event == "IkeSaDeleted":
             return [f"{node} deleted IKE SA #{r.get('ike_sa')} {r.get('name')}: {r.get('reason')}."]
+        if event == "PeerAddressChanged":
+            old, new = r.get("old") or ["?", 0], r.get("new") or ["?", 0]
+            return [f"{node}: the peer's messages now come from {new[0]}:{new[1]} instead of {old[0]}:{old[1]} - the "
+                    f"NAT box gave the flow a new mapping - so {node} sends IKE and ESP there from now on "
+                    f"(RFC 7296 §2.23)."]
         if event == "AuthFailed":
             who = "the peer refused its authentication" if r.get("by_peer") else "it refused the peer's authentication"
             return [f"{node}: {who} - {r.get('reason')}. (ipsec-lab diagnose DIR says which setting to change.)"]
@@ -556,16 +561,11 @@ class Narrator:
 
     def _drops(self, node: str, peer: Any) -> dict[str, int]:
         try:
-            stats = peer.ctl("stats").get("stats", {})
+            counters = peer.counters()
         except Exception:
             return {}
-        now: dict[str, int] = {}
-        plane = stats.get("dataplane") or {}
-        for reason, count in (plane.get("drops") or {}).items():
-            now[str(reason)] = int(count)
-        for key in ("dropped_out", "dropped_in"):
-            if isinstance(plane.get(key), int):
-                now[key] = plane[key]
+        now = {k.split(":", 1)[1]: int(v) for k, v in counters.items()
+               if k.startswith("esp-drop:") or k in ("esp:dropped_out", "esp:dropped_in")}
         before = self.drops.get(node, {})
         self.drops[node] = now
         return {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0) > 0}
