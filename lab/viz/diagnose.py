@@ -190,16 +190,29 @@ class Run:
         return [n for n in self.topology.get("nodes", []) if n.get("kind") == "nat"]
 
     def nat_knobs(self, box: str) -> dict[str, Any]:
-        """The box's knobs: topology defaults, the scenario's `nat:` and every `nat` step."""
+        return self.knobs(box)
+
+    def knobs(self, node: str) -> dict[str, Any]:
+        """A node's knobs: the topology's, the scenario's `nat:` and `knobs:`, and every `nat`/`set` step."""
         knobs: dict[str, Any] = {}
-        for entry in self.nat_boxes():
-            if entry["name"] == box:
+        for entry in self.topology.get("nodes", []):
+            if entry["name"] == node:
                 knobs.update(entry.get("nat") or {})
-        knobs.update((self.scenario.get("nat") or {}).get(box) or {})
+                knobs.update(entry.get("knobs") or {})
+        knobs.update((self.scenario.get("nat") or {}).get(node) or {})
+        knobs.update((self.scenario.get("knobs") or {}).get(node) or {})
         for step in self.scenario_steps():
-            if isinstance(step.get("nat"), dict) and step["nat"].get("node") == box:
-                knobs.update({k: v for k, v in step["nat"].items() if k not in ("node", "rebind", "reboot")})
+            for kind in ("nat", "set"):
+                if isinstance(step.get(kind), dict) and step[kind].get("node") == node:
+                    knobs.update({k: v for k, v in step[kind].items() if k not in ("node", "rebind", "reboot")})
         return knobs
+
+    def nodes_with(self, knob: str) -> list[str]:
+        return [n["name"] for n in self.topology.get("nodes", []) if self.knobs(n["name"]).get(knob)]
+
+    def scenario_step(self, index: int) -> dict:
+        steps = self.scenario_steps()
+        return steps[index - 1] if 0 < index <= len(steps) else {}
 
     def gateway_option(self, node: str, flag: str) -> str | None:
         entry = (self.scenario.get("gateways") or {}).get(node)
@@ -767,6 +780,9 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         replies = [s for s in by_spi if s != spi]
         back = ("no ESP came back at all" if not replies else
                 f"ESP on SPI {replies[0]:08x} came back")
+        droppers = run.nodes_with("drop_esp")
+        if droppers and not encap:
+            back += f" ({', '.join(droppers)} has drop_esp: true)"
         fix = ("let IP protocol 50 through, or force UDP encapsulation with encap = yes in the connection of "
                f"{_conf_where(run, sender)} (ESP then travels in UDP 4500, RFC 3948)" if not encap else
                "let UDP 4500 through the middlebox")
@@ -783,55 +799,75 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
 
 
 def _pmtud(run: Run) -> Diagnosis | None:
-    failed = run.first_failed
-    if failed is None or failed.get("kind") not in ("transfer", "iperf3"):
+    failed = _traffic_step_failed(run)
+    if failed is None:
         return None
+    mtus = run.link_mtus()
+    path_mtu = mtus[0][0] if mtus else 1500
     earlier_ping = next((s for s in run.steps if s.get("kind") == "ping" and s.get("ok")
                          and s["index"] < failed["index"]), None)
-    window = [p for c in run.captures for p in c.packets
-              if failed["started"] - 0.5 <= p.time <= failed["ended"] + 0.5]
-    inner_tcp = [p for p in window if p.inner is not None and p.inner.protocol == 6]
-    clear_tcp = [p for p in window if p.clear is not None and p.clear.protocol == 6]
-    segments = inner_tcp or clear_tcp
-    if not segments:
-        return None
-    sizes = [(p.inner or p.clear).length for p in segments]
-    biggest = max(sizes)
-    repeats = Counter(((p.inner or p.clear).src, (p.inner or p.clear).tcp_seq) for p in segments
-                      if (p.inner or p.clear).length == biggest and (p.inner or p.clear).tcp_payload)
-    resent = sum(n - 1 for n in repeats.values() if n > 1)
-    df = any((p.inner or p.clear).df for p in segments if (p.inner or p.clear).length == biggest)
+    window = {c.name: [p for p in c.packets if failed["started"] - 0.5 <= p.time <= failed["ended"] + 0.5]
+              for c in run.captures}
+    every = [p for ps in window.values() for p in ps]
+
+    def carried(p):
+        return p.inner if p.inner is not None else p.clear
+
+    big = [p for p in every if p.src and (p.length > path_mtu or (carried(p) is not None and carried(p).length >
+                                                                  path_mtu))]
+    tcp = [p for p in every if carried(p) is not None and carried(p).protocol == 6 and carried(p).tcp_payload]
+    biggest = max((carried(p).length for p in tcp), default=0)
+    repeats = Counter((carried(p).src, carried(p).tcp_seq) for p in tcp if carried(p).length == biggest)
+    resent = sum(n - 1 for n in repeats.values() if n > 1) // max(1, len([c for c in window if window[c]]))
+    # where the big packets stop: a capture that has them and one that has none of them
+    by_tap = {name: len([p for p in ps if p in big]) for name, ps in window.items()}
+    have = [n for n, k in by_tap.items() if k]
+    lack = [n for n, k in by_tap.items() if not k and window[n]]
+    df = any(p.data[:1] and p.data[0] >> 4 == 4 and p.data[6] & 0x40 for p in big) or \
+        any(carried(p) is not None and carried(p).df for p in big)
     icmp_frag = [p for c in run.captures for p in c.packets
                  if (p.clear and p.clear.icmp_type == 3 and p.clear.icmp_code == 4)
                  or (p.inner and p.inner.icmp_type == 3 and p.inner.icmp_code == 4)]
-    if resent == 0:
+    if not mtus or not (resent or (big and lack)):
         return None
-    mtus = run.link_mtus()
-    blockers = [f"block_icmp_frag on {b['name']}" for b in run.nat_boxes() if run.nat_knobs(b["name"]).get("block_icmp_frag")]
+    if failed.get("kind") == "ping" and not big:
+        return None
+    blockers = [f"block_icmp_frag on {n}" for n in run.nodes_with("block_icmp_frag")]
     for s in run.scenario_steps():
         command = (s.get("run") or {}).get("cmd", "") if isinstance(s.get("run"), dict) else ""
         if "fragmentation-needed" in command or ("icmp" in command and "DROP" in command):
             blockers.append(f"`{command}` on {s['run']['node']}")
-    who = run.owner(segments[0].inner.src if segments[0].inner else segments[0].src) or (segments[0].inner or segments[0].clear).src
+    sample = (big or tcp)[0]
+    who = run.owner(carried(sample).src if carried(sample) else sample.src) or \
+        (carried(sample).src if carried(sample) else sample.src)
+    inner_sizes = [carried(p).length for p in big if carried(p) is not None and p.ipsec is not None]
+    size = max(inner_sizes, default=biggest)
+    inside_esp = " inside ESP" if inner_sizes else ""
     ping_words = f" (the ping of step {earlier_ping['index']} passed)" if earlier_ping else ""
-    paragraph = (f"The tunnel works for small packets{ping_words}, "
-                 f"but the bulk transfer of {run.step_words(failed['index'])} stalls: {who} sends full-size TCP "
-                 f"segments of {biggest} bytes{' with Don’t Fragment set' if df else ''}"
-                 f"{' inside ESP' if inner_tcp else ''}, and sends the same segments again {resent} time(s) - "
-                 f"they are lost after the capture point, while the small ACKs and pings pass.")
-    if mtus:
-        paragraph += f" A link on the way has a smaller MTU: {mtus[0][0]} on {mtus[0][1]}."
-    paragraph += (f" A router that cannot forward a packet with DF set must answer ICMP 'fragmentation needed' so "
-                  f"that the sender lowers its packet size (path MTU discovery, RFC 1191), but "
+    what = "the bulk transfer" if failed.get("kind") in ("transfer", "iperf3") else "the large ping"
+    paragraph = (f"The tunnel works for small packets{ping_words}, but {what} of {run.step_words(failed['index'])} "
+                 f"does not get through: {who} sends full-size packets of {size} bytes"
+                 f"{' with Don’t Fragment set' if df else ''}{inside_esp}")
+    if have and lack:
+        paragraph += (f"; they show on {', '.join(run.tap_words(n) for n in have)} and never on "
+                      f"{', '.join(run.tap_words(n) for n in lack)}")
+    if resent:
+        paragraph += f", and TCP sends the same full-size segments again ({resent} retransmissions)"
+    paragraph += (f". A link on the way has a smaller MTU: {mtus[0][0]} on {mtus[0][1]}. A router that cannot "
+                  f"forward a packet with DF set drops it and must answer ICMP 'fragmentation needed' so that the "
+                  f"sender lowers its packet size (path MTU discovery, RFC 1191), but "
                   f"{len(icmp_frag)} such ICMP message(s) appear in the captures"
                   + (f" ({'; '.join(blockers)} drops them)" if blockers else "")
-                  + ": a PMTUD black hole. Fix: clamp the TCP MSS on the gateways (iptables -t mangle -A FORWARD "
-                    "-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu), lower the tunnel MTU below the "
-                    "path's, or let ICMP fragmentation-needed through.")
-    evidence = [f"{len(segments)} TCP segments in the step, largest {biggest} bytes, {resent} resent",
+                  + ": a PMTUD black hole. Fix: clamp the TCP MSS on the gateway (the knob mss_clamp, or iptables "
+                    "-t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu), lower the "
+                    "tunnel MTU below the path's (our daemon: --tunnel-mtu), or let ICMP fragmentation-needed "
+                    "through.")
+    evidence = [f"{len(big)} packet(s) over {path_mtu} bytes in the step: " +
+                ", ".join(f"{n} on {k}" for k, n in by_tap.items()),
+                f"{len(tcp)} TCP segments, largest {biggest} bytes, {resent} resent",
                 f"{len(icmp_frag)} ICMP fragmentation-needed in the captures"] + [f"MTU {m} on {w}" for m, w in mtus]
     return Diagnosis("pmtud-black-hole", "PMTUD black hole (full-size packets vanish, no ICMP comes back)",
-                     paragraph, failed["index"], segments[0].time, evidence)
+                     paragraph, failed["index"], sample.time, evidence)
 
 
 # ------------------------------------------------------------------ the rest

@@ -171,6 +171,21 @@ def _pmtud(folder: Path) -> None:
                        {"transfer": {"from": "hosta", "to": "10.2.0.10", "bytes": "1M", "timeout": 6}}])
 
 
+def _unfixed(folder: Path, upto: int, drop: tuple[int, ...] = ()) -> None:
+    """The library scenario's own failure without its fix: its steps up to `upto` (1-based),
+    `expect: fail` removed (so the failure fails the run), steps in `drop` left out."""
+    data = _plain(read_yaml(folder / "scenario.yaml"))
+    steps = []
+    for index, step in enumerate(data["steps"][:upto], start=1):
+        if index in drop:
+            continue
+        step = dict(step)
+        step.pop("expect", None)
+        steps.append(step)
+    data["steps"], data["checks"] = steps, []
+    (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 VARIANTS = [
     Variant("wrong-psk", "net2net-nat", "gwa's PSK changed", "psk-mismatch",
             ["pre-shared keys", "not the same", "hosts/gwa/swanctl.conf", "hosts/gwb/swanctl.conf"],
@@ -196,6 +211,11 @@ VARIANTS = [
             "ike-fragments-lost", ["IKE_AUTH", "1000", "fragment", "RFC 7383"], _ike_fragments),
     Variant("nat-expiry", "net2net-nat", "the NAT box forgets idle UDP mappings after 3 s (udp_timeout: 3)",
             "nat-mapping-expired", ["udp_timeout: 3", "20 s", "keepalive", "198.51.100.1:4500"], _nat_expiry),
+    Variant("esp-blocked-unfixed", "esp-blocked", "the library's esp-blocked without its fix (encap = yes)",
+            "esp-blocked", ["IP protocol 50", "drop_esp", "encap = yes"], lambda f: _unfixed(f, 4, drop=(3,))),
+    Variant("mtu-blackhole-unfixed", "mtu-blackhole", "the library's mtu-blackhole without its fixes",
+            "pmtud-black-hole", ["1400", "block_icmp_frag on router", "fragmentation needed", "MSS"],
+            lambda f: _unfixed(f, 5, drop=(4,))),
     Variant("pmtud", "net2net-nat", "MTU 1200 on gwb's LAN, gwb drops its ICMP fragmentation-needed",
             "pmtud-black-hole", ["1200", "fragmentation needed", "MSS"], _pmtud),
 ]
