@@ -4,8 +4,6 @@ thing (the PSK, a proposal, a selector, an identity, a NAT box knob, the path), 
 runs them (root); tests/data/make_failed.py keeps a few run folders for the unit tests."""
 from __future__ import annotations
 
-import datetime
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Callable
 
 import yaml
 
+from lab.net.notebook import install_lab_certificates
 from lab.net.scenario import LIBRARY, read_yaml
 
 
@@ -45,42 +44,8 @@ def set_steps(folder: Path, steps: list, nat: dict | None = None, params: dict |
 
 
 def install_certificates(folder: Path, nodes: list[str], bits: int = 3072) -> None:
-    """A lab CA and a certificate per gateway (subjectAltName its id), and pubkey auth in its
-    swanctl.conf: IKE_AUTH then carries a certificate and a signature, over 1000 bytes."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-    ca_key = rsa.generate_private_key(65537, bits)
-    ca = (x509.CertificateBuilder().subject_name(name("ipsec-lab test CA")).issuer_name(name("ipsec-lab test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
-    for node in nodes:
-        key = rsa.generate_private_key(65537, bits)
-        cert = (x509.CertificateBuilder().subject_name(name(f"{node}.lab")).issuer_name(name("ipsec-lab test CA"))
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{node}.lab")]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        host = folder / "hosts" / node
-        for sub, filename, data in (
-                ("x509ca", "ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
-                ("x509", "gw.pem", cert.public_bytes(serialization.Encoding.PEM)),
-                ("private", "gw.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                        serialization.NoEncryption()))):
-            (host / sub).mkdir(exist_ok=True)
-            (host / sub / filename).write_bytes(data)
-        conf = host / "swanctl.conf"
-        text = conf.read_text().replace(f"auth = psk\n      id = {node}.lab",
-                                        f"auth = pubkey\n      certs = gw.pem\n      id = {node}.lab")
-        conf.write_text(re.sub(r"remote \{\n      auth = psk", "remote {\n      auth = pubkey", text))
+    """Certificates and pubkey auth: IKE_AUTH then carries a certificate and a signature, over 1000 bytes."""
+    install_lab_certificates(folder, nodes, bits)
 
 
 @dataclass
