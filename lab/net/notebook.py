@@ -67,7 +67,12 @@ def run_scenario(name: str | Path, label: str | None = None, out: str | Path | N
     scenario = load(folder)
     stream = open(os.devnull, "w") if quiet else sys.stdout
     options = {"after_step": after_step} if after_step is not None else {}
-    result: RunResult = run(scenario, target, Progress(stream=stream, live=False), **options)
+    progress = Progress(stream=stream, live=False)
+    from rich.console import Console
+
+    # plain lines in the notebook, not rich's HTML (the cell's text is what a test reads)
+    progress.console = Console(file=stream, highlight=False, soft_wrap=True, force_jupyter=False)
+    result: RunResult = run(scenario, target, progress, **options)
     verdict = "passed" if result.passed else "FAILED"
     print(f"{label}: {verdict} in {result.duration:g} s -> {target}")
     return target

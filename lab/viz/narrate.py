@@ -141,10 +141,16 @@ class Storyteller:
             said.append(self._charon_keys(node, keys))
         said += self._wire(material.packets)
         for node, drops in material.drops.items():
+            if set(drops) - {"dropped_out", "dropped_in"}:
+                drops = {k: v for k, v in drops.items() if k not in ("dropped_out", "dropped_in")}  # the reasons say more
             for reason, count in drops.items():
                 if count > 0:
                     said.append(f"{node} dropped {count} packet(s): {DROP_WORDS.get(reason, reason.replace('_', ' '))}.")
-        return [s for s in said if s]
+        unique = []
+        for sentence in said:
+            if sentence and sentence not in unique:
+                unique.append(sentence)
+        return unique
 
     # -- our trace records
 
@@ -235,8 +241,8 @@ class Storyteller:
         if what == "nat_detection":
             local, remote = r.get("local_behind_nat"), r.get("remote_behind_nat")
             if not local and not remote:
-                return [f"{node} compares the NAT_DETECTION hashes with the addresses it sees: they match, no NAT "
-                        f"in between - IKE stays on UDP 500 and ESP travels as IP protocol 50."]
+                return ["NAT detection: the NAT_DETECTION hashes match the addresses and ports the other side "
+                        "sees - no NAT in between, so IKE stays on UDP 500 and ESP travels as IP protocol 50."]
             parts = []
             if local:
                 parts.append(f"{node} is behind a NAT (the peer saw another source address or port than {node} "
