@@ -588,9 +588,11 @@ def _unanswered(run: Run) -> Diagnosis | None:
             why = (f"{node} has fragmentation = {frag} in {_conf_where(run, node or '?')}" if frag == "no" else
                    f"{peer} did not offer IKE fragmentation (no IKEV2_FRAGMENTATION_SUPPORTED)" if peer else
                    "IKE fragmentation was not used")
+            droppers = run.nodes_with("drop_fragments")
+            who_drops = f" (drop_fragments on {', '.join(droppers)})" if droppers else ""
             paragraph = (f"{head} The request is {size or where['ip_size']} bytes (certificates and signatures), "
                          f"more than {mtu}, so IP split it into fragments; {where['fragment_words']} - a middlebox "
-                         f"drops IP fragments, and without every fragment {peer or 'the peer'} cannot reassemble "
+                         f"drops IP fragments{who_drops}, and without every fragment {peer or 'the peer'} cannot reassemble "
                          f"the message. IKEv2 fragmentation (RFC 7383) would have cut it into IKE fragments that "
                          f"each fit, but {why}. Fix: fragmentation = yes on both sides (and, if needed, a smaller "
                          f"fragment size), or let IP fragments through the box.")

@@ -181,6 +181,13 @@ VARIANTS = [
     Variant("mtu-blackhole-unfixed", "mtu-blackhole", "the library's mtu-blackhole without its fixes",
             "pmtud-black-hole", ["1400", "block_icmp_frag on router", "fragmentation needed", "MSS"],
             lambda f: _unfixed(f, 5, drop=(4,))),
+    Variant("nat-keepalive-timeout-unfixed", "nat-keepalive-timeout",
+            "the library's nat-keepalive-timeout without its fix (keepalives every 3 s)", "nat-mapping-expired",
+            ["udp_timeout: 8", "every 20 s", "keepalive"], lambda f: _unfixed(f, 6, drop=(5,))),
+    Variant("ike-fragmentation-unfixed", "ike-fragmentation",
+            "the library's ike-fragmentation without its fix (fragmentation = yes)", "ike-fragments-lost",
+            ["IKE_AUTH", "drop_fragments on router", "fragmentation = no", "RFC 7383"],
+            lambda f: _unfixed(f, 2)),
     Variant("pmtud", "net2net-nat", "MTU 1200 on gwb's LAN, gwb drops its ICMP fragmentation-needed",
             "pmtud-black-hole", ["1200", "fragmentation needed", "MSS"], _pmtud),
 ]
