@@ -193,13 +193,17 @@ def _interrupted_code(result) -> int:
     return 143 if result.interrupted == "SIGTERM" else 130
 
 
-def _run_one(name: str, out, progress=None):
+def _run_one(name: str, out, progress=None, explain: bool = False):
     from lab.net import runner
 
     from lab.net.scenario import load
 
     scenario = load(name)
-    result = runner.run(scenario, out, progress)
+    options = {}
+    if explain:  # each step told in plain words as it ends (lab.viz.narrate)
+        from lab.viz.narrate import Narrator
+        options["after_step"] = Narrator()
+    result = runner.run(scenario, out, progress, **options)
     if not result.interrupted:
         _draw_figures(result.out)
     return result
@@ -233,7 +237,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name in names:
         out = Path(args.out) / Path(name).name if args.all else Path(args.out or f"out/{Path(name).name}")
         try:
-            result = _run_one(name, out)
+            result = _run_one(name, out, explain=getattr(args, "explain", False))
         except LabError as err:
             print(f"ipsec-lab run: {err}", file=sys.stderr)
             return 1
@@ -408,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", nargs="?", help="a library name (net2net-nat) or a scenario folder")
     run.add_argument("--all", action="store_true", help="run every scenario of the library")
     run.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME; with --all, DIR/NAME each)")
+    run.add_argument("--explain", action="store_true", help="tell each step in plain words as it happens: what was "
+                                                            "proposed and chosen, NAT, keys, SPIs, drops")
     run.set_defaults(handler=_cmd_run)
 
     demo = commands.add_parser("demo", help=f"run the default scenario ({DEFAULT_SCENARIO}) (needs root)")
@@ -431,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")
     clean.set_defaults(handler=_cmd_clean)
+    from lab.net.watch import LiveSource
     from lab.viz.cli import add_parser as add_figures
-    add_figures(commands)
+    add_figures(commands, live_source=LiveSource)  # figures, diagnose, watch (a live tap of lab.net)
     return parser
 
 

@@ -42,8 +42,15 @@ class KeyExport:
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.ike_lines: list[str] = []
-        self.esp_lines: list[str] = []
+        # a restarted daemon (a scenario's restart or load step) keeps the tables it wrote before
+        self.ike_lines: list[str] = self._read("ikev2_decryption_table")
+        self.esp_lines: list[str] = self._read("esp_sa")
+
+    def _read(self, name: str) -> list[str]:
+        try:
+            return [line for line in (self.directory / name).read_text().splitlines() if line.strip()]
+        except OSError:
+            return []
 
     def update_ike(self, endpoint) -> None:
         """Takes the endpoint's new IKE SA keys (it hands them out once, with settings.export_keys)."""

@@ -122,13 +122,18 @@ class OurGateway(Peer):
         self.start()
 
     def _command(self, action: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
-        result = self.ctl(action, timeout=timeout, **{k: v for k, v in args.items() if v is not None})
+        request = {k: v for k, v in args.items() if v is not None}
+        if "wait" in request:
+            request["timeout"] = request.pop("wait")
+        with ControlClient(str(self.control_path), timeout=timeout + 5) as client:
+            result = client.request(cmd=action, **request)
         if not result.get("ok"):
             raise PeerError(f"ipsec-lab ctl {action} on {self.name}: {result.get('error', 'failed')}")
         return result
 
     def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> dict[str, Any]:
-        return self._command("initiate", timeout=timeout, ike=ike, child=child)
+        # the daemon waits `wait` seconds for the outcome; the control socket a little longer
+        return self._command("initiate", timeout=timeout, ike=ike, child=child, wait=timeout)
 
     def terminate(self, ike: str | None = None, child: str | None = None) -> dict[str, Any]:
         return self._command("terminate", ike=ike, child=child)

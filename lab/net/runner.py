@@ -848,6 +848,7 @@ class Runner:
         topology["taps"] = [{"name": t.name, "node": t.node, "intf": t.intf, "file": f"captures/{t.name}.pcap",
                              "filter": t.filter} for t in self.scenario.taps]
         (out / "topology.json").write_text(json.dumps(topology, indent=1))
+        _copy(self.scenario.folder / "scenario.yaml", out / "scenario.yaml")  # as run (diagnose reads its knobs)
         self.result.files = {sub: sorted(str(p.relative_to(out)) for p in (out / sub).rglob("*") if p.is_file())
                              for sub in ("captures", "keys", "logs", "figures")}
         (out / "result.json").write_text(json.dumps(self.result.to_json(), indent=1))

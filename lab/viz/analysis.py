@@ -69,6 +69,10 @@ class Inner:
     dport: int = 0
     summary: str = ""
     icmp_type: int | None = None
+    icmp_code: int | None = None
+    tcp_seq: int | None = None         # TCP: sequence number and payload octets (retransmissions repeat them)
+    tcp_payload: int = 0
+    df: bool | None = None             # IPv4 Don't Fragment (None: not an IPv4 packet)
 
     @property
     def protocol_name(self) -> str:
@@ -299,16 +303,26 @@ def _ip_payload(packet: bytes, header_length: int) -> bytes:
 def _transport(protocol: int, payload: bytes, src: str, dst: str) -> Inner:
     """What a transport payload is (ports, ICMP type) between `src` and `dst`."""
     sport = dport = 0
-    icmp_type, words = None, ""
+    icmp_type = icmp_code = tcp_seq = None
+    tcp_payload = 0
+    words = ""
     if protocol in (PROTO_ICMP, PROTO_ICMPV6) and payload:
         icmp_type = payload[0]
+        icmp_code = payload[1] if len(payload) > 1 else None
         words = ICMP_TYPES.get(icmp_type, f"type {icmp_type}") if protocol == PROTO_ICMP else f"type {icmp_type}"
+        if protocol == PROTO_ICMP and icmp_type == 3 and icmp_code == 4:
+            # RFC 1191 §4: the next-hop MTU in the low 16 bits of the second word
+            mtu = struct.unpack_from("!H", payload, 6)[0] if len(payload) >= 8 else 0
+            words = f"fragmentation needed (MTU {mtu})"
     elif protocol in (PROTO_TCP, PROTO_UDP) and len(payload) >= 4:
         sport, dport = struct.unpack_from("!HH", payload)
         words = f"{sport} > {dport}"
+        if protocol == PROTO_TCP and len(payload) >= 13:
+            tcp_seq = struct.unpack_from("!I", payload, 4)[0]
+            tcp_payload = max(0, len(payload) - (payload[12] >> 4) * 4)
     name = PROTO_NAMES.get(protocol, f"protocol {protocol}")
     return Inner(protocol, src, dst, len(payload), sport, dport, " ".join(w for w in (name, words, src, ">", dst) if w),
-                 icmp_type)
+                 icmp_type, icmp_code, tcp_seq, tcp_payload)
 
 
 def describe_ip(packet: bytes) -> Inner | None:
@@ -320,6 +334,7 @@ def describe_ip(packet: bytes) -> Inner | None:
     payload = _ip_payload(packet, ihl)
     inner = _transport(protocol, payload, src, dst)
     inner.length = struct.unpack_from("!H", packet, 2)[0] if packet[0] >> 4 == 4 else 40 + len(payload)
+    inner.df = bool(packet[6] & 0x40) if packet[0] >> 4 == 4 else None
     return inner
 
 
@@ -496,6 +511,65 @@ class _Analyser:
             packet.sport, packet.dport = packet.clear.sport, packet.clear.dport
 
 
+class PacketAnalyser:
+    """One packet at a time, in capture order (a file read whole, or a live tap): IP
+    fragments reassembled, IKE and ESP annotated and decrypted with `keys` (which may be
+    replaced while packets flow, when new key tables appear)."""
+
+    def __init__(self, keys: KeyTables | None = None, ike_port: int = 500, natt_port: int = 4500) -> None:
+        self.analyser = _Analyser(keys if keys is not None else KeyTables(), ike_port, natt_port)
+        self.reassembler = _Reassembler()
+        self.packets: list[Packet] = []
+        self.keep = True  # False: do not keep every packet (a live tap that runs for hours)
+        self._recent: dict[int, Packet] = {}
+
+    @property
+    def keys(self) -> KeyTables:
+        return self.analyser.keys
+
+    @keys.setter
+    def keys(self, keys: KeyTables) -> None:
+        self.analyser.keys = keys
+
+    def add(self, frame: int, stamp: float, data: bytes | None) -> Packet:
+        if data is None or _ip_fields(data) is None:
+            packet = Packet(frame, stamp, "", "", 0, 0, kind="other", summary="not an IP packet")
+            self._keep(packet)
+            return packet
+        _, src, dst, protocol, _ = _ip_fields(data)
+        length = struct.unpack_from("!H", data, 2)[0] if data[0] >> 4 == 4 else len(data)
+        packet = Packet(frame, stamp, src, dst, protocol, min(length, len(data)) or len(data), data=data)
+        self._keep(packet)
+        if data[0] >> 4 == 4:
+            whole = self.reassembler.feed(data, frame)
+            members = self.reassembler.completed
+            if whole is None:
+                packet.kind = "ip-fragment"
+                return packet
+            if members:
+                for n, member in enumerate(members, start=1):
+                    earlier = self._recent.get(member)
+                    if earlier is not None:
+                        earlier.ip_fragment = (n, len(members))
+                        earlier.fragment_frames = members
+                packet.data = whole
+                data = whole
+        self.analyser.packet(packet, data)
+        return packet
+
+    def _keep(self, packet: Packet) -> None:
+        if self.keep:
+            self.packets.append(packet)
+        self._recent[packet.frame] = packet
+        if len(self._recent) > 4096:
+            for frame in sorted(self._recent)[:2048]:
+                del self._recent[frame]
+
+    @property
+    def problems(self) -> list[str]:
+        return self.analyser.problems + self.keys.problems
+
+
 def analyze_capture(path: str | Path, keys: KeyTables | str | Path | None = None, ike_port: int = 500,
                     natt_port: int = 4500) -> CaptureAnalysis:
     """Every packet of the capture at `path`, annotated (and decrypted with `keys`)."""
@@ -504,35 +578,14 @@ def analyze_capture(path: str | Path, keys: KeyTables | str | Path | None = None
         raise CaptureError(f"{path}: no such file")
     if not isinstance(keys, KeyTables):
         keys = load_keys(keys)
-    analyser = _Analyser(keys, ike_port, natt_port)
-    reassembler = _Reassembler()
-    packets: list[Packet] = []
+    analyser = PacketAnalyser(keys, ike_port, natt_port)
     for frame, stamp, data in _read_frames(path):
-        if data is None or _ip_fields(data) is None:
-            packets.append(Packet(frame, stamp, "", "", 0, 0, kind="other", summary="not an IP packet"))
-            continue
-        _, src, dst, protocol, _ = _ip_fields(data)
-        length = struct.unpack_from("!H", data, 2)[0] if data[0] >> 4 == 4 else len(data)
-        packet = Packet(frame, stamp, src, dst, protocol, min(length, len(data)) or len(data), data=data)
-        packets.append(packet)
-        if data[0] >> 4 == 4:
-            whole = reassembler.feed(data, frame)
-            members = reassembler.completed
-            if whole is None:
-                packet.kind = "ip-fragment"
-                continue
-            if members:
-                for n, member in enumerate(members, start=1):
-                    earlier = next(p for p in reversed(packets) if p.frame == member)
-                    earlier.ip_fragment = (n, len(members))
-                    earlier.fragment_frames = members
-                packet.data = whole
-                data = whole
-        analyser.packet(packet, data)
+        analyser.add(frame, stamp, data)
+    packets = analyser.packets
     for packet in packets:
         if packet.kind == "ip-fragment" and packet.ip_fragment is None:
             packet.ip_fragment = (0, 0)  # never completed
-    return CaptureAnalysis(path, packets, keys, analyser.problems + keys.problems)
+    return CaptureAnalysis(path, packets, keys, analyser.problems)
 
 
 # ---------------------------------------------------------------- both sides of a NAT box
@@ -597,5 +650,5 @@ def match_nat(inside: CaptureAnalysis, outside: CaptureAnalysis, window: float =
     return pairs
 
 
-__all__ = ["CaptureAnalysis", "CaptureError", "IkeInfo", "Inner", "IpsecInfo", "NatPair", "Packet",
+__all__ = ["CaptureAnalysis", "CaptureError", "IkeInfo", "Inner", "IpsecInfo", "NatPair", "Packet", "PacketAnalyser",
            "analyze_capture", "describe_ip", "fingerprint", "match_nat", "short_names"]

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 
-def add_parser(commands) -> None:
+def add_parser(commands, live_source=None) -> None:
+    """figures, diagnose and (given `live_source`, lab.net.watch.LiveSource) watch."""
     figures = commands.add_parser(
         "figures", help="draw ladder, header layouts, rekey timeline, MTU figures from captures or a run folder",
         description="Draw the classroom figures (PNG and SVG, legible when projected) from pcap/pcapng captures, "
@@ -21,6 +22,33 @@ def add_parser(commands) -> None:
                                                       "capture, or the run folder's figures/)")
     figures.add_argument("--mtu", type=int, default=1500, metavar="BYTES", help="path MTU for the MTU figure")
     figures.set_defaults(handler=run)
+
+    diagnose = commands.add_parser(
+        "diagnose", help="name the first point where a failed run went wrong, and the likely misconfiguration",
+        description="Read a run folder (result.json, trace.jsonl, logs/, the gateways' swanctl.conf as run, "
+                    "captures/ with keys/) and say in one paragraph where the run first went wrong and what to "
+                    "change: proposals, traffic selectors, PSK or identity, blocked UDP or ESP, lost IKE "
+                    "fragments, an expired NAT mapping, a PMTUD black hole.")
+    diagnose.add_argument("run_dir", metavar="DIR", help="a run folder (ipsec-lab run --out DIR)")
+    diagnose.add_argument("--json", action="store_true", help="cause, title, paragraph, step and evidence as JSON")
+    diagnose.set_defaults(handler=run_diagnose)
+
+    if live_source is None:
+        return
+    watch = commands.add_parser(
+        "watch", help="print the packets on a running lab's interfaces as they pass, annotated and decrypted",
+        description="While a lab runs (ipsec-lab up NAME, in another terminal), show every packet on NODE:IFACE "
+                    "as it passes: IKE exchange, role, message ID and payloads (inside SK once the keys exist), "
+                    "ESP SPI, sequence number and the packet inside, NAT-keepalives, IP fragments. Both sides of "
+                    "a NAT box (nat:nat-in nat:nat-out) also show how the box rewrote each packet. Needs root; "
+                    "ends with the lab, after --count packets or --seconds, or with Ctrl-C.")
+    watch.add_argument("targets", nargs="+", metavar="NODE:IFACE",
+                       help="e.g. nat:nat-out (`<node> ip link` in the Mininet CLI lists a node's interfaces)")
+    watch.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
+    watch.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    watch.add_argument("--lab", type=int, metavar="PID", help="the lab's process, when several run")
+    watch.add_argument("--all", action="store_true", help="also frames that carry no IP packet (ARP)")
+    watch.set_defaults(handler=lambda args: run_watch(args, live_source))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,4 +81,43 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for figure in figures:
         print(f"{figure.files[0]}  {figure.caption}")
+    return 0
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    import json
+
+    from .diagnose import DiagnoseError, diagnose
+
+    try:
+        found = diagnose(args.run_dir)
+    except DiagnoseError as err:
+        print(f"ipsec-lab diagnose: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(found.to_json(), indent=1) if args.json else found.text())
+    return 0
+
+
+def run_watch(args: argparse.Namespace, live_source) -> int:
+    import os
+
+    from .live import watch
+
+    if os.geteuid() != 0:
+        print("ipsec-lab watch needs root (it taps an interface inside the lab's namespace): run it with sudo.",
+              file=sys.stderr)
+        return 1
+    try:
+        source = live_source(args.targets, args.lab)
+    except live_source.Error as err:
+        print(f"ipsec-lab watch: {err}", file=sys.stderr)
+        return 2
+    try:
+        watch(source, sys.stdout, count=args.count, seconds=args.seconds, show_all=args.all)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+    finally:
+        source.close()
     return 0

@@ -113,3 +113,19 @@ def test_export_on_hands_keys_out_once(tmp_path):
 def test_settings_default_is_no_export():
     assert Settings().export_keys is False
     assert dataclasses.replace(Settings(), export_keys=True).export_keys
+
+
+def test_a_restarted_daemon_keeps_the_tables_it_wrote(tmp_path):
+    """A scenario's restart or load step starts a new daemon with the same folder: the keys of
+    the SAs before it stay in the tables (the run's captures hold their packets)."""
+    net, keys, up = run(export=True)
+    first = KeyExport(str(tmp_path))
+    first.update_ike(net.endpoints["a"])
+    events = [e for e in up["a"] if type(e).__name__ == "ChildSaUp"]
+    first.add_child(events[0])
+    before = (tmp_path / "esp_sa").read_text().splitlines()
+    again = KeyExport(str(tmp_path))  # the daemon restarted
+    again.add_child(events[-1])
+    after = (tmp_path / "wireshark" / "esp_sa").read_text().splitlines()
+    assert before and set(before) <= set(after)
+    assert (tmp_path / "ikev2_decryption_table").read_text().strip()

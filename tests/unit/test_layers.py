@@ -16,7 +16,7 @@ ALLOWED = {
     "lab.ike": {"lab.iana"},
     "lab.conf": {"lab.iana", "lab.ike"},
     "lab.daemon": {"lab.iana", "lab.ike", "lab.esp", "lab.conf"},
-    "lab.viz": {"lab.iana", "lab.ike", "lab.esp"},
+    "lab.viz": {"lab.iana", "lab.ike", "lab.esp", "lab.conf"},
 }
 
 

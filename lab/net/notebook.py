@@ -1,0 +1,152 @@
+"""What the notebooks (notebooks/02-08) need from the lab: run a scenario of the library, of
+notebooks/scenarios/ or a changed copy, and get its run folder; lab.viz then reads it.
+
+    out = run_scenario("net2net-nat")                     # -> out/notebooks/net2net-nat (root)
+    folder = copy_scenario("mtu-blackhole", "/tmp/x", steps=lambda steps: steps[:5])
+    out = run_scenario(folder, name="mtu-blackhole-unfixed")
+
+Running needs root (network namespaces). Without root a run folder left by an earlier run
+(`sudo .venv/bin/ipsec-lab run NAME --out out/notebooks/NAME`) is read instead.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .runner import Progress, RunResult, run
+from .scenario import LIBRARY, load, read_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK_SCENARIOS = REPO / "notebooks" / "scenarios"
+
+
+class NotebookError(RuntimeError):
+    """A scenario a notebook cannot run (not root and no earlier run folder); says what to do."""
+
+
+def out_base() -> Path:
+    return Path(os.environ.get("IPSEC_LAB_NOTEBOOK_OUT", REPO / "out" / "notebooks"))
+
+
+def scenario_folder(name: str | Path) -> Path:
+    """A library scenario, one of notebooks/scenarios/, or a folder."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    for base in (LIBRARY, NOTEBOOK_SCENARIOS):
+        if (base / str(name)).is_dir():
+            return base / str(name)
+    raise NotebookError(f"no scenario {name!r} in scenarios/ or notebooks/scenarios/")
+
+
+def run_scenario(name: str | Path, label: str | None = None, out: str | Path | None = None,
+                 quiet: bool = False, after_step: Callable | None = None) -> Path:
+    """Run the scenario (each step printed as it ends; `after_step` as the runner's hook, e.g.
+    lab.viz.narrate.Narrator()) and return its run folder. Without root, or with
+    IPSEC_LAB_NOTEBOOK_REUSE=1, the folder of an earlier run is returned if there is one."""
+    folder = scenario_folder(name)
+    label = label or folder.name
+    target = Path(out) if out else out_base() / label
+    reuse = os.environ.get("IPSEC_LAB_NOTEBOOK_REUSE") == "1"
+    if reuse and (target / "result.json").is_file() and "running" not in (target / "result.json").read_text():
+        print(f"(IPSEC_LAB_NOTEBOOK_REUSE=1: reading the run folder {target} of an earlier run)")
+        return target
+    if os.geteuid() != 0:
+        if (target / "result.json").is_file():
+            print(f"(not root: reading the run folder {target} left by an earlier run)")
+            return target
+        raise NotebookError(f"running {label} needs root (network namespaces): start JupyterLab with sudo "
+                            f"(README), or run it once with `sudo .venv/bin/ipsec-lab run {folder} --out {target}`")
+    scenario = load(folder)
+    stream = open(os.devnull, "w") if quiet else sys.stdout
+    options = {"after_step": after_step} if after_step is not None else {}
+    progress = Progress(stream=stream, live=False)
+    from rich.console import Console
+
+    # plain lines in the notebook, not rich's HTML (the cell's text is what a test reads)
+    progress.console = Console(file=stream, highlight=False, soft_wrap=True, force_jupyter=False)
+    result: RunResult = run(scenario, target, progress, **options)
+    verdict = "passed" if result.passed else "FAILED"
+    print(f"{label}: {verdict} in {result.duration:g} s -> {target}")
+    return target
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def copy_scenario(name: str | Path, dest: str | Path, steps: Callable[[list], list] | None = None,
+                  edit: Callable[[dict], None] | None = None, checks: bool = True) -> Path:
+    """A copy of a scenario folder in `dest` whose steps `steps(list)` returns (and whose
+    scenario.yaml `edit(dict)` may change), for a variant a notebook runs."""
+    src = scenario_folder(name)
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest)
+    data = _plain(read_yaml(dest / "scenario.yaml"))
+    if steps is not None:
+        data["steps"] = steps(data["steps"])
+    if not checks:
+        data["checks"] = []
+    if edit is not None:
+        edit(data)
+    (dest / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def install_lab_certificates(folder: str | Path, nodes: list[str], bits: int = 3072) -> None:
+    """A lab CA and one certificate per gateway (subjectAltName <node>.lab), valid 30 days, into
+    hosts/<node>/x509ca, x509, private; its swanctl.conf switched from psk to pubkey."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    folder = Path(folder)
+    ca_key = rsa.generate_private_key(65537, bits)
+    ca = (x509.CertificateBuilder().subject_name(name("ipsec-lab CA")).issuer_name(name("ipsec-lab CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
+    for node in nodes:
+        key = rsa.generate_private_key(65537, bits)
+        cert = (x509.CertificateBuilder().subject_name(name(f"{node}.lab")).issuer_name(name("ipsec-lab CA"))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{node}.lab")]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        host = folder / "hosts" / node
+        for sub, filename, data in (
+                ("x509ca", "ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+                ("x509", "gw.pem", cert.public_bytes(serialization.Encoding.PEM)),
+                ("private", "gw.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))):
+            (host / sub).mkdir(exist_ok=True)
+            (host / sub / filename).write_bytes(data)
+            if sub == "private":
+                os.chmod(host / sub / filename, 0o600)
+        conf = host / "swanctl.conf"
+        text = conf.read_text().replace(f"auth = psk\n      id = {node}.lab",
+                                        f"auth = pubkey\n      certs = gw.pem\n      id = {node}.lab")
+        conf.write_text(re.sub(r"remote \{\n      auth = psk", "remote {\n      auth = pubkey", text))
+
+
+__all__ = ["NotebookError", "copy_scenario", "install_lab_certificates", "out_base", "run_scenario",
+           "scenario_folder"]

@@ -1,0 +1,65 @@
+"""Make tests/data/runs/: small run folders kept for the tests and notebooks that need no root.
+
+    flock /run/ipsec-lab.lock .venv/bin/python tests/data/make_runs.py [NAME...]
+
+Root (network namespaces). Each is one `ipsec-lab run`, trimmed to what lab.viz reads:
+result.json, topology.json, scenario.yaml, trace.jsonl, captures/, keys/ (the two tables),
+logs/ (our daemons' and charon's), nodes/<node>/swanctl/swanctl.conf (no private keys).
+
+    net2net-nat      the default scenario, passing (narration, figures)
+    wrong-psk ...    failing variants of tests/scenarios/variants.py (diagnose)
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from lab.net import scenario as sc  # noqa: E402
+from lab.net.runner import Progress, run  # noqa: E402
+from tests.scenarios.variants import VARIANTS  # noqa: E402
+
+OUT = HERE / "runs"
+KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "ike-fragments", "nat-expiry", "pmtud")
+
+
+def trim(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for name in ("result.json", "topology.json", "scenario.yaml", "trace.jsonl", "report.md"):
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)
+    for sub, pattern in (("captures", "*.pcap"), ("keys", "ikev2_decryption_table"), ("keys", "esp_sa"),
+                         ("logs", "*.log")):
+        for path in (src / sub).glob(pattern):
+            (dst / sub).mkdir(exist_ok=True)
+            shutil.copy2(path, dst / sub / path.name)
+    for conf in src.glob("nodes/*/swanctl/swanctl.conf"):
+        target = dst / conf.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(conf, target)
+
+
+def main(names: list[str]) -> int:
+    wanted = names or ["net2net-nat", *KEPT_VARIANTS]
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        for name in wanted:
+            variant = next((v for v in VARIANTS if v.name == name), None)
+            folder = variant.make(work / "scenarios") if variant else sc.LIBRARY / name
+            result = run(sc.load(folder), work / "out" / name, Progress(live=False))
+            if variant is None and not result.passed or variant is not None and result.passed:
+                print(f"{name}: unexpected outcome (passed={result.passed})", file=sys.stderr)
+                return 1
+            trim(work / "out" / name, OUT / name)
+            print(f"{name}: {OUT / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
