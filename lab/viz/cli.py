@@ -58,14 +58,19 @@ def run(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.captures]
     try:
-        if len(paths) == 1 and paths[0].is_dir() and not args.out and not args.keys:
-            entries = draw_run(paths[0], report=True)
+        if len(paths) == 1 and paths[0].is_dir():
+            if args.keys:
+                print(f"ipsec-lab figures: {paths[0]} is a run folder, which uses its own keys/; "
+                      "--keys goes with capture files", file=sys.stderr)
+                return 2
+            entries = draw_run(paths[0], report=not args.out, out=args.out)
             for path, caption in entries:
                 print(f"{path}  {caption}")
             return 0 if entries else 1
         missing = [p for p in paths if not p.is_file()]
         if missing:
-            print(f"ipsec-lab figures: {missing[0]}: no such file", file=sys.stderr)
+            what = "a folder: give one run folder alone, or capture files" if missing[0].is_dir() else "no such file"
+            print(f"ipsec-lab figures: {missing[0]}: {what}", file=sys.stderr)
             return 2
         keys = load_keys(args.keys) if args.keys else None
         for problem in (keys.problems if keys is not None else []):

@@ -155,18 +155,19 @@ def _path_mtu(topology: dict | None) -> int:
     return min(mtus) if mtus else 1500
 
 
-def draw_run(run_dir: str | Path, report: bool = False) -> list[tuple[Path, str]]:
-    """Draw every figure that applies into run_dir/figures/; returns (PNG file, one-line
-    caption) for each figure (its SVG is beside it, same name). With `report`, also puts
-    them into report.md's Figures section (the runner does that itself)."""
+def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None = None) -> list[tuple[Path, str]]:
+    """Draw every figure that applies into run_dir/figures/ (or `out`); returns (PNG file,
+    one-line caption) for each figure (its SVG is beside it, same name). With `report`, also
+    puts them into report.md's Figures section (the runner does that itself)."""
     run = load_run(run_dir)
+    figures = Path(out) if out is not None else run.figures
     keys = load_keys(run.keys) if run.keys else KeyTables()
     analyses = {path: analyze_capture(path, keys) for path in run.captures}
     jobs: list[tuple[Callable[..., Figure], tuple]] = []
     if run.topology:
-        jobs.append((draw_topology, (run.topology, run.figures / "topology")))
+        jobs.append((draw_topology, (run.topology, figures / "topology")))
     nat_pairs = [(analyses[a], analyses[b]) for a, b in run.nat_sides()]
-    jobs += capture_jobs(list(analyses.values()), run.figures, run.topology, nat_pairs or None,
+    jobs += capture_jobs(list(analyses.values()), figures, run.topology, nat_pairs or None,
                          _path_mtu(run.topology))
     entries = []
     for drawn in _draw_all(jobs):

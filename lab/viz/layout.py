@@ -190,7 +190,11 @@ def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real 
         bar_y = top + 0.72
         ax.text(LEFT, bar_y - 0.2, layout.form, ha="left", va="center", fontsize=LABEL_FONT, weight="bold")
         ax.text(LEFT, bar_y + 0.12, f"{layout.length} octets", ha="left", va="center", fontsize=FONT)
-        ax.text(LEFT, bar_y + 0.42, layout.detail, ha="left", va="center", fontsize=FONT - 1, color="#444444")
+        detail = layout.detail
+        if len(detail) * CHAR_WIDTH * 0.9 > BAR_X0 - LEFT - 0.2 and ", " in detail:
+            detail = detail.replace(", ", ",\n", 1)
+        ax.text(LEFT, bar_y + 0.42, detail, ha="left", va="top" if "\n" in detail else "center",
+                fontsize=FONT - 1, color="#444444", linespacing=1.1)
 
         def x(offset: int) -> float:
             return BAR_X0 + offset * scale
@@ -198,9 +202,13 @@ def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real 
         for seg in layout.segments:
             ax.add_patch(Rectangle((x(seg.start), bar_y - 0.2), seg.length * scale, 0.4,
                                    facecolor=SEGMENT_COLORS.get(seg.kind, "#eeeeee"), edgecolor="#333333", lw=1.2))
-            text = seg.label if seg.length * scale > len(seg.label) * 0.105 + 0.05 else _abbreviate(seg, scale)
+            width = seg.length * scale
+            text = seg.label if width > len(seg.label) * CHAR_WIDTH + 0.05 else _abbreviate(seg, scale)
             if text:
-                ax.text(x(seg.start) + seg.length * scale / 2, bar_y, text, ha="center", va="center", fontsize=FONT)
+                ax.text(x(seg.start) + width / 2, bar_y, text, ha="center", va="center", fontsize=FONT)
+            elif width > 0.22 and len(_short(seg)) * CHAR_WIDTH * 0.95 <= 0.4:
+                ax.text(x(seg.start) + width / 2, bar_y, _short(seg), ha="center", va="center",
+                        fontsize=FONT - 1, rotation=90)
         for start, end in layout.mutable:
             ax.add_patch(Rectangle((x(start), bar_y - 0.2), (end - start) * scale, 0.4, facecolor="none",
                                    edgecolor="#555555", hatch="//", lw=0))
@@ -228,10 +236,17 @@ def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real 
     return save(fig, out)
 
 
+CHAR_WIDTH = 0.13  # inches per character at FONT points, a little more than the average glyph
+
+
+def _short(segment: Segment) -> str:
+    return {"IP header": "IP", "inner IP": "IP", "trailer": "tr", "ICV": "ICV", "data": "", "IV": "IV",
+            "AH": "AH", "UDP": "UDP", "SPI": "SPI", "Seq": "Seq"}.get(segment.label, segment.label[:3])
+
+
 def _abbreviate(segment: Segment, scale: float) -> str:
-    short = {"IP header": "IP", "inner IP": "IP", "trailer": "tr", "ICV": "ICV", "data": "", "IV": "IV",
-             "AH": "AH", "UDP": "UDP", "SPI": "SPI", "Seq": "Seq"}.get(segment.label, segment.label[:3])
-    return short if segment.length * scale > len(short) * 0.105 else ""
+    short = _short(segment)
+    return short if segment.length * scale > len(short) * CHAR_WIDTH else ""
 
 
 def draw_header_layouts(captures: dict[str, CaptureAnalysis], out: str | Path) -> Figure:

@@ -65,6 +65,18 @@ def test_figures_command_errors(tmp_path, capsys):
     assert "not a pcap" in capsys.readouterr().err
 
 
+def test_figures_of_a_run_folder_into_another_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(DEMO, run)
+    assert main(["figures", str(run), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert "elsewhere/ladder-nat-inside-nat-outside.png" in capsys.readouterr().out
+    assert (tmp_path / "elsewhere" / "topology.png").exists() and not (run / "figures").exists()
+    assert main(["figures", str(run), "--keys", str(run / "keys")]) == 2
+    assert "uses its own keys/" in capsys.readouterr().err
+    assert main(["figures", str(run), str(run / "captures" / "nat-inside.pcap")]) == 2
+    assert "give one run folder alone" in capsys.readouterr().err
+
+
 def test_trace_charon_and_packets_on_one_time_axis(tmp_path):
     records = read_trace(DEMO / "gwa" / "trace.jsonl", "gwa")
     assert records and all("wall" in r and r["node"] == "gwa" for r in records)
