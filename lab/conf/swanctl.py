@@ -431,13 +431,6 @@ def _version(value: str) -> int:
     return 2
 
 
-def _mobike(value: str) -> bool:
-    if _bool(value):
-        raise ValueError("MOBIKE (RFC 4555) is not supported by ipsec-lab; set mobike = no "
-                         "(ipsec-lab also treats a missing mobike as no, unlike strongSwan)")
-    return False
-
-
 def _names(value: str) -> list[str]:
     names = [item.strip() for item in value.split(",")]
     if any(not item for item in names):
@@ -553,7 +546,7 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "remote_port": _port,
     "proposals": _ike_proposals,
     "encap": _bool,
-    "mobike": _mobike,
+    "mobike": _bool,
     "dpd_delay": parse_time,
     "dpd_timeout": parse_time,
     "rekey_time": parse_time,

@@ -334,6 +334,32 @@ class DataPlane:
             self._drop_virtual_ip(event.ike_sa)
         elif isinstance(event, ev.PeerAddressChanged):
             self._follow_peer(event.old, event.new)
+        elif isinstance(event, ev.AddressesUpdated):
+            self._move(event)
+
+    def _move(self, event: ev.AddressesUpdated) -> None:
+        """MOBIKE (RFC 4555 §3.5): the CHILD SAs of an IKE SA now run between new addresses, in
+        UDP or not as NAT detection on the new path said; NAT keepalives if we are behind one."""
+        moved = 0
+        for spi in event.spis_in:
+            pair = self.by_spi_in.get(spi)
+            if pair is None:
+                continue
+            ah = bool(pair.outbound.ah)  # type: ignore[attr-defined]
+            udp = event.encap and not ah
+            pair.peer, pair.encap = event.remote, udp
+            if ah:
+                pair.outbound.move(event.local[0], event.remote[0])
+            attach_route(pair.outbound, event.remote, udp, ah)
+            moved += 1
+        if event.local_behind_nat:
+            self.keepalive_peers[event.ike_sa] = event.remote
+            self._arm_keepalive()
+        else:
+            self.keepalive_peers.pop(event.ike_sa, None)
+        self.stats["mobike_moves"] += 1
+        self.gateway.say(f"[ESP] {moved} CHILD_SA(s) moved to {event.local[0]} - {event.remote[0]}:{event.remote[1]}"
+                         f" ({'ESP in UDP' if event.encap else 'plain ESP'})")
 
     def _follow_peer(self, old: tuple[str, int], new: tuple[str, int]) -> None:
         """RFC 7296 §2.23: the peer's NAT mapping changed; ESP for it goes to the new address

@@ -122,6 +122,7 @@ class Gateway:
         self.keepalive_interval = keepalive_interval
         self.checksum_fixup = checksum_fixup
         self.dataplane = None
+        self.addresses = None  # the AddressMonitor (MOBIKE: our addresses change under us)
 
     # ------------------------------------------------------------ running
 
@@ -144,6 +145,9 @@ class Gateway:
                                        keepalive_interval=self.keepalive_interval,
                                        checksum_fixup=self.checksum_fixup)
             self.dataplane.start()
+        from .addresses import AddressMonitor
+        self.addresses = AddressMonitor(self, exclude=("lo", self.tun_name))
+        self.addresses.start()
         server = None
         if self.control_path:
             from .control import serve_control
@@ -177,6 +181,8 @@ class Gateway:
                     os.unlink(self.control_path)
                 except FileNotFoundError:
                     pass
+            if self.addresses is not None:
+                self.addresses.stop()
             if self.dataplane is not None:
                 self.dataplane.stop()
             for port, sock in self.sockets.items():

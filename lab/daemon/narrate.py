@@ -48,6 +48,10 @@ def narrate(record: dict[str, Any]) -> str | None:
             return f"[IKE] {sa} {side}: {record['reason']}"
         if name == "NegotiationFailed":
             return f"[IKE] {sa} {record['exchange']} failed: {record['reason']}"
+        if name == "AddressesUpdated":
+            return (f"[IKE] {sa} MOBIKE: IPsec SAs moved to {record['local'][0]}:{record['local'][1]} - "
+                    f"{record['remote'][0]}:{record['remote'][1]}{', UDP-encapsulated' if record.get('encap') else ''}"
+                    f" ({record.get('reason')})")
         if name == "PeerUnreachable":
             return f"[IKE] {sa} giving up after {record['tries']} tries of {record['exchange']}: peer unreachable"
         return None
@@ -56,7 +60,12 @@ def narrate(record: dict[str, Any]) -> str | None:
     if kind == "drop":
         return f"[NET] {sa} dropped: {record['reason']}"
     if kind == "note" and record.get("what") in ("nat_detection", "invalid_ke", "rekey_collision",
-                                                  "ike_rekey_collision", "peer_address_changed"):
+                                                  "ike_rekey_collision", "peer_address_changed",
+                                                  "local_address_changed", "mobike_update", "update_sa_addresses",
+                                                  "return_routability_check", "return_routability_ok",
+                                                  "nat_mapping_changed", "reauthenticate", "no_path",
+                                                  "peer_addresses", "cookie2_mismatch",
+                                                  "mobike_unacceptable_addresses"):
         details = ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("t", "kind", "ike_sa", "what"))
         return f"[IKE] {sa} {record['what'].replace('_', ' ')}: {details}"
     return None

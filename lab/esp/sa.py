@@ -416,6 +416,14 @@ class OutboundSA(_SA):
 
         return checked
 
+    def move(self, local: str, remote: str) -> None:
+        """New outer addresses (MOBIKE, RFC 4555 §3.5), for the datagrams protect() builds."""
+        local_packed, remote_packed = pack_address(local), pack_address(remote)
+        if len(local_packed) != len(remote_packed):
+            raise EspConfigError("local and remote must be of the same IP version")
+        self.local, self.remote = local_packed, remote_packed
+        self._prepare_outer()
+
     def _prepare_outer(self) -> None:
         self._outer_proto = PROTO_UDP if self.encap is not None else int(self.protocol)
         if self.local is None or self.remote is None:

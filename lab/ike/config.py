@@ -10,8 +10,8 @@ by `lab.conf.swanctl` from a swanctl.conf or built by hand in a notebook:
                      children={"net": ChildConfig("net", parse_traffic_selectors("10.1.0.0/24"),
                                                   parse_traffic_selectors("10.2.0.0/24"))})
 
-Where ipsec-lab differs from strongSwan it says so: `mobike` is off (strongSwan: on), since
-MOBIKE is not implemented. Pure: no file I/O, no clock. Key material never shows in `repr`.
+Where ipsec-lab differs from strongSwan it says so. Pure: no file I/O, no clock. Key material
+never shows in `repr`.
 """
 from __future__ import annotations
 
@@ -547,8 +547,8 @@ class IkeConfig:
     `rekey_time` defaults to 4 h, or to 0 (no rekeying) when `reauth_time` is set; `over_time`
     to 10% of the longer of the two, `rand_time` to `over_time`. Only IKEv2 (`version` 2; 0,
     strongSwan's "any", is taken as 2); `local`/`remote` are the first authentication round,
-    `extra_local`/`extra_remote` the ones after it (RFC 4739). MOBIKE is not
-    implemented: `mobike` must stay False (strongSwan's default is yes, ipsec-lab's no).
+    `extra_local`/`extra_remote` the ones after it (RFC 4739). `mobike` (RFC 4555) is on by
+    default, as in strongSwan.
     """
 
     name: str
@@ -565,7 +565,7 @@ class IkeConfig:
     extra_local: list[AuthConfig] = field(default_factory=list)
     extra_remote: list[AuthConfig] = field(default_factory=list)
     encap: bool = False
-    mobike: bool = False
+    mobike: bool = True
     dpd_delay: int = 0
     dpd_timeout: int = 0
     rekey_time: int | None = None
@@ -587,8 +587,6 @@ class IkeConfig:
             raise ConfigValueError("IKEv1 (version = 1) is not supported by ipsec-lab; use version = 2")
         if self.version != 2:
             raise ConfigValueError(f"version must be 2 (or 0, meaning any), not {self.version}")
-        if self.mobike:
-            raise ConfigValueError("MOBIKE (RFC 4555) is not supported by ipsec-lab; set mobike = no")
         for port_name in ("local_port", "remote_port"):
             port = getattr(self, port_name)
             if not 1 <= port <= 65535:

@@ -55,6 +55,7 @@ class IkeEndpoint:
         self.config = config
         # the I/O layer's answer to "which of my addresses reaches this peer" (local_addrs = %any)
         self.route_source = route_source
+        self.local_addresses: list[str] = []  # set by local_addresses_changed (MOBIKE, RFC 4555)
         self.settings = settings or Settings()
         self.random = RandomSource(random)
         self.wall_clock = wall_clock
@@ -142,10 +143,11 @@ class IkeEndpoint:
                    src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", length=length, fragments=fragments,
                    spi_i=message.spi_i.hex(), spi_r=message.spi_r.hex())
 
-    def send(self, ike: IkeSA, datagrams: list[bytes], stat: str) -> None:
+    def send(self, ike: IkeSA, datagrams: list[bytes], stat: str, local: Address | None = None,
+             remote: Address | None = None) -> None:
         self.stats[stat] += 1
         for data in datagrams:
-            self._queue(data, ike.local, ike.remote)
+            self._queue(data, local or ike.local, remote or ike.remote)
 
     def _queue(self, data: bytes, local: Address, remote: Address) -> None:
         # RFC 3948 §2.2: IKE on port 4500 carries the non-ESP marker
@@ -230,6 +232,20 @@ class IkeEndpoint:
                 ike.queue(IkeRekey(), now)
                 count += 1
         return count
+
+    def local_addresses_changed(self, addresses: Iterable[str], now: float) -> None:
+        """The I/O layer's word that our addresses (or routes) changed: every IKE SA checks its
+        path, and moves (MOBIKE, RFC 4555 §3.5), tells the peer its new address list (§3.6), or
+        reauthenticates from a new address (without MOBIKE). `route_source` says which address
+        reaches a peer now."""
+        self._last_now = now
+        addresses = list(dict.fromkeys(addresses))
+        changed = addresses != self.local_addresses
+        self.local_addresses = addresses
+        if changed:
+            self.trace(now, "note", what="local_addresses", addresses=addresses)
+        for ike in list(self.by_id.values()):
+            ike.local_addresses_changed(addresses, changed, now)
 
     def create_child(self, now: float, ike_id: int, child: str) -> None:
         ike = self.by_id[ike_id]
@@ -413,11 +429,12 @@ class IkeEndpoint:
                 "algorithms": str(ike.algorithms) if ike.algorithms else None,
                 "nat": {"local": ike.local_behind_nat, "remote": ike.remote_behind_nat},
                 "virtual_ip": ike.virtual_ip, "assigned_ip": ike.assigned_ip,
+                "mobike": ike.mobike, "peer_addresses": list(ike.peer_addresses),
                 "children": [{
                     "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,
                     "spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex(), "algorithms": str(c.algorithms),
                     "local_ts": [str(t) for t in c.local_ts], "remote_ts": [str(t) for t in c.remote_ts],
-                    "encap": ike.nat_detected,
+                    "encap": ike.ipsec_encap if ike.state == IkeState.ESTABLISHED else ike.nat_detected,
                     "protocol": "AH" if c.protocol == ProtocolId.AH else "ESP"} for c in ike.children],
             })
         return out

@@ -26,6 +26,7 @@ class IkeSaUp(Event):
     local_behind_nat: bool
     remote_behind_nat: bool
     virtual_ip: str | None = None
+    mobike: bool = False  # both sides announced MOBIKE_SUPPORTED (RFC 4555 §3.2)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,22 @@ class PeerAddressChanged(Event):
 
     old: Address
     new: Address
+
+
+@dataclass(frozen=True)
+class AddressesUpdated(Event):
+    """MOBIKE (RFC 4555 §3.5): the IPsec SAs of this IKE SA now run between `local` and
+    `remote`, UDP-encapsulated when `encap` (a NAT on the new path, RFC 7296 §2.23). `spis_in`
+    names the CHILD SAs moved; `local_behind_nat` says whether NAT keepalives are ours to send."""
+
+    old_local: Address
+    old_remote: Address
+    local: Address
+    remote: Address
+    encap: bool
+    local_behind_nat: bool
+    spis_in: tuple[bytes, ...]
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ class Endpoint(Protocol):
     random: RandomSource
     wall_clock: Callable[[], datetime.datetime] | None
     jitter: bool  # rekey times spread by rand_time
+    local_addresses: list[str]  # our addresses, as the I/O layer last told (MOBIKE, RFC 4555 §3.4)
+    route_source: Callable[[str], str | None] | None
 
     def new_ike_spi(self) -> bytes: ...
 
@@ -44,8 +46,12 @@ class Endpoint(Protocol):
     def trace_message(self, ike: Any, direction: str, message: Message, inner: Iterable["pl.Payload"],
                       src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None: ...
 
-    def send(self, ike: Any, datagrams: list[bytes], stat: str) -> None:
-        """Queue datagrams from ike.local to ike.remote (framed for the port), counted under `stat`."""
+    def send(self, ike: Any, datagrams: list[bytes], stat: str, local: Address | None = None,
+             remote: Address | None = None) -> None:
+        """Queue datagrams from `local` to `remote` (default ike.local, ike.remote; framed for the
+        port), counted under `stat`."""
+
+    def initiate(self, name: str, now: float, child: str | None = None) -> Any: ...
 
     def drop(self, reason: str, now: float, ike: Any = None) -> None: ...
 

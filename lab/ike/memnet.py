@@ -120,6 +120,7 @@ class Net:
     def run(self, until: float | None = None, max_steps: int = 10000) -> None:
         for _ in range(max_steps):
             if until is not None:
+                self.collect()  # what the endpoints queued since the last step is in flight too
                 timers = [t for e in self.endpoints.values() if (t := e.get_timer()) is not None]
                 nxt = min([d[0] for d in self.in_flight] + timers, default=None)
                 if nxt is None or nxt > until:

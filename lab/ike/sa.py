@@ -29,16 +29,16 @@ from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algor
 from .crypto.auth import SignatureScheme
 from .crypto.dh import KeyExchange
 from .errors import CryptoError, ParseError
-from .events import (AuthFailed, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed,
-                     IkeSaUp, PeerAddressChanged)
+from .events import (AddressesUpdated, AuthFailed, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted,
+                     IkeSaRekeyed, IkeSaUp, PeerAddressChanged)
 from .identity import Identity
 from .message import Message
 from .proposals import ChosenAlgorithms, ProposalError, select_proposal
 from .protect import DirectionKeys
 from .states import ChildState, IkeState
 from .task_manager import TaskManager
-from .tasks import (OUR_SIGNATURE_HASHES, ChildCreate, ChildDelete, Dpd, ExchangeFailed, IkeDelete, IkeRekey, Task,
-                    find_notify, first)
+from .tasks import (OUR_SIGNATURE_HASHES, ChildCreate, ChildDelete, Dpd, ExchangeFailed, IkeAuth, IkeDelete, IkeRekey,
+                    MobikeUpdate, ReturnRoutability, Task, find_notify, first, notify)
 
 if TYPE_CHECKING:
     from .interface import Endpoint
@@ -102,6 +102,15 @@ class IkeSA:
         # RFC 7296 §2.8.1: completed rekeys of a CHILD_SA (by its spi_in), for collisions
         self.child_rekeys_done: dict[bytes, list[tuple[ChildSA, bool]]] = {}
         self.destroy_at: float | None = None
+        # MOBIKE (RFC 4555): the party that initiated the IKE SA decides its addresses (§2.1),
+        # also after an IKE rekey whoever started that
+        self.original_initiator = is_initiator
+        self.mobike = False        # both announced MOBIKE_SUPPORTED (§3.2)
+        self.peer_mobike = False
+        self.peer_addresses: list[str] = []   # the peer's address set (§3.4, §3.6)
+        self.natd_destination: bytes | None = None  # last NAT_DETECTION_DESTINATION_IP seen (§3.8)
+        self.address_generation = 0  # one more at every change of our addresses or the peer's (§3.5)
+        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = local, remote, False  # where the IPsec SAs run
 
     @property
     def mid_in(self) -> int:
@@ -169,16 +178,19 @@ class IkeSA:
 
     # ------------------------------------------------------------ IKE_SA_INIT details
 
-    def nat_detection_payloads(self) -> list[pl.Payload]:
-        """NAT_DETECTION_SOURCE_IP / DESTINATION_IP (RFC 7296 §2.23). With `encap = yes` the
-        source hash is random, so the peer sees a NAT and both sides use UDP 4500, as strongSwan does."""
-        spi_r = self.spi_r if not self.is_initiator else bytes(8)
-        source = nat_hash(self.spi_i, spi_r, self.local)
+    def nat_detection_payloads(self, established: bool = False, local: Address | None = None,
+                               remote: Address | None = None) -> list[pl.Payload]:
+        """NAT_DETECTION_SOURCE_IP / DESTINATION_IP (RFC 7296 §2.23) for `local` and `remote`
+        (default the IKE SA's); `established`: in an INFORMATIONAL, where both SPIs are known
+        (RFC 4555 §3.5, §3.8). With `encap = yes` the source hash is random, so the peer sees a
+        NAT and both sides use UDP 4500, as strongSwan does."""
+        spi_r = self.spi_r if established or not self.is_initiator else bytes(8)
+        source = nat_hash(self.spi_i, spi_r, local or self.local)
         if self.config.encap:
             source = self.endpoint.random(20)
         return [pl.Notify(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=source),
                 pl.Notify(notify_type=NotifyType.NAT_DETECTION_DESTINATION_IP,
-                          data=nat_hash(self.spi_i, spi_r, self.remote))]
+                          data=nat_hash(self.spi_i, spi_r, remote or self.remote))]
 
     def peer_init_payloads(self, payloads: list[pl.Payload]) -> None:
         self.peer_fragmentation = find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
@@ -205,14 +217,197 @@ class IkeSA:
             self.local_behind_nat = True
         self.trace_note(now, "nat_detection", local_behind_nat=self.local_behind_nat,
                         remote_behind_nat=self.remote_behind_nat)
-        if self.is_initiator and self.nat_detected and self.remote[1] == self.config.remote_port:
-            # RFC 7296 §2.23: float to UDP 4500 once a NAT is seen
+        if destination is not None:
+            self.natd_destination = destination.data
+        # RFC 7296 §2.23: float to UDP 4500 once a NAT is seen; RFC 4555 §3.3: with MOBIKE also
+        # without one, when the peer does NAT-T (there is no exchange to float in later)
+        floats = self.nat_detected or (self.config.mobike and bool(sources) and destination is not None)
+        if self.is_initiator and floats and self.remote[1] == self.config.remote_port:
             self.local = (self.local[0], 4500)
             self.remote = (self.remote[0], 4500)
 
     @property
     def nat_detected(self) -> bool:
         return self.local_behind_nat or self.remote_behind_nat
+
+    # ------------------------------------------------------------ MOBIKE (RFC 4555)
+
+    def mobike_nat(self, payloads: list[pl.Payload], local: Address, remote: Address, now: float,
+                   note: bool = True) -> bool:
+        """NAT detection in an INFORMATIONAL (RFC 4555 §3.5), for the addresses the message
+        really carried; True when the payloads were there."""
+        sources = [p.data for p in payloads if isinstance(p, pl.Notify)
+                   and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
+        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if not sources or destination is None:
+            return False
+        self.remote_behind_nat = nat_hash(self.spi_i, self.spi_r, remote) not in sources
+        self.local_behind_nat = destination.data != nat_hash(self.spi_i, self.spi_r, local) or self.config.encap
+        if self.original_initiator:
+            self.natd_destination = destination.data
+        if note:
+            self.trace_note(now, "nat_detection", local_behind_nat=self.local_behind_nat,
+                            remote_behind_nat=self.remote_behind_nat)
+        return True
+
+    def nat_mapping_check(self, payloads: list[pl.Payload], now: float) -> None:
+        """RFC 4555 §3.8: a NAT_DETECTION_DESTINATION_IP unlike the last one means the NAT maps
+        us anew: send UPDATE_SA_ADDRESSES."""
+        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if destination is None or not self.original_initiator:
+            return
+        if destination.data == nat_hash(self.spi_i, self.spi_r, self.local):
+            return  # the peer sees our own address: no NAT on this path
+        previous, self.natd_destination = self.natd_destination, destination.data
+        if previous is not None and previous != destination.data:
+            self.trace_note(now, "nat_mapping_changed")
+            self.address_generation += 1
+            self._queue_update(now, addresses=False)
+
+    def address_list_payloads(self, informational: bool = True) -> list[pl.Payload]:
+        """ADDITIONAL_IP4/IP6_ADDRESS for our addresses other than the IKE SA's (RFC 4555 §3.4,
+        §3.6; at most 8, as strongSwan sends), or NO_ADDITIONAL_ADDRESSES in an INFORMATIONAL."""
+        out: list[pl.Payload] = []
+        for address in self.endpoint.local_addresses:
+            if address == self.local[0] or len(out) >= 8:
+                continue
+            ip = ipaddress.ip_address(address)
+            kind = NotifyType.ADDITIONAL_IP4_ADDRESS if ip.version == 4 else NotifyType.ADDITIONAL_IP6_ADDRESS
+            out.append(notify(kind, ip.packed))
+        if not out and informational:
+            out.append(notify(NotifyType.NO_ADDITIONAL_ADDRESSES))
+        return out
+
+    def take_peer_addresses(self, payloads: list[pl.Payload], src: Address, now: float) -> bool:
+        """RFC 4555 §3.6: a new address list replaces the old one; the message's source is in it."""
+        listed = [p for p in payloads if isinstance(p, pl.Notify) and p.notify_type in (
+            NotifyType.ADDITIONAL_IP4_ADDRESS, NotifyType.ADDITIONAL_IP6_ADDRESS, NotifyType.NO_ADDITIONAL_ADDRESSES)]
+        if not listed:
+            return False
+        addresses = [src[0]]
+        for item in listed:
+            size = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}.get(item.notify_type)
+            if size is None:
+                continue
+            if len(item.data) != size:
+                self.endpoint.drop(f"{name_of(NotifyType, item.notify_type)} of {len(item.data)} octets", now, self)
+                continue
+            address = str(ipaddress.ip_address(bytes(item.data)))
+            if address not in addresses:
+                addresses.append(address)
+        self.peer_addresses = addresses
+        self.trace_note(now, "peer_addresses", addresses=addresses)
+        return True
+
+    def ipsec_moved(self) -> bool:
+        return (self.ipsec_local, self.ipsec_remote, self.ipsec_encap) != (self.local, self.remote,
+                                                                            self.nat_detected)
+
+    def move_ipsec_sas(self, now: float, reason: str) -> None:
+        """The IPsec SAs follow the IKE SA's addresses and NAT state (RFC 4555 §3.5)."""
+        if not self.ipsec_moved():
+            return
+        old_local, old_remote = self.ipsec_local, self.ipsec_remote
+        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = self.local, self.remote, self.nat_detected
+        spis = tuple(c.spi_in for c in self.children if c.state != ChildState.DELETED)
+        self.trace_note(now, "ipsec_sas_moved", old_local=f"{old_local[0]}:{old_local[1]}",
+                        old_remote=f"{old_remote[0]}:{old_remote[1]}", local=f"{self.local[0]}:{self.local[1]}",
+                        remote=f"{self.remote[0]}:{self.remote[1]}", encap=self.nat_detected, children=len(spis),
+                        reason=reason)
+        self.endpoint.emit(AddressesUpdated(self.unique_id, old_local, old_remote, self.local, self.remote,
+                                            self.nat_detected, self.local_behind_nat, spis, reason))
+
+    def _queue_update(self, now: float, addresses: bool = True, update: bool = True) -> None:
+        # RFC 4555 §3.5: one queued update is enough; it is built with the addresses of its sending
+        queued = [t for t in self.tm.tasks if isinstance(t, MobikeUpdate)]
+        for task in queued:
+            task.update = task.update or update
+            task.addresses = task.addresses or addresses
+        if not queued:
+            self.tm.queue(MobikeUpdate(update=update, addresses=addresses), now)
+
+    def local_addresses_changed(self, addresses: list[str], set_changed: bool, now: float) -> None:
+        """Our addresses changed (RFC 4555 §3.5): keep the path while our address is still the
+        one routed to the peer; otherwise move with MOBIKE, or reauthenticate without it (as
+        strongSwan does: a new IKE SA from the new address, the old one deleted)."""
+        if self.state != IkeState.ESTABLISHED:
+            return
+        router = self.endpoint.route_source
+        route = router(self.remote[0]) if router else None
+        # strongSwan's is_current_path_valid: our address is still there and routes to the peer
+        valid = self.local[0] in addresses and (router is None or route is not None)
+        if valid:
+            if self.mobike and set_changed:
+                self._queue_update(now, update=False)  # RFC 4555 §3.6: tell the peer the new list
+            return
+        if not self.mobike and self.config.initiator_local_address() is not None:
+            return  # strongSwan keeps a statically configured path without MOBIKE
+        new = (route if route in addresses else None) if router else (addresses[0] if addresses else None)
+        if new is None:
+            self.trace_note(now, "no_path", remote=self.remote[0])
+            return
+        old = self.local
+        self.local = (new, old[1])
+        self.address_generation += 1
+        self.trace_note(now, "local_address_changed", old=f"{old[0]}:{old[1]}", new=f"{new}:{old[1]}",
+                        mobike=self.mobike)
+        if self.mobike:
+            if self.original_initiator:
+                # RFC 4555 §3.5: the initiator moves its IPsec SAs at once, then tells the responder
+                self.move_ipsec_sas(now, "our address changed")
+                self._queue_update(now)
+            else:
+                # RFC 4555 §3.5: a responder whose source address is gone may move, and tells the initiator
+                self.move_ipsec_sas(now, "our address is gone")
+                self._queue_update(now, update=False)
+        elif self.original_initiator:
+            self.reauthenticate(now)
+
+    def peer_requested_update(self, payloads: list[pl.Payload], src: Address, dst: Address, now: float) -> bool:
+        """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): the IKE SA takes the request's addresses; the
+        IPsec SAs follow once return routability is checked (§3.7). False: not acceptable."""
+        if not self.config.match_remote(src[0]) or not self.config.match_local(dst[0]):
+            self.trace_note(now, "mobike_unacceptable_addresses", remote=f"{src[0]}:{src[1]}")
+            return False
+        old_remote = self.remote
+        self.local, self.remote = dst, src
+        self.mobike_nat(payloads, dst, src, now)
+        self.trace_note(now, "update_sa_addresses", old=f"{old_remote[0]}:{old_remote[1]}", new=f"{src[0]}:{src[1]}")
+        if src != old_remote:
+            self.address_generation += 1
+        if not self.ipsec_moved():
+            return True
+        if self.endpoint.settings.return_routability and src != self.ipsec_remote:
+            if not any(isinstance(t, ReturnRoutability) for t in self.tm.tasks):
+                self.tm.tasks.append(ReturnRoutability())  # sent once this response is out
+        else:
+            self.move_ipsec_sas(now, "UPDATE_SA_ADDRESSES")
+        return True
+
+    def responder_moved(self, src: Address, dst: Address, now: float) -> None:
+        """As original initiator: the responder announced its addresses from a new one (RFC 4555
+        §3.5, §3.6); we decide to follow it, and say so with UPDATE_SA_ADDRESSES."""
+        old = self.remote
+        self.remote, self.local = src, dst
+        self.address_generation += 1
+        self.trace_note(now, "peer_address_changed", old=f"{old[0]}:{old[1]}", new=f"{src[0]}:{src[1]}")
+        self.move_ipsec_sas(now, "the responder moved")
+        self._queue_update(now)
+
+    def reauthenticate(self, now: float) -> None:
+        """Without MOBIKE: a new IKE SA with the same CHILD SAs from our new address, this one
+        deleted first (strongSwan's break-before-make reauthentication on an address change)."""
+        children = []
+        for child in self.children:
+            if child.state == ChildState.INSTALLED and child.config not in children:
+                children.append(child.config)
+        self.trace_note(now, "reauthenticate", reason="our address changed and MOBIKE is off",
+                        children=[c.name for c in children])
+        self.tm.clear("reauthenticating", now)
+        self.tm.queue(IkeDelete("reauthenticated after an address change"), now)
+        new = self.endpoint.initiate(self.config.name, now, child=children[0].name if children else None)
+        for config in children[1:]:
+            new.queue(ChildCreate(config), now)
 
     # ------------------------------------------------------------ authentication
 
@@ -336,9 +531,10 @@ class IkeSA:
         self.set_state(IkeState.ESTABLISHED, now)
         self.schedule_ike_lifetime(now)
         assert self.algorithms is not None
+        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = self.local, self.remote, self.nat_detected
         self.endpoint.emit(IkeSaUp(self.unique_id, self.config.name, self.local, self.remote, self.spi_i, self.spi_r,
                                    str(self.local_id), str(self.remote_id), str(self.algorithms),
-                                   self.local_behind_nat, self.remote_behind_nat, self.virtual_ip))
+                                   self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike))
 
     def schedule_ike_lifetime(self, now: float) -> None:
         conf = self.config
@@ -548,6 +744,9 @@ class IkeSA:
         new.local_id, new.remote_id = self.local_id, self.remote_id
         new.local_behind_nat, new.remote_behind_nat = self.local_behind_nat, self.remote_behind_nat
         new.peer_fragmentation, new.peer_hashes = self.peer_fragmentation, self.peer_hashes
+        new.original_initiator, new.mobike, new.peer_mobike = self.original_initiator, self.mobike, self.peer_mobike
+        new.peer_addresses = list(self.peer_addresses)
+        new.ipsec_local, new.ipsec_remote, new.ipsec_encap = self.ipsec_local, self.ipsec_remote, self.ipsec_encap
         keys = derive_rekeyed_ike_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.prf, chosen.encr,
                                           chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
                                           spi_i, spi_r)
@@ -611,11 +810,18 @@ class IkeSA:
         actions = {str(c.dpd_action) for c in self.config.children.values()}
         return "restart" if "start" in actions else ("trap" if "trap" in actions else "clear")
 
-    def follow_peer(self, src: Address, dst: Address, now: float) -> None:
+    def follow_peer(self, src: Address, dst: Address, now: float, first_auth: bool = False) -> None:
         """RFC 7296 §2.23: after NAT detection, follow the peer's address and port as seen
-        on authenticated messages (the NAT box may map it anew), and our float to 4500."""
+        on authenticated messages (the NAT box may map it anew), and our float to 4500.
+        `first_auth`: an IKE_AUTH request, whose IP header sets the IKE SA's addresses (RFC 4555
+        §3.3). With MOBIKE nothing else moves the IKE SA (RFC 4555 §3.8)."""
+        if first_auth and self.state == IkeState.CONNECTING:
+            self.local, self.remote = dst, src
+            return
         if dst[1] == 4500 and self.local[1] != 4500:
             self.local = dst
+        if self.mobike:
+            return
         if src != self.remote and self.remote_behind_nat:
             self.trace_note(now, "peer_address_changed", old=f"{self.remote[0]}:{self.remote[1]}",
                             new=f"{src[0]}:{src[1]}")

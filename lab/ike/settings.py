@@ -20,6 +20,9 @@ class Settings:
     temporary_failure_jitter: float = 5.0  # retries after TEMPORARY_FAILURE spread over [retry - jitter, retry]
     nonce_size: int = 32              # octets of every nonce we make
     export_keys: bool = False         # hand IKE SA keys out through pop_ike_keys() (Wireshark export)
+    # RFC 4555 §3.7: a MOBIKE responder checks that the initiator receives at its new address
+    # (a COOKIE2 exchange) before moving the IPsec SAs there (strongSwan does not check)
+    return_routability: bool = True
 
     def __post_init__(self) -> None:
         if not 16 <= self.nonce_size <= 256:

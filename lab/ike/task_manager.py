@@ -43,6 +43,10 @@ class TaskManager:
         self.mid_out = 0
         self.mid_in = 0
         self.last_response: list[bytes] = []
+        # the request being answered came from request_src to request_dst: RFC 7296 §2.11, the
+        # response goes back there (with MOBIKE not always the IKE SA's addresses, RFC 4555 §3.8)
+        self.request_src: Address | None = None
+        self.request_dst: Address | None = None
         self.reassembly: dict[tuple[bool, int], Reassembly] = {}
         self.pending_response_spi_r = b""
 
@@ -149,9 +153,12 @@ class TaskManager:
     def _transmit(self, datagrams: list[bytes], exchange: int, message_id: int, response: bool,
                   payloads: list[pl.Payload], now: float) -> None:
         ike = self.ike
-        ike.endpoint.trace_message(ike, "out", self._template(exchange, message_id, response), payloads, ike.local,
-                                   ike.remote, sum(map(len, datagrams)), now, len(datagrams))
-        ike.endpoint.send(ike, datagrams, "messages_out")
+        local, remote = ike.local, ike.remote
+        if response and self.request_src is not None and self.request_dst is not None:
+            local, remote = self.request_dst, self.request_src
+        ike.endpoint.trace_message(ike, "out", self._template(exchange, message_id, response), payloads, local,
+                                   remote, sum(map(len, datagrams)), now, len(datagrams))
+        ike.endpoint.send(ike, datagrams, "messages_out", local, remote)
 
     def send_request(self, task: Task, payloads: list[pl.Payload], now: float) -> None:
         message_id = self.mid_out
@@ -299,9 +306,9 @@ class TaskManager:
         if message.message_id == self.mid_in - 1 and self.last_response:
             skf = message.encrypted
             if not isinstance(skf, pl.SKF) or skf.fragment_number == 1:
-                # RFC 7296 §2.1: a retransmitted request gets the same response again
+                # RFC 7296 §2.1: a retransmitted request gets the same response again, §2.11: to where it came from
                 ike.endpoint.trace(now, "resend_response", ike_sa=ike.unique_id)
-                ike.endpoint.send(ike, self.last_response, "responses_resent")
+                ike.endpoint.send(ike, self.last_response, "responses_resent", dst, src)
             return
         if message.message_id != self.mid_in:
             ike.endpoint.drop(f"request with message ID {message.message_id}, expected {self.mid_in}", now, ike)
@@ -312,7 +319,8 @@ class TaskManager:
         ike.endpoint.trace_message(ike, "in", message, inner, src, dst, len(data), now)
         ike.last_heard = now
         self.mid_in += 1
-        ike.follow_peer(src, dst, now)
+        ike.follow_peer(src, dst, now, first_auth=message.exchange == ExchangeType.IKE_AUTH)
+        self.request_src, self.request_dst = src, dst
         unsupported = [p for p in inner if isinstance(p, pl.UnknownPayload) and p.critical]
         if unsupported:
             # RFC 7296 §2.5
@@ -332,18 +340,30 @@ class TaskManager:
     def answer(self, task: Task, exchange: int, message_id: int, inner: list[pl.Payload], now: float) -> None:
         """Run the responder half of `task` on a request and send its response; a task that
         cannot go on answers with the notify it names."""
+        self.request_cookie2 = next((p for p in inner if isinstance(p, pl.Notify)
+                                     and p.notify_type == NotifyType.COOKIE2), None)
         try:
             task.process_r(self.ike, inner, now)
         except ExchangeFailed as err:
-            self.send_response(exchange, message_id, [notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)],
-                               now)
+            self.send_response(exchange, message_id, self._echo_cookie2(exchange, [
+                notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]), now)
             return
         self.respond(task, exchange, message_id, now)
+
+    request_cookie2: pl.Notify | None = None
+
+    def _echo_cookie2(self, exchange: int, payloads: list[pl.Payload]) -> list[pl.Payload]:
+        # RFC 4555 §3.7: the recipient of an INFORMATIONAL request copies its COOKIE2 as-is
+        cookie2, self.request_cookie2 = self.request_cookie2, None
+        if exchange != ExchangeType.INFORMATIONAL or cookie2 is None:
+            return payloads
+        return [*payloads, notify(NotifyType.COOKIE2, bytes(cookie2.data))]
 
     def respond(self, task: Task, exchange: int, message_id: int, now: float) -> None:
         """Send the response `task` built to the request it processed."""
         payloads = task.build_r(self.ike, now)
         if exchange == ExchangeType.IKE_SA_INIT:
             self.mid_in = message_id + 1
+        payloads = self._echo_cookie2(exchange, payloads)
         self.send_response(exchange, message_id, payloads, now)
         task.responded(self.ike, now)

@@ -532,7 +532,7 @@ class Runner:
                       timeout=a["count"] * a["interval"] + 10)
         match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         received = int(match.group(2)) if match else 0
-        detail = f"{received}/{a['count']} replies from {to}"
+        detail = f"{received}/{a['count']} replies from {to}, {a['count'] - received} lost"
         if received < a["min"]:
             error = next((line.strip() for line in out.splitlines() if "error" in line.lower() or "too long" in line
                           or "Frag needed" in line), "")
@@ -749,6 +749,12 @@ class Runner:
                     old = {c.spi_in for s in then for c in s.children if c.name == a["child"]}
                     if child.spi_in in old:
                         wrong.append(f"SPI {child.spi_in} is the one from step {a['spi_changed_since']!r}")
+                if "spi_kept_since" in a:
+                    then = self.snapshots.get(a["spi_kept_since"], {}).get(a["node"], [])
+                    old = {c.spi_in for s in then for c in s.children if c.name == a["child"]}
+                    if child.spi_in not in old:
+                        wrong.append(f"SPI {child.spi_in} is not the one from step {a['spi_kept_since']!r} "
+                                     f"({', '.join(sorted(old)) or 'none'})")
             else:
                 if sa.state != want_state:
                     problems.append(f"#{sa.unique_id} is {sa.state}")
@@ -762,6 +768,10 @@ class Runner:
                     then = self.snapshots.get(a["spi_changed_since"], {}).get(a["node"], [])
                     if any((s.spi_i, s.spi_r) == (sa.spi_i, sa.spi_r) for s in then):
                         wrong.append(f"SPIs {sa.spi_i}/{sa.spi_r} are those from step {a['spi_changed_since']!r}")
+                if "spi_kept_since" in a:
+                    then = self.snapshots.get(a["spi_kept_since"], {}).get(a["node"], [])
+                    if not any((s.spi_i, s.spi_r) == (sa.spi_i, sa.spi_r) for s in then):
+                        wrong.append(f"SPIs {sa.spi_i}/{sa.spi_r} are not those from step {a['spi_kept_since']!r}")
             facts = {"nat_local": sa.nat_local, "nat_remote": sa.nat_remote, "remote_port": sa.remote_port,
                      "local_port": sa.local_port}
             wrong += [f"{k} is {facts[k]}" for k in facts if k in a and facts[k] != a[k]]

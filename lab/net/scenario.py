@@ -113,7 +113,7 @@ class Step:
     line: int
     expect: str = "pass"       # "fail": the step shows a failure happen
     say: str = ""              # what the step shows, in the trainer's words
-    name: str = ""             # for "spi_changed_since"
+    name: str = ""             # for "spi_changed_since" and "spi_kept_since"
 
     @property
     def text(self) -> str:
@@ -206,7 +206,7 @@ CHECK_FIELDS: dict[str, set[str]] = {
     "cmd": {"node", "cmd", "match", "expect"},
     "tap": {"on", "filter", "display", "decrypt", "count", "min", "max", "before"},
     "sa": {"node", "ike", "child", "state", "count", "children", "nat_local", "nat_remote", "encap", "mode",
-           "protocol", "algorithms", "esp_algorithms", "vip", "remote_vip", "spi_changed_since", "remote_port",
+           "protocol", "algorithms", "esp_algorithms", "vip", "remote_vip", "spi_changed_since", "spi_kept_since", "remote_port",
            "local_port"},
     "trace": {"node", "kind", "event", "count", "min", "max", "match"},
     "counter": {"node", "name", "min", "max", "equal"},
@@ -816,13 +816,15 @@ def _check(r: _Reader, item: Any, line: int, where: str, nodes: set[str], gatewa
         for key in ("nat_local", "nat_remote", "encap"):
             if key in args and not isinstance(args[key], bool):
                 raise r.error(L(key), f"{field_name}.{key}", "must be true or false")
-        if "spi_changed_since" in args:
-            ref = args["spi_changed_since"]
+        for since in ("spi_changed_since", "spi_kept_since"):
+            if since not in args:
+                continue
+            ref = args[since]
             if not any(s.name == ref for s in steps):
-                raise r.error(L("spi_changed_since"), f"{field_name}.spi_changed_since",
+                raise r.error(L(since), f"{field_name}.{since}",
                               f"no step is named {ref!r} (give that step name: {ref})")
             if not args.get("child") and not args.get("ike"):
-                raise r.error(cline, field_name, "spi_changed_since needs child: NAME or ike: NAME")
+                raise r.error(cline, field_name, f"{since} needs child: NAME or ike: NAME")
     if kind == "trace" and not args.get("kind") and not args.get("event"):
         raise r.error(cline, field_name, "give event: (e.g. ChildSaRekeyed) or kind: (e.g. retransmit)")
     if kind == "counter":

@@ -92,7 +92,7 @@ def test_ike_defaults_are_strongswans():
     assert (conn.local_port, conn.remote_port) == (500, 500)
     assert conn.proposals == parse_ike_proposals("default")
     assert (conn.rekey_time, conn.over_time, conn.rand_time, conn.reauth_time) == (14400, 1440, 1440, 0)
-    assert (conn.dpd_delay, conn.dpd_timeout, conn.encap, conn.mobike) == (0, 0, False, False)
+    assert (conn.dpd_delay, conn.dpd_timeout, conn.encap, conn.mobike) == (0, 0, False, True)
     assert conn.fragmentation == Fragmentation.YES
     assert (conn.keyingtries, conn.send_certreq, conn.send_cert, conn.unique) == (1, True, SendCert.IFASKED, Unique.NO)
     assert conn.local.method == AuthClass.PUBKEY and conn.remote.method == AuthClass.PUBKEY
@@ -111,8 +111,6 @@ def test_ike_reauth_time_turns_rekeying_off_and_sets_over_time():
 def test_ike_refuses_what_ipsec_lab_does_not_do():
     with pytest.raises(ConfigValueError, match="IKEv1 .* not supported by ipsec-lab; use version = 2"):
         IkeConfig("c", version=1)
-    with pytest.raises(ConfigValueError, match="MOBIKE .* not supported by ipsec-lab; set mobike = no"):
-        IkeConfig("c", mobike=True)
     with pytest.raises(ConfigValueError, match="fragmentation must be one of yes, accept, force, no"):
         IkeConfig("c", fragmentation="maybe")
     with pytest.raises(ConfigValueError, match="remote_port 0 must be 1-65535"):

@@ -187,8 +187,8 @@ def test_cookie_under_load():
     connect(net)
     assert_consistent(net)
     assert net.endpoints["b"].stats["cookies_sent"] == 1
-    first, second = [Message.parse(d.data) for _, name, d in net.log if name == "a"][:2]
-    cookie = [Message.parse(d.data) for _, name, d in net.log if name == "b"][0]
+    first, second = [Message.parse(d.data) for _, name, d in [e for e in net.log if e[1] == "a"][:2]]
+    cookie = Message.parse(next(d.data for _, name, d in net.log if name == "b"))
     assert cookie.payloads[0].notify_type == NotifyType.COOKIE
     assert not any(getattr(p, "notify_type", None) == NotifyType.COOKIE for p in first.payloads)
     assert second.payloads[0].data == cookie.payloads[0].data

@@ -161,6 +161,17 @@ def test_spi_changed_since_needs_a_named_step(folder):
     assert sc.load(folder).steps[2].name == "before"
 
 
+def test_spi_kept_since_needs_a_named_step_and_an_sa(folder):
+    path = _write(folder, BASE + "  - sa: {node: gwa, ike: s2s, spi_kept_since: before}\n")
+    err = _error(folder)
+    assert str(err).startswith(f"{path}:14: checks[2].sa.spi_kept_since: "), str(err)
+    named = BASE.replace("count: 3}", "count: 3}\n    name: before")
+    path = _write(folder, named + "  - sa: {node: gwa, spi_kept_since: before}\n")
+    assert "spi_kept_since needs child: NAME or ike: NAME" in str(_error(folder))
+    _write(folder, named + "  - sa: {node: gwa, ike: s2s, spi_kept_since: before}\n")
+    assert sc.load(folder).checks[1].args["spi_kept_since"] == "before"
+
+
 def test_bad_regex_in_a_check(folder):
     path = _write(folder, BASE + "  - log: {node: gwa, match: '([unclosed'}\n")
     err = _error(folder)

@@ -10,6 +10,7 @@ from .ike_auth import AuthRejected, IkeAuth
 from .ike_delete import IkeDelete
 from .ike_dpd import Dpd
 from .ike_init import IkeInit
+from .ike_mobike import MobikeInformational, MobikeUpdate, ReturnRoutability, is_mobike_informational
 from .ike_rekey import IkeRekey
 
 
@@ -30,10 +31,12 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
             return IkeDelete()
         if deletes:
             return ChildDelete()
+        if is_mobike_informational(inner):
+            return MobikeInformational()
         return Dpd()
     return None
 
 
 __all__ = ["CHILD_ERRORS", "OUR_SIGNATURE_HASHES", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd",
-           "ExchangeFailed", "IkeAuth", "IkeDelete", "IkeInit", "IkeRekey", "Task", "error_notify", "find_notify",
+           "ExchangeFailed", "IkeAuth", "IkeDelete", "IkeInit", "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify", "find_notify",
            "first", "notify", "responder_task"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
-from .base import Task
+from ..const import NotifyType
+from .base import Task, find_notify
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -14,10 +15,15 @@ class Dpd(Task):
     name = "INFORMATIONAL"
 
     def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+        if ike.mobike and ike.original_initiator and ike.local_behind_nat:
+            # RFC 4555 §3.8: behind a NAT, DPD carries NAT detection to notice a new mapping
+            return ike.nat_detection_payloads(established=True)
         return []
 
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         ike.trace_note(now, "dpd_ok")
+        if find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP) is not None:
+            ike.nat_mapping_check(payloads, now)
 
     def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         pass
