@@ -87,11 +87,18 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
 
 
+def text_line(path: Path, offset: int) -> int:
+    """The line of `path` the octet at `offset` is on."""
+    return path.read_bytes()[:offset].count(b"\n") + 1
+
+
 def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as err:
         raise ScenarioError(path, None, "", f"cannot read it: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(path, text_line(path, err.start), "", "not a text file (UTF-8 expected)") from None
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
