@@ -139,48 +139,51 @@ class Gateway:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
-        for port in self.ports:
-            self.sockets[port] = _bind_udp(port, self.bind_address)
-            self.loop.add_reader(self.sockets[port], self._readable, port)
-        if self.want_dataplane:
-            from .dataplane import DataPlane
-            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
-                                       random=self.endpoint.random,
-                                       keepalive_interval=self.keepalive_interval,
-                                       checksum_fixup=self.checksum_fixup)
-            self.dataplane.start()
-        from .addresses import AddressMonitor
-        self.addresses = AddressMonitor(self, exclude=("lo", self.tun_name))
-        self.addresses.start()
         server = None
-        if self.control_path:
-            from .control import serve_control
-            try:
-                os.unlink(self.control_path)
-            except FileNotFoundError:
-                pass
-            server = await serve_control(self, self.control_path)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.loop.add_signal_handler(sig, self.stopping.set)
-            except (RuntimeError, ValueError):
-                pass  # not the main thread (tests)
-        self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
-                 f"{'/'.join(map(str, self.ports))}" + (f", control {self.control_path}" if self.control_path else ""))
-        for conn in self.config.connections.values():
-            for child in conn.children.values():
-                if str(child.start_action) == "start" and not child.mode.is_shunt:
-                    self.initiate(conn.name, child.name)
-        self._pump()
-        if ready is not None:
-            ready()
         try:
+            # whatever of this is made before a failure or a signal is undone in `finally`
+            for port in self.ports:
+                self.sockets[port] = _bind_udp(port, self.bind_address)
+                self.loop.add_reader(self.sockets[port], self._readable, port)
+            if self.want_dataplane:
+                from .dataplane import DataPlane
+                self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
+                                           random=self.endpoint.random,
+                                           keepalive_interval=self.keepalive_interval,
+                                           checksum_fixup=self.checksum_fixup)
+                self.dataplane.start()
+            from .addresses import AddressMonitor
+            self.addresses = AddressMonitor(self, exclude=("lo", self.tun_name))
+            self.addresses.start()
+            if self.control_path:
+                from .control import serve_control
+                try:
+                    os.unlink(self.control_path)
+                except FileNotFoundError:
+                    pass
+                server = await serve_control(self, self.control_path)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self.loop.add_signal_handler(sig, self._signalled, sig)
+                except (RuntimeError, ValueError):
+                    pass  # not the main thread (tests)
+            self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
+                     f"{'/'.join(map(str, self.ports))}"
+                     + (f", control {self.control_path}" if self.control_path else ""))
+            for conn in self.config.connections.values():
+                for child in conn.children.values():
+                    if str(child.start_action) == "start" and not child.mode.is_shunt:
+                        self.initiate(conn.name, child.name)
+            self._pump()
+            if ready is not None:
+                ready()
             await self.stopping.wait()
             await self._shutdown()
         finally:
             if server is not None:
                 server.close()
                 await server.wait_closed()
+            if self.control_path and server is not None:
                 try:
                     os.unlink(self.control_path)
                 except FileNotFoundError:
@@ -200,6 +203,20 @@ class Gateway:
             if self.trace_file is not None:
                 self.trace_file.close()
             self.say("ipsec-lab gateway stopped")
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    if self.loop.remove_signal_handler(sig):
+                        signal.signal(sig, signal.SIG_IGN)  # done: a late signal no longer cuts anything short
+                except (RuntimeError, ValueError):
+                    pass
+
+    def _signalled(self, signum: int) -> None:
+        """SIGINT or SIGTERM: delete the IKE SAs, undo everything, exit 128 + signum (run_gateway)."""
+        self.signalled = signum
+        if self.stopping is not None:
+            self.stopping.set()
+
+    signalled: int | None = None
 
     async def _shutdown(self, grace: float = 2.0) -> None:
         """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
@@ -416,4 +433,8 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     except (GatewayError, DataPlaneError) as err:
         print(f"ipsec-lab daemon: {err}", file=sys.stderr)
         return 1
+    if gateway.signalled is not None:
+        print(f"ipsec-lab daemon: interrupted ({signal.Signals(gateway.signalled).name}); its IKE SAs are deleted, "
+              f"its TUN device, routes and sockets gone", file=sys.stderr)
+        return 128 + gateway.signalled
     return 0
