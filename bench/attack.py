@@ -10,7 +10,8 @@ tests/lab/test_flood.py, bench/flood.py). Each command prints one JSON object: w
         SPIs and with bad ICVs, oversized datagrams
     attack.py fragments --target 198.51.100.2 --sources 198.51.100.50,... --per-source 5
         IKE_SA_INIT done for real from each source (so the attacker has keys), then IKE_AUTH
-        fragments that never complete, too many fragments, and messages too large to reassemble
+        fragments: a message of too many fragments, one too large to reassemble, and from each
+        source messages whose last fragment never comes
 
 Forged packets are built with scapy (its IKEv2 and ESP layers); the fragments need real
 SK keys, which lab.ike's crypto derives. Sources other than the node's own addresses are
@@ -136,8 +137,9 @@ class Sender:
         time.sleep(self.pace)
 
 
-def _replayed(capture: str, target: str) -> tuple[list[bytes], list[bytes]]:
-    """(IKE requests, ESP packets) the capture holds towards `target`, as whole IP packets."""
+def _replayed(capture: str, target: str) -> tuple[list[tuple[bytes, int, int]], list[bytes]]:
+    """(IKE requests, ESP packets) the capture holds towards `target`, as whole IP packets; each
+    IKE request with its exchange type and message ID."""
     from scapy.layers.inet import IP, UDP
     from scapy.utils import rdpcap
 
@@ -162,8 +164,11 @@ def _replayed(capture: str, target: str) -> tuple[list[bytes], list[bytes]]:
                 continue
             ike_bytes = payload[4:] if packet[UDP].dport == 4500 else payload
             if len(ike_bytes) >= 28 and not ike_bytes[19] & 0x20:  # requests only (RFC 7296 §3.1 R flag)
-                ike.append(bytes(packet))
+                ike.append((bytes(packet), ike_bytes[18], struct.unpack_from("!I", ike_bytes, 20)[0]))
     return ike, esp
+
+
+FORGED_FRAGMENT_ID = 5
 
 
 def hostile(args) -> dict:
@@ -171,15 +176,18 @@ def hostile(args) -> dict:
     from scapy.layers.ipsec import ESP
 
     rng = random.Random(args.seed)
+    noise = rng.randbytes
     send = Sender(args.target, args.source, args.pace)
     spi_i, spi_r = (bytes.fromhex(x) for x in args.ike_spis.split(":"))
     esp_spi = int(args.esp_spi, 16)
     marker = b"\x00\x00\x00\x00"
     init = _ike_sa_init_template()
+    forged_ids: list[int] = []
+    replayed: list[tuple[int, int]] = []
     for _ in range(args.rounds):
         # malformed and truncated IKE, on 500 and behind the non-ESP marker on 4500
-        send.udp("ike_garbage", 500, os.urandom(rng.randrange(1, 300)))
-        send.udp("ike_garbage", 4500, marker + os.urandom(rng.randrange(1, 300)))
+        send.udp("ike_garbage", 500, noise(rng.randrange(1, 300)))
+        send.udp("ike_garbage", 4500, marker + noise(rng.randrange(1, 300)))
         send.udp("ike_truncated", 500, init[:rng.randrange(1, len(init))])
         bad_length = bytearray(init)
         bad_length[24:28] = struct.pack("!I", len(init) + rng.randrange(1, 1000))
@@ -190,44 +198,47 @@ def hostile(args) -> dict:
         # unauthenticated INFORMATIONAL and CREATE_CHILD_SA on the IKE SA's real SPIs, any message ID
         for exchange in (37, 36):
             for message_id in range(0, 8):
+                forged_ids.append(message_id)
                 forged = IKEv2(init_SPI=spi_i, resp_SPI=spi_r, exch_type=exchange, flags="Initiator",
                                id=message_id, next_payload=46) / IKEv2_Encrypted(next_payload=41,
-                                                                                   load=os.urandom(8 + 32 + 16))
-                send.udp("ike_forged_on_known_spis", 4500, marker + bytes(forged))
+                                                                                   load=noise(8 + 32 + 16))
+                send.udp("ike_forged_request", 4500, marker + bytes(forged))
             forged = IKEv2(init_SPI=spi_i, resp_SPI=spi_r, exch_type=exchange, flags="Initiator+Response", id=0,
-                           next_payload=46) / IKEv2_Encrypted(next_payload=0, load=os.urandom(8 + 16 + 16))
-            send.udp("ike_forged_on_known_spis", 4500, marker + bytes(forged))
-        forged = IKEv2(init_SPI=os.urandom(8), resp_SPI=os.urandom(8), exch_type=37, flags="Initiator", id=1,
-                       next_payload=46) / IKEv2_Encrypted(next_payload=41, load=os.urandom(56))
+                           next_payload=46) / IKEv2_Encrypted(next_payload=0, load=noise(8 + 16 + 16))
+            send.udp("ike_forged_response", 4500, marker + bytes(forged))
+        forged = IKEv2(init_SPI=noise(8), resp_SPI=noise(8), exch_type=37, flags="Initiator", id=1,
+                       next_payload=46) / IKEv2_Encrypted(next_payload=41, load=noise(56))
         send.udp("ike_unknown_spis", 4500, marker + bytes(forged))
         # unauthenticated fragments on the known SPIs: each is checked before it is kept
         for number in range(1, 4):
-            fragment = IKEv2(init_SPI=spi_i, resp_SPI=spi_r, exch_type=36, flags="Initiator", id=5,
+            fragment = IKEv2(init_SPI=spi_i, resp_SPI=spi_r, exch_type=36, flags="Initiator", id=FORGED_FRAGMENT_ID,
                              next_payload=53) / IKEv2_Encrypted_Fragment(next_payload=33 if number == 1 else 0,
                                                                          frag_number=number, frag_total=50,
-                                                                         load=os.urandom(8 + 800 + 16))
+                                                                         load=noise(8 + 800 + 16))
             send.udp("ike_fragment_forged", 4500, marker + bytes(fragment))
         # ESP: unknown SPIs; the SA's SPI with bad ICVs (and sequence numbers far ahead, which a
         # receiver must not take before the ICV checks out: RFC 4303 §3.4.3); as ESP-in-UDP and as
         # IP protocol 50
-        unknown = ESP(spi=rng.getrandbits(32) | 0x100, seq=rng.randrange(1, 1000), data=os.urandom(64))
+        unknown = ESP(spi=rng.getrandbits(32) | 0x100, seq=rng.randrange(1, 1000), data=noise(64))
         send.udp("esp_unknown_spi", 4500, bytes(unknown))
         send.ip("esp_unknown_spi", _ip_proto(args.source, args.target, 50, bytes(unknown)))
-        bad_icv = ESP(spi=esp_spi, seq=rng.randrange(1, 2**31), data=os.urandom(16 * rng.randrange(2, 6) + 8 + 16))
+        bad_icv = ESP(spi=esp_spi, seq=rng.randrange(1, 2**31), data=noise(16 * rng.randrange(2, 6) + 8 + 16))
         send.udp("esp_bad_icv", 4500, bytes(bad_icv))
         send.udp("esp_truncated", 4500, bytes(bad_icv)[:rng.randrange(9, 24)])
         # oversized datagrams (IP-fragmented on the way)
-        send.large("oversized", 500, init + os.urandom(20000))
-        send.large("oversized", 4500, marker + init + os.urandom(20000))
-        send.large("oversized_esp", 4500, struct.pack("!II", esp_spi, 7) + os.urandom(30000))
+        send.large("oversized", 500, init + noise(20000))
+        send.large("oversized", 4500, marker + init + noise(20000))
+        send.large("oversized_esp", 4500, struct.pack("!II", esp_spi, 7) + noise(30000))
     if args.replay:
         ike, esp = _replayed(args.replay, args.target)
         for _ in range(args.replay_times):
-            for packet in ike:
+            for packet, exchange, message_id in ike:
                 send.ip("ike_replayed", packet)
+                replayed.append((exchange, message_id))
             for packet in esp:
                 send.ip("esp_replayed", packet)
-    return send.counts
+    return {**send.counts, "forged_request_ids": forged_ids, "fragment_forged_id": FORGED_FRAGMENT_ID,
+            "replayed_requests": replayed}
 
 
 def _ip_proto(src: str, dst: str, proto: int, payload: bytes) -> bytes:
@@ -239,66 +250,99 @@ def _ip_proto(src: str, dst: str, proto: int, payload: bytes) -> bytes:
 # ---------------------------------------------------------------- fragments
 
 
-def fragments(args) -> dict:
-    """From each source: IKE_SA_INIT for real (a COOKIE or INVALID_KE_PAYLOAD answered), then the
-    SKF fragments of an IKE_AUTH request that never completes (all but the last), one message of
-    more fragments than allowed and one too large to reassemble."""
+def _ike_sa_init_for_real(source: str, port: int, target: str):
+    """IKE_SA_INIT from (source, port) to the target's port 500, with a COOKIE returned if one is
+    asked for (RFC 7296 §2.6): (socket, IKE_AUTH template, cipher, SK_ei/SK_ai) or None if refused."""
     from lab.ike import payloads as pl
     from lab.ike.const import ExchangeType, NotifyType
     from lab.ike.crypto import SkCipher, derive_ike_sa_keys
     from lab.ike.crypto.dh import new_key_exchange
     from lab.ike.message import Message
     from lab.ike.proposals import ChosenAlgorithms, parse_ike_proposals
-    from lab.ike.protect import DirectionKeys, encrypt_fragments
+    from lab.ike.protect import DirectionKeys
 
     proposals = parse_ike_proposals("aes128gcm16-prfsha256-x25519")
-    counts = {"sas": 0, "init_refused": 0, "fragments_sent": 0, "incomplete_messages": 0}
-    port = 41000
-    for source in args.sources.split(","):
-        for _ in range(args.per_source):
-            port += 1
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((source, port))
-            sock.settimeout(2)
-            spi_i, nonce_i = os.urandom(8), os.urandom(32)
-            kex = new_key_exchange(31)
-            extra: list = []
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, port))
+    sock.settimeout(2)
+    spi_i, nonce_i = os.urandom(8), os.urandom(32)
+    kex = new_key_exchange(31)
+    extra: list = []
+    answer = None
+    for _attempt in range(3):
+        request = Message(spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, True, False, extra + [
+            pl.SA(proposals=proposals), pl.KE(dh_group=31, data=kex.public_value), pl.Nonce(data=nonce_i),
+            pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)])
+        sock.sendto(request.serialize(), (target, 500))
+        try:
+            answer = Message.parse(sock.recv(65535))
+        except (socket.timeout, OSError):
             answer = None
-            for _attempt in range(3):
-                request = Message(spi_i, bytes(8), ExchangeType.IKE_SA_INIT, 0, True, False, extra + [
-                    pl.SA(proposals=proposals), pl.KE(dh_group=31, data=kex.public_value), pl.Nonce(data=nonce_i),
-                    pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)])
-                sock.sendto(request.serialize(), (args.target, 500))
-                try:
-                    answer = Message.parse(sock.recv(65535))
-                except (socket.timeout, OSError):
-                    answer = None
+            break
+        cookie = next((p for p in answer.payloads if isinstance(p, pl.Notify)
+                       and p.notify_type == NotifyType.COOKIE), None)
+        if cookie is None:
+            break
+        extra = [pl.Notify(notify_type=NotifyType.COOKIE, data=cookie.data)]  # RFC 7296 §2.6
+    if answer is None or answer.get(pl.KE) is None:
+        sock.close()
+        return None
+    chosen = ChosenAlgorithms.from_proposal(answer.get(pl.SA).proposals[0])
+    keys = derive_ike_sa_keys(chosen.prf, chosen.encr, chosen.encr_key_length, chosen.integ or 0,
+                              kex.shared_secret(answer.get(pl.KE).data), nonce_i, answer.get(pl.Nonce).data,
+                              spi_i, answer.spi_r)
+    cipher = SkCipher(chosen.encr, chosen.encr_key_length, chosen.integ or 0)
+    template = Message(spi_i, answer.spi_r, ExchangeType.IKE_AUTH, 1, True, False)
+    return sock, template, cipher, DirectionKeys(keys.sk_ei, keys.sk_ai)
+
+
+def fragments(args) -> dict:
+    """IKE_SA_INIT for real (a COOKIE returned when asked), then SKF fragments of IKE_AUTH requests
+    (RFC 7383) that break the responder's limits: from the first source one message of more
+    fragments than --max-fragments and one larger than --max-packet once reassembled (all their
+    fragments sent); then from each source --per-source messages whose last fragment never comes.
+    Reports the fragments of each and, for the too-large message, how many fit before the limit."""
+    from lab.ike import payloads as pl
+    from lab.ike.message import Message
+    from lab.ike.protect import decrypt_fragment, encrypt_fragments
+
+    counts: dict = {"sas": 0, "init_refused": 0, "too_many_fragments": 0, "too_large_fragments": 0,
+                    "too_large_fitting": 0, "incomplete_fragments": []}
+    sources = args.sources.split(",")
+    plan = [(sources[0], "too_many"), (sources[0], "too_large")]
+    plan += [(source, "incomplete") for source in sources for _ in range(args.per_source)]
+    port = 41000
+    for source, kind in plan:
+        port += 1
+        sa = _ike_sa_init_for_real(source, port, args.target)
+        if sa is None:
+            counts["init_refused"] += 1
+            continue
+        sock, template, cipher, out = sa
+        counts["sas"] += 1
+        if kind == "too_many":
+            pieces = encrypt_fragments(template, [pl.VendorID(data=os.urandom(150 * (args.max_fragments + 1)))],
+                                       cipher, out, os.urandom, 200)
+            assert len(pieces) > args.max_fragments, len(pieces)
+            counts["too_many_fragments"] = len(pieces)
+        elif kind == "too_large":
+            pieces = encrypt_fragments(template, [pl.VendorID(data=os.urandom(args.max_packet + 1000))], cipher, out,
+                                       os.urandom, 1200)
+            held = 0
+            for piece in pieces:
+                held += len(decrypt_fragment(piece, Message.parse(piece), cipher, out))
+                if held > args.max_packet:
                     break
-                cookie = next((p for p in answer.payloads if isinstance(p, pl.Notify)
-                               and p.notify_type == NotifyType.COOKIE), None)
-                if cookie is None:
-                    break
-                extra = [pl.Notify(notify_type=NotifyType.COOKIE, data=cookie.data)]  # RFC 7296 §2.6
-            if answer is None or answer.get(pl.KE) is None:
-                counts["init_refused"] += 1
-                sock.close()
-                continue
-            chosen = ChosenAlgorithms.from_proposal(answer.get(pl.SA).proposals[0])
-            keys = derive_ike_sa_keys(chosen.prf, chosen.encr, chosen.encr_key_length, chosen.integ or 0,
-                                      kex.shared_secret(answer.get(pl.KE).data), nonce_i, answer.get(pl.Nonce).data,
-                                      spi_i, answer.spi_r)
-            cipher = SkCipher(chosen.encr, chosen.encr_key_length, chosen.integ or 0)
-            out = DirectionKeys(keys.sk_ei, keys.sk_ai)
-            counts["sas"] += 1
-            template = Message(spi_i, answer.spi_r, ExchangeType.IKE_AUTH, 1, True, False)
-            big = [pl.VendorID(data=os.urandom(args.message_size))]
-            pieces = encrypt_fragments(template, big, cipher, out, os.urandom, 1200)
-            for piece in pieces[:-1]:  # the last never comes: the message stays in reassembly
-                sock.sendto(piece, (args.target, 500))
-                counts["fragments_sent"] += 1
-                time.sleep(args.pace)
-            counts["incomplete_messages"] += 1
-            sock.close()
+                counts["too_large_fitting"] += 1
+            counts["too_large_fragments"] = len(pieces)
+        else:
+            pieces = encrypt_fragments(template, [pl.VendorID(data=os.urandom(args.message_size))], cipher, out,
+                                       os.urandom, 1200)[:-1]  # the last never comes: it stays in reassembly
+            counts["incomplete_fragments"].append(len(pieces))
+        for piece in pieces:
+            sock.sendto(piece, (args.target, 500))
+            time.sleep(args.pace)
+        sock.close()
     return counts
 
 
@@ -327,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--sources", required=True, help="comma-separated addresses of this node")
     g.add_argument("--per-source", type=int, default=3)
     g.add_argument("--message-size", type=int, default=6000, help="octets of the IKE_AUTH that is never finished")
+    g.add_argument("--max-fragments", type=int, default=64, help="the responder's limit (its --max-fragments)")
+    g.add_argument("--max-packet", type=int, default=10000, help="the responder's limit (its --max-packet)")
     g.add_argument("--pace", type=float, default=0.001)
     args = parser.parse_args(argv)
     result = {"flood": flood, "hostile": hostile, "fragments": fragments}[args.command](args)

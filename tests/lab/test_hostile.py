@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 ATTACK = str(REPO / "bench" / "attack.py")
 ATTACKERS = [f"198.51.100.{i}" for i in range(50, 54)]
 HALF_OPEN_TIMEOUT = 5
+REASSEMBLY_BUFFERS = 4
+ROUNDS = 20
 
 
 def attack(node, *args: str, timeout: float = 120) -> dict:
@@ -56,7 +58,7 @@ def delta(after: dict, before: dict, key: str) -> int:
 def test_hostile_traffic_is_dropped_and_counted_while_the_tunnel_carries_pings(site_to_site, tmp_path):
     lab = site_to_site
     gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb",
-                     extra_args=("--half-open-timeout", str(HALF_OPEN_TIMEOUT), "--reassembly-buffers", "4"))
+                     extra_args=("--half-open-timeout", str(HALF_OPEN_TIMEOUT), "--reassembly-buffers", str(REASSEMBLY_BUFFERS)))
     gwb.write_config(conf(lab, "b"))
     gwa = StrongSwan(lab.node("gwa"), tmp_path / "gwa")
     gwa.write_config(conf(lab, "a"))
@@ -82,7 +84,7 @@ def test_hostile_traffic_is_dropped_and_counted_while_the_tunnel_carries_pings(s
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sent = attack(lab.node("nat"), "hostile", "--target", GWB_PUBLIC, "--source", "198.51.100.1",
                       "--ike-spis", f"{ike['spi_i']}:{ike['spi_r']}", "--esp-spi", child["spi_in"],
-                      "--replay", str(tmp_path / "legitimate.pcap"), "--rounds", "20")
+                      "--replay", str(tmp_path / "legitimate.pcap"), "--rounds", str(ROUNDS))
         fragments = attack(lab.node("nat"), "fragments", "--target", GWB_PUBLIC, "--sources", ",".join(ATTACKERS),
                            "--per-source", "3")
         stats = gwb.ctl("stats")["stats"]  # before the attackers' half-open SAs time out
@@ -92,27 +94,51 @@ def test_hostile_traffic_is_dropped_and_counted_while_the_tunnel_carries_pings(s
         # the tunnel carried every ping while it all happened
         assert re.search(r"400 packets transmitted, 400 received", out), out
 
-        # each kind of attack was dropped and counted
+        # each kind of attack was dropped and counted, each by the number of its packets
         d = {key: delta(after, before, key) for key in set(after) | set(before)}
-        assert sent["oversized"] == 40 and d.get("drop:oversized datagram") == sent["oversized"], d
-        assert d.get("drop:malformed", 0) >= sent["ike_garbage"] + sent["ike_truncated"] // 2, d
-        assert d.get("drop:unknown IKE SPI", 0) >= sent["ike_unknown_spis"], d
-        assert d.get("drop:integrity check failed", 0) >= 20, d  # the forged requests at the expected message IDs
-        print("sent", json.dumps(sent), "\ncounted", json.dumps({k: v for k, v in sorted(d.items()) if v}))
-        assert d.get("drop:unexpected response with message ID N", 0) >= 40, d  # forged responses to nothing
-        assert d.get("drop:request with message ID N, expected N", 0) >= 100, d  # forged and replayed, old IDs
-        assert d.get("drop:IKE_SA_INIT request of an SA past IKE_SA_INIT", 0) >= 1, d  # the replayed IKE_SA_INIT
-        assert d.get("esp-drop:unknown_spi", 0) >= sent["esp_unknown_spi"], d
-        assert d.get("esp-drop:auth_failed", 0) >= sent["esp_bad_icv"], d
-        assert d.get("esp-drop:malformed", 0) >= sent["esp_truncated"], d
-        # the replayed pings, and the oversized ESP (its sequence number long behind the window)
-        assert d.get("esp-drop:replay", 0) + d.get("esp-drop:too_old", 0) >= sent["esp_replayed"] + sent[
+        print("sent", json.dumps({k: v for k, v in sent.items() if k != "forged_request_ids"}), json.dumps(fragments),
+              "\ncounted",
+              json.dumps({k: v for k, v in sorted(d.items()) if v}))
+        assert sent["oversized"] == 2 * ROUNDS
+        assert d.get("drop:oversized datagram") == sent["oversized"], d
+        assert d.get("drop:malformed") == sent["ike_garbage"] + sent["ike_truncated"] + sent["ike_malformed"], d
+        assert d.get("drop:unknown IKE SPI") == sent["ike_unknown_spis"], d
+        assert d.get("drop:unexpected response with message ID N") == sent["ike_forged_response"], d
+        # the IKE SA's next request from gwa: one past the last one captured (RFC 7296 §2.2)
+        replayed = sent["replayed_requests"]
+        expected_id = max(message_id for _exchange, message_id in replayed) + 1
+        forged_ids = sent["forged_request_ids"]
+        assert expected_id in forged_ids and expected_id - 1 in forged_ids and expected_id != sent["fragment_forged_id"]
+        # forged requests at the expected ID and at the last one (a retransmission, answered only if
+        # authentic) fail the ICV; the others and the forged fragments are outside the window
+        assert d.get("drop:integrity check failed") == sum(1 for i in forged_ids if i in (expected_id, expected_id - 1))
+        old_replayed = [m for exchange, m in replayed if exchange != 34 and m < expected_id - 1]
+        assert d.get("drop:request with message ID N, expected N") == (
+            sum(1 for i in forged_ids if i not in (expected_id, expected_id - 1)) + sent["ike_fragment_forged"]
+            + len(old_replayed)), d
+        assert d.get("drop:IKE_SA_INIT request of an SA past IKE_SA_INIT") == sum(
+            1 for exchange, _m in replayed if exchange == 34), d
+        # the replayed copies of the last request are authentic retransmissions: answered again
+        assert d.get("responses_resent") == sum(1 for _e, m in replayed if m == expected_id - 1), d
+        # the attackers' fragments (RFC 7383 §5): too many fragments, too large, and of the 12
+        # messages never finished, those past the 4 reassembly buffers
+        assert fragments["sas"] == 14 and fragments["init_refused"] == 0, fragments
+        incomplete = fragments["incomplete_fragments"]
+        assert len(incomplete) == 12 and fragments["too_large_fitting"] > 0
+        assert d.get("drop:fragment reassembly") == (
+            fragments["too_many_fragments"] + fragments["too_large_fragments"] - fragments["too_large_fitting"]
+            + sum(incomplete[REASSEMBLY_BUFFERS:])), d
+        assert stats["reassemblies"] == REASSEMBLY_BUFFERS and stats["half_open"] == 14, stats
+        # ESP: every forged packet dropped, by its kind; nothing came in but the 400 pings
+        assert d.get("esp-drop:unknown_spi") == sent["esp_unknown_spi"], d
+        assert d.get("esp-drop:auth_failed") == sent["esp_bad_icv"], d
+        assert d.get("esp-drop:malformed") == sent["esp_truncated"], d
+        # the replayed ESP packets, and the oversized ESP (sequence number 7, long behind the window)
+        assert d.get("esp-drop:replay", 0) + d.get("esp-drop:too_old", 0) == sent["esp_replayed"] + sent[
             "oversized_esp"], d
-        # the attackers' fragments: 12 messages never finished, 4 reassembly buffers
-        assert fragments["sas"] == 12 and fragments["incomplete_messages"] == 12
-        assert d.get("drop:fragment reassembly", 0) > 0, d
-        assert stats["reassemblies"] == 4 and stats["half_open"] == 12
-        assert d.get("responses_resent", 0) <= 2 * sent["ike_replayed"]  # replayed real requests only
+        assert d.get("esp:dropped_in") == sum(sent[k] for k in ("esp_unknown_spi", "esp_bad_icv", "esp_truncated",
+                                                                "esp_replayed", "oversized_esp")), d
+        assert d.get("esp:packets_in") == 400 and d.get("esp:packets_out") == 400, d
 
         text = lab.node("gwb").cmd(f"cd {REPO} && {sys.executable} -m lab.cli ctl --control {gwb.control_path} stats")
         for line in ("dropped, oversized datagram: ", "dropped, integrity check failed: ", "dropped, malformed: ",
