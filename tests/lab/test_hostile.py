@@ -22,7 +22,7 @@ from lab.net.gateway import OurGateway
 from lab.net.sites import GWB_PUBLIC, HOSTB
 from lab.net.strongswan import StrongSwan
 
-from .test_dataplane import conf, ping
+from .test_dataplane import children, conf, ping
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -157,5 +157,128 @@ def test_hostile_traffic_is_dropped_and_counted_while_the_tunnel_carries_pings(s
         assert "Traceback" not in log
         assert "more like this in the last" in log  # the flood of drops was summarised
     finally:
+        gwa.stop()
+        gwb.stop()
+
+
+COOKIE_THRESHOLD = 10
+FLOOD_SECONDS = 5
+FLOOD_HALF_OPEN_TIMEOUT = 3
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in KiB: its resident memory now and at its peak."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def udp_receive_errors(node) -> int:
+    """Datagrams the node's kernel dropped for a full socket receive buffer (/proc/net/snmp Udp)."""
+    lines = [line.split() for line in node.cmd("cat /proc/net/snmp").splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:]))["RcvbufErrors"])
+
+
+def start_flood(lab, seconds: float, rate: float = 0):
+    return lab.node("nat").popen([sys.executable, ATTACK, "flood", "--target", GWB_PUBLIC, "--sources",
+                                  "203.0.113.0/24", "--seconds", str(seconds), "--rate", str(rate)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+
+
+def flood_result(flooder) -> dict:
+    stdout, stderr = flooder.communicate(timeout=30)
+    assert flooder.returncode == 0, stdout + stderr
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_half_open_flood_is_answered_with_cookies_and_strongswan_connects_meanwhile(site_to_site, tmp_path):
+    """Well-formed IKE_SA_INIT from random spoofed sources: first as fast as one process sends
+    them, then at the rate the daemon answered; past the threshold every request is answered with
+    a COOKIE and no state (RFC 7296 §2.6), so the half-open SAs stay at the threshold; strongSwan
+    (gwa, behind the NAT box) returns its cookie and connects during the flood; the daemon's
+    memory stays bounded; the half-open SAs expire; the log holds summaries, not a line per
+    request."""
+    lab = site_to_site
+    gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb",
+                     extra_args=("--half-open-timeout", str(FLOOD_HALF_OPEN_TIMEOUT),
+                                 "--cookie-threshold", str(COOKIE_THRESHOLD)))
+    gwb.write_config(conf(lab, "b"))
+    gwa = StrongSwan(lab.node("gwa"), tmp_path / "gwa")
+    gwa.write_config(conf(lab, "a"))
+    gwb.start()
+    gwa.start()
+    gwa.load_all()
+    flooder = None
+    try:
+        internet_side(lab)
+        pid = gwb.process.pid
+        rss_before, _ = rss_kib(pid)
+        before = gwb.counters()
+        receive_errors_before = udp_receive_errors(lab.node("gwb"))
+        log_lines_before = len(gwb.log_path.read_text().splitlines())
+
+        # 1. as fast as the generator sends: the kernel drops what the daemon cannot read
+        flooder = start_flood(lab, FLOOD_SECONDS)
+        half_open_seen = []
+        while flooder.poll() is None:
+            half_open_seen.append(gwb.ctl("stats")["stats"]["half_open"])
+            time.sleep(0.5)
+        full = flood_result(flooder)
+        time.sleep(0.5)  # what the daemon still had queued
+        middle = gwb.counters()
+        answered = delta(middle, before, "messages_in")
+        receive_errors = udp_receive_errors(lab.node("gwb")) - receive_errors_before
+        d = {key: delta(middle, before, key) for key in set(middle) | set(before)}
+        print("full-rate flood", json.dumps(full), f"answered {answered} ({answered / full['seconds']:.0f}/s),",
+              f"receive buffer drops {receive_errors}, half-open seen {half_open_seen}",
+              "\ncounted", json.dumps({k: v for k, v in sorted(d.items()) if v}))
+        assert full["sent"] > 10000, full
+        # RFC 7296 §2.6: past the threshold, no state; every later request was answered with a cookie
+        assert max(half_open_seen) == COOKIE_THRESHOLD, half_open_seen
+        assert d.get("cookies_sent") == answered - COOKIE_THRESHOLD and d["messages_out"] == COOKIE_THRESHOLD, d
+        assert answered + receive_errors <= full["sent"], (answered, receive_errors)
+
+        # 2. at the rate the daemon answered: strongSwan connects meanwhile, through the cookie
+        rate = answered / full["seconds"]
+        flooder = start_flood(lab, FLOOD_SECONDS * 2, rate=rate)
+        time.sleep(1.0)
+        gwa.initiate(child="net", timeout=FLOOD_SECONDS * 2)
+        strongswan_up_during_flood = flooder.poll() is None
+        while flooder.poll() is None:
+            half_open_seen.append(gwb.ctl("stats")["stats"]["half_open"])
+            time.sleep(0.5)
+        paced = flood_result(flooder)
+        time.sleep(0.5)
+        after = gwb.counters()
+        stats = gwb.ctl("stats")["stats"]
+        rss_after, rss_peak = rss_kib(pid)
+        log_lines = len(gwb.log_path.read_text().splitlines()) - log_lines_before
+        d = {key: delta(after, middle, key) for key in set(after) | set(middle)}
+        print("paced flood", json.dumps(paced), f"half-open seen {half_open_seen}",
+              f"\nRSS {rss_before} KiB before, {rss_after} after, {rss_peak} peak; {log_lines} log lines",
+              "\ncounted", json.dumps({k: v for k, v in sorted(d.items()) if v}))
+        assert strongswan_up_during_flood, paced
+        assert len(children(gwb)) == 1 and ping(lab, "hosta", HOSTB, count=3, interval=0.1) == 3
+        assert "received COOKIE notify" in gwa.log_text()
+        # one half-open SA more at most: strongSwan's, between its IKE_SA_INIT and IKE_AUTH
+        assert max(half_open_seen) <= COOKIE_THRESHOLD + 1, half_open_seen
+        assert stats["half_open"] <= COOKIE_THRESHOLD and stats["ike_sas"] <= COOKIE_THRESHOLD + 1, stats
+        # every request that reached the daemon had one answer: a cookie, or (when an expired
+        # half-open SA made room, and for strongSwan's) a response
+        assert d["messages_in"] == d.get("cookies_sent", 0) + d["messages_out"] and d["cookies_sent"] > 0, d
+        # memory: what the daemon holds does not grow with the requests
+        assert rss_peak - rss_before < 40 * 1024 and rss_after - rss_before < 30 * 1024, (rss_before, rss_peak)
+        # the log holds summaries ("... N more like this"), not a line per request
+        requests = answered + d.get("messages_in")
+        assert log_lines < 200 and requests > 50 * log_lines, (log_lines, requests)
+        assert "more like this in the last" in gwb.log_path.read_text()
+        # the flood's half-open SAs expire; strongSwan's SA stays
+        time.sleep(FLOOD_HALF_OPEN_TIMEOUT + 1.5)
+        stats = gwb.ctl("stats")["stats"]
+        assert stats["half_open"] == 0 and stats["ike_sas"] == 1, stats
+        assert "Traceback" not in gwb.log_path.read_text()
+    finally:
+        if flooder is not None and flooder.poll() is None:
+            flooder.kill()
+            flooder.wait()
         gwa.stop()
         gwb.stop()
