@@ -3,6 +3,7 @@ regression test (the error now names file and line, or the packet is a counted d
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,23 @@ def test_scenario_file_that_is_not_utf8(tmp_path):
     with pytest.raises(ScenarioError) as err:
         load(folder)
     assert err.value.line == 4 and "not a text file" in str(err.value)
+
+
+@pytest.mark.parametrize("step, field, reason", [
+    ("- start: [gwa, {x: 1}]", "steps[1].start.nodes", "must be a gateway name"),
+    ("- initiate: {node: {x: 1}, child: net}", "steps[1].initiate.node", "runs no IKE daemon"),
+    ("- rekey: {node: [gwa, [gwb]], child: net}", "steps[1].rekey.node", "runs no IKE daemon")])
+def test_scenario_node_that_is_not_a_name(tmp_path, step, field, reason):
+    # bench/fuzz.py --target scenario (1,000,000 inputs): a mapping among a step's nodes raised TypeError
+    import shutil
+
+    from lab.net.scenario import ScenarioError, load
+
+    folder = tmp_path / "s"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "scenarios" / "net2net-nat", folder)
+    text = (folder / "scenario.yaml").read_text()
+    head = text[:text.index("\nsteps:")]
+    (folder / "scenario.yaml").write_text(head + "\nsteps:\n  " + step + "\n")
+    with pytest.raises(ScenarioError) as err:
+        load(folder)
+    assert f"{field}: " in str(err.value) and reason in str(err.value), str(err.value)
