@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from lab import __version__
@@ -49,6 +50,9 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         settings.cookie_threshold = args.cookie_threshold
     if args.fragment_size is not None:
         settings.fragment_size = args.fragment_size
+    for option, field, _kind, _help in LIMIT_OPTIONS:
+        if getattr(args, field) is not None:
+            setattr(settings, field, getattr(args, field))
     return run_gateway(args.config, args.control, args.trace, args.export_keys, settings,
                        dataplane=not args.no_dataplane, tunnel_mtu=args.tunnel_mtu, offload=not args.no_offload,
                        keepalive_interval=args.keepalive_interval, checksum_fixup=not args.no_checksum_fixup)
@@ -131,11 +135,18 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
                 print(f"    remote {' '.join(child['remote_ts'])}")
     elif args.action == "stats":
         stats = response["stats"]
-        print(f"uptime {stats['uptime']} s, {stats['ike_sas']} IKE SAs, {stats['child_sas']} CHILD SAs")
+        print(f"uptime {stats['uptime']} s, {stats['ike_sas']} IKE SAs ({stats.get('half_open', 0)} half-open), "
+              f"{stats['child_sas']} CHILD SAs")
         for key, value in sorted(stats["counters"].items()):
             print(f"  {key}: {value}")
         for key, value in sorted(stats["drops"].items()):
             print(f"  dropped, {key}: {value}")
+        dataplane = stats.get("dataplane") or {}
+        for key, value in sorted(dataplane.items()):
+            if isinstance(value, int) and not isinstance(value, bool) and key != "mtu":
+                print(f"  ESP {key}: {value}")
+        for key, value in sorted((dataplane.get("drops") or {}).items()):
+            print(f"  ESP dropped, {key}: {value}")
     else:
         detail = response.get("event") or f"{response.get('count', 0)} SA(s)"
         print(f"{args.action}: ok ({detail})")
@@ -163,6 +174,30 @@ def _non_negative_int(value: str) -> int:
 
 
 DEFAULT_SCENARIO = "net2net-nat"
+
+# daemon options that set a limit of lab.ike.settings.Settings (defaults there, as charon's)
+LIMIT_OPTIONS = [
+    ("--half-open-timeout", "half_open_timeout", _positive_float,
+     "seconds a responder waits for IKE_AUTH before dropping a half-open IKE SA (default 30, like charon's "
+     "half_open_timeout)"),
+    ("--half-open-limit", "half_open_limit", _non_negative_int,
+     "half-open IKE SAs in all; IKE_SA_INIT past it is dropped and counted (default 1000; charon's "
+     "init_limit_half_open; 0: no limit)"),
+    ("--half-open-per-peer", "half_open_per_peer", _non_negative_int,
+     "half-open IKE SAs of one peer IP; past it its IKE_SA_INIT is dropped and counted (default 5, like charon's "
+     "block_threshold; 0: no limit)"),
+    ("--ike-sas-per-peer", "ike_sas_per_peer", _non_negative_int,
+     "IKE SAs of one peer IP in any state; past it its IKE_SA_INIT is dropped and counted (default 100; 0: no "
+     "limit)"),
+    ("--max-packet", "max_packet", _positive_int,
+     "largest IKE datagram taken in, and largest message reassembled from fragments (default 10000, like "
+     "charon's max_packet)"),
+    ("--max-fragments", "max_fragments", _positive_int,
+     "fragments of one IKE message (RFC 7383); more are dropped and counted (default 64)"),
+    ("--reassembly-buffers", "reassembly_buffers", _non_negative_int,
+     "IKE messages under reassembly at once over all IKE SAs; a fragment that needs one more is dropped and "
+     "counted (default 100; 0: no limit)"),
+]
 
 
 def _root_refused(command: str, why: str = "it creates network namespaces") -> bool:
@@ -374,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--fragment-size", type=_positive_int, metavar="BYTES",
                         help="largest IP datagram of an IKE message before IKE fragmentation (RFC 7383) "
                              "applies (default 1280, like charon's fragment_size)")
+    for option, field, kind, text in LIMIT_OPTIONS:
+        daemon.add_argument(option, dest=field, type=kind, metavar="N" if kind is not _positive_float else "S",
+                            help=text)
     daemon.add_argument("--no-dataplane", action="store_true",
                         help="negotiate only: no TUN device, no ESP (CHILD SAs carry no traffic)")
     daemon.add_argument("--tunnel-mtu", type=int, default=1400, metavar="BYTES",
@@ -443,13 +481,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM: the stack unwinds (every `finally` cleans up), then one line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)  # a second Ctrl-C does not cut the clean-up short
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    return args.handler(args)
+    # run, up and demo keep their own handlers while the lab runs; the daemon its event loop's
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        return args.handler(args)
+    except (Interrupted, KeyboardInterrupt) as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        print(f"ipsec-lab {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

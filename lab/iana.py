@@ -19,6 +19,11 @@ E = TypeVar("E", bound=IntEnum)
 
 def coerce(enum: type[E], value: int) -> E | int:
     """The enum member for `value`, or `value` itself when the registry has no such entry."""
+    member = enum._value2member_map_.get(value)
+    if member is not None:
+        return member  # type: ignore[return-value]
+    if not issubclass(enum, IntFlag):
+        return value
     try:
         return enum(value)
     except ValueError:
@@ -27,6 +32,9 @@ def coerce(enum: type[E], value: int) -> E | int:
 
 def name_of(enum: type[IntEnum], value: int) -> str:
     """A registry name for `value`, or e.g. `PayloadType(99)` when unknown."""
+    member = enum._value2member_map_.get(value)
+    if member is not None:
+        return member.name  # type: ignore[return-value]
     try:
         return enum(value).name
     except ValueError:

@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 MAX_INCLUDE_DEPTH = 10
+MAX_SECTION_DEPTH = 32         # sections within sections (swanctl.conf needs 5)
+MAX_REFERENCE_STEPS = 10_000   # sections resolved when applying `name : other` references
 
 
 class ConfigError(ValueError):
@@ -192,6 +194,8 @@ class _SettingsParser:
                 k, refs = self._refs(text, k + 1, file, line, path)
             k, after = _skip_blank_lines(text, k, line)
             if k < n and text[k] == "{":
+                if len(stack) > MAX_SECTION_DEPTH:
+                    raise error(f"sections nested deeper than {MAX_SECTION_DEPTH} levels", name_line, path)
                 section = current.child(name, file, name_line)
                 section.refs.extend((ref, file, name_line) for ref in refs)
                 stack.append(section)
@@ -281,6 +285,8 @@ class _SettingsParser:
             pattern = "".join(out)
         if not pattern:
             raise ConfigError("include needs a file name or pattern", file=file, line=line)
+        if "\0" in pattern:
+            raise ConfigError("include: the file name holds a NUL character", file=file, line=line)
         if depth + 1 > MAX_INCLUDE_DEPTH:
             raise ConfigError(f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels (does a file include itself?)",
                               file=file, line=line)
@@ -299,6 +305,9 @@ class _SettingsParser:
                 content = self.read(path)
             except OSError as exc:
                 raise ConfigError(f"include: cannot read '{path}': {exc.strerror or exc}", file=file, line=line) from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"include: '{path}' is not a text file (UTF-8 expected)", file=file,
+                                  line=line) from None
             self.parse(content, path, section, depth + 1)
         return i, line
 
@@ -335,7 +344,7 @@ def parse_settings(text: str, filename: str = "swanctl.conf",
 
 def resolve_settings(root: Section) -> Section:
     """The tree with section references (`name : other { ... }`) applied, as the reader sees it."""
-    return _resolve(root, root)
+    return _resolve(root, root, (), [MAX_REFERENCE_STEPS])
 
 
 def _lookup(root: Section, absname: str) -> Section | None:
@@ -345,11 +354,16 @@ def _lookup(root: Section, absname: str) -> Section | None:
     return section
 
 
-def _resolve(root: Section, section: Section, chain: tuple[str, ...] = ()) -> Section:
+def _resolve(root: Section, section: Section, chain: tuple[str, ...], budget: list[int]) -> Section:
     # strongswan.conf(5) REFERENCING OTHER SECTIONS: own settings first, then inherited ones
+    budget[0] -= 1
+    if budget[0] < 0 or len(chain) > MAX_SECTION_DEPTH:
+        raise ConfigError(f"section references reach too far (more than {MAX_SECTION_DEPTH} in a row or "
+                          f"{MAX_REFERENCE_STEPS} sections resolved)", file=section.file, line=section.line,
+                          key=section.path or None)
     out = Section(section.name, section.file, section.line, section.path, dict(section.settings))
     for name, sub in section.sections.items():
-        out.sections[name] = _resolve(root, sub, chain)
+        out.sections[name] = _resolve(root, sub, chain, budget)
     for ref, file, line in section.refs:
         target = _lookup(root, ref)
         if target is None:
@@ -357,7 +371,7 @@ def _resolve(root: Section, section: Section, chain: tuple[str, ...] = ()) -> Se
                               f"connections.base)", file=file, line=line, key=section.path)
         if target.path in chain + (section.path,):
             raise ConfigError(f"section reference '{ref}' makes a loop", file=file, line=line, key=section.path)
-        inherited = _resolve(root, target, chain + (section.path,))
+        inherited = _resolve(root, target, chain + (section.path,), budget)
         _merge_missing(out, inherited)
     return out
 
@@ -690,7 +704,7 @@ def _at_section(section: Section) -> _Anchor:
 
 class _Builder:
     def __init__(self, root: Section, swanctl_dir: str, files: list[str]) -> None:
-        self.root = _resolve(root, root)
+        self.root = resolve_settings(root)
         self.dir = swanctl_dir
         self.files = files
         self.referenced = {ref.split(".")[0] for ref in _all_refs(root)}

@@ -113,11 +113,12 @@ class ControlClient:
             raise ConnectionError(f"no control socket at {path}: is the daemon running?") from None
         except ConnectionRefusedError:
             raise ConnectionError(f"nothing listens on {path}: the daemon has stopped") from None
-        self.file = self.sock.makefile("rwb")
+        # read through a buffer, write straight to the socket: a buffered write that a signal
+        # interrupts after the send keeps its data, and closing the file would send it again
+        self.file = self.sock.makefile("rb")
 
     def request(self, **request: Any) -> dict[str, Any]:
-        self.file.write((json.dumps(request) + "\n").encode())
-        self.file.flush()
+        self.sock.sendall((json.dumps(request) + "\n").encode())
         line = self.file.readline()
         if not line:
             raise ConnectionError("the daemon closed the control connection")

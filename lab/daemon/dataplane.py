@@ -51,6 +51,7 @@ BATCH = 64
 SOL_UDP, UDP_SEGMENT = 17, 103
 MAX_GSO_SEGMENTS = 64
 KEEPALIVE = b"\xff"  # RFC 3948 §2.3
+ROUTE_GRACE = 1.0  # seconds a route into the TUN device outlives the last user (CHILD_SA or shunt)
 
 
 class DataPlaneError(RuntimeError):
@@ -203,6 +204,10 @@ class DataPlane:
         self.want_offload = offload and checksum_fixup
         self.shunts: list[Shunt] = []
         self.route_refs: Counter[str] = Counter()
+        # a route no one uses goes after ROUTE_GRACE seconds: a CHILD_SA with the same local
+        # selectors coming up meanwhile (many short-lived SAs) takes it over without running ip(8)
+        self._route_local_ts: dict[str, tuple] = {}
+        self._route_drops: dict[str, Any] = {}
         self.shared: dict[int, Binding] = {}
         self.offload = False
         self._rx: list[bytes] = []
@@ -283,10 +288,13 @@ class DataPlane:
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
         for binding in list(self.bindings.values()):
-            self._drop_routes(binding)
+            self._drop_routes(binding, at_once=True)
         for shunt in self.shunts:
             self._uninstall_shunt(shunt)
         self.shunts = []
+        for network in list(self._route_drops):
+            self._route_drops.pop(network).cancel()
+            self._route_gone(network)
         for ike_sa in list(self.virtual_ips):
             self._drop_virtual_ip(ike_sa)
         if self.tun_fd is not None:
@@ -517,17 +525,37 @@ class DataPlane:
         return None
 
     def _add_routes(self, binding: Binding, event: ev.ChildSaUp) -> None:
-        source = self._local_source(event)
+        local_ts = tuple(event.local_ts)
+        source: str | None = None
+        looked_up = False
         for network in binding.routes:
-            self._route_add(network, source)
+            if self._route_held(network, local_ts):
+                continue
+            if not looked_up:
+                source, looked_up = self._local_source(event), True
+            self._route_add(network, source, local_ts)
 
-    def _drop_routes(self, binding: Binding) -> None:
+    def _drop_routes(self, binding: Binding, at_once: bool = False) -> None:
         for network in binding.routes:
-            self._route_del(network)
+            self._route_del(network, at_once)
         binding.routes = []
 
-    def _route_add(self, network: str, source: str | None = None) -> None:
+    def _route_held(self, network: str, local_ts: tuple) -> bool:
+        """Whether the route is there for a CHILD_SA of these local selectors already (in use, or
+        in its grace with the same source): then it is only counted."""
+        pending = self._route_drops.pop(network, None)
+        if pending is not None:
+            pending.cancel()
+        if self.route_refs[network] or (pending is not None and self._route_local_ts.get(network) == local_ts):
+            self.route_refs[network] += 1
+            return True
+        return False
+
+    def _route_add(self, network: str, source: str | None = None, local_ts: tuple = ()) -> None:
         """A route into the TUN device in table 220, counted: a CHILD_SA and a drop shunt may share it."""
+        pending = self._route_drops.pop(network, None)
+        if pending is not None:
+            pending.cancel()
         self.route_refs[network] += 1
         if self.route_refs[network] > 1:
             return
@@ -538,12 +566,27 @@ class DataPlane:
             _ip(*args)
         except DataPlaneError as err:
             self.gateway.say(f"[ESP] {err}")
+        self._route_local_ts[network] = local_ts
 
-    def _route_del(self, network: str) -> None:
+    def _route_del(self, network: str, at_once: bool = False) -> None:
         self.route_refs[network] -= 1
         if self.route_refs[network] > 0:
             return
         del self.route_refs[network]
+        loop = self.gateway.loop
+        if at_once or loop is None:
+            self._route_gone(network)
+        elif network not in self._route_drops:
+            self._route_drops[network] = loop.call_later(ROUTE_GRACE, self._route_expired, network)
+
+    def _route_expired(self, network: str) -> None:
+        self._route_drops.pop(network, None)
+        if not self.route_refs[network]:
+            self._route_gone(network)
+
+    def _route_gone(self, network: str) -> None:
+        self.route_refs.pop(network, None)
+        self._route_local_ts.pop(network, None)
         subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
 
     # ------------------------------------------------------------ shunts (mode = pass / drop)

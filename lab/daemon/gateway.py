@@ -28,7 +28,7 @@ from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
 
 from .dataplane import DataPlaneError
 from .keys import KeyExport
-from .narrate import narrate
+from .narrate import Summariser, line_kind, narrate
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SOL_UDP, UDP_GRO = 17, 104
@@ -123,6 +123,10 @@ class Gateway:
         self.checksum_fixup = checksum_fixup
         self.dataplane = None
         self.addresses = None  # the AddressMonitor (MOBIKE: our addresses change under us)
+        # under attack the log and the trace stay small: repeats are summarised (narrate.Summariser)
+        self.log_summary = Summariser()
+        self.trace_summary = Summariser(summary=self._trace_summary)
+        self.summary_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ running
 
@@ -135,48 +139,51 @@ class Gateway:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
-        for port in self.ports:
-            self.sockets[port] = _bind_udp(port, self.bind_address)
-            self.loop.add_reader(self.sockets[port], self._readable, port)
-        if self.want_dataplane:
-            from .dataplane import DataPlane
-            self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
-                                       random=self.endpoint.random,
-                                       keepalive_interval=self.keepalive_interval,
-                                       checksum_fixup=self.checksum_fixup)
-            self.dataplane.start()
-        from .addresses import AddressMonitor
-        self.addresses = AddressMonitor(self, exclude=("lo", self.tun_name))
-        self.addresses.start()
         server = None
-        if self.control_path:
-            from .control import serve_control
-            try:
-                os.unlink(self.control_path)
-            except FileNotFoundError:
-                pass
-            server = await serve_control(self, self.control_path)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.loop.add_signal_handler(sig, self.stopping.set)
-            except (RuntimeError, ValueError):
-                pass  # not the main thread (tests)
-        self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
-                 f"{'/'.join(map(str, self.ports))}" + (f", control {self.control_path}" if self.control_path else ""))
-        for conn in self.config.connections.values():
-            for child in conn.children.values():
-                if str(child.start_action) == "start" and not child.mode.is_shunt:
-                    self.initiate(conn.name, child.name)
-        self._pump()
-        if ready is not None:
-            ready()
         try:
+            # whatever of this is made before a failure or a signal is undone in `finally`
+            for port in self.ports:
+                self.sockets[port] = _bind_udp(port, self.bind_address)
+                self.loop.add_reader(self.sockets[port], self._readable, port)
+            if self.want_dataplane:
+                from .dataplane import DataPlane
+                self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
+                                           random=self.endpoint.random,
+                                           keepalive_interval=self.keepalive_interval,
+                                           checksum_fixup=self.checksum_fixup)
+                self.dataplane.start()
+            from .addresses import AddressMonitor
+            self.addresses = AddressMonitor(self, exclude=("lo", self.tun_name))
+            self.addresses.start()
+            if self.control_path:
+                from .control import serve_control
+                try:
+                    os.unlink(self.control_path)
+                except FileNotFoundError:
+                    pass
+                server = await serve_control(self, self.control_path)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self.loop.add_signal_handler(sig, self._signalled, sig)
+                except (RuntimeError, ValueError):
+                    pass  # not the main thread (tests)
+            self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
+                     f"{'/'.join(map(str, self.ports))}"
+                     + (f", control {self.control_path}" if self.control_path else ""))
+            for conn in self.config.connections.values():
+                for child in conn.children.values():
+                    if str(child.start_action) == "start" and not child.mode.is_shunt:
+                        self.initiate(conn.name, child.name)
+            self._pump()
+            if ready is not None:
+                ready()
             await self.stopping.wait()
             await self._shutdown()
         finally:
             if server is not None:
                 server.close()
                 await server.wait_closed()
+            if self.control_path and server is not None:
                 try:
                     os.unlink(self.control_path)
                 except FileNotFoundError:
@@ -190,9 +197,26 @@ class Gateway:
                 sock.close()
             if self.timer is not None:
                 self.timer.cancel()
+            if self.summary_timer is not None:
+                self.summary_timer.cancel()
+            self._write_summaries(everything=True)
             if self.trace_file is not None:
                 self.trace_file.close()
             self.say("ipsec-lab gateway stopped")
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    if self.loop.remove_signal_handler(sig):
+                        signal.signal(sig, signal.SIG_IGN)  # done: a late signal no longer cuts anything short
+                except (RuntimeError, ValueError):
+                    pass
+
+    def _signalled(self, signum: int) -> None:
+        """SIGINT or SIGTERM: delete the IKE SAs, undo everything, exit 128 + signum (run_gateway)."""
+        self.signalled = signum
+        if self.stopping is not None:
+            self.stopping.set()
+
+    signalled: int | None = None
 
     async def _shutdown(self, grace: float = 2.0) -> None:
         """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
@@ -257,9 +281,13 @@ class Gateway:
             record["wall"] = round(wall - (now - record["t"]), 6)
             line = narrate(record)
             if line:
-                self.say(line)
+                for out in self.log_summary.add(line, now):
+                    self.say(out)
             if self.trace_file is not None:
-                self.trace_file.write(json.dumps(record, default=str) + "\n")
+                kind = _trace_kind(record)
+                for item in [record] if kind is None else self.trace_summary.add(record, now, kind):
+                    self.trace_file.write(json.dumps(item, default=str) + "\n")
+        self._arm_summaries()
         if self.keys is not None:
             self.keys.update_ike(self.endpoint)
         while (event := self.endpoint.next_event()) is not None:
@@ -271,6 +299,31 @@ class Gateway:
             due = self.endpoint.get_timer()
             if due is not None:
                 self.timer = self.loop.call_later(max(0.0, due - self.now()), self._on_timer)
+
+    def _arm_summaries(self) -> None:
+        due = [t for t in (self.log_summary.due(), self.trace_summary.due()) if t is not None]
+        if self.loop is None or self.summary_timer is not None or not due:
+            return
+        self.summary_timer = self.loop.call_later(max(0.0, min(due) - self.now()), self._on_summary_timer)
+
+    def _on_summary_timer(self) -> None:
+        self.summary_timer = None
+        self._write_summaries()
+        self._arm_summaries()
+
+    def _write_summaries(self, everything: bool = False) -> None:
+        now = self.now()
+        for line in self.log_summary.flush(now, everything):
+            self.say(line)
+        for record in self.trace_summary.flush(now, everything):
+            if self.trace_file is not None:
+                self.trace_file.write(json.dumps(record, default=str) + "\n")
+
+    def _trace_summary(self, first: dict[str, Any], more: int, span: float) -> dict[str, Any]:
+        now = self.now()
+        return {"t": now, "kind": "summary", "of": first["kind"], "more": more, "seconds": round(span, 3),
+                "like": {k: v for k, v in first.items() if k not in ("t", "wall")},
+                "wall": round(time.time(), 6)}
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -319,6 +372,7 @@ class Gateway:
     def stats(self) -> dict[str, Any]:
         return {"uptime": round(self.now(), 1), "ike_sas": len(self.endpoint.by_id),
                 "child_sas": sum(len(s.children) for s in self.endpoint.by_id.values()),
+                "half_open": self.endpoint.half_open_count, "reassemblies": self.endpoint.reassemblies,
                 "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops),
                 "dataplane": self.dataplane.totals() if self.dataplane is not None else None}
 
@@ -346,6 +400,17 @@ class Gateway:
         return out
 
 
+def _trace_kind(record: dict[str, Any]) -> Any:
+    """The kind under which a trace record is summarised when repeated, or None for records
+    kept one by one: drops, and messages that belong to no IKE SA (IKE_SA_INIT requests and
+    the unauthenticated answers to them) are what a flood makes."""
+    if record["kind"] == "drop":
+        return ("drop", line_kind(record.get("reason", "")))
+    if record["kind"] == "message" and record.get("ike_sa") is None:
+        return ("message", record.get("dir"), record.get("exchange"), tuple(record.get("payloads") or ()))
+    return None
+
+
 def run_gateway(config_path: str, control_path: str | None, trace_path: str | None, export_keys: str | None,
                 settings: Settings | None = None, dataplane: bool = True, tunnel_mtu: int = 1400,
                 offload: bool = True, keepalive_interval: float = 20.0, checksum_fixup: bool = True) -> int:
@@ -368,4 +433,8 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     except (GatewayError, DataPlaneError) as err:
         print(f"ipsec-lab daemon: {err}", file=sys.stderr)
         return 1
+    if gateway.signalled is not None:
+        print(f"ipsec-lab daemon: interrupted ({signal.Signals(gateway.signalled).name}); its IKE SAs are deleted, "
+              f"its TUN device, routes and sockets gone", file=sys.stderr)
+        return 128 + gateway.signalled
     return 0

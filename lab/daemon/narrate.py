@@ -1,7 +1,8 @@
 """Trace records as one line each, in the spirit of strongSwan's log."""
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Callable
 
 
 def narrate(record: dict[str, Any]) -> str | None:
@@ -69,3 +70,68 @@ def narrate(record: dict[str, Any]) -> str | None:
         details = ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("t", "kind", "ike_sa", "what"))
         return f"[IKE] {sa} {record['what'].replace('_', ' ')}: {details}"
     return None
+
+
+_VARIABLE = re.compile(r"\b[0-9a-f]{8,}\b|\d+")
+
+
+def line_kind(line: str) -> str:
+    """What a log line says with its numbers, SPIs and addresses taken out: lines of one kind
+    differ only in those."""
+    return _VARIABLE.sub("N", line)
+
+
+class Summariser:
+    """Repeated log lines summarised: of each kind of line (`line_kind`), the first `burst` in
+    a window of `window` seconds are written, the rest only counted; when the window ends one
+    line says how many more there were ("... 1234 more like this in the last 10 s"). A flood of
+    a million requests then writes a few lines every `window` seconds, not a million.
+
+    Other items than lines (trace records) are summarised alike with their own `kind` and
+    `summary(first item, how many more, seconds)`."""
+
+    def __init__(self, burst: int = 10, window: float = 10.0,
+                 summary: Callable[[Any, int, float], Any] | None = None) -> None:
+        self.burst = burst
+        self.window = window
+        self.summary = summary or (lambda first, more, span: f"{first} ... {more} more like this in the last "
+                                                              f"{span:.0f} s")
+        self.windows: dict[Any, list] = {}  # kind -> [window start, items seen, first item]
+        self.next_end = float("inf")
+
+    def add(self, item: Any, now: float, kind: Any = None) -> list[Any]:
+        """What to write now for `item` arriving at `now`: the summaries of windows that have
+        ended, then the item itself unless its kind is past its burst."""
+        out = self.flush(now) if now >= self.next_end else []
+        kind = line_kind(item) if kind is None else kind
+        window = self.windows.get(kind)
+        if window is None:
+            window = self.windows[kind] = [now, 0, item]
+            self.next_end = min(self.next_end, now + self.window)
+        window[1] += 1
+        if window[1] <= self.burst:
+            out.append(item)
+        return out
+
+    @property
+    def held(self) -> int:
+        """Items held back (counted, not written) in the windows still open."""
+        return sum(max(0, seen - self.burst) for _, seen, _ in self.windows.values())
+
+    def due(self) -> float | None:
+        """When the next summary is due (a window with items held back ends)."""
+        ends = [start + self.window for start, seen, _ in self.windows.values() if seen > self.burst]
+        return min(ends) if ends else None
+
+    def flush(self, now: float, everything: bool = False) -> list[Any]:
+        """Summaries of the windows that ended by `now` (of all of them with `everything`)."""
+        out = []
+        self.next_end = float("inf")
+        for kind, (start, seen, first) in list(self.windows.items()):
+            if everything or now >= start + self.window:
+                del self.windows[kind]
+                if seen > self.burst:
+                    out.append(self.summary(first, seen - self.burst, min(self.window, max(now - start, 0.0))))
+            else:
+                self.next_end = min(self.next_end, start + self.window)
+        return out

@@ -22,7 +22,7 @@ from . import payloads as pl
 from .config import Config, IkeConfig
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
 from .errors import ParseError
-from .events import Event
+from .events import Event, IkeSaUp
 from .identity import Identity
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
@@ -74,6 +74,14 @@ class IkeEndpoint:
         self._cookie_secret = self.random(32)
         self._child_spis: set[bytes] = set()
         self.ike_key_log: list[dict[str, Any]] = []
+        # what the limits count (Settings.half_open_limit, half_open_per_peer, ike_sas_per_peer,
+        # reassembly_buffers): peer IP of every IKE SA, and of the responder SAs still half-open
+        self._peer_of: dict[int, str] = {}
+        self.sas_per_peer: Counter[str] = Counter()
+        self._half_open_of: dict[int, str] = {}
+        self._init_key_of: dict[int, tuple[Address, bytes]] = {}
+        self.half_open_per_peer: Counter[str] = Counter()
+        self.reassemblies = 0
 
     # ------------------------------------------------------------ identifiers
 
@@ -106,10 +114,34 @@ class IkeEndpoint:
         self._next_ike_id += 1
         self.by_id[ike.unique_id] = ike
         self.sas[ike.our_spi] = ike
+        self._peer_of[ike.unique_id] = ike.remote[0]
+        self.sas_per_peer[ike.remote[0]] += 1
+
+    @property
+    def half_open_count(self) -> int:
+        """Responder IKE SAs past IKE_SA_INIT and not yet through IKE_AUTH (RFC 7296 §2.6)."""
+        return len(self._half_open_of)
+
+    def _half_open_done(self, unique_id: int) -> None:
+        peer = self._half_open_of.pop(unique_id, None)
+        if peer is not None:
+            _decrement(self.half_open_per_peer, peer)
+
+    def reassembly_opened(self) -> bool:
+        """A message starts being reassembled (RFC 7383 §2.6); False when every buffer is taken."""
+        if self.settings.reassembly_buffers and self.reassemblies >= self.settings.reassembly_buffers:
+            return False
+        self.reassemblies += 1
+        return True
+
+    def reassembly_closed(self, count: int = 1) -> None:
+        self.reassemblies = max(0, self.reassemblies - count)
 
     # ------------------------------------------------------------ output
 
     def emit(self, event: Event) -> None:
+        if isinstance(event, IkeSaUp):
+            self._half_open_done(event.ike_sa)
         self.events.append(event)
         self.trace(None, "event", event=type(event).__name__, ike_sa=event.ike_sa,
                    **{k: _plain(v) for k, v in vars(event).items()
@@ -275,6 +307,10 @@ class IkeEndpoint:
         if kind is not Datagram.IKE:
             return kind
         self.stats["messages_in"] += 1
+        if len(data) > self.settings.max_packet:
+            # charon.max_packet: nothing larger is parsed
+            self.drop(f"oversized datagram: {len(data)} octets, more than {self.settings.max_packet}", now)
+            return kind
         try:
             message = Message.parse(data)
         except ParseError as err:
@@ -324,6 +360,8 @@ class IkeEndpoint:
                 self.send(existing, [existing.init_response], "responses_resent")  # RFC 7296 §2.1
             elif existing.init_request != data:
                 self.drop("second IKE_SA_INIT with the same SPIi", now, existing)
+            else:
+                self.drop("IKE_SA_INIT request of an SA past IKE_SA_INIT", now, existing)
             return
         self.trace_message(None, "in", message, message.payloads, src, dst, len(data), now)
         sa, ke, nonce = message.get(pl.SA), message.get(pl.KE), message.get(pl.Nonce)
@@ -334,7 +372,7 @@ class IkeEndpoint:
         if not 16 <= len(nonce.data) <= 256:
             self.drop("IKE_SA_INIT nonce length outside 16..256", now)
             return
-        half_open = sum(1 for ike in self.by_id.values() if not ike.is_initiator and ike.state == IkeState.CONNECTING)
+        half_open = self.half_open_count
         if half_open >= self.settings.cookie_threshold:
             # RFC 7296 §2.6: under load, require a cookie before keeping any state
             expected = self._cookie(message, nonce.data, src)
@@ -344,6 +382,8 @@ class IkeEndpoint:
                 self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.COOKIE, data=expected), src,
                                             dst, now)
                 return
+        if not self._within_limits(src[0], now):
+            return
         configs = self.config.connections_for(dst[0], src[0])
         if not configs:
             self.drop("no connection for these addresses", now)
@@ -367,6 +407,9 @@ class IkeEndpoint:
         ike.nonce_r = self.random(self.settings.nonce_size)
         ike.destroy_at = now + self.settings.half_open_timeout
         self.half_open[(src, message.spi_i)] = ike
+        self._init_key_of[ike.unique_id] = (src, message.spi_i)
+        self._half_open_of[ike.unique_id] = src[0]
+        self.half_open_per_peer[src[0]] += 1
         task = IkeInit(selected)
         try:
             task.process_r(ike, message.payloads, now)
@@ -376,6 +419,24 @@ class IkeEndpoint:
             ike.destroy(f"IKE_SA_INIT refused: {err}", now, quiet=True)
             return
         ike.tm.respond(task, ExchangeType.IKE_SA_INIT, 0, now)
+
+    def _within_limits(self, peer: str, now: float) -> bool:
+        """charon's receiver drops an IKE_SA_INIT past its limits (after the cookie check, so the
+        peer's address is known to be real): no answer, no state; counted."""
+        settings = self.settings
+        if settings.half_open_limit and self.half_open_count >= settings.half_open_limit:
+            reason = f"half-open SA limit reached: {self.half_open_count} of {settings.half_open_limit}"
+        elif settings.half_open_per_peer and self.half_open_per_peer[peer] >= settings.half_open_per_peer:
+            reason = (f"half-open SA limit of the peer reached: {self.half_open_per_peer[peer]} from {peer}, "
+                      f"limit {settings.half_open_per_peer}")
+        elif settings.ike_sas_per_peer and self.sas_per_peer[peer] >= settings.ike_sas_per_peer:
+            reason = (f"IKE SA limit of the peer reached: {self.sas_per_peer[peer]} with {peer}, "
+                      f"limit {settings.ike_sas_per_peer}")
+        else:
+            return True
+        self.stats["limits_hit"] += 1
+        self.drop(reason, now)
+        return False
 
     # ------------------------------------------------------------ SA bookkeeping
 
@@ -412,9 +473,16 @@ class IkeEndpoint:
     def forget(self, ike: IkeSA) -> None:
         self.sas.pop(ike.our_spi, None)
         self.by_id.pop(ike.unique_id, None)
-        for key, value in list(self.half_open.items()):
-            if value is ike:
-                del self.half_open[key]
+        peer = self._peer_of.pop(ike.unique_id, None)
+        if peer is not None:
+            _decrement(self.sas_per_peer, peer)
+        self._half_open_done(ike.unique_id)
+        if ike.tm.reassembly:
+            self.reassembly_closed(len(ike.tm.reassembly))
+            ike.tm.reassembly.clear()
+        key = self._init_key_of.pop(ike.unique_id, None)
+        if key is not None and self.half_open.get(key) is ike:
+            del self.half_open[key]
 
     # ------------------------------------------------------------ listing
 
@@ -438,6 +506,12 @@ class IkeEndpoint:
                     "protocol": "AH" if c.protocol == ProtocolId.AH else "ESP"} for c in ike.children],
             })
         return out
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _plain(value: Any) -> Any:

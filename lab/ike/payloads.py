@@ -32,6 +32,7 @@ from .const import (
 from .errors import ParseError
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
 
 
 class Reader:
@@ -65,13 +66,25 @@ class Reader:
         return chunk
 
     def u8(self, what: str) -> int:
-        return self.take(1, what)[0]
+        pos = self.pos
+        if pos >= len(self.data):
+            self.take(1, what)
+        self.pos = pos + 1
+        return self.data[pos]
 
     def u16(self, what: str) -> int:
-        return struct.unpack("!H", self.take(2, what))[0]
+        pos = self.pos
+        if pos + 2 > len(self.data):
+            self.take(2, what)
+        self.pos = pos + 2
+        return _U16.unpack_from(self.data, pos)[0]
 
     def u32(self, what: str) -> int:
-        return struct.unpack("!I", self.take(4, what))[0]
+        pos = self.pos
+        if pos + 4 > len(self.data):
+            self.take(4, what)
+        self.pos = pos + 4
+        return _U32.unpack_from(self.data, pos)[0]
 
     def end(self, what: str) -> None:
         if self.remaining:

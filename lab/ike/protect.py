@@ -91,7 +91,12 @@ def decrypt_fragment(data: bytes, message: Message, cipher: Cipher, keys: Direct
 
 
 class ReassemblyError(ValueError):
-    """Fragments that cannot form a message (RFC 7383 §2.6): counted and dropped."""
+    """Fragments that cannot form a message (RFC 7383 §2.6): counted and dropped. `fatal`: the
+    whole message is given up (else only this fragment is)."""
+
+    def __init__(self, reason: str, fatal: bool = True) -> None:
+        super().__init__(reason)
+        self.fatal = fatal
 
 
 class Reassembly:
@@ -116,7 +121,7 @@ class Reassembly:
         if self.total is not None and skf.total_fragments != self.total:
             if skf.total_fragments < self.total:
                 # RFC 7383 §2.6.1: a set with more fragments (smaller PMTU) replaces the earlier one
-                raise ReassemblyError("fragment of an earlier, coarser fragmentation of this message")
+                raise ReassemblyError("fragment of an earlier, coarser fragmentation of this message", fatal=False)
             self.pieces.clear()
             self.size = 0
             self.first_type = None

@@ -48,6 +48,7 @@ class TaskManager:
         self.request_src: Address | None = None
         self.request_dst: Address | None = None
         self.reassembly: dict[tuple[bool, int], Reassembly] = {}
+        self.refused: set[tuple[bool, int]] = set()  # messages whose fragments broke a limit
         self.pending_response_spi_r = b""
 
     @property
@@ -250,14 +251,25 @@ class TaskManager:
             if isinstance(last, pl.SKF):
                 piece = decrypt_fragment(data, message, ike.cipher, ike.keys_in)
                 key = (message.is_response, message.message_id)
+                if key in self.refused:
+                    ike.endpoint.drop("fragment reassembly: fragment of a message already refused", now, ike)
+                    return None
                 reassembly = self.reassembly.get(key)
                 if reassembly is None:
+                    # RFC 7383 §5: reassembly costs memory; the buffers are few and each is bounded
+                    if not ike.endpoint.reassembly_opened():
+                        ike.endpoint.drop("fragment reassembly: every reassembly buffer is taken", now, ike)
+                        return None
                     settings = ike.endpoint.settings
                     reassembly = self.reassembly[key] = Reassembly(message.message_id, settings.max_fragments,
-                                                                    settings.max_reassembly)
-                inner = reassembly.add(last, piece)
+                                                                    settings.max_packet)
+                try:
+                    inner = reassembly.add(last, piece)
+                except ParseError:
+                    self._close_reassembly(key)
+                    raise
                 if inner is not None:
-                    del self.reassembly[key]
+                    self._close_reassembly(key)
                 return inner
             return decrypt(data, message, ike.cipher, ike.keys_in)
         except IntegrityError as err:
@@ -265,11 +277,34 @@ class TaskManager:
         except ParseError as err:
             ike.endpoint.drop(f"malformed encrypted payloads: {err}", now, ike)
         except ReassemblyError as err:
-            self.reassembly.pop((message.is_response, message.message_id), None)
+            if err.fatal:
+                key = (message.is_response, message.message_id)
+                self._close_reassembly(key)
+                self.refused.add(key)
             ike.endpoint.drop(f"fragment reassembly: {err}", now, ike)
         except CryptoError as err:
             ike.endpoint.drop(f"cannot decrypt: {err}", now, ike)
         return None
+
+    def _close_reassembly(self, key: tuple[bool, int], done: bool = False) -> None:
+        if done:
+            self.refused.discard(key)
+        if self.reassembly.pop(key, None) is not None:
+            self.ike.endpoint.reassembly_closed()
+
+    def _authentic(self, message: Message, data: bytes) -> bool:
+        """Whether a protected message verifies under the peer's keys (nothing else is done with it)."""
+        ike = self.ike
+        if ike.cipher is None or message.encrypted is None:
+            return False
+        try:
+            if isinstance(message.encrypted, pl.SKF):
+                decrypt_fragment(data, message, ike.cipher, ike.keys_in)
+            else:
+                decrypt(data, message, ike.cipher, ike.keys_in)
+        except (IntegrityError, ParseError, CryptoError):
+            return False
+        return True
 
     def _receive_response(self, message: Message, data: bytes, src: Address, now: float) -> None:
         ike = self.ike
@@ -294,6 +329,7 @@ class TaskManager:
         ike.last_heard = now
         self.pending = None
         self.mid_out = pending.message_id + 1
+        self._close_reassembly((True, pending.message_id), done=True)
         ike.follow_peer(src, ike.local, now)
         try:
             pending.task.process_i(ike, inner, now)
@@ -306,6 +342,10 @@ class TaskManager:
         if message.message_id == self.mid_in - 1 and self.last_response:
             skf = message.encrypted
             if not isinstance(skf, pl.SKF) or skf.fragment_number == 1:
+                if not self._authentic(message, data):
+                    # a copy that does not verify is no retransmission: no response for forgeries
+                    ike.endpoint.drop("integrity check failed: retransmitted request", now, ike)
+                    return
                 # RFC 7296 §2.1: a retransmitted request gets the same response again, §2.11: to where it came from
                 ike.endpoint.trace(now, "resend_response", ike_sa=ike.unique_id)
                 ike.endpoint.send(ike, self.last_response, "responses_resent", dst, src)
@@ -319,6 +359,7 @@ class TaskManager:
         ike.endpoint.trace_message(ike, "in", message, inner, src, dst, len(data), now)
         ike.last_heard = now
         self.mid_in += 1
+        self._close_reassembly((False, message.message_id), done=True)
         ike.follow_peer(src, dst, now, first_auth=message.exchange == ExchangeType.IKE_AUTH)
         self.request_src, self.request_dst = src, dst
         unsupported = [p for p in inner if isinstance(p, pl.UnknownPayload) and p.critical]

@@ -87,11 +87,18 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
 
 
+def text_line(path: Path, offset: int) -> int:
+    """The line of `path` the octet at `offset` is on."""
+    return path.read_bytes()[:offset].count(b"\n") + 1
+
+
 def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as err:
         raise ScenarioError(path, None, "", f"cannot read it: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(path, text_line(path, err.start), "", "not a text file (UTF-8 expected)") from None
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
@@ -493,7 +500,7 @@ def _nodes_field(r: _Reader, value: Any, line: int, field: str, gateways: dict[s
     if value in (None, "all"):
         return list(gateways)
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names:
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
         raise r.error(line, field, "must be a gateway name, a list of them, or all")
     for name in names:
         if name not in gateways:
@@ -590,7 +597,7 @@ def _step_args(r: _Reader, kind: str, value: Any, line: int, where: str, nodes: 
     if kind in ("initiate", "terminate", "rekey"):
         targets = args["node"] if kind == "rekey" and isinstance(args["node"], list) else [args["node"]]
         for node in targets:
-            if node not in gateways:
+            if not isinstance(node, str) or node not in gateways:
                 raise r.error(L("node"), f"{where}.node", f"{node!r} runs no IKE daemon (gateways: "
                                                           f"{', '.join(gateways)})")
         out["nodes"] = list(targets)

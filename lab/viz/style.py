@@ -2,6 +2,7 @@
 saved at DPI so that its PNG is 1920 pixels wide; no text is smaller than MIN_FONT points."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,17 @@ def save(fig: Any, out: str | Path) -> list[Path]:
     small = too_small(fig)
     if small:
         raise AssertionError(f"text below {MIN_FONT} pt in {png.name}: {small[:3]}")
-    fig.savefig(png, dpi=DPI, pil_kwargs={"compress_level": 1})  # zlib level 1: a third of the save time
-    fig.savefig(svg)
-    plt.close(fig)
+    # written beside and renamed, so an interrupted save leaves no half-written figure
+    partial = [png.with_name(f".{png.name}.partial"), svg.with_name(f".{svg.name}.partial")]
+    try:
+        fig.savefig(partial[0], format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # zlib level 1: a third
+        fig.savefig(partial[1], format="svg")                                                # of the save time
+        os.replace(partial[0], png)
+        os.replace(partial[1], svg)
+    finally:
+        plt.close(fig)
+        for path in partial:
+            path.unlink(missing_ok=True)
     return [png, svg]
 
 
