@@ -541,12 +541,14 @@ class DataPlane:
         binding.routes = []
 
     def _route_held(self, network: str, local_ts: tuple) -> bool:
-        """Whether the route is there for a CHILD_SA of these local selectors already (in use, or
-        in its grace with the same source): then it is only counted."""
+        """Whether the route is there for a live CHILD_SA of these local selectors already: then it
+        is only counted. A route in its grace is taken over but set again (`ip route replace`): the
+        kernel drops a route with its source when that address goes, as a virtual IP does when
+        its IKE SA is deleted, and the new IKE SA brings the same address back."""
         pending = self._route_drops.pop(network, None)
         if pending is not None:
             pending.cancel()
-        if self.route_refs[network] or (pending is not None and self._route_local_ts.get(network) == local_ts):
+        if self.route_refs[network] and self._route_local_ts.get(network) == local_ts:
             self.route_refs[network] += 1
             return True
         return False
