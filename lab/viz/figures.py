@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import os
 import re
 from typing import Callable
@@ -144,10 +145,17 @@ def _draw_all(jobs: list[tuple[Callable[..., Figure], tuple]]) -> list[tuple[lis
         return [_draw_job(i) for i in range(len(jobs))]
     _JOBS = jobs
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
             return pool.map(_draw_job, range(len(jobs)), chunksize=1)
     finally:
         _JOBS = []
+
+
+def _worker_signals() -> None:
+    """A drawing worker ends quietly when the pool ends it (SIGTERM) and leaves Ctrl-C to its
+    parent: the handlers it inherited from the command raise, and printed a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _path_mtu(topology: dict | None) -> int:
