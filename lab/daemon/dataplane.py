@@ -204,9 +204,8 @@ class DataPlane:
         self.want_offload = offload and checksum_fixup
         self.shunts: list[Shunt] = []
         self.route_refs: Counter[str] = Counter()
-        # a route no one uses goes after ROUTE_GRACE seconds: a CHILD_SA with the same local
-        # selectors coming up meanwhile (many short-lived SAs) takes it over without running ip(8)
-        self._route_local_ts: dict[str, tuple] = {}
+        # a route no one uses goes after ROUTE_GRACE seconds: a CHILD_SA coming up meanwhile
+        # (many short-lived SAs) takes it over with `ip route replace`, never a del and an add
         self._route_drops: dict[str, Any] = {}
         self.shared: dict[int, Binding] = {}
         self.offload = False
@@ -525,36 +524,26 @@ class DataPlane:
         return None
 
     def _add_routes(self, binding: Binding, event: ev.ChildSaUp) -> None:
-        local_ts = tuple(event.local_ts)
         source: str | None = None
         looked_up = False
         for network in binding.routes:
-            if self._route_held(network, local_ts):
+            if self.route_refs[network]:
+                self.route_refs[network] += 1  # a live CHILD_SA or shunt has it already
                 continue
             if not looked_up:
                 source, looked_up = self._local_source(event), True
-            self._route_add(network, source, local_ts)
+            self._route_add(network, source)
 
     def _drop_routes(self, binding: Binding, at_once: bool = False) -> None:
         for network in binding.routes:
             self._route_del(network, at_once)
         binding.routes = []
 
-    def _route_held(self, network: str, local_ts: tuple) -> bool:
-        """Whether the route is there for a live CHILD_SA of these local selectors already: then it
-        is only counted. A route in its grace is taken over but set again (`ip route replace`): the
-        kernel drops a route with its source when that address goes, as a virtual IP does when
-        its IKE SA is deleted, and the new IKE SA brings the same address back."""
-        pending = self._route_drops.pop(network, None)
-        if pending is not None:
-            pending.cancel()
-        if self.route_refs[network] and self._route_local_ts.get(network) == local_ts:
-            self.route_refs[network] += 1
-            return True
-        return False
-
-    def _route_add(self, network: str, source: str | None = None, local_ts: tuple = ()) -> None:
-        """A route into the TUN device in table 220, counted: a CHILD_SA and a drop shunt may share it."""
+    def _route_add(self, network: str, source: str | None = None) -> None:
+        """A route into the TUN device in table 220, counted: a CHILD_SA and a drop shunt may share it.
+        A route in its grace is set again: the kernel drops a route with its source when that
+        address goes, as a virtual IP does when its IKE SA is deleted, and the new IKE SA brings
+        the same address back."""
         pending = self._route_drops.pop(network, None)
         if pending is not None:
             pending.cancel()
@@ -568,7 +557,6 @@ class DataPlane:
             _ip(*args)
         except DataPlaneError as err:
             self.gateway.say(f"[ESP] {err}")
-        self._route_local_ts[network] = local_ts
 
     def _route_del(self, network: str, at_once: bool = False) -> None:
         self.route_refs[network] -= 1
@@ -588,7 +576,6 @@ class DataPlane:
 
     def _route_gone(self, network: str) -> None:
         self.route_refs.pop(network, None)
-        self._route_local_ts.pop(network, None)
         subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
 
     # ------------------------------------------------------------ shunts (mode = pass / drop)
