@@ -73,6 +73,7 @@ def load(args) -> dict:
     measure_from = started + args.warmup
     deadline = measure_from + args.seconds
     up_in_window = 0
+    cpu_from: float | None = None
     name_of_sa: dict[int, str] = {}
 
     def start(name: str, now: float) -> None:
@@ -87,6 +88,8 @@ def load(args) -> dict:
         now = time.monotonic()
         if now >= deadline:
             break
+        if cpu_from is None and now >= measure_from:
+            cpu_from = time.process_time()
         for out in endpoint.datagrams_to_send():
             sockets[(out.src[0], out.src[1])].sendto(out.data, out.dst)
         timer = endpoint.get_timer()
@@ -121,7 +124,8 @@ def load(args) -> dict:
         endpoint.pop_trace()
         endpoint.pop_ike_keys()
     return {**counts, "up_in_window": up_in_window, "seconds": args.seconds, "rate": round(up_in_window / args.seconds, 1),
-            "outstanding": len(connection_of) * args.per_source}
+            "outstanding": len(connection_of) * args.per_source,
+            "generator_cpu": round((time.process_time() - (cpu_from or 0.0)) / args.seconds, 2)}
 
 
 # ---------------------------------------------------------------- the run (root)
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = results[kind] = run_one(lab, workdir, kind, args)
                 print(f"  {kind:7s} {result['rate']:8.1f} handshakes/s   responder CPU {100 * result['cpu']:.0f}% "
                       f"of a core, {result['per_cpu_second']:.1f} handshakes per CPU-second   "
-                      f"(failed {result['failed']})", flush=True)
+                      f"(generator CPU {100 * result['generator_cpu']:.0f}%, failed {result['failed']})", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if "ours" in results and "charon" in results and results["charon"]["rate"]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Iterator, TypeVar
+from typing import Any, Iterator, TypeVar
 
 E = TypeVar("E", bound=IntEnum)
 
@@ -659,6 +659,10 @@ _BY_TRANSFORM: dict[tuple[int, int, int], Algorithm] = {}
 for _algorithm in ALGORITHMS:
     _BY_TRANSFORM.setdefault((int(_algorithm.type), int(_algorithm.id), _algorithm.key_bits), _algorithm)
 _BY_KEYWORD: dict[str, Algorithm] = {keyword: a for a in ALGORITHMS if a.parsed for keyword in a.keywords}
+_OF_TYPE: dict[Any, list[Algorithm]] = {}
+for _algorithm in ALGORITHMS:
+    _OF_TYPE.setdefault(int(_algorithm.type), []).append(_algorithm)
+    _OF_TYPE.setdefault((int(_algorithm.type), int(_algorithm.id)), []).append(_algorithm)
 del _algorithm
 
 
@@ -674,6 +678,5 @@ def keyword_algorithm(keyword: str) -> Algorithm | None:
 
 def algorithms_of(transform_type: int, transform_id: int | None = None) -> Iterator[Algorithm]:
     """The registry entries of a transform type (and id), in registry order."""
-    for entry in ALGORITHMS:
-        if entry.type == transform_type and (transform_id is None or entry.id == transform_id):
-            yield entry
+    key = int(transform_type) if transform_id is None else (int(transform_type), int(transform_id))
+    yield from _OF_TYPE.get(key, ())

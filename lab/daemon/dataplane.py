@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from lab.esp import (SPD, Action, EspConfigError, EspDrop, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
                      SADatabase, SaEventKind, Selector, UdpEncap)
 from lab.esp.flows import ReturnFlows
+from lab.esp.spd import ANY_PORTS, AddressRange
 from lab.ike import events as ev
 from lab.iana import ProtocolId
 from lab.ike.config import Action as StartAction
@@ -66,11 +67,11 @@ def _ip(*args: str) -> None:
 
 def _selector(local, remote) -> Selector:
     def ports(ts):
-        return None if (ts.start_port, ts.end_port) == (0, 65535) else (ts.start_port, ts.end_port)
+        return ANY_PORTS if (ts.start_port, ts.end_port) == (0, 65535) else (ts.start_port, ts.end_port)
 
-    return Selector.of(local=f"{local.start_addr}-{local.end_addr}", remote=f"{remote.start_addr}-{remote.end_addr}",
-                       protocol=local.ip_protocol or remote.ip_protocol or None, local_ports=ports(local),
-                       remote_ports=ports(remote))
+    return Selector(AddressRange(local.start_addr.packed, local.end_addr.packed),
+                    AddressRange(remote.start_addr.packed, remote.end_addr.packed),
+                    local.ip_protocol or remote.ip_protocol or None, ports(local), ports(remote))
 
 
 def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = None,
@@ -205,8 +206,11 @@ class DataPlane:
         self.shunts: list[Shunt] = []
         self.route_refs: Counter[str] = Counter()
         # a route no one uses goes after ROUTE_GRACE seconds: a CHILD_SA coming up meanwhile
-        # (many short-lived SAs) takes it over with `ip route replace`, never a del and an add
+        # (many short-lived SAs) takes it over, never a del and an add
         self._route_drops: dict[str, Any] = {}
+        # the local selectors each route was set for (its source came from them); a virtual IP
+        # coming or going forgets those of the routes in their grace, which are set again
+        self._route_set: dict[str, Any] = {}
         self.shared: dict[int, Binding] = {}
         self.offload = False
         self._rx: list[bytes] = []
@@ -391,6 +395,7 @@ class DataPlane:
                 self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}")
                 return
             self.gateway.say(f"[IKE] installed virtual IP {address} on {self.tun_name}")
+            self._forget_idle_routes()
         self.virtual_ips[ike_sa] = address
 
     def _drop_virtual_ip(self, ike_sa: int) -> None:
@@ -398,6 +403,12 @@ class DataPlane:
         if address is not None and address not in self.virtual_ips.values():
             subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", self.tun_name], capture_output=True)
             self.gateway.say(f"[IKE] removed virtual IP {address}")
+            self._forget_idle_routes()
+
+    def _forget_idle_routes(self) -> None:
+        """Each route may have lost its source, or have a better one now: the next CHILD_SA to
+        take one over in its grace sets it again."""
+        self._route_set.clear()
 
     def _child_up(self, event: ev.ChildSaUp) -> None:
         now = self.gateway.now()
@@ -527,29 +538,33 @@ class DataPlane:
         source: str | None = None
         looked_up = False
         for network in binding.routes:
-            if self.route_refs[network]:
-                self.route_refs[network] += 1  # a live CHILD_SA or shunt has it already
+            if self.route_refs[network] or (network in self._route_drops
+                                            and self._route_set.get(network) == event.local_ts):
+                self._route_add(network, set_again=False)  # live, or in its grace as these selectors set it
                 continue
             if not looked_up:
                 source, looked_up = self._local_source(event), True
-            self._route_add(network, source)
+            self._route_add(network, source, event.local_ts)
 
     def _drop_routes(self, binding: Binding, at_once: bool = False) -> None:
         for network in binding.routes:
             self._route_del(network, at_once)
         binding.routes = []
 
-    def _route_add(self, network: str, source: str | None = None) -> None:
+    def _route_add(self, network: str, source: str | None = None, local_ts: Any = None,
+                   set_again: bool = True) -> None:
         """A route into the TUN device in table 220, counted: a CHILD_SA and a drop shunt may share it.
-        A route in its grace is set again: the kernel drops a route with its source when that
+        A route in its grace is set again unless it was set for the same local selectors and no
+        virtual IP came or went since: the kernel drops a route with its source when that
         address goes, as a virtual IP does when its IKE SA is deleted, and the new IKE SA brings
         the same address back."""
         pending = self._route_drops.pop(network, None)
         if pending is not None:
             pending.cancel()
         self.route_refs[network] += 1
-        if self.route_refs[network] > 1:
+        if self.route_refs[network] > 1 or not set_again:
             return
+        self._route_set.pop(network, None)
         args = ["route", "replace", network, "dev", self.tun_name, "table", str(ROUTE_TABLE)]
         if source:
             args += ["src", source]
@@ -557,6 +572,8 @@ class DataPlane:
             _ip(*args)
         except DataPlaneError as err:
             self.gateway.say(f"[ESP] {err}")
+        else:
+            self._route_set[network] = local_ts
 
     def _route_del(self, network: str, at_once: bool = False) -> None:
         self.route_refs[network] -= 1
@@ -576,6 +593,7 @@ class DataPlane:
 
     def _route_gone(self, network: str) -> None:
         self.route_refs.pop(network, None)
+        self._route_set.pop(network, None)
         subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
 
     # ------------------------------------------------------------ shunts (mode = pass / drop)

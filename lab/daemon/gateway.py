@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import datetime
 import errno
-import ipaddress
 import json
 import os
 import signal
@@ -28,7 +27,7 @@ from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
 
 from .dataplane import DataPlaneError
 from .keys import KeyExport
-from .narrate import Summariser, line_kind, narrate
+from .narrate import Summariser, line_kind, narrate, record_line_kind
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SOL_UDP, UDP_GRO = 17, 104
@@ -102,7 +101,9 @@ class Gateway:
         settings = dataclasses.replace(settings or Settings(), export_keys=bool(export_keys))
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
                                     wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc))
-        self.trace_file = open(trace_path, "a", buffering=1) if trace_path else None
+        # written out once per pump of the endpoint (see _pump), not a write per line
+        self.trace_file = open(trace_path, "a") if trace_path else None
+        self._held: list[str] | None = None  # log lines said during a pump
         self.keys = KeyExport(export_keys) if export_keys else None
         self.log = log
         self.bind_address = bind_address
@@ -134,7 +135,21 @@ class Gateway:
         return time.monotonic() - self.started
 
     def say(self, line: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {line}", file=self.log, flush=True)
+        text = f"{time.strftime('%H:%M:%S')} {line}\n"
+        if self._held is not None:
+            self._held.append(text)
+            return
+        self.log.write(text)
+        self.log.flush()
+
+    def _write_out(self) -> None:
+        """The log lines held during a pump, and the trace, written out."""
+        held, self._held = self._held, None
+        if held:
+            self.log.write("".join(held))
+            self.log.flush()
+        if self.trace_file is not None and not self.trace_file.closed:
+            self.trace_file.flush()
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -246,7 +261,7 @@ class Gateway:
             dst_ip, segment = self.bind_address, 0
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
-                    dst_ip = str(ipaddress.IPv4Address(value[8:12]))
+                    dst_ip = socket.inet_ntoa(value[8:12])
                 elif level == SOL_UDP and kind == UDP_GRO:
                     segment = struct.unpack("i", value[:4])[0]
             pieces = [data[i:i + segment] for i in range(0, len(data), segment)] if segment else [data]
@@ -265,14 +280,24 @@ class Gateway:
     def _send(self, datagram: OutDatagram) -> None:
         port = datagram.src[1] if datagram.src[1] in self.sockets else self.ports[0]
         sock = self.sockets[port]
-        pktinfo = struct.pack("I4s4s", 0, ipaddress.IPv4Address(datagram.src[0]).packed, bytes(4))
+        pktinfo = struct.pack("I4s4s", 0, socket.inet_aton(datagram.src[0]), bytes(4))
         try:
             sock.sendmsg([datagram.data], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, datagram.dst)
         except OSError as err:
             self.endpoint.drop(f"send error: {err.strerror}", self.now())
 
     def _pump(self) -> None:
-        """Send what the endpoint produced, handle its events and trace, re-arm the timer."""
+        """Send what the endpoint produced, handle its events and trace, re-arm the timer; what
+        it logs and traces is written out at the end, in one write each."""
+        if self._held is not None:
+            return self._pump_once()
+        self._held = []
+        try:
+            self._pump_once()
+        finally:
+            self._write_out()
+
+    def _pump_once(self) -> None:
         for datagram in self.endpoint.datagrams_to_send():
             self._send(datagram)
         wall, now = time.time(), self.now()
@@ -281,12 +306,12 @@ class Gateway:
             record["wall"] = round(wall - (now - record["t"]), 6)
             line = narrate(record)
             if line:
-                for out in self.log_summary.add(line, now):
+                for out in self.log_summary.add(line, now, record_line_kind(record, line)):
                     self.say(out)
             if self.trace_file is not None:
                 kind = _trace_kind(record)
                 for item in [record] if kind is None else self.trace_summary.add(record, now, kind):
-                    self.trace_file.write(json.dumps(item, default=str) + "\n")
+                    self.trace_file.write(_TRACE_JSON.encode(item) + "\n")
         self._arm_summaries()
         if self.keys is not None:
             self.keys.update_ike(self.endpoint)
@@ -301,8 +326,10 @@ class Gateway:
                 self.timer = self.loop.call_later(max(0.0, due - self.now()), self._on_timer)
 
     def _arm_summaries(self) -> None:
+        if self.loop is None or self.summary_timer is not None:
+            return
         due = [t for t in (self.log_summary.due(), self.trace_summary.due()) if t is not None]
-        if self.loop is None or self.summary_timer is not None or not due:
+        if not due:
             return
         self.summary_timer = self.loop.call_later(max(0.0, min(due) - self.now()), self._on_summary_timer)
 
@@ -317,7 +344,9 @@ class Gateway:
             self.say(line)
         for record in self.trace_summary.flush(now, everything):
             if self.trace_file is not None:
-                self.trace_file.write(json.dumps(record, default=str) + "\n")
+                self.trace_file.write(_TRACE_JSON.encode(record) + "\n")
+        if self._held is None and self.trace_file is not None and not self.trace_file.closed:
+            self.trace_file.flush()
 
     def _trace_summary(self, first: dict[str, Any], more: int, span: float) -> dict[str, Any]:
         now = self.now()
@@ -398,6 +427,9 @@ class Gateway:
                               "esp_proposals": format_proposals(c.esp_proposals)} for c in conn.children.values()],
             })
         return out
+
+
+_TRACE_JSON = json.JSONEncoder(default=str)  # one encoder: json.dumps(default=...) makes one per call
 
 
 def _trace_kind(record: dict[str, Any]) -> Any:

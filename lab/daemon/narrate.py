@@ -67,7 +67,7 @@ def narrate(record: dict[str, Any]) -> str | None:
                                                   "nat_mapping_changed", "reauthenticate", "no_path",
                                                   "peer_addresses", "cookie2_mismatch",
                                                   "mobike_unacceptable_addresses"):
-        details = ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("t", "kind", "ike_sa", "what"))
+        details = ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("t", "wall", "kind", "ike_sa", "what"))
         return f"[IKE] {sa} {record['what'].replace('_', ' ')}: {details}"
     return None
 
@@ -79,6 +79,15 @@ def line_kind(line: str) -> str:
     """What a log line says with its numbers, SPIs and addresses taken out: lines of one kind
     differ only in those."""
     return _VARIABLE.sub("N", line)
+
+
+def record_line_kind(record: dict[str, Any], line: str) -> Any:
+    """`line_kind` of the line `narrate` made of `record`, for a message read off the record
+    (its numbers and addresses aside, a message's line is its direction, exchange and chain)."""
+    if record.get("kind") == "message":
+        return ("message", record["dir"], record["exchange"], record["response"], record.get("encrypted"),
+                record.get("fragments", 1) > 1, tuple(record["payloads"]))
+    return line_kind(line)
 
 
 class Summariser:
@@ -98,6 +107,7 @@ class Summariser:
                                                               f"{span:.0f} s")
         self.windows: dict[Any, list] = {}  # kind -> [window start, items seen, first item]
         self.next_end = float("inf")
+        self.next_due: float | None = None  # the earliest end of a window with items held back
 
     def add(self, item: Any, now: float, kind: Any = None) -> list[Any]:
         """What to write now for `item` arriving at `now`: the summaries of windows that have
@@ -111,6 +121,9 @@ class Summariser:
         window[1] += 1
         if window[1] <= self.burst:
             out.append(item)
+        elif window[1] == self.burst + 1:
+            end = window[0] + self.window
+            self.next_due = end if self.next_due is None else min(self.next_due, end)
         return out
 
     @property
@@ -120,13 +133,13 @@ class Summariser:
 
     def due(self) -> float | None:
         """When the next summary is due (a window with items held back ends)."""
-        ends = [start + self.window for start, seen, _ in self.windows.values() if seen > self.burst]
-        return min(ends) if ends else None
+        return self.next_due
 
     def flush(self, now: float, everything: bool = False) -> list[Any]:
         """Summaries of the windows that ended by `now` (of all of them with `everything`)."""
         out = []
         self.next_end = float("inf")
+        self.next_due = None
         for kind, (start, seen, first) in list(self.windows.items()):
             if everything or now >= start + self.window:
                 del self.windows[kind]
@@ -134,4 +147,7 @@ class Summariser:
                     out.append(self.summary(first, seen - self.burst, min(self.window, max(now - start, 0.0))))
             else:
                 self.next_end = min(self.next_end, start + self.window)
+                if seen > self.burst:
+                    self.next_due = start + self.window if self.next_due is None else min(self.next_due,
+                                                                                        start + self.window)
         return out

@@ -52,11 +52,14 @@ class EspConfigError(ValueError):
     """An SA or policy was set up with parameters that cannot work together."""
 
 
+_NO_DROPS = dict.fromkeys(DropReason, 0)
+
+
 class DropCounters(dict):
     """Drops by `DropReason`; every reason is present, starting at 0."""
 
     def __init__(self) -> None:
-        super().__init__((reason, 0) for reason in DropReason)
+        super().__init__(_NO_DROPS)
 
     @property
     def total(self) -> int:

@@ -5,6 +5,7 @@ same order as the numbers, so address ranges need no conversion.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from typing import NamedTuple
@@ -44,6 +45,13 @@ def pack_address(address: str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Ad
         if len(address) not in (4, 16):
             raise ValueError(f"a packed address has 4 or 16 octets, not {len(address)}")
         return address
+    if isinstance(address, str):
+        return _pack_text(address)
+    return ipaddress.ip_address(address).packed
+
+
+@functools.lru_cache(maxsize=4096)
+def _pack_text(address: str) -> bytes:
     return ipaddress.ip_address(address).packed
 
 

@@ -514,7 +514,12 @@ def _decrement(counter: Counter[str], key: str) -> None:
         del counter[key]
 
 
+_SCALARS = frozenset((str, int, bool, float, type(None)))
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, tuple):

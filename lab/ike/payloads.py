@@ -8,6 +8,7 @@ at the bottom of this module.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -760,12 +761,18 @@ def chain_names(payloads: Iterable[Payload], in_request: bool | None = None) -> 
     initiator's) or `Nr` as in RFC 7296 §1.2 and §1.3."""
     names = []
     for p in payloads:
-        if isinstance(p, Nonce) and in_request is not None:
+        cls = type(p)
+        if cls is Nonce and in_request is not None:
             names.append("Ni" if in_request else "Nr")
-        elif isinstance(p, Notify):
-            names.append(f"N({name_of(NotifyType, p.notify_type)})")
-        elif isinstance(p, UnknownPayload):
-            names.append(f"UNKNOWN({p.unknown_type}{',critical' if p.critical else ''})")
+        elif cls is Notify:
+            names.append(_notify_label(p.notify_type))  # type: ignore[attr-defined]
+        elif cls is UnknownPayload:
+            names.append(f"UNKNOWN({p.unknown_type}{',critical' if p.critical else ''})")  # type: ignore[attr-defined]
         else:
             names.append(PAYLOAD_SHORT_NAMES.get(p.type_id, str(p.type_id)))
     return names
+
+
+@functools.lru_cache(maxsize=1024)
+def _notify_label(notify_type: int) -> str:
+    return f"N({name_of(NotifyType, notify_type)})"

@@ -1,9 +1,9 @@
 """The IKEv2 pseudorandom functions and prf+ (RFC 7296 §2.13)."""
 from __future__ import annotations
 
+import functools
+import hmac
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives import hmac
 
 from ..const import PrfId, coerce
 from ..errors import CryptoError
@@ -25,7 +25,7 @@ class Prf:
 
     @property
     def output_size(self) -> int:
-        return prf_hash(self.id).digest_size
+        return _hash_of(self.id)[1]
 
     @property
     def key_size(self) -> int:
@@ -33,9 +33,7 @@ class Prf:
         return self.output_size
 
     def prf(self, key: bytes, data: bytes) -> bytes:
-        h = hmac.HMAC(bytes(key), prf_hash(self.id)())
-        h.update(bytes(data))
-        return h.finalize()
+        return hmac.digest(bytes(key), bytes(data), _hash_of(self.id)[0])
 
     def prf_plus(self, key: bytes, seed: bytes, length: int) -> bytes:
         # RFC 7296 §2.13
@@ -54,6 +52,13 @@ class Prf:
             t = self.prf(key, t + seed + bytes([n]))
             out += t
         return bytes(out[:length])
+
+
+@functools.lru_cache(maxsize=None)
+def _hash_of(prf_id: int) -> tuple[str, int]:
+    """hashlib's name of the hash behind an HMAC PRF, and its output size."""
+    hash_class = prf_hash(prf_id)
+    return hash_class.name, hash_class.digest_size
 
 
 def get_prf(prf_id: int) -> Prf:
