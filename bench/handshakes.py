@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import cpu_seconds  # noqa: E402
+
 RESPONDER = "198.51.100.2"
 SOURCE_BASE = "192.0.2.{}"
 FIRST_SOURCE = 10
@@ -129,16 +131,6 @@ def load(args) -> dict:
 
 
 # ---------------------------------------------------------------- the run (root)
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError):
-        return 0.0
 
 
 def run_one(lab, workdir: Path, kind: str, args) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import cpu_seconds  # noqa: E402
 from lab.net.gateway import OurGateway  # noqa: E402
 from lab.net.strongswan import StrongSwan  # noqa: E402
 from lab.net.sites import HOSTB, SiteLab  # noqa: E402
@@ -76,14 +77,7 @@ def run_case(lab: SiteLab, workdir: Path, left: str, right: str, seconds: float,
 
 
 def _cpu_seconds(daemon) -> float:
-    pid = daemon.process.pid if getattr(daemon, "process", None) else None
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError):
-        return 0.0
+    return cpu_seconds(daemon.process.pid if getattr(daemon, "process", None) else None)
 
 
 def main() -> int:

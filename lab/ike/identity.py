@@ -20,6 +20,7 @@ from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from .const import IdType
+from .crypto.der import oid_content
 from .payloads import IDi, IDr, Identification
 
 __all__ = [
@@ -186,26 +187,12 @@ def _rdn_entries(name: x509.Name) -> list[tuple[ObjectIdentifier, _ASN1Type | No
             for rdn in name.rdns for a in rdn]
 
 
-def _oid_content(oid: ObjectIdentifier) -> bytes:
-    # X.690 §8.19: the contents octets of an OBJECT IDENTIFIER
-    arcs = [int(a) for a in oid.dotted_string.split(".")]
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return bytes(out)
-
-
 def _format_dn(name: x509.Name) -> str:
     # strongSwan identification.c dntoa: "KEY=value" joined by ", " in encoding order, unknown OIDs as hex
     parts = []
     for oid, _, value in _rdn_entries(name):
         rdn = _RDN_BY_OID.get(oid)
-        key = rdn.keys[0] if rdn else ":".join(f"{b:02x}" for b in _oid_content(oid))
+        key = rdn.keys[0] if rdn else ":".join(f"{b:02x}" for b in oid_content(oid.dotted_string))
         parts.append(f"{key}={_printable(value.encode('utf-8'))}")
     return ", ".join(parts)
 

@@ -51,6 +51,11 @@ def der_context(number: int, content: bytes) -> bytes:
 
 
 def der_oid(dotted: str) -> bytes:
+    return der_tlv(TAG_OID, oid_content(dotted))
+
+
+def oid_content(dotted: str) -> bytes:
+    """The contents octets of an OBJECT IDENTIFIER (X.690 §8.19)."""
     arcs = [int(a) for a in dotted.split(".")]
     if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39):
         raise ValueError(f"not an OBJECT IDENTIFIER: {dotted}")
@@ -62,7 +67,7 @@ def der_oid(dotted: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out += bytes(reversed(chunk))
-    return der_tlv(TAG_OID, bytes(out))
+    return bytes(out)
 
 
 @dataclass(frozen=True)
