@@ -71,6 +71,7 @@ class _TlsEndpoint:
         self.incoming = b""
         self.expected_length: int | None = None
         self.outgoing = b""
+        self.first_out = True  # the next fragment starts a flight (it carries the L flag)
         self.finished = False
         self.peer_checked = False
         self.msk: bytes | None = None
@@ -97,6 +98,7 @@ class _TlsEndpoint:
         whole, self.incoming, self.expected_length = self.incoming, b"", None
         if whole:
             self._feed(whole)
+        self.first_out = True  # what we send next answers it: a new flight
         return True
 
     def _feed(self, records: bytes) -> None:
@@ -135,10 +137,11 @@ class _TlsEndpoint:
                 return
             self.outgoing += chunk
 
-    def next_fragment(self, first: bool) -> bytes:
+    def next_fragment(self) -> bytes:
         """The next EAP-TLS packet of what TLS has to send (empty data: an acknowledgement)."""
         if not self.outgoing:
             return bytes([0])
+        first, self.first_out = self.first_out, False
         total = len(self.outgoing)
         piece, self.outgoing = self.outgoing[:FRAGMENT_SIZE], self.outgoing[FRAGMENT_SIZE:]
         flags = FLAG_M if self.outgoing else 0
@@ -183,7 +186,6 @@ class TlsPeer(PeerMethod):
     def __init__(self, certificate: x509.Certificate, chain: Sequence[x509.Certificate], key: Any,
                  check_server: Callable[[list[x509.Certificate]], None]) -> None:
         self.tls = _TlsEndpoint(False, certificate, chain, key, check_server)
-        self.first_out = True
         self.started = False
 
     def process(self, identifier: int, type_data: bytes) -> bytes:
@@ -197,12 +199,10 @@ class TlsPeer(PeerMethod):
             return self._send()  # an acknowledgement of our fragment: the next one
         if not self.tls.receive(type_data):
             return bytes([0])
-        self.first_out = True
         return self._send()
 
     def _send(self) -> bytes:
-        packet = self.tls.next_fragment(self.first_out)
-        self.first_out = False
+        packet = self.tls.next_fragment()
         self.msk = self.tls.msk
         return packet
 
@@ -217,7 +217,6 @@ class TlsServer(ServerMethod):
     def __init__(self, certificate: x509.Certificate, chain: Sequence[x509.Certificate], key: Any,
                  check_peer: Callable[[list[x509.Certificate]], None]) -> None:
         self.tls = _TlsEndpoint(True, certificate, chain, key, check_peer)
-        self.first_out = True
 
     def initiate(self, identifier: int) -> bytes:
         return bytes([FLAG_S])  # RFC 5216 §2.1.1: EAP-TLS Start, no data
@@ -227,17 +226,11 @@ class TlsServer(ServerMethod):
             raise EapError("EAP-TLS Response without its Flags octet")
         if len(type_data) == 1 and not type_data[0] & (FLAG_L | FLAG_M):
             if self.tls.outgoing:
-                return self._send()  # the peer acknowledged our fragment
+                return self.tls.next_fragment()  # the peer acknowledged our fragment
             if self.tls.finished:
                 self.msk = self.tls.msk
                 return None  # RFC 5216 §2.1.3: the peer acknowledged our Finished: Success
             raise EapError("EAP-TLS peer acknowledged when nothing was sent")
         if not self.tls.receive(type_data):
             return bytes([0])
-        self.first_out = True
-        return self._send()
-
-    def _send(self) -> bytes:
-        packet = self.tls.next_fragment(self.first_out)
-        self.first_out = False
-        return packet
+        return self.tls.next_fragment()
