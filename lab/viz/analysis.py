@@ -257,10 +257,16 @@ class CaptureAnalysis:
     packets: list[Packet]
     keys: KeyTables
     problems: list[str] = field(default_factory=list)
+    span: str = ""  # which part of the capture the packets are, when not all of it ("steps 6-9")
 
     @property
     def name(self) -> str:
         return self.path.stem
+
+    @property
+    def title(self) -> str:
+        """The name a figure of this capture carries: its name, and which part of it."""
+        return f"{self.name} ({self.span})" if self.span else self.name
 
     @property
     def start(self) -> float:

@@ -21,6 +21,9 @@ def add_parser(commands, live_source=None) -> None:
     figures.add_argument("--out", metavar="DIR", help="where the figures go (default: figures/ beside the first "
                                                       "capture, or the run folder's figures/)")
     figures.add_argument("--mtu", type=int, default=1500, metavar="BYTES", help="path MTU for the MTU figure")
+    figures.add_argument("--steps", type=_steps, metavar="N|FIRST-LAST",
+                         help="of a run folder: only what crossed the wire during these steps (numbered as in "
+                              "its report), into figures/steps-FIRST-LAST/ (figures/step-N/)")
     figures.set_defaults(handler=run)
 
     diagnose = commands.add_parser(
@@ -51,9 +54,20 @@ def add_parser(commands, live_source=None) -> None:
     watch.set_defaults(handler=lambda args: run_watch(args, live_source))
 
 
+def _steps(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    try:
+        steps = (int(first), int(last) if sep else int(first))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a step number (6) or a range of them (6-9)") from None
+    if min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: steps are numbered from 1")
+    return steps
+
+
 def run(args: argparse.Namespace) -> int:
     from .analysis import CaptureError, analyze_capture
-    from .figures import draw_captures, draw_run
+    from .figures import StepsError, draw_captures, draw_run
     from .keys import load_keys
 
     paths = [Path(p) for p in args.captures]
@@ -63,10 +77,18 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ipsec-lab figures: {paths[0]} is a run folder, which uses its own keys/; "
                       "--keys goes with capture files", file=sys.stderr)
                 return 2
-            entries = draw_run(paths[0], report=not args.out, out=args.out)
+            try:
+                entries = draw_run(paths[0], report=not args.out and not args.steps, out=args.out, steps=args.steps)
+            except StepsError as err:
+                print(f"ipsec-lab figures: {paths[0]}: {err}", file=sys.stderr)
+                return 2
             for path, caption in entries:
                 print(f"{path}  {caption}")
             return 0 if entries else 1
+        if args.steps:
+            print("ipsec-lab figures: --steps needs a run folder (its result.json has the steps' times), "
+                  "not capture files", file=sys.stderr)
+            return 2
         missing = [p for p in paths if not p.is_file()]
         if missing:
             what = "a folder: give one run folder alone, or capture files" if missing[0].is_dir() else "no such file"

@@ -1,10 +1,12 @@
 """All the figures that apply to a run folder or to a few captures.
 
     entries = draw_run("out/run")          # [(path, caption), ...], PNG and SVG of each figure
+    entries = draw_run("out/run", steps=(6, 9))   # only what crossed the wire in steps 6 to 9
     figures = draw_captures(["a.pcap"], keys="keys", out="figures")
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import signal
 import os
@@ -163,14 +165,48 @@ def _path_mtu(topology: dict | None) -> int:
     return min(mtus) if mtus else 1500
 
 
-def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None = None) -> list[tuple[Path, str]]:
+class StepsError(ValueError):
+    """Steps asked for that the run folder does not have; the message says which it has."""
+
+
+def step_window(result: dict | None, first: int, last: int) -> tuple[float, float]:
+    """The wall-clock span from the start of step `first` to the end of step `last` of a run
+    (its result.json), for the packets captured meanwhile."""
+    steps = [s for s in (result or {}).get("steps", []) if isinstance(s, dict) and "index" in s]
+    if not steps:
+        raise StepsError("the run folder has no result.json with steps")
+    have = f"it has steps {steps[0]['index']}-{steps[-1]['index']}"
+    by_index = {s["index"]: s for s in steps}
+    if first > last:
+        raise StepsError(f"steps {first}-{last}: the first is after the last")
+    for index in (first, last):
+        if index not in by_index:
+            raise StepsError(f"step {index} is not in this run: {have}")
+        if by_index[index].get("skipped") or by_index[index].get("started") is None:
+            raise StepsError(f"step {index} did not run (the run stopped before it): {have}")
+    return float(by_index[first]["started"]), float(by_index[last].get("ended") or by_index[last]["started"])
+
+
+def _within(analysis: CaptureAnalysis, window: tuple[float, float], label: str) -> CaptureAnalysis:
+    lo, hi = window
+    return dataclasses.replace(analysis, span=label, packets=[p for p in analysis.packets if lo <= p.time <= hi])
+
+
+def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None = None,
+             steps: tuple[int, int] | None = None) -> list[tuple[Path, str]]:
     """Draw every figure that applies into run_dir/figures/ (or `out`); returns (PNG file,
     one-line caption) for each figure (its SVG is beside it, same name). With `report`, also
-    puts them into report.md's Figures section (the runner does that itself)."""
+    puts them into report.md's Figures section (the runner does that itself). With `steps`
+    (first, last), only the packets of those steps (StepsError if the run has no such steps),
+    into figures/steps-FIRST-LAST/ (figures/step-N/ for one) unless `out` says otherwise."""
     run = load_run(run_dir)
-    figures = Path(out) if out is not None else run.figures
+    window = step_window(run.result, *steps) if steps else None
+    label = (f"step {steps[0]}" if steps[0] == steps[1] else f"steps {steps[0]}-{steps[1]}") if steps else ""
+    figures = Path(out) if out is not None else run.figures / label.replace(" ", "-")
     keys = load_keys(run.keys) if run.keys else KeyTables()
     analyses = {path: analyze_capture(path, keys) for path in run.captures}
+    if window is not None:
+        analyses = {path: _within(analysis, window, label) for path, analysis in analyses.items()}
     jobs: list[tuple[Callable[..., Figure], tuple]] = []
     if run.topology:
         jobs.append((draw_topology, (run.topology, figures / "topology")))

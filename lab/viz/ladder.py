@@ -199,7 +199,9 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
                    or p.inside in pin]
         events += [(p.time, ("inside", p)) for p in pin if id(p) not in paired]
         events += [(p.time, ("outside", p)) for p in pout if id(p) not in paired]
-        title = f"{inside.name} and {outside.name}: both sides of the NAT box"
+        title = (f"{inside.name} and {outside.name}: both sides of the NAT box ({inside.span})"
+                 if inside.span and inside.span == outside.span
+                 else f"{inside.title} and {outside.title}: both sides of the NAT box")
         start = min(inside.start or outside.start, outside.start or inside.start)
     else:
         capture = captures[0]
@@ -208,7 +210,7 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         for a in addresses:
             add_lane(names.get(a, a), [a])
         events = [(p.time, ("single", p)) for p in packets]
-        title = capture.name
+        title = capture.title
         start = capture.start
     first_init = next((p for c in captures for p in c.packets
                        if p.ike and p.ike.exchange_name == "IKE_SA_INIT" and not p.ike.response), None)

@@ -146,7 +146,7 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
     for s in order:
         if s.replaces and s.replaces in spans:
             s.generation = spans[s.replaces].generation + 1
-    return RekeyTimeline(order, handovers, start, end, capture.name, from_keys)
+    return RekeyTimeline(order, handovers, start, end, capture.title, from_keys)
 
 
 # ---------------------------------------------------------------- drawing

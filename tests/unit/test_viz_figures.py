@@ -112,3 +112,51 @@ def test_inside_found_by_its_private_address(tmp_path, capsys):
     assert main(["figures", str(tmp_path / "one.pcap"), str(tmp_path / "two.pcap"), "--keys", str(DEMO / "keys"),
                  "--out", str(tmp_path / "f")]) == 0
     assert "ladder-two-one.png" in capsys.readouterr().out  # 172.16.0.2 is seen only in two.pcap
+
+
+def test_figures_of_some_steps_hold_only_their_packets(tmp_path, capsys):
+    from scapy.all import UDP, rdpcap
+
+    from lab.viz.figures import StepsError, _within, step_window
+    from lab.viz.keys import load_keys
+    from lab.viz.ladder import build_ladder
+
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "runs" / "net2net-nat", run)
+    report = (run / "report.md").read_text()
+    assert main(["figures", str(run), "--steps", "6-9"]) == 0  # the rekeys and the ping after them
+    out = capsys.readouterr().out
+    assert "figures/steps-6-9/ladder-nat-inside-nat-outside.png" in out and "(steps 6-9)" in out
+    assert (run / "figures" / "steps-6-9" / "rekey-nat-outside.png").exists()
+    assert (run / "report.md").read_text() == report  # the report keeps the whole run's figures
+    result = load_run(run).result
+    lo, hi = step_window(result, 6, 9)
+    steps = {s["index"]: s for s in result["steps"]}
+    assert (lo, hi) == (steps[6]["started"], steps[9]["ended"])
+    # scapy's count of the IKE datagrams captured outside the NAT box meanwhile, against the ladder's arrows
+    outside = [p for p in rdpcap(str(run / "captures" / "nat-outside.pcap"))
+               if UDP in p and lo <= float(p.time) <= hi and 4500 in (p[UDP].sport, p[UDP].dport)
+               and bytes(p[UDP].payload)[:4] == b"\0\0\0\0"]
+    keys = load_keys(run / "keys")
+    sides = [_within(analyze_capture(run / "captures" / f"nat-{side}.pcap", keys), (lo, hi), "steps 6-9")
+             for side in ("inside", "outside")]
+    ladder = build_ladder(sides)
+    assert len(ladder.arrows) == len(outside) > 0
+    exchanges = {a.label.split()[0] for a in ladder.arrows}
+    assert exchanges == {"CREATE_CHILD_SA", "INFORMATIONAL"}  # no IKE_SA_INIT, IKE_AUTH: those were step 2
+    assert ladder.title.endswith("(steps 6-9)")
+    everything = build_ladder([analyze_capture(run / "captures" / f"nat-{side}.pcap", keys)
+                               for side in ("inside", "outside")])
+    assert len(everything.arrows) > len(ladder.arrows)
+    for bad, said in (("12", "step 12 is not in this run: it has steps 1-11"),
+                      ("9-6", "the first is after the last")):
+        assert main(["figures", str(run), "--steps", bad]) == 2
+        assert said in capsys.readouterr().err
+    try:
+        step_window({"steps": []}, 1, 1)
+    except StepsError as err:
+        assert "no result.json with steps" in str(err)
+    else:
+        raise AssertionError("no steps, no error")
+    assert main(["figures", str(run / "captures" / "nat-inside.pcap"), "--steps", "2"]) == 2
+    assert "--steps needs a run folder" in capsys.readouterr().err
