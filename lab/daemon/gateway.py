@@ -289,11 +289,15 @@ class Gateway:
     def _pump(self) -> None:
         """Send what the endpoint produced, handle its events and trace, re-arm the timer; what
         it logs and traces is written out at the end, in one write each."""
+        self._batched(self._pump_once)
+
+    def _batched(self, work: Callable[[], None]) -> None:
+        """Run `work` with the log lines it says held, then write them and the trace out."""
         if self._held is not None:
-            return self._pump_once()
+            return work()
         self._held = []
         try:
-            self._pump_once()
+            work()
         finally:
             self._write_out()
 
@@ -311,7 +315,7 @@ class Gateway:
             if self.trace_file is not None:
                 kind = _trace_kind(record)
                 for item in [record] if kind is None else self.trace_summary.add(record, now, kind):
-                    self.trace_file.write(_TRACE_JSON.encode(item) + "\n")
+                    self._write_trace(item)
         self._arm_summaries()
         if self.keys is not None:
             self.keys.update_ike(self.endpoint)
@@ -335,7 +339,7 @@ class Gateway:
 
     def _on_summary_timer(self) -> None:
         self.summary_timer = None
-        self._write_summaries()
+        self._batched(self._write_summaries)
         self._arm_summaries()
 
     def _write_summaries(self, everything: bool = False) -> None:
@@ -343,10 +347,11 @@ class Gateway:
         for line in self.log_summary.flush(now, everything):
             self.say(line)
         for record in self.trace_summary.flush(now, everything):
-            if self.trace_file is not None:
-                self.trace_file.write(_TRACE_JSON.encode(record) + "\n")
-        if self._held is None and self.trace_file is not None and not self.trace_file.closed:
-            self.trace_file.flush()
+            self._write_trace(record)
+
+    def _write_trace(self, record: dict[str, Any]) -> None:
+        if self.trace_file is not None:
+            self.trace_file.write(_TRACE_JSON.encode(record) + "\n")
 
     def _trace_summary(self, first: dict[str, Any], more: int, span: float) -> dict[str, Any]:
         now = self.now()

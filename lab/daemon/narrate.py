@@ -107,7 +107,7 @@ class Summariser:
                                                               f"{span:.0f} s")
         self.windows: dict[Any, list] = {}  # kind -> [window start, items seen, first item]
         self.next_end = float("inf")
-        self.next_due: float | None = None  # the earliest end of a window with items held back
+        self.next_due = float("inf")  # the earliest end of a window with items held back
 
     def add(self, item: Any, now: float, kind: Any = None) -> list[Any]:
         """What to write now for `item` arriving at `now`: the summaries of windows that have
@@ -122,8 +122,7 @@ class Summariser:
         if window[1] <= self.burst:
             out.append(item)
         elif window[1] == self.burst + 1:
-            end = window[0] + self.window
-            self.next_due = end if self.next_due is None else min(self.next_due, end)
+            self.next_due = min(self.next_due, window[0] + self.window)
         return out
 
     @property
@@ -133,13 +132,12 @@ class Summariser:
 
     def due(self) -> float | None:
         """When the next summary is due (a window with items held back ends)."""
-        return self.next_due
+        return self.next_due if self.next_due != float("inf") else None
 
     def flush(self, now: float, everything: bool = False) -> list[Any]:
         """Summaries of the windows that ended by `now` (of all of them with `everything`)."""
         out = []
-        self.next_end = float("inf")
-        self.next_due = None
+        self.next_end = self.next_due = float("inf")
         for kind, (start, seen, first) in list(self.windows.items()):
             if everything or now >= start + self.window:
                 del self.windows[kind]
@@ -148,6 +146,5 @@ class Summariser:
             else:
                 self.next_end = min(self.next_end, start + self.window)
                 if seen > self.burst:
-                    self.next_due = start + self.window if self.next_due is None else min(self.next_due,
-                                                                                        start + self.window)
+                    self.next_due = min(self.next_due, start + self.window)
         return out

@@ -51,20 +51,26 @@ def internet_side(lab) -> None:
     nat.cmd("iptables -t raw -A PREROUTING -d 198.51.100.48/28 -j CT --notrack")
 
 
-def delta(after: dict, before: dict, key: str) -> int:
-    return after.get(key, 0) - before.get(key, 0)
-
-
-def test_hostile_traffic_is_dropped_and_counted_while_the_tunnel_carries_pings(site_to_site, tmp_path):
-    lab = site_to_site
-    gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb",
-                     extra_args=("--half-open-timeout", str(HALF_OPEN_TIMEOUT), "--reassembly-buffers", str(REASSEMBLY_BUFFERS)))
+def start_gateways(lab, tmp_path, *extra_args: str) -> tuple[OurGateway, StrongSwan]:
+    """Our daemon on gwb (the one attacked, with `extra_args`), strongSwan on gwa, both started."""
+    gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb", extra_args=extra_args)
     gwb.write_config(conf(lab, "b"))
     gwa = StrongSwan(lab.node("gwa"), tmp_path / "gwa")
     gwa.write_config(conf(lab, "a"))
     gwb.start()
     gwa.start()
     gwa.load_all()
+    return gwb, gwa
+
+
+def delta(after: dict, before: dict, key: str) -> int:
+    return after.get(key, 0) - before.get(key, 0)
+
+
+def test_hostile_traffic_is_dropped_and_counted_while_the_tunnel_carries_pings(site_to_site, tmp_path):
+    lab = site_to_site
+    gwb, gwa = start_gateways(lab, tmp_path, "--half-open-timeout", str(HALF_OPEN_TIMEOUT),
+                              "--reassembly-buffers", str(REASSEMBLY_BUFFERS))
     try:
         internet_side(lab)
         capture = Capture(lab.node("nat"), "nat-out", tmp_path / "legitimate.pcap").start()
@@ -198,15 +204,8 @@ def test_half_open_flood_is_answered_with_cookies_and_strongswan_connects_meanwh
     memory stays bounded; the half-open SAs expire; the log holds summaries, not a line per
     request."""
     lab = site_to_site
-    gwb = OurGateway(lab.node("gwb"), tmp_path / "gwb",
-                     extra_args=("--half-open-timeout", str(FLOOD_HALF_OPEN_TIMEOUT),
-                                 "--cookie-threshold", str(COOKIE_THRESHOLD)))
-    gwb.write_config(conf(lab, "b"))
-    gwa = StrongSwan(lab.node("gwa"), tmp_path / "gwa")
-    gwa.write_config(conf(lab, "a"))
-    gwb.start()
-    gwa.start()
-    gwa.load_all()
+    gwb, gwa = start_gateways(lab, tmp_path, "--half-open-timeout", str(FLOOD_HALF_OPEN_TIMEOUT),
+                              "--cookie-threshold", str(COOKIE_THRESHOLD))
     flooder = None
     try:
         internet_side(lab)
