@@ -1,5 +1,6 @@
-"""DESIGN.md's layers, one direction of dependency: no module imports a higher layer or a sibling,
-function-level imports included."""
+"""The layers, one direction of dependency (lab.iana < lab.conf, lab.ike, lab.esp < lab.daemon <
+lab.net < lab.viz < lab.cli): no module imports a higher layer or a sibling, function-level
+imports included."""
 from __future__ import annotations
 
 import ast
