@@ -188,7 +188,8 @@ class Router(LabNode):
     settable = FILTER_DEFAULTS
 
     def default_sysctls(self) -> dict[str, Any]:
-        # problems.md #10: decrypted packets arrive on a TUN device; strict rp_filter drops them
+        # field problem 10 (docs/field-problems.md): decrypted packets arrive on a TUN device;
+        # strict rp_filter drops them
         return {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
 
     def config(self, knobs: dict | None = None, **params: Any) -> dict:
@@ -405,7 +406,8 @@ class NatBox(Router):
 
     def rebind(self) -> None:
         """The NAT forgets its UDP mappings and gives existing flows new source ports
-        (problems.md #5): the next SNAT port range, then the old conntrack entries dropped."""
+        (field problem 5, docs/field-problems.md): the next SNAT port range, then the old conntrack
+        entries dropped."""
         self.rebinds += 1
         self.apply()
         self.run_quiet("conntrack -D -p udp")

@@ -30,8 +30,10 @@ CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
 PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 
-# The recipe's list (shared/reference/strongswan.md); a plugin whose file is missing is
-# left out and reported in `StrongSwan.missing_plugins`.
+# The plugins charon loads here: kernel-libipsec (strongSwan's userspace data plane: this kernel
+# has no XFRM) with kernel-netlink and socket-default, the crypto of the lab's proposals and
+# certificates, VICI, and the EAP methods; a plugin whose file is missing is left out and
+# reported in `StrongSwan.missing_plugins`.
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
