@@ -403,7 +403,8 @@ def _gateways(r: _Reader, top: Map, topo: LabTopo, folder: Path) -> tuple[dict[s
 
 def _check_host_config(conf: Path, software: str) -> None:
     """Our daemon's reader checks everything it will use; for strongSwan the syntax."""
-    from lab.conf.swanctl import ConfigError, load_swanctl, parse_settings
+    from lab.conf.settings import parse_settings
+    from lab.conf.swanctl import ConfigError, load_swanctl
 
     try:
         if software == "ours":
