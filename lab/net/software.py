@@ -31,7 +31,7 @@ def _swanctl_ours(path: Path) -> None:
 def _swanctl_syntax(path: Path) -> None:
     """strongSwan reads the file itself; the syntax is checked here, so that a typo is a
     file:line error before the lab starts."""
-    from lab.conf.swanctl import ConfigError, parse_settings
+    from lab.conf.settings import ConfigError, parse_settings
 
     try:
         parse_settings(path.read_text(), str(path))
