@@ -173,7 +173,7 @@ class _SettingsParser:
                               key=open_section.path)
 
     def _string(self, text: str, i: int, line: int, file: str) -> tuple[int, int, str]:
-        start_line, n, out = line, len(text), []
+        start_line, n, out = line, len(text), list[str]()
         while i < n:
             c = text[i]
             if c == '"':

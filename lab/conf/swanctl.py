@@ -20,6 +20,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
 from cryptography import x509
@@ -86,7 +87,7 @@ def _port(value: str) -> int:
     return port
 
 
-def _choice(enum: type, **aliases: Any) -> Callable[[str], Any]:
+def _choice(enum: type[Enum], **aliases: Any) -> Callable[[str], Any]:
     def convert(value: str) -> Any:
         lowered = value.lower()
         if lowered in aliases:
@@ -377,7 +378,7 @@ class _Builder:
 
     def _convert(self, setting: Setting, path: str, convert: Callable[[str], Any]) -> Any:
         try:
-            return convert(setting.value)
+            return convert(setting.value or "")
         except ValueError as exc:
             raise _at(setting, path).error(str(exc)) from None
 
@@ -641,7 +642,7 @@ class _Builder:
 
     def _load_private_keys(self, anchor: _Anchor) -> list[PrivateKey]:
         keys, seen = [], set()
-        paths = []
+        paths: list[str] = []
         for folder in _KEY_FOLDERS.values():
             directory = os.path.join(self.dir, folder)
             if os.path.isdir(directory):

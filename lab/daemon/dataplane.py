@@ -8,6 +8,7 @@ TUN device (routes, virtual IPs, shunts).
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -43,9 +44,9 @@ def child_sa_pair(event: ev.ChildSaUp, now: float, lifetime: Lifetime | None = N
     ah = event.protocol == ProtocolId.AH  # IKE's protocol numbering (RFC 7296 §3.3.1), not IP's
     encap = UdpEncap(event.local[1], event.remote[1]) if event.encap and not ah else None
     mode = Mode.TRANSPORT if event.mode == "transport" else Mode.TUNNEL
-    common = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
-                  integ_id=event.integ_id, esn=event.esn, now=now, name=event.name,
-                  lifetime=lifetime if lifetime is not None else Lifetime())
+    common: dict[str, Any] = dict(protocol=IpsecProto.AH if ah else IpsecProto.ESP, mode=mode, encr_id=event.encr_id,
+                                  integ_id=event.integ_id, esn=event.esn, now=now, name=event.name,
+                                  lifetime=lifetime if lifetime is not None else Lifetime())
     fixup = checksum_fixup and mode is Mode.TRANSPORT and encap is not None
     inbound = InboundSA(int.from_bytes(event.spi_in, "big"), encr_key=event.keys_in.encr,
                         integ_key=event.keys_in.integ, local=event.local[0], remote=event.remote[0],
@@ -91,11 +92,11 @@ class DataPlane:
         self.tun_name = tun_name
         self.mtu = mtu
         self.keepalive_interval = keepalive_interval
-        self.bindings: dict[tuple, Binding] = {}
+        self.bindings: dict[int, Binding] = {}  # by id(policy)
         self.by_spi_in: dict[bytes, Pair] = {}
         self.shared: dict[int, Binding] = {}
         self.keepalive_peers: dict[int, tuple[str, int]] = {}
-        self._keepalive_timer = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         self.checksum_fixup = checksum_fixup
         # without the fix-up the kernel must judge the checksums itself, as a stack without
         # RFC 3948 §3.1.2 would: no DATA_VALID on what we write, no coalescing
@@ -325,6 +326,8 @@ class DataPlane:
         # RFC 3948 §2.3: only the side behind the NAT keeps its mapping alive
         self._keepalive_timer = None
         udp = self.gateway.sockets.get(4500)
+        if udp is None:  # closed
+            return
         for ike_id, peer in list(self.keepalive_peers.items()):
             ike = self.gateway.endpoint.by_id.get(ike_id)
             target = ike.remote if ike is not None else peer

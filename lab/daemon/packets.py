@@ -9,12 +9,13 @@ process is run here (lab.daemon.routes tells the kernel where to route).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
 import struct
 from collections import Counter
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from lab.esp import SPD, Action, EspDrop, OutboundSA, Policy, SADatabase
 
@@ -38,14 +39,27 @@ SOL_UDP, UDP_SEGMENT = 17, 103
 MAX_GSO_SEGMENTS = 64
 
 
+class _Closed:
+    """Stands for a socket that is closed or was never opened: a send fails as on a closed one."""
+
+    def sendto(self, *args: Any) -> int:
+        raise OSError(errno.EBADF, "socket closed")
+
+    def sendmsg(self, *args: Any) -> int:
+        raise OSError(errno.EBADF, "socket closed")
+
+
+_CLOSED = _Closed()
+
+
 def attach_route(outbound: OutboundSA, peer: tuple[str, int], udp: bool, ah: bool) -> None:
     """What the send path needs on an outbound SA: where to (`peer`), how (`udp`: ESP in UDP
     4500, else a raw socket) and `seal`, the protect call whose output that socket takes."""
-    outbound.peer = peer  # type: ignore[attr-defined]
-    outbound.udp = udp  # type: ignore[attr-defined]
-    outbound.ah = ah  # type: ignore[attr-defined]
+    outbound.peer = peer
+    outbound.udp = udp
+    outbound.ah = ah
     # AH's ICV covers the outer IP header (RFC 4302 §3.3.3): AH goes out as a whole datagram
-    outbound.seal = outbound.protect if ah else outbound.protect_payload  # type: ignore[attr-defined]
+    outbound.seal = outbound.protect if ah else outbound.protect_payload
 
 
 def _no_sa_events() -> None:
@@ -132,6 +146,7 @@ class PacketPath:
         self.raw_ah.setblocking(False)
         loop = self.gateway.loop
         assert loop is not None
+        assert self.tun_fd is not None, "open_tun() comes first"
         loop.add_reader(self.tun_fd, self._tun_readable)
         loop.add_reader(self.raw, self._raw_readable)
         loop.add_reader(self.raw_ah, self._raw_ah_readable)
@@ -168,6 +183,8 @@ class PacketPath:
             self._tun_readable_offload()
             return
         fd = self.tun_fd
+        if fd is None:  # closed under a pending callback
+            return
         spd, stats, shared = self.spd, self.stats, self.shared
         read = os.read
         batch: list[tuple[OutboundSA, bytes]] = []
@@ -194,6 +211,8 @@ class PacketPath:
         """As `_tun_readable`, for reads that start with a virtio_net_hdr: a TCP super-packet
         is cut into segments (lab.daemon.offload.split), all of them under one SPD lookup."""
         fd = self.tun_fd
+        if fd is None:  # closed under a pending callback
+            return
         spd, stats, shared = self.spd, self.stats, self.shared
         read = os.read
         batch: list[tuple[OutboundSA, bytes]] = []
@@ -233,7 +252,7 @@ class PacketPath:
         """The outbound SA for a packet of a policy that several peers' SAs serve: the one its
         flow came in on, else the policy's latest."""
         binding = self.shared.get(id(policy))
-        if binding is not None:
+        if binding is not None and binding.flows is not None:
             pair = binding.flows.lookup(packet)
             if pair is not None:
                 self.stats["flow_returns"] += 1
@@ -243,7 +262,10 @@ class PacketPath:
         return policy.sa
 
     def _send_batch(self, batch: list[tuple[OutboundSA, bytes]]) -> None:
-        udp, raw, stats = self.gateway.sockets.get(4500), self.raw, self.stats
+        stats = self.stats
+        udp: socket.socket | _Closed = self.gateway.sockets.get(4500) or _CLOSED
+        raw: socket.socket | _Closed = self.raw or _CLOSED
+        raw_ah: socket.socket | _Closed = self.raw_ah or _CLOSED
         i, n = 0, len(batch)
         while i < n:
             sa, payload = batch[i]
@@ -252,7 +274,7 @@ class PacketPath:
                     if sa.udp:
                         udp.sendto(payload, sa.peer)
                     elif sa.ah:
-                        self.raw_ah.sendto(payload, (sa.peer[0], 0))
+                        raw_ah.sendto(payload, (sa.peer[0], 0))
                     else:
                         raw.sendto(payload, (sa.peer[0], 0))
                     stats["packets_out"] += 1
@@ -286,9 +308,12 @@ class PacketPath:
         self._inbound(data)
 
     def _raw_readable(self) -> None:
+        raw = self.raw
+        if raw is None:
+            return
         for _ in range(BATCH):
             try:
-                packet = self.raw.recv(65535)
+                packet = raw.recv(65535)
             except (BlockingIOError, OSError):
                 break
             ihl = (packet[0] & 0x0F) * 4
@@ -297,9 +322,12 @@ class PacketPath:
             self.flush()
 
     def _raw_ah_readable(self) -> None:
+        raw_ah = self.raw_ah
+        if raw_ah is None:
+            return
         for _ in range(BATCH):
             try:
-                packet = self.raw_ah.recv(65535)
+                packet = raw_ah.recv(65535)
             except (BlockingIOError, OSError):
                 break
             # AH is checked over the whole datagram, outer IP header included (RFC 4302 §3.3.3)
@@ -311,8 +339,12 @@ class PacketPath:
         if self.offload:
             self._rx.append(inner)
             return
+        fd = self.tun_fd
+        if fd is None:  # closed
+            self.stats["tun_write_errors"] += 1
+            return
         try:
-            os.write(self.tun_fd, inner)
+            os.write(fd, inner)
             self.stats["packets_in"] += 1
         except OSError:
             self.stats["tun_write_errors"] += 1
@@ -325,6 +357,9 @@ class PacketPath:
             return
         self._rx = []
         fd, stats, writev = self.tun_fd, self.stats, os.writev
+        if fd is None:  # closed
+            stats["tun_write_errors"] += len(rx)
+            return
         for vector in coalesce(rx):
             single = vector[0] is DATA_VALID
             try:
@@ -349,7 +384,7 @@ class PacketPath:
             pair = self.by_spi_in.get(data[:4])
             if pair is not None:
                 for binding in self.shared.values():
-                    if pair in binding.pairs:
+                    if pair in binding.pairs and binding.flows is not None:
                         binding.flows.learn(inner, pair)
                         break
         self._deliver(inner)
