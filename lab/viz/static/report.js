@@ -255,7 +255,7 @@
 
   function arrowDetail(row) {
     const body = [el("h3", {}, row.label), el("div", { class: "head" }, row.header), viewButtons(), sidesTable(row.sides)];
-    if (row.note) body.push(el("p", { class: "head" }, row.note));
+    if (row.note && !(row.sides.length > 1 && row.sides[0].rewrite)) body.push(el("p", { class: "head" }, row.note));
     if (state.hex) {
       for (const side of row.sides) {
         if (row.sides.length > 1) body.push(el("h3", {}, `${side.side || side.capture}: frame ${side.frame}`));
@@ -318,13 +318,29 @@
     nowBox(step, item);
     if (!item || !detail) return;
     if (item.row === null) {
-      detail.replaceChildren(...stepDetail(step));
+      detail.replaceChildren(...stepDetail(step), ...(state.presenter ? story(step, null) : []));
+      detail.scrollTop = 0;
       return;
     }
     const row = ladder.rows[item.row];
-    detail.replaceChildren(...(row.type === "arrow" ? arrowDetail(row) : bandDetail(row)));
+    detail.replaceChildren(...(row.type === "arrow" ? arrowDetail(row) : bandDetail(row)),
+      ...(state.presenter && step ? story(step, row) : []));
+    detail.scrollTop = 0;
     const node = document.querySelector(`#ladder .row[data-i="${item.row}"]`);
     if (node) node.scrollIntoView({ block: "nearest" });
+  }
+
+  // the step's narration in presenter mode: under the message, the sentences that name its
+  // exchange first (a message's own words), the rest of the step after them
+  function story(step, row) {
+    if (!step.narration.length) return [];
+    const exchange = row && row.type === "arrow" ? (row.label.match(/^[A-Z_]+/) || [""])[0] : "";
+    const words = exchange === "INFORMATIONAL" ? /INFORMATIONAL|Delete/ : exchange ? new RegExp(exchange) : null;
+    const own = words ? step.narration.filter((line) => words.test(line)) : [];
+    const rest = step.narration.filter((line) => !own.includes(line));
+    return [el("div", { class: "story" }, el("h3", {}, `Step ${step.index} in words`),
+      own.length ? el("ul", { class: "own" }, own.map((line) => el("li", {}, line))) : null,
+      rest.length ? el("ul", { class: own.length ? "rest" : "" }, rest.map((line) => el("li", {}, line))) : null)];
   }
 
   function nowBox(step, item) {
@@ -334,8 +350,7 @@
       now.replaceChildren(pos, el("div", { class: "steptitle" }, DATA.scenario + ": press → to begin"));
       return;
     }
-    now.replaceChildren(pos, el("div", { class: "steptitle" }, `Step ${step.index}/${DATA.steps.length}: ${step.text} `, stepMark(step)),
-      step.narration.length ? el("ul", {}, step.narration.map((line) => el("li", {}, line))) : el("div", {}, step.detail));
+    now.replaceChildren(pos, el("div", { class: "steptitle" }, `Step ${step.index}/${DATA.steps.length}: ${step.text} `, stepMark(step)));
   }
 
   function move(delta) {
