@@ -55,10 +55,9 @@ def pages(tmp_path_factory):
     return written
 
 
-def open_page(browser, page: Path, hash_: str = ""):
-    browser.get(page.as_uri() + hash_)
-    browser.get_log("browser")  # what the load logged is read by the caller through errors()
-    return browser
+def errors(browser) -> list[dict]:
+    """What the page logged at the level of an error since the last look."""
+    return [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
 
 
 def load(browser, page: Path) -> list[dict]:
@@ -66,7 +65,7 @@ def load(browser, page: Path) -> list[dict]:
     browser.get("about:blank")
     browser.get_log("browser")
     browser.get(page.as_uri())
-    return [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    return errors(browser)
 
 
 def by_css(browser, selector: str):
@@ -141,6 +140,9 @@ def test_clicking_a_message_shows_its_payload_chain_decrypted_and_its_bytes(brow
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", band)
     band.click()
     assert len(by_css(browser, "#detail table.packets tbody tr")) == 5   # 5 pings each way in step 5
+    press(browser, "h")
+    assert len(by_css(browser, "#detail .hex")) == 3                      # the octets of the first 3
+    assert errors(browser) == []
 
 
 @pytest.mark.parametrize("presenter", [False, True])
@@ -170,6 +172,7 @@ def test_the_keys_step_forward_and_back(browser, pages, presenter):
         assert state(browser) == expected
     press(browser, "\ue012")
     assert state(browser) == (None, "step-1")           # stays at the first
+    assert errors(browser) == []
 
 
 def test_presenter_mode_screenshot_at_1920x1080(browser, pages):
