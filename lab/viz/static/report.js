@@ -80,7 +80,7 @@
   }
 
   function filesSection() {
-    const links = (files) => files.map((f, i) => [i ? ", " : "", el("a", { href: f }, f.split("/").pop())]);
+    const links = (files) => files.map((f, i) => [i ? ", " : "", el("a", { href: f }, f.split("/").slice(1).join("/") || f)]);
     const items = [];
     for (const [what, files] of Object.entries(DATA.files)) {
       if (files.length) items.push(el("li", {}, what + ": ", links(files)));
