@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 from . import payloads as pl
 from .config import Config, IkeConfig
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
-from .errors import ParseError
+from .errors import ExchangeFailed, ParseError
 from .events import Event, IkeSaUp
 from .identity import Identity
 from .message import Datagram, Message, classify_udp, frame_udp
@@ -32,7 +32,7 @@ from .settings import Settings
 from .child_sa import ChildSA
 from .sa import IkeSA
 from .states import ChildState, IkeState
-from .tasks import ChildCreate, ChildDelete, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
+from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
 
 Address = tuple[str, int]
 

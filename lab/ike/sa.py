@@ -9,27 +9,18 @@ through a small interface (lab.ike.interface.Endpoint).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
 import struct
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from . import payloads as pl
-from .certs import certreq_hashes, verify_peer_certificate
 from .child_sa import ChildSA, covers, narrow
-from .config import (AuthClass, AuthConfig, ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig,
-                     selector_address, transport_nat_selectors)
-from .const import AuthMethod, CertEncoding, CfgAttr, NotifyType, ProtocolId, TransformType, name_of
-from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algorithms, default_scheme,
-                     derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys, psk_auth_data, sign_auth,
-                     signed_octets, verify_auth, verify_psk_auth)
-from .crypto.auth import SignatureScheme
+from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address, transport_nat_selectors
+from .const import NotifyType, ProtocolId, TransformType, name_of
+from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
 from .crypto.dh import KeyExchange
-from .errors import CryptoError, ParseError
-from .events import (AddressesUpdated, AuthFailed, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted,
+from .errors import CryptoError, ExchangeFailed
+from .events import (AddressesUpdated, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted,
                      IkeSaRekeyed, IkeSaUp, PeerAddressChanged)
 from .identity import Identity
 from .message import Message
@@ -37,8 +28,8 @@ from .proposals import ChosenAlgorithms, ProposalError, select_proposal
 from .protect import DirectionKeys
 from .states import ChildState, IkeState
 from .task_manager import TaskManager
-from .tasks import (OUR_SIGNATURE_HASHES, ChildCreate, ChildDelete, Dpd, ExchangeFailed, IkeAuth, IkeDelete, IkeRekey,
-                    MobikeUpdate, ReturnRoutability, Task, find_notify, first, notify)
+from .tasks import (ChildCreate, ChildDelete, Dpd, IkeDelete, IkeRekey, MobikeUpdate, ReturnRoutability, Task,
+                    find_notify, first, notify)
 
 if TYPE_CHECKING:
     from .interface import Endpoint
@@ -191,17 +182,6 @@ class IkeSA:
         return [pl.Notify(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=source),
                 pl.Notify(notify_type=NotifyType.NAT_DETECTION_DESTINATION_IP,
                           data=nat_hash(self.spi_i, spi_r, remote or self.remote))]
-
-    def peer_init_payloads(self, payloads: list[pl.Payload]) -> None:
-        self.peer_fragmentation = find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        hashes = find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)
-        if hashes is not None:
-            try:
-                self.peer_hashes = [int(h) for h in decode_signature_hash_algorithms(hashes.data)]
-            except (ParseError, CryptoError):
-                self.peer_hashes = []
-        self.peer_certreq = any(isinstance(p, pl.CERTREQ) for p in payloads)
-        self.peer_multiple_auth = find_notify(payloads, NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None
 
     def evaluate_nat(self, payloads: list[pl.Payload], now: float) -> None:
         # RFC 7296 §2.23: compare the peer's hashes with what the packet really carried
@@ -409,122 +389,7 @@ class IkeSA:
         for config in children[1:]:
             new.queue(ChildCreate(config), now)
 
-    # ------------------------------------------------------------ authentication
-
-    def _local_auth_method(self) -> str:
-        return str(self.config.local.method)
-
-    def cert_payloads(self, round_auth: AuthConfig | None = None) -> list[pl.Payload]:
-        auth = round_auth or self.config.local
-        if str(auth.method) != "pubkey" or not auth.certs:
-            return []
-        if str(self.config.send_cert) == "never":
-            return []
-        if str(self.config.send_cert) == "ifasked" and not self.peer_certreq:
-            return []
-        return [pl.CERT(encoding=CertEncoding.X509_SIGNATURE, data=c.public_bytes(Encoding.DER))
-                for c in auth.certs]
-
-    def certreq_payloads(self) -> list[pl.Payload]:
-        anchors = self.endpoint.config.trust_anchors(self.config)
-        data = certreq_hashes(anchors)
-        return [pl.CERTREQ(encoding=CertEncoding.X509_SIGNATURE, data=data)] if data else []
-
-    def _signed_octets(self, ours: bool, id_body: bytes) -> bytes:
-        assert self.algorithms is not None and self.keys is not None
-        prf_id = self.algorithms.prf
-        if ours:
-            message, nonce = (self.init_request, self.nonce_r) if self.is_initiator else (self.init_response,
-                                                                                        self.nonce_i)
-            sk_p = self.keys.sk_pi if self.is_initiator else self.keys.sk_pr
-        else:
-            message, nonce = (self.init_response, self.nonce_i) if self.is_initiator else (self.init_request,
-                                                                                         self.nonce_r)
-            sk_p = self.keys.sk_pr if self.is_initiator else self.keys.sk_pi
-        return signed_octets(message, nonce, prf_id, sk_p, id_body)
-
-    def auth_payload(self, id_payload: pl.Identification, round_auth: AuthConfig | None = None,
-                     local_id: Identity | None = None) -> pl.AUTH:
-        """Our AUTH (RFC 7296 §2.15) over `id_payload`, by the round's method (psk or pubkey)."""
-        auth = round_auth or self.config.local
-        local_id = local_id or self.local_id
-        octets = self._signed_octets(True, id_payload.body())
-        assert self.algorithms is not None
-        if str(auth.method) == "psk":
-            secret = self.endpoint.config.find_psk(local_id, self.remote_id or self.config.remote_identity)
-            if secret is None:
-                raise ExchangeFailed(f"no pre-shared key for {local_id} - {self.config.remote_identity} "
-                                     f"in the secrets section")
-            return pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=psk_auth_data(self.algorithms.prf, secret, octets))
-        if not auth.certs:
-            raise ExchangeFailed(f"connection {self.config.name} uses pubkey authentication but has no certificate")
-        key = self.endpoint.config.secrets.private_key_for(auth.certs[0])
-        if key is None:
-            raise ExchangeFailed(f"no private key for the certificate of connection {self.config.name}")
-        scheme = default_scheme(key.key)
-        if self.peer_hashes and int(scheme.hash_algorithm) not in self.peer_hashes:
-            scheme = next((s for s in SignatureScheme if s.kind == scheme.kind
-                           and int(s.hash_algorithm) in self.peer_hashes), scheme)
-        return pl.AUTH(method=AuthMethod.DIGITAL_SIGNATURE, data=sign_auth(AuthMethod.DIGITAL_SIGNATURE, key.key,
-                                                                           octets, scheme))
-
-    def eap_auth_data(self, ours: bool, id_body: bytes, msk: bytes | None) -> bytes:
-        """AUTH after EAP (RFC 7296 §2.16): the shared-key MIC keyed with the MSK; a method
-        without one (EAP-MD5) keys the initiator's AUTH with SK_pi and the responder's with SK_pr."""
-        assert self.algorithms is not None and self.keys is not None
-        octets = self._signed_octets(ours, id_body)
-        if msk:
-            key = msk
-        else:
-            sender_is_initiator = self.is_initiator == ours
-            key = self.keys.sk_pi if sender_is_initiator else self.keys.sk_pr
-        return psk_auth_data(self.algorithms.prf, key, octets)
-
-    def verify_eap_auth(self, id_body: bytes, auth: pl.AUTH, msk: bytes | None) -> None:
-        if auth.method != AuthMethod.SHARED_KEY_MIC:
-            raise AuthenticationFailed(f"peer's AUTH after EAP is {name_of(AuthMethod, auth.method)}, not a "
-                                       f"shared key MIC (RFC 7296 §2.16)")
-        expected = self.eap_auth_data(False, id_body, msk)
-        if not hmac.compare_digest(expected, bytes(auth.data)):
-            raise AuthenticationFailed("AUTH over the EAP " + ("MSK" if msk else "SK_p keys") + " does not match "
-                                       "(the EAP run was not with this IKE SA's peer)")
-
-    def verify_peer_auth(self, id_payload: pl.Identification, auth: pl.AUTH, payloads: list[pl.Payload],
-                         peer_id: Identity, config: IkeConfig | None = None,
-                         round_auth: AuthConfig | None = None) -> None:
-        """Raises AuthenticationFailed / CryptoError when the peer's AUTH does not check out
-        (`round_auth`: the remote round it answers, default the first)."""
-        config = config or self.config
-        round_auth = round_auth or config.remote
-        octets = self._signed_octets(False, id_payload.body())
-        assert self.algorithms is not None
-        if AuthClass(round_auth.method).is_eap:
-            raise AuthenticationFailed(f"peer sent an AUTH payload, the connection expects {round_auth.method} "
-                                       f"(RFC 7296 §2.16: no AUTH in the first IKE_AUTH request)")
-        if str(round_auth.method) == "psk":
-            if auth.method != AuthMethod.SHARED_KEY_MIC:
-                raise AuthenticationFailed(f"peer used {name_of(AuthMethod, auth.method)}, connection expects a PSK")
-            secret = self.endpoint.config.find_psk(self.local_id, peer_id)
-            if secret is None:
-                raise AuthenticationFailed(f"no pre-shared key for {self.local_id} - {peer_id}")
-            verify_psk_auth(self.algorithms.prf, secret, octets, auth.data)
-            return
-        if auth.method == AuthMethod.SHARED_KEY_MIC:
-            raise AuthenticationFailed("peer used a pre-shared key, connection expects a signature")
-        certs = [p for p in payloads if isinstance(p, pl.CERT)]
-        if self.endpoint.wall_clock is None:
-            raise AuthenticationFailed("no wall clock given to the endpoint: certificate validity cannot be checked")
-        anchors = list(round_auth.cacerts) or self.endpoint.config.trust_anchors(config)
-        end_entity = verify_peer_certificate(certs, SimpleNamespace(remote=round_auth), anchors, peer_id,
-                                             self.endpoint.wall_clock())
-        verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
-
-    def auth_failed(self, reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
-        self.endpoint.emit(AuthFailed(self.unique_id, self.config.name, reason, by_peer))
-        if tell_peer and self.keys is not None:
-            # RFC 7296 §2.21.2: tell the responder, then forget the SA
-            self.tm.send_request_once([pl.Notify(notify_type=NotifyType.AUTHENTICATION_FAILED)], now)
-        self.destroy(f"authentication failed: {reason}", now, quiet=True)
+    # ------------------------------------------------------------ established
 
     def established(self, now: float) -> None:
         self.destroy_at = None
@@ -567,11 +432,6 @@ class IkeSA:
             transforms = [t for t in p.transforms if pfs or t.transform_type != TransformType.DH]
             out.append(pl.Proposal(p.number, p.protocol_id, spi, transforms))
         return out
-
-    def take_virtual_ip(self, cp: pl.CP) -> None:
-        for attr in cp.attributes:
-            if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) >= 4:
-                self.virtual_ip = str(ipaddress.IPv4Address(attr.value[:4]))
 
     def _child_lifetimes(self, config: ChildConfig, now: float) -> tuple[float | None, float | None]:
         if not config.rekey_time:

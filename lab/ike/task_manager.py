@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from . import payloads as pl
 from .config import Fragmentation
 from .const import ExchangeType, NotifyType, name_of
-from .errors import CryptoError, IntegrityError, ParseError
+from .errors import CryptoError, ExchangeFailed, IntegrityError, ParseError
 from .events import NegotiationFailed, PeerUnreachable
 from .message import Message
 from .protect import Reassembly, ReassemblyError, decrypt, decrypt_fragment, encrypt, encrypt_fragments
 from .states import IkeState
-from .tasks import ChildCreate, ChildDelete, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
+from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
 
 if TYPE_CHECKING:
     from .sa import IkeSA

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import pytest
 
 from lab.ike import events as ev
-from lab.ike.const import ExchangeType, NotifyType
+from lab.ike import payloads as pl
+from lab.ike.authenticators import builder, cert_payloads, verifier
+from lab.ike.const import ExchangeType, HashAlgorithm, NotifyType
+from lab.ike.crypto import digital_signature_params
 from lab.ike.endpoint import OutDatagram, Settings
 from lab.ike.message import Message, classify_udp
 from lab.ike.sa import ChildState, IkeState
 
-from .ike_net import GW_A, GW_B, Net, make_net, pair_configs
+from .ike_net import GW_A, GW_B, Net, cert_configs, make_net, pair_configs
 
 
 def _established(net: Net) -> tuple:
@@ -630,6 +633,23 @@ def test_certificate_authentication(kind):
 def _in_2026():
     import datetime
     return datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("announced, expected", [([HashAlgorithm.SHA2_384], HashAlgorithm.SHA2_384),
+                                                  ([HashAlgorithm.SHA2_512], HashAlgorithm.SHA2_512),
+                                                  ([], HashAlgorithm.SHA2_256)])
+def test_our_signature_uses_a_hash_the_peer_announced(announced, expected):
+    # RFC 7427 §4: our signature's hash is one the peer named in SIGNATURE_HASH_ALGORITHMS (none
+    # named: the key's default), and the peer's verifier takes it
+    net = make_net(*cert_configs("ecdsa"))
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    ike_a, ike_b = _established(net)
+    ike_a.peer_hashes = [int(h) for h in announced]
+    id_payload = ike_a.local_id.to_payload(pl.IDi)
+    auth = builder(ike_a, ike_a.config.local).build(id_payload)
+    assert digital_signature_params(auth.data).hash_algorithm == expected
+    verifier(ike_b, ike_b.config.remote).verify(id_payload, auth, cert_payloads(ike_a, ike_a.config.local))
 
 
 def test_certificate_from_another_ca_is_rejected():

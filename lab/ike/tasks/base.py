@@ -7,26 +7,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from .. import payloads as pl
-from ..const import ExchangeType, HashAlgorithm, NotifyType
+from ..const import ExchangeType, NotifyType
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
 
-# RFC 7427 §4: the hashes we accept and announce
-OUR_SIGNATURE_HASHES = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512)
 CHILD_ERRORS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.SINGLE_PAIR_REQUIRED,
                 NotifyType.INTERNAL_ADDRESS_FAILURE, NotifyType.FAILED_CP_REQUIRED, NotifyType.INVALID_SELECTORS,
                 NotifyType.NO_ADDITIONAL_SAS)
-
-
-class ExchangeFailed(Exception):
-    """An exchange that cannot go on; `notify` is what to answer a request with."""
-
-    def __init__(self, reason: str, notify: int | None = None, data: bytes = b"") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.notify = notify
-        self.data = data
 
 
 class Task:

@@ -10,11 +10,11 @@ from ..config import ChildConfig, ChildMode, selector_address, transport_nat_sel
 from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
 from ..child_sa import ChildSA, narrow
-from ..errors import CryptoError
+from ..errors import CryptoError, ExchangeFailed
 from ..events import NegotiationFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import ChildState, IkeState
-from .base import ExchangeFailed, Task, error_notify, find_notify, first, notify
+from .base import Task, error_notify, find_notify, first, notify
 from .child_delete import ChildDelete
 
 if TYPE_CHECKING:

@@ -8,15 +8,30 @@ import struct
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
+from ..authenticators import OUR_SIGNATURE_HASHES, certreq_payloads
 from ..config import Fragmentation
 from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
-from ..crypto import encode_signature_hash_algorithms
-from ..errors import CryptoError
+from ..crypto import decode_signature_hash_algorithms, encode_signature_hash_algorithms
+from ..errors import CryptoError, ExchangeFailed, ParseError
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
-from .base import OUR_SIGNATURE_HASHES, ExchangeFailed, Task, error_notify, find_notify, first
+from .base import Task, error_notify, find_notify, first
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
+
+
+def peer_capabilities(ike: "IkeSA", payloads: list[pl.Payload]) -> None:
+    """What the peer's IKE_SA_INIT says it supports: fragmentation (RFC 7383 §2.3), signature
+    hashes (RFC 7427 §4), certificates from our CAs (CERTREQ), several rounds (RFC 4739 §3)."""
+    ike.peer_fragmentation = find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    hashes = find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    if hashes is not None:
+        try:
+            ike.peer_hashes = [int(h) for h in decode_signature_hash_algorithms(hashes.data)]
+        except (ParseError, CryptoError):
+            ike.peer_hashes = []
+    ike.peer_certreq = any(isinstance(p, pl.CERTREQ) for p in payloads)
+    ike.peer_multiple_auth = find_notify(payloads, NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None
 
 
 class IkeInit(Task):
@@ -86,7 +101,7 @@ class IkeInit(Task):
             raise ExchangeFailed(f"Nr of {len(nonce.data)} octets is outside 16..256")  # RFC 7296 §3.9
         ike.nonce_r = nonce.data
         ike.spi_r = ike.tm.pending_response_spi_r
-        ike.peer_init_payloads(payloads)
+        peer_capabilities(ike, payloads)
         try:
             shared = ike.kex.shared_secret(ke.data)
         except CryptoError as err:
@@ -107,7 +122,7 @@ class IkeInit(Task):
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.INVALID_SYNTAX) from None
         ike.set_algorithms(chosen, shared)
-        ike.peer_init_payloads(payloads)
+        peer_capabilities(ike, payloads)
         ike.evaluate_nat(payloads, now)
         reply: list[pl.Payload] = [pl.SA(proposals=[self.selected]),
                                    pl.KE(dh_group=chosen.dh, data=ike.kex.public_value), pl.Nonce(data=ike.nonce_r)]
@@ -118,7 +133,7 @@ class IkeInit(Task):
             reply.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
                                    data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
         if ike.config.send_certreq and str(ike.config.remote.method) == "pubkey":
-            reply += ike.certreq_payloads()
+            reply += certreq_payloads(ike)
         reply.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3
         self.reply = reply
 

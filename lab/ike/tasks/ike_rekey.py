@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto.dh import KeyExchange
-from ..errors import CryptoError
+from ..errors import CryptoError, ExchangeFailed
 from ..events import NegotiationFailed
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import IkeState
-from .base import ExchangeFailed, Task, error_notify, first
+from .base import Task, error_notify, first
 from .child_create import ChildCreate, check_create_child_sa_request
 from .child_delete import ChildDelete
 
