@@ -8,9 +8,7 @@ through a small interface (lab.ike.interface.Endpoint).
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import struct
 from typing import TYPE_CHECKING
 
 from . import payloads as pl
@@ -21,7 +19,7 @@ from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_r
 from .crypto.dh import KeyExchange
 from .errors import CryptoError, ExchangeFailed
 from .events import (AddressesUpdated, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted,
-                     IkeSaRekeyed, IkeSaUp, PeerAddressChanged)
+                     IkeSaRekeyed, IkeSaUp)
 from .identity import Identity
 from .message import Message
 from .proposals import ChosenAlgorithms, ProposalError, select_proposal
@@ -30,18 +28,14 @@ from .states import ChildState, IkeState
 from .task_manager import TaskManager
 from .tasks import (ChildCreate, ChildDelete, Dpd, IkeDelete, IkeRekey, MobikeUpdate, ReturnRoutability, Task,
                     find_notify, first, notify)
+from .tasks.ike_natd import evaluate_nat_informational, unmapped
 
 if TYPE_CHECKING:
     from .interface import Endpoint
 
 Address = tuple[str, int]
 
-__all__ = ["ChildSA", "ChildState", "ExchangeFailed", "IkeSA", "IkeState", "Task", "nat_hash", "narrow"]
-
-
-def nat_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
-    # RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port)
-    return hashlib.sha1(spi_i + spi_r + ipaddress.ip_address(address[0]).packed + struct.pack("!H", address[1])).digest()
+__all__ = ["ChildSA", "ChildState", "ExchangeFailed", "IkeSA", "IkeState", "Task", "narrow"]
 
 
 class IkeSA:
@@ -167,68 +161,11 @@ class IkeSA:
             raise ExchangeFailed("responder's choice is not within the proposal we offered")
         return chosen
 
-    # ------------------------------------------------------------ IKE_SA_INIT details
-
-    def nat_detection_payloads(self, established: bool = False, local: Address | None = None,
-                               remote: Address | None = None) -> list[pl.Payload]:
-        """NAT_DETECTION_SOURCE_IP / DESTINATION_IP (RFC 7296 §2.23) for `local` and `remote`
-        (default the IKE SA's); `established`: in an INFORMATIONAL, where both SPIs are known
-        (RFC 4555 §3.5, §3.8). With `encap = yes` the source hash is random, so the peer sees a
-        NAT and both sides use UDP 4500, as strongSwan does."""
-        spi_r = self.spi_r if established or not self.is_initiator else bytes(8)
-        source = nat_hash(self.spi_i, spi_r, local or self.local)
-        if self.config.encap:
-            source = self.endpoint.random(20)
-        return [pl.Notify(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=source),
-                pl.Notify(notify_type=NotifyType.NAT_DETECTION_DESTINATION_IP,
-                          data=nat_hash(self.spi_i, spi_r, remote or self.remote))]
-
-    def evaluate_nat(self, payloads: list[pl.Payload], now: float) -> None:
-        # RFC 7296 §2.23: compare the peer's hashes with what the packet really carried
-        spi_r = bytes(8) if not self.is_initiator else self.spi_r
-        sources = [p.data for p in payloads if isinstance(p, pl.Notify)
-                   and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
-        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if not sources and destination is None:
-            return
-        self.remote_behind_nat = bool(sources) and nat_hash(self.spi_i, spi_r, self.remote) not in sources
-        self.local_behind_nat = destination is not None and destination.data != nat_hash(self.spi_i, spi_r, self.local)
-        if self.config.encap:
-            self.local_behind_nat = True
-        self.trace_note(now, "nat_detection", local_behind_nat=self.local_behind_nat,
-                        remote_behind_nat=self.remote_behind_nat)
-        if destination is not None:
-            self.natd_destination = destination.data
-        # RFC 7296 §2.23: float to UDP 4500 once a NAT is seen; RFC 4555 §3.3: with MOBIKE also
-        # without one, when the peer does NAT-T (there is no exchange to float in later)
-        floats = self.nat_detected or (self.config.mobike and bool(sources) and destination is not None)
-        if self.is_initiator and floats and self.remote[1] == self.config.remote_port:
-            self.local = (self.local[0], 4500)
-            self.remote = (self.remote[0], 4500)
-
     @property
     def nat_detected(self) -> bool:
         return self.local_behind_nat or self.remote_behind_nat
 
     # ------------------------------------------------------------ MOBIKE (RFC 4555)
-
-    def mobike_nat(self, payloads: list[pl.Payload], local: Address, remote: Address, now: float,
-                   note: bool = True) -> bool:
-        """NAT detection in an INFORMATIONAL (RFC 4555 §3.5), for the addresses the message
-        really carried; True when the payloads were there."""
-        sources = [p.data for p in payloads if isinstance(p, pl.Notify)
-                   and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
-        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if not sources or destination is None:
-            return False
-        self.remote_behind_nat = nat_hash(self.spi_i, self.spi_r, remote) not in sources
-        self.local_behind_nat = destination.data != nat_hash(self.spi_i, self.spi_r, local) or self.config.encap
-        if self.original_initiator:
-            self.natd_destination = destination.data
-        if note:
-            self.trace_note(now, "nat_detection", local_behind_nat=self.local_behind_nat,
-                            remote_behind_nat=self.remote_behind_nat)
-        return True
 
     def nat_mapping_check(self, payloads: list[pl.Payload], now: float) -> None:
         """RFC 4555 §3.8: a NAT_DETECTION_DESTINATION_IP unlike the last one means the NAT maps
@@ -236,7 +173,7 @@ class IkeSA:
         destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
         if destination is None or not self.original_initiator:
             return
-        if destination.data == nat_hash(self.spi_i, self.spi_r, self.local):
+        if unmapped(self, destination):
             return  # the peer sees our own address: no NAT on this path
         previous, self.natd_destination = self.natd_destination, destination.data
         if previous is not None and previous != destination.data:
@@ -351,7 +288,7 @@ class IkeSA:
             return False
         old_remote = self.remote
         self.local, self.remote = dst, src
-        self.mobike_nat(payloads, dst, src, now)
+        evaluate_nat_informational(self, payloads, dst, src, now)
         self.trace_note(now, "update_sa_addresses", old=f"{old_remote[0]}:{old_remote[1]}", new=f"{src[0]}:{src[1]}")
         if src != old_remote:
             self.address_generation += 1
@@ -669,24 +606,6 @@ class IkeSA:
         # swanctl.conf dpd_action: restart is stored as START, clear as NONE (strongSwan's action_t)
         actions = {str(c.dpd_action) for c in self.config.children.values()}
         return "restart" if "start" in actions else ("trap" if "trap" in actions else "clear")
-
-    def follow_peer(self, src: Address, dst: Address, now: float, first_auth: bool = False) -> None:
-        """RFC 7296 §2.23: after NAT detection, follow the peer's address and port as seen
-        on authenticated messages (the NAT box may map it anew), and our float to 4500.
-        `first_auth`: an IKE_AUTH request, whose IP header sets the IKE SA's addresses (RFC 4555
-        §3.3). With MOBIKE nothing else moves the IKE SA (RFC 4555 §3.8)."""
-        if first_auth and self.state == IkeState.CONNECTING:
-            self.local, self.remote = dst, src
-            return
-        if dst[1] == 4500 and self.local[1] != 4500:
-            self.local = dst
-        if self.mobike:
-            return
-        if src != self.remote and self.remote_behind_nat:
-            self.trace_note(now, "peer_address_changed", old=f"{self.remote[0]}:{self.remote[1]}",
-                            new=f"{src[0]}:{src[1]}")
-            self.endpoint.emit(PeerAddressChanged(self.unique_id, self.remote, src))
-            self.remote = src
 
     # ------------------------------------------------------------ the end
 

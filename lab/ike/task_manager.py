@@ -17,6 +17,7 @@ from .message import Message
 from .protect import Reassembly, ReassemblyError, decrypt, decrypt_fragment, encrypt, encrypt_fragments
 from .states import IkeState
 from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
+from .tasks.ike_natd import follow_peer
 
 if TYPE_CHECKING:
     from .sa import IkeSA
@@ -330,7 +331,7 @@ class TaskManager:
         self.pending = None
         self.mid_out = pending.message_id + 1
         self._close_reassembly((True, pending.message_id), done=True)
-        ike.follow_peer(src, ike.local, now)
+        follow_peer(ike, src, ike.local, now)
         try:
             pending.task.process_i(ike, inner, now)
         except ExchangeFailed as err:
@@ -360,7 +361,7 @@ class TaskManager:
         ike.last_heard = now
         self.mid_in += 1
         self._close_reassembly((False, message.message_id), done=True)
-        ike.follow_peer(src, dst, now, first_auth=message.exchange == ExchangeType.IKE_AUTH)
+        follow_peer(ike, src, dst, now, first_auth=message.exchange == ExchangeType.IKE_AUTH)
         self.request_src, self.request_dst = src, dst
         unsupported = [p for p in inner if isinstance(p, pl.UnknownPayload) and p.critical]
         if unsupported:

@@ -4,6 +4,8 @@ drops, duplicates, reorders and NATs (RFC 7296 exchanges, §2.1 retransmission, 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 import pytest
@@ -604,6 +606,26 @@ def test_nat_detection_and_float_to_4500():
     assert ports == [(500, 500), (4500, 4500)]
     ups = [e for e in net.events("a") if isinstance(e, ev.ChildSaUp)]
     assert ups[0].encap is True
+
+
+def test_nat_detection_hashes_are_rfc_7296():
+    # RFC 7296 §2.23, computed here by hand: SHA-1(SPIi | SPIr | IP | port), SPIr zero in the
+    # request; both sides use the same code, so only an outside computation can tell a wrong layout
+    net = make_net(*pair_configs())
+    connect(net)
+    request, response = (Message.parse(d.data) for _, _, d in net.log[:2])
+
+    def hashes(message: Message) -> tuple[bytes, bytes]:
+        found = {p.notify_type: p.data for p in message.payloads if isinstance(p, pl.Notify)}
+        return found[NotifyType.NAT_DETECTION_SOURCE_IP], found[NotifyType.NAT_DETECTION_DESTINATION_IP]
+
+    def sha1(spis: bytes, address: str, port: int) -> bytes:
+        return hashlib.sha1(spis + ipaddress.ip_address(address).packed + port.to_bytes(2, "big")).digest()
+
+    spis = request.spi_i + bytes(8)
+    assert hashes(request) == (sha1(spis, GW_A, 500), sha1(spis, GW_B, 500))
+    spis = response.spi_i + response.spi_r
+    assert response.spi_r != bytes(8) and hashes(response) == (sha1(spis, GW_B, 500), sha1(spis, GW_A, 500))
 
 
 def test_forced_encapsulation():

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..const import NotifyType
 from .base import Task, find_notify
+from .ike_natd import nat_detection_payloads
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -17,7 +18,7 @@ class Dpd(Task):
     def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
         if ike.mobike and ike.original_initiator and ike.local_behind_nat:
             # RFC 4555 §3.8: behind a NAT, DPD carries NAT detection to notice a new mapping
-            return ike.nat_detection_payloads(established=True)
+            return nat_detection_payloads(ike, established=True)
         return []
 
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:

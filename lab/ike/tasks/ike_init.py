@@ -15,6 +15,7 @@ from ..crypto import decode_signature_hash_algorithms, encode_signature_hash_alg
 from ..errors import CryptoError, ExchangeFailed, ParseError
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
 from .base import Task, error_notify, find_notify, first
+from .ike_natd import evaluate_nat, nat_detection_payloads
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -58,7 +59,7 @@ class IkeInit(Task):
             out.append(pl.Notify(notify_type=NotifyType.COOKIE, data=self.cookie))  # RFC 7296 §2.6: first
         out += [pl.SA(proposals=proposals), pl.KE(dh_group=group, data=ike.kex.public_value),
                 pl.Nonce(data=ike.nonce_i)]
-        out += ike.nat_detection_payloads()
+        out += nat_detection_payloads(ike)
         if conf.fragmentation != Fragmentation.NO:
             out.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
@@ -107,7 +108,7 @@ class IkeInit(Task):
         except CryptoError as err:
             raise ExchangeFailed(f"responder's KE value rejected: {err}") from None
         ike.set_algorithms(chosen, shared)
-        ike.evaluate_nat(payloads, now)
+        evaluate_nat(ike, payloads, now)
 
     # ---------------------------------------------------------------- responder
 
@@ -123,10 +124,10 @@ class IkeInit(Task):
             raise ExchangeFailed(str(err), NotifyType.INVALID_SYNTAX) from None
         ike.set_algorithms(chosen, shared)
         peer_capabilities(ike, payloads)
-        ike.evaluate_nat(payloads, now)
+        evaluate_nat(ike, payloads, now)
         reply: list[pl.Payload] = [pl.SA(proposals=[self.selected]),
                                    pl.KE(dh_group=chosen.dh, data=ike.kex.public_value), pl.Nonce(data=ike.nonce_r)]
-        reply += ike.nat_detection_payloads()
+        reply += nat_detection_payloads(ike)
         if ike.config.fragmentation != "no" and ike.peer_fragmentation:
             reply.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         if find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) is not None:

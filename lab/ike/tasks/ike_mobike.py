@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..const import NotifyType
 from .base import Task, find_notify, notify
+from .ike_natd import evaluate_nat_informational, nat_detection_payloads
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -62,7 +63,7 @@ class MobikeUpdate(Task):
         out: list[pl.Payload] = []
         if self.update:
             out.append(notify(NotifyType.UPDATE_SA_ADDRESSES))  # RFC 4555 §3.5
-            out += ike.nat_detection_payloads(established=True)
+            out += nat_detection_payloads(ike, established=True)
         if self.addresses:
             out += ike.address_list_payloads()  # RFC 4555 §3.6
         self.cookie2 = ike.endpoint.random(COOKIE2_SIZE)
@@ -84,7 +85,7 @@ class MobikeUpdate(Task):
         if find_notify(payloads, NotifyType.UNACCEPTABLE_ADDRESSES) is not None:
             ike.trace_note(now, "mobike_unacceptable_addresses", local=f"{ike.local[0]}:{ike.local[1]}")
             return
-        ike.mobike_nat(payloads, ike.local, ike.remote, now)
+        evaluate_nat_informational(ike, payloads, ike.local, ike.remote, now)
         ike.move_ipsec_sas(now, "UPDATE_SA_ADDRESSES answered")
 
     def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
@@ -150,7 +151,7 @@ class MobikeInformational(Task):
             ike.responder_moved(src, dst, now)
         if natd and not self.reply:
             # RFC 4555 §3.8: NAT detection in a request is answered with NAT detection
-            self.reply = ike.nat_detection_payloads(established=True, local=dst, remote=src)
+            self.reply = nat_detection_payloads(ike, established=True, local=dst, remote=src)
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
         return self.reply
