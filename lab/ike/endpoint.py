@@ -32,6 +32,7 @@ from .settings import Settings
 from .child_sa import ChildSA
 from .sa import IkeSA
 from .states import ChildState, IkeState
+from .tasks import ike_mobike as mobike
 from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
 
 Address = tuple[str, int]
@@ -277,7 +278,7 @@ class IkeEndpoint:
         if changed:
             self.trace(now, "note", what="local_addresses", addresses=addresses)
         for ike in list(self.by_id.values()):
-            ike.local_addresses_changed(addresses, changed, now)
+            mobike.local_addresses_changed(ike, addresses, changed, now)
 
     def create_child(self, now: float, ike_id: int, child: str) -> None:
         ike = self.by_id[ike_id]

@@ -1,7 +1,9 @@
 """The IKE SA (RFC 7296): its SPIs, keys, identities, NAT state and CHILD SAs, lifetimes,
 and the rekey collision rules (§2.8.1, §2.8.2). The exchanges are tasks (lab.ike.tasks), run
 by its task manager (lab.ike.task_manager), which owns the queue, message IDs and
-retransmissions.
+retransmissions. What the SA holds of NAT detection and MOBIKE is state; the rules that set
+it are beside the tasks (lab.ike.tasks.ike_natd, lab.ike.tasks.ike_mobike), and so are the
+authenticators (lab.ike.authenticators).
 
 Sans-I/O: an `IkeSA` never touches a socket or a clock. It sees the endpoint that holds it
 through a small interface (lab.ike.interface.Endpoint).
@@ -18,17 +20,14 @@ from .const import NotifyType, ProtocolId, TransformType, name_of
 from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
 from .crypto.dh import KeyExchange
 from .errors import CryptoError, ExchangeFailed
-from .events import (AddressesUpdated, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted,
-                     IkeSaRekeyed, IkeSaUp)
+from .events import ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed, IkeSaUp
 from .identity import Identity
 from .message import Message
 from .proposals import ChosenAlgorithms, ProposalError, select_proposal
 from .protect import DirectionKeys
 from .states import ChildState, IkeState
 from .task_manager import TaskManager
-from .tasks import (ChildCreate, ChildDelete, Dpd, IkeDelete, IkeRekey, MobikeUpdate, ReturnRoutability, Task,
-                    find_notify, first, notify)
-from .tasks.ike_natd import evaluate_nat_informational, unmapped
+from .tasks import ChildCreate, ChildDelete, Dpd, IkeDelete, IkeRekey, Task, find_notify, first
 
 if TYPE_CHECKING:
     from .interface import Endpoint
@@ -164,167 +163,6 @@ class IkeSA:
     @property
     def nat_detected(self) -> bool:
         return self.local_behind_nat or self.remote_behind_nat
-
-    # ------------------------------------------------------------ MOBIKE (RFC 4555)
-
-    def nat_mapping_check(self, payloads: list[pl.Payload], now: float) -> None:
-        """RFC 4555 §3.8: a NAT_DETECTION_DESTINATION_IP unlike the last one means the NAT maps
-        us anew: send UPDATE_SA_ADDRESSES."""
-        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if destination is None or not self.original_initiator:
-            return
-        if unmapped(self, destination):
-            return  # the peer sees our own address: no NAT on this path
-        previous, self.natd_destination = self.natd_destination, destination.data
-        if previous is not None and previous != destination.data:
-            self.trace_note(now, "nat_mapping_changed")
-            self.address_generation += 1
-            self._queue_update(now, addresses=False)
-
-    def address_list_payloads(self, informational: bool = True) -> list[pl.Payload]:
-        """ADDITIONAL_IP4/IP6_ADDRESS for our addresses other than the IKE SA's (RFC 4555 §3.4,
-        §3.6; at most 8, as strongSwan sends), or NO_ADDITIONAL_ADDRESSES in an INFORMATIONAL."""
-        out: list[pl.Payload] = []
-        for address in self.endpoint.local_addresses:
-            if address == self.local[0] or len(out) >= 8:
-                continue
-            ip = ipaddress.ip_address(address)
-            kind = NotifyType.ADDITIONAL_IP4_ADDRESS if ip.version == 4 else NotifyType.ADDITIONAL_IP6_ADDRESS
-            out.append(notify(kind, ip.packed))
-        if not out and informational:
-            out.append(notify(NotifyType.NO_ADDITIONAL_ADDRESSES))
-        return out
-
-    def take_peer_addresses(self, payloads: list[pl.Payload], src: Address, now: float) -> bool:
-        """RFC 4555 §3.6: a new address list replaces the old one; the message's source is in it."""
-        listed = [p for p in payloads if isinstance(p, pl.Notify) and p.notify_type in (
-            NotifyType.ADDITIONAL_IP4_ADDRESS, NotifyType.ADDITIONAL_IP6_ADDRESS, NotifyType.NO_ADDITIONAL_ADDRESSES)]
-        if not listed:
-            return False
-        addresses = [src[0]]
-        for item in listed:
-            size = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}.get(item.notify_type)
-            if size is None:
-                continue
-            if len(item.data) != size:
-                self.endpoint.drop(f"{name_of(NotifyType, item.notify_type)} of {len(item.data)} octets", now, self)
-                continue
-            address = str(ipaddress.ip_address(bytes(item.data)))
-            if address not in addresses:
-                addresses.append(address)
-        self.peer_addresses = addresses
-        self.trace_note(now, "peer_addresses", addresses=addresses)
-        return True
-
-    def ipsec_moved(self) -> bool:
-        return (self.ipsec_local, self.ipsec_remote, self.ipsec_encap) != (self.local, self.remote,
-                                                                            self.nat_detected)
-
-    def move_ipsec_sas(self, now: float, reason: str) -> None:
-        """The IPsec SAs follow the IKE SA's addresses and NAT state (RFC 4555 §3.5)."""
-        if not self.ipsec_moved():
-            return
-        old_local, old_remote = self.ipsec_local, self.ipsec_remote
-        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = self.local, self.remote, self.nat_detected
-        spis = tuple(c.spi_in for c in self.children if c.state != ChildState.DELETED)
-        self.trace_note(now, "ipsec_sas_moved", old_local=f"{old_local[0]}:{old_local[1]}",
-                        old_remote=f"{old_remote[0]}:{old_remote[1]}", local=f"{self.local[0]}:{self.local[1]}",
-                        remote=f"{self.remote[0]}:{self.remote[1]}", encap=self.nat_detected, children=len(spis),
-                        reason=reason)
-        self.endpoint.emit(AddressesUpdated(self.unique_id, old_local, old_remote, self.local, self.remote,
-                                            self.nat_detected, self.local_behind_nat, spis, reason))
-
-    def _queue_update(self, now: float, addresses: bool = True, update: bool = True) -> None:
-        # RFC 4555 §3.5: one queued update is enough; it is built with the addresses of its sending
-        queued = [t for t in self.tm.tasks if isinstance(t, MobikeUpdate)]
-        for task in queued:
-            task.update = task.update or update
-            task.addresses = task.addresses or addresses
-        if not queued:
-            self.tm.queue(MobikeUpdate(update=update, addresses=addresses), now)
-
-    def local_addresses_changed(self, addresses: list[str], set_changed: bool, now: float) -> None:
-        """Our addresses changed (RFC 4555 §3.5): keep the path while our address is still the
-        one routed to the peer; otherwise move with MOBIKE, or reauthenticate without it (as
-        strongSwan does: a new IKE SA from the new address, the old one deleted)."""
-        if self.state != IkeState.ESTABLISHED:
-            return
-        router = self.endpoint.route_source
-        route = router(self.remote[0]) if router else None
-        # strongSwan's is_current_path_valid: our address is still there and routes to the peer
-        valid = self.local[0] in addresses and (router is None or route is not None)
-        if valid:
-            if self.mobike and set_changed:
-                self._queue_update(now, update=False)  # RFC 4555 §3.6: tell the peer the new list
-            return
-        if not self.mobike and self.config.initiator_local_address() is not None:
-            return  # strongSwan keeps a statically configured path without MOBIKE
-        new = (route if route in addresses else None) if router else (addresses[0] if addresses else None)
-        if new is None:
-            self.trace_note(now, "no_path", remote=self.remote[0])
-            return
-        old = self.local
-        self.local = (new, old[1])
-        self.address_generation += 1
-        self.trace_note(now, "local_address_changed", old=f"{old[0]}:{old[1]}", new=f"{new}:{old[1]}",
-                        mobike=self.mobike)
-        if self.mobike:
-            if self.original_initiator:
-                # RFC 4555 §3.5: the initiator moves its IPsec SAs at once, then tells the responder
-                self.move_ipsec_sas(now, "our address changed")
-                self._queue_update(now)
-            else:
-                # RFC 4555 §3.5: a responder whose source address is gone may move, and tells the initiator
-                self.move_ipsec_sas(now, "our address is gone")
-                self._queue_update(now, update=False)
-        elif self.original_initiator:
-            self.reauthenticate(now)
-
-    def peer_requested_update(self, payloads: list[pl.Payload], src: Address, dst: Address, now: float) -> bool:
-        """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): the IKE SA takes the request's addresses; the
-        IPsec SAs follow once return routability is checked (§3.7). False: not acceptable."""
-        if not self.config.match_remote(src[0]) or not self.config.match_local(dst[0]):
-            self.trace_note(now, "mobike_unacceptable_addresses", remote=f"{src[0]}:{src[1]}")
-            return False
-        old_remote = self.remote
-        self.local, self.remote = dst, src
-        evaluate_nat_informational(self, payloads, dst, src, now)
-        self.trace_note(now, "update_sa_addresses", old=f"{old_remote[0]}:{old_remote[1]}", new=f"{src[0]}:{src[1]}")
-        if src != old_remote:
-            self.address_generation += 1
-        if not self.ipsec_moved():
-            return True
-        if self.endpoint.settings.return_routability and src != self.ipsec_remote:
-            if not any(isinstance(t, ReturnRoutability) for t in self.tm.tasks):
-                self.tm.tasks.append(ReturnRoutability())  # sent once this response is out
-        else:
-            self.move_ipsec_sas(now, "UPDATE_SA_ADDRESSES")
-        return True
-
-    def responder_moved(self, src: Address, dst: Address, now: float) -> None:
-        """As original initiator: the responder announced its addresses from a new one (RFC 4555
-        §3.5, §3.6); we decide to follow it, and say so with UPDATE_SA_ADDRESSES."""
-        old = self.remote
-        self.remote, self.local = src, dst
-        self.address_generation += 1
-        self.trace_note(now, "peer_address_changed", old=f"{old[0]}:{old[1]}", new=f"{src[0]}:{src[1]}")
-        self.move_ipsec_sas(now, "the responder moved")
-        self._queue_update(now)
-
-    def reauthenticate(self, now: float) -> None:
-        """Without MOBIKE: a new IKE SA with the same CHILD SAs from our new address, this one
-        deleted first (strongSwan's break-before-make reauthentication on an address change)."""
-        children = []
-        for child in self.children:
-            if child.state == ChildState.INSTALLED and child.config not in children:
-                children.append(child.config)
-        self.trace_note(now, "reauthenticate", reason="our address changed and MOBIKE is off",
-                        children=[c.name for c in children])
-        self.tm.clear("reauthenticating", now)
-        self.tm.queue(IkeDelete("reauthenticated after an address change"), now)
-        new = self.endpoint.initiate(self.config.name, now, child=children[0].name if children else None)
-        for config in children[1:]:
-            new.queue(ChildCreate(config), now)
 
     # ------------------------------------------------------------ established
 

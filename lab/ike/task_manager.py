@@ -17,6 +17,7 @@ from .message import Message
 from .protect import Reassembly, ReassemblyError, decrypt, decrypt_fragment, encrypt, encrypt_fragments
 from .states import IkeState
 from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
+from .tasks.ike_mobike import echo_cookie2
 from .tasks.ike_natd import follow_peer
 
 if TYPE_CHECKING:
@@ -395,11 +396,8 @@ class TaskManager:
     request_cookie2: pl.Notify | None = None
 
     def _echo_cookie2(self, exchange: int, payloads: list[pl.Payload]) -> list[pl.Payload]:
-        # RFC 4555 §3.7: the recipient of an INFORMATIONAL request copies its COOKIE2 as-is
         cookie2, self.request_cookie2 = self.request_cookie2, None
-        if exchange != ExchangeType.INFORMATIONAL or cookie2 is None:
-            return payloads
-        return [*payloads, notify(NotifyType.COOKIE2, bytes(cookie2.data))]
+        return echo_cookie2(exchange, cookie2, payloads)  # RFC 4555 §3.7
 
     def respond(self, task: Task, exchange: int, message_id: int, now: float) -> None:
         """Send the response `task` built to the request it processed."""

@@ -29,6 +29,7 @@ from ..eap import EapError, EapPacket, describe
 from ..errors import CryptoError, ExchangeFailed
 from ..events import AuthFailed, NegotiationFailed
 from ..identity import Identity
+from . import ike_mobike as mobike
 from .base import CHILD_ERRORS, Task, error_notify, find_notify, first, notify
 from .child_create import new_child_as_responder
 
@@ -105,10 +106,7 @@ class IkeAuth(Task):
         if not AuthClass(auth.method).is_eap:
             out.append(builder(ike, auth, identity).build(id_payload))  # RFC 7296 §2.16: left out to ask for EAP
         out.append(pl.Notify(notify_type=NotifyType.INITIAL_CONTACT))
-        if ike.config.mobike:
-            # RFC 4555 §3.2, §3.4: in the request with the SA payload, with our other addresses
-            out.append(notify(NotifyType.MOBIKE_SUPPORTED))
-            out += ike.address_list_payloads(informational=False)
+        out += mobike.supported_payloads(ike)
         out += self._another(ike)
         if self.child is not None:
             if ike.config.vips:
@@ -201,9 +199,7 @@ class IkeAuth(Task):
         ike.tm.queue(self, now, front=True)
 
     def _established_i(self, ike: "IkeSA", payloads: list[pl.Payload], error: pl.Notify | None, now: float) -> None:
-        if ike.config.mobike and find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None:
-            ike.mobike = ike.peer_mobike = True  # RFC 4555 §3.2
-            ike.take_peer_addresses(payloads, ike.remote, now)
+        mobike.agreed_by_initiator(ike, payloads, now)
         cp = first(payloads, pl.CP)
         if isinstance(cp, pl.CP):
             _take_virtual_ip(ike, cp)  # before IkeSaUp, which carries it (RFC 7296 §3.15)
@@ -270,7 +266,7 @@ class IkeAuth(Task):
                 return self._fail(ike, str(err))
         ike.remote_id = peer_id
         ike.peer_certreq = ike.peer_certreq or first(inner, pl.CERTREQ) is not None
-        ike.peer_mobike = find_notify(inner, NotifyType.MOBIKE_SUPPORTED) is not None
+        mobike.peer_offers(ike, inner)
         id_payload = ike.local_id.to_payload(pl.IDr)
         try:
             ours: list[pl.Payload] = [id_payload, *cert_payloads(ike, config.local),
@@ -302,11 +298,7 @@ class IkeAuth(Task):
         self._finish_r(ike, ours, now)
 
     def _finish_r(self, ike: "IkeSA", reply: list[pl.Payload], now: float) -> None:
-        if ike.config.mobike and ike.peer_mobike:
-            # RFC 4555 §3.2, §3.4: both support it; our answer says so, with our other addresses
-            ike.mobike = True
-            ike.take_peer_addresses(self.request, ike.remote, now)
-            reply = reply + [notify(NotifyType.MOBIKE_SUPPORTED), *ike.address_list_payloads(informational=False)]
+        reply = reply + mobike.agreed_by_responder(ike, self.request, now)
         ike.established(now)
         self.established = True
         self.reply = reply + _first_child(ike, self.request, now)
