@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from .. import payloads as pl
-from ..const import ExchangeType, NotifyType
+from ..const import ExchangeType, NotifyType, name_of
+from ..events import NegotiationFailed
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -44,6 +45,18 @@ class Task:
 
     def responded(self, ike: "IkeSA", now: float) -> None:
         """The response is on its way."""
+
+    # ---------------------------------------------------------------- both
+    def negotiation_failed(self, ike: "IkeSA", reason: str) -> None:
+        """Tell the endpoint's owner that this exchange set up less than it was for (a CHILD SA
+        not created, a rekey refused), as the task manager does for one that failed outright."""
+        ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, name_of(ExchangeType, self.exchange),
+                                            reason))
+
+
+def new_nonce(ike: "IkeSA") -> bytes:
+    """A fresh nonce of the configured size (RFC 7296 §2.10: at least 128 bits, random)."""
+    return ike.endpoint.random(ike.endpoint.settings.nonce_size)
 
 
 def find_notify(payloads: Iterable[pl.Payload], notify_type: int) -> pl.Notify | None:

@@ -27,7 +27,7 @@ from ..const import CfgAttr, CfgType, ExchangeType, NotifyType, name_of
 from ..crypto import AuthenticationFailed
 from ..eap import EapError, EapPacket, describe
 from ..errors import CryptoError, ExchangeFailed
-from ..events import AuthFailed, NegotiationFailed
+from ..events import AuthFailed
 from ..identity import Identity
 from . import ike_mobike as mobike
 from .base import CHILD_ERRORS, Task, error_notify, find_notify, first, notify
@@ -207,15 +207,14 @@ class IkeAuth(Task):
         if self.child is None:
             return
         if error is not None:
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "IKE_AUTH",
-                                                f"CHILD_SA {self.child.name} not created: peer answered "
-                                                f"{name_of(NotifyType, error.notify_type)}"))
+            self.negotiation_failed(ike, f"CHILD_SA {self.child.name} not created: peer answered "
+                                         f"{name_of(NotifyType, error.notify_type)}")
             return
         try:
             ike.install_child_from_response(self.child, self.spi_in, payloads, ike.nonce_i, ike.nonce_r, None, now,
                                             we_initiated=True, rekeyed=None)
         except ExchangeFailed as err:
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "IKE_AUTH", err.reason))
+            self.negotiation_failed(ike, err.reason)
 
     # ---------------------------------------------------------------- responder
 
@@ -301,7 +300,7 @@ class IkeAuth(Task):
         reply = reply + mobike.agreed_by_responder(ike, self.request, now)
         ike.established(now)
         self.established = True
-        self.reply = reply + _first_child(ike, self.request, now)
+        self.reply = reply + self._first_child(ike, self.request, now)
 
     def _start_eap(self, ike: "IkeSA", auth: AuthConfig, peer_id: Identity, now: float) -> pl.EAP | None:
         try:
@@ -333,11 +332,11 @@ class IkeAuth(Task):
         method = server.method
         if method is not None and method.refusal is not None and not self.told_refusal:
             self.told_refusal = True
-            ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, f"EAP: {method.refusal}", by_peer=False))
+            _alert(ike, f"EAP: {method.refusal}", by_peer=False)
         if server.failed:
             # RFC 7296 §2.16 with RFC 3748 §4.2: EAP Failure ends the exchange, then the SA
             self.failure = f"EAP: {server.failed}"
-            ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, self.failure, by_peer=False))
+            _alert(ike, self.failure, by_peer=False)
         elif server.succeeded:
             ike.remote_eap_id = identity_from_eap(server.identity)
             ike.trace_note(now, "eap_success", method=str(self._remote_round(ike).method),
@@ -400,10 +399,23 @@ class IkeAuth(Task):
         self._finish_r(ike, [], now)
 
     def _fail(self, ike: "IkeSA", reason: str) -> None:
-        ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, reason, by_peer=False))
+        _alert(ike, reason, by_peer=False)
         # RFC 7296 §2.21.2: answer AUTHENTICATION_FAILED, then forget the SA
         self.failure = reason
         self.reply = [notify(NotifyType.AUTHENTICATION_FAILED)]
+
+    def _first_child(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> list[pl.Payload]:
+        sa, tsi, tsr = first(inner, pl.SA), first(inner, pl.TSi), first(inner, pl.TSr)
+        if sa is None or tsi is None or tsr is None:
+            return []  # RFC 6023 childless; nothing to set up
+        try:
+            cp_reply = _assign_virtual_ip(ike, first(inner, pl.CP))
+            payloads, _ = new_child_as_responder(ike, inner, sa, tsi, tsr, ike.nonce_i, ike.nonce_r, None, now,
+                                                 pfs=False)
+        except ExchangeFailed as err:
+            self.negotiation_failed(ike, f"no CHILD_SA: {err.reason}")
+            return [notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]
+        return cp_reply + payloads
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
         return self._target(ike).reply
@@ -423,8 +435,7 @@ class AuthRejected(Task):
     name = "INFORMATIONAL"
 
     def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
-        ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, "peer rejected our authentication",
-                                     by_peer=True))
+        _alert(ike, "peer rejected our authentication", by_peer=True)
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
         return []
@@ -433,8 +444,13 @@ class AuthRejected(Task):
         ike.destroy("peer rejected our authentication", now, quiet=True)
 
 
-def _auth_failed(ike: "IkeSA", reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
+def _alert(ike: "IkeSA", reason: str, by_peer: bool) -> None:
+    """An authentication failed, ours (`by_peer`: the peer refused us) or the peer's."""
     ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, reason, by_peer))
+
+
+def _auth_failed(ike: "IkeSA", reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
+    _alert(ike, reason, by_peer)
     if tell_peer and ike.keys is not None:
         # RFC 7296 §2.21.2: tell the responder, then forget the SA
         ike.tm.send_request_once([pl.Notify(notify_type=NotifyType.AUTHENTICATION_FAILED)], now)
@@ -462,18 +478,3 @@ def _assign_virtual_ip(ike: "IkeSA", cp: pl.CP | None) -> list[pl.Payload]:
     if any(a.attr_type == CfgAttr.INTERNAL_IP4_DNS for a in cp.attributes):
         attributes += [pl.CfgAttribute(CfgAttr.INTERNAL_IP4_DNS, d.packed) for d in dns if d.version == 4]
     return [pl.CP(cfg_type=CfgType.CFG_REPLY, attributes=attributes)]
-
-
-def _first_child(ike: "IkeSA", inner: list[pl.Payload], now: float) -> list[pl.Payload]:
-    sa, tsi, tsr = first(inner, pl.SA), first(inner, pl.TSi), first(inner, pl.TSr)
-    if sa is None or tsi is None or tsr is None:
-        return []  # RFC 6023 childless; nothing to set up
-    try:
-        cp_reply = _assign_virtual_ip(ike, first(inner, pl.CP))
-        payloads, _ = new_child_as_responder(ike, inner, sa, tsi, tsr, ike.nonce_i, ike.nonce_r, None, now,
-                                             pfs=False)
-    except ExchangeFailed as err:
-        ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "IKE_AUTH",
-                                            f"no CHILD_SA: {err.reason}"))
-        return [notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]
-    return cp_reply + payloads

@@ -14,7 +14,7 @@ hashes themselves are lab.ike.tasks.ike_natd's.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, name_of
@@ -32,6 +32,8 @@ Address = tuple[str, int]
 
 COOKIE2_SIZE = 16  # RFC 4555 §4.2.5: 8 to 64 octets, unpredictable to the peer
 
+Router = Callable[[str], "str | None"]  # our source address toward a peer, None: no route
+
 MOBIKE_NOTIFIES = frozenset({
     NotifyType.UPDATE_SA_ADDRESSES, NotifyType.ADDITIONAL_IP4_ADDRESS, NotifyType.ADDITIONAL_IP6_ADDRESS,
     NotifyType.NO_ADDITIONAL_ADDRESSES, NotifyType.COOKIE2, NotifyType.NAT_DETECTION_SOURCE_IP,
@@ -48,6 +50,10 @@ def echo_cookie2(exchange: int, cookie2: pl.Notify | None, payloads: list[pl.Pay
     if exchange != ExchangeType.INFORMATIONAL or cookie2 is None:
         return payloads
     return [*payloads, notify(NotifyType.COOKIE2, bytes(cookie2.data))]
+
+
+def new_cookie2(ike: "IkeSA") -> bytes:
+    return ike.endpoint.random(COOKIE2_SIZE)  # RFC 4555 §4.2.5: unpredictable to the peer
 
 
 def check_cookie2(ike: "IkeSA", sent: bytes, payloads: list[pl.Payload], now: float, what: str) -> bool:
@@ -84,7 +90,7 @@ class MobikeUpdate(Task):
             out += nat_detection_payloads(ike, established=True)
         if self.addresses:
             out += address_list_payloads(ike)  # RFC 4555 §3.6
-        self.cookie2 = ike.endpoint.random(COOKIE2_SIZE)
+        self.cookie2 = new_cookie2(ike)
         out.append(notify(NotifyType.COOKIE2, self.cookie2))
         ike.trace_note(now, "mobike_update" if self.update else "mobike_addresses",
                        local=f"{ike.local[0]}:{ike.local[1]}", remote=f"{ike.remote[0]}:{ike.remote[1]}")
@@ -127,7 +133,7 @@ class ReturnRoutability(Task):
             return None
         self.generation = ike.address_generation
         self.target = ike.remote
-        self.cookie2 = ike.endpoint.random(COOKIE2_SIZE)
+        self.cookie2 = new_cookie2(ike)
         ike.trace_note(now, "return_routability_check", remote=f"{ike.remote[0]}:{ike.remote[1]}")
         return [notify(NotifyType.COOKIE2, self.cookie2)]
 
@@ -281,13 +287,14 @@ def queue_update(ike: "IkeSA", now: float, addresses: bool = True, update: bool 
         ike.tm.queue(MobikeUpdate(update=update, addresses=addresses), now)
 
 
-def local_addresses_changed(ike: "IkeSA", addresses: list[str], set_changed: bool, now: float) -> None:
+def local_addresses_changed(ike: "IkeSA", addresses: list[str], set_changed: bool, router: Router | None,
+                            now: float) -> None:
     """Our addresses changed (RFC 4555 §3.5): keep the path while our address is still the
-    one routed to the peer; otherwise move with MOBIKE, or reauthenticate without it (as
-    strongSwan does: a new IKE SA from the new address, the old one deleted)."""
+    one routed to the peer (`router`, when the I/O layer knows routes); otherwise move with
+    MOBIKE, or reauthenticate without it (as strongSwan does: a new IKE SA from the new
+    address, the old one deleted)."""
     if ike.state != IkeState.ESTABLISHED:
         return
-    router = ike.endpoint.route_source
     route = router(ike.remote[0]) if router else None
     # strongSwan's is_current_path_valid: our address is still there and routes to the peer
     valid = ike.local[0] in addresses and (router is None or route is not None)
