@@ -292,6 +292,7 @@ def test_ts_unacceptable_keeps_ike_sa():
     assert_consistent(net, children=0)
     failed = [e for e in net.events("a") if isinstance(e, ev.NegotiationFailed)][0]
     assert "TS_UNACCEPTABLE" in failed.reason
+    assert failed.exchange == "IKE_AUTH"  # the exchange that carried the refused CHILD SA
 
 
 # ---------------------------------------------------------------- CREATE_CHILD_SA
@@ -349,8 +350,10 @@ def test_child_rekey_with_pfs_retries_after_invalid_ke(side):
     assert_child_rekeyed(net, old)
     responder = "b" if side == "a" else "a"
     assert kinds(net.events(side)) == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
-    assert [k for k in kinds(net.events(responder)) if k != "NegotiationFailed"] == \
-        ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    events = net.events(responder)
+    assert [k for k in kinds(events) if k != "NegotiationFailed"] == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    # the refused first try is the CREATE_CHILD_SA's (INVALID_KE_PAYLOAD), not the IKE SA's
+    assert {e.exchange for e in events if isinstance(e, ev.NegotiationFailed)} == {"CREATE_CHILD_SA"}
     rekeys = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log]
     assert [m.exchange for m in rekeys].count(ExchangeType.CREATE_CHILD_SA) == 4
 
@@ -830,6 +833,7 @@ def test_ah_refused_across_nat():
     assert_consistent(net, children=0)
     failed = [e for e in net.events("b") if isinstance(e, ev.NegotiationFailed)][0]
     assert "AH cannot cross a NAT" in failed.reason
+    assert failed.exchange == "IKE_AUTH"
 
 
 # ---------------------------------------------------------------- edges the mutation run found untested
