@@ -11,6 +11,7 @@ from ..const import ExchangeType, NotifyType, name_of
 from ..events import NegotiationFailed
 
 if TYPE_CHECKING:
+    from ..crypto.dh import KeyExchange
     from ..sa import IkeSA
 
 CHILD_ERRORS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.SINGLE_PAIR_REQUIRED,
@@ -57,6 +58,12 @@ class Task:
 def new_nonce(ike: "IkeSA") -> bytes:
     """A fresh nonce of the configured size (RFC 7296 §2.10: at least 128 bits, random)."""
     return ike.endpoint.random(ike.endpoint.settings.nonce_size)
+
+
+def new_key_exchange(ike: "IkeSA", group: int) -> "KeyExchange":
+    """A fresh private value in `group` for a KE payload (RFC 7296 §1.2, §1.3), drawn from the
+    endpoint's random source like the nonces (so a seeded run draws the same)."""
+    return ike.endpoint.random.key_exchange(group)
 
 
 def find_notify(payloads: Iterable[pl.Payload], notify_type: int) -> pl.Notify | None:

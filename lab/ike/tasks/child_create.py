@@ -13,7 +13,7 @@ from ..child_sa import ChildSA, narrow
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import ChildState, IkeState
-from .base import Task, error_notify, find_notify, first, new_nonce, notify
+from .base import Task, error_notify, find_notify, first, new_key_exchange, new_nonce, notify
 from .child_delete import ChildDelete
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class ChildCreate(Task):
             out.append(pl.Notify(notify_type=NotifyType.USE_TRANSPORT_MODE))
         out += [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce)]
         if groups:
-            self.kex = ike.endpoint.random.key_exchange(groups[0])
+            self.kex = new_key_exchange(ike, groups[0])
             out.append(pl.KE(dh_group=groups[0], data=self.kex.public_value))
         if self.rekeying is not None:
             out += [pl.TSi(selectors=list(self.rekeying.local_ts)), pl.TSr(selectors=list(self.rekeying.remote_ts))]
@@ -220,7 +220,7 @@ def new_child_as_responder(ike: "IkeSA", inner: list[pl.Payload], sa: pl.SA, tsi
             # RFC 7296 §1.3: name the group we want
             raise ExchangeFailed("KE group differs from the chosen proposal's", NotifyType.INVALID_KE_PAYLOAD,
                                  struct.pack("!H", chosen.dh))
-        kex = ike.endpoint.random.key_exchange(chosen.dh)
+        kex = new_key_exchange(ike, chosen.dh)
         try:
             shared = kex.shared_secret(ke.data)
         except CryptoError as err:

@@ -14,7 +14,7 @@ from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto import decode_signature_hash_algorithms, encode_signature_hash_algorithms
 from ..errors import CryptoError, ExchangeFailed, ParseError
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
-from .base import Task, error_notify, find_notify, first
+from .base import Task, error_notify, find_notify, first, new_key_exchange
 from .ike_natd import evaluate_nat, nat_detection_payloads
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class IkeInit(Task):
         proposals = ike.proposals_to_offer
         group = proposal_dh_groups(proposals[0])[0]
         if ike.kex is None or ike.kex.group != group:
-            ike.kex = ike.endpoint.random.key_exchange(group)
+            ike.kex = new_key_exchange(ike, group)
         self.tried_groups.add(group)
         out: list[pl.Payload] = []
         if self.cookie is not None:
@@ -118,7 +118,7 @@ class IkeInit(Task):
         assert isinstance(ke, pl.KE)
         chosen = ChosenAlgorithms.from_proposal(self.selected)
         try:
-            ike.kex = ike.endpoint.random.key_exchange(chosen.dh)
+            ike.kex = new_key_exchange(ike, chosen.dh)
             shared = ike.kex.shared_secret(ke.data)
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.INVALID_SYNTAX) from None

@@ -12,7 +12,7 @@ from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import IkeState
-from .base import Task, error_notify, first, new_nonce
+from .base import Task, error_notify, first, new_key_exchange, new_nonce
 from .child_create import ChildCreate, check_create_child_sa_request
 from .child_delete import ChildDelete
 
@@ -47,7 +47,7 @@ class IkeRekey(Task):
             proposals = promote_dh_group(proposals, ike.algorithms.dh)
         self.proposals = [pl.Proposal(p.number, p.protocol_id, self.spi, list(p.transforms)) for p in proposals]
         group = proposal_dh_groups(self.proposals[0])[0]
-        self.kex = ike.endpoint.random.key_exchange(group)
+        self.kex = new_key_exchange(ike, group)
         ike.rekeying_ike = self
         return [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce),
                 pl.KE(dh_group=group, data=self.kex.public_value)]
@@ -102,7 +102,7 @@ class IkeRekey(Task):
             raise ExchangeFailed("IKE SPI is not 8 octets", NotifyType.INVALID_SYNTAX)
         if not isinstance(ke, pl.KE) or ke.dh_group != chosen.dh:
             raise ExchangeFailed("KE group differs", NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", chosen.dh or 0))
-        kex = ike.endpoint.random.key_exchange(chosen.dh)
+        kex = new_key_exchange(ike, chosen.dh)
         try:
             shared = kex.shared_secret(ke.data)
         except CryptoError:
