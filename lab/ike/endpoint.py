@@ -504,7 +504,7 @@ class IkeEndpoint:
                     "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,
                     "spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex(), "algorithms": str(c.algorithms),
                     "local_ts": [str(t) for t in c.local_ts], "remote_ts": [str(t) for t in c.remote_ts],
-                    "encap": ike.ipsec_encap if ike.state == IkeState.ESTABLISHED else ike.nat_detected,
+                    "encap": ike.ipsec_path.encap if ike.state == IkeState.ESTABLISHED else ike.nat_detected,
                     "protocol": "AH" if c.protocol == ProtocolId.AH else "ESP"} for c in ike.children],
             })
         return out

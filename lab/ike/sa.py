@@ -14,7 +14,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from . import payloads as pl
-from .child_sa import ChildSA, covers, narrow
+from .child_sa import ChildSA, IpsecPath, covers, narrow
 from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address, transport_nat_selectors
 from .const import NotifyType, ProtocolId, TransformType, name_of
 from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
@@ -94,7 +94,7 @@ class IkeSA:
         self.peer_addresses: list[str] = []   # the peer's address set (§3.4, §3.6)
         self.natd_destination: bytes | None = None  # last NAT_DETECTION_DESTINATION_IP seen (§3.8)
         self.address_generation = 0  # one more at every change of our addresses or the peer's (§3.5)
-        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = local, remote, False  # where the IPsec SAs run
+        self.ipsec_path = IpsecPath(local, remote, False)  # where the IPsec SAs run
 
     @property
     def mid_in(self) -> int:
@@ -171,7 +171,7 @@ class IkeSA:
         self.set_state(IkeState.ESTABLISHED, now)
         self.schedule_ike_lifetime(now)
         assert self.algorithms is not None
-        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = self.local, self.remote, self.nat_detected
+        self.ipsec_path = IpsecPath(self.local, self.remote, self.nat_detected)
         self.endpoint.emit(IkeSaUp(self.unique_id, self.config.name, self.local, self.remote, self.spi_i, self.spi_r,
                                    str(self.local_id), str(self.remote_id), str(self.algorithms),
                                    self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike))
@@ -381,7 +381,7 @@ class IkeSA:
         new.peer_fragmentation, new.peer_hashes = self.peer_fragmentation, self.peer_hashes
         new.original_initiator, new.mobike, new.peer_mobike = self.original_initiator, self.mobike, self.peer_mobike
         new.peer_addresses = list(self.peer_addresses)
-        new.ipsec_local, new.ipsec_remote, new.ipsec_encap = self.ipsec_local, self.ipsec_remote, self.ipsec_encap
+        new.ipsec_path = self.ipsec_path
         keys = derive_rekeyed_ike_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.prf, chosen.encr,
                                           chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
                                           spi_i, spi_r)

@@ -17,6 +17,7 @@ import ipaddress
 from typing import TYPE_CHECKING, Callable
 
 from .. import payloads as pl
+from ..child_sa import IpsecPath
 from ..const import ExchangeType, NotifyType, name_of
 from ..events import AddressesUpdated
 from ..states import ChildState, IkeState
@@ -259,15 +260,15 @@ def take_peer_addresses(ike: "IkeSA", payloads: list[pl.Payload], src: Address, 
 
 def ipsec_moved(ike: "IkeSA") -> bool:
     """Whether the IKE SA's addresses or NAT state differ from where its IPsec SAs run."""
-    return (ike.ipsec_local, ike.ipsec_remote, ike.ipsec_encap) != (ike.local, ike.remote, ike.nat_detected)
+    return ike.ipsec_path != IpsecPath(ike.local, ike.remote, ike.nat_detected)
 
 
 def move_ipsec_sas(ike: "IkeSA", now: float, reason: str) -> None:
     """The IPsec SAs follow the IKE SA's addresses and NAT state (RFC 4555 §3.5)."""
     if not ipsec_moved(ike):
         return
-    old_local, old_remote = ike.ipsec_local, ike.ipsec_remote
-    ike.ipsec_local, ike.ipsec_remote, ike.ipsec_encap = ike.local, ike.remote, ike.nat_detected
+    old_local, old_remote, _ = ike.ipsec_path
+    ike.ipsec_path = IpsecPath(ike.local, ike.remote, ike.nat_detected)
     spis = tuple(c.spi_in for c in ike.children if c.state != ChildState.DELETED)
     ike.trace_note(now, "ipsec_sas_moved", old_local=f"{old_local[0]}:{old_local[1]}",
                    old_remote=f"{old_remote[0]}:{old_remote[1]}", local=f"{ike.local[0]}:{ike.local[1]}",
@@ -340,7 +341,7 @@ def peer_requested_update(ike: "IkeSA", payloads: list[pl.Payload], src: Address
         ike.address_generation += 1
     if not ipsec_moved(ike):
         return True
-    if ike.endpoint.settings.return_routability and src != ike.ipsec_remote:
+    if ike.endpoint.settings.return_routability and src != ike.ipsec_path.remote:
         if not any(isinstance(t, ReturnRoutability) for t in ike.tm.tasks):
             ike.tm.tasks.append(ReturnRoutability())  # sent once this response is out
     else:
