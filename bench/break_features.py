@@ -97,7 +97,7 @@ BREAKS = [
     Break("no retransmission", "lab/ike/task_manager.py",
           '            self.ike.endpoint.send(self.ike, pending.datagrams, "retransmits")', "            pass"),
     Break("retransmitted request not answered again", "lab/ike/task_manager.py",
-          '                ike.endpoint.send(ike, self.last_response, "responses_resent")', "                pass"),
+          '                ike.endpoint.send(ike, self.last_response, "responses_resent", dst, src)', "                pass"),
     # collisions (RFC 7296 §2.8.1, §2.8.2, §2.25)
     Break("redundant CHILD SA of a collision kept", "lab/ike/sa.py",
           '                self.tm.queue(ChildDelete([loser], "redundant after a rekey collision"), now)',

@@ -1,14 +1,25 @@
-"""A CHILD SA as the IKE core keeps it, and traffic selector narrowing (RFC 7296 §2.9)."""
+"""A CHILD SA as the IKE core keeps it, the path an IKE SA's CHILD SAs run on, and traffic
+selector narrowing (RFC 7296 §2.9)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from . import payloads as pl
 from .config import ChildConfig
 from .events import ChildKeys
 from .proposals import ChosenAlgorithms
 from .states import ChildState
+
+
+
+class IpsecPath(NamedTuple):
+    """Where an IKE SA's IPsec SAs run: our address, the peer's, and whether ESP goes in UDP
+    (RFC 3948). With MOBIKE it follows the IKE SA's addresses once a move is decided (RFC 4555 §3.5)."""
+
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    encap: bool
 
 
 @dataclass

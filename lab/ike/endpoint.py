@@ -21,9 +21,10 @@ from typing import Any, Callable, Iterable
 from . import payloads as pl
 from .config import Config, IkeConfig
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
-from .errors import ParseError
+from .errors import ExchangeFailed, ParseError
 from .events import Event, IkeSaUp
 from .identity import Identity
+from .interface import SaRef
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
 from .proposals import invalid_ke_group, select_proposal
@@ -32,7 +33,8 @@ from .settings import Settings
 from .child_sa import ChildSA
 from .sa import IkeSA
 from .states import ChildState, IkeState
-from .tasks import ChildCreate, ChildDelete, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
+from .tasks import ike_mobike as mobike
+from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
 
 Address = tuple[str, int]
 
@@ -165,7 +167,7 @@ class IkeEndpoint:
         records, self.trace_records = self.trace_records, []
         return records
 
-    def trace_message(self, ike: IkeSA | None, direction: str, message: Message, inner: Iterable[pl.Payload],
+    def trace_message(self, ike: SaRef | None, direction: str, message: Message, inner: Iterable[pl.Payload],
                       src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None:
         """One trace record per message; `ike` None for IKE_SA_INIT traffic that has no SA (yet)."""
         names = chain_names(list(inner), not message.is_response)
@@ -175,7 +177,7 @@ class IkeEndpoint:
                    src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", length=length, fragments=fragments,
                    spi_i=message.spi_i.hex(), spi_r=message.spi_r.hex())
 
-    def send(self, ike: IkeSA, datagrams: list[bytes], stat: str, local: Address | None = None,
+    def send(self, ike: SaRef, datagrams: list[bytes], stat: str, local: Address | None = None,
              remote: Address | None = None) -> None:
         self.stats[stat] += 1
         for data in datagrams:
@@ -186,7 +188,7 @@ class IkeEndpoint:
         port = 4500 if 4500 in (local[1], remote[1]) else local[1]
         self.out.append(OutDatagram(frame_udp(port, data), local, remote))
 
-    def drop(self, reason: str, now: float, ike: IkeSA | None = None) -> None:
+    def drop(self, reason: str, now: float, ike: SaRef | None = None) -> None:
         """Count a dropped message by kind (numbers folded, so counters stay few) and trace it."""
         key = re.sub(r"\d+", "N", reason.split(":")[0])
         self.drops[key] += 1
@@ -277,7 +279,7 @@ class IkeEndpoint:
         if changed:
             self.trace(now, "note", what="local_addresses", addresses=addresses)
         for ike in list(self.by_id.values()):
-            ike.local_addresses_changed(addresses, changed, now)
+            mobike.local_addresses_changed(ike, addresses, changed, self.route_source, now)
 
     def create_child(self, now: float, ike_id: int, child: str) -> None:
         ike = self.by_id[ike_id]
@@ -502,7 +504,7 @@ class IkeEndpoint:
                     "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,
                     "spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex(), "algorithms": str(c.algorithms),
                     "local_ts": [str(t) for t in c.local_ts], "remote_ts": [str(t) for t in c.remote_ts],
-                    "encap": ike.ipsec_encap if ike.state == IkeState.ESTABLISHED else ike.nat_detected,
+                    "encap": ike.ipsec_path.encap if ike.state == IkeState.ESTABLISHED else ike.nat_detected,
                     "protocol": "AH" if c.protocol == ProtocolId.AH else "ESP"} for c in ike.children],
             })
         return out

@@ -22,3 +22,13 @@ class IntegrityError(ValueError):
 class CryptoError(ValueError):
     """A cryptographic operation that cannot be done with the given inputs
     (unsupported algorithm, invalid peer public value, wrong key size, ...)."""
+
+
+class ExchangeFailed(Exception):
+    """An exchange that cannot go on; `notify` is what to answer a request with."""
+
+    def __init__(self, reason: str, notify: int | None = None, data: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.notify = notify
+        self.data = data

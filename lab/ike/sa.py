@@ -1,56 +1,40 @@
 """The IKE SA (RFC 7296): its SPIs, keys, identities, NAT state and CHILD SAs, lifetimes,
 and the rekey collision rules (§2.8.1, §2.8.2). The exchanges are tasks (lab.ike.tasks), run
 by its task manager (lab.ike.task_manager), which owns the queue, message IDs and
-retransmissions.
+retransmissions. What the SA holds of NAT detection and MOBIKE is state; the rules that set
+it are beside the tasks (lab.ike.tasks.ike_natd, lab.ike.tasks.ike_mobike), and so are the
+authenticators (lab.ike.authenticators).
 
 Sans-I/O: an `IkeSA` never touches a socket or a clock. It sees the endpoint that holds it
 through a small interface (lab.ike.interface.Endpoint).
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import struct
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from . import payloads as pl
-from .certs import certreq_hashes, verify_peer_certificate
-from .child_sa import ChildSA, covers, narrow
-from .config import (AuthClass, AuthConfig, ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig,
-                     selector_address, transport_nat_selectors)
-from .const import AuthMethod, CertEncoding, CfgAttr, NotifyType, ProtocolId, TransformType, name_of
-from .crypto import (AuthenticationFailed, SkCipher, decode_signature_hash_algorithms, default_scheme,
-                     derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys, psk_auth_data, sign_auth,
-                     signed_octets, verify_auth, verify_psk_auth)
-from .crypto.auth import SignatureScheme
+from .child_sa import ChildSA, IpsecPath, covers, narrow
+from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address, transport_nat_selectors
+from .const import NotifyType, ProtocolId, TransformType, name_of
+from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
 from .crypto.dh import KeyExchange
-from .errors import CryptoError, ParseError
-from .events import (AddressesUpdated, AuthFailed, ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted,
-                     IkeSaRekeyed, IkeSaUp, PeerAddressChanged)
+from .errors import CryptoError, ExchangeFailed
+from .events import ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed, IkeSaUp
 from .identity import Identity
 from .message import Message
 from .proposals import ChosenAlgorithms, ProposalError, select_proposal
 from .protect import DirectionKeys
 from .states import ChildState, IkeState
 from .task_manager import TaskManager
-from .tasks import (OUR_SIGNATURE_HASHES, ChildCreate, ChildDelete, Dpd, ExchangeFailed, IkeAuth, IkeDelete, IkeRekey,
-                    MobikeUpdate, ReturnRoutability, Task, find_notify, first, notify)
+from .tasks import ChildCreate, ChildDelete, Dpd, IkeDelete, IkeRekey, Task, find_notify, first
 
 if TYPE_CHECKING:
     from .interface import Endpoint
 
 Address = tuple[str, int]
 
-__all__ = ["ChildSA", "ChildState", "ExchangeFailed", "IkeSA", "IkeState", "Task", "nat_hash", "narrow"]
-
-
-def nat_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
-    # RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | port)
-    return hashlib.sha1(spi_i + spi_r + ipaddress.ip_address(address[0]).packed + struct.pack("!H", address[1])).digest()
+__all__ = ["ChildSA", "ChildState", "ExchangeFailed", "IkeSA", "IkeState", "Task", "narrow"]
 
 
 class IkeSA:
@@ -110,7 +94,7 @@ class IkeSA:
         self.peer_addresses: list[str] = []   # the peer's address set (§3.4, §3.6)
         self.natd_destination: bytes | None = None  # last NAT_DETECTION_DESTINATION_IP seen (§3.8)
         self.address_generation = 0  # one more at every change of our addresses or the peer's (§3.5)
-        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = local, remote, False  # where the IPsec SAs run
+        self.ipsec_path = IpsecPath(local, remote, False)  # where the IPsec SAs run
 
     @property
     def mid_in(self) -> int:
@@ -176,362 +160,18 @@ class IkeSA:
             raise ExchangeFailed("responder's choice is not within the proposal we offered")
         return chosen
 
-    # ------------------------------------------------------------ IKE_SA_INIT details
-
-    def nat_detection_payloads(self, established: bool = False, local: Address | None = None,
-                               remote: Address | None = None) -> list[pl.Payload]:
-        """NAT_DETECTION_SOURCE_IP / DESTINATION_IP (RFC 7296 §2.23) for `local` and `remote`
-        (default the IKE SA's); `established`: in an INFORMATIONAL, where both SPIs are known
-        (RFC 4555 §3.5, §3.8). With `encap = yes` the source hash is random, so the peer sees a
-        NAT and both sides use UDP 4500, as strongSwan does."""
-        spi_r = self.spi_r if established or not self.is_initiator else bytes(8)
-        source = nat_hash(self.spi_i, spi_r, local or self.local)
-        if self.config.encap:
-            source = self.endpoint.random(20)
-        return [pl.Notify(notify_type=NotifyType.NAT_DETECTION_SOURCE_IP, data=source),
-                pl.Notify(notify_type=NotifyType.NAT_DETECTION_DESTINATION_IP,
-                          data=nat_hash(self.spi_i, spi_r, remote or self.remote))]
-
-    def peer_init_payloads(self, payloads: list[pl.Payload]) -> None:
-        self.peer_fragmentation = find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-        hashes = find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)
-        if hashes is not None:
-            try:
-                self.peer_hashes = [int(h) for h in decode_signature_hash_algorithms(hashes.data)]
-            except (ParseError, CryptoError):
-                self.peer_hashes = []
-        self.peer_certreq = any(isinstance(p, pl.CERTREQ) for p in payloads)
-        self.peer_multiple_auth = find_notify(payloads, NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None
-
-    def evaluate_nat(self, payloads: list[pl.Payload], now: float) -> None:
-        # RFC 7296 §2.23: compare the peer's hashes with what the packet really carried
-        spi_r = bytes(8) if not self.is_initiator else self.spi_r
-        sources = [p.data for p in payloads if isinstance(p, pl.Notify)
-                   and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
-        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if not sources and destination is None:
-            return
-        self.remote_behind_nat = bool(sources) and nat_hash(self.spi_i, spi_r, self.remote) not in sources
-        self.local_behind_nat = destination is not None and destination.data != nat_hash(self.spi_i, spi_r, self.local)
-        if self.config.encap:
-            self.local_behind_nat = True
-        self.trace_note(now, "nat_detection", local_behind_nat=self.local_behind_nat,
-                        remote_behind_nat=self.remote_behind_nat)
-        if destination is not None:
-            self.natd_destination = destination.data
-        # RFC 7296 §2.23: float to UDP 4500 once a NAT is seen; RFC 4555 §3.3: with MOBIKE also
-        # without one, when the peer does NAT-T (there is no exchange to float in later)
-        floats = self.nat_detected or (self.config.mobike and bool(sources) and destination is not None)
-        if self.is_initiator and floats and self.remote[1] == self.config.remote_port:
-            self.local = (self.local[0], 4500)
-            self.remote = (self.remote[0], 4500)
-
     @property
     def nat_detected(self) -> bool:
         return self.local_behind_nat or self.remote_behind_nat
 
-    # ------------------------------------------------------------ MOBIKE (RFC 4555)
-
-    def mobike_nat(self, payloads: list[pl.Payload], local: Address, remote: Address, now: float,
-                   note: bool = True) -> bool:
-        """NAT detection in an INFORMATIONAL (RFC 4555 §3.5), for the addresses the message
-        really carried; True when the payloads were there."""
-        sources = [p.data for p in payloads if isinstance(p, pl.Notify)
-                   and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
-        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if not sources or destination is None:
-            return False
-        self.remote_behind_nat = nat_hash(self.spi_i, self.spi_r, remote) not in sources
-        self.local_behind_nat = destination.data != nat_hash(self.spi_i, self.spi_r, local) or self.config.encap
-        if self.original_initiator:
-            self.natd_destination = destination.data
-        if note:
-            self.trace_note(now, "nat_detection", local_behind_nat=self.local_behind_nat,
-                            remote_behind_nat=self.remote_behind_nat)
-        return True
-
-    def nat_mapping_check(self, payloads: list[pl.Payload], now: float) -> None:
-        """RFC 4555 §3.8: a NAT_DETECTION_DESTINATION_IP unlike the last one means the NAT maps
-        us anew: send UPDATE_SA_ADDRESSES."""
-        destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
-        if destination is None or not self.original_initiator:
-            return
-        if destination.data == nat_hash(self.spi_i, self.spi_r, self.local):
-            return  # the peer sees our own address: no NAT on this path
-        previous, self.natd_destination = self.natd_destination, destination.data
-        if previous is not None and previous != destination.data:
-            self.trace_note(now, "nat_mapping_changed")
-            self.address_generation += 1
-            self._queue_update(now, addresses=False)
-
-    def address_list_payloads(self, informational: bool = True) -> list[pl.Payload]:
-        """ADDITIONAL_IP4/IP6_ADDRESS for our addresses other than the IKE SA's (RFC 4555 §3.4,
-        §3.6; at most 8, as strongSwan sends), or NO_ADDITIONAL_ADDRESSES in an INFORMATIONAL."""
-        out: list[pl.Payload] = []
-        for address in self.endpoint.local_addresses:
-            if address == self.local[0] or len(out) >= 8:
-                continue
-            ip = ipaddress.ip_address(address)
-            kind = NotifyType.ADDITIONAL_IP4_ADDRESS if ip.version == 4 else NotifyType.ADDITIONAL_IP6_ADDRESS
-            out.append(notify(kind, ip.packed))
-        if not out and informational:
-            out.append(notify(NotifyType.NO_ADDITIONAL_ADDRESSES))
-        return out
-
-    def take_peer_addresses(self, payloads: list[pl.Payload], src: Address, now: float) -> bool:
-        """RFC 4555 §3.6: a new address list replaces the old one; the message's source is in it."""
-        listed = [p for p in payloads if isinstance(p, pl.Notify) and p.notify_type in (
-            NotifyType.ADDITIONAL_IP4_ADDRESS, NotifyType.ADDITIONAL_IP6_ADDRESS, NotifyType.NO_ADDITIONAL_ADDRESSES)]
-        if not listed:
-            return False
-        addresses = [src[0]]
-        for item in listed:
-            size = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}.get(item.notify_type)
-            if size is None:
-                continue
-            if len(item.data) != size:
-                self.endpoint.drop(f"{name_of(NotifyType, item.notify_type)} of {len(item.data)} octets", now, self)
-                continue
-            address = str(ipaddress.ip_address(bytes(item.data)))
-            if address not in addresses:
-                addresses.append(address)
-        self.peer_addresses = addresses
-        self.trace_note(now, "peer_addresses", addresses=addresses)
-        return True
-
-    def ipsec_moved(self) -> bool:
-        return (self.ipsec_local, self.ipsec_remote, self.ipsec_encap) != (self.local, self.remote,
-                                                                            self.nat_detected)
-
-    def move_ipsec_sas(self, now: float, reason: str) -> None:
-        """The IPsec SAs follow the IKE SA's addresses and NAT state (RFC 4555 §3.5)."""
-        if not self.ipsec_moved():
-            return
-        old_local, old_remote = self.ipsec_local, self.ipsec_remote
-        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = self.local, self.remote, self.nat_detected
-        spis = tuple(c.spi_in for c in self.children if c.state != ChildState.DELETED)
-        self.trace_note(now, "ipsec_sas_moved", old_local=f"{old_local[0]}:{old_local[1]}",
-                        old_remote=f"{old_remote[0]}:{old_remote[1]}", local=f"{self.local[0]}:{self.local[1]}",
-                        remote=f"{self.remote[0]}:{self.remote[1]}", encap=self.nat_detected, children=len(spis),
-                        reason=reason)
-        self.endpoint.emit(AddressesUpdated(self.unique_id, old_local, old_remote, self.local, self.remote,
-                                            self.nat_detected, self.local_behind_nat, spis, reason))
-
-    def _queue_update(self, now: float, addresses: bool = True, update: bool = True) -> None:
-        # RFC 4555 §3.5: one queued update is enough; it is built with the addresses of its sending
-        queued = [t for t in self.tm.tasks if isinstance(t, MobikeUpdate)]
-        for task in queued:
-            task.update = task.update or update
-            task.addresses = task.addresses or addresses
-        if not queued:
-            self.tm.queue(MobikeUpdate(update=update, addresses=addresses), now)
-
-    def local_addresses_changed(self, addresses: list[str], set_changed: bool, now: float) -> None:
-        """Our addresses changed (RFC 4555 §3.5): keep the path while our address is still the
-        one routed to the peer; otherwise move with MOBIKE, or reauthenticate without it (as
-        strongSwan does: a new IKE SA from the new address, the old one deleted)."""
-        if self.state != IkeState.ESTABLISHED:
-            return
-        router = self.endpoint.route_source
-        route = router(self.remote[0]) if router else None
-        # strongSwan's is_current_path_valid: our address is still there and routes to the peer
-        valid = self.local[0] in addresses and (router is None or route is not None)
-        if valid:
-            if self.mobike and set_changed:
-                self._queue_update(now, update=False)  # RFC 4555 §3.6: tell the peer the new list
-            return
-        if not self.mobike and self.config.initiator_local_address() is not None:
-            return  # strongSwan keeps a statically configured path without MOBIKE
-        new = (route if route in addresses else None) if router else (addresses[0] if addresses else None)
-        if new is None:
-            self.trace_note(now, "no_path", remote=self.remote[0])
-            return
-        old = self.local
-        self.local = (new, old[1])
-        self.address_generation += 1
-        self.trace_note(now, "local_address_changed", old=f"{old[0]}:{old[1]}", new=f"{new}:{old[1]}",
-                        mobike=self.mobike)
-        if self.mobike:
-            if self.original_initiator:
-                # RFC 4555 §3.5: the initiator moves its IPsec SAs at once, then tells the responder
-                self.move_ipsec_sas(now, "our address changed")
-                self._queue_update(now)
-            else:
-                # RFC 4555 §3.5: a responder whose source address is gone may move, and tells the initiator
-                self.move_ipsec_sas(now, "our address is gone")
-                self._queue_update(now, update=False)
-        elif self.original_initiator:
-            self.reauthenticate(now)
-
-    def peer_requested_update(self, payloads: list[pl.Payload], src: Address, dst: Address, now: float) -> bool:
-        """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): the IKE SA takes the request's addresses; the
-        IPsec SAs follow once return routability is checked (§3.7). False: not acceptable."""
-        if not self.config.match_remote(src[0]) or not self.config.match_local(dst[0]):
-            self.trace_note(now, "mobike_unacceptable_addresses", remote=f"{src[0]}:{src[1]}")
-            return False
-        old_remote = self.remote
-        self.local, self.remote = dst, src
-        self.mobike_nat(payloads, dst, src, now)
-        self.trace_note(now, "update_sa_addresses", old=f"{old_remote[0]}:{old_remote[1]}", new=f"{src[0]}:{src[1]}")
-        if src != old_remote:
-            self.address_generation += 1
-        if not self.ipsec_moved():
-            return True
-        if self.endpoint.settings.return_routability and src != self.ipsec_remote:
-            if not any(isinstance(t, ReturnRoutability) for t in self.tm.tasks):
-                self.tm.tasks.append(ReturnRoutability())  # sent once this response is out
-        else:
-            self.move_ipsec_sas(now, "UPDATE_SA_ADDRESSES")
-        return True
-
-    def responder_moved(self, src: Address, dst: Address, now: float) -> None:
-        """As original initiator: the responder announced its addresses from a new one (RFC 4555
-        §3.5, §3.6); we decide to follow it, and say so with UPDATE_SA_ADDRESSES."""
-        old = self.remote
-        self.remote, self.local = src, dst
-        self.address_generation += 1
-        self.trace_note(now, "peer_address_changed", old=f"{old[0]}:{old[1]}", new=f"{src[0]}:{src[1]}")
-        self.move_ipsec_sas(now, "the responder moved")
-        self._queue_update(now)
-
-    def reauthenticate(self, now: float) -> None:
-        """Without MOBIKE: a new IKE SA with the same CHILD SAs from our new address, this one
-        deleted first (strongSwan's break-before-make reauthentication on an address change)."""
-        children = []
-        for child in self.children:
-            if child.state == ChildState.INSTALLED and child.config not in children:
-                children.append(child.config)
-        self.trace_note(now, "reauthenticate", reason="our address changed and MOBIKE is off",
-                        children=[c.name for c in children])
-        self.tm.clear("reauthenticating", now)
-        self.tm.queue(IkeDelete("reauthenticated after an address change"), now)
-        new = self.endpoint.initiate(self.config.name, now, child=children[0].name if children else None)
-        for config in children[1:]:
-            new.queue(ChildCreate(config), now)
-
-    # ------------------------------------------------------------ authentication
-
-    def _local_auth_method(self) -> str:
-        return str(self.config.local.method)
-
-    def cert_payloads(self, round_auth: AuthConfig | None = None) -> list[pl.Payload]:
-        auth = round_auth or self.config.local
-        if str(auth.method) != "pubkey" or not auth.certs:
-            return []
-        if str(self.config.send_cert) == "never":
-            return []
-        if str(self.config.send_cert) == "ifasked" and not self.peer_certreq:
-            return []
-        return [pl.CERT(encoding=CertEncoding.X509_SIGNATURE, data=c.public_bytes(Encoding.DER))
-                for c in auth.certs]
-
-    def certreq_payloads(self) -> list[pl.Payload]:
-        anchors = self.endpoint.config.trust_anchors(self.config)
-        data = certreq_hashes(anchors)
-        return [pl.CERTREQ(encoding=CertEncoding.X509_SIGNATURE, data=data)] if data else []
-
-    def _signed_octets(self, ours: bool, id_body: bytes) -> bytes:
-        assert self.algorithms is not None and self.keys is not None
-        prf_id = self.algorithms.prf
-        if ours:
-            message, nonce = (self.init_request, self.nonce_r) if self.is_initiator else (self.init_response,
-                                                                                        self.nonce_i)
-            sk_p = self.keys.sk_pi if self.is_initiator else self.keys.sk_pr
-        else:
-            message, nonce = (self.init_response, self.nonce_i) if self.is_initiator else (self.init_request,
-                                                                                         self.nonce_r)
-            sk_p = self.keys.sk_pr if self.is_initiator else self.keys.sk_pi
-        return signed_octets(message, nonce, prf_id, sk_p, id_body)
-
-    def auth_payload(self, id_payload: pl.Identification, round_auth: AuthConfig | None = None,
-                     local_id: Identity | None = None) -> pl.AUTH:
-        """Our AUTH (RFC 7296 §2.15) over `id_payload`, by the round's method (psk or pubkey)."""
-        auth = round_auth or self.config.local
-        local_id = local_id or self.local_id
-        octets = self._signed_octets(True, id_payload.body())
-        assert self.algorithms is not None
-        if str(auth.method) == "psk":
-            secret = self.endpoint.config.find_psk(local_id, self.remote_id or self.config.remote_identity)
-            if secret is None:
-                raise ExchangeFailed(f"no pre-shared key for {local_id} - {self.config.remote_identity} "
-                                     f"in the secrets section")
-            return pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=psk_auth_data(self.algorithms.prf, secret, octets))
-        if not auth.certs:
-            raise ExchangeFailed(f"connection {self.config.name} uses pubkey authentication but has no certificate")
-        key = self.endpoint.config.secrets.private_key_for(auth.certs[0])
-        if key is None:
-            raise ExchangeFailed(f"no private key for the certificate of connection {self.config.name}")
-        scheme = default_scheme(key.key)
-        if self.peer_hashes and int(scheme.hash_algorithm) not in self.peer_hashes:
-            scheme = next((s for s in SignatureScheme if s.kind == scheme.kind
-                           and int(s.hash_algorithm) in self.peer_hashes), scheme)
-        return pl.AUTH(method=AuthMethod.DIGITAL_SIGNATURE, data=sign_auth(AuthMethod.DIGITAL_SIGNATURE, key.key,
-                                                                           octets, scheme))
-
-    def eap_auth_data(self, ours: bool, id_body: bytes, msk: bytes | None) -> bytes:
-        """AUTH after EAP (RFC 7296 §2.16): the shared-key MIC keyed with the MSK; a method
-        without one (EAP-MD5) keys the initiator's AUTH with SK_pi and the responder's with SK_pr."""
-        assert self.algorithms is not None and self.keys is not None
-        octets = self._signed_octets(ours, id_body)
-        if msk:
-            key = msk
-        else:
-            sender_is_initiator = self.is_initiator == ours
-            key = self.keys.sk_pi if sender_is_initiator else self.keys.sk_pr
-        return psk_auth_data(self.algorithms.prf, key, octets)
-
-    def verify_eap_auth(self, id_body: bytes, auth: pl.AUTH, msk: bytes | None) -> None:
-        if auth.method != AuthMethod.SHARED_KEY_MIC:
-            raise AuthenticationFailed(f"peer's AUTH after EAP is {name_of(AuthMethod, auth.method)}, not a "
-                                       f"shared key MIC (RFC 7296 §2.16)")
-        expected = self.eap_auth_data(False, id_body, msk)
-        if not hmac.compare_digest(expected, bytes(auth.data)):
-            raise AuthenticationFailed("AUTH over the EAP " + ("MSK" if msk else "SK_p keys") + " does not match "
-                                       "(the EAP run was not with this IKE SA's peer)")
-
-    def verify_peer_auth(self, id_payload: pl.Identification, auth: pl.AUTH, payloads: list[pl.Payload],
-                         peer_id: Identity, config: IkeConfig | None = None,
-                         round_auth: AuthConfig | None = None) -> None:
-        """Raises AuthenticationFailed / CryptoError when the peer's AUTH does not check out
-        (`round_auth`: the remote round it answers, default the first)."""
-        config = config or self.config
-        round_auth = round_auth or config.remote
-        octets = self._signed_octets(False, id_payload.body())
-        assert self.algorithms is not None
-        if AuthClass(round_auth.method).is_eap:
-            raise AuthenticationFailed(f"peer sent an AUTH payload, the connection expects {round_auth.method} "
-                                       f"(RFC 7296 §2.16: no AUTH in the first IKE_AUTH request)")
-        if str(round_auth.method) == "psk":
-            if auth.method != AuthMethod.SHARED_KEY_MIC:
-                raise AuthenticationFailed(f"peer used {name_of(AuthMethod, auth.method)}, connection expects a PSK")
-            secret = self.endpoint.config.find_psk(self.local_id, peer_id)
-            if secret is None:
-                raise AuthenticationFailed(f"no pre-shared key for {self.local_id} - {peer_id}")
-            verify_psk_auth(self.algorithms.prf, secret, octets, auth.data)
-            return
-        if auth.method == AuthMethod.SHARED_KEY_MIC:
-            raise AuthenticationFailed("peer used a pre-shared key, connection expects a signature")
-        certs = [p for p in payloads if isinstance(p, pl.CERT)]
-        if self.endpoint.wall_clock is None:
-            raise AuthenticationFailed("no wall clock given to the endpoint: certificate validity cannot be checked")
-        anchors = list(round_auth.cacerts) or self.endpoint.config.trust_anchors(config)
-        end_entity = verify_peer_certificate(certs, SimpleNamespace(remote=round_auth), anchors, peer_id,
-                                             self.endpoint.wall_clock())
-        verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
-
-    def auth_failed(self, reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
-        self.endpoint.emit(AuthFailed(self.unique_id, self.config.name, reason, by_peer))
-        if tell_peer and self.keys is not None:
-            # RFC 7296 §2.21.2: tell the responder, then forget the SA
-            self.tm.send_request_once([pl.Notify(notify_type=NotifyType.AUTHENTICATION_FAILED)], now)
-        self.destroy(f"authentication failed: {reason}", now, quiet=True)
+    # ------------------------------------------------------------ established
 
     def established(self, now: float) -> None:
         self.destroy_at = None
         self.set_state(IkeState.ESTABLISHED, now)
         self.schedule_ike_lifetime(now)
         assert self.algorithms is not None
-        self.ipsec_local, self.ipsec_remote, self.ipsec_encap = self.local, self.remote, self.nat_detected
+        self.ipsec_path = IpsecPath(self.local, self.remote, self.nat_detected)
         self.endpoint.emit(IkeSaUp(self.unique_id, self.config.name, self.local, self.remote, self.spi_i, self.spi_r,
                                    str(self.local_id), str(self.remote_id), str(self.algorithms),
                                    self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike))
@@ -567,11 +207,6 @@ class IkeSA:
             transforms = [t for t in p.transforms if pfs or t.transform_type != TransformType.DH]
             out.append(pl.Proposal(p.number, p.protocol_id, spi, transforms))
         return out
-
-    def take_virtual_ip(self, cp: pl.CP) -> None:
-        for attr in cp.attributes:
-            if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) >= 4:
-                self.virtual_ip = str(ipaddress.IPv4Address(attr.value[:4]))
 
     def _child_lifetimes(self, config: ChildConfig, now: float) -> tuple[float | None, float | None]:
         if not config.rekey_time:
@@ -746,7 +381,7 @@ class IkeSA:
         new.peer_fragmentation, new.peer_hashes = self.peer_fragmentation, self.peer_hashes
         new.original_initiator, new.mobike, new.peer_mobike = self.original_initiator, self.mobike, self.peer_mobike
         new.peer_addresses = list(self.peer_addresses)
-        new.ipsec_local, new.ipsec_remote, new.ipsec_encap = self.ipsec_local, self.ipsec_remote, self.ipsec_encap
+        new.ipsec_path = self.ipsec_path
         keys = derive_rekeyed_ike_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.prf, chosen.encr,
                                           chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
                                           spi_i, spi_r)
@@ -809,24 +444,6 @@ class IkeSA:
         # swanctl.conf dpd_action: restart is stored as START, clear as NONE (strongSwan's action_t)
         actions = {str(c.dpd_action) for c in self.config.children.values()}
         return "restart" if "start" in actions else ("trap" if "trap" in actions else "clear")
-
-    def follow_peer(self, src: Address, dst: Address, now: float, first_auth: bool = False) -> None:
-        """RFC 7296 §2.23: after NAT detection, follow the peer's address and port as seen
-        on authenticated messages (the NAT box may map it anew), and our float to 4500.
-        `first_auth`: an IKE_AUTH request, whose IP header sets the IKE SA's addresses (RFC 4555
-        §3.3). With MOBIKE nothing else moves the IKE SA (RFC 4555 §3.8)."""
-        if first_auth and self.state == IkeState.CONNECTING:
-            self.local, self.remote = dst, src
-            return
-        if dst[1] == 4500 and self.local[1] != 4500:
-            self.local = dst
-        if self.mobike:
-            return
-        if src != self.remote and self.remote_behind_nat:
-            self.trace_note(now, "peer_address_changed", old=f"{self.remote[0]}:{self.remote[1]}",
-                            new=f"{src[0]}:{src[1]}")
-            self.endpoint.emit(PeerAddressChanged(self.unique_id, self.remote, src))
-            self.remote = src
 
     # ------------------------------------------------------------ the end
 

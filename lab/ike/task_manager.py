@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 from . import payloads as pl
 from .config import Fragmentation
 from .const import ExchangeType, NotifyType, name_of
-from .errors import CryptoError, IntegrityError, ParseError
+from .errors import CryptoError, ExchangeFailed, IntegrityError, ParseError
 from .events import NegotiationFailed, PeerUnreachable
 from .message import Message
 from .protect import Reassembly, ReassemblyError, decrypt, decrypt_fragment, encrypt, encrypt_fragments
 from .states import IkeState
-from .tasks import ChildCreate, ChildDelete, ExchangeFailed, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
+from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
+from .tasks.ike_mobike import echo_cookie2
+from .tasks.ike_natd import follow_peer
 
 if TYPE_CHECKING:
     from .sa import IkeSA
@@ -330,7 +332,7 @@ class TaskManager:
         self.pending = None
         self.mid_out = pending.message_id + 1
         self._close_reassembly((True, pending.message_id), done=True)
-        ike.follow_peer(src, ike.local, now)
+        follow_peer(ike, src, ike.local, now)
         try:
             pending.task.process_i(ike, inner, now)
         except ExchangeFailed as err:
@@ -360,7 +362,7 @@ class TaskManager:
         ike.last_heard = now
         self.mid_in += 1
         self._close_reassembly((False, message.message_id), done=True)
-        ike.follow_peer(src, dst, now, first_auth=message.exchange == ExchangeType.IKE_AUTH)
+        follow_peer(ike, src, dst, now, first_auth=message.exchange == ExchangeType.IKE_AUTH)
         self.request_src, self.request_dst = src, dst
         unsupported = [p for p in inner if isinstance(p, pl.UnknownPayload) and p.critical]
         if unsupported:
@@ -394,11 +396,8 @@ class TaskManager:
     request_cookie2: pl.Notify | None = None
 
     def _echo_cookie2(self, exchange: int, payloads: list[pl.Payload]) -> list[pl.Payload]:
-        # RFC 4555 §3.7: the recipient of an INFORMATIONAL request copies its COOKIE2 as-is
         cookie2, self.request_cookie2 = self.request_cookie2, None
-        if exchange != ExchangeType.INFORMATIONAL or cookie2 is None:
-            return payloads
-        return [*payloads, notify(NotifyType.COOKIE2, bytes(cookie2.data))]
+        return echo_cookie2(exchange, cookie2, payloads)  # RFC 4555 §3.7
 
     def respond(self, task: Task, exchange: int, message_id: int, now: float) -> None:
         """Send the response `task` built to the request it processed."""

@@ -4,17 +4,22 @@ drops, duplicates, reorders and NATs (RFC 7296 exchanges, §2.1 retransmission, 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 import pytest
 
 from lab.ike import events as ev
-from lab.ike.const import ExchangeType, NotifyType
+from lab.ike import payloads as pl
+from lab.ike.authenticators import builder, cert_payloads, verifier
+from lab.ike.const import ExchangeType, HashAlgorithm, NotifyType
+from lab.ike.crypto import digital_signature_params
 from lab.ike.endpoint import OutDatagram, Settings
 from lab.ike.message import Message, classify_udp
 from lab.ike.sa import ChildState, IkeState
 
-from .ike_net import GW_A, GW_B, Net, make_net, pair_configs
+from .ike_net import GW_A, GW_B, Net, cert_configs, make_net, pair_configs
 
 
 def _established(net: Net) -> tuple:
@@ -287,6 +292,7 @@ def test_ts_unacceptable_keeps_ike_sa():
     assert_consistent(net, children=0)
     failed = [e for e in net.events("a") if isinstance(e, ev.NegotiationFailed)][0]
     assert "TS_UNACCEPTABLE" in failed.reason
+    assert failed.exchange == "IKE_AUTH"  # the exchange that carried the refused CHILD SA
 
 
 # ---------------------------------------------------------------- CREATE_CHILD_SA
@@ -344,8 +350,10 @@ def test_child_rekey_with_pfs_retries_after_invalid_ke(side):
     assert_child_rekeyed(net, old)
     responder = "b" if side == "a" else "a"
     assert kinds(net.events(side)) == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
-    assert [k for k in kinds(net.events(responder)) if k != "NegotiationFailed"] == \
-        ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    events = net.events(responder)
+    assert [k for k in kinds(events) if k != "NegotiationFailed"] == ["ChildSaUp", "ChildSaRekeyed", "ChildSaDeleted"]
+    # the refused first try is the CREATE_CHILD_SA's (INVALID_KE_PAYLOAD), not the IKE SA's
+    assert {e.exchange for e in events if isinstance(e, ev.NegotiationFailed)} == {"CREATE_CHILD_SA"}
     rekeys = [Message.parse(classify_udp(d.dst[1], d.data)[1]) for _, _, d in net.log]
     assert [m.exchange for m in rekeys].count(ExchangeType.CREATE_CHILD_SA) == 4
 
@@ -603,6 +611,26 @@ def test_nat_detection_and_float_to_4500():
     assert ups[0].encap is True
 
 
+def test_nat_detection_hashes_are_rfc_7296():
+    # RFC 7296 §2.23, computed here by hand: SHA-1(SPIi | SPIr | IP | port), SPIr zero in the
+    # request; both sides use the same code, so only an outside computation can tell a wrong layout
+    net = make_net(*pair_configs())
+    connect(net)
+    request, response = (Message.parse(d.data) for _, _, d in net.log[:2])
+
+    def hashes(message: Message) -> tuple[bytes, bytes]:
+        found = {p.notify_type: p.data for p in message.payloads if isinstance(p, pl.Notify)}
+        return found[NotifyType.NAT_DETECTION_SOURCE_IP], found[NotifyType.NAT_DETECTION_DESTINATION_IP]
+
+    def sha1(spis: bytes, address: str, port: int) -> bytes:
+        return hashlib.sha1(spis + ipaddress.ip_address(address).packed + port.to_bytes(2, "big")).digest()
+
+    spis = request.spi_i + bytes(8)
+    assert hashes(request) == (sha1(spis, GW_A, 500), sha1(spis, GW_B, 500))
+    spis = response.spi_i + response.spi_r
+    assert response.spi_r != bytes(8) and hashes(response) == (sha1(spis, GW_B, 500), sha1(spis, GW_A, 500))
+
+
 def test_forced_encapsulation():
     a, b = pair_configs(a_encap=True)
     net = make_net(a, b)
@@ -630,6 +658,23 @@ def test_certificate_authentication(kind):
 def _in_2026():
     import datetime
     return datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("announced, expected", [([HashAlgorithm.SHA2_384], HashAlgorithm.SHA2_384),
+                                                  ([HashAlgorithm.SHA2_512], HashAlgorithm.SHA2_512),
+                                                  ([], HashAlgorithm.SHA2_256)])
+def test_our_signature_uses_a_hash_the_peer_announced(announced, expected):
+    # RFC 7427 §4: our signature's hash is one the peer named in SIGNATURE_HASH_ALGORITHMS (none
+    # named: the key's default), and the peer's verifier takes it
+    net = make_net(*cert_configs("ecdsa"))
+    net.endpoints["a"].wall_clock = net.endpoints["b"].wall_clock = _in_2026
+    connect(net)
+    ike_a, ike_b = _established(net)
+    ike_a.peer_hashes = [int(h) for h in announced]
+    id_payload = ike_a.local_id.to_payload(pl.IDi)
+    auth = builder(ike_a, ike_a.config.local).build(id_payload)
+    assert digital_signature_params(auth.data).hash_algorithm == expected
+    verifier(ike_b, ike_b.config.remote).verify(id_payload, auth, cert_payloads(ike_a, ike_a.config.local))
 
 
 def test_certificate_from_another_ca_is_rejected():
@@ -788,6 +833,7 @@ def test_ah_refused_across_nat():
     assert_consistent(net, children=0)
     failed = [e for e in net.events("b") if isinstance(e, ev.NegotiationFailed)][0]
     assert "AH cannot cross a NAT" in failed.reason
+    assert failed.exchange == "IKE_AUTH"
 
 
 # ---------------------------------------------------------------- edges the mutation run found untested

@@ -107,6 +107,18 @@ def test_the_sa_sees_the_endpoint_through_the_interface():
     assert "lab.ike.interface" in typing_only["lab.ike.sa"]
 
 
+def test_the_authenticators_sit_below_the_tasks():
+    # as libcharon's sa/ikev2/authenticators: the IKE_AUTH task uses them, they never use a task
+    runtime, typing_only, _ = imports()
+    authenticators = [name for name in runtime if name.startswith("lab.ike.authenticators")]
+    assert "lab.ike.authenticators.eap" in authenticators
+    for name in authenticators:
+        above = {t for t in runtime[name] | typing_only[name]
+                 if t.startswith(("lab.ike.tasks", "lab.ike.task_manager", "lab.ike.endpoint"))}
+        assert not above, name
+    assert "lab.ike.authenticators" in runtime["lab.ike.tasks.ike_auth"]
+
+
 def test_the_checks_can_fail():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) != []
     assert cycles({"a": {"b"}, "b": {"c"}}) == []

@@ -141,7 +141,7 @@ def test_additional_addresses_in_ike_auth_and_an_address_list_update():
 def assert_moved(net: Net, local: tuple[str, int], seen_by_b: tuple[str, int], encap: bool) -> None:
     ike_a, ike_b = established(net, "a"), established(net, "b")
     assert ike_a.local == local and ike_b.remote == seen_by_b
-    assert (ike_a.ipsec_local, ike_b.ipsec_remote) == (local, seen_by_b)
+    assert (ike_a.ipsec_path.local, ike_b.ipsec_path.remote) == (local, seen_by_b)
     moved_a, moved_b = moves(net.events("a")), moves(net.events("b"))
     assert moved_a and moved_a[-1].local == local and moved_a[-1].encap == encap
     assert moved_b and moved_b[-1].remote == seen_by_b and moved_b[-1].encap == encap
@@ -214,7 +214,7 @@ def test_the_responder_moves_its_esp_only_after_the_return_routability_check():
     net.run(until=net.now + 1)
     ike_b = established(net, "b")
     assert ike_b.remote == (A_LTE, 4500)  # RFC 4555 §3.5: the IKE SA takes the new address at once
-    assert ike_b.ipsec_remote == (A_WIFI, 4500) and not moves(net.events("b"))  # §3.7: ESP waits for the check
+    assert ike_b.ipsec_path.remote == (A_WIFI, 4500) and not moves(net.events("b"))  # §3.7: ESP waits for the check
     net.settle(horizon=30)
     assert moves(net.events("b"))[-1].remote == (A_LTE, 4500)
 

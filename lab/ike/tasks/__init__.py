@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, ProtocolId
-from .base import CHILD_ERRORS, OUR_SIGNATURE_HASHES, ExchangeFailed, Task, error_notify, find_notify, first, notify
+from .base import CHILD_ERRORS, Task, error_notify, find_notify, first, notify
 from .child_create import ChildCreate
 from .child_delete import ChildDelete
 from .ike_auth import AuthRejected, IkeAuth
@@ -37,6 +37,6 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
     return None
 
 
-__all__ = ["CHILD_ERRORS", "OUR_SIGNATURE_HASHES", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd",
-           "ExchangeFailed", "IkeAuth", "IkeDelete", "IkeInit", "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify", "find_notify",
-           "first", "notify", "responder_task"]
+__all__ = ["CHILD_ERRORS", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd", "IkeAuth", "IkeDelete", "IkeInit",
+           "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
+           "find_notify", "first", "notify", "responder_task"]

@@ -7,26 +7,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from .. import payloads as pl
-from ..const import ExchangeType, HashAlgorithm, NotifyType
+from ..const import ExchangeType, NotifyType, name_of
+from ..events import NegotiationFailed
 
 if TYPE_CHECKING:
+    from ..crypto.dh import KeyExchange
     from ..sa import IkeSA
 
-# RFC 7427 §4: the hashes we accept and announce
-OUR_SIGNATURE_HASHES = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384, HashAlgorithm.SHA2_512)
 CHILD_ERRORS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.SINGLE_PAIR_REQUIRED,
                 NotifyType.INTERNAL_ADDRESS_FAILURE, NotifyType.FAILED_CP_REQUIRED, NotifyType.INVALID_SELECTORS,
                 NotifyType.NO_ADDITIONAL_SAS)
-
-
-class ExchangeFailed(Exception):
-    """An exchange that cannot go on; `notify` is what to answer a request with."""
-
-    def __init__(self, reason: str, notify: int | None = None, data: bytes = b"") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.notify = notify
-        self.data = data
 
 
 class Task:
@@ -56,6 +46,24 @@ class Task:
 
     def responded(self, ike: "IkeSA", now: float) -> None:
         """The response is on its way."""
+
+    # ---------------------------------------------------------------- both
+    def negotiation_failed(self, ike: "IkeSA", reason: str) -> None:
+        """Tell the endpoint's owner that this exchange set up less than it was for (a CHILD SA
+        not created, a rekey refused), as the task manager does for one that failed outright."""
+        ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, name_of(ExchangeType, self.exchange),
+                                            reason))
+
+
+def new_nonce(ike: "IkeSA") -> bytes:
+    """A fresh nonce of the configured size (RFC 7296 §2.10: at least 128 bits, random)."""
+    return ike.endpoint.random(ike.endpoint.settings.nonce_size)
+
+
+def new_key_exchange(ike: "IkeSA", group: int) -> "KeyExchange":
+    """A fresh private value in `group` for a KE payload (RFC 7296 §1.2, §1.3), drawn from the
+    endpoint's random source like the nonces (so a seeded run draws the same)."""
+    return ike.endpoint.random.key_exchange(group)
 
 
 def find_notify(payloads: Iterable[pl.Payload], notify_type: int) -> pl.Notify | None:

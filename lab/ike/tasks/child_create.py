@@ -10,11 +10,10 @@ from ..config import ChildConfig, ChildMode, selector_address, transport_nat_sel
 from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
 from ..child_sa import ChildSA, narrow
-from ..errors import CryptoError
-from ..events import NegotiationFailed
+from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import ChildState, IkeState
-from .base import ExchangeFailed, Task, error_notify, find_notify, first, notify
+from .base import Task, error_notify, find_notify, first, new_key_exchange, new_nonce, notify
 from .child_delete import ChildDelete
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ class ChildCreate(Task):
         if self.rekeying is not None and self.rekeying.state != ChildState.INSTALLED:
             return None  # rekeyed or deleted meanwhile (e.g. by the peer): nothing left to do
         self.spi_in = ike.endpoint.new_child_spi()
-        self.nonce = ike.endpoint.random(ike.endpoint.settings.nonce_size)
+        self.nonce = new_nonce(ike)
         self.proposals = ike.child_proposals(self.config, self.spi_in, pfs=True)
         if self.group is not None:
             self.proposals = promote_dh_group(self.proposals, self.group)
@@ -70,7 +69,7 @@ class ChildCreate(Task):
             out.append(pl.Notify(notify_type=NotifyType.USE_TRANSPORT_MODE))
         out += [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce)]
         if groups:
-            self.kex = ike.endpoint.random.key_exchange(groups[0])
+            self.kex = new_key_exchange(ike, groups[0])
             out.append(pl.KE(dh_group=groups[0], data=self.kex.public_value))
         if self.rekeying is not None:
             out += [pl.TSi(selectors=list(self.rekeying.local_ts)), pl.TSr(selectors=list(self.rekeying.remote_ts))]
@@ -102,8 +101,7 @@ class ChildCreate(Task):
                 return
             if self.rekeying is not None:
                 ike.child_rekey_failed(self.rekeying, now)
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "CREATE_CHILD_SA",
-                                                f"CHILD_SA {self.config.name}: peer answered {name_of(NotifyType, kind)}"))
+            self.negotiation_failed(ike, f"CHILD_SA {self.config.name}: peer answered {name_of(NotifyType, kind)}")
             return
         nonce, ke = first(payloads, pl.Nonce), first(payloads, pl.KE)
         if nonce is None:
@@ -153,13 +151,12 @@ class ChildCreate(Task):
             if old.state in (ChildState.DELETING, ChildState.REKEYED):
                 # RFC 7296 §2.25.1: it is being closed
                 raise ExchangeFailed("CHILD SA being closed", NotifyType.TEMPORARY_FAILURE)
-        nonce_r = ike.endpoint.random(ike.endpoint.settings.nonce_size)
+        nonce_r = new_nonce(ike)
         try:
             self.reply, child = new_child_as_responder(ike, inner, sa, tsi, tsr, nonce.data, nonce_r,
                                                        first(inner, pl.KE), now, pfs=True, rekeyed=old)
         except ExchangeFailed as err:
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "CREATE_CHILD_SA",
-                                                f"peer's CHILD_SA request refused: {err.reason}"))
+            self.negotiation_failed(ike, f"peer's CHILD_SA request refused: {err.reason}")
             raise ExchangeFailed(err.reason, err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data) from None
         if old is not None:
             self.made = (old, child)
@@ -223,7 +220,7 @@ def new_child_as_responder(ike: "IkeSA", inner: list[pl.Payload], sa: pl.SA, tsi
             # RFC 7296 §1.3: name the group we want
             raise ExchangeFailed("KE group differs from the chosen proposal's", NotifyType.INVALID_KE_PAYLOAD,
                                  struct.pack("!H", chosen.dh))
-        kex = ike.endpoint.random.key_exchange(chosen.dh)
+        kex = new_key_exchange(ike, chosen.dh)
         try:
             shared = kex.shared_secret(ke.data)
         except CryptoError as err:

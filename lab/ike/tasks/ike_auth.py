@@ -11,43 +11,30 @@ request and are answered in the last response.
 
 One task on each side spans all those round trips: the initiator's queues itself again
 after each response; the responder's lives in `IkeSA.auth_responder` and every later request
-is handed to it.
+is handed to it. The proofs themselves (AUTH payloads, certificates, the EAP conversation) are
+the authenticators' (lab.ike.authenticators), one per method and round.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import ipaddress
+from typing import TYPE_CHECKING
 
 from .. import payloads as pl
+from ..authenticators import (EapAuthenticator, builder, cert_payloads, certreq_payloads, identity_from_eap,
+                              verifier)
 from ..config import AuthClass, AuthConfig, ChildConfig, ChildMode
-from ..const import AuthMethod, CfgAttr, CfgType, EapType, ExchangeType, IdType, NotifyType, name_of
+from ..const import CfgAttr, CfgType, ExchangeType, NotifyType, name_of
 from ..crypto import AuthenticationFailed
-from ..eap import EapError, EapPacket, EapPeer, EapServer, PeerMethod, describe, eap_type_of
-from ..eap.md5 import Md5Peer, Md5Server
-from ..eap.mschapv2 import MsChapV2Peer, MsChapV2Server
-from ..eap.tls import TlsPeer, TlsServer, peer_checker
-from ..errors import CryptoError
-from ..events import AuthFailed, NegotiationFailed
-from ..identity import Identity, IdentityError
-from .base import CHILD_ERRORS, ExchangeFailed, Task, error_notify, find_notify, first, notify
+from ..eap import EapError, EapPacket, describe
+from ..errors import CryptoError, ExchangeFailed
+from ..events import AuthFailed
+from ..identity import Identity
+from . import ike_mobike as mobike
+from .base import CHILD_ERRORS, Task, error_notify, find_notify, first, notify
 from .child_create import new_child_as_responder
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
-
-EAP_METHODS = ("md5", "mschapv2", "tls")
-
-
-def eap_identity_octets(identity: Identity) -> bytes:
-    # strongSwan sends an identity's encoding (its ID data), e.g. b"carol" for carol
-    return identity.data
-
-
-def identity_from_eap(data: bytes) -> Identity:
-    """An EAP identity as an IKE identity (strongSwan identification_create_from_data)."""
-    try:
-        return Identity.parse(data.decode("utf-8"))
-    except (IdentityError, UnicodeDecodeError, ValueError):
-        return Identity(IdType.ID_KEY_ID, bytes(data))  # opaque octets
 
 
 class IkeAuth(Task):
@@ -62,10 +49,9 @@ class IkeAuth(Task):
         # both halves: which authentication round, and where in it
         self.round = 0
         self.phase = "first"   # first | eap | eap_auth | next_round
-        self.eap_peer: EapPeer | None = None
-        self.eap_server: EapServer | None = None
+        self.eap: EapAuthenticator | None = None  # the EAP round's (RFC 7296 §2.16)
         self.eap_out: EapPacket | None = None
-        self.msk: bytes | None = None
+        self.told_refusal = False
         self.round_id: pl.Identification | None = None  # the IDi of the current round
         self.peer_id_payload: pl.Identification | None = None  # the responder's IDr (initiator side)
         self.request: list[pl.Payload] = []  # responder: the first request (SA, TSi, TSr, CP)
@@ -97,34 +83,30 @@ class IkeAuth(Task):
             assert self.eap_out is not None
             return [pl.EAP(message=self.eap_out.serialize())]
         if self.phase == "eap_auth":
-            assert self.round_id is not None
+            assert self.round_id is not None and self.eap is not None
             # RFC 7296 §2.16: the initiator's AUTH over the MSK (or SK_pi) closes the EAP round
-            data = ike.eap_auth_data(True, self.round_id.body(), self.msk)
-            return [pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=data), *self._another(ike)]
+            return [self.eap.build(self.round_id), *self._another(ike)]
         auth = self._round(ike)
         identity = self._round_identity(ike)
         id_payload = identity.to_payload(pl.IDi)
         self.round_id = id_payload
         out: list[pl.Payload] = [id_payload]
-        out += ike.cert_payloads(auth)
+        out += cert_payloads(ike, auth)
         if AuthClass(auth.method).is_eap:
-            self.eap_peer = self._new_eap_peer(ike, auth, identity)
+            self.eap = EapAuthenticator.client(ike, auth, identity)
         if self.phase == "next_round":
             # RFC 4739 §3: a later round is IDi, [CERT], AUTH (none for EAP), [ANOTHER_AUTH_FOLLOWS]
             if not AuthClass(auth.method).is_eap:
-                out.append(ike.auth_payload(id_payload, auth, identity))
+                out.append(builder(ike, auth, identity).build(id_payload))
             return out + self._another(ike)
         if ike.config.send_certreq and ike.config.remote.method == "pubkey":
-            out += ike.certreq_payloads()
+            out += certreq_payloads(ike)
         if not ike.config.remote_identity.is_any and not ike.config.remote_identity.has_wildcards:
             out.append(ike.config.remote_identity.to_payload(pl.IDr))
         if not AuthClass(auth.method).is_eap:
-            out.append(ike.auth_payload(id_payload))  # RFC 7296 §2.16: left out to ask for EAP
+            out.append(builder(ike, auth, identity).build(id_payload))  # RFC 7296 §2.16: left out to ask for EAP
         out.append(pl.Notify(notify_type=NotifyType.INITIAL_CONTACT))
-        if ike.config.mobike:
-            # RFC 4555 §3.2, §3.4: in the request with the SA payload, with our other addresses
-            out.append(notify(NotifyType.MOBIKE_SUPPORTED))
-            out += ike.address_list_payloads(informational=False)
+        out += mobike.supported_payloads(ike)
         out += self._another(ike)
         if self.child is not None:
             if ike.config.vips:
@@ -139,52 +121,9 @@ class IkeAuth(Task):
             out.append(pl.TSr(selectors=ike.child_remote_ts(self.child)))
         return out
 
-    def _new_eap_peer(self, ike: "IkeSA", auth: AuthConfig, identity: Identity) -> EapPeer:
-        eap_id = auth.eap_id if auth.eap_id is not None and not auth.eap_id.is_any else identity
-        ike.local_eap_id = eap_id
-        name = eap_identity_octets(eap_id)
-        endpoint = ike.endpoint
-        wanted = [AuthClass(auth.method).eap_method] if AuthClass(auth.method).eap_method else list(EAP_METHODS)
-
-        def secret() -> bytes:
-            found = endpoint.config.find_eap(eap_id, ike.remote_id or ike.config.remote_identity)
-            if found is None:
-                raise EapError(f"no EAP secret for {eap_id} in the secrets section (secrets {{ eap-x {{ id = "
-                               f"{eap_id}  secret = ... }} }})")
-            return found
-
-        def md5() -> PeerMethod:
-            return Md5Peer(secret())
-
-        def mschapv2() -> PeerMethod:
-            return MsChapV2Peer(name, secret(), endpoint.random)
-
-        def tls() -> PeerMethod:
-            if not auth.certs:
-                raise EapError(f"EAP-TLS needs our certificate: add certs = ... to the local round of "
-                               f"{ike.config.name}")
-            key = endpoint.config.secrets.private_key_for(auth.certs[0])
-            if key is None:
-                raise EapError("no private key for our EAP-TLS certificate")
-            anchors = list(ike.config.remote.cacerts) or list(endpoint.config.cacerts)
-            clock = endpoint.wall_clock() if endpoint.wall_clock else None
-            return TlsPeer(auth.certs[0], auth.certs[1:], key.key,
-                           peer_checker(anchors, ike.remote_id or ike.config.remote_identity, clock))
-
-        factories: dict[int, Callable[[], PeerMethod]] = {}
-        for method in wanted:
-            if method == "tls" and not auth.certs:
-                continue
-            if method in ("md5", "mschapv2") and auth.method == AuthClass.EAP and auth.certs and \
-                    endpoint.config.find_eap(eap_id, ike.config.remote_identity) is None:
-                continue
-            kind = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS}[method]
-            factories[kind] = {"md5": md5, "mschapv2": mschapv2, "tls": tls}[method]
-        return EapPeer(name, factories)
-
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         if find_notify(payloads, NotifyType.AUTHENTICATION_FAILED) is not None:
-            ike.auth_failed("peer answered AUTHENTICATION_FAILED", by_peer=True, now=now)
+            _auth_failed(ike, "peer answered AUTHENTICATION_FAILED", by_peer=True, now=now)
             return
         error = error_notify(payloads)
         if error is not None and error.notify_type not in CHILD_ERRORS:
@@ -199,10 +138,11 @@ class IkeAuth(Task):
             auth = first(payloads, pl.AUTH)
             if auth is None:
                 raise ExchangeFailed("the response to our AUTH after EAP lacks the responder's AUTH (RFC 7296 §2.16)")
+            assert self.eap is not None and self.peer_id_payload is not None
             try:
-                ike.verify_eap_auth(self.peer_id_payload.body(), auth, self.msk)  # type: ignore[union-attr]
+                self.eap.verify(self.peer_id_payload, auth)
             except AuthenticationFailed as err:
-                ike.auth_failed(str(err), by_peer=False, now=now, tell_peer=True)
+                _auth_failed(ike, str(err), by_peer=False, now=now, tell_peer=True)
                 return
         elif AuthClass(self._round(ike).method).is_eap:
             raise ExchangeFailed(f"we asked for EAP ({self._round(ike).method}) but the responder sent no EAP "
@@ -210,7 +150,6 @@ class IkeAuth(Task):
         if self._more_rounds(ike):
             self.round += 1
             self.phase = "next_round"
-            self.msk = None
             ike.trace_note(now, "auth_round", round=self.round + 1, method=str(self._round(ike).method))
             ike.tm.queue(self, now, front=True)
             return
@@ -222,29 +161,29 @@ class IkeAuth(Task):
             raise ExchangeFailed("IKE_AUTH response lacks IDr or AUTH")
         peer_id = Identity.from_payload(id_r)
         if not peer_id.matches(ike.config.remote_identity):
-            ike.auth_failed(f"responder identity {peer_id} does not match the expected {ike.config.remote_identity}",
-                            by_peer=False, now=now, tell_peer=True)
+            _auth_failed(ike, f"responder identity {peer_id} does not match the expected {ike.config.remote_identity}",
+                        by_peer=False, now=now, tell_peer=True)
             return False
         try:
-            ike.verify_peer_auth(id_r, auth, payloads, peer_id)
+            verifier(ike, ike.config.remote).verify(id_r, auth, payloads)
         except (AuthenticationFailed, CryptoError) as err:
-            ike.auth_failed(str(err), by_peer=False, now=now, tell_peer=True)
+            _auth_failed(ike, str(err), by_peer=False, now=now, tell_peer=True)
             return False
         ike.remote_id = peer_id
         self.peer_id_payload = id_r
         return True
 
     def _eap_request(self, ike: "IkeSA", eap: pl.EAP, now: float) -> None:
-        if self.eap_peer is None:
-            ike.auth_failed(f"responder asked for EAP, our round {self.round + 1} is "
-                            f"{self._round(ike).method}", by_peer=False, now=now, tell_peer=True)
+        if self.eap is None:
+            _auth_failed(ike, f"responder asked for EAP, our round {self.round + 1} is "
+                        f"{self._round(ike).method}", by_peer=False, now=now, tell_peer=True)
             return
         try:
             packet = EapPacket.parse(eap.message)
             ike.trace_note(now, "eap", dir="in", packet=describe(packet))
-            answer = self.eap_peer.receive(packet)
+            answer = self.eap.receive(packet)
         except EapError as err:
-            ike.auth_failed(f"EAP: {err}", by_peer=False, now=now, tell_peer=True)
+            _auth_failed(ike, f"EAP: {err}", by_peer=False, now=now, tell_peer=True)
             return
         if answer is not None:
             self.eap_out = answer
@@ -252,34 +191,30 @@ class IkeAuth(Task):
             ike.trace_note(now, "eap", dir="out", packet=describe(answer))
             ike.tm.queue(self, now, front=True)
             return
-        if not self.eap_peer.succeeded:
-            ike.auth_failed(f"EAP: {self.eap_peer.failed}", by_peer=True, now=now)
+        if not self.eap.succeeded:
+            _auth_failed(ike, f"EAP: {self.eap.failed}", by_peer=True, now=now)
             return
-        self.msk = self.eap_peer.msk
-        ike.trace_note(now, "eap_success", method=str(self._round(ike).method), msk=self.msk is not None)
+        ike.trace_note(now, "eap_success", method=str(self._round(ike).method), msk=self.eap.msk is not None)
         self.phase = "eap_auth"
         ike.tm.queue(self, now, front=True)
 
     def _established_i(self, ike: "IkeSA", payloads: list[pl.Payload], error: pl.Notify | None, now: float) -> None:
-        if ike.config.mobike and find_notify(payloads, NotifyType.MOBIKE_SUPPORTED) is not None:
-            ike.mobike = ike.peer_mobike = True  # RFC 4555 §3.2
-            ike.take_peer_addresses(payloads, ike.remote, now)
+        mobike.agreed_by_initiator(ike, payloads, now)
         cp = first(payloads, pl.CP)
         if isinstance(cp, pl.CP):
-            ike.take_virtual_ip(cp)  # before IkeSaUp, which carries it (RFC 7296 §3.15)
+            _take_virtual_ip(ike, cp)  # before IkeSaUp, which carries it (RFC 7296 §3.15)
         ike.established(now)
         if self.child is None:
             return
         if error is not None:
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "IKE_AUTH",
-                                                f"CHILD_SA {self.child.name} not created: peer answered "
-                                                f"{name_of(NotifyType, error.notify_type)}"))
+            self.negotiation_failed(ike, f"CHILD_SA {self.child.name} not created: peer answered "
+                                         f"{name_of(NotifyType, error.notify_type)}")
             return
         try:
             ike.install_child_from_response(self.child, self.spi_in, payloads, ike.nonce_i, ike.nonce_r, None, now,
                                             we_initiated=True, rekeyed=None)
         except ExchangeFailed as err:
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "IKE_AUTH", err.reason))
+            self.negotiation_failed(ike, err.reason)
 
     # ---------------------------------------------------------------- responder
 
@@ -325,15 +260,16 @@ class IkeAuth(Task):
                                    f"{first_round.method} (without AUTH the initiator asks for EAP, RFC 7296 §2.16)")
         if auth is not None:
             try:
-                ike.verify_peer_auth(id_i, auth, inner, peer_id, config)
+                verifier(ike, first_round).verify(id_i, auth, inner)
             except (AuthenticationFailed, CryptoError) as err:
                 return self._fail(ike, str(err))
         ike.remote_id = peer_id
         ike.peer_certreq = ike.peer_certreq or first(inner, pl.CERTREQ) is not None
-        ike.peer_mobike = find_notify(inner, NotifyType.MOBIKE_SUPPORTED) is not None
+        mobike.peer_offers(ike, inner)
         id_payload = ike.local_id.to_payload(pl.IDr)
         try:
-            ours: list[pl.Payload] = [id_payload, *ike.cert_payloads(), ike.auth_payload(id_payload)]
+            ours: list[pl.Payload] = [id_payload, *cert_payloads(ike, config.local),
+                                      builder(ike, config.local).build(id_payload)]
         except ExchangeFailed as err:
             return self._fail(ike, err.reason)
         self.peer_id_payload = id_payload  # our IDr, signed again by the AUTH after EAP
@@ -361,19 +297,16 @@ class IkeAuth(Task):
         self._finish_r(ike, ours, now)
 
     def _finish_r(self, ike: "IkeSA", reply: list[pl.Payload], now: float) -> None:
-        if ike.config.mobike and ike.peer_mobike:
-            # RFC 4555 §3.2, §3.4: both support it; our answer says so, with our other addresses
-            ike.mobike = True
-            ike.take_peer_addresses(self.request, ike.remote, now)
-            reply = reply + [notify(NotifyType.MOBIKE_SUPPORTED), *ike.address_list_payloads(informational=False)]
+        reply = reply + mobike.agreed_by_responder(ike, self.request, now)
         ike.established(now)
         self.established = True
-        self.reply = reply + _first_child(ike, self.request, now)
+        self.reply = reply + self._first_child(ike, self.request, now)
 
     def _start_eap(self, ike: "IkeSA", auth: AuthConfig, peer_id: Identity, now: float) -> pl.EAP | None:
         try:
-            self.eap_server = self._new_eap_server(ike, auth, peer_id)
-            packet = self.eap_server.start()
+            self.eap = EapAuthenticator.serving(ike, auth, peer_id)
+            assert self.eap.server is not None
+            packet = self.eap.server.start()
         except EapError as err:
             self._fail(ike, f"EAP: {err}")
             return None
@@ -381,82 +314,50 @@ class IkeAuth(Task):
         ike.trace_note(now, "eap", dir="out", packet=describe(packet))
         return pl.EAP(message=packet.serialize())
 
-    def _new_eap_server(self, ike: "IkeSA", auth: AuthConfig, peer_id: Identity) -> EapServer:
-        endpoint = ike.endpoint
-        method = AuthClass(auth.method).eap_method
-        if method is None:
-            raise EapError(f"remote auth = {auth.method} names no method to ask for")
-        ask = auth.eap_id is not None
-        pattern = auth.eap_id
-
-        def accept(data: bytes) -> bool:
-            return pattern is None or pattern.is_any or bool(identity_from_eap(data).matches(pattern))
-
-        def lookup(name: bytes) -> bytes | None:
-            return endpoint.config.find_eap(ike.local_id, identity_from_eap(name))
-
-        def make(who: bytes):
-            ike.remote_eap_id = identity_from_eap(who)
-            if method == "md5":
-                return Md5Server(lookup(who), endpoint.random, who)
-            if method == "mschapv2":
-                return MsChapV2Server(lookup, endpoint.random, who)
-            certs = ike.config.local.certs
-            if not certs:
-                raise EapError(f"EAP-TLS needs our certificate: connection {ike.config.name} has none")
-            key = endpoint.config.secrets.private_key_for(certs[0])
-            if key is None:
-                raise EapError("no private key for our EAP-TLS certificate")
-            anchors = list(auth.cacerts) or list(endpoint.config.cacerts)
-            clock = endpoint.wall_clock() if endpoint.wall_clock else None
-            return TlsServer(certs[0], certs[1:], key.key, peer_checker(anchors, identity_from_eap(who), clock,
-                                                                        auth.certs))
-        return EapServer(eap_type_of(method), make, endpoint.random(1)[0], ask_identity=ask,
-                         identity=eap_identity_octets(peer_id), accept_identity=accept)
-
     def _eap_response(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
         eap = first(inner, pl.EAP)
-        assert self.eap_server is not None
+        assert self.eap is not None and self.eap.server is not None
+        server = self.eap.server
         if eap is None:
             return self._fail(ike, "IKE_AUTH request during EAP lacks the EAP payload")
         try:
             packet = EapPacket.parse(eap.message)
             ike.trace_note(now, "eap", dir="in", packet=describe(packet))
-            answer = self.eap_server.receive(packet)
+            answer = self.eap.receive(packet)
         except EapError as err:
             return self._fail(ike, f"EAP: {err}")
+        assert answer is not None
         ike.trace_note(now, "eap", dir="out", packet=describe(answer))
         self.reply = [pl.EAP(message=answer.serialize())]
-        method = self.eap_server.method
-        if method is not None and method.refusal is not None and not getattr(self, "told_refusal", False):
+        method = server.method
+        if method is not None and method.refusal is not None and not self.told_refusal:
             self.told_refusal = True
-            ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, f"EAP: {method.refusal}", by_peer=False))
-        if self.eap_server.failed:
+            _alert(ike, f"EAP: {method.refusal}", by_peer=False)
+        if server.failed:
             # RFC 7296 §2.16 with RFC 3748 §4.2: EAP Failure ends the exchange, then the SA
-            self.failure = f"EAP: {self.eap_server.failed}"
-            ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, self.failure, by_peer=False))
-        elif self.eap_server.succeeded:
-            self.msk = self.eap_server.msk
-            ike.remote_eap_id = identity_from_eap(self.eap_server.identity)
-            ike.trace_note(now, "eap_success", method=str(self._remote_round(ike).method), msk=self.msk is not None,
-                           identity=str(ike.remote_eap_id))
+            self.failure = f"EAP: {server.failed}"
+            _alert(ike, self.failure, by_peer=False)
+        elif server.succeeded:
+            ike.remote_eap_id = identity_from_eap(server.identity)
+            ike.trace_note(now, "eap_success", method=str(self._remote_round(ike).method),
+                           msk=self.eap.msk is not None, identity=str(ike.remote_eap_id))
             self.phase = "eap_auth"
 
     def _eap_auth(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
         auth = first(inner, pl.AUTH)
         if auth is None:
             return self._fail(ike, "IKE_AUTH request after EAP Success lacks AUTH (RFC 7296 §2.16)")
-        assert self.round_id is not None and self.peer_id_payload is not None
+        assert self.round_id is not None and self.peer_id_payload is not None and self.eap is not None
         try:
-            ike.verify_eap_auth(self.round_id.body(), auth, self.msk)
+            self.eap.verify(self.round_id, auth)
         except AuthenticationFailed as err:
             return self._fail(ike, str(err))
-        ours = pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=ike.eap_auth_data(True, self.peer_id_payload.body(), self.msk))
+        ours = self.eap.build(self.peer_id_payload)
         if find_notify(inner, NotifyType.ANOTHER_AUTH_FOLLOWS) is not None:
             if self.round + 1 >= len(ike.config.remote_rounds):
                 return self._fail(ike, "peer announces another authentication round (RFC 4739) the connection "
                                        "does not have")
-            self.round, self.phase, self.msk = self.round + 1, "next_round", None
+            self.round, self.phase = self.round + 1, "next_round"
             self.reply = [ours]
             return
         if self.round + 1 < len(ike.config.remote_rounds):
@@ -484,7 +385,7 @@ class IkeAuth(Task):
                 self.reply = [start]
             return
         try:
-            ike.verify_peer_auth(id_i, auth, inner, peer_id, ike.config, round_auth)
+            verifier(ike, round_auth).verify(id_i, auth, inner)
         except (AuthenticationFailed, CryptoError) as err:
             return self._fail(ike, str(err))
         if find_notify(inner, NotifyType.ANOTHER_AUTH_FOLLOWS) is not None and \
@@ -498,10 +399,23 @@ class IkeAuth(Task):
         self._finish_r(ike, [], now)
 
     def _fail(self, ike: "IkeSA", reason: str) -> None:
-        ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, reason, by_peer=False))
+        _alert(ike, reason, by_peer=False)
         # RFC 7296 §2.21.2: answer AUTHENTICATION_FAILED, then forget the SA
         self.failure = reason
         self.reply = [notify(NotifyType.AUTHENTICATION_FAILED)]
+
+    def _first_child(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> list[pl.Payload]:
+        sa, tsi, tsr = first(inner, pl.SA), first(inner, pl.TSi), first(inner, pl.TSr)
+        if sa is None or tsi is None or tsr is None:
+            return []  # RFC 6023 childless; nothing to set up
+        try:
+            cp_reply = _assign_virtual_ip(ike, first(inner, pl.CP))
+            payloads, _ = new_child_as_responder(ike, inner, sa, tsi, tsr, ike.nonce_i, ike.nonce_r, None, now,
+                                                 pfs=False)
+        except ExchangeFailed as err:
+            self.negotiation_failed(ike, f"no CHILD_SA: {err.reason}")
+            return [notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]
+        return cp_reply + payloads
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
         return self._target(ike).reply
@@ -521,14 +435,32 @@ class AuthRejected(Task):
     name = "INFORMATIONAL"
 
     def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
-        ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, "peer rejected our authentication",
-                                     by_peer=True))
+        _alert(ike, "peer rejected our authentication", by_peer=True)
 
     def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
         return []
 
     def responded(self, ike: "IkeSA", now: float) -> None:
         ike.destroy("peer rejected our authentication", now, quiet=True)
+
+
+def _alert(ike: "IkeSA", reason: str, by_peer: bool) -> None:
+    """An authentication failed, ours (`by_peer`: the peer refused us) or the peer's."""
+    ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, reason, by_peer))
+
+
+def _auth_failed(ike: "IkeSA", reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
+    _alert(ike, reason, by_peer)
+    if tell_peer and ike.keys is not None:
+        # RFC 7296 §2.21.2: tell the responder, then forget the SA
+        ike.tm.send_request_once([pl.Notify(notify_type=NotifyType.AUTHENTICATION_FAILED)], now)
+    ike.destroy(f"authentication failed: {reason}", now, quiet=True)
+
+
+def _take_virtual_ip(ike: "IkeSA", cp: pl.CP) -> None:
+    for attr in cp.attributes:
+        if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) >= 4:
+            ike.virtual_ip = str(ipaddress.IPv4Address(attr.value[:4]))
 
 
 def _assign_virtual_ip(ike: "IkeSA", cp: pl.CP | None) -> list[pl.Payload]:
@@ -546,18 +478,3 @@ def _assign_virtual_ip(ike: "IkeSA", cp: pl.CP | None) -> list[pl.Payload]:
     if any(a.attr_type == CfgAttr.INTERNAL_IP4_DNS for a in cp.attributes):
         attributes += [pl.CfgAttribute(CfgAttr.INTERNAL_IP4_DNS, d.packed) for d in dns if d.version == 4]
     return [pl.CP(cfg_type=CfgType.CFG_REPLY, attributes=attributes)]
-
-
-def _first_child(ike: "IkeSA", inner: list[pl.Payload], now: float) -> list[pl.Payload]:
-    sa, tsi, tsr = first(inner, pl.SA), first(inner, pl.TSi), first(inner, pl.TSr)
-    if sa is None or tsi is None or tsr is None:
-        return []  # RFC 6023 childless; nothing to set up
-    try:
-        cp_reply = _assign_virtual_ip(ike, first(inner, pl.CP))
-        payloads, _ = new_child_as_responder(ike, inner, sa, tsi, tsr, ike.nonce_i, ike.nonce_r, None, now,
-                                             pfs=False)
-    except ExchangeFailed as err:
-        ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "IKE_AUTH",
-                                            f"no CHILD_SA: {err.reason}"))
-        return [notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]
-    return cp_reply + payloads

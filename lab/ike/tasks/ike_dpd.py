@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..const import NotifyType
 from .base import Task, find_notify
+from .ike_mobike import dpd_payloads, nat_mapping_check
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -15,15 +16,12 @@ class Dpd(Task):
     name = "INFORMATIONAL"
 
     def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
-        if ike.mobike and ike.original_initiator and ike.local_behind_nat:
-            # RFC 4555 §3.8: behind a NAT, DPD carries NAT detection to notice a new mapping
-            return ike.nat_detection_payloads(established=True)
-        return []
+        return dpd_payloads(ike)  # RFC 4555 §3.8: NAT detection, behind a NAT with MOBIKE
 
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         ike.trace_note(now, "dpd_ok")
         if find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP) is not None:
-            ike.nat_mapping_check(payloads, now)
+            nat_mapping_check(ike, payloads, now)
 
     def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         pass

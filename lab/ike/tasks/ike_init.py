@@ -8,15 +8,31 @@ import struct
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
+from ..authenticators import OUR_SIGNATURE_HASHES, certreq_payloads
 from ..config import Fragmentation
 from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
-from ..crypto import encode_signature_hash_algorithms
-from ..errors import CryptoError
+from ..crypto import decode_signature_hash_algorithms, encode_signature_hash_algorithms
+from ..errors import CryptoError, ExchangeFailed, ParseError
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
-from .base import OUR_SIGNATURE_HASHES, ExchangeFailed, Task, error_notify, find_notify, first
+from .base import Task, error_notify, find_notify, first, new_key_exchange
+from .ike_natd import evaluate_nat, nat_detection_payloads
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
+
+
+def peer_capabilities(ike: "IkeSA", payloads: list[pl.Payload]) -> None:
+    """What the peer's IKE_SA_INIT says it supports: fragmentation (RFC 7383 §2.3), signature
+    hashes (RFC 7427 §4), certificates from our CAs (CERTREQ), several rounds (RFC 4739 §3)."""
+    ike.peer_fragmentation = find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    hashes = find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    if hashes is not None:
+        try:
+            ike.peer_hashes = [int(h) for h in decode_signature_hash_algorithms(hashes.data)]
+        except (ParseError, CryptoError):
+            ike.peer_hashes = []
+    ike.peer_certreq = any(isinstance(p, pl.CERTREQ) for p in payloads)
+    ike.peer_multiple_auth = find_notify(payloads, NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None
 
 
 class IkeInit(Task):
@@ -36,14 +52,14 @@ class IkeInit(Task):
         proposals = ike.proposals_to_offer
         group = proposal_dh_groups(proposals[0])[0]
         if ike.kex is None or ike.kex.group != group:
-            ike.kex = ike.endpoint.random.key_exchange(group)
+            ike.kex = new_key_exchange(ike, group)
         self.tried_groups.add(group)
         out: list[pl.Payload] = []
         if self.cookie is not None:
             out.append(pl.Notify(notify_type=NotifyType.COOKIE, data=self.cookie))  # RFC 7296 §2.6: first
         out += [pl.SA(proposals=proposals), pl.KE(dh_group=group, data=ike.kex.public_value),
                 pl.Nonce(data=ike.nonce_i)]
-        out += ike.nat_detection_payloads()
+        out += nat_detection_payloads(ike)
         if conf.fragmentation != Fragmentation.NO:
             out.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
@@ -86,13 +102,13 @@ class IkeInit(Task):
             raise ExchangeFailed(f"Nr of {len(nonce.data)} octets is outside 16..256")  # RFC 7296 §3.9
         ike.nonce_r = nonce.data
         ike.spi_r = ike.tm.pending_response_spi_r
-        ike.peer_init_payloads(payloads)
+        peer_capabilities(ike, payloads)
         try:
             shared = ike.kex.shared_secret(ke.data)
         except CryptoError as err:
             raise ExchangeFailed(f"responder's KE value rejected: {err}") from None
         ike.set_algorithms(chosen, shared)
-        ike.evaluate_nat(payloads, now)
+        evaluate_nat(ike, payloads, now)
 
     # ---------------------------------------------------------------- responder
 
@@ -102,23 +118,23 @@ class IkeInit(Task):
         assert isinstance(ke, pl.KE)
         chosen = ChosenAlgorithms.from_proposal(self.selected)
         try:
-            ike.kex = ike.endpoint.random.key_exchange(chosen.dh)
+            ike.kex = new_key_exchange(ike, chosen.dh)
             shared = ike.kex.shared_secret(ke.data)
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.INVALID_SYNTAX) from None
         ike.set_algorithms(chosen, shared)
-        ike.peer_init_payloads(payloads)
-        ike.evaluate_nat(payloads, now)
+        peer_capabilities(ike, payloads)
+        evaluate_nat(ike, payloads, now)
         reply: list[pl.Payload] = [pl.SA(proposals=[self.selected]),
                                    pl.KE(dh_group=chosen.dh, data=ike.kex.public_value), pl.Nonce(data=ike.nonce_r)]
-        reply += ike.nat_detection_payloads()
+        reply += nat_detection_payloads(ike)
         if ike.config.fragmentation != "no" and ike.peer_fragmentation:
             reply.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         if find_notify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) is not None:
             reply.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
                                    data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
         if ike.config.send_certreq and str(ike.config.remote.method) == "pubkey":
-            reply += ike.certreq_payloads()
+            reply += certreq_payloads(ike)
         reply.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3
         self.reply = reply
 

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto.dh import KeyExchange
-from ..errors import CryptoError
-from ..events import NegotiationFailed
+from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import IkeState
-from .base import ExchangeFailed, Task, error_notify, first
+from .base import Task, error_notify, first, new_key_exchange, new_nonce
 from .child_create import ChildCreate, check_create_child_sa_request
 from .child_delete import ChildDelete
 
@@ -40,7 +39,7 @@ class IkeRekey(Task):
         if ike.state != IkeState.ESTABLISHED:
             return None
         self.spi = ike.endpoint.new_ike_spi()
-        self.nonce = ike.endpoint.random(ike.endpoint.settings.nonce_size)
+        self.nonce = new_nonce(ike)
         proposals = ike.config.proposals
         if self.group is not None:
             proposals = promote_dh_group(proposals, self.group)
@@ -48,7 +47,7 @@ class IkeRekey(Task):
             proposals = promote_dh_group(proposals, ike.algorithms.dh)
         self.proposals = [pl.Proposal(p.number, p.protocol_id, self.spi, list(p.transforms)) for p in proposals]
         group = proposal_dh_groups(self.proposals[0])[0]
-        self.kex = ike.endpoint.random.key_exchange(group)
+        self.kex = new_key_exchange(ike, group)
         ike.rekeying_ike = self
         return [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce),
                 pl.KE(dh_group=group, data=self.kex.public_value)]
@@ -65,8 +64,7 @@ class IkeRekey(Task):
                 if ike.state == IkeState.ESTABLISHED:
                     ike.tm.retry_later(self, now)
                 return
-            ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, "CREATE_CHILD_SA",
-                                                f"IKE rekey: peer answered {name_of(NotifyType, error.notify_type)}"))
+            self.negotiation_failed(ike, f"IKE rekey: peer answered {name_of(NotifyType, error.notify_type)}")
             return
         sa, nonce, ke = first(payloads, pl.SA), first(payloads, pl.Nonce), first(payloads, pl.KE)
         if sa is None or nonce is None or ke is None or self.kex is None:
@@ -104,13 +102,13 @@ class IkeRekey(Task):
             raise ExchangeFailed("IKE SPI is not 8 octets", NotifyType.INVALID_SYNTAX)
         if not isinstance(ke, pl.KE) or ke.dh_group != chosen.dh:
             raise ExchangeFailed("KE group differs", NotifyType.INVALID_KE_PAYLOAD, struct.pack("!H", chosen.dh or 0))
-        kex = ike.endpoint.random.key_exchange(chosen.dh)
+        kex = new_key_exchange(ike, chosen.dh)
         try:
             shared = kex.shared_secret(ke.data)
         except CryptoError:
             raise ExchangeFailed("peer's KE value rejected", NotifyType.INVALID_SYNTAX) from None
         spi_r = ike.endpoint.new_ike_spi()
-        nonce_r = ike.endpoint.random(ike.endpoint.settings.nonce_size)
+        nonce_r = new_nonce(ike)
         new = ike.rekeyed(we_initiated=False, spi_i=chosen.spi, spi_r=spi_r, chosen=chosen, shared=shared,
                           nonce_i=nonce.data, nonce_r=nonce_r, now=now)
         self.reply = [pl.SA(proposals=[pl.Proposal(selected.number, ProtocolId.IKE, spi_r, selected.transforms)]),
