@@ -14,7 +14,11 @@ from pathlib import Path
 from lab.ike.const import ProtocolId
 
 from .analysis import CaptureAnalysis, Packet
-from .style import FONT, LABEL_FONT, MONO, PALETTE, TITLE_FONT, Figure, new_figure, save, styled
+import matplotlib
+import matplotlib.ticker
+
+from .style import (FONT, LABEL_FONT, MONO, OKABE_ITO, PALETTE, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure,
+                    new_slide, save, styled, wrap)
 
 
 @dataclass
@@ -150,59 +154,175 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
 
 
 # ---------------------------------------------------------------- drawing
+#
+# One slide: the whole run on the left; on the right the same rows zoomed to the first
+# handover (or the first few, when they come close together), where old and new SAs are
+# both installed for a few milliseconds: make-before-break is seen there, not on the left.
+
+ROW = 0.62              # inches per row
+OVERLAP_COLOR = OKABE_ITO["yellow"]
+GAP_COLOR = OKABE_ITO["vermillion"]
+IKE_COLOR = "#555555"
 
 
-@styled
-def draw_timeline_model(timeline: RekeyTimeline, out: str | Path) -> list[Path]:
-    rows = [s for s in timeline.spans if s.kind == "IKE"] + sorted(
+def _rows(timeline: RekeyTimeline) -> list[SaSpan]:
+    return [s for s in timeline.spans if s.kind == "IKE"] + sorted(
         (s for s in timeline.spans if s.kind != "IKE"), key=lambda s: (s.towards, s.start() or 0))
-    height = 2.2 + 0.72 * len(rows) + 0.9 * bool(timeline.handovers)
-    fig = new_figure(height)
-    ax = fig.add_axes([0.24, (1.4 + 0.9 * bool(timeline.handovers)) / height, 0.62,
-                       (0.72 * len(rows)) / height])
+
+
+def _span_color(s: SaSpan) -> str:
+    return PALETTE[s.generation % (len(PALETTE) - 1)] if s.kind != "IKE" else IKE_COLOR  # yellow marks overlaps
+
+
+def _interval(h: Handover, end: float) -> tuple[float, float]:
+    """From the new SA's birth to the old one's end (or the other way round: a gap)."""
+    return tuple(sorted((h.new.born, h.old.end(end))))
+
+
+MAX_ZOOMS = 2
+
+
+@dataclass
+class Zoom:
+    """A stretch of the timeline drawn zoomed in: seconds since the first packet."""
+    lo: float
+    hi: float
+    handovers: list[Handover]
+
+    @property
+    def what(self) -> str:
+        kinds = {"IKE SA" if h.new.kind == "IKE" else "CHILD SA" for h in self.handovers}
+        return " and ".join(sorted(kinds, reverse=True)) + (" rekeys" if len(kinds) > 1 else " rekey")
+
+
+def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
+    """The handovers in groups (those that overlap or follow within a tenth of the run), each
+    with room either side: what the zoomed panels show, the first MAX_ZOOMS groups."""
+    handovers = sorted((h for h in timeline.handovers if h.new.born is not None), key=lambda h: h.new.born)
+    t0, span = timeline.start, max(timeline.end - timeline.start, 1e-3)
+    groups: list[list[Handover]] = []
+    hi = None
+    for h in handovers:
+        a, b = _interval(h, timeline.end)
+        if hi is None or a - hi > span / 10:
+            groups.append([])
+            hi = b
+        groups[-1].append(h)
+        hi = max(hi, b)
+    zooms = []
+    for group in groups[:MAX_ZOOMS]:
+        lo = min(_interval(h, timeline.end)[0] for h in group)
+        hi = max(_interval(h, timeline.end)[1] for h in group)
+        pad = max((hi - lo) * 0.6, 0.0015)
+        zooms.append(Zoom(lo - t0 - pad, hi - t0 + pad, group))
+    return zooms
+
+
+def _draw_rows(ax, timeline: RekeyTimeline, rows: list[SaSpan], scale: float) -> None:
+    """Bars, packet ticks and handover shading; x in seconds times `scale` since the first packet."""
     t0 = timeline.start
     span_x = max(timeline.end - t0, 1e-3)
+    from matplotlib.patches import Rectangle
+    for h in timeline.handovers:
+        if h.new.born is None or h.old not in rows or h.new not in rows:
+            continue
+        a, b = _interval(h, timeline.end)
+        ys = [len(rows) - 1 - rows.index(s) for s in (h.old, h.new)]
+        # across the rows of the old and the new SA: where both (or neither) are installed
+        ax.add_patch(Rectangle(((a - t0) * scale, min(ys) - 0.4), (b - a) * scale, abs(ys[0] - ys[1]) + 0.8,
+                               facecolor=OVERLAP_COLOR if h.overlap >= 0 else GAP_COLOR, lw=0, zorder=0,
+                               alpha=0.55 if h.overlap >= 0 else 0.3))
     for index, s in enumerate(rows):
         y = len(rows) - 1 - index
-        color = PALETTE[s.generation % len(PALETTE)] if s.kind != "IKE" else "#555555"
+        color = _span_color(s)
         start = (s.start() or t0) - t0
         end = s.end(timeline.end) - t0
         open_end = s.died is None and s.born is not None
-        ax.barh(y, max(end - start, span_x * 0.004), left=start, height=0.5, color=color, alpha=0.35,
-                edgecolor=color, lw=1.5, hatch="//" if open_end else None)
+        ax.barh(y, max(end - start, span_x * 0.004) * scale, left=start * scale, height=0.5, color=color, alpha=0.35,
+                edgecolor=color, lw=1.5, hatch="//" if open_end else None, zorder=2)
         if s.packets:
-            ax.plot([p - t0 for p in s.packets], [y] * len(s.packets), "|", color=color, markersize=22, mew=2.5)
-        count = f"{len(s.packets)} packet{'s' if len(s.packets) != 1 else ''}" if s.kind != "IKE" else \
-            f"{len(s.packets)} messages"
-        ax.text(1.01, y, count, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=FONT)
-    labels = [f"{s.kind} {s.spi}" + (f"\n→ {s.towards}" if s.towards else "") for s in rows]
-    ax.set_yticks(range(len(rows) - 1, -1, -1), labels, fontsize=FONT, family=MONO)
-    ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlim(-span_x * 0.03, span_x * 1.03)
-    ax.set_xlabel("seconds since the first IKE/ESP packet", fontsize=LABEL_FONT)
+            ax.plot([(p - t0) * scale for p in s.packets], [y] * len(s.packets), "|", color=color, markersize=22,
+                    mew=2.5, zorder=3)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.grid(axis="x", color="#dddddd", zorder=0)
     ax.tick_params(axis="x", labelsize=FONT)
-    ax.grid(axis="x", color="#dddddd")
-    for h in timeline.handovers:
-        if h.new.born is None:
-            continue
-        a, b = sorted((h.new.born - t0, h.old.end(timeline.end) - t0))
-        color = "#2ca02c" if h.overlap >= 0 else "#c0392b"
-        ax.axvspan(a, b, color=color, alpha=0.15)
-    fig.suptitle(f"SAs over time: {timeline.title}", fontsize=TITLE_FONT, weight="bold", y=1 - 0.35 / height)
+
+
+@styled
+def render_timeline(timeline: RekeyTimeline):
+    """The figure (a 16:9 slide when its rows fit one), not saved: for draw_timeline_model and tests."""
+    from matplotlib.patches import Rectangle
+
+    rows = _rows(timeline)
+    zooms = zoom_windows(timeline)
     notes = [_handover_text(h) for h in timeline.handovers]
     if not timeline.from_keys:
         notes.append("no IKE keys: rows run from the first to the last packet on each SPI")
-    notes.append("bars: SA installed (hatched: still up at the end), ticks: packets")
-    fig.text(0.5, 0.35 / height + 0.25 * bool(timeline.handovers) / height, "\n".join(notes[:4]), ha="center",
-             va="bottom", fontsize=FONT)
-    return save(fig, out)
+    notes.append("bars: SA installed (hatched: still up at the end); ticks: packets"
+                 + ("; yellow: old and new SA both installed; dashed boxes A, B: zoomed on the right" if zooms
+                    else ""))
+    note_lines = [line for note in notes[:6] for line in wrap(note, WIDTH - 0.6, FONT)]
+    head, below = 1.35, 0.95 + len(note_lines) * 0.27 + 0.25      # title; x labels, then the notes
+    row = min(0.95, max(ROW, (SLIDE_HEIGHT - head - below) / max(len(rows), 1)))
+    body = row * max(len(rows), 1)
+    height = max(SLIDE_HEIGHT, head + body + below)
+    fig = new_figure(height) if height > SLIDE_HEIGHT else new_slide()
+    left, right = 3.75, (9.2 if zooms else WIDTH - 0.4)
+    bottom = height - head - body
+    main = fig.add_axes([left / WIDTH, bottom / height, (right - left) / WIDTH, body / height])
+    t0 = timeline.start
+    span_x = max(timeline.end - t0, 1e-3)
+    _draw_rows(main, timeline, rows, 1.0)
+    main.set_xlim(-span_x * 0.03, span_x * 1.03)
+    main.set_xlabel("seconds since the first IKE/ESP packet", fontsize=LABEL_FONT)
+    labels = []
+    for s in rows:
+        count = f"{len(s.packets)} message{'s' if len(s.packets) != 1 else ''}" if s.kind == "IKE" else \
+            f"{len(s.packets)} packet{'s' if len(s.packets) != 1 else ''}"
+        labels.append(f"{s.kind} {s.spi}\n" + (f"→ {s.towards}, {count}" if s.towards else count))
+    main.set_yticks(range(len(rows) - 1, -1, -1), labels, fontsize=FONT, family=MONO)
+    main.set_title("the whole capture", fontsize=LABEL_FONT, pad=30 if zooms else 6)
+    gap = 0.45
+    width = (WIDTH - 0.35 - 10.0 - gap * (len(zooms) - 1)) / max(len(zooms), 1)
+    for number, zoom in enumerate(zooms):
+        letter = "ABC"[number]
+        main.add_patch(Rectangle((zoom.lo, -0.55), zoom.hi - zoom.lo, len(rows) - 0.1, facecolor="none",
+                                 edgecolor="black", lw=1.8, linestyle="--", zorder=5))
+        main.text((zoom.lo + zoom.hi) / 2, len(rows) - 0.45, letter, ha="center", va="bottom", fontsize=LABEL_FONT,
+                  weight="bold", zorder=6)
+        ax = fig.add_axes([(10.0 + number * (width + gap)) / WIDTH, bottom / height, width / WIDTH, body / height],
+                          label=f"zoom {letter}")
+        _draw_rows(ax, timeline, rows, 1000.0)
+        ax.set_xlim(zoom.lo * 1000, zoom.hi * 1000)
+        ax.set_yticks([])
+        ax.set_xlabel("milliseconds", fontsize=LABEL_FONT)
+        ax.set_title(f"{letter}: {zoom.what}", fontsize=LABEL_FONT, pad=30)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5 if len(zooms) == 1 else 3))
+        for h in zoom.handovers:
+            a, b = _interval(h, timeline.end)
+            y = len(rows) - 1 - rows.index(h.new)
+            ax.text(((a + b) / 2 - t0) * 1000, y + 0.3, _ms(abs(h.overlap)), ha="center", va="bottom",
+                    fontsize=FONT, zorder=6, bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.9))
+    fig.suptitle(f"SAs over time: {timeline.title}", fontsize=TITLE_FONT, weight="bold", y=1 - 0.35 / height)
+    fig.text(0.5, (bottom - 0.95) / height, "\n".join(note_lines), ha="center", va="top", fontsize=FONT,
+             linespacing=1.25)
+    return fig
+
+
+def draw_timeline_model(timeline: RekeyTimeline, out: str | Path) -> list[Path]:
+    fig = render_timeline(timeline)
+    return save(fig, out, slide=tuple(fig.get_size_inches()) == (WIDTH, SLIDE_HEIGHT))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
 
 
 def _handover_text(h: Handover) -> str:
     if h.overlap >= 0:
-        head = f"{h.old.spi} → {h.new.spi}: overlap {h.overlap * 1000:.0f} ms, no gap (make-before-break)"
+        head = f"{h.old.spi} → {h.new.spi}: overlap {_ms(h.overlap)}, no gap (make-before-break)"
     else:
-        head = f"{h.old.spi} → {h.new.spi}: GAP of {-h.overlap * 1000:.0f} ms without an SA"
+        head = f"{h.old.spi} → {h.new.spi}: GAP of {_ms(-h.overlap)} without an SA"
     if h.traffic_gap is not None and h.new.kind != "IKE":
         head += f"; last old packet to first new {h.traffic_gap:.2f} s"
     return head
@@ -221,4 +341,5 @@ def draw_rekey_timeline(capture: CaptureAnalysis, out: str | Path) -> Figure:
     return Figure(files, caption, timeline)
 
 
-__all__ = ["Handover", "RekeyTimeline", "SaSpan", "draw_rekey_timeline", "draw_timeline_model", "sa_spans"]
+__all__ = ["Handover", "RekeyTimeline", "SaSpan", "draw_rekey_timeline", "draw_timeline_model", "render_timeline",
+           "sa_spans", "zoom_windows"]
