@@ -17,7 +17,7 @@ from pathlib import Path
 from .analysis import CaptureAnalysis, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
 from .ladder import draw_ladder
-from .layout import FORM_TITLES, draw_layouts, packet_layout
+from .layout import FORM_TITLES, layouts_figure, packet_layout
 from .mtu import draw_mtu
 from .rekey import draw_rekey_timeline
 from .run import load_run
@@ -113,9 +113,9 @@ def _draw_forms(captures: list[CaptureAnalysis], out: Path) -> Figure:
     order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null"]
     layouts = [packet_layout(packet, capture.keys, FORM_TITLES[form], f"{capture.name}:{packet.frame}")
                for form in order if form in forms for capture, packet in [forms[form]]]
-    files = draw_layouts(layouts, out, title="One real packet of each form in these captures")
-    return Figure(files, "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
-                  + "): offsets, encrypted and authenticated ranges", layouts)
+    return layouts_figure(layouts, out, "One real packet of each form in these captures",
+                          "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
+                          + "): offsets, encrypted and authenticated ranges")
 
 
 def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
