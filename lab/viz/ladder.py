@@ -591,10 +591,10 @@ def _rows(ladder: Ladder) -> list[_Row]:
     retransmissions and fragments: one group)."""
     xs = _lane_x(ladder)
     items = sorted([(a.row, a) for a in ladder.arrows] + [(b.row, b) for b in ladder.bands], key=lambda i: i[0])
-    rows = []
+    rows: list[_Row] = []
     for index, (_, item) in enumerate(items):
-        if isinstance(item, Band):
-            group: object = "traffic"
+        if isinstance(item, Band):  # bands one after the other: one group
+            group: object = rows[-1].group if rows and isinstance(rows[-1].item, Band) else ("traffic", index)
         elif item.spis is not None and item.message_id is not None:
             requester = item.dst if item.response else item.src
             group = (item.spis[0], item.message_id, requester)

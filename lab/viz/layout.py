@@ -345,6 +345,7 @@ def render_layouts(layouts: list[Layout], title: str, page: tuple[int, int] | No
     return fig
 
 
+@styled
 def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real packet of each form",
                  slides: list[list[Layout]] | None = None) -> list[Path]:
     """out.png/.svg with every panel (a 16:9 slide when they fit one); when they do not,

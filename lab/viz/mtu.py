@@ -204,6 +204,7 @@ def render_mtu(model: MtuModel):
     return fig
 
 
+@styled
 def draw_mtu_model(model: MtuModel, out: str | Path) -> list[Path]:
     return save(render_mtu(model), out, slide=True)
 

@@ -309,6 +309,7 @@ def render_timeline(timeline: RekeyTimeline):
     return fig
 
 
+@styled
 def draw_timeline_model(timeline: RekeyTimeline, out: str | Path) -> list[Path]:
     fig = render_timeline(timeline)
     return save(fig, out, slide=tuple(fig.get_size_inches()) == (WIDTH, SLIDE_HEIGHT))

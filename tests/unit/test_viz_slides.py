@@ -1,0 +1,243 @@
+"""Figures readable when projected: every slide a run folder's figures are cut into is
+1920 x 1080 with no text under 20 pixels (read from the files written); the ladder's labels
+are not crossed by lane lines (read from the pixels drawn); its legend names the notify
+abbreviations each slide uses; the MTU figure's colours are Okabe-Ito, its path MTU line in a
+colour no configuration has, its axes from zero; the rekey timeline's zoomed panels cover
+each make-before-break overlap and make it wide."""
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.text import Text
+
+from lab.viz.analysis import NOTIFY_SHORT, analyze_capture
+from lab.viz.figures import draw_run
+from lab.viz.ladder import Arrow, _legend, build_ladder, ladder_slides, render_slide
+from lab.viz.mtu import PATH_MTU_COLOR, mtu_model, render_mtu
+from lab.viz.rekey import render_timeline, sa_spans
+from lab.viz.style import OKABE_ITO, SLIDE_MIN_PX, plt
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DEMO = DATA / "demo"
+RUN = DATA / "runs" / "net2net-nat"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def svg_text_pixels(path: Path) -> list[tuple[str, float]]:
+    """(text, font size in pixels) of every text in an SVG, shown as large as it fits on a
+    1920 x 1080 slide."""
+    root = ET.parse(path).getroot()
+    _, _, width, height = (float(v) for v in root.get("viewBox").split())
+    scale = min(1920 / width, 1080 / height)
+    out = []
+    for element in root.iter("{http://www.w3.org/2000/svg}text"):
+        size = re.search(r"font-size:\s*([\d.]+)px", element.get("style", ""))
+        assert size, f"{path.name}: a text without a font size: {ET.tostring(element)[:120]}"
+        out.append(("".join(element.itertext()), float(size[1]) * scale))
+    return out
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """The figures of the recorded net2net-nat run: (PNG, caption) of each figure and slide."""
+    run = tmp_path_factory.mktemp("slides") / "run"
+    shutil.copytree(RUN, run)
+    return draw_run(run)
+
+
+def test_slides_are_1920_by_1080_with_text_of_20_pixels_or_more(drawn):
+    names = {p.stem: p for p, _ in drawn}
+    slides = [p for stem, p in names.items() if re.fullmatch(r"ladder-.*-\d+", stem)]
+    slides += [names[stem] for stem in ("rekey-nat-outside", "mtu", "headers")]
+    assert len(slides) >= 5
+    for png in slides:
+        assert png_size(png) == (1920, 1080), png.name
+        texts = svg_text_pixels(png.with_suffix(".svg"))
+        assert len(texts) >= 10, png.name
+        small = [(t, round(px, 1)) for t, px in texts if px < SLIDE_MIN_PX]
+        assert not small, f"{png.name}: {small[:5]}"
+    # the whole ladder is kept (the report and the notebooks link it), taller than a slide
+    whole = names["ladder-nat-inside-nat-outside"]
+    assert png_size(whole)[0] == 1920 and png_size(whole)[1] > 1080
+
+
+def demo_ladder():
+    keys = DEMO / "keys"
+    return build_ladder([analyze_capture(DEMO / "captures" / "nat-inside.pcap", keys),
+                         analyze_capture(DEMO / "captures" / "nat-outside.pcap", keys)])
+
+
+def ladders():
+    yield "demo", demo_ladder()
+    yield "strongswan_s2s", build_ladder([analyze_capture(DATA / "strongswan_s2s.pcap")])
+    yield "fragments", build_ladder([analyze_capture(DATA / "forms" / "fragments-inside.pcap",
+                                                     DATA / "forms" / "fragments.keys")])
+
+
+def _pixels(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[:, :, :3].astype(int)
+
+
+def _lanes(ax) -> list[tuple[float, float, float, tuple[int, int, int]]]:
+    """(x, y from, y to, colour) in display pixels of every vertical line the lanes draw:
+    the lanes and the edges of the NAT box."""
+    out = []
+    for artist in ax.get_children():
+        if artist.get_gid() != "lane":
+            continue
+        if isinstance(artist, Line2D):
+            (x0, y0), (_, y1) = ax.transData.transform(list(zip(artist.get_xdata(), artist.get_ydata())))
+            edges, color = [x0], artist.get_color()
+        else:
+            (x0, y0), (x1, y1) = ax.transData.transform([artist.get_xy(), (artist.get_x() + artist.get_width(),
+                                                                          artist.get_y() + artist.get_height())])
+            edges, color = [x0, x1], artist.get_edgecolor()
+        rgb = tuple(round(255 * c) for c in plt.matplotlib.colors.to_rgb(color))
+        out += [(x, min(y0, y1), max(y0, y1), rgb) for x in edges]
+    return out
+
+
+@pytest.mark.parametrize("name,ladder", list(ladders()), ids=lambda v: v if isinstance(v, str) else "")
+def test_no_lane_line_crosses_a_label(name, ladder):
+    """Drawn, each text's box has no lane line through it: the pixels down the lane's
+    column inside the box are not the lane's colour. And no two texts overlap."""
+    slides = ladder_slides(ladder)
+    crossing_candidates = 0
+    for number, rows in enumerate(slides, start=1):
+        fig = render_slide(ladder, rows, (number, len(slides)))
+        try:
+            image = _pixels(fig)
+            height = image.shape[0]
+            ax = fig.axes[0]
+            lanes = _lanes(ax)
+            assert lanes
+            renderer = fig.canvas.get_renderer()
+            boxes = []
+            for text in ax.findobj(Text):
+                if not text.get_visible() or not text.get_text().strip():
+                    continue
+                box = text.get_window_extent(renderer)
+                boxes.append((text.get_text(), box))
+                for x, y_low, y_high, rgb in lanes:
+                    if not (box.x0 + 2 < x < box.x1 - 2) or box.y1 < y_low or box.y0 > y_high:
+                        continue
+                    crossing_candidates += 1
+                    top, bottom = height - int(box.y1) + 2, height - int(box.y0) - 2
+                    column = image[top:bottom, int(round(x)) - 1:int(round(x)) + 2]
+                    lane = (np.abs(column - np.array(rgb)).max(axis=2) <= 24).any(axis=1)
+                    run = longest = 0
+                    for hit in lane:
+                        run = run + 1 if hit else 0
+                        longest = max(longest, run)
+                    assert longest < 0.5 * len(lane), f"{name} slide {number}: a lane line crosses {text.get_text()!r}"
+            for index, (first, a) in enumerate(boxes):
+                for second, b in boxes[index + 1:]:
+                    overlap = min(a.x1, b.x1) - max(a.x0, b.x0), min(a.y1, b.y1) - max(a.y0, b.y0)
+                    assert min(overlap) <= 2, f"{name} slide {number}: {first!r} overlaps {second!r}"
+        finally:
+            plt.close(fig)
+    if name == "demo":  # labels do sit across the NAT box's lane: their boxes are what keeps the lines off them
+        assert crossing_candidates > 0
+
+
+def test_each_slide_explains_the_notify_abbreviations_it_uses():
+    ladder = demo_ladder()
+    full = {short: name for name, short in NOTIFY_SHORT.items()}
+    used_anywhere = set()
+    for rows in ladder_slides(ladder):
+        legend = " ".join(_legend(ladder, rows)[1])
+        used = {s for r in rows if isinstance(r.item, Arrow) for s in re.findall(r"N\(([A-Z_]+)\)", r.item.chain)}
+        used_anywhere |= used & set(full)
+        for short in used & set(full):
+            assert f"{short} = {full[short]}" in legend, short
+    assert {"NATD_S_IP", "NATD_D_IP", "INIT_CONTACT"} <= used_anywhere
+
+
+def test_an_exchange_stays_on_one_slide():
+    ladder = demo_ladder()
+    slides = ladder_slides(ladder)
+    where = {}
+    for number, rows in enumerate(slides):
+        for row in rows:
+            where.setdefault(row.group, set()).add(number)
+    assert all(len(pages) == 1 for pages in where.values())
+    assert 1 < len(slides) < len(ladder.arrows) // 2  # cut, and more than one exchange on some slides
+
+
+def test_nat_detection_and_message_ids_are_written_on_their_arrows():
+    ladder = demo_ladder()
+    by_label = {a.label: a for a in ladder.arrows}
+    request, response = by_label["IKE_SA_INIT request 0"], by_label["IKE_SA_INIT response 0"]
+    # outside, gwb finds gwa's source hash against the NAT box's address; inside, gwa its own against the hash
+    assert any("NATD_S_IP ≠ hash of 198.51.100.1:500" in c and "RFC 7296 §2.23" in c for c in request.callouts)
+    assert any("NATD_D_IP ≠ hash of 172.16.0.2:500" in c and "moves IKE and ESP to UDP 4500" in c
+               for c in response.callouts)
+    assert not any(a.callouts for a in ladder.arrows if a.label.startswith("IKE_AUTH"))
+    first_new = next(a for a in ladder.arrows if a.spis != ladder.arrows[1].spis and not a.label.startswith("IKE_SA"))
+    assert first_new.message_id == 0 and not first_new.response
+    assert any("message ID 0 again" in c and "RFC 7296 §2.18" in c and "made by the rekey" in c
+               for c in first_new.callouts)
+    assert any("RFC 7296 §2.2)" in c for c in by_label["CREATE_CHILD_SA request 0"].callouts)
+    # no NAT on the path: the hashes match and nothing is said
+    plain = build_ladder([analyze_capture(DATA / "runs" / "ike-fragments" / "captures" / "gwa-wan.pcap",
+                                          DATA / "runs" / "ike-fragments" / "keys")])
+    assert not any("NAT-D" in c for a in plain.arrows for c in a.callouts)
+
+
+def test_mtu_colours_are_okabe_ito_and_its_axes_start_at_zero():
+    fig = render_mtu(mtu_model(1400, step=50))
+    try:
+        palette = {c.lower() for c in OKABE_ITO.values()}
+        bars = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle)]
+        colors = {to_hex(p.get_facecolor(), keep_alpha=False) for p in bars}
+        assert len(bars) >= 16 and colors <= palette, colors - palette
+        mtu_lines = [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(mtu_lines) == 1 and to_hex(mtu_lines[0].get_color()) == PATH_MTU_COLOR.lower()
+        assert mtu_lines[0].get_xdata()[0] == 1400
+        assert PATH_MTU_COLOR.lower() not in colors
+        for ax in fig.axes:
+            assert ax.get_xlim()[0] == 0  # nothing exaggerated: lengths are the octets
+            # one row per configuration: no bar lies on another's row
+            rows = sorted({round(p.get_y() + p.get_height() / 2, 6) for p in ax.patches if isinstance(p, Rectangle)})
+            assert len(rows) == 8
+    finally:
+        plt.close(fig)
+
+
+def test_the_zoomed_panels_cover_each_overlap():
+    capture = analyze_capture(DEMO / "captures" / "nat-outside.pcap", DEMO / "keys")
+    timeline = sa_spans(capture)
+    fig = render_timeline(timeline)
+    try:
+        assert tuple(fig.get_size_inches()) == (16, 9)
+        zooms = [ax for ax in fig.axes if ax.get_label().startswith("zoom")]
+        assert len(zooms) == 2  # the CHILD SA rekey, then the IKE SA rekey 0.2 s later
+        assert len(timeline.handovers) == 3
+        for h in timeline.handovers:
+            a, b = sorted(((h.new.born - timeline.start) * 1000, (h.old.end(timeline.end) - timeline.start) * 1000))
+            assert b > a  # make-before-break: an overlap
+            covering = [ax for ax in zooms if ax.get_xlim()[0] < a and b < ax.get_xlim()[1]]
+            assert covering, (a, b, [ax.get_xlim() for ax in zooms])
+            # zoomed: the overlap is a visible part of the panel, not a hairline as in the whole capture
+            low, high = covering[0].get_xlim()
+            assert (b - a) / (high - low) > 0.2
+        whole = next(ax for ax in fig.axes if not ax.get_label().startswith("zoom"))
+        low, high = whole.get_xlim()
+        assert all((h.old.end(timeline.end) - h.new.born) / (high - low) < 0.01 for h in timeline.handovers)
+    finally:
+        plt.close(fig)
