@@ -517,16 +517,20 @@ def _arrow_row(ladder: Ladder, arrow: Arrow, xs: list[float], group: object) -> 
     direction = 1 if x1 > x0 else -1
     ports: list[tuple[float, str, str]] = []
 
-    def port(x: float, number: int, outward: int) -> float:
-        """Writes `number` beside x (outward: away from x along the arrow); its width."""
+    def port(x: float, number: int, outward: int, clear: float = 0.12) -> float:
+        """Writes `number` `clear` inches beside x (outward: away from x along the arrow); the
+        room it takes from x."""
         if not number:
             return 0.0
         toward = direction * outward
-        ports.append((x + toward * 0.12, str(number), "left" if toward > 0 else "right"))
-        return text_width(str(number), FONT, MONO) + 0.12
+        ports.append((x + toward * clear, str(number), "left" if toward > 0 else "right"))
+        return text_width(str(number), FONT, MONO) + clear
 
-    near = port(x0, arrow.sport, 1)
-    far = port(x1, arrow.far_ports[1] if arrow.far_ports else arrow.dport, -1)
+    def clear(lane: int) -> float:  # an arrow that ends at the NAT box: its port outside the box
+        return NAT_HALF + 0.1 if ladder.lanes[lane].nat else 0.12
+
+    near = port(x0, arrow.sport, 1, clear(arrow.src))
+    far = port(x1, arrow.far_ports[1] if arrow.far_ports else arrow.dport, -1, clear(arrow.dst))
     if arrow.via is not None:
         at_nat = xs[arrow.via]
         # at the NAT box only the ports it changed
@@ -574,9 +578,10 @@ def _band_text(band: Band) -> str:
 
 def _band_row(ladder: Ladder, band: Band, xs: list[float], group: object) -> _Row:
     x0, x1 = sorted((xs[band.src], xs[band.dst]))
-    center, width = _under_width((x0 + x1) / 2, x1 - x0)
+    width = max(x1 - x0 - 0.2, 3.0)                  # inside the band where it is wide enough
+    center = min(max((x0 + x1) / 2, TEXT_X0 + width / 2), TEXT_X1 - width / 2)
     head, _, inner = _band_text(band).partition("  [")
-    lines = wrap(head, width - 0.16, FONT, weight="bold", lines=2)
+    lines = wrap(head, width - 0.16, FONT, weight="bold", lines=3)
     if inner:
         lines += wrap("[" + inner, width - 0.16, FONT, weight="bold", lines=1)
     text = _Block(center, PAD + 0.02, lines, weight="bold", color="#113311",
@@ -687,7 +692,7 @@ def paginate(ladder: Ladder, rows: list[_Row]) -> list[list[_Row]]:
         if fits(current + group):
             current += group
             continue
-        if current:
+        if current and fits(group):
             pages.append(current)
             current = []
         for row in group:  # an exchange longer than a page (retransmissions): cut between its messages
