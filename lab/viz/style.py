@@ -6,6 +6,7 @@ the Okabe-Ito palette, which people with any common colour-vision deficiency can
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,15 @@ def text_width(text: str, size: float = FONT, family: str | None = None, weight:
 def wrap(text: str, width: float, size: float = FONT, family: str | None = None, weight: str = "normal",
          lines: int | None = None) -> list[str]:
     """`text` broken at spaces into lines no wider than `width` inches (a word wider than
-    that is cut); at most `lines` lines, the last ending in "..." when cut short."""
+    that is cut; "RFC 7296 §2.23" is one word); at most `lines` lines, the last ending in
+    "..." when cut short."""
     out: list[str] = []
-    for word in text.split():
+    # an RFC and its section stay on one line (joined by no-break spaces)
+    text = re.sub(r"RFC (\d+)(?: (§[\d.]*\d))?", lambda m: "\u00a0".join(filter(None, ("RFC", m[1], m[2]))),
+                  " ".join(text.split()))
+    for word in text.split(" "):
+        if not word:
+            continue
         while text_width(word, size, family, weight) > width and len(word) > 1:
             cut = len(word) - 1
             while cut > 1 and text_width(word[:cut], size, family, weight) > width:
