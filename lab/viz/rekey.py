@@ -17,7 +17,7 @@ from .analysis import CaptureAnalysis, Packet
 import matplotlib
 import matplotlib.ticker
 
-from .style import (FONT, LABEL_FONT, MONO, OKABE_ITO, PALETTE, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure,
+from .style import (FONT, LABEL_FONT, MIN_FONT, MONO, OKABE_ITO, PALETTE, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure,
                     new_slide, save, styled, wrap)
 
 
@@ -159,7 +159,8 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
 # handover (or the first few, when they come close together), where old and new SAs are
 # both installed for a few milliseconds: make-before-break is seen there, not on the left.
 
-ROW = 0.62              # inches per row
+ROW = 0.48              # inches per row, at least (two lines of MIN_FONT)
+MAX_NOTES = 4           # lines on the handovers under the panels
 OVERLAP_COLOR = OKABE_ITO["yellow"]
 GAP_COLOR = OKABE_ITO["vermillion"]
 IKE_COLOR = "#555555"
@@ -188,6 +189,7 @@ class Zoom:
     lo: float
     hi: float
     handovers: list[Handover]
+    origin: float = 0.0          # the panel counts milliseconds from here: the first new SA's birth
 
     @property
     def what(self) -> str:
@@ -196,31 +198,33 @@ class Zoom:
 
 
 def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
-    """The handovers in groups (those that overlap or follow within a tenth of the run), each
-    with room either side: what the zoomed panels show, the first MAX_ZOOMS groups."""
+    """The handovers in groups (those that overlap, or follow within 50 ms or five times the
+    group's width), each with room either side: what the zoomed panels show, the first
+    MAX_ZOOMS groups."""
     handovers = sorted((h for h in timeline.handovers if h.new.born is not None), key=lambda h: h.new.born)
-    t0, span = timeline.start, max(timeline.end - timeline.start, 1e-3)
+    t0 = timeline.start
     groups: list[list[Handover]] = []
-    hi = None
+    lo = hi = None
     for h in handovers:
         a, b = _interval(h, timeline.end)
-        if hi is None or a - hi > span / 10:
+        if hi is None or a - hi > max(0.05, 5 * (hi - lo)):
             groups.append([])
-            hi = b
+            lo, hi = a, b
         groups[-1].append(h)
-        hi = max(hi, b)
+        lo, hi = min(lo, a), max(hi, b)
     zooms = []
     for group in groups[:MAX_ZOOMS]:
         lo = min(_interval(h, timeline.end)[0] for h in group)
         hi = max(_interval(h, timeline.end)[1] for h in group)
         pad = max((hi - lo) * 0.6, 0.0015)
-        zooms.append(Zoom(lo - t0 - pad, hi - t0 + pad, group))
+        zooms.append(Zoom(lo - t0 - pad, hi - t0 + pad, group, min(h.new.born for h in group) - t0))
     return zooms
 
 
-def _draw_rows(ax, timeline: RekeyTimeline, rows: list[SaSpan], scale: float) -> None:
-    """Bars, packet ticks and handover shading; x in seconds times `scale` since the first packet."""
-    t0 = timeline.start
+def _draw_rows(ax, timeline: RekeyTimeline, rows: list[SaSpan], scale: float, origin: float = 0.0) -> None:
+    """Bars, packet ticks and handover shading; x in seconds times `scale` since `origin`
+    seconds after the first packet."""
+    t0 = timeline.start + origin
     span_x = max(timeline.end - t0, 1e-3)
     from matplotlib.patches import Rectangle
     for h in timeline.handovers:
@@ -255,15 +259,16 @@ def render_timeline(timeline: RekeyTimeline):
 
     rows = _rows(timeline)
     zooms = zoom_windows(timeline)
-    notes = [_handover_text(h) for h in timeline.handovers]
+    notes = _handover_notes(timeline)
     if not timeline.from_keys:
         notes.append("no IKE keys: rows run from the first to the last packet on each SPI")
     notes.append("bars: SA installed (hatched: still up at the end); ticks: packets"
                  + ("; yellow: old and new SA both installed; dashed boxes A, B: zoomed on the right" if zooms
                     else ""))
-    note_lines = [line for note in notes[:6] for line in wrap(note, WIDTH - 0.6, FONT)]
-    head, below = 1.35, 0.95 + len(note_lines) * 0.27 + 0.25      # title; x labels, then the notes
+    note_lines = [line for note in notes for line in wrap(note, WIDTH - 0.6, FONT)]
+    head, below = 1.35, 0.85 + len(note_lines) * 0.27 + 0.15      # title; x labels, then the notes
     row = min(0.95, max(ROW, (SLIDE_HEIGHT - head - below) / max(len(rows), 1)))
+    label_font = FONT if row >= 0.56 else MIN_FONT
     body = row * max(len(rows), 1)
     height = max(SLIDE_HEIGHT, head + body + below)
     fig = new_figure(height) if height > SLIDE_HEIGHT else new_slide()
@@ -280,7 +285,7 @@ def render_timeline(timeline: RekeyTimeline):
         count = f"{len(s.packets)} message{'s' if len(s.packets) != 1 else ''}" if s.kind == "IKE" else \
             f"{len(s.packets)} packet{'s' if len(s.packets) != 1 else ''}"
         labels.append(f"{s.kind} {s.spi}\n" + (f"→ {s.towards}, {count}" if s.towards else count))
-    main.set_yticks(range(len(rows) - 1, -1, -1), labels, fontsize=FONT, family=MONO)
+    main.set_yticks(range(len(rows) - 1, -1, -1), labels, fontsize=label_font, family=MONO, linespacing=1.05)
     main.set_title("the whole capture", fontsize=LABEL_FONT, pad=30 if zooms else 6)
     gap = 0.45
     width = (WIDTH - 0.35 - 10.0 - gap * (len(zooms) - 1)) / max(len(zooms), 1)
@@ -292,19 +297,21 @@ def render_timeline(timeline: RekeyTimeline):
                   weight="bold", zorder=6)
         ax = fig.add_axes([(10.0 + number * (width + gap)) / WIDTH, bottom / height, width / WIDTH, body / height],
                           label=f"zoom {letter}")
-        _draw_rows(ax, timeline, rows, 1000.0)
-        ax.set_xlim(zoom.lo * 1000, zoom.hi * 1000)
+        _draw_rows(ax, timeline, rows, 1000.0, zoom.origin)
+        ax.set_xlim((zoom.lo - zoom.origin) * 1000, (zoom.hi - zoom.origin) * 1000)
         ax.set_yticks([])
-        ax.set_xlabel("milliseconds", fontsize=LABEL_FONT)
-        ax.set_title(f"{letter}: {zoom.what}", fontsize=LABEL_FONT, pad=30)
+        ax.set_xlabel(f"ms after {zoom.origin:.3f} s", fontsize=LABEL_FONT)
+        ax.set_title("\n".join(wrap(f"{letter}: {zoom.what}", width + 0.3, LABEL_FONT)), fontsize=LABEL_FONT,
+                     pad=30, linespacing=1.0)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5 if len(zooms) == 1 else 3))
+        ax.xaxis.get_major_formatter().set_useOffset(False)
         for h in zoom.handovers:
             a, b = _interval(h, timeline.end)
             y = len(rows) - 1 - rows.index(h.new)
-            ax.text(((a + b) / 2 - t0) * 1000, y + 0.3, _ms(abs(h.overlap)), ha="center", va="bottom",
+            ax.text(((a + b) / 2 - t0 - zoom.origin) * 1000, y + 0.3, _ms(abs(h.overlap)), ha="center", va="bottom",
                     fontsize=FONT, zorder=6, bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.9))
     fig.suptitle(f"SAs over time: {timeline.title}", fontsize=TITLE_FONT, weight="bold", y=1 - 0.35 / height)
-    fig.text(0.5, (bottom - 0.95) / height, "\n".join(note_lines), ha="center", va="top", fontsize=FONT,
+    fig.text(0.5, (bottom - 0.85) / height, "\n".join(note_lines), ha="center", va="top", fontsize=FONT,
              linespacing=1.25)
     return fig
 
@@ -319,14 +326,31 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
 
 
-def _handover_text(h: Handover) -> str:
-    if h.overlap >= 0:
-        head = f"{h.old.spi} → {h.new.spi}: overlap {_ms(h.overlap)}, no gap (make-before-break)"
-    else:
-        head = f"{h.old.spi} → {h.new.spi}: GAP of {_ms(-h.overlap)} without an SA"
-    if h.traffic_gap is not None and h.new.kind != "IKE":
-        head += f"; last old packet to first new {h.traffic_gap:.2f} s"
-    return head
+def _handover_notes(timeline: RekeyTimeline) -> list[str]:
+    """A line per rekey (a CHILD SA's two directions together), the first MAX_NOTES of them."""
+    rekeys: dict[tuple, list[Handover]] = {}
+    for h in timeline.handovers:
+        rekeys.setdefault((h.new.kind == "IKE", h.new.born), []).append(h)
+    lines = []
+    for group in rekeys.values():
+        names = " and ".join(f"{h.old.spi} → {h.new.spi}" for h in group)
+        gaps = [h for h in group if h.overlap < 0]
+        if gaps:
+            line = f"{names}: GAP of {_ms(max(-h.overlap for h in gaps))} without an SA"
+        else:
+            low, high = min(h.overlap for h in group), max(h.overlap for h in group)
+            span = _ms(low) if _ms(low) == _ms(high) else f"{_ms(low)} to {_ms(high)}"
+            line = f"{names}: overlap {span}, no gap (make-before-break)"
+        traffic = [h.traffic_gap for h in group if h.traffic_gap is not None and h.new.kind != "IKE"]
+        if traffic:
+            line += f"; last old packet to first new {max(traffic):.2f} s"
+        lines.append(line)
+    if len(lines) > MAX_NOTES:
+        rest = list(rekeys.values())[MAX_NOTES - 1:]
+        with_gap = sum(1 for group in rest if any(h.overlap < 0 for h in group))
+        lines = lines[:MAX_NOTES - 1] + [f"and {len(rest)} more rekeys, " + (f"{with_gap} of them with a gap" if
+                                                                           with_gap else "none with a gap")]
+    return lines
 
 
 def draw_rekey_timeline(capture: CaptureAnalysis, out: str | Path) -> Figure:

@@ -23,7 +23,8 @@ from lab.viz.analysis import NOTIFY_SHORT, analyze_capture
 from lab.viz.figures import draw_run
 from lab.viz.ladder import Arrow, _legend, build_ladder, ladder_slides, render_slide
 from lab.viz.mtu import PATH_MTU_COLOR, mtu_model, render_mtu
-from lab.viz.rekey import render_timeline, sa_spans
+from lab.viz.rekey import (Handover, RekeyTimeline, SaSpan, draw_timeline_model, render_timeline, sa_spans,
+                           zoom_windows)
 from lab.viz.style import OKABE_ITO, SLIDE_MIN_PX, plt
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -226,19 +227,56 @@ def test_the_zoomed_panels_cover_each_overlap():
     fig = render_timeline(timeline)
     try:
         assert tuple(fig.get_size_inches()) == (16, 9)
-        zooms = [ax for ax in fig.axes if ax.get_label().startswith("zoom")]
-        assert len(zooms) == 2  # the CHILD SA rekey, then the IKE SA rekey 0.2 s later
+        panels = [ax for ax in fig.axes if ax.get_label().startswith("zoom")]
+        zooms = zoom_windows(timeline)
+        assert len(panels) == len(zooms) == 2  # the CHILD SA rekey, then the IKE SA rekey 0.2 s later
         assert len(timeline.handovers) == 3
         for h in timeline.handovers:
-            a, b = sorted(((h.new.born - timeline.start) * 1000, (h.old.end(timeline.end) - timeline.start) * 1000))
-            assert b > a  # make-before-break: an overlap
-            covering = [ax for ax in zooms if ax.get_xlim()[0] < a and b < ax.get_xlim()[1]]
-            assert covering, (a, b, [ax.get_xlim() for ax in zooms])
-            # zoomed: the overlap is a visible part of the panel, not a hairline as in the whole capture
-            low, high = covering[0].get_xlim()
-            assert (b - a) / (high - low) > 0.2
+            covering = []
+            for ax, zoom in zip(panels, zooms):
+                # the panel counts milliseconds from zoom.origin, and says so
+                assert ax.get_xlabel() == f"ms after {zoom.origin:.3f} s"
+                a, b = sorted(((t - timeline.start - zoom.origin) * 1000 for t in (h.new.born,
+                                                                                 h.old.end(timeline.end))))
+                assert b > a  # make-before-break: an overlap
+                low, high = ax.get_xlim()
+                if low < a and b < high:
+                    covering.append((b - a) / (high - low))
+            # zoomed: the overlap is a visible part of a panel, not a hairline as in the whole capture
+            assert covering and max(covering) > 0.2, (h.old.spi, covering)
         whole = next(ax for ax in fig.axes if not ax.get_label().startswith("zoom"))
         low, high = whole.get_xlim()
         assert all((h.old.end(timeline.end) - h.new.born) / (high - low) < 0.01 for h in timeline.handovers)
     finally:
         plt.close(fig)
+
+
+def test_a_timeline_of_many_rekeys_is_still_one_slide(tmp_path):
+    """Three CHILD SA rekeys and two IKE SA rekeys in a minute (eleven SAs): one slide, the
+    first two rekeys zoomed, one line of notes per rekey (both directions of a CHILD SA)."""
+    start = 1000.0
+    ike = [SaSpan("IKE", f"{i:08x}../{i + 1:08x}..", "", born=start + 20 * i,
+                  died=start + 20 * i + 20.003 if i < 2 else None, packets=[start + 20 * i + 1]) for i in range(3)]
+    spans, handovers = list(ike), []
+    for i in (1, 2):
+        ike[i].replaces, ike[i].generation = ike[i - 1].spi, i
+        handovers.append(Handover(ike[i - 1], ike[i], ike[i - 1].died - ike[i].born, None))
+    for direction, towards in enumerate(("198.51.100.1", "198.51.100.2")):
+        old = None
+        for generation in range(4):
+            born = start + 15 * generation + 0.01
+            new = SaSpan("ESP", f"{direction}{generation}aabbcc", towards, born=born,
+                         died=born + 15.002 if generation < 3 else None, generation=generation,
+                         packets=[born + k for k in range(15)])
+            if old is not None:
+                new.replaces = old.spi
+                handovers.append(Handover(old, new, old.died - new.born, 0.05))
+            spans.append(new)
+            old = new
+    timeline = RekeyTimeline(spans, handovers, start, start + 60, "three CHILD SA rekeys, two IKE SA rekeys", True)
+    files = draw_timeline_model(timeline, tmp_path / "rekey")
+    assert png_size(files[0]) == (1920, 1080)
+    assert min(px for _, px in svg_text_pixels(files[1])) >= SLIDE_MIN_PX
+    zooms = zoom_windows(timeline)
+    assert [z.what for z in zooms] == ["CHILD SA rekey", "IKE SA rekey"]
+    assert all(z.hi - z.lo < 0.02 for z in zooms)  # each a few milliseconds: the rekeys 5 s apart not lumped
