@@ -363,6 +363,12 @@ def _explain_moves(ladder: Ladder) -> None:
         initiator = ladder.lanes[arrow.dst].name
         if later is not None and later.port4500:
             arrow.callouts[0] += f", so {initiator} moves IKE and ESP to UDP 4500 (RFC 7296 §2.23)"
+            if not arrow.port4500:
+                # the arrow that moves: the reason written on it too (it is often on the next slide)
+                at = f" at #{arrow.frames[0][1]}" if arrow.frames else ""
+                later.callouts.insert(0, f"now on UDP 4500: NAT-D{at} showed a NAT; each IKE message starts with "
+                                         "4 zero octets (the non-ESP marker), ESP goes in UDP on the same ports "
+                                         "(RFC 7296 §2.23; RFC 3948 §2.1, §2.2)")
         else:
             arrow.callouts[0] += f": RFC 7296 §2.23 says {initiator} must move to UDP 4500"
 

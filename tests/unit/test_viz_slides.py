@@ -189,7 +189,12 @@ def test_nat_detection_and_message_ids_are_written_on_their_arrows():
     assert any("NATD_S_IP ≠ hash of 198.51.100.1:500" in c and "RFC 7296 §2.23" in c for c in request.callouts)
     assert any("NATD_D_IP ≠ hash of 172.16.0.2:500" in c and "moves IKE and ESP to UDP 4500" in c
                for c in response.callouts)
-    assert not any(a.callouts for a in ladder.arrows if a.label.startswith("IKE_AUTH"))
+    # and the arrow that moves to UDP 4500 says why, naming the frame whose NAT-D showed the NAT
+    moved = by_label["IKE_AUTH request 1"]
+    assert moved.port4500 and not response.port4500
+    assert [c for c in moved.callouts if "now on UDP 4500" in c and f"NAT-D at #{response.frames[0][1]}" in c
+            and "RFC 7296 §2.23" in c] == moved.callouts and len(moved.callouts) == 1
+    assert not by_label["IKE_AUTH response 1"].callouts
     first_new = next(a for a in ladder.arrows if a.spis != ladder.arrows[1].spis and not a.label.startswith("IKE_SA"))
     assert first_new.message_id == 0 and not first_new.response
     assert any("message ID 0 again" in c and "RFC 7296 §2.18" in c and "made by the rekey" in c
