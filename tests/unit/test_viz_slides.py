@@ -285,3 +285,35 @@ def test_a_timeline_of_many_rekeys_is_still_one_slide(tmp_path):
     zooms = zoom_windows(timeline)
     assert [z.what for z in zooms] == ["CHILD SA rekey", "IKE SA rekey"]
     assert all(z.hi - z.lo < 0.02 for z in zooms)  # each a few milliseconds: the rekeys 5 s apart not lumped
+
+
+def test_header_layouts_one_panel_per_form_and_aes_gcm_16_explained(tmp_path):
+    """The seven forms of tests/data/forms: cut into 1920 x 1080 slides with no text under
+    20 px, each form's panel on exactly one slide, and every AES-GCM panel says what the 16
+    in AES_GCM_16 is: the ICV's length in octets (RFC 4106 §6), as its packet really has."""
+    from lab.viz.layout import FORM_TITLES, FORMS, draw_header_layouts
+
+    forms = DATA / "forms"
+    captures = {name: analyze_capture(forms / f"{name}.pcap", forms / f"{name}.keys" if (forms / f"{name}.keys").is_dir()
+                                      else None) for name in FORMS}
+    figure = draw_header_layouts(captures, tmp_path / "headers")
+    assert [l.form for l in figure.model] == [FORM_TITLES[name] for name in FORMS]
+    slides = [png for png, _ in figure.pages]
+    assert len(slides) > 1
+    seen: dict[str, int] = {}
+    for png in slides:
+        assert png_size(png) == (1920, 1080), png.name
+        texts = svg_text_pixels(png.with_suffix(".svg"))
+        small = [(t, round(px, 1)) for t, px in texts if px < SLIDE_MIN_PX]
+        assert not small, f"{png.name}: {small[:5]}"
+        for text, _ in texts:
+            if text in FORM_TITLES.values():
+                seen[text] = seen.get(text, 0) + 1
+    assert seen == {title: 1 for title in FORM_TITLES.values()}
+    gcm = [l for l in figure.model if "AES_GCM_16" in l.detail]
+    assert {l.form for l in gcm} == {"ESP transport", "ESP tunnel", "ESP-in-UDP tunnel"}
+    for layout in gcm:
+        icv = next(s for s in layout.segments if s.label == "ICV")
+        assert icv.length == 16
+        assert any(note.startswith("AES_GCM_16 = AES in Galois/Counter Mode with a 16-octet ICV (the _16 in its name")
+                   for note in layout.notes), layout.notes
