@@ -162,7 +162,7 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
 ROW = 0.48              # inches per row, at least (two lines of MIN_FONT)
 MAX_NOTES = 4           # lines on the handovers under the panels
 OVERLAP_COLOR = OKABE_ITO["yellow"]
-GAP_COLOR = OKABE_ITO["vermillion"]
+GAP_COLOR = OKABE_ITO["black"]
 IKE_COLOR = "#555555"
 
 
@@ -198,20 +198,23 @@ class Zoom:
 
 
 def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
-    """The handovers in groups (those that overlap, or follow within 50 ms or five times the
-    group's width), each with room either side: what the zoomed panels show, the first
-    MAX_ZOOMS groups."""
+    """The handovers in groups (those that follow within 50 ms, as long as the group spans at
+    most four times its narrowest overlap or gap, 2 ms at least), each with room either side:
+    what the zoomed panels show, the first MAX_ZOOMS groups."""
     handovers = sorted((h for h in timeline.handovers if h.new.born is not None), key=lambda h: h.new.born)
     t0 = timeline.start
     groups: list[list[Handover]] = []
     lo = hi = None
+    narrowest = 0.0
     for h in handovers:
         a, b = _interval(h, timeline.end)
-        if hi is None or a - hi > max(0.05, 5 * (hi - lo)):
+        width = max(b - a, 0.002)
+        # together only when close and when the panel stays narrow enough to show each overlap (or gap) wide
+        if hi is None or a - hi > 0.05 or max(hi, b) - min(lo, a) > 4 * min(narrowest, width):
             groups.append([])
-            lo, hi = a, b
+            lo, hi, narrowest = a, b, width
         groups[-1].append(h)
-        lo, hi = min(lo, a), max(hi, b)
+        lo, hi, narrowest = min(lo, a), max(hi, b), min(narrowest, width)
     zooms = []
     for group in groups[:MAX_ZOOMS]:
         lo = min(_interval(h, timeline.end)[0] for h in group)
@@ -233,9 +236,11 @@ def _draw_rows(ax, timeline: RekeyTimeline, rows: list[SaSpan], scale: float, or
         a, b = _interval(h, timeline.end)
         ys = [len(rows) - 1 - rows.index(s) for s in (h.old, h.new)]
         # across the rows of the old and the new SA: where both (or neither) are installed
-        ax.add_patch(Rectangle(((a - t0) * scale, min(ys) - 0.4), (b - a) * scale, abs(ys[0] - ys[1]) + 0.8,
-                               facecolor=OVERLAP_COLOR if h.overlap >= 0 else GAP_COLOR, lw=0, zorder=0,
-                               alpha=0.55 if h.overlap >= 0 else 0.3))
+        box = ((a - t0) * scale, min(ys) - 0.4), (b - a) * scale, abs(ys[0] - ys[1]) + 0.8
+        if h.overlap >= 0:
+            ax.add_patch(Rectangle(*box, facecolor=OVERLAP_COLOR, lw=0, zorder=0, alpha=0.55))
+        else:  # cross-hatched in black: no series has it (the bars' colours are the generations')
+            ax.add_patch(Rectangle(*box, facecolor="none", edgecolor=GAP_COLOR, hatch="xx", lw=0, zorder=0))
     for index, s in enumerate(rows):
         y = len(rows) - 1 - index
         color = _span_color(s)
@@ -262,9 +267,14 @@ def render_timeline(timeline: RekeyTimeline):
     notes = _handover_notes(timeline)
     if not timeline.from_keys:
         notes.append("no IKE keys: rows run from the first to the last packet on each SPI")
-    notes.append("bars: SA installed (hatched: still up at the end); ticks: packets"
-                 + ("; yellow: old and new SA both installed; dashed boxes A, B: zoomed on the right" if zooms
-                    else ""))
+    open_ends = any(s.died is None and s.born is not None for s in rows)
+    letters = ", ".join("ABC"[:len(zooms)])
+    notes.append("bars: SA installed" + (" (hatched: still up at the end)" if open_ends else "") + "; ticks: packets"
+                 + ("; yellow: old and new SA both installed" if any(h.overlap >= 0 for h in timeline.handovers)
+                    else "")
+                 + ("; cross-hatched: a gap, neither installed" if any(h.overlap < 0 for h in timeline.handovers)
+                    else "")
+                 + (f"; dashed box{'es' if len(zooms) > 1 else ''} {letters}: zoomed on the right" if zooms else ""))
     note_lines = [line for note in notes for line in wrap(note, WIDTH - 0.6, FONT)]
     head, below = 1.35, 0.85 + len(note_lines) * 0.27 + 0.15      # title; x labels, then the notes
     row = min(0.95, max(ROW, (SLIDE_HEIGHT - head - below) / max(len(rows), 1)))

@@ -317,3 +317,37 @@ def test_header_layouts_one_panel_per_form_and_aes_gcm_16_explained(tmp_path):
         assert icv.length == 16
         assert any(note.startswith("AES_GCM_16 = AES in Galois/Counter Mode with a 16-octet ICV (the _16 in its name")
                    for note in layout.notes), layout.notes
+
+
+def test_a_gap_is_told_apart_from_the_bars_and_zoomed_apart_from_a_later_overlap():
+    """A CHILD SA rekey with a 250 ms gap and an IKE SA rekey 0.5 s later (2 ms overlap):
+    two panels, each wide on its own handover (one panel over both made the overlap a
+    hairline); the gap cross-hatched in a colour no bar has, and the notes say so."""
+    capture = analyze_capture(DEMO / "captures" / "nat-outside.pcap", DEMO / "keys")
+    frames = {(p.ike.exchange_name, p.ike.message_id, p.ike.response): p for p in capture.ike()}
+    frames[("INFORMATIONAL", 3, True)].time = frames[("CREATE_CHILD_SA", 2, True)].time - 0.25
+    timeline = sa_spans(capture)
+    assert sorted(h.overlap < 0 for h in timeline.handovers) == [False, True, True]
+    fig = render_timeline(timeline)
+    try:
+        panels = [ax for ax in fig.axes if ax.get_label().startswith("zoom")]
+        zooms = zoom_windows(timeline)
+        assert len(panels) == len(zooms) == 2
+        for h in timeline.handovers:
+            widths = []
+            for ax, zoom in zip(panels, zooms):
+                a, b = sorted((t - timeline.start - zoom.origin) * 1000 for t in (h.new.born, h.old.end(timeline.end)))
+                low, high = ax.get_xlim()
+                if low < a and b < high:
+                    widths.append((b - a) / (high - low))
+            assert widths and max(widths) > 0.2, (h.old.spi, widths)
+        bars = {to_hex(p.get_edgecolor(), keep_alpha=False) for ax in fig.axes for p in ax.patches
+                if isinstance(p, Rectangle) and p.get_hatch() != "xx" and p.get_width() > 0 and p.zorder == 2}
+        gaps = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle) and p.get_hatch() == "xx"]
+        assert bars and gaps
+        assert all(to_hex(p.get_edgecolor(), keep_alpha=False) not in bars for p in gaps)
+        notes = " ".join(t.get_text() for t in fig.texts)
+        assert "cross-hatched: a gap" in notes and "yellow: old and new SA both installed" in notes
+        assert "hatched: still up" not in notes  # every SA here ends before the capture does
+    finally:
+        plt.close(fig)
