@@ -156,7 +156,12 @@ def render_mtu(model: MtuModel):
     fig = new_slide()
     order = sorted(model.series, key=lambda n: -model.largest[n])
     n = len(order)
-    top, bottom = 1.3, 1.6                           # inches: title and panel titles; x labels and notes
+    notes = [f"Computed by protecting real packets with lab.esp. Both axes start at zero. "
+             f"Colour: the form; white circles: the overhead of packets seen in the captures ({len(model.seen)}). "
+             f"An inner packet larger than its bar is fragmented after IPsec, or, with DF set, dropped and an "
+             f"ICMP \"fragmentation needed\" goes back (unless a firewall drops that too: a PMTUD black hole)."]
+    lines = [line for note in notes for line in wrap(note, WIDTH - 0.6, FONT)]
+    top, bottom = 1.3, 1.0 + 0.3 * len(lines)        # inches: title and panel titles; x labels and notes
     height = 9.0 - top - bottom
     overhead_ax = fig.add_axes([3.55 / WIDTH, bottom / 9.0, 5.0 / WIDTH, height / 9.0])
     passes_ax = fig.add_axes([9.25 / WIDTH, bottom / 9.0, 6.4 / WIDTH, height / 9.0])
@@ -173,7 +178,8 @@ def render_mtu(model: MtuModel):
         overhead_ax.text(max([high] + [o + 1.5 for o in seen]) + 2, i, f"{low}" if low == high else f"{low}-{high}",
                          va="center", ha="left", fontsize=FONT)
         if seen:
-            overhead_ax.plot(seen, [i] * len(seen), "o", ms=15, mfc="none", mec=PATH_MTU_COLOR, mew=2.5, zorder=5)
+            # white with the row's colour round it: black stays the path MTU's alone
+            overhead_ax.plot(seen, [i] * len(seen), "o", ms=17, mfc="white", mec=color, mew=3, zorder=5)
         largest = model.largest[name]
         passes_ax.barh(i, largest, height=0.6, color=color, alpha=0.35, edgecolor=color, lw=1.5, zorder=2)
         passes_ax.text(largest - 12, i, f"{largest}", ha="right", va="center", fontsize=FONT, weight="bold",
@@ -196,10 +202,6 @@ def render_mtu(model: MtuModel):
     passes_ax.set_title(f"through a path MTU of {model.path_mtu} (dashed line)", fontsize=LABEL_FONT)
     fig.suptitle("MTU and overhead: what IPsec adds to each packet", fontsize=TITLE_FONT, weight="bold",
                  y=1 - 0.35 / 9.0)
-    notes = [f"Computed by protecting real packets with lab.esp. Both axes start at zero. "
-             f"Colour: the form; circles: packets seen in the captures ({len(model.seen)}). An inner packet larger "
-             f"than its bar is fragmented after IPsec, or dropped where DF is set."]
-    lines = [line for note in notes for line in wrap(note, WIDTH - 0.6, FONT)]
     fig.text(0.5, 0.2 / 9.0, "\n".join(lines), ha="center", va="bottom", fontsize=FONT, linespacing=1.25)
     return fig
 

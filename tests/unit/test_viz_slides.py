@@ -22,7 +22,7 @@ from matplotlib.text import Text
 from lab.viz.analysis import NOTIFY_SHORT, analyze_capture
 from lab.viz.figures import draw_run
 from lab.viz.ladder import Arrow, _legend, build_ladder, ladder_slides, render_slide
-from lab.viz.mtu import PATH_MTU_COLOR, mtu_model, render_mtu
+from lab.viz.mtu import PATH_MTU_COLOR, Observation, mtu_model, render_mtu
 from lab.viz.rekey import (Handover, RekeyTimeline, SaSpan, draw_timeline_model, render_timeline, sa_spans,
                            zoom_windows)
 from lab.viz.style import OKABE_ITO, SLIDE_MIN_PX, plt
@@ -207,7 +207,10 @@ def test_nat_detection_and_message_ids_are_written_on_their_arrows():
 
 
 def test_mtu_colours_are_okabe_ito_and_its_axes_start_at_zero():
-    fig = render_mtu(mtu_model(1400, step=50))
+    model = mtu_model(1400, step=50)
+    first = next(iter(model.series))
+    model.seen = [Observation(first, 1000, 1000 + 62, "a capture")]  # a captured packet's circle
+    fig = render_mtu(model)
     try:
         palette = {c.lower() for c in OKABE_ITO.values()}
         bars = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle)]
@@ -217,6 +220,12 @@ def test_mtu_colours_are_okabe_ito_and_its_axes_start_at_zero():
         assert len(mtu_lines) == 1 and to_hex(mtu_lines[0].get_color()) == PATH_MTU_COLOR.lower()
         assert mtu_lines[0].get_xdata()[0] == 1400
         assert PATH_MTU_COLOR.lower() not in colors
+        # nor anything else drawn in the panels: the circles of captured packets included
+        others = [line for ax in fig.axes for line in ax.get_lines() if line not in mtu_lines]
+        assert any(line.get_marker() == "o" for line in others)
+        assert all(PATH_MTU_COLOR.lower() not in {to_hex(line.get_color()), to_hex(line.get_markeredgecolor()),
+                                                  to_hex(line.get_markerfacecolor()) if line.get_markerfacecolor()
+                                                  != "none" else ""} for line in others)
         for ax in fig.axes:
             assert ax.get_xlim()[0] == 0  # nothing exaggerated: lengths are the octets
             # one row per configuration: no bar lies on another's row
