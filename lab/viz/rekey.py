@@ -197,10 +197,15 @@ class Zoom:
         return " and ".join(sorted(kinds, reverse=True)) + (" rekeys" if len(kinds) > 1 else " rekey")
 
 
+def _kinds(group: list[Handover]) -> set[str]:
+    return {"IKE" if h.new.kind == "IKE" else "CHILD" for h in group}
+
+
 def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
     """The handovers in groups (those that follow within 50 ms, as long as the group spans at
     most four times its narrowest overlap or gap, 2 ms at least), each with room either side:
-    what the zoomed panels show, the first MAX_ZOOMS groups."""
+    what the zoomed panels show, MAX_ZOOMS groups in time order: the first, the first with a
+    kind of rekey (CHILD SA, IKE SA) not shown yet, then the next ones."""
     handovers = sorted((h for h in timeline.handovers if h.new.born is not None), key=lambda h: h.new.born)
     t0 = timeline.start
     groups: list[list[Handover]] = []
@@ -215,8 +220,14 @@ def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
             lo, hi, narrowest = a, b, width
         groups[-1].append(h)
         lo, hi, narrowest = min(lo, a), max(hi, b), min(narrowest, width)
+    # the first group, then the first of a kind not shown yet (an IKE SA rekey after CHILD SA ones), then the next
+    chosen: list[list[Handover]] = []
+    for group in groups:
+        if len(chosen) < MAX_ZOOMS and (not chosen or _kinds(group) - set().union(*map(_kinds, chosen))):
+            chosen.append(group)
+    chosen += [g for g in groups if g not in chosen][:MAX_ZOOMS - len(chosen)]
     zooms = []
-    for group in groups[:MAX_ZOOMS]:
+    for group in sorted(chosen, key=groups.index):
         lo = min(_interval(h, timeline.end)[0] for h in group)
         hi = max(_interval(h, timeline.end)[1] for h in group)
         pad = max((hi - lo) * 0.6, 0.0015)

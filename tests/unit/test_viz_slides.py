@@ -360,3 +360,27 @@ def test_a_gap_is_told_apart_from_the_bars_and_zoomed_apart_from_a_later_overlap
         assert "hatched: still up" not in notes  # every SA here ends before the capture does
     finally:
         plt.close(fig)
+
+
+def test_the_panels_show_a_rekey_of_each_kind_before_a_second_of_the_same():
+    """Two CHILD SA rekeys, then an IKE SA rekey (the rekey scenario's order): the panels zoom
+    to the first CHILD SA rekey and to the IKE SA rekey, not to two CHILD SA rekeys alike."""
+    start = 1000.0
+    old_ike = SaSpan("IKE", "0000000a../0000000b..", "", born=start, died=start + 40.002, packets=[start])
+    new_ike = SaSpan("IKE", "0000000c../0000000d..", "", born=start + 40, packets=[start + 41],
+                     replaces=old_ike.spi, generation=1)
+    spans, handovers = [old_ike, new_ike], [Handover(old_ike, new_ike, 0.002, None)]
+    old = None
+    for generation in range(3):
+        born = start + 15 * generation + 0.01
+        new = SaSpan("ESP", f"{generation}aabbcc", "198.51.100.2", born=born, died=born + 15.003 if generation < 2 else None,
+                     generation=generation, packets=[born + k for k in range(15)])
+        if old is not None:
+            new.replaces = old.spi
+            handovers.append(Handover(old, new, old.died - new.born, 0.05))
+        spans.append(new)
+        old = new
+    timeline = RekeyTimeline(spans, handovers, start, start + 50, "two CHILD SA rekeys, then an IKE SA rekey", True)
+    zooms = zoom_windows(timeline)
+    assert [z.what for z in zooms] == ["CHILD SA rekey", "IKE SA rekey"]
+    assert [round(z.origin) for z in zooms] == [15, 40]
