@@ -680,13 +680,19 @@ def _legend_height(legend) -> float:
 
 
 def paginate(ladder: Ladder, rows: list[_Row]) -> list[list[_Row]]:
-    """Rows on 16:9 pages: whole exchanges where they fit, as many as fit."""
+    """Rows on 16:9 pages: whole exchanges where they fit, as many as fit. What comes between
+    a request and its response (ESP passing meanwhile, another exchange) stays with them."""
+    last = {row.group: index for index, row in enumerate(rows)}
     groups: list[list[_Row]] = []
-    for row in rows:
-        if groups and groups[-1][-1].group == row.group:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
+    start = 0
+    while start < len(rows):
+        end = last[rows[start].group]
+        index = start
+        while index <= end:
+            end = max(end, last[rows[index].group])
+            index += 1
+        groups.append(rows[start:end + 1])
+        start = end + 1
 
     def fits(candidate: list[_Row]) -> bool:
         room = SLIDE_HEIGHT - TOP - PAGE_BOTTOM - _legend_height(_legend(ladder, candidate)) - 0.1

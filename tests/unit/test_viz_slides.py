@@ -181,6 +181,27 @@ def test_an_exchange_stays_on_one_slide():
     assert 1 < len(slides) < len(ladder.arrows) // 2  # cut, and more than one exchange on some slides
 
 
+def test_what_passes_between_a_request_and_its_response_keeps_them_on_one_slide():
+    """ESP between a CREATE_CHILD_SA request and its response (as in the rekey scenario): the
+    three rows go to the next slide together, the request is not left behind."""
+    from types import SimpleNamespace
+
+    from lab.viz.ladder import PAGE_BOTTOM, TOP, _legend_height, paginate
+    from lab.viz.style import SLIDE_HEIGHT
+
+    ladder = demo_ladder()
+    row = lambda group, height: SimpleNamespace(item=None, group=group, height=height)
+    room = SLIDE_HEIGHT - TOP - PAGE_BOTTOM - _legend_height(_legend(ladder, [row(None, 0)])) - 0.1
+    rows = [row(("earlier", 0), room - 1.0), row(("rekey", 0), 0.6), row(("traffic", 1), 0.6), row(("rekey", 0), 0.6),
+            row(("delete", 1), 0.6)]
+    pages = paginate(ladder, rows)
+    where = {}
+    for number, page in enumerate(pages):
+        for r in page:
+            where.setdefault(r.group, set()).add(number)
+    assert where[("rekey", 0)] == where[("traffic", 1)] == {1}, where
+
+
 def test_nat_detection_and_message_ids_are_written_on_their_arrows():
     ladder = demo_ladder()
     by_label = {a.label: a for a in ladder.arrows}
