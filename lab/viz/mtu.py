@@ -175,7 +175,7 @@ def render_mtu(model: MtuModel):
             overhead_ax.barh(i, high - low, left=low, height=0.6, color=color, alpha=0.3, edgecolor=color, lw=1.5,
                              hatch="//", zorder=2)
         seen = sorted({o.wire - o.inner for o in model.seen if o.config == name})
-        overhead_ax.text(max([high] + [o + 1.5 for o in seen]) + 2, i, f"{low}" if low == high else f"{low}-{high}",
+        overhead_ax.text(max([high] + [o + 3 for o in seen]) + 2, i, f"{low}" if low == high else f"{low}-{high}",
                          va="center", ha="left", fontsize=FONT)
         if seen:
             # white with the row's colour round it: black stays the path MTU's alone
