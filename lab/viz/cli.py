@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         print("ipsec-lab figures: no IKE, ESP or AH in these captures: nothing to draw", file=sys.stderr)
         return 1
     for figure in figures:
-        print(f"{figure.files[0]}  {figure.caption}")
+        for path, caption in figure.entries():
+            print(f"{path}  {caption}")
     return 0
 
 

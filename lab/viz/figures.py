@@ -17,7 +17,7 @@ from pathlib import Path
 from .analysis import CaptureAnalysis, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
 from .ladder import draw_ladder
-from .layout import FORM_TITLES, draw_layouts, packet_layout
+from .layout import FORM_TITLES, layouts_figure, packet_layout
 from .mtu import draw_mtu
 from .rekey import draw_rekey_timeline
 from .run import load_run
@@ -113,9 +113,9 @@ def _draw_forms(captures: list[CaptureAnalysis], out: Path) -> Figure:
     order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null"]
     layouts = [packet_layout(packet, capture.keys, FORM_TITLES[form], f"{capture.name}:{packet.frame}")
                for form in order if form in forms for capture, packet in [forms[form]]]
-    files = draw_layouts(layouts, out, title="One real packet of each form in these captures")
-    return Figure(files, "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
-                  + "): offsets, encrypted and authenticated ranges", layouts)
+    return layouts_figure(layouts, out, "One real packet of each form in these captures",
+                          "Header layouts of captured packets (" + ", ".join(l.form for l in layouts)
+                          + "): offsets, encrypted and authenticated ranges")
 
 
 def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
@@ -128,16 +128,17 @@ def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: di
 _JOBS: list[tuple[Callable[..., Figure], tuple]] = []  # what forked workers draw (inherited, not pickled)
 
 
-def _draw_job(index: int) -> tuple[list[str], str] | str:
+def _draw_job(index: int) -> list[tuple[str, str]] | str:
+    """(PNG, caption) of the figure and of its slides, or why it could not be drawn."""
     function, args = _JOBS[index]
     try:
         figure = function(*args)
     except TopologyError as err:
         return str(err)
-    return [str(p) for p in figure.files], figure.caption
+    return [(str(path), caption) for path, caption in figure.entries()]
 
 
-def _draw_all(jobs: list[tuple[Callable[..., Figure], tuple]]) -> list[tuple[list[str], str] | str]:
+def _draw_all(jobs: list[tuple[Callable[..., Figure], tuple]]) -> list[list[tuple[str, str]] | str]:
     """Draw the jobs, side by side on the machine's cores (each figure in a forked process:
     matplotlib spends its time rasterizing text, one core a figure)."""
     global _JOBS
@@ -195,7 +196,8 @@ def _within(analysis: CaptureAnalysis, window: tuple[float, float], label: str) 
 def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None = None,
              steps: tuple[int, int] | None = None) -> list[tuple[Path, str]]:
     """Draw every figure that applies into run_dir/figures/ (or `out`); returns (PNG file,
-    one-line caption) for each figure (its SVG is beside it, same name). With `report`, also
+    one-line caption) for each figure and each slide cut from one (its SVG is beside it, same
+    name): ladder-X.png, then ladder-X-1.png, ladder-X-2.png, ... With `report`, also
     puts them into report.md's Figures section (the runner does that itself). With `steps`
     (first, last), only the packets of those steps (StepsError if the run has no such steps),
     into figures/steps-FIRST-LAST/ (figures/step-N/ for one) unless `out` says otherwise."""
@@ -218,8 +220,7 @@ def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None =
         if isinstance(drawn, str):
             run.problems.append(drawn)
             continue
-        files, caption = drawn
-        entries += [(Path(path), caption) for path in files if path.endswith(".png")]
+        entries += [(Path(path), caption) for path, caption in drawn]
     if report and (run.root / "report.md").exists():
         add_figures_section(run.root / "report.md", entries, run.missing)
     return entries

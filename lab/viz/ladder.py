@@ -11,12 +11,16 @@ rewrite it did is written beside it.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .analysis import CaptureAnalysis, NatPair, Packet, match_nat
-from .style import COLORS, FONT, LABEL_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
+import matplotlib
+
+from .analysis import NOTIFY_SHORT, CaptureAnalysis, NatPair, Packet, match_nat
+from .style import (COLORS, FONT, LABEL_FONT, MONO, OKABE_ITO, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure,
+                    new_slide, outputs, save, styled, text_width, wrap)
 
 INTERESTING = ("ike", "esp", "ah", "keepalive", "ip-fragment")
 
@@ -46,6 +50,10 @@ class Arrow:
     fragment: str | None = None  # "SKF 1/2" or "IP fragment 1/2"
     note: str = ""              # written in the right column: the rewrite, the retransmission, a loss
     port4500: bool = False
+    spis: tuple[str, str] | None = None     # the IKE SA's (SPIi, SPIr), hex, of an IKE message
+    message_id: int | None = None
+    response: bool = False
+    callouts: list[str] = field(default_factory=list)  # written on the arrow: NAT-D, message IDs
 
 
 @dataclass
@@ -296,18 +304,183 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         arrow = Arrow(row, src, dst, first.sport, first.dport, label, chain, kind, first.time, frames, via,
                       (second.sport, second.dport) if via is not None else None, retrans, fragment, note,
                       4500 in (first.sport, first.dport))
+        if first.ike is not None and not first.ike.error:
+            arrow.spis = (first.ike.spi_i, first.ike.spi_r)
+            arrow.message_id, arrow.response = first.ike.message_id, first.ike.response
+        rewritten = ((first.src, first.sport) != (second.src, second.sport)) if isinstance(event, NatPair) else None
+        arrow.callouts += _nat_detection(second, lanes[src].name, lanes[dst].name, rewritten)
         ladder.arrows.append(arrow)
         row += 1
     flush()
+    _explain_moves(ladder)
+    _explain_message_ids(ladder, captures)
     return ladder
 
 
+def _nat_detection(packet: Packet, sender: str, receiver: str, rewritten: bool | None) -> list[str]:
+    """What the receiver of an IKE_SA_INIT message learns from its NAT-D notifies: the
+    hashes it finds against the addresses on the packet as it arrives (RFC 7296 §2.23)."""
+    from lab.ike import payloads as pl
+    from lab.ike.const import NotifyType
+    from lab.ike.sa import nat_hash
+
+    ike = packet.ike
+    if ike is None or ike.error or ike.exchange_name != "IKE_SA_INIT":
+        return []
+    spis = bytes.fromhex(ike.spi_i), bytes.fromhex(ike.spi_r)
+    found: dict[int, list[bytes]] = {}
+    for payload in ike.payload_objects:
+        if isinstance(payload, pl.Notify) and payload.notify_type in (NotifyType.NAT_DETECTION_SOURCE_IP,
+                                                                      NotifyType.NAT_DETECTION_DESTINATION_IP):
+            found.setdefault(int(payload.notify_type), []).append(payload.data)
+    out = []
+    hashes = found.get(NotifyType.NAT_DETECTION_DESTINATION_IP)
+    if hashes and nat_hash(*spis, (packet.dst, packet.dport)) not in hashes:
+        out.append(f"NAT-D at {receiver}: NATD_D_IP ≠ hash of {packet.dst}:{packet.dport}, its own address: "
+                   f"{receiver} is behind a NAT")
+    hashes = found.get(NotifyType.NAT_DETECTION_SOURCE_IP)
+    if hashes and nat_hash(*spis, (packet.src, packet.sport)) not in hashes:
+        if rewritten is False:
+            out.append(f"NAT-D at {receiver}: NATD_S_IP ≠ hash of {packet.src}:{packet.sport}, though no NAT "
+                       "rewrote it: some peers send a false hash to force UDP 4500")
+        else:
+            out.append(f"NAT-D at {receiver}: NATD_S_IP ≠ hash of {packet.src}:{packet.sport}, the source it "
+                       f"sees: {sender} is behind a NAT")
+    return out
+
+
+def _explain_moves(ladder: Ladder) -> None:
+    """The IKE_SA_INIT response whose NAT-D showed a NAT says where the initiator goes next:
+    to UDP 4500 for the rest of the IKE SA (RFC 7296 §2.23)."""
+    for index, arrow in enumerate(ladder.arrows):
+        if not (arrow.callouts and arrow.label.startswith("IKE_SA_INIT")):
+            continue
+        if not arrow.response:
+            arrow.callouts[-1] += " (RFC 7296 §2.23)"
+            continue
+        later = next((a for a in ladder.arrows[index + 1:] if a.spis == arrow.spis and not
+                      a.label.startswith("IKE_SA_INIT")), None)
+        initiator = ladder.lanes[arrow.dst].name
+        if later is not None and later.port4500:
+            arrow.callouts[0] += f", so {initiator} moves IKE and ESP to UDP 4500 (RFC 7296 §2.23)"
+            if not arrow.port4500:
+                # the arrow that moves: the reason written on it too (it is often on the next slide)
+                at = f" at #{arrow.frames[0][1]}" if arrow.frames else ""
+                later.callouts.insert(0, f"now on UDP 4500: NAT-D{at} showed a NAT; each IKE message starts with "
+                                         "4 zero octets (the non-ESP marker), ESP goes in UDP on the same ports "
+                                         "(RFC 7296 §2.23; RFC 3948 §2.1, §2.2)")
+        else:
+            arrow.callouts[0] += f": RFC 7296 §2.23 says {initiator} must move to UDP 4500"
+
+
+def _explain_message_ids(ladder: Ladder, captures: list[CaptureAnalysis]) -> None:
+    """Message IDs that start at 0 again: on the IKE SA a rekey made (RFC 7296 §2.18), and for
+    the first request of the end that did not start the IKE SA (RFC 7296 §2.2)."""
+    rekeyed: dict[tuple[str, str], Packet] = {}   # the new IKE SA's SPIs -> the rekey's response
+    where = captures[-1].name if captures else ""
+    for capture in captures[-1:]:
+        requests = {}
+        for packet in capture.ike():
+            ike = packet.ike
+            if ike.error or ike.exchange_name != "CREATE_CHILD_SA" or ike.ike_spi() is None:
+                continue
+            key = (ike.spi_i, ike.spi_r, ike.message_id)
+            if not ike.response:
+                requests[key] = packet
+            elif key in requests:
+                # RFC 7296 §2.18: SPIi of the new IKE SA from the rekey's request, SPIr from its response
+                rekeyed.setdefault((requests[key].ike.ike_spi().hex(), ike.ike_spi().hex()), packet)
+    for sa, rekey in rekeyed.items():
+        origin = next((a for a in ladder.arrows if (where, rekey.frame) in a.frames), None)
+        if origin is not None:
+            origin.callouts.append(f"this rekeys the IKE SA: the new one is {sa[0][:8]}../{sa[1][:8]}.., its SPIs "
+                                   "from the SA payloads of request and response (RFC 7296 §2.18)")
+    seen: dict[tuple[str, str], set[int]] = {}         # IKE SA -> lanes that sent requests on it
+    last: dict[tuple[tuple[str, str], int], int] = {}   # (IKE SA, lane) -> its last request's message ID
+    previous: tuple[str, str] | None = None
+    for arrow in ladder.arrows:
+        if arrow.spis is None or arrow.message_id is None:
+            continue
+        sa = arrow.spis
+        first_on_sa = sa not in seen and not arrow.label.startswith("IKE_SA_INIT")
+        requester = arrow.dst if arrow.response else arrow.src
+        name = ladder.lanes[requester].name
+        if first_on_sa and previous is not None and arrow.message_id == 0:
+            short = f"{sa[0][:8]}../{sa[1][:8]}.."
+            rekey = rekeyed.get(sa)
+            origin = next((a for a in ladder.arrows if rekey is not None and (where, rekey.frame) in a.frames), None)
+            made = f", made by the rekey at #{origin.frames[0][1]}" if origin is not None else ""
+            old = previous if rekey is None else (rekey.ike.spi_i, rekey.ike.spi_r)
+            before = last.get((old, requester))
+            text = (f"message ID 0 again: this is a new IKE SA ({short}{made}), and a new IKE SA counts its "
+                    "messages from 0 (RFC 7296 §2.18)")
+            if before is not None:
+                text += f"; {name}'s last request on the old one was {before}"
+            arrow.callouts.append(text)
+        elif not arrow.response and arrow.message_id == 0 and sa in seen and requester not in seen[sa] and seen[sa]:
+            arrow.callouts.append(f"{name}'s first request on this IKE SA: each end numbers its own requests "
+                                  "from 0 (RFC 7296 §2.2)")
+        seen.setdefault(sa, set())
+        if not arrow.response:
+            seen[sa].add(requester)
+            last[(sa, requester)] = arrow.message_id
+        previous = sa
+
+
 # ---------------------------------------------------------------- drawing
+#
+# A ladder is drawn twice: whole (NAME.png, as tall as it gets: for reading) and cut into
+# 16:9 slides of one exchange or a few (NAME-1.png, NAME-2.png, ...: for projecting). Each
+# row is laid out first (its lines wrapped to the room they have, so nothing overlaps), then
+# rows are put on pages, an exchange's messages together where they fit.
 
 TIME_X, LANES_X0, LANES_X1, NOTE_X = 0.15, 2.5, 10.6, 11.5
+NOTE_WIDTH = WIDTH - NOTE_X - 0.15
+TEXT_X0, TEXT_X1 = 1.9, NOTE_X - 0.25    # where text under or on an arrow may go (time and notes columns aside)
 TOP = 1.75
-IKE_ROW, BAND_ROW, CHAIN_LINE = 0.82, 0.62, 0.24
 CHAIN_FONT = 14.0
+LINE = 0.27              # inches per line of FONT-point text
+MONO_LINE = 0.25         # inches per line of the CHAIN_FONT-point chain
+PAD = 0.1
+NAT_HALF = 0.35          # the NAT box's half width
+PAGE_BOTTOM = 0.15
+CALLOUT_EDGE = OKABE_ITO["orange"]
+CALLOUT_FACE = "#fdf1d8"
+TEXT_COLOR = "#222222"
+
+
+@dataclass
+class _Block:
+    """Lines of text in a box that covers whatever is under it (lanes, the NAT box)."""
+    x: float                     # centre
+    top: float                   # relative to the row's top
+    lines: list[str]
+    size: float = FONT
+    family: str | None = None
+    weight: str = "normal"
+    color: str = TEXT_COLOR
+    face: str = "white"
+    edge: str = "none"
+    line: float = LINE
+
+    @property
+    def width(self) -> float:
+        return max((text_width(l, self.size, self.family, self.weight) for l in self.lines), default=0.0) + 0.16
+
+    @property
+    def height(self) -> float:
+        return len(self.lines) * self.line + 0.06
+
+
+@dataclass
+class _Row:
+    item: "Arrow | Band"
+    height: float
+    y: float                     # the arrow (or the band's arrow), relative to the row's top
+    blocks: list[_Block]
+    ports: list[tuple[float, str, str]]      # (x, text, ha)
+    note: list[str]
+    group: object
 
 
 def _lane_x(ladder: Ladder) -> list[float]:
@@ -317,137 +490,393 @@ def _lane_x(ladder: Ladder) -> list[float]:
     return [LANES_X0 + i * (LANES_X1 - LANES_X0) / (n - 1) for i in range(n)]
 
 
-@styled
-def draw_ladder_model(ladder: Ladder, out: str | Path) -> list[Path]:
-    heights = {}
-    y = TOP
-    extra = {a.row: max(0, _chain_lines(ladder, a) - 1) * CHAIN_LINE for a in ladder.arrows}
-    for r in range(ladder.rows):
-        is_band = any(b.row == r for b in ladder.bands)
-        heights[r] = (y, BAND_ROW if is_band else IKE_ROW + extra.get(r, 0))
-        y += heights[r][1]
-    total = y + 0.9
-    fig = new_figure(total)
+def _color(arrow: Arrow) -> str:
+    if arrow.kind == "other":
+        return COLORS["other"]
+    return COLORS["retransmit"] if arrow.retransmission else (COLORS["ike4500"] if arrow.port4500 else COLORS["ike"])
+
+
+def _band_color(band: Band) -> str:
+    return _protocol_color(band.protocol)
+
+
+def _protocol_color(protocol: str) -> str:
+    return COLORS["esp"] if protocol == "ESP" else (COLORS["ah"] if protocol == "AH" else COLORS["keepalive"])
+
+
+def _blend(color: str, alpha: float) -> str:
+    """`color` at `alpha` over white, as one opaque colour."""
+    from matplotlib.colors import to_hex, to_rgb
+    return to_hex(tuple(alpha * c + (1 - alpha) * 1.0 for c in to_rgb(color)))
+
+
+def _under_width(center: float, span: float) -> tuple[float, float]:
+    """(centre, width) for text under an arrow: as wide as the arrow, at least 6 inches, inside
+    the lanes' columns."""
+    width = min(max(span - 0.3, 6.0), TEXT_X1 - TEXT_X0)
+    center = min(max(center, TEXT_X0 + width / 2), TEXT_X1 - width / 2)
+    return center, width
+
+
+def _arrow_row(ladder: Ladder, arrow: Arrow, xs: list[float], group: object) -> _Row:
+    x0, x1 = xs[arrow.src], xs[arrow.dst]
+    direction = 1 if x1 > x0 else -1
+    ports: list[tuple[float, str, str]] = []
+
+    def port(x: float, number: int, outward: int, clear: float = 0.12) -> float:
+        """Writes `number` `clear` inches beside x (outward: away from x along the arrow); the
+        room it takes from x."""
+        if not number:
+            return 0.0
+        toward = direction * outward
+        ports.append((x + toward * clear, str(number), "left" if toward > 0 else "right"))
+        return text_width(str(number), FONT, MONO) + clear
+
+    def clear(lane: int) -> float:  # an arrow that ends at the NAT box: its port outside the box
+        return NAT_HALF + 0.1 if ladder.lanes[lane].nat else 0.12
+
+    near = port(x0, arrow.sport, 1, clear(arrow.src))
+    far = port(x1, arrow.far_ports[1] if arrow.far_ports else arrow.dport, -1, clear(arrow.dst))
+    if arrow.via is not None:
+        at_nat = xs[arrow.via]
+        # at the NAT box only the ports it changed
+        if arrow.far_ports and arrow.far_ports[0] != arrow.sport:
+            port(at_nat + direction * (NAT_HALF + 0.1), arrow.far_ports[0], 1)
+        nat_in = port(at_nat - direction * (NAT_HALF + 0.1), arrow.dport, -1) \
+            if arrow.far_ports and arrow.far_ports[1] != arrow.dport else 0.0
+        # the label goes on the sender's side of the NAT box, clear of the ports and of the box;
+        # across the box (covering it) when it is too long for that and the box changed no port
+        ends = sorted((x0 + direction * (near + 0.15), at_nat - direction * (NAT_HALF + 0.2 + nat_in)))
+        if text_width(arrow.label, FONT, weight="bold") > ends[1] - ends[0] and len(ports) == 2:
+            ends = sorted((x0 + direction * (near + 0.15), x1 - direction * (far + 0.15)))
+    else:
+        ends = sorted((x0 + direction * (near + 0.15), x1 - direction * (far + 0.15)))
+    room = max(ends[1] - ends[0], 1.5)
+    label = wrap(arrow.label, room, FONT, weight="bold")
+    center, width = _under_width((x0 + x1) / 2, abs(x1 - x0))
+    chain = wrap(arrow.chain, width - 0.16, CHAIN_FONT, MONO, lines=4) if arrow.chain else []
+    wide_center, wide = _under_width((x0 + x1) / 2, TEXT_X1 - TEXT_X0)
+    callouts = [wrap(text, wide - 0.2, FONT) for text in arrow.callouts]
+    note = wrap(arrow.note, NOTE_WIDTH, FONT, lines=3) if arrow.note else []
+    y = PAD + len(label) * LINE + 0.09
+    blocks = [_Block((ends[0] + ends[1]) / 2, y - 0.09 - len(label) * LINE, label, weight="bold",
+                     color=_color(arrow))]
+    below = y + 0.1
+    if chain:
+        blocks.append(_Block(center, below, chain, CHAIN_FONT, MONO, line=MONO_LINE))
+        below += blocks[-1].height
+    for lines in callouts:
+        below += 0.08
+        blocks.append(_Block(wide_center, below, lines, face=CALLOUT_FACE, edge=CALLOUT_EDGE))
+        below += blocks[-1].height
+    height = max(below + PAD, 2 * PAD + len(note) * LINE, y + 0.35)
+    return _Row(arrow, height, y, blocks, ports, note, group)
+
+
+def _band_text(band: Band) -> str:
+    if band.protocol == "keepalive":
+        return f"NAT-keepalive x{band.count}"
+    packets = "packet" if band.count == 1 else "packets"
+    seq = f"seq {band.first_seq}" if band.first_seq == band.last_seq else f"seq {band.first_seq}-{band.last_seq}"
+    return (f"{band.protocol}{' in UDP 4500' if band.encap else ''} SPI {band.spi}: {band.count} {packets}, "
+            f"{seq}" + (f"  [{band.inner}]" if band.inner else ""))
+
+
+def _band_row(ladder: Ladder, band: Band, xs: list[float], group: object) -> _Row:
+    x0, x1 = sorted((xs[band.src], xs[band.dst]))
+    width = max(x1 - x0 - 0.2, 3.0)                  # inside the band where it is wide enough
+    center = min(max((x0 + x1) / 2, TEXT_X0 + width / 2), TEXT_X1 - width / 2)
+    head, _, inner = _band_text(band).partition("  [")
+    lines = wrap(head, width - 0.16, FONT, weight="bold", lines=3)
+    if inner:
+        lines += wrap("[" + inner, width - 0.16, FONT, weight="bold", lines=1)
+    text = _Block(center, PAD + 0.02, lines, weight="bold", color="#113311",
+                  face=_blend(_band_color(band), 0.18))
+    y = text.top + text.height + 0.12
+    note = [f"for {band.end - band.time:.2f} s"] if band.end > band.time else []
+    return _Row(band, y + 0.12 + PAD, y, [text], [], note, group)
+
+
+def _rows(ladder: Ladder) -> list[_Row]:
+    """Every row laid out, with the exchange it belongs to (request, response, their
+    retransmissions and fragments: one group)."""
+    xs = _lane_x(ladder)
+    items = sorted([(a.row, a) for a in ladder.arrows] + [(b.row, b) for b in ladder.bands], key=lambda i: i[0])
+    rows: list[_Row] = []
+    for index, (_, item) in enumerate(items):
+        if isinstance(item, Band):  # bands one after the other: one group
+            group: object = rows[-1].group if rows and isinstance(rows[-1].item, Band) else ("traffic", index)
+        elif item.spis is not None and item.message_id is not None:
+            requester = item.dst if item.response else item.src
+            group = (item.spis[0], item.message_id, requester)
+        elif item.kind == "ip-fragment":  # the datagram's last fragment, which comes next, says which exchange
+            following = next((a for _, a in items[index + 1:] if isinstance(a, Arrow) and a.spis is not None), None)
+            group = (following.spis[0], following.message_id, following.dst if following.response else
+                     following.src) if following is not None else ("fragment", index)
+        else:
+            group = ("other", index)
+        rows.append((_arrow_row if isinstance(item, Arrow) else _band_row)(ladder, item, xs, group))
+    return rows
+
+
+_ABBREVIATIONS = {short: full for full, short in NOTIFY_SHORT.items()}
+_MEANINGS = {"NATD_S_IP": "SHA-1 of the SPIs and the sender's address and port",
+             "NATD_D_IP": "the same of the receiver's"}
+
+
+def _legend(ladder: Ladder, rows: list[_Row]) -> tuple[list[list[tuple[str, dict, str]]], list[str]]:
+    """(lines of samples: (kind, style, words), lines of words) saying what the colours,
+    lines and abbreviations of these rows mean."""
+    arrows = [r.item for r in rows if isinstance(r.item, Arrow)]
+    bands = [r.item for r in rows if isinstance(r.item, Band)]
+    samples: list[tuple[str, dict, str]] = []
+    if any(a.kind == "ike" and not a.port4500 and not a.retransmission for a in arrows):
+        samples.append(("line", dict(color=COLORS["ike"]), "IKE on UDP 500"))
+    if any(a.kind == "ike" and a.port4500 and not a.retransmission for a in arrows):
+        samples.append(("line", dict(color=COLORS["ike4500"]), "IKE on UDP 4500 (after a non-ESP marker)"))
+    if any(a.retransmission for a in arrows):
+        samples.append(("line", dict(color=COLORS["retransmit"], linestyle="--"), "retransmission"))
+    if any(a.kind == "ip-fragment" for a in arrows):
+        samples.append(("line", dict(color=COLORS["ike"], linestyle=":"), "IP fragment"))
+    for protocol, words in (("ESP", "ESP, one band per SPI"), ("AH", "AH, one band per SPI"),
+                            ("keepalive", "NAT-keepalives")):
+        if any(b.protocol == protocol for b in bands):
+            samples.append(("band", dict(color=_protocol_color(protocol)), words))
+    if any(lane.nat for lane in ladder.lanes):
+        samples.append(("nat", {}, "the NAT box"))
+    if any(a.callouts for a in arrows):
+        samples.append(("callout", {}, "what it means, with the RFC section"))
+    lines: list[list[tuple[str, dict, str]]] = [[]]
+    x = 0.3
+    for sample in samples:
+        width = 0.55 + text_width(sample[2], FONT) + 0.45
+        if x + width > WIDTH - 0.2 and lines[-1]:
+            lines.append([])
+            x = 0.3
+        lines[-1].append(sample)
+        x += width
+    items = []
+    for arrow in arrows:
+        for short in re.findall(r"N\(([A-Z0-9_]+)\)", arrow.chain):
+            if short not in _ABBREVIATIONS:
+                continue
+            item = f"{short} = {_ABBREVIATIONS[short]}" + (f" ({_MEANINGS[short]})" if short in _MEANINGS else "")
+            if item not in items:
+                items.append(item)
+    if any("{" in a.chain for a in arrows):
+        items.append("SK{ ... } = inside the encrypted SK payload, decrypted with the run's keys")
+    text_lines: list[str] = []
+    for item in items:  # whole items on a line where they fit, three spaces apart
+        if text_lines and text_width(f"{text_lines[-1]}   {item}", FONT) <= WIDTH - 0.6:
+            text_lines[-1] += f"   {item}"
+        else:
+            text_lines += wrap(item, WIDTH - 0.6, FONT)
+    return [line for line in lines if line], text_lines
+
+
+def _legend_height(legend) -> float:
+    samples, words = legend
+    return (len(samples) + len(words)) * LINE + 0.2 if samples or words else 0.0
+
+
+def paginate(ladder: Ladder, rows: list[_Row]) -> list[list[_Row]]:
+    """Rows on 16:9 pages: whole exchanges where they fit, as many as fit. What comes between
+    a request and its response (ESP passing meanwhile, another exchange) stays with them."""
+    last = {row.group: index for index, row in enumerate(rows)}
+    groups: list[list[_Row]] = []
+    start = 0
+    while start < len(rows):
+        end = last[rows[start].group]
+        index = start
+        while index <= end:
+            end = max(end, last[rows[index].group])
+            index += 1
+        groups.append(rows[start:end + 1])
+        start = end + 1
+
+    def fits(candidate: list[_Row]) -> bool:
+        room = SLIDE_HEIGHT - TOP - PAGE_BOTTOM - _legend_height(_legend(ladder, candidate)) - 0.1
+        return sum(r.height for r in candidate) <= room
+
+    pages: list[list[_Row]] = []
+    current: list[_Row] = []
+    for group in groups:
+        if fits(current + group):
+            current += group
+            continue
+        if current and fits(group):
+            pages.append(current)
+            current = []
+        for row in group:  # an exchange longer than a page (retransmissions): cut between its messages
+            if current and not fits(current + [row]):
+                pages.append(current)
+                current = []
+            current.append(row)
+    if current:
+        pages.append(current)
+    return pages
+
+
+def _render(ladder: Ladder, rows: list[_Row], page: tuple[int, int] | None = None):
+    """The figure of these rows: a 16:9 slide when `page` (number, of how many) is given."""
+    from matplotlib.patches import FancyBboxPatch, Rectangle
+
+    legend = _legend(ladder, rows)
+    legend_height = _legend_height(legend)
+    body = sum(r.height for r in rows)
+    height = SLIDE_HEIGHT if page else TOP + body + 0.1 + legend_height + PAGE_BOTTOM
+    fig = new_slide() if page else new_figure(height)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(0, WIDTH)
-    ax.set_ylim(total, 0)
+    ax.set_ylim(height, 0)
     ax.axis("off")
     xs = _lane_x(ladder)
-    ax.text(WIDTH / 2, 0.38, ladder.title, ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
+    title_room = WIDTH - 2 * 2.0 if page else WIDTH - 0.4
+    title = wrap(ladder.title, title_room, TITLE_FONT, weight="bold", lines=1)[0]
+    ax.text(WIDTH / 2, 0.38, title, ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
+    if page:
+        ax.text(WIDTH - 0.2, 0.38, f"slide {page[0]}/{page[1]}", ha="right", va="center", fontsize=FONT,
+                color=COLORS["other"])
+    end = TOP + body + 0.05
     for lane, x in zip(ladder.lanes, xs):
         if lane.nat:
-            ax.add_patch(_rect(x - 0.35, TOP - 0.15, 0.7, total - TOP - 0.6, COLORS["nat"], COLORS["natedge"]))
-        ax.plot([x, x], [TOP - 0.1, total - 0.75], color=COLORS["natedge"] if lane.nat else COLORS["lane"],
-                lw=2.5 if lane.nat else 1.6, zorder=1)
+            ax.add_patch(Rectangle((x - NAT_HALF, TOP - 0.15), 2 * NAT_HALF, end - TOP + 0.15,
+                                   facecolor=COLORS["nat"], edgecolor=COLORS["natedge"], lw=1.2, zorder=0, gid="lane"))
+        ax.plot([x, x], [TOP - 0.1, end], color=COLORS["natedge"] if lane.nat else COLORS["lane"],
+                lw=2.5 if lane.nat else 1.6, zorder=1, gid="lane")
         ax.text(x, 0.95, lane.name, ha="center", va="center", fontsize=LABEL_FONT, weight="bold")
         ax.text(x, 1.33, " / ".join(lane.addresses) if lane.addresses else "", ha="center", va="center",
                 fontsize=FONT, family=MONO)
     ax.text(TIME_X, 1.33, "time, frame", ha="left", va="center", fontsize=FONT, color=COLORS["other"])
     ax.text(NOTE_X, 1.33, "notes", ha="left", va="center", fontsize=FONT, color=COLORS["other"])
-    for arrow in ladder.arrows:
-        y0, h = heights[arrow.row]
-        _draw_arrow(ax, ladder, arrow, xs, y0 + (h - extra.get(arrow.row, 0)) * 0.5)
-    for band in ladder.bands:
-        y0, h = heights[band.row]
-        _draw_band(ax, ladder, band, xs, y0 + h * 0.5)
-    legend = ("blue: IKE on UDP 500   purple: UDP 4500 (non-ESP marker)   red dashed: retransmission   "
-              "dotted: IP fragment   green band: ESP/AH per SPI")
-    ax.text(WIDTH / 2, total - 0.4, legend, ha="center", va="center", fontsize=FONT, color=COLORS["other"])
-    return save(fig, out)
+    top = TOP
+    for row in rows:
+        y = top + row.y
+        item = row.item
+        if isinstance(item, Arrow):
+            x0, x1 = xs[item.src], xs[item.dst]
+            style = "--" if item.retransmission else (":" if item.kind == "ip-fragment" else "-")
+            ax.annotate("", xy=(x1, y), xytext=(x0, y), arrowprops=dict(
+                arrowstyle="-|>", color=_color(item), lw=2.4, linestyle=style, mutation_scale=22), zorder=3)
+            for x, text, ha in row.ports:
+                ax.text(x, y - 0.05, text, ha=ha, va="bottom", fontsize=FONT, family=MONO, color=_color(item),
+                        zorder=6)
+            when, frames, color = item.time, item.frames, (COLORS["retransmit"] if item.retransmission else "#333333")
+        else:
+            x0, x1 = sorted((xs[item.src], xs[item.dst]))
+            band_color = _band_color(item)
+            ax.add_patch(FancyBboxPatch((x0, top + PAD * 0.5), x1 - x0, row.height - PAD, boxstyle="round,pad=0.02",
+                                        facecolor=band_color, alpha=0.18, edgecolor=band_color, lw=1.5, zorder=2))
+            start, stop = (xs[item.src], xs[item.dst])
+            ax.annotate("", xy=(stop, y), xytext=(start, y),
+                        arrowprops=dict(arrowstyle="-|>", color=band_color, lw=2, mutation_scale=18), zorder=3)
+            when, frames, color = item.time, item.frames, "#333333"
+        for block in row.blocks:
+            _draw_block(ax, block, top)
+        ax.text(TIME_X, y, f"{when - ladder.start:6.3f} s #{frames[0][1]}" if frames else "", ha="left",
+                va="center", fontsize=FONT, family=MONO, color=COLORS["other"])
+        for index, line in enumerate(row.note):
+            ax.text(NOTE_X, y + (index - (len(row.note) - 1) / 2) * LINE, line, ha="left", va="center",
+                    fontsize=FONT, color=color)
+        top += row.height
+    _draw_legend(ax, legend, height - PAGE_BOTTOM - legend_height)
+    return fig
 
 
-def _rect(x, y, w, h, face, edge):
-    from matplotlib.patches import Rectangle
-    return Rectangle((x, y), w, h, facecolor=face, edgecolor=edge, lw=1.2, zorder=0)
-
-
-def _time_text(ladder: Ladder, t: float, frames: list[tuple[str, int]]) -> str:
-    return f"{t - ladder.start:6.3f} s #{frames[0][1]}"
-
-
-def _draw_arrow(ax, ladder: Ladder, arrow: Arrow, xs: list[float], y: float) -> None:
-    x0, x1 = xs[arrow.src], xs[arrow.dst]
-    color = COLORS["retransmit"] if arrow.retransmission else (COLORS["ike4500"] if arrow.port4500 else COLORS["ike"])
-    if arrow.kind == "other":
-        color = COLORS["other"]
-    style = "--" if arrow.retransmission else (":" if arrow.kind == "ip-fragment" else "-")
-    ax.annotate("", xy=(x1, y), xytext=(x0, y), arrowprops=dict(arrowstyle="-|>", color=color, lw=2.4,
-                                                                   linestyle=style, mutation_scale=22), zorder=3)
-    direction = 1 if x1 > x0 else -1
-    # ports at both ends of each segment
-    ends = [(x0, arrow.sport, 1), (x1, arrow.far_ports[1] if arrow.far_ports else arrow.dport, -1)]
-    if arrow.via is not None and arrow.far_ports is not None:
-        # at the NAT box only the ports it changed
-        if arrow.far_ports[0] != arrow.sport:
-            ends.append((xs[arrow.via] + direction * 0.45, arrow.far_ports[0], 1))
-        if arrow.far_ports[1] != arrow.dport:
-            ends.append((xs[arrow.via] - direction * 0.45, arrow.dport, -1))
-    for x, port, outward in ends:
-        if port:
-            toward = direction * outward
-            ax.text(x + toward * 0.12, y - 0.07, str(port), ha="left" if toward > 0 else "right", va="bottom",
-                    fontsize=FONT, family=MONO, color=color)
-    if arrow.via is not None:
-        # beside the sender's port, clear of it and of the NAT box's lane
-        ax.text(x0 + direction * 0.8, y - 0.1, arrow.label, ha="left" if direction > 0 else "right", va="bottom",
-                fontsize=FONT, weight="bold", color=color)
+def _draw_block(ax, block: _Block, top: float) -> None:
+    from matplotlib.patches import FancyBboxPatch, Rectangle
+    if not block.lines:
+        return
+    width, y = block.width, top + block.top
+    if block.edge == "none":
+        ax.add_patch(Rectangle((block.x - width / 2, y), width, block.height, facecolor=block.face, edgecolor="none",
+                               zorder=4))
     else:
-        ax.text((x0 + x1) / 2, y - 0.1, arrow.label, ha="center", va="bottom", fontsize=FONT, weight="bold",
-                color=color)
-    if arrow.chain:
-        ax.text((x0 + x1) / 2, y + 0.07, _wrap(arrow.chain, _chain_width(xs)), ha="center", va="top",
-                fontsize=CHAIN_FONT, family=MONO, color="#222222", linespacing=1.05,
-                bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.85), zorder=4)
-    ax.text(TIME_X, y, _time_text(ladder, arrow.time, arrow.frames), ha="left", va="center", fontsize=FONT,
-            family=MONO, color=COLORS["other"])
-    if arrow.note:
-        ax.text(NOTE_X, y, _wrap(arrow.note), ha="left", va="center", fontsize=FONT,
-                color=COLORS["retransmit"] if arrow.retransmission else "#333333", linespacing=1.0)
+        ax.add_patch(FancyBboxPatch((block.x - width / 2, y), width, block.height, boxstyle="round,pad=0.03",
+                                    facecolor=block.face, edgecolor=block.edge, lw=2, zorder=4))
+    for index, line in enumerate(block.lines):
+        ax.text(block.x, y + 0.03 + (index + 0.5) * block.line, line, ha="center", va="center",
+                fontsize=block.size, family=block.family or matplotlib.rcParams["font.family"],
+                weight=block.weight, color=block.color, zorder=5)
 
 
-def _wrap(text: str, width: int = 40) -> str:
-    import textwrap
-    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)[:3])
+def _draw_legend(ax, legend, y: float) -> None:
+    from matplotlib.patches import FancyBboxPatch, Rectangle
+    samples, words = legend
+    y += 0.1 + LINE / 2
+    for line in samples:
+        x = 0.3
+        for kind, style, text in line:
+            if kind == "line":
+                ax.plot([x, x + 0.45], [y, y], lw=2.4, zorder=3, **style)
+            elif kind == "band":
+                ax.add_patch(Rectangle((x, y - 0.1), 0.45, 0.2, facecolor=style["color"], alpha=0.18,
+                                       edgecolor=style["color"], lw=1.5))
+            elif kind == "nat":
+                ax.add_patch(Rectangle((x, y - 0.1), 0.45, 0.2, facecolor=COLORS["nat"], edgecolor=COLORS["natedge"],
+                                       lw=1.2))
+            else:
+                ax.add_patch(FancyBboxPatch((x, y - 0.1), 0.45, 0.2, boxstyle="round,pad=0.02",
+                                            facecolor=CALLOUT_FACE, edgecolor=CALLOUT_EDGE, lw=2))
+            ax.text(x + 0.55, y, text, ha="left", va="center", fontsize=FONT, color="#333333")
+            x += 0.55 + text_width(text, FONT) + 0.45
+        y += LINE
+    for line in words:
+        ax.text(0.3, y, line, ha="left", va="center", fontsize=FONT, color="#333333")
+        y += LINE
 
 
-def _chain_width(xs: list[float]) -> int:
-    """Characters of the monospaced chain that fit under the widest arrow."""
-    span = (max(xs) - min(xs)) + 1.2 if len(xs) > 1 else LANES_X1 - LANES_X0
-    return int(span / (0.6 * CHAIN_FONT / 72))
+def _page_summary(rows: list[_Row]) -> str:
+    """What a page holds: `IKE_SA_INIT 0, IKE_AUTH 1, ESP`."""
+    parts: list[str] = []
+    for row in rows:
+        item = row.item
+        if isinstance(item, Band):
+            part = "NAT-keepalives" if item.protocol == "keepalive" else item.protocol
+        elif item.message_id is not None:
+            part = f"{item.label.split()[0]} {item.message_id}"
+        else:
+            part = item.label.split(",")[0]
+        if part not in parts:
+            parts.append(part)
+    return ", ".join(parts)
 
 
-def _chain_lines(ladder: "Ladder", arrow: "Arrow") -> int:
-    return len(_wrap(arrow.chain, _chain_width(_lane_x(ladder))).splitlines()) if arrow.chain else 0
+def ladder_slides(ladder: Ladder) -> list[list[_Row]]:
+    """The rows of each slide the ladder is cut into."""
+    return paginate(ladder, _rows(ladder))
 
 
-def _draw_band(ax, ladder: Ladder, band: Band, xs: list[float], y: float) -> None:
-    from matplotlib.patches import FancyBboxPatch
-    x0, x1 = sorted((xs[band.src], xs[band.dst]))
-    color = COLORS["esp"] if band.protocol == "ESP" else (COLORS["ah"] if band.protocol == "AH" else
-                                                           COLORS["keepalive"])
-    ax.add_patch(FancyBboxPatch((x0, y - 0.22), x1 - x0, 0.44, boxstyle="round,pad=0.02", facecolor=color,
-                                alpha=0.18, edgecolor=color, lw=1.5, zorder=2))
-    arrow_y = y + 0.13
-    start, end = (x0, x1) if xs[band.dst] > xs[band.src] else (x1, x0)
-    ax.annotate("", xy=(end, arrow_y), xytext=(start, arrow_y),
-                arrowprops=dict(arrowstyle="-|>", color=color, lw=2, mutation_scale=18), zorder=3)
-    if band.protocol == "keepalive":
-        text = f"NAT-keepalive x{band.count}"
-    else:
-        packets = "packet" if band.count == 1 else "packets"
-        seq = f"seq {band.first_seq}" if band.first_seq == band.last_seq else f"seq {band.first_seq}-{band.last_seq}"
-        text = (f"{band.protocol}{' in UDP 4500' if band.encap else ''} SPI {band.spi}: {band.count} {packets}, "
-                f"{seq}" + (f"  [{band.inner}]" if band.inner else ""))
-    ax.text((x0 + x1) / 2, y - 0.05, text, ha="center", va="center", fontsize=FONT, color="#113311", weight="bold")
-    ax.text(TIME_X, y, _time_text(ladder, band.time, band.frames), ha="left", va="center", fontsize=FONT,
-            family=MONO, color=COLORS["other"])
-    if band.end > band.time:
-        ax.text(NOTE_X, y, f"for {band.end - band.time:.2f} s", ha="left", va="center", fontsize=FONT,
-                color="#333333")
+@styled
+def render_slide(ladder: Ladder, rows: list[_Row], page: tuple[int, int]):
+    """One slide of the ladder as a matplotlib figure, not saved (for tests and notebooks)."""
+    return _render(ladder, rows, page)
+
+
+@styled
+def draw_ladder_model(ladder: Ladder, out: str | Path) -> list[Path]:
+    """out.png/.svg (the whole ladder), then out-1.png/.svg, out-2... (its slides)."""
+    rows = _rows(ladder)
+    files = save(_render(ladder, rows), out)
+    pages = paginate(ladder, rows)
+    stem = outputs(out)[0].with_suffix("")
+    for number, page in enumerate(pages, start=1):
+        files += save(_render(ladder, page, (number, len(pages))), f"{stem}-{number}", slide=True)
+    _remove_stale_slides(stem, len(pages))
+    return files
+
+
+def _remove_stale_slides(stem: Path, count: int) -> None:
+    """Slides of an earlier drawing of the same ladder beyond the `count` drawn now."""
+    for path in stem.parent.glob(f"{stem.name}-*"):
+        number = path.stem[len(stem.name) + 1:]
+        if number.isdigit() and int(number) > count and path.suffix in (".png", ".svg"):
+            path.unlink()
 
 
 def draw_ladder(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None) -> Figure:
-    """Draw the ladder of one capture (or of [inside, outside] of one NAT box) into out.png/.svg."""
+    """Draw the ladder of one capture (or of [inside, outside] of one NAT box) into out.png/.svg,
+    and its slides into out-1.png/.svg, out-2..."""
     ladder = build_ladder(captures, topology)
     files = draw_ladder_model(ladder, out)
     ike = len(ladder.arrows)
@@ -456,7 +885,12 @@ def draw_ladder(captures: list[CaptureAnalysis], out: str | Path, topology: dict
     clear = "" if ladder.decrypted else " (no keys: encrypted payloads stay closed)"
     caption = (f"Ladder of {ladder.title}: {ike} IKE arrows{across}, {traffic} ESP/AH packets in "
                f"{sum(1 for b in ladder.bands if b.protocol != 'keepalive')} bands{clear}")
-    return Figure(files, caption, ladder)
+    slides = ladder_slides(ladder)
+    pngs = [p for p in files[2:] if p.suffix == ".png"]
+    pages = [(png, f"Ladder of {ladder.title}, slide {n} of {len(slides)}: {_page_summary(rows)}")
+             for n, (png, rows) in enumerate(zip(pngs, slides), start=1)]
+    return Figure(files, caption, ladder, pages=pages)
 
 
-__all__ = ["Arrow", "Band", "Lane", "Ladder", "build_ladder", "draw_ladder", "draw_ladder_model"]
+__all__ = ["Arrow", "Band", "Lane", "Ladder", "build_ladder", "draw_ladder", "draw_ladder_model", "ladder_slides",
+           "paginate", "render_slide"]

@@ -7,6 +7,7 @@ offsets, and which octets are encrypted and which authenticated (RFC 4303 §2, R
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from lab.ike.const import EncrId, IntegId, name_of
 
 from .analysis import PROTO_ICMP, PROTO_IPIP, PROTO_NAMES, PROTO_UDP, CaptureAnalysis, Packet
 from .keys import KeyTables
-from .style import FONT, LABEL_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
+from .style import (FONT, LABEL_FONT, MONO, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure, new_slide, outputs,
+                    save, styled, text_width, wrap)
 
 SEGMENT_COLORS = {
     "ip": "#9ecae1", "inner-ip": "#c6dbef", "udp": "#fdd0a2", "esp": "#a1d99b", "iv": "#d9d9d9",
@@ -49,6 +51,7 @@ class Layout:
     mutable: list[tuple[int, int]] = field(default_factory=list)   # AH: IP header fields left out of the ICV
     source: str = ""              # capture:frame
     pad_length: int | None = None # ESP padding octets (RFC 4303 §2.4)
+    notes: list[str] = field(default_factory=list)   # what the algorithms' names say, in words
 
 
 def _ip_segments(data: bytes, start: int, kind: str, name: str) -> tuple[list[Segment], int, int]:
@@ -110,6 +113,8 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
         layout.authenticated = (0, total)
         layout.form = form or f"AH {sa.mode}"
         layout.detail = f"ICV {ah_length - 12} octets"
+        layout.notes = [f"AH: its {ah_length - 12}-octet ICV covers the whole packet but the IP fields a router may "
+                        "change (hatched; RFC 4302 §3.3.3.1); nothing is encrypted"]
         return layout
     esp_start = at
     segments += [Segment(at, at + 4, "SPI", "esp"), Segment(at + 4, at + 8, "Seq", "esp")]
@@ -146,7 +151,49 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
     integ = "" if spec.aead else f" + {name_of(IntegId, sa_keys.integ_id)}"
     layout.detail = f"{name_of(EncrId, sa_keys.encr_id)}{integ}, pad {pad}"
     layout.pad_length = pad
+    layout.notes = algorithm_notes(sa_keys.encr_id, None if spec.aead else sa_keys.integ_id, spec.iv_size, icv)
+    layout.notes.append(f"pad {pad}: padding so that payload and trailer end on {_octets(max(spec.block_size, 4))} "
+                        "boundary (RFC 4303 §2.4)")
     return layout
+
+
+def _octets(n: int) -> str:
+    """`a 16-octet`, `an 8-octet`."""
+    return f"{'an' if str(n).startswith('8') or n in (11, 18) else 'a'} {n}-octet"
+
+
+def algorithm_notes(encr_id: int, integ_id: int | None, iv: int, icv: int) -> list[str]:
+    """What an ESP SA's algorithm names say, in words: `AES_GCM_16` is AES-GCM with a
+    16-octet ICV. `iv` and `icv` are the octets the packet really has."""
+    encr = name_of(EncrId, encr_id)
+    match = re.fullmatch(r"(AES|CAMELLIA)_(GCM|CCM)_(\d+)(_IIV)?", encr)
+    if match:
+        cipher, mode, digits, implicit = match.groups()
+        mode_words = {"GCM": "Galois/Counter Mode", "CCM": "CCM mode (counter with CBC-MAC)"}[mode]
+        the = f"the _{digits} in its name; " if int(digits) == icv else ""
+        source = {"AES_GCM": "RFC 4106 §6", "AES_CCM": "RFC 4309"}.get(f"{cipher}_{mode}", "RFC 5529")
+        iv_words = "no IV on the wire (RFC 8750)" if implicit else f"{_octets(iv)} IV"
+        return [f"{encr} = {cipher} in {mode_words} with {_octets(icv)} ICV ({the}{source}) and {iv_words}: it "
+                "encrypts and authenticates at once, so no separate integrity algorithm"]
+    if encr.startswith("CHACHA20_POLY1305"):
+        return [f"{encr} = ChaCha20 to encrypt, Poly1305 to authenticate: {_octets(icv)} ICV (RFC 7634)"]
+    out = []
+    if encr == "NULL":
+        out.append("NULL = no encryption: the payload travels in the clear (RFC 2410)")
+    elif encr == "AES_CBC":
+        out.append(f"AES_CBC = AES in CBC mode with {_octets(iv)} IV (RFC 3602)")
+    else:
+        out.append(f"{encr}: {_octets(iv)} IV")
+    if integ_id is not None:
+        integ = name_of(IntegId, integ_id)
+        match = re.fullmatch(r"HMAC_(SHA2_(\d+)|SHA1|MD5)_(\d+)", integ)
+        if match:
+            hash_name = f"SHA-{match[2]}" if match[2] else {"SHA1": "SHA-1", "MD5": "MD5"}[match[1]]
+            source = {"SHA1": "RFC 2404", "MD5": "RFC 2403"}.get(match[1], "RFC 4868")
+            out.append(f"{integ} = HMAC-{hash_name} cut to {match[3]} bits: {_octets(icv)} ICV ({source})")
+        else:
+            out.append(f"{integ}: {_octets(icv)} ICV")
+    return ["; ".join(out)]
 
 
 FORMS = ("plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null")
@@ -167,86 +214,171 @@ def example_packet(capture: CaptureAnalysis) -> Packet | None:
 
 
 # ---------------------------------------------------------------- drawing
+#
+# One panel per packet (per form): its title, its ranges, the bar of its headers with
+# offsets, and what its algorithms' names mean. All panels share one scale of octets. When
+# the panels do not fit one 16:9 slide, the figure holds them all and slides NAME-1.png,
+# NAME-2.png ... hold a few each.
 
-LEFT, BAR_X0, BAR_X1 = 0.2, 3.6, 15.7
-ROW = 1.75
+BAR_X0, BAR_X1 = 0.45, 15.55
+BAR_HEIGHT = 0.4
+HEAD = 0.85              # inches: the figure's title
+FOOT = 0.55              # the footnote
+LINE = 0.27
+PANEL_GAP = 0.12
+PANEL_FACE, PANEL_EDGE = "#f7f7f7", "#bbbbbb"
+
+
+def _panel_notes(layout: Layout) -> list[str]:
+    return [line for note in layout.notes for line in wrap(note, BAR_X1 - BAR_X0, FONT)]
+
+
+def _panel_height(layout: Layout) -> float:
+    return 2.05 + len(_panel_notes(layout)) * LINE + 0.12
+
+
+def _footnotes(layouts: list[Layout]) -> list[str]:
+    notes = ["tr = trailer: padding, Pad Length, Next Header (RFC 4303 §2.4)"] if any(
+        s.kind == "trailer" for l in layouts for s in l.segments) else []
+    if any(l.mutable for l in layouts):
+        notes.append("hatched: IP fields AH leaves out of the ICV (TOS, flags, TTL, checksum)")
+    return notes
+
+
+def layout_slides(layouts: list[Layout]) -> list[list[Layout]]:
+    """The panels on 16:9 slides, as many on each as fit."""
+    room = SLIDE_HEIGHT - HEAD - FOOT
+    pages: list[list[Layout]] = []
+    used = room
+    for layout in layouts:
+        height = _panel_height(layout) + PANEL_GAP
+        if used + height > room and (not pages or pages[-1]):
+            pages.append([])
+            used = 0.0
+        pages[-1].append(layout)
+        used += height
+    return pages
+
+
+def _segment_text(seg: Segment, width: float) -> tuple[str, int]:
+    """(text, rotation) that fits a segment `width` inches wide: its label, a short form, or
+    the short form turned on its side; ("", 0) when nothing fits."""
+    if text_width(seg.label, FONT) + 0.1 <= width:
+        return seg.label, 0
+    short = _short(seg)
+    if short and text_width(short, FONT) + 0.06 <= width:
+        return short, 0
+    if short and width > 0.2 and text_width(short, FONT - 1) <= BAR_HEIGHT - 0.02:  # on its side, across the bar
+        return short, 90
+    return "", 0
 
 
 @styled
-def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real packet of each form") -> list[Path]:
-    from matplotlib.patches import Rectangle
+def render_layouts(layouts: list[Layout], title: str, page: tuple[int, int] | None = None,
+                   longest: int | None = None, slide: bool = False):
+    """The figure of these panels (a 16:9 slide when `slide`), not saved; `longest` octets
+    span the bar's width (the longest packet of all panels, so that slides share a scale)."""
+    from matplotlib.patches import FancyBboxPatch, Rectangle
 
-    height = 1.1 + ROW * len(layouts) + 1.0
-    fig = new_figure(height)
+    body = sum(_panel_height(l) + PANEL_GAP for l in layouts)
+    height = SLIDE_HEIGHT if slide else HEAD + body + FOOT
+    fig = new_slide() if slide else new_figure(height)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(0, WIDTH)
     ax.set_ylim(height, 0)
     ax.axis("off")
-    ax.text(WIDTH / 2, 0.4, title, ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
-    longest = max((l.length for l in layouts), default=1)
+    ax.text(WIDTH / 2, 0.42, title, ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
+    if page:
+        ax.text(WIDTH - 0.2, 0.42, f"slide {page[0]}/{page[1]}", ha="right", va="center", fontsize=FONT,
+                color="#666666")
+    longest = longest or max((l.length for l in layouts), default=1)
     scale = (BAR_X1 - BAR_X0) / longest
-    for index, layout in enumerate(layouts):
-        top = 1.1 + index * ROW
-        bar_y = top + 0.72
-        ax.text(LEFT, bar_y - 0.2, layout.form, ha="left", va="center", fontsize=LABEL_FONT, weight="bold")
-        ax.text(LEFT, bar_y + 0.12, f"{layout.length} octets", ha="left", va="center", fontsize=FONT)
-        detail = layout.detail
-        if len(detail) * CHAR_WIDTH * 0.9 > BAR_X0 - LEFT - 0.2 and ", " in detail:
-            detail = detail.replace(", ", ",\n", 1)
-        ax.text(LEFT, bar_y + 0.42, detail, ha="left", va="top" if "\n" in detail else "center",
-                fontsize=FONT - 1, color="#444444", linespacing=1.1)
 
-        def x(offset: int) -> float:
-            return BAR_X0 + offset * scale
+    def x(offset: int) -> float:
+        return BAR_X0 + offset * scale
 
+    top = HEAD
+    for layout in layouts:
+        panel = _panel_height(layout)
+        ax.add_patch(FancyBboxPatch((0.2, top), WIDTH - 0.4, panel, boxstyle="round,pad=0.02", facecolor=PANEL_FACE,
+                                    edgecolor=PANEL_EDGE, lw=1.2, zorder=0))
+        head = ax.text(BAR_X0, top + 0.27, layout.form, ha="left", va="center", fontsize=LABEL_FONT, weight="bold")
+        rest = f"{layout.length} octets" + (f", {layout.detail}" if layout.detail else "") + \
+            (f"   ({layout.source.replace(':', ', frame ')})" if layout.source else "")
+        ax.text(BAR_X0 + text_width(layout.form, LABEL_FONT, weight="bold") + 0.25, top + 0.27, rest, ha="left",
+                va="center", fontsize=FONT, color="#333333")
+        del head
+        bar_y = top + 1.35                      # the bar's middle
         for seg in layout.segments:
-            ax.add_patch(Rectangle((x(seg.start), bar_y - 0.2), seg.length * scale, 0.4,
+            ax.add_patch(Rectangle((x(seg.start), bar_y - BAR_HEIGHT / 2), seg.length * scale, BAR_HEIGHT,
                                    facecolor=SEGMENT_COLORS.get(seg.kind, "#eeeeee"), edgecolor="#333333", lw=1.2))
-            width = seg.length * scale
-            text = seg.label if width > len(seg.label) * CHAR_WIDTH + 0.05 else _abbreviate(seg, scale)
+            text, rotation = _segment_text(seg, seg.length * scale)
             if text:
-                ax.text(x(seg.start) + width / 2, bar_y, text, ha="center", va="center", fontsize=FONT)
-            elif width > 0.22 and len(_short(seg)) * CHAR_WIDTH * 0.95 <= 0.4:
-                ax.text(x(seg.start) + width / 2, bar_y, _short(seg), ha="center", va="center",
-                        fontsize=FONT - 1, rotation=90)
+                ax.text(x(seg.start) + seg.length * scale / 2, bar_y, text, ha="center", va="center",
+                        fontsize=FONT if not rotation else FONT - 1, rotation=rotation)
         for start, end in layout.mutable:
             ax.add_patch(Rectangle((x(start), bar_y - 0.2), (end - start) * scale, 0.4, facecolor="none",
                                    edgecolor="#555555", hatch="//", lw=0))
-        offsets = sorted({s.start for s in layout.segments} | {layout.length})
         last = -1.0
-        for offset in offsets:
-            if x(offset) - last < 0.34:
+        for offset in sorted({s.start for s in layout.segments} | {layout.length}):
+            width = text_width(str(offset), FONT, MONO)
+            if x(offset) - width / 2 < last + 0.08:
                 continue
-            last = x(offset)
+            last = x(offset) + width / 2
             ax.plot([x(offset)] * 2, [bar_y + 0.2, bar_y + 0.28], color="#333333", lw=1)
             ax.text(x(offset), bar_y + 0.3, str(offset), ha="center", va="top", fontsize=FONT, family=MONO)
-        for (span, label, color, level) in ((layout.authenticated, "authenticated (ICV)", "#1f4e9c", 0),
-                                            (layout.encrypted, "encrypted", "#c0392b", 1)):
+        for span, label, color, level in ((layout.authenticated, "authenticated (ICV)", "#1f4e9c", 0),
+                                          (layout.encrypted, "encrypted", "#c0392b", 1)):
             if span is None:
                 continue
-            yb = bar_y - 0.3 - level * 0.3
+            yb = bar_y - 0.32 - level * 0.33
             ax.annotate("", xy=(x(span[1]), yb), xytext=(x(span[0]), yb),
                         arrowprops=dict(arrowstyle="|-|", color=color, lw=2, mutation_scale=6))
-            ax.text(x(span[0]) + 0.05, yb - 0.02, label, ha="left", va="bottom", fontsize=FONT, color=color,
+            ax.text(x(span[0]) + 0.05, yb - 0.03, label, ha="left", va="bottom", fontsize=FONT, color=color,
                     weight="bold")
-    notes = ["tr = trailer: padding, Pad Length, Next Header (RFC 4303 §2.4)"]
-    if any(l.mutable for l in layouts):
-        notes.append("hatched: IP fields AH leaves out of the ICV (TOS, flags, TTL, checksum)")
-    ax.text(WIDTH / 2, height - 0.45, "      ".join(notes), ha="center", va="center", fontsize=FONT, color="#444444")
-    return save(fig, out)
+        for index, line in enumerate(_panel_notes(layout)):
+            ax.text(BAR_X0, top + 2.05 + (index + 0.5) * LINE, line, ha="left", va="center", fontsize=FONT,
+                    color="#222222")
+        top += panel + PANEL_GAP
+    ax.text(WIDTH / 2, height - FOOT / 2, "      ".join(_footnotes(layouts)), ha="center", va="center",
+            fontsize=FONT, color="#444444")
+    return fig
 
 
-CHAR_WIDTH = 0.13  # inches per character at FONT points, a little more than the average glyph
+@styled
+def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real packet of each form",
+                 slides: list[list[Layout]] | None = None) -> list[Path]:
+    """out.png/.svg with every panel (a 16:9 slide when they fit one); when they do not,
+    also out-1.png/.svg, out-2... with a few panels each. The files, PNG first."""
+    slides = layout_slides(layouts) if slides is None else slides
+    longest = max((l.length for l in layouts), default=1)
+    whole = len(slides) <= 1
+    files = save(render_layouts(layouts, title, longest=longest, slide=whole), out, slide=whole)
+    stem = outputs(out)[0].with_suffix("")
+    if not whole:
+        for number, page in enumerate(slides, start=1):
+            files += save(render_layouts(page, title, (number, len(slides)), longest, slide=True),
+                          f"{stem}-{number}", slide=True)
+    for path in stem.parent.glob(f"{stem.name}-*"):  # slides of an earlier drawing beyond those drawn now
+        number = path.stem[len(stem.name) + 1:]
+        if number.isdigit() and int(number) > (0 if whole else len(slides)) and path.suffix in (".png", ".svg"):
+            path.unlink()
+    return files
+
+
+def layouts_figure(layouts: list[Layout], out: str | Path, title: str, caption: str) -> Figure:
+    """draw_layouts as a Figure, its slides (if any) with their captions."""
+    slides = layout_slides(layouts)
+    files = draw_layouts(layouts, out, title, slides)
+    pngs = [p for p in files[2:] if p.suffix == ".png"]
+    pages = [(png, f"Header layouts, slide {n} of {len(pngs)}: " + ", ".join(l.form for l in page))
+             for n, (png, page) in enumerate(zip(pngs, slides), start=1)]
+    return Figure(files, caption, layouts, pages=pages)
 
 
 def _short(segment: Segment) -> str:
     return {"IP header": "IP", "inner IP": "IP", "trailer": "tr", "ICV": "ICV", "data": "", "IV": "IV",
             "AH": "AH", "UDP": "UDP", "SPI": "SPI", "Seq": "Seq"}.get(segment.label, segment.label[:3])
-
-
-def _abbreviate(segment: Segment, scale: float) -> str:
-    short = _short(segment)
-    return short if segment.length * scale > len(short) * CHAR_WIDTH else ""
 
 
 def draw_header_layouts(captures: dict[str, CaptureAnalysis], out: str | Path) -> Figure:
@@ -258,10 +390,11 @@ def draw_header_layouts(captures: dict[str, CaptureAnalysis], out: str | Path) -
         if packet is None or not packet.data or packet.data[0] >> 4 != 4:
             continue
         layouts.append(packet_layout(packet, capture.keys, FORM_TITLES.get(name), f"{capture.name}:{packet.frame}"))
-    files = draw_layouts(layouts, out)
     forms = ", ".join(l.form for l in layouts)
-    return Figure(files, f"Header layouts of real captured packets ({forms}): offsets in octets, encrypted and "
-                         f"authenticated ranges", layouts)
+    return layouts_figure(layouts, out, "One real packet of each form",
+                          f"Header layouts of real captured packets ({forms}): offsets in octets, encrypted and "
+                          "authenticated ranges")
 
 
-__all__ = ["FORMS", "Layout", "Segment", "draw_header_layouts", "draw_layouts", "example_packet", "packet_layout"]
+__all__ = ["FORMS", "Layout", "Segment", "algorithm_notes", "draw_header_layouts", "draw_layouts", "example_packet",
+           "layout_slides", "layouts_figure", "packet_layout", "render_layouts"]

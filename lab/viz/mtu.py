@@ -1,6 +1,7 @@
 """MTU and overhead: how big a packet becomes on the wire per algorithm and mode, computed
 by protecting real packets with lab.esp (so padding steps are exact), beside the sizes
-seen in captures, and which inner sizes still pass a given path MTU."""
+seen in captures, and which inner sizes still pass a given path MTU. Drawn as one slide
+in the Okabe-Ito palette, the path MTU in black, a colour no configuration uses."""
 from __future__ import annotations
 
 import struct
@@ -12,7 +13,7 @@ from lab.esp.algorithms import encr_keymat_size, integ_keymat_size
 from lab.ike.const import EncrId, IntegId
 
 from .analysis import CaptureAnalysis
-from .style import FONT, LABEL_FONT, PALETTE, TITLE_FONT, Figure, new_figure, save, styled
+from .style import FONT, LABEL_FONT, OKABE_ITO, TITLE_FONT, WIDTH, Figure, new_slide, save, styled, wrap
 
 LOCAL, REMOTE = "192.0.2.1", "198.51.100.1"
 
@@ -128,59 +129,86 @@ def mtu_model(path_mtu: int = 1500, captures: list[CaptureAnalysis] = (), step: 
     return MtuModel(sizes, series, largest, path_mtu, observations(list(captures)))
 
 
+# ---------------------------------------------------------------- drawing
+#
+# One slide, one row per configuration (so no series can hide another), two panels on
+# axes that start at zero: the octets IPsec adds (the solid part every packet gets, the
+# light part what padding may add), and the largest inner packet that still fits the path
+# MTU, drawn in black, a colour no configuration uses. A configuration's colour says its
+# form, as the header layouts name it; the row's label says the algorithms.
+
+FORM_COLORS = {
+    "ESP tunnel": OKABE_ITO["blue"], "ESP-in-UDP tunnel": OKABE_ITO["orange"],
+    "ESP transport": OKABE_ITO["bluish green"], "ESP-NULL tunnel": OKABE_ITO["reddish purple"],
+    "AH tunnel": OKABE_ITO["vermillion"], "AH transport": OKABE_ITO["sky blue"],
+}
+PATH_MTU_COLOR = OKABE_ITO["black"]
+
+
+def config_color(name: str) -> str:
+    """The colour of a configuration: that of its form (the name before the comma)."""
+    return FORM_COLORS[name.split(",")[0]]
+
+
+@styled
+def render_mtu(model: MtuModel):
+    """The figure, a 16:9 slide, not saved (for draw_mtu_model and tests)."""
+    fig = new_slide()
+    order = sorted(model.series, key=lambda n: -model.largest[n])
+    n = len(order)
+    notes = [f"Computed by protecting real packets with lab.esp. Both axes start at zero. "
+             f"Colour: the form; white circles: the overhead of packets seen in the captures ({len(model.seen)}). "
+             f"An inner packet larger than its bar is fragmented after IPsec, or, with DF set, dropped and an "
+             f"ICMP \"fragmentation needed\" goes back (unless a firewall drops that too: a PMTUD black hole)."]
+    lines = [line for note in notes for line in wrap(note, WIDTH - 0.6, FONT)]
+    top, bottom = 1.3, 1.0 + 0.3 * len(lines)        # inches: title and panel titles; x labels and notes
+    height = 9.0 - top - bottom
+    overhead_ax = fig.add_axes([3.55 / WIDTH, bottom / 9.0, 5.0 / WIDTH, height / 9.0])
+    passes_ax = fig.add_axes([9.25 / WIDTH, bottom / 9.0, 6.4 / WIDTH, height / 9.0])
+    labels = []
+    for i, name in enumerate(order):
+        color = config_color(name)
+        overhead = [w - s for w, s in zip(model.series[name], model.sizes)]
+        low, high = min(overhead), max(overhead)
+        overhead_ax.barh(i, low, height=0.6, color=color, edgecolor=color, lw=1.5, zorder=2)
+        if high > low:
+            overhead_ax.barh(i, high - low, left=low, height=0.6, color=color, alpha=0.3, edgecolor=color, lw=1.5,
+                             hatch="//", zorder=2)
+        seen = sorted({o.wire - o.inner for o in model.seen if o.config == name})
+        overhead_ax.text(max([high] + [o + 3 for o in seen]) + 2, i, f"{low}" if low == high else f"{low}-{high}",
+                         va="center", ha="left", fontsize=FONT)
+        if seen:
+            # white with the row's colour round it: black stays the path MTU's alone
+            overhead_ax.plot(seen, [i] * len(seen), "o", ms=17, mfc="white", mec=color, mew=3, zorder=5)
+        largest = model.largest[name]
+        passes_ax.barh(i, largest, height=0.6, color=color, alpha=0.35, edgecolor=color, lw=1.5, zorder=2)
+        passes_ax.text(largest - 12, i, f"{largest}", ha="right", va="center", fontsize=FONT, weight="bold",
+                       color="#111111", zorder=3)
+        form, _, algorithms = name.partition(", ")
+        labels.append(f"{form}\n{algorithms}")
+    for ax in (overhead_ax, passes_ax):
+        ax.set_ylim(n - 0.4, -0.6)
+        ax.grid(axis="x", color="#dddddd", zorder=0)
+        ax.tick_params(labelsize=FONT)
+    overhead_ax.set_yticks(range(n), labels, fontsize=FONT, linespacing=1.1)
+    overhead_ax.set_xlim(0, max(100, max(max(w - s for w, s in zip(model.series[c], model.sizes))
+                                         for c in order) + 18))
+    overhead_ax.set_xlabel("octets IPsec adds to a packet", fontsize=LABEL_FONT)
+    overhead_ax.set_title("overhead (hatched: what padding may add)", fontsize=LABEL_FONT)
+    passes_ax.set_yticks([])
+    passes_ax.set_xlim(0, model.path_mtu * 1.08)
+    passes_ax.axvline(model.path_mtu, color=PATH_MTU_COLOR, lw=2.5, linestyle="--", zorder=4)
+    passes_ax.set_xlabel("largest inner packet that still fits (octets)", fontsize=LABEL_FONT)
+    passes_ax.set_title(f"through a path MTU of {model.path_mtu} (dashed line)", fontsize=LABEL_FONT)
+    fig.suptitle("MTU and overhead: what IPsec adds to each packet", fontsize=TITLE_FONT, weight="bold",
+                 y=1 - 0.35 / 9.0)
+    fig.text(0.5, 0.2 / 9.0, "\n".join(lines), ha="center", va="bottom", fontsize=FONT, linespacing=1.25)
+    return fig
+
+
 @styled
 def draw_mtu_model(model: MtuModel, out: str | Path) -> list[Path]:
-    fig = new_figure(12.0)
-    top = fig.add_axes([0.08, 0.60, 0.88, 0.32])
-    bottom_left = fig.add_axes([0.33, 0.07, 0.36, 0.42])
-    bottom_right = fig.add_axes([0.72, 0.07, 0.25, 0.42])
-    order = sorted(model.series, key=lambda n: -model.largest[n])
-    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(order)}
-    # size in vs size on the wire, near the path MTU
-    lo = model.path_mtu - 140
-    for name in order:
-        pairs = [(n, w) for n, w in zip(model.sizes, model.series[name]) if n >= lo]
-        top.step([n for n, _ in pairs], [w for _, w in pairs], where="post", color=colors[name], lw=2.4)
-    top.axhline(model.path_mtu, color="#c0392b", lw=2.5)
-    top.text(lo + 2, model.path_mtu + 3, f"path MTU {model.path_mtu}: larger datagrams are fragmented or dropped (DF)",
-             color="#c0392b", fontsize=FONT, va="bottom")
-    top.set_xlim(lo, model.sizes[-1])
-    top.set_xlabel("inner packet entering the tunnel (octets)", fontsize=LABEL_FONT)
-    top.set_ylabel("datagram on the wire", fontsize=LABEL_FONT)
-    top.set_title("size in vs size on the wire (computed with lab.esp; colours as below)", fontsize=LABEL_FONT)
-    top.grid(color="#dddddd")
-    top.tick_params(labelsize=FONT)
-    # overhead range per configuration, captured packets on it
-    for i, name in enumerate(order):
-        overhead = [w - n for w, n in zip(model.series[name], model.sizes)]
-        bottom_left.plot([min(overhead), max(overhead)], [i, i], color=colors[name], lw=12, solid_capstyle="butt")
-        label = f"{min(overhead)}" if min(overhead) == max(overhead) else f"{min(overhead)}-{max(overhead)}"
-        bottom_left.text(max(overhead) + 3, i, label, va="center", ha="left", fontsize=FONT)
-        seen = [o for o in model.seen if o.config == name]
-        if seen:
-            bottom_left.plot([o.wire - o.inner for o in seen], [i] * len(seen), "o", ms=14, mfc="white",
-                             mec="black", mew=2.5, zorder=5)
-    bottom_left.set_yticks(range(len(order)), order, fontsize=FONT)
-    bottom_left.invert_yaxis()
-    bottom_left.set_xlabel("octets added (padding makes a range)", fontsize=LABEL_FONT)
-    bottom_left.set_title("overhead; circles: seen in captures", fontsize=LABEL_FONT)
-    bottom_left.set_xlim(20, 100)
-    bottom_left.grid(axis="x", color="#dddddd")
-    bottom_left.tick_params(labelsize=FONT)
-    # which sizes pass the path MTU
-    bottom_right.barh(range(len(order)), [model.largest[n] for n in order], color=[colors[n] for n in order])
-    bottom_right.set_xlim(min(model.largest.values()) - 60, model.path_mtu + 5)
-    for i, name in enumerate(order):
-        bottom_right.text(model.largest[name] - 4, i, str(model.largest[name]), ha="right", va="center",
-                          fontsize=FONT, color="white", weight="bold")
-    bottom_right.set_yticks([])
-    bottom_right.invert_yaxis()
-    bottom_right.axvline(model.path_mtu, color="#c0392b", lw=2)
-    bottom_right.set_title("largest inner packet that passes", fontsize=LABEL_FONT)
-    bottom_right.set_xlabel("octets", fontsize=LABEL_FONT)
-    bottom_right.tick_params(labelsize=FONT)
-    fig.suptitle("MTU and overhead: what IPsec adds to each packet", fontsize=TITLE_FONT, weight="bold", y=0.985)
-    return save(fig, out)
+    return save(render_mtu(model), out, slide=True)
 
 
 def draw_mtu(out: str | Path, captures: list[CaptureAnalysis] = (), path_mtu: int = 1500) -> Figure:
@@ -189,9 +217,9 @@ def draw_mtu(out: str | Path, captures: list[CaptureAnalysis] = (), path_mtu: in
     best = max(model.largest, key=model.largest.get)
     worst = min(model.largest, key=model.largest.get)
     caption = (f"MTU and overhead: through a path MTU of {path_mtu}, from {model.largest[worst]} octets "
-               f"({worst}) to {model.largest[best]} ({best}); {len(model.seen)} captured packets on the curves")
+               f"({worst}) to {model.largest[best]} ({best}); {len(model.seen)} captured packets on their rows")
     return Figure(files, caption, model)
 
 
-__all__ = ["CONFIGS", "Config", "MtuModel", "Observation", "draw_mtu", "draw_mtu_model", "inner_packet",
-           "largest_inner", "mtu_model", "observations", "wire_size"]
+__all__ = ["CONFIGS", "Config", "FORM_COLORS", "MtuModel", "Observation", "PATH_MTU_COLOR", "config_color", "draw_mtu",
+           "draw_mtu_model", "inner_packet", "largest_inner", "mtu_model", "observations", "render_mtu", "wire_size"]

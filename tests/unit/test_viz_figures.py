@@ -28,7 +28,13 @@ def test_draw_run_draws_all_that_applies_and_links_them(tmp_path):
                                    "yet)\n<!-- /figures -->\n\n## Checks\n\nall passed\n")
     entries = draw_run(run, report=True)
     names = sorted({p.stem for p, _ in entries})
-    assert names == ["headers", "ladder-nat-inside-nat-outside", "mtu", "rekey-nat-outside", "topology"]
+    slides = [n for n in names if n.startswith("ladder-nat-inside-nat-outside-")]
+    assert names == sorted(["headers", "ladder-nat-inside-nat-outside", "mtu", "rekey-nat-outside", "topology"]
+                           + slides)
+    # the ladder whole, then its slides numbered from 1, each with a caption saying which it is
+    assert slides == [f"ladder-nat-inside-nat-outside-{n}" for n in range(1, len(slides) + 1)] and len(slides) > 1
+    captions = {p.stem: c for p, c in entries}
+    assert all(f"slide {n} of {len(slides)}" in captions[s] for n, s in enumerate(slides, start=1))
     assert all(p.parent == run / "figures" and p.exists() for p, _ in entries)
     assert {p.suffix for p, _ in entries} == {".png"} and all(p.with_suffix(".svg").exists() for p, _ in entries)
     assert all(png_width(p) == 1920 for p, _ in entries)
@@ -36,6 +42,7 @@ def test_draw_run_draws_all_that_applies_and_links_them(tmp_path):
     report = (run / "report.md").read_text()
     assert report.count("## Figures") == 1 and "## Checks" in report and "none drawn" not in report
     assert "](figures/ladder-nat-inside-nat-outside.png)" in report
+    assert "](figures/ladder-nat-inside-nat-outside-1.png)" in report
     draw_run(run, report=True)  # again: the section is replaced, not repeated
     assert (run / "report.md").read_text().count("## Figures") == 1
     assert "result.json" in load_run(run).missing

@@ -41,7 +41,11 @@ def test_ladder_of_strongswan_alone_without_keys(tmp_path):
                                                         ("9e9315f5", 2)]
     assert all(b.inner == "" for b in ladder.bands)
     assert "no keys" in figure.caption
-    assert [p.suffix for p in figure.files] == [".png", ".svg"] and png_size(figure.files[0])[0] == 1920
+    assert [p.suffix for p in figure.files[:2]] == [".png", ".svg"] and png_size(figure.files[0])[0] == 1920
+    # then its slides: ladder-1.png, ladder-1.svg, ladder-2.png ...
+    slides = figure.files[2:]
+    assert [p.name for p in slides] == [f"ladder-{n // 2 + 1}.{'svg' if n % 2 else 'png'}" for n in range(len(slides))]
+    assert [p for p, _ in figure.pages] == slides[::2] and slides
 
 
 def test_ladder_across_the_nat_box_with_keys(tmp_path):
