@@ -1,7 +1,7 @@
 """Failing variants of the library's scenarios: each copies a scenario folder and breaks one
 thing (the PSK, a proposal, a selector, an identity, a NAT box knob, the path), with the cause
 `ipsec-lab diagnose` must name and words its paragraph must hold. tests/scenarios/test_diagnose.py
-runs them (root); tests/data/make_failed.py keeps a few run folders for the unit tests."""
+runs them (root); tests/data/make_runs.py keeps a few run folders for the unit tests."""
 from __future__ import annotations
 
 import shutil
@@ -56,6 +56,7 @@ class Variant:
     cause: str                          # what diagnose must name
     words: list[str] = field(default_factory=list)  # what its paragraph must say
     edit: Callable[[Path], None] = lambda folder: None
+    never: list[str] = field(default_factory=list)  # what it must not say (a cause its evidence contradicts)
 
     def make(self, where: Path) -> Path:
         folder = where / self.name

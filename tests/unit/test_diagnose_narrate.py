@@ -40,9 +40,10 @@ def test_diagnose_kept_failed_runs(name):
 
 def test_diagnose_reads_what_each_side_offered():
     text = diagnose(RUNS / "ike-proposal").paragraph
-    assert "gwa offered IKE aes256-sha384-ecp384 (proposals in hosts/gwa/swanctl.conf:3)" in text
-    assert "gwb accepts only aes128gcm16-prfsha256-x25519 (proposals in hosts/gwb/swanctl.conf:3)" in text
-    assert "received IKE:AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384" in text
+    assert "gwa offered IKE aes256-sha384-ecp384 (proposals in hosts/gwa/swanctl.conf:6)" in text
+    assert "gwb accepts only aes128gcm16-prfsha256-x25519 (proposals in hosts/gwb/swanctl.conf:6)" in text
+    assert "gwb (strongSwan) refused gwa's IKE_SA_INIT request with NO_PROPOSAL_CHOSEN" in text
+    assert "logged why: “received proposals unacceptable”" in text
 
 
 def test_diagnose_passing_run_and_not_a_run(tmp_path):
