@@ -26,7 +26,8 @@ Causes it knows, looked for in this order (the first detector that finds its evi
     ike-fragments-lost   IKE_AUTH larger than the path MTU, its IP fragments dropped, no answer
     no-answer            requests retransmitted and never answered (UDP 500 or 4500 blocked, peer down)
     outside-selectors    the tunnel is up, the traffic is outside what it carries (narrowed, or not meant for it)
-    nat-mapping-expired  the NAT box forgot the UDP mapping between keepalives
+    nat-mapping-expired  the NAT box forgot the UDP mapping between keepalives (nat-mapping-lost: gone
+                         otherwise, e.g. a NAT reboot or rebind step)
     esp-blocked          the tunnel is up but ESP does not cross (IP protocol 50 or ESP in UDP dropped)
     pmtud-black-hole     small packets pass, full-size ones vanish and no ICMP "fragmentation needed" returns
     encap-differs, strongswan-encap, mobike-differs  a check about NAT, ports or MOBIKE failed because of
@@ -575,8 +576,10 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         droppers = run.nodes_with("drop_esp")
         if droppers and not encap:
             back += f" ({', '.join(droppers)} has drop_esp: true)"
-        fix = ("let IP protocol 50 through, or force UDP encapsulation with encap = yes in the connection of "
-               f"{_conf_where(run, sender)} (ESP then travels in UDP 4500, RFC 3948)" if not encap else
+        conn = run.conn(sender)
+        place = f"the connection {conn.name} of {run.where(sender, conn.line)}" if conn else _conf_where(run, sender)
+        fix = (f"let IP protocol 50 through, or force UDP encapsulation with encap = yes in {place} (ESP then "
+               f"travels in UDP 4500, RFC 3948)" if not encap else
                "let UDP 4500 through the middlebox")
         paragraph = (f"IKE worked and the CHILD_SA is up, but traffic does not get through: in "
                      f"{run.step_words(step['index'])} {sender} sent {counts[present[0]]} {form} packet(s) on SPI "

@@ -103,18 +103,16 @@ def negotiation(run: Run) -> Diagnosis | None:
     else:
         other = told[0].node
         refuser = run.peer_of(other)
-    initiator = told[0].node if told else run.initiator()
-    if reason is not None and reason.kind in ("transport", "identity"):
-        initiator = reason.node  # ours as initiator refusing the answer
-    if initiator is None or initiator == refuser and (reason is None or reason.kind not in ("transport", "identity",
-                                                                                             "cert-id", "cert-trust")):
-        initiator = other
-    responder = run.peer_of(initiator) if initiator else refuser
     exchange = next((f.exchange for f in related if f.exchange), None)
     step = run.step_at(first.wall) or (run.first_failed or {}).get("index")
     if exchange is None:
         kind = next((s.get("kind") for s in run.steps if s["index"] == step), "")
         exchange = "CREATE_CHILD_SA" if kind == "rekey" else "IKE_AUTH"
+    initiator = _initiator_of(run, refuser, other, first.wall) if exchange != "CREATE_CHILD_SA" else None
+    if initiator is None:
+        asking = [f.node for f in told if "peer answered" in f.text or "notify" in f.text]
+        initiator = asking[0] if asking else other
+    responder = refuser if initiator == other else other
     failure = Failure(run, family, reason, told, related, refuser, other, initiator, responder, exchange, step,
                       first.wall)
     if family == "proposal":
@@ -127,6 +125,16 @@ def negotiation(run: Run) -> Diagnosis | None:
 
 
 # ------------------------------------------------------------------ proposals
+
+
+def _initiator_of(run: Run, a: str | None, b: str | None, wall: float) -> str | None:
+    """Which of `a` and `b` started the IKE SA that failed: the last IKE_SA_INIT request sent before `wall`."""
+    starts = [(r.get("wall", 0.0), r.get("node")) for r in run.records
+              if r.get("kind") == "message" and r.get("exchange") == "IKE_SA_INIT" and r.get("dir") == "out"
+              and not r.get("response") and r.get("node") in (a, b) and r.get("wall", 0.0) <= wall + 0.01]
+    starts += [(e.wall, node) for node, e, _m in run.charon_lines(r"initiating IKE_SA") if node in (a, b)
+               and e.wall <= wall + 0.01]
+    return max(starts)[1] if starts else None
 
 
 def _parse(protocol: str, texts: list[str]):

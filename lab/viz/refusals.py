@@ -48,6 +48,8 @@ _CHARON: list[tuple[str, bool, str, str | None]] = [
     ("own-key", True, r"no private key found for '(?P<id>[^']*)'", "IKE_AUTH"),
     ("signature", True, r"signature validation failed", "IKE_AUTH"),
     ("auth", False, r"received AUTHENTICATION_FAILED notify", "IKE_AUTH"),
+    ("auth", True, r"peer authentication failed|verification of AUTH payload.* failed|"
+                   r"authentication of '(?P<id>[^']*)' with .* failed", "IKE_AUTH"),
     ("ts", True, r"no acceptable traffic selectors found", None),
     ("ts", True, r"traffic selectors (?P<ts>.*) unacceptable", None),
     ("ts", False, r"received TS_UNACCEPTABLE notify", None),
