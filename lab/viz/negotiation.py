@@ -494,14 +494,14 @@ def identity_problems(run: Run, init: str | None, resp: str | None, sent_idi: st
                  f"in the remote section ({wi['remote.id']})")]
     out = []
     if idr and r.local_id and _matches(r.local_id, idr) is False:
-        out.append(("idr", f"{init} asks for {resp} to be '{idr}' ({id_kind(idr)}, id in the remote section, "
-                           f"{wi['remote.id']}), but {resp} is '{r.local_id}' ({id_kind(r.local_id)}, its local id, "
-                           f"{wr['local.id']}){_type_note(idr, r.local_id)}",
+        out.append(("idr", f"{init} asks for {resp} to be '{idr}', {id_kind(idr)}, written in its remote section "
+                           f"({wi['remote.id']}), but {resp} is '{r.local_id}', {id_kind(r.local_id)}, its local id "
+                           f"({wr['local.id']}){_type_note(idr, r.local_id)}",
                     f"id = {r.local_id} in {init}'s remote section ({wi['remote.id']})"))
     if idi and r.remote_id and "%any" not in r.remote_id and _matches(idi, r.remote_id) is False:
-        out.append(("idi", f"{resp} accepts only '{r.remote_id}' ({id_kind(r.remote_id)}, id in the remote section, "
-                           f"{wr['remote.id']}), but {init} calls itself '{idi}' ({id_kind(idi)}, its local id, "
-                           f"{wi['local.id']}){_type_note(idi, r.remote_id)}",
+        out.append(("idi", f"{resp} accepts only '{r.remote_id}', {id_kind(r.remote_id)}, written in its remote "
+                           f"section ({wr['remote.id']}), but {init} calls itself '{idi}', {id_kind(idi)}, its local "
+                           f"id ({wi['local.id']}){_type_note(idi, r.remote_id)}",
                     f"id = {r.remote_id} in {init}'s local section ({wi['local.id']}; also in its secrets' id-... "
                     f"lines if it uses a pre-shared key), or id = {idi} in {resp}'s remote section "
                     f"({wr['remote.id']})"))
