@@ -97,12 +97,14 @@ def negotiation(run: Run) -> Diagnosis | None:
     own = sorted((f for f in related if f.own), key=lambda f: (RANK.index(f.kind), f.wall))
     told = [f for f in related if not f.own]
     reason = own[0] if own else None
+    elsewhere = [f.node for f in told if reason is None or f.node != reason.node]
     if reason is not None:
         refuser = reason.node
-        other = run.peer_of(refuser)
+        other = elsewhere[0] if elsewhere else run.peer_of(refuser)
     else:
         other = told[0].node
         refuser = run.peer_of(other)
+    refuser, other = refuser or "the peer", other or "the peer"
     exchange = next((f.exchange for f in related if f.exchange), None)
     step = run.step_at(first.wall) or (run.first_failed or {}).get("index")
     if exchange is None:
