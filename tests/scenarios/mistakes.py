@@ -3,7 +3,8 @@ copies a library scenario and makes one such mistake (a PSK off by one character
 swapped or of another type, proposals that differ only in the DH group, selectors that are a
 subset on one side, a child name the configuration lacks, a wrong remote_addrs, a certificate
 for another name, transport mode on one side, encap or MOBIKE on one side, a ping outside the
-selectors). `cause` is what `ipsec-lab diagnose` must name, `words` what its paragraph must
+selectors). Those that are also trainees' exercises (`Variant.of`) take their definition
+from lab.net.exercises, the one list. `cause` is what `ipsec-lab diagnose` must name, `words` what its paragraph must
 say, `never` what it must not say (a cause its own evidence contradicts).
 
 tests/scenarios/test_diagnose.py runs them (root); tests/data/make_runs.py keeps their run
@@ -14,38 +15,31 @@ from pathlib import Path
 
 import yaml
 
+from lab.net.exercises import (
+    exercise,
+    init_only,
+    init_ping,
+    install_certificates,
+    plain,
+    replace,
+    set_steps,
+)
 from lab.net.scenario import read_yaml
 
-from .variants import Variant, _plain, install_certificates, replace, set_steps
+from .variants import Variant
 
 GWA, GWB = "hosts/gwa/swanctl.conf", "hosts/gwb/swanctl.conf"
 
 
-def _init_only(folder: Path, node: str = "gwa", child: str = "net", timeout: int = 10) -> None:
-    set_steps(folder, [{"start": "all"}, {"initiate": {"node": node, "child": child, "timeout": timeout}}])
-
-
-def _init_ping(folder: Path, ping: dict | None = None) -> None:
-    set_steps(folder, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net", "timeout": 10}},
-                       {"ping": ping or {"from": "hosta", "to": "10.2.0.10", "count": 3}}])
-
-
 def _psk_one_char(folder: Path) -> None:
     replace(folder / GWA, '"a-lab-only-psk"', '"a-lab-only-psK"')
-    _init_only(folder)
+    init_only(folder)
 
 
 def _psk_one_char_ours(folder: Path) -> None:
     # mixed-strongswan: strongSwan (gwa) initiates, ours (gwb) checks the AUTH and refuses
     replace(folder / GWB, '"a-lab-only-psk"', '"a-lab-only-psk "')
-    _init_only(folder)
-
-
-def _ids_swapped(folder: Path) -> None:
-    text = (folder / GWA).read_text()
-    text = text.replace("id = gwa.lab", "id = @@A@@").replace("id = gwb.lab", "id = gwa.lab")
-    (folder / GWA).write_text(text.replace("id = @@A@@", "id = gwb.lab"))
-    _init_only(folder)
+    init_only(folder)
 
 
 def _id_ip(folder: Path) -> None:
@@ -53,7 +47,7 @@ def _id_ip(folder: Path) -> None:
     text = (folder / GWA).read_text()
     (folder / GWA).write_text(text.replace("      id = gwb.lab", "      id = 198.51.100.2")
                               .replace("id-b = gwb.lab", "id-b = 198.51.100.2"))
-    _init_only(folder)
+    init_only(folder)
 
 
 def _id_email(folder: Path) -> None:
@@ -61,17 +55,7 @@ def _id_email(folder: Path) -> None:
     text = (folder / GWA).read_text()
     (folder / GWA).write_text(text.replace("      id = gwa.lab", "      id = admin@gwa.lab")
                               .replace("id-a = gwa.lab", "id-a = admin@gwa.lab"))
-    _init_only(folder)
-
-
-def _ike_dh(folder: Path) -> None:
-    replace(folder / GWA, "proposals = aes128gcm16-prfsha256-x25519", "proposals = aes128gcm16-prfsha256-ecp256")
-    _init_only(folder)
-
-
-def _esp_no_overlap(folder: Path) -> None:
-    replace(folder / GWA, "esp_proposals = aes128gcm16", "esp_proposals = aes256-sha512")
-    _init_only(folder)
+    init_only(folder)
 
 
 def _esp_pfs(folder: Path) -> None:
@@ -83,38 +67,19 @@ def _esp_pfs(folder: Path) -> None:
                        {"rekey": {"node": "gwa", "child": "net", "timeout": 8}}])
 
 
-def _ts_narrowed(folder: Path) -> None:
-    # gwb protects only the upper half of site A's LAN: strongSwan narrows, the SA comes up, hosta is left out
-    replace(folder / GWB, "remote_ts = 10.1.0.0/24", "remote_ts = 10.1.0.128/25")
-    _init_ping(folder)
-
-
 def _ts_proto(folder: Path) -> None:
     # the addresses overlap but the protocols do not: TS_UNACCEPTABLE although the subnets match
     replace(folder / GWA, "remote_ts = 10.2.0.0/24", "remote_ts = 10.2.0.0/24[tcp]")
     replace(folder / GWB, "local_ts = 10.2.0.0/24", "local_ts = 10.2.0.0/24[udp]")
-    _init_only(folder)
+    init_only(folder)
 
 
 def _child_name(folder: Path) -> None:
-    _init_only(folder, child="lan")
+    init_only(folder, child="lan")
 
 
 def _child_name_strongswan(folder: Path) -> None:
-    _init_only(folder, child="lan")
-
-
-def _remote_addrs(folder: Path) -> None:
-    replace(folder / GWA, "remote_addrs = 198.51.100.2", "remote_addrs = 198.51.100.20")
-    _init_only(folder)
-
-
-def _cert_wrong_id(folder: Path) -> None:
-    # gwb's certificate says gwb.lab; both configurations call gwb gwb.example
-    install_certificates(folder, ["gwa", "gwb"], bits=2048)
-    replace(folder / GWB, "id = gwb.lab", "id = gwb.example")
-    replace(folder / GWA, "id = gwb.lab", "id = gwb.example")
-    _init_only(folder)
+    init_only(folder, child="lan")
 
 
 def _cert_wrong_id_ours(folder: Path) -> None:
@@ -122,12 +87,7 @@ def _cert_wrong_id_ours(folder: Path) -> None:
     install_certificates(folder, ["gwa", "gwb"], bits=2048)
     replace(folder / GWA, "id = gwa.lab", "id = gwa.example")
     replace(folder / GWB, "id = gwa.lab", "id = gwa.example")
-    _init_only(folder)
-
-
-def _transport_one_side(folder: Path) -> None:
-    replace(folder / GWA, "esp_proposals = aes128gcm16", "esp_proposals = aes128gcm16\n        mode = transport")
-    _init_ping(folder)
+    init_only(folder)
 
 
 def _encap_one_side(folder: Path) -> None:
@@ -137,7 +97,7 @@ def _encap_one_side(folder: Path) -> None:
 
 def _mobike_one_side(folder: Path) -> None:
     replace(folder / "hosts/gw/swanctl.conf", "    mobike = yes", "    mobike = no")
-    data = _plain(read_yaml(folder / "scenario.yaml"))
+    data = plain(read_yaml(folder / "scenario.yaml"))
     data["steps"], data["checks"] = data["steps"][:4], []
     (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -145,23 +105,23 @@ def _mobike_one_side(folder: Path) -> None:
 def _responder_remote_addrs(folder: Path) -> None:
     # gwb only answers gwa's private address; behind the NAT box gwa comes from 198.51.100.1
     replace(folder / GWB, "remote_addrs = %any", "remote_addrs = 172.16.0.2")
-    _init_only(folder)
+    init_only(folder)
 
 
 def _psk_ids(folder: Path) -> None:
     # gwb's secret is filed under other ids than its connection's (strongSwan takes a secret when one id matches)
     replace(folder / GWB, "id-a = gwa.lab", "id-a = gwa.example")
     replace(folder / GWB, "id-b = gwb.lab", "id-b = gwb.example")
-    _init_only(folder)
+    init_only(folder)
 
 
 def _ping_outside(folder: Path) -> None:
-    _init_ping(folder, {"from": "hosta", "to": "10.2.1.10", "count": 3})
+    init_ping(folder, {"from": "hosta", "to": "10.2.1.10", "count": 3})
 
 
 def _strongswan_encap(folder: Path) -> None:
     # net2net expects plain ESP (protocol 50) on the internet; gwb runs strongSwan instead of ipsec-lab
-    data = _plain(read_yaml(folder / "scenario.yaml"))
+    data = plain(read_yaml(folder / "scenario.yaml"))
     data["gateways"]["gwb"] = "strongswan"
     (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -170,7 +130,7 @@ def _own_address(folder: Path) -> None:
     # strongSwan (kernel-libipsec) needs an address of its own inside its local_ts
     replace(folder / GWB, "local_ts = 10.2.0.0/24", "local_ts = 10.2.0.10/32")
     replace(folder / GWA, "remote_ts = 10.2.0.0/24", "remote_ts = 10.2.0.10/32")
-    _init_ping(folder)
+    init_ping(folder)
 
 
 # what no paragraph may say: the lab's pre-shared key itself
@@ -188,31 +148,30 @@ MISTAKES = [
     Variant("psk-ids", "net2net-nat", "gwb's secret is for gwa.example and gwb.example", "psk-missing",
             ["no shared key found for 'gwb.lab' - 'gwa.lab'", "ids gwa.example, gwb.example (hosts/gwb/swanctl.conf:26)",
              "id-a = gwa.lab and id-b = gwb.lab"], _psk_ids, never=[SECRET, "MAC mismatched", "differ in"]),
-    Variant("ids-swapped", "net2net-nat", "gwa's local and remote id swapped", "identity-mismatch",
-            ["no matching peer config found", "swapped", "id = gwa.lab in the local section (hosts/gwa/swanctl.conf:10)",
-             "id = gwb.lab in the remote section (hosts/gwa/swanctl.conf:14)"], _ids_swapped,
-            never=["pre-shared keys", "MAC"]),
+    Variant.of("ids-swapped", ["no matching peer config found", "swapped",
+                               "id = gwa.lab in the local section (hosts/gwa/swanctl.conf:10)",
+                               "id = gwb.lab in the remote section (hosts/gwa/swanctl.conf:14)"],
+               never=["pre-shared keys", "MAC"]),
     Variant("id-ip", "net2net-nat", "gwa names gwb by its IP address, gwb calls itself gwb.lab", "identity-mismatch",
             ["'198.51.100.2', an IPv4 address (ID_IPV4_ADDR)", "'gwb.lab', an FQDN (ID_FQDN)",
              "id = gwb.lab in gwa's remote section (hosts/gwa/swanctl.conf:14)"], _id_ip, never=["swapped"]),
     Variant("id-email", "net2net-nat", "gwa calls itself admin@gwa.lab, gwb expects gwa.lab", "identity-mismatch",
             ["'admin@gwa.lab', an email address (ID_RFC822_ADDR)", "never matches an FQDN",
              "id = gwa.lab in gwa's local section (hosts/gwa/swanctl.conf:10"], _id_email, never=["swapped"]),
-    Variant("ike-dh", "net2net-nat", "IKE proposals differ only in the DH group", "proposal-mismatch",
-            ["received proposals unacceptable", "differ only in the Diffie-Hellman group: gwa has ecp256 and gwb x25519",
-             "proposals in hosts/gwa/swanctl.conf:6"], _ike_dh, never=["no encryption algorithm in common"]),
-    Variant("esp-no-overlap", "net2net-nat", "gwa's esp_proposals aes256-sha512, gwb's aes128gcm16", "proposal-mismatch",
-            ["no acceptable proposal found", "ESP aes256-sha512 (esp_proposals in hosts/gwa/swanctl.conf:20)",
-             "aes128gcm16 (esp_proposals in hosts/gwb/swanctl.conf:20)", "no encryption algorithm in common"],
-            _esp_no_overlap, never=["Diffie-Hellman", "Not even the IKE SA"]),
+    Variant.of("ike-dh", ["received proposals unacceptable",
+                          "differ only in the Diffie-Hellman group: gwa has ecp256 and gwb x25519",
+                          "proposals in hosts/gwa/swanctl.conf:6"], never=["no encryption algorithm in common"]),
+    Variant.of("esp-no-overlap", ["no acceptable proposal found",
+                                  "ESP aes256-sha512 (esp_proposals in hosts/gwa/swanctl.conf:20)",
+                                  "aes128gcm16 (esp_proposals in hosts/gwb/swanctl.conf:20)",
+                                  "no encryption algorithm in common"],
+               never=["Diffie-Hellman", "Not even the IKE SA"]),
     Variant("esp-pfs", "net2net-nat", "esp_proposals differ only in the PFS group; the rekey fails", "proposal-mismatch",
             ["CREATE_CHILD_SA", "differ only in the Diffie-Hellman group: gwa has ecp256 and gwb x25519", "RFC 7296 §1.2"],
             _esp_pfs, never=["Not even the IKE SA"]),
-    Variant("ts-narrowed", "net2net-nat", "gwb's remote_ts is half of gwa's local_ts; hosta is outside",
-            "outside-selectors",
-            ["10.1.0.128/25", "narrowed", "remote_ts = 10.1.0.128/25 (hosts/gwb/swanctl.conf:19)",
-             "10.1.0.10 is outside", "remote_ts = 10.1.0.0/24 in hosts/gwb/swanctl.conf:19"], _ts_narrowed,
-            never=["TS_UNACCEPTABLE", "do not overlap", "ESP"]),
+    Variant.of("ts-narrowed", ["10.1.0.128/25", "narrowed", "remote_ts = 10.1.0.128/25 (hosts/gwb/swanctl.conf:19)",
+                               "10.1.0.10 is outside", "remote_ts = 10.1.0.0/24 in hosts/gwb/swanctl.conf:19"],
+               never=["TS_UNACCEPTABLE", "do not overlap", "ESP"]),
     Variant("ts-proto", "net2net-nat", "same subnets, remote_ts [tcp] vs local_ts [udp]", "ts-mismatch",
             ["traffic selectors 10.2.0.0/24[tcp] === 10.1.0.0/24 unacceptable", "the addresses overlap, but the protocols",
              "remote_ts = 10.2.0.0/24[udp] in hosts/gwa/swanctl.conf:19"], _ts_proto, never=["no address in common"]),
@@ -221,10 +180,10 @@ MISTAKES = [
             _child_name),
     Variant("child-name-strongswan", "mixed-strongswan", "strongSwan initiates child lan, the config has net",
             "missing-name", ["CHILD_SA config 'lan' not found", "child: net in scenario.yaml"], _child_name_strongswan),
-    Variant("remote-addrs", "net2net-nat", "gwa's remote_addrs is 198.51.100.20, gwb is .2", "remote-addrs",
-            ["198.51.100.20 is an address no node of this lab has", "gwb, the gateway gwa should reach, is at 198.51.100.2",
-             "remote_addrs = 198.51.100.2 in hosts/gwa/swanctl.conf:5"], _remote_addrs,
-            never=["check that the peer's daemon runs"]),
+    Variant.of("remote-addrs", ["198.51.100.20 is an address no node of this lab has",
+                                "gwb, the gateway gwa should reach, is at 198.51.100.2",
+                                "remote_addrs = 198.51.100.2 in hosts/gwa/swanctl.conf:5"],
+               never=["check that the peer's daemon runs"]),
     Variant("responder-remote-addrs", "net2net-nat", "gwb's remote_addrs is gwa's private address", "no-ike-config",
             ["no IKE config found for 198.51.100.2...198.51.100.1, sending NO_PROPOSAL_CHOSEN",
              "172.16.0.2 is gwa's own address inside the NAT box nat", "both take aes128gcm16-prfsha256-x25519",
@@ -233,22 +192,21 @@ MISTAKES = [
     Variant("responder-remote-addrs-ours", "net2net", "gwb's (ours) remote_addrs is not gwa's address", "no-ike-config",
             ["no connection for these addresses", "remote_addrs = 198.51.100.9 (hosts/gwb/swanctl.conf:5)",
              "remote_addrs = 192.0.2.2 (or %any)"],
-            lambda f: (replace(f / GWB, "remote_addrs = %any", "remote_addrs = 198.51.100.9"), _init_only(f)),
+            lambda f: (replace(f / GWB, "remote_addrs = %any", "remote_addrs = 198.51.100.9"), init_only(f)),
             never=["accepts only", "in common", "mismatch"]),
-    Variant("cert-wrong-id", "net2net-nat", "gwb's certificate is for gwb.lab, the configs say gwb.example",
-            "certificate-identity",
-            ["identity gwb.example is not in the peer's certificate", "gwb.lab (subjectAltName)",
-             "hosts/gwb/x509/gw.pem", "subjectAltName gwb.example"], _cert_wrong_id, never=["x509ca"]),
+    Variant.of("cert-wrong-id", ["identity gwb.example is not in the peer's certificate", "gwb.lab (subjectAltName)",
+                                 "hosts/gwb/x509/gw.pem", "subjectAltName gwb.example"], never=["x509ca"]),
     Variant("cert-wrong-id-ours", "net2net-nat", "gwa's certificate is for gwa.lab, the configs say gwa.example",
             "certificate-identity",
             ["no trusted RSA public key found for 'gwa.example'", "gwa.lab (subjectAltName)", "hosts/gwa/x509/gw.pem"],
             _cert_wrong_id_ours, never=["x509ca"]),
-    Variant("transport-one-side", "net2net", "gwa mode = transport, gwb tunnel", "mode-mismatch",
-            ["responder refused transport mode", "mode = transport in hosts/gwa/swanctl.conf:21", "RFC 7296 §1.3.1"],
-            _transport_one_side, never=["do not overlap"]),
+    Variant.of("transport-one-side", ["responder refused transport mode",
+                                      "mode = transport in hosts/gwa/swanctl.conf:21", "RFC 7296 §1.3.1"],
+               never=["do not overlap"]),
     Variant("transport-strongswan", "net2net-nat", "gwa mode = transport against strongSwan", "mode-mismatch",
             ["no acceptable traffic selectors found", "The selectors themselves agree", "kernel-libipsec",
-             "tunnel mode only", "remove mode = transport from hosts/gwa/swanctl.conf:21"], _transport_one_side,
+             "tunnel mode only", "remove mode = transport from hosts/gwa/swanctl.conf:21"],
+            exercise("transport-one-side").edit,
             never=["do not overlap", "no address in common"]),
     Variant("own-address", "net2net-nat", "gwb's local_ts 10.2.0.10/32 has no address of gwb", "install-failed",
             ["error installing route with policy", "kernel-libipsec", "local_ts = 10.2.0.10/32 (hosts/gwb/swanctl.conf:18)",
