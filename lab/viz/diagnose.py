@@ -188,6 +188,11 @@ def _unanswered(run: Run) -> Diagnosis | None:
         path_words = (f"{peer} did receive them ({got} in its log) and did not answer"
                       + (f"; the last thing its log says about them: “{last_words}”" if last_words else ""))
         fix = f"read {peer}'s log (logs/) around {run.when(wall)} for why it stays silent"
+    elif droppers := _what_drops_udp(run, ports or (["500"] if exchange == "IKE_SA_INIT" else ["4500"])):
+        port = "/".join(ports) or ("500" if exchange == "IKE_SA_INIT" else "4500")
+        fix = (f"the scenario drops them: {'; '.join(droppers)}. Remove that, so that UDP {port} passes every box "
+               f"between the peers" + (" (IKE_SA_INIT got through: UDP 500 works, and IKE moved to 4500 when NAT-D "
+                                       "found a NAT, RFC 7296 §2.23)" if port == "4500" else ""))
     elif exchange == "IKE_SA_INIT":
         fix = ("check that the peer's daemon runs and listens (its log), that remote_addrs points at it, and "
                "that UDP 500 passes every firewall and NAT box on the way")
@@ -267,6 +272,36 @@ def _wrong_remote_addrs(run: Run, node: str | None, sent: list[dict], step: int 
                     f" Fix: remote_addrs in {conf_where} must be the address of the peer gateway."))
     return Diagnosis("remote-addrs", f"IKE_SA_INIT sent to {target}, where no gateway is", paragraph, step, wall,
                      evidence)
+
+
+def _what_drops_udp(run: Run, ports: list[str]) -> list[str]:
+    """What in the scenario drops IKE's UDP on these ports: loss knobs that apply to IKE, and `run` steps
+    with an iptables rule that drops or rejects UDP (to one of the ports, or to any)."""
+    found = []
+    for entry in run.topology.get("nodes", []):
+        knobs = run.knobs(entry["name"])
+        if knobs.get("impair", "all") in ("all", "ike"):
+            if float(knobs.get("loss") or 0) >= 1.0:
+                found.append(f"loss: {knobs['loss']} (impair: {knobs.get('impair', 'all')}) on {entry['name']}, "
+                             f"which drops every packet it applies to")
+    for index, node, command in _drop_rules(run):
+        words = command.split()
+        if "udp" not in words:
+            continue
+        dport = words[words.index("--dport") + 1] if "--dport" in words[:-1] else None
+        if dport is None or dport in ports:
+            found.append(f"`{command}` on {node} (step {index})")
+    return found
+
+
+def _drop_rules(run: Run) -> list[tuple[int, str, str]]:
+    """(step, node, command) of the scenario's `run` steps that add an iptables rule dropping or rejecting packets."""
+    rules = []
+    for index, step in enumerate(run.scenario_steps(), start=1):
+        command = (step.get("run") or {}).get("cmd", "") if isinstance(step.get("run"), dict) else ""
+        if "iptables" in command and {"DROP", "REJECT"} & set(command.split()):
+            rules.append((index, str(step["run"].get("node")), command))
+    return rules
 
 
 def _where_requests_stop(run: Run, exchange: str | None) -> dict[str, Any]:
@@ -573,9 +608,11 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         replies = [s for s in by_spi if s != spi]
         back = ("no ESP came back at all" if not replies else
                 f"ESP on SPI {replies[0]:08x} came back")
-        droppers = run.nodes_with("drop_esp")
+        droppers = [f"{n} has drop_esp: true" for n in run.nodes_with("drop_esp")]
+        droppers += [f"`{cmd}` on {node} (step {index})" for index, node, cmd in _drop_rules(run)
+                     if {"esp", "50"} & set(cmd.split())]
         if droppers and not encap:
-            back += f" ({', '.join(droppers)} has drop_esp: true)"
+            back += f" ({'; '.join(droppers)})"
         conn = run.conn(sender)
         place = f"the connection {conn.name} of {run.where(sender, conn.line)}" if conn else _conf_where(run, sender)
         fix = (f"let IP protocol 50 through, or force UDP encapsulation with encap = yes in {place} (ESP then "

@@ -28,7 +28,8 @@ from tests.scenarios.mistakes import MISTAKES  # noqa: E402
 from tests.scenarios.variants import VARIANTS  # noqa: E402
 
 OUT = HERE / "runs"
-KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "ike-fragments", "nat-expiry", "pmtud")
+KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "udp-lost", "udp4500-blocked", "esp-blocked", "ike-fragments",
+                 "nat-expiry", "pmtud")
 KEPT_MISTAKES = tuple(m.name for m in MISTAKES)
 # charon at log level 4 dumps keys, nonces and messages as hex rows: neither lab.viz nor a reader needs them
 CHARON_DUMP = re.compile(r"\[\w+\] <[^>]*>\s+\d+: |=> \d+ bytes @")
