@@ -195,12 +195,26 @@ class Exercise:
     edit: Callable[[Path], None]
 
     def make(self, folder: str | Path) -> Path:
-        """The broken scenario: a copy of the library's `scenario` in `folder`, edited."""
+        """The broken scenario: a copy of the library's `scenario` in `folder`, edited. A scenario
+        folder already there (an earlier run of an exercise) is replaced; anything else is kept and refused."""
         folder = Path(folder)
         if folder.exists():
+            if not folder.is_dir() or any(folder.iterdir()) and not (folder / "scenario.yaml").exists():
+                raise ExerciseError(f"{folder} exists and holds no scenario: choose another --out, or empty it")
             shutil.rmtree(folder)
         shutil.copytree(LIBRARY / self.scenario, folder)
         self.edit(folder)
+        return folder
+
+    def make_for_trainee(self, folder: str | Path) -> Path:
+        """The broken scenario as a trainee gets it: its title says which exercise, its description
+        (at the top of report.md) that the steps stop where the break shows."""
+        folder = self.make(folder)
+        data = plain(read_yaml(folder / "scenario.yaml"))
+        data["title"] = f"Exercise {self.number}: {self.title} ({self.scenario}, broken in one place)"
+        data["description"] = (f"The library's {self.scenario} with one thing broken, and steps only up to where it "
+                               f"shows. When it works: {' '.join(str(data.get('description', '')).split())}")
+        (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         return folder
 
     @property
