@@ -94,3 +94,8 @@ def test_the_command_lists_them_and_refuses_an_unknown_one(capsys):
     err = capsys.readouterr().err
     assert "no exercise '99'" in err and "Traceback" not in err
     assert main(["exercises", "run"]) == 2
+
+
+def test_the_readme_counts_them():
+    readme = (REPO / "README.md").read_text()
+    assert f"`ipsec-lab exercises` lists {len(EXERCISES)} exercises" in readme
