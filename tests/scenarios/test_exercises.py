@@ -34,7 +34,7 @@ def test_an_exercise_fails_as_intended_and_diagnose_names_its_cause(name, tmp_pa
     e = exercise(name)
     out = tmp_path / f"ex{e.number}"
     said = subprocess.run([sys.executable, "-m", "lab.cli", "exercises", "run", str(e.number), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+                          cwd=REPO, capture_output=True, text=True, timeout=3600, check=False)  # waits for the lab lock
     print(said.stdout, said.stderr)
     assert said.returncode == 0, said.stdout + said.stderr
     assert f"Exercise {e.number}: {e.title}" in said.stdout and "FAILED, as intended" in said.stdout
