@@ -352,9 +352,9 @@ def _cmd_exercises(args: argparse.Namespace) -> int:
         return 1
     print(f"FAILED, as intended, in {result.duration:g} s. What went wrong, and what to change?\n"
           f"  the report:    {run_dir / 'report.md'} (and its figures/)\n"
-          f"  the captures:  {run_dir / 'captures'}/ (decrypted: ipsec-lab decode CAPTURE, or Wireshark with "
-          f"{run_dir / 'keys'}/)\n"
-          f"  the scenario:  {folder}/ (as it ran; fix it there and ipsec-lab run {folder})\n"
+          f"  the captures:  {run_dir / 'captures'}/ (ipsec-lab decode CAPTURE lists the IKE messages; Wireshark "
+          f"with {run_dir / 'keys'}/ decrypts them, report.md says how)\n"
+          f"  the scenario:  {folder}/ (as it ran; fix it there and: ipsec-lab run {folder} --out {out / 'fixed'})\n"
           f"  then:          ipsec-lab diagnose {run_dir}\n"
           f"  the answer:    {_shown(e.answer)}")
     return 0
