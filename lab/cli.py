@@ -312,6 +312,69 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_exercises(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lab.net.exercises import ANSWERS, EXERCISES, ExerciseError, exercise
+    from lab.net.lab import LabError
+
+    if args.action is None:
+        for e in EXERCISES:
+            print(f"{e.number:2}  {e.title:42} {e.scenario:12} {e.sees}")
+        print(f"\nipsec-lab exercises run N (as root) runs one broken; the answers are in {_shown(ANSWERS)}/")
+        return 0
+    if args.number is None:
+        print("ipsec-lab exercises run: name an exercise (its number; ipsec-lab exercises lists them)",
+              file=sys.stderr)
+        return 2
+    try:
+        e = exercise(args.number)
+    except ExerciseError as err:
+        print(f"ipsec-lab exercises: {err}", file=sys.stderr)
+        return 2
+    if _root_refused("exercises run"):
+        return 1
+    out = Path(args.out or f"out/exercises/{e.number:02}")
+    folder, run_dir = out / "scenario", out / "run"
+    try:
+        e.make_for_trainee(folder)
+    except ExerciseError as err:
+        print(f"ipsec-lab exercises: {err}", file=sys.stderr)
+        return 2
+    print(f"Exercise {e.number}: {e.title} ({e.scenario}, broken in one place)")
+    try:
+        result = _run_one(str(folder), run_dir)
+    except LabError as err:
+        print(f"ipsec-lab exercises: {err}", file=sys.stderr)
+        return 1
+    if result.interrupted:
+        print(f"ipsec-lab exercises: interrupted ({result.interrupted}); everything it started is stopped and "
+              f"removed", file=sys.stderr)
+        return _interrupted_code(result)
+    if result.passed:
+        print(f"PASSED in {result.duration:g} s, but the exercise should have failed: {run_dir / 'report.md'}",
+              file=sys.stderr)
+        return 1
+    print(f"FAILED, as intended, in {result.duration:g} s. What went wrong, and what to change?\n"
+          f"  the report:    {run_dir / 'report.md'} (and its figures/)\n"
+          f"  the captures:  {run_dir / 'captures'}/ (ipsec-lab decode CAPTURE lists the IKE messages; Wireshark "
+          f"with {run_dir / 'keys'}/ decrypts them, report.md says how)\n"
+          f"  the scenario:  {folder}/ (as it ran; fix it there and: ipsec-lab run {folder} --out {out / 'fixed'})\n"
+          f"  then:          ipsec-lab diagnose {run_dir}\n"
+          f"  the answer:    {_shown(e.answer)}")
+    return 0
+
+
+def _shown(path) -> str:
+    """A path as a person types it: relative to the current folder when it is below it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _cmd_clean(args: argparse.Namespace) -> int:
 
     from lab.net.cleanup import LabBusy, LabLock, clean
@@ -477,6 +540,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run every step and check of the scenario before opening the CLI")
     up.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME)")
     up.set_defaults(handler=_cmd_up)
+
+    exercises = commands.add_parser(
+        "exercises", help="list the exercises: library scenarios broken in one place (run one with: run N)",
+        description="Without arguments, list the exercises: number, title, the library scenario each breaks and "
+                    "what the trainee sees. `ipsec-lab exercises run N` (root) writes the broken scenario to "
+                    "DIR/scenario, runs it into DIR/run and says where its report, captures and "
+                    "`ipsec-lab diagnose` are; exercises/answers/ says what was wrong, how to see it, and the fix.")
+    exercises.add_argument("action", nargs="?", choices=["run"], help="run one exercise (needs root)")
+    exercises.add_argument("number", nargs="?", metavar="N", help="the exercise's number (or name)")
+    exercises.add_argument("--out", metavar="DIR", help="where its scenario and run folder go (default "
+                                                        "out/exercises/NN)")
+    exercises.set_defaults(handler=_cmd_exercises)
 
     clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")
     clean.set_defaults(handler=_cmd_clean)

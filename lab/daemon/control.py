@@ -24,7 +24,8 @@ async def serve_control(gateway, path: str) -> asyncio.AbstractServer:
                         raise ValueError("a request is a JSON object")
                     response = await handle(gateway, request)
                 except (ValueError, KeyError, TypeError) as err:
-                    response = {"ok": False, "error": str(err).strip("'\"")}
+                    said = err.args[0] if isinstance(err, KeyError) and err.args else str(err)  # not KeyError's repr
+                    response = {"ok": False, "error": said}
                 writer.write((json.dumps(response, default=str) + "\n").encode())
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

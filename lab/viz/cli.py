@@ -31,8 +31,10 @@ def add_parser(commands, live_source=None) -> None:
         "diagnose", help="name the first point where a failed run went wrong, and the likely misconfiguration",
         description="Read a run folder (result.json, trace.jsonl, logs/, the gateways' swanctl.conf as run, "
                     "captures/ with keys/) and say in one paragraph where the run first went wrong and what to "
-                    "change: proposals, traffic selectors, PSK or identity, blocked UDP or ESP, lost IKE "
-                    "fragments, an expired NAT mapping, a PMTUD black hole.")
+                    "change: proposals, traffic selectors, PSK or identity, certificate names, transport mode, "
+                    "encap or MOBIKE on one side, child names, addresses, blocked UDP or ESP, lost IKE "
+                    "fragments, an expired NAT mapping, a PMTUD black hole. When a peer logged why it refused, "
+                    "that reason leads.")
     diagnose.add_argument("run_dir", metavar="DIR", help="a run folder (ipsec-lab run --out DIR)")
     diagnose.add_argument("--json", action="store_true", help="cause, title, paragraph, step and evidence as JSON")
     diagnose.set_defaults(handler=run_diagnose)

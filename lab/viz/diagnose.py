@@ -1,20 +1,37 @@
 """What went wrong in a run: `diagnose(DIR)` reads a run folder (result.json, trace.jsonl,
 charon's logs, the gateways' swanctl.conf as run, the captures with the run's keys) and names
 the first point where it went wrong and the likely misconfiguration, in one paragraph a
-trainee can act on.
+trainee can act on. When a side logged its own reason for refusing the other, that reason
+leads the paragraph (lab.viz.refusals); every cause is checked against the evidence that could
+contradict it before it is named, and when the evidence cannot decide the paragraph says what
+it saw and what would tell.
 
-Causes it knows, looked for in this order (the first that the evidence shows wins):
+Causes it knows, looked for in this order (the first detector that finds its evidence speaks):
 
-    proposal-mismatch    NO_PROPOSAL_CHOSEN in IKE_SA_INIT (IKE) or IKE_AUTH/CREATE_CHILD_SA (ESP/AH)
-    ts-mismatch          TS_UNACCEPTABLE: the traffic selectors do not overlap
-    psk-mismatch         AUTHENTICATION_FAILED, the pre-shared keys differ
-    identity-mismatch    AUTHENTICATION_FAILED, an identity the other side does not know
-    auth-failed          AUTHENTICATION_FAILED otherwise (certificates, methods)
+    missing-name         a step names a child or connection the node's swanctl.conf lacks
+    proposal-mismatch    NO_PROPOSAL_CHOSEN and the proposals share nothing (IKE_SA_INIT, or ESP/AH in
+                         IKE_AUTH/CREATE_CHILD_SA; "DH group only" when that is all that differs)
+    no-ike-config        NO_PROPOSAL_CHOSEN because no connection admits the peer's address
+    ah-across-nat        AH asked for across a NAT
+    ts-mismatch          TS_UNACCEPTABLE: the selectors share no address, protocol or port
+    mode-mismatch        transport mode on one side only
+    install-failed       strongSwan could not install the CHILD_SA (kernel-libipsec: no transport mode,
+                         a local_ts without an address of its own)
+    psk-mismatch         the pre-shared keys differ (how, without showing them)
+    psk-missing          no pre-shared key for the two identities
+    identity-mismatch    identities that do not match (swapped, another value, another type)
+    certificate-identity a certificate for another identity; certificate-untrusted: no trusted CA
+    *-refused, auth-failed  a refusal the configurations do not explain: what was seen, what would tell
+    remote-addrs         IKE_SA_INIT sent to an address no gateway has
     ike-fragments-lost   IKE_AUTH larger than the path MTU, its IP fragments dropped, no answer
     no-answer            requests retransmitted and never answered (UDP 500 or 4500 blocked, peer down)
-    nat-mapping-expired  the NAT box forgot the UDP mapping between keepalives
+    outside-selectors    the tunnel is up, the traffic is outside what it carries (narrowed, or not meant for it)
+    nat-mapping-expired  the NAT box forgot the UDP mapping between keepalives (nat-mapping-lost: gone
+                         otherwise, e.g. a NAT reboot or rebind step)
     esp-blocked          the tunnel is up but ESP does not cross (IP protocol 50 or ESP in UDP dropped)
     pmtud-black-hole     small packets pass, full-size ones vanish and no ICMP "fragmentation needed" returns
+    encap-differs, strongswan-encap, mobike-differs  a check about NAT, ports or MOBIKE failed because of
+                         one side's setting (or strongSwan here, which always encapsulates)
     unknown              the first failed step, with what the logs say about it
 """
 from __future__ import annotations
@@ -22,510 +39,62 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from .analysis import CaptureAnalysis, CaptureError, analyze_capture
-from .configs import ChildConf, ConnConf, GatewayConf, proposal_text, run_configs
-from .keys import load_keys
-from .run import RunFolder, load_run
-from .timeline import TimelineEntry, read_charon_log, read_trace
+from .evidence import (TRAFFIC_STEPS, Diagnosis, DiagnoseError, InstalledChild, Run, quote, selectors,
+                       ts_covers)
+from .negotiation import negotiation
 
-TRAFFIC_STEPS = ("ping", "iperf3", "transfer")
 KEEPALIVE_DEFAULT = 20.0  # RFC 3948 §2.3 leaves it open; charon's keep_alive and our daemon use 20 s
-
-
-@dataclass
-class Diagnosis:
-    cause: str
-    title: str
-    paragraph: str
-    step: int | None = None       # the step where it showed
-    at: float | None = None       # wall-clock time of the first sign
-    evidence: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def text(self, width: int = 100) -> str:
-        import textwrap
-
-        head = f"{self.title}" + (f" (step {self.step})" if self.step else "")
-        body = textwrap.fill(self.paragraph, width)
-        lines = [head, "", body]
-        if self.evidence:
-            lines += ["", "Evidence:"] + [f"  - {e}" for e in self.evidence]
-        return "\n".join(lines)
-
-
-class DiagnoseError(Exception):
-    """A folder that is not a run folder."""
-
-
-# ------------------------------------------------------------------ the evidence of a run
-
-
-class Run:
-    """Everything a run folder says, read once."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        try:
-            self.folder: RunFolder = load_run(self.root)
-        except Exception as err:
-            raise DiagnoseError(str(err)) from None
-        if self.folder.result is None:
-            raise DiagnoseError(f"{self.root}: no result.json - not a run folder (ipsec-lab run writes one)")
-        self.result: dict = self.folder.result
-        if self.result.get("running"):
-            raise DiagnoseError(f"{self.root}: the run has not finished (result.json says it is running)")
-        self.start = float(self.result.get("started") or 0.0)
-        self.steps: list[dict] = self.result.get("steps", [])
-        self.software: dict[str, str] = dict(self.result.get("nodes", {}))
-        self.problems: list[str] = list(self.folder.problems)
-        self.records: list[dict] = []
-        for node, path in self.folder.traces.items():
-            self.records += read_trace(path, node, self.problems)
-        self.records.sort(key=lambda r: r.get("wall", 0.0))
-        self.charon: dict[str, list[TimelineEntry]] = {
-            node: read_charon_log(path, self.start or _first_wall(self.records), node)
-            for node, path in self.folder.charon_logs.items()}
-        self.configs: dict[str, GatewayConf] = run_configs(self.root)
-        self.topology: dict = self.folder.topology or {}
-        self.scenario: dict = _scenario_yaml(self.root) or _scenario_yaml(self.result.get("folder"))
-
-    # -- steps
-
-    @property
-    def first_failed(self) -> dict | None:
-        return next((s for s in self.steps if not s.get("ok") and not s.get("skipped")), None)
-
-    def step_at(self, wall: float) -> int | None:
-        """The step running at `wall` (the last one started by then, if none spans it)."""
-        started = [s for s in self.steps if not s.get("skipped") and s.get("started", 0) <= wall]
-        inside = [s for s in started if wall <= s.get("ended", 0)]
-        chosen = (inside or started)[-1:] if (inside or started) else []
-        return chosen[0]["index"] if chosen else None
-
-    def when(self, wall: float | None) -> str:
-        if wall is None or not self.start:
-            return ""
-        return f"+{wall - self.start:.2f} s"
-
-    def step_words(self, index: int | None) -> str:
-        step = next((s for s in self.steps if s["index"] == index), None)
-        return f"step {index} ({step['text']})" if step else "the run"
-
-    def scenario_steps(self) -> list[dict]:
-        return [s for s in self.scenario.get("steps", []) if isinstance(s, dict)]
-
-    # -- gateways
-
-    @property
-    def gateways(self) -> list[str]:
-        return list(self.software)
-
-    def peer_of(self, node: str) -> str | None:
-        others = [g for g in self.gateways if g != node]
-        if len(others) == 1:
-            return others[0]
-        conf = self.configs.get(node)
-        for conn in (conf.connections.values() if conf else []):
-            for address in conn.remote_addrs:
-                owner = self.owner(address)
-                if owner in others:
-                    return owner
-        return None
-
-    def owner(self, address: str) -> str | None:
-        for entry in self.topology.get("nodes", []):
-            for intf in entry.get("interfaces", []):
-                for cidr in intf.get("addresses", []):
-                    if cidr.split("/")[0] == address:
-                        return entry["name"]
-        return None
-
-    def address_words(self, address: str) -> str:
-        owner = self.owner(address)
-        if owner is None:
-            return address
-        kind = next((n.get("kind") for n in self.topology.get("nodes", []) if n["name"] == owner), "")
-        return f"{address} (the NAT box {owner})" if kind == "nat" else f"{address} ({owner})"
-
-    def events(self, *names: str, node: str | None = None) -> list[dict]:
-        return [r for r in self.records if r.get("kind") == "event" and r.get("event") in names
-                and (node is None or r.get("node") == node)]
-
-    def charon_lines(self, pattern: str, node: str | None = None) -> list[tuple[str, TimelineEntry, re.Match]]:
-        regex = re.compile(pattern)
-        out = []
-        for name, entries in self.charon.items():
-            if node is not None and name != node:
-                continue
-            for entry in entries:
-                match = regex.search(entry.text)
-                if match:
-                    out.append((name, entry, match))
-        out.sort(key=lambda item: item[1].wall)
-        return out
-
-    def initiator(self) -> str | None:
-        """The gateway that started the first IKE SA."""
-        firsts = []
-        for r in self.records:
-            if r.get("kind") == "message" and r.get("exchange") == "IKE_SA_INIT" and r.get("dir") == "out" \
-                    and not r.get("response"):
-                firsts.append((r.get("wall", 0.0), r["node"]))
-                break
-        for node, entry, _ in self.charon_lines(r"initiating IKE_SA"):
-            firsts.append((entry.wall, node))
-            break
-        return min(firsts)[1] if firsts else None
-
-    # -- NAT boxes and knobs
-
-    def nat_boxes(self) -> list[dict]:
-        return [n for n in self.topology.get("nodes", []) if n.get("kind") == "nat"]
-
-    def nat_knobs(self, box: str) -> dict[str, Any]:
-        return self.knobs(box)
-
-    def knobs(self, node: str) -> dict[str, Any]:
-        """A node's knobs: the topology's, the scenario's `nat:` and `knobs:`, and every `nat`/`set` step."""
-        knobs: dict[str, Any] = {}
-        for entry in self.topology.get("nodes", []):
-            if entry["name"] == node:
-                knobs.update(entry.get("nat") or {})
-                knobs.update(entry.get("knobs") or {})
-        knobs.update((self.scenario.get("nat") or {}).get(node) or {})
-        knobs.update((self.scenario.get("knobs") or {}).get(node) or {})
-        for step in self.scenario_steps():
-            for kind in ("nat", "set"):
-                if isinstance(step.get(kind), dict) and step[kind].get("node") == node:
-                    knobs.update({k: v for k, v in step[kind].items() if k not in ("node", "rebind", "reboot")})
-        return knobs
-
-    def nodes_with(self, knob: str) -> list[str]:
-        return [n["name"] for n in self.topology.get("nodes", []) if self.knobs(n["name"]).get(knob)]
-
-    def scenario_step(self, index: int) -> dict:
-        steps = self.scenario_steps()
-        return steps[index - 1] if 0 < index <= len(steps) else {}
-
-    def gateway_option(self, node: str, flag: str) -> str | None:
-        entry = (self.scenario.get("gateways") or {}).get(node)
-        options = entry.get("options", []) if isinstance(entry, dict) else []
-        options = [str(o) for o in options]
-        for i, option in enumerate(options):
-            if option == flag and i + 1 < len(options):
-                return options[i + 1]
-            if option.startswith(flag + "="):
-                return option.split("=", 1)[1]
-        return None
-
-    # -- captures
-
-    @cached_property
-    def captures(self) -> list[CaptureAnalysis]:
-        keys = load_keys(self.folder.keys) if self.folder.keys else None
-        out = []
-        for path in self.folder.captures:
-            try:
-                out.append(analyze_capture(path, keys))
-            except CaptureError as err:
-                self.problems.append(str(err))
-        return out
-
-    def capture(self, name: str) -> CaptureAnalysis | None:
-        return next((c for c in self.captures if c.name == name), None)
-
-    def tap_words(self, name: str) -> str:
-        tap = next((t for t in self.topology.get("taps", []) if t.get("name") == name), None)
-        return f"{name} ({tap['node']}:{tap['intf']})" if tap else name
-
-    def link_mtus(self) -> list[tuple[int, str]]:
-        """(MTU, where) of every interface below 1500, from topology.json and `mtu` steps."""
-        found = []
-        for entry in self.topology.get("nodes", []):
-            for intf in entry.get("interfaces", []):
-                if intf.get("mtu") and int(intf["mtu"]) < 1500:
-                    found.append((int(intf["mtu"]), f"{entry['name']}:{intf['name']}"))
-        for step in self.scenario_steps():
-            if isinstance(step.get("mtu"), dict):
-                found.append((int(step["mtu"]["mtu"]), f"{step['mtu']['node']}:{step['mtu']['intf']} (an mtu step)"))
-        return sorted(set(found))
-
-
-def _first_wall(records: list[dict]) -> float:
-    return next((float(r["wall"]) for r in records if isinstance(r.get("wall"), (int, float))), 0.0)
-
-
-def _scenario_yaml(folder: str | Path | None) -> dict:
-    """The scenario as run (DIR/scenario.yaml, else the folder it came from): its knobs and steps."""
-    if not folder:
-        return {}
-    path = Path(folder) / "scenario.yaml"
-    if not path.is_file():
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
+_quote = quote
 
 
 def _conf_where(run: Run, node: str, line: str = "") -> str:
-    """`hosts/gwa/swanctl.conf:17` (the scenario's file; the run's copy has the same lines)."""
-    number = line.rsplit(":", 1)[-1] if line else ""
-    return f"hosts/{node}/swanctl.conf" + (f":{number}" if number.isdigit() else "")
+    return run.where(node, line)
 
 
-def _quote(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+# ------------------------------------------------------------------ a step that names what is not there
 
 
-# ------------------------------------------------------------------ negotiation failures
+_MISSING = [(r"no connection has a child named '?([^'\s]+)'?", "child"),
+            (r"CHILD_SA config '([^']+)' not found", "child"),
+            (r"has no child config '?([^'\s]+)'?", "child"),
+            (r"(?:IKE_SA|peer) config '([^']+)' not found", "ike"),
+            (r"no (?:such )?(?:connection|IKE config) (?:named )?'([^']+)'", "ike")]
 
 
-def _negotiation(run: Run) -> Diagnosis | None:
-    """The earliest NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE or AUTHENTICATION_FAILED, by either side."""
-    signs: list[tuple[float, str, str, str, dict | None]] = []  # (wall, kind, node, text, record)
-    for r in run.events("NegotiationFailed", "AuthFailed"):
-        reason = str(r.get("reason", ""))
-        if r["event"] == "AuthFailed":
-            kind = "auth"
-        elif "TS_UNACCEPTABLE" in reason or "traffic selectors" in reason:
-            kind = "ts"
-        elif "NO_PROPOSAL_CHOSEN" in reason or "proposal" in reason:
-            kind = "proposal"
-        else:
-            continue
-        signs.append((r.get("wall", 0.0), kind, r["node"], reason, r))
-    for r in run.records:
-        if r.get("kind") == "note" and r.get("what") == "no_proposal_chosen":
-            signs.append((r.get("wall", 0.0), "proposal", r["node"], "no proposal chosen", r))
-    for pattern, kind in ((r"received proposals unacceptable|no acceptable proposal found|"
-                           r"received NO_PROPOSAL_CHOSEN notify", "proposal"),
-                          (r"traffic selectors .* unacceptable|received TS_UNACCEPTABLE notify", "ts"),
-                          (r"MAC mismatched|no matching peer config found|received AUTHENTICATION_FAILED notify|"
-                           r"no shared key found|signature validation failed|constraint check failed|"
-                           r"no trusted .* public key found|authentication of .* failed", "auth")):
-        for node, entry, _match in run.charon_lines(pattern):
-            signs.append((entry.wall, kind, node, entry.text, None))
-    if not signs:
+def _missing_name(run: Run) -> Diagnosis | None:
+    failed = run.first_failed
+    if failed is None or failed.get("kind") not in ("initiate", "rekey", "terminate"):
         return None
-    signs.sort(key=lambda s: s[0])
-    wall, kind = signs[0][0], signs[0][1]
-    related = [s for s in signs if s[1] == kind]
-    if kind == "proposal":
-        return _proposal(run, related, wall)
-    if kind == "ts":
-        return _ts(run, related, wall)
-    return _auth(run, related, wall)
-
-
-def _sides(run: Run, related: list) -> tuple[str | None, str | None]:
-    """(initiator, responder) of the failed exchange."""
-    initiator = run.initiator()
-    for _wall, _kind, node, text, record in related:
-        if "peer answered" in text or "received " in text and "notify" in text:
-            initiator = node
+    detail = str(failed.get("detail", ""))
+    for pattern, what in _MISSING:
+        match = re.search(pattern, detail)
+        if match:
             break
-    responder = run.peer_of(initiator) if initiator else None
-    if initiator is None:
-        for _wall, _kind, node, text, _record in related:
-            if "peer answered" not in text:
-                responder = node
-                initiator = run.peer_of(node)
-                break
-    return initiator, responder
-
-
-def _child_of(run: Run, node: str | None, related: list) -> tuple[ConnConf | None, ChildConf | None]:
-    conf = run.configs.get(node or "")
-    if conf is None:
-        return None, None
-    for *_x, text, _record in related:
-        match = re.search(r"CHILD_SA (\S+) not created", text)
-        if match and conf.child(match.group(1)):
-            return conf.child(match.group(1))
-    conn = conf.connection()
-    if conn is None:
-        return None, None
-    return conn, next(iter(conn.children.values()), None)
-
-
-def _proposal(run: Run, related: list, wall: float) -> Diagnosis:
-    initiator, responder = _sides(run, related)
-    exchange = next((r.get("exchange") for *_x, r in related if r and r.get("exchange")), None)
-    charon_received = run.charon_lines(r"received proposals: (.*)")
-    charon_configured = run.charon_lines(r"configured proposals: (.*)")
-    is_child = exchange in ("IKE_AUTH", "CREATE_CHILD_SA") or any(
-        "ESP:" in m.group(1) or "AH:" in m.group(1) for *_x, m in charon_received)
-    if exchange is None:
-        exchange = "IKE_AUTH" if is_child else "IKE_SA_INIT"
-    evidence = [f"{node}: {_quote(text)}" for _w, _k, node, text, _r in related[:3]]
-    evidence += [f"{node}'s log: {_quote(e.text)}" for node, e, _m in (charon_received + charon_configured)[:2]]
-    i_conf, r_conf = run.configs.get(initiator or ""), run.configs.get(responder or "")
-    if is_child:
-        i_conn, i_child = _child_of(run, initiator, related)
-        r_conn, r_child = _child_of(run, responder, related)
-        what = (i_child.protocol if i_child else "ESP")
-        offered = i_child.proposals if i_child else []
-        accepted = r_child.proposals if r_child else []
-        key = f"{what.lower()}_proposals"
-        where_i = _conf_where(run, initiator or "?", i_child.line if i_child else "")
-        where_r = _conf_where(run, responder or "?", r_child.line if r_child else "")
-        subject = f"the CHILD_SA {i_child.name}" if i_child else "the CHILD_SA"
-        layer = (f"The IKE SA itself was agreed (its proposals match), but for {subject} no {what} proposal is "
-                 f"acceptable to both")
     else:
-        i_conn = i_conf.connection() if i_conf else None
-        r_conn = r_conf.connection() if r_conf else None
-        what, key = "IKE", "proposals"
-        offered = i_conn.proposals if i_conn else []
-        accepted = r_conn.proposals if r_conn else []
-        where_i = _conf_where(run, initiator or "?", i_conn.line if i_conn else "")
-        where_r = _conf_where(run, responder or "?", r_conn.line if r_conn else "")
-        layer = "No IKE proposal is acceptable to both sides, so not even the IKE SA could be made"
-    step = run.step_at(wall) or (run.first_failed or {}).get("index")
-    common = [p for p in offered if p in accepted]
-    if charon_received and charon_configured:
-        wire = (f" {responder}'s charon logged what it got and what it has: received "
-                f"{charon_received[0][2].group(1)}, configured {charon_configured[0][2].group(1)}.")
-    else:
-        wire = ""
-    fix = (f"make one proposal the same on both sides, e.g. add {accepted[0]} to {key} in {where_i}"
-           if accepted else f"set {key} in {where_r} to include one of {initiator}'s")
-    if common:
-        fix = (f"both list {common[0]}, so check that the files the run used are the ones you edited, "
-               f"and the algorithms' plugins on {responder}")
-    paragraph = (f"The first thing that went wrong was {exchange} at {run.when(wall)} in "
-                 f"{run.step_words(step)}: {responder or 'the responder'} answered NO_PROPOSAL_CHOSEN. "
-                 f"{layer}: {initiator or 'the initiator'} offered {what} {proposal_text(offered, what)} "
-                 f"({key} in {where_i}), while {responder or 'the responder'} accepts only "
-                 f"{proposal_text(accepted, what)} ({key} in {where_r}).{wire} "
-                 f"Fix: {fix}; a proposal is encryption-integrity-PRF-DH for IKE "
-                 f"and encryption-integrity[-DH] for ESP, and every part has to match.")
-    return Diagnosis("proposal-mismatch", f"{what} proposal mismatch (NO_PROPOSAL_CHOSEN)", paragraph, step, wall,
-                     evidence)
-
-
-def _net(text: str) -> ipaddress._BaseNetwork | None:
-    try:
-        return ipaddress.ip_network(text.split("[")[0], strict=False)
-    except ValueError:
         return None
-
-
-def _overlap(a: list[str], b: list[str]) -> bool:
-    nets_a, nets_b = [_net(x) for x in a], [_net(x) for x in b]
-    if not a or not b or None in nets_a or None in nets_b:
-        return True  # dynamic or unreadable: do not blame it
-    return any(x.version == y.version and x.overlaps(y) for x in nets_a for y in nets_b)
-
-
-def _ts(run: Run, related: list, wall: float) -> Diagnosis:
-    initiator, responder = _sides(run, related)
-    i_conn, i_child = _child_of(run, initiator, related)
-    r_conn, r_child = _child_of(run, responder, related)
-    step = run.step_at(wall) or (run.first_failed or {}).get("index")
-    evidence = [f"{node}: {_quote(text)}" for _w, _k, node, text, _r in related[:3]]
-    logged = next((m for _n, _e, m in run.charon_lines(r"traffic selectors (.*) unacceptable")), None)
-    problems, fixes = [], []
-    if i_child and r_child:
-        where_i = _conf_where(run, initiator or "?", i_child.line)
-        where_r = _conf_where(run, responder or "?", r_child.line)
-        if not _overlap(i_child.remote_ts, r_child.local_ts):
-            problems.append(f"{initiator} wants to reach {' '.join(i_child.remote_ts)} (remote_ts in {where_i}) "
-                            f"but {responder} protects only {' '.join(r_child.local_ts)} (local_ts in {where_r})")
-            fixes.append(f"set remote_ts = {', '.join(r_child.local_ts)} in {where_i}")
-        if not _overlap(i_child.local_ts, r_child.remote_ts):
-            problems.append(f"{initiator} offers its side as {' '.join(i_child.local_ts)} (local_ts in {where_i}) "
-                            f"but {responder} expects {' '.join(r_child.remote_ts)} (remote_ts in {where_r})")
-            fixes.append(f"set local_ts = {', '.join(r_child.remote_ts)} in {where_i}")
-        asked = (f"{initiator} asked for {' '.join(i_child.local_ts) or 'dynamic'} === "
-                 f"{' '.join(i_child.remote_ts) or 'dynamic'} (TSi === TSr)")
-    else:
-        asked = "the initiator's selectors"
-    detail = "; ".join(problems) if problems else (
-        f"{responder} logged: traffic selectors {logged.group(1)} unacceptable" if logged else
-        "the selectors of the two configurations do not overlap")
-    fix = " and ".join(fixes) if fixes else "make each side's local_ts the other's remote_ts"
-    paragraph = (f"The first thing that went wrong was the CHILD_SA in {run.step_words(step)} at {run.when(wall)}: "
-                 f"{responder or 'the responder'} answered TS_UNACCEPTABLE. Authentication worked and the IKE SA "
-                 f"is up; only the traffic selectors were refused (RFC 7296 §2.9): {asked}, and {detail}. "
-                 f"Fix: {fix}, so that each side's local_ts is the other side's remote_ts.")
-    return Diagnosis("ts-mismatch", "traffic selector mismatch (TS_UNACCEPTABLE)", paragraph, step, wall, evidence)
-
-
-def _auth(run: Run, related: list, wall: float) -> Diagnosis:
-    initiator, responder = _sides(run, related)
-    step = run.step_at(wall) or (run.first_failed or {}).get("index")
-    evidence = [f"{node}: {_quote(text)}" for _w, _k, node, text, _r in related[:4]]
-    texts = " | ".join(text for *_x, text, _r in related)
-    i_conf, r_conf = run.configs.get(initiator or ""), run.configs.get(responder or "")
-    i_conn = i_conf.connection() if i_conf else None
-    r_conn = r_conf.connection() if r_conf else None
-    checker = next((node for _w, _k, node, text, _r in related if "peer answered" not in text
-                    and "received AUTHENTICATION_FAILED" not in text), responder)
-    lookup = run.charon_lines(r"looking for peer configs matching (\S+)\[([^\]]*)\]\.\.\.(\S+)\[([^\]]*)\]")
-    id_problems = []
-    if i_conn and r_conn:
-        if i_conn.remote_id and r_conn.local_id and i_conn.remote_id != r_conn.local_id \
-                and "%any" not in i_conn.remote_id:
-            id_problems.append((f"{initiator} expects {responder} to be '{i_conn.remote_id}' (remote id in "
-                                f"{_conf_where(run, initiator or '?')}), but {responder} is '{r_conn.local_id}' "
-                                f"(its local id)",
-                                f"set id = {r_conn.local_id} in the remote section of {_conf_where(run, initiator or '?')}"))
-        if r_conn.remote_id and i_conn.local_id and r_conn.remote_id != i_conn.local_id \
-                and "%any" not in r_conn.remote_id:
-            id_problems.append((f"{responder} expects '{r_conn.remote_id}' (remote id in "
-                                f"{_conf_where(run, responder or '?')}), but {initiator} calls itself "
-                                f"'{i_conn.local_id}' (its local id)",
-                                f"make the ids agree: id = {i_conn.local_id} in the remote section of "
-                                f"{_conf_where(run, responder or '?')}, or the other way round"))
-    psk = bool(i_conn and r_conn and "psk" in (i_conn.local_auth + r_conn.local_auth))
-    secrets_differ = False
-    if psk and i_conf and r_conf and i_conn and r_conn:
-        a = i_conf.secret_for(i_conn.local_id, i_conn.remote_id)
-        b = r_conf.secret_for(r_conn.local_id, r_conn.remote_id)
-        secrets_differ = a is not None and b is not None and a != b
-    head = (f"The first thing that went wrong was IKE_AUTH in {run.step_words(step)} at {run.when(wall)}: "
-            f"{checker or 'one side'} refused the other's authentication and "
-            f"{'answered' if checker == responder else 'sent'} AUTHENTICATION_FAILED, so no IKE SA exists "
-            f"and no tunnel.")
-    if id_problems and ("no matching peer config" in texts or "identity" in texts.lower() or not secrets_differ):
-        where = ""
-        if lookup:
-            m = lookup[0][2]
-            where = (f" {lookup[0][0]}'s charon looked for a connection for {m.group(2)} (itself, as asked) and "
-                     f"{m.group(4)} (the peer) and found none.")
-        paragraph = (f"{head} The identities do not match: {id_problems[0][0]}.{where} "
-                     f"Fix: {id_problems[0][1]}.")
-        return Diagnosis("identity-mismatch", "wrong identity (AUTHENTICATION_FAILED)", paragraph, step, wall,
-                         evidence)
-    if psk and ("MAC mismatched" in texts or "MIC does not match" in texts or secrets_differ):
-        ids = f"{i_conn.local_id} and {i_conn.remote_id}" if i_conn else "the two gateways"
-        differ = (" The two swanctl.conf files do hold different secrets for these identities (compared "
-                  "without showing them)." if secrets_differ else "")
-        paragraph = (f"{head} Both used pre-shared keys and the identities matched, but the AUTH payload "
-                     f"{checker} computed with its key differs from the one it received: the pre-shared keys "
-                     f"for {ids} are not the same on both sides (RFC 7296 §2.15).{differ} Fix: put the same "
-                     f"secret = \"...\" in the secrets section (ike-...) of {_conf_where(run, initiator or '?')} "
-                     f"and {_conf_where(run, responder or '?')}.")
-        return Diagnosis("psk-mismatch", "wrong pre-shared key (AUTHENTICATION_FAILED)", paragraph, step, wall,
-                         evidence)
-    reason = _quote(related[0][3])
-    paragraph = (f"{head} {related[0][2]} says: {reason}. Check the local and remote sections of both "
-                 f"configurations: the auth method (psk or pubkey), the ids, the certificates in x509/ and the CA "
-                 f"in x509ca/.")
-    return Diagnosis("auth-failed", "authentication failed (AUTHENTICATION_FAILED)", paragraph, step, wall, evidence)
+    name = match.group(1)
+    args = run.step_args(failed["index"])
+    node = args.get("node")
+    conf = run.conf(node)
+    if conf is None:
+        return None
+    have = conf.children() if what == "child" else list(conf.connections)
+    if name in have:
+        return None  # the configuration as run has it: not this
+    key = "children { }" if what == "child" else "connections { }"
+    places = ", ".join(f"{n} ({run.where(node, conf.child(n)[1].line if what == 'child' else conf.connections[n].line)})"
+                       for n in have) or "none"
+    paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
+                 f"{quote(detail, 200)}. The step names the {what} '{name}' ({what}: {name}, {run.step_line(failed['index'])}), "
+                 f"but hosts/{node}/swanctl.conf has no {what} of that name: the {'children' if what == 'child' else 'connections'} "
+                 f"it has are {places}. The {what}: of a step is the name of a section inside {key} of that node's "
+                 f"swanctl.conf. Fix: {what}: {have[0] if have else '...'} in {run.step_line(failed['index'])}, or "
+                 f"rename the section in hosts/{node}/swanctl.conf.")
+    return Diagnosis("missing-name", f"the step names a {what} the configuration lacks", paragraph,
+                     failed["index"], failed.get("started"), [f"{node}: {quote(detail)}"])
 
 
 # ------------------------------------------------------------------ nothing comes back
@@ -585,9 +154,15 @@ def _unanswered(run: Run) -> Diagnosis | None:
                          f"size below the path MTU (our daemon: --fragment-size in the scenario's gateway options, "
                          f"e.g. 900; strongSwan: charon.fragment_size), or let IP fragments through.")
         else:
-            why = (f"{node} has fragmentation = {frag} in {_conf_where(run, node or '?')}" if frag == "no" else
-                   f"{peer} did not offer IKE fragmentation (no IKEV2_FRAGMENTATION_SUPPORTED)" if peer else
-                   "IKE fragmentation was not used")
+            offered = any("N(IKEV2_FRAGMENTATION_SUPPORTED)" in r.get("payloads", []) for r in run.records
+                          if r.get("node") == node and r.get("kind") == "message" and r.get("dir") == "in"
+                          and r.get("exchange") == "IKE_SA_INIT" and r.get("response"))
+            frag_where = run.where(node, conn.where("fragmentation")) if conn else f"hosts/{node}/swanctl.conf"
+            why = (f"{node} has fragmentation = {frag} in {frag_where}" if frag == "no" else
+                   f"{peer} did not offer IKE fragmentation (no IKEV2_FRAGMENTATION_SUPPORTED in its IKE_SA_INIT "
+                   f"answer)" if peer and not offered and any(r.get("node") == node for r in run.records) else
+                   f"{node} sent the message whole although fragmentation is on: its fragment size is above the "
+                   f"path MTU" if offered else "IKE fragmentation was not used")
             droppers = run.nodes_with("drop_fragments")
             who_drops = f" (drop_fragments on {', '.join(droppers)})" if droppers else ""
             paragraph = (f"{head} The request is {size or where['ip_size']} bytes (certificates and signatures), "
@@ -598,21 +173,135 @@ def _unanswered(run: Run) -> Diagnosis | None:
                          f"fragment size), or let IP fragments through the box.")
         return Diagnosis("ike-fragments-lost", "IKE_AUTH fragments lost (no answer)", paragraph, step, wall,
                          evidence)
+    if exchange == "IKE_SA_INIT":
+        wrong = _wrong_remote_addrs(run, node, sent, step, wall, tries, where, evidence)
+        if wrong is not None:
+            return wrong
     path_words = where["words"] or "no capture shows where they stopped"
+    got, answered_by_peer, last_words = _peer_received(run, peer, exchange, wall)
+    ports = sorted({str(r.get("dst", "")).rsplit(":", 1)[-1] for r in sent if r.get("dst")})
+    if got and answered_by_peer:
+        path_words = (f"{peer} did receive them and answered each ({got} request(s) in its log), so the answers are "
+                      f"lost on the way back; {where['words'].lower() if where['words'] else 'no capture shows where'}")
+        fix = f"let {peer}'s answers (UDP from its port {'/'.join(ports) or '500'}) back through to {node}"
+    elif got:
+        path_words = (f"{peer} did receive them ({got} in its log) and did not answer"
+                      + (f"; the last thing its log says about them: “{last_words}”" if last_words else ""))
+        fix = f"read {peer}'s log (logs/) around {run.when(wall)} for why it stays silent"
+    elif droppers := _what_drops_udp(run, ports or (["500"] if exchange == "IKE_SA_INIT" else ["4500"])):
+        port = "/".join(ports) or ("500" if exchange == "IKE_SA_INIT" else "4500")
+        fix = (f"the scenario drops them: {'; '.join(droppers)}. Remove that, so that UDP {port} passes every box "
+               f"between the peers" + (" (IKE_SA_INIT got through: UDP 500 works, and IKE moved to 4500 when NAT-D "
+                                       "found a NAT, RFC 7296 §2.23)" if port == "4500" else ""))
+    elif exchange == "IKE_SA_INIT":
+        fix = ("check that the peer's daemon runs and listens (its log), that remote_addrs points at it, and "
+               "that UDP 500 passes every firewall and NAT box on the way")
+    elif ports and ports != ["4500"]:
+        fix = (f"IKE_SA_INIT got through on UDP {'/'.join(ports)}, so the port is open; find what drops the later, "
+               f"larger message (its size is in the evidence)")
+    else:
+        fix = ("IKE_SA_INIT got through, so UDP 500 works: let UDP 4500 through (IKE moves there when NAT-D finds "
+               "a NAT, RFC 7296 §2.23, and strongSwan here always moves there), or find what drops the bigger message")
     if exchange == "IKE_SA_INIT":
         cause = "no answer to IKE_SA_INIT on UDP 500"
-        fix = ("check that the peer's daemon runs and listens (its log), that remote_addrs points at it, and "
-               "that UDP 500 and 4500 pass every firewall and NAT box on the way")
         first = "the very first message, IKE_SA_INIT on UDP 500,"
     else:
         cause = f"no answer to {exchange}"
-        fix = ("IKE_SA_INIT got through, so UDP 500 works: let UDP 4500 through (IKE moves there when NAT-D finds "
-               "a NAT, RFC 7296 §2.23), or find what drops the bigger message")
         first = f"{exchange}, after IKE_SA_INIT was answered,"
     paragraph = (f"The first thing that went wrong was {first} in {run.step_words(step)} at {run.when(wall)}: "
                  f"{node} sent it {tries} time(s) (retransmissions, RFC 7296 §2.1) and {peer or 'the peer'} never "
                  f"answered. {path_words}. Fix: {fix}.")
     return Diagnosis("no-answer", cause, paragraph, step, wall, evidence)
+
+
+def _peer_received(run: Run, peer: str | None, exchange: str | None, wall: float | None) -> tuple[int, bool, str]:
+    """(requests of `exchange` the peer logged receiving, whether it answered, its last line about them)."""
+    if not peer or not exchange:
+        return 0, False, ""
+    got = [r for r in run.records if r.get("node") == peer and r.get("kind") == "message" and r.get("dir") == "in"
+           and r.get("exchange") == exchange and not r.get("response")]
+    answered = [r for r in run.records if r.get("node") == peer and r.get("kind") == "message"
+                and r.get("dir") == "out" and r.get("exchange") == exchange and r.get("response")]
+    charon_got = run.charon_lines(rf"parsed {exchange} request", peer)
+    charon_answer = run.charon_lines(rf"generating {exchange} response", peer)
+    count = len(got) + len(charon_got)
+    last = ""
+    if charon_got:
+        after = [e for n, e, _m in run.charon_lines(r".", peer) if e.wall >= charon_got[-1][1].wall][:6]
+        last = next((quote(e.text) for e in after[1:] if not re.search(r"\d+: |=> \d+ bytes", e.text)), "")
+    return count, bool(answered or charon_answer), last
+
+
+def _wrong_remote_addrs(run: Run, node: str | None, sent: list[dict], step: int | None, wall: float | None,
+                        tries: int, where: dict, evidence: list[str]) -> Diagnosis | None:
+    """IKE_SA_INIT sent to an address no gateway (nor a NAT box forwarding IKE) has."""
+    target = next((str(r.get("dst", "")).rsplit(":", 1)[0] for r in sent if r.get("dst")), "")
+    if not target or not node:
+        conn = run.conn(node)
+        target = conn.remote_addrs[0] if conn and conn.remote_addrs else ""
+    if not target:
+        return None
+    owner = run.owner(target)
+    if owner in run.software:
+        return None
+    if owner is not None and run.node_kind(owner) == "nat" and run.knobs(owner).get("dnat"):
+        return None
+    conn = run.conn(node, run.step_args(step).get("child") if step else None)
+    peer = next((g for g in run.gateways if g != node), None)
+    if owner is None:
+        what = "an address no node of this lab has"
+    elif run.node_kind(owner) == "nat":
+        what = f"the NAT box {owner}, which forwards no IKE to anyone (no dnat knob)"
+    else:
+        what = f"{run.address_words(target)}, a {run.node_kind(owner) or 'node'} that runs no IKE daemon"
+    right = ""
+    if peer:
+        child = run.child(peer)
+        own_ts = selectors(child.local_ts) if child else None
+        outer = [a for a in run.addresses(peer) if not ts_covers(own_ts, a)]
+        right = outer[0] if outer else ""
+    conf_where = run.where(node, conn.where("remote_addrs")) if conn else f"hosts/{node}/swanctl.conf"
+    setting = f"remote_addrs = {', '.join(conn.remote_addrs)} ({conf_where})" if conn and conn.remote_addrs else \
+        "its configuration"
+    paragraph = (f"The first thing that went wrong was the very first message, IKE_SA_INIT, in {run.step_words(step)} "
+                 f"at {run.when(wall)}: {node} sent it {tries} time(s) to {target} and nobody answered. {target} is "
+                 f"{what}; it comes from {setting}."
+                 + (f" {peer}, the gateway {node} should reach, is at {right}." if peer and right else "")
+                 + (f" {where['words']}." if where["words"] else "")
+                 + (f" Fix: remote_addrs = {right} in {conf_where}." if right else
+                    f" Fix: remote_addrs in {conf_where} must be the address of the peer gateway."))
+    return Diagnosis("remote-addrs", f"IKE_SA_INIT sent to {target}, where no gateway is", paragraph, step, wall,
+                     evidence)
+
+
+def _what_drops_udp(run: Run, ports: list[str]) -> list[str]:
+    """What in the scenario drops IKE's UDP on these ports: loss knobs that apply to IKE, and `run` steps
+    with an iptables rule that drops or rejects UDP (to one of the ports, or to any)."""
+    found = []
+    for entry in run.topology.get("nodes", []):
+        knobs = run.knobs(entry["name"])
+        if knobs.get("impair", "all") in ("all", "ike"):
+            if float(knobs.get("loss") or 0) >= 1.0:
+                found.append(f"loss: {knobs['loss']} (impair: {knobs.get('impair', 'all')}) on {entry['name']}, "
+                             f"which drops every packet it applies to")
+    for index, node, command in _drop_rules(run):
+        words = command.split()
+        if "udp" not in words:
+            continue
+        dport = words[words.index("--dport") + 1] if "--dport" in words[:-1] else None
+        if dport is None or dport in ports:
+            found.append(f"`{command}` on {node} (step {index})")
+    return found
+
+
+def _drop_rules(run: Run) -> list[tuple[int, str, str]]:
+    """(step, node, command) of the scenario's `run` steps that add an iptables rule dropping or rejecting packets."""
+    rules = []
+    for index, step in enumerate(run.scenario_steps(), start=1):
+        command = (step.get("run") or {}).get("cmd", "") if isinstance(step.get("run"), dict) else ""
+        if "iptables" in command and {"DROP", "REJECT"} & set(command.split()):
+            rules.append((index, str(step["run"].get("node")), command))
+    return rules
 
 
 def _where_requests_stop(run: Run, exchange: str | None) -> dict[str, Any]:
@@ -672,6 +361,123 @@ def _child_up(run: Run) -> bool:
     return bool(run.events("ChildSaUp")) or bool(run.charon_lines(r"CHILD_SA \S+\{\d+\} established"))
 
 
+def _traffic_ends(run: Run, step: dict) -> tuple[list[str], list[str], str, str]:
+    """(source addresses, destination addresses, the sending node, `to` as written) of a traffic step."""
+    args = run.step_args(step["index"])
+    src_node, to = str(args.get("from", "")), str(args.get("to", ""))
+    sources = [str(args["source"])] if args.get("source") else run.addresses(src_node)
+    try:
+        ipaddress.ip_address(to)
+        targets = [to]
+    except ValueError:
+        targets = run.addresses(to)
+    return sources, targets, src_node, to
+
+
+def _gateway_for(run: Run, node: str) -> str | None:
+    """The gateway `node` sends through: itself, or the owner of its default route's next hop."""
+    if node in run.software:
+        return node
+    entry = next((n for n in run.topology.get("nodes", []) if n["name"] == node), {})
+    for route in entry.get("routes", []):
+        owner = run.owner(str(route.get("via", "")))
+        if owner in run.software:
+            return owner
+    return None
+
+
+def _carried(child: InstalledChild, src: str, dst: str) -> bool | None:
+    local, remote = selectors(child.local_ts), selectors(child.remote_ts)
+    out_way = (ts_covers(local, src), ts_covers(remote, dst))
+    back_way = (ts_covers(local, dst), ts_covers(remote, src))
+    if None in out_way + back_way:
+        return None
+    return all(out_way) or all(back_way)
+
+
+def _same_ts(a: list[str], b: list[str]) -> bool | None:
+    sa, sb = selectors(a), selectors(b)
+    if sa is None or sb is None:
+        return None
+    key = lambda ts: (ts.start_addr, ts.end_addr, ts.ip_protocol, ts.start_port, ts.end_port)  # noqa: E731
+    return sorted(map(key, sa)) == sorted(map(key, sb))
+
+
+def _outside_selectors(run: Run) -> Diagnosis | None:
+    """The tunnel is up but the traffic of the failed step is not what it carries: the selectors were
+    narrowed by the responder, or the traffic was never meant for them."""
+    step = _traffic_step_failed(run)
+    if step is None:
+        return None
+    children = [c for c in run.installed_children() if c.wall <= step["ended"]]
+    sources, targets, src_node, to = _traffic_ends(run, step)
+    if not children or not sources or not targets:
+        return None
+    verdicts = [_carried(c, s, d) for c in children for s in sources for d in targets]
+    if any(v is None or v for v in verdicts):
+        return None  # some SA carries it (or cannot be read): not this
+    gw = _gateway_for(run, src_node) or children[0].node
+    sa = ([c for c in children if c.node == gw] or children)[-1]
+    src, dst = sources[0], targets[0]
+    out_src = not any(ts_covers(selectors(sa.local_ts), s) for s in sources)
+    window = (step["started"] - 0.5, step["ended"] + 0.5)
+    clear = [(c.name, len([p for p in c.packets if p.clear is not None and p.ipsec is None and p.src in sources
+                           and p.dst in targets and window[0] <= p.time <= window[1]])) for c in run.captures]
+    clear = [(name, n) for name, n in clear if n]
+    if clear:
+        seen = (f"they left {gw} unprotected, in clear: {', '.join(f'{run.tap_words(n)} shows {k}' for n, k in clear)} "
+                f"of them from {src} to {dst} without ESP")
+    elif run.captures:
+        seen = f"no tap shows them after {gw}: {gw} has no SA for them and does not send them into the tunnel"
+    else:
+        seen = f"{gw} has no SA for them"
+    what = f"{run.step_words(step['index'])} got no answer"
+    carries = f"the CHILD_SA {sa.name} carries only {' '.join(sa.local_ts)} === {' '.join(sa.remote_ts)} ({gw}'s side first)"
+    conf = run.child(gw, sa.name)
+    peer = run.peer_of(gw)
+    p_child = run.child(peer, sa.name) if peer else None
+    evidence = [f"{gw}: CHILD_SA {sa.name} up with {' '.join(sa.local_ts)} === {' '.join(sa.remote_ts)}",
+                f"{run.step_words(step['index'])}: {src} -> {dst}"] + [f"{run.tap_words(n)}: {k} in clear" for n, k in clear]
+    narrowed = []
+    if conf is not None:
+        for mine, theirs, got in (("local_ts", "remote_ts", sa.local_ts), ("remote_ts", "local_ts", sa.remote_ts)):
+            if _same_ts(getattr(conf, mine), got) is False:
+                narrowed.append((mine, theirs, got))
+    if narrowed and p_child is not None:
+        mine, theirs, got = narrowed[0]
+        value = getattr(p_child, theirs)
+        p_where = run.where(peer, p_child.where(theirs))
+        g_where = run.where(gw, conf.where(mine))
+        outside = src if out_src else dst
+        paragraph = (f"The tunnel is up, but {what}: {src_node} sends from {src} to {dst}, and {carries}. {gw} asked for "
+                     f"{' '.join(conf.local_ts) or 'dynamic'} === {' '.join(conf.remote_ts) or 'dynamic'} ({mine} in "
+                     f"{g_where}); {peer} narrowed it to what its own configuration allows, {theirs} = "
+                     f"{', '.join(value)} ({p_where}). A responder may narrow the selectors (RFC 7296 §2.9), and "
+                     f"that is no error: the SA came up without a complaint. But {outside} is outside "
+                     f"{' '.join(got)}, so {seen}. Fix: {theirs} = {', '.join(getattr(conf, mine))} in {p_where}, the "
+                     f"same as {gw}'s {mine} ({g_where}).")
+        return Diagnosis("outside-selectors", "traffic outside the narrowed selectors (TS narrowing)", paragraph,
+                         step["index"], step.get("started"), evidence)
+    key = "local_ts" if out_src else "remote_ts"
+    outside = src if out_src else dst
+    conf_where = run.where(gw, conf.where(key)) if conf else f"hosts/{gw}/swanctl.conf"
+    owner = run.owner(outside)
+    owner_words = (f"{outside} is {run.address_words(outside)}" if owner else
+                   f"no node of this lab has the address {outside}")
+    inside_hosts = [(n["name"], a) for n in run.topology.get("nodes", []) if n.get("kind") == "host"
+                    for a in run.addresses(n["name"])
+                    if ts_covers(selectors(sa.remote_ts if not out_src else sa.local_ts), a)]
+    example = f" (e.g. {inside_hosts[0][0]}, {inside_hosts[0][1]})" if inside_hosts else ""
+    paragraph = (f"The tunnel is up, but {what}: {src_node} sends from {src} to {dst}, and {carries}: {outside} is "
+                 f"outside its {key} ({key} in {conf_where}). Only traffic the selectors cover goes through the tunnel, "
+                 f"and {seen}; {owner_words}. Fix: use an address inside {key}{example} in "
+                 f"{run.step_line(step['index'])}, or widen the selectors on both sides ({key} in {conf_where} and "
+                 f"the peer's {'remote_ts' if key == 'local_ts' else 'local_ts'}) if {outside} is meant to be reached "
+                 f"through the tunnel.")
+    return Diagnosis("outside-selectors", f"traffic to {outside}, outside the tunnel's selectors", paragraph,
+                     step["index"], step.get("started"), evidence)
+
+
 def _nat_expired(run: Run) -> Diagnosis | None:
     step = _traffic_step_failed(run)
     if step is None or not run.nat_boxes():
@@ -704,6 +510,19 @@ def _nat_expired(run: Run) -> Diagnosis | None:
         idle = to_public[0].time - last.time if last else None
         knobs = run.nat_knobs(box["name"])
         timeout = knobs.get("udp_timeout")
+        reset = next((s for s in run.scenario_steps()[:step["index"] - 1] if isinstance(s.get("nat"), dict)
+                      and s["nat"].get("node") == box["name"] and (s["nat"].get("reboot") or s["nat"].get("rebind"))),
+                     None)
+        if reset is not None:
+            how = "rebooted (forgot every mapping)" if reset["nat"].get("reboot") else "rebound (new ports)"
+            index = run.scenario_steps().index(reset) + 1
+            paragraph = (f"The tunnel was up, but in {run.step_words(step['index'])} the packets to {public}:{port} "
+                         f"found no mapping on the NAT box {box['name']}: {run.step_words(index)} {how} it, so what "
+                         f"{run.owner(to_public[0].src) or to_public[0].src} sends goes to a mapping that is gone. "
+                         f"An authenticated IKE message (DPD, MOBIKE) from the side behind the NAT makes the peer learn "
+                         f"the new one (RFC 7296 §2.23). Fix: dpd_delay on the side behind the NAT, or MOBIKE.")
+            return Diagnosis("nat-mapping-lost", "NAT mapping gone after a NAT reboot/rebind", paragraph,
+                             step["index"], to_public[0].time, [f"{run.step_words(index)} {how}"])
         behind = _behind(run, box["name"])
         interval = run.gateway_option(behind, "--keepalive-interval") if behind else None
         interval_s = float(interval) if interval else KEEPALIVE_DEFAULT
@@ -721,6 +540,13 @@ def _nat_expired(run: Run) -> Diagnosis | None:
                      f"{public}:{port} - the NAT box's public side of {behind or 'the gateway'}'s mapping - "
                      f"{'were answered by the box with ICMP port unreachable' if refused else 'never came out on the inside'}: "
                      f"the NAT box no longer had the UDP mapping, so it did not know where to send them.")
+        if idle is not None and timeout and idle + 1.0 < float(timeout):
+            paragraph += (f" Yet the flow had been idle only {idle:.1f} s, less than the box's udp_timeout "
+                          f"({timeout} s on {box['name']}), so an expired mapping does not explain it by itself. What "
+                          f"would tell: conntrack -L on {box['name']} during the step (ipsec-lab up), and the packets "
+                          f"around {run.when(to_public[0].time)} on {run.tap_words(outside.name)}.")
+            return Diagnosis("nat-mapping-lost", "NAT mapping gone (not by its timeout)", paragraph, step["index"],
+                             to_public[0].time, evidence)
         if idle is not None:
             paragraph += f" Nothing had used that mapping for {idle:.1f} s"
             paragraph += (f", longer than the box keeps an idle UDP mapping (udp_timeout: {timeout} s on "
@@ -770,7 +596,7 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
             by_spi.setdefault(p.ipsec.spi, {})
             by_spi[p.ipsec.spi][capture.name] = by_spi[p.ipsec.spi].get(capture.name, 0) + 1
     for spi, counts in by_spi.items():
-        missing = [c.name for c, _p in window if counts.get(c.name, 0) == 0]
+        missing = [c.name for c, _p in window if counts.get(c.name, 0) == 0 and c.packets]
         present = [name for name, n in counts.items() if n]
         if not missing or not present:
             continue
@@ -782,11 +608,15 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         replies = [s for s in by_spi if s != spi]
         back = ("no ESP came back at all" if not replies else
                 f"ESP on SPI {replies[0]:08x} came back")
-        droppers = run.nodes_with("drop_esp")
+        droppers = [f"{n} has drop_esp: true" for n in run.nodes_with("drop_esp")]
+        droppers += [f"`{cmd}` on {node} (step {index})" for index, node, cmd in _drop_rules(run)
+                     if {"esp", "50"} & set(cmd.split())]
         if droppers and not encap:
-            back += f" ({', '.join(droppers)} has drop_esp: true)"
-        fix = ("let IP protocol 50 through, or force UDP encapsulation with encap = yes in the connection of "
-               f"{_conf_where(run, sender)} (ESP then travels in UDP 4500, RFC 3948)" if not encap else
+            back += f" ({'; '.join(droppers)})"
+        conn = run.conn(sender)
+        place = f"the connection {conn.name} of {run.where(sender, conn.line)}" if conn else _conf_where(run, sender)
+        fix = (f"let IP protocol 50 through, or force UDP encapsulation with encap = yes in {place} (ESP then "
+               f"travels in UDP 4500, RFC 3948)" if not encap else
                "let UDP 4500 through the middlebox")
         paragraph = (f"IKE worked and the CHILD_SA is up, but traffic does not get through: in "
                      f"{run.step_words(step['index'])} {sender} sent {counts[present[0]]} {form} packet(s) on SPI "
@@ -832,6 +662,8 @@ def _pmtud(run: Run) -> Diagnosis | None:
                  or (p.inner and p.inner.icmp_type == 3 and p.inner.icmp_code == 4)]
     if not mtus or not (resent or (big and lack)):
         return None
+    if icmp_frag and not [n for n in run.nodes_with("block_icmp_frag")]:
+        return None  # ICMP came back: not a black hole, whatever else it is
     if failed.get("kind") == "ping" and not big:
         return None
     blockers = [f"block_icmp_frag on {n}" for n in run.nodes_with("block_icmp_frag")]
@@ -872,6 +704,80 @@ def _pmtud(run: Run) -> Diagnosis | None:
                      paragraph, failed["index"], sample.time, evidence)
 
 
+# ------------------------------------------------------------------ a check about NAT, ports or MOBIKE
+
+
+def _failed_check(run: Run) -> tuple[dict, str, str, str, int | None] | None:
+    """(the check as written, its words, what it saw, where it is written, the step) of the first failed check."""
+    failed = run.first_failed
+    if failed is not None:
+        if failed.get("kind") != "check":
+            return None
+        spec = run.scenario_step(failed["index"]).get("check")
+        return (spec if isinstance(spec, dict) else {}, failed.get("text", ""), failed.get("detail", ""),
+                run.step_line(failed["index"]), failed["index"])
+    bad = [c for c in run.checks if not c.get("ok")]
+    if not bad:
+        return None
+    check = bad[0]
+    written = [c for c in run.scenario.get("checks", []) if isinstance(c, dict)]
+    spec = written[check["index"] - 1] if 0 < check["index"] <= len(written) else {}
+    return spec, check.get("text", ""), check.get("saw", ""), f"scenario.yaml:{check.get('line', '')}", None
+
+
+def _config_difference(run: Run) -> Diagnosis | None:
+    """A failed check about NAT traversal, ports or MOBIKE that one side's setting explains."""
+    found = _failed_check(run)
+    if found is None:
+        return None
+    spec, words, saw, where, step = found
+    blob = " ".join([repr(spec), words, saw])
+    head = f"Every negotiation worked, but the check “{words}” ({where}) did not hold: it saw {quote(saw, 200)}."
+    conns = {g: run.conn(g) for g in run.gateways}
+    if "mobike" in blob.lower():
+        off = [g for g, c in conns.items() if c is not None and not c.mobike]
+        on = [g for g, c in conns.items() if c is not None and c.mobike]
+        if off and on:
+            places = ", ".join(f"{g}: mobike = no ({run.where(g, conns[g].where('mobike'))})" for g in off)
+            paragraph = (f"{head} MOBIKE is used only when both sides announce MOBIKE_SUPPORTED in IKE_AUTH "
+                         f"(RFC 4555 §3.1), and {places}, while {', '.join(on)} {'has' if len(on) == 1 else 'have'} it "
+                         f"on (mobike = yes, the default): no IKE SA with {', '.join(off)} uses MOBIKE. Fix: mobike = "
+                         f"yes (or no mobike line at all: yes is the default) in "
+                         f"{', '.join(run.where(g, conns[g].where('mobike')) for g in off)}.")
+            return Diagnosis("mobike-differs", "MOBIKE off on one side", paragraph, step, None,
+                             [f"{g}: mobike = {'yes' if conns[g].mobike else 'no'}" for g in off + on])
+    if re.search(r"nat_local|nat_remote|encap|remote_port|local_port|4500|proto 50|\besp\b|port 500", blob) \
+            and not run.nat_boxes():
+        encapped = [g for g, c in conns.items() if c is not None and c.encap]
+        strong = [g for g in run.gateways if run.is_strongswan(g)]
+        nat_notes = [f"{r['node']}: NAT detection says local_behind_nat={r.get('local_behind_nat')}, "
+                     f"remote_behind_nat={r.get('remote_behind_nat')}"
+                     for r in run.records if r.get("kind") == "note" and r.get("what") == "nat_detection"][:2]
+        if encapped:
+            g = encapped[0]
+            others = [x for x in run.gateways if x not in encapped and not run.is_strongswan(x)]
+            place = run.where(g, conns[g].where("encap"))
+            paragraph = (f"{head} There is no NAT box between the gateways, yet {g} set up UDP encapsulation: "
+                         f"encap = yes ({place}) makes it send a NAT-D hash that cannot match (RFC 7296 §2.23 NAT "
+                         f"detection), so both sides act as if {g} were behind a NAT: IKE moves to UDP 4500 after "
+                         f"IKE_SA_INIT and ESP travels inside UDP 4500 instead of as IP protocol 50"
+                         + (f"; {', '.join(others)} has no encap" if others else "") +
+                         f". Fix: remove encap = yes from {place} (it is meant for a path that drops ESP), or make the "
+                         f"check ({where}) expect UDP 4500.")
+            return Diagnosis("encap-differs", f"encap = yes on {g}", paragraph, step, None,
+                             [f"{g}: encap = yes ({place})"] + nat_notes)
+        if strong:
+            g = strong[0]
+            paragraph = (f"{head} {g} runs strongSwan, and strongSwan here uses kernel-libipsec (a userspace data "
+                         f"plane: this kernel has no XFRM), which cannot send plain ESP: it fakes its NAT-D hash as "
+                         f"encap = yes does, so IKE always moves to UDP 4500 and ESP travels in UDP, NAT or not (see "
+                         f"the mixed-strongswan scenario). Fix: make the check ({where}) expect UDP 4500 and ESP in UDP "
+                         f"when a strongSwan gateway takes part, or run ipsec-lab on both gateways to show plain ESP.")
+            return Diagnosis("strongswan-encap", "strongSwan here always encapsulates ESP in UDP", paragraph, step,
+                             None, [f"{g}: strongSwan (kernel-libipsec)"] + nat_notes)
+    return None
+
+
 # ------------------------------------------------------------------ the rest
 
 
@@ -879,23 +785,23 @@ def _unknown(run: Run) -> Diagnosis:
     failed = run.first_failed
     lines = []
     for node, entries in run.charon.items():
-        lines += [f"{node}: {_quote(e.text)}" for e in entries if re.search(r"fail|error|unacceptable|giving up", e.text,
-                                                                          re.IGNORECASE)][:2]
+        lines += [f"{node}: {quote(e.text)}" for e in entries if re.search(r"fail|error|unacceptable|giving up", e.text,
+                                                                        re.IGNORECASE)][:2]
     for r in run.records:
         if r.get("kind") in ("drop",) or r.get("event") in ("NegotiationFailed", "AuthFailed", "PeerUnreachable"):
             lines.append(f"{r.get('node')}: {r.get('reason') or r.get('event')}")
     if failed is not None:
         paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
-                     f"{_quote(failed.get('detail', ''), 300)}. None of the usual causes shows in the trace, the "
-                     f"logs or the captures" + (f"; the logs say: {lines[0]}" if lines else "") +
-                     ". Look at the step's line in report.md, the daemons' logs in logs/ and the ladder in figures/.")
+                     f"{quote(failed.get('detail', ''), 300)}. None of the causes diagnose knows shows in the trace, "
+                     f"the logs or the captures" + (f"; the logs say: {lines[0]}" if lines else "") +
+                     ". What would tell: the step's line in report.md, the daemons' logs in logs/ and the ladder in "
+                     "figures/.")
         return Diagnosis("unknown", f"step {failed['index']} failed", paragraph, failed["index"],
                          failed.get("started"), lines[:5])
-    checks = [c for c in run.result.get("checks", []) if not c.get("ok")]
-    if run.result.get("error"):
+    checks = [c for c in run.checks if not c.get("ok")]
+    if run.error:
         return Diagnosis("unknown", "the run stopped with an error",
-                         f"The run stopped with an error before it finished: {run.result['error']}.", None, None,
-                         lines[:5])
+                         f"The run stopped with an error before it finished: {run.error}.", None, None, lines[:5])
     if checks:
         c = checks[0]
         return Diagnosis("check-failed", f"check {c['index']} failed",
@@ -905,13 +811,15 @@ def _unknown(run: Run) -> Diagnosis:
     return Diagnosis("passed", "nothing went wrong", "Every step and every check passed: nothing to diagnose.")
 
 
-DETECTORS: list[Callable[[Run], Diagnosis | None]] = [_negotiation, _unanswered, _nat_expired, _esp_blocked, _pmtud]
+DETECTORS: list[Callable[[Run], Diagnosis | None]] = [
+    _missing_name, negotiation, _unanswered, _outside_selectors, _nat_expired, _esp_blocked, _pmtud,
+    _config_difference]
 
 
 def diagnose(root: str | Path) -> Diagnosis:
     """The first point where the run in `root` went wrong, and why (see the module's docstring)."""
     run = Run(root)
-    if run.result.get("passed"):
+    if run.passed:
         return Diagnosis("passed", "nothing went wrong", "Every step and every check passed: nothing to diagnose.")
     for detector in DETECTORS:
         found = detector(run)

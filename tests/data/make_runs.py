@@ -4,10 +4,12 @@
 
 Root (network namespaces). Each is one `ipsec-lab run`, trimmed to what lab.viz reads:
 result.json, topology.json, scenario.yaml, trace.jsonl, captures/, keys/ (the two tables),
-logs/ (our daemons' and charon's), nodes/<node>/swanctl/swanctl.conf (no private keys).
+logs/ (our daemons' and charon's, charon's without its hex dumps of keys and messages),
+nodes/<node>/swanctl/swanctl.conf and its x509/ certificates (no private keys).
 
     net2net-nat      the default scenario, passing (narration, figures)
     wrong-psk ...    failing variants of tests/scenarios/variants.py (diagnose)
+    psk-one-char ... mistakes trainers make, tests/scenarios/mistakes.py (diagnose)
 """
 from __future__ import annotations
 
@@ -22,10 +24,15 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from lab.net import scenario as sc  # noqa: E402
 from lab.net.runner import Progress, run  # noqa: E402
+from tests.scenarios.mistakes import MISTAKES  # noqa: E402
 from tests.scenarios.variants import VARIANTS  # noqa: E402
 
 OUT = HERE / "runs"
-KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "ike-fragments", "nat-expiry", "pmtud")
+KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "udp-lost", "udp4500-blocked", "esp-blocked", "ike-fragments",
+                 "nat-expiry", "pmtud")
+KEPT_MISTAKES = tuple(m.name for m in MISTAKES)
+# charon at log level 4 dumps keys, nonces and messages as hex rows: neither lab.viz nor a reader needs them
+CHARON_DUMP = re.compile(r"\[\w+\] <[^>]*>\s+\d+: |=> \d+ bytes @")
 
 
 def keep_report(run: Path, folder: str) -> None:
@@ -51,7 +58,10 @@ def trim(src: Path, dst: Path, folder: str) -> None:
         for path in (src / sub).glob(pattern):
             (dst / sub).mkdir(exist_ok=True)
             shutil.copy2(path, dst / sub / path.name)
-    for conf in src.glob("nodes/*/swanctl/swanctl.conf"):
+            if path.name.endswith("-charon.log"):
+                lines = path.read_text(errors="replace").splitlines(keepends=True)
+                (dst / sub / path.name).write_text("".join(line for line in lines if not CHARON_DUMP.search(line)))
+    for conf in [*src.glob("nodes/*/swanctl/swanctl.conf"), *src.glob("nodes/*/swanctl/x509/*.pem")]:
         target = dst / conf.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(conf, target)
@@ -68,11 +78,11 @@ def where(name: str) -> str:
 
 
 def main(names: list[str]) -> int:
-    wanted = names or ["net2net-nat", *KEPT_VARIANTS]
+    wanted = names or ["net2net-nat", *KEPT_VARIANTS, *KEPT_MISTAKES]
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         for name in wanted:
-            variant = next((v for v in VARIANTS if v.name == name), None)
+            variant = next((v for v in [*VARIANTS, *MISTAKES] if v.name == name), None)
             folder = variant.make(work / "scenarios") if variant else sc.LIBRARY / name
             result = run(sc.load(folder), work / "out" / name, Progress(live=False))
             if variant is None and not result.passed or variant is not None and result.passed:

@@ -1,6 +1,8 @@
 """`ipsec-lab diagnose` on failing variants of the library's scenarios (root): each variant
-breaks one thing (tests/scenarios/variants.py), runs, fails, and diagnose must name that cause
-and say what to change."""
+breaks one thing (tests/scenarios/variants.py) or makes a mistake trainers make when they write
+their own scenario (tests/scenarios/mistakes.py), runs, fails, and diagnose must name that cause,
+say what to change and never say what its evidence contradicts. tests/data/make_runs.py keeps
+the mistakes' run folders for the unit tests (tests/unit/test_diagnose_mistakes.py)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +17,7 @@ from lab.net import scenario as sc
 from lab.net.runner import Progress, run
 from lab.viz.diagnose import diagnose
 
+from .mistakes import MISTAKES
 from .variants import VARIANTS
 
 pytestmark = pytest.mark.root
@@ -30,7 +33,7 @@ def _root():
             pytest.fail(f"{tool} is missing: run scripts/setup.sh", pytrace=False)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+@pytest.mark.parametrize("variant", [*VARIANTS, *MISTAKES], ids=[v.name for v in [*VARIANTS, *MISTAKES]])
 def test_diagnose_names_the_cause(variant, tmp_path):
     folder = variant.make(tmp_path / "scenarios")
     out = tmp_path / "run"
@@ -42,6 +45,9 @@ def test_diagnose_names_the_cause(variant, tmp_path):
     assert found.cause == variant.cause, found.text()
     for words in variant.words:
         assert words in found.paragraph, f"{words!r} missing from: {found.paragraph}"
+    said = " ".join([found.title, found.paragraph, *found.evidence])
+    for words in variant.never:
+        assert words not in said, f"{words!r} said in: {found.text()}"
     failed = next(s for s in result.steps if not s.ok and not s.skipped)
     assert found.step == failed.index, f"diagnose points at step {found.step}, the run failed at {failed.index}"
 

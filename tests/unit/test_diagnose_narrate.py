@@ -21,6 +21,7 @@ from lab.viz.narrate import narrate_run
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "tests" / "data" / "runs"
 sys.path.insert(0, str(ROOT))
+from tests.scenarios.mistakes import MISTAKES  # noqa: E402
 from tests.scenarios.variants import VARIANTS  # noqa: E402
 
 KEPT = sorted(p.name for p in RUNS.iterdir() if p.is_dir() and p.name != "net2net-nat")
@@ -28,11 +29,14 @@ KEPT = sorted(p.name for p in RUNS.iterdir() if p.is_dir() and p.name != "net2ne
 
 @pytest.mark.parametrize("name", KEPT)
 def test_diagnose_kept_failed_runs(name):
-    variant = next(v for v in VARIANTS if v.name == name)
+    variant = next(v for v in [*VARIANTS, *MISTAKES] if v.name == name)
     found = diagnose(RUNS / name)
     assert found.cause == variant.cause, found.text()
     for words in variant.words:
         assert words in found.paragraph, f"{words!r} not in {found.paragraph}"
+    said = " ".join([found.title, found.paragraph, *found.evidence])
+    for words in variant.never:
+        assert words not in said, f"{words!r} said in {found.text()}"
     result = json.loads((RUNS / name / "result.json").read_text())
     first = next(s for s in result["steps"] if not s["ok"] and not s["skipped"])
     assert found.step == first["index"]
@@ -40,9 +44,10 @@ def test_diagnose_kept_failed_runs(name):
 
 def test_diagnose_reads_what_each_side_offered():
     text = diagnose(RUNS / "ike-proposal").paragraph
-    assert "gwa offered IKE aes256-sha384-ecp384 (proposals in hosts/gwa/swanctl.conf:3)" in text
-    assert "gwb accepts only aes128gcm16-prfsha256-x25519 (proposals in hosts/gwb/swanctl.conf:3)" in text
-    assert "received IKE:AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384" in text
+    assert "gwa offered IKE aes256-sha384-ecp384 (proposals in hosts/gwa/swanctl.conf:6)" in text
+    assert "gwb accepts only aes128gcm16-prfsha256-x25519 (proposals in hosts/gwb/swanctl.conf:6)" in text
+    assert "gwb (strongSwan) refused gwa's IKE_SA_INIT request with NO_PROPOSAL_CHOSEN" in text
+    assert "logged why: “received proposals unacceptable”" in text
 
 
 def test_diagnose_passing_run_and_not_a_run(tmp_path):
