@@ -429,7 +429,8 @@ def rule_dpd(conn: Conn) -> Iterator[Finding]:
     at = at or Value(None, conn.anchor.file, conn.anchor.line, conn.anchor.key + ".dpd_delay")
     yield _finding("dpd", "liveness", "RFC 7296 §2.4",
                    "dead peer detection is off: a peer that rebooted or lost its state is noticed only at the next "
-                   "rekey, and traffic into the tunnel is lost until then; set dpd_delay (e.g. 30s)", at,
+                   "rekey, and traffic into the tunnel is lost until then; "
+                   + ("set dpdaction=restart and dpddelay=30s" if conn.legacy else "set dpd_delay (e.g. 30s)"), at,
                    conn.subject, level="advice")
 
 
@@ -455,6 +456,8 @@ def psk_weakness(secret: bytes) -> str | None:
         return "it is a common word or password"
     if len(secret) < PSK_MIN:
         return f"it has {len(secret)} characters (fewer than {PSK_MIN})"
+    if len(set(text)) < 8:
+        return f"it is made of {len(set(text))} distinct characters"
     classes = sum(any(f(c) for c in text) for f in (str.islower, str.isupper, str.isdigit))
     others = any(not c.isalnum() for c in text)
     alphabet = (26 if any(c.islower() for c in text) else 0) + (26 if any(c.isupper() for c in text) else 0) \
@@ -564,7 +567,9 @@ def _peers(a: Conn, b: Conn) -> bool:
     def addr_match(remote: tuple[str, ...], local: tuple[str, ...]) -> bool:
         return bool(set(remote) & set(local) - {"%any", "0.0.0.0", "::", "%any4", "%any6"})
 
-    if addr_match(a.remote_addrs, b.local_addrs) or addr_match(b.remote_addrs, a.local_addrs):
+    # each end's remote_addrs names the other (or is left open, as a road-warrior gateway's is)
+    forward, backward = addr_match(a.remote_addrs, b.local_addrs), addr_match(b.remote_addrs, a.local_addrs)
+    if (forward or backward) and (forward or not a.remote_addrs) and (backward or not b.remote_addrs):
         return True
     return bool(a.local_id and a.remote_id and a.local_id == b.remote_id and a.remote_id == b.local_id)
 
@@ -778,8 +783,10 @@ def read_ipsec_conf(path: str, name: str, group: str) -> Gateway:
     conf = load_ipsec_conf(path)
     gateway = Gateway(name, path, group)
     directory = os.path.dirname(path)
-    for conn_name, legacy in conf.conns.items():
-        gateway.conns.append(_legacy_conn(legacy, name, directory))
+    for legacy in conf.conns.values():
+        # ipsec.conf(5) auto: ignore (the default) means the conn is not loaded, e.g. a template for also=
+        if (legacy.value("auto") or "ignore").lower() != "ignore":
+            gateway.conns.append(_legacy_conn(legacy, name, directory))
     secrets = os.path.join(directory, "ipsec.secrets")
     if os.path.isfile(secrets):
         for entry in load_ipsec_secrets(secrets):
@@ -810,9 +817,13 @@ def _legacy_conn(legacy: IpsecConn, gateway: str, directory: str) -> Conn:
         conn.rand_time = Value("0", fuzz.file, fuzz.line, fuzz.key)
     for value in (conn.rekey_time, conn.over_time):
         _check_time(value)
+    # ipsec.conf(5) dpdaction: none (the default) turns dead peer detection off; dpddelay defaults to 30s
     action = get("dpdaction")
-    if action is None or (action.text or "").lower() in ("none", "clear") and action.text.lower() == "none":
+    if action is None or (action.text or "none").lower() == "none":
         conn.dpd_off = action or Value(None, legacy.file, legacy.line, f"conn {legacy.name} dpdaction")
+    else:
+        conn.dpd_delay = get("dpddelay") or Value("30s", action.file, action.line, action.key)
+        _check_time(conn.dpd_delay)
     conn.fragmentation = get("fragmentation")
     auth = get("authby")
     for side, target in (("left", conn.local_auth), ("right", conn.remote_auth)):
