@@ -264,7 +264,19 @@ def _run_one(name: str, out, progress=None, explain: bool = False):
     result = runner.run(scenario, out, progress, **options)
     if not result.interrupted:
         _draw_figures(result.out)
+        _audit_run(result.out)
     return result
+
+
+def _audit_run(out) -> None:
+    """The audit of the run's gateways into out/audit.md and report.md's Audit section (lab.viz)."""
+    from lab.conf.swanctl import ConfigError
+    from lab.viz.audit import AuditError, write_run_audit
+
+    try:
+        write_run_audit(out)
+    except (AuditError, ConfigError, OSError) as err:  # an audit that cannot be made must not cost the run
+        print(f"ipsec-lab: the audit could not be made: {err}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -39,7 +39,7 @@ from lab.ike.payloads import Proposal
 from lab.ike.proposals import ProposalError, format_proposal, parse_proposals, select_proposal
 
 __all__ = ["AuditError", "AuditReport", "Finding", "LEVELS", "audit_paths", "render_json", "render_markdown",
-           "render_text"]
+           "render_text", "write_run_audit"]
 
 LEVELS = ("must", "should", "advice")
 
@@ -1113,3 +1113,42 @@ def render_text(report: AuditReport, console=None) -> None:
         hybrid = sum(p["status"] != "classic" for p in report.post_quantum)
         console.print(f"post-quantum: {hybrid} of {len(report.post_quantum)} connections protected "
                       f"(hybrid ML-KEM or PPK)")
+
+
+AUDIT_START, AUDIT_END = "<!-- audit -->", "<!-- /audit -->"
+REPORT_LISTED = 12
+
+
+def write_run_audit(folder: str | Path) -> AuditReport:
+    """Audit a run folder (its gateways' configurations as run, its captures) into DIR/audit.md and
+    DIR/audit.json, and put a summary with the worst findings in DIR/report.md's Audit section."""
+    folder = Path(folder)
+    report = audit_paths([str(folder)])
+    # file names relative to the run folder, as the report's links are
+    report.findings = [replace(f, file=os.path.relpath(f.file, folder)) for f in report.findings]
+    for observation in report.captures:
+        observation.file = os.path.relpath(observation.file, folder)
+    report.gateways = [os.path.relpath(g, folder) for g in report.gateways]
+    (folder / "audit.md").write_text(render_markdown(report))
+    (folder / "audit.json").write_text(render_json(report) + "\n")
+    report_md = folder / "report.md"
+    if report_md.is_file():
+        counts = report.counts()
+        lines = [AUDIT_START, f"{counts['must']} must, {counts['should']} should, {counts['advice']} advice "
+                              f"in the gateways' settings: [audit.md](audit.md) (`ipsec-lab audit` grades them "
+                              f"against RFC 8247/8221 and more)", ""]
+        worst = [f for f in sorted(report.findings, key=lambda f: (LEVELS.index(f.level), f.file, f.line or 0))
+                 if f.level != "advice"]
+        lines += [f"- {f.level} ({f.term}, {f.reference}) {f.where} `{f.key}`: {f.subject}: {f.message}"
+                  for f in worst[:REPORT_LISTED]]
+        if len(worst) > REPORT_LISTED:
+            lines.append(f"- ... {len(worst) - REPORT_LISTED} more in [audit.md](audit.md)")
+        block = "\n".join(lines + [AUDIT_END])
+        text = report_md.read_text()
+        start, end = text.find(AUDIT_START), text.find(AUDIT_END)
+        if start == -1 or end == -1:
+            text = text.rstrip("\n") + "\n\n## Audit\n\n" + block + "\n"
+        else:
+            text = text[:start] + block + text[end + len(AUDIT_END):]
+        report_md.write_text(text)
+    return report

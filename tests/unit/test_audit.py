@@ -479,3 +479,19 @@ def test_a_capture_offering_weak_groups_is_graded(tmp_path):
     report = audit_paths([str(tmp_path / "weak.pcap")])
     assert report.captures[0].offered == ["aes128-sha1-modp1024"] and report.captures[0].chosen is None
     assert {(f.term, f.key) for f in report.findings} >= {("MUST NOT", "frame 1 IKE_SA_INIT request (offered)")}
+
+
+def test_a_run_folder_gets_its_audit(tmp_path):
+    from lab.cli import _audit_run
+
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "runs" / "net2net-nat", run)
+    _audit_run(run)
+    _audit_run(run)   # once more: the section is replaced, not added twice
+    report = (run / "report.md").read_text()
+    assert report.count("## Audit") == 1 and report.count("<!-- audit -->") == 1
+    assert "nodes/gwa/swanctl/swanctl.conf:29 `secrets.ike-s2s.secret`" in report
+    data = json.loads((run / "audit.json").read_text())
+    assert {c["file"] for c in data["captures"]} == {"captures/nat-inside.pcap", "captures/nat-outside.pcap"}
+    assert all(c["chosen"] == "aes128gcm16-prfsha256-x25519" for c in data["captures"])
+    assert "| nodes/gwb/swanctl/swanctl.conf:20 |" in (run / "audit.md").read_text()
