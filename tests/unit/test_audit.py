@@ -25,7 +25,7 @@ NOW = datetime.datetime(2027, 6, 1, tzinfo=datetime.timezone.utc)
 
 
 def swanctl(proposals="aes256gcm16-prfsha256-x25519", esp="aes256gcm16-x25519", conn_extra="", child_extra="",
-            secret="0sV2hhdCBhIHNlY3JldCEgMzIgcmFuZG9tIG9jdGV0cyBiZXR0ZXI=", local="192.0.2.1",
+            secret="0sSlklrxIRKCHNyoFXkAIkCx5p9O9OAnS374MxOu8Bb2M=", local="192.0.2.1",
             remote="198.51.100.1", auth="psk", local_extra="", esp_key="esp_proposals") -> str:
     esp_line = f"{esp_key} = {esp}" if esp else ""
     return f"""connections {{
