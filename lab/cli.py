@@ -31,7 +31,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from lab.viz.audit import AuditError, audit_paths, render_json, render_markdown, render_text
 
     try:
-        report = audit_paths(args.paths, cert_days=args.cert_days)
+        report = audit_paths(args.paths, cert_days=args.cert_days, keys=args.keys)
     except (AuditError, ConfigError) as err:
         print(f"ipsec-lab audit: {err}", file=sys.stderr)
         return 2
@@ -524,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit 1 when anything at this level or worse is found (default must)")
     audit.add_argument("--cert-days", type=_positive_int, default=30, metavar="N",
                        help="flag certificates that expire within N days (default 30)")
+    audit.add_argument("--keys", metavar="DIR", help="key tables (ikev2_decryption_table) to read the captures' "
+                                                     "IKE_AUTH and CREATE_CHILD_SA with (a run folder's keys/ "
+                                                     "is found by itself)")
     audit.set_defaults(handler=_cmd_audit)
 
     clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")

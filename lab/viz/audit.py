@@ -163,6 +163,7 @@ class Observation:
     offered: list[str]
     chosen: str | None
     frame_chosen: int | None
+    exchange: str = "IKE_SA_INIT"
 
 
 # ---------------------------------------------------------------- the references (tables as the RFCs give them)
@@ -864,47 +865,68 @@ def _legacy_conn(legacy: IpsecConn, gateway: str, directory: str) -> Conn:
 # ---------------------------------------------------------------- captures
 
 
-def read_capture(path: str) -> tuple[list[Observation], list[Finding]]:
+def read_capture(path: str, keys: str | None = None) -> tuple[list[Observation], list[Finding], list[dict]]:
+    """What each exchange in a capture offered and chose, graded: IKE_SA_INIT always (it is in the
+    clear), IKE_AUTH and CREATE_CHILD_SA too with the run's keys; and the lifetimes the rekeys show."""
     from lab.ike.const import ExchangeType
     from lab.ike.payloads import SA
-    from lab.viz.decode import CaptureError, ike_messages
+    from lab.viz.analysis import analyze_capture
+    from lab.viz.decode import CaptureError
 
-    observations: list[Observation] = []
-    findings: list[Finding] = []
-    pending: dict[str, Observation] = {}
     try:
-        for decoded, message in ike_messages(path):
-            if message is None or message.exchange != ExchangeType.IKE_SA_INIT:
-                continue
-            sa = next((p for p in message.payloads if isinstance(p, SA)), None)
-            if sa is None:
-                continue
-            texts = [format_proposal(p) for p in sa.proposals]
-            if not message.is_response:
-                obs = Observation(path, decoded.frame, f"{decoded.src}:{decoded.sport}", f"{decoded.dst}:{decoded.dport}",
-                                  texts, None, None)
-                pending[decoded.spi_i] = obs
-                observations.append(obs)
-                findings.extend(_capture_grades(path, decoded.frame, "IKE_SA_INIT request (offered)", sa.proposals))
-            else:
-                obs = pending.pop(decoded.spi_i, None)
-                if obs is not None:
-                    obs.chosen, obs.frame_chosen = (texts[0] if texts else None), decoded.frame
-                findings.extend(_capture_grades(path, decoded.frame, "IKE_SA_INIT response (chosen)", sa.proposals))
+        analysis = analyze_capture(path, keys)
     except CaptureError as err:
         raise AuditError(str(err)) from None
-    return observations, findings
+    observations: list[Observation] = []
+    findings: list[Finding] = []
+    lifetimes: list[dict] = []
+    pending: dict[tuple[str, int], Observation] = {}
+    born: dict[bytes, float] = {}           # SPI (IKE: spi_i) -> when its SA was made
+    for packet in analysis.packets:
+        info = packet.ike
+        if info is None or info.error is not None or packet.retransmission_of is not None:
+            continue
+        if info.exchange == ExchangeType.IKE_SA_INIT and info.response:
+            born.setdefault(bytes.fromhex(info.spi_i), packet.time)
+        rekeyed = info.rekeyed_spi()
+        if not info.response and info.exchange == ExchangeType.CREATE_CHILD_SA:
+            old = rekeyed if rekeyed is not None else (bytes.fromhex(info.spi_i) if info.ike_spi() else None)
+            if old is not None and old in born:
+                lifetimes.append({"file": path, "frame": packet.frame, "sa": "CHILD_SA" if rekeyed else "IKE SA",
+                                  "spi": old.hex(), "rekeyed_after": round(packet.time - born[old], 3)})
+        for spi_protocol, spi in info.child_spis():
+            born.setdefault(spi, packet.time)
+        if info.ike_spi() is not None:
+            born.setdefault(info.ike_spi(), packet.time)
+        payloads = info.inner_payloads or info.payload_objects
+        sa = next((p for p in payloads if isinstance(p, SA)), None)
+        if sa is None:
+            continue
+        texts = [format_proposal(p) for p in sa.proposals]
+        what = info.exchange_name + (" response (chosen)" if info.response else " request (offered)")
+        findings.extend(_capture_grades(path, packet.frame, what, sa.proposals))
+        if not info.response:
+            obs = Observation(path, packet.frame, f"{packet.src}:{packet.sport}", f"{packet.dst}:{packet.dport}",
+                              texts, None, None, info.exchange_name)
+            pending[(info.spi_i, info.message_id)] = obs
+            observations.append(obs)
+        else:
+            obs = pending.pop((info.spi_i, info.message_id), None)
+            if obs is not None:
+                obs.chosen, obs.frame_chosen = (texts[0] if texts else None), packet.frame
+    return observations, findings, lifetimes
 
 
 def _capture_grades(path: str, frame: int, what: str, proposals: list[Proposal]) -> Iterator[Finding]:
     at = Value(None, path, None, f"frame {frame} {what}")
-    for ttype, tid, bits in _transforms(proposals):
-        graded = grade(ProtocolId.IKE, ttype, tid)
-        if graded is not None:
-            term, reference = graded
-            why = _WHY.get((ttype, tid)) or _dh_why(tid)
-            yield _finding("ike-algorithm", term, reference, f"{what}: {_name(ttype, tid, bits)} ({term} in "
-                           f"{reference}): {why}", at, f"frame {frame}")
+    for protocol in (ProtocolId.IKE, ProtocolId.ESP, ProtocolId.AH):
+        for ttype, tid, bits in _transforms(p for p in proposals if int(p.protocol_id) == protocol):
+            graded = grade(protocol, ttype, tid)
+            if graded is not None:
+                term, reference = graded
+                why = _WHY.get((ttype, tid)) or _dh_why(tid)
+                yield _finding("capture-algorithm", term, reference, f"{what}: {_name(ttype, tid, bits)} ({term} "
+                               f"in {reference}): {why}", at, f"frame {frame}")
 
 
 # ---------------------------------------------------------------- the report
@@ -916,6 +938,7 @@ class AuditReport:
     gateways: list[str] = field(default_factory=list)
     captures: list[Observation] = field(default_factory=list)
     post_quantum: list[dict] = field(default_factory=list)
+    lifetimes: list[dict] = field(default_factory=list)   # seen in captures: when each SA was rekeyed
 
     def at_or_above(self, level: str) -> list[Finding]:
         limit = LEVELS.index(level)
@@ -969,17 +992,27 @@ def _collect(paths: Iterable[str]) -> list[tuple[Path, str, Path]]:
     return out
 
 
-def audit_paths(paths: Iterable[str], *, cert_days: int = CERT_DAYS, now: datetime | None = None) -> AuditReport:
-    """Audit every swanctl.conf, ipsec.conf and capture at or under `paths`. Raises AuditError
-    (or lab.conf's ConfigError) naming file, line and key for input it cannot read."""
+def _run_keys(capture: Path) -> str | None:
+    # a run folder's captures/ sit beside its keys/
+    keys = capture.parent.parent / "keys"
+    return str(keys) if capture.parent.name == "captures" and keys.is_dir() else None
+
+
+def audit_paths(paths: Iterable[str], *, cert_days: int = CERT_DAYS, now: datetime | None = None,
+                keys: str | None = None) -> AuditReport:
+    """Audit every swanctl.conf, ipsec.conf and capture at or under `paths` (captures decrypted
+    with the key tables in `keys`, or their run folder's keys/). Raises AuditError (or lab.conf's
+    ConfigError) naming file, line and key for input it cannot read."""
     now = now or datetime.now(timezone.utc)
     report = AuditReport()
     gateways: list[Gateway] = []
     for path, kind, root in _collect(paths):
         if kind == "capture":
-            observations, findings = read_capture(str(path))
+            found_keys = keys or _run_keys(path)
+            observations, findings, lifetimes = read_capture(str(path), found_keys)
             report.captures.extend(observations)
             report.findings.extend(findings)
+            report.lifetimes.extend(lifetimes)
             continue
         read = read_swanctl if kind == "swanctl" else read_ipsec_conf
         gateway = read(str(path), _label(path, root), _group(path, root))
@@ -1058,7 +1091,7 @@ def _human(seconds: int) -> str:
 def render_json(report: AuditReport) -> str:
     return json.dumps({"counts": report.counts(), "findings": [asdict(f) for f in report.findings],
                        "gateways": report.gateways, "captures": [asdict(o) for o in report.captures],
-                       "post_quantum": report.post_quantum}, indent=2)
+                       "lifetimes": report.lifetimes, "post_quantum": report.post_quantum}, indent=2)
 
 
 def _cell(text: object) -> str:
@@ -1074,10 +1107,16 @@ def render_markdown(report: AuditReport) -> str:
             lines.append(f"| {f.level} ({_cell(f.term)}) | {_cell(f.where)} | {_cell(f.key)} | {_cell(f.reference)} | "
                          f"{_cell(f.subject)}: {_cell(f.message)} |")
     if report.captures:
-        lines += ["", "| capture | frame | initiator → responder | offered | chosen |", "|---|---|---|---|---|"]
+        lines += ["", "| capture | frame | exchange | initiator → responder | offered | chosen |",
+                  "|---|---|---|---|---|---|"]
         for o in report.captures:
-            lines.append(f"| {_cell(o.file)} | {o.frame} | {o.initiator} → {o.responder} | "
+            lines.append(f"| {_cell(o.file)} | {o.frame} | {o.exchange} | {o.initiator} → {o.responder} | "
                          f"{_cell(', '.join(o.offered))} | {_cell(o.chosen or 'no answer')} |")
+    if report.lifetimes:
+        lines += ["", "| capture | frame | rekey of | SPI | after (s) |", "|---|---|---|---|---|"]
+        for seen in report.lifetimes:
+            lines.append(f"| {_cell(seen['file'])} | {seen['frame']} | {seen['sa']} | {seen['spi']} | "
+                         f"{seen['rekeyed_after']:g} |")
     if report.post_quantum:
         hybrid = [p["connection"] for p in report.post_quantum if p["status"] != "classic"]
         lines += ["", f"Post-quantum: {len(hybrid)} of {len(report.post_quantum)} connections have a hybrid ML-KEM "
@@ -1102,12 +1141,12 @@ def render_text(report: AuditReport, console=None) -> None:
                       f"{f.subject}: {f.message}")
     console.print(table)
     if report.captures:
-        captures = Table(title="IKE_SA_INIT in the captures", expand=True)
-        for column in ("capture", "frame", "initiator → responder", "offered", "chosen"):
+        captures = Table(title="offered and chosen in the captures", expand=True)
+        for column in ("capture", "frame", "exchange", "initiator → responder", "offered", "chosen"):
             captures.add_column(column, overflow="fold")
         for o in report.captures:
-            captures.add_row(o.file, str(o.frame), f"{o.initiator} → {o.responder}", ", ".join(o.offered),
-                             o.chosen or "no answer")
+            captures.add_row(o.file, str(o.frame), o.exchange, f"{o.initiator} → {o.responder}",
+                             ", ".join(o.offered), o.chosen or "no answer")
         console.print(captures)
     if report.post_quantum:
         hybrid = sum(p["status"] != "classic" for p in report.post_quantum)
@@ -1128,6 +1167,8 @@ def write_run_audit(folder: str | Path) -> AuditReport:
     report.findings = [replace(f, file=os.path.relpath(f.file, folder)) for f in report.findings]
     for observation in report.captures:
         observation.file = os.path.relpath(observation.file, folder)
+    for seen in report.lifetimes:
+        seen["file"] = os.path.relpath(seen["file"], folder)
     report.gateways = [os.path.relpath(g, folder) for g in report.gateways]
     (folder / "audit.md").write_text(render_markdown(report))
     (folder / "audit.json").write_text(render_json(report) + "\n")

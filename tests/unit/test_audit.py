@@ -459,8 +459,9 @@ def test_the_library_pairs_the_ends_of_its_connections(tmp_path):
 
 def test_a_strongswan_capture_without_keys():
     report = audit_paths([str(DATA / "strongswan_s2s.pcap")])
-    assert [(o.frame, o.offered, o.chosen) for o in report.captures] == [
-        (1, ["aes128-sha256-modp2048"], "aes128-sha256-modp2048")]
+    # no keys: IKE_AUTH and the rekeys stay encrypted, IKE_SA_INIT is in the clear
+    assert [(o.frame, o.exchange, o.offered, o.chosen) for o in report.captures] == [
+        (1, "IKE_SA_INIT", ["aes128-sha256-modp2048"], "aes128-sha256-modp2048")]
     assert "aes128-sha256-modp2048" in render_markdown(report)
     assert json.loads(render_json(report))["captures"][0]["initiator"] == "203.0.113.1:500"
 
@@ -493,5 +494,19 @@ def test_a_run_folder_gets_its_audit(tmp_path):
     assert "nodes/gwa/swanctl/swanctl.conf:29 `secrets.ike-s2s.secret`" in report
     data = json.loads((run / "audit.json").read_text())
     assert {c["file"] for c in data["captures"]} == {"captures/nat-inside.pcap", "captures/nat-outside.pcap"}
-    assert all(c["chosen"] == "aes128gcm16-prfsha256-x25519" for c in data["captures"])
+    # with the run's keys/: IKE_AUTH and the CREATE_CHILD_SAs are read too, and the rekeys timed
+    seen = [(c["frame"], c["exchange"], c["chosen"]) for c in data["captures"] if c["file"] == "captures/nat-inside.pcap"]
+    assert seen == [(3, "IKE_SA_INIT", "aes128gcm16-prfsha256-x25519"), (5, "IKE_AUTH", "aes128gcm16"),
+                    (17, "CREATE_CHILD_SA", "aes128gcm16"), (21, "CREATE_CHILD_SA", "aes128gcm16-prfsha256-x25519")]
+    rekeys = [(r["frame"], r["sa"]) for r in data["lifetimes"] if r["file"] == "captures/nat-inside.pcap"]
+    assert rekeys == [(17, "CHILD_SA"), (21, "IKE SA")]
+    assert all(0 < r["rekeyed_after"] < 60 for r in data["lifetimes"])
     assert "| nodes/gwb/swanctl/swanctl.conf:20 |" in (run / "audit.md").read_text()
+
+
+def test_without_keys_only_ike_sa_init_is_read(tmp_path):
+    shutil.copy(DATA / "runs" / "net2net-nat" / "captures" / "nat-inside.pcap", tmp_path)
+    report = audit_paths([str(tmp_path / "nat-inside.pcap")])
+    assert [o.exchange for o in report.captures] == ["IKE_SA_INIT"] and report.lifetimes == []
+    report = audit_paths([str(tmp_path / "nat-inside.pcap")], keys=str(DATA / "runs" / "net2net-nat" / "keys"))
+    assert [o.exchange for o in report.captures] == ["IKE_SA_INIT", "IKE_AUTH", "CREATE_CHILD_SA", "CREATE_CHILD_SA"]
