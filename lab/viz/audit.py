@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from lab.conf.ipsecconf import IpsecConn, load_ipsec_conf, load_ipsec_secrets
-from lab.conf.swanctl import ConfigError, Section, Setting, parse_settings, resolve_settings
+from lab.conf.swanctl import Section, Setting, parse_settings, resolve_settings
 from lab.iana import DhGroup, EncrId, IntegId, PrfId, ProtocolId, TransformType, algorithm
 from lab.ike.config import ConfigValueError, decode_secret, parse_time
 from lab.ike.payloads import Proposal
@@ -98,7 +98,8 @@ class Child:
 
     @property
     def proposals_value(self) -> Value:
-        return self.ah or self.esp or Value(None, self.anchor.file, self.anchor.line, self.anchor.key + ".esp_proposals")
+        return self.ah or self.esp or Value(None, self.anchor.file, self.anchor.line,
+                                            self.anchor.key + ".esp_proposals")
 
 
 @dataclass
@@ -131,10 +132,6 @@ class Conn:
     @property
     def subject(self) -> str:
         return f"{self.gateway}:{self.name}"
-
-    @property
-    def uses_psk(self) -> bool:
-        return any((v.text or "").lower() in ("psk", "secret") for v in self.local_auth + self.remote_auth)
 
     @property
     def uses_certs(self) -> bool:
@@ -422,12 +419,12 @@ def rule_lifetimes(conn: Conn) -> Iterator[Finding]:
 
 def rule_dpd(conn: Conn) -> Iterator[Finding]:
     """Dead peer detection off."""
-    at = conn.dpd_off or conn.dpd_delay
-    if conn.dpd_off is None and conn.dpd_delay is not None and _seconds(conn.dpd_delay) > 0:
-        return
     if not conn.children:
         return
-    at = at or Value(None, conn.anchor.file, conn.anchor.line, conn.anchor.key + ".dpd_delay")
+    if conn.dpd_off is None and conn.dpd_delay is not None and _seconds(conn.dpd_delay) > 0:
+        return
+    at = conn.dpd_off or conn.dpd_delay or Value(None, conn.anchor.file, conn.anchor.line,
+                                                 conn.anchor.key + ".dpd_delay")
     yield _finding("dpd", "liveness", "RFC 7296 §2.4",
                    "dead peer detection is off: a peer that rebooted or lost its state is noticed only at the next "
                    "rekey, and traffic into the tunnel is lost until then; "
@@ -759,7 +756,8 @@ def read_swanctl(path: str, name: str, group: str) -> Gateway:
             child.esp, child.ah = cget("esp_proposals"), cget("ah_proposals")
             child.ah_proposals = _proposals(ProtocolId.AH, child.ah, None)
             child.esp_proposals = [] if child.ah_proposals else _proposals(ProtocolId.ESP, child.esp, "default")
-            child.rekey_time, child.life_time, child.rand_time = cget("rekey_time"), cget("life_time"), cget("rand_time")
+            child.rekey_time, child.life_time = cget("rekey_time"), cget("life_time")
+            child.rand_time = cget("rand_time")
             for value in (child.rekey_time, child.life_time, child.rand_time):
                 _check_time(value)
             child.rekey_bytes, child.life_bytes = cget("rekey_bytes"), cget("life_bytes")

@@ -317,7 +317,8 @@ def test_organization_policy(tmp_path):
     for name, proposals in (("a", "aes256gcm16-prfsha256-x25519"), ("b", "aes256gcm16-prfsha256-x25519"),
                             ("c", "aes128-sha256-modp2048")):
         (tmp_path / "org" / name).mkdir(parents=True)
-        (tmp_path / "org" / name / "swanctl.conf").write_text(swanctl(proposals=proposals, remote=f"203.0.113.{ord(name)}"))
+        text = swanctl(proposals=proposals, remote=f"203.0.113.{ord(name)}")
+        (tmp_path / "org" / name / "swanctl.conf").write_text(text)
     found = [f for f in audit_paths([str(tmp_path / "org")], now=NOW).findings if f.rule == "org-policy"]
     assert [f.subject for f in found] == ["c:s2s"]
 
@@ -495,7 +496,8 @@ def test_a_run_folder_gets_its_audit(tmp_path):
     data = json.loads((run / "audit.json").read_text())
     assert {c["file"] for c in data["captures"]} == {"captures/nat-inside.pcap", "captures/nat-outside.pcap"}
     # with the run's keys/: IKE_AUTH and the CREATE_CHILD_SAs are read too, and the rekeys timed
-    seen = [(c["frame"], c["exchange"], c["chosen"]) for c in data["captures"] if c["file"] == "captures/nat-inside.pcap"]
+    seen = [(c["frame"], c["exchange"], c["chosen"]) for c in data["captures"]
+            if c["file"] == "captures/nat-inside.pcap"]
     assert seen == [(3, "IKE_SA_INIT", "aes128gcm16-prfsha256-x25519"), (5, "IKE_AUTH", "aes128gcm16"),
                     (17, "CREATE_CHILD_SA", "aes128gcm16"), (21, "CREATE_CHILD_SA", "aes128gcm16-prfsha256-x25519")]
     rekeys = [(r["frame"], r["sa"]) for r in data["lifetimes"] if r["file"] == "captures/nat-inside.pcap"]
