@@ -485,7 +485,6 @@ def rule_psk(gateway: Gateway) -> Iterator[Finding]:
 
 CERT_DAYS = 30
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
-IKE_INTERMEDIATE_EKU = x509.ObjectIdentifier("1.3.6.1.5.5.8.2.2")   # RFC 4945 §5.1.3.12
 
 
 def rule_certificates(conn: Conn, *, now: datetime, days: int = CERT_DAYS) -> Iterator[Finding]:
@@ -529,10 +528,10 @@ def rule_certificates(conn: Conn, *, now: datetime, days: int = CERT_DAYS) -> It
             except x509.ExtensionNotFound:
                 usages = None
             if usages is not None and SERVER_AUTH not in usages:
-                yield _finding("cert-eku", "serverAuth", "RFC 4945 §5.1.3.12",
+                # RFC 4945 §5.1.3.12: how IPsec treats the ExtendedKeyUsage; serverAuth is Windows' own demand
+                yield _finding("cert-eku", "Windows: serverAuth", "RFC 4945 §5.1.3.12",
                                "the gateway's certificate has an extended key usage without serverAuth: Windows "
-                               "clients refuse it (give it serverAuth, and IKE intermediate "
-                               "1.3.6.1.5.5.8.2.2 if you wish)", at, subject, level="should")
+                               "clients refuse it; add serverAuth", at, subject, level="should")
 
 
 def rule_post_quantum(conn: Conn) -> Iterator[Finding]:
