@@ -162,10 +162,10 @@ def test_pfs(tmp_path):
     ("child", "        rekey_time = 1h\n        life_time = 1h", ("make-before-break", "must")),
     ("child", "        rekey_time = 1h\n        life_time = 3630s", ("make-before-break", "should")),
     ("child", "        rekey_time = 12h", ("lifetime", "advice")),
-    ("child", "        rand_time = 0", ("jitter", "advice")),
+    ("child", "        rand_time = 0", ("jitter", "should")),      # RFC 7296 §2.8: SHOULD be jittered
     ("conn", "    rekey_time = 2d", ("lifetime", "advice")),
     ("conn", "    over_time = 0", ("make-before-break", "should")),
-    ("conn", "    rand_time = 0s", ("jitter", "advice")),
+    ("conn", "    rand_time = 0s", ("jitter", "should")),
 ])
 def test_lifetimes(tmp_path, where, extra, expected):
     text = swanctl(**{f"{where}_extra": extra})
