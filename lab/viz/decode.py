@@ -171,10 +171,11 @@ def _udp_of(packet: bytes) -> tuple[str, str, bytes] | None:
     return None
 
 
-def _walk(path: Path, summary: CaptureSummary, ike_port: int, natt_port: int
-          ) -> Iterator[tuple[DecodedMessage, bytes]]:
+def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500) -> CaptureSummary:
+    path = Path(path)
     if not path.exists():
         raise CaptureError(f"{path}: no such file")
+    summary = CaptureSummary(messages=[])
     reassembler = _Reassembler()
     start: float | None = None
     for frame, stamp, packet in _read_frames(path):
@@ -206,26 +207,9 @@ def _walk(path: Path, summary: CaptureSummary, ike_port: int, natt_port: int
         elif kind is Datagram.KEEPALIVE:
             summary.keepalives += 1
         else:
-            yield decode_ike(payload, frame=frame, time=stamp - start, src=src, sport=sport, dst=dst,
-                             dport=dport), payload
-
-
-def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500) -> CaptureSummary:
-    summary = CaptureSummary(messages=[])
-    for decoded, _ in _walk(Path(path), summary, ike_port, natt_port):
-        summary.messages.append(decoded)
+            summary.messages.append(decode_ike(payload, frame=frame, time=stamp - start, src=src, sport=sport,
+                                               dst=dst, dport=dport))
     return summary
-
-
-def ike_messages(path: str | Path, ike_port: int = 500, natt_port: int = 4500
-                 ) -> Iterator[tuple[DecodedMessage, Message | None]]:
-    """Every IKE message in a capture with its parsed form (None where it does not parse)."""
-    for decoded, payload in _walk(Path(path), CaptureSummary(messages=[]), ike_port, natt_port):
-        try:
-            message = Message.parse(payload) if decoded.error is None else None
-        except ParseError:
-            message = None
-        yield decoded, message
 
 
 def decode_pcap(path: str | Path) -> list[DecodedMessage]:
