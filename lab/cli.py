@@ -26,6 +26,29 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from lab.conf.swanctl import ConfigError
+    from lab.viz.audit import AuditError, audit_paths, render_json, render_markdown, render_text
+
+    try:
+        report = audit_paths(args.paths, cert_days=args.cert_days, keys=args.keys)
+    except (AuditError, ConfigError) as err:
+        print(f"ipsec-lab audit: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.format == "json":
+            print(render_json(report))
+        elif args.format == "markdown":
+            print(render_markdown(report), end="")
+        else:
+            render_text(report)
+    except BrokenPipeError:
+        sys.stderr.close()
+    if args.fail_on != "never" and report.at_or_above(args.fail_on):
+        return 1
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -246,7 +269,19 @@ def _run_one(name: str, out, progress=None, explain: bool = False):
     result = runner.run(scenario, out, progress, **options)
     if not result.interrupted:
         _draw_figures(result.out)
+        _audit_run(result.out)
     return result
+
+
+def _audit_run(out) -> None:
+    """The audit of the run's gateways into out/audit.md and report.md's Audit section (lab.viz)."""
+    from lab.conf.swanctl import ConfigError
+    from lab.viz.audit import AuditError, write_run_audit
+
+    try:
+        write_run_audit(out)
+    except (AuditError, ConfigError, OSError) as err:  # an audit that cannot be made must not cost the run
+        print(f"ipsec-lab: the audit could not be made: {err}", file=sys.stderr)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -552,6 +587,26 @@ def build_parser() -> argparse.ArgumentParser:
     exercises.add_argument("--out", metavar="DIR", help="where its scenario and run folder go (default "
                                                         "out/exercises/NN)")
     exercises.set_defaults(handler=_cmd_exercises)
+    audit = commands.add_parser(
+        "audit", help="grade IPsec settings (swanctl.conf, ipsec.conf, run folders, captures) against RFC 8247/8221",
+        description="Read swanctl.conf files (one gateway or a folder of many), strongSwan's legacy ipsec.conf "
+                    "(with ipsec.secrets beside it), run folders and pcap/pcapng captures, and grade every choice: "
+                    "algorithms (RFC 8247, RFC 8221), PFS, lifetimes, pre-shared keys, certificates, DPD, "
+                    "fragmentation, IKEv1, post-quantum readiness (RFC 9370), and whether the two ends of each "
+                    "connection agree. Each finding names its reference and the file:line and key to change. "
+                    "Exit status 1 when a finding at --fail-on's level or worse is found, 2 for unreadable input.")
+    audit.add_argument("paths", nargs="+", metavar="PATH", help="a file or folder (searched for swanctl*.conf, "
+                                                                "ipsec.conf, *.pcap, *.pcapng)")
+    audit.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                       help="table (terminal, default), markdown or json")
+    audit.add_argument("--fail-on", choices=("must", "should", "advice", "never"), default="must",
+                       help="exit 1 when anything at this level or worse is found (default must)")
+    audit.add_argument("--cert-days", type=_positive_int, default=30, metavar="N",
+                       help="flag certificates that expire within N days (default 30)")
+    audit.add_argument("--keys", metavar="DIR", help="key tables (ikev2_decryption_table) to read the captures' "
+                                                     "IKE_AUTH and CREATE_CHILD_SA with (a run folder's keys/ "
+                                                     "is found by itself)")
+    audit.set_defaults(handler=_cmd_audit)
 
     clean = commands.add_parser("clean", help="remove what a crashed lab run left behind (only that)")
     clean.set_defaults(handler=_cmd_clean)

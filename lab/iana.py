@@ -216,6 +216,10 @@ class DhGroup(IntEnum):
     BRAINPOOL_P512 = 30
     CURVE25519 = 31
     CURVE448 = 32
+    # draft-ietf-ipsecme-ikev2-mlkem (FIPS 203 ML-KEM), IANA Transform Type 4 values 35-37
+    MLKEM_512 = 35
+    MLKEM_768 = 36
+    MLKEM_1024 = 37
 
 
 class EsnId(IntEnum):
@@ -647,6 +651,9 @@ def _registry() -> tuple[Algorithm, ...]:
     # RFC 8031
     add(Algorithm(T.DH, DhGroup.CURVE25519, 0, ("x25519", "curve25519"), ike=True))
     add(Algorithm(T.DH, DhGroup.CURVE448, 0, ("x448", "curve448")))
+    # FIPS 203 ML-KEM; strongSwan 6 keywords, alone or as an additional key exchange (ke1_mlkem768, RFC 9370)
+    for bits, group in ((512, DhGroup.MLKEM_512), (768, DhGroup.MLKEM_768), (1024, DhGroup.MLKEM_1024)):
+        add(Algorithm(T.DH, group, 0, (f"mlkem{bits}",)))
 
     # -- extended sequence numbers, RFC 4303 §2.2.1, RFC 4302 §2.5.1
     add(Algorithm(T.ESN, EsnId.ESN, 0, ("esn",), esp=True, ah=True))

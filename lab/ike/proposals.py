@@ -256,7 +256,7 @@ def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
     entries: list[_Algo] = []
     for raw in text.split("-"):
         token = raw.strip()
-        algo = _KEYWORDS.get(token)
+        algo = _KEYWORDS.get(token) or _additional_ke(token)
         if algo is None:
             raise ProposalError(_unknown_token_message(token, text, protocol), text=source, token=token,
                                 protocol=protocol)
@@ -317,6 +317,15 @@ def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
         entries.append((_ESN, EsnId.NO_ESN, 0))
 
     return _build_proposal(number, protocol, b"", _dedupe(entries))
+
+
+def _additional_ke(token: str) -> _Algo | None:
+    # RFC 9370 §2.2.1: Additional Key Exchange 1..7 are transform types 6..12 (strongSwan ke1_ .. ke7_)
+    if len(token) > 4 and token[:2] == "ke" and token[2] in "1234567" and token[3] == "_":
+        base = _KEYWORDS.get(token[4:])
+        if base is not None and base[0] == _DH:
+            return (_DH + 1 + int(token[2]), base[1], 0)
+    return None
 
 
 def _split_list(text: str | Iterable[str]) -> list[str]:
@@ -407,7 +416,7 @@ def check_implemented(proposals: Sequence[Proposal]) -> list[Proposal]:
                 continue
             name = _protocol_name(protocol)
             token = _format_entry(entry)
-            kind = _KIND_NAMES.get(entry[0], "transform")
+            kind = _KIND_NAMES.get(entry[0], "additional key exchange" if _is_ke_type(entry[0]) else "transform")
             if protocol == ProtocolId.AH and entry[0] == _INTEG and entry[1] in _GMAC_INTEG.values():
                 hint = "AES-GMAC is implemented for ESP only: write esp_proposals = " + token
             else:
@@ -423,6 +432,10 @@ def _format_entry(entry: _Algo) -> str:
     name = _CANONICAL.get(entry)
     if name is not None:
         return name
+    if 6 <= entry[0] <= 12:
+        base = _CANONICAL.get((_DH, entry[1], 0))
+        if base is not None:
+            return f"ke{entry[0] - _DH - 1}_{base}"
     ttype, tid, key_length = entry
     try:
         prefix = TransformType(ttype).name

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from lab.ike import payloads as p
 from lab.ike.proposals import (
     ChosenAlgorithms,
+    check_implemented,
     ProposalError,
     format_proposal,
     format_proposals,
@@ -100,11 +101,24 @@ def test_transform_keywords_from_ids():
 def test_unknown_ids_format_without_crashing():
     weird = p.Proposal(1, 3, b"\x01\x02\x03\x04", [
         p.Transform(1, 99), p.Transform(1, 12, [p.TransformAttribute(14, 64)]),
-        p.Transform(3, 200), p.Transform(4, 4242), p.Transform(9, 1),
+        p.Transform(3, 200), p.Transform(4, 4242), p.Transform(13, 1),
     ])
-    assert format_proposal(weird) == "ENCR(99)-ENCR(12)_64-INTEG(200)-DH(4242)-TRANSFORM9(1)"
+    assert format_proposal(weird) == "ENCR(99)-ENCR(12)_64-INTEG(200)-DH(4242)-TRANSFORM13(1)"
     with pytest.raises(ProposalError):
         parse_esp_proposal(format_proposal(weird))
+
+
+def test_additional_key_exchanges_of_rfc_9370():
+    # RFC 9370 §2.2.1: Additional Key Exchange 1..7 are transform types 6..12
+    proposal = parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024")
+    assert [(int(t.transform_type), int(t.transform_id)) for t in proposal.transforms][-2:] == [(6, 36), (7, 37)]
+    assert format_proposal(proposal) == "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024"
+    assert format_proposal(p.Proposal(1, 1, b"", [p.Transform(9, 1)])) == "ke4_modp768"
+    for bad in ("ke8_mlkem768", "ke1_sha256", "ke1_"):
+        with pytest.raises(ProposalError):
+            parse_ike_proposal(f"aes128-sha256-x25519-{bad}")
+    with pytest.raises(ProposalError, match="ke1_mlkem768 .*not implemented by ipsec-lab"):
+        check_implemented([proposal])
 
 
 @pytest.mark.parametrize("text, canonical, expected", [
