@@ -92,6 +92,7 @@ class Peer:
         conf = folder / "swanctl.conf"
         if not conf.exists():
             raise PeerError(f"{folder} has no swanctl.conf")
+        self.swanctl_dir.mkdir(parents=True, exist_ok=True)  # a loose file (another .conf) may come first
         for item in folder.iterdir():
             target = self.swanctl_dir / item.name
             if item.is_dir():

@@ -727,19 +727,24 @@ class MtuStep(StepKind):
 class RunStep(StepKind):
     name = "run"
     does = "any shell command in a node; must exit 0"
-    fields = (Field("node", required=True), Field("cmd", required=True), Field("timeout", "seconds", "30"))
+    fields = (Field("node", required=True),
+              Field("cmd", "a shell command; `$SCENARIO_DIR` is the scenario's folder", required=True),
+              Field("timeout", "seconds", "30"))
 
     def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
         if f.args["node"] not in ctx.nodes:
             raise f.error("node", f"no node {f.args['node']!r}")
         f.text("cmd")
+        out["folder"] = str(ctx.file.parent.resolve())
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']}: {a['cmd']}"
 
     def run(self, run: "Runner", a: dict[str, Any]) -> str:
         timeout = int(a.get("timeout", 30))
-        out = run.node(a["node"]).cmd(f"timeout {timeout} sh -c {shlex.quote(a['cmd'])} 2>&1; echo __rc=$?")
+        folder = shlex.quote(a.get("folder", ""))
+        out = run.node(a["node"]).cmd(f"SCENARIO_DIR={folder} timeout {timeout} sh -c {shlex.quote(a['cmd'])} 2>&1; "
+                                      f"echo __rc=$?")
         body, _, rc = out.rpartition("__rc=")
         if rc.strip() != "0":
             raise StepFailed(f"exit {rc.strip()}: {short(body)}")

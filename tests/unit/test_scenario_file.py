@@ -199,3 +199,25 @@ def test_unknown_scenario_name_lists_the_library():
     with pytest.raises(sc.ScenarioError) as info:
         sc.find("no-such-scenario")
     assert "net2net-nat" in str(info.value)
+
+
+def test_run_steps_know_their_scenario_folder(folder):
+    """A `run` step's shell gets $SCENARIO_DIR, the scenario's folder (for a script that lives there)."""
+    from lab.net.steps import STEPS
+    step_line = '  - run: {node: hosta, cmd: "cat \\"$SCENARIO_DIR/scenario.yaml\\""}\n'
+    _write(folder, BASE.replace("  - ping:", step_line + "  - ping:"))
+    step = next(s for s in sc.load(folder).steps if s.kind == "run")
+    assert step.args["folder"] == str(folder.resolve())
+    sent = []
+
+    class Node:
+        def cmd(self, text):
+            sent.append(text)
+            return "title: t\n__rc=0\n"
+
+    class Run:
+        def node(self, name):
+            return Node()
+
+    assert STEPS["run"].run(Run(), step.args) == "title: t"
+    assert sent[0].startswith(f"SCENARIO_DIR={folder.resolve()} timeout 30 sh -c "), sent[0]
