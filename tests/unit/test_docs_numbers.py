@@ -298,8 +298,10 @@ def test_no_file_points_outside_the_repository():
 
 
 def test_links_resolve_inside_the_repository():
+    # tests/data/runs holds run folders trimmed to what lab.viz reads: their report.md links files left out
+    kept_runs = ROOT / "tests" / "data" / "runs"
     broken = [f"{path.relative_to(ROOT)}: {link}" for path in tracked_files()
-              if path.suffix in (".md", ".ipynb") for link in broken_links(path)]
+              if path.suffix in (".md", ".ipynb") and kept_runs not in path.parents for link in broken_links(path)]
     assert not broken, "broken links:\n" + "\n".join(broken)
 
 
