@@ -28,7 +28,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from lab.ike.config import (
-    Action,
+    SaAction,
     AuthClass,
     AuthConfig,
     ChildConfig,
@@ -136,13 +136,13 @@ def _auth(value: str) -> AuthClass:
     raise ValueError(f"expected one of {_AUTH_CLASSES}, not '{value}'")
 
 
-_ACTION = _choice(Action, clear="none", route="trap", hold="trap", restart="start")
+_ACTION = _choice(SaAction, clear="none", route="trap", hold="trap", restart="start")
 
 
-def _action(value: str) -> Action:
+def _action(value: str) -> SaAction:
     if value.replace(" ", "").lower() in ("trap|start", "start|trap"):
         raise ValueError("start_action = trap|start is not supported by ipsec-lab; choose trap or start")
-    return Action(_ACTION(value))
+    return SaAction(_ACTION(value))
 
 
 def _mode(value: str) -> ChildMode:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.esp import SPD, Action, Policy, Selector
 from lab.esp.spd import ANY_PORTS, AddressRange
-from lab.ike.config import Action as StartAction
+from lab.ike.config import SaAction
 from lab.ike.config import ChildMode, DynamicTrafficSelector
 from lab.ike.payloads import TrafficSelector
 
@@ -269,7 +269,7 @@ class Routes:
                 if not child.mode.is_shunt:
                     continue
                 name = f"{conn.name}/{child.name}"
-                if child.start_action != StartAction.TRAP:
+                if child.start_action != SaAction.TRAP:
                     self.gateway.say(f"[ESP] shunt {name} (mode = {child.mode}) not installed: start_action = trap "
                                      f"installs it, as in strongSwan")
                     continue

@@ -30,7 +30,7 @@ from .payloads import Proposal, TrafficSelector
 from .proposals import ProposalError, check_implemented, parse_esp_proposals, parse_ike_proposals
 
 __all__ = [
-    "Action",
+    "SaAction",
     "AuthClass",
     "AuthConfig",
     "ChildConfig",
@@ -102,7 +102,7 @@ class ChildMode(StrEnum):
         return self in (ChildMode.PASS, ChildMode.DROP)
 
 
-class Action(StrEnum):
+class SaAction(StrEnum):
     """What to do with a CHILD_SA: strongSwan's action_t. swanctl's `clear` means NONE and
     `restart` means START (strongSwan vici_config.c parse_action)."""
 
@@ -491,9 +491,9 @@ class ChildConfig:
     rekey_packets: int = 0
     life_packets: int | None = None
     rand_packets: int | None = None
-    start_action: Action = Action.NONE
-    close_action: Action = Action.NONE
-    dpd_action: Action = Action.NONE
+    start_action: SaAction = SaAction.NONE
+    close_action: SaAction = SaAction.NONE
+    dpd_action: SaAction = SaAction.NONE
     replay_window: int = 32
     copy_df: bool = True
     copy_ecn: bool = True
@@ -501,10 +501,10 @@ class ChildConfig:
 
     def __post_init__(self) -> None:
         self.mode = _enum(ChildMode, self.mode, "mode")
-        self.start_action = _enum(Action, self.start_action, "start_action")
-        self.close_action = _enum(Action, self.close_action, "close_action")
-        self.dpd_action = _enum(Action, self.dpd_action, "dpd_action")
-        if self.mode.is_shunt and self.start_action == Action.START:
+        self.start_action = _enum(SaAction, self.start_action, "start_action")
+        self.close_action = _enum(SaAction, self.close_action, "close_action")
+        self.dpd_action = _enum(SaAction, self.dpd_action, "dpd_action")
+        if self.mode.is_shunt and self.start_action == SaAction.START:
             raise ConfigValueError(f"mode = {self.mode} makes a shunt policy, not an SA: start_action = trap installs "
                                    f"it, start has nothing to negotiate")
         if self.copy_dscp not in ("out", "in", "yes", "no"):

@@ -1,4 +1,4 @@
-"""The lab's nodes, as Mininet node classes: Host, Router, Gateway, NatBox and Switch.
+"""The lab's nodes, as Mininet node classes: Host, Router, GatewayNode, NatBox and Switch.
 
 Each node is a network namespace with a shell (Mininet's `Node`). A topology (lab.net.topology)
 gives every node its interfaces' addresses and MTUs, its routes and its knobs as parameters;
@@ -8,7 +8,7 @@ standard library (`mn` runs it under Debian's python3).
 
     Host      an end system: addresses, routes, IPv6 off (captures show only what we send)
     Router    a Host that forwards (ip_forward=1; rp_filter off unless asked)
-    Gateway   a Router that runs an IKE daemon: ours or strongSwan's charon (private /var/run)
+    GatewayNode  a Router that runs an IKE daemon: ours or strongSwan's charon (private /var/run)
     NatBox    a Router that masquerades its inside behind its outside address, with knobs:
               mapping preserve|random, SNAT port range, DNAT of 500/4500, UDP mapping timeout,
               rebind/reboot, drop ESP, block ICMP fragmentation-needed, loss, delay/reorder/duplicate
@@ -313,7 +313,7 @@ class Router(LabNode):
             super().terminate()
 
 
-class Gateway(Router):
+class GatewayNode(Router):
     """A router that runs an IKE daemon. charon hard-codes /var/run/charon.pid, so the node
     gets a private /var/run."""
 
@@ -421,5 +421,5 @@ class NatBox(Router):
         return self.run_quiet("conntrack -L -o extended")
 
 
-KINDS: dict[str, type[LabNode]] = {"host": Host, "router": Router, "gateway": Gateway, "nat": NatBox,
+KINDS: dict[str, type[LabNode]] = {"host": Host, "router": Router, "gateway": GatewayNode, "nat": NatBox,
                                    "switch": Switch}

@@ -27,7 +27,7 @@ LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 @dataclass
-class Tap:
+class TapSpec:
     name: str
     node: str
     intf: str
@@ -48,7 +48,7 @@ class Scenario:
     gateway_options: dict[str, dict[str, Any]]
     nat: dict[str, dict[str, Any]]
     knobs: dict[str, dict[str, Any]]
-    taps: list[Tap]
+    taps: list[TapSpec]
     merge_captures: bool
     steps: list[Step]
     checks: list[Check]
@@ -227,13 +227,13 @@ def _knobs(r: ScenarioReader, top: Map, topo: LabTopo) -> dict[str, dict[str, An
     return out
 
 
-def _taps(r: ScenarioReader, top: Map, topo: LabTopo) -> tuple[list[Tap], bool]:
+def _taps(r: ScenarioReader, top: Map, topo: LabTopo) -> tuple[list[TapSpec], bool]:
     merge = top.get("merge_captures", False)
     if not isinstance(merge, bool):
         raise r.error(r.line(top, "merge_captures"), "merge_captures", "must be true or false")
     raw = top.get("taps", "default")
     if raw in ("default", None):
-        return [Tap(t["name"], t["node"], t["intf"]) for t in topo.default_taps()], merge
+        return [TapSpec(t["name"], t["node"], t["intf"]) for t in topo.default_taps()], merge
     if raw in ("none", False):
         return [], merge
     if not isinstance(raw, list):
@@ -243,7 +243,7 @@ def _taps(r: ScenarioReader, top: Map, topo: LabTopo) -> tuple[list[Tap], bool]:
         line = raw.item_lines[i] if isinstance(raw, Seq) else r.line(top, "taps")
         field_name = f"taps[{i + 1}]"
         if item == "default":
-            taps += [Tap(t["name"], t["node"], t["intf"]) for t in topo.default_taps()]
+            taps += [TapSpec(t["name"], t["node"], t["intf"]) for t in topo.default_taps()]
             continue
         bpf, name = "", None
         if isinstance(item, dict):
@@ -260,7 +260,7 @@ def _taps(r: ScenarioReader, top: Map, topo: LabTopo) -> tuple[list[Tap], bool]:
         intfs = list(topo.interfaces(node))
         if intf not in intfs:
             raise r.error(line, field_name, f"{node} has no interface {intf!r} (it has: {', '.join(intfs)})")
-        taps.append(Tap(name or f"{node}-{intf.split('-', 1)[-1]}", node, intf, bpf))
+        taps.append(TapSpec(name or f"{node}-{intf.split('-', 1)[-1]}", node, intf, bpf))
     names = [t.name for t in taps]
     for name in names:
         if names.count(name) > 1:
@@ -330,5 +330,5 @@ def _steps(ctx: Context, top: Map) -> list[Step]:
     return steps
 
 
-__all__ = ["Check", "LIBRARY", "Map", "Scenario", "ScenarioError", "Seq", "Step", "Tap", "find", "library", "load",
+__all__ = ["Check", "LIBRARY", "Map", "Scenario", "ScenarioError", "Seq", "Step", "TapSpec", "find", "library", "load",
            "owner_of", "parse_size", "read_yaml", "text_line"]

@@ -140,7 +140,7 @@ class Conn:
 
 
 @dataclass
-class Gateway:
+class AuditedGateway:
     name: str
     file: str
     group: str                          # the organization: gateways of one group are audited together
@@ -467,7 +467,7 @@ def psk_weakness(secret: bytes) -> str | None:
     return None
 
 
-def rule_psk(gateway: Gateway) -> Iterator[Finding]:
+def rule_psk(gateway: AuditedGateway) -> Iterator[Finding]:
     """Pre-shared keys short or guessable."""
     for value in gateway.psks:
         try:
@@ -639,7 +639,7 @@ def rule_peer_children(a: Conn, b: Conn) -> Iterator[Finding]:
                            f"first choice {format_proposal(child.proposals[0])}", at, subject, level="should")
 
 
-def rule_org_policy(gateways: list[Gateway]) -> Iterator[Finding]:
+def rule_org_policy(gateways: list[AuditedGateway]) -> Iterator[Finding]:
     """Gateways of one organization whose IKE policy differs from the most common one."""
     policies: dict[frozenset[str], list[Conn]] = {}
     for gateway in gateways:
@@ -708,7 +708,7 @@ def _list(value: Value | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (value.text or "").split(",") if x.strip()) if value else ()
 
 
-def read_swanctl(path: str, name: str, group: str) -> Gateway:
+def read_swanctl(path: str, name: str, group: str) -> AuditedGateway:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
@@ -716,7 +716,7 @@ def read_swanctl(path: str, name: str, group: str) -> Gateway:
     except UnicodeDecodeError:
         raise AuditError(f"{path}: not a text file (UTF-8 expected)") from None
     root = resolve_settings(parse_settings(text, path)[0])
-    gateway = Gateway(name, path, group)
+    gateway = AuditedGateway(name, path, group)
     directory = os.path.dirname(path)
     connections = root.sections.get("connections")
     for conn_section in (connections.sections.values() if connections else ()):
@@ -779,9 +779,9 @@ def read_swanctl(path: str, name: str, group: str) -> Gateway:
 # ---------------------------------------------------------------- reading ipsec.conf
 
 
-def read_ipsec_conf(path: str, name: str, group: str) -> Gateway:
+def read_ipsec_conf(path: str, name: str, group: str) -> AuditedGateway:
     conf = load_ipsec_conf(path)
-    gateway = Gateway(name, path, group)
+    gateway = AuditedGateway(name, path, group)
     directory = os.path.dirname(path)
     for legacy in conf.conns.values():
         # ipsec.conf(5) auto: ignore (the default) means the conn is not loaded, e.g. a template for also=
@@ -1004,7 +1004,7 @@ def audit_paths(paths: Iterable[str], *, cert_days: int = CERT_DAYS, now: dateti
     ConfigError) naming file, line and key for input it cannot read."""
     now = now or datetime.now(timezone.utc)
     report = AuditReport()
-    gateways: list[Gateway] = []
+    gateways: list[AuditedGateway] = []
     for path, kind, root in _collect(paths):
         if kind == "capture":
             found_keys = keys or _run_keys(path)
@@ -1031,7 +1031,7 @@ def audit_paths(paths: Iterable[str], *, cert_days: int = CERT_DAYS, now: dateti
     return report
 
 
-def audit_gateways(gateways: list[Gateway], *, cert_days: int = CERT_DAYS,
+def audit_gateways(gateways: list[AuditedGateway], *, cert_days: int = CERT_DAYS,
                    now: datetime | None = None) -> list[Finding]:
     """Every rule over `gateways`: per connection, per gateway, then across each organization."""
     now = now or datetime.now(timezone.utc)
@@ -1042,7 +1042,7 @@ def audit_gateways(gateways: list[Gateway], *, cert_days: int = CERT_DAYS,
                 findings.extend(rule(conn))
             findings.extend(rule_certificates(conn, now=now, days=cert_days))
         findings.extend(rule_psk(gateway))
-    groups: dict[str, list[Gateway]] = {}
+    groups: dict[str, list[AuditedGateway]] = {}
     for gateway in gateways:
         groups.setdefault(gateway.group, []).append(gateway)
     for members in groups.values():
@@ -1062,7 +1062,7 @@ def audit_gateways(gateways: list[Gateway], *, cert_days: int = CERT_DAYS,
     return findings
 
 
-def _same_setup(a: Gateway, b: Gateway, variants: dict[str, set[str]]) -> bool:
+def _same_setup(a: AuditedGateway, b: AuditedGateway, variants: dict[str, set[str]]) -> bool:
     # a scenario's swanctl-X.conf on one gateway goes with swanctl-X.conf on the other, else with its swanctl.conf
     if a.variant == b.variant:
         return True

@@ -22,7 +22,7 @@ from .mtu import draw_mtu
 from .rekey import draw_rekey_timeline
 from .run import load_run
 from .style import Figure
-from .topology import TopologyError, draw_topology
+from .topology import TopologyFileError, draw_topology
 
 
 def form_of(packet) -> str | None:
@@ -133,7 +133,7 @@ def _draw_job(index: int) -> list[tuple[str, str]] | str:
     function, args = _JOBS[index]
     try:
         figure = function(*args)
-    except TopologyError as err:
+    except TopologyFileError as err:
         return str(err)
     return [(str(path), caption) for path, caption in figure.entries()]
 

@@ -22,7 +22,7 @@ _ESP_INTEG = {name: key for key, name in ESP_INTEG_NAMES.items()}
 
 
 @dataclass(frozen=True)
-class IkeSaKeys:
+class IkeKeyRow:
     """One line of ikev2_decryption_table: the SK_e/SK_a keys of one IKE SA."""
 
     spi_i: bytes
@@ -70,7 +70,7 @@ class EspSaKeys:
 
 @dataclass
 class KeyTables:
-    ike: dict[tuple[bytes, bytes], IkeSaKeys] = field(default_factory=dict)
+    ike: dict[tuple[bytes, bytes], IkeKeyRow] = field(default_factory=dict)
     esp: dict[int, list[EspSaKeys]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     folder: Path | None = None
@@ -78,7 +78,7 @@ class KeyTables:
     def __bool__(self) -> bool:
         return bool(self.ike or self.esp)
 
-    def ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeSaKeys | None:
+    def ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeKeyRow | None:
         return self.ike.get((spi_i, spi_r))
 
     def esp_sa(self, spi: int, src: str, dst: str) -> EspSaKeys | None:
@@ -103,7 +103,7 @@ def _rows(path: Path):
             yield number, [cell.strip() for cell in row]
 
 
-def _ike_line(row: list[str], where: str) -> IkeSaKeys:
+def _ike_line(row: list[str], where: str) -> IkeKeyRow:
     if len(row) < 8:
         raise ValueError(f"{len(row)} columns, ikev2_decryption_table has 8")
     spi_i, spi_r = _hex(row[0], "SPIi"), _hex(row[1], "SPIr")
@@ -114,7 +114,7 @@ def _ike_line(row: list[str], where: str) -> IkeSaKeys:
     if row[7] not in _IKE_INTEG:
         raise ValueError(f"integrity {row[7]!r} is not one lab.ike checks")
     encr_id, key_length = _IKE_ENCR[row[4]]
-    keys = IkeSaKeys(spi_i, spi_r, int(encr_id), key_length, int(_IKE_INTEG[row[7]]), _hex(row[2], "SK_ei"),
+    keys = IkeKeyRow(spi_i, spi_r, int(encr_id), key_length, int(_IKE_INTEG[row[7]]), _hex(row[2], "SK_ei"),
                      _hex(row[3], "SK_er"), _hex(row[5], "SK_ai"), _hex(row[6], "SK_ar"), where)
     try:
         cipher = keys.cipher()
@@ -171,7 +171,7 @@ def load_keys(folder: str | Path | None) -> KeyTables:
             except ValueError as err:
                 tables.problems.append(f"{where}: {err}")
                 continue
-            if isinstance(keys, IkeSaKeys):
+            if isinstance(keys, IkeKeyRow):
                 tables.ike[(keys.spi_i, keys.spi_r)] = keys
             else:
                 tables.esp.setdefault(keys.spi, []).append(keys)
@@ -193,7 +193,7 @@ def keys_from_memory(endpoints, child_events=()) -> KeyTables:
     for endpoint in endpoints:
         for entry in endpoint.ike_key_log:
             algorithms, keys = entry["algorithms"], entry["keys"]
-            tables.ike[(entry["spi_i"], entry["spi_r"])] = IkeSaKeys(
+            tables.ike[(entry["spi_i"], entry["spi_r"])] = IkeKeyRow(
                 entry["spi_i"], entry["spi_r"], int(algorithms.encr), algorithms.encr_key_length or 0,
                 int(algorithms.integ or IntegId.NONE), keys.sk_ei, keys.sk_er, keys.sk_ai, keys.sk_ar, "memory")
     for event in child_events:
@@ -231,4 +231,4 @@ def write_key_tables(tables: KeyTables, folder: str | Path) -> Path:
         (where / IKE_TABLE).write_text("".join(line + "\n" for line in ike_lines))
         (where / ESP_TABLE).write_text("".join(line + "\n" for line in esp_lines))
     return folder
-__all__ = ["EspSaKeys", "IkeSaKeys", "KeyTables", "keys_from_memory", "load_keys", "write_key_tables"]
+__all__ = ["EspSaKeys", "IkeKeyRow", "KeyTables", "keys_from_memory", "load_keys", "write_key_tables"]

@@ -19,7 +19,7 @@ LOCAL, REMOTE = "192.0.2.1", "198.51.100.1"
 
 
 @dataclass(frozen=True)
-class Config:
+class Form:
     name: str
     protocol: IpsecProto
     mode: Mode
@@ -41,17 +41,17 @@ class Config:
 
 
 CONFIGS = (
-    Config("ESP tunnel, AES-GCM-128", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_GCM_16, 128, IntegId.NONE),
-    Config("ESP tunnel, AES-CBC-128 + SHA-256", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_CBC, 128,
+    Form("ESP tunnel, AES-GCM-128", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_GCM_16, 128, IntegId.NONE),
+    Form("ESP tunnel, AES-CBC-128 + SHA-256", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_CBC, 128,
            IntegId.HMAC_SHA2_256_128),
-    Config("ESP-in-UDP tunnel, AES-GCM-128", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_GCM_16, 128, IntegId.NONE,
+    Form("ESP-in-UDP tunnel, AES-GCM-128", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_GCM_16, 128, IntegId.NONE,
            True),
-    Config("ESP-in-UDP tunnel, AES-CBC-128 + SHA-256", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_CBC, 128,
+    Form("ESP-in-UDP tunnel, AES-CBC-128 + SHA-256", IpsecProto.ESP, Mode.TUNNEL, EncrId.AES_CBC, 128,
            IntegId.HMAC_SHA2_256_128, True),
-    Config("ESP transport, AES-GCM-128", IpsecProto.ESP, Mode.TRANSPORT, EncrId.AES_GCM_16, 128, IntegId.NONE),
-    Config("ESP-NULL tunnel, SHA-256", IpsecProto.ESP, Mode.TUNNEL, EncrId.NULL, None, IntegId.HMAC_SHA2_256_128),
-    Config("AH tunnel, SHA-256", IpsecProto.AH, Mode.TUNNEL, None, None, IntegId.HMAC_SHA2_256_128),
-    Config("AH transport, SHA-256", IpsecProto.AH, Mode.TRANSPORT, None, None, IntegId.HMAC_SHA2_256_128),
+    Form("ESP transport, AES-GCM-128", IpsecProto.ESP, Mode.TRANSPORT, EncrId.AES_GCM_16, 128, IntegId.NONE),
+    Form("ESP-NULL tunnel, SHA-256", IpsecProto.ESP, Mode.TUNNEL, EncrId.NULL, None, IntegId.HMAC_SHA2_256_128),
+    Form("AH tunnel, SHA-256", IpsecProto.AH, Mode.TUNNEL, None, None, IntegId.HMAC_SHA2_256_128),
+    Form("AH transport, SHA-256", IpsecProto.AH, Mode.TRANSPORT, None, None, IntegId.HMAC_SHA2_256_128),
 )
 
 
@@ -64,12 +64,12 @@ def inner_packet(size: int) -> bytes:
     return header + udp
 
 
-def wire_size(config: Config, size: int, sa: OutboundSA | None = None) -> int:
+def wire_size(config: Form, size: int, sa: OutboundSA | None = None) -> int:
     """Octets of the IP datagram on the wire for an inner packet of `size` octets."""
     return len((sa or config.sa()).protect(inner_packet(size)))
 
 
-def largest_inner(config: Config, path_mtu: int) -> int:
+def largest_inner(config: Form, path_mtu: int) -> int:
     """The largest inner packet whose protected datagram is at most `path_mtu` octets."""
     sa = config.sa()
     low, high = 28, path_mtu
@@ -119,7 +119,7 @@ def observations(captures: list[CaptureAnalysis]) -> list[Observation]:
 
 
 def mtu_model(path_mtu: int = 1500, captures: list[CaptureAnalysis] = (), step: int = 1,
-              configs: tuple[Config, ...] = CONFIGS) -> MtuModel:
+              configs: tuple[Form, ...] = CONFIGS) -> MtuModel:
     sizes = list(range(40, max(1500, path_mtu) + 1, step))
     series = {}
     for config in configs:
@@ -221,5 +221,5 @@ def draw_mtu(out: str | Path, captures: list[CaptureAnalysis] = (), path_mtu: in
     return Figure(files, caption, model)
 
 
-__all__ = ["CONFIGS", "Config", "FORM_COLORS", "MtuModel", "Observation", "PATH_MTU_COLOR", "config_color", "draw_mtu",
+__all__ = ["CONFIGS", "Form", "FORM_COLORS", "MtuModel", "Observation", "PATH_MTU_COLOR", "config_color", "draw_mtu",
            "draw_mtu_model", "inner_packet", "largest_inner", "mtu_model", "observations", "render_mtu", "wire_size"]

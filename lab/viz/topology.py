@@ -15,7 +15,7 @@ SOFTWARE = {"ours": "ipsec-lab", "strongswan": "strongSwan"}
 PER_ROW = 5
 
 
-class TopologyError(ValueError):
+class TopologyFileError(ValueError):
     """A topology.json that cannot be drawn; the message names the field."""
 
 
@@ -44,11 +44,11 @@ def load_topology(source: str | Path | dict) -> dict:
     try:
         data = json.loads(path.read_text())
     except OSError as err:
-        raise TopologyError(f"{path}: cannot read ({err.strerror})") from None
+        raise TopologyFileError(f"{path}: cannot read ({err.strerror})") from None
     except ValueError as err:
-        raise TopologyError(f"{path}: not JSON ({err})") from None
+        raise TopologyFileError(f"{path}: not JSON ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
-        raise TopologyError(f"{path}: no 'nodes' list")
+        raise TopologyFileError(f"{path}: no 'nodes' list")
     return data
 
 
@@ -80,7 +80,7 @@ def topology_model(topology: dict) -> TopologyModel:
     nodes = {}
     for index, node in enumerate(topology.get("nodes", [])):
         if "name" not in node:
-            raise TopologyError(f"topology.json: nodes[{index}] has no 'name'")
+            raise TopologyFileError(f"topology.json: nodes[{index}] has no 'name'")
         kind = node.get("kind", "host")
         software = SOFTWARE.get(node.get("software") or "", node.get("software") or "")
         lines = [kind + (f", {software}" if software else "")]
@@ -97,7 +97,7 @@ def topology_model(topology: dict) -> TopologyModel:
     for index, link in enumerate(topology.get("links", [])):
         a, b = link.get("a"), link.get("b")
         if a not in nodes or b not in nodes:
-            raise TopologyError(f"topology.json: links[{index}] joins unknown node {a if a not in nodes else b!r}")
+            raise TopologyFileError(f"topology.json: links[{index}] joins unknown node {a if a not in nodes else b!r}")
         links.append((a, link.get("a_intf", ""), b, link.get("b_intf", ""), link.get("mtu")))
         adjacency[a].append(b)
         adjacency[b].append(a)
@@ -210,4 +210,4 @@ def draw_topology(source: str | Path | dict, out: str | Path) -> Figure:
     return Figure(files, caption, model)
 
 
-__all__ = ["NodeBox", "TopologyError", "TopologyModel", "draw_topology", "load_topology", "topology_model"]
+__all__ = ["NodeBox", "TopologyFileError", "TopologyModel", "draw_topology", "load_topology", "topology_model"]

@@ -9,7 +9,7 @@ import pytest
 
 from lab.ike.config import (
     DYNAMIC,
-    Action,
+    SaAction,
     AuthClass,
     AuthConfig,
     ChildConfig,
@@ -64,7 +64,7 @@ def test_child_defaults_are_strongswans():
     assert (child.rekey_time, child.life_time, child.rand_time) == (3600, 3960, 360)
     assert (child.rekey_bytes, child.life_bytes, child.rand_bytes) == (0, 0, 0)
     assert (child.rekey_packets, child.life_packets, child.rand_packets) == (0, 0, 0)
-    assert (child.start_action, child.close_action, child.dpd_action) == (Action.NONE, Action.NONE, Action.NONE)
+    assert (child.start_action, child.close_action, child.dpd_action) == (SaAction.NONE, SaAction.NONE, SaAction.NONE)
     assert child.replay_window == 32
     assert (child.copy_df, child.copy_ecn, child.copy_dscp) == (True, True, "out")
 

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from lab.conf.settings import parse_settings
 from lab.conf.swanctl import ConfigError, load_swanctl, parse_swanctl
-from lab.ike.config import DYNAMIC, Action, AuthClass, ChildMode, Fragmentation, SendCert, Unique
+from lab.ike.config import DYNAMIC, SaAction, AuthClass, ChildMode, Fragmentation, SendCert, Unique
 from lab.ike.identity import Identity
 from lab.ike.payloads import TrafficSelector
 from lab.ike.proposals import parse_esp_proposals, parse_ike_proposal, parse_ike_proposals
@@ -116,7 +116,7 @@ def test_features_conf():
     assert lan.esp_proposals == parse_esp_proposals("aes256gcm16-esn-noesn, default")
     assert lan.mode == ChildMode.TRANSPORT
     assert (lan.rekey_time, lan.life_time, lan.rand_time) == (1200, 1800, 600)
-    assert (lan.start_action, lan.close_action, lan.dpd_action) == (Action.TRAP, Action.START, Action.START)
+    assert (lan.start_action, lan.close_action, lan.dpd_action) == (SaAction.TRAP, SaAction.START, SaAction.START)
     assert (lan.replay_window, lan.copy_df, lan.rekey_bytes, lan.life_bytes) == (128, False, 1000000, 1100000)
 
     site = config.connections["site-b"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.viz.topology import TopologyError, draw_topology
+from lab.viz.topology import TopologyFileError, draw_topology
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "data" / "demo" / "topology.json"
 
@@ -39,8 +39,8 @@ def test_a_hub_with_spokes_places_every_node(tmp_path):
 def test_bad_topology_names_the_field(tmp_path):
     broken = json.loads(TOPOLOGY.read_text())
     broken["links"][0]["b"] = "nowhere"
-    with pytest.raises(TopologyError, match=r"links\[0\] joins unknown node 'nowhere'"):
+    with pytest.raises(TopologyFileError, match=r"links\[0\] joins unknown node 'nowhere'"):
         draw_topology(broken, tmp_path / "x")
     (tmp_path / "t.json").write_text("{")
-    with pytest.raises(TopologyError, match="not JSON"):
+    with pytest.raises(TopologyFileError, match="not JSON"):
         draw_topology(tmp_path / "t.json", tmp_path / "x")
