@@ -209,19 +209,24 @@ def _root_refused(command: str, why: str = "it creates network namespaces") -> b
 
 
 def _draw_figures(out) -> None:
-    """Figures of a run folder into out/figures, listed in its report (lab.viz)."""
+    """Figures of a run folder into out/figures, listed in its report, and report.html (lab.viz)."""
     from pathlib import Path
 
     from lab.net.report import set_figures
     from lab.viz.figures import draw_run
+    from lab.viz.html import write_report_html
 
     try:
         figures = draw_run(Path(out))
     except Exception as err:  # a figure that cannot be drawn must not cost the run
         print(f"ipsec-lab: figures could not be drawn: {type(err).__name__}: {err}", file=sys.stderr)
-        return
-    set_figures(Path(out) / "report.md", [(str(Path(p).relative_to(out)) if Path(p).is_absolute() else str(p), c)
-                                          for p, c in figures])
+    else:
+        set_figures(Path(out) / "report.md", [(str(Path(p).relative_to(out)) if Path(p).is_absolute() else str(p), c)
+                                              for p, c in figures])
+    try:
+        write_report_html(Path(out))
+    except Exception as err:  # nor can the page
+        print(f"ipsec-lab: report.html could not be written: {type(err).__name__}: {err}", file=sys.stderr)
 
 
 def _interrupted_code(result) -> int:

@@ -34,7 +34,7 @@ def name_of(enum: type[IntEnum], value: int) -> str:
     """A registry name for `value`, or e.g. `PayloadType(99)` when unknown."""
     member = enum._value2member_map_.get(value)
     if member is not None:
-        return member.name  # type: ignore[return-value]
+        return member.name
     try:
         return enum(value).name
     except ValueError:
@@ -492,8 +492,9 @@ class Algorithm:
     def name(self) -> str:
         """The IANA name, e.g. `ENCR_AES_GCM_16` or `AUTH_HMAC_SHA2_256_128`, with the key length."""
         enum = TRANSFORM_ID_ENUMS.get(self.type)
-        prefix = {TransformType.ENCR: "ENCR", TransformType.PRF: "PRF", TransformType.INTEG: "AUTH",
-                  TransformType.DH: "DH", TransformType.ESN: "ESN"}.get(self.type, f"TRANSFORM{self.type}")
+        prefixes: dict[int, str] = {TransformType.ENCR: "ENCR", TransformType.PRF: "PRF", TransformType.INTEG: "AUTH",
+                                    TransformType.DH: "DH", TransformType.ESN: "ESN"}
+        prefix = prefixes.get(self.type, f"TRANSFORM{self.type}")
         base = name_of(enum, self.id) if enum is not None else str(self.id)
         if self.type == TransformType.INTEG and self.id == AUTH_HMAC_SHA2_256_96:
             base = "HMAC_SHA2_256_96"

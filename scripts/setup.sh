@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
     libcharon-extauth-plugins strongswan-pki
     conntrack wireshark-common
     gcc python3-dev libnetfilter-queue-dev
+    chromium chromium-driver
 )
 
 say() { printf '[setup] %s\n' "$*" >&2; }

@@ -5,6 +5,7 @@ moves its SAs with MOBIKE (RFC 4555) or reauthenticates them. Where the kernel r
 socket the list is polled instead. The core never looks at interfaces itself."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import subprocess
@@ -46,8 +47,8 @@ class AddressMonitor:
         self.gateway = gateway
         self.exclude = exclude
         self.sock: socket.socket | None = None
-        self.pending = None
-        self.poller = None
+        self.pending: asyncio.TimerHandle | None = None
+        self.poller: asyncio.TimerHandle | None = None
         self.last: list[str] | None = None
         self.changes = 0
 

@@ -19,13 +19,17 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from lab.ike import events as ev
 from lab.ike.config import Config
 from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
 
 from .dataplane import DataPlaneError
+
+if TYPE_CHECKING:
+    from .addresses import AddressMonitor
+    from .dataplane import DataPlane
 from .keys import KeyExport
 from .narrate import Summariser, line_kind, narrate, record_line_kind
 
@@ -122,8 +126,8 @@ class Gateway:
         self.offload = offload
         self.keepalive_interval = keepalive_interval
         self.checksum_fixup = checksum_fixup
-        self.dataplane = None
-        self.addresses = None  # the AddressMonitor (MOBIKE: our addresses change under us)
+        self.dataplane: DataPlane | None = None
+        self.addresses: AddressMonitor | None = None  # the AddressMonitor (MOBIKE: our addresses change under us)
         # under attack the log and the trace stay small: repeats are summarised (narrate.Summariser)
         self.log_summary = Summariser()
         self.trace_summary = Summariser(summary=self._trace_summary)

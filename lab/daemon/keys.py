@@ -22,7 +22,7 @@ def ike_table_line(entry: dict) -> str | None:
 
 
 def esp_sa_lines(event: ChildSaUp) -> list[str]:
-    encr = ESP_ENCR_NAMES.get(event.encr_id)
+    encr = ESP_ENCR_NAMES.get(event.encr_id) if event.encr_id is not None else None
     integ = ESP_INTEG_NAMES.get(event.integ_id or IntegId.NONE)
     if encr is None or integ is None:
         return []

@@ -14,6 +14,7 @@ Pure functions on bytes, no I/O: tests/unit/test_tun_offload.py checks them with
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from lab.esp.ip import checksum_of_sum, internet_sum
 
@@ -89,7 +90,8 @@ def _folds(nbytes: int) -> tuple[tuple[int, int], ...]:
     """Shift-and-add steps that shrink an nbytes-long integer before `% 0xffff` without changing
     its remainder (2**k = 1 mod 0xffff for k a multiple of 16); multiples of 240 bits keep
     the shifts on CPython's 30-bit digit boundaries, where they are cheapest."""
-    steps, bits = [], nbytes * 8 + 8
+    steps: list[tuple[int, int]] = []
+    bits = nbytes * 8 + 8
     while bits > 4000 and len(steps) < 2:
         k = -(-bits // 480) * 240
         steps.append((k, (1 << k) - 1))
@@ -128,7 +130,7 @@ def segment_tcp(packet, l4: int, mss: int) -> list[bytes]:
         ip_fixed = _from(ip, "big") + l4 + thl
     folds = _folds(mss)
     pack_u32, pack_u16 = _U32.pack_into, _U16.pack_into
-    out = []
+    out: list[bytes] = []
     append = out.append
     last_off = n - 1 - (n - 1 - hl) % mss
     i = 0
@@ -212,7 +214,7 @@ def coalesce(packets: list[bytes], max_length: int = MAX_IP_LENGTH,
     segments of one flow with contiguous sequence numbers, equal payload sizes (the last
     may be shorter), headers equal but for length, IPv4 ID (one up each), sequence number
     and checksum, and no flag but ACK (PSH on the last) becomes one GSO super-packet."""
-    out = []
+    out: list[list[Any]] = []
     n = len(packets)
     i = 0
     while i < n:
@@ -227,7 +229,7 @@ def coalesce(packets: list[bytes], max_length: int = MAX_IP_LENGTH,
         seq = (_U32.unpack_from(p, l4 + 4)[0] + mss) & 0xFFFFFFFF
         total = len(p)
         if l4 == 20:
-            same_ip = ((0, 2), (6, 10), (12, 20))
+            same_ip: tuple[tuple[int, int], ...] = ((0, 2), (6, 10), (12, 20))
             ident = p[4] << 8 | p[5]
         else:
             same_ip = ((0, 4), (6, 40))
@@ -285,7 +287,7 @@ def _super_packet(packets: list[bytes], i: int, j: int, l4: int, hl: int, mss: i
     tcp[13] |= last_flags & TCP_PSH
     # virtio spec 5.1.6.2
     _U16.pack_into(tcp, 16, (_pseudo(p, version) + PROTO_TCP + tcp_len) % 0xFFFF or 0xFFFF)
-    vector = [VNET_HDR.pack(F_NEEDS_CSUM, gso, hl, mss, l4, 16), bytes(ip), bytes(tcp)]
+    vector: list[bytes | memoryview] = [VNET_HDR.pack(F_NEEDS_CSUM, gso, hl, mss, l4, 16), bytes(ip), bytes(tcp)]
     vector.extend(memoryview(q)[hl:] for q in packets[i:j])
     return vector
 

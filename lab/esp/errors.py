@@ -55,7 +55,7 @@ class EspConfigError(ValueError):
 _NO_DROPS = dict.fromkeys(DropReason, 0)
 
 
-class DropCounters(dict):
+class DropCounters(dict["DropReason", int]):
     """Drops by `DropReason`; every reason is present, starting at 0."""
 
     def __init__(self) -> None:

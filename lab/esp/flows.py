@@ -25,7 +25,7 @@ _ECHO = {PROTO_ICMP: frozenset({0, 8}), PROTO_ICMPV6: frozenset({128, 129})}
 _WANTED = frozenset(_PORTS | set(_ECHO))
 
 
-def flow_key(packet: bytes, inbound: bool) -> tuple | None:
+def flow_key(packet: bytes, inbound: bool) -> tuple[Any, ...] | None:
     """(protocol, local address, remote address, local port, remote port) of a packet seen
     from this host (inbound: it is the destination), the echo identifier standing for both
     ports of ICMP echoes; None for anything else."""
@@ -62,7 +62,7 @@ def flow_key(packet: bytes, inbound: bool) -> tuple | None:
 class ReturnFlows:
     def __init__(self, capacity: int = 65536) -> None:
         self.capacity = capacity
-        self.flows: dict[tuple, Any] = {}
+        self.flows: dict[tuple[Any, ...], Any] = {}
 
     def learn(self, packet: bytes, target: Hashable) -> None:
         """`packet` arrived through `target`: its flow's replies go back through it."""

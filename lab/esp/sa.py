@@ -168,7 +168,7 @@ class _SA:
         *,
         protocol: IpsecProto | int,
         mode: Mode | str,
-        encr_id: int,
+        encr_id: int | None,
         encr_key: bytes,
         integ_id: int,
         integ_key: bytes,
@@ -332,6 +332,11 @@ class OutboundSA(_SA):
     """An SA for packets leaving: `protect`, `protect_payload`, `dummy`."""
 
     direction = "out"
+    # where and how the I/O layer sends this SA's packets, set by it (lab.daemon's attach_route)
+    peer: tuple[str, int]
+    udp: bool
+    ah: bool
+    seal: Callable[[bytes], bytes]
 
     def __init__(
         self,
@@ -399,7 +404,7 @@ class OutboundSA(_SA):
             self._impl = self._esp_tunnel if self.mode is Mode.TUNNEL else self._esp_transport
 
     def _iv_source(self, source: Callable[[int], bytes] | None) -> Callable[[int], bytes]:
-        size = self._xform.iv_size
+        size = self._xform.iv_size if self._xform is not None else 0  # AH: no IV
         if source is None:
             if size == 0:
                 return lambda seq: b""
@@ -411,7 +416,7 @@ class OutboundSA(_SA):
         def checked(seq: int) -> bytes:
             iv = source(seq)
             if len(iv) != size:
-                raise EspConfigError(f"iv_source gave {len(iv)} octets; {name_of(EncrId, self.encr_id)} needs {size}")
+                raise EspConfigError(f"iv_source gave {len(iv)} octets; {name_of(EncrId, self.encr_id or 0)} needs {size}")
             return iv
 
         return checked
@@ -572,6 +577,7 @@ class OutboundSA(_SA):
             return b"".join((header, udp, esp))
         if encap is not None:
             seg = UDP_HEADER.pack(encap.sport, encap.dport, 8 + len(esp), 0) + esp
+            assert self.local is not None and self.remote is not None  # a tunnel has both (checked in __init__)
             c = udp6_checksum(self.local, self.remote, seg)
             seg = seg[:6] + _U16.pack(c) + esp
             header = IPV6_HEADER.pack(0x60000000 | tos << 20, len(seg), PROTO_UDP, self.ttl, self.local, self.remote)

@@ -26,11 +26,13 @@ class SADatabase:
         self.events: list[SaEvent] = []
 
     def add(self, sa: InboundSA | OutboundSA) -> None:
-        table = self.inbound if isinstance(sa, InboundSA) else self.outbound
         key = (int(sa.protocol), sa.spi)
-        if key in table:
+        if key in (self.inbound if isinstance(sa, InboundSA) else self.outbound):
             raise ValueError(f"an {sa.direction}bound {sa.protocol.name} SA with SPI 0x{sa.spi:08x} exists")
-        table[key] = sa
+        if isinstance(sa, InboundSA):
+            self.inbound[key] = sa
+        else:
+            self.outbound[key] = sa
         self.events.extend(sa.events)
         sa.events = self.events
         sa.shared_drops = self.drops

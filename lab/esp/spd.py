@@ -60,7 +60,7 @@ def address_range(spec: str | AddressRange | ipaddress.IPv4Network | ipaddress.I
         return None
     if "-" in text:
         a, b = (ipaddress.ip_address(part.strip()) for part in text.split("-", 1))
-        if a.version != b.version or a > b:
+        if a.version != b.version or int(a) > int(b):
             raise ValueError(f"bad address range {text!r}")
         return AddressRange(a.packed, b.packed)
     net = ipaddress.ip_network(text, strict=False)

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,9 @@ def protected_netns() -> set[int]:
 ROOT_NETNS = netns_inode(os.getpid())  # the machine's namespace, where the lab runs
 
 
+_SAVE_LOCK = threading.RLock()
+
+
 @dataclass
 class LabRecord:
     """What one lab run created. Saved on every change, so a crash leaves it behind."""
@@ -160,10 +164,13 @@ class LabRecord:
         return RECORDS / f"{self.owner}.json"
 
     def save(self) -> None:
-        RECORDS.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1))
-        tmp.replace(self.path)
+        # Steps run in threads (background, parallel joins) and each may add a process: one
+        # writer at a time, each with its own temporary file, so no rename finds its file gone.
+        with _SAVE_LOCK:
+            RECORDS.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(self.__dict__, indent=1))
+            tmp.replace(self.path)
 
     def add_node(self, name: str, shell_pid: int) -> None:
         self.shells[name] = shell_pid
@@ -172,8 +179,9 @@ class LabRecord:
             self.netns[name] = inode
 
     def add_process(self, node: str, pid: int, argv0: str) -> None:
-        self.processes[str(pid)] = [node, os.path.basename(argv0)]
-        self.save()
+        with _SAVE_LOCK:
+            self.processes[str(pid)] = [node, os.path.basename(argv0)]
+            self.save()
 
     def drop(self) -> None:
         try:

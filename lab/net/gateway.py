@@ -61,6 +61,24 @@ class OurGateway(Peer):
     def write_config(self, swanctl_conf: str) -> None:
         self.config_path.write_text(swanctl_conf)
 
+    def set_options(self, options: tuple[str, ...]) -> None:
+        self.extra_args = tuple(options)
+
+    def trace_file(self) -> Path:
+        return self.trace_path
+
+    def key_tables(self) -> dict[str, list[str]]:
+        """What the daemon exported (--export-keys)."""
+        tables = {}
+        for table in ("ikev2_decryption_table", "esp_sa"):
+            source = self.keys_dir / table
+            if source.exists():
+                tables[table] = source.read_text().splitlines()
+        return tables
+
+    def shell_exports(self) -> dict[str, str]:
+        return {"IPSEC_LAB_CONTROL": str(self.control_path)}
+
     def start(self) -> "OurGateway":
         """Start the daemon and wait until its control socket answers."""
         return self.launch().wait_started()

@@ -51,6 +51,25 @@ NAT_DEFAULTS: dict[str, Any] = {
     "udp_timeout": None,     # seconds a UDP mapping lives without traffic (conntrack)
     **FILTER_DEFAULTS,
 }
+# the knobs in words, for the scenario reference (lab.net.reference)
+KNOB_WORDS: dict[str, str] = {
+    "drop_esp": "`true`: drop IP protocol 50 (ESP) crossing the box",
+    "drop_fragments": "`true`: drop IP fragments but the first (a middlebox that cannot reassemble)",
+    "block_icmp_frag": "`true`: drop ICMP fragmentation-needed (the PMTUD black hole)",
+    "mss_clamp": "TCP MSS of forwarded SYNs: a number, or `pmtu` (clamp to the path MTU)",
+    "rp_filter": "reverse-path filter: 0 off, 1 strict, 2 loose (RFC 3704)",
+    "loss": "probability a forwarded packet is dropped",
+    "loss_every": "drop every Nth forwarded packet (loss without chance: a repeatable run)",
+    "delay_ms": "delay of forwarded packets (by NFQUEUE, since this kernel has no netem)",
+    "jitter_ms": "random extra delay, up to this",
+    "reorder": "probability a packet is held back behind the next",
+    "duplicate": "probability a packet is sent twice",
+    "impair": "`all`, `ike` or `esp`: what loss, delay, reordering and duplication apply to",
+    "mapping": "`preserve`: keep source ports where free; `random`: a new port per flow",
+    "snat_ports": "map source ports into a range, e.g. `20000-29999`",
+    "dnat": "port forwarding, e.g. `[{to: 172.17.0.2, ports: [500, 4500]}]` (`esp: true` forwards ESP too)",
+    "udp_timeout": "seconds a UDP mapping lives without traffic",
+}
 NAT_MAPPINGS = ("preserve", "random")
 IMPAIR_MATCH = {
     "all": [],
@@ -169,7 +188,8 @@ class Router(LabNode):
     settable = FILTER_DEFAULTS
 
     def default_sysctls(self) -> dict[str, Any]:
-        # problems.md #10: decrypted packets arrive on a TUN device; strict rp_filter drops them
+        # field problem 10 (docs/field-problems.md): decrypted packets arrive on a TUN device;
+        # strict rp_filter drops them
         return {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
 
     def config(self, knobs: dict | None = None, **params: Any) -> dict:
@@ -386,7 +406,8 @@ class NatBox(Router):
 
     def rebind(self) -> None:
         """The NAT forgets its UDP mappings and gives existing flows new source ports
-        (problems.md #5): the next SNAT port range, then the old conntrack entries dropped."""
+        (field problem 5, docs/field-problems.md): the next SNAT port range, then the old conntrack
+        entries dropped."""
         self.rebinds += 1
         self.apply()
         self.run_quiet("conntrack -D -p udp")

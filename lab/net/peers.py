@@ -1,11 +1,12 @@
-"""One interface for the two kinds of gateway in the lab: our daemon (`ipsec-lab daemon`,
-lab.net.gateway.OurGateway) and strongSwan's charon (lab.net.strongswan.StrongSwan, driven
-through VICI).
+"""One interface for every kind of gateway software in the lab (the kinds: lab.net.software):
+our daemon (`ipsec-lab daemon`, lab.net.gateway.OurGateway) and strongSwan's charon
+(lab.net.strongswan.StrongSwan, driven through VICI).
 
-Both are `Peer`s: `start()`, `stop()`, `load(folder)` (a hosts/<node>/ folder: swanctl.conf and
-its x509/, x509ca/, private/ ...), `initiate()`, `terminate()`, `rekey()`, `list_sas()` as the
-same typed records (IkeSaInfo with its ChildSaInfo), `counters()`, and
-`wait_for(condition, timeout)` instead of sleeps.
+Each is a `Peer`: `start()`, `stop()`, `kill()`, `load(folder)` (a hosts/<node>/ folder: its
+configuration file and its x509/, x509ca/, private/ ...), `initiate()`, `terminate()`,
+`rekey()`, `list_sas()` as the same typed records (IkeSaInfo with its ChildSaInfo),
+`counters()`, `wait_for(condition, timeout)` instead of sleeps; and what the run folder takes
+from it: `run_logs()`, `key_tables()`, `trace_file()`, `shell_exports()`.
 """
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
-
-SOFTWARE = ("ours", "strongswan")
-
 
 class PeerError(RuntimeError):
     """A peer command failed or a wait timed out; the message says what was seen."""
@@ -82,8 +80,10 @@ class Peer:
     software = ""
     node: Any
     name: str
+    workdir: Path
     swanctl_dir: Path
     log_path: Path
+    process: Any = None
 
     def load(self, folder: str | Path) -> None:
         """Copy a host folder (swanctl.conf and its certificate folders) into place; a running
@@ -116,6 +116,39 @@ class Peer:
     def counters(self) -> dict[str, int]: ...  # type: ignore[empty-body]
     def log_tail(self, lines: int = 25) -> str: ...  # type: ignore[empty-body]
 
+    def kill(self) -> None:
+        """End the process at once, with no goodbye to its peers (a crash)."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            raise PeerError(f"{self.name} is not running")
+        process.kill()
+        process.wait(5)
+        self.process = None
+
+    def set_options(self, options: tuple[str, ...]) -> None:
+        """Daemon options for the next start."""
+        raise PeerError(f"{self.name} runs {self.software}: daemon options are for our daemon only")
+
+    def observe(self) -> None:
+        """Called after every step and before teardown: remember what the run folder will need
+        later and cannot read afterwards (strongSwan: its SAs' SPIs)."""
+
+    def run_logs(self) -> dict[str, Path]:
+        """The files for the run folder's logs/: name there -> file here."""
+        return {f"{self.name}.log": self.log_path}
+
+    def key_tables(self) -> dict[str, list[str]]:
+        """Wireshark's ikev2_decryption_table and esp_sa lines for this peer's SAs so far."""
+        return {}
+
+    def trace_file(self) -> Path | None:
+        """Its trace.jsonl, for software that writes one."""
+        return None
+
+    def shell_exports(self) -> dict[str, str]:
+        """Environment for the node's shell, so that its own tools work in `ipsec-lab up`."""
+        return {}
+
     def wait_for(self, condition: Callable[[list[IkeSaInfo]], bool], timeout: float = 20.0,
                  what: str = "the SAs to reach the expected state", interval: float = 0.2) -> list[IkeSaInfo]:
         """Poll list_sas() until `condition(sas)` holds; PeerError after `timeout` seconds."""
@@ -147,11 +180,9 @@ def describe(sas: list[IkeSaInfo]) -> str:
 
 
 def make_peer(software: str, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
-    """A peer of `software` (ours or strongswan) on `node`, its files under `workdir`."""
-    if software == "ours":
-        from .gateway import OurGateway
-        return OurGateway(node, workdir, name, **options)
-    if software == "strongswan":
-        from .strongswan import StrongSwan
-        return StrongSwan(node, workdir, name, **options)
-    raise PeerError(f"unknown gateway software {software!r} (known: {', '.join(SOFTWARE)})")
+    """A peer of `software` (a name of lab.net.software.SOFTWARE) on `node`, its files under `workdir`."""
+    from .software import SOFTWARE
+
+    if software not in SOFTWARE:
+        raise PeerError(f"unknown gateway software {software!r} (known: {', '.join(SOFTWARE)})")
+    return SOFTWARE[software].make(node, workdir, name, **options)

@@ -7,8 +7,11 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .software import label
+
 if TYPE_CHECKING:
-    from .runner import RunResult
+    from lab.runfolder import RunResult
+
     from .scenario import Scenario
 
 FIGURES_START = "<!-- figures -->"
@@ -21,12 +24,7 @@ def _cell(text: Any) -> str:
 
 def render(scenario: "Scenario", result: "RunResult", figures: list[tuple[str, str]] | None = None) -> str:
     when = datetime.datetime.fromtimestamp(result.started).strftime("%Y-%m-%d %H:%M:%S")
-    if result.interrupted:
-        verdict = f"INTERRUPTED ({result.interrupted})"
-    elif result.error:
-        verdict = "ERROR"
-    else:
-        verdict = "PASSED" if result.passed else "FAILED"
+    verdict = result.verdict
     steps_ok = sum(s.ok for s in result.steps)
     checks_ok = sum(c.ok for c in result.checks)
     lines = [
@@ -40,7 +38,7 @@ def render(scenario: "Scenario", result: "RunResult", figures: list[tuple[str, s
         lines += [scenario.description, ""]
     if result.error:
         lines += ["```", result.error, "```", ""]
-    gateways = ", ".join(f"{node} runs {'ipsec-lab' if sw == 'ours' else 'strongSwan'}"
+    gateways = ", ".join(f"{node} runs {label(sw)}"
                          for node, sw in scenario.gateways.items())
     params = ", ".join(f"{k}={v}" for k, v in scenario.params.items())
     lines += [f"Topology `{scenario.topology_name}`" + (f" ({params})" if params else "") + f"; {gateways}.",

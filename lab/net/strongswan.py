@@ -23,14 +23,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from lab.conf.writer import render_s2s_conf  # noqa: F401  (moved to lab.conf; re-exported)
 
+from . import charon_keys
 from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
 
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
 PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 
-# The recipe's list (shared/reference/strongswan.md); a plugin whose file is missing is
-# left out and reported in `StrongSwan.missing_plugins`.
+# The plugins charon loads here: kernel-libipsec (strongSwan's userspace data plane: this kernel
+# has no XFRM) with kernel-netlink and socket-default, the crypto of the lab's proposals and
+# certificates, VICI, and the EAP methods; a plugin whose file is missing is left out and
+# reported in `StrongSwan.missing_plugins`.
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
@@ -240,6 +243,7 @@ class StrongSwan(Peer):
         self.out_path = self.workdir / "charon.out"
         self.process: subprocess.Popen | None = None
         self.missing_plugins: list[str] = []
+        self.seen_sas: dict[int, dict[str, str]] = {}  # IKE SA unique id -> VICI fields (SPIs, algorithms)
 
     # -- files ---------------------------------------------------------------------
 
@@ -537,6 +541,36 @@ class StrongSwan(Peer):
 
     def reload(self) -> None:
         self.load_all()
+
+    # -- what a run folder takes from charon ---------------------------------------
+
+    def observe(self) -> None:
+        """Remember the IKE SPIs and algorithms of charon's SAs so far (its log has their keys,
+        not their SPIs); the runner calls this after every step and before teardown."""
+        if not self.running:
+            return
+        try:
+            sas = self.raw_sas()
+        except (PeerError, OSError):
+            return
+        for sa in sas:
+            if sa.get("uniqueid", "").isdigit() and sa.get("responder-spi", "0" * 16) != "0" * 16:
+                self.seen_sas[int(sa["uniqueid"])] = {k: sa.get(k, "") for k in (
+                    "initiator-spi", "responder-spi", "encr-alg", "encr-keysize", "integ-alg")}
+
+    def run_logs(self) -> dict[str, Path]:
+        return {f"{self.name}-charon.log": self.log_path, f"{self.name}-charon.out": self.out_path}
+
+    def key_tables(self) -> dict[str, list[str]]:
+        """Wireshark's tables from the keys charon logged (lab.net.charon_keys) and the SPIs seen."""
+        if not self.log_path.exists():
+            return {}
+        found = charon_keys.parse(self.log_path.read_text(errors="replace"))
+        return {"ikev2_decryption_table": charon_keys.ike_lines(found, self.seen_sas),
+                "esp_sa": charon_keys.esp_lines(found)}
+
+    def shell_exports(self) -> dict[str, str]:
+        return {"STRONGSWAN_CONF": str(self.conf_path), "SWANCTL_DIR": str(self.swanctl_dir)}
 
 
 def _text(value: Any) -> Any:

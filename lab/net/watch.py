@@ -30,7 +30,7 @@ class WatchError(RuntimeError):
 
 
 @dataclass
-class Tap:
+class PacketSocket:
     node: str
     intf: str
     sock: socket.socket
@@ -126,7 +126,7 @@ class LiveSource:
     def __init__(self, targets: list[str], owner: int | None = None) -> None:
         pairs = [parse_target(t) for t in targets]
         self.record = find_lab(pairs[0][0], owner)
-        self.taps: list[Tap] = []
+        self.taps: list[PacketSocket] = []
         try:
             for node, intf in pairs:
                 if node not in self.record.shells:
@@ -138,7 +138,7 @@ class LiveSource:
                 except OSError as err:
                     names = ", ".join(_interfaces(pid)) if _alive(pid) else "?"
                     raise WatchError(f"cannot tap {node}:{intf} ({err.strerror or err}); {node} has: {names}") from None
-                self.taps.append(Tap(node, intf, sock))
+                self.taps.append(PacketSocket(node, intf, sock))
         except BaseException:
             self.close()
             raise

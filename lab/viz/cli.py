@@ -1,5 +1,6 @@
 """`ipsec-lab figures CAPTURE... [--keys DIR] [--out DIR]`: the figures of any capture (or
-of a run folder), drawn without root."""
+of a run folder, with its report.html), drawn without root; `ipsec-lab diagnose`, `ipsec-lab
+pack` and `ipsec-lab watch`."""
 from __future__ import annotations
 
 import argparse
@@ -8,13 +9,13 @@ from pathlib import Path
 
 
 def add_parser(commands, live_source=None) -> None:
-    """figures, diagnose and (given `live_source`, lab.net.watch.LiveSource) watch."""
+    """figures, diagnose, pack and (given `live_source`, lab.net.watch.LiveSource) watch."""
     figures = commands.add_parser(
         "figures", help="draw ladder, header layouts, rekey timeline, MTU figures from captures or a run folder",
         description="Draw the classroom figures (PNG and SVG, legible when projected) from pcap/pcapng captures, "
                     "decrypted with Wireshark key tables when --keys is given; or from a run folder "
-                    "(captures/, keys/, topology.json), into its figures/. Two captures from both sides of a NAT "
-                    "box give one ladder across the box.")
+                    "(captures/, keys/, topology.json), into its figures/, and its report.html anew. Two captures "
+                    "from both sides of a NAT box give one ladder across the box.")
     figures.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap/pcapng files, or one run folder")
     figures.add_argument("--keys", metavar="DIR", help="folder with ikev2_decryption_table and esp_sa "
                                                        "(the run's keys/, or DIR/wireshark/)")
@@ -35,6 +36,16 @@ def add_parser(commands, live_source=None) -> None:
     diagnose.add_argument("run_dir", metavar="DIR", help="a run folder (ipsec-lab run --out DIR)")
     diagnose.add_argument("--json", action="store_true", help="cause, title, paragraph, step and evidence as JSON")
     diagnose.set_defaults(handler=run_diagnose)
+
+    pack = commands.add_parser(
+        "pack", help="pack run folders, their report.html and a README into one archive to take home",
+        description="Put run folders into one archive (.tar.gz or .zip) for a laptop without root or Python: each "
+                    "folder as it is (captures, keys, logs, figures), its report.html (made now if it has none, or "
+                    "an older one) and a README.txt saying what is inside and how to open it.")
+    pack.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (ipsec-lab run --out DIR)")
+    pack.add_argument("-o", "--out", default="ipsec-lab-runs.tar.gz", metavar="FILE",
+                      help="the archive; .zip makes a zip file (default: ipsec-lab-runs.tar.gz)")
+    pack.set_defaults(handler=run_pack)
 
     if live_source is None:
         return
@@ -84,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             for path, caption in entries:
                 print(f"{path}  {caption}")
+            if not args.out and not args.steps and (paths[0] / "result.json").is_file():
+                from .html import write_report_html
+
+                print(f"{write_report_html(paths[0])}  the run's page: open it in any browser")
             return 0 if entries else 1
         if args.steps:
             print("ipsec-lab figures: --steps needs a run folder (its result.json has the steps' times), "
@@ -108,6 +123,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for figure in figures:
         print(f"{figure.files[0]}  {figure.caption}")
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from .pack import PackError, pack
+
+    try:
+        out = pack(args.run_dirs, args.out)
+    except PackError as err:
+        print(f"ipsec-lab pack: {err}", file=sys.stderr)
+        return 2
+    print(f"{out}: {len(args.run_dirs)} run folder{'s' if len(args.run_dirs) != 1 else ''} with report.html and "
+          f"README.txt")
     return 0
 
 

@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.conf.swanctl import ConfigError, Section, parse_settings
+from lab.conf.settings import ConfigError, Section, parse_settings
 
 
 @dataclass

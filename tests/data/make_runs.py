@@ -11,6 +11,7 @@ logs/ (our daemons' and charon's), nodes/<node>/swanctl/swanctl.conf (no private
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -27,7 +28,18 @@ OUT = HERE / "runs"
 KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "ike-fragments", "nat-expiry", "pmtud")
 
 
-def trim(src: Path, dst: Path) -> None:
+def keep_report(run: Path, folder: str) -> None:
+    """The kept report.md names its scenario folder and its own files inside the repository (the
+    run's were a temporary or a developer's paths) and links only the files that were kept."""
+    report = run / "report.md"
+    text = re.sub(r"^Scenario folder: `[^`]*`", f"Scenario folder: {folder}", report.read_text(), flags=re.M)
+    text = re.sub(rf"(?:/[^\s`/]+)+/out/{re.escape(run.name)}/", f"tests/data/runs/{run.name}/", text)
+    text = re.sub(r"!?\[([^\]]*)\]\(([^)#:]+)\)",
+                  lambda m: m.group(0) if (run / m.group(2)).exists() else f"{m.group(1)} (not kept)", text)
+    report.write_text(text)
+
+
+def trim(src: Path, dst: Path, folder: str) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -43,6 +55,16 @@ def trim(src: Path, dst: Path) -> None:
         target = dst / conf.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(conf, target)
+    if (dst / "report.md").exists():
+        keep_report(dst, folder)
+
+
+def where(name: str) -> str:
+    """The scenario folder of a kept run, as the repository has it."""
+    variant = next((v for v in VARIANTS if v.name == name), None)
+    if variant is None:
+        return f"`scenarios/{name}`"
+    return f"`scenarios/{variant.scenario}` with one thing broken (`{name}` in tests/scenarios/variants.py)"
 
 
 def main(names: list[str]) -> int:
@@ -56,7 +78,7 @@ def main(names: list[str]) -> int:
             if variant is None and not result.passed or variant is not None and result.passed:
                 print(f"{name}: unexpected outcome (passed={result.passed})", file=sys.stderr)
                 return 1
-            trim(work / "out" / name, OUT / name)
+            trim(work / "out" / name, OUT / name, where(name))
             print(f"{name}: {OUT / name}")
     return 0
 

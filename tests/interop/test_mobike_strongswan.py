@@ -19,7 +19,8 @@ NEW = {OURS: "203.0.113.11", SWAN: "203.0.113.12"}
 
 def move(pair, gateway: str) -> None:
     """`gateway` gets a second address on its link, then loses its first one (which, with
-    promote_secondaries, leaves the second and the routes in place: strongswan.md)."""
+    promote_secondaries, leaves the second and the routes in place; without it the kernel deletes
+    the secondary address with the primary)."""
     node, intf = pair.lab.nodes[gateway], f"{gateway}-eth0"
     node.cmd(f"sysctl -qw net.ipv4.conf.{intf}.promote_secondaries=1")
     node.cmd(f"ip addr add {NEW[gateway]}/24 dev {intf}")

@@ -188,7 +188,8 @@ def routed_site_to_site():
         yield lab
 
 
-# strongSwan with kernel-libipsec fakes its NAT-D hashes and always encapsulates (reference/strongswan.md)
+# strongSwan with kernel-libipsec fakes its NAT-D hashes and always encapsulates (its userspace
+# data plane cannot send plain ESP; charon logs "faking NAT situation")
 @pytest.mark.parametrize("pairing,encap", [("ours-ours", False), ("ours-strongswan", True)])
 def test_plain_esp_without_nat(routed_site_to_site, tmp_path, pairing, encap):
     lab = routed_site_to_site

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 EXPECT = {
-    "02-tunnel-vs-transport": (5, ["next header 4 -> tunnel mode", "next header 1 -> transport mode",
+    "02-tunnel-vs-transport": (5, ["a tunnel-mode SA, so next header 4", "a transport-mode SA, so next header 1",
                                    "02-tunnel-vs-transport: passed", "02-net2net: passed", "192.0.2.10 === 192.0.2.20",
                                    "tunnel between gateways  on the wire: 192.0.2.2 -> 198.51.100.2"]),
     "03-nat-traversal": (2, ["over gwa's own 172.16.0.2:500:  ", "True", "over what gwb sees, 198.51.100.1:500:",

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.conf.swanctl import load_swanctl, parse_settings, parse_swanctl, resolve_settings
+from lab.conf.settings import parse_settings, resolve_settings
+from lab.conf.swanctl import load_swanctl, parse_swanctl
 from lab.conf.writer import render, render_s2s_conf, render_value
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "swanctl"

@@ -1,4 +1,4 @@
-"""The data plane's routes into its TUN device (lab.daemon.dataplane): one `ip route` per network
+"""The data plane's routes into its TUN device (lab.daemon.routes): one `ip route` per network
 however many CHILD SAs use it; the last one going leaves the route for ROUTE_GRACE seconds, so a
 CHILD SA that comes up meanwhile (many short-lived SAs with the same selectors) takes it over
 without `ip`, unless a virtual IP came or went (the kernel drops a route with its source): then it
@@ -10,6 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from lab.daemon import dataplane as dp
+from lab.daemon import routes as rt
+from lab.iana import EncrId
+from lab.ike import events as ev
 from lab.ike.config import parse_traffic_selectors
 
 
@@ -40,11 +43,11 @@ class Loop:
 @pytest.fixture
 def plane(monkeypatch):
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(dp, "_ip", lambda *args: calls.append(args))
-    monkeypatch.setattr(dp.subprocess, "run", lambda argv, **kw: calls.append(tuple(argv[1:])))
+    monkeypatch.setattr(rt, "_ip", lambda *args: calls.append(args))
+    monkeypatch.setattr(rt.subprocess, "run", lambda argv, **kw: calls.append(tuple(argv[1:])))
     gateway = SimpleNamespace(loop=Loop(), say=lambda text: None)
     plane = dp.DataPlane(gateway)
-    monkeypatch.setattr(plane, "_local_source", lambda event: "10.2.0.1")
+    monkeypatch.setattr(plane.routes, "local_source", lambda local_ts: "10.2.0.1")
     return plane, calls, gateway.loop
 
 
@@ -52,20 +55,22 @@ def binding(network: str = "10.1.0.0/24") -> dp.Binding:
     return dp.Binding(policy=None, routes=[network])
 
 
-EVENT = SimpleNamespace(local_ts=parse_traffic_selectors("10.2.0.0/24"))
+def add_routes(plane, binding, local_ts=parse_traffic_selectors("10.2.0.0/24")):
+    """What a CHILD_SA coming up asks of the routes (DataPlane._child_up)."""
+    plane.routes.add(binding.routes, local_ts)
 
 
 def test_one_route_for_many_children_and_it_outlives_the_last_for_the_grace(plane):
     plane, calls, loop = plane
     first, second = binding(), binding()
-    plane._add_routes(first, EVENT)
-    plane._add_routes(second, EVENT)
+    add_routes(plane, first)
+    add_routes(plane, second)
     assert calls == [("route", "replace", "10.1.0.0/24", "dev", "ipsec0", "table", "220", "src", "10.2.0.1")]
     plane._drop_routes(first)
     plane._drop_routes(second)
-    assert len(calls) == 1 and [t.delay for t in loop.timers] == [dp.ROUTE_GRACE]
+    assert len(calls) == 1 and [t.delay for t in loop.timers] == [rt.ROUTE_GRACE]
     third = binding()
-    plane._add_routes(third, EVENT)  # within the grace, the same selectors: taken over, no `ip`
+    add_routes(plane, third)  # within the grace, the same selectors: taken over, no `ip`
     loop.fire()
     assert len(calls) == 1
     plane._drop_routes(third)
@@ -73,20 +78,20 @@ def test_one_route_for_many_children_and_it_outlives_the_last_for_the_grace(plan
     assert calls[1:] == [("route", "del", "10.1.0.0/24", "table", "220")]
 
 
-@pytest.mark.parametrize("change", ["_add_virtual_ip", "_drop_virtual_ip"])
+@pytest.mark.parametrize("change", ["add_virtual_ip", "drop_virtual_ip"])
 def test_a_virtual_ip_coming_or_going_sets_the_route_in_its_grace_again(plane, change):
     plane, calls, loop = plane
-    plane.virtual_ips[7] = "10.3.0.1"
+    plane.routes.virtual_ips[7] = "10.3.0.1"
     first = binding()
-    plane._add_routes(first, EVENT)
-    if change == "_drop_virtual_ip":
-        plane._drop_virtual_ip(7)  # the IKE SA goes first: the route is still live
+    add_routes(plane, first)
+    if change == "drop_virtual_ip":
+        plane.routes.drop_virtual_ip(7)  # the IKE SA goes first: the route is still live
         plane._drop_routes(first)
     else:
         plane._drop_routes(first)
-        plane._add_virtual_ip(8, "10.3.0.2")
+        plane.routes.add_virtual_ip(8, "10.3.0.2")
     del calls[1:]
-    plane._add_routes(binding(), EVENT)
+    add_routes(plane, binding())
     assert calls[1:] == calls[:1]  # `ip route replace` again, no del
     loop.fire()
     assert not [c for c in calls if c[:2] == ("route", "del")]
@@ -95,16 +100,55 @@ def test_a_virtual_ip_coming_or_going_sets_the_route_in_its_grace_again(plane, c
 def test_other_local_selectors_replace_the_route_and_stop_removes_pending_ones(plane):
     plane, calls, loop = plane
     first = binding()
-    plane._add_routes(first, EVENT)
+    add_routes(plane, first)
     plane._drop_routes(first)
-    other = SimpleNamespace(local_ts=parse_traffic_selectors("10.3.0.7/32"))  # another source address
+    other = parse_traffic_selectors("10.3.0.7/32")  # another source address
     active = binding()
     plane.bindings[id(active)] = active
-    plane._add_routes(active, other)
+    add_routes(plane, active, other)
     assert [c[:2] for c in calls] == [("route", "replace"), ("route", "replace")]
     pending = binding("10.9.0.0/24")
-    plane._add_routes(pending, EVENT)
+    add_routes(plane, pending)
     plane._drop_routes(pending)
     plane.stop()
     deleted = sorted(c[2] for c in calls if c[:2] == ("route", "del"))
     assert deleted == ["10.1.0.0/24", "10.9.0.0/24"]
+
+
+def child_up(name: str, spi: int, ike_sa: int = 1) -> ev.ChildSaUp:
+    keys = ev.ChildKeys(bytes(20), b"")
+    return ev.ChildSaUp(ike_sa, name, spi, 3, spi.to_bytes(4, "big"), (spi + 1).to_bytes(4, "big"),
+                        EncrId.AES_GCM_16, 128, 0, False, keys, keys, "tunnel",
+                        parse_traffic_selectors("10.2.0.0/24"), parse_traffic_selectors("10.1.0.0/24"),
+                        ("198.51.100.2", 4500), ("198.51.100.1", 4500), True, 32, "")
+
+
+def test_children_coming_and_going_through_the_ike_events(plane):
+    """The same, driven as the gateway drives it: CHILD SAs of two children with the same remote
+    network share the route; the one that comes up in the grace takes it over; policies follow."""
+    plane, calls, loop = plane
+    plane.gateway.now = lambda: 0.0
+    plane.gateway.endpoint = SimpleNamespace(by_id={})
+    for spi, name in ((0x100, "a"), (0x200, "b")):
+        plane.on_event(child_up(name, spi))
+    assert calls == [("route", "replace", "10.1.0.0/24", "dev", "ipsec0", "table", "220", "src", "10.2.0.1")]
+    assert len(plane.spd.policies) == 2 and len(plane.sad.outbound) == 2
+    for spi, name in ((0x100, "a"), (0x200, "b")):
+        plane.on_event(ev.ChildSaDeleted(1, name, spi.to_bytes(4, "big"), (spi + 1).to_bytes(4, "big"), "test"))
+    assert not plane.spd.policies and [t.delay for t in loop.timers] == [rt.ROUTE_GRACE]
+    plane.on_event(child_up("c", 0x300))
+    loop.fire()
+    assert len(calls) == 1 and plane.routes.refs == {"10.1.0.0/24": 1}
+    plane.stop()
+    assert calls[1:] == [("route", "del", "10.1.0.0/24", "table", "220")]
+
+
+def test_the_packet_path_reads_what_the_data_plane_keeps():
+    """The packet path sends replies of a shared policy by the data plane's flows and reports
+    lifetimes to it: the same dicts, the data plane's handler; offloads only with the fix-up."""
+    gateway = SimpleNamespace(loop=None, say=lambda text: None)
+    plane = dp.DataPlane(gateway)
+    assert plane.packets.shared is plane.shared and plane.packets.by_spi_in is plane.by_spi_in
+    assert plane.packets.on_sa_events == plane.handle_sa_events
+    assert plane.routes.spd is plane.spd is plane.packets.spd and plane.stats is plane.packets.stats
+    assert plane.packets.want_offload and not dp.DataPlane(gateway, checksum_fixup=False).packets.want_offload

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from lab.daemon.dataplane import _bypass_rule, _networks, _selector, _shunt_selectors
+from lab.daemon.routes import _bypass_rule, _networks, _shunt_selectors, esp_selector
 from lab.conf.swanctl import ConfigError, load_swanctl
 from lab.esp import SPD, Action, EspDrop, Policy, Selector
 from lab.esp.errors import DropReason
@@ -79,8 +79,8 @@ def test_dynamic_means_any_and_rules_name_what_a_leaving_packet_carries():
 
 def test_spd_order_pass_protect_drop():
     # the data plane's order (strongSwan's priorities): pass shunts, the SAs' policies, drop shunts
-    lan = Policy(Action.BYPASS, (_selector(*_shunt_selectors(parse_traffic_selectors("dynamic")),
-                                           *_shunt_selectors(parse_traffic_selectors("10.1.0.0/24"))),), name="lan")
+    lan = Policy(Action.BYPASS, (esp_selector(*_shunt_selectors(parse_traffic_selectors("dynamic")),
+                                              *_shunt_selectors(parse_traffic_selectors("10.1.0.0/24"))),), name="lan")
     net = Policy.of(Action.PROTECT, local="10.1.0.0/24", remote="10.0.0.0/8", name="corp", sa=object())
     drop = Policy.of(Action.DISCARD, local="10.1.0.0/24", remote="10.2.2.0/24", name="lab")
     spd = SPD([lan, net, drop])
@@ -92,3 +92,48 @@ def test_spd_order_pass_protect_drop():
         spd.outbound(bytes(IP(src="10.1.0.10", dst="10.2.2.10") / ICMP()))
     assert drop.hits == 1 and spd.drops[DropReason.POLICY_DISCARD] == 1
     assert isinstance(lan.selectors[0], Selector)
+
+
+def test_shunts_installed_in_order_with_their_rules_and_one_route_per_network(tmp_path, monkeypatch):
+    """Routes.install_shunts as the daemon runs it at start, `ip` recorded: BYPASS policies first
+    with an `ip rule` each ahead of table 220, DISCARD policies last sharing one route per network;
+    a CHILD_SA's policy goes between them; stop takes all of it away."""
+    from types import SimpleNamespace
+
+    from lab.daemon import routes
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(routes, "_ip", lambda *args: calls.append(args))
+    monkeypatch.setattr(routes.subprocess, "run", lambda argv, **kw: calls.append(tuple(argv[1:])))
+    more = textwrap.indent(textwrap.dedent("""
+        lab2 {
+          local_ts = 10.1.1.0/24
+          remote_ts = 10.2.2.0/24
+          mode = drop
+          start_action = trap
+        }
+        dns {
+          remote_ts = 198.51.100.53/32[udp/53]
+          mode = pass
+          start_action = trap
+        }
+    """), " " * 6)
+    config = load(tmp_path, SHUNTS.rsplit("    }\n  }\n}\n", 1)[0] + more + "    }\n  }\n}\n")
+    spd = SPD()
+    plane = routes.Routes(SimpleNamespace(config=config, loop=None, say=lambda text: None), spd)
+    plane.install_shunts()
+    assert [(p.name, p.action) for p in spd.policies] == [
+        ("shunts/lan", Action.BYPASS), ("shunts/ssh", Action.BYPASS), ("shunts/dns", Action.BYPASS),
+        ("shunts/lab", Action.DISCARD), ("shunts/lab2", Action.DISCARD)]
+    assert calls == [
+        ("rule", "add", "priority", "219", "to", "10.1.0.0/24", "lookup", "main"),
+        ("rule", "add", "priority", "219", "to", "192.0.2.0/24", "ipproto", "6", "dport", "22", "lookup", "main"),
+        ("route", "replace", "10.2.2.0/24", "dev", "ipsec0", "table", "220"),
+        ("rule", "add", "priority", "219", "to", "198.51.100.53/32", "ipproto", "17", "dport", "53", "lookup", "main")]
+    sa_policy = Policy.of(Action.PROTECT, local="10.1.0.0/24", remote="10.0.0.0/8", name="corp")
+    spd.add(sa_policy, len(spd.policies) - plane.discard_shunts())  # as DataPlane._child_up places it
+    assert spd.policies.index(sa_policy) == 3
+    del calls[:]
+    plane.stop()
+    assert sorted(c[:2] for c in calls) == [("route", "del")] + [("rule", "del")] * 3
+    assert spd.policies == [sa_policy]

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lab.conf.swanctl import ConfigError, load_swanctl, parse_settings, parse_swanctl
+from lab.conf.settings import parse_settings
+from lab.conf.swanctl import ConfigError, load_swanctl, parse_swanctl
 from lab.ike.config import DYNAMIC, Action, AuthClass, ChildMode, Fragmentation, SendCert, Unique
 from lab.ike.identity import Identity
 from lab.ike.payloads import TrafficSelector

@@ -431,11 +431,11 @@ class FakeGateway:
 
 @pytest.fixture
 def plane():
-    """A DataPlane with one ESP-in-UDP SA pair to itself; a SOCK_SEQPACKET pair stands in for the
-    TUN device (one read, one packet; writev keeps a vector together)."""
+    """The data plane's packet path with one ESP-in-UDP SA pair to itself; a SOCK_SEQPACKET pair
+    stands in for the TUN device (one read, one packet; writev keeps a vector together)."""
     import socket
 
-    from lab.daemon.dataplane import DataPlane, attach_route
+    from lab.daemon.packets import PacketPath, attach_route
     from lab.esp import InboundSA, OutboundSA, UdpEncap
     from lab.esp.spd import Policy
     from lab.iana import EncrId
@@ -443,7 +443,7 @@ def plane():
     tun, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     tun.setblocking(False)
     kernel.settimeout(1)
-    dp = DataPlane(FakeGateway())
+    dp = PacketPath(FakeGateway())
     dp.tun_fd, dp.offload = tun.fileno(), True
     key = os.urandom(20)
     common = dict(encr_id=EncrId.AES_GCM_16, encr_key=key, encap=UdpEncap())
@@ -508,7 +508,7 @@ def test_refused_offloads_fall_back_to_a_plain_tun(monkeypatch):
     import errno
     import fcntl as fcntl_module
 
-    from lab.daemon import dataplane
+    from lab.daemon import packets
 
     opened, closed, flags_seen = [], [], []
     real_open, real_close = os.open, os.close
@@ -523,21 +523,21 @@ def test_refused_offloads_fall_back_to_a_plain_tun(monkeypatch):
         real_close(fd)
 
     def fake_ioctl(fd, request, arg=0, *rest):
-        if request == dataplane.TUNSETIFF:
+        if request == packets.TUNSETIFF:
             flags_seen.append(struct.unpack("16sH", arg)[1])
             return arg
         raise OSError(errno.EINVAL, "Invalid argument")
 
-    monkeypatch.setattr(dataplane.os, "open", fake_open)
-    monkeypatch.setattr(dataplane.os, "close", fake_close)
+    monkeypatch.setattr(packets.os, "open", fake_open)
+    monkeypatch.setattr(packets.os, "close", fake_close)
     monkeypatch.setattr(fcntl_module, "ioctl", fake_ioctl)
-    dp = dataplane.DataPlane(FakeGateway())
+    dp = packets.PacketPath(FakeGateway())
     fd, why = dp._open_tun_offload()
     assert fd is None and why == "Invalid argument"
-    assert flags_seen == [dataplane.IFF_TUN | dataplane.IFF_NO_PI | dataplane.IFF_VNET_HDR]
+    assert flags_seen == [packets.IFF_TUN | packets.IFF_NO_PI | packets.IFF_VNET_HDR]
     assert closed == opened[:1]
     fd = dp._open_tun(0)
-    assert flags_seen[-1] == dataplane.IFF_TUN | dataplane.IFF_NO_PI
+    assert flags_seen[-1] == packets.IFF_TUN | packets.IFF_NO_PI
     real_close(fd)
 
 

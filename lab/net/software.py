@@ -1,0 +1,75 @@
+"""The kinds of gateway software a scenario's `gateways:` may name, one entry each: its name in
+scenario.yaml, its label in reports and figures, the configuration file it reads from
+hosts/<node>/, how that file is checked before anything starts (file:line errors), and the
+lab.net.peers.Peer that runs it.
+
+Adding a kind of gateway software is one entry in SOFTWARE (and its Peer in a module of its
+own): everything else (the scenario reader, the runner, the run folder, the reference) asks
+this registry.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .fields import ScenarioError
+from .peers import Peer
+
+
+def _swanctl_ours(path: Path) -> None:
+    """Our daemon's reader checks everything it will use."""
+    from lab.conf.swanctl import ConfigError, load_swanctl
+
+    try:
+        load_swanctl(str(path))
+    except ConfigError as err:
+        raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
+
+
+def _swanctl_syntax(path: Path) -> None:
+    """strongSwan reads the file itself; the syntax is checked here, so that a typo is a
+    file:line error before the lab starts."""
+    from lab.conf.settings import ConfigError, parse_settings
+
+    try:
+        parse_settings(path.read_text(), str(path))
+    except ConfigError as err:
+        raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
+
+
+@dataclass(frozen=True)
+class Software:
+    name: str                                   # in scenario.yaml's gateways:
+    label: str                                  # in reports, narration and figures
+    does: str                                   # one line for the reference
+    peer: str                                   # "module:Class" of its lab.net.peers.Peer
+    check_config: Callable[[Path], None]        # raises ScenarioError with file and line
+    config: str = "swanctl.conf"                # its configuration file in hosts/<node>/
+    options: bool = False                       # takes daemon options (gateways.<node>.options)
+    trace: bool = False                         # writes trace.jsonl (trace checks, narration)
+    run_options: dict[str, Any] = field(default_factory=dict)    # what a scenario run gives its Peer
+
+    def make(self, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
+        """A Peer of this software on `node`, its files under `workdir`."""
+        module, _, cls = self.peer.partition(":")
+        peer_class = getattr(importlib.import_module(module, __package__), cls)
+        return peer_class(node, workdir, name, **options)
+
+
+SOFTWARE: dict[str, Software] = {s.name: s for s in (
+    Software("ours", "ipsec-lab", "ipsec-lab's own IKEv2/ESP daemon (`ipsec-lab daemon`)", ".gateway:OurGateway",
+             _swanctl_ours, options=True, trace=True),
+    Software("strongswan", "strongSwan", "strongSwan 5.9.8's charon with kernel-libipsec, driven through VICI",
+             ".strongswan:StrongSwan", _swanctl_syntax, run_options={"export_keys": True}),
+)}
+
+
+def known() -> str:
+    return ", ".join(SOFTWARE)
+
+
+def label(name: str) -> str:
+    software = SOFTWARE.get(name)
+    return software.label if software else name
