@@ -16,15 +16,18 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from pyrad.packet import AuthPacket, Packet, PacketError
+from pyrad.packet import AcctPacket, AuthPacket, Packet, PacketError
 
 # RFC 2865 §3: codes
 ACCESS_REQUEST = 1
 ACCESS_ACCEPT = 2
 ACCESS_REJECT = 3
 ACCESS_CHALLENGE = 11
+ACCOUNTING_REQUEST = 4  # RFC 2866 §3
+ACCOUNTING_RESPONSE = 5
 CODE_NAMES = {ACCESS_REQUEST: "Access-Request", ACCESS_ACCEPT: "Access-Accept",
-              ACCESS_REJECT: "Access-Reject", ACCESS_CHALLENGE: "Access-Challenge"}
+              ACCESS_REJECT: "Access-Reject", ACCESS_CHALLENGE: "Access-Challenge",
+              ACCOUNTING_REQUEST: "Accounting-Request", ACCOUNTING_RESPONSE: "Accounting-Response"}
 
 # RFC 2865 §5: attribute types
 USER_NAME = 1
@@ -43,6 +46,19 @@ NAS_PORT_TYPE = 61
 EAP_MESSAGE = 79  # RFC 3579 §3.1
 MESSAGE_AUTHENTICATOR = 80  # RFC 3579 §3.2
 FRAMED_MTU = 12
+# RFC 2866 §5: accounting attributes
+ACCT_STATUS_TYPE = 40
+ACCT_INPUT_OCTETS = 42
+ACCT_OUTPUT_OCTETS = 43
+ACCT_SESSION_ID = 44
+ACCT_SESSION_TIME = 46
+ACCT_INPUT_PACKETS = 47
+ACCT_OUTPUT_PACKETS = 48
+ACCT_TERMINATE_CAUSE = 49
+ACCT_INPUT_GIGAWORDS = 52  # RFC 2869 §5.1
+ACCT_OUTPUT_GIGAWORDS = 53  # RFC 2869 §5.2
+ACCT_START, ACCT_STOP = 1, 2  # RFC 2866 §5.1
+TERMINATE_USER_REQUEST = 1  # RFC 2866 §5.10
 
 # RFC 2548 §2.4.2, §2.4.3: Microsoft's vendor id and the MPPE key attributes
 MICROSOFT = 311
@@ -253,3 +269,55 @@ def parse_reply(raw: bytes, request: bytes, secret: bytes) -> Reply:
         raise RadiusError(f"EAP-Message of {len(result.eap)} octets, shorter than an EAP header (RFC 3579 §3.1)")
     return result
 
+
+
+def _u32(value: int) -> bytes:
+    return struct.pack("!I", value & 0xFFFFFFFF)
+
+
+def accounting_request(secret: bytes, identifier: int, status: int, session_id: bytes, user_name: bytes,
+                       framed_ip: str | None = None, classes: list[bytes] | None = None,
+                       nas_identifier: bytes | None = None, input_octets: int = 0, output_octets: int = 0,
+                       input_packets: int = 0, output_packets: int = 0, session_time: int = 0,
+                       terminate_cause: int = TERMINATE_USER_REQUEST) -> bytes:
+    """An Accounting-Request Start or Stop (RFC 2866 §4.1, §5.1) of one session: its Request
+    Authenticator is MD5 over the packet with 16 zero octets and the secret (§3). A Stop
+    carries the byte and packet counts, octets past 2^32 in the Gigawords (RFC 2869 §5.1),
+    the session time (§5.7) and why it ended (§5.10); the Access-Accept's Class values are
+    echoed (RFC 2865 §5.25)."""
+    packet = AcctPacket(code=ACCOUNTING_REQUEST, id=identifier, secret=secret)
+    packet[ACCT_STATUS_TYPE] = [_u32(status)]
+    packet[ACCT_SESSION_ID] = [session_id]
+    packet[USER_NAME] = [user_name]
+    if nas_identifier:
+        packet[NAS_IDENTIFIER] = [nas_identifier]
+    if framed_ip:
+        packet[FRAMED_IP_ADDRESS] = [ipaddress.IPv4Address(framed_ip).packed]
+    if classes:
+        packet[CLASS] = list(classes)
+    if status == ACCT_STOP:
+        packet[ACCT_INPUT_OCTETS] = [_u32(input_octets)]
+        packet[ACCT_OUTPUT_OCTETS] = [_u32(output_octets)]
+        packet[ACCT_INPUT_GIGAWORDS] = [_u32(input_octets >> 32)]
+        packet[ACCT_OUTPUT_GIGAWORDS] = [_u32(output_octets >> 32)]
+        packet[ACCT_INPUT_PACKETS] = [_u32(input_packets)]
+        packet[ACCT_OUTPUT_PACKETS] = [_u32(output_packets)]
+        packet[ACCT_SESSION_TIME] = [_u32(session_time)]
+        packet[ACCT_TERMINATE_CAUSE] = [_u32(terminate_cause)]
+    return packet.RequestPacket()
+
+
+def check_accounting_response(raw: bytes, request: bytes, secret: bytes) -> None:
+    """RFC 2866 §3: the Accounting-Response to `request`, its Response Authenticator
+    MD5(Code+ID+Length+Request Authenticator+Attributes+Secret); RadiusError otherwise."""
+    if len(raw) < 20:
+        raise RadiusError(f"answer of {len(raw)} octets, shorter than the 20-octet header (RFC 2866 §3)")
+    check_attribute_lengths(raw)
+    if raw[0] != ACCOUNTING_RESPONSE:
+        raise RadiusError(f"answer code {raw[0]} to an Accounting-Request is not Accounting-Response (RFC 2866 §3)")
+    if raw[1] != request[1]:
+        raise RadiusError(f"answer identifier {raw[1]} is not our request's {request[1]} (RFC 2866 §3)")
+    length = struct.unpack("!H", raw[2:4])[0]
+    digest = hashlib.md5(raw[0:4] + request[4:20] + raw[20:length] + secret).digest()
+    if not hmac.compare_digest(digest, raw[4:20]):
+        raise RadiusError("Response Authenticator of the Accounting-Response does not match (RFC 2866 §3)")

@@ -10,6 +10,7 @@ import os
 import sys
 
 from lab.daemon.radius import RadiusClient, RadiusServerConfig, RadiusTimeout
+from lab.ike import radius
 from lab.ike.const import EapType
 from lab.ike.eap import EapPeer
 from lab.ike.eap.mschapv2 import MsChapV2Peer
@@ -25,7 +26,19 @@ async def login(client: RadiusClient, user: bytes, password: bytes) -> dict:
         outcome = await client.exchange(server, request, relay.answer)
         answer = peer.receive(outcome.eap)
         if outcome.done:
-            return {"server": server.name, "accepted": outcome.accepted, "peer_succeeded": peer.succeeded,
+            accounting = []
+            if outcome.accepted:
+                # RFC 2866 §4.1: Start when the session begins, Stop with its counts when it ends
+                for status in (radius.ACCT_START, radius.ACCT_STOP):
+                    acct = radius.accounting_request(
+                        server.secret, status, status, b"lab-session-1", user, framed_ip=outcome.framed_ip,
+                        classes=outcome.classes, nas_identifier=b"lab-gateway", input_octets=5 * 2**32 + 1234,
+                        output_octets=5678, input_packets=9, output_packets=10, session_time=42)
+                    await client.exchange(server, acct,
+                                          lambda raw, a=acct: radius.check_accounting_response(raw, a, server.secret),
+                                          port=server.acct_port)
+                    accounting.append(status)
+            return {"accounting": accounting,"server": server.name, "accepted": outcome.accepted, "peer_succeeded": peer.succeeded,
                     "msk_matches": bool(outcome.msk and peer.msk and peer.msk.startswith(outcome.msk)),
                     "framed_ip": outcome.framed_ip, "classes": [c.decode() for c in outcome.classes],
                     "reply_message": outcome.reply_message}
@@ -36,7 +49,8 @@ async def login(client: RadiusClient, user: bytes, password: bytes) -> dict:
 async def main() -> None:
     user, password, secret, tries, timeout = sys.argv[1:6]
     servers = [RadiusServerConfig(f"r{i + 1}", *spec.split(":")[:1], secret.encode(),
-                                  auth_port=int(spec.split(":")[1]), preference=10 - i)
+                                  auth_port=int(spec.split(":")[1]), acct_port=int(spec.split(":")[1]) + 1,
+                                  preference=10 - i)
                for i, spec in enumerate(sys.argv[6:])]
     lines: list[str] = []
     client = RadiusClient(servers, tries=int(tries), timeout=float(timeout), base=1.0, say=lines.append)

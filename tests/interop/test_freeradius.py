@@ -1,7 +1,7 @@
 """FreeRADIUS 3.2 as a lab service (lab.net.radius) answering our EAP-RADIUS relay and client
 (lab.ike.eap.radius_relay, lab.daemon.radius) across the lab link: EAP-MSCHAPv2 accepted with
-the MSK our peer derived, the virtual IP and Class from the users file; a wrong password
-refused; the primary server killed: the login waits, then goes to the second; nothing left."""
+the MSK our peer derived, the virtual IP and Class from the users file, accounting Start and
+Stop with the session's counts; a wrong password refused; the primary server killed: the login waits, then goes to the second; nothing left."""
 from __future__ import annotations
 
 import json
@@ -65,6 +65,15 @@ def test_eap_mschapv2_accepted_with_msk_virtual_ip_and_class(interop_lab):
     assert login["msk_matches"], result  # FreeRADIUS's MS-MPPE keys = our peer's RFC 3079 keys
     assert login["framed_ip"] == "10.3.0.7" and login["classes"] == ["staff"]
     assert result["counters"]["r1"].get("refused", 0) == 0
+    # RFC 2866: Start and Stop answered, the Stop's counts in FreeRADIUS's detail file, which
+    # lies under the service's own directory
+    assert login["accounting"] == [1, 2]
+    details = list((server.workdir / "log").rglob("detail-*"))
+    assert details, list((server.workdir / "log").rglob("*"))
+    detail = "".join(d.read_text() for d in details)
+    assert "Acct-Status-Type = Stop" in detail and "Acct-Input-Gigawords = 5" in detail
+    assert "Acct-Input-Octets = 1234" in detail and "Acct-Output-Octets = 5678" in detail
+    assert 'Class = 0x7374616666' in detail and "Framed-IP-Address = 10.3.0.7" in detail
     wrong = refused["logins"][-1]
     assert wrong["accepted"] is False and not wrong["peer_succeeded"], refused
     assert "Sent Access-Reject" in server.log_text()

@@ -192,3 +192,34 @@ def test_a_long_eap_packet_goes_in_consecutive_eap_messages():
     assert kinds[first:first + 3] == [radius.EAP_MESSAGE] * 3  # RFC 3579 §3.1: consecutive
     assert b"".join(v for k, v in attributes_of(raw) if k == radius.EAP_MESSAGE) == eap
     assert AuthPacket(secret=SECRET, packet=raw).verify_message_authenticator()
+
+
+def test_accounting_stop_carries_counts_and_a_request_authenticator_over_zeros():
+    raw = radius.accounting_request(SECRET, 7, radius.ACCT_STOP, b"sess-1", b"carol", framed_ip="10.3.0.7",
+                                    classes=[b"staff"], input_octets=5 * 2**32 + 12, output_octets=99,
+                                    input_packets=3, output_packets=4, session_time=61)
+    attrs = dict(attributes_of(raw))
+    assert raw[0] == radius.ACCOUNTING_REQUEST and raw[1] == 7
+    assert attrs[radius.ACCT_STATUS_TYPE] == struct.pack("!I", 2)
+    assert attrs[radius.ACCT_INPUT_OCTETS] == struct.pack("!I", 12)
+    assert attrs[radius.ACCT_INPUT_GIGAWORDS] == struct.pack("!I", 5)  # RFC 2869 §5.1
+    assert attrs[radius.ACCT_OUTPUT_OCTETS] == struct.pack("!I", 99)
+    assert attrs[radius.ACCT_SESSION_TIME] == struct.pack("!I", 61)
+    assert attrs[radius.CLASS] == b"staff" and attrs[radius.FRAMED_IP_ADDRESS] == bytes([10, 3, 0, 7])
+    # RFC 2866 §3, computed here apart from pyrad
+    assert raw[4:20] == hashlib.md5(raw[:4] + bytes(16) + raw[20:] + SECRET).digest()
+    start = radius.accounting_request(SECRET, 8, radius.ACCT_START, b"sess-1", b"carol")
+    assert radius.ACCT_INPUT_OCTETS not in dict(attributes_of(start))
+
+
+def test_accounting_response_checked():
+    request = radius.accounting_request(SECRET, 7, radius.ACCT_START, b"s", b"carol")
+    header = bytes([radius.ACCOUNTING_RESPONSE, 7, 0, 20])
+    good = header + hashlib.md5(header + request[4:20] + SECRET).digest()
+    radius.check_accounting_response(good, request, SECRET)
+    with pytest.raises(radius.RadiusError, match="Response Authenticator"):
+        radius.check_accounting_response(good, request, b"other")
+    with pytest.raises(radius.RadiusError, match="identifier"):
+        radius.check_accounting_response(good[:1] + b"\x08" + good[2:], request, SECRET)
+    with pytest.raises(radius.RadiusError, match="not Accounting-Response"):
+        radius.check_accounting_response(b"\x02" + good[1:], request, SECRET)
