@@ -16,6 +16,8 @@ from lab.net.radius import FreeRadius, FreeRadiusError, check_installed
 
 from .conftest import GATEWAYS
 
+pytestmark = [pytest.mark.interop, pytest.mark.root]
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-lab-radius-secret"
 USERS = ('carol Cleartext-Password := "carol-pass"\n'
