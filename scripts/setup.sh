@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
     conntrack wireshark-common
     gcc python3-dev libnetfilter-queue-dev
     chromium chromium-driver
+    freeradius freeradius-utils
 )
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -36,7 +37,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    # The freeradius package would start radiusd on the host: the lab starts its own inside a
+    # namespace, so services are forbidden to start while installing (policy-rc.d exit 101).
+    policy_added=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+    fi
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || {
+        [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
+        exit 1
+    }
+    [ -z "$policy_added" ] || rm -f /usr/sbin/policy-rc.d
 else
     say "Debian packages present"
 fi
