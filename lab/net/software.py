@@ -50,6 +50,17 @@ def _wgquick(path: Path) -> None:
         raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
 
 
+def _openvpn(path: Path) -> None:
+    """OpenVPN's file, with the files it names looked for beside it."""
+    from lab.conf.openvpn import read
+    from lab.conf.swanctl import ConfigError
+
+    try:
+        read(path.read_text(), str(path), path.parent)
+    except ConfigError as err:
+        raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
+
+
 @dataclass(frozen=True)
 class Software:
     name: str                                   # in scenario.yaml's gateways:
@@ -77,6 +88,8 @@ SOFTWARE: dict[str, Software] = {s.name: s for s in (
              ".strongswan:StrongSwan", _swanctl_syntax, run_options={"export_keys": True}),
     Software("wireguard", "WireGuard", "Debian's wireguard-go (userspace WireGuard) set up with `wg` as wg-quick would",
              ".wireguard:WireGuard", _wgquick, config="wireguard.conf", ike=False),
+    Software("openvpn", "OpenVPN", "OpenVPN 2.6 (TLS with the scenario's certificates; over UDP or TCP)",
+             ".openvpn:OpenVpn", _openvpn, config="openvpn.conf", ike=False),
 )}
 
 
