@@ -219,3 +219,18 @@ def test_steps_and_checks_for_software_without_sas(tmp_path, old, new, field, wo
     (target / "scenario.yaml").write_text(text.replace(old, new, 1))
     err = _error(target)
     assert field in err.field and words in err.message, str(err)
+
+
+@pytest.mark.parametrize("value, ok", [("[tcp/80, tcp/443, udp/53]", True), ("[]", True), ("[icmp]", False),
+                                       ("[tcp/70000]", False), ("tcp/443", False)])
+def test_allow_only_knob(tmp_path, value, ok):
+    """The hotel firewall's knob: a list of PROTOCOL/PORT; anything else is a line-numbered error."""
+    target = tmp_path / "hotel"
+    shutil.copytree(LIBRARY / "restrictive-network", target)
+    text = (target / "scenario.yaml").read_text()
+    (target / "scenario.yaml").write_text(text.replace("[tcp/80, tcp/443, udp/53]", value, 1))
+    if ok:
+        assert sc.load(target).knobs["nat"]["allow_only"] == ([] if value == "[]" else ["tcp/80", "tcp/443", "udp/53"])
+    else:
+        err = _error(target)
+        assert err.line == 11 and "allow_only" in str(err) and "PROTOCOL/PORT" in str(err), str(err)
