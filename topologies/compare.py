@@ -13,6 +13,11 @@ site A gateway (gwa, gwc, gwe, gwg) and hostb 10.2.i.10 on 10.2.i.0/24 behind th
 `ping 10.2.0.10` from hosta crosses the first VPN and `ping 10.2.1.10` the second. Every site A
 gateway is hidden behind the NAT box's one public address, 198.51.100.1.
 
+`lte=true` gives every site A gateway a second uplink, as a laptop has Wi-Fi and LTE: gwX-lte
+10.64.i.2 behind a second NAT box natl (10.64.i.1 inside, 198.51.100.20 on the internet). The
+first uplink stays the default route; to roam, a scenario deletes the Wi-Fi address and points
+the default route at LTE (`ip addr flush dev gwc-wan && ip route replace default via 10.64.1.1`).
+
     sudo mn --custom topologies/compare.py --topo compare,vpns=3 --controller none
 """
 import inspect
@@ -32,9 +37,10 @@ class Compare(LabTopo):
     description = "two sites joined by up to four VPNs side by side (a gateway pair each), one NAT box in front of site A"
     params = {
         "vpns": Param(2, "VPNs side by side (gateway pairs gwa-gwb, gwc-gwd, gwe-gwf, gwg-gwh)", minimum=1, maximum=4),
+        "lte": Param(False, "a second uplink for every site A gateway, behind a second NAT box natl"),
     }
 
-    def build(self, vpns: int = 2) -> None:
+    def build(self, vpns: int = 2, lte: bool = False) -> None:
         self.node("hosta", "host")
         self.node("hostb", "host")
         self.node("inet", "switch")
@@ -53,6 +59,12 @@ class Compare(LabTopo):
             self.route("hostb", f"10.1.{i}.0/24", f"10.2.{i}.1")
             self.route(a, "default", f"172.16.{i}.1")
             self.route(b, "default", "198.51.100.1")
+        if lte:
+            lte_inside = [f"natl-in{i + 1 if i else ''}" for i in range(vpns)]
+            self.nat("natl", inside=lte_inside, outside="natl-out", public="198.51.100.20")
+            self.link("natl", "natl-out", "198.51.100.20/24", "inet", "inet-natl", None)
+            for i in range(vpns):
+                self.link(SITE_A[i], f"{SITE_A[i]}-lte", f"10.64.{i}.2/24", "natl", lte_inside[i], f"10.64.{i}.1/24")
 
 
 topos = {"compare": Compare}
