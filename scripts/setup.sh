@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
     libcharon-extauth-plugins strongswan-pki
     conntrack wireshark-common
+    wireguard-go wireguard-tools openvpn
     gcc python3-dev libnetfilter-queue-dev
     chromium chromium-driver
     freeradius freeradius-utils

@@ -20,6 +20,7 @@ scenarios/README.md's table of checks is generated from this registry (lab.net.r
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .fields import Field, Fields, Kind, Map, Registry, Seq, as_map
-from .peers import PeerError, describe as describe_sas
+from .peers import PeerError, describe as describe_sas, describe_tunnels
 from .steps import Context
 
 if TYPE_CHECKING:
@@ -236,6 +237,7 @@ class SaCheck(CheckKind):
               Field("nat_local"), Field("nat_remote"), Field("encap"), Field("mode"), Field("protocol"),
               Field("algorithms", "regex"), Field("esp_algorithms", "regex"), Field("vip", "regex"),
               Field("remote_vip", "regex"), Field("local_port"), Field("remote_port"),
+              Field("remote_host", "the peer's address as this side sees it"),
               Field("spi_changed_since", "a step name: the SPIs are new since that step"),
               Field("spi_kept_since", "a step name: the SPIs are the same as after that step"))
     node_pool = "gateways"
@@ -315,7 +317,7 @@ class SaCheck(CheckKind):
                     if not any((s.spi_i, s.spi_r) == (sa.spi_i, sa.spi_r) for s in then):
                         wrong.append(f"SPIs {sa.spi_i}/{sa.spi_r} are not those from step {a['spi_kept_since']!r}")
             facts2 = {"nat_local": sa.nat_local, "nat_remote": sa.nat_remote, "remote_port": sa.remote_port,
-                      "local_port": sa.local_port}
+                      "local_port": sa.local_port, "remote_host": sa.remote_host}
             wrong += [f"{k} is {facts2[k]}" for k in facts2 if k in a and facts2[k] != a[k]]
             if "algorithms" in a and not re.search(str(a["algorithms"]), sa.algorithms):
                 wrong.append(f"algorithms are {sa.algorithms}")
@@ -328,6 +330,57 @@ class SaCheck(CheckKind):
             problems.append(f"#{sa.unique_id}: " + ", ".join(wrong))
         if not matching:
             return False, f"no IKE SA {a.get('ike') or ''}: {describe_sas(sas)}".replace("  ", " ")
+        return False, "; ".join(problems)
+
+
+@CHECKS.add
+class TunnelCheck(CheckKind):
+    name = "tunnel"
+    does = ("the gateway's tunnels (any gateway software: an IKE SA with its CHILD_SAs, a WireGuard peer) "
+            "are so; `remote_host`/`remote_port`: the other side's outer address as this side sees it")
+    fields = (Field("node", "a gateway", required=True), Field("state", "UP, CONNECTING or DOWN", "UP"),
+              Field("count", "tunnels in that state"), Field("remote_host", "an address"), Field("remote_port"),
+              Field("transport", "udp, tcp or esp"), Field("handshake", "true: a handshake has been done"))
+    node_pool = "gateways"
+
+    def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
+        args = f.args
+        if "state" in args and args["state"] not in ("UP", "CONNECTING", "DOWN"):
+            raise f.error("state", f"must be UP, CONNECTING or DOWN, not {args['state']!r}")
+        if "transport" in args and args["transport"] not in ("udp", "tcp", "esp"):
+            raise f.error("transport", f"must be udp, tcp or esp, not {args['transport']!r}")
+        if "handshake" in args and not isinstance(args["handshake"], bool):
+            raise f.error("handshake", "must be true or false")
+        if "remote_host" in args:
+            try:
+                out["remote_host"] = str(ipaddress.ip_address(str(args["remote_host"])))
+            except ValueError:
+                raise f.error("remote_host", f"must be an IP address, not {args['remote_host']!r}") from None
+
+    def describe(self, a: dict[str, Any]) -> str:
+        facts = [f"{k}={v}" for k, v in a.items() if k not in ("node", "state")]
+        return f"{a['node']}: a tunnel {a.get('state', 'UP')}" + (f", {', '.join(facts)}" if facts else "")
+
+    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+        peer = run.peers[a["node"]]
+        try:
+            tunnels = peer.list_tunnels() if peer.running else []
+        except (PeerError, OSError, ConnectionError) as err:
+            return False, f"{a['node']} does not answer: {err}"
+        state = a.get("state", "UP")
+        matching = [t for t in tunnels if t.state == state]
+        if "count" in a:
+            return len(matching) == a["count"], f"{len(matching)} tunnel(s) {state}: {describe_tunnels(tunnels)}"
+        problems = []
+        for t in matching:
+            facts = {"remote_host": t.remote_host, "remote_port": t.remote_port, "transport": t.transport,
+                     "handshake": t.handshake_age is not None}
+            wrong = [f"{k} is {facts[k]}" for k in facts if k in a and facts[k] != a[k]]
+            if not wrong:
+                return True, describe_tunnels([t])
+            problems.append(f"{t.name}: " + ", ".join(wrong))
+        if not matching:
+            return False, f"no tunnel {state}: {describe_tunnels(tunnels)}"
         return False, "; ".join(problems)
 
 

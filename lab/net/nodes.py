@@ -17,6 +17,7 @@ standard library (`mn` runs it under Debian's python3).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -40,6 +41,7 @@ FILTER_DEFAULTS: dict[str, Any] = {
     "reorder": 0.0,
     "duplicate": 0.0,
     "impair": "all",         # which forwarded packets loss/delay apply to: all, ike, esp
+    "allow_only": [],        # ["tcp/443", "udp/53"]: forward only these new flows (and their replies)
 }
 NAT_DEFAULTS: dict[str, Any] = {
     "inside": [],            # interface names on the private side
@@ -65,6 +67,8 @@ KNOB_WORDS: dict[str, str] = {
     "reorder": "probability a packet is held back behind the next",
     "duplicate": "probability a packet is sent twice",
     "impair": "`all`, `ike` or `esp`: what loss, delay, reordering and duplication apply to",
+    "allow_only": "forward only new flows to these ports and their replies, e.g. `[tcp/80, tcp/443, udp/53]` "
+                  "(a hotel network); `[]`: everything",
     "mapping": "`preserve`: keep source ports where free; `random`: a new port per flow",
     "snat_ports": "map source ports into a range, e.g. `20000-29999`",
     "dnat": "port forwarding, e.g. `[{to: 172.17.0.2, ports: [500, 4500]}]` (`esp: true` forwards ESP too)",
@@ -201,7 +205,7 @@ class Router(LabNode):
 
     def prepare(self) -> None:
         self.run("iptables -N IPL-FWD", "iptables -A FORWARD -j IPL-FWD",
-                 "iptables -N IPL-OUT", "iptables -A OUTPUT -j IPL-OUT",
+                 "iptables -N IPL-OUT", "iptables -A OUTPUT -j IPL-OUT", "iptables -N IPL-ALLOW",
                  "iptables -t mangle -N IPL-MSS", "iptables -t mangle -A FORWARD -j IPL-MSS")
         self.apply()
 
@@ -232,6 +236,10 @@ class Router(LabNode):
             raise ValueError(f"loss_every: must be 2 or more (drop every Nth packet), or 0 for none, not {every!r}")
         if knobs.get("rp_filter", 0) not in (0, 1, 2):
             raise ValueError(f"rp_filter: must be 0 (off), 1 (strict) or 2 (loose), not {knobs['rp_filter']!r}")
+        allow = knobs.get("allow_only", [])
+        if not isinstance(allow, list) or not all(isinstance(a, str) and re.fullmatch(r"(tcp|udp)/\d{1,5}", a)
+                                                  and 0 < int(a.split("/")[1]) < 65536 for a in allow):
+            raise ValueError(f"allow_only: must be a list of PROTOCOL/PORT, e.g. [tcp/443, udp/53], not {allow!r}")
         if knobs.get("impair", "all") not in IMPAIR_MATCH:
             raise ValueError(f"impair: must be one of {', '.join(IMPAIR_MATCH)}, not {knobs['impair']!r}")
 
@@ -245,6 +253,14 @@ class Router(LabNode):
         """(iptables rules of the filter knobs, other commands); the chains are flushed first."""
         k = self.knobs
         rules: list[list[str]] = []
+        if k["allow_only"]:
+            # a firewall that lets out only some ports: what is not a reply nor to one of them is dropped
+            rules.append(["-A", "IPL-FWD", "-j", "IPL-ALLOW"])
+            rules.append(["-A", "IPL-ALLOW", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"])
+            for allowed in k["allow_only"]:
+                proto, port = allowed.split("/")
+                rules.append(["-A", "IPL-ALLOW", "-p", proto, "--dport", port, "-j", "RETURN"])
+            rules.append(["-A", "IPL-ALLOW", "-j", "DROP"])
         if k["drop_esp"]:
             rules.append(["-A", "IPL-FWD", "-p", "esp", "-j", "DROP"])
         if k["drop_fragments"]:
@@ -274,7 +290,7 @@ class Router(LabNode):
         return any(self.knobs[key] for key in ("delay_ms", "jitter_ms", "reorder", "duplicate"))
 
     def flushes(self) -> list[str]:
-        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -t mangle -F IPL-MSS"]
+        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -F IPL-ALLOW", "iptables -t mangle -F IPL-MSS"]
 
     def apply(self) -> None:
         rules, others = self.filter_rules()

@@ -1,10 +1,13 @@
 """One interface for every kind of gateway software in the lab (the kinds: lab.net.software):
-our daemon (`ipsec-lab daemon`, lab.net.gateway.OurGateway) and strongSwan's charon
-(lab.net.strongswan.StrongSwan, driven through VICI).
+our daemon (`ipsec-lab daemon`, lab.net.gateway.OurGateway), strongSwan's charon
+(lab.net.strongswan.StrongSwan, driven through VICI) and WireGuard (lab.net.wireguard.WireGuard:
+wireguard-go and wg).
 
 Each is a `Peer`: `start()`, `stop()`, `kill()`, `load(folder)` (a hosts/<node>/ folder: its
 configuration file and its x509/, x509ca/, private/ ...), `initiate()`, `terminate()`,
 `rekey()`, `list_sas()` as the same typed records (IkeSaInfo with its ChildSaInfo),
+`list_tunnels()` as TunnelInfo records (every kind: for the IKE daemons one per IKE SA; for
+software without IKE SAs, `initiate()` and `terminate()` bring its tunnel up and down),
 `counters()`, `wait_for(condition, timeout)` instead of sleeps; and what the run folder takes
 from it: `run_logs()`, `key_tables()`, `trace_file()`, `shell_exports()`.
 """
@@ -64,6 +67,58 @@ class IkeSaInfo:
         return next((c for c in self.children if c.name == name and c.state == "INSTALLED"), None)
 
 
+@dataclass(frozen=True)
+class TunnelInfo:
+    """One tunnel as any kind of gateway software reports it: for an IKE daemon an IKE SA with
+    its CHILD_SAs' counters summed, for WireGuard a peer of the interface."""
+
+    name: str                   # the IKE SA's name, or WireGuard's interface:peer
+    state: str                  # UP, CONNECTING or DOWN
+    local_host: str = ""        # this side's outer address and port ("" and 0: not known)
+    local_port: int = 0
+    remote_host: str = ""       # the other side's outer address and port, as this side sees it
+    remote_port: int = 0
+    handshake_age: float | None = None   # seconds since the last handshake; None: none yet
+    transport: str = "udp"      # the outer packets: udp, tcp, or esp (ESP as IP protocol 50)
+    inner: tuple[str, ...] = () # networks inside the tunnel (remote selectors and virtual IPs, allowed IPs)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+
+    @property
+    def remote(self) -> str:
+        return f"{self.remote_host}:{self.remote_port}" if self.remote_host else "(no endpoint)"
+
+
+def describe_tunnels(tunnels: "list[TunnelInfo]") -> str:
+    """One line per tunnel, for messages and reports."""
+    if not tunnels:
+        return "no tunnel"
+    parts = []
+    for t in tunnels:
+        age = "no handshake" if t.handshake_age is None else f"handshake {t.handshake_age:.0f} s ago"
+        parts.append(f"{t.name} {t.state} {t.transport} {t.local_host or '*'}:{t.local_port} -> {t.remote}, {age}, "
+                     f"{t.packets_in}/{t.packets_out} packets in/out")
+    return "; ".join(parts)
+
+
+def tunnels_of(sas: "Iterable[IkeSaInfo]") -> "list[TunnelInfo]":
+    """An IKE daemon's SAs as tunnels: one per IKE SA, its CHILD_SAs' counters summed."""
+    out = []
+    for sa in sas:
+        children = [c for c in sa.children if c.state == "INSTALLED"]
+        state = "UP" if sa.state == "ESTABLISHED" and children else "CONNECTING" if sa.state != "DELETING" else "DOWN"
+        out.append(TunnelInfo(
+            name=sa.name, state=state, local_host=sa.local_host, local_port=sa.local_port,
+            remote_host=sa.remote_host, remote_port=sa.remote_port,
+            transport="udp" if sa.remote_port in (500, 4500) or any(c.encap for c in children) else "esp",
+            inner=tuple(ts for c in children for ts in c.remote_ts) + sa.local_vips,
+            bytes_in=sum(c.bytes_in for c in children), bytes_out=sum(c.bytes_out for c in children),
+            packets_in=sum(c.packets_in for c in children), packets_out=sum(c.packets_out for c in children)))
+    return out
+
+
 def established(sas: Iterable[IkeSaInfo], ike: str | None = None, child: str | None = None) -> bool:
     """An ESTABLISHED IKE SA (named `ike`, if given) with an INSTALLED CHILD_SA `child` (if given)."""
     return any(sa.state == "ESTABLISHED" and (ike is None or sa.name == ike)
@@ -114,6 +169,10 @@ class Peer:
     def terminate(self, ike: str | None = None, child: str | None = None) -> Any: ...
     def rekey(self, child: str | None = None, ike: str | None = None) -> Any: ...
     def list_sas(self) -> list[IkeSaInfo]: ...  # type: ignore[empty-body]
+
+    def list_tunnels(self) -> list[TunnelInfo]:
+        """The tunnels as TunnelInfo records; an IKE daemon's are its IKE SAs (tunnels_of)."""
+        return tunnels_of(self.list_sas())
     def counters(self) -> dict[str, int]: ...  # type: ignore[empty-body]
     def log_tail(self, lines: int = 25) -> str: ...  # type: ignore[empty-body]
 
@@ -163,6 +222,22 @@ class Peer:
             if time.monotonic() > deadline:
                 raise PeerError(f"{self.name}: timed out after {timeout:g} s waiting for {what}; SAs now: "
                                 f"{describe(sas)}")
+            time.sleep(interval)
+
+
+    def wait_for_tunnel(self, condition: Callable[[list[TunnelInfo]], bool], timeout: float = 20.0,
+                        what: str = "the tunnel to come up", interval: float = 0.1) -> list[TunnelInfo]:
+        """Poll list_tunnels() until `condition(tunnels)` holds; PeerError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            tunnels = self.list_tunnels()
+            if condition(tunnels):
+                return tunnels
+            if not self.running:
+                raise PeerError(f"{self.software} on {self.name} stopped while waiting for {what}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise PeerError(f"{self.name}: timed out after {timeout:g} s waiting for {what}; now: "
+                                f"{describe_tunnels(tunnels)}\n{self.log_tail(8)}")
             time.sleep(interval)
 
 

@@ -39,6 +39,28 @@ def _swanctl_syntax(path: Path) -> None:
         raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
 
 
+def _wgquick(path: Path) -> None:
+    """WireGuard's file in wg-quick's format, read as the lab will apply it."""
+    from lab.conf.swanctl import ConfigError
+    from lab.conf.wgquick import read
+
+    try:
+        read(path.read_text(), str(path))
+    except ConfigError as err:
+        raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
+
+
+def _openvpn(path: Path) -> None:
+    """OpenVPN's file, with the files it names looked for beside it."""
+    from lab.conf.openvpn import read
+    from lab.conf.swanctl import ConfigError
+
+    try:
+        read(path.read_text(), str(path), path.parent)
+    except ConfigError as err:
+        raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
+
+
 @dataclass(frozen=True)
 class Software:
     name: str                                   # in scenario.yaml's gateways:
@@ -49,6 +71,7 @@ class Software:
     config: str = "swanctl.conf"                # its configuration file in hosts/<node>/
     options: bool = False                       # takes daemon options (gateways.<node>.options)
     trace: bool = False                         # writes trace.jsonl (trace checks, narration)
+    ike: bool = True                            # has IKE and CHILD_SAs (initiate/terminate name them)
     run_options: dict[str, Any] = field(default_factory=dict)    # what a scenario run gives its Peer
 
     def make(self, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
@@ -63,6 +86,10 @@ SOFTWARE: dict[str, Software] = {s.name: s for s in (
              _swanctl_ours, options=True, trace=True),
     Software("strongswan", "strongSwan", "strongSwan 5.9.8's charon with kernel-libipsec, driven through VICI",
              ".strongswan:StrongSwan", _swanctl_syntax, run_options={"export_keys": True}),
+    Software("wireguard", "WireGuard", "Debian's wireguard-go (userspace WireGuard) set up with `wg` as wg-quick would",
+             ".wireguard:WireGuard", _wgquick, config="wireguard.conf", ike=False),
+    Software("openvpn", "OpenVPN", "OpenVPN 2.6 (TLS with the scenario's certificates; over UDP or TCP)",
+             ".openvpn:OpenVpn", _openvpn, config="openvpn.conf", ike=False),
 )}
 
 

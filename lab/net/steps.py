@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .fields import Field, Fields, Kind, ScenarioReader, Registry, ScenarioError, parse_size, shown, size_words
 from .nodes import FILTER_DEFAULTS, NAT_DEFAULTS, NatBox, Router
-from .peers import IkeSaInfo, PeerError, describe as describe_sas
+from .peers import IkeSaInfo, PeerError, describe as describe_sas, describe_tunnels
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -148,6 +148,21 @@ def _sa_target(f: Fields, ctx: Context, out: dict[str, Any], several: bool = Fal
     out["nodes"] = list(targets)
     if "timeout" in f.args:
         f.number("timeout", minimum=0.1)
+
+
+def _sa_names(f: Fields, ctx: Context) -> bool:
+    """Whether the step's gateway has IKE and CHILD_SAs to name; software without them (WireGuard)
+    takes no child: or ike:."""
+    from .software import SOFTWARE
+
+    software = SOFTWARE[ctx.gateways[f.args["node"]]]
+    if software.ike:
+        return True
+    for key in ("child", "ike"):
+        if key in f.args:
+            raise f.error(key, f"{f.args['node']} runs {software.label}, which has no IKE or CHILD_SAs: "
+                               "leave out child: and ike:")
+    return False
 
 
 def _traffic(f: Fields, ctx: Context, out: dict[str, Any], server_needed: bool) -> None:
@@ -310,22 +325,26 @@ class LoadStep(StepKind):
 @STEPS.add
 class InitiateStep(StepKind):
     name = "initiate"
-    does = "brings the CHILD_SA (and its IKE SA) up; fails if it does not come up"
-    fields = (Field("node", "a gateway", required=True), Field("child", "a CHILD_SA of its config"),
+    does = ("brings the CHILD_SA (and its IKE SA) up, or for WireGuard its tunnel (a handshake now); fails if it "
+            "does not come up")
+    fields = (Field("node", "a gateway", required=True), Field("child", "a CHILD_SA of its config (not for WireGuard)"),
               Field("ike", "or an IKE SA"), Field("timeout", "seconds", "20"))
     shorthand = "node"
 
     def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
         _sa_target(f, ctx, out)
-        if not f.args.get("child") and not f.args.get("ike"):
+        if _sa_names(f, ctx) and not f.args.get("child") and not f.args.get("ike"):
             raise f.error(None, "name what to initiate: child: NAME (and its IKE SA comes up with it)")
 
     def describe(self, a: dict[str, Any]) -> str:
-        return f"{a['node']} initiates {a.get('child') or a.get('ike')}"
+        what = a.get("child") or a.get("ike")
+        return f"{a['node']} initiates {what}" if what else f"{a['node']} brings its tunnel up (a handshake)"
 
     def run(self, run: "Runner", a: dict[str, Any]) -> str:
         peer = run.peers[a["node"]]
         peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)))
+        if not a.get("child") and not a.get("ike"):
+            return describe_tunnels(peer.list_tunnels())
         sas = run.sas(a["node"])
         return describe_sas([sa for sa in sas if sa.state == "ESTABLISHED"]) if sas else "up"
 
@@ -333,21 +352,22 @@ class InitiateStep(StepKind):
 @STEPS.add
 class TerminateStep(StepKind):
     name = "terminate"
-    does = "deletes the SA"
+    does = "deletes the SA (WireGuard: takes its interface down, which tells the other side nothing)"
     fields = (Field("node", "a gateway", required=True), Field("child", "a CHILD_SA"), Field("ike", "or an IKE SA"))
     shorthand = "node"
 
     def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
         _sa_target(f, ctx, out)
-        if not f.args.get("child") and not f.args.get("ike"):
+        if _sa_names(f, ctx) and not f.args.get("child") and not f.args.get("ike"):
             raise f.error(None, "name the SA: child: NAME or ike: NAME")
 
     def describe(self, a: dict[str, Any]) -> str:
-        return f"{a['node']} terminates {a.get('child') or a.get('ike')}"
+        what = a.get("child") or a.get("ike")
+        return f"{a['node']} terminates {what}" if what else f"{a['node']} takes its tunnel down"
 
     def run(self, run: "Runner", a: dict[str, Any]) -> str:
-        run.peers[a["node"]].terminate(ike=a.get("ike"), child=a.get("child"))
-        return "deleted"
+        said = run.peers[a["node"]].terminate(ike=a.get("ike"), child=a.get("child"))
+        return "deleted" if a.get("child") or a.get("ike") else str(said)
 
 
 @STEPS.add

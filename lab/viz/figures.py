@@ -97,8 +97,10 @@ def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: dic
     for capture in captures:
         if id(capture) not in paired and (capture.ike() or capture.ipsec()):
             jobs.append((draw_ladder, ([capture], out / f"ladder-{_safe(capture.name)}", topology)))
-    rekey_sources = [outside for _, outside in nat_pairs] + [c for c in captures if id(c) not in paired]
-    for capture in rekey_sources:
+    rekey_sources: dict[int, CaptureAnalysis] = {}   # one NAT box's outside pairs with each of its insides
+    for capture in [outside for _, outside in nat_pairs] + [c for c in captures if id(c) not in paired]:
+        rekey_sources.setdefault(id(capture), capture)
+    for capture in rekey_sources.values():
         if capture.ipsec() or capture.ike():
             jobs.append((draw_rekey_timeline, (capture, out / f"rekey-{_safe(capture.name)}")))
     if _forms(captures):

@@ -77,6 +77,20 @@ AH_TRANSPORT = Sa(IpsecProto.AH, Mode.TRANSPORT, **AH_SHA256)
 PING = 84  # the default ping: 20 IP + 8 ICMP + 56 data
 
 
+def wireguard_wire(size: int) -> int:
+    """Octets of a WireGuard transport data message's IP datagram for an inner packet of `size`
+    (WireGuard paper §5.4.6: type 1 + reserved 3 + receiver 4 + counter 8, the packet padded to a
+    multiple of 16, the Poly1305 tag 16), in UDP and IPv4."""
+    return 20 + 8 + 16 + -(-size // 16) * 16 + 16
+
+
+def openvpn_wire(size: int, tcp: bool = False) -> int:
+    """Octets of an OpenVPN 2.6 P_DATA_V2 packet with an AEAD cipher for an inner packet of
+    `size` (opcode and key id 1 + peer id 3, packet id 4, tag 16, no padding), in UDP and IPv4;
+    over TCP with the timestamp option (20 + 12) and OpenVPN's 2-octet length in front."""
+    return 20 + (32 + 2 if tcp else 8) + 4 + 4 + 16 + size
+
+
 def sa_named(label: str) -> Sa:
     """The SA a row or a sentence names: "ESP in UDP, tunnel, AES-GCM-128", "AH tunnel, HMAC-SHA-256"."""
     mode = Mode.TRANSPORT if "transport" in label else Mode.TUNNEL
@@ -112,6 +126,27 @@ def stated(relpath: str, pattern: str) -> list[int]:
 
 # (file, the sentence with the number as group n, what lab.esp says it must be)
 CLAIMS = [
+    # compare-site-to-site: the 84-octet ping through ESP in UDP and through WireGuard
+    ("scenarios/compare-site-to-site/README.md", r"the 84-octet ping on the wire \| (?P<n>\d+) octets",
+     ESP_UDP_TUNNEL_GCM.wire(PING)),
+    ("scenarios/compare-site-to-site/README.md", r"the 84-octet ping on the wire \| \d+ octets \((?P<n>\d+) added",
+     ESP_UDP_TUNNEL_GCM.added(PING)),
+    ("scenarios/compare-site-to-site/README.md", r"the 84-octet ping on the wire \| \d+ octets \(\d+ added\) \| "
+     r"(?P<n>\d+) octets", wireguard_wire(PING)),
+    ("scenarios/compare-site-to-site/README.md",
+     r"the 84-octet ping on the wire \| \d+ octets \(\d+ added\) \| \d+ octets \((?P<n>\d+) added\)",
+     wireguard_wire(PING) - PING),
+    ("scenarios/compare-site-to-site/README.md", r"ESP in UDP adds 20 IP .*? = (?P<n>\d+) octets",
+     ESP_UDP_TUNNEL_GCM.added(PING)),
+    ("scenarios/compare-site-to-site/README.md", r"WireGuard adds 20 IP .*? = (?P<n>\d+) octets", wireguard_wire(PING) - PING),
+    ("scenarios/compare-site-to-site/README.md", r"the 84-octet ping on the wire(?: \| \d+ octets \(\d+ added\)){2} \| "
+     r"(?P<n>\d+) octets", openvpn_wire(PING)),
+    ("scenarios/compare-site-to-site/README.md", r"the 84-octet ping on the wire(?: \| \d+ octets \(\d+ added\)){3} \| "
+     r"(?P<n>\d+) octets", openvpn_wire(PING, tcp=True)),
+    ("scenarios/compare-site-to-site/README.md", r"OpenVPN over UDP adds 20 IP .*? = (?P<n>\d+) octets",
+     openvpn_wire(PING) - PING),
+    ("scenarios/compare-site-to-site/README.md", r"over TCP it adds 20 IP .*? = (?P<n>\d+) octets",
+     openvpn_wire(PING, tcp=True) - PING),
     # tunnel-vs-transport: the 84-octet ping in transport and tunnel mode with AES-GCM-128
     ("scenarios/tunnel-vs-transport/README.md", r"transport: \| IP .*? ICV \| (?P<n>\d+) octets",
      ESP_TRANSPORT_GCM.wire(PING)),

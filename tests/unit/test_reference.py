@@ -121,5 +121,5 @@ def test_unknown_kinds_are_refused_with_the_registries_lists(tmp_path):
     with pytest.raises(ScenarioError) as err:
         load(_scenario(tmp_path, "- shout: {node: hosta, word: hello}\n"))
     assert "each step is one of start, stop" in str(err.value) and "shout" not in str(err.value).split("found")[0]
-    with pytest.raises(ScenarioError, match="each check is one of cmd, tap, sa, trace, counter, log"):
+    with pytest.raises(ScenarioError, match="each check is one of cmd, tap, sa, tunnel, trace, counter, log"):
         load(_scenario(tmp_path, "- start: all\n", "- quiet: {node: hosta}\n"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.net import scenario as sc
+from lab.net.software import SOFTWARE
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -17,8 +18,8 @@ def test_every_library_scenario_loads(name):
     loaded = sc.load(name)
     assert loaded.steps and loaded.title
     assert (LIBRARY / name / "README.md").exists(), f"scenarios/{name} has no README.md"
-    for node in loaded.gateways:
-        assert loaded.host_folder(node).joinpath("swanctl.conf").exists()
+    for node, software in loaded.gateways.items():
+        assert loaded.host_folder(node).joinpath(SOFTWARE[software].config).exists()
 
 
 @pytest.fixture
@@ -221,3 +222,37 @@ def test_run_steps_know_their_scenario_folder(folder):
 
     assert STEPS["run"].run(Run(), step.args) == "title: t"
     assert sent[0].startswith(f"SCENARIO_DIR={folder.resolve()} timeout 30 sh -c "), sent[0]
+
+
+@pytest.mark.parametrize("old, new, field, words", [
+    ("initiate: {node: gwc}", "initiate: {node: gwc, child: net}", "initiate.child", "has no IKE or CHILD_SAs"),
+    ("initiate: {node: gwa, child: net}", "initiate: {node: gwa}", "initiate", "name what to initiate"),
+    ("tunnel: {node: gwd, state: UP, count: 1}", "tunnel: {node: gwd, state: up, count: 1}", "tunnel.state",
+     "must be UP, CONNECTING or DOWN"),
+    ("remote_host: 198.51.100.3", "remote_host: gwd", "tunnel.remote_host", "must be an IP address"),
+])
+def test_steps_and_checks_for_software_without_sas(tmp_path, old, new, field, words):
+    """WireGuard has tunnels, not SAs: initiate and terminate take no child or ike for it, and
+    the tunnel check's fields are checked like any other."""
+    target = tmp_path / "compare"
+    shutil.copytree(LIBRARY / "compare-site-to-site", target)
+    text = (target / "scenario.yaml").read_text()
+    assert old in text
+    (target / "scenario.yaml").write_text(text.replace(old, new, 1))
+    err = _error(target)
+    assert field in err.field and words in err.message, str(err)
+
+
+@pytest.mark.parametrize("value, ok", [("[tcp/80, tcp/443, udp/53]", True), ("[]", True), ("[icmp]", False),
+                                       ("[tcp/70000]", False), ("tcp/443", False)])
+def test_allow_only_knob(tmp_path, value, ok):
+    """The hotel firewall's knob: a list of PROTOCOL/PORT; anything else is a line-numbered error."""
+    target = tmp_path / "hotel"
+    shutil.copytree(LIBRARY / "restrictive-network", target)
+    text = (target / "scenario.yaml").read_text()
+    (target / "scenario.yaml").write_text(text.replace("[tcp/80, tcp/443, udp/53]", value, 1))
+    if ok:
+        assert sc.load(target).knobs["nat"]["allow_only"] == ([] if value == "[]" else ["tcp/80", "tcp/443", "udp/53"])
+    else:
+        err = _error(target)
+        assert err.line == 11 and "allow_only" in str(err) and "PROTOCOL/PORT" in str(err), str(err)

@@ -167,3 +167,21 @@ def test_figures_of_some_steps_hold_only_their_packets(tmp_path, capsys):
         raise AssertionError("no steps, no error")
     assert main(["figures", str(run / "captures" / "nat-inside.pcap"), "--steps", "2"]) == 2
     assert "--steps needs a run folder" in capsys.readouterr().err
+
+
+def test_one_rekey_timeline_per_capture_when_a_nat_box_has_several_insides(tmp_path):
+    """A NAT box with several inside interfaces (topology compare) pairs its outside capture with
+    each: the ladders are one per pair, the outside's rekey timeline only one (two jobs writing
+    the same file raced, and one failed on the other's half-written file)."""
+    from types import SimpleNamespace
+
+    from lab.viz.figures import capture_jobs
+
+    def capture(name):
+        return SimpleNamespace(name=name, packets=[], ipsec=lambda: True, ike=lambda: True)
+
+    outside, in1, in2 = capture("nat-outside"), capture("nat-in"), capture("nat-in2")
+    jobs = capture_jobs([in1, in2, outside], tmp_path, nat_pairs=[(in1, outside), (in2, outside)])
+    outs = [str(args[-1] if fn.__name__ == "draw_rekey_timeline" else args[1]) for fn, args in jobs
+            if fn.__name__ in ("draw_rekey_timeline", "draw_ladder")]
+    assert len(outs) == len(set(outs)) == 3, outs

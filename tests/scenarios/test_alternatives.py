@@ -1,0 +1,52 @@
+"""Break-checks of the scenarios that compare IPsec with its alternatives (root): a scenario
+whose point is that something cannot get through must fail when it can."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lab.net import scenario as sc
+from lab.net.runner import Progress, run
+
+pytestmark = pytest.mark.root
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+@pytest.fixture(autouse=True)
+def _root():
+    if os.geteuid() != 0:
+        pytest.skip("scenarios need root (network namespaces)")
+
+
+def test_restrictive_network_fails_when_the_hotel_lets_udp_through(tmp_path):
+    folder = tmp_path / "hotel-udp"
+    shutil.copytree(LIBRARY / "restrictive-network", folder)
+    text = (folder / "scenario.yaml").read_text()
+    hotel = "allow_only: [tcp/80, tcp/443, udp/53]"
+    assert hotel in text
+    (folder / "scenario.yaml").write_text(text.replace(
+        hotel, "allow_only: [tcp/80, tcp/443, udp/53, udp/500, udp/4500, udp/51820, udp/1194]"))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = next(s for s in result.steps if not s.ok and not s.skipped)
+    assert failed.index == 2 and "should have failed but worked" in failed.detail, failed.detail
+    udp_out = next(c for c in result.checks if "no UDP" in c.text)
+    assert not udp_out.ok, udp_out.saw
+
+
+def test_compare_roaming_fails_when_wireguard_does_not_follow(tmp_path):
+    """The LTE network lets IKE through but not WireGuard: gwd keeps gwc's Wi-Fi endpoint and the
+    scenario must fail at its check that gwd followed."""
+    folder = tmp_path / "no-follow"
+    shutil.copytree(LIBRARY / "compare-roaming", folder)
+    text = (folder / "scenario.yaml").read_text()
+    assert "\ngateways:" in text
+    (folder / "scenario.yaml").write_text(text.replace(
+        "\ngateways:", "\nknobs:\n  natl: {allow_only: [udp/500, udp/4500]}\ngateways:", 1))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = next(s for s in result.steps if not s.ok and not s.skipped)
+    assert "gwd follows it to LTE" in failed.text and "198.51.100.1" in failed.detail, failed.detail
