@@ -299,6 +299,7 @@ def page_data(root: str | Path) -> dict[str, Any]:
     edges = [(s.index, s.ended or s.started) for s in result.steps if not s.skipped]
     narration = _narration(run.root)
     ladders = [_ladder_json(ladder, captures, keys, edges) for ladder, captures in _ladders(run, analyses)]
+    ladders = [ladder for ladder in ladders if ladder["rows"]]  # a tap that saw nothing draws no empty ladder
     topology = run.topology or {}
     gateways = ", ".join(f"{node} runs {software}" for node, software in result.nodes.items())
     return {
