@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from lab.runfolder import CheckResult, RunResult, StepResult
 
-from . import folder
+from . import folder, world
 from .checks import Check, CHECKS
 from .lab import Lab, LabError
 from .nodes import LabNode, NodeError
@@ -174,7 +174,7 @@ class Runner:
             workdir = self.out / "nodes" / node
             if len(str(workdir / "charon.vici")) > MAX_SOCKET_PATH:
                 # a Unix socket path has at most 107 bytes; not /run: gateways have a private one
-                workdir = Path(tempfile.gettempdir()) / f"ipsec-lab-{os.getpid()}" / scenario.name / node
+                workdir = Path(tempfile.gettempdir()) / f"ipsec-lab-{world.tag()}" / scenario.name / node
             kind = SOFTWARE[software]
             options = {**scenario.gateway_options.get(node, {}), **kind.run_options}
             peer = kind.make(self.lab.node(node), workdir, node, **options)
