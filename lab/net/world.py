@@ -210,18 +210,19 @@ def _children(pid: int) -> list[int]:
 
 
 def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool = True,
-        **popen) -> int:
+        lines: Callable[[str], None] | None = None, **popen) -> int:
     """Run `argv` in a new world and wait for it; returns its exit status (128+N if signal N
     ended it). SIGTERM, SIGHUP and SIGINT sent to this process go on to the command (Ctrl-C
     reaches it directly as well: it stays in the terminal's foreground). `slot`: take one of the
-    machine's lab slots first (waiting for one, as `say` tells)."""
+    machine's lab slots first (waiting for one, as `say` tells). `lines`: called with each line
+    the command prints (stdout and stderr), instead of the command writing to ours."""
     reason = unavailable()
     if reason:
         raise WorldError(reason)
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     held = Slot()
     if slot:
-        held.acquire(say)
+        held.acquire(lines or say)
     env = dict(popen.pop("env", None) or os.environ)
     env[MARKER] = str(os.getpid())
     if os.geteuid() != 0:
@@ -245,11 +246,16 @@ def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool
     previous = {sig: signal.signal(sig, forward) for sig in forwarded} if main else {}
     try:
         fds = tuple(popen.pop("pass_fds", ())) + ((held.fd,) if held.fd is not None else ())
+        if lines is not None:
+            popen.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         proc = subprocess.Popen(unshare_argv() + list(argv), env=env, pass_fds=fds,
                                 preexec_fn=_die_with_parent, **popen)
         held.release()  # the world holds it now
         if received:
             forward(received[-1], None)
+        if lines is not None:
+            for line in proc.stdout:
+                lines(line.rstrip("\n"))
         while True:
             try:
                 code = proc.wait()
