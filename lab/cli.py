@@ -488,6 +488,39 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _watch_in_world(args: argparse.Namespace) -> int | None:
+    """`watch` from the host while the lab runs in a world (lab.net.world): the same command inside
+    that world (nsenter). None: no world has the node, watch here (a lab run with --host)."""
+    from lab.net import world
+    from lab.net.cleanup import owner_alive, records
+
+    node = args.targets[0].split(":", 1)[0]
+    if world.inside() or any(owner_alive(r) and node in r.shells for r in records()):
+        return None
+    found = [(pid, labs) for pid, labs in world.worlds() if any(node in r.shells for r in labs)]
+    if args.lab is not None:
+        found = [(pid, labs) for pid, labs in found if pid == args.lab]
+    if not found:
+        return None
+    if len(found) > 1:
+        names = "; ".join(f"--lab {pid}: " + ", ".join(f"{r.name} ({r.out or 'no run folder'})" for r in labs)
+                          for pid, labs in found)
+        print(f"ipsec-lab watch: several running labs have a node {node}; say which: {names}", file=sys.stderr)
+        return 2
+    argv, env = world.enter_argv(found[0][0])
+    rest, skip = [], False
+    for arg in args.argv:  # --lab named the world; inside it, its one lab is found by the node
+        if skip:
+            skip = False
+        elif arg == "--lab":
+            skip = True
+        elif not arg.startswith("--lab="):
+            rest.append(arg)
+    import subprocess
+
+    return subprocess.call(argv + [sys.executable, "-m", "lab.cli", *rest], env=env)
+
+
 def _host_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", action="store_true",
                         help="build the lab on the machine itself (root; one lab at a time, under the machine's lab "
@@ -628,6 +661,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if args.command == "watch":
+        entered = _watch_in_world(args)
+        if entered is not None:
+            return entered
     # run, up and demo keep their own handlers while the lab runs; the daemon its event loop's
     import threading
 

@@ -319,3 +319,48 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ------------------------------------------------------------------ entering a running world (watch)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    data = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in data.decode(errors="replace").split("\0") if "=" in item)
+
+
+def worlds() -> list[tuple[int, list]]:
+    """The running worlds this user may enter, each as (the host PID of its PID 1, the lab records
+    in its /run). Another user's are not readable, and not listed."""
+    from .cleanup import LabRecord
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        pid = int(entry)
+        try:
+            nspid = [line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                     if line.startswith("NSpid:")]
+            if not nspid or nspid[0].split()[-1] != "1" or len(nspid[0].split()) < 3:
+                continue
+            if MARKER not in _environ(pid):
+                continue
+            labs = [LabRecord.load(p) for p in sorted(Path(f"/proc/{pid}/root/run/ipsec-lab/labs").glob("*.json"))]
+        except OSError:
+            continue
+        found.append((pid, [r for r in labs if r is not None]))
+    return found
+
+
+def enter_argv(pid: int) -> tuple[list[str], dict[str, str]]:
+    """nsenter(1) into the world whose PID 1 is `pid` (its user namespace too, if it has its own),
+    and the environment a command of ours takes there."""
+    argv = ["nsenter", "-t", str(pid), "--mount", "--net", "--pid"]
+    env = dict(os.environ)
+    inner = _environ(pid)
+    env[MARKER] = inner.get(MARKER, str(pid))
+    if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+        argv.append("--user")  # root in the world's user namespace, as its maker is
+        env[USERNS] = "1"
+    return argv + ["--"], env
