@@ -212,8 +212,8 @@ def _children(pid: int) -> list[int]:
 def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool = True,
         lines: Callable[[str], None] | None = None, **popen) -> int:
     """Run `argv` in a new world and wait for it; returns its exit status (128+N if signal N
-    ended it). SIGTERM, SIGHUP and SIGINT sent to this process go on to the command (Ctrl-C
-    reaches it directly as well: it stays in the terminal's foreground). `slot`: take one of the
+    ended it). SIGTERM, SIGHUP and SIGINT sent to this process go on to the command (a terminal's
+    Ctrl-C reaches it directly: it stays in the terminal's foreground). `slot`: take one of the
     machine's lab slots first (waiting for one, as `say` tells). `lines`: called with each line
     the command prints (stdout and stderr), instead of the command writing to ours."""
     reason = unavailable()
@@ -233,7 +233,11 @@ def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool
     proc = None
     received: list[int] = []
 
+    foreground = _terminal_foreground()
+
     def forward(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and foreground:
+            return  # the terminal's Ctrl-C reaches the world's processes too: once is enough
         received.append(signum)
         if proc is not None:
             for child in _children(proc.pid):  # the world's PID 1 (unshare itself ignores them)
@@ -267,6 +271,20 @@ def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code if code >= 0 else 128 - code
+
+
+def _terminal_foreground() -> bool:
+    """True when we are in the foreground of a terminal (whose Ctrl-C reaches our whole group)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def run_command(args: list[str], *, say: Callable[[str], None] | None = None, slot: bool = True, **popen) -> int:

@@ -255,3 +255,30 @@ def test_run_step_pauses_after_each_step_and_takes_node_commands(tmp_path):
     assert "1 received" not in stdout[:stdout.index("step 2 done")], stdout
     assert "PASSED net2net-nat" in stdout
     shutil.rmtree(slots, ignore_errors=True)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_command_reaches_its_world(tmp_path, signum, code):
+    # the command that made the world passes SIGINT and SIGTERM on to it (unshare would not):
+    # the run stops as it does on the host, with its run folder, and its world is gone
+    require_worlds()
+    slots = shared_dir(None)
+    out = tmp_path / "run"
+    proc = ipsec_lab(["run", "net2net-nat", "--out", str(out)], world_env(IPSEC_LAB_SLOTS=str(slots)), None,
+                     stdin=subprocess.DEVNULL, start_new_session=True)
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if "[3/11]" in line or not line:
+            break
+    assert "[3/11]" in seen[-1], "".join(seen)
+    proc.send_signal(signum)  # to the command alone, not to its group
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stdout + "".join(seen) + stderr
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("ipsec-lab run: interrupted")], stderr
+    assert '"interrupted": "%s"' % signal.Signals(signum).name in (out / "result.json").read_text()
+    assert _processes_with(f"IPSEC_LAB_SLOTS={slots}") == []
+    shutil.rmtree(slots, ignore_errors=True)
