@@ -464,6 +464,9 @@ class StrongSwan(Peer):
                                   + "\n".join(lines[-8:])) from None
         except OSError as err:
             raise StrongSwanError(f"charon on {self.name}: {command} {_describe(message)}: {err}") from None
+        except Exception as err:
+            _interrupt_first(err)
+            raise
         finally:
             session.transport.socket.close()
         return lines
@@ -517,6 +520,9 @@ class StrongSwan(Peer):
         session = self.vici()
         try:
             events = list(session.list_sas({"ike": ike} if ike else None))
+        except Exception as err:
+            _interrupt_first(err)
+            raise
         finally:
             session.transport.socket.close()
         sas = []
@@ -535,6 +541,9 @@ class StrongSwan(Peer):
         session = self.vici()
         try:
             reply = _text(session.get_counters())
+        except Exception as err:
+            _interrupt_first(err)
+            raise
         finally:
             session.transport.socket.close()
         return {k: int(v) for k, v in reply.get("counters", {}).items() if str(v).isdigit()}
@@ -635,3 +644,12 @@ def _ike_info(sa: dict[str, Any]) -> IkeSaInfo:
         algorithms=proposal_keywords(sa), local_vips=tuple(sa.get("local-vips", [])),
         remote_vips=tuple(sa.get("remote-vips", [])), children=tuple(children))
 
+
+
+def _interrupt_first(err: Exception) -> None:
+    """A Ctrl-C or SIGTERM (raised by a signal handler) that arrives while vici reads a streamed
+    answer makes vici's generator complain as it unwinds (SessionException: unexpected response
+    type); the interrupt is what happened, so it is what goes on."""
+    cause = err.__context__
+    if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+        raise cause from None
