@@ -315,7 +315,8 @@ def _run_parallel(names: list[str], args: argparse.Namespace) -> int:
 
     def one(name: str) -> None:
         out = base / Path(name).name
-        argv = [sys.executable, "-m", "lab.cli", "run", name, "--out", str(out)] + (["--explain"] if args.explain else [])
+        argv = ([sys.executable, "-m", "lab.cli", "run", name, "--out", str(out)] + (["--explain"] if args.explain else [])
+                + (["--host"] if getattr(args, "host", False) else []))
         with open(base / f"{Path(name).name}.txt", "w") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
             with lock:
@@ -595,7 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="for initiate: wait this long")
     ctl.set_defaults(handler=_cmd_ctl)
 
-    run = commands.add_parser("run", help="run a scenario (or --all) and write its run folder (needs root)",
+    run = commands.add_parser("run", help="run a scenario (or --all) and write its run folder (root, or a user with "
+                                   "subordinate IDs)",
                               description="Run one scenario from the library (ipsec-lab scenarios) or from a "
                                           "folder, and leave DIR/report.md, captures/, keys/, logs/, trace.jsonl, "
                                           "figures/. Exit status 0 iff every step and check passed.")
@@ -611,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     _host_option(run)
     run.set_defaults(handler=_cmd_run)
 
-    demo = commands.add_parser("demo", help=f"run the default scenario ({DEFAULT_SCENARIO}) (needs root)")
+    demo = commands.add_parser("demo", help=f"run the default scenario ({DEFAULT_SCENARIO}) (as run)")
     demo.add_argument("--out", default="out/demo", metavar="DIR", help="the run folder (default out/demo)")
     _host_option(demo)
     demo.set_defaults(handler=_cmd_demo)
