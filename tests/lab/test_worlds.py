@@ -55,13 +55,25 @@ def world_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_made: list[Path] = []
+
+
 def shared_dir(owner: str | None) -> Path:
-    """A folder every user can reach (pytest's own are root's alone), owned by `owner`."""
+    """A folder every user can reach (pytest's own are root's alone), owned by `owner`; removed
+    after the test."""
     path = Path(tempfile.mkdtemp(prefix="ipsec-lab-worlds-", dir="/tmp"))
+    _made.append(path)
     path.chmod(0o755)
     if owner:
         shutil.chown(path, owner, owner)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _remove_shared_dirs():
+    yield
+    while _made:
+        shutil.rmtree(_made.pop(), ignore_errors=True)
 
 
 def ipsec_lab(args: list[str], env: dict[str, str], user: str | None, **popen) -> subprocess.Popen:
@@ -213,8 +225,6 @@ def test_six_labs_at_once_side_by_side(tmp_path):
     assert after["netns"] <= before["netns"] | {cleanup.netns_inode(os.getpid())}, "a network namespace is left"
     assert after["links"] - before["links"] == set()
     assert after["records"] - before["records"] == set()
-    for path in [slots, *folders.values()]:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_lab_past_the_limit_waits_and_says_so(tmp_path):
@@ -237,7 +247,6 @@ def test_a_lab_past_the_limit_waits_and_says_so(tmp_path):
                                "(IPSEC_LAB_MAX_LABS=1): waiting for one of them to end (pid ")
     waited = float(lines[1].split(" after ")[1].split(" s ")[0])
     assert lines[1].endswith(" s of waiting; starting") and 1.0 < waited < 10, lines[1]
-    shutil.rmtree(slots, ignore_errors=True)
 
 
 def test_run_step_pauses_after_each_step_and_takes_node_commands(tmp_path):
@@ -254,7 +263,6 @@ def test_run_step_pauses_after_each_step_and_takes_node_commands(tmp_path):
     assert "1 received" in stdout[stdout.index("step 2 done"):stdout.index("step 3 done")], stdout
     assert "1 received" not in stdout[:stdout.index("step 2 done")], stdout
     assert "PASSED net2net-nat" in stdout
-    shutil.rmtree(slots, ignore_errors=True)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -281,4 +289,3 @@ def test_a_signal_to_the_command_reaches_its_world(tmp_path, signum, code):
     assert [line for line in stderr.splitlines() if line.startswith("ipsec-lab run: interrupted")], stderr
     assert '"interrupted": "%s"' % signal.Signals(signum).name in (out / "result.json").read_text()
     assert _processes_with(f"IPSEC_LAB_SLOTS={slots}") == []
-    shutil.rmtree(slots, ignore_errors=True)
