@@ -256,21 +256,124 @@ def _interrupted_code(result) -> int:
     return 143 if result.interrupted == "SIGTERM" else 130
 
 
-def _run_one(name: str, out, progress=None, explain: bool = False):
-    from lab.net import runner
+def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = False):
+    from lab.net import runner, world
 
     from lab.net.scenario import load
 
     scenario = load(name)
-    options = {}
+    hooks = []
     if explain:  # each step told in plain words as it ends (lab.viz.narrate)
         from lab.viz.narrate import Narrator
-        options["after_step"] = Narrator()
-    result = runner.run(scenario, out, progress, **options)
-    if not result.interrupted:
-        _draw_figures(result.out)
-        _audit_run(result.out)
+        hooks.append(Narrator())
+    if step:
+        hooks.append(_pause_after_step)
+    options = {"after_step": (lambda run, s, r: [hook(run, s, r) for hook in hooks])} if hooks else {}
+    try:
+        result = runner.run(scenario, out, progress, **options)
+        if not result.interrupted:
+            _draw_figures(result.out)
+            _audit_run(result.out)
+    finally:
+        world.own(out)  # in a world without root: the caller's
     return result
+
+
+def _pause_after_step(run, step, result) -> None:
+    """`run --step`: after each step, wait for Enter; meanwhile the Mininet CLI's commands work
+    (`gwa ipsec-lab ctl list-sas`, `hosta ping -c 1 10.2.0.10`)."""
+    from mininet.cli import CLI
+    from mininet.log import setLogLevel
+
+    class StepCLI(CLI):
+        prompt = f"step {step.index} done: Enter for the next step, or a node command (gwa ipsec-lab ctl list-sas)> "
+
+        def emptyline(self) -> bool:
+            return True  # Enter alone: go on
+
+        def do_EOF(self, line: str) -> bool:
+            return True
+
+        def do_exit(self, line: str) -> bool:
+            return True
+
+    setLogLevel("output")  # the CLI prints what commands in the nodes print at this level
+    try:
+        StepCLI(run.lab.net)
+    finally:
+        setLogLevel("error")
+
+
+def _in_world(args: argparse.Namespace) -> int | None:
+    """This command again, in a world of its own (lab.net.world: its own namespaces, without root
+    on the host), unless already in one or --host: its exit status; None: go on here."""
+    from lab.net import world
+
+    if world.inside() or getattr(args, "host", False) or os.environ.get(world.HOST) == "1":
+        return None
+    reason = world.unavailable()
+    if reason:
+        if os.geteuid() == 0:  # root can still run it on the host, one lab at a time
+            print(f"ipsec-lab {args.command}: {reason}; running on the host itself", file=sys.stderr)
+            return None
+        print(f"ipsec-lab {args.command}: {reason}", file=sys.stderr)
+        return 1
+    try:
+        return world.run_command(args.argv)
+    except world.WorldError as err:
+        print(f"ipsec-lab {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+def _run_parallel(names: list[str], args: argparse.Namespace) -> int:
+    """`run --all --jobs N`: N scenarios at a time, each `ipsec-lab run` in a world of its own;
+    one line per scenario as it ends, its output in DIR/NAME.txt."""
+    import subprocess
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from lab.net import world
+
+    base = Path(args.out or "out/all")
+    base.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in (world.MARKER, world.USERNS)}
+    started, passed, lock = time.monotonic(), [], threading.Lock()
+    procs: set[subprocess.Popen] = set()
+
+    def one(name: str) -> None:
+        out = base / Path(name).name
+        argv = ([sys.executable, "-m", "lab.cli", "run", name, "--out", str(out)] + (["--explain"] if args.explain else [])
+                + (["--host"] if getattr(args, "host", False) else []))
+        with open(base / f"{Path(name).name}.txt", "w") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            with lock:
+                procs.add(proc)
+            code = proc.wait()
+        with lock:
+            procs.discard(proc)
+            text = (base / f"{Path(name).name}.txt").read_text(errors="replace")
+            verdict = [line for line in text.splitlines() if line.startswith(("PASSED ", "FAILED ", "INTERRUPTED "))]
+            print(verdict[-1] if verdict else f"FAILED {Path(name).name} (exit status {code}): see {log.name}",
+                  flush=True)
+            if code == 0:
+                passed.append(name)
+
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(one, name) for name in names]:
+                future.result()
+    except BaseException:
+        with lock:
+            for proc in procs:
+                proc.terminate()  # each world's maker passes it on; the world tears its lab down
+        for proc in list(procs):
+            proc.wait()
+        raise
+    print(f"{len(passed)}/{len(names)} scenarios passed in {time.monotonic() - started:.1f} s "
+          f"({args.jobs} at a time; each one's output in {base}/NAME.txt)")
+    return 0 if len(passed) == len(names) else 1
 
 
 def _audit_run(out) -> None:
@@ -301,6 +404,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"ipsec-lab run: {err}", file=sys.stderr)
         return 2
+    if args.jobs > 1 and not args.all:
+        print("ipsec-lab run: --jobs runs the library in parallel: give it with --all", file=sys.stderr)
+        return 2
+    if args.step and args.all:
+        print("ipsec-lab run: --step pauses one scenario: name it instead of --all", file=sys.stderr)
+        return 2
+    if args.all and args.jobs > 1:
+        return _run_parallel(names, args)
+    code = _in_world(args)
+    if code is not None:
+        return code
     if _root_refused("run"):
         return 1
     started = time.monotonic()
@@ -312,7 +426,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name in names:
         out = Path(args.out) / Path(name).name if args.all else Path(args.out or f"out/{Path(name).name}")
         try:
-            result = _run_one(name, out, explain=getattr(args, "explain", False))
+            result = _run_one(name, out, explain=getattr(args, "explain", False), step=getattr(args, "step", False))
         except LabError as err:
             print(f"ipsec-lab run: {err}", file=sys.stderr)
             return 1
@@ -331,7 +445,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    args.scenario, args.all = DEFAULT_SCENARIO, False
+    args.scenario, args.all, args.jobs, args.explain, args.step = DEFAULT_SCENARIO, False, 1, False, False
     return _cmd_run(args)
 
 
@@ -412,20 +526,14 @@ def _shown(path) -> str:
 
 def _cmd_clean(args: argparse.Namespace) -> int:
 
-    from lab.net.cleanup import LabBusy, LabLock, clean
+    from lab.net.cleanup import clean
 
     if _root_refused("clean", "it removes network namespaces and processes"):
         return 1
-    lock = LabLock()
-    try:
-        lock.acquire(wait=False)
-    except LabBusy as err:
-        print(f"ipsec-lab clean: {err}", file=sys.stderr)
-        return 1
-    try:
-        found = clean()
-    finally:
-        lock.release()
+    # what a lab on the host itself (--host) left when its process died; a running lab's record
+    # names a live owner and is left alone, and a lab in a world of its own (lab.net.world) leaves
+    # nothing on the host: its namespaces and processes end with it
+    found = clean()
     if found:
         print("removed: " + ", ".join(found))
     else:
@@ -446,6 +554,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"ipsec-lab up: {err}", file=sys.stderr)
         return 2
+    code = _in_world(args)
+    if code is not None:
+        return code
     if _root_refused("up"):
         return 1
     if not args.run:
@@ -472,10 +583,52 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except LabError as err:
         print(f"ipsec-lab up: {err}", file=sys.stderr)
         return 1
+    finally:
+        from lab.net import world
+        world.own(out)
     print(f"lab {scenario.name} is down; captures, keys and logs are in {out}")
     if result.interrupted:
         return _interrupted_code(result)
     return 0 if result.passed else 1
+
+
+def _watch_in_world(args: argparse.Namespace) -> int | None:
+    """`watch` from the host while the lab runs in a world (lab.net.world): the same command inside
+    that world (nsenter). None: no world has the node, watch here (a lab run with --host)."""
+    from lab.net import world
+    from lab.net.cleanup import owner_alive, records
+
+    node = args.targets[0].split(":", 1)[0]
+    if world.inside() or any(owner_alive(r) and node in r.shells for r in records()):
+        return None
+    found = [(pid, labs) for pid, labs in world.worlds() if any(node in r.shells for r in labs)]
+    if args.lab is not None:
+        found = [(pid, labs) for pid, labs in found if pid == args.lab]
+    if not found:
+        return None
+    if len(found) > 1:
+        names = "; ".join(f"--lab {pid}: " + ", ".join(f"{r.name} ({r.out or 'no run folder'})" for r in labs)
+                          for pid, labs in found)
+        print(f"ipsec-lab watch: several running labs have a node {node}; say which: {names}", file=sys.stderr)
+        return 2
+    argv, env = world.enter_argv(found[0][0])
+    rest, skip = [], False
+    for arg in args.argv:  # --lab named the world; inside it, its one lab is found by the node
+        if skip:
+            skip = False
+        elif arg == "--lab":
+            skip = True
+        elif not arg.startswith("--lab="):
+            rest.append(arg)
+    import subprocess
+
+    return subprocess.call(argv + [sys.executable, "-m", "lab.cli", *rest], env=env)
+
+
+def _host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", action="store_true",
+                        help="build the lab on the machine itself (root; one lab at a time, under the machine's lab "
+                             "lock) instead of in a world of its own (also IPSEC_LAB_HOST=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -546,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--timeout", type=float, default=30.0, metavar="S", help="for initiate: wait this long")
     ctl.set_defaults(handler=_cmd_ctl)
 
-    run = commands.add_parser("run", help="run a scenario (or --all) and write its run folder (needs root)",
+    run = commands.add_parser("run", help="run a scenario (or --all) and write its run folder (root, or a user with "
+                                   "subordinate IDs)",
                               description="Run one scenario from the library (ipsec-lab scenarios) or from a "
                                           "folder, and leave DIR/report.md, captures/, keys/, logs/, trace.jsonl, "
                                           "figures/. Exit status 0 iff every step and check passed.")
@@ -555,10 +709,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME; with --all, DIR/NAME each)")
     run.add_argument("--explain", action="store_true", help="tell each step in plain words as it happens: what was "
                                                             "proposed and chosen, NAT, keys, SPIs, drops")
+    run.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                     help="with --all: N scenarios at a time, each in a world of its own (default 1)")
+    run.add_argument("--step", action="store_true",
+                     help="pause after each step until Enter; meanwhile node commands work as in the Mininet CLI")
+    _host_option(run)
     run.set_defaults(handler=_cmd_run)
 
-    demo = commands.add_parser("demo", help=f"run the default scenario ({DEFAULT_SCENARIO}) (needs root)")
+    demo = commands.add_parser("demo", help=f"run the default scenario ({DEFAULT_SCENARIO}) (as run)")
     demo.add_argument("--out", default="out/demo", metavar="DIR", help="the run folder (default out/demo)")
+    _host_option(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     scenarios = commands.add_parser("scenarios", help="list the scenario library")
@@ -574,6 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--run", action="store_true",
                     help="run every step and check of the scenario before opening the CLI")
     up.add_argument("--out", metavar="DIR", help="the run folder (default out/NAME)")
+    _host_option(up)
     up.set_defaults(handler=_cmd_up)
 
     exercises = commands.add_parser(
@@ -633,9 +794,14 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if args.command == "watch":
+        entered = _watch_in_world(args)
+        if entered is not None:
+            return entered
     # run, up and demo keep their own handlers while the lab runs; the daemon its event loop's
     import threading
 

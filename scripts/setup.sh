@@ -10,7 +10,7 @@ DEBIAN_PACKAGES=(
     mininet iproute2 iptables iputils-ping tcpdump tshark iperf3
     strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
     libcharon-extauth-plugins strongswan-pki
-    conntrack wireshark-common
+    conntrack wireshark-common uidmap
     wireguard-go wireguard-tools openvpn
     gcc python3-dev libnetfilter-queue-dev
     chromium chromium-driver

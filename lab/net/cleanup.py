@@ -1,7 +1,9 @@
 """What a lab run started, written down while it runs, so that everything of ours and only
 that can be removed: by the run itself, by the tests, and by `ipsec-lab clean` after a crash.
 
-One lab at a time owns the machine's lab lock (/run/ipsec-lab.lock, an flock). While it
+One lab at a time owns the lab lock (/run/ipsec-lab.lock, an flock): the machine's for a lab
+built on the host itself (`--host`), its world's for a lab in a world of its own
+(lab.net.world: each world has its own /run, so worlds do not wait for each other). While it
 runs it keeps a record in /run/ipsec-lab/labs/<pid>.json: the network namespace of each of
 its nodes (by inode), the node shells, the veth names it created and the processes it
 started. `remove(record)` kills every process inside those namespaces (which deletes the

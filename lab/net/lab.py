@@ -4,7 +4,7 @@ captures (taps) on their links, torn down completely on stop, on errors and on C
     with Lab(SiteToSite(nat="one"), workdir) as lab:
         lab.node("hosta").cmd("ping -c 1 10.2.0.10")
 
-One lab at a time holds the machine's lab lock (lab.net.cleanup); everything the lab creates
+One lab at a time holds the lab lock of its /run, the host's or its world's (lab.net.cleanup); everything the lab creates
 is written into its record before it exists, so a crash leaves nothing `ipsec-lab clean`
 cannot find.
 """

@@ -5,8 +5,10 @@ notebooks/scenarios/ or a changed copy, and get its run folder; lab.viz then rea
     folder = copy_scenario("mtu-blackhole", "/tmp/x", steps=lambda steps: steps[:5])
     out = run_scenario(folder, name="mtu-blackhole-unfixed")
 
-Running needs root (network namespaces). Without root a run folder left by an earlier run
-(`sudo .venv/bin/ipsec-lab run NAME --out out/notebooks/NAME`) is read instead.
+A run goes into a world of its own (lab.net.world: `ipsec-lab run` in its own namespaces), so
+JupyterLab runs as a normal user and several trainees' notebooks run side by side. Where no world
+can be made (no uidmap for a user without root) a run folder left by an earlier run
+(`ipsec-lab run NAME --out out/notebooks/NAME`) is read instead.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
+from . import world
 from .runner import Progress, RunResult, run
 from .scenario import LIBRARY, load, read_yaml
 
@@ -58,12 +61,19 @@ def run_scenario(name: str | Path, label: str | None = None, out: str | Path | N
     if reuse and (target / "result.json").is_file() and "running" not in (target / "result.json").read_text():
         print(f"(IPSEC_LAB_NOTEBOOK_REUSE=1: reading the run folder {target} of an earlier run)")
         return target
+    option = getattr(after_step, "cli_option", None) if after_step is not None else None
+    if not world.inside() and os.environ.get(world.HOST) != "1" and (after_step is None or option):
+        reason = world.unavailable()
+        if reason is None:
+            return _run_in_world(folder, label, target, quiet, [option] if option else [])
+    else:
+        reason = "it needs root (network namespaces)"
     if os.geteuid() != 0:
         if (target / "result.json").is_file():
-            print(f"(not root: reading the run folder {target} left by an earlier run)")
+            print(f"(cannot run here: reading the run folder {target} left by an earlier run)")
             return target
-        raise NotebookError(f"running {label} needs root (network namespaces): start JupyterLab with sudo "
-                            f"(README), or run it once with `sudo .venv/bin/ipsec-lab run {folder} --out {target}`")
+        raise NotebookError(f"running {label}: {reason}; or run it once with "
+                            f"`.venv/bin/ipsec-lab run {folder} --out {target}`")
     scenario = load(folder)
     stream = open(os.devnull, "w") if quiet else sys.stdout
     options = {"after_step": after_step} if after_step is not None else {}
@@ -75,6 +85,20 @@ def run_scenario(name: str | Path, label: str | None = None, out: str | Path | N
     result: RunResult = run(scenario, target, progress, **options)
     verdict = "passed" if result.passed else "FAILED"
     print(f"{label}: {verdict} in {result.duration:g} s -> {target}")
+    return target
+
+
+def _run_in_world(folder: Path, label: str, target: Path, quiet: bool, options: list[str]) -> Path:
+    """`ipsec-lab run FOLDER --out TARGET` in a world of its own, its lines printed in the cell."""
+    lines: list[str] = []
+    code = world.run_command(["run", str(folder), "--out", str(target), *options],
+                             lines=lines.append if quiet else (lambda line: print(line, flush=True)))
+    if code not in (0, 1):  # 1: the run failed, and its folder says how
+        tail = "\n".join(lines[-20:])
+        raise NotebookError(f"running {label} did not finish (exit status {code}){': ' + tail if tail else ''}")
+    result = (target / "result.json").read_text() if (target / "result.json").is_file() else ""
+    verdict = "passed" if '"passed": true' in result else "FAILED"
+    print(f"{label}: {verdict} -> {target}")
     return target
 
 

@@ -14,7 +14,9 @@ from it: `run_logs()`, `key_tables()`, `trace_file()`, `shell_exports()`.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -262,3 +264,35 @@ def make_peer(software: str, node: Any, workdir: Path, name: str, **options: Any
     if software not in SOFTWARE:
         raise PeerError(f"unknown gateway software {software!r} (known: {', '.join(SOFTWARE)})")
     return SOFTWARE[software].make(node, workdir, name, **options)
+
+
+# A short request to a daemon (charon's VICI list-sas) must not be cut in the middle: vici's
+# generator, unwound mid-message, waits for an answer that never comes. A Ctrl-C or SIGTERM that
+# arrives meanwhile (lab.net.runner's handler asks `defer_interrupt`) is raised when it ends.
+_deferred: list[BaseException] = []
+_depth = 0
+
+
+def defer_interrupt(exc: BaseException) -> bool:
+    """For a signal handler: True if `exc` waits until the request under way ends."""
+    if _depth:
+        _deferred.append(exc)
+        return True
+    return False
+
+
+@contextmanager
+def uninterrupted():
+    global _depth
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _depth += 1
+    try:
+        yield
+    finally:
+        if main:
+            _depth -= 1
+            if not _depth and _deferred:
+                exc = _deferred[0]
+                _deferred.clear()
+                raise exc

@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 from lab.runfolder import CheckResult, RunResult, StepResult
 
-from . import folder
+from . import folder, world
 from .checks import Check, CHECKS
 from .lab import Lab, LabError
 from .nodes import LabNode, NodeError
-from .peers import IkeSaInfo, Peer, PeerError
+from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
 from .scenario import Scenario
 from .software import SOFTWARE
 from .steps import STEP_ERRORS, STEPS, Step, StepFailed, short
@@ -100,7 +100,10 @@ class _Signals:
     def _raise(signum: int, _frame: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise RunInterrupted(signum)
+        interrupt = RunInterrupted(signum)
+        if defer_interrupt(interrupt):  # a short request to charon ends first (lab.net.peers)
+            return
+        raise interrupt
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
@@ -174,7 +177,7 @@ class Runner:
             workdir = self.out / "nodes" / node
             if len(str(workdir / "charon.vici")) > MAX_SOCKET_PATH:
                 # a Unix socket path has at most 107 bytes; not /run: gateways have a private one
-                workdir = Path(tempfile.gettempdir()) / f"ipsec-lab-{os.getpid()}" / scenario.name / node
+                workdir = Path(tempfile.gettempdir()) / f"ipsec-lab-{world.tag()}" / scenario.name / node
             kind = SOFTWARE[software]
             options = {**scenario.gateway_options.get(node, {}), **kind.run_options}
             peer = kind.make(self.lab.node(node), workdir, node, **options)

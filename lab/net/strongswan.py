@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from lab.conf.writer import render_s2s_conf  # noqa: F401  (moved to lab.conf; re-exported)
 
 from . import charon_keys
-from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
+from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, uninterrupted
 
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
@@ -464,6 +464,9 @@ class StrongSwan(Peer):
                                   + "\n".join(lines[-8:])) from None
         except OSError as err:
             raise StrongSwanError(f"charon on {self.name}: {command} {_describe(message)}: {err}") from None
+        except Exception as err:
+            _interrupt_first(err)
+            raise
         finally:
             session.transport.socket.close()
         return lines
@@ -514,11 +517,15 @@ class StrongSwan(Peer):
         """The IKE SAs as charon's VICI list-sas reports them: one dict per IKE SA with its
         keys ("state", "spi-i", "local-host", ...) plus "name", and "child-sas" as
         {unique name: dict with "name", "state", "spi-in", ...}; values as text."""
-        session = self.vici()
-        try:
-            events = list(session.list_sas({"ike": ike} if ike else None))
-        finally:
-            session.transport.socket.close()
+        with uninterrupted():
+            session = self.vici()
+            try:
+                events = list(session.list_sas({"ike": ike} if ike else None))
+            except Exception as err:
+                _interrupt_first(err)
+                raise
+            finally:
+                session.transport.socket.close()
         sas = []
         for event in events:
             for name, sa in _text(event).items():
@@ -532,11 +539,15 @@ class StrongSwan(Peer):
 
     def counters(self) -> dict[str, int]:
         """charon's global IKE event counters (VICI get-counters)."""
-        session = self.vici()
-        try:
-            reply = _text(session.get_counters())
-        finally:
-            session.transport.socket.close()
+        with uninterrupted():
+            session = self.vici()
+            try:
+                reply = _text(session.get_counters())
+            except Exception as err:
+                _interrupt_first(err)
+                raise
+            finally:
+                session.transport.socket.close()
         return {k: int(v) for k, v in reply.get("counters", {}).items() if str(v).isdigit()}
 
     def reload(self) -> None:
@@ -635,3 +646,12 @@ def _ike_info(sa: dict[str, Any]) -> IkeSaInfo:
         algorithms=proposal_keywords(sa), local_vips=tuple(sa.get("local-vips", [])),
         remote_vips=tuple(sa.get("remote-vips", [])), children=tuple(children))
 
+
+
+def _interrupt_first(err: Exception) -> None:
+    """A Ctrl-C or SIGTERM (raised by a signal handler) that arrives while vici reads a streamed
+    answer makes vici's generator complain as it unwinds (SessionException: unexpected response
+    type); the interrupt is what happened, so it is what goes on."""
+    cause = err.__context__
+    if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+        raise cause from None

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import world
 from .cleanup import LabRecord, _alive, owner_alive, records
 
 CLONE_NEWNET = 0x40000000
@@ -106,7 +107,7 @@ def key_locations(record: LabRecord) -> tuple[list[Path], list[tuple[Path, str]]
         folders.append(out / "keys")
         patterns.append((out, "nodes/*/keys"))
     # a run folder with a long path keeps its gateways' files in a short one (lab.net.runner)
-    patterns.append((Path(tempfile.gettempdir()) / f"ipsec-lab-{record.owner}", "*/*/keys"))
+    patterns.append((Path(tempfile.gettempdir()) / f"ipsec-lab-{world.tag(record.owner)}", "*/*/keys"))
     return folders, patterns
 
 

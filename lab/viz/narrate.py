@@ -480,6 +480,8 @@ class Storyteller:
 class Narrator:
     """`Runner(..., after_step=Narrator())`: after each step, say in plain words what happened in it."""
 
+    cli_option = "--explain"  # what `ipsec-lab run` takes to do the same (a notebook's run in a world)
+
     def __init__(self, say: Callable[[str], None] | None = None, indent: str = "        ", width: int = 110) -> None:
         self._say = say
         self.width = width
