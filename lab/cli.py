@@ -73,7 +73,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         settings.cookie_threshold = args.cookie_threshold
     if args.fragment_size is not None:
         settings.fragment_size = args.fragment_size
-    for option, field, _kind, _help in LIMIT_OPTIONS:
+    for _option, field, _kind, _help in LIMIT_OPTIONS:
         if getattr(args, field) is not None:
             setattr(settings, field, getattr(args, field))
     return run_gateway(args.config, args.control, args.trace, args.export_keys, settings,
@@ -258,7 +258,6 @@ def _interrupted_code(result) -> int:
 
 def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = False):
     from lab.net import runner, world
-
     from lab.net.scenario import load
 
     scenario = load(name)
@@ -563,7 +562,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         scenario.steps = [s for s in scenario.steps if s.kind in ("start", "initiate") and s.expect == "pass"]
         scenario.checks = []
 
-    def open_cli(run: "runner.Runner") -> None:
+    def open_cli(run: runner.Runner) -> None:
         from mininet.cli import CLI
         from mininet.log import setLogLevel
 

@@ -10,9 +10,10 @@ Values a peer sends that are not in an enum stay plain ints: `coerce` never rais
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 E = TypeVar("E", bound=IntEnum)
 

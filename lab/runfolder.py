@@ -18,9 +18,10 @@ Reading is lenient: a field an older run folder lacks takes its default.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 REPORT = "report.md"
 RESULT = "result.json"
@@ -95,7 +96,7 @@ class RunResult:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> "RunResult":
+    def from_json(cls, data: Any) -> RunResult:
         data = data if isinstance(data, dict) else {}
         result = _from(cls, {k: v for k, v in data.items() if k not in ("steps", "checks")} | {
             "scenario": data.get("scenario", ""), "title": data.get("title", ""), "folder": data.get("folder", ""),
@@ -197,7 +198,7 @@ class Topology:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> "Topology":
+    def from_json(cls, data: Any) -> Topology:
         data = data if isinstance(data, dict) else {}
         nodes = []
         for n in data.get("nodes", []):

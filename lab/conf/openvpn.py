@@ -134,9 +134,9 @@ def _check(config: OvpnConfig, file: str, folder: Path | None) -> None:
     def error(d: Directive, message: str) -> ConfigError:
         return ConfigError(message, file=file, line=d.line, key=d.name)
 
-    if not config.has("dev"):
-        raise ConfigError("no `dev` line: name the tunnel device (e.g. `dev tun`)", file=file, line=None, key="dev")
     dev = config.get("dev")
+    if dev is None:
+        raise ConfigError("no `dev` line: name the tunnel device (e.g. `dev tun`)", file=file, line=None, key="dev")
     if not dev.args or not dev.args[0].startswith("tun"):
         raise error(dev, "the lab runs OpenVPN with a tun device (`dev tun` or `dev tunNAME`)")
     proto = config.get("proto")

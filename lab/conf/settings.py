@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -69,7 +70,7 @@ class Section:
     line: int
     path: str = ""
     settings: dict[str, Setting] = field(default_factory=dict)
-    sections: dict[str, "Section"] = field(default_factory=dict)
+    sections: dict[str, Section] = field(default_factory=dict)
     refs: list[tuple[str, str, int]] = field(default_factory=list)
 
     def as_tree(self) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class Section:
             tree[name] = sub.as_tree()
         return tree
 
-    def child(self, name: str, file: str, line: int) -> "Section":
+    def child(self, name: str, file: str, line: int) -> Section:
         existing = self.sections.get(name)
         if existing is None:
             existing = Section(name, file, line, f"{self.path}.{name}" if self.path else name)

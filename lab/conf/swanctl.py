@@ -19,16 +19,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from lab.ike.config import (
-    SaAction,
     AuthClass,
     AuthConfig,
     ChildConfig,
@@ -38,6 +38,7 @@ from lab.ike.config import (
     IkeConfig,
     Pool,
     PrivateKey,
+    SaAction,
     Secrets,
     SendCert,
     SharedKey,

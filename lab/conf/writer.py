@@ -15,7 +15,8 @@ the dotted key.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["SECRET_KEYS", "render", "render_s2s_conf", "render_value"]
 

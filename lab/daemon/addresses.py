@@ -43,7 +43,7 @@ def read_addresses(exclude: tuple[str, ...] = ("lo",)) -> list[str]:
 
 
 class AddressMonitor:
-    def __init__(self, gateway: "Gateway", exclude: tuple[str, ...] = ("lo",)) -> None:
+    def __init__(self, gateway: Gateway, exclude: tuple[str, ...] = ("lo",)) -> None:
         self.gateway = gateway
         self.exclude = exclude
         self.sock: socket.socket | None = None

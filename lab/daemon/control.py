@@ -129,7 +129,7 @@ class ControlClient:
         self.file.close()
         self.sock.close()
 
-    def __enter__(self) -> "ControlClient":
+    def __enter__(self) -> ControlClient:
         return self
 
     def __exit__(self, *exc) -> None:

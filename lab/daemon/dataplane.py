@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from lab.esp import (SPD, Action, EspConfigError, InboundSA, IpsecProto, Lifetime, Mode, OutboundSA, Policy,
-                     SADatabase, SaEventKind, UdpEncap)
+from lab.esp import (
+    SPD,
+    Action,
+    EspConfigError,
+    InboundSA,
+    IpsecProto,
+    Lifetime,
+    Mode,
+    OutboundSA,
+    Policy,
+    SADatabase,
+    SaEventKind,
+    UdpEncap,
+)
 from lab.esp.flows import ReturnFlows
-from lab.ike import events as ev
 from lab.iana import ProtocolId
+from lab.ike import events as ev
 
 from .packets import PacketPath, attach_route
 from .routes import DataPlaneError, Routes, esp_selector, route_network
@@ -84,7 +97,7 @@ class Binding:
 
 
 class DataPlane:
-    def __init__(self, gateway: "Gateway", tun_name: str = "ipsec0", mtu: int = 1400,
+    def __init__(self, gateway: Gateway, tun_name: str = "ipsec0", mtu: int = 1400,
                  keepalive_interval: float = 20.0, offload: bool = True,
                  random: Callable[[int], bytes] = os.urandom, checksum_fixup: bool = True) -> None:
         self.gateway = gateway
@@ -113,7 +126,7 @@ class DataPlane:
         return self.packets.spd
 
     @property
-    def stats(self) -> "Counter[str]":
+    def stats(self) -> Counter[str]:
         return self.packets.stats
 
     # ------------------------------------------------------------ setup and teardown

@@ -19,7 +19,8 @@ import socket
 import struct
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lab.ike import events as ev
 from lab.ike.config import Config
@@ -104,7 +105,7 @@ class Gateway:
         # keys leave the core only when asked to be exported
         settings = dataclasses.replace(settings or Settings(), export_keys=bool(export_keys))
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
-                                    wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc))
+                                    wall_clock=lambda: datetime.datetime.now(datetime.UTC))
         # written out once per pump of the endpoint (see _pump), not a write per line
         self.trace_file = open(trace_path, "a") if trace_path else None
         self._held: list[str] | None = None  # log lines said during a pump
@@ -211,7 +212,7 @@ class Gateway:
                 self.addresses.stop()
             if self.dataplane is not None:
                 self.dataplane.stop()
-            for port, sock in self.sockets.items():
+            for _port, sock in self.sockets.items():
                 self.loop.remove_reader(sock)
                 sock.close()
             if self.timer is not None:
@@ -401,7 +402,7 @@ class Gateway:
         self.waiters.append((matcher, future))
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             if (matcher, future) in self.waiters:

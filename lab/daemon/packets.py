@@ -15,11 +15,12 @@ import os
 import socket
 import struct
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from lab.esp import SPD, Action, EspDrop, OutboundSA, Policy, SADatabase
 
-from .offload import F_NEEDS_CSUM, VNET_HDR_LEN, DATA_VALID, OffloadError, coalesce, split
+from .offload import DATA_VALID, F_NEEDS_CSUM, VNET_HDR_LEN, OffloadError, coalesce, split
 from .routes import FWMARK, DataPlaneError
 
 if TYPE_CHECKING:
@@ -72,8 +73,8 @@ class PacketPath:
     `by_spi_in` are the data plane's, read here to send each reply through the SA its flow came
     in on; `on_sa_events` is called when lab.esp reports lifetimes reached."""
 
-    def __init__(self, gateway: "Gateway", tun_name: str = "ipsec0", offload: bool = True,
-                 shared: dict[int, "Binding"] | None = None, by_spi_in: dict[bytes, "Pair"] | None = None,
+    def __init__(self, gateway: Gateway, tun_name: str = "ipsec0", offload: bool = True,
+                 shared: dict[int, Binding] | None = None, by_spi_in: dict[bytes, Pair] | None = None,
                  on_sa_events: Callable[[], None] = _no_sa_events) -> None:
         self.gateway = gateway
         self.tun_name = tun_name

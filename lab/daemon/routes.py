@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.esp import SPD, Action, Policy, Selector
 from lab.esp.spd import ANY_PORTS, AddressRange
-from lab.ike.config import SaAction
-from lab.ike.config import ChildMode, DynamicTrafficSelector
+from lab.ike.config import ChildMode, DynamicTrafficSelector, SaAction
 from lab.ike.payloads import TrafficSelector
 
 if TYPE_CHECKING:
@@ -109,7 +108,7 @@ class Routes:
     """The TUN device's link settings and table-220 rule, its routes (counted, with their grace),
     the virtual IPs on it, and the shunts (their policies in `spd`, their rules and routes)."""
 
-    def __init__(self, gateway: "Gateway", spd: SPD, tun_name: str = "ipsec0") -> None:
+    def __init__(self, gateway: Gateway, spd: SPD, tun_name: str = "ipsec0") -> None:
         self.gateway = gateway
         self.spd = spd
         self.tun_name = tun_name

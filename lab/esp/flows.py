@@ -15,7 +15,8 @@ Pure: no clock; the oldest flow is forgotten once `capacity` are known.
 """
 from __future__ import annotations
 
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from .ip import PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, MalformedPacket, ipv6_find
 

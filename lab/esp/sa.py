@@ -24,10 +24,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
-from hmac import compare_digest
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any, Callable, Iterable
+from hmac import compare_digest
+from typing import Any
 
 from lab.iana import EncrId, IntegId, name_of
 
@@ -573,7 +574,8 @@ class OutboundSA(_SA):
             s = self._hsum + total + ident + tos + frag
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
-            header = IPV4_HEADER.pack(0x45, tos, total, ident, frag, self.ttl, self._outer_proto, s ^ 0xFFFF, self.local, self.remote)
+            header = IPV4_HEADER.pack(0x45, tos, total, ident, frag, self.ttl, self._outer_proto, s ^ 0xFFFF,
+                                      self.local, self.remote)
             return b"".join((header, udp, esp))
         if encap is not None:
             seg = UDP_HEADER.pack(encap.sport, encap.dport, 8 + len(esp), 0) + esp

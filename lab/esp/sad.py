@@ -6,7 +6,8 @@ database's `drops` counters and `events` queue, so the daemon reads one place.
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import DropCounters, DropReason, EspDrop
 from .ip import PROTO_AH, PROTO_ESP, PROTO_UDP, MalformedPacket, ipv6_find

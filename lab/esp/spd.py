@@ -9,9 +9,10 @@ one its destination. ICMP and ICMPv6 carry type << 8 | code in both port fields
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import DropCounters, DropReason, EspDrop
 from .ip import FiveTuple, MalformedPacket, five_tuple
@@ -126,7 +127,7 @@ class Selector:
         protocol: int | str | None = None,
         local_ports: Any = None,
         remote_ports: Any = None,
-    ) -> "Selector":
+    ) -> Selector:
         """A selector from friendly forms: "10.1.0.0/16", "tcp", 443, (1024, 65535), "any"."""
         return cls(address_range(local), address_range(remote), _protocol(protocol), _ports(local_ports), _ports(remote_ports))
 
@@ -192,7 +193,7 @@ class Policy:
             raise ValueError("a policy needs at least one selector set")
 
     @classmethod
-    def of(cls, action: Action | str, *, sa: Any = None, child: str | None = None, name: str = "", **selector: Any) -> "Policy":
+    def of(cls, action: Action | str, *, sa: Any = None, child: str | None = None, name: str = "", **selector: Any) -> Policy:
         return cls(Action(action), (Selector.of(**selector),), sa=sa, child=child, name=name)
 
     def matches(self, ft: FiveTuple, outbound: bool) -> bool:

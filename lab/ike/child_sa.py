@@ -2,15 +2,15 @@
 selector narrowing (RFC 7296 §2.9)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from . import payloads as pl
 from .config import ChildConfig
 from .events import ChildKeys
 from .proposals import ChosenAlgorithms
 from .states import ChildState
-
 
 
 class IpsecPath(NamedTuple):

@@ -19,13 +19,14 @@ import base64
 import binascii
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, Union
+from typing import Any
 
 from cryptography import x509
 
-from .identity import IdMatch, Identity, best_match, certificate_matches
+from .identity import Identity, IdMatch, best_match, certificate_matches
 from .payloads import Proposal, TrafficSelector
 from .proposals import ProposalError, check_implemented, parse_esp_proposals, parse_ike_proposals
 
@@ -55,7 +56,7 @@ __all__ = [
     "parse_traffic_selectors",
 ]
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ConfigValueError(ValueError):
@@ -193,7 +194,7 @@ class HostSpec:
     version: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "HostSpec":
+    def parse(cls, text: str) -> HostSpec:
         text = text.strip()
         if text in ("%any", "%any4", "%any6"):
             return cls(text, version={"%any": None, "%any4": 4, "%any6": 6}[text])
@@ -282,7 +283,7 @@ class DynamicTrafficSelector:
 
 DYNAMIC = DynamicTrafficSelector()
 
-Selector = Union[TrafficSelector, DynamicTrafficSelector]
+Selector = TrafficSelector | DynamicTrafficSelector
 
 
 def _proto_port_text(protocol: int, start: int, end: int) -> str:
@@ -753,7 +754,7 @@ class Pool:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
 
     @classmethod
-    def parse(cls, name: str, addrs: str, dns: Iterable[str] = ()) -> "Pool":
+    def parse(cls, name: str, addrs: str, dns: Iterable[str] = ()) -> Pool:
         first, last, network = parse_pool_addrs(addrs)
         servers = []
         for item in dns:

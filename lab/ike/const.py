@@ -33,7 +33,8 @@ from lab.iana import (
 
 __all__ = [
     "IKE_PORT", "NAT_T_PORT", "PAYLOAD_SHORT_NAMES", "TRANSFORM_ID_ENUMS", "AuthMethod", "CertEncoding", "CfgAttr",
-    "CfgType", "DhGroup", "EapCode", "EapType", "EncrId", "EsnId", "ExchangeType", "HashAlgorithm", "HeaderFlag", "IdType", "IntegId",
+    "CfgType", "DhGroup", "EapCode", "EapType", "EncrId", "EsnId", "ExchangeType", "HashAlgorithm", "HeaderFlag", "IdType",
+    "IntegId",
     "NotifyType", "PayloadType", "PrfId", "ProtocolId", "TransformAttr", "TransformType", "TsType", "coerce",
     "name_of",
 ]

@@ -15,10 +15,12 @@ import os
 import re
 import struct
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import payloads as pl
+from .child_sa import ChildSA
 from .config import Config, IkeConfig
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
 from .errors import ExchangeFailed, ParseError
@@ -29,12 +31,11 @@ from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
 from .proposals import invalid_ke_group, select_proposal
 from .randomness import RandomSource
-from .settings import Settings
-from .child_sa import ChildSA
 from .sa import IkeSA
+from .settings import Settings
 from .states import ChildState, IkeState
-from .tasks import ike_mobike as mobike
 from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, IkeRekey, find_notify
+from .tasks import ike_mobike as mobike
 
 Address = tuple[str, int]
 
@@ -171,7 +172,8 @@ class IkeEndpoint:
                       src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None:
         """One trace record per message; `ike` None for IKE_SA_INIT traffic that has no SA (yet)."""
         names = chain_names(list(inner), not message.is_response)
-        self.trace(now, "message", ike_sa=ike.unique_id if ike is not None else None, dir=direction, exchange=name_of(ExchangeType, message.exchange),
+        self.trace(now, "message", ike_sa=ike.unique_id if ike is not None else None, dir=direction,
+                   exchange=name_of(ExchangeType, message.exchange),
                    message_id=message.message_id, response=message.is_response, initiator=message.is_initiator,
                    encrypted=message.exchange != ExchangeType.IKE_SA_INIT, payloads=names,
                    src=f"{src[0]}:{src[1]}", dst=f"{dst[0]}:{dst[1]}", length=length, fragments=fragments,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Iterable, Union
 
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from .const import IdType
 from .crypto.der import oid_content
-from .payloads import IDi, IDr, Identification
+from .payloads import Identification, IDi, IDr
 
 __all__ = [
     "ID_ANY",
@@ -33,7 +33,7 @@ __all__ = [
     "certificate_matches",
 ]
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # strongSwan identification.h: ID_ANY is type 0, never sent on the wire
 ID_ANY = 0
@@ -220,23 +220,23 @@ class Identity:
     # ------------------------------------------------------------ constructors
 
     @classmethod
-    def any(cls) -> "Identity":
+    def any(cls) -> Identity:
         """`%any`: matches every identity; never sent on the wire."""
         return cls(ID_ANY, b"")
 
     @classmethod
-    def from_address(cls, address: str | IPAddress) -> "Identity":
+    def from_address(cls, address: str | IPAddress) -> Identity:
         """ID_IPV4_ADDR or ID_IPV6_ADDR for an IP address."""
         ip = ipaddress.ip_address(address)
         return cls(IdType.ID_IPV4_ADDR if ip.version == 4 else IdType.ID_IPV6_ADDR, ip.packed)
 
     @classmethod
-    def from_dn(cls, name: x509.Name) -> "Identity":
+    def from_dn(cls, name: x509.Name) -> Identity:
         """ID_DER_ASN1_DN holding the DER encoding of `name`."""
         return cls(IdType.ID_DER_ASN1_DN, name.public_bytes())
 
     @classmethod
-    def parse(cls, text: str) -> "Identity":
+    def parse(cls, text: str) -> Identity:
         """An identity in strongSwan's syntax (swanctl.conf(5), `local.id`); raises IdentityError.
 
         Differs from strongSwan where it would silently fall back to an ID_KEY_ID holding the
@@ -282,7 +282,7 @@ class Identity:
         return cls(IdType.ID_RFC822_ADDR, text.encode("utf-8"))
 
     @classmethod
-    def _parse_prefixed(cls, text: str) -> "Identity | None":
+    def _parse_prefixed(cls, text: str) -> Identity | None:
         numeric = re.match(r"\{(0[xX][0-9a-fA-F]+|\d+)\}:", text)
         if numeric:
             id_type, rest = int(numeric.group(1), 0), text[numeric.end():]
@@ -303,12 +303,12 @@ class Identity:
         return identity
 
     @classmethod
-    def from_payload(cls, payload: Identification) -> "Identity":
+    def from_payload(cls, payload: Identification) -> Identity:
         """The identity an IDi or IDr payload carries; raises IdentityError if it is malformed."""
         return cls.from_id_payload(int(payload.id_type), payload.data)
 
     @classmethod
-    def from_id_payload(cls, id_type: int, data: bytes) -> "Identity":
+    def from_id_payload(cls, id_type: int, data: bytes) -> Identity:
         """The identity for an ID payload's (type, data); raises IdentityError if it is malformed."""
         if id_type == ID_ANY:
             raise IdentityError("ID type 0 is reserved (RFC 7296 §3.5)")
@@ -406,7 +406,7 @@ class Identity:
 
     # ------------------------------------------------------------ matching
 
-    def matches(self, pattern: "Identity") -> IdMatch:
+    def matches(self, pattern: Identity) -> IdMatch:
         """How well this (concrete) identity matches `pattern`, which may hold wildcards.
 
         strongSwan identification.c matches_*: `%any` gives ANY; equal identities PERFECT (FQDN
@@ -425,7 +425,7 @@ class Identity:
             return self._match_dn(pattern)
         return IdMatch.PERFECT if self.data == pattern.data else IdMatch.NONE
 
-    def _match_string(self, pattern: "Identity") -> IdMatch:
+    def _match_string(self, pattern: Identity) -> IdMatch:
         mine, theirs = self.data.lower(), pattern.data.lower()
         if mine == theirs and b"\x00" not in mine:
             return IdMatch.PERFECT
@@ -435,7 +435,7 @@ class Identity:
             return IdMatch.ANY
         return IdMatch.ONE_WILDCARD if mine.endswith(theirs[1:]) else IdMatch.NONE
 
-    def _match_dn(self, pattern: "Identity") -> IdMatch:
+    def _match_dn(self, pattern: Identity) -> IdMatch:
         if self.data == pattern.data:
             return IdMatch.PERFECT
         try:

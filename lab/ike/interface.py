@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Config, IkeConfig
 from .events import Event
@@ -52,16 +53,16 @@ class Endpoint(Protocol):
 
     def new_child_id(self) -> int: ...
 
-    def register(self, ike: "IkeSA") -> None:
+    def register(self, ike: IkeSA) -> None:
         """A new IKE SA (made by an IKE rekey) joins the endpoint's tables."""
 
-    def forget(self, ike: "IkeSA") -> None: ...
+    def forget(self, ike: IkeSA) -> None: ...
 
     def emit(self, event: Event) -> None: ...
 
     def trace(self, now: float | None, kind: str, **fields: Any) -> None: ...
 
-    def trace_message(self, ike: SaRef | None, direction: str, message: Message, inner: Iterable["pl.Payload"],
+    def trace_message(self, ike: SaRef | None, direction: str, message: Message, inner: Iterable[pl.Payload],
                       src: Address, dst: Address, length: int, now: float, fragments: int = 1) -> None: ...
 
     def send(self, ike: SaRef, datagrams: list[bytes], stat: str, local: Address | None = None,
@@ -69,7 +70,7 @@ class Endpoint(Protocol):
         """Queue datagrams from `local` to `remote` (default ike.local, ike.remote; framed for the
         port), counted under `stat`."""
 
-    def initiate(self, name: str, now: float, child: str | None = None) -> "IkeSA": ...
+    def initiate(self, name: str, now: float, child: str | None = None) -> IkeSA: ...
 
     def drop(self, reason: str, now: float, ike: SaRef | None = None) -> None: ...
 
@@ -78,7 +79,7 @@ class Endpoint(Protocol):
     def lease_address(self, config: IkeConfig, peer: Identity | None
                       ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, list] | None: ...
 
-    def ike_keys_ready(self, ike: "IkeSA") -> None: ...
+    def ike_keys_ready(self, ike: IkeSA) -> None: ...
 
     def reassembly_opened(self) -> bool:
         """A message starts being reassembled; False when every reassembly buffer is taken."""

@@ -11,11 +11,20 @@ the unit tests and the notebooks step IKE exchanges with it.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from .config import AuthConfig, ChildConfig, Config, IkeConfig, PrivateKey, Secrets, SharedKey, parse_addrs, \
-    parse_traffic_selectors
+from .config import (
+    AuthConfig,
+    ChildConfig,
+    Config,
+    IkeConfig,
+    PrivateKey,
+    Secrets,
+    SharedKey,
+    parse_addrs,
+    parse_traffic_selectors,
+)
 from .endpoint import IkeEndpoint, OutDatagram, Settings
 from .identity import Identity
 from .proposals import parse_esp_proposals, parse_ike_proposals
@@ -168,7 +177,7 @@ def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
     def key():
         return ec.generate_private_key(ec.SECP256R1()) if kind == "ecdsa" else rsa.generate_private_key(65537, 2048)
 
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
     def cert(subject, issuer_name, public, signer, ca, sans=(), extra=0):
         builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -224,7 +233,7 @@ def make_user_cert(pki, name: str = EAP_USER):
 
     key = ec.generate_private_key(ec.SECP256R1())
     issuer_key = pki.get("intermediate_key")
-    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(pki["intermediate"].subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(start)

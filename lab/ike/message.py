@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 from .const import ExchangeType, HeaderFlag, PayloadType, coerce, name_of
 from .errors import ParseError
@@ -43,7 +44,7 @@ class Header:
                            self.flags, self.message_id, self.length)
 
     @classmethod
-    def parse(cls, data: bytes) -> "Header":
+    def parse(cls, data: bytes) -> Header:
         if len(data) < HEADER_LENGTH:
             raise ParseError(len(data), f"IKE header needs {HEADER_LENGTH} octets, datagram has {len(data)}")
         spi_i, spi_r, next_payload, version, exchange, flags, message_id, length = struct.unpack_from(
@@ -85,7 +86,7 @@ class Message:
         return self.header(first, HEADER_LENGTH + len(body)).serialize() + body
 
     @classmethod
-    def parse(cls, data: bytes) -> "Message":
+    def parse(cls, data: bytes) -> Message:
         """Parse one IKE message (without a non-ESP marker). Any input gives a Message or
         a ParseError naming the offset and the reason."""
         header = Header.parse(data)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import functools
 import ipaddress
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, Sequence, Union
+from typing import ClassVar
 
 from .const import (
+    PAYLOAD_SHORT_NAMES,
     AuthMethod,
     CertEncoding,
     CfgType,
     DhGroup,
     IdType,
     NotifyType,
-    PAYLOAD_SHORT_NAMES,
     PayloadType,
     ProtocolId,
     TransformAttr,
@@ -32,7 +33,7 @@ from .const import (
 )
 from .errors import ParseError
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
 
 
@@ -103,7 +104,7 @@ class Payload:
         raise NotImplementedError
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "Payload":
+    def parse_body(cls, body: bytes, base: int) -> Payload:
         raise NotImplementedError
 
     @property
@@ -119,7 +120,7 @@ class TransformAttribute:
     """RFC 7296 §3.3.5. TV format (AF=1) carries a 16-bit `value`; TLV carries bytes."""
 
     attr_type: int
-    value: Union[int, bytes]
+    value: int | bytes
 
     def serialize(self) -> bytes:
         if isinstance(self.value, int):
@@ -127,7 +128,7 @@ class TransformAttribute:
         return struct.pack("!HH", self.attr_type, len(self.value)) + self.value
 
     @classmethod
-    def parse(cls, r: Reader) -> "TransformAttribute":
+    def parse(cls, r: Reader) -> TransformAttribute:
         word = r.u16("transform attribute type")
         if word & 0x8000:
             return cls(word & 0x7FFF, r.u16("transform attribute value"))
@@ -156,7 +157,7 @@ class Transform:
                            self.transform_type, 0, self.transform_id) + attrs
 
     @classmethod
-    def parse(cls, r: Reader) -> tuple["Transform", bool]:
+    def parse(cls, r: Reader) -> tuple[Transform, bool]:
         start = r.offset
         last_flag = r.u8("transform last-substructure")
         r.u8("transform reserved")
@@ -190,7 +191,7 @@ class Proposal:
                            self.number, self.protocol_id, len(self.spi), len(self.transforms)) + self.spi + body
 
     @classmethod
-    def parse(cls, r: Reader) -> tuple["Proposal", bool]:
+    def parse(cls, r: Reader) -> tuple[Proposal, bool]:
         start = r.offset
         last_flag = r.u8("proposal last-substructure")
         r.u8("proposal reserved")
@@ -231,7 +232,7 @@ class SA(Payload):
         return b"".join(p.serialize(i == len(self.proposals) - 1) for i, p in enumerate(self.proposals))
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "SA":
+    def parse_body(cls, body: bytes, base: int) -> SA:
         r = Reader(body, base)
         proposals = []
         last = False
@@ -258,7 +259,7 @@ class KE(Payload):
         return struct.pack("!HH", self.dh_group, 0) + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "KE":
+    def parse_body(cls, body: bytes, base: int) -> KE:
         r = Reader(body, base)
         group = r.u16("KE Diffie-Hellman group")
         r.u16("KE reserved")
@@ -277,7 +278,7 @@ class Identification(Payload):
         return struct.pack("!B3x", self.id_type) + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "Identification":
+    def parse_body(cls, body: bytes, base: int) -> Identification:
         r = Reader(body, base)
         id_type = r.u8("ID type")
         r.take(3, "ID reserved")
@@ -320,7 +321,7 @@ class CERT(Payload):
         return bytes([self.encoding]) + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "CERT":
+    def parse_body(cls, body: bytes, base: int) -> CERT:
         r = Reader(body, base)
         encoding = r.u8("certificate encoding")
         return cls(encoding=coerce(CertEncoding, encoding), data=r.rest())
@@ -342,7 +343,7 @@ class CERTREQ(Payload):
         return bytes([self.encoding]) + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "CERTREQ":
+    def parse_body(cls, body: bytes, base: int) -> CERTREQ:
         r = Reader(body, base)
         encoding = r.u8("certificate encoding")
         return cls(encoding=coerce(CertEncoding, encoding), data=r.rest())
@@ -361,7 +362,7 @@ class AUTH(Payload):
         return struct.pack("!B3x", self.method) + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "AUTH":
+    def parse_body(cls, body: bytes, base: int) -> AUTH:
         r = Reader(body, base)
         method = r.u8("auth method")
         r.take(3, "AUTH reserved")
@@ -380,7 +381,7 @@ class Nonce(Payload):
         return self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "Nonce":
+    def parse_body(cls, body: bytes, base: int) -> Nonce:
         return cls(data=body)
 
 
@@ -404,7 +405,7 @@ class Notify(Payload):
         return struct.pack("!BBH", self.protocol_id, len(self.spi), self.notify_type) + self.spi + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "Notify":
+    def parse_body(cls, body: bytes, base: int) -> Notify:
         r = Reader(body, base)
         protocol_id = r.u8("notify protocol id")
         spi_size = r.u8("notify SPI size")
@@ -433,7 +434,7 @@ class Delete(Payload):
         return struct.pack("!BBH", self.protocol_id, spi_size, len(self.spis)) + b"".join(self.spis)
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "Delete":
+    def parse_body(cls, body: bytes, base: int) -> Delete:
         r = Reader(body, base)
         protocol_id = r.u8("delete protocol id")
         spi_size = r.u8("delete SPI size")
@@ -457,7 +458,7 @@ class VendorID(Payload):
         return self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "VendorID":
+    def parse_body(cls, body: bytes, base: int) -> VendorID:
         return cls(data=body)
 
 
@@ -517,7 +518,7 @@ class RawTrafficSelector:
         return f"TS({self.ts_type}:{self.data.hex()})"
 
 
-def _parse_selector(r: Reader) -> Union[TrafficSelector, RawTrafficSelector]:
+def _parse_selector(r: Reader) -> TrafficSelector | RawTrafficSelector:
     start = r.offset
     ts_type = r.u8("TS type")
     ip_protocol = r.u8("TS IP protocol")
@@ -537,13 +538,13 @@ def _parse_selector(r: Reader) -> Union[TrafficSelector, RawTrafficSelector]:
 
 @dataclass
 class TrafficSelectors(Payload):
-    selectors: list[Union[TrafficSelector, RawTrafficSelector]] = field(default_factory=list)
+    selectors: list[TrafficSelector | RawTrafficSelector] = field(default_factory=list)
 
     def body(self) -> bytes:
         return struct.pack("!B3x", len(self.selectors)) + b"".join(s.serialize() for s in self.selectors)
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "TrafficSelectors":
+    def parse_body(cls, body: bytes, base: int) -> TrafficSelectors:
         r = Reader(body, base)
         count = r.u8("number of TSs")
         r.take(3, "TS reserved")
@@ -579,7 +580,7 @@ class SK(Payload):
         return self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "SK":
+    def parse_body(cls, body: bytes, base: int) -> SK:
         return cls(data=body)
 
 
@@ -598,7 +599,7 @@ class SKF(Payload):
         return struct.pack("!HH", self.fragment_number, self.total_fragments) + self.data
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "SKF":
+    def parse_body(cls, body: bytes, base: int) -> SKF:
         r = Reader(body, base)
         number = r.u16("SKF fragment number")
         total = r.u16("SKF total fragments")
@@ -629,7 +630,7 @@ class CP(Payload):
         return struct.pack("!B3x", self.cfg_type) + b"".join(a.serialize() for a in self.attributes)
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "CP":
+    def parse_body(cls, body: bytes, base: int) -> CP:
         r = Reader(body, base)
         cfg_type = r.u8("CFG type")
         r.take(3, "CP reserved")
@@ -659,7 +660,7 @@ class EAP(Payload):
         return self.message
 
     @classmethod
-    def parse_body(cls, body: bytes, base: int) -> "EAP":
+    def parse_body(cls, body: bytes, base: int) -> EAP:
         r = Reader(body, base)
         r.u8("EAP code")
         r.u8("EAP identifier")

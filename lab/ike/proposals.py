@@ -8,8 +8,8 @@ strongSwan responder does. Pure functions: no I/O, no clock, no crypto.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from lab.iana import ALGORITHMS, AUTH_HMAC_SHA2_256_96, Algorithm, keyword_algorithm
 from lab.iana import algorithm as _registry_entry
@@ -623,7 +623,7 @@ class ChosenAlgorithms:
         return self.encr is not None and is_aead(self.encr)
 
     @classmethod
-    def from_proposal(cls, proposal: Proposal) -> "ChosenAlgorithms":
+    def from_proposal(cls, proposal: Proposal) -> ChosenAlgorithms:
         """Raises ProposalError unless the proposal holds at most one transform per type."""
         by_type: dict[int, Transform] = {}
         for t in proposal.transforms:

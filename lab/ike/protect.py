@@ -4,8 +4,9 @@ it knows `iv_size`, `encrypted_length(n)`, `seal(...)` and `open(...)`."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from .const import PayloadType
 from .errors import IntegrityError, ParseError

@@ -5,7 +5,7 @@ an exchange in memory is byte-for-byte the same every run; the default is the OS
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 

@@ -41,7 +41,7 @@ class IkeSA:
     """One IKE SA, initiator or responder of it (`is_initiator`: the original initiator, RFC
     7296 §2.2; after an IKE rekey, the initiator of the rekeying exchange)."""
 
-    def __init__(self, endpoint: "Endpoint", unique_id: int, config: IkeConfig, is_initiator: bool,
+    def __init__(self, endpoint: Endpoint, unique_id: int, config: IkeConfig, is_initiator: bool,
                  local: Address, remote: Address, spi_i: bytes, spi_r: bytes, now: float) -> None:
         self.endpoint = endpoint
         self.unique_id = unique_id
@@ -82,7 +82,7 @@ class IkeSA:
         self.expire_at: float | None = None
         self.rekeying_ike: IkeRekey | None = None
         # RFC 7296 §2.8.2: a completed rekey in a collision waits for the other exchange
-        self.ike_rekeys_done: list[tuple["IkeSA", tuple[bytes, bytes], bool]] = []
+        self.ike_rekeys_done: list[tuple[IkeSA, tuple[bytes, bytes], bool]] = []
         # RFC 7296 §2.8.1: completed rekeys of a CHILD_SA (by its spi_in), for collisions
         self.child_rekeys_done: dict[bytes, list[tuple[ChildSA, bool]]] = {}
         self.destroy_at: float | None = None
@@ -329,7 +329,7 @@ class IkeSA:
         if winner.created_by_us:
             self.tm.queue(ChildDelete([old], "rekeyed"), now)
 
-    def finish_ike_rekey(self, new: "IkeSA", nonces: tuple[bytes, bytes], we_initiated: bool, now: float) -> None:
+    def finish_ike_rekey(self, new: IkeSA, nonces: tuple[bytes, bytes], we_initiated: bool, now: float) -> None:
         """RFC 7296 §2.18: children move to the new IKE SA, the rekey initiator deletes the old
         one; §2.8.2: in a collision the new IKE SA with the lowest nonce is redundant."""
         self.ike_rekeys_done.append((new, nonces, we_initiated))
@@ -360,7 +360,7 @@ class IkeSA:
         if winner[2]:
             self.tm.queue(IkeDelete("rekeyed"), now)
 
-    def _move_to(self, new: "IkeSA", now: float) -> None:
+    def _move_to(self, new: IkeSA, now: float) -> None:
         for child in self.children:
             new.children.append(child)
         self.children = []
@@ -370,7 +370,7 @@ class IkeSA:
 
 
     def rekeyed(self, we_initiated: bool, spi_i: bytes, spi_r: bytes, chosen: ChosenAlgorithms, shared: bytes,
-                nonce_i: bytes, nonce_r: bytes, now: float) -> "IkeSA":
+                nonce_i: bytes, nonce_r: bytes, now: float) -> IkeSA:
         """The IKE SA made by rekeying this one (RFC 7296 §2.18), registered with the endpoint."""
         assert self.algorithms is not None and self.keys is not None
         new = IkeSA(self.endpoint, 0, self.config, we_initiated, self.local, self.remote, spi_i, spi_r, now)

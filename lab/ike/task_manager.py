@@ -37,7 +37,7 @@ class Pending:
 
 
 class TaskManager:
-    def __init__(self, ike: "IkeSA") -> None:
+    def __init__(self, ike: IkeSA) -> None:
         self.ike = ike
         self.tasks: deque[Task] = deque()
         self.delayed: list[tuple[float, Task]] = []
@@ -100,7 +100,7 @@ class TaskManager:
                 continue
             self.send_request(task, payloads, now)
 
-    def hand_over_child_tasks(self, new: "TaskManager", now: float) -> None:
+    def hand_over_child_tasks(self, new: TaskManager, now: float) -> None:
         """RFC 7296 §2.18: CHILD SAs move to the new IKE SA, and the work queued for them too
         (a CHILD_SA rekey refused with TEMPORARY_FAILURE during the IKE rekey, §2.25.2)."""
         child_tasks = (ChildCreate, ChildDelete)

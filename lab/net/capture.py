@@ -19,7 +19,7 @@ class Capture:
         self.err_path = Path(err_path) if err_path is not None else self.path.with_suffix(".tcpdump.txt")
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10.0) -> "Capture":
+    def start(self, timeout: float = 10.0) -> Capture:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.err_path.parent.mkdir(parents=True, exist_ok=True)
         argv = ["tcpdump", "-i", self.intf, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", str(self.path)]

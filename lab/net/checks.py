@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .fields import Field, Fields, Kind, Map, Registry, Seq, as_map
-from .peers import PeerError, describe as describe_sas, describe_tunnels
+from .peers import PeerError, describe_tunnels
+from .peers import describe as describe_sas
 from .steps import Context
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class CheckKind(Kind):
     def describe(self, a: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         raise NotImplementedError
 
 
@@ -162,7 +163,7 @@ class CmdCheck(CheckKind):
         return f"{a['node']}: `{a['cmd']}` {'matches' if a['expect'] != 'NO' else 'does not match'} /{a['match']}/" + (
             f" {a['expect']} times" if a["expect"].isdigit() else "")
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         out = run.node(a["node"]).cmd(f"{a['cmd']} 2>&1")
         return expect_match(out, a["match"], a["expect"], f"`{a['cmd']}`")
 
@@ -206,7 +207,7 @@ class TapCheck(CheckKind):
         what = " and ".join(f"'{x}'" for x in (a.get("filter"), a.get("display")) if x) or "any"
         return f"tap {a['on']}: {how} packets of {what}" + (" (decrypted)" if a.get("decrypt") else "")
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         path = run.flush_tap(a["on"])
         if "before" in a:
             first, then = (timestamps(path, f) for f in a["before"])
@@ -261,7 +262,7 @@ class SaCheck(CheckKind):
         what = f"CHILD_SA {a['child']}" if a.get("child") else f"IKE SA {a['ike']}" if a.get("ike") else "SAs"
         return f"{a['node']}: {what} " + (", ".join(facts) or "ESTABLISHED")
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         sas = run.sas(a["node"])
         matching = [sa for sa in sas if not a.get("ike") or sa.name == a["ike"]]
         if "count" in a:
@@ -361,7 +362,7 @@ class TunnelCheck(CheckKind):
         facts = [f"{k}={v}" for k, v in a.items() if k not in ("node", "state")]
         return f"{a['node']}: a tunnel {a.get('state', 'UP')}" + (f", {', '.join(facts)}" if facts else "")
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         peer = run.peers[a["node"]]
         try:
             tunnels = peer.list_tunnels() if peer.running else []
@@ -405,7 +406,7 @@ class TraceCheck(CheckKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']} trace: {a.get('event') or a.get('kind')} " + bounds_words(a)
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         path = run.peers[a["node"]].trace_file()
         count = 0
         if path is not None and path.exists():
@@ -440,7 +441,7 @@ class CounterCheck(CheckKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']} counter {a['name']} " + bounds_words(a)
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         value = run.peers[a["node"]].counters().get(a["name"], 0)
         return bounds_ok(value, a), f"{a['name']} = {value}"
 
@@ -460,7 +461,7 @@ class LogCheck(CheckKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']} log {'has' if a['expect'] != 'NO' else 'has no'} /{a['match']}/"
 
-    def evaluate(self, run: "Runner", a: dict[str, Any]) -> tuple[bool, str]:
+    def evaluate(self, run: Runner, a: dict[str, Any]) -> tuple[bool, str]:
         path = run.peers[a["node"]].log_path
         text = path.read_text(errors="replace") if path.exists() else ""
         return expect_match(text, a["match"], a["expect"], f"{a['node']}'s log")

@@ -19,9 +19,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 LOCK_PATH = Path("/run/ipsec-lab.lock")
 RECORDS = Path("/run/ipsec-lab/labs")
@@ -87,7 +87,7 @@ class LabLock:
         self.fd: int | None = None
         self.nested = False
 
-    def acquire(self, wait: bool = True, say=None) -> "LabLock":
+    def acquire(self, wait: bool = True, say=None) -> LabLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         told = False
@@ -118,7 +118,7 @@ class LabLock:
             self.fd = None
         self.nested = False
 
-    def __enter__(self) -> "LabLock":
+    def __enter__(self) -> LabLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
@@ -192,7 +192,7 @@ class LabRecord:
             pass
 
     @classmethod
-    def load(cls, path: Path) -> "LabRecord | None":
+    def load(cls, path: Path) -> LabRecord | None:
         try:
             data = json.loads(path.read_text())
             return cls(**data)
@@ -217,7 +217,7 @@ def _start_time(pid: int) -> int:
         return -1
 
 
-def owner_alive(record: "LabRecord") -> bool:
+def owner_alive(record: LabRecord) -> bool:
     return _alive(record.owner) and _start_time(record.owner) == record.owner_start
 
 

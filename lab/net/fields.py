@@ -14,9 +14,10 @@ lab.net.checks.CHECKS; scenarios/README.md's reference is generated from them
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Iterator, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import yaml
 

@@ -33,7 +33,7 @@ def prepare(out: Path) -> None:
     runfolder.mark_running(out)
 
 
-def write(run: "Runner") -> None:
+def write(run: Runner) -> None:
     """Everything the run leaves, once its lab is down."""
     out, scenario = run.out, run.scenario
     for sub in (runfolder.LOGS, runfolder.KEYS, runfolder.CAPTURES, runfolder.FIGURES):
@@ -80,7 +80,7 @@ def write(run: "Runner") -> None:
     (out / runfolder.REPORT).write_text(report.render(scenario, run.result))
 
 
-def topology(run: "Runner") -> Topology:
+def topology(run: Runner) -> Topology:
     scenario = run.scenario
     description = scenario.build_topology().describe()
     for entry in description["nodes"]:

@@ -16,7 +16,7 @@ from lab.daemon.control import ControlClient
 
 from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
 
-_RUNNING: "weakref.WeakSet[OurGateway]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[OurGateway] = weakref.WeakSet()
 
 
 @atexit.register
@@ -79,11 +79,11 @@ class OurGateway(Peer):
     def shell_exports(self) -> dict[str, str]:
         return {"IPSEC_LAB_CONTROL": str(self.control_path)}
 
-    def start(self) -> "OurGateway":
+    def start(self) -> OurGateway:
         """Start the daemon and wait until its control socket answers."""
         return self.launch().wait_started()
 
-    def launch(self) -> "OurGateway":
+    def launch(self) -> OurGateway:
         """Start the daemon without waiting (many gateways start side by side; then wait_started)."""
         if self.process is not None and self.process.poll() is None:
             return self
@@ -105,7 +105,7 @@ class OurGateway(Peer):
         _RUNNING.add(self)
         return self
 
-    def wait_started(self) -> "OurGateway":
+    def wait_started(self) -> OurGateway:
         assert self.process is not None, "launch() first"
         deadline = self.launched + self.start_timeout
         while True:
@@ -201,7 +201,7 @@ class OurGateway(Peer):
             proc.kill()
             proc.wait(5)
 
-    def __enter__(self) -> "OurGateway":
+    def __enter__(self) -> OurGateway:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

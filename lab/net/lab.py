@@ -15,8 +15,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import cleanup
 from .capture import Capture
@@ -56,7 +57,7 @@ class Lab:
 
     # ------------------------------------------------------------ start and stop
 
-    def start(self) -> "Lab":
+    def start(self) -> Lab:
         require_root()
         self.lock.acquire(wait=self.lock_wait, say=self.say)
         try:
@@ -150,7 +151,7 @@ class Lab:
                 signal.signal(sig, handler)
         return problems
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,8 +22,9 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mininet.node import Node
 
@@ -94,7 +95,7 @@ class LabNode(Node):
 
     kind = "host"
     tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
-    on_shell: Callable[["LabNode"], None] | None = None
+    on_shell: Callable[[LabNode], None] | None = None
 
     def __init__(self, name: str, **params: Any) -> None:
         super().__init__(name, **params)

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.conf.openvpn import OvpnConfig, read as read_ovpn
+from lab.conf.openvpn import OvpnConfig
+from lab.conf.openvpn import read as read_ovpn
 
 from .peers import PeerError, TunnelInfo
 from .vpnpeer import VpnPeer
@@ -47,7 +48,7 @@ class OpenVpn(VpnPeer):
 
     # ------------------------------------------------------------ up and down
 
-    def start(self) -> "OpenVpn":
+    def start(self) -> OpenVpn:
         if self.running:
             return self
         if self.config is None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+
 
 class PeerError(RuntimeError):
     """A peer command failed or a wait timed out; the message says what was seen."""
@@ -93,7 +95,7 @@ class TunnelInfo:
         return f"{self.remote_host}:{self.remote_port}" if self.remote_host else "(no endpoint)"
 
 
-def describe_tunnels(tunnels: "list[TunnelInfo]") -> str:
+def describe_tunnels(tunnels: list[TunnelInfo]) -> str:
     """One line per tunnel, for messages and reports."""
     if not tunnels:
         return "no tunnel"
@@ -105,7 +107,7 @@ def describe_tunnels(tunnels: "list[TunnelInfo]") -> str:
     return "; ".join(parts)
 
 
-def tunnels_of(sas: "Iterable[IkeSaInfo]") -> "list[TunnelInfo]":
+def tunnels_of(sas: Iterable[IkeSaInfo]) -> list[TunnelInfo]:
     """An IKE daemon's SAs as tunnels: one per IKE SA, its CHILD_SAs' counters summed."""
     out = []
     for sa in sas:

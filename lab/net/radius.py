@@ -136,7 +136,7 @@ class FreeRadius:
             return self
         self.prepare()
         argv = [self.binary, "-X", "-d", str(self.raddb)]
-        out = open(self.log_path, "ab")  # noqa: SIM115 - radiusd holds it; closed here once handed over
+        out = open(self.log_path, "ab")
         try:
             start = getattr(self.node, "start_process", None) or self.node.popen
             self.process = start(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)

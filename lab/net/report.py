@@ -22,7 +22,7 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render(scenario: "Scenario", result: "RunResult", figures: list[tuple[str, str]] | None = None) -> str:
+def render(scenario: Scenario, result: RunResult, figures: list[tuple[str, str]] | None = None) -> str:
     when = datetime.datetime.fromtimestamp(result.started).strftime("%Y-%m-%d %H:%M:%S")
     verdict = result.verdict
     steps_ok = sum(s.ok for s in result.steps)

@@ -13,18 +13,18 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lab.runfolder import CheckResult, RunResult, StepResult
 
 from . import folder, world
-from .checks import Check, CHECKS
+from .checks import CHECKS, Check
 from .lab import Lab, LabError
 from .nodes import LabNode, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
@@ -89,7 +89,7 @@ class Progress:
 class _Signals:
     """SIGINT and SIGTERM raise RunInterrupted in the main thread while the run goes on."""
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> _Signals:
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -116,8 +116,8 @@ class Runner:
     `join()`, `flush_tap()`, `key_tables()`."""
 
     def __init__(self, scenario: Scenario, out: str | Path, progress: Progress | None = None,
-                 say: Callable[[str], None] | None = None, keep_open: Callable[["Runner"], None] | None = None,
-                 after_step: Callable[["Runner", Step, StepResult], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, keep_open: Callable[[Runner], None] | None = None,
+                 after_step: Callable[[Runner, Step, StepResult], None] | None = None) -> None:
         self.scenario = scenario
         self.out = Path(out).absolute()
         self.progress = progress or Progress()

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .checks import DEFAULT_CHECK_TIMEOUT, Check, parse_check, parse_checks
-from .fields import Map, ScenarioReader, ScenarioError, Seq, parse_size, read_yaml, shown, text_line
+from .fields import Map, ScenarioError, ScenarioReader, Seq, parse_size, read_yaml, shown, text_line
 from .nodes import FILTER_DEFAULTS, NAT_DEFAULTS, NatBox, Router
 from .software import SOFTWARE
 from .steps import STEPS, Context, Step, check_host_config, owner_of
-from .topology import LabTopo, TopologyError, load as load_topology
+from .topology import LabTopo, TopologyError
+from .topology import load as load_topology
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 

@@ -10,9 +10,10 @@ this registry.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .fields import ScenarioError
 from .peers import Peer

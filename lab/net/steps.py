@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .fields import Field, Fields, Kind, ScenarioReader, Registry, ScenarioError, parse_size, shown, size_words
+from .fields import Field, Fields, Kind, Registry, ScenarioError, ScenarioReader, parse_size, shown, size_words
 from .nodes import FILTER_DEFAULTS, NAT_DEFAULTS, NatBox, Router
-from .peers import IkeSaInfo, PeerError, describe as describe_sas, describe_tunnels
+from .peers import IkeSaInfo, PeerError, describe_tunnels
+from .peers import describe as describe_sas
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -52,7 +53,7 @@ class Context:
     r: ScenarioReader
     nodes: set[str]
     gateways: dict[str, str]           # node -> software
-    topo: "LabTopo"
+    topo: LabTopo
     steps: list[Any] = field(default_factory=list)   # the scenario's steps (for checks)
     taps: list[Any] = field(default_factory=list)
 
@@ -112,7 +113,7 @@ class StepKind(Kind):
     def describe(self, a: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         raise NotImplementedError
 
 
@@ -189,7 +190,7 @@ def _knob_error(f: Fields, err: ValueError) -> ScenarioError:
     return f.error(key, str(err).split(": ", 1)[-1])
 
 
-def owner_of(topo: "LabTopo", address: str) -> str | None:
+def owner_of(topo: LabTopo, address: str) -> str | None:
     """The node that has `address` on one of its interfaces."""
     for node in topo.hosts():
         info = topo.nodeInfo(node)
@@ -217,7 +218,7 @@ class StartStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"start {', '.join(a['nodes'])}"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         for node in a["nodes"]:
             run.peers[node].start()
         return f"started {', '.join(f'{n} ({run.peers[n].software})' for n in a['nodes'])}"
@@ -236,7 +237,7 @@ class StopStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"stop {', '.join(a['nodes'])}"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         for node in a["nodes"]:
             run.peers[node].stop()
         return "stopped"
@@ -255,7 +256,7 @@ class KillStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"kill {', '.join(a['nodes'])} (crash)"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         for node in a["nodes"]:
             run.peers[node].kill()
         return "killed without a chance to say goodbye"
@@ -281,7 +282,7 @@ class RestartStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"restart {', '.join(a['nodes'])}" + (f" with {' '.join(a['options'])}" if a.get("options") else "")
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         for node in a["nodes"]:
             peer = run.peers[node]
             peer.stop()
@@ -311,7 +312,7 @@ class LoadStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']} loads {Path(a['file']).name}"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         peer = run.peers[a["node"]]
         peer.write_config(Path(a["file"]).read_text())
         if peer.running:
@@ -340,7 +341,7 @@ class InitiateStep(StepKind):
         what = a.get("child") or a.get("ike")
         return f"{a['node']} initiates {what}" if what else f"{a['node']} brings its tunnel up (a handshake)"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         peer = run.peers[a["node"]]
         peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)))
         if not a.get("child") and not a.get("ike"):
@@ -365,7 +366,7 @@ class TerminateStep(StepKind):
         what = a.get("child") or a.get("ike")
         return f"{a['node']} terminates {what}" if what else f"{a['node']} takes its tunnel down"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         said = run.peers[a["node"]].terminate(ike=a.get("ike"), child=a.get("child"))
         return "deleted" if a.get("child") or a.get("ike") else str(said)
 
@@ -389,11 +390,11 @@ class RekeyStep(StepKind):
                 f"{'CHILD_SA ' + a['child'] if a.get('child') else 'IKE SA ' + a['ike']}"
                 + (" at the same time" if len(a["nodes"]) > 1 else ""))
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         return self._one(run, a) if len(a["nodes"]) == 1 else self._together(run, a)
 
     @staticmethod
-    def _one(run: "Runner", a: dict[str, Any]) -> str:
+    def _one(run: Runner, a: dict[str, Any]) -> str:
         node, child, ike = a["nodes"][0], a.get("child"), a.get("ike")
         before = run.sas(node)
         timeout = float(a.get("timeout", 15))
@@ -422,7 +423,7 @@ class RekeyStep(StepKind):
         return f"{ike}: {'/'.join(next(iter(old_ike)))} -> {'/'.join((new[0].spi_i, new[0].spi_r))}"
 
     @staticmethod
-    def _together(run: "Runner", a: dict[str, Any]) -> str:
+    def _together(run: Runner, a: dict[str, Any]) -> str:
         """Both ends rekey at once (RFC 7296 §2.8.1): each must end with exactly one new SA."""
         child, ike = a.get("child"), a.get("ike")
         timeout = float(a.get("timeout", 15))
@@ -483,14 +484,15 @@ class PingStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['from']} pings {a['to']} ({a['count']}x)" + (" in the background" if a.get("background") else "")
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         to = run.address(a["to"])
         options = f"-n -c {a['count']} -i {a['interval']} -W {a.get('timeout', 2):g}"
         if "size" in a:
             options += f" -s {int(a['size'])} -M do"
         if "source" in a:
             options += f" -I {a['source']}"
-        out = output(run.node(a["from"]), ["ping", *options.split(), to], timeout=a["count"] * a["interval"] + a.get("timeout", 2) + 8)
+        wait = a["count"] * a["interval"] + a.get("timeout", 2) + 8
+        out = output(run.node(a["from"]), ["ping", *options.split(), to], timeout=wait)
         match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         received = int(match.group(2)) if match else 0
         detail = f"{received}/{a['count']} replies from {to}, {a['count'] - received} lost"
@@ -519,7 +521,7 @@ class Iperf3Step(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"iperf3 TCP {a['from']} -> {a['to']} for {a['seconds']:g} s"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         to = run.address(a["to"])
         server_node = a["server"] or owner_of(run.topo, to)
         server = run.node(server_node).start_process(["iperf3", "-s", "-1", "-B", to],
@@ -568,7 +570,7 @@ class TransferStep(StepKind):
         return (f"{a['from']} sends {size_words(a['bytes'])} to {a['to']}"
                 + (f" at {a['mbps']:g} Mbit/s" if a.get("mbps") else "") + " (checked by SHA-256)")
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         to = run.address(a["to"])
         server_node = a["server"] or owner_of(run.topo, to)
         python = [sys.executable, "-m", "lab.net.transfer"]
@@ -612,7 +614,7 @@ class JoinStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"wait for '{a['step']}' to finish"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         return run.join(a["step"])
 
 
@@ -629,7 +631,7 @@ class WaitStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"wait {a['seconds']} s"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         time.sleep(float(a["seconds"]))
         return ""
 
@@ -672,7 +674,7 @@ class NatStep(StepKind):
             ["rebind" if a.get("rebind") else "", "reboot" if a.get("reboot") else ""]
             + [f"{k} = {v}" for k, v in a.items() if k in NAT_DEFAULTS]).strip(", ")
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         box = run.node(a["node"])
         assert isinstance(box, NatBox)
         knobs = {k: v for k, v in a.items() if k not in ("node", "rebind", "reboot")}
@@ -713,7 +715,7 @@ class SetStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']}: " + ", ".join(f"{k} = {'off' if v is None else v}" for k, v in a.items() if k != "node")
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         knobs = {k: v for k, v in a.items() if k != "node"}
         run.node(a["node"]).set(**knobs)
         return ", ".join(f"{k} = {'off' if v is None else v}" for k, v in knobs.items())
@@ -738,7 +740,7 @@ class MtuStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"MTU of {a['node']}:{a['intf']} = {a['mtu']}"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         run.node(a["node"]).set_mtu(a["intf"], int(a["mtu"]))
         return ""
 
@@ -760,7 +762,7 @@ class RunStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']}: {a['cmd']}"
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         timeout = int(a.get("timeout", 30))
         folder = shlex.quote(a.get("folder", ""))
         out = run.node(a["node"]).cmd(f"SCENARIO_DIR={folder} timeout {timeout} sh -c {shlex.quote(a['cmd'])} 2>&1; "
@@ -783,7 +785,7 @@ class CheckStep(StepKind):
     def describe(self, a: dict[str, Any]) -> str:
         return "check: " + a["check"].text
 
-    def run(self, run: "Runner", a: dict[str, Any]) -> str:
+    def run(self, run: Runner, a: dict[str, Any]) -> str:
         result = run.check(a["check"], at_step=run.step_index)
         if not result.ok:
             raise StepFailed(result.saw)

@@ -18,8 +18,9 @@ import socket
 import subprocess
 import time
 import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from lab.conf.writer import render_s2s_conf  # noqa: F401  (moved to lab.conf; re-exported)
 
@@ -95,7 +96,7 @@ class StrongSwanError(PeerError):
     """Something about running charon or swanctl went wrong; the message says what to do."""
 
 
-_RUNNING: "weakref.WeakSet[StrongSwan]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[StrongSwan] = weakref.WeakSet()
 
 
 @atexit.register
@@ -299,7 +300,7 @@ class StrongSwan(Peer):
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self) -> "StrongSwan":
+    def start(self) -> StrongSwan:
         """Start charon in the node and wait (bounded) until its vici socket answers."""
         if self.running:
             return self
@@ -394,7 +395,7 @@ class StrongSwan(Peer):
         except FileNotFoundError:
             return ""
 
-    def __enter__(self) -> "StrongSwan":
+    def __enter__(self) -> StrongSwan:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .peers import Peer, PeerError, TunnelInfo
 
-_RUNNING: "weakref.WeakSet[VpnPeer]" = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[VpnPeer] = weakref.WeakSet()
 
 
 @atexit.register
@@ -155,7 +155,7 @@ class VpnPeer(Peer):
     def cleanup(self) -> None:
         """Remove what the daemon may leave behind when it dies (sockets, interfaces)."""
 
-    def __enter__(self) -> "VpnPeer":
+    def __enter__(self) -> VpnPeer:
         return self.start()  # type: ignore[return-value]
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,8 @@ import ipaddress
 import time
 from typing import Any
 
-from lab.conf.wgquick import WgConfig, read as read_wg
+from lab.conf.wgquick import WgConfig
+from lab.conf.wgquick import read as read_wg
 
 from .peers import PeerError, TunnelInfo
 from .vpnpeer import VpnPeer
@@ -52,7 +53,7 @@ class WireGuard(VpnPeer):
 
     # ------------------------------------------------------------ up and down
 
-    def start(self) -> "WireGuard":
+    def start(self) -> WireGuard:
         if self.running:
             return self
         if self.config is None:

@@ -30,8 +30,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .cleanup import _lock_holders, describe_pid
 
@@ -157,7 +157,7 @@ class Slot:
     def holders(self) -> list[int]:
         return sorted({pid for i in range(self.count) for pid in _lock_holders(self.directory / f"slot-{i}")})
 
-    def acquire(self, say: Callable[[str], None] = lambda line: None) -> "Slot":
+    def acquire(self, say: Callable[[str], None] = lambda line: None) -> Slot:
         if self.count == 0:
             return self
         if not self.directory.is_dir():
@@ -185,7 +185,7 @@ class Slot:
             os.close(self.fd)
             self.fd = self.index = None
 
-    def __enter__(self) -> "Slot":
+    def __enter__(self) -> Slot:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from lab.esp import EspDrop
 from lab.ike import payloads as pl

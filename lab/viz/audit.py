@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
@@ -893,7 +893,7 @@ def read_capture(path: str, keys: str | None = None) -> tuple[list[Observation],
             if old is not None and old in born:
                 lifetimes.append({"file": path, "frame": packet.frame, "sa": "CHILD_SA" if rekeyed else "IKE SA",
                                   "spi": old.hex(), "rekeyed_after": round(packet.time - born[old], 3)})
-        for spi_protocol, spi in info.child_spis():
+        for _spi_protocol, spi in info.child_spis():
             born.setdefault(spi, packet.time)
         if info.ike_spi() is not None:
             born.setdefault(info.ike_spi(), packet.time)
@@ -1002,7 +1002,7 @@ def audit_paths(paths: Iterable[str], *, cert_days: int = CERT_DAYS, now: dateti
     """Audit every swanctl.conf, ipsec.conf and capture at or under `paths` (captures decrypted
     with the key tables in `keys`, or their run folder's keys/). Raises AuditError (or lab.conf's
     ConfigError) naming file, line and key for input it cannot read."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = AuditReport()
     gateways: list[AuditedGateway] = []
     for path, kind, root in _collect(paths):
@@ -1034,7 +1034,7 @@ def audit_paths(paths: Iterable[str], *, cert_days: int = CERT_DAYS, now: dateti
 def audit_gateways(gateways: list[AuditedGateway], *, cert_days: int = CERT_DAYS,
                    now: datetime | None = None) -> list[Finding]:
     """Every rule over `gateways`: per connection, per gateway, then across each organization."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     findings: list[Finding] = []
     for gateway in gateways:
         for conn in gateway.conns:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from lab.ike.const import ExchangeType, name_of
 from lab.ike.errors import ParseError

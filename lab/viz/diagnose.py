@@ -39,11 +39,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .evidence import (TRAFFIC_STEPS, Diagnosis, DiagnoseError, InstalledChild, Run, quote, selectors,
-                       ts_covers)
+from .evidence import TRAFFIC_STEPS, DiagnoseError, Diagnosis, InstalledChild, Run, quote, selectors, ts_covers
 from .negotiation import negotiation
 
 KEEPALIVE_DEFAULT = 20.0  # RFC 3948 §2.3 leaves it open; charon's keep_alive and our daemon use 20 s
@@ -69,7 +69,7 @@ def _missing_name(run: Run) -> Diagnosis | None:
     if failed is None or failed.get("kind") not in ("initiate", "rekey", "terminate"):
         return None
     detail = str(failed.get("detail", ""))
-    for pattern, what in _MISSING:
+    for pattern, what in _MISSING:  # noqa: B007 - `what` is read after the loop
         match = re.search(pattern, detail)
         if match:
             break
@@ -87,9 +87,10 @@ def _missing_name(run: Run) -> Diagnosis | None:
     key = "children { }" if what == "child" else "connections { }"
     places = ", ".join(f"{n} ({run.where(node, conf.child(n)[1].line if what == 'child' else conf.connections[n].line)})"
                        for n in have) or "none"
+    sections = "children" if what == "child" else "connections"
     paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
                  f"{quote(detail, 200)}. The step names the {what} '{name}' ({what}: {name}, {run.step_line(failed['index'])}), "
-                 f"but hosts/{node}/swanctl.conf has no {what} of that name: the {'children' if what == 'child' else 'connections'} "
+                 f"but hosts/{node}/swanctl.conf has no {what} of that name: the {sections} "
                  f"it has are {places}. The {what}: of a step is the name of a section inside {key} of that node's "
                  f"swanctl.conf. Fix: {what}: {have[0] if have else '...'} in {run.step_line(failed['index'])}, or "
                  f"rename the section in hosts/{node}/swanctl.conf.")
@@ -618,11 +619,13 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         fix = (f"let IP protocol 50 through, or force UDP encapsulation with encap = yes in {place} (ESP then "
                f"travels in UDP 4500, RFC 3948)" if not encap else
                "let UDP 4500 through the middlebox")
+        why = ("ESP has no ports, and firewalls or NAT boxes that know only TCP and UDP drop it" if not encap
+               else "the ESP packets share port 4500 with IKE but are dropped")
         paragraph = (f"IKE worked and the CHILD_SA is up, but traffic does not get through: in "
                      f"{run.step_words(step['index'])} {sender} sent {counts[present[0]]} {form} packet(s) on SPI "
                      f"{spi:08x}{inner}; they show on {', '.join(run.tap_words(n) for n in present)} and never on "
                      f"{', '.join(run.tap_words(n) for n in missing)}, so something between drops them, and "
-                     f"{back}. IKE uses UDP 500/4500 and passes; {'ESP has no ports, and firewalls or NAT boxes that know only TCP and UDP drop it' if not encap else 'the ESP packets share port 4500 with IKE but are dropped'}. "
+                     f"{back}. IKE uses UDP 500/4500 and passes; {why}. "
                      f"Fix: {fix}.")
         evidence = [f"SPI {spi:08x}: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in
                                                    [c.name for c, _p in window])]

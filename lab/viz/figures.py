@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import signal
 import os
 import re
-from typing import Callable
+import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from .analysis import CaptureAnalysis, analyze_capture, match_nat

@@ -12,15 +12,31 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import matplotlib
 
 from .analysis import NOTIFY_SHORT, CaptureAnalysis, NatPair, Packet, match_nat
-from .style import (COLORS, FONT, LABEL_FONT, MONO, OKABE_ITO, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure,
-                    new_slide, outputs, save, styled, text_width, wrap)
+from .style import (
+    COLORS,
+    FONT,
+    LABEL_FONT,
+    MONO,
+    OKABE_ITO,
+    SLIDE_HEIGHT,
+    TITLE_FONT,
+    WIDTH,
+    Figure,
+    new_figure,
+    new_slide,
+    outputs,
+    save,
+    styled,
+    text_width,
+    wrap,
+)
 
 INTERESTING = ("ike", "esp", "ah", "keepalive", "ip-fragment")
 
@@ -474,7 +490,7 @@ class _Block:
 
 @dataclass
 class _Row:
-    item: "Arrow | Band"
+    item: Arrow | Band
     height: float
     y: float                     # the arrow (or the band's arrow), relative to the row's top
     blocks: list[_Block]

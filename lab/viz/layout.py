@@ -18,8 +18,22 @@ from lab.ike.const import EncrId, IntegId, name_of
 
 from .analysis import PROTO_ICMP, PROTO_IPIP, PROTO_NAMES, PROTO_UDP, CaptureAnalysis, Packet
 from .keys import KeyTables
-from .style import (FONT, LABEL_FONT, MONO, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure, new_slide, outputs,
-                    save, styled, text_width, wrap)
+from .style import (
+    FONT,
+    LABEL_FONT,
+    MONO,
+    SLIDE_HEIGHT,
+    TITLE_FONT,
+    WIDTH,
+    Figure,
+    new_figure,
+    new_slide,
+    outputs,
+    save,
+    styled,
+    text_width,
+    wrap,
+)
 
 SEGMENT_COLORS = {
     "ip": "#9ecae1", "inner-ip": "#c6dbef", "udp": "#fdd0a2", "esp": "#a1d99b", "iv": "#d9d9d9",

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from .analysis import Packet, PacketAnalyser, fingerprint
 from .keys import ESP_TABLE, IKE_TABLE, KeyTables, load_keys

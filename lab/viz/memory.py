@@ -2,8 +2,8 @@
 as a pcap that the analysis, the figures, tshark and Wireshark read like any other."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 BASE_TIME = 1_800_000_000.0  # an arbitrary fixed epoch: the pcap of a memnet run is reproducible
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .analysis import CaptureAnalysis, Packet, match_nat
 from .configs import GatewayConf, proposal_text, read_config, run_configs

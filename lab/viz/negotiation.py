@@ -9,8 +9,15 @@ import re
 from dataclasses import dataclass
 
 from lab.iana import TransformType
-from lab.ike.proposals import (ProposalError, format_proposal, format_transform, parse_ah_proposals,
-                               parse_esp_proposals, parse_ike_proposals, select_proposal)
+from lab.ike.proposals import (
+    ProposalError,
+    format_proposal,
+    format_transform,
+    parse_ah_proposals,
+    parse_esp_proposals,
+    parse_ike_proposals,
+    select_proposal,
+)
 
 from .configs import ChildConf, id_kind, parse_id, proposal_text
 from .evidence import Diagnosis, Run, addr_allowed, quote, selectors, ts_covers, ts_overlap
@@ -351,7 +358,7 @@ def _ts(f: Failure) -> Diagnosis:
     where_i = {k: run.where(init, i_child.where(k)) for k in ("local_ts", "remote_ts")}
     where_r = {k: run.where(resp, r_child.where(k)) for k in ("local_ts", "remote_ts")}
     problems, fixes = [], []
-    for mine, theirs, i_side, r_side in (("remote_ts", "local_ts", "TSr", "their side"),
+    for mine, theirs, i_side, _r_side in (("remote_ts", "local_ts", "TSr", "their side"),
                                          ("local_ts", "remote_ts", "TSi", "its own side")):
         a, b = getattr(i_child, mine), getattr(r_child, theirs)
         overlap, addresses = _ts_pair(a, b)
@@ -404,11 +411,11 @@ def _transport(f: Failure, i_child: ChildConf | None, r_child: ChildConf | None)
             f"request), while {resp}'s child {r_child.name if r_child else ''} is in tunnel mode ({r_mode}, "
             f"{r_where}).{same_ts}")
     if run.is_strongswan(resp) and f.reason is not None and f.reason.kind != "transport":
-        why = (f" Asked for transport mode with a NAT on the way (and strongSwan here, with kernel-libipsec, always "
-               f"acts as if it were behind one), strongSwan keeps only selectors of single addresses and puts the "
-               f"IKE addresses in them (RFC 7296 §2.23.1); subnets are dropped, nothing is left, and it answers "
-               f"TS_UNACCEPTABLE. Even between single addresses strongSwan here could not install the SA: "
-               f"kernel-libipsec, its data plane on this machine, does tunnel mode only.")
+        why = (" Asked for transport mode with a NAT on the way (and strongSwan here, with kernel-libipsec, always "
+               "acts as if it were behind one), strongSwan keeps only selectors of single addresses and puts the "
+               "IKE addresses in them (RFC 7296 §2.23.1); subnets are dropped, nothing is left, and it answers "
+               "TS_UNACCEPTABLE. Even between single addresses strongSwan here could not install the SA: "
+               "kernel-libipsec, its data plane on this machine, does tunnel mode only.")
         fix = (f"remove mode = transport from {i_where}: between gateways that protect subnets, tunnel mode (the "
                f"default) is the mode to use, and transport mode works here only between two ipsec-lab peers "
                f"(see host2host-transport)")
@@ -679,7 +686,6 @@ def _auth(f: Failure) -> Diagnosis:
 
 
 def _other(f: Failure) -> Diagnosis:
-    run = f.run
     paragraph = (f"{f.lead()} diagnose has no rule for this reason. What would tell: the lines around it in "
                  f"{f.refuser}'s log (logs/) and the exchange in the ladder (figures/).")
     return Diagnosis("negotiation-failed", f"{f.exchange} failed", paragraph, f.step, f.wall, f.evidence())

@@ -16,7 +16,7 @@ from pathlib import Path
 from lab import runfolder
 from lab.runfolder import RunResult
 
-from .html import REPORT_HTML, render_html, page_data
+from .html import REPORT_HTML, page_data, render_html
 
 
 class PackError(Exception):

@@ -7,8 +7,8 @@ not when it only reports that its peer answered with an error notify."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .timeline import TimelineEntry
 

@@ -11,14 +11,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.ike.const import ProtocolId
-
-from .analysis import CaptureAnalysis, Packet
 import matplotlib
 import matplotlib.ticker
 
-from .style import (FONT, LABEL_FONT, MIN_FONT, MONO, OKABE_ITO, PALETTE, SLIDE_HEIGHT, TITLE_FONT, WIDTH, Figure, new_figure,
-                    new_slide, save, styled, wrap)
+from lab.ike.const import ProtocolId
+
+from .analysis import CaptureAnalysis, Packet
+from .style import (
+    FONT,
+    LABEL_FONT,
+    MIN_FONT,
+    MONO,
+    OKABE_ITO,
+    PALETTE,
+    SLIDE_HEIGHT,
+    TITLE_FONT,
+    WIDTH,
+    Figure,
+    new_figure,
+    new_slide,
+    save,
+    styled,
+    wrap,
+)
 
 
 @dataclass
@@ -117,7 +132,7 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
                 s = span("IKE", f"{new_i.hex()[:8]}../{new_r.hex()[:8]}..", "")
                 s.born = packet.time
                 s.replaces = f"{ike.spi_i[:8]}../{ike.spi_r[:8]}.."
-            for protocol, spi in request.ike.deleted_spis() + ike.deleted_spis():
+            for _protocol, spi in request.ike.deleted_spis() + ike.deleted_spis():
                 if spi and spi.hex() in spans:
                     spans[spi.hex()].died = packet.time
             if any(p == ProtocolId.IKE for p, _ in request.ike.deleted_spis()):

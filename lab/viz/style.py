@@ -15,8 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.text import Text
 
 WIDTH = 16.0       # inches
 DPI = 120          # 16 in x 120 = 1920 px

@@ -6,9 +6,10 @@ import datetime
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .analysis import CaptureAnalysis
 

@@ -1,5 +1,6 @@
-"""The project's habits, checked with the tests: the type checker (mypy, configured in
-pyproject.toml: the packages it covers and how strictly) finds nothing."""
+"""The project's habits, checked with the tests: the linter (ruff) and the type checker (mypy),
+both configured in pyproject.toml (the rules; the packages mypy covers and how strictly), find
+nothing."""
 from __future__ import annotations
 
 import shutil
@@ -21,4 +22,9 @@ def _tool(name: str) -> str:
 
 def test_mypy_finds_nothing():
     done = subprocess.run([_tool("mypy"), "--no-incremental"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_ruff_finds_nothing():
+    done = subprocess.run([_tool("ruff"), "check", "lab"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..sa import IkeSA
 
 
-def builder(ike: "IkeSA", round_auth: AuthConfig, identity: Identity | None = None) -> Authenticator:
+def builder(ike: IkeSA, round_auth: AuthConfig, identity: Identity | None = None) -> Authenticator:
     """The authenticator of our AUTH in a round of `round_auth` (psk or pubkey) as `identity`
     (default the IKE SA's)."""
     if str(round_auth.method) == "psk":
@@ -27,7 +27,7 @@ def builder(ike: "IkeSA", round_auth: AuthConfig, identity: Identity | None = No
     return PubkeyAuthenticator(ike, round_auth)
 
 
-def verifier(ike: "IkeSA", round_auth: AuthConfig) -> Authenticator:
+def verifier(ike: IkeSA, round_auth: AuthConfig) -> Authenticator:
     """The authenticator that checks the peer's AUTH in its round of `round_auth`; raises
     AuthenticationFailed for an EAP round, which takes no AUTH payload from the initiator."""
     if AuthClass(round_auth.method).is_eap:

@@ -2,7 +2,8 @@
 AUTH payload signs or MACs (RFC 7296 §2.15)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..crypto import signed_octets
@@ -16,7 +17,7 @@ class Authenticator:
     `build` makes our AUTH payload over our ID payload, `verify` checks the peer's AUTH over
     its ID payload and raises AuthenticationFailed (or CryptoError) when it does not hold."""
 
-    def __init__(self, ike: "IkeSA") -> None:
+    def __init__(self, ike: IkeSA) -> None:
         self.ike = ike
 
     def build(self, id_payload: pl.Identification) -> pl.AUTH:
@@ -26,7 +27,7 @@ class Authenticator:
         raise NotImplementedError
 
 
-def auth_octets(ike: "IkeSA", ours: bool, id_body: bytes) -> bytes:
+def auth_octets(ike: IkeSA, ours: bool, id_body: bytes) -> bytes:
     """RFC 7296 §2.15: the sender's IKE_SA_INIT message, the other side's nonce and
     prf(SK_p, ID') of the sender; `ours`: we are the sender."""
     assert ike.algorithms is not None and ike.keys is not None

@@ -5,7 +5,8 @@ the AUTH payloads of both sides, keyed with the MSK the method made; a method wi
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..config import AuthClass, AuthConfig
@@ -41,14 +42,14 @@ class EapAuthenticator(Authenticator):
     """One EAP round: `peer` (we initiated the IKE SA) or `server` runs the conversation;
     `msk` is kept once it succeeded."""
 
-    def __init__(self, ike: "IkeSA", peer: EapPeer | None = None, server: EapServer | None = None) -> None:
+    def __init__(self, ike: IkeSA, peer: EapPeer | None = None, server: EapServer | None = None) -> None:
         super().__init__(ike)
         self.peer = peer
         self.server = server
         self.msk: bytes | None = None
 
     @classmethod
-    def client(cls, ike: "IkeSA", auth: AuthConfig, identity: Identity) -> "EapAuthenticator":
+    def client(cls, ike: IkeSA, auth: AuthConfig, identity: Identity) -> EapAuthenticator:
         """The initiator's side of a round of `auth` (eap or eap-<method>) as `identity`."""
         eap_id = auth.eap_id if auth.eap_id is not None and not auth.eap_id.is_any else identity
         ike.local_eap_id = eap_id
@@ -93,7 +94,7 @@ class EapAuthenticator(Authenticator):
         return cls(ike, peer=EapPeer(name, factories))
 
     @classmethod
-    def serving(cls, ike: "IkeSA", auth: AuthConfig, peer_id: Identity) -> "EapAuthenticator":
+    def serving(cls, ike: IkeSA, auth: AuthConfig, peer_id: Identity) -> EapAuthenticator:
         """The responder's side of a remote round of `auth` (eap-<method>) for the peer `peer_id`;
         raises EapError when the round names no method."""
         endpoint = ike.endpoint

@@ -2,7 +2,8 @@
 IKEv2"), <signed octets>), the secret found in the secrets section by both identities."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..const import AuthMethod, name_of
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class PskAuthenticator(Authenticator):
     """`local_id`: the identity we prove in this round (default the IKE SA's)."""
 
-    def __init__(self, ike: "IkeSA", local_id: Identity | None = None) -> None:
+    def __init__(self, ike: IkeSA, local_id: Identity | None = None) -> None:
         super().__init__(ike)
         self.local_id = local_id or ike.local_id
 

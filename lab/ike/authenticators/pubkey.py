@@ -5,8 +5,9 @@ whose chain must end at one of our trust anchors. The CERT and CERTREQ payloads 
 this method (RFC 7296 §3.6, §3.7)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -31,7 +32,7 @@ class PubkeyAuthenticator(Authenticator):
     """`round_auth`: the round's side whose certificates sign (ours) or are trusted and pinned
     (the peer's)."""
 
-    def __init__(self, ike: "IkeSA", round_auth: AuthConfig) -> None:
+    def __init__(self, ike: IkeSA, round_auth: AuthConfig) -> None:
         super().__init__(ike)
         self.round_auth = round_auth
 
@@ -66,7 +67,7 @@ class PubkeyAuthenticator(Authenticator):
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
 
 
-def cert_payloads(ike: "IkeSA", auth: AuthConfig) -> list[pl.Payload]:
+def cert_payloads(ike: IkeSA, auth: AuthConfig) -> list[pl.Payload]:
     """Our certificates for a round of `auth` (RFC 7296 §3.6), as swanctl.conf send_cert says."""
     if str(auth.method) != "pubkey" or not auth.certs:
         return []
@@ -77,7 +78,7 @@ def cert_payloads(ike: "IkeSA", auth: AuthConfig) -> list[pl.Payload]:
     return [pl.CERT(encoding=CertEncoding.X509_SIGNATURE, data=c.public_bytes(Encoding.DER)) for c in auth.certs]
 
 
-def certreq_payloads(ike: "IkeSA") -> list[pl.Payload]:
+def certreq_payloads(ike: IkeSA) -> list[pl.Payload]:
     """CERTREQ with the hashes of the trust anchors we accept the peer's certificate from (RFC 7296 §3.7)."""
     data = certreq_hashes(ike.endpoint.config.trust_anchors(ike.config))
     return [pl.CERTREQ(encoding=CertEncoding.X509_SIGNATURE, data=data)] if data else []

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hmac as _std_hmac
 import struct
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Collection, Iterable, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -40,9 +40,9 @@ from .prf import get_prf
 
 KEY_PAD = b"Key Pad for IKEv2"
 
-PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
-PublicKey = Union[rsa.RSAPublicKey, ec.EllipticCurvePublicKey]
-PeerKey = Union[PublicKey, x509.Certificate]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+PeerKey = PublicKey | x509.Certificate
 
 
 class AuthenticationFailed(CryptoError):

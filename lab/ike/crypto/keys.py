@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..const import EncrId, IntegId
+from ..errors import CryptoError
 from .algorithms import encr_key_size, integ_key_size, is_aead
 from .prf import get_prf
-from ..errors import CryptoError
 
 
 def _describe(obj: object) -> str:

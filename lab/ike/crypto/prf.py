@@ -54,7 +54,7 @@ class Prf:
         return bytes(out[:length])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hash_of(prf_id: int) -> tuple[str, int]:
     """hashlib's name of the hash behind an HMAC PRF, and its output size."""
     hash_class = prf_hash(prf_id)

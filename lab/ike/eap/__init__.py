@@ -20,8 +20,8 @@ clock is read (certificates are checked against the time the caller passes).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from ..const import EapCode, EapType, coerce, name_of
 
@@ -43,7 +43,7 @@ class EapPacket:
     type_data: bytes = b""
 
     @classmethod
-    def parse(cls, data: bytes) -> "EapPacket":
+    def parse(cls, data: bytes) -> EapPacket:
         if len(data) < 4:
             raise EapError(f"EAP packet of {len(data)} octets is shorter than its 4-octet header")
         code, identifier, length = struct.unpack("!BBH", data[:4])

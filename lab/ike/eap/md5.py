@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Callable
+from collections.abc import Callable
 
 from ..const import EapType
-
 from . import EapError, PeerMethod, ServerMethod
 
 CHALLENGE_SIZE = 16

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hmac
 import struct
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Callable
 
 from ..const import EapType
-
 from . import EapError, PeerMethod, ServerMethod
 from .mschapv2_crypto import generate_authenticator_response, generate_nt_response, msk
 

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import datetime
 import struct
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
-from ..const import EapType
-
 from .. import payloads as pl
 from ..certs import verify_peer_certificate
-from ..const import CertEncoding
+from ..const import CertEncoding, EapType
 from ..crypto.auth import AuthenticationFailed
 from . import EapError, PeerMethod, ServerMethod
 

@@ -4,7 +4,8 @@ processes the request (`process_r`), builds the response (`build_r`) and may act
 sent (`responded`). The task manager (lab.ike.task_manager) runs them."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, name_of
@@ -26,41 +27,41 @@ class Task:
     name = "task"
 
     # ---------------------------------------------------------------- initiator
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         """The request's payloads; None: nothing to do any more (the task is dropped)."""
         raise NotImplementedError
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         raise NotImplementedError
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         """The exchange we initiated will not complete (timeout, SA deleted)."""
 
     # ---------------------------------------------------------------- responder
-    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         """Take in the request; raise ExchangeFailed(notify=...) to answer with that notify."""
         raise NotImplementedError
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         raise NotImplementedError
 
-    def responded(self, ike: "IkeSA", now: float) -> None:
+    def responded(self, ike: IkeSA, now: float) -> None:
         """The response is on its way."""
 
     # ---------------------------------------------------------------- both
-    def negotiation_failed(self, ike: "IkeSA", reason: str) -> None:
+    def negotiation_failed(self, ike: IkeSA, reason: str) -> None:
         """Tell the endpoint's owner that this exchange set up less than it was for (a CHILD SA
         not created, a rekey refused), as the task manager does for one that failed outright."""
         ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, name_of(ExchangeType, self.exchange),
                                             reason))
 
 
-def new_nonce(ike: "IkeSA") -> bytes:
+def new_nonce(ike: IkeSA) -> bytes:
     """A fresh nonce of the configured size (RFC 7296 §2.10: at least 128 bits, random)."""
     return ike.endpoint.random(ike.endpoint.settings.nonce_size)
 
 
-def new_key_exchange(ike: "IkeSA", group: int) -> "KeyExchange":
+def new_key_exchange(ike: IkeSA, group: int) -> KeyExchange:
     """A fresh private value in `group` for a KE payload (RFC 7296 §1.2, §1.3), drawn from the
     endpoint's random source like the nonces (so a seeded run draws the same)."""
     return ike.endpoint.random.key_exchange(group)

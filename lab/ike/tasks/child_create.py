@@ -6,10 +6,10 @@ import struct
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
+from ..child_sa import ChildSA, narrow
 from ..config import ChildConfig, ChildMode, selector_address, transport_nat_selectors
 from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
-from ..child_sa import ChildSA, narrow
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import ChildState, IkeState
@@ -49,7 +49,7 @@ class ChildCreate(Task):
 
     # ---------------------------------------------------------------- initiator
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         assert self.config is not None
         if self.rekeying is not None and self.rekeying.state != ChildState.INSTALLED:
             return None  # rekeyed or deleted meanwhile (e.g. by the peer): nothing left to do
@@ -78,7 +78,7 @@ class ChildCreate(Task):
                     pl.TSr(selectors=ike.child_remote_ts(self.config))]
         return out
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         assert self.config is not None
         error = error_notify(payloads)
         if error is not None:
@@ -126,13 +126,13 @@ class ChildCreate(Task):
         if self.rekeying is not None:
             ike.finish_child_rekey(self.rekeying, child, now)
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         if self.rekeying is not None:
             ike.child_rekey_failed(self.rekeying, now)
 
     # ---------------------------------------------------------------- responder
 
-    def process_r(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         sa, nonce = check_create_child_sa_request(inner)
         if ike.state != IkeState.ESTABLISHED or ike.rekeying_ike is not None:
             # RFC 7296 §2.25.2: no CHILD_SA work while the IKE SA is rekeyed or closed
@@ -161,15 +161,15 @@ class ChildCreate(Task):
         if old is not None:
             self.made = (old, child)
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply
 
-    def responded(self, ike: "IkeSA", now: float) -> None:
+    def responded(self, ike: IkeSA, now: float) -> None:
         if self.made is not None:
             ike.finish_child_rekey(*self.made, now)
 
 
-def select_child_config(ike: "IkeSA", tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
+def select_child_config(ike: IkeSA, tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
                         transport: bool = False) -> tuple[ChildConfig, list, list]:
     remote_address = ike.assigned_ip or ike.remote[0]
     for config in ([only] if only is not None else ike.config.children.values()):
@@ -190,7 +190,7 @@ def select_child_config(ike: "IkeSA", tsi: pl.TSi, tsr: pl.TSr, only: ChildConfi
     raise ExchangeFailed("traffic selectors not acceptable", NotifyType.TS_UNACCEPTABLE)
 
 
-def new_child_as_responder(ike: "IkeSA", inner: list[pl.Payload], sa: pl.SA, tsi: pl.TSi, tsr: pl.TSr,
+def new_child_as_responder(ike: IkeSA, inner: list[pl.Payload], sa: pl.SA, tsi: pl.TSi, tsr: pl.TSr,
                            nonce_i: bytes, nonce_r: bytes, ke: pl.KE | None, now: float, pfs: bool,
                            rekeyed: ChildSA | None = None) -> tuple[list[pl.Payload], ChildSA]:
     """The CHILD SA a request asks for (IKE_AUTH or CREATE_CHILD_SA), made, and the payloads

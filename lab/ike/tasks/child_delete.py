@@ -24,7 +24,7 @@ class ChildDelete(Task):
 
     # ---------------------------------------------------------------- initiator
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         live = [c for c in self.children if c.state != ChildState.DELETED]
         for child in live:
             child.state = ChildState.DELETING
@@ -35,17 +35,17 @@ class ChildDelete(Task):
         protocols = sorted({c.protocol for c in live})
         return [pl.Delete(protocol_id=p, spis=[c.spi_in for c in live if c.protocol == p]) for p in protocols]
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         for child in self.children:
             ike.remove_child(child, self.reason, now)
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         for child in self.children:
             ike.remove_child(child, self.reason, now)
 
     # ---------------------------------------------------------------- responder
 
-    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         ours: dict[int, list[bytes]] = {}
         for delete in (p for p in payloads if isinstance(p, pl.Delete)):
             if delete.protocol_id not in (ProtocolId.ESP, ProtocolId.AH):
@@ -59,5 +59,5 @@ class ChildDelete(Task):
                 ike.remove_child(child, "deleted by peer", now)
         self.reply = [pl.Delete(protocol_id=p, spis=spis) for p, spis in sorted(ours.items())]
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply

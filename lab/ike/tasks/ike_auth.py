@@ -20,8 +20,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
-from ..authenticators import (EapAuthenticator, builder, cert_payloads, certreq_payloads, identity_from_eap,
-                              verifier)
+from ..authenticators import EapAuthenticator, builder, cert_payloads, certreq_payloads, identity_from_eap, verifier
 from ..config import AuthClass, AuthConfig, ChildConfig, ChildMode
 from ..const import CfgAttr, CfgType, ExchangeType, NotifyType, name_of
 from ..crypto import AuthenticationFailed
@@ -59,13 +58,13 @@ class IkeAuth(Task):
 
     # ---------------------------------------------------------------- initiator
 
-    def _round(self, ike: "IkeSA") -> AuthConfig:
+    def _round(self, ike: IkeSA) -> AuthConfig:
         return ike.config.local_rounds[self.round]
 
-    def _more_rounds(self, ike: "IkeSA") -> bool:
+    def _more_rounds(self, ike: IkeSA) -> bool:
         return self.round + 1 < len(ike.config.local_rounds)
 
-    def _another(self, ike: "IkeSA") -> list[pl.Payload]:
+    def _another(self, ike: IkeSA) -> list[pl.Payload]:
         if not self._more_rounds(ike):
             return []
         if not ike.peer_multiple_auth:
@@ -73,12 +72,12 @@ class IkeAuth(Task):
                                  f"rounds but the peer did not announce MULTIPLE_AUTH_SUPPORTED (RFC 4739)")
         return [notify(NotifyType.ANOTHER_AUTH_FOLLOWS)]
 
-    def _round_identity(self, ike: "IkeSA") -> Identity:
+    def _round_identity(self, ike: IkeSA) -> Identity:
         if self.round == 0:
             return ike.local_id
         return self._round(ike).identity_for(ike.local[0])
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         if self.phase == "eap":
             assert self.eap_out is not None
             return [pl.EAP(message=self.eap_out.serialize())]
@@ -121,7 +120,7 @@ class IkeAuth(Task):
             out.append(pl.TSr(selectors=ike.child_remote_ts(self.child)))
         return out
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         if find_notify(payloads, NotifyType.AUTHENTICATION_FAILED) is not None:
             _auth_failed(ike, "peer answered AUTHENTICATION_FAILED", by_peer=True, now=now)
             return
@@ -155,7 +154,7 @@ class IkeAuth(Task):
             return
         self._established_i(ike, payloads, error, now)
 
-    def _responder_authenticated(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> bool:
+    def _responder_authenticated(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> bool:
         id_r, auth = first(payloads, pl.IDr), first(payloads, pl.AUTH)
         if id_r is None or auth is None:
             raise ExchangeFailed("IKE_AUTH response lacks IDr or AUTH")
@@ -173,7 +172,7 @@ class IkeAuth(Task):
         self.peer_id_payload = id_r
         return True
 
-    def _eap_request(self, ike: "IkeSA", eap: pl.EAP, now: float) -> None:
+    def _eap_request(self, ike: IkeSA, eap: pl.EAP, now: float) -> None:
         if self.eap is None:
             _auth_failed(ike, f"responder asked for EAP, our round {self.round + 1} is "
                         f"{self._round(ike).method}", by_peer=False, now=now, tell_peer=True)
@@ -198,7 +197,7 @@ class IkeAuth(Task):
         self.phase = "eap_auth"
         ike.tm.queue(self, now, front=True)
 
-    def _established_i(self, ike: "IkeSA", payloads: list[pl.Payload], error: pl.Notify | None, now: float) -> None:
+    def _established_i(self, ike: IkeSA, payloads: list[pl.Payload], error: pl.Notify | None, now: float) -> None:
         mobike.agreed_by_initiator(ike, payloads, now)
         cp = first(payloads, pl.CP)
         if isinstance(cp, pl.CP):
@@ -218,11 +217,11 @@ class IkeAuth(Task):
 
     # ---------------------------------------------------------------- responder
 
-    def _target(self, ike: "IkeSA") -> "IkeAuth":
+    def _target(self, ike: IkeSA) -> IkeAuth:
         held = ike.auth_responder
         return held if isinstance(held, IkeAuth) else self
 
-    def process_r(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         target = self._target(ike)
         if target is not self:
             return target.process_r(ike, inner, now)
@@ -235,10 +234,10 @@ class IkeAuth(Task):
             return self._eap_auth(ike, inner, now)
         return self._next_round(ike, inner, now)
 
-    def _remote_round(self, ike: "IkeSA") -> AuthConfig:
+    def _remote_round(self, ike: IkeSA) -> AuthConfig:
         return ike.config.remote_rounds[self.round]
 
-    def _first_request(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def _first_request(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         endpoint = ike.endpoint
         id_i, auth = first(inner, pl.IDi), first(inner, pl.AUTH)
         if id_i is None:
@@ -296,13 +295,13 @@ class IkeAuth(Task):
                                    f"rounds (RFC 4739), the peer finished after one")
         self._finish_r(ike, ours, now)
 
-    def _finish_r(self, ike: "IkeSA", reply: list[pl.Payload], now: float) -> None:
+    def _finish_r(self, ike: IkeSA, reply: list[pl.Payload], now: float) -> None:
         reply = reply + mobike.agreed_by_responder(ike, self.request, now)
         ike.established(now)
         self.established = True
         self.reply = reply + self._first_child(ike, self.request, now)
 
-    def _start_eap(self, ike: "IkeSA", auth: AuthConfig, peer_id: Identity, now: float) -> pl.EAP | None:
+    def _start_eap(self, ike: IkeSA, auth: AuthConfig, peer_id: Identity, now: float) -> pl.EAP | None:
         try:
             self.eap = EapAuthenticator.serving(ike, auth, peer_id)
             assert self.eap.server is not None
@@ -314,7 +313,7 @@ class IkeAuth(Task):
         ike.trace_note(now, "eap", dir="out", packet=describe(packet))
         return pl.EAP(message=packet.serialize())
 
-    def _eap_response(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def _eap_response(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         eap = first(inner, pl.EAP)
         assert self.eap is not None and self.eap.server is not None
         server = self.eap.server
@@ -343,7 +342,7 @@ class IkeAuth(Task):
                            msk=self.eap.msk is not None, identity=str(ike.remote_eap_id))
             self.phase = "eap_auth"
 
-    def _eap_auth(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def _eap_auth(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         auth = first(inner, pl.AUTH)
         if auth is None:
             return self._fail(ike, "IKE_AUTH request after EAP Success lacks AUTH (RFC 7296 §2.16)")
@@ -365,7 +364,7 @@ class IkeAuth(Task):
                                    f"authentication rounds (RFC 4739), the peer finished after {self.round + 1}")
         self._finish_r(ike, [ours], now)
 
-    def _next_round(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def _next_round(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         # RFC 4739 §3: the next round starts with a new IDi
         id_i, auth = first(inner, pl.IDi), first(inner, pl.AUTH)
         if id_i is None:
@@ -398,13 +397,13 @@ class IkeAuth(Task):
                                    f"authentication rounds (RFC 4739), the peer finished after {self.round + 1}")
         self._finish_r(ike, [], now)
 
-    def _fail(self, ike: "IkeSA", reason: str) -> None:
+    def _fail(self, ike: IkeSA, reason: str) -> None:
         _alert(ike, reason, by_peer=False)
         # RFC 7296 §2.21.2: answer AUTHENTICATION_FAILED, then forget the SA
         self.failure = reason
         self.reply = [notify(NotifyType.AUTHENTICATION_FAILED)]
 
-    def _first_child(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> list[pl.Payload]:
+    def _first_child(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> list[pl.Payload]:
         sa, tsi, tsr = first(inner, pl.SA), first(inner, pl.TSi), first(inner, pl.TSr)
         if sa is None or tsi is None or tsr is None:
             return []  # RFC 6023 childless; nothing to set up
@@ -417,10 +416,10 @@ class IkeAuth(Task):
             return [notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]
         return cp_reply + payloads
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self._target(ike).reply
 
-    def responded(self, ike: "IkeSA", now: float) -> None:
+    def responded(self, ike: IkeSA, now: float) -> None:
         target = self._target(ike)
         if target.failure is not None:
             ike.destroy(f"authentication failed: {target.failure}", now, quiet=True)
@@ -434,22 +433,22 @@ class AuthRejected(Task):
 
     name = "INFORMATIONAL"
 
-    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         _alert(ike, "peer rejected our authentication", by_peer=True)
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return []
 
-    def responded(self, ike: "IkeSA", now: float) -> None:
+    def responded(self, ike: IkeSA, now: float) -> None:
         ike.destroy("peer rejected our authentication", now, quiet=True)
 
 
-def _alert(ike: "IkeSA", reason: str, by_peer: bool) -> None:
+def _alert(ike: IkeSA, reason: str, by_peer: bool) -> None:
     """An authentication failed, ours (`by_peer`: the peer refused us) or the peer's."""
     ike.endpoint.emit(AuthFailed(ike.unique_id, ike.config.name, reason, by_peer))
 
 
-def _auth_failed(ike: "IkeSA", reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
+def _auth_failed(ike: IkeSA, reason: str, by_peer: bool, now: float, tell_peer: bool = False) -> None:
     _alert(ike, reason, by_peer)
     if tell_peer and ike.keys is not None:
         # RFC 7296 §2.21.2: tell the responder, then forget the SA
@@ -457,13 +456,13 @@ def _auth_failed(ike: "IkeSA", reason: str, by_peer: bool, now: float, tell_peer
     ike.destroy(f"authentication failed: {reason}", now, quiet=True)
 
 
-def _take_virtual_ip(ike: "IkeSA", cp: pl.CP) -> None:
+def _take_virtual_ip(ike: IkeSA, cp: pl.CP) -> None:
     for attr in cp.attributes:
         if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) >= 4:
             ike.virtual_ip = str(ipaddress.IPv4Address(attr.value[:4]))
 
 
-def _assign_virtual_ip(ike: "IkeSA", cp: pl.CP | None) -> list[pl.Payload]:
+def _assign_virtual_ip(ike: IkeSA, cp: pl.CP | None) -> list[pl.Payload]:
     if cp is None or cp.cfg_type != CfgType.CFG_REQUEST:
         return []
     wants_v4 = any(a.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS for a in cp.attributes)

@@ -19,21 +19,21 @@ class IkeDelete(Task):
     def __init__(self, reason: str = "deleted") -> None:
         self.reason = reason
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         ike.state = IkeState.DELETING
         return [pl.Delete(protocol_id=ProtocolId.IKE)]
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         ike.destroy(self.reason, now)
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         ike.destroy(self.reason, now)
 
-    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         pass
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return []
 
-    def responded(self, ike: "IkeSA", now: float) -> None:
+    def responded(self, ike: IkeSA, now: float) -> None:
         ike.destroy("deleted by peer", now)

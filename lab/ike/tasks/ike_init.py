@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..sa import IkeSA
 
 
-def peer_capabilities(ike: "IkeSA", payloads: list[pl.Payload]) -> None:
+def peer_capabilities(ike: IkeSA, payloads: list[pl.Payload]) -> None:
     """What the peer's IKE_SA_INIT says it supports: fragmentation (RFC 7383 §2.3), signature
     hashes (RFC 7427 §4), certificates from our CAs (CERTREQ), several rounds (RFC 4739 §3)."""
     ike.peer_fragmentation = find_notify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
@@ -47,7 +47,7 @@ class IkeInit(Task):
 
     # ---------------------------------------------------------------- initiator
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         conf = ike.config
         proposals = ike.proposals_to_offer
         group = proposal_dh_groups(proposals[0])[0]
@@ -67,7 +67,7 @@ class IkeInit(Task):
         out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
         return out
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         cookie = find_notify(payloads, NotifyType.COOKIE)
         if cookie is not None:
             if self.cookie is not None and self.cookie == cookie.data:
@@ -112,7 +112,7 @@ class IkeInit(Task):
 
     # ---------------------------------------------------------------- responder
 
-    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         assert self.selected is not None
         ke = first(payloads, pl.KE)
         assert isinstance(ke, pl.KE)
@@ -138,5 +138,5 @@ class IkeInit(Task):
         reply.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3
         self.reply = reply
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply

@@ -14,7 +14,8 @@ hashes themselves are lab.ike.tasks.ike_natd's.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..child_sa import IpsecPath
@@ -53,11 +54,11 @@ def echo_cookie2(exchange: int, cookie2: pl.Notify | None, payloads: list[pl.Pay
     return [*payloads, notify(NotifyType.COOKIE2, bytes(cookie2.data))]
 
 
-def new_cookie2(ike: "IkeSA") -> bytes:
+def new_cookie2(ike: IkeSA) -> bytes:
     return ike.endpoint.random(COOKIE2_SIZE)  # RFC 4555 §4.2.5: unpredictable to the peer
 
 
-def check_cookie2(ike: "IkeSA", sent: bytes, payloads: list[pl.Payload], now: float, what: str) -> bool:
+def check_cookie2(ike: IkeSA, sent: bytes, payloads: list[pl.Payload], now: float, what: str) -> bool:
     """RFC 4555 §3.7: the response must carry our COOKIE2 as it was; if not, the IKE SA is closed."""
     echoed = find_notify(payloads, NotifyType.COOKIE2)
     if echoed is not None and bytes(echoed.data) == sent:
@@ -80,7 +81,7 @@ class MobikeUpdate(Task):
         self.generation = -1
         self.sent_from: tuple[str, int] | None = None
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         if ike.state.value != "ESTABLISHED" or not ike.mobike:
             return None
         self.generation = ike.address_generation
@@ -97,7 +98,7 @@ class MobikeUpdate(Task):
                        local=f"{ike.local[0]}:{ike.local[1]}", remote=f"{ike.remote[0]}:{ike.remote[1]}")
         return out
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         if not check_cookie2(ike, self.cookie2, payloads, now, "UPDATE_SA_ADDRESSES" if self.update else
                              "address list update"):
             return
@@ -113,7 +114,7 @@ class MobikeUpdate(Task):
         evaluate_nat_informational(ike, payloads, ike.local, ike.remote, now)
         move_ipsec_sas(ike, now, "UPDATE_SA_ADDRESSES answered")
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         ike.trace_note(now, "mobike_update_failed", reason=reason)
 
 
@@ -129,7 +130,7 @@ class ReturnRoutability(Task):
         self.generation = -1
         self.target: tuple[str, int] | None = None
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         if ike.state.value != "ESTABLISHED":
             return None
         self.generation = ike.address_generation
@@ -138,7 +139,7 @@ class ReturnRoutability(Task):
         ike.trace_note(now, "return_routability_check", remote=f"{ike.remote[0]}:{ike.remote[1]}")
         return [notify(NotifyType.COOKIE2, self.cookie2)]
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         if not check_cookie2(ike, self.cookie2, payloads, now, "return routability check"):
             return
         if self.generation != ike.address_generation or self.target != ike.remote:
@@ -147,7 +148,7 @@ class ReturnRoutability(Task):
         ike.trace_note(now, "return_routability_ok", remote=f"{ike.remote[0]}:{ike.remote[1]}")
         move_ipsec_sas(ike, now, "return routability checked")
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         ike.trace_note(now, "return_routability_failed", reason=reason)
 
 
@@ -161,7 +162,7 @@ class MobikeInformational(Task):
     def __init__(self) -> None:
         self.reply: list[pl.Payload] = []
 
-    def process_r(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         src, dst = ike.tm.request_src, ike.tm.request_dst
         assert src is not None and dst is not None
         self.reply = []
@@ -178,14 +179,14 @@ class MobikeInformational(Task):
             # RFC 4555 §3.8: NAT detection in a request is answered with NAT detection
             self.reply = nat_detection_payloads(ike, established=True, local=dst, remote=src)
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply
 
 
 # ---------------------------------------------------------------- IKE_AUTH: both announce it (§3.2)
 
 
-def supported_payloads(ike: "IkeSA") -> list[pl.Payload]:
+def supported_payloads(ike: IkeSA) -> list[pl.Payload]:
     """The initiator's IKE_AUTH request: MOBIKE_SUPPORTED, in the request with the SA payload,
     with our other addresses (RFC 4555 §3.2, §3.4); nothing when the connection has mobike = no."""
     if not ike.config.mobike:
@@ -193,12 +194,12 @@ def supported_payloads(ike: "IkeSA") -> list[pl.Payload]:
     return [notify(NotifyType.MOBIKE_SUPPORTED), *address_list_payloads(ike, informational=False)]
 
 
-def peer_offers(ike: "IkeSA", request: list[pl.Payload]) -> None:
+def peer_offers(ike: IkeSA, request: list[pl.Payload]) -> None:
     """The responder notes whether the initiator's IKE_AUTH request announced MOBIKE (§3.2)."""
     ike.peer_mobike = find_notify(request, NotifyType.MOBIKE_SUPPORTED) is not None
 
 
-def agreed_by_responder(ike: "IkeSA", request: list[pl.Payload], now: float) -> list[pl.Payload]:
+def agreed_by_responder(ike: IkeSA, request: list[pl.Payload], now: float) -> list[pl.Payload]:
     """The responder's last IKE_AUTH response: when both support MOBIKE our answer says so, with
     our other addresses, and the initiator's address list is taken (RFC 4555 §3.2, §3.4)."""
     if not (ike.config.mobike and ike.peer_mobike):
@@ -208,7 +209,7 @@ def agreed_by_responder(ike: "IkeSA", request: list[pl.Payload], now: float) -> 
     return [notify(NotifyType.MOBIKE_SUPPORTED), *address_list_payloads(ike, informational=False)]
 
 
-def agreed_by_initiator(ike: "IkeSA", response: list[pl.Payload], now: float) -> None:
+def agreed_by_initiator(ike: IkeSA, response: list[pl.Payload], now: float) -> None:
     """The initiator's last IKE_AUTH response: MOBIKE is on when the responder supports it too (§3.2)."""
     if ike.config.mobike and find_notify(response, NotifyType.MOBIKE_SUPPORTED) is not None:
         ike.mobike = ike.peer_mobike = True
@@ -218,7 +219,7 @@ def agreed_by_initiator(ike: "IkeSA", response: list[pl.Payload], now: float) ->
 # ---------------------------------------------------------------- address lists (§3.4, §3.6)
 
 
-def address_list_payloads(ike: "IkeSA", informational: bool = True) -> list[pl.Payload]:
+def address_list_payloads(ike: IkeSA, informational: bool = True) -> list[pl.Payload]:
     """ADDITIONAL_IP4/IP6_ADDRESS for our addresses other than the IKE SA's (RFC 4555 §3.4,
     §3.6; at most 8, as strongSwan sends), or NO_ADDITIONAL_ADDRESSES in an INFORMATIONAL."""
     out: list[pl.Payload] = []
@@ -233,7 +234,7 @@ def address_list_payloads(ike: "IkeSA", informational: bool = True) -> list[pl.P
     return out
 
 
-def take_peer_addresses(ike: "IkeSA", payloads: list[pl.Payload], src: Address, now: float) -> bool:
+def take_peer_addresses(ike: IkeSA, payloads: list[pl.Payload], src: Address, now: float) -> bool:
     """RFC 4555 §3.6: a new address list replaces the old one; the message's source is in it."""
     listed = [p for p in payloads if isinstance(p, pl.Notify) and p.notify_type in (
         NotifyType.ADDITIONAL_IP4_ADDRESS, NotifyType.ADDITIONAL_IP6_ADDRESS, NotifyType.NO_ADDITIONAL_ADDRESSES)]
@@ -258,12 +259,12 @@ def take_peer_addresses(ike: "IkeSA", payloads: list[pl.Payload], src: Address, 
 # ---------------------------------------------------------------- moving (§3.5, §3.7, §3.8)
 
 
-def ipsec_moved(ike: "IkeSA") -> bool:
+def ipsec_moved(ike: IkeSA) -> bool:
     """Whether the IKE SA's addresses or NAT state differ from where its IPsec SAs run."""
     return ike.ipsec_path != IpsecPath(ike.local, ike.remote, ike.nat_detected)
 
 
-def move_ipsec_sas(ike: "IkeSA", now: float, reason: str) -> None:
+def move_ipsec_sas(ike: IkeSA, now: float, reason: str) -> None:
     """The IPsec SAs follow the IKE SA's addresses and NAT state (RFC 4555 §3.5)."""
     if not ipsec_moved(ike):
         return
@@ -278,7 +279,7 @@ def move_ipsec_sas(ike: "IkeSA", now: float, reason: str) -> None:
                                        ike.nat_detected, ike.local_behind_nat, spis, reason))
 
 
-def queue_update(ike: "IkeSA", now: float, addresses: bool = True, update: bool = True) -> None:
+def queue_update(ike: IkeSA, now: float, addresses: bool = True, update: bool = True) -> None:
     # RFC 4555 §3.5: one queued update is enough; it is built with the addresses of its sending
     queued = [t for t in ike.tm.tasks if isinstance(t, MobikeUpdate)]
     for task in queued:
@@ -288,7 +289,7 @@ def queue_update(ike: "IkeSA", now: float, addresses: bool = True, update: bool 
         ike.tm.queue(MobikeUpdate(update=update, addresses=addresses), now)
 
 
-def local_addresses_changed(ike: "IkeSA", addresses: list[str], set_changed: bool, router: Router | None,
+def local_addresses_changed(ike: IkeSA, addresses: list[str], set_changed: bool, router: Router | None,
                             now: float) -> None:
     """Our addresses changed (RFC 4555 §3.5): keep the path while our address is still the
     one routed to the peer (`router`, when the I/O layer knows routes); otherwise move with
@@ -327,7 +328,7 @@ def local_addresses_changed(ike: "IkeSA", addresses: list[str], set_changed: boo
         reauthenticate(ike, now)
 
 
-def peer_requested_update(ike: "IkeSA", payloads: list[pl.Payload], src: Address, dst: Address, now: float) -> bool:
+def peer_requested_update(ike: IkeSA, payloads: list[pl.Payload], src: Address, dst: Address, now: float) -> bool:
     """UPDATE_SA_ADDRESSES (RFC 4555 §3.5): the IKE SA takes the request's addresses; the
     IPsec SAs follow once return routability is checked (§3.7). False: not acceptable."""
     if not ike.config.match_remote(src[0]) or not ike.config.match_local(dst[0]):
@@ -349,7 +350,7 @@ def peer_requested_update(ike: "IkeSA", payloads: list[pl.Payload], src: Address
     return True
 
 
-def responder_moved(ike: "IkeSA", src: Address, dst: Address, now: float) -> None:
+def responder_moved(ike: IkeSA, src: Address, dst: Address, now: float) -> None:
     """As original initiator: the responder announced its addresses from a new one (RFC 4555
     §3.5, §3.6); we decide to follow it, and say so with UPDATE_SA_ADDRESSES."""
     old = ike.remote
@@ -360,14 +361,14 @@ def responder_moved(ike: "IkeSA", src: Address, dst: Address, now: float) -> Non
     queue_update(ike, now)
 
 
-def dpd_payloads(ike: "IkeSA") -> list[pl.Payload]:
+def dpd_payloads(ike: IkeSA) -> list[pl.Payload]:
     """RFC 4555 §3.8: behind a NAT, DPD carries NAT detection to notice a new mapping."""
     if ike.mobike and ike.original_initiator and ike.local_behind_nat:
         return nat_detection_payloads(ike, established=True)
     return []
 
 
-def nat_mapping_check(ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+def nat_mapping_check(ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
     """RFC 4555 §3.8: a NAT_DETECTION_DESTINATION_IP unlike the last one means the NAT maps
     us anew: send UPDATE_SA_ADDRESSES."""
     destination = find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
@@ -385,7 +386,7 @@ def nat_mapping_check(ike: "IkeSA", payloads: list[pl.Payload], now: float) -> N
 # ---------------------------------------------------------------- without MOBIKE
 
 
-def reauthenticate(ike: "IkeSA", now: float) -> None:
+def reauthenticate(ike: IkeSA, now: float) -> None:
     """Without MOBIKE: a new IKE SA with the same CHILD SAs from our new address, this one
     deleted first (strongSwan's break-before-make reauthentication on an address change)."""
     children = []

@@ -28,7 +28,7 @@ def nat_hash(spi_i: bytes, spi_r: bytes, address: Address) -> bytes:
     return hashlib.sha1(spi_i + spi_r + ip + struct.pack("!H", address[1])).digest()
 
 
-def nat_detection_payloads(ike: "IkeSA", established: bool = False, local: Address | None = None,
+def nat_detection_payloads(ike: IkeSA, established: bool = False, local: Address | None = None,
                            remote: Address | None = None) -> list[pl.Payload]:
     """NAT_DETECTION_SOURCE_IP / DESTINATION_IP (RFC 7296 §2.23) for `local` and `remote`
     (default the IKE SA's); `established`: in an INFORMATIONAL, where both SPIs are known
@@ -51,7 +51,7 @@ def _received(payloads: list[pl.Payload]) -> tuple[list[bytes], pl.Notify | None
     return sources, find_notify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
 
 
-def evaluate_nat(ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+def evaluate_nat(ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
     """NAT detection in IKE_SA_INIT, and the initiator's float to UDP 4500."""
     # RFC 7296 §2.23: compare the peer's hashes with what the packet really carried
     spi_r = bytes(8) if not ike.is_initiator else ike.spi_r
@@ -74,7 +74,7 @@ def evaluate_nat(ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
         ike.remote = (ike.remote[0], 4500)
 
 
-def evaluate_nat_informational(ike: "IkeSA", payloads: list[pl.Payload], local: Address, remote: Address,
+def evaluate_nat_informational(ike: IkeSA, payloads: list[pl.Payload], local: Address, remote: Address,
                                now: float) -> bool:
     """NAT detection in an INFORMATIONAL (RFC 4555 §3.5), for the addresses the message
     really carried; True when the payloads were there."""
@@ -90,13 +90,13 @@ def evaluate_nat_informational(ike: "IkeSA", payloads: list[pl.Payload], local: 
     return True
 
 
-def unmapped(ike: "IkeSA", destination: pl.Notify) -> bool:
+def unmapped(ike: IkeSA, destination: pl.Notify) -> bool:
     """Whether the peer's NAT_DETECTION_DESTINATION_IP is the hash of our own address: no NAT
     between us on this path."""
     return destination.data == nat_hash(ike.spi_i, ike.spi_r, ike.local)
 
 
-def follow_peer(ike: "IkeSA", src: Address, dst: Address, now: float, first_auth: bool = False) -> None:
+def follow_peer(ike: IkeSA, src: Address, dst: Address, now: float, first_auth: bool = False) -> None:
     """RFC 7296 §2.23: after NAT detection, follow the peer's address and port as seen on
     authenticated messages (the NAT box may map it anew), and our float to 4500.
     `first_auth`: an IKE_AUTH request, whose IP header sets the IKE SA's addresses (RFC 4555

@@ -31,11 +31,11 @@ class IkeRekey(Task):
         self.group: int | None = None
         self.proposals: list[pl.Proposal] = []
         self.reply: list[pl.Payload] = []
-        self.made: tuple["IkeSA", tuple[bytes, bytes]] | None = None
+        self.made: tuple[IkeSA, tuple[bytes, bytes]] | None = None
 
     # ---------------------------------------------------------------- initiator
 
-    def build_i(self, ike: "IkeSA", now: float) -> list[pl.Payload] | None:
+    def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         if ike.state != IkeState.ESTABLISHED:
             return None
         self.spi = ike.endpoint.new_ike_spi()
@@ -52,7 +52,7 @@ class IkeRekey(Task):
         return [pl.SA(proposals=self.proposals), pl.Nonce(data=self.nonce),
                 pl.KE(dh_group=group, data=self.kex.public_value)]
 
-    def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
+    def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         error = error_notify(payloads)
         if error is not None:
             ike.ike_rekey_failed(now)
@@ -81,12 +81,12 @@ class IkeRekey(Task):
         ike.rekeying_ike = None
         ike.finish_ike_rekey(new, (self.nonce, nonce.data), we_initiated=True, now=now)
 
-    def abort(self, ike: "IkeSA", reason: str, now: float) -> None:
+    def abort(self, ike: IkeSA, reason: str, now: float) -> None:
         ike.ike_rekey_failed(now)
 
     # ---------------------------------------------------------------- responder
 
-    def process_r(self, ike: "IkeSA", inner: list[pl.Payload], now: float) -> None:
+    def process_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         sa, nonce = check_create_child_sa_request(inner)
         ke = first(inner, pl.KE)
         if ike.state != IkeState.ESTABLISHED:
@@ -115,9 +115,9 @@ class IkeRekey(Task):
                       pl.Nonce(data=nonce_r), pl.KE(dh_group=chosen.dh, data=kex.public_value)]
         self.made = (new, (nonce.data, nonce_r))
 
-    def build_r(self, ike: "IkeSA", now: float) -> list[pl.Payload]:
+    def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply
 
-    def responded(self, ike: "IkeSA", now: float) -> None:
+    def responded(self, ike: IkeSA, now: float) -> None:
         if self.made is not None:
             ike.finish_ike_rekey(self.made[0], self.made[1], we_initiated=False, now=now)
