@@ -130,6 +130,7 @@ class Gateway:
         self.checksum_fixup = checksum_fixup
         self.dataplane: DataPlane | None = None
         self.tcp: TcpTransport | None = None  # IKE and ESP over TCP (RFC 9329), when a connection wants it
+        self.successor: dict[int, int] = {}  # IKE SA id -> the one a TCP fallback started in its place
         self.addresses: AddressMonitor | None = None  # the AddressMonitor (MOBIKE: our addresses change under us)
         # under attack the log and the trace stay small: repeats are summarised (narrate.Summariser)
         self.log_summary = Summariser()
@@ -412,15 +413,24 @@ class Gateway:
         self._pump()
         return ike.unique_id
 
-    def _initiate_tcp(self, conn: IkeConfig, child: str | None) -> int:
+    def _initiate_tcp(self, conn: IkeConfig, child: str | None, replaces: int | None = None) -> int:
         """IKE_SA_INIT into a new TCP stream (RFC 9329 §6.1), the IKE SA on the stream's ports."""
         remote = conn.initiator_remote_address()
         if self.tcp is None or remote is None:
             raise ValueError(f"connection {conn.name} has no TCP transport or no remote address to connect to")
         stream = self.tcp.connect(str(remote), conn.tcp_port)
         ike = self.endpoint.initiate(conn.name, self.now(), child=child, ports=(stream.local[1], conn.tcp_port))
+        if replaces is not None:
+            self.successor[replaces] = ike.unique_id
         self._pump()
         return ike.unique_id
+
+    def attempt(self, ike_id: int) -> list[int]:
+        """The IKE SAs of one initiation: `ike_id` and the ones that replaced it (a TCP fallback)."""
+        ids = [ike_id]
+        while ids[-1] in self.successor:
+            ids.append(self.successor[ids[-1]])
+        return ids
 
     def _tcp_fallback(self, ike_id: int, conn: IkeConfig, child: str | None) -> None:
         """RFC 9329 §5.1: no answer to IKE_SA_INIT over UDP in tcp_fallback_time: try TCP."""
@@ -429,11 +439,12 @@ class Gateway:
             return  # answered (or gone) meanwhile
         self.say(f"[TCP] {conn.name}: no answer over UDP from {ike.remote[0]} in {conn.tcp_fallback_time} s; "
                  f"falling back to TCP port {conn.tcp_port} (RFC 9329 §5.1)")
-        self.endpoint.terminate(self.now(), ike_id=ike_id)
         try:
-            self._initiate_tcp(conn, child)
+            self.endpoint.terminate(self.now(), ike_id=ike_id)
+            self._initiate_tcp(conn, child, replaces=ike_id)
         except (OSError, ValueError) as err:
             self.say(f"[TCP] {conn.name}: {err}")
+            self._pump()
 
     async def wait_for(self, matcher: Callable[[ev.Event], bool], timeout: float) -> ev.Event | None:
         assert self.loop is not None

@@ -79,3 +79,36 @@ def test_hostile_framing_is_counted_and_closed(site_to_site, tmp_path):
     assert sum(v for k, v in tcp_b["drops"].items() if k.startswith("tcp framing")) == len(hostile)
     # and the gateway goes on serving: the tunnel's stream still carries a ping
     assert ping(lab, "hosta", HOSTB, count=3) >= 2, gwb.log_tail()
+
+
+def test_fallback_when_udp_is_dropped_and_a_reset_keeps_the_sas(site_to_site, tmp_path):
+    """The NAT box drops all UDP: IKE_SA_INIT on UDP 500 gets no answer, tcp = fallback tries
+    TCP after tcp_fallback_time (RFC 9329 §5.1) and the tunnel comes up. Then gwb resets the
+    stream: gwa re-opens it and the same IKE and CHILD SAs carry the next ping (§6.1)."""
+    lab = site_to_site
+    nat = lab.node(lab.middle)
+    nat.set(drop_udp=True)
+    gwb = start(lab, "b", tmp_path, "fallback")
+    gwa = start(lab, "a", tmp_path, "fallback")
+    began = time.monotonic()
+    initiate(gwa)
+    took = time.monotonic() - began
+    assert 3 <= took < 10, took  # tcp_fallback_time is 3 s by default
+    assert "falling back to TCP port 4500" in gwa.log_tail(40)
+    assert ping(lab, "hosta", HOSTB, count=3) >= 2, gwa.log_tail()
+    counters = nat.cmd("iptables -L IPL-FWD -v -x -n")
+    dropped = sum(int(line.split()[0]) for line in counters.splitlines() if " DROP " in line)
+    assert dropped >= 1, counters  # the IKE_SA_INIT on UDP 500 died at the NAT box
+    before = [(sa["spi_i"], sa["spi_r"], [c["spi_in"] for c in sa["children"]]) for sa in gwa.raw_sas()]
+    assert len(before) == 1
+
+    lab.node("gwb").cmd("ss -K 'sport = :4500'")  # gwb's kernel resets the stream (RST to gwa)
+    deadline = time.monotonic() + 10
+    while gwa.ctl("stats")["stats"]["tcp"].get("reconnects", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ping(lab, "hosta", HOSTB, count=5) >= 3, gwa.log_tail(40)
+    after = [(sa["spi_i"], sa["spi_r"], [c["spi_in"] for c in sa["children"]]) for sa in gwa.raw_sas()]
+    assert after == before, (before, after)  # the same SAs, over a new stream
+    stats = gwa.ctl("stats")["stats"]["tcp"]
+    assert stats["reconnects"] == 1 and stats["connects"] == 2, stats
+    assert gwb.ctl("stats")["stats"]["tcp"]["accepted"] == 2
