@@ -32,8 +32,8 @@ KEEPALIVE = b"\xff"         # RFC 9329 §6.6: a NAT keepalive is one octet, 0xFF
 LENGTH_SIZE = 2             # RFC 9329 §3: a 16-bit length that counts itself
 IKE_HEADER = 28             # RFC 7296 §3.1
 ESP_MIN = 8                 # RFC 4303 §2: SPI and sequence number at least
-# the largest frame accepted: strongSwan's charon.max_packet default; an IKE message over TCP
-# is never fragmented (RFC 9329 §7.5) and an ESP packet is at most the tunnel MTU plus overhead
+# the largest frame accepted: strongSwan's charon.max_packet default (an IKE message over TCP
+# needs no fragmentation, RFC 9329 §7.5; an ESP packet is at most the tunnel MTU plus overhead)
 MAX_FRAME = 10000
 TCP_PORT = 4500             # RFC 9329 §2: the responder's port unless configured otherwise
 

@@ -29,7 +29,6 @@ from mininet.node import Node
 FILTER_DEFAULTS: dict[str, Any] = {
     # what any router, gateway or NAT box can do to the packets it forwards
     "drop_esp": False,       # drop IP protocol 50 crossing the box
-    "drop_udp": False,       # drop every UDP datagram crossing the box (a network that passes only TCP)
     "drop_fragments": False,  # drop IP fragments but the first (a middlebox that cannot reassemble)
     "block_icmp_frag": False,  # drop ICMP fragmentation-needed (PMTUD black hole)
     "mss_clamp": None,       # TCP MSS of forwarded SYNs: a number, or "pmtu" (clamp to the path MTU)
@@ -55,7 +54,6 @@ NAT_DEFAULTS: dict[str, Any] = {
 # the knobs in words, for the scenario reference (lab.net.reference)
 KNOB_WORDS: dict[str, str] = {
     "drop_esp": "`true`: drop IP protocol 50 (ESP) crossing the box",
-    "drop_udp": "`true`: drop every UDP datagram crossing the box (IKE on 500 and 4500 included)",
     "drop_fragments": "`true`: drop IP fragments but the first (a middlebox that cannot reassemble)",
     "block_icmp_frag": "`true`: drop ICMP fragmentation-needed (the PMTUD black hole)",
     "mss_clamp": "TCP MSS of forwarded SYNs: a number, or `pmtu` (clamp to the path MTU)",
@@ -222,7 +220,7 @@ class Router(LabNode):
             value = knobs.get(key, 0.0)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key}: must be a number of milliseconds, 0 or more, not {value!r}")
-        for key in ("drop_esp", "drop_udp", "drop_fragments", "block_icmp_frag"):
+        for key in ("drop_esp", "drop_fragments", "block_icmp_frag"):
             if not isinstance(knobs.get(key, False), bool):
                 raise ValueError(f"{key}: must be true or false, not {knobs[key]!r}")
         mss = knobs.get("mss_clamp")
@@ -249,8 +247,6 @@ class Router(LabNode):
         rules: list[list[str]] = []
         if k["drop_esp"]:
             rules.append(["-A", "IPL-FWD", "-p", "esp", "-j", "DROP"])
-        if k["drop_udp"]:
-            rules.append(["-A", "IPL-FWD", "-p", "udp", "-j", "DROP"])
         if k["drop_fragments"]:
             rules.append(["-A", "IPL-FWD", "-f", "-j", "DROP"])
         if k["block_icmp_frag"]:
