@@ -322,7 +322,7 @@ def _nat_detection(packet: Packet, sender: str, receiver: str, rewritten: bool |
     hashes it finds against the addresses on the packet as it arrives (RFC 7296 §2.23)."""
     from lab.ike import payloads as pl
     from lab.ike.const import NotifyType
-    from lab.ike.sa import nat_hash
+    from lab.ike.tasks.ike_natd import nat_hash
 
     ike = packet.ike
     if ike is None or ike.error or ike.exchange_name != "IKE_SA_INIT":
