@@ -288,6 +288,8 @@ class Gateway:
                 if esp_handler is not None and port == 4500 and len(piece) > 8 and piece[:4] != b"\0\0\0\0":
                     esp_handler(piece, (src[0], src[1]), (dst_ip, port))
                     continue
+                if self.tcp is not None and self.tcp.peers:
+                    self.tcp.heard_over_udp(src[0])
                 self.endpoint.receive_datagram(piece, (src[0], src[1]), (dst_ip, port), self.now())
         if self.esp_flush is not None:
             self.esp_flush()
@@ -417,7 +419,8 @@ class Gateway:
         """IKE_SA_INIT into a new TCP stream (RFC 9329 §6.1), the IKE SA on the stream's ports."""
         remote = conn.initiator_remote_address()
         if self.tcp is None or remote is None:
-            raise ValueError(f"connection {conn.name} has no TCP transport or no remote address to connect to")
+            raise ValueError(f"connection {conn.name} wants TCP but the daemon listens on none (it started without a "
+                             f"tcp connection: restart it) or the connection has no single remote address")
         stream = self.tcp.connect(str(remote), conn.tcp_port)
         ike = self.endpoint.initiate(conn.name, self.now(), child=child, ports=(stream.local[1], conn.tcp_port))
         if replaces is not None:

@@ -258,6 +258,12 @@ class TcpTransport:
             self.stats["esp_out"] += 1
         return True
 
+    def heard_over_udp(self, peer_ip: str) -> None:
+        """The peer spoke IKE over UDP and has no stream: what we send it goes by UDP again."""
+        if peer_ip not in self.by_ip and peer_ip not in self.initiated:
+            self.peers.discard(peer_ip)
+            self.pending.pop(peer_ip, None)
+
     def carries(self, peer_ip: str) -> bool:
         return peer_ip in self.peers
 
