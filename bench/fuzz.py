@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing (atheris, libFuzzer for Python) of everything that takes bytes or
 text from outside: IKE messages, SK/SKF decryption, an established IKE SA fed protected
-messages of any content, ESP/AH unprotect, swanctl.conf, scenario files, captures.
+messages of any content, ESP/AH unprotect, the RFC 9329 TCP stream framing, swanctl.conf, scenario files, captures.
 
     .venv/bin/python bench/fuzz.py --inputs 1000000               # every target in turn
     .venv/bin/python bench/fuzz.py --inputs 10000 --target esp    # one
@@ -36,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-TARGETS = ["ike_message", "ike_sk", "ike_endpoint", "esp", "swanctl", "scenario", "decode"]
-MAX_LEN = {"ike_message": 2048, "ike_sk": 2048, "ike_endpoint": 1500, "esp": 1600, "swanctl": 4096,
+TARGETS = ["ike_message", "ike_sk", "ike_endpoint", "esp", "tcp_stream", "swanctl", "scenario", "decode"]
+MAX_LEN = {"ike_message": 2048, "ike_sk": 2048, "ike_endpoint": 1500, "esp": 1600, "tcp_stream": 4096, "swanctl": 4096,
            "scenario": 4096, "decode": 8192}
 
 
@@ -396,6 +396,50 @@ def setup_esp():
     return one, (EspDrop,), seeds
 
 
+def setup_tcp_stream():
+    """The RFC 9329 stream framer (both sides of a stream) fed any octets in any pieces: it hands
+    back frames that re-frame to what was read, or stops with a FramingError, never anything else;
+    its IKE frames go on to the message parser, as in the daemon."""
+    from lab.ike.errors import ParseError
+    from lab.ike.message import Message
+    from lab.esp.tcpencap import PREFIX, FramingError, StreamDecoder, frame_esp, frame_ike, frame_keepalive
+
+    def one(data: bytes) -> None:
+        take = Cursor(data)
+        prefix = take.pick(2) == 1
+        piece = 1 + take.pick(64)
+        max_frame = (64, 1500, 10000)[take.pick(3)]
+        stream = take.rest()
+        decoder = StreamDecoder(expect_prefix=prefix, max_frame=max_frame)
+        frames = []
+        for at in range(0, len(stream), piece):
+            frames += decoder.feed(stream[at:at + piece])
+        decoder.close()
+        again = b"".join(frame_ike(f.data) if f.kind == "ike" else frame_esp(f.data) if f.kind == "esp"
+                         else frame_keepalive() for f in frames)
+        start = len(PREFIX) if prefix else 0
+        if stream[start:start + len(again)] != again or any(f.wire_length > max_frame for f in frames):
+            raise AssertionError("a frame handed back is not what the stream held")
+        if decoder.error is None and len(again) != max(0, len(stream) - start):
+            raise AssertionError("the stream ended cleanly with octets unaccounted for")
+        for frame in frames:
+            if frame.kind == "ike":
+                try:
+                    Message.parse(frame.data)
+                except ParseError:
+                    pass
+        if decoder.error is not None:
+            raise decoder.error
+
+    esp = struct.pack("!II", 0x1000, 1) + bytes(24)
+    seeds = []
+    for datagram in _handshake_datagrams()[:12]:
+        seeds.append(bytes([1, 7, 2]) + PREFIX + frame_ike(datagram) + frame_esp(esp) + frame_keepalive())
+        seeds.append(bytes([0, 63, 1]) + frame_ike(datagram))
+        seeds.append(bytes([1, 5, 0]) + PREFIX + frame_esp(esp) + frame_ike(datagram))  # past a 64-octet limit
+    return one, (FramingError,), seeds
+
+
 def _workdir() -> Path:
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     return Path(tempfile.mkdtemp(prefix="ipsec-lab-fuzz-", dir=base))
@@ -517,6 +561,7 @@ def worker(target: str, inputs: int, out: Path, timeout: int, seed: int) -> None
     with atheris.instrument_imports(include=["lab"]):
         import lab.conf.swanctl  # noqa: F401
         import lab.esp  # noqa: F401
+        import lab.esp.tcpencap  # noqa: F401
         import lab.ike.endpoint  # noqa: F401
         import lab.net.scenario  # noqa: F401
         import lab.viz.analysis  # noqa: F401

@@ -42,6 +42,7 @@ from lab.ike.config import (
     Secrets,
     SendCert,
     SharedKey,
+    TcpEncap,
     Unique,
     decode_secret,
     parse_addrs,
@@ -239,6 +240,10 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "send_certreq": _bool,
     "send_cert": _choice(SendCert),
     "unique": _choice(Unique),
+    # ipsec-lab's own (RFC 9329; strongSwan's swanctl.conf has none): like libreswan's enable-tcp
+    "tcp": _choice(TcpEncap),
+    "tcp_port": _port,
+    "tcp_fallback_time": parse_time,
 }
 _CONN_UNSUPPORTED: _Unsupported = {
     "aggressive": (_is_default("no"), "IKEv1 Aggressive Mode"),

@@ -47,7 +47,8 @@ async def handle(gateway, request: dict[str, Any]) -> dict[str, Any]:
         timeout = float(request.get("timeout", 30))
 
         def done(event: ev.Event) -> bool:
-            if event.ike_sa != ike_id:
+            # a TCP fallback (RFC 9329 §5.1) ends the UDP attempt and goes on under a new IKE SA
+            if event.ike_sa not in gateway.attempt(ike_id) or event.ike_sa in gateway.successor:
                 return False
             if isinstance(event, ev.ChildSaUp):
                 return True
@@ -59,7 +60,7 @@ async def handle(gateway, request: dict[str, Any]) -> dict[str, Any]:
         if event is None:
             return {"ok": False, "error": f"no result within {timeout:g} s (see the daemon's log)", "ike_id": ike_id}
         if isinstance(event, (ev.ChildSaUp, ev.IkeSaUp)):
-            return {"ok": True, "ike_id": ike_id, "event": type(event).__name__}
+            return {"ok": True, "ike_id": event.ike_sa, "event": type(event).__name__}
         return {"ok": False, "ike_id": ike_id, "error": f"{type(event).__name__}: {getattr(event, 'reason', '')}"
                 or type(event).__name__}
     if cmd == "terminate":

@@ -341,9 +341,12 @@ class DataPlane:
         udp = self.gateway.sockets.get(4500)
         if udp is None:  # closed
             return
+        tcp = self.gateway.tcp
         for ike_id, peer in list(self.keepalive_peers.items()):
             ike = self.gateway.endpoint.by_id.get(ike_id)
             target = ike.remote if ike is not None else peer
+            if tcp is not None and tcp.carries(target[0]):
+                continue  # RFC 9329 §6.6: no NAT keepalives over TCP (TCP mappings last)
             try:
                 udp.sendto(KEEPALIVE, target)
                 self.stats["keepalives_sent"] += 1

@@ -23,14 +23,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lab.ike import events as ev
-from lab.ike.config import Config
+from lab.ike.config import Config, IkeConfig, TcpEncap
 from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
+from lab.ike.states import IkeState
 
 from .dataplane import DataPlaneError
 
 if TYPE_CHECKING:
     from .addresses import AddressMonitor
     from .dataplane import DataPlane
+    from .tcp import TcpTransport
 from .keys import KeyExport
 from .narrate import Summariser, line_kind, narrate, record_line_kind
 
@@ -128,6 +130,8 @@ class Gateway:
         self.keepalive_interval = keepalive_interval
         self.checksum_fixup = checksum_fixup
         self.dataplane: DataPlane | None = None
+        self.tcp: TcpTransport | None = None  # IKE and ESP over TCP (RFC 9329), when a connection wants it
+        self.successor: dict[int, int] = {}  # IKE SA id -> the one a TCP fallback started in its place
         self.addresses: AddressMonitor | None = None  # the AddressMonitor (MOBIKE: our addresses change under us)
         # under attack the log and the trace stay small: repeats are summarised (narrate.Summariser)
         self.log_summary = Summariser()
@@ -165,6 +169,11 @@ class Gateway:
             for port in self.ports:
                 self.sockets[port] = _bind_udp(port, self.bind_address)
                 self.loop.add_reader(self.sockets[port], self._readable, port)
+            tcp_ports = [c.tcp_port for c in self.config.connections.values() if c.tcp != TcpEncap.NO]
+            if tcp_ports:
+                from .tcp import TcpTransport
+                self.tcp = TcpTransport(self, port=tcp_ports[0], address=self.bind_address)
+                self.tcp.start()
             if self.want_dataplane:
                 from .dataplane import DataPlane
                 self.dataplane = DataPlane(self, self.tun_name, self.tunnel_mtu, offload=self.offload,
@@ -189,6 +198,7 @@ class Gateway:
                     pass  # not the main thread (tests)
             self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
                      f"{'/'.join(map(str, self.ports))}"
+                     + (f", TCP {self.tcp.port}" if self.tcp is not None else "")
                      + (f", control {self.control_path}" if self.control_path else ""))
             for conn in self.config.connections.values():
                 for child in conn.children.values():
@@ -212,6 +222,8 @@ class Gateway:
                 self.addresses.stop()
             if self.dataplane is not None:
                 self.dataplane.stop()
+            if self.tcp is not None:
+                self.tcp.stop()
             for _port, sock in self.sockets.items():
                 self.loop.remove_reader(sock)
                 sock.close()
@@ -277,12 +289,16 @@ class Gateway:
                 if esp_handler is not None and port == 4500 and len(piece) > 8 and piece[:4] != b"\0\0\0\0":
                     esp_handler(piece, (src[0], src[1]), (dst_ip, port))
                     continue
+                if self.tcp is not None and self.tcp.peers:
+                    self.tcp.heard_over_udp(src[0])
                 self.endpoint.receive_datagram(piece, (src[0], src[1]), (dst_ip, port), self.now())
         if self.esp_flush is not None:
             self.esp_flush()
         self._pump()
 
     def _send(self, datagram: OutDatagram) -> None:
+        if self.tcp is not None and self.tcp.send_ike(datagram.data, datagram.dst):
+            return
         port = datagram.src[1] if datagram.src[1] in self.sockets else self.ports[0]
         sock = self.sockets[port]
         pktinfo = struct.pack("I4s4s", 0, socket.inet_aton(datagram.src[0]), bytes(4))
@@ -392,9 +408,47 @@ class Gateway:
                 if not negotiable:
                     raise ValueError(f"connection {name} has only shunts (mode = pass/drop): nothing to initiate")
                 child = negotiable[0]
+        if conn is not None and conn.tcp == TcpEncap.YES:
+            return self._initiate_tcp(conn, child)
         ike = self.endpoint.initiate(name, self.now(), child=child)
+        if conn is not None and conn.tcp == TcpEncap.FALLBACK and self.loop is not None:
+            self.loop.call_later(conn.tcp_fallback_time, self._tcp_fallback, ike.unique_id, conn, child)
         self._pump()
         return ike.unique_id
+
+    def _initiate_tcp(self, conn: IkeConfig, child: str | None, replaces: int | None = None) -> int:
+        """IKE_SA_INIT into a new TCP stream (RFC 9329 §6.1), the IKE SA on the stream's ports."""
+        remote = conn.initiator_remote_address()
+        if self.tcp is None or remote is None:
+            raise ValueError(f"connection {conn.name} wants TCP but the daemon listens on none (it started without a "
+                             f"tcp connection: restart it) or the connection has no single remote address")
+        stream = self.tcp.connect(str(remote), conn.tcp_port)
+        ike = self.endpoint.initiate(conn.name, self.now(), child=child, ports=(stream.local[1], conn.tcp_port))
+        if replaces is not None:
+            self.successor[replaces] = ike.unique_id
+        self._pump()
+        return ike.unique_id
+
+    def attempt(self, ike_id: int) -> list[int]:
+        """The IKE SAs of one initiation: `ike_id` and the ones that replaced it (a TCP fallback)."""
+        ids = [ike_id]
+        while ids[-1] in self.successor:
+            ids.append(self.successor[ids[-1]])
+        return ids
+
+    def _tcp_fallback(self, ike_id: int, conn: IkeConfig, child: str | None) -> None:
+        """RFC 9329 §5.1: no answer to IKE_SA_INIT over UDP in tcp_fallback_time: try TCP."""
+        ike = self.endpoint.by_id.get(ike_id)
+        if ike is None or ike.state != IkeState.CONNECTING or ike.spi_r != bytes(8):
+            return  # answered (or gone) meanwhile
+        self.say(f"[TCP] {conn.name}: no answer over UDP from {ike.remote[0]} in {conn.tcp_fallback_time} s; "
+                 f"falling back to TCP port {conn.tcp_port} (RFC 9329 §5.1)")
+        try:
+            self.endpoint.terminate(self.now(), ike_id=ike_id)
+            self._initiate_tcp(conn, child, replaces=ike_id)
+        except (OSError, ValueError) as err:
+            self.say(f"[TCP] {conn.name}: {err}")
+            self._pump()
 
     async def wait_for(self, matcher: Callable[[ev.Event], bool], timeout: float) -> ev.Event | None:
         assert self.loop is not None
@@ -413,7 +467,8 @@ class Gateway:
                 "child_sas": sum(len(s.children) for s in self.endpoint.by_id.values()),
                 "half_open": self.endpoint.half_open_count, "reassemblies": self.endpoint.reassemblies,
                 "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops),
-                "dataplane": self.dataplane.totals() if self.dataplane is not None else None}
+                "dataplane": self.dataplane.totals() if self.dataplane is not None else None,
+                "tcp": self.tcp.describe() if self.tcp is not None else None}
 
     def list_sas(self) -> list[dict[str, Any]]:
         sas = self.endpoint.list_sas()

@@ -267,9 +267,15 @@ class PacketPath:
         udp: socket.socket | _Closed = self.gateway.sockets.get(4500) or _CLOSED
         raw: socket.socket | _Closed = self.raw or _CLOSED
         raw_ah: socket.socket | _Closed = self.raw_ah or _CLOSED
+        tcp = self.gateway.tcp if self.gateway.tcp is not None and self.gateway.tcp.peers else None
         i, n = 0, len(batch)
         while i < n:
             sa, payload = batch[i]
+            if tcp is not None and not sa.ah and tcp.send_esp(payload, sa.peer[0]):  # RFC 9329 §3.2
+                stats["packets_out"] += 1
+                stats["packets_out_tcp"] += 1
+                i += 1
+                continue
             if not sa.udp or not self.gso:
                 try:
                     if sa.udp:
@@ -286,6 +292,7 @@ class PacketPath:
             size = len(payload)
             j = i + 1
             while (j < n and j - i < MAX_GSO_SEGMENTS and batch[j][0].peer == sa.peer and batch[j][0].udp
+                   and (tcp is None or not tcp.carries(sa.peer[0]))
                    and len(batch[j][1]) == size and (j - i + 1) * size <= 65000):
                 j += 1
             if j < n and j - i < MAX_GSO_SEGMENTS and batch[j][0].peer == sa.peer and batch[j][0].udp \

@@ -121,6 +121,16 @@ class Fragmentation(StrEnum):
     NO = "no"
 
 
+class TcpEncap(StrEnum):
+    """ipsec-lab's swanctl.conf `tcp` (default no; strongSwan has no such key): IKE and ESP in a
+    TCP stream (RFC 9329), as libreswan's `enable-tcp`. `fallback`: UDP first, TCP when UDP gets
+    no answer within `tcp_fallback_time` (RFC 9329 §5.1); `yes`: TCP from the start."""
+
+    NO = "no"
+    FALLBACK = "fallback"
+    YES = "yes"
+
+
 class Unique(StrEnum):
     """swanctl.conf `unique` (default no)."""
 
@@ -580,6 +590,10 @@ class IkeConfig:
     send_certreq: bool = True
     send_cert: SendCert = SendCert.IFASKED
     unique: Unique = Unique.NO
+    # RFC 9329 (not strongSwan's: swanctl has no TCP encapsulation keys)
+    tcp: TcpEncap = TcpEncap.NO
+    tcp_port: int = 4500
+    tcp_fallback_time: int = 3
 
     def __post_init__(self) -> None:
         if self.version == 0:
@@ -588,13 +602,14 @@ class IkeConfig:
             raise ConfigValueError("IKEv1 (version = 1) is not supported by ipsec-lab; use version = 2")
         if self.version != 2:
             raise ConfigValueError(f"version must be 2 (or 0, meaning any), not {self.version}")
-        for port_name in ("local_port", "remote_port"):
+        for port_name in ("local_port", "remote_port", "tcp_port"):
             port = getattr(self, port_name)
             if not 1 <= port <= 65535:
                 raise ConfigValueError(f"{port_name} {port} must be 1-65535")
         self.fragmentation = _enum(Fragmentation, self.fragmentation, "fragmentation")
         self.send_cert = _enum(SendCert, self.send_cert, "send_cert")
         self.unique = _enum(Unique, self.unique, "unique")
+        self.tcp = _enum(TcpEncap, self.tcp, "tcp")
         if self.keyingtries < 0:
             raise ConfigValueError("keyingtries must be 0 (forever) or more")
         if self.rekey_time is None:

@@ -198,8 +198,11 @@ class IkeEndpoint:
 
     # ------------------------------------------------------------ commands
 
-    def initiate(self, name: str, now: float, child: str | None = None) -> IkeSA:
-        """Start connection `name` (IKE_SA_INIT, then IKE_AUTH with its first or the named child)."""
+    def initiate(self, name: str, now: float, child: str | None = None,
+                 ports: tuple[int, int] | None = None) -> IkeSA:
+        """Start connection `name` (IKE_SA_INIT, then IKE_AUTH with its first or the named child).
+        `ports` (ours, the peer's): the I/O layer's transport when it is not the configured UDP
+        one, e.g. the two ends of a TCP stream (RFC 9329 §6.5: NAT detection hashes them)."""
         self._last_now = now
         config = self.config.connections.get(name)
         if config is None:
@@ -219,7 +222,10 @@ class IkeEndpoint:
                 raise KeyError(f"connection '{name}' has no child '{child}'")
             child_config = config.children[child] if child else next(iter(config.children.values()))
         port = 4500 if config.remote_port == 4500 else config.local_port
-        ike = self._new_sa(config, True, (str(local_ip), port), (str(remote_ip), config.remote_port),
+        remote_port = config.remote_port
+        if ports is not None:
+            port, remote_port = ports
+        ike = self._new_sa(config, True, (str(local_ip), port), (str(remote_ip), remote_port),
                            self.new_ike_spi(), bytes(8), now)
         ike.nonce_i = self.random(self.settings.nonce_size)
         ike.queue(IkeInit(), now)

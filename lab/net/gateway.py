@@ -168,7 +168,8 @@ class OurGateway(Peer):
 
     def counters(self) -> dict[str, int]:
         """The daemon's counters (`ctl stats`): IKE drops as "drop:<reason>", the data plane's as
-        "esp:<name>" and its ESP/AH drops as "esp-drop:<reason>" (replay, icv, ...)."""
+        "esp:<name>" and its ESP/AH drops as "esp-drop:<reason>" (replay, icv, ...), the TCP
+        transport's (RFC 9329) as "tcp:<name>"."""
         stats = self.ctl("stats")["stats"]
         out = dict(stats["counters"])
         out.update({f"drop:{k}": v for k, v in stats["drops"].items()})
@@ -181,6 +182,9 @@ class OurGateway(Peer):
         for policy in dataplane.get("policies") or []:
             if policy.get("name"):
                 out[f"policy:{policy['name']}"] = policy.get("hits", 0)
+        for key, value in (stats.get("tcp") or {}).items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                out[f"tcp:{key}"] = value
         return out
 
     def log_tail(self, lines: int = 30) -> str:

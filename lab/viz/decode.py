@@ -2,7 +2,8 @@
 
 Works on captures from any implementation: pcap or pcapng, Ethernet, Linux cooked or
 raw IP, IPv4 and IPv6, IP fragments reassembled, IKE on UDP 500 and behind the non-ESP
-marker on UDP 4500 (RFC 3948 §2.2).
+marker on UDP 4500 (RFC 3948 §2.2), and IKE and ESP framed in TCP streams to port 4500 (RFC
+9329, IPv4).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab.ike.const import ExchangeType, name_of
 from lab.ike.errors import ParseError
@@ -59,6 +61,9 @@ class CaptureSummary:
     esp_in_udp: int = 0
     keepalives: int = 0
     plain_esp: int = 0
+    esp_in_tcp: int = 0
+    tcp_streams: int = 0
+    tcp_broken: int = 0  # streams not followed to their end: a gap in the capture or bad framing
 
 
 def _endpoint(addr: str, port: int) -> str:
@@ -171,12 +176,74 @@ def _udp_of(packet: bytes) -> tuple[str, str, bytes] | None:
     return None
 
 
+class _TcpFlows:
+    """TCP streams to or from port 4500 (RFC 9329), followed from their SYN in sequence order
+    and cut into frames by lab.esp.tcpencap; a stream whose SYN is not in the capture, or with
+    a gap, is left alone (counted in `tcp_broken`)."""
+
+    def __init__(self, summary: CaptureSummary, port: int) -> None:
+        self.summary, self.port = summary, port
+        self.flows: dict[tuple, Any] = {}  # (src, sport, dst, dport) -> [next seq, StreamDecoder] or None
+
+    def feed(self, packet: bytes, frame: int, stamp: float, start: float) -> None:
+        from lab.esp.tcpencap import StreamDecoder
+
+        version = packet[0] >> 4
+        if version != 4 or packet[9] != 6:
+            return
+        ihl = (packet[0] & 0x0F) * 4
+        total = struct.unpack_from("!H", packet, 2)[0]
+        segment = packet[ihl:total]
+        if len(segment) < 20:
+            return
+        sport, dport, seq = struct.unpack_from("!HHI", segment)
+        if self.port not in (sport, dport):
+            return
+        flags, offset = segment[13], (segment[12] >> 4) * 4
+        src, dst = str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20]))
+        key = (src, sport, dst, dport)
+        if flags & 0x02:  # SYN: a new stream; its data starts at seq + 1
+            # RFC 9329 §4: the side that connects to the port sends the "IKETCP" prefix
+            self.flows[key] = [(seq + 1) & 0xFFFFFFFF, StreamDecoder(expect_prefix=dport == self.port)]
+            if dport == self.port:
+                self.summary.tcp_streams += 1
+            return
+        flow = self.flows.get(key)
+        data = segment[offset:]
+        if flow is None or not data:
+            if key not in self.flows and data:
+                self.flows[key] = None
+                self.summary.tcp_broken += 1
+            return
+        behind = (flow[0] - seq) & 0xFFFFFFFF
+        if behind and behind < 1 << 31:  # a retransmission: only what is new counts
+            data = data[behind:] if behind < len(data) else b""
+        elif seq != flow[0]:
+            self.flows[key] = None  # a gap: the capture lost a segment
+            self.summary.tcp_broken += 1
+            return
+        flow[0] = (flow[0] + len(data)) & 0xFFFFFFFF
+        decoder = flow[1]
+        for item in decoder.feed(data):
+            if item.kind == "ike":
+                self.summary.messages.append(decode_ike(item.data, frame=frame, time=stamp - start, src=src,
+                                                        sport=sport, dst=dst, dport=dport))
+            elif item.kind == "esp":
+                self.summary.esp_in_tcp += 1
+            else:
+                self.summary.keepalives += 1
+        if decoder.error is not None:
+            self.flows[key] = None
+            self.summary.tcp_broken += 1
+
+
 def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500) -> CaptureSummary:
     path = Path(path)
     if not path.exists():
         raise CaptureError(f"{path}: no such file")
     summary = CaptureSummary(messages=[])
     reassembler = _Reassembler()
+    tcp = _TcpFlows(summary, natt_port)
     start: float | None = None
     for frame, stamp, packet in _read_frames(path):
         if start is None:
@@ -189,6 +256,9 @@ def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500)
                 continue
             packet = reassembler.feed(packet)
             if packet is None:
+                continue
+            if packet[9] == 6:
+                tcp.feed(packet, frame, stamp, start)
                 continue
         udp = _udp_of(packet)
         if udp is None or len(udp[2]) < 8:
@@ -227,6 +297,9 @@ def render_text(summary: CaptureSummary) -> Iterable[str]:
         counts.append(f"{summary.esp_in_udp} ESP-in-UDP packets")
     if summary.plain_esp:
         counts.append(f"{summary.plain_esp} ESP packets")
+    if summary.tcp_streams:
+        counts.append(f"{summary.tcp_streams} TCP stream(s) to port 4500 with {summary.esp_in_tcp} ESP-in-TCP packets"
+                      + (f" ({summary.tcp_broken} not followed: a gap or bad framing)" if summary.tcp_broken else ""))
     if summary.keepalives:
         counts.append(f"{summary.keepalives} NAT-keepalives")
     bad = sum(1 for m in summary.messages if m.error is not None)

@@ -706,3 +706,35 @@ def test_eap_rounds_and_secrets():
     assert str(rw.extra_local[0].eap_id) == "carol" and str(rw.local.id) == "carol.lab"
     assert [str(r.method) for r in gw.remote_rounds] == ["psk", "eap-md5"] and gw.extra_remote[0].eap_id.is_any
     assert config.find_eap(None, Identity.parse("carol")) == b"carol's password"
+
+
+def test_tcp_encapsulation_options():
+    """ipsec-lab's own keys for RFC 9329 (strongSwan's swanctl.conf has none), like libreswan's
+    enable-tcp; a wrong value names file, line and key."""
+    from lab.ike.config import TcpEncap
+    text = conf("""
+        connections {
+            a {
+                remote_addrs = 192.0.2.1
+                tcp = fallback
+                tcp_port = 4501
+                tcp_fallback_time = 5s
+                local { auth = psk }
+                remote { auth = psk }
+            }
+            b {
+                remote_addrs = 192.0.2.2
+                local { auth = psk }
+                remote { auth = psk }
+            }
+        }
+        secrets { ike-x { secret = a-lab-only-psk } }
+    """)
+    config = parse_swanctl(text, "swanctl.conf")
+    a, b = config.connections["a"], config.connections["b"]
+    assert (a.tcp, a.tcp_port, a.tcp_fallback_time) == (TcpEncap.FALLBACK, 4501, 5)
+    assert (b.tcp, b.tcp_port, b.tcp_fallback_time) == (TcpEncap.NO, 4500, 3)
+    with pytest.raises(ConfigError, match=r"swanctl.conf:4: .*tcp.*expected one of no, fallback, yes, not 'sometimes'"):
+        parse_swanctl(text.replace("tcp = fallback", "tcp = sometimes"), "swanctl.conf")
+    with pytest.raises(ConfigError, match=r"swanctl.conf:5: .*tcp_port.*1-65535"):
+        parse_swanctl(text.replace("tcp_port = 4501", "tcp_port = 70000"), "swanctl.conf")

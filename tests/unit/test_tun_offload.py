@@ -421,6 +421,7 @@ class FakeGateway:
         self.loop = None
         self.lines: list[str] = []
         self.esp_flush = None
+        self.tcp = None  # no RFC 9329 streams
 
     def say(self, line: str) -> None:
         self.lines.append(line)
