@@ -1,6 +1,7 @@
 """ML-KEM (FIPS 203, draft-ietf-ipsecme-ikev2-mlkem) as a key exchange method of our IKEv2, in
 memory: as the KE of IKE_SA_INIT, of a CHILD SA with PFS and of an IKE SA rekey; a KE payload
-of the wrong length answered with INVALID_SYNTAX."""
+of the wrong length answered with INVALID_SYNTAX. And our responder, which has no additional key
+exchanges (RFC 9370), facing a peer that offers them."""
 from __future__ import annotations
 
 import pytest
@@ -83,3 +84,34 @@ def test_mlkem_child_sa_pfs_and_ike_rekey():
     # encrypted and fragmented (RFC 7383): the four messages carry 1184 + 1088 + 1568 + 1568 octets of KE data
     creates = _sent(net, ExchangeType.CREATE_CHILD_SA)
     assert sum(size for _, size in creates) > 1184 + 1088 + 1568 + 1568
+
+
+def _answer_to_offer(offer: str) -> Message:
+    """Our responder (no additional key exchanges) answering an IKE_SA_INIT whose SA offers `offer`."""
+    from lab.ike.proposals import parse_ike_proposals
+    net = make_net(*pair_configs(proposals="aes256gcm16-prfsha384-x25519"))
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    message = Message.parse(request.data)
+    payloads = [pl.SA(proposals=parse_ike_proposals(offer)) if isinstance(p, pl.SA) else p for p in message.payloads]
+    crafted = Message(message.spi_i, message.spi_r, ExchangeType.IKE_SA_INIT, 0, True, False, payloads).serialize()
+    b.receive_datagram(crafted, request.src, request.dst, net.now)
+    (reply,) = b.datagrams_to_send()
+    return Message.parse(reply.data)
+
+
+@pytest.mark.parametrize("offer", ["aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none",
+                                   "aes256gcm16-prfsha384-x25519-ke1_none-ke1_mlkem768-ke2_ecp256-ke2_none"])
+def test_optional_additional_key_exchanges_fall_away_at_a_responder_without_them(offer):
+    # RFC 9370 §2.2.1: NONE among an additional key exchange's transforms makes it optional
+    answer = _answer_to_offer(offer)
+    (proposal,) = answer.get(pl.SA).proposals
+    assert sorted(int(t.transform_type) for t in proposal.transforms) == [1, 2, 4]
+    assert not [p for p in answer.payloads if isinstance(p, pl.Notify) and p.is_error]
+
+
+def test_a_required_additional_key_exchange_is_no_proposal_chosen():
+    # RFC 9370 §2.2.1: an additional key exchange without NONE is required; a responder without it refuses
+    answer = _answer_to_offer("aes256gcm16-prfsha384-x25519-ke1_mlkem768")
+    assert [p.notify_type for p in answer.payloads if isinstance(p, pl.Notify)] == [NotifyType.NO_PROPOSAL_CHOSEN]
