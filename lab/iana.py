@@ -654,7 +654,7 @@ def _registry() -> tuple[Algorithm, ...]:
     add(Algorithm(T.DH, DhGroup.CURVE448, 0, ("x448", "curve448")))
     # FIPS 203 ML-KEM; strongSwan 6 keywords, alone or as an additional key exchange (ke1_mlkem768, RFC 9370)
     for bits, group in ((512, DhGroup.MLKEM_512), (768, DhGroup.MLKEM_768), (1024, DhGroup.MLKEM_1024)):
-        add(Algorithm(T.DH, group, 0, (f"mlkem{bits}",)))
+        add(Algorithm(T.DH, group, 0, (f"mlkem{bits}",), ike=bits != 512))  # cryptography has no ML-KEM-512
 
     # -- extended sequence numbers, RFC 4303 §2.2.1, RFC 4302 §2.5.1
     add(Algorithm(T.ESN, EsnId.ESN, 0, ("esn",), esp=True, ah=True))

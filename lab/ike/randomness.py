@@ -1,6 +1,7 @@
 """The one source of randomness of an IKE endpoint: SPIs, nonces, IVs, padding, the cookie
 secret, DH private values, retry and rekey jitter. Given a seeded source (`random.Random(s).randbytes`),
-an exchange in memory is byte-for-byte the same every run; the default is the OS's CSPRNG.
+an exchange in memory is byte-for-byte the same every run (except an ML-KEM ciphertext: `cryptography`
+draws the encapsulation's randomness itself); the default is the OS's CSPRNG.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .const import DhGroup, coerce
 from .crypto import new_key_exchange
-from .crypto.dh import MODP_PRIMES, KeyExchange
+from .crypto.dh import MLKEM_SEED_SIZE, MLKEM_SIZES, MODP_PRIMES, KeyExchange
 from .errors import CryptoError
 
 _CURVES = {DhGroup.ECP_256: ec.SECP256R1, DhGroup.ECP_384: ec.SECP384R1, DhGroup.ECP_521: ec.SECP521R1}
@@ -50,4 +51,7 @@ class RandomSource:
             raise CryptoError(f"the random source gave no valid {g.name} private value in 64 draws")
         if g == DhGroup.CURVE25519:
             return new_key_exchange(g, self.source(32))  # RFC 7748 §5: any 32 octets, clamped when used
+        if g in MLKEM_SIZES:
+            # FIPS 203 §7.1: the key pair from a 64-octet seed (encapsulation draws from the library's own source)
+            return new_key_exchange(g, self.source(MLKEM_SEED_SIZE))
         return new_key_exchange(g)  # unsupported: the same error as everywhere

@@ -237,3 +237,61 @@ def test_modp_private_value_range():
             new_key_exchange(DhGroup.MODP_2048, bad)
     new_key_exchange(DhGroup.MODP_2048, MODP_2048_PRIME - 2)
     new_key_exchange(DhGroup.MODP_2048, 2)
+
+
+# ---------------------------------------------------------------- ML-KEM (FIPS 203)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_MLKEM_VECTORS = json.loads((Path(__file__).parents[1] / "data" / "mlkem" / "wycheproof_mlkem.json").read_text())
+_MLKEM_GROUPS = {"ML-KEM-768": DhGroup.MLKEM_768, "ML-KEM-1024": DhGroup.MLKEM_1024}
+
+
+@pytest.mark.parametrize("vector", _MLKEM_VECTORS["tests"], ids=lambda v: v["parameterSet"])
+def test_mlkem_wycheproof_keygen_from_seed_and_decapsulation(vector):
+    """Wycheproof: the seed gives the published encapsulation key, and the initiator's side
+    decapsulates the published ciphertext to the published shared secret."""
+    kex = new_key_exchange(_MLKEM_GROUPS[vector["parameterSet"]], private_key=H(vector["seed"]))
+    assert kex.public_value == H(vector["ek"])
+    assert kex.shared_secret(H(vector["c"])) == H(vector["K"])
+
+
+@pytest.mark.parametrize("group, ek, ct", [(DhGroup.MLKEM_768, 1184, 1088), (DhGroup.MLKEM_1024, 1568, 1568)])
+def test_mlkem_initiator_sends_key_responder_sends_ciphertext(group, ek, ct):
+    initiator, responder = new_key_exchange(group), new_key_exchange(group)
+    key = initiator.public_value
+    assert len(key) == ek == public_value_size(group)
+    secret = responder.shared_secret(key)
+    ciphertext = responder.public_value
+    assert len(ciphertext) == ct and len(secret) == 32
+    assert initiator.shared_secret(ciphertext) == secret
+    # FIPS 203 §7.3 implicit rejection: a changed ciphertext gives another secret, no error
+    assert initiator.shared_secret(bytes([ciphertext[0] ^ 1]) + ciphertext[1:]) != secret
+
+
+@pytest.mark.parametrize("group", [DhGroup.MLKEM_768, DhGroup.MLKEM_1024])
+def test_mlkem_wrong_lengths_are_refused(group):
+    initiator, responder = new_key_exchange(group), new_key_exchange(group)
+    key = initiator.public_value
+    with pytest.raises(CryptoError, match="encapsulation key must be"):
+        responder.shared_secret(key[:-1])
+    with pytest.raises(CryptoError, match="encapsulation key must be"):
+        responder.shared_secret(key + b"\x00")
+    ciphertext = (responder.shared_secret(key), responder.public_value)[1]
+    with pytest.raises(CryptoError, match="ciphertext must be"):
+        initiator.shared_secret(ciphertext[:-1])
+
+
+def test_mlkem_encapsulation_key_modulus_check():
+    # FIPS 203 §7.2: a coefficient >= q (here 0xfff in the first 12 bits) fails the modulus check
+    key = bytearray(new_key_exchange(DhGroup.MLKEM_768).public_value)
+    key[0], key[1] = 0xFF, key[1] | 0x0F
+    with pytest.raises(CryptoError, match="modulus check"):
+        new_key_exchange(DhGroup.MLKEM_768).shared_secret(bytes(key))
+
+
+def test_mlkem_512_is_not_offered():
+    """cryptography has no ML-KEM-512: the registry leaves it unimplemented, and asking gives a clear error."""
+    with pytest.raises(CryptoError, match="unsupported key exchange group"):
+        new_key_exchange(DhGroup.MLKEM_512)

@@ -1,8 +1,16 @@
-"""Key exchange for the KE payload: MODP (RFC 3526), ECP (RFC 5903), Curve25519 (RFC 8031).
+"""Key exchange for the KE payload: MODP (RFC 3526), ECP (RFC 5903), Curve25519 (RFC 8031),
+ML-KEM (FIPS 203, draft-ietf-ipsecme-ikev2-mlkem).
 
 `new_key_exchange(group)` gives an object with `public_value` (the KE payload's Key
 Exchange Data) and `shared_secret(peer_public)` (g^ir as RFC 7296 §2.14 uses it). Peer
 public values are validated before use; every refusal is a `CryptoError` that says why.
+
+ML-KEM is a key encapsulation, not a Diffie-Hellman: the initiator of the exchange sends its
+encapsulation key, the responder encapsulates to it and sends the ciphertext. The same two
+calls serve: the side that reads `public_value` first is the initiator (it gives out its
+encapsulation key and later decapsulates the peer's ciphertext in `shared_secret`); the side
+that calls `shared_secret` first is the responder (it encapsulates to the peer's key, and its
+`public_value` is then the ciphertext).
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from contextlib import contextmanager
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dh, ec, x25519
+from cryptography.hazmat.primitives.asymmetric import dh, ec, mlkem, x25519
 from cryptography.utils import CryptographyDeprecationWarning
 
 from lab.iana import TransformType, algorithms_of
@@ -70,6 +78,12 @@ _ECP_CURVES: dict[int, tuple[type[ec.EllipticCurve], int]] = {
 }
 
 X25519_SIZE = 32
+
+# FIPS 203 §8, Table 3: encapsulation key and ciphertext sizes in octets; the shared secret is 32
+MLKEM_SIZES: dict[int, tuple[int, int]] = {DhGroup.MLKEM_768: (1184, 1088), DhGroup.MLKEM_1024: (1568, 1568)}
+_MLKEM_KEYS = {DhGroup.MLKEM_768: mlkem.MLKEM768PrivateKey, DhGroup.MLKEM_1024: mlkem.MLKEM1024PrivateKey}
+_MLKEM_PUBLIC = {DhGroup.MLKEM_768: mlkem.MLKEM768PublicKey, DhGroup.MLKEM_1024: mlkem.MLKEM1024PublicKey}
+MLKEM_SEED_SIZE = 64  # FIPS 203 §7.1: the seed d | z of ML-KEM.KeyGen_internal
 
 _PKCS3_DH_KEY_AGREEMENT = "1.2.840.113549.1.3.1"
 
@@ -255,6 +269,61 @@ class X25519KeyExchange(KeyExchange):
         return secret
 
 
+class MlKemKeyExchange(KeyExchange):
+    """ML-KEM-768 or ML-KEM-1024 (FIPS 203) as an IKEv2 key exchange method, from `cryptography`."""
+
+    def __init__(self, group: DhGroup, seed: bytes | None = None) -> None:
+        self.group = group
+        self.ek_size, self.ct_size = MLKEM_SIZES[group]
+        self._role: str | None = None  # "initiator" (sent ek) or "responder" (sent ciphertext)
+        self._ciphertext = b""
+        self._secret = b""
+        key_cls = _MLKEM_KEYS[group]
+        if seed is None:
+            self._key = key_cls.generate()
+        else:
+            if not isinstance(seed, (bytes, bytearray, memoryview)) or len(seed) != MLKEM_SEED_SIZE:
+                raise CryptoError(f"{group.name} seed must be {MLKEM_SEED_SIZE} octets (d | z, FIPS 203 §7.1)")
+            self._key = key_cls.from_seed_bytes(bytes(seed))
+
+    @property
+    def encapsulation_key(self) -> bytes:
+        return self._key.public_key().public_bytes_raw()
+
+    @property
+    def public_value(self) -> bytes:
+        if self._role == "responder":
+            return self._ciphertext  # draft-ietf-ipsecme-ikev2-mlkem: the responder sends the ciphertext
+        self._role = "initiator"  # draft-ietf-ipsecme-ikev2-mlkem: the initiator sends the encapsulation key
+        return self.encapsulation_key
+
+    def shared_secret(self, peer_public: bytes) -> bytes:
+        peer_public = bytes(peer_public)
+        name = self.group.name
+        if self._role == "initiator":
+            if len(peer_public) != self.ct_size:
+                # draft-ietf-ipsecme-ikev2-mlkem: a ciphertext of the wrong length is a syntax error
+                raise CryptoError(f"{name} ciphertext must be {self.ct_size} octets, got {len(peer_public)}")
+            try:
+                # FIPS 203 §7.3: implicit rejection, a bad ciphertext gives a pseudo-random secret
+                return self._key.decapsulate(peer_public)
+            except ValueError as exc:
+                raise CryptoError(f"{name} decapsulation failed: {exc}") from None
+        if self._role == "responder":
+            raise CryptoError(f"{name} already encapsulated to the peer's key")
+        if len(peer_public) != self.ek_size:
+            # draft-ietf-ipsecme-ikev2-mlkem: an encapsulation key of the wrong length is a syntax error
+            raise CryptoError(f"{name} encapsulation key must be {self.ek_size} octets, got {len(peer_public)}")
+        try:
+            # FIPS 203 §7.2: the modulus check on the encapsulation key
+            peer = _MLKEM_PUBLIC[self.group].from_public_bytes(peer_public)
+            self._secret, self._ciphertext = peer.encapsulate()
+        except ValueError:
+            raise CryptoError(f"{name} encapsulation key fails the FIPS 203 §7.2 modulus check") from None
+        self._role = "responder"
+        return self._secret
+
+
 def public_value_size(group: int) -> int:
     """Octets of Key Exchange Data for a group (RFC 7296 §3.4, RFC 5903 §7, RFC 8031 §2)."""
     if group in MODP_PRIMES:
@@ -263,6 +332,8 @@ def public_value_size(group: int) -> int:
         return 2 * _ECP_CURVES[group][1]
     if group == DhGroup.CURVE25519:
         return X25519_SIZE
+    if group in MLKEM_SIZES:
+        return MLKEM_SIZES[group][0]  # the initiator's encapsulation key; the ciphertext is MLKEM_SIZES[g][1]
     raise CryptoError(f"unsupported key exchange group {name_of(DhGroup, group)}")
 
 
@@ -277,6 +348,10 @@ def new_key_exchange(group: int, private_key: int | bytes | None = None) -> KeyE
         if isinstance(private_key, int):
             raise CryptoError("CURVE25519 private key must be 32 octets, not an int")
         return X25519KeyExchange(DhGroup.CURVE25519, private_key)
+    if g in MLKEM_SIZES:
+        if isinstance(private_key, int):
+            raise CryptoError(f"{g.name} private key must be a 64-octet seed, not an int")
+        return MlKemKeyExchange(g, private_key)  # type: ignore[arg-type]
     raise CryptoError(
         f"unsupported key exchange group {name_of(DhGroup, group)}; "
         f"supported: {', '.join(s.name for s in SUPPORTED_GROUPS)}"
