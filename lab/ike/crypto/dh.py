@@ -1,4 +1,4 @@
-"""Key exchange for the KE payload: MODP (RFC 3526), ECP (RFC 5903), Curve25519 (RFC 8031).
+"""Key exchange for the KE payload: MODP (RFC 2409 §6.2, RFC 3526), ECP (RFC 5903), Curve25519 (RFC 8031).
 
 `new_key_exchange(group)` gives an object with `public_value` (the KE payload's Key
 Exchange Data) and `shared_secret(peer_public)` (g^ir as RFC 7296 §2.14 uses it). Peer
@@ -21,6 +21,18 @@ from lab.iana import TransformType, algorithms_of
 from ..const import DhGroup, coerce, name_of
 from ..errors import CryptoError
 from .der import der_integer, der_octet_string, der_oid, der_sequence
+
+# RFC 2409 §6.2 (the Second Oakley Group, IKEv2 group 2). RFC 8247 §2.4: SHOULD NOT; here for the
+# Windows client profile, which offers nothing else by default
+MODP_1024_PRIME = int(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1"
+    "29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD"
+    "EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245"
+    "E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED"
+    "EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE65381"
+    "FFFFFFFF FFFFFFFF".replace(" ", ""),
+    16,
+)
 
 # RFC 3526 §3
 MODP_2048_PRIME = int(
@@ -61,7 +73,7 @@ MODP_3072_PRIME = int(
 
 MODP_GENERATOR = 2
 
-MODP_PRIMES = {DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME}
+MODP_PRIMES = {DhGroup.MODP_1024: MODP_1024_PRIME, DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME}
 
 _ECP_CURVES: dict[int, tuple[type[ec.EllipticCurve], int]] = {
     DhGroup.ECP_256: (ec.SECP256R1, 32),

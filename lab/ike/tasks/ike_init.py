@@ -60,11 +60,16 @@ class IkeInit(Task):
         out += [pl.SA(proposals=proposals), pl.KE(dh_group=group, data=ike.kex.public_value),
                 pl.Nonce(data=ike.nonce_i)]
         out += nat_detection_payloads(ike)
+        profile = conf.client_profile
         if conf.fragmentation != Fragmentation.NO:
             out.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-        out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
-                             data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
-        out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
+        if profile is None or profile.send_signature_hashes:
+            out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                                 data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
+        if profile is None or profile.send_multiple_auth:
+            out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
+        if profile is not None:
+            out += [pl.VendorID(data=data) for _, data in profile.vendor_ids]  # RFC 7296 §3.12
         return out
 
     def process_i(self, ike: "IkeSA", payloads: list[pl.Payload], now: float) -> None:
