@@ -10,9 +10,11 @@ certificate as Windows does. Sources, cited where each value is set:
 - strongSwan, "Windows Client Certificate Requirements" (docs.strongswan.org, interop/windowsCertRequirements):
   the gateway certificate needs the serverAuth extended key usage and the server name in a
   subjectAltName dNSName.
-- The vendor IDs: MD5 of the strings strongSwan's and Libreswan's vendor ID tables name
-  (ike_vendor.c: "MS-Negotiation Discovery Capable", "Vid-Initial-Contact"), and the
-  "MS NT5 ISAKMPOAKLEY" ID with its version suffix as Windows sends it.
+- The vendor IDs and notifies of IKE_SA_INIT: a published Zeek IKE log of a Windows client's
+  IKE_SA_INIT (vendor IDs "MS NT5 ISAKMPOAKLEY", "MS-Negotiation Discovery Capable",
+  "Microsoft Initial-Contact" and 01528bbbc00696121849ab9a1c5b2a5100000002, which Zeek does not
+  name; notifies NAT_DETECTION_SOURCE_IP and NAT_DETECTION_DESTINATION_IP only). The MD5 of the
+  strings named in strongSwan's and Libreswan's vendor ID tables gives the same octets.
 
 The lab sends each published proposal line as one proposal, in strongSwan's notation; a capture of
 a real Windows client may show the same transforms spread over several proposals.
@@ -41,12 +43,13 @@ def _md5(text: str) -> bytes:
     return hashlib.md5(text.encode(), usedforsecurity=False).digest()
 
 
-# MS NT5 ISAKMPOAKLEY: MD5("MS NT5 ISAKMPOAKLEY") followed by a 4-octet version (9: Windows 8 and later)
+# MS NT5 ISAKMPOAKLEY: MD5("MS NT5 ISAKMPOAKLEY") followed by a 4-octet version (9 as published); the
+# last one is sent as seen, its meaning unpublished
 WINDOWS_VENDOR_IDS: tuple[tuple[str, bytes], ...] = (
     ("MS NT5 ISAKMPOAKLEY", bytes.fromhex("1e2b516905991c7d7c96fcbfb587e461") + (9).to_bytes(4, "big")),
     ("MS-Negotiation Discovery Capable", _md5("MS-Negotiation Discovery Capable")),
     ("Vid-Initial-Contact", _md5("Vid-Initial-Contact")),
-    ("IKE CGA version 1", _md5("IKE CGA version 1")),
+    ("unnamed Microsoft vendor ID", bytes.fromhex("01528bbbc00696121849ab9a1c5b2a5100000002")),
 )
 
 # the CP request Windows sends (strongSwan logs it as CPRQ(ADDR DNS NBNS SRV ADDR6 DNS6 SRV6)):

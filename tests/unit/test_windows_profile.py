@@ -64,10 +64,10 @@ def test_windows_ike_sa_init_field_by_field():
     assert _transforms(proposal, T.DH) == [(DhGroup.MODP_1024, 0)]
     ke = next(p for p in request.payloads if isinstance(p, pl.KE))
     assert ke.dh_group == DhGroup.MODP_1024 and len(ke.data) == 128
-    # the vendor IDs, in order: MS NT5 ISAKMPOAKLEY v9, then MD5 of the published strings
+    # the vendor IDs, in the order a published Zeek log of a Windows IKE_SA_INIT shows them
     vids = [p.data.hex() for p in request.payloads if isinstance(p, pl.VendorID)]
     assert vids == ["1e2b516905991c7d7c96fcbfb587e46100000009", "fb1de3cdf341b7ea16b7e5be0855f120",
-                    "26244d38eddb61b3172a36e3d0cfb819", "e3a5966a76379fe707228231e5ce8652"]
+                    "26244d38eddb61b3172a36e3d0cfb819", "01528bbbc00696121849ab9a1c5b2a5100000002"]
     assert vids[1] == hashlib.md5(b"MS-Negotiation Discovery Capable").hexdigest()
     notifies = [p.notify_type for p in request.payloads if isinstance(p, pl.Notify)]
     # no RFC 7427 hashes, no multiple authentication rounds (strongSwan: Windows does not support RFC 4739)
