@@ -100,8 +100,13 @@ def test_hardened_gateway_refuses_modp1024_and_a_compatibility_proposal_takes_it
     net = _windows_net("aes256-sha256-ecp256")
     net.endpoints["a"].initiate("s2s", net.now)
     net.settle()
-    answers = [r["payloads"] for r in net.endpoints["b"].pop_trace() if r["kind"] == "message" and r["dir"] == "out"]
+    trace = net.endpoints["b"].pop_trace()
+    answers = [r["payloads"] for r in trace if r["kind"] == "message" and r["dir"] == "out"]
     assert answers and answers[0] == ["N(NO_PROPOSAL_CHOSEN)"]
+    (note,) = [r for r in trace if r.get("what") == "no_proposal_chosen"]
+    assert "only MODP-1024 key exchange, which RFC 8247 §2.4 deprecates" in note["reason"]
+    # the client shows what Windows shows
+    assert "Windows error 13868: policy match error" in " ".join(str(e) for e in net.events("a"))
     # the gateway names the weak suite explicitly: 3DES, SHA-1 and MODP-1024 then carry the IKE SA
     net = _windows_net("3des-sha1-modp1024")
     net.endpoints["a"].initiate("s2s", net.now)
@@ -169,6 +174,12 @@ def test_swanctl_profile_sets_the_proposals_and_names_the_line_of_a_bad_one():
     assert format_proposals(conn.children["net"].esp_proposals) == WINDOWS_ESP
     with pytest.raises(ConfigError, match=r"swanctl.conf:4: .*profile 'macos' is unknown"):
         parse_swanctl(CONF % "macos")
+
+
+def test_an_offer_with_a_strong_group_is_not_called_deprecated():
+    from lab.ike.proposals import deprecated_only, parse_ike_proposals
+    assert deprecated_only(parse_ike_proposals(WINDOWS_IKE_DH2048)) is None
+    assert "3DES encryption" in deprecated_only(parse_ike_proposals("3des-sha256-modp2048"))
 
 
 def test_a_gateway_still_refuses_weak_algorithms_unless_named():
