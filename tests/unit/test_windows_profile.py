@@ -260,3 +260,12 @@ def test_ecdsa_p521_key_is_refused():
     cert, _ = _gateway_cert(pki, key=ec.generate_private_key(ec.SECP521R1()))
     with pytest.raises(Exception, match="13801.*secp521r1"):
         check_server_certificate(cert, "gwb.lab")
+
+
+def test_no_answer_is_windows_error_809():
+    net = _windows_net("3des-sha1-modp1024")
+    net.drop = lambda name, datagram: name == "b"
+    net.endpoints["a"].initiate("s2s", net.now)
+    net.settle(600)
+    gone = " ".join(str(e) for e in net.events("a") if type(e).__name__ == "IkeSaDeleted")
+    assert "Windows error 809" in gone and "did not answer IKE_SA_INIT after 6 tries" in gone
