@@ -244,7 +244,7 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "send_certreq": _bool,
     "send_cert": _choice(SendCert),
     "unique": _choice(Unique),
-    "profile": _profile,  # ipsec-lab's own (docs/CONFIG.md): initiate as a known client does
+    "profile": _profile,  # ipsec-lab's own (README, lab/ike/profiles.py): initiate as a known client does
 }
 _CONN_UNSUPPORTED: _Unsupported = {
     "aggressive": (_is_default("no"), "IKEv1 Aggressive Mode"),

@@ -1,21 +1,26 @@
 """Client profiles: our initiator made to speak as a known client does.
 
-`profile = windows` (an ipsec-lab extension of swanctl.conf, see docs) makes a connection offer what
+`profile = windows` (an ipsec-lab extension of swanctl.conf, see README.md) makes a connection offer what
 Windows' built-in IKEv2 client (Agile VPN / Always On VPN) offers, and check the gateway's
 certificate as Windows does. Sources, cited where each value is set:
 
 - strongSwan, "Windows Clients" (docs.strongswan.org/docs/6.0/interop/windowsClients.html): the
   default IKE proposal, the one with NegotiateDH2048_AES256 = 2, the ESP proposal, no multiple
   authentication rounds, MOBIKE.
-- strongSwan, "Windows Client Certificate Requirements" (docs.strongswan.org, interop/windowsCertRequirements):
-  the gateway certificate needs the serverAuth extended key usage and the server name in a
-  subjectAltName dNSName.
+- strongSwan, "Windows Certificate Requirements" (docs.strongswan.org/docs/5.9/interop/windowsCertRequirements.html):
+  the gateway certificate needs the serverAuth extended key usage and the server name in the
+  subject or a subjectAltName dNSName, an address in a dNSName only, else error 13801.
+- Richard Hicks, "Always On VPN and IKEv2 Fragmentation" (directaccess.richardhicks.com, 2019):
+  error 809, "the remote server is not responding", when IKE gets no answer.
 - The vendor IDs and notifies of IKE_SA_INIT: a published Zeek IKE log of a Windows client's
   IKE_SA_INIT (vendor IDs "MS NT5 ISAKMPOAKLEY", "MS-Negotiation Discovery Capable",
   "Microsoft Initial-Contact" and 01528bbbc00696121849ab9a1c5b2a5100000002, which Zeek does not
-  name; notifies NAT_DETECTION_SOURCE_IP and NAT_DETECTION_DESTINATION_IP only). The MD5 of the
-  strings named in strongSwan's and Libreswan's vendor ID tables gives the same octets.
+  name; notifies NAT_DETECTION_SOURCE_IP and NAT_DETECTION_DESTINATION_IP only). The first three
+  are the MD5 of the names in strongSwan's and Libreswan's vendor ID tables ("MS NT5 ISAKMPOAKLEY",
+  "MS-Negotiation Discovery Capable", "Vid-Initial-Contact"), the first followed by a version.
 
+IKEV2_FRAGMENTATION_SUPPORTED follows the connection's `fragmentation` setting (default yes): the
+log above does not show it, and the sources here do not settle which Windows builds send it.
 The lab sends each published proposal line as one proposal, in strongSwan's notation; a capture of
 a real Windows client may show the same transforms spread over several proposals.
 """
