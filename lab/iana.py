@@ -530,8 +530,9 @@ def _registry() -> tuple[Algorithm, ...]:
     # RFC 2405
     add(Algorithm(T.ENCR, EncrId.DES, 0, ("des",), key_size=8, iv_size=8, block_size=8,
                   wireshark_esp="DES-CBC [RFC2405]"))
-    # RFC 2451
-    add(Algorithm(T.ENCR, EncrId.TRIPLE_DES, 0, ("3des",), key_size=24, iv_size=8, block_size=8,
+    # RFC 2451; RFC 8247 §2.1: SHOULD NOT in IKE. Implemented for SK protection only, for what the Windows
+    # client offers (profile = windows); no default proposal holds it, a gateway takes it only when named
+    add(Algorithm(T.ENCR, EncrId.TRIPLE_DES, 0, ("3des",), key_size=24, iv_size=8, block_size=8, ike=True,
                   wireshark_ike="3DES [RFC2451]", wireshark_esp="TripleDES-CBC [RFC2451]"))
     # RFC 2144, RFC 2451
     add(Algorithm(T.ENCR, EncrId.CAST, 128, ("cast128",), key_size=16, iv_size=8, block_size=8,
@@ -636,7 +637,9 @@ def _registry() -> tuple[Algorithm, ...]:
     for bits, group in ((768, DhGroup.MODP_768), (1024, DhGroup.MODP_1024), (1536, DhGroup.MODP_1536),
                         (2048, DhGroup.MODP_2048), (3072, DhGroup.MODP_3072), (4096, DhGroup.MODP_4096),
                         (6144, DhGroup.MODP_6144), (8192, DhGroup.MODP_8192)):
-        add(Algorithm(T.DH, group, 0, (f"modp{bits}",), ike=group in (DhGroup.MODP_2048, DhGroup.MODP_3072)))
+        # RFC 8247 §2.4: MODP-1024 SHOULD NOT; implemented for the Windows client profile, in no default
+        add(Algorithm(T.DH, group, 0, (f"modp{bits}",),
+                      ike=group in (DhGroup.MODP_1024, DhGroup.MODP_2048, DhGroup.MODP_3072)))
     # RFC 5114 §2.1-2.3
     add(Algorithm(T.DH, DhGroup.MODP_1024_160, 0, ("modp1024s160",)))
     add(Algorithm(T.DH, DhGroup.MODP_2048_224, 0, ("modp2048s224",)))

@@ -52,6 +52,7 @@ from lab.ike.config import (
 )
 from lab.ike.identity import Identity
 from lab.ike.payloads import Proposal
+from lab.ike.profiles import client_profile
 from lab.ike.proposals import check_implemented, parse_ah_proposals, parse_esp_proposals, parse_ike_proposals
 
 from .settings import ConfigError, Section, Setting, all_refs, parse_settings, read_text, resolve_settings
@@ -211,6 +212,11 @@ def _ah_proposals(value: str) -> list[Proposal]:
     return check_implemented(parse_ah_proposals(value))
 
 
+def _profile(value: str) -> str:
+    client_profile(value)  # ValueError naming the profiles there are
+    return value
+
+
 def _never(_: str) -> bool:
     return False
 
@@ -244,6 +250,7 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "tcp": _choice(TcpEncap),
     "tcp_port": _port,
     "tcp_fallback_time": parse_time,
+    "profile": _profile,  # ipsec-lab's own (README, lab/ike/profiles.py): initiate as a known client does
 }
 _CONN_UNSUPPORTED: _Unsupported = {
     "aggressive": (_is_default("no"), "IKEv1 Aggressive Mode"),
@@ -492,6 +499,13 @@ class _Builder:
             else:
                 auth[side] = [AuthConfig()]
                 anchors[side] = _Anchor(section.file, section.line, f"{section.path}.{side}.auth", implicit=True)
+        profile = client_profile(kwargs.get("profile", ""))
+        if profile is not None:
+            # the client's own proposals unless written out, as Set-VpnConnectionIPsecConfiguration would
+            kwargs.setdefault("proposals", profile.ike_proposals())
+            for child_section in (section.sections["children"].sections if "children" in section.sections else {}):
+                if "esp_proposals" not in section.sections["children"].sections[child_section].settings:
+                    children[child_section].esp_proposals = profile.esp_proposals()
         try:
             conn = IkeConfig(section.name, local=auth["local"][0], remote=auth["remote"][0],
                              extra_local=auth["local"][1:], extra_remote=auth["remote"][1:], children=children,

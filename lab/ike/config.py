@@ -28,6 +28,7 @@ from cryptography import x509
 
 from .identity import Identity, IdMatch, best_match, certificate_matches
 from .payloads import Proposal, TrafficSelector
+from .profiles import ClientProfile, client_profile
 from .proposals import ProposalError, check_implemented, parse_esp_proposals, parse_ike_proposals
 
 __all__ = [
@@ -594,8 +595,13 @@ class IkeConfig:
     tcp: TcpEncap = TcpEncap.NO
     tcp_port: int = 4500
     tcp_fallback_time: int = 3
+    profile: str = ""  # ipsec-lab's own: a client profile of lab.ike.profiles ("windows", "windows-dh2048")
 
     def __post_init__(self) -> None:
+        try:
+            client_profile(self.profile)
+        except ValueError as err:
+            raise ConfigValueError(str(err)) from None
         if self.version == 0:
             self.version = 2
         if self.version == 1:
@@ -654,6 +660,11 @@ class IkeConfig:
     @property
     def remote_rounds(self) -> list[AuthConfig]:
         return [self.remote, *self.extra_remote]
+
+    @property
+    def client_profile(self) -> ClientProfile | None:
+        """The client profile this connection initiates as, None for ours."""
+        return client_profile(self.profile)
 
     @property
     def remote_identity(self) -> Identity:

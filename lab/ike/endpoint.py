@@ -29,7 +29,7 @@ from .identity import Identity
 from .interface import SaRef
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
-from .proposals import invalid_ke_group, select_proposal
+from .proposals import deprecated_only, invalid_ke_group, select_proposal
 from .randomness import RandomSource
 from .sa import IkeSA
 from .settings import Settings
@@ -403,7 +403,9 @@ class IkeEndpoint:
         selected = select_proposal(config.proposals, sa.proposals, prefer_local=True)
         if selected is None:
             self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN), src, dst, now)
-            self.trace(now, "note", what="no_proposal_chosen", offered=len(sa.proposals))
+            weak = deprecated_only(sa.proposals)
+            self.trace(now, "note", what="no_proposal_chosen", offered=len(sa.proposals),
+                       **({"reason": weak} if weak else {}))
             return
         wanted = invalid_ke_group(selected, ke.dh_group)
         if wanted is not None:

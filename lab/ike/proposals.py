@@ -526,6 +526,34 @@ def _select_algos(this: Proposal, other: Proposal, skip_dh: bool, skip_private: 
     return chosen
 
 
+# RFC 8247 §2.4 (MODP-768 MUST NOT, MODP-1024 SHOULD NOT), §2.1 (3DES SHOULD NOT, DES MUST NOT)
+_WEAK_DH = {1: "MODP-768", 2: "MODP-1024"}
+_WEAK_ENCR = {2: "DES", 3: "3DES"}
+
+
+def deprecated_only(remote: Sequence[Proposal]) -> str | None:
+    """Why an IKE offer was refused when every proposal in it leans on what RFC 8247 deprecates
+    (only weak key exchange groups, or only weak ciphers): a sentence, else None."""
+    def weak(proposal: Proposal, ttype: int, names: dict[int, str]) -> list[str] | None:
+        ids = [t.transform_id for t in proposal.transforms if t.transform_type == ttype]
+        return [names[i] for i in ids] if ids and all(i in names for i in ids) else None
+
+    ike = [p for p in remote if p.protocol_id == ProtocolId.IKE]
+    if not ike:
+        return None
+    groups = [weak(p, TransformType.DH, _WEAK_DH) for p in ike]
+    if all(groups):
+        found = sorted({g for gs in groups if gs for g in gs})
+        return (f"the peer offers only {', '.join(found)} key exchange, which RFC 8247 §2.4 deprecates; "
+                f"a gateway takes it only when its proposals name it")
+    ciphers = [weak(p, TransformType.ENCR, _WEAK_ENCR) for p in ike]
+    if all(ciphers):
+        found = sorted({c for cs in ciphers if cs for c in cs})
+        return (f"the peer offers only {', '.join(found)} encryption, which RFC 8247 §2.1 deprecates; "
+                f"a gateway takes it only when its proposals name it")
+    return None
+
+
 def select_proposal(local: Sequence[Proposal], remote: Sequence[Proposal], prefer_local: bool = True, *,
                     skip_dh: bool = False, skip_private: bool = False) -> Proposal | None:
     """The proposal a responder with `local` proposals accepts from `remote` ones, or None.

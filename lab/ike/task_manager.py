@@ -14,6 +14,7 @@ from .const import ExchangeType, NotifyType, name_of
 from .errors import CryptoError, ExchangeFailed, IntegrityError, ParseError
 from .events import NegotiationFailed, PeerUnreachable
 from .message import Message
+from .profiles import windows_error
 from .protect import Reassembly, ReassemblyError, decrypt, decrypt_fragment, encrypt, encrypt_fragments
 from .states import IkeState
 from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
@@ -221,9 +222,14 @@ class TaskManager:
         self.pending = None
         name = name_of(ExchangeType, pending.task.exchange)
         ike.endpoint.emit(PeerUnreachable(ike.unique_id, ike.config.name, name, pending.tries + 1))
+        gone = f"peer did not answer {name} after {pending.tries + 1} tries"
+        profile = ike.config.client_profile
+        if profile is not None and profile.windows_errors and name in ("IKE_SA_INIT", "IKE_AUTH"):
+            # what Windows shows when the gateway never answers (UDP 500/4500 blocked on the way)
+            gone = windows_error(809, gone)
         pending.task.abort(ike, "retransmissions exhausted", now)
         action = ike.dpd_action()
-        ike.destroy(f"peer did not answer {name} after {pending.tries + 1} tries", now, quiet=True)
+        ike.destroy(gone, now, quiet=True)
         if action == "restart" and ike.is_initiator:
             ike.endpoint.restart(ike.config, now)
 

@@ -57,6 +57,7 @@ class ConnConf:
     encap: bool = False
     mobike: bool = True                                      # swanctl.conf(5): yes by default
     fragmentation: str = "yes"
+    profile: str = ""                                        # ipsec-lab's own: a client profile (windows, ...)
     children: dict[str, ChildConf] = field(default_factory=dict)
     line: str = ""
     lines: dict[str, str] = field(default_factory=dict)      # "proposals", "local.id", ... -> file:line
@@ -210,6 +211,7 @@ def read_config(node: str, path: str | Path) -> GatewayConf:
                         remote_addrs=_words(section, "remote_addrs"), encap=_yes(section, "encap", "no"),
                         mobike=_yes(section, "mobike", "yes"),
                         fragmentation=_value(section, "fragmentation", "yes").lower(),
+                        profile=_value(section, "profile", ""),
                         line=f"{section.file}:{section.line}", lines=_lines(section))
         local, remote = _side(section, "local"), _side(section, "remote")
         if local is not None:

@@ -9,6 +9,9 @@ it saw and what would tell.
 Causes it knows, looked for in this order (the first detector that finds its evidence speaks):
 
     missing-name         a step names a child or connection the node's swanctl.conf lacks
+    windows-13868, windows-13801  a client with profile = windows refused, in the Windows error's words:
+                         no proposal in common (Windows' default MODP-1024), or a gateway certificate
+                         Windows does not take (no serverAuth EKU, the name not in a dNSName)
     proposal-mismatch    NO_PROPOSAL_CHOSEN and the proposals share nothing (IKE_SA_INIT, or ESP/AH in
                          IKE_AUTH/CREATE_CHILD_SA; "DH group only" when that is all that differs)
     no-ike-config        NO_PROPOSAL_CHOSEN because no connection admits the peer's address
@@ -707,6 +710,65 @@ def _pmtud(run: Run) -> Diagnosis | None:
                      paragraph, failed["index"], sample.time, evidence)
 
 
+# ------------------------------------------------------------------ what a Windows client shows
+
+
+_WINDOWS = re.compile(r"Windows error (13868|13801): ([^(]*?) \((.*)\)$")
+
+
+def _windows(run: Run) -> Diagnosis | None:
+    """A node with profile = windows refused in Windows' words (lab.ike.profiles): the number a user
+    reads to the help desk leads, then what the lab saw and the fix."""
+    for r in run.records:
+        if r.get("kind") != "event" or r.get("event") not in ("NegotiationFailed", "AuthFailed"):
+            continue
+        found = _WINDOWS.search(str(r.get("reason", "")))
+        if found is None:
+            continue
+        number, text, detail = found.groups()
+        node = str(r.get("node"))
+        step = run.step_at(r["wall"]) if r.get("wall") is not None else None
+        conn = run.conn(node)
+        profile = f"profile = {conn.profile} at {run.where(node, conn.where('profile'))}" \
+            if conn is not None and conn.profile else "a Windows client profile"
+        head = (f"The user on {node} sees Windows error {number}, “{text.strip()}”. {node} plays Windows' "
+                f"built-in IKEv2 client ({profile}).")
+        evidence = [f"{node}: {r.get('reason')}"]
+        if number == "13868":
+            why = [x for x in run.records if x.get("kind") == "note" and x.get("what") == "no_proposal_chosen"]
+            said = f" The gateway {why[0]['node']} says why: {why[0]['reason']}." if why and why[0].get("reason") \
+                else ""
+            evidence += [f"{x['node']}: {x['reason']}" for x in why if x.get("reason")]
+            paragraph = (f"{head} The gateway answered IKE_SA_INIT with NO_PROPOSAL_CHOSEN: nothing in Windows' "
+                         f"offer is in its proposals.{said} Windows offers by default "
+                         f"3des-aes128-aes192-aes256-sha1-sha256-sha384-modp1024, MODP-1024 its only key exchange, "
+                         f"which a gateway hardened to RFC 8247 refuses. Fix on the laptops: the registry value "
+                         f"NegotiateDH2048_AES256 = 2 (HKLM\\SYSTEM\\CurrentControlSet\\Services\\Rasman\\"
+                         f"Parameters; profile = windows-dh2048 here) or Set-VpnConnectionIPsecConfiguration, which "
+                         f"keeps the gateway strong; or on the gateway a narrow compatibility proposal such as "
+                         f"aes256-sha256-modp1024 after the strong ones, which admits a 1024-bit key exchange "
+                         f"(the windows-defaults scenario shows both).")
+            return Diagnosis("windows-13868", "Windows error 13868: no proposal in common (policy match error)",
+                             paragraph, step, r.get("wall"), evidence)
+        if "serverAuth" in detail:
+            fix = ("reissue the gateway certificate with the serverAuth extended key usage "
+                   "(pki --issue ... --flag serverAuth)")
+        elif "does not name the server" in detail or "is not in the peer's certificate" in detail:
+            fix = ("reissue the gateway certificate with the name users type as a subjectAltName dNSName, an "
+                   "address too (pki --issue ... --san dns:<name>; a bare address given to --san becomes an "
+                   "iPAddress, which Windows ignores)")
+        else:
+            fix = "give the gateway an RSA or ECDSA P-256/P-384 certificate from a CA the laptops trust"
+        paragraph = (f"{head} IKE itself went well up to the gateway's certificate: {detail}. Windows checks "
+                     f"more than IKE does (strongSwan's \"Windows Certificate Requirements\"): the serverAuth "
+                     f"extended key usage and the server name in a subjectAltName dNSName. Fix: {fix}; the "
+                     f"windows-certificate scenario shows each. Turning the check off on the laptops "
+                     f"(DisableIKENameEkuCheck) lets any certificate of the CA act as the gateway.")
+        return Diagnosis("windows-13801", "Windows error 13801: the gateway certificate is unacceptable",
+                         paragraph, step, r.get("wall"), evidence)
+    return None
+
+
 # ------------------------------------------------------------------ a check about NAT, ports or MOBIKE
 
 
@@ -815,7 +877,7 @@ def _unknown(run: Run) -> Diagnosis:
 
 
 DETECTORS: list[Callable[[Run], Diagnosis | None]] = [
-    _missing_name, negotiation, _unanswered, _outside_selectors, _nat_expired, _esp_blocked, _pmtud,
+    _missing_name, _windows, negotiation, _unanswered, _outside_selectors, _nat_expired, _esp_blocked, _pmtud,
     _config_difference]
 
 

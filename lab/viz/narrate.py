@@ -260,8 +260,9 @@ class Storyteller:
             return [f"{node} is asked for Diffie-Hellman group {r.get('group')} instead (INVALID_KE_PAYLOAD, "
                     f"RFC 7296 §1.2) and starts IKE_SA_INIT again with it."]
         if what == "no_proposal_chosen":
+            why = f": {r['reason']}" if r.get("reason") else ""
             return [f"{node} found none of the {r.get('offered')} proposal(s) it was offered acceptable "
-                    f"(NO_PROPOSAL_CHOSEN)."]
+                    f"(NO_PROPOSAL_CHOSEN){why}."]
         if what == "peer_address_changed":
             return [f"{node}: the peer now sends from {r.get('new')} instead of {r.get('old')} (the NAT mapping "
                     f"changed); {node} answers to the new address (RFC 7296 §2.23)."]

@@ -121,7 +121,8 @@ def from_trace(records: Iterable[dict]) -> list[Refusal]:
                 kind = "auth" if r["event"] == "AuthFailed" else "other"
                 out.append(Refusal(wall, node, kind, reason, not r.get("by_peer", False), "trace", exchange))
         elif r.get("kind") == "note" and r.get("what") == "no_proposal_chosen":
-            out.append(Refusal(wall, node, "proposal", "no proposal chosen", True, "trace", "IKE_SA_INIT"))
+            reason = "no proposal chosen" + (f": {r['reason']}" if r.get("reason") else "")
+            out.append(Refusal(wall, node, "proposal", reason, True, "trace", "IKE_SA_INIT"))
         elif r.get("kind") == "drop" and "no connection for these addresses" in str(r.get("reason", "")):
             out.append(Refusal(wall, node, "no-config", str(r.get("reason")), True, "trace", "IKE_SA_INIT"))
     return out

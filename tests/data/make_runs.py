@@ -29,7 +29,7 @@ from tests.scenarios.variants import VARIANTS  # noqa: E402
 
 OUT = HERE / "runs"
 KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "udp-lost", "udp4500-blocked", "esp-blocked", "ike-fragments",
-                 "nat-expiry", "pmtud")
+                 "nat-expiry", "pmtud", "windows-modp1024", "windows-no-eku")
 KEPT_MISTAKES = tuple(m.name for m in MISTAKES)
 # charon at log level 4 dumps keys, nonces and messages as hex rows: neither lab.viz nor a reader needs them
 CHARON_DUMP = re.compile(r"\[\w+\] <[^>]*>\s+\d+: |=> \d+ bytes @")

@@ -113,3 +113,23 @@ VARIANTS = [
 ]
 
 __all__ = ["VARIANTS", "Variant", "init_only", "install_certificates", "plain", "replace", "set_steps"]
+
+
+def _windows_defaults(folder: Path) -> None:
+    # Windows' defaults against the hardened gateway, and nothing else: the first part of the scenario
+    init_only(folder, node="client1", child="lan")
+
+
+def _windows_no_eku(folder: Path) -> None:
+    # the gateway certificate without serverAuth: the first part of windows-certificate
+    init_only(folder, node="client1", child="lan")
+
+
+VARIANTS += [
+    Variant("windows-modp1024", "windows-defaults", "Windows' default proposals (MODP-1024) against a hardened gateway",
+            "windows-13868", ["Windows error 13868", "policy match error", "MODP-1024", "RFC 8247",
+                              "NegotiateDH2048_AES256 = 2", "aes256-sha256-modp1024"], _windows_defaults),
+    Variant("windows-no-eku", "windows-certificate", "the gateway certificate lacks the serverAuth EKU",
+            "windows-13801", ["Windows error 13801", "credentials are unacceptable", "serverAuth",
+                              "--flag serverAuth"], _windows_no_eku),
+]

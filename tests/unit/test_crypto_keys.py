@@ -401,7 +401,7 @@ def test_encr_key_sizes(encr_id, key_length, size):
 
 
 @pytest.mark.parametrize("encr_id,key_length", [(EncrId.AES_CBC, None), (EncrId.AES_CBC, 100), (EncrId.AES_GCM_16, 64),
-                                                (EncrId.CHACHA20_POLY1305, 128), (EncrId.TRIPLE_DES, None), (77, 128)])
+                                                (EncrId.CHACHA20_POLY1305, 128), (EncrId.DES, None), (77, 128)])
 def test_bad_encr_transforms_are_refused(encr_id, key_length):
     with pytest.raises(CryptoError):
         encr_key_size(encr_id, key_length)

@@ -279,7 +279,7 @@ def test_named_disagreements_now_work(context, keyword, tmp_path):
 @pytest.mark.parametrize("context, proposal, token", [
     ("esp_proposals", "camellia128-sha256", "camellia128"), ("esp_proposals", "3des-md5", "3des"),
     ("esp_proposals", "aes128-md5", "md5"), ("proposals", "camellia256-sha256-x25519", "camellia256"),
-    ("proposals", "aes128-sha256-modp1024", "modp1024"), ("ah_proposals", "md5", "md5"),
+    ("proposals", "aes128-sha256-modp1536", "modp1536"), ("ah_proposals", "md5", "md5"),
     ("ah_proposals", "aes128gmac", "aes128gmac"),
 ])
 def test_named_unimplemented_keywords_are_refused(context, proposal, token):

@@ -65,6 +65,7 @@ class PubkeyAuthenticator(Authenticator):
         end_entity = verify_peer_certificate(certs, SimpleNamespace(remote=self.round_auth), anchors,
                                              Identity.from_payload(id_payload), clock())
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
+        self.end_entity = end_entity  # the certificate that signed, for a client profile's own checks
 
 
 def cert_payloads(ike: IkeSA, auth: AuthConfig) -> list[pl.Payload]:

@@ -1,4 +1,4 @@
-"""Key exchange for the KE payload: MODP (RFC 3526), ECP (RFC 5903), Curve25519 (RFC 8031),
+"""Key exchange for the KE payload: MODP (RFC 2409 §6.2, RFC 3526), ECP (RFC 5903), Curve25519 (RFC 8031),
 ML-KEM (FIPS 203, draft-ietf-ipsecme-ikev2-mlkem).
 
 `new_key_exchange(group)` gives an object with `public_value` (the KE payload's Key
@@ -28,7 +28,19 @@ from lab.iana import TransformType, algorithms_of
 
 from ..const import DhGroup, coerce, name_of
 from ..errors import CryptoError
-from .der import der_integer, der_octet_string, der_oid, der_sequence
+from .der import der_integer, der_octet_string, der_oid, der_sequence, der_tlv
+
+# RFC 2409 §6.2 (the Second Oakley Group, IKEv2 group 2). RFC 8247 §2.4: SHOULD NOT; here for the
+# Windows client profile, which offers nothing else by default
+MODP_1024_PRIME = int(
+    "FFFFFFFF FFFFFFFF C90FDAA2 2168C234 C4C6628B 80DC1CD1"
+    "29024E08 8A67CC74 020BBEA6 3B139B22 514A0879 8E3404DD"
+    "EF9519B3 CD3A431B 302B0A6D F25F1437 4FE1356D 6D51C245"
+    "E485B576 625E7EC6 F44C42E9 A637ED6B 0BFF5CB6 F406B7ED"
+    "EE386BFB 5A899FA5 AE9F2411 7C4B1FE6 49286651 ECE65381"
+    "FFFFFFFF FFFFFFFF".replace(" ", ""),
+    16,
+)
 
 # RFC 3526 §3
 MODP_2048_PRIME = int(
@@ -69,7 +81,7 @@ MODP_3072_PRIME = int(
 
 MODP_GENERATOR = 2
 
-MODP_PRIMES = {DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME}
+MODP_PRIMES = {DhGroup.MODP_1024: MODP_1024_PRIME, DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME}
 
 _ECP_CURVES: dict[int, tuple[type[ec.EllipticCurve], int]] = {
     DhGroup.ECP_256: (ec.SECP256R1, 32),
@@ -86,6 +98,17 @@ _MLKEM_PUBLIC = {DhGroup.MLKEM_768: mlkem.MLKEM768PublicKey, DhGroup.MLKEM_1024:
 MLKEM_SEED_SIZE = 64  # FIPS 203 §7.1: the seed d | z of ML-KEM.KeyGen_internal
 
 _PKCS3_DH_KEY_AGREEMENT = "1.2.840.113549.1.3.1"
+
+# groups OpenSSL does not know by name: it checks their parameters whenever they are loaded
+_UNNAMED = frozenset({DhGroup.MODP_1024})
+_PARAMETERS: dict[int, dh.DHParameters] = {}
+
+
+def _parameters(group: DhGroup) -> dh.DHParameters:
+    """The group's parameters, checked once per process."""
+    if group not in _PARAMETERS:
+        _PARAMETERS[group] = dh.DHParameterNumbers(MODP_PRIMES[group], MODP_GENERATOR).parameters()
+    return _PARAMETERS[group]
 
 # the groups lab.iana marks implemented (ike=True), each carried out below
 SUPPORTED_GROUPS = tuple(a.id for a in algorithms_of(TransformType.DH) if a.ike and a.id != DhGroup.NONE)
@@ -135,9 +158,16 @@ class ModpKeyExchange(KeyExchange):
         with _ffdh():
             self._params = dh.DHParameterNumbers(self.prime, MODP_GENERATOR)
             if private_key is None:
-                self._key = self._params.parameters().generate_private_key()
+                self._key = _parameters(group).generate_private_key()
             else:
                 self._key = self._load_private(_int_from_private(private_key, group.name))
+
+    def _peer_spki(self, y: int) -> bytes:
+        # RFC 3279 §2.3.3: SubjectPublicKeyInfo of a DH key (here the PKCS #3 OID and parameters)
+        algorithm = der_sequence(der_oid(_PKCS3_DH_KEY_AGREEMENT),
+                                 der_sequence(der_integer(self.prime), der_integer(MODP_GENERATOR)))
+        key = der_integer(y)
+        return der_sequence(algorithm, der_tlv(0x03, b"\x00" + key))
 
     def _load_private(self, x: int) -> dh.DHPrivateKey:
         if not 1 < x < self.prime - 1:
@@ -187,7 +217,14 @@ class ModpKeyExchange(KeyExchange):
         y = self.validate_peer(bytes(peer_public))
         with _ffdh():
             try:
-                peer = dh.DHPublicNumbers(y, self._params).public_key()
+                if self.group in _UNNAMED:
+                    # OpenSSL checks the parameters of a group it does not know by name at every
+                    # load (~0.3 s for MODP-1024 from numbers); from DER it is a quarter of that
+                    peer = serialization.load_der_public_key(self._peer_spki(y))
+                else:
+                    peer = dh.DHPublicNumbers(y, self._params).public_key()
+                if not isinstance(peer, dh.DHPublicKey):
+                    raise ValueError("not a DH public key")
                 secret = self._key.exchange(peer)
             except ValueError as exc:
                 raise CryptoError(f"{self.group.name} key exchange failed: {exc}") from None

@@ -1,6 +1,6 @@
 """Protection of the Encrypted payload SK (and SKF) of RFC 7296 §3.14.
 
-AES-CBC and AES-CTR (RFC 5930) with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM
+3DES-CBC (RFC 2451, for the Windows client profile), AES-CBC and AES-CTR (RFC 5930) with an HMAC ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM
 and AES-CCM with 8, 12 or 16-octet ICVs (RFC 5282) and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV,
 so the state machine decides where randomness comes from and tests are deterministic.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac as _std_hmac
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
@@ -34,7 +35,7 @@ MAX_PAD_LENGTH = 255
 
 # The ciphers SK protection carries out (lab.iana marks them ike=True): RFC 3602, RFC 5930, RFC 5282, RFC 7634
 _CCM = frozenset({EncrId.AES_CCM_8, EncrId.AES_CCM_12, EncrId.AES_CCM_16})
-_CIPHERS = frozenset({EncrId.AES_CBC, EncrId.AES_CTR, EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
+_CIPHERS = frozenset({EncrId.TRIPLE_DES, EncrId.AES_CBC, EncrId.AES_CTR, EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16,
                       *_CCM, EncrId.CHACHA20_POLY1305})
 
 
@@ -175,7 +176,7 @@ class SkCipher:
                 raise ParseError(
                     base + self.iv_size,
                     f"ciphertext of {len(ciphertext)} octets is not a multiple of the "
-                    f"{self.block_size}-octet AES block",
+                    f"{self.block_size}-octet cipher block",
                 )
             expected = integ_mac(self.integ_id, key_a, aad + iv + ciphertext)
             if not _std_hmac.compare_digest(expected, icv):
@@ -195,6 +196,9 @@ class SkCipher:
             # RFC 5930 §2, RFC 3686 §4: nonce (the last 4 octets of SK_e) || IV || block counter from 1
             key, nonce = key_e[: -self.salt_size], key_e[-self.salt_size:]
             return Cipher(algorithms.AES(key), modes.CTR(nonce + iv + b"\x00\x00\x00\x01"))
+        if self.encr_id == EncrId.TRIPLE_DES:
+            # RFC 2451 §2.2: 3DES-EDE in CBC mode, a 24-octet key and an 8-octet IV (RFC 8247 §2.1: SHOULD NOT)
+            return Cipher(TripleDES(key_e), modes.CBC(iv))
         return Cipher(algorithms.AES(key_e), modes.CBC(iv))
 
     def _nonce_and_key(self, key_e: bytes, iv: bytes) -> tuple[bytes, bytes]:

@@ -28,6 +28,7 @@ from ..eap import EapError, EapPacket, describe
 from ..errors import CryptoError, ExchangeFailed
 from ..events import AuthFailed
 from ..identity import Identity
+from ..profiles import check_server_certificate, server_name, windows_error
 from . import ike_mobike as mobike
 from .base import CHILD_ERRORS, Task, error_notify, find_notify, first, notify
 from .child_create import new_child_as_responder
@@ -100,15 +101,22 @@ class IkeAuth(Task):
             return out + self._another(ike)
         if ike.config.send_certreq and ike.config.remote.method == "pubkey":
             out += certreq_payloads(ike)
-        if not ike.config.remote_identity.is_any and not ike.config.remote_identity.has_wildcards:
+        profile = ike.config.client_profile
+        send_idr = profile is None or profile.send_idr  # Windows sends no IDr (RFC 7296 §2.5: IDr is optional)
+        if send_idr and not ike.config.remote_identity.is_any and not ike.config.remote_identity.has_wildcards:
             out.append(ike.config.remote_identity.to_payload(pl.IDr))
         if not AuthClass(auth.method).is_eap:
             out.append(builder(ike, auth, identity).build(id_payload))  # RFC 7296 §2.16: left out to ask for EAP
-        out.append(pl.Notify(notify_type=NotifyType.INITIAL_CONTACT))
+        if profile is None or profile.send_initial_contact:
+            out.append(pl.Notify(notify_type=NotifyType.INITIAL_CONTACT))
         out += mobike.supported_payloads(ike)
         out += self._another(ike)
         if self.child is not None:
-            if ike.config.vips:
+            if profile is not None:
+                # the client's own configuration request (lab.ike.profiles), sent whatever vips says
+                out.append(pl.CP(cfg_type=CfgType.CFG_REQUEST,
+                                 attributes=[pl.CfgAttribute(a) for a in profile.cp_request]))
+            elif ike.config.vips:
                 out.append(pl.CP(cfg_type=CfgType.CFG_REQUEST,
                                  attributes=[pl.CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS),
                                              pl.CfgAttribute(CfgAttr.INTERNAL_IP4_DNS)]))
@@ -163,10 +171,18 @@ class IkeAuth(Task):
             _auth_failed(ike, f"responder identity {peer_id} does not match the expected {ike.config.remote_identity}",
                         by_peer=False, now=now, tell_peer=True)
             return False
+        profile = ike.config.client_profile
         try:
-            verifier(ike, ike.config.remote).verify(id_r, auth, payloads)
+            checker = verifier(ike, ike.config.remote)
+            checker.verify(id_r, auth, payloads)
+            end_entity = getattr(checker, "end_entity", None)
+            if profile is not None and profile.check_server_cert and end_entity is not None:
+                check_server_certificate(end_entity, server_name(ike.config))
         except (AuthenticationFailed, CryptoError) as err:
-            _auth_failed(ike, str(err), by_peer=False, now=now, tell_peer=True)
+            reason = str(err)
+            if profile is not None and profile.windows_errors and not reason.startswith("Windows error"):
+                reason = windows_error(13801, reason)
+            _auth_failed(ike, reason, by_peer=False, now=now, tell_peer=True)
             return False
         ike.remote_id = peer_id
         self.peer_id_payload = id_r

@@ -13,6 +13,7 @@ from ..config import Fragmentation
 from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto import decode_signature_hash_algorithms, encode_signature_hash_algorithms
 from ..errors import CryptoError, ExchangeFailed, ParseError
+from ..profiles import windows_error
 from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
 from .base import Task, error_notify, find_notify, first, new_key_exchange
 from .ike_natd import evaluate_nat, nat_detection_payloads
@@ -60,11 +61,16 @@ class IkeInit(Task):
         out += [pl.SA(proposals=proposals), pl.KE(dh_group=group, data=ike.kex.public_value),
                 pl.Nonce(data=ike.nonce_i)]
         out += nat_detection_payloads(ike)
+        profile = conf.client_profile
         if conf.fragmentation != Fragmentation.NO:
             out.append(pl.Notify(notify_type=NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-        out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
-                             data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
-        out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
+        if profile is None or profile.send_signature_hashes:
+            out.append(pl.Notify(notify_type=NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                                 data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
+        if profile is None or profile.send_multiple_auth:
+            out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
+        if profile is not None:
+            out += [pl.VendorID(data=data) for _, data in profile.vendor_ids]  # RFC 7296 §3.12
         return out
 
     def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
@@ -91,7 +97,11 @@ class IkeInit(Task):
             return
         error = error_notify(payloads)
         if error is not None:
-            raise ExchangeFailed(f"peer answered {name_of(NotifyType, error.notify_type)}")
+            reason = f"peer answered {name_of(NotifyType, error.notify_type)}"
+            profile = ike.config.client_profile
+            if profile is not None and profile.windows_errors and error.notify_type == NotifyType.NO_PROPOSAL_CHOSEN:
+                reason = windows_error(13868, reason)  # what Windows shows when no proposal is common
+            raise ExchangeFailed(reason)
         sa, ke, nonce = first(payloads, pl.SA), first(payloads, pl.KE), first(payloads, pl.Nonce)
         if sa is None or ke is None or nonce is None:
             raise ExchangeFailed("IKE_SA_INIT response lacks SA, KE or Nr")
