@@ -209,6 +209,14 @@ def _ah_proposals(value: str) -> list[Proposal]:
     return check_implemented(parse_ah_proposals(value))
 
 
+def _updown(value: str) -> str:
+    # swanctl.conf(5) children.<child>.updown: a command line run by /bin/sh, arguments allowed
+    command = value.strip()
+    if not command:
+        raise ValueError("updown needs a command line, e.g. updown = /usr/lib/ipsec/_updown iptables")
+    return command
+
+
 def _never(_: str) -> bool:
     return False
 
@@ -294,11 +302,11 @@ _CHILD_KEYS: dict[str, Callable[[str], Any]] = {
     "copy_df": _bool,
     "copy_ecn": _bool,
     "copy_dscp": _copy_dscp,
+    "updown": _updown,
+    "hostaccess": _bool,
 }
 _CHILD_UNSUPPORTED: _Unsupported = {
     "sha256_96": (_is_default("no"), "96-bit truncated HMAC-SHA-256"),
-    "updown": (_never, "updown scripts"),
-    "hostaccess": (_is_default("no"), "updown scripts"),
     "policies": (_is_default("yes"), "CHILD_SAs without policies"),
     "policies_fwd_out": (_is_default("no"), "outbound FWD policies"),
     "ipcomp": (_is_default("no"), "IPComp"),

@@ -498,6 +498,11 @@ class ChildConfig:
     copy_df: bool = True
     copy_ecn: bool = True
     copy_dscp: str = "out"
+    # swanctl.conf(5) updown: a shell command line the daemon runs on every CHILD_SA up and
+    # down with strongSwan's PLUTO_* environment (lab.daemon.updown); hostaccess sets
+    # PLUTO_HOST_ACCESS=1 for it
+    updown: str | None = None
+    hostaccess: bool = False
 
     def __post_init__(self) -> None:
         self.mode = _enum(ChildMode, self.mode, "mode")
