@@ -37,7 +37,7 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
-    "eap-identity eap-md5 eap-mschapv2 eap-tls attr"
+    "eap-identity eap-md5 eap-mschapv2 eap-tls attr updown"
 ).split()
 REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
 SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
