@@ -41,7 +41,7 @@ def _subnet(ts: TrafficSelector) -> str:
     """strongSwan's traffic_selector_t.to_subnet: the range as net/prefix, or the smallest
     subnet holding it (updown 'approximates' a range that is not a subnet)."""
     start, end = int(ts.start_addr), int(ts.end_addr)
-    bits = ts.start_addr.max_prefixlen
+    bits: int = ts.start_addr.max_prefixlen
     prefix = bits
     while prefix > 0 and (start >> (bits - prefix)) != (end >> (bits - prefix)):
         prefix -= 1
@@ -191,3 +191,5 @@ class Updown:
         if done.returncode != 0:
             say(f"[CHD] updown script '{record.command}' ({verb} {record.name}) failed with exit status "
                 f"{done.returncode}")
+        else:  # charon says this at log level 3 only; a trainee wants to see that it ran
+            say(f"[CHD] updown script '{record.command}' ran: {verb} {record.name} reqid {record.reqid}")
