@@ -325,6 +325,7 @@ _CHILD_UNSUPPORTED: _Unsupported = {
     "label_mode": (_is_default("system"), "security labels"),
     "tfc_padding": (_is_default("0"), "TFC padding"),
     "hw_offload": (_is_default("no"), "hardware offload"),
+    "per_cpu_sas": (_is_default("no"), "per-CPU SAs (RFC 9611)"),
 }
 
 _POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_include", "split_exclude")

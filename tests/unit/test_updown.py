@@ -132,3 +132,31 @@ def test_missing_script_is_logged(tmp_path: Path) -> None:
     Updown(gateway).on_event(_up(b"\0\0\0\2"))  # type: ignore[arg-type]
     assert any("exit status 127" in line for line in gateway.lines), gateway.lines
     assert os.path.exists(tmp_path)
+
+
+@pytest.mark.parametrize("where, line, key", [
+    ("child", "mark_in = 42", "mark_in"), ("child", "set_mark_out = 0x10", "set_mark_out"),
+    ("child", "ipcomp = yes", "ipcomp"), ("conn", "mediation = yes", "mediation"),
+    ("conn", "mediated_by = med", "mediated_by"), ("child", "per_cpu_sas = yes", "per_cpu_sas"),
+    ("child", "priority = 1000", "priority"),
+])
+def test_out_of_scope_keys_are_refused_with_file_line_and_key(where, line, key):
+    # the README says in one sentence each why a lab does not need them
+    anchor = "hostaccess = yes" if where == "child" else "remote_addrs = 192.0.2.2"
+    text = CONF.replace(anchor, f"{anchor}\n{line}")
+    number = text.splitlines().index(line) + 1
+    with pytest.raises(ConfigError) as err:
+        parse_swanctl(text, filename="prod.conf")
+    assert str(err.value).startswith(f"prod.conf:{number}: ") and f".{key}: " in str(err.value)
+    assert "not supported by ipsec-lab" in str(err.value)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"`{key}" in readme
+
+
+def test_pkcs12_secrets_are_refused_with_file_line():
+    text = CONF.replace("secrets { ike { secret = x-lab-only } }",
+                        "secrets {\n  ike { secret = x-lab-only }\n  pkcs12-gw { file = gw.p12 }\n}")
+    with pytest.raises(ConfigError) as err:
+        parse_swanctl(text, filename="prod.conf")
+    number = text.splitlines().index("  pkcs12-gw { file = gw.p12 }") + 1
+    assert str(err.value).startswith(f"prod.conf:{number}: ") and "PKCS#12" in str(err.value)
