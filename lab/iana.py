@@ -487,6 +487,8 @@ class Algorithm:
     ah: bool = False
     wireshark_ike: str | None = None
     wireshark_esp: str | None = None
+    # where RFC 8247 says MUST NOT for IKE (and, for key exchange groups, CHILD_SA PFS as well)
+    forbidden: str | None = None
 
     @property
     def keyword(self) -> str | None:
@@ -528,7 +530,7 @@ def _registry() -> tuple[Algorithm, ...]:
     add(Algorithm(T.ENCR, EncrId.NULL, 0, ("null",), esp=True, wireshark_ike="NULL [RFC2410]",
                   wireshark_esp="NULL"))
     # RFC 2405
-    add(Algorithm(T.ENCR, EncrId.DES, 0, ("des",), key_size=8, iv_size=8, block_size=8,
+    add(Algorithm(T.ENCR, EncrId.DES, 0, ("des",), key_size=8, iv_size=8, block_size=8, forbidden="RFC 8247 §2.1",
                   wireshark_esp="DES-CBC [RFC2405]"))
     # RFC 2451; RFC 8247 §2.1: SHOULD NOT in IKE. Implemented for SK protection only, for what the Windows
     # client offers (profile = windows); no default proposal holds it, a gateway takes it only when named
@@ -584,6 +586,7 @@ def _registry() -> tuple[Algorithm, ...]:
     add(Algorithm(T.INTEG, IntegId.NONE, ike=True, esp=True, wireshark_ike="NONE [RFC4306]", wireshark_esp="NULL"))
     # RFC 2403
     add(Algorithm(T.INTEG, IntegId.HMAC_MD5_96, 0, ("md5",), key_size=16, icv_size=12, hmac_hash="md5",
+                  forbidden="RFC 8247 §2.2",
                   derived_prf=PrfId.HMAC_MD5, wireshark_ike="HMAC_MD5_96 [RFC2403]",
                   wireshark_esp="HMAC-MD5-96 [RFC2403]"))
     # RFC 4595
@@ -620,11 +623,11 @@ def _registry() -> tuple[Algorithm, ...]:
                       iv_size=8, icv_size=16))
 
     # -- pseudorandom functions. RFC 7296 §2.13, §2.14: the preferred key is the output size
-    add(Algorithm(T.PRF, PrfId.HMAC_MD5, 0, ("prfmd5",), key_size=16, hmac_hash="md5"))
+    add(Algorithm(T.PRF, PrfId.HMAC_MD5, 0, ("prfmd5",), key_size=16, hmac_hash="md5", forbidden="RFC 8247 §2.3"))
     add(Algorithm(T.PRF, PrfId.HMAC_SHA1, 0, ("prfsha1",), key_size=20, hmac_hash="sha1", ike=True))
     # RFC 4434 (XCBC), RFC 4615 (CMAC)
-    add(Algorithm(T.PRF, PrfId.AES128_XCBC, 0, ("prfaesxcbc",), key_size=16))
-    add(Algorithm(T.PRF, PrfId.AES128_CMAC, 0, ("prfaescmac",), key_size=16))
+    add(Algorithm(T.PRF, PrfId.AES128_XCBC, 0, ("prfaesxcbc",), key_size=16, ike=True))
+    add(Algorithm(T.PRF, PrfId.AES128_CMAC, 0, ("prfaescmac",), key_size=16, ike=True))
     # RFC 4868 §2.1.2
     for prf_id, keyword, hash_name, size in ((PrfId.HMAC_SHA2_256, "prfsha256", "sha256", 32),
                                              (PrfId.HMAC_SHA2_384, "prfsha384", "sha384", 48),
@@ -638,8 +641,8 @@ def _registry() -> tuple[Algorithm, ...]:
                         (2048, DhGroup.MODP_2048), (3072, DhGroup.MODP_3072), (4096, DhGroup.MODP_4096),
                         (6144, DhGroup.MODP_6144), (8192, DhGroup.MODP_8192)):
         # RFC 8247 §2.4: MODP-1024 SHOULD NOT; implemented for the Windows client profile, in no default
-        add(Algorithm(T.DH, group, 0, (f"modp{bits}",),
-                      ike=group in (DhGroup.MODP_1024, DhGroup.MODP_2048, DhGroup.MODP_3072)))
+        add(Algorithm(T.DH, group, 0, (f"modp{bits}",), ike=bits >= 2048 or group == DhGroup.MODP_1024,
+                      forbidden="RFC 8247 §2.4" if bits == 768 else None))
     # RFC 5114 §2.1-2.3
     add(Algorithm(T.DH, DhGroup.MODP_1024_160, 0, ("modp1024s160",)))
     add(Algorithm(T.DH, DhGroup.MODP_2048_224, 0, ("modp2048s224",)))
@@ -651,7 +654,7 @@ def _registry() -> tuple[Algorithm, ...]:
     # RFC 6954
     for bits, group in ((224, DhGroup.BRAINPOOL_P224), (256, DhGroup.BRAINPOOL_P256),
                         (384, DhGroup.BRAINPOOL_P384), (512, DhGroup.BRAINPOOL_P512)):
-        add(Algorithm(T.DH, group, 0, (f"ecp{bits}bp",)))
+        add(Algorithm(T.DH, group, 0, (f"ecp{bits}bp",), ike=bits >= 256))
     # RFC 8031
     add(Algorithm(T.DH, DhGroup.CURVE25519, 0, ("x25519", "curve25519"), ike=True))
     add(Algorithm(T.DH, DhGroup.CURVE448, 0, ("x448", "curve448")))

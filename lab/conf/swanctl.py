@@ -11,7 +11,7 @@ every error, a `ConfigError`, reads `file:line: dotted.key: what is wrong and ho
 Stricter than swanctl on purpose (this is a teaching lab): unknown keys are errors that list
 the supported keys; keys strongSwan has but ipsec-lab does not implement are errors saying so,
 unless they carry the value that means "off". Certificates are read from the swanctl
-directory's x509/ and x509ca/ folders (or absolute paths), private keys from private/, rsa/,
+directory's x509/ and x509ca/ folders (or absolute paths), raw public keys from pubkey/, private keys from private/, rsa/,
 ecdsa/ and pkcs8/, like `swanctl --load-all`.
 """
 from __future__ import annotations
@@ -217,6 +217,14 @@ def _profile(value: str) -> str:
     return value
 
 
+def _updown(value: str) -> str:
+    # swanctl.conf(5) children.<child>.updown: a command line run by /bin/sh, arguments allowed
+    command = value.strip()
+    if not command:
+        raise ValueError("updown needs a command line, e.g. updown = /usr/lib/ipsec/_updown iptables")
+    return command
+
+
 def _never(_: str) -> bool:
     return False
 
@@ -267,22 +275,21 @@ _CONN_UNSUPPORTED: _Unsupported = {
 }
 
 _LOCAL_KEYS: dict[str, Callable[[str], Any]] = {
-    "auth": _auth, "id": Identity.parse, "certs": _names, "round": _uint, "eap_id": Identity.parse,
+    "auth": _auth, "id": Identity.parse, "certs": _names, "pubkeys": _names, "round": _uint, "eap_id": Identity.parse,
 }
 _LOCAL_UNSUPPORTED: _Unsupported = {
-    "pubkeys": (_never, "raw public key authentication"),
     "aaa_id": (_never, "AAA (RADIUS) server identities"),
     "xauth_id": (_never, "IKEv1 XAuth"),
 }
 _REMOTE_KEYS: dict[str, Callable[[str], Any]] = {
-    "auth": _auth, "id": Identity.parse, "certs": _names, "cacerts": _names, "round": _uint, "eap_id": Identity.parse,
+    "auth": _auth, "id": Identity.parse, "certs": _names, "cacerts": _names, "pubkeys": _names, "round": _uint,
+    "eap_id": Identity.parse,
 }
 _REMOTE_UNSUPPORTED: _Unsupported = {
     "revocation": (_is_default("relaxed"), "certificate revocation checking"),
     "groups": (_never, "authorization groups"),
     "cert_policy": (_never, "certificate policy constraints"),
     "ca_id": (_never, "CA identity constraints"),
-    "pubkeys": (_never, "raw public key authentication"),
 }
 
 _CHILD_KEYS: dict[str, Callable[[str], Any]] = {
@@ -307,11 +314,11 @@ _CHILD_KEYS: dict[str, Callable[[str], Any]] = {
     "copy_df": _bool,
     "copy_ecn": _bool,
     "copy_dscp": _copy_dscp,
+    "updown": _updown,
+    "hostaccess": _bool,
 }
 _CHILD_UNSUPPORTED: _Unsupported = {
     "sha256_96": (_is_default("no"), "96-bit truncated HMAC-SHA-256"),
-    "updown": (_never, "updown scripts"),
-    "hostaccess": (_is_default("no"), "updown scripts"),
     "policies": (_is_default("yes"), "CHILD_SAs without policies"),
     "policies_fwd_out": (_is_default("no"), "outbound FWD policies"),
     "ipcomp": (_is_default("no"), "IPComp"),
@@ -330,6 +337,7 @@ _CHILD_UNSUPPORTED: _Unsupported = {
     "label_mode": (_is_default("system"), "security labels"),
     "tfc_padding": (_is_default("0"), "TFC padding"),
     "hw_offload": (_is_default("no"), "hardware offload"),
+    "per_cpu_sas": (_is_default("no"), "per-CPU SAs (RFC 9611)"),
 }
 
 _POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_include", "split_exclude")
@@ -546,6 +554,17 @@ class _Builder:
                 anchor = _at(setting, section.path)
                 certs = [cert for name in names for cert in self._load_certs(name, folder, anchor)]
                 setattr(auth, key, certs)
+        if "pubkeys" in values:
+            # swanctl.conf(5) pubkeys: raw public keys in pubkey/ (RFC 7670); strongSwan names the
+            # key by the round's id, so ipsec-lab asks for one
+            names, setting = values["pubkeys"]
+            anchor = _at(setting, section.path)
+            if auth.id is None:
+                raise anchor.error("pubkeys needs id = ... in the same section: the identity the raw public key "
+                                   "stands for (there is no certificate to take it from)")
+            if auth.method not in (AuthClass.PUBKEY,):
+                raise anchor.error(f"pubkeys only applies to auth = pubkey, not auth = {auth.method}")
+            auth.pubkeys = [_read_public_key(self._path(name, "pubkey"), anchor) for name in names]
         if "auth" in values:
             return auth, _at(values["auth"][1], section.path), order
         return auth, _Anchor(section.file, section.line, f"{section.path}.auth", implicit=True), order
@@ -742,10 +761,14 @@ class _Builder:
         if needs_password and not config.secrets.eap:
             raise anchor.error(f"auth = {auth.method} needs a password: add secrets {{ eap-user {{ "
                                f"id = <EAP identity>  secret = \"...\" }} }}")
-        if side == "local" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS):
+        if side == "local" and auth.pubkeys and not auth.certs:
+            if config.secrets.private_key_for(auth.pubkeys[0]) is None:
+                raise anchor.error(f"no private key for our raw public key in {os.path.join(self.dir, 'private')} "
+                                   f"(or rsa/, ecdsa/, pkcs8/)")
+        elif side == "local" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS):
             if not auth.certs:
                 raise anchor.error(f"auth = {auth.method} needs our certificate: add certs = <file in x509/> "
-                                   f"to the {key} section (raw public keys are not supported)" + anchor.note)
+                                   f"(or pubkeys = <file in pubkey/> with an id) to the {key} section" + anchor.note)
             cert = auth.certs[0]
             if config.secrets.private_key_for(cert) is None:
                 raise anchor.error(
@@ -753,7 +776,8 @@ class _Builder:
                     f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)")
         checks_certificate = (side == "remote" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS)) or (
             side == "local" and auth.method == AuthClass.EAP_TLS)
-        if checks_certificate and not (auth.cacerts or auth.certs or conn.remote.cacerts or config.cacerts):
+        if checks_certificate and not (auth.cacerts or auth.certs or auth.pubkeys or conn.remote.cacerts
+                                       or config.cacerts):
             whose = "the peer's certificate" if side == "remote" else "the EAP-TLS server's certificate"
             raise anchor.error(f"auth = {auth.method} needs a CA to check {whose}: add cacerts = <file in x509ca/> "
                                f"to the remote section or put the CA certificate in "
@@ -772,6 +796,22 @@ def _read_certs(path: str, anchor: _Anchor) -> list[x509.Certificate]:
         return [x509.load_der_x509_certificate(data)]
     except ValueError:
         raise anchor.error(f"'{path}' is not an X.509 certificate (PEM or DER)") from None
+
+
+def _read_public_key(path: str, anchor: _Anchor) -> Any:
+    """A raw public key file as swanctl reads pubkey/: PEM (PUBLIC KEY or RSA PUBLIC KEY) or DER."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise anchor.error(f"cannot read public key '{path}': {exc.strerror or exc}") from None
+    try:
+        if b"-----BEGIN" in data:
+            return serialization.load_pem_public_key(data)
+        return serialization.load_der_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise anchor.error(f"'{path}' is not a public key (PEM or DER SubjectPublicKeyInfo, or PKCS#1 RSA): "
+                           f"{exc}") from None
 
 
 def _read_private_key(path: str, passphrase: bytes | None, anchor: _Anchor) -> Any:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .tcp import TcpTransport
 from .keys import KeyExport
 from .narrate import Summariser, line_kind, narrate, record_line_kind
+from .updown import Updown
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SOL_UDP, UDP_GRO = 17, 104
@@ -137,6 +138,7 @@ class Gateway:
         self.log_summary = Summariser()
         self.trace_summary = Summariser(summary=self._trace_summary)
         self.summary_timer: asyncio.TimerHandle | None = None
+        self.updown = Updown(self)  # children's updown scripts (swanctl.conf updown = ...)
 
     # ------------------------------------------------------------ running
 
@@ -390,6 +392,8 @@ class Gateway:
             self.keys.add_child(event)
         for handler in self.event_handlers:
             handler(event)
+        # after the data plane installed (or removed) the SA, as charon's updown plugin does
+        self.updown.on_event(event)
         for matcher, future in list(self.waiters):
             if not future.done() and matcher(event):
                 future.set_result(event)

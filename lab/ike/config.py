@@ -430,6 +430,9 @@ class AuthConfig:
     certs: list[x509.Certificate] = field(default_factory=list)
     cacerts: list[x509.Certificate] = field(default_factory=list)
     eap_id: Identity | None = None  # EAP identity: ours (local), or whom to ask for one (remote; %any: anyone)
+    # raw public keys (swanctl.conf pubkeys, RFC 7670): ours to sign with (local), or the keys the
+    # peer's signature must verify with, no certificate needed (remote); public key objects
+    pubkeys: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.method = _enum(AuthClass, self.method, "auth")
@@ -510,6 +513,11 @@ class ChildConfig:
     copy_df: bool = True
     copy_ecn: bool = True
     copy_dscp: str = "out"
+    # swanctl.conf(5) updown: a shell command line the daemon runs on every CHILD_SA up and
+    # down with strongSwan's PLUTO_* environment (lab.daemon.updown); hostaccess sets
+    # PLUTO_HOST_ACCESS=1 for it
+    updown: str | None = None
+    hostaccess: bool = False
 
     def __post_init__(self) -> None:
         self.mode = _enum(ChildMode, self.mode, "mode")
@@ -739,12 +747,12 @@ class Secrets:
         key = self.find_shared_key(local_id, remote_id)
         return None if key is None else key.secret
 
-    def private_key_for(self, certificate: x509.Certificate) -> PrivateKey | None:
-        """The loaded private key whose public key is the certificate's."""
+    def private_key_for(self, certificate: x509.Certificate | Any) -> PrivateKey | None:
+        """The loaded private key whose public key is the certificate's (or is the public key given)."""
         from cryptography.hazmat.primitives import serialization
 
-        wanted = certificate.public_key().public_bytes(serialization.Encoding.DER,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+        public = certificate.public_key() if isinstance(certificate, x509.Certificate) else certificate
+        wanted = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return next((k for k in self.private_keys if k.public_key_der() == wanted), None)
 
 

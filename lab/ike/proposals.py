@@ -416,6 +416,10 @@ def check_implemented(proposals: Sequence[Proposal]) -> list[Proposal]:
                 continue
             name = _protocol_name(protocol)
             token = _format_entry(entry)
+            if known is not None and known.forbidden and (protocol == ProtocolId.IKE or known.type == _DH):
+                raise ProposalError(f"{token} ({known.name}) is forbidden: {known.forbidden} says MUST NOT use it "
+                                    f"in IKEv2, so ipsec-lab refuses it; remove it from the proposal",
+                                    text=format_proposal(proposal, explicit=True), token=token, protocol=protocol)
             kind = _KIND_NAMES.get(entry[0], "additional key exchange" if _is_ke_type(entry[0]) else "transform")
             if protocol == ProtocolId.AH and entry[0] == _INTEG and entry[1] in _GMAC_INTEG.values():
                 hint = "AES-GMAC is implemented for ESP only: write esp_proposals = " + token

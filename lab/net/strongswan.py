@@ -36,9 +36,9 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 # certificates, VICI, and the EAP methods; a plugin whose file is missing is left out and
 # reported in `StrongSwan.missing_plugins`.
 CHARON_PLUGINS = (
-    "random nonce openssl aes sha1 sha2 hmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
+    "random nonce openssl aes sha1 sha2 hmac xcbc cmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
-    "eap-identity eap-md5 eap-mschapv2 eap-tls attr"
+    "eap-identity eap-md5 eap-mschapv2 eap-tls attr updown"
 ).split()
 REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
 SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
@@ -76,6 +76,8 @@ _ALGORITHM_PLUGINS = (
     (re.compile(r"^(ecp|prime)\d+"), ("openssl",)),
     (re.compile(r"^modp\d+"), ("gmp", "openssl")),
     (re.compile(r"^aes\d+$"), ("aes", "openssl")),
+    (re.compile(r"^(prf)?aesxcbc$"), ("xcbc",)),
+    (re.compile(r"^(prf)?aescmac$"), ("cmac",)),
 )
 
 MAX_UNIX_PATH = 107

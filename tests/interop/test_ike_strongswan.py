@@ -71,6 +71,17 @@ PROPOSALS = [
                  {"encr-alg": "CHACHA20_POLY1305"}, id="chacha20poly1305-x25519",
                  marks=pytest.mark.skipif(not _chacha_available(),
                                           reason="strongSwan's openssl plugin is needed for ChaCha20-Poly1305")),
+    # RFC 8247 §2.3 PRF_AES128_XCBC (SHOULD), §2.4 MODP-4096 (MAY)
+    pytest.param("aes128-sha256-prfaesxcbc-modp4096", "aes128-sha256", "aes128-sha256-prfaesxcbc-modp4096",
+                 {"encr-alg": "AES_CBC", "encr-keysize": "128", "integ-alg": "HMAC_SHA2_256_128",
+                  "prf-alg": "PRF_AES128_XCBC", "dh-group": "MODP_4096"},
+                 {"encr-alg": "AES_CBC", "encr-keysize": "128", "integ-alg": "HMAC_SHA2_256_128"},
+                 id="prfaesxcbc-modp4096"),
+    # RFC 6954 brainpoolP256r1
+    pytest.param("aes256gcm16-prfsha512-ecp256bp", "aes256gcm16", "aes256gcm16-prfsha512-ecp256bp",
+                 {"encr-alg": "AES_GCM_16", "encr-keysize": "256", "prf-alg": "PRF_HMAC_SHA2_512",
+                  "dh-group": "ECP_256_BP"},
+                 {"encr-alg": "AES_GCM_16", "encr-keysize": "256"}, id="ecp256bp"),
 ]
 
 

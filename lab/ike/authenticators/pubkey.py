@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .. import payloads as pl
 from ..certs import certreq_hashes, verify_peer_certificate
@@ -39,9 +39,10 @@ class PubkeyAuthenticator(Authenticator):
     def build(self, id_payload: pl.Identification) -> pl.AUTH:
         ike, auth = self.ike, self.round_auth
         octets = auth_octets(ike, True, id_payload.body())
-        if not auth.certs:
+        if not auth.certs and not auth.pubkeys:
             raise ExchangeFailed(f"connection {ike.config.name} uses pubkey authentication but has no certificate")
-        key = ike.endpoint.config.secrets.private_key_for(auth.certs[0])
+        # a certificate's key, else our raw public key's (swanctl.conf pubkeys, RFC 7670)
+        key = ike.endpoint.config.secrets.private_key_for(auth.certs[0] if auth.certs else auth.pubkeys[0])
         if key is None:
             raise ExchangeFailed(f"no private key for the certificate of connection {ike.config.name}")
         scheme = default_scheme(key.key)
@@ -58,6 +59,9 @@ class PubkeyAuthenticator(Authenticator):
         if auth.method == AuthMethod.SHARED_KEY_MIC:
             raise AuthenticationFailed("peer used a pre-shared key, connection expects a signature")
         certs = [p for p in payloads if isinstance(p, pl.CERT)]
+        if self.round_auth.pubkeys and not self.round_auth.certs:
+            self._verify_raw(id_payload, auth, octets, certs)
+            return
         clock = ike.endpoint.wall_clock
         if clock is None:
             raise AuthenticationFailed("no wall clock given to the endpoint: certificate validity cannot be checked")
@@ -66,6 +70,26 @@ class PubkeyAuthenticator(Authenticator):
                                              Identity.from_payload(id_payload), clock())
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
         self.end_entity = end_entity  # the certificate that signed, for a client profile's own checks
+
+
+    def _verify_raw(self, id_payload: pl.Identification, auth: pl.AUTH, octets: bytes, certs: list[pl.CERT]) -> None:
+        """The peer's signature against the raw public keys configured for it (RFC 7670): no
+        chain, no CA; the key is trusted for the configured identity only."""
+        peer_id, wanted = Identity.from_payload(id_payload), self.round_auth.id
+        if wanted is not None and not peer_id.matches(wanted):
+            raise AuthenticationFailed(f"identity {peer_id} is not {wanted}, whom remote.pubkeys trusts")
+        keys = list(self.round_auth.pubkeys)
+        raw = [c for c in certs if c.encoding == CertEncoding.RAW_PUBLIC_KEY]
+        if raw:  # RFC 7670 §3: a Raw Public Key CERT payload must be one of the trusted keys
+            sent = {bytes(c.data) for c in raw}
+            keys = [k for k in keys if k.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) in sent]
+        for key in keys:
+            try:
+                verify_auth(auth.method, key, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
+                return
+            except AuthenticationFailed:
+                continue
+        raise AuthenticationFailed("the peer's signature does not verify with any raw public key in remote.pubkeys")
 
 
 def cert_payloads(ike: IkeSA, auth: AuthConfig) -> list[pl.Payload]:

@@ -25,9 +25,14 @@ def _implemented_anywhere(entry: Algorithm | None) -> bool:
 
 def _prf(prf_id: int) -> Algorithm:
     entry = algorithm(TransformType.PRF, prf_id)
-    if entry is None or not entry.ike or entry.hmac_hash is None:
+    if entry is None or not entry.ike:
         raise CryptoError(f"unsupported PRF {name_of(PrfId, prf_id)}")
     return entry
+
+
+def prf_is_aes(prf_id: int) -> bool:
+    """AES-XCBC-PRF-128 (RFC 4434) or AES-CMAC-PRF-128 (RFC 4615): a block cipher, not HMAC."""
+    return _prf(prf_id).hmac_hash is None
 
 
 def _integ(integ_id: int) -> Algorithm:
@@ -56,7 +61,8 @@ def _encr(encr_id: int, key_length: int | None) -> Algorithm:
 def prf_hash(prf_id: int) -> type[hashes.HashAlgorithm]:
     """The hash behind an HMAC PRF transform."""
     hash_name = _prf(prf_id).hmac_hash
-    assert hash_name is not None
+    if hash_name is None:
+        raise CryptoError(f"{name_of(PrfId, prf_id)} is no HMAC PRF")
     return hash_class(hash_name)
 
 

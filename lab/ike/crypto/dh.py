@@ -81,12 +81,45 @@ MODP_3072_PRIME = int(
 
 MODP_GENERATOR = 2
 
-MODP_PRIMES = {DhGroup.MODP_1024: MODP_1024_PRIME, DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME}
+
+def _pi_bits(bits: int) -> int:
+    """floor(pi * 2^bits), by Machin's formula pi = 16 atan(1/5) - 4 atan(1/239) in integers."""
+    guard = 64
+    one = 1 << (bits + guard)
+
+    def atan_inv(x: int) -> int:
+        total, term, n, sign = 0, one // x, 1, 1
+        while term:
+            total += sign * (term // n)
+            term //= x * x
+            n += 2
+            sign = -sign
+        return total
+
+    return (16 * atan_inv(5) - 4 * atan_inv(239)) >> guard
+
+
+def rfc3526_prime(bits: int, k: int) -> int:
+    """The MODP prime p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) pi) + k) (RFC 3526 §2-§7)."""
+    return 2 ** bits - 2 ** (bits - 64) - 1 + 2 ** 64 * (_pi_bits(bits - 130) + k)
+
+
+# RFC 3526 §5, §6, §7: the 4096-, 6144- and 8192-bit groups (RFC 8247 §2.4: MAY); the 2048- and
+# 3072-bit primes above are written out as the RFC prints them, and tests/unit check the formula
+# against them
+MODP_PRIMES = {DhGroup.MODP_1024: MODP_1024_PRIME, DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME,
+               DhGroup.MODP_4096: rfc3526_prime(4096, 240904), DhGroup.MODP_6144: rfc3526_prime(6144, 929484),
+               DhGroup.MODP_8192: rfc3526_prime(8192, 4743158)}
 
 _ECP_CURVES: dict[int, tuple[type[ec.EllipticCurve], int]] = {
     DhGroup.ECP_256: (ec.SECP256R1, 32),
     DhGroup.ECP_384: (ec.SECP384R1, 48),
     DhGroup.ECP_521: (ec.SECP521R1, 66),
+    # RFC 6954 §2: brainpool curves (RFC 5639), encoded as RFC 5903 does (§3); cryptography has
+    # no brainpoolP224r1, so group 27 stays unimplemented
+    DhGroup.BRAINPOOL_P256: (ec.BrainpoolP256R1, 32),
+    DhGroup.BRAINPOOL_P384: (ec.BrainpoolP384R1, 48),
+    DhGroup.BRAINPOOL_P512: (ec.BrainpoolP512R1, 64),
 }
 
 X25519_SIZE = 32

@@ -63,7 +63,13 @@ def _check_spi(name: str, spi: bytes) -> None:
 
 def skeyseed(prf_id: int, nonce_i: bytes, nonce_r: bytes, shared_secret: bytes) -> bytes:
     """SKEYSEED = prf(Ni | Nr, g^ir) (RFC 7296 §2.14)."""
-    return get_prf(prf_id).prf(bytes(nonce_i) + bytes(nonce_r), shared_secret)
+    prf = get_prf(prf_id)
+    if prf.fixed_key:
+        # RFC 7296 §2.14: a PRF with a fixed-length key takes half of it from the start of Ni,
+        # half from the start of Nr (AES-XCBC and AES-CMAC: 64 bits each, as strongSwan does)
+        half = prf.key_size // 2
+        return prf.prf(bytes(nonce_i)[:half] + bytes(nonce_r)[:half], shared_secret)
+    return prf.prf(bytes(nonce_i) + bytes(nonce_r), shared_secret)
 
 
 def rekey_skeyseed(
