@@ -2,7 +2,8 @@
 
 3DES-CBC (RFC 2451, for the Windows client profile), AES-CBC and AES-CTR (RFC 5930) with an HMAC
 ICV (encrypt-then-MAC, RFC 7296 §3.14), AES-GCM and AES-CCM with 8, 12 or 16-octet ICVs (RFC 5282)
-and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV, so the state machine decides where randomness comes from and tests are deterministic.
+and ChaCha20-Poly1305 (RFC 7634). The caller supplies the IV, so the state machine decides where
+randomness comes from and tests are deterministic.
 
 `aad` is always the message prefix that precedes the IV: the IKE header through the
 end of the SK generic payload header (for SKF, through the Total Fragments field),
