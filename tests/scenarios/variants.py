@@ -110,6 +110,16 @@ VARIANTS = [
             ["IKE_AUTH", "drop_fragments on router", "fragmentation = no", "RFC 7383"],
             lambda f: _unfixed(f, 2)),
     Variant.of("pmtud", ["1200", "fragmentation needed", "MSS"]),
+    Variant("certificate-expired-unfixed", "certificate-expired",
+            "the library's certificate-expired without its fix: client1 (ipsec-lab) meets gw's expired certificate",
+            "certificate-expired", ["the VPN certificate has expired", "hosts/gw/x509/gw.pem", "01 December 2025",
+                                    "13801", "renew", "hosts/gw/swanctl.conf:13"],
+            lambda f: _unfixed(f, 2), never=["x509ca", "revoked"]),
+    Variant("certificate-expired-strongswan", "certificate-expired",
+            "the library's certificate-expired without its fix: client2 (strongSwan) meets gw's expired certificate",
+            "certificate-expired", ["the VPN certificate has expired", "subject certificate invalid",
+                                    "hosts/gw/x509/gw.pem", "01 December 2025", "13801"],
+            lambda f: _unfixed(f, 3, drop=(2,)), never=["x509ca", "revoked"]),
 ]
 
 __all__ = ["VARIANTS", "Variant", "init_only", "install_certificates", "plain", "replace", "set_steps"]
