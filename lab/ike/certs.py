@@ -79,11 +79,12 @@ def _not_revoked(cert: x509.Certificate, issuer: x509.Certificate, crls: Sequenc
         if entry is None or entry.revocation_date_utc > now:
             continue
         try:
-            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+            flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            reason = flag.name.replace("_", " ")  # RFC 5280 §5.3.1 keyCompromise: "key compromise", as charon
         except x509.ExtensionNotFound:
             reason = "unspecified"
         raise AuthenticationFailed(f"certificate '{_name(cert)}' (serial {cert.serial_number:#x}) was revoked on "
-                                   f"{entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC, reason {reason}, by the CRL of "
+                                   f"{entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC, reason: {reason}, by the CRL of "
                                    f"'{_name(issuer)}'")
 
 

@@ -47,7 +47,7 @@ _CHARON: list[tuple[str, bool, str, str | None]] = [
     ("cert-id", True, r"constraint check failed: identity '(?P<id>[^']*)' required", "IKE_AUTH"),
     ("cert-expired", True, r"(?P<which>subject|issuer) certificate invalid \(valid from (?P<start>.+?) to "
                            r"(?P<end>.+?)\)", "IKE_AUTH"),
-    ("cert-revoked", True, r"certificate was revoked on (?P<date>.+?), reason: (?P<reason>\S+)", "IKE_AUTH"),
+    ("cert-revoked", True, r"certificate was revoked on (?P<date>.+?), reason: (?P<reason>[\w ]+)", "IKE_AUTH"),
     ("cert-chain", True, r"no issuer certificate found for \"(?P<subject>[^\"]*)\"", "IKE_AUTH"),
     ("cert-trust", True, r"no trusted (?P<keytype>\S+) public key found for '(?P<id>[^']*)'", "IKE_AUTH"),
     ("own-key", True, r"no private key found for '(?P<id>[^']*)'", "IKE_AUTH"),
@@ -77,7 +77,7 @@ _OURS: list[tuple[str, bool, str]] = [
     ("cert-id", True, r"identity (?P<id>\S+) is not in the peer's certificate '(?P<subject>[^']*)'"),
     ("cert-expired", True, r"certificate '(?P<subject>[^']*)' is not valid now \((?P<start>\S+) to (?P<end>\S+)\)"),
     ("cert-revoked", True, r"certificate '(?P<subject>[^']*)' \(serial (?P<serial>\S+)\) was revoked on "
-                           r"(?P<date>.+? UTC), reason (?P<reason>\w+)"),
+                           r"(?P<date>.+? UTC), reason: (?P<reason>[\w ]+?), by"),
     ("cert-chain", True, r"peer's certificate '(?P<subject>[^']*)' does not chain to a trusted CA: its issuer "
                          r"'(?P<issuer>[^']*)'"),
     ("transport", True, r"responder refused transport mode"),

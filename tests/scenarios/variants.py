@@ -78,6 +78,14 @@ def _unfixed(folder: Path, upto: int, drop: tuple[int, ...] = ()) -> None:
     (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def _crl_from_start(folder: Path, gw: str = "ours") -> None:
+    """certificate-revoked with the CRL in gw's x509crl/ from the start; client1 (revoked) logs in."""
+    (folder / "hosts/gw/x509crl").mkdir(exist_ok=True)
+    shutil.copy2(folder / "hosts/gw/crl/ca.crl", folder / "hosts/gw/x509crl/ca.crl")
+    set_steps(folder, [{"start": "all"}, {"initiate": {"node": "client1", "child": "lan", "timeout": 5}}],
+              gateways={"gw": gw, "client1": "ours", "client2": "strongswan"})
+
+
 VARIANTS = [
     Variant.of("wrong-psk", ["pre-shared keys", "not the same", "hosts/gwa/swanctl.conf", "hosts/gwb/swanctl.conf"]),
     Variant("wrong-psk-strongswan-initiates", "mixed-strongswan", "the initiator's (strongSwan's) PSK changed",
@@ -120,6 +128,16 @@ VARIANTS = [
             "certificate-expired", ["the VPN certificate has expired", "subject certificate invalid",
                                     "hosts/gw/x509/gw.pem", "01 December 2025", "13801"],
             lambda f: _unfixed(f, 3, drop=(2,)), never=["x509ca", "revoked"]),
+    Variant("certificate-revoked-ours", "certificate-revoked",
+            "certificate-revoked with the CRL applied from the start: gw (ipsec-lab) refuses client1",
+            "certificate-revoked", ["has been revoked", "hosts/gw/x509crl/", "key compromise", "client1",
+                                    "hosts/client1/x509/client1.pem", "(serial 0x"],
+            _crl_from_start, never=["expired", "13801"]),
+    Variant("certificate-revoked-strongswan", "certificate-revoked",
+            "certificate-revoked with strongSwan as gw and the CRL from the start: charon refuses client1",
+            "certificate-revoked", ["has been revoked", "certificate was revoked on", "key compromise",
+                                    "hosts/client1/x509/client1.pem"],
+            lambda f: _crl_from_start(f, "strongswan"), never=["expired", "13801"]),
 ]
 
 __all__ = ["VARIANTS", "Variant", "init_only", "install_certificates", "plain", "replace", "set_steps"]
