@@ -771,13 +771,12 @@ def _certificate(f: Failure, kind: str, evidence: list[str], title: str) -> Diag
                     f"{', '.join(c.file for c in h_conf.cas) if h_conf else 'nothing'}")
         paragraph = (f"{f.lead()} In help-desk words: {whose} certificate chain is incomplete - the intermediate "
                      f"certificate is missing. {holder}'s certificate{(' ' + path) if path else ''} was issued by "
-                     f"'{issuer}', an intermediate CA below the root both sides trust ('{root.subject}', "
-                     f"hosts/{checker}/x509ca/{root.file}). {checker} trusts only the root, so it needs the "
+                     f"'{issuer}', not by the root both sides trust ('{root.subject}', "
+                     f"hosts/{checker}/x509ca/{root.file}): by an intermediate CA between them. {checker} trusts only the root, so it needs the "
                      f"intermediate's certificate from {holder} in the same IKE_AUTH message (a CERT payload after "
                      f"{holder}'s own, RFC 7296 §3.6) to connect the two; {where_ca}.{windows} Fix: put the "
                      f"intermediate CA's certificate into hosts/{holder}/x509ca/ (strongSwan and ipsec-lab then send "
-                     f"it after their own), or append it to {holder}'s certificate file; do not make every client "
-                     f"trust the intermediate instead.")
+                     f"it after their own) and reload; do not make every client trust the intermediate instead.")
         return Diagnosis("missing-intermediate", "certificate chain incomplete: intermediate CA missing "
                                                  "(AUTHENTICATION_FAILED)", paragraph, f.step, f.wall, evidence)
     paragraph = (f"{f.lead()} In help-desk words: {whose} certificate is not trusted: it was issued by "
