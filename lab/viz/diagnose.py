@@ -25,6 +25,7 @@ Causes it knows, looked for in this order (the first detector that finds its evi
     remote-addrs         IKE_SA_INIT sent to an address no gateway has
     ike-fragments-lost   IKE_AUTH larger than the path MTU, its IP fragments dropped, no answer
     no-answer            requests retransmitted and never answered (UDP 500 or 4500 blocked, peer down)
+    overlapping-subnets  the other office's address is inside the sender's own LAN: both number their LANs alike
     outside-selectors    the tunnel is up, the traffic is outside what it carries (narrowed, or not meant for it)
     nat-mapping-expired  the NAT box forgot the UDP mapping between keepalives (nat-mapping-lost: gone
                          otherwise, e.g. a NAT reboot or rebind step)
@@ -478,6 +479,60 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
                      step["index"], step.get("started"), evidence)
 
 
+def _overlapping(run: Run) -> Diagnosis | None:
+    """Traffic to the other office fails because its address is inside the sender's own LAN: both
+    offices number their LANs alike, and the tunnel's selectors join that range to itself."""
+    failed = _traffic_step_failed(run)
+    if failed is None:
+        return None
+    args = run.step_args(failed["index"])
+    src, to = str(args.get("from", "")), str(args.get("to", ""))
+    try:
+        dst = str(ipaddress.ip_address(to))
+    except ValueError:
+        found = run.addresses(to)
+        dst = found[0] if found else ""
+    owner = run.owner(dst) if dst else None
+    if not src or owner is None or owner == src:
+        return None
+    interfaces = {n["name"]: n.get("interfaces", []) for n in run.topology.get("nodes", [])}
+    own = [(ipaddress.ip_interface(c), i.get("link")) for i in interfaces.get(src, []) for c in i.get("addresses", [])]
+    theirs = {i.get("link") for i in interfaces.get(owner, []) if any(c.split("/")[0] == dst for c in
+                                                                      i.get("addresses", []))}
+    lan = next((iface for iface, link in own if ipaddress.ip_address(dst) in iface.network and link not in theirs),
+               None)
+    if lan is None:
+        return None  # not in the sender's own subnets, or truly on the sender's link
+    net = lan.network
+
+    def covers(ts: list[str]) -> bool:
+        for text in ts:
+            try:
+                if ipaddress.ip_network(text.split("[")[0], strict=False).overlaps(net):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    tunnel = next(((gw, child) for gw in run.gateways for conn in (run.conf(gw).connections.values()
+                                                                   if run.conf(gw) else [])
+                   for child in conn.children.values() if covers(child.local_ts) and covers(child.remote_ts)), None)
+    gw, child = tunnel if tunnel else (None, None)
+    sel = (f" The tunnel's selectors join that range to itself (local_ts = {', '.join(child.local_ts)} and remote_ts = "
+           f"{', '.join(child.remote_ts)}, {run.where(gw, child.where('local_ts'))}), so the tunnel can come up "
+           f"and still no packet enters it." if child else "")
+    paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
+                 f"{quote(str(failed.get('detail', '')), 160)}. In help-desk words: both offices use the same "
+                 f"addresses ({net}). {src} is {lan.ip} on {net}, so it takes {dst} ({owner}, in the other office) for a "
+                 f"neighbour on its own LAN, asks for it there (ARP) and never hands the packet to its gateway; no "
+                 f"tunnel can carry it.{sel} Fix: renumber one office, or map each office one to one into a range "
+                 f"unique to the tunnel with NETMAP on its gateway (e.g. 10.1.0.0/24 and 10.2.0.0/24: iptables -t nat "
+                 f"... -j NETMAP in POSTROUTING and PREROUTING), with local_ts and remote_ts set to the mapped ranges; "
+                 f"users then reach the other office at its mapped address.")
+    return Diagnosis("overlapping-subnets", f"both offices use {net}", paragraph, failed["index"],
+                     failed.get("started"), [f"{src}: {lan} on its LAN; {dst} is {owner}'s, on another link"])
+
+
 def _nat_expired(run: Run) -> Diagnosis | None:
     step = _traffic_step_failed(run)
     if step is None or not run.nat_boxes():
@@ -812,7 +867,7 @@ def _unknown(run: Run) -> Diagnosis:
 
 
 DETECTORS: list[Callable[[Run], Diagnosis | None]] = [
-    _missing_name, negotiation, _unanswered, _outside_selectors, _nat_expired, _esp_blocked, _pmtud,
+    _missing_name, negotiation, _unanswered, _overlapping, _outside_selectors, _nat_expired, _esp_blocked, _pmtud,
     _config_difference]
 
 

@@ -156,6 +156,11 @@ VARIANTS = [
             lambda f: set_steps(f, [{"start": "all"}, {"initiate": {"node": "client1", "child": "lan", "timeout": 5}}],
                                 gateways={"gw": "strongswan", "client1": "ours", "client2": "strongswan"}),
             never=["expired", "revoked"]),
+    Variant("overlapping-subnets-unfixed", "overlapping-subnets",
+            "the library's overlapping-subnets without its fix: 192.168.1.0/24 on both sides of the tunnel",
+            "overlapping-subnets", ["both offices use the same addresses", "192.168.1.0/24", "NETMAP",
+                                    "hosts/gwa/swanctl.conf:", "192.168.1.20"],
+            lambda f: _unfixed(f, 3), never=["selectors do not overlap"]),
 ]
 
 __all__ = ["VARIANTS", "Variant", "init_only", "install_certificates", "plain", "replace", "set_steps"]
