@@ -32,7 +32,8 @@ OUT = HERE / "runs"
 KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "udp-lost", "udp4500-blocked", "esp-blocked", "ike-fragments",
                  "nat-expiry", "pmtud", "certificate-expired-unfixed", "certificate-expired-strongswan",
                  "certificate-revoked-ours", "certificate-revoked-strongswan", "missing-intermediate-unfixed",
-                 "missing-intermediate-strongswan", "missing-intermediate-charon-gw", "overlapping-subnets-unfixed")
+                 "missing-intermediate-strongswan", "missing-intermediate-charon-gw", "overlapping-subnets-unfixed",
+                 "dpd-flapping-unfixed")
 KEPT_MISTAKES = tuple(m.name for m in MISTAKES)
 # charon at log level 4 dumps keys, nonces and messages as hex rows: neither lab.viz nor a reader needs them
 CHARON_DUMP = re.compile(r"\[\w+\] <[^>]*>\s+\d+: |=> \d+ bytes @")

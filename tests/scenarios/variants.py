@@ -161,6 +161,14 @@ VARIANTS = [
             "overlapping-subnets", ["both offices use the same addresses", "192.168.1.0/24", "NETMAP",
                                     "hosts/gwa/swanctl.conf:", "192.168.1.20"],
             lambda f: _unfixed(f, 3), never=["selectors do not overlap"]),
+    Variant("dpd-flapping-unfixed", "dpd-flapping",
+            "the library's dpd-flapping without its fix: the tunnel must stay up on the lossy link",
+            "dpd-flapping", ["keeps dropping and reconnecting", "loss_every: 5 on router", "dpd_delay = 1s",
+                             "hosts/gwa/swanctl.conf:10", "--retransmit-tries 0", "dpd_delay = 30s"],
+            lambda f: set_steps(f, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net"}, "name": "up"},
+                                    {"set": {"node": "router", "loss_every": 5}}, {"wait": 6},
+                                    {"check": {"sa": {"node": "gwa", "child": "net", "spi_kept_since": "up"}}}]),
+            never=["UDP 500", "blocked"]),
 ]
 
 __all__ = ["VARIANTS", "Variant", "init_only", "install_certificates", "plain", "replace", "set_steps"]
