@@ -11,8 +11,8 @@ every error, a `ConfigError`, reads `file:line: dotted.key: what is wrong and ho
 Stricter than swanctl on purpose (this is a teaching lab): unknown keys are errors that list
 the supported keys; keys strongSwan has but ipsec-lab does not implement are errors saying so,
 unless they carry the value that means "off". Certificates are read from the swanctl
-directory's x509/ and x509ca/ folders (or absolute paths), private keys from private/, rsa/,
-ecdsa/ and pkcs8/, like `swanctl --load-all`.
+directory's x509/ and x509ca/ folders (or absolute paths), certificate revocation lists from
+x509crl/, private keys from private/, rsa/, ecdsa/ and pkcs8/, like `swanctl --load-all`.
 """
 from __future__ import annotations
 
