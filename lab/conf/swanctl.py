@@ -11,8 +11,9 @@ every error, a `ConfigError`, reads `file:line: dotted.key: what is wrong and ho
 Stricter than swanctl on purpose (this is a teaching lab): unknown keys are errors that list
 the supported keys; keys strongSwan has but ipsec-lab does not implement are errors saying so,
 unless they carry the value that means "off". Certificates are read from the swanctl
-directory's x509/ and x509ca/ folders (or absolute paths), raw public keys from pubkey/, private keys from private/, rsa/,
-ecdsa/ and pkcs8/, like `swanctl --load-all`.
+directory's x509/ and x509ca/ folders (or absolute paths), certificate revocation lists from
+x509crl/, raw public keys from pubkey/, private keys from private/, rsa/, ecdsa/ and pkcs8/, like
+`swanctl --load-all`.
 """
 from __future__ import annotations
 
@@ -707,6 +708,28 @@ class _Builder:
                 certs.extend(_read_certs(path, anchor))
         return certs
 
+    def _load_crls(self, anchor: _Anchor) -> list[x509.CertificateRevocationList]:
+        """The certificate revocation lists in x509crl/ (PEM or DER), as `swanctl --load-creds` loads
+        them; a file that is not one is refused at the line of the round that checks certificates."""
+        directory = os.path.join(self.dir, "x509crl")
+        if not os.path.isdir(directory):
+            return []
+        crls = []
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError as exc:
+                raise anchor.error(f"cannot read CRL '{path}': {exc.strerror or exc}") from None
+            try:
+                crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data))
+            except ValueError:
+                raise anchor.error(f"'{path}' in x509crl/ is not a certificate revocation list (PEM or DER)") from None
+        return crls
+
     # -------------------------------------------------------- cross-checks
 
     def _finish(self, config: SwanctlConfig, anchors: dict[str, dict[str, _Anchor]]) -> None:
@@ -732,6 +755,7 @@ class _Builder:
                      for key, auth in rounds(conn, "local") if auth.method == AuthClass.EAP_TLS]
         if checking:
             config.cacerts = self._load_cacerts(anchors[checking[0][0]][checking[0][1]])
+            config.crls = self._load_crls(anchors[checking[0][0]][checking[0][1]])
         for name, conn in config.connections.items():
             where = anchors[name]
             if name not in negotiating:

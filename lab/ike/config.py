@@ -816,12 +816,14 @@ class Pool:
 @dataclass
 class Config:
     """Everything a gateway is configured with. `cacerts` are trust anchors for every
-    connection (swanctl's x509ca/ folder), on top of each remote round's own `cacerts`."""
+    connection (swanctl's x509ca/ folder), on top of each remote round's own `cacerts`; `crls`
+    the certificate revocation lists a peer's certificate is checked against (x509crl/)."""
 
     connections: dict[str, IkeConfig] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets)
     pools: dict[str, Pool] = field(default_factory=dict)
     cacerts: list[x509.Certificate] = field(default_factory=list)
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
 
     def connections_for(self, local_addr: str | IPAddress | None = None, remote_addr: str | IPAddress | None = None,
                         *, remote_id: Identity | None = None, local_id: Identity | None = None) -> list[IkeConfig]:

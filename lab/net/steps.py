@@ -750,7 +750,8 @@ class RunStep(StepKind):
     name = "run"
     does = "any shell command in a node; must exit 0"
     fields = (Field("node", required=True),
-              Field("cmd", "a shell command; `$SCENARIO_DIR` is the scenario's folder", required=True),
+              Field("cmd", "a shell command; `$SCENARIO_DIR` is the scenario's folder, `$SWANCTL_DIR` a "
+                           "gateway's swanctl folder (its x509/, x509ca/, x509crl/ ...)", required=True),
               Field("timeout", "seconds", "30"))
 
     def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
@@ -765,8 +766,10 @@ class RunStep(StepKind):
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         timeout = int(a.get("timeout", 30))
         folder = shlex.quote(a.get("folder", ""))
-        out = run.node(a["node"]).cmd(f"SCENARIO_DIR={folder} timeout {timeout} sh -c {shlex.quote(a['cmd'])} 2>&1; "
-                                      f"echo __rc=$?")
+        peer = run.peers.get(a["node"])
+        swanctl = shlex.quote(str(peer.swanctl_dir)) if peer is not None else "''"
+        out = run.node(a["node"]).cmd(f"SCENARIO_DIR={folder} SWANCTL_DIR={swanctl} timeout {timeout} "
+                                      f"sh -c {shlex.quote(a['cmd'])} 2>&1; echo __rc=$?")
         body, _, rc = out.rpartition("__rc=")
         if rc.strip() != "0":
             raise StepFailed(f"exit {rc.strip()}: {short(body)}")

@@ -33,10 +33,10 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 
 # The plugins charon loads here: kernel-libipsec (strongSwan's userspace data plane: this kernel
 # has no XFRM) with kernel-netlink and socket-default, the crypto of the lab's proposals and
-# certificates, VICI, and the EAP methods; a plugin whose file is missing is left out and
-# reported in `StrongSwan.missing_plugins`.
+# certificates and their revocation (the CRLs of x509crl/), VICI, and the EAP methods; a plugin
+# whose file is missing is left out and reported in `StrongSwan.missing_plugins`.
 CHARON_PLUGINS = (
-    "random nonce openssl aes sha1 sha2 hmac xcbc cmac gcm kdf curve25519 gmp pem pkcs1 x509 pubkey "
+    "random nonce openssl aes sha1 sha2 hmac xcbc cmac gcm kdf curve25519 gmp pem pkcs1 x509 revocation pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
     "eap-identity eap-md5 eap-mschapv2 eap-tls attr updown"
 ).split()

@@ -7,6 +7,7 @@ name it. Tolerant: strongSwan's and our configurations alike, anything unreadabl
 and noted."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,9 +83,18 @@ class PskConf:
 
 @dataclass
 class CertConf:
-    """A certificate of x509/: its file and the identities it vouches for (subject, subjectAltNames)."""
+    """A certificate of x509/ (or x509ca/): its file, the identities it vouches for (subject,
+    subjectAltNames), its issuer and its validity."""
     file: str
     identities: list[Identity]
+    subject: str = ""             # RFC 4514, as cryptography writes it
+    issuer: str = ""
+    not_before: float = 0.0       # seconds since the epoch
+    not_after: float = 0.0
+
+    @property
+    def self_signed(self) -> bool:
+        return bool(self.subject) and dn_key(self.subject) == dn_key(self.issuer)
 
     def names(self) -> list[str]:
         return [str(i) for i in self.identities]
@@ -97,6 +107,7 @@ class GatewayConf:
     connections: dict[str, ConnConf] = field(default_factory=dict)
     psks: list[PskConf] = field(default_factory=list)
     certs: list[CertConf] = field(default_factory=list)
+    cas: list[CertConf] = field(default_factory=list)        # x509ca/
     secrets_line: str = ""
     problems: list[str] = field(default_factory=list)
 
@@ -182,18 +193,27 @@ def _side(conn: Section, prefix: str) -> Section | None:
     return None
 
 
+def dn_key(text: str) -> frozenset[str]:
+    """A distinguished name compared without its order and spacing: strongSwan writes
+    "O=ipsec-lab, CN=gw.lab", cryptography "CN=gw.lab,O=ipsec-lab"."""
+    return frozenset(part.strip() for part in re.split(r"(?<!\\),", text) if part.strip())
+
+
 def _certificates(folder: Path, conf: GatewayConf) -> None:
     from cryptography import x509
 
-    for path in sorted((folder / "x509").glob("*")) if (folder / "x509").is_dir() else []:
-        try:
-            data = path.read_bytes()
-            cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                    else x509.load_der_x509_certificate(data))
-        except (OSError, ValueError) as err:
-            conf.problems.append(f"{path}: {err}")
-            continue
-        conf.certs.append(CertConf(path.name, certificate_identities(cert)))
+    for sub, into in (("x509", conf.certs), ("x509ca", conf.cas)):
+        for path in sorted((folder / sub).glob("*")) if (folder / sub).is_dir() else []:
+            try:
+                data = path.read_bytes()
+                cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                        else x509.load_der_x509_certificate(data))
+            except (OSError, ValueError) as err:
+                conf.problems.append(f"{path}: {err}")
+                continue
+            into.append(CertConf(path.name, certificate_identities(cert), cert.subject.rfc4514_string(),
+                                 cert.issuer.rfc4514_string(), cert.not_valid_before_utc.timestamp(),
+                                 cert.not_valid_after_utc.timestamp()))
 
 
 def read_config(node: str, path: str | Path) -> GatewayConf:

@@ -24,10 +24,16 @@ Causes it knows, looked for in this order (the first detector that finds its evi
     psk-missing          no pre-shared key for the two identities
     identity-mismatch    identities that do not match (swapped, another value, another type)
     certificate-identity a certificate for another identity; certificate-untrusted: no trusted CA
+    certificate-expired  a certificate outside its dates ("the VPN certificate has expired"; the gateway's: 13801)
+    certificate-revoked  a certificate the CA's CRL lists ("revoked, blocked by the company CA")
+    missing-intermediate the holder sent its certificate without the intermediate CA below the shared root
     *-refused, auth-failed  a refusal the configurations do not explain: what was seen, what would tell
     remote-addrs         IKE_SA_INIT sent to an address no gateway has
     ike-fragments-lost   IKE_AUTH larger than the path MTU, its IP fragments dropped, no answer
+    dpd-flapping         the peer declared dead again and again, the tunnel back each time: DPD too aggressive
+                         for a lossy link
     no-answer            requests retransmitted and never answered (UDP 500 or 4500 blocked, peer down)
+    overlapping-subnets  the other office's address is inside the sender's own LAN: both number their LANs alike
     outside-selectors    the tunnel is up, the traffic is outside what it carries (narrowed, or not meant for it)
     nat-mapping-expired  the NAT box forgot the UDP mapping between keepalives (nat-mapping-lost: gone
                          otherwise, e.g. a NAT reboot or rebind step)
@@ -482,6 +488,122 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
                      step["index"], step.get("started"), evidence)
 
 
+def _lossy(run: Run) -> list[str]:
+    """The loss knobs a scenario sets anywhere (at start or in a set/nat step), in its own words."""
+    found: list[str] = []
+    sources = [(n, k) for n, k in ((run.scenario.get("knobs") or {}).items())] + \
+        [(n, k) for n, k in ((run.scenario.get("nat") or {}).items())]
+    sources += [(step[kind].get("node"), step[kind]) for step in run.scenario_steps() for kind in ("set", "nat")
+                if isinstance(step.get(kind), dict)]
+    for node, knobs in sources:
+        for knob in ("loss", "loss_every"):
+            value = (knobs or {}).get(knob)
+            if value and float(value) > 0 and f"{knob}: {value} on {node}" not in found:
+                found.append(f"{knob}: {value} on {node}")
+    return found
+
+
+def _flapping(run: Run) -> Diagnosis | None:
+    """A gateway declares its peer dead again and again and each time builds the tunnel straight back:
+    the peer was alive; dead peer detection gives up too fast for a lossy link."""
+    for node in run.gateways:
+        dead = run.events("PeerUnreachable", node=node)
+        ups = run.events("IkeSaUp", node=node)
+        back = [d for d in dead if d.get("exchange") == "INFORMATIONAL"
+                and any(0 <= float(u.get("wall", 0)) - float(d.get("wall", 0)) <= 5 for u in ups)]
+        if len(back) < 2:
+            continue
+        peer = run.peer_of(node) or "its peer"
+        conf = run.conf(node)
+        delay, where = "", ""
+        if conf is not None and conf.path is not None and conf.path.is_file():
+            for number, line in enumerate(conf.path.read_text(errors="replace").splitlines(), start=1):
+                match = re.match(r"\s*dpd_delay\s*=\s*(\S+)", line)
+                if match:
+                    delay, where = match.group(1), run.where(node, f"{conf.path.name}:{number}")
+                    break
+        tries = back[0].get("tries")
+        timeout, retries = (run.gateway_option(node, "--retransmit-timeout"),
+                            run.gateway_option(node, "--retransmit-tries"))
+        span = float(back[-1]["wall"]) - float(back[0]["wall"])
+        loss = _lossy(run)
+        step = (run.first_failed or {}).get("index") or run.step_at(float(back[0]["wall"]))
+        settings = ", ".join(x for x in (
+            f"dpd_delay = {delay} ({where})" if delay else "",
+            f"a check given up after {tries} tr{'y' if tries == 1 else 'ies'}" if tries else "",
+            f"--retransmit-tries {retries}" if retries is not None else "",
+            f"--retransmit-timeout {timeout}" if timeout is not None else "") if x)
+        paragraph = (f"In help-desk words: the VPN keeps dropping and reconnecting. {node} declared {peer} dead "
+                     f"{len(back)} times in {span:.1f} s (its dead peer detection check, an empty INFORMATIONAL "
+                     f"request, went unanswered: RFC 7296 §2.4), and each time the tunnel was back within seconds: "
+                     f"{peer} was alive all along. What was lost were packets"
+                     + (f" on a lossy path ({', '.join(loss)})" if loss else "")
+                     + f", and {node} gives up on {peer} too fast for such a link"
+                     + (f": {settings}" if settings else "") + ". Fix: ask less often and retry before giving "
+                     "up: dpd_delay = 30s and the default retransmissions (charon: 5 retransmissions from 4 s; "
+                     "ipsec-lab: the default --retransmit-timeout and --retransmit-tries), so that a lost DPD "
+                     "message is sent again instead of taking the tunnel down.")
+        evidence = [f"{node}: PeerUnreachable after {d.get('tries')} tr{'y' if d.get('tries') == 1 else 'ies'} of "
+                    f"{d.get('exchange')} at {run.when(float(d['wall']))}" for d in back[:3]]
+        return Diagnosis("dpd-flapping", "the tunnel keeps dropping: dead peer detection too aggressive for a lossy "
+                                         "link", paragraph, step, float(back[0]["wall"]), evidence)
+    return None
+
+
+def _overlapping(run: Run) -> Diagnosis | None:
+    """Traffic to the other office fails because its address is inside the sender's own LAN: both
+    offices number their LANs alike, and the tunnel's selectors join that range to itself."""
+    failed = _traffic_step_failed(run)
+    if failed is None:
+        return None
+    args = run.step_args(failed["index"])
+    src, to = str(args.get("from", "")), str(args.get("to", ""))
+    try:
+        dst = str(ipaddress.ip_address(to))
+    except ValueError:
+        found = run.addresses(to)
+        dst = found[0] if found else ""
+    owner = run.owner(dst) if dst else None
+    if not src or owner is None or owner == src:
+        return None
+    interfaces = {n["name"]: n.get("interfaces", []) for n in run.topology.get("nodes", [])}
+    own = [(ipaddress.ip_interface(c), i.get("link")) for i in interfaces.get(src, []) for c in i.get("addresses", [])]
+    theirs = {i.get("link") for i in interfaces.get(owner, []) if any(c.split("/")[0] == dst for c in
+                                                                      i.get("addresses", []))}
+    lan = next((iface for iface, link in own if ipaddress.ip_address(dst) in iface.network and link not in theirs),
+               None)
+    if lan is None:
+        return None  # not in the sender's own subnets, or truly on the sender's link
+    net = lan.network
+
+    def covers(ts: list[str]) -> bool:
+        for text in ts:
+            try:
+                if ipaddress.ip_network(text.split("[")[0], strict=False).overlaps(net):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    tunnel = next(((gw, child) for gw in run.gateways for conn in (run.conf(gw).connections.values()
+                                                                   if run.conf(gw) else [])
+                   for child in conn.children.values() if covers(child.local_ts) and covers(child.remote_ts)), None)
+    gw, child = tunnel if tunnel else (None, None)
+    sel = (f" The tunnel's selectors join that range to itself (local_ts = {', '.join(child.local_ts)} and remote_ts = "
+           f"{', '.join(child.remote_ts)}, {run.where(gw, child.where('local_ts'))}), so the tunnel can come up "
+           f"and still no packet enters it." if child else "")
+    paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
+                 f"{quote(str(failed.get('detail', '')), 160)}. In help-desk words: both offices use the same "
+                 f"addresses ({net}). {src} is {lan.ip} on {net}, so it takes {dst} ({owner}, in the other office) for a "
+                 f"neighbour on its own LAN, asks for it there (ARP) and never hands the packet to its gateway; no "
+                 f"tunnel can carry it.{sel} Fix: renumber one office, or map each office one to one into a range "
+                 f"unique to the tunnel with NETMAP on its gateway (e.g. 10.1.0.0/24 and 10.2.0.0/24: iptables -t nat "
+                 f"... -j NETMAP in POSTROUTING and PREROUTING), with local_ts and remote_ts set to the mapped ranges; "
+                 f"users then reach the other office at its mapped address.")
+    return Diagnosis("overlapping-subnets", f"both offices use {net}", paragraph, failed["index"],
+                     failed.get("started"), [f"{src}: {lan} on its LAN; {dst} is {owner}'s, on another link"])
+
+
 def _nat_expired(run: Run) -> Diagnosis | None:
     step = _traffic_step_failed(run)
     if step is None or not run.nat_boxes():
@@ -877,7 +999,8 @@ def _unknown(run: Run) -> Diagnosis:
 
 
 DETECTORS: list[Callable[[Run], Diagnosis | None]] = [
-    _missing_name, _windows, negotiation, _unanswered, _outside_selectors, _nat_expired, _esp_blocked, _pmtud,
+    _missing_name, _windows, negotiation, _flapping, _unanswered, _overlapping, _outside_selectors, _nat_expired,
+    _esp_blocked, _pmtud,
     _config_difference]
 
 

@@ -5,6 +5,7 @@ cause the configurations contradict is never named, and when they cannot decide 
 says what it saw and what would tell."""
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -19,17 +20,18 @@ from lab.ike.proposals import (
     select_proposal,
 )
 
-from .configs import ChildConf, id_kind, parse_id, proposal_text
+from .configs import CertConf, ChildConf, dn_key, id_kind, parse_id, proposal_text
 from .evidence import Diagnosis, Run, addr_allowed, quote, selectors, ts_covers, ts_overlap
 from .refusals import Refusal
 
 FAMILY = {"proposal": "proposal", "no-config": "proposal", "ah-nat": "proposal",
           "ts": "ts", "install": "ts", "transport": "ts",
           "psk": "auth", "psk-missing": "auth", "peer-config": "auth", "identity": "auth", "cert-id": "auth",
-          "cert-trust": "auth", "own-key": "auth", "signature": "auth", "auth": "auth", "other": "other"}
+          "cert-expired": "auth", "cert-revoked": "auth", "cert-chain": "auth", "cert-trust": "auth",
+          "own-key": "auth", "signature": "auth", "auth": "auth", "other": "other"}
 # the more specific reason first when one side logged several
-RANK = ["no-config", "ah-nat", "install", "transport", "psk", "psk-missing", "peer-config", "identity", "cert-id",
-        "cert-trust", "own-key", "signature", "proposal", "ts", "auth", "other"]
+RANK = ["no-config", "ah-nat", "install", "transport", "psk", "psk-missing", "peer-config", "identity", "cert-expired",
+        "cert-revoked", "cert-chain", "cert-id", "cert-trust", "own-key", "signature", "proposal", "ts", "auth", "other"]
 NOTIFY = {"proposal": "NO_PROPOSAL_CHOSEN", "ts": "TS_UNACCEPTABLE", "auth": "AUTHENTICATION_FAILED"}
 TYPE_WORDS = {TransformType.ENCR: "encryption algorithm", TransformType.PRF: "PRF",
               TransformType.INTEG: "integrity algorithm", TransformType.DH: "Diffie-Hellman group",
@@ -633,6 +635,9 @@ def _auth(f: Failure) -> Diagnosis:
         return Diagnosis("identity-mismatch", "wrong identity (AUTHENTICATION_FAILED)", paragraph, f.step, f.wall,
                          evidence)
 
+    if kind in ("cert-expired", "cert-revoked", "cert-chain"):
+        return _certificate(f, kind, evidence, title)
+
     if kind in ("cert-id", "cert-trust", "own-key"):
         identity = f.reason.parts.get("id", "") if f.reason else ""
         holder = f.refuser if kind == "own-key" else f.other
@@ -683,6 +688,111 @@ def _auth(f: Failure) -> Diagnosis:
                    f"sections of both configurations: the auth method (psk, pubkey, eap), the ids, the certificates "
                    f"in x509/ and the CA in x509ca/.")
     return Diagnosis("auth-failed", title, paragraph, f.step, f.wall, evidence)
+
+
+def _date(text: str) -> datetime.datetime | None:
+    """A date as our trace (2025-12-01) or charon (Dec 01 00:00:00 2025) writes it, in UTC."""
+    for form in ("%Y-%m-%d", "%b %d %H:%M:%S %Y", "%Y-%m-%d %H:%M UTC"):
+        try:
+            return datetime.datetime.strptime(text.strip(), form).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def _holder_cert(run: Run, holder: str | None, subject: str = "") -> tuple[str, CertConf | None]:
+    """(where, the certificate) of the one `holder` shows: named by its subject if given, else local.certs."""
+    conf, conn = run.conf(holder), run.conn(holder)
+    if conf is None:
+        return "", None
+    cert = conf.cert(conn.local_certs[0]) if conn is not None and conn.local_certs else None
+    if cert is None or subject and dn_key(cert.subject) != dn_key(subject):
+        cert = next((c for c in conf.certs if subject and dn_key(c.subject) == dn_key(subject)), cert)
+    cert = cert or conf.cert()
+    return (f"hosts/{holder}/x509/{cert.file}" if cert else ""), cert
+
+
+def _certificate(f: Failure, kind: str, evidence: list[str], title: str) -> Diagnosis:
+    """An expired, revoked or unchained certificate, in the words a help desk uses."""
+    run = f.run
+    parts = f.reason.parts if f.reason is not None else {}
+    holder, checker = f.other, f.refuser
+    gateway = holder == f.responder
+    whose = f"the VPN gateway {holder}'s" if gateway else f"{holder}'s"
+    h_conn = run.conn(holder)
+    where_certs = run.where(holder, h_conn.where("local.certs")) if h_conn else f"hosts/{holder}/swanctl.conf"
+    path, cert = _holder_cert(run, holder, parts.get("subject", ""))
+    windows = (" A Windows client shows this as error 13801 (IKE authentication credentials are unacceptable)."
+               if gateway else "")
+    if kind == "cert-expired":
+        start, end = _date(parts.get("start", "")), _date(parts.get("end", ""))
+        when = datetime.datetime.fromtimestamp(f.wall, datetime.UTC)
+        which = "an issuing CA's certificate" if parts.get("which") == "issuer" else f"{whose} certificate"
+        if end is not None and when > end:
+            state, cause = f"has expired: it was valid until {end:%d %B %Y}", "certificate-expired"
+            words = f"the {'VPN ' if gateway else ''}certificate has expired"
+        elif start is not None and when < start:
+            state, cause = f"is not valid yet: it is valid from {start:%d %B %Y}", "certificate-not-yet-valid"
+            words = "the certificate is not valid yet"
+        else:
+            state, cause = (f"is outside its validity ({parts.get('start')} to {parts.get('end')})",
+                            "certificate-expired")
+            words = "the certificate is outside its validity"
+        held = f" ({path})" if path else ""
+        paragraph = (f"{f.lead()} In help-desk words: {words}. {which[0].upper() + which[1:]}{held} {state}, and "
+                     f"{checker} checked it on {when:%d %B %Y}; its signature and name would do, the date alone is "
+                     f"refused (RFC 5280 §6.1.3), so every peer that checks it meets the same refusal.{windows} "
+                     f"Fix: renew it: a new certificate from the same CA with new dates (the key may stay: "
+                     f"pki --issue --in its key --type priv ... --lifetime 730) in hosts/{holder}/x509/, named by "
+                     f"local.certs ({where_certs}). If the dates look right, the clock of {checker} is wrong.")
+        return Diagnosis(cause, f"{words} (AUTHENTICATION_FAILED)", paragraph, f.step, f.wall, evidence)
+    if kind == "cert-revoked":
+        serial = f" (serial {parts['serial']})" if parts.get("serial") else ""
+        reason = parts.get("reason", "")
+        held = f", {path}," if path else ""
+        paragraph = (f"{f.lead()} In help-desk words: {whose} certificate has been revoked (blocked by the company "
+                     f"CA). The CA's certificate revocation list (CRL) in hosts/{checker}/x509crl/ lists "
+                     f"{holder}'s certificate{held}{serial} as revoked since {parts.get('date', 'a date it names')}"
+                     f"{', reason ' + reason if reason else ''} (RFC 5280 §5.3.1), so {checker} refuses it whatever "
+                     f"else is right. That is the CRL doing its job (a lost or stolen device, a user who left), not "
+                     f"a fault of the VPN. Fix, only if {holder} should have access again: a new key and a new "
+                     f"certificate from the CA for it in hosts/{holder}/x509/ and private/ (local.certs, "
+                     f"{where_certs}); a revoked certificate stays revoked.")
+        return Diagnosis("certificate-revoked", "certificate revoked (AUTHENTICATION_FAILED)", paragraph, f.step,
+                         f.wall, evidence)
+    # cert-chain: no certificate of the issuer came along and none is trusted
+    issuer = parts.get("issuer", "")
+    if not issuer:
+        near = [m.group(1) for _n, e, m in run.charon_lines(r'issuer is "([^"]*)"', checker)
+                if abs(e.wall - f.wall) < 2]
+        issuer = near[-1] if near else (cert.issuer if cert else "")
+    c_conf, h_conf = run.conf(checker), run.conf(holder)
+    roots = [c for c in (c_conf.cas if c_conf else []) if c.self_signed]
+    shared = [c for c in roots if h_conf and any(dn_key(c.subject) == dn_key(h.subject) for h in h_conf.cas)]
+    has_it = [c for c in (h_conf.cas if h_conf else []) if issuer and dn_key(c.subject) == dn_key(issuer)]
+    if shared and issuer and not any(dn_key(issuer) == dn_key(c.subject) for c in shared):
+        root = shared[0]
+        where_ca = (f"{holder} has it (hosts/{holder}/x509ca/{has_it[0].file}) and still did not send it: check "
+                    f"send_cert in {run.where(holder, h_conn.line) if h_conn else 'its connection'}" if has_it else
+                    f"{holder} does not have it: hosts/{holder}/x509ca/ holds only "
+                    f"{', '.join(c.file for c in h_conf.cas) if h_conf else 'nothing'}")
+        paragraph = (f"{f.lead()} In help-desk words: {whose} certificate chain is incomplete - the intermediate "
+                     f"certificate is missing. {holder}'s certificate{(' ' + path) if path else ''} was issued by "
+                     f"'{issuer}', not by the root both sides trust ('{root.subject}', "
+                     f"hosts/{checker}/x509ca/{root.file}): by an intermediate CA between them. {checker} trusts only the root, so it needs the "
+                     f"intermediate's certificate from {holder} in the same IKE_AUTH message (a CERT payload after "
+                     f"{holder}'s own, RFC 7296 §3.6) to connect the two; {where_ca}.{windows} Fix: put the "
+                     f"intermediate CA's certificate into hosts/{holder}/x509ca/ (strongSwan and ipsec-lab then send "
+                     f"it after their own) and reload; do not make every client trust the intermediate instead.")
+        return Diagnosis("missing-intermediate", "certificate chain incomplete: intermediate CA missing "
+                                                 "(AUTHENTICATION_FAILED)", paragraph, f.step, f.wall, evidence)
+    paragraph = (f"{f.lead()} In help-desk words: {whose} certificate is not trusted: it was issued by "
+                 f"'{issuer or 'a CA'}', and {checker} has neither that CA in hosts/{checker}/x509ca/ nor an "
+                 f"intermediate certificate from {holder} that leads to one it has.{windows} Fix: put the CA that "
+                 f"issued it (the root of its chain) into hosts/{checker}/x509ca/, and any intermediate into "
+                 f"hosts/{holder}/x509ca/ so that {holder} sends it.")
+    return Diagnosis("certificate-untrusted", "certificate not trusted (AUTHENTICATION_FAILED)", paragraph, f.step,
+                     f.wall, evidence)
 
 
 def _other(f: Failure) -> Diagnosis:

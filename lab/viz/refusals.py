@@ -14,7 +14,8 @@ from .timeline import TimelineEntry
 
 # kinds, roughly in the order a negotiation meets them
 KINDS = ("no-config", "proposal", "invalid-ke", "psk", "psk-missing", "peer-config", "identity", "cert-id",
-         "cert-trust", "own-key", "signature", "auth", "ts", "transport", "ah-nat", "install", "other")
+         "cert-expired", "cert-revoked", "cert-chain", "cert-trust", "own-key", "signature", "auth", "ts", "transport",
+         "ah-nat", "install", "other")
 
 
 @dataclass
@@ -44,6 +45,10 @@ _CHARON: list[tuple[str, bool, str, str | None]] = [
     ("psk-missing", True, r"no shared key found for '(?P<local>[^']*)' - '(?P<remote>[^']*)'", "IKE_AUTH"),
     ("peer-config", True, r"no matching peer config found", "IKE_AUTH"),
     ("cert-id", True, r"constraint check failed: identity '(?P<id>[^']*)' required", "IKE_AUTH"),
+    ("cert-expired", True, r"(?P<which>subject|issuer) certificate invalid \(valid from (?P<start>.+?) to "
+                           r"(?P<end>.+?)\)", "IKE_AUTH"),
+    ("cert-revoked", True, r"certificate was revoked on (?P<date>.+?), reason: (?P<reason>[\w ]+)", "IKE_AUTH"),
+    ("cert-chain", True, r"no issuer certificate found for \"(?P<subject>[^\"]*)\"", "IKE_AUTH"),
     ("cert-trust", True, r"no trusted (?P<keytype>\S+) public key found for '(?P<id>[^']*)'", "IKE_AUTH"),
     ("own-key", True, r"no private key found for '(?P<id>[^']*)'", "IKE_AUTH"),
     ("signature", True, r"signature validation failed", "IKE_AUTH"),
@@ -70,6 +75,11 @@ _OURS: list[tuple[str, bool, str]] = [
     ("peer-config", True, r"no connection for peer identity (?P<id>\S+)"),
     ("identity", True, r"responder identity (?P<id>\S+) does not match the expected (?P<expected>\S+)"),
     ("cert-id", True, r"identity (?P<id>\S+) is not in the peer's certificate '(?P<subject>[^']*)'"),
+    ("cert-expired", True, r"certificate '(?P<subject>[^']*)' is not valid now \((?P<start>\S+) to (?P<end>\S+)\)"),
+    ("cert-revoked", True, r"certificate '(?P<subject>[^']*)' \(serial (?P<serial>\S+)\) was revoked on "
+                           r"(?P<date>.+? UTC), reason: (?P<reason>[\w ]+?), by"),
+    ("cert-chain", True, r"peer's certificate '(?P<subject>[^']*)' does not chain to a trusted CA: its issuer "
+                         r"'(?P<issuer>[^']*)'"),
     ("transport", True, r"responder refused transport mode"),
     ("ah-nat", True, r"AH cannot cross a NAT"),
     ("proposal", False, r"peer answered NO_PROPOSAL_CHOSEN"),

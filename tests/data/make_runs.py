@@ -5,7 +5,8 @@
 Root (network namespaces). Each is one `ipsec-lab run`, trimmed to what lab.viz reads:
 result.json, topology.json, scenario.yaml, trace.jsonl, captures/, keys/ (the two tables),
 logs/ (our daemons' and charon's, charon's without its hex dumps of keys and messages),
-nodes/<node>/swanctl/swanctl.conf and its x509/ certificates (no private keys).
+nodes/<node>/swanctl/swanctl.conf, its x509/ and x509ca/ certificates and x509crl/ CRLs (no private
+keys).
 
     net2net-nat      the default scenario, passing (narration, figures)
     wrong-psk ...    failing variants of tests/scenarios/variants.py (diagnose)
@@ -29,7 +30,11 @@ from tests.scenarios.variants import VARIANTS  # noqa: E402
 
 OUT = HERE / "runs"
 KEPT_VARIANTS = ("wrong-psk", "ike-proposal", "selector", "udp-lost", "udp4500-blocked", "esp-blocked", "ike-fragments",
-                 "nat-expiry", "pmtud", "windows-modp1024", "windows-no-eku")
+                 "nat-expiry", "pmtud", "windows-modp1024", "windows-no-eku", "certificate-expired-unfixed",
+                 "certificate-expired-strongswan",
+                 "certificate-revoked-ours", "certificate-revoked-strongswan", "missing-intermediate-unfixed",
+                 "missing-intermediate-strongswan", "missing-intermediate-charon-gw", "overlapping-subnets-unfixed",
+                 "dpd-flapping-unfixed")
 KEPT_MISTAKES = tuple(m.name for m in MISTAKES)
 # charon at log level 4 dumps keys, nonces and messages as hex rows: neither lab.viz nor a reader needs them
 CHARON_DUMP = re.compile(r"\[\w+\] <[^>]*>\s+\d+: |=> \d+ bytes @")
@@ -61,7 +66,8 @@ def trim(src: Path, dst: Path, folder: str) -> None:
             if path.name.endswith("-charon.log"):
                 lines = path.read_text(errors="replace").splitlines(keepends=True)
                 (dst / sub / path.name).write_text("".join(line for line in lines if not CHARON_DUMP.search(line)))
-    for conf in [*src.glob("nodes/*/swanctl/swanctl.conf"), *src.glob("nodes/*/swanctl/x509/*.pem")]:
+    for conf in [*src.glob("nodes/*/swanctl/swanctl.conf"), *src.glob("nodes/*/swanctl/x509/*.pem"),
+                 *src.glob("nodes/*/swanctl/x509ca/*.pem"), *src.glob("nodes/*/swanctl/x509crl/*")]:
         target = dst / conf.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(conf, target)

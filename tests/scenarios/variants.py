@@ -78,6 +78,14 @@ def _unfixed(folder: Path, upto: int, drop: tuple[int, ...] = ()) -> None:
     (folder / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def _crl_from_start(folder: Path, gw: str = "ours") -> None:
+    """certificate-revoked with the CRL in gw's x509crl/ from the start; client1 (revoked) logs in."""
+    (folder / "hosts/gw/x509crl").mkdir(exist_ok=True)
+    shutil.copy2(folder / "hosts/gw/crl/ca.crl", folder / "hosts/gw/x509crl/ca.crl")
+    set_steps(folder, [{"start": "all"}, {"initiate": {"node": "client1", "child": "lan", "timeout": 5}}],
+              gateways={"gw": gw, "client1": "ours", "client2": "strongswan"})
+
+
 VARIANTS = [
     Variant.of("wrong-psk", ["pre-shared keys", "not the same", "hosts/gwa/swanctl.conf", "hosts/gwb/swanctl.conf"]),
     Variant("wrong-psk-strongswan-initiates", "mixed-strongswan", "the initiator's (strongSwan's) PSK changed",
@@ -110,6 +118,57 @@ VARIANTS = [
             ["IKE_AUTH", "drop_fragments on router", "fragmentation = no", "RFC 7383"],
             lambda f: _unfixed(f, 2)),
     Variant.of("pmtud", ["1200", "fragmentation needed", "MSS"]),
+    Variant("certificate-expired-unfixed", "certificate-expired",
+            "the library's certificate-expired without its fix: client1 (ipsec-lab) meets gw's expired certificate",
+            "certificate-expired", ["the VPN certificate has expired", "hosts/gw/x509/gw.pem", "01 December 2025",
+                                    "13801", "renew", "hosts/gw/swanctl.conf:13"],
+            lambda f: _unfixed(f, 2), never=["x509ca", "revoked"]),
+    Variant("certificate-expired-strongswan", "certificate-expired",
+            "the library's certificate-expired without its fix: client2 (strongSwan) meets gw's expired certificate",
+            "certificate-expired", ["the VPN certificate has expired", "subject certificate invalid",
+                                    "hosts/gw/x509/gw.pem", "01 December 2025", "13801"],
+            lambda f: _unfixed(f, 3, drop=(2,)), never=["x509ca", "revoked"]),
+    Variant("certificate-revoked-ours", "certificate-revoked",
+            "certificate-revoked with the CRL applied from the start: gw (ipsec-lab) refuses client1",
+            "certificate-revoked", ["has been revoked", "hosts/gw/x509crl/", "key compromise", "client1",
+                                    "hosts/client1/x509/client1.pem", "(serial 0x"],
+            _crl_from_start, never=["expired", "13801"]),
+    Variant("certificate-revoked-strongswan", "certificate-revoked",
+            "certificate-revoked with strongSwan as gw and the CRL from the start: charon refuses client1",
+            "certificate-revoked", ["has been revoked", "certificate was revoked on", "key compromise",
+                                    "hosts/client1/x509/client1.pem"],
+            lambda f: _crl_from_start(f, "strongswan"), never=["expired", "13801"]),
+    Variant("missing-intermediate-unfixed", "missing-intermediate",
+            "the library's missing-intermediate without its fix: client1 (ipsec-lab) meets gw's lone certificate",
+            "missing-intermediate", ["intermediate certificate is missing", "'CN=ipsec-lab servers CA,O=ipsec-lab'",
+                                     "hosts/client1/x509ca/root.pem", "hosts/gw/x509ca/", "13801",
+                                     "gw does not have it"],
+            lambda f: _unfixed(f, 2), never=["expired", "revoked"]),
+    Variant("missing-intermediate-strongswan", "missing-intermediate",
+            "the library's missing-intermediate without its fix: client2 (strongSwan) meets gw's lone certificate",
+            "missing-intermediate", ["intermediate certificate is missing", "no issuer certificate found",
+                                     "O=ipsec-lab, CN=ipsec-lab servers CA", "hosts/gw/x509ca/", "13801"],
+            lambda f: _unfixed(f, 3, drop=(2,)), never=["expired", "revoked"]),
+    Variant("missing-intermediate-charon-gw", "missing-intermediate",
+            "missing-intermediate with strongSwan as gw: charon, too, sends its certificate alone",
+            "missing-intermediate", ["intermediate certificate is missing", "'CN=ipsec-lab servers CA,O=ipsec-lab'",
+                                     "hosts/gw/x509ca/", "13801"],
+            lambda f: set_steps(f, [{"start": "all"}, {"initiate": {"node": "client1", "child": "lan", "timeout": 5}}],
+                                gateways={"gw": "strongswan", "client1": "ours", "client2": "strongswan"}),
+            never=["expired", "revoked"]),
+    Variant("overlapping-subnets-unfixed", "overlapping-subnets",
+            "the library's overlapping-subnets without its fix: 192.168.1.0/24 on both sides of the tunnel",
+            "overlapping-subnets", ["both offices use the same addresses", "192.168.1.0/24", "NETMAP",
+                                    "hosts/gwa/swanctl.conf:", "192.168.1.20"],
+            lambda f: _unfixed(f, 3), never=["selectors do not overlap"]),
+    Variant("dpd-flapping-unfixed", "dpd-flapping",
+            "the library's dpd-flapping without its fix: the tunnel must stay up on the lossy link",
+            "dpd-flapping", ["keeps dropping and reconnecting", "loss_every: 5 on router", "dpd_delay = 1s",
+                             "hosts/gwa/swanctl.conf:10", "--retransmit-tries 0", "dpd_delay = 30s"],
+            lambda f: set_steps(f, [{"start": "all"}, {"initiate": {"node": "gwa", "child": "net"}, "name": "up"},
+                                    {"set": {"node": "router", "loss_every": 5}}, {"wait": 6},
+                                    {"check": {"sa": {"node": "gwa", "child": "net", "spi_kept_since": "up"}}}]),
+            never=["UDP 500", "blocked"]),
 ]
 
 __all__ = ["VARIANTS", "Variant", "init_only", "install_certificates", "plain", "replace", "set_steps"]

@@ -217,11 +217,17 @@ def test_run_steps_know_their_scenario_folder(folder):
             return "title: t\n__rc=0\n"
 
     class Run:
+        peers: dict = {}
+
         def node(self, name):
             return Node()
 
     assert STEPS["run"].run(Run(), step.args) == "title: t"
-    assert sent[0].startswith(f"SCENARIO_DIR={folder.resolve()} timeout 30 sh -c "), sent[0]
+    assert sent[0].startswith(f"SCENARIO_DIR={folder.resolve()} SWANCTL_DIR='' timeout 30 sh -c "), sent[0]
+    # on a gateway, $SWANCTL_DIR is its swanctl folder (x509crl/ and x509ca/ for a fix applied mid-run)
+    Run.peers = {"hosta": type("Peer", (), {"swanctl_dir": folder / "nodes" / "hosta" / "swanctl"})()}
+    STEPS["run"].run(Run(), step.args)
+    assert f"SWANCTL_DIR={folder / 'nodes' / 'hosta' / 'swanctl'} timeout 30" in sent[1], sent[1]
 
 
 @pytest.mark.parametrize("old, new, field, words", [

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .. import payloads as pl
-from ..certs import certreq_hashes, verify_peer_certificate
+from ..certs import certreq_hashes, local_chain, verify_peer_certificate
 from ..config import AuthConfig
 from ..const import AuthMethod, CertEncoding, HashAlgorithm
 from ..crypto import AuthenticationFailed, default_scheme, sign_auth, verify_auth
@@ -67,7 +67,8 @@ class PubkeyAuthenticator(Authenticator):
             raise AuthenticationFailed("no wall clock given to the endpoint: certificate validity cannot be checked")
         anchors = list(self.round_auth.cacerts) or ike.endpoint.config.trust_anchors(ike.config)
         end_entity = verify_peer_certificate(certs, SimpleNamespace(remote=self.round_auth), anchors,
-                                             Identity.from_payload(id_payload), clock())
+                                             Identity.from_payload(id_payload), clock(),
+                                             crls=ike.endpoint.config.crls)
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
         self.end_entity = end_entity  # the certificate that signed, for a client profile's own checks
 
@@ -93,14 +94,16 @@ class PubkeyAuthenticator(Authenticator):
 
 
 def cert_payloads(ike: IkeSA, auth: AuthConfig) -> list[pl.Payload]:
-    """Our certificates for a round of `auth` (RFC 7296 §3.6), as swanctl.conf send_cert says."""
+    """Our certificates for a round of `auth` (RFC 7296 §3.6), as swanctl.conf send_cert says: our
+    own, then the intermediate CAs of x509ca/ that lead from it towards the root."""
     if str(auth.method) != "pubkey" or not auth.certs:
         return []
     if str(ike.config.send_cert) == "never":
         return []
     if str(ike.config.send_cert) == "ifasked" and not ike.peer_certreq:
         return []
-    return [pl.CERT(encoding=CertEncoding.X509_SIGNATURE, data=c.public_bytes(Encoding.DER)) for c in auth.certs]
+    chain = local_chain(auth.certs, ike.endpoint.config.cacerts)
+    return [pl.CERT(encoding=CertEncoding.X509_SIGNATURE, data=c.public_bytes(Encoding.DER)) for c in chain]
 
 
 def certreq_payloads(ike: IkeSA) -> list[pl.Payload]:
