@@ -75,6 +75,8 @@ class IkeSA:
         self.local_eap_id: Identity | None = None
         self.virtual_ip: str | None = None
         self.assigned_ip: str | None = None
+        self.radius_framed_ip: str | None = None  # the virtual IP an Access-Accept named (RFC 2865 §5.8)
+        self.radius_classes: list[bytes] = []     # its Class values (RFC 2865 §5.25), for accounting
         self.children: list[ChildSA] = []
         self.tm = TaskManager(self)
         self.last_heard = now
