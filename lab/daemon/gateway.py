@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .addresses import AddressMonitor
     from .dataplane import DataPlane
 from .keys import KeyExport
+from .radius import RadiusClient, RadiusTimeout
 from .narrate import Summariser, line_kind, narrate, record_line_kind
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -103,8 +104,16 @@ class Gateway:
         # the only clock and the only random source the core sees
         # keys leave the core only when asked to be exported
         settings = dataclasses.replace(settings or Settings(), export_keys=bool(export_keys))
+        # auth = eap-radius: the Access-Requests the core asks for go out here (lab.daemon.radius)
+        self.radius: RadiusClient | None = None
+        if config.radius is not None and config.radius.servers:
+            radius = config.radius
+            self.radius = RadiusClient(radius.servers, tries=radius.retransmit_tries,
+                                       timeout=radius.retransmit_timeout, base=radius.retransmit_base, say=self.say)
+        self.radius_tasks: set[asyncio.Task] = set()
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
-                                    wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc))
+                                    wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc),
+                                    radius_pick=(lambda: self.radius.pick().name) if self.radius else None)
         # written out once per pump of the endpoint (see _pump), not a write per line
         self.trace_file = open(trace_path, "a") if trace_path else None
         self._held: list[str] | None = None  # log lines said during a pump
@@ -239,6 +248,8 @@ class Gateway:
 
     async def _shutdown(self, grace: float = 2.0) -> None:
         """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
+        for task in list(self.radius_tasks):
+            task.cancel()
         if self.endpoint.terminate(self.now()):
             self._pump()
             deadline = time.monotonic() + grace
@@ -371,12 +382,38 @@ class Gateway:
     def _event(self, event: ev.Event) -> None:
         if self.keys is not None and isinstance(event, ev.ChildSaUp):
             self.keys.add_child(event)
+        if isinstance(event, ev.RadiusRequest) and self.loop is not None:
+            task = self.loop.create_task(self._ask_radius(event))
+            self.radius_tasks.add(task)
+            task.add_done_callback(self.radius_tasks.discard)
         for handler in self.event_handlers:
             handler(event)
         for matcher, future in list(self.waiters):
             if not future.done() and matcher(event):
                 future.set_result(event)
                 self.waiters.remove((matcher, future))
+
+    async def _ask_radius(self, event: ev.RadiusRequest) -> None:
+        """One Access-Request of an IKE SA's EAP-RADIUS round, sent (again) until a true answer
+        comes; the answer goes back into the core, whose held IKE_AUTH response then goes out.
+        A lying answer is counted and logged by the client and the request keeps waiting."""
+        assert self.radius is not None
+        server = next((s for s in self.radius.servers if s.name == event.server), None)
+        if server is None:
+            return
+
+        def check(raw: bytes) -> None:
+            if self.endpoint.radius_waiting(event.ike_sa):  # the IKE SA may be gone meanwhile
+                self.endpoint.radius_answer(event.ike_sa, raw, self.now())  # raises RadiusError for a lie
+
+        try:
+            await self.radius.exchange(server, event.packet, check)
+        except RadiusTimeout as err:
+            self.endpoint.radius_failed(event.ike_sa, str(err), self.now())
+        except OSError as err:
+            self.say(f"radius: cannot reach {server.name} ({server.address}): {err.strerror}")
+            self.endpoint.radius_failed(event.ike_sa, f"RADIUS server {server.name} unreachable", self.now())
+        self._pump()
 
     # ------------------------------------------------------------ commands (control socket)
 
@@ -412,7 +449,8 @@ class Gateway:
                 "child_sas": sum(len(s.children) for s in self.endpoint.by_id.values()),
                 "half_open": self.endpoint.half_open_count, "reassemblies": self.endpoint.reassemblies,
                 "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops),
-                "dataplane": self.dataplane.totals() if self.dataplane is not None else None}
+                "dataplane": self.dataplane.totals() if self.dataplane is not None else None,
+                **({"radius": {name: dict(c) for name, c in self.radius.counters.items()}} if self.radius else {})}
 
     def list_sas(self) -> list[dict[str, Any]]:
         sas = self.endpoint.list_sas()

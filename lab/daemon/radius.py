@@ -13,23 +13,12 @@ import asyncio
 import socket
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from ..ike.config import RadiusServer as RadiusServerConfig  # one server of the eap-radius plugin's `servers`
 from ..ike.radius import RadiusError
 
 T = TypeVar("T")
-
-
-@dataclass
-class RadiusServerConfig:
-    """One server of the eap-radius plugin's `servers` section."""
-    name: str
-    address: str
-    secret: bytes
-    auth_port: int = 1812
-    acct_port: int = 1813
-    preference: int = 0
 
 
 class RadiusTimeout(Exception):
