@@ -100,6 +100,8 @@ def test_through_a_lying_server_the_peer_gets_up_with_the_framed_ip():
         counters = gateway.stats()["radius"]["r1"]
         assert counters["refused"] == 3 and counters["answers"] == 3 and counters.get("timeouts", 0) == 0
         assert log.getvalue().count("radius: answer from r1 refused: Message-Authenticator does not match") == 3
+        assert "sending RADIUS Access-Request to server 'r1'" in log.getvalue()
+        assert "received RADIUS Access-Accept from server 'r1'" in log.getvalue()
     asyncio.run(run())
 
 
