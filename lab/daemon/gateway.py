@@ -113,7 +113,7 @@ class Gateway:
         self.radius_tasks: set[asyncio.Task] = set()
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
                                     wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc),
-                                    radius_pick=(lambda: self.radius.pick().name) if self.radius else None)
+                                    radius_pick=self.radius.pick_name if self.radius else None)
         # written out once per pump of the endpoint (see _pump), not a write per line
         self.trace_file = open(trace_path, "a") if trace_path else None
         self._held: list[str] | None = None  # log lines said during a pump

@@ -62,6 +62,9 @@ class RadiusClient:
             alive = list(self.servers)
         return max(alive, key=lambda s: s.preference)  # max keeps the first of equal ones
 
+    def pick_name(self) -> str:
+        return self.pick().name
+
     def schedule(self) -> list[float]:
         """The wait after each try, in seconds."""
         return [self.timeout * self.base ** n for n in range(self.tries)]
