@@ -219,7 +219,7 @@ def _positive_float(value: str) -> float:
 # strongSwan's eap-radius.opt, the keys ipsec-lab implements
 _RADIUS_KEYS: dict[str, Callable[[str], Any]] = {
     "secret": _nonempty_secret, "retransmit_tries": _uint, "retransmit_timeout": _positive_float,
-    "retransmit_base": _positive_float, "nas_identifier": str,
+    "retransmit_base": _positive_float, "nas_identifier": str, "accounting": _bool,
 }
 _RADIUS_SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "address": _address, "secret": _nonempty_secret, "auth_port": _port, "acct_port": _port, "preference": _uint,
@@ -349,7 +349,6 @@ _CHILD_UNSUPPORTED: _Unsupported = {
 }
 
 _RADIUS_UNSUPPORTED: _Unsupported = {
-    "accounting": (_is_default("no"), "RADIUS accounting from the gateway"),
     "eap_start": (_is_default("no"), "an EAP-Start instead of the IKE identity"),
     "class_group": (_is_default("no"), "the Class attribute as a group"),
     "dae": (_never, "Dynamic Authorization Extensions (RFC 5176)"),
@@ -504,7 +503,7 @@ class _Builder:
         servers { name { address secret auth_port acct_port preference } }."""
         values = self._keys(section, _RADIUS_KEYS, _RADIUS_UNSUPPORTED, "ipsec-lab.eap-radius")
         settings = RadiusSettings()
-        for key in ("retransmit_tries", "retransmit_timeout", "retransmit_base", "nas_identifier"):
+        for key in ("retransmit_tries", "retransmit_timeout", "retransmit_base", "nas_identifier", "accounting"):
             if key in values:
                 setattr(settings, key, values[key][0])
         if settings.retransmit_tries < 1:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from .addresses import AddressMonitor
     from .dataplane import DataPlane
 from .keys import KeyExport
-from .radius import RadiusClient, RadiusTimeout
+from .accounting import Accounting
+from .radius import RadiusClient, RadiusServerConfig, RadiusTimeout
 from .narrate import Summariser, line_kind, narrate, record_line_kind
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -111,9 +112,15 @@ class Gateway:
             self.radius = RadiusClient(radius.servers, tries=radius.retransmit_tries,
                                        timeout=radius.retransmit_timeout, base=radius.retransmit_base, say=self.say)
         self.radius_tasks: set[asyncio.Task] = set()
+        self.accounting_tasks: set[asyncio.Task] = set()
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
                                     wall_clock=lambda: datetime.datetime.now(datetime.timezone.utc),
                                     radius_pick=self.radius.pick_name if self.radius else None)
+        self.accounting: Accounting | None = None
+        if self.radius is not None and config.radius is not None and config.radius.accounting:
+            self.accounting = Accounting(self.endpoint, self.radius, config.radius.nas_identifier.encode() or None,
+                                         self._send_accounting,
+                                         lambda spi: self.dataplane.describe_child(spi) if self.dataplane else None)
         # written out once per pump of the endpoint (see _pump), not a write per line
         self.trace_file = open(trace_path, "a") if trace_path else None
         self._held: list[str] | None = None  # log lines said during a pump
@@ -255,6 +262,10 @@ class Gateway:
             deadline = time.monotonic() + grace
             while self.endpoint.by_id and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+        if self.accounting_tasks:  # the Stops of the SAs just deleted (RFC 2866 §5.1)
+            await asyncio.wait(list(self.accounting_tasks), timeout=grace)
+            for task in list(self.accounting_tasks):
+                task.cancel()
 
     def stop(self) -> None:
         if self.stopping is not None and self.loop is not None:
@@ -382,6 +393,8 @@ class Gateway:
     def _event(self, event: ev.Event) -> None:
         if self.keys is not None and isinstance(event, ev.ChildSaUp):
             self.keys.add_child(event)
+        if self.accounting is not None:
+            self.accounting.on_event(event)  # before the data plane forgets a deleted CHILD SA's counts
         if isinstance(event, ev.RadiusRequest) and self.loop is not None:
             task = self.loop.create_task(self._ask_radius(event))
             self.radius_tasks.add(task)
@@ -414,6 +427,24 @@ class Gateway:
             self.say(f"radius: cannot reach {server.name} ({server.address}): {err.strerror}")
             self.endpoint.radius_failed(event.ike_sa, f"RADIUS server {server.name} unreachable", self.now())
         self._pump()
+
+    def _send_accounting(self, server: RadiusServerConfig, request: bytes, check: Callable[[bytes], None],
+                         port: int, what: str) -> None:
+        if self.loop is None or self.radius is None:
+            return
+        radius = self.radius
+
+        async def send() -> None:
+            try:
+                await radius.exchange(server, request, check, port=port)
+                self.say(f"radius: accounting {what} answered by {server.name}")
+            except RadiusTimeout:
+                self.say(f"radius: accounting {what} not answered by {server.name}")
+            except OSError as err:
+                self.say(f"radius: accounting {what} not sent to {server.name}: {err.strerror}")
+        task = self.loop.create_task(send())
+        self.accounting_tasks.add(task)
+        task.add_done_callback(self.accounting_tasks.discard)
 
     # ------------------------------------------------------------ commands (control socket)
 

@@ -799,6 +799,7 @@ class RadiusSettings:
     retransmit_timeout: float = 2.0
     retransmit_base: float = 1.4
     nas_identifier: str = "strongSwan"
+    accounting: bool = False  # Accounting-Request Start and Stop per IKE SA (RFC 2866)
 
 
 @dataclass

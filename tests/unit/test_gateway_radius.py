@@ -124,3 +124,67 @@ def test_a_silent_server_refuses_the_peer_and_the_next_goes_to_the_second():
         assert up and up[0].virtual_ip == FRAMED
         assert gateway.stats()["radius"]["r2"]["answers"] == 3
     asyncio.run(run())
+
+
+class Accounting(asyncio.DatagramProtocol):
+    """An accounting server: records each Accounting-Request, answers it (RFC 2866 §3)."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data, addr) -> None:
+        import hashlib
+        import struct
+        self.requests.append(data)
+        header = struct.pack("!BBH", 5, data[1], 20)
+        self.transport.sendto(header + hashlib.md5(header + data[4:20] + SECRET).digest(), addr)
+
+
+def test_accounting_start_and_stop_with_the_child_sas_counts():
+    from lab.ike import radius
+
+    from .test_radius import attributes_of
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        transport, _, port = await serve(FakeRadius())
+        acct_transport, acct = await loop.create_datagram_endpoint(Accounting, local_addr=("127.0.0.1", 0))
+        try:
+            gateway, client, log = gateway_and_client([port])
+            gateway.config.radius.accounting = True
+            gateway.config.radius.servers[0].acct_port = acct_transport.get_extra_info("sockname")[1]
+            gateway = Gateway(gateway.config, dataplane=False, log=log)
+            gateway.endpoint.wall_clock = _clock
+            assert gateway.accounting is not None
+            counts = {"bytes_in": 5 * 2 ** 32 + 1234, "bytes_out": 5678, "packets_in": 7, "packets_out": 9}
+            gateway.accounting.counts = lambda spi: counts
+            up = await connect(gateway, client)
+            assert any(isinstance(e, IkeSaUp) for e in up)
+            for _ in range(50):
+                if acct.requests:
+                    break
+                await asyncio.sleep(0.02)
+            for ike in list(gateway.endpoint.by_id.values()):
+                ike.destroy("the user logged off", gateway.now())  # its CHILD SAs deleted first
+            gateway._pump()
+            for _ in range(100):
+                if len(acct.requests) == 2:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            transport.close()
+            acct_transport.close()
+        start, stop = [dict(attributes_of(r)) for r in acct.requests]
+        assert start[radius.ACCT_STATUS_TYPE] == b"\x00\x00\x00\x01" and stop[radius.ACCT_STATUS_TYPE] == b"\x00\x00\x00\x02"
+        assert start[radius.USER_NAME] == b"carol" and start[radius.CLASS] == b"staff"
+        assert start[radius.ACCT_SESSION_ID] == stop[radius.ACCT_SESSION_ID]
+        assert int.from_bytes(stop[radius.ACCT_INPUT_GIGAWORDS], "big") == 5
+        assert int.from_bytes(stop[radius.ACCT_INPUT_OCTETS], "big") == 1234
+        assert int.from_bytes(stop[radius.ACCT_OUTPUT_OCTETS], "big") == 5678
+        assert int.from_bytes(stop[radius.ACCT_INPUT_PACKETS], "big") == 7
+        assert "radius: accounting Start answered by r1" in log.getvalue()
+        assert f"radius: accounting Stop ({5 * 2 ** 32 + 1234} octets in, 5678 out) answered by r1" in log.getvalue()
+    asyncio.run(run())

@@ -56,6 +56,9 @@ def test_servers_and_retransmission_are_read():
     assert (primary.name, primary.address, primary.secret, primary.auth_port) == ("primary", "10.9.0.2",
                                                                                   b"testing123", 1812)
     assert (backup.secret, backup.auth_port, backup.preference) == (b"other", 11812, 10)
+    assert radius.accounting is False
+    assert parse_swanctl(CONN % "eap-radius" + RADIUS.replace("retransmit_base = 2", "accounting = yes")
+                         ).radius.accounting is True
 
 
 def test_defaults_are_strongswans():
@@ -74,8 +77,10 @@ def test_defaults_are_strongswans():
      "expected a number"),
     (CONN % "eap-radius" + RADIUS.replace("auth_port = 11812", "auth_port = 70000"), 30, "1-65535"),
     (CONN % "eap-radius" + RADIUS.replace("preference = 10", "nas_port = 10"), 31, "unknown key 'nas_port'"),
-    (CONN % "eap-radius" + RADIUS.replace("retransmit_base = 2", "accounting = yes"), 22,
-     "RADIUS accounting from the gateway is not supported"),
+    (CONN % "eap-radius" + RADIUS.replace("retransmit_base = 2", "accounting = maybe"), 22,
+     "expected yes or no"),
+    (CONN % "eap-radius" + RADIUS.replace("retransmit_base = 2", "dae = yes"), 22,
+     "Dynamic Authorization Extensions (RFC 5176) is not supported"),
     (CONN % "eap-radius" + RADIUS.replace("      primary {\n        address = 10.9.0.2\n      }\n", "")
      .replace("      backup {\n        address = 10.9.0.3\n        secret = other\n        auth_port = 11812\n"
               "        preference = 10\n      }\n", ""), 18, "needs a server"),

@@ -353,6 +353,7 @@ class IkeAuth(Task):
         if self.eap.succeeded:
             ike.radius_framed_ip = outcome.framed_ip
             ike.radius_classes = list(outcome.classes)
+            ike.radius_server = self.eap.server_config.name
             ike.trace_note(now, "eap_success", method=str(self._remote_round(ike).method),
                            msk=self.eap.msk is not None, identity=str(ike.remote_eap_id))
             self.phase = "eap_auth"
