@@ -39,6 +39,8 @@ from lab.ike.config import (
     IkeConfig,
     Pool,
     PrivateKey,
+    RadiusServer,
+    RadiusSettings,
     SaAction,
     Secrets,
     SendCert,
@@ -201,6 +203,33 @@ def _is_default(default: str) -> Callable[[str], bool]:
     return check
 
 
+def _address(value: str) -> Any:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError(f"expected an IP address, not '{value}' (ipsec-lab does not resolve names)") from None
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value.strip().rstrip("s"))
+    except ValueError:
+        raise ValueError(f"expected a number, not '{value}'") from None
+    if number <= 0:
+        raise ValueError(f"expected a number above 0, not '{value}'")
+    return number
+
+
+# strongSwan's eap-radius.opt, the keys ipsec-lab implements
+_RADIUS_KEYS: dict[str, Callable[[str], Any]] = {
+    "secret": _nonempty_secret, "retransmit_tries": _uint, "retransmit_timeout": _positive_float,
+    "retransmit_base": _positive_float, "nas_identifier": str, "accounting": _bool,
+}
+_RADIUS_SERVER_KEYS: dict[str, Callable[[str], Any]] = {
+    "address": _address, "secret": _nonempty_secret, "auth_port": _port, "acct_port": _port, "preference": _uint,
+}
+
+
 def _ike_proposals(value: str) -> list[Proposal]:
     return check_implemented(parse_ike_proposals(value))
 
@@ -341,6 +370,14 @@ _CHILD_UNSUPPORTED: _Unsupported = {
     "per_cpu_sas": (_is_default("no"), "per-CPU SAs (RFC 9611)"),
 }
 
+_RADIUS_UNSUPPORTED: _Unsupported = {
+    "eap_start": (_is_default("no"), "an EAP-Start instead of the IKE identity"),
+    "class_group": (_is_default("no"), "the Class attribute as a group"),
+    "dae": (_never, "Dynamic Authorization Extensions (RFC 5176)"),
+    "forward": (_never, "attribute forwarding"),
+    "xauth": (_never, "XAuth over RADIUS (IKEv1)"),
+}
+
 _POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_include", "split_exclude")
 
 # swanctl.conf(5) secrets: private key passphrase sections and the folder their `file` is in
@@ -441,7 +478,7 @@ class _Builder:
         config = SwanctlConfig(files=list(self.files), swanctl_dir=self.dir)
         ours = self.root.sections.get("ipsec-lab")
         if ours is not None:
-            config.export_keys = self._ipsec_lab(ours)
+            config.export_keys, config.radius = self._ipsec_lab(ours)
         secrets_section = self.root.sections.get("secrets")
         if secrets_section is not None:
             config.secrets = self._secrets(secrets_section)
@@ -460,20 +497,64 @@ class _Builder:
         self._finish(config, anchors)
         return config
 
-    def _ipsec_lab(self, section: Section) -> str | None:
+    def _ipsec_lab(self, section: Section) -> tuple[str | None, RadiusSettings | None]:
         """Settings of ipsec-lab's own that swanctl (which ignores unknown sections) never sees:
-        `export_keys = DIR` writes Wireshark's key tables there, like the daemon's --export-keys."""
+        `export_keys = DIR` writes Wireshark's key tables there, like the daemon's --export-keys;
+        `eap-radius { ... }` holds what strongSwan reads from strongswan.conf's
+        charon.plugins.eap-radius section, under the same names."""
+        radius = None
         for name, sub in section.sections.items():
-            raise _at_section(sub).error(f"unknown section '{name}' in ipsec-lab; it holds export_keys only")
+            if name != "eap-radius":
+                raise _at_section(sub).error(f"unknown section '{name}' in ipsec-lab; it holds export_keys and "
+                                             f"an eap-radius section")
+            radius = self._eap_radius(sub)
         export = None
         for key, setting in section.settings.items():
             if key != "export_keys":
-                raise _at(setting, "ipsec-lab").error(f"unknown key '{key}'; the ipsec-lab section holds export_keys")
+                raise _at(setting, "ipsec-lab").error(f"unknown key '{key}'; the ipsec-lab section holds export_keys "
+                                                      f"and an eap-radius section")
             value = (setting.value or "").strip()
             if not value:
                 raise _at(setting, "ipsec-lab").error("export_keys needs a directory")
             export = value if os.path.isabs(value) else os.path.join(self.dir, value)
-        return export
+        return export, radius
+
+    def _eap_radius(self, section: Section) -> RadiusSettings:
+        """strongSwan's eap-radius plugin settings: a default `secret`, the retransmission
+        (retransmit_tries, retransmit_timeout, retransmit_base), nas_identifier, and
+        servers { name { address secret auth_port acct_port preference } }."""
+        values = self._keys(section, _RADIUS_KEYS, _RADIUS_UNSUPPORTED, "ipsec-lab.eap-radius")
+        settings = RadiusSettings()
+        for key in ("retransmit_tries", "retransmit_timeout", "retransmit_base", "nas_identifier", "accounting"):
+            if key in values:
+                setattr(settings, key, values[key][0])
+        if settings.retransmit_tries < 1:
+            raise _at(values["retransmit_tries"][1], section.path).error("retransmit_tries must be 1 or more")
+        default_secret = values["secret"][0] if "secret" in values else None
+        servers = section.sections.get("servers")
+        for name, sub in section.sections.items():
+            if name != "servers":
+                raise _at_section(sub).error(f"unknown section '{name}' in eap-radius; it holds a servers section")
+        if servers is None or not servers.sections:
+            raise _at_section(section).error("eap-radius needs a server: add servers { primary { address = ...  "
+                                             "secret = ... } }")
+        for key, setting in servers.settings.items():
+            raise _at(setting, servers.path).error(f"'{key} = ...' cannot stand directly in servers; write "
+                                                   f"servers {{ name {{ address = ...  secret = ... }} }}")
+        for name, sub in servers.sections.items():
+            for child in sub.sections.values():
+                raise _at_section(child).error(f"unknown section '{child.name}' in RADIUS server '{name}'")
+            got = self._keys(sub, _RADIUS_SERVER_KEYS, {}, f"RADIUS server '{name}'")
+            if "address" not in got:
+                raise _at_section(sub).error(f"RADIUS server '{name}' has no address: add address = <its IP>")
+            secret = got["secret"][0] if "secret" in got else default_secret
+            if secret is None:
+                raise _at_section(sub).error(f"RADIUS server '{name}' has no secret: add secret = ... (the secret "
+                                             f"of its clients.conf entry for this gateway)")
+            settings.servers.append(RadiusServer(name, str(got["address"][0]), secret,
+                                                 got.get("auth_port", (1812,))[0], got.get("acct_port", (1813,))[0],
+                                                 got.get("preference", (0,))[0]))
+        return settings
 
     # -------------------------------------------------------- connections
 
@@ -777,6 +858,17 @@ class _Builder:
 
     def _check_round(self, config: SwanctlConfig, name: str, conn: IkeConfig, side: str, key: str,
                      auth: AuthConfig, anchor: _Anchor) -> None:
+        if auth.method == AuthClass.EAP_RADIUS:
+            if side == "local":
+                raise anchor.error("auth = eap-radius relays a peer's EAP to a RADIUS server: it is a remote round "
+                                   "of a gateway; a client authenticates with auth = eap-mschapv2 (or eap-...)")
+            if config.radius is None:
+                raise anchor.error("auth = eap-radius needs a RADIUS server: add ipsec-lab { eap-radius { servers { "
+                                   "primary { address = ...  secret = ... } } } } (strongSwan: "
+                                   "charon.plugins.eap-radius in strongswan.conf)")
+            if auth.eap_id is not None:
+                raise anchor.error("eap_id with auth = eap-radius (an EAP-Identity asked first) is not supported by "
+                                   "ipsec-lab: the peer's IKE identity is sent as its EAP identity; remove eap_id")
         if auth.method == AuthClass.PSK and not config.secrets.ike:
             raise anchor.error(f"auth = psk needs a pre-shared key: add secrets {{ ike-{name} {{ "
                                f"id = ...  secret = \"...\" }} }}")

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from .addresses import AddressMonitor
     from .dataplane import DataPlane
     from .tcp import TcpTransport
+from .accounting import Accounting
 from .keys import KeyExport
 from .narrate import Summariser, line_kind, narrate, record_line_kind
+from .radius import RadiusClient, RadiusServerConfig, RadiusTimeout
 from .updown import Updown
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -107,8 +109,22 @@ class Gateway:
         # the only clock and the only random source the core sees
         # keys leave the core only when asked to be exported
         settings = dataclasses.replace(settings or Settings(), export_keys=bool(export_keys))
+        # auth = eap-radius: the Access-Requests the core asks for go out here (lab.daemon.radius)
+        self.radius: RadiusClient | None = None
+        if config.radius is not None and config.radius.servers:
+            radius = config.radius
+            self.radius = RadiusClient(radius.servers, tries=radius.retransmit_tries,
+                                       timeout=radius.retransmit_timeout, base=radius.retransmit_base, say=self.say)
+        self.radius_tasks: set[asyncio.Task] = set()
+        self.accounting_tasks: set[asyncio.Task] = set()
         self.endpoint = IkeEndpoint(config, settings, random=random, route_source=route_source,
-                                    wall_clock=lambda: datetime.datetime.now(datetime.UTC))
+                                    wall_clock=lambda: datetime.datetime.now(datetime.UTC),
+                                    radius_pick=self.radius.pick_name if self.radius else None)
+        self.accounting: Accounting | None = None
+        if self.radius is not None and config.radius is not None and config.radius.accounting:
+            self.accounting = Accounting(self.endpoint, self.radius, config.radius.nas_identifier.encode() or None,
+                                         self._send_accounting,
+                                         lambda spi: self.dataplane.describe_child(spi) if self.dataplane else None)
         # written out once per pump of the endpoint (see _pump), not a write per line
         self.trace_file = open(trace_path, "a") if trace_path else None
         self._held: list[str] | None = None  # log lines said during a pump
@@ -254,11 +270,17 @@ class Gateway:
 
     async def _shutdown(self, grace: float = 2.0) -> None:
         """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
+        for task in list(self.radius_tasks):
+            task.cancel()
         if self.endpoint.terminate(self.now()):
             self._pump()
             deadline = time.monotonic() + grace
             while self.endpoint.by_id and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
+        if self.accounting_tasks:  # the Stops of the SAs just deleted (RFC 2866 §5.1)
+            await asyncio.wait(list(self.accounting_tasks), timeout=grace)
+            for task in list(self.accounting_tasks):
+                task.cancel()
 
     def stop(self) -> None:
         if self.stopping is not None and self.loop is not None:
@@ -390,6 +412,12 @@ class Gateway:
     def _event(self, event: ev.Event) -> None:
         if self.keys is not None and isinstance(event, ev.ChildSaUp):
             self.keys.add_child(event)
+        if self.accounting is not None:
+            self.accounting.on_event(event)  # before the data plane forgets a deleted CHILD SA's counts
+        if isinstance(event, ev.RadiusRequest) and self.loop is not None:
+            task = self.loop.create_task(self._ask_radius(event))
+            self.radius_tasks.add(task)
+            task.add_done_callback(self.radius_tasks.discard)
         for handler in self.event_handlers:
             handler(event)
         # after the data plane installed (or removed) the SA, as charon's updown plugin does
@@ -398,6 +426,46 @@ class Gateway:
             if not future.done() and matcher(event):
                 future.set_result(event)
                 self.waiters.remove((matcher, future))
+
+    async def _ask_radius(self, event: ev.RadiusRequest) -> None:
+        """One Access-Request of an IKE SA's EAP-RADIUS round, sent (again) until a true answer
+        comes; the answer goes back into the core, whose held IKE_AUTH response then goes out.
+        A lying answer is counted and logged by the client and the request keeps waiting."""
+        assert self.radius is not None
+        server = next((s for s in self.radius.servers if s.name == event.server), None)
+        if server is None:
+            return
+
+        def check(raw: bytes) -> None:
+            if self.endpoint.radius_waiting(event.ike_sa):  # the IKE SA may be gone meanwhile
+                self.endpoint.radius_answer(event.ike_sa, raw, self.now())  # raises RadiusError for a lie
+
+        try:
+            await self.radius.exchange(server, event.packet, check)
+        except RadiusTimeout as err:
+            self.endpoint.radius_failed(event.ike_sa, str(err), self.now())
+        except OSError as err:
+            self.say(f"radius: cannot reach {server.name} ({server.address}): {err.strerror}")
+            self.endpoint.radius_failed(event.ike_sa, f"RADIUS server {server.name} unreachable", self.now())
+        self._pump()
+
+    def _send_accounting(self, server: RadiusServerConfig, request: bytes, check: Callable[[bytes], None],
+                         port: int, what: str) -> None:
+        if self.loop is None or self.radius is None:
+            return
+        radius = self.radius
+
+        async def send() -> None:
+            try:
+                await radius.exchange(server, request, check, port=port)
+                self.say(f"radius: accounting {what} answered by {server.name}")
+            except RadiusTimeout:
+                self.say(f"radius: accounting {what} not answered by {server.name}")
+            except OSError as err:
+                self.say(f"radius: accounting {what} not sent to {server.name}: {err.strerror}")
+        task = self.loop.create_task(send())
+        self.accounting_tasks.add(task)
+        task.add_done_callback(self.accounting_tasks.discard)
 
     # ------------------------------------------------------------ commands (control socket)
 
@@ -472,7 +540,8 @@ class Gateway:
                 "half_open": self.endpoint.half_open_count, "reassemblies": self.endpoint.reassemblies,
                 "counters": dict(self.endpoint.stats), "drops": dict(self.endpoint.drops),
                 "dataplane": self.dataplane.totals() if self.dataplane is not None else None,
-                "tcp": self.tcp.describe() if self.tcp is not None else None}
+                "tcp": self.tcp.describe() if self.tcp is not None else None,
+                **({"radius": {name: dict(c) for name, c in self.radius.counters.items()}} if self.radius else {})}
 
     def list_sas(self) -> list[dict[str, Any]]:
         sas = self.endpoint.list_sas()

@@ -61,6 +61,11 @@ def narrate(record: dict[str, Any]) -> str | None:
         return f"[IKE] {sa} retransmit {record['tries']} of {record['exchange']} request {record['message_id']}"
     if kind == "drop":
         return f"[NET] {sa} dropped: {record['reason']}"
+    if kind == "note" and record.get("what") == "radius":
+        # strongSwan's eap-radius says it in these words
+        if record.get("dir") == "out":
+            return f"[CFG] {sa} sending RADIUS Access-Request to server '{record.get('server')}'"
+        return f"[CFG] {sa} received RADIUS {record.get('code')} from server '{record.get('server')}'"
     if kind == "note" and record.get("what") in ("nat_detection", "invalid_ke", "rekey_collision",
                                                   "ike_rekey_collision", "peer_address_changed",
                                                   "local_address_changed", "mobike_update", "update_sa_addresses",

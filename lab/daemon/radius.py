@@ -13,23 +13,12 @@ import asyncio
 import socket
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from ..ike.config import RadiusServer as RadiusServerConfig  # one server of the eap-radius plugin's `servers`
 from ..ike.radius import RadiusError
 
 T = TypeVar("T")
-
-
-@dataclass
-class RadiusServerConfig:
-    """One server of the eap-radius plugin's `servers` section."""
-    name: str
-    address: str
-    secret: bytes
-    auth_port: int = 1812
-    acct_port: int = 1813
-    preference: int = 0
 
 
 class RadiusTimeout(Exception):
@@ -72,6 +61,9 @@ class RadiusClient:
             self.down.clear()
             alive = list(self.servers)
         return max(alive, key=lambda s: s.preference)  # max keeps the first of equal ones
+
+    def pick_name(self) -> str:
+        return self.pick().name
 
     def schedule(self) -> list[float]:
         """The wait after each try, in seconds."""

@@ -78,6 +78,7 @@ class AuthClass(StrEnum):
     EAP_MD5 = "eap-md5"
     EAP_MSCHAPV2 = "eap-mschapv2"
     EAP_TLS = "eap-tls"
+    EAP_RADIUS = "eap-radius"  # a remote round only: the EAP conversation relayed to RADIUS (RFC 3579)
 
     @property
     def is_eap(self) -> bool:
@@ -86,7 +87,7 @@ class AuthClass(StrEnum):
     @property
     def eap_method(self) -> str | None:
         """The EAP method name (`md5`, `mschapv2`, `tls`), None for psk, pubkey and plain eap."""
-        return self.value[4:] if self.value.startswith("eap-") else None
+        return self.value[4:] if self.value.startswith("eap-") and self != AuthClass.EAP_RADIUS else None
 
 
 class ChildMode(StrEnum):
@@ -814,6 +815,29 @@ class Pool:
 
 
 @dataclass
+class RadiusServer:
+    """One server of the eap-radius plugin's `servers` section (strongSwan's names)."""
+    name: str
+    address: str
+    secret: bytes = field(repr=False)
+    auth_port: int = 1812
+    acct_port: int = 1813
+    preference: int = 0
+
+
+@dataclass
+class RadiusSettings:
+    """strongSwan's eap-radius plugin settings (charon.plugins.eap-radius): its servers and its
+    retransmission, timeout * base^try for `retransmit_tries` tries (strongSwan's defaults)."""
+    servers: list[RadiusServer] = field(default_factory=list)
+    retransmit_tries: int = 4
+    retransmit_timeout: float = 2.0
+    retransmit_base: float = 1.4
+    nas_identifier: str = "strongSwan"
+    accounting: bool = False  # Accounting-Request Start and Stop per IKE SA (RFC 2866)
+
+
+@dataclass
 class Config:
     """Everything a gateway is configured with. `cacerts` are trust anchors for every
     connection (swanctl's x509ca/ folder), on top of each remote round's own `cacerts`; `crls`
@@ -824,6 +848,7 @@ class Config:
     pools: dict[str, Pool] = field(default_factory=dict)
     cacerts: list[x509.Certificate] = field(default_factory=list)
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    radius: RadiusSettings | None = None  # for remote rounds with auth = eap-radius
 
     def connections_for(self, local_addr: str | IPAddress | None = None, remote_addr: str | IPAddress | None = None,
                         *, remote_id: Identity | None = None, local_id: Identity | None = None) -> list[IkeConfig]:

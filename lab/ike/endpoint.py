@@ -21,7 +21,7 @@ from typing import Any
 
 from . import payloads as pl
 from .child_sa import ChildSA
-from .config import Config, IkeConfig
+from .config import Config, IkeConfig, RadiusServer
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
 from .errors import ExchangeFailed, ParseError
 from .events import Event, IkeSaUp
@@ -30,6 +30,7 @@ from .interface import SaRef
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
 from .proposals import deprecated_only, invalid_ke_group, select_proposal
+from .radius import RadiusError
 from .randomness import RandomSource
 from .sa import IkeSA
 from .settings import Settings
@@ -51,13 +52,16 @@ class IkeEndpoint:
     def __init__(self, config: Config, settings: Settings | None = None, *,
                  random: Callable[[int], bytes] = os.urandom,
                  wall_clock: Callable[[], datetime.datetime] | None = None, jitter: bool = True,
-                 route_source: Callable[[str], str | None] | None = None) -> None:
+                 route_source: Callable[[str], str | None] | None = None,
+                 radius_pick: Callable[[], str] | None = None) -> None:
         """`random(n)` gives n random octets: everything random here comes from it (RandomSource).
         `wall_clock()` gives the date to check certificates against; without it no certificate is
         accepted (the core reads no clock)."""
         self.config = config
         # the I/O layer's answer to "which of my addresses reaches this peer" (local_addrs = %any)
         self.route_source = route_source
+        # the I/O layer's answer to "which RADIUS server now" (one marked down is skipped)
+        self.radius_pick = radius_pick
         self.local_addresses: list[str] = []  # set by local_addresses_changed (MOBIKE, RFC 4555)
         self.settings = settings or Settings()
         self.random = RandomSource(random)
@@ -292,6 +296,49 @@ class IkeEndpoint:
     def create_child(self, now: float, ike_id: int, child: str) -> None:
         ike = self.by_id[ike_id]
         ike.queue(ChildCreate(ike.config.children[child]), now)
+
+    # ------------------------------------------------------------ RADIUS (auth = eap-radius)
+
+    def radius_server(self) -> RadiusServer | None:
+        """The server a new EAP-RADIUS conversation goes to: the I/O layer's pick, or the most
+        preferred one configured (the first of equals)."""
+        settings = self.config.radius
+        if settings is None or not settings.servers:
+            return None
+        if self.radius_pick is not None:
+            name = self.radius_pick()
+            for server in settings.servers:
+                if server.name == name:
+                    return server
+        return max(settings.servers, key=lambda s: s.preference)
+
+    def _radius_waiter(self, ike_id: int) -> IkeAuth | None:
+        ike = self.by_id.get(ike_id)
+        if ike is None or ike.state == IkeState.DELETED or ike.tm.held is None:
+            return None
+        task = ike.auth_responder  # the IKE_AUTH task that spans the round trips holds the conversation
+        return task if isinstance(task, IkeAuth) else None
+
+    def radius_waiting(self, ike_id: int) -> bool:
+        """Whether IKE SA `ike_id` still waits for a RADIUS answer."""
+        return self._radius_waiter(ike_id) is not None
+
+    def radius_answer(self, ike_id: int, raw: bytes, now: float) -> None:
+        """The RADIUS server's answer for IKE SA `ike_id`: its held IKE_AUTH response goes out.
+        Raises RadiusError when the answer is not to be believed (nothing changes; the request
+        keeps waiting) or no IKE SA waits for one."""
+        self._last_now = now
+        task = self._radius_waiter(ike_id)
+        if task is None:
+            raise RadiusError(f"no IKE SA {ike_id} waits for a RADIUS answer")
+        task.radius_answer(self.by_id[ike_id], raw, now)
+
+    def radius_failed(self, ike_id: int, reason: str, now: float) -> None:
+        """No RADIUS answer came for IKE SA `ike_id` (every try, RFC 2865 §2.5): it is refused."""
+        self._last_now = now
+        task = self._radius_waiter(ike_id)
+        if task is not None:
+            task.radius_failed(self.by_id[ike_id], reason, now)
 
     # ------------------------------------------------------------ timers
 

@@ -124,6 +124,16 @@ class ChildSaDeleted(Event):
 
 
 @dataclass(frozen=True)
+class RadiusRequest(Event):
+    """An Access-Request for the I/O layer to send to RADIUS server `server` (auth = eap-radius):
+    the IKE_AUTH response waits until `IkeEndpoint.radius_answer` gives the server's answer
+    (or `radius_failed` says none came). A retransmission sends the same octets (RFC 2865 §2.5)."""
+
+    server: str
+    packet: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class AuthFailed(Event):
     """Authentication failed, on our side (`by_peer=False`) or the peer's."""
 

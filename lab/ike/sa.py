@@ -75,6 +75,9 @@ class IkeSA:
         self.local_eap_id: Identity | None = None
         self.virtual_ip: str | None = None
         self.assigned_ip: str | None = None
+        self.radius_framed_ip: str | None = None  # the virtual IP an Access-Accept named (RFC 2865 §5.8)
+        self.radius_classes: list[bytes] = []     # its Class values (RFC 2865 §5.25), for accounting
+        self.radius_server: str | None = None     # the server that accepted the peer (auth = eap-radius)
         self.children: list[ChildSA] = []
         self.tm = TaskManager(self)
         self.last_heard = now
@@ -365,6 +368,8 @@ class IkeSA:
             new.children.append(child)
         self.children = []
         new.virtual_ip, new.assigned_ip = self.virtual_ip, self.assigned_ip
+        new.radius_framed_ip, new.radius_classes, new.radius_server = (self.radius_framed_ip, self.radius_classes,
+                                                                       self.radius_server)
         self.endpoint.emit(IkeSaRekeyed(self.unique_id, new.unique_id, new.spi_i, new.spi_r))
         self.tm.hand_over_child_tasks(new.tm, now)
 

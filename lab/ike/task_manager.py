@@ -53,6 +53,9 @@ class TaskManager:
         self.reassembly: dict[tuple[bool, int], Reassembly] = {}
         self.refused: set[tuple[bool, int]] = set()  # messages whose fragments broke a limit
         self.pending_response_spi_r = b""
+        # a response held while the I/O layer asks RADIUS (auth = eap-radius): (task, exchange, message ID)
+        self.holding = False
+        self.held: tuple[Task, int, int] | None = None
 
     @property
     def pending_task(self) -> Task | None:
@@ -118,6 +121,7 @@ class TaskManager:
                 pending.task.abort(self.ike, reason, now)
         self.tasks.clear()
         self.delayed.clear()
+        self.held = None
 
     def task_failed(self, task: Task, reason: str, now: float) -> None:
         ike = self.ike
@@ -347,6 +351,11 @@ class TaskManager:
 
     def _receive_request(self, message: Message, data: bytes, src: Address, dst: Address, now: float) -> None:
         ike = self.ike
+        if message.message_id == self.mid_in - 1 and self.held is not None:
+            # RFC 7296 §2.1: the response is not made yet; the previous one is no answer to this
+            # request, and the initiator sends it again until the held response goes out
+            ike.endpoint.drop("retransmitted request while its response waits for RADIUS", now, ike)
+            return
         if message.message_id == self.mid_in - 1 and self.last_response:
             skf = message.encrypted
             if not isinstance(skf, pl.SKF) or skf.fragment_number == 1:
@@ -391,13 +400,32 @@ class TaskManager:
         cannot go on answers with the notify it names."""
         self.request_cookie2 = next((p for p in inner if isinstance(p, pl.Notify)
                                      and p.notify_type == NotifyType.COOKIE2), None)
+        self.holding = False
         try:
             task.process_r(self.ike, inner, now)
         except ExchangeFailed as err:
+            self.holding = False
             self.send_response(exchange, message_id, self._echo_cookie2(exchange, [
                 notify(err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data)]), now)
             return
+        if self.holding:
+            self.holding = False
+            self.held = (task, exchange, message_id)
+            self.last_response = []  # the previous exchange's response answers nothing now
+            return
         self.respond(task, exchange, message_id, now)
+
+    def hold(self) -> None:
+        """Called by a responder task in process_r: its response waits for the I/O layer."""
+        self.holding = True
+
+    def release(self, now: float) -> None:
+        """The held response is ready: build it and send it (to where the request came from)."""
+        if self.held is None:
+            return
+        (task, exchange, message_id), self.held = self.held, None
+        self.respond(task, exchange, message_id, now)
+        self.start_next(now)
 
     request_cookie2: pl.Notify | None = None
 

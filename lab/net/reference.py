@@ -15,7 +15,7 @@ from pathlib import Path
 from .checks import CHECKS
 from .nodes import FILTER_DEFAULTS, KNOB_WORDS, NAT_DEFAULTS
 from .scenario import LIBRARY, STEP_EXTRAS
-from .software import SOFTWARE
+from .software import SERVICES, SOFTWARE
 from .steps import STEPS
 
 README = LIBRARY / "README.md"
@@ -35,6 +35,10 @@ def render() -> str:
     for name, software in SOFTWARE.items():
         lines.append(f"| `{name}` | {_cell(software.does)} | `{software.config}` | "
                      f"{'yes' if software.options else 'no'} | {'yes' if software.trace else 'no'} |")
+    lines += ["", "### Services (`services:`, on a host node)", "",
+              "| service | what runs | its files in `hosts/<node>/` |", "|---|---|---|"]
+    for name, service in SERVICES.items():
+        lines.append(f"| `{name}` | {_cell(service.does)} | " + ", ".join(f"`{f}`" for f in service.files) + " |")
     lines += ["", "### Steps (run in order)", "",
               "Every step may also carry " + ", ".join(f"`{x}:`" for x in STEP_EXTRAS) + ": `expect: fail` (the step "
               "must fail: a scenario whose point is a failure shows it happen, then applies the fix), `say:` (what it "

@@ -28,8 +28,9 @@ from .checks import CHECKS, Check
 from .lab import Lab, LabError
 from .nodes import LabNode, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
+from .radius import FreeRadiusError
 from .scenario import Scenario
-from .software import SOFTWARE
+from .software import SERVICES, SOFTWARE
 from .steps import STEP_ERRORS, STEPS, Step, StepFailed, short
 from .topology import LabTopo
 
@@ -153,7 +154,7 @@ class Runner:
         except RunInterrupted as err:
             self.result.interrupted = str(err)
             self._teardown()
-        except (LabError, PeerError, NodeError, OSError) as err:
+        except (LabError, PeerError, NodeError, FreeRadiusError, OSError) as err:
             self.result.error = str(err)
             self._teardown()
         self.result.duration = round(time.monotonic() - t0, 1)
@@ -172,6 +173,12 @@ class Runner:
         except BaseException as err:
             end(False, str(err) if not isinstance(err, RunInterrupted) else "interrupted")
             raise
+        for node, service in scenario.services.items():
+            # started first: a gateway asks its server from its first login on
+            server = SERVICES[service].make(self.lab.node(node), self.out / "nodes" / node, node)
+            server.load(scenario.host_folder(node))
+            self.lab.on_stop(server.stop)
+            server.start()
         self.lab.software.update(scenario.gateways)
         for node, software in scenario.gateways.items():
             workdir = self.out / "nodes" / node

@@ -19,7 +19,7 @@ from typing import Any
 from .checks import DEFAULT_CHECK_TIMEOUT, Check, parse_check, parse_checks
 from .fields import Map, ScenarioError, ScenarioReader, Seq, parse_size, read_yaml, shown, text_line
 from .nodes import FILTER_DEFAULTS, NAT_DEFAULTS, NatBox, Router
-from .software import SOFTWARE
+from .software import SERVICES, SOFTWARE
 from .steps import STEPS, Context, Step, check_host_config, owner_of
 from .topology import LabTopo, TopologyError
 from .topology import load as load_topology
@@ -55,6 +55,7 @@ class Scenario:
     checks: list[Check]
     timeout: float
     line_of: dict[str, int] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)  # node: service (lab.net.software.SERVICES)
 
     def build_topology(self) -> LabTopo:
         topo = self.topology(**self.params)
@@ -72,8 +73,8 @@ class Scenario:
         return self.folder / "hosts" / node
 
 
-TOP_LEVEL = {"title", "description", "topology", "params", "gateways", "nat", "knobs", "taps", "merge_captures", "steps",
-             "checks", "timeout"}
+TOP_LEVEL = {"title", "description", "topology", "params", "gateways", "services", "nat", "knobs", "taps",
+             "merge_captures", "steps", "checks", "timeout"}
 STEP_EXTRAS = ("expect", "say", "name", "background")   # what any step may carry besides its kind
 
 
@@ -133,6 +134,7 @@ def load(name_or_path: str | Path) -> Scenario:
     except (TopologyError, ValueError) as err:
         raise r.error(r.line(top, "params"), "params", f"topology {topology_name}: {err}") from None
     gateways, gateway_options = _gateways(r, top, topo, folder)
+    services = _services(r, top, topo, folder, gateways)
     nat = _nat(r, top, topo)
     knobs = _knobs(r, top, topo)
     taps, merge = _taps(r, top, topo)
@@ -147,7 +149,7 @@ def load(name_or_path: str | Path) -> Scenario:
     return Scenario(name=folder.name, folder=folder, file=file, title=title, description=description.strip(),
                     topology_name=topology_name, topology=topology, params=checked, gateways=gateways,
                     gateway_options=gateway_options, nat=nat, knobs=knobs, taps=taps, merge_captures=merge, steps=steps,
-                    checks=checks, timeout=timeout, line_of=dict(top.key_lines))
+                    checks=checks, timeout=timeout, line_of=dict(top.key_lines), services=services)
 
 
 def _gateways(r: ScenarioReader, top: Map, topo: LabTopo, folder: Path) -> tuple[dict[str, str], dict[str, dict]]:
@@ -185,6 +187,26 @@ def _gateways(r: ScenarioReader, top: Map, topo: LabTopo, folder: Path) -> tuple
         gateways[node] = software
         options[node] = opts
     return gateways, options
+
+
+def _services(r: ScenarioReader, top: Map, topo: LabTopo, folder: Path, gateways: dict[str, str]) -> dict[str, str]:
+    raw = r.mapping(top.get("services", {}) or {}, r.line(top, "services"), "services")
+    services = {}
+    for node, value in raw.items():
+        line = raw.key_lines.get(node, raw.line)
+        if node not in topo.hosts():
+            raise r.error(line, f"services.{node}", f"no such node in topology {topo.name} "
+                                                    f"(its nodes: {', '.join(topo.hosts())})")
+        if node in gateways or topo.kind_of(node) in ("gateway", "nat"):
+            raise r.error(line, f"services.{node}", f"{node} is a {topo.kind_of(node)}: a service runs on a host")
+        if value not in SERVICES:
+            raise r.error(line, f"services.{node}", f"must be one of {', '.join(SERVICES)}, not {shown(value)}")
+        for name in SERVICES[value].files:
+            if not (folder / "hosts" / node / name).exists():
+                raise r.error(line, f"services.{node}", f"{folder / 'hosts' / node / name} is missing ({value} reads "
+                                                        f"{', '.join(SERVICES[value].files)} from hosts/<node>/)")
+        services[node] = value
+    return services
 
 
 def _nat(r: ScenarioReader, top: Map, topo: LabTopo) -> dict[str, dict[str, Any]]:

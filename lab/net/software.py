@@ -94,6 +94,29 @@ SOFTWARE: dict[str, Software] = {s.name: s for s in (
 )}
 
 
+@dataclass(frozen=True)
+class Service:
+    """A server a scenario's `services:` puts on a host node (not a gateway): started before
+    the gateways, its files from hosts/<node>/, stopped at teardown with nothing left."""
+    name: str                                   # in scenario.yaml's services:
+    label: str
+    does: str                                   # one line for the reference
+    runner: str                                 # "module:Class": (node, workdir, name), load(folder), start(), stop()
+    files: tuple[str, ...]                      # what it reads from hosts/<node>/ (each required)
+
+    def make(self, node: Any, workdir: Path, name: str) -> Any:
+        module, _, cls = self.runner.partition(":")
+        return getattr(importlib.import_module(module, __package__), cls)(node, workdir, name)
+
+
+SERVICES: dict[str, Service] = {s.name: s for s in (
+    Service("freeradius", "FreeRADIUS", "FreeRADIUS 3.2 (Debian's `freeradius`), the RADIUS server of auth = "
+            "eap-radius gateways: `clients.conf` (the gateways and their secrets) and `users` (files-module "
+            "syntax, e.g. `carol Cleartext-Password := \"...\"` with Framed-IP-Address)",
+            ".radius:FreeRadius", ("clients.conf", "users")),
+)}
+
+
 def known() -> str:
     return ", ".join(SOFTWARE)
 

@@ -262,3 +262,34 @@ def test_allow_only_knob(tmp_path, value, ok):
     else:
         err = _error(target)
         assert err.line == 11 and "allow_only" in str(err) and "PROTOCOL/PORT" in str(err), str(err)
+
+
+def test_a_service_on_a_host_node(folder):
+    hosts = folder / "hosts" / "hostb"
+    hosts.mkdir()
+    (hosts / "clients.conf").write_text("client gwb {\n\tipaddr = 10.2.0.1\n\tsecret = s\n}\n")
+    (hosts / "users").write_text('carol Cleartext-Password := "p"\n')
+    loaded = sc.load(_write(folder, BASE.replace("steps:", "services:\n  hostb: freeradius\nsteps:")))
+    assert loaded.services == {"hostb": "freeradius"}
+    assert sc.load(_write(folder, BASE)).services == {}
+
+
+@pytest.mark.parametrize("services, words", [
+    ("  hostb: radiator", "must be one of freeradius, not 'radiator'"),
+    ("  gwb: freeradius", "gwb is a gateway: a service runs on a host"),
+    ("  nat: freeradius", "nat is a nat: a service runs on a host"),
+    ("  hostz: freeradius", "no such node in topology"),
+    ("  hosta: freeradius", "hosts/hosta/clients.conf is missing (freeradius reads clients.conf, users"),
+])
+def test_service_mistakes_name_file_line_and_field(folder, services, words):
+    hosts = folder / "hosts" / "hostb"
+    hosts.mkdir()
+    (hosts / "clients.conf").write_text("")
+    (hosts / "users").write_text("")
+    error = _error_of(folder, BASE.replace("steps:", f"services:\n{services}\nsteps:"))
+    assert error.line == 9 and error.field.startswith("services.") and words in str(error)
+
+
+def _error_of(folder: Path, text: str) -> sc.ScenarioError:
+    _write(folder, text)
+    return _error(folder)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..authenticators import EapAuthenticator, builder, cert_payloads, certreq_payloads, identity_from_eap, verifier
+from ..authenticators.radius import RadiusAuthenticator
 from ..config import AuthClass, AuthConfig, ChildConfig, ChildMode
 from ..const import CfgAttr, CfgType, ExchangeType, NotifyType, name_of
 from ..crypto import AuthenticationFailed
 from ..eap import EapError, EapPacket, describe
 from ..errors import CryptoError, ExchangeFailed
-from ..events import AuthFailed
+from ..events import AuthFailed, RadiusRequest
 from ..identity import Identity
 from ..profiles import check_server_certificate, server_name, windows_error
 from . import ike_mobike as mobike
@@ -56,6 +57,7 @@ class IkeAuth(Task):
         self.peer_id_payload: pl.Identification | None = None  # the responder's IDr (initiator side)
         self.request: list[pl.Payload] = []  # responder: the first request (SA, TSi, TSr, CP)
         self.established = False
+        self.held_prefix: list[pl.Payload] = []  # responder: what goes before the EAP RADIUS sends back
 
     # ---------------------------------------------------------------- initiator
 
@@ -292,10 +294,13 @@ class IkeAuth(Task):
         self.round_id = id_i
         another = find_notify(inner, NotifyType.ANOTHER_AUTH_FOLLOWS) is not None
         if auth is None:
+            ike.auth_responder = self
+            if first_round.method == AuthClass.EAP_RADIUS:
+                return self._start_radius(ike, peer_id, ours, now)
             start = self._start_eap(ike, first_round, peer_id, now)
             if start is None:
+                ike.auth_responder = None
                 return
-            ike.auth_responder = self
             self.reply = ours + [start]
             return
         if another:
@@ -329,8 +334,68 @@ class IkeAuth(Task):
         ike.trace_note(now, "eap", dir="out", packet=describe(packet))
         return pl.EAP(message=packet.serialize())
 
+    def _start_radius(self, ike: IkeSA, peer_id: Identity, prefix: list[pl.Payload], now: float) -> None:
+        """auth = eap-radius: the peer's IKE identity goes to the RADIUS server as its
+        EAP-Response/Identity (strongSwan's eap-radius without eap_start); the response waits
+        for the server's first challenge."""
+        server = ike.endpoint.radius_server()
+        if server is None:
+            return self._fail(ike, "auth = eap-radius but no RADIUS server is configured")
+        self.eap = RadiusAuthenticator(ike, server, peer_id)
+        ike.remote_eap_id = peer_id
+        self.phase = "eap"
+        self._ask_radius(ike, self.eap.relay.start(), prefix, now)
+
+    def _ask_radius(self, ike: IkeSA, packet: bytes, prefix: list[pl.Payload], now: float) -> None:
+        assert isinstance(self.eap, RadiusAuthenticator)
+        self.held_prefix = prefix
+        ike.trace_note(now, "radius", dir="out", server=self.eap.server_config.name, length=len(packet))
+        ike.endpoint.emit(RadiusRequest(ike.unique_id, self.eap.server_config.name, packet))
+        ike.tm.hold()
+
+    def radius_answer(self, ike: IkeSA, raw: bytes, now: float) -> None:
+        """The RADIUS server's answer to the held request; raises RadiusError (and changes
+        nothing) when it is not to be believed (RFC 2865 §3, RFC 3579 §3.2: silently discarded)."""
+        assert isinstance(self.eap, RadiusAuthenticator)
+        outcome = self.eap.relay.answer(raw)
+        self.eap.take(outcome)
+        code = "Access-Accept" if outcome.accepted else "Access-Reject" if outcome.done else "Access-Challenge"
+        ike.trace_note(now, "radius", dir="in", server=self.eap.server_config.name, code=code)
+        self.failure = None
+        ike.trace_note(now, "eap", dir="out", packet=describe(outcome.eap))
+        self.reply = self.held_prefix + [pl.EAP(message=outcome.eap.serialize())]
+        self.held_prefix = []
+        if self.eap.succeeded:
+            ike.radius_framed_ip = outcome.framed_ip
+            ike.radius_classes = list(outcome.classes)
+            ike.radius_server = self.eap.server_config.name
+            ike.trace_note(now, "eap_success", method=str(self._remote_round(ike).method),
+                           msk=self.eap.msk is not None, identity=str(ike.remote_eap_id))
+            self.phase = "eap_auth"
+        elif self.eap.failed:
+            # RFC 3579 §2.6.3: Access-Reject ends the conversation with EAP Failure, then the SA
+            self.failure = f"EAP: {self.eap.failed}"
+            _alert(ike, self.failure, by_peer=False)
+        ike.tm.release(now)
+
+    def radius_failed(self, ike: IkeSA, reason: str, now: float) -> None:
+        """No RADIUS server answered: the peer is refused (strongSwan answers AUTHENTICATION_FAILED)."""
+        self.held_prefix = []
+        self._fail(ike, f"EAP-RADIUS: {reason}")
+        ike.tm.release(now)
+
     def _eap_response(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         eap = first(inner, pl.EAP)
+        if isinstance(self.eap, RadiusAuthenticator):
+            if eap is None:
+                return self._fail(ike, "IKE_AUTH request during EAP lacks the EAP payload")
+            try:
+                packet = EapPacket.parse(eap.message)
+                ike.trace_note(now, "eap", dir="in", packet=describe(packet))
+                request = self.eap.relay.respond(eap.message)
+            except EapError as err:
+                return self._fail(ike, f"EAP: {err}")
+            return self._ask_radius(ike, request, [], now)
         assert self.eap is not None and self.eap.server is not None
         server = self.eap.server
         if eap is None:
@@ -395,6 +460,8 @@ class IkeAuth(Task):
             if not AuthClass(round_auth.method).is_eap:
                 return self._fail(ike, f"round {self.round + 1} request lacks AUTH; connection expects "
                                        f"{round_auth.method}")
+            if round_auth.method == AuthClass.EAP_RADIUS:
+                return self._start_radius(ike, peer_id, [], now)
             start = self._start_eap(ike, round_auth, peer_id, now)
             if start is not None:
                 self.reply = [start]
@@ -484,11 +551,21 @@ def _assign_virtual_ip(ike: IkeSA, cp: pl.CP | None) -> list[pl.Payload]:
     wants_v4 = any(a.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS for a in cp.attributes)
     if not wants_v4:
         return []
+    if ike.radius_framed_ip is not None:
+        # the Access-Accept's Framed-IP-Address (RFC 2865 §5.8) is the peer's, as strongSwan's
+        # eap-radius hands it out (there with pools = radius)
+        ike.assigned_ip = ike.radius_framed_ip
+        return _cp_reply(cp, ipaddress.IPv4Address(ike.radius_framed_ip), [])
     lease = ike.endpoint.lease_address(ike.config, ike.remote_eap_id or ike.remote_id)
     if lease is None:
         raise ExchangeFailed("no virtual IP to give (no pool or pool exhausted)", NotifyType.INTERNAL_ADDRESS_FAILURE)
     address, dns = lease
     ike.assigned_ip = str(address)
+    return _cp_reply(cp, address, dns)
+
+
+def _cp_reply(cp: pl.CP, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+              dns: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> list[pl.Payload]:
     attributes = [pl.CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, address.packed)]
     if any(a.attr_type == CfgAttr.INTERNAL_IP4_DNS for a in cp.attributes):
         attributes += [pl.CfgAttribute(CfgAttr.INTERNAL_IP4_DNS, d.packed) for d in dns if d.version == 4]
