@@ -168,21 +168,26 @@ class Observation:
 E, P, I, D = TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.DH
 
 # RFC 8247 §2.1-§2.4: IKEv2. Only the entries that say "less than SHOULD"; what is not here is fine or unlisted.
+# Each row as the RFC's table gives it (tests/unit/test_audit.py pins every one of them).
 IKE_TABLE: dict[tuple[int, int], tuple[str, str]] = {
     (E, EncrId.DES): ("MUST NOT", "RFC 8247 §2.1"),
     (E, EncrId.TRIPLE_DES): ("MAY", "RFC 8247 §2.1"),
+    (E, EncrId.NULL): ("MUST NOT", "RFC 8247 §2.1"),
     (P, PrfId.HMAC_MD5): ("MUST NOT", "RFC 8247 §2.2"),
     (P, PrfId.HMAC_SHA1): ("MUST-", "RFC 8247 §2.2"),
     (I, IntegId.HMAC_MD5_96): ("MUST NOT", "RFC 8247 §2.3"),
     (I, IntegId.HMAC_SHA1_96): ("MUST-", "RFC 8247 §2.3"),
+    # RFC 8247 §2.3: SHOULD only for IoT; "for the non-IoT VPN deployment, it has been downgraded ... to MAY"
     (I, IntegId.AES_XCBC_96): ("MAY", "RFC 8247 §2.3"),
+    (I, IntegId.DES_MAC): ("MUST NOT", "RFC 8247 §2.3"),
+    (I, IntegId.KPDK_MD5): ("MUST NOT", "RFC 8247 §2.3"),
 }
 # RFC 8247 §2.4: key exchange, in IKE_SA_INIT and in CREATE_CHILD_SA (PFS) alike
 DH_TABLE: dict[int, tuple[str, str]] = {
     DhGroup.MODP_768: ("MUST NOT", "RFC 8247 §2.4"),
-    DhGroup.MODP_1024: ("MUST NOT", "RFC 8247 §2.4"),
+    DhGroup.MODP_1024: ("SHOULD NOT", "RFC 8247 §2.4"),   # "expected in the near future to be downgraded to MUST NOT"
     DhGroup.MODP_1536: ("SHOULD NOT", "RFC 8247 §2.4"),
-    DhGroup.MODP_1024_160: ("SHOULD NOT", "RFC 8247 §2.4"),
+    DhGroup.MODP_1024_160: ("MUST NOT", "RFC 8247 §2.4"),
     DhGroup.MODP_2048_224: ("SHOULD NOT", "RFC 8247 §2.4"),
     DhGroup.MODP_2048_256: ("SHOULD NOT", "RFC 8247 §2.4"),
 }
@@ -196,9 +201,12 @@ ESP_TABLE: dict[tuple[int, int], tuple[str, str]] = {
     (E, EncrId.DES_IV32): ("MUST NOT", "RFC 8221 §5"),
     (I, IntegId.HMAC_MD5_96): ("MUST NOT", "RFC 8221 §6"),
     (I, IntegId.HMAC_SHA1_96): ("MUST-", "RFC 8221 §6"),
-    (I, IntegId.AES_XCBC_96): ("SHOULD NOT+", "RFC 8221 §6"),
+    (I, IntegId.DES_MAC): ("MUST NOT", "RFC 8221 §6"),
+    (I, IntegId.KPDK_MD5): ("MUST NOT", "RFC 8221 §6"),
+    # RFC 8221 §6: "SHOULD / MAY (IoT)"; "for the wide VPN deployment ... downgraded from SHOULD to MAY"
+    (I, IntegId.AES_XCBC_96): ("MAY", "RFC 8221 §6"),
 }
-_LEVEL_OF_TERM = {"MUST NOT": "must", "SHOULD NOT": "should", "SHOULD NOT+": "should", "MUST-": "should"}
+_LEVEL_OF_TERM = {"MUST NOT": "must", "SHOULD NOT": "should", "MUST-": "should"}
 
 _WHY = {
     (E, EncrId.DES): "DES has a 56-bit key: it is broken by exhaustive search",
@@ -213,6 +221,9 @@ _WHY = {
     (I, IntegId.HMAC_MD5_96): "MD5 is broken",
     (I, IntegId.HMAC_SHA1_96): "SHA-1 is on its way out (MUST- means it is expected to be demoted); use sha256",
     (I, IntegId.AES_XCBC_96): "AES-XCBC is kept for constrained devices only; use sha256 or an AEAD",
+    (I, IntegId.DES_MAC): "DES is broken by exhaustive search",
+    (I, IntegId.KPDK_MD5): "MD5 is broken",
+    (E, EncrId.NULL): "the IKE SA's own messages would travel unencrypted (RFC 7296 §5: ENCR_NULL MUST NOT be used there)",
 }
 
 # FIPS 203 §8, Table 3: ML-KEM encapsulation key and ciphertext sizes in octets
@@ -299,6 +310,8 @@ def rule_ike_algorithms(conn: Conn) -> Iterator[Finding]:
 def _dh_why(tid: int) -> str:
     if tid in (DhGroup.MODP_768, DhGroup.MODP_1024):
         return "a group this small can be broken with precomputation (Logjam); use x25519, ecp256 or modp3072"
+    if tid == DhGroup.MODP_1024_160:
+        return "a 1024-bit group whose seeds were never published: too weak, and crafted values are within reach"
     if tid == DhGroup.MODP_1536:
         return "1536-bit MODP gives less than 112 bits of strength; use x25519, ecp256 or modp3072"
     return "the RFC 5114 groups with small subgroups need extra checks peers often skip; use x25519 or ecp256"
