@@ -401,8 +401,8 @@ def rule_lifetimes(conn: Conn) -> Iterator[Finding]:
                        "no time between the IKE SA's rekey and its end (over_time/margintime 0): the new SA cannot be "
                        "set up before the old one is gone", conn.over_time, conn.subject, level="should")
     if conn.rand_time is not None and _seconds(conn.rand_time) == 0:
-        # RFC 7296 §2.8: the timing of rekeying requests SHOULD be jittered
-        yield _finding("jitter", "SHOULD", "RFC 7296 §2.8",
+        # RFC 7296 §2.8.1 (and §2.8.2 for IKE SAs): the timing of rekeying requests SHOULD be jittered
+        yield _finding("jitter", "SHOULD", "RFC 7296 §2.8.1",
                        "no random jitter on the IKE SA's rekey: two peers configured alike rekey at the same moment "
                        "and collide (both rekeys must then be resolved, RFC 7296 §2.8.2)", conn.rand_time,
                        conn.subject, level="should")
@@ -426,7 +426,7 @@ def rule_lifetimes(conn: Conn) -> Iterator[Finding]:
                                f"retransmissions take longer, and the CHILD_SA expires before its replacement",
                                child.life_time, subject, level="should")
         if child.rand_time is not None and _seconds(child.rand_time) == 0:
-            yield _finding("jitter", "SHOULD", "RFC 7296 §2.8",
+            yield _finding("jitter", "SHOULD", "RFC 7296 §2.8.1",
                            "no random jitter on the CHILD_SA's rekey: two peers configured alike rekey at the same "
                            "moment and collide (both rekeys must then be resolved, RFC 7296 §2.8.1)",
                            child.rand_time, subject, level="should")
