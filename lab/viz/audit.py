@@ -378,7 +378,7 @@ def rule_pfs(conn: Conn) -> Iterator[Finding]:
     for child in conn.children:
         if any(t[0] == D and t[1] != DhGroup.NONE for t in _transforms(child.proposals)):
             continue
-        yield _finding("pfs", "MAY", "RFC 7296 §1.3.1",
+        yield _finding("pfs", "MAY", "RFC 7296 §1.3",
                        "no PFS: the CHILD_SA's rekeys take their keys from the IKE SA's SK_d without a new key "
                        "exchange, so whoever learns SK_d learns every CHILD_SA key derived from it; add a group "
                        "to the proposal (e.g. aes256gcm16-x25519)", child.proposals_value,
@@ -632,7 +632,7 @@ def rule_peer_children(a: Conn, b: Conn) -> Iterator[Finding]:
     for child, other in _pair_children(a, b):
         at, subject = child.proposals_value, f"{a.subject}/{child.name}"
         peer = f"{b.subject}/{other.name} ({other.proposals_value.file}:{other.proposals_value.line})"
-        # RFC 7296 §1.2: the CHILD_SA of IKE_AUTH has no KE payload; rekeys in CREATE_CHILD_SA may (§1.3.1)
+        # RFC 7296 §1.2: the CHILD_SA of IKE_AUTH has no KE payload; rekeys in CREATE_CHILD_SA MAY (§1.3)
         first = select_proposal(other.proposals, child.proposals, skip_dh=True)
         if first is None:
             yield _finding("peer-mismatch", "NO_PROPOSAL_CHOSEN", "RFC 7296 §2.7",
@@ -641,7 +641,7 @@ def rule_peer_children(a: Conn, b: Conn) -> Iterator[Finding]:
             continue
         rekeys = [select_proposal(other.proposals, child.proposals), select_proposal(child.proposals, other.proposals)]
         if any(r is None for r in rekeys):
-            yield _finding("peer-pfs", "NO_PROPOSAL_CHOSEN", "RFC 7296 §1.3.1",
+            yield _finding("peer-pfs", "NO_PROPOSAL_CHOSEN", "RFC 7296 §1.3",
                            f"the two ends disagree on PFS (the key exchange group in the proposals) with {peer}: the "
                            f"CHILD_SA comes up in IKE_AUTH, which carries no key exchange, but its first rekey fails",
                            at, subject, level="must")
