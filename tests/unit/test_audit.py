@@ -246,6 +246,8 @@ def test_null_encryption_and_ah(tmp_path):
 def test_64_bit_blocks_need_a_volume_limit(tmp_path):
     found = [f for f in audit_text(tmp_path, swanctl(esp="3des-sha256")) if f.rule == "block64-lifetime"]
     assert len(found) == 1 and "no volume limit" in found[0].message
+    # not "SHOULD NOT": that is 3DES's own status (RFC 8221 §5), given by the child-algorithm finding
+    assert (found[0].term, found[0].reference, found[0].level) == ("64-bit block", "RFC 8221 §5", "should")
     text = swanctl(esp="3des-sha256", child_extra="        rekey_bytes = 100000000000")
     found = [f for f in audit_text(tmp_path, text, "long") if f.rule == "block64-lifetime"]
     assert found[0].key.endswith("rekey_bytes") and found[0].line == line_of(text, "rekey_bytes")
