@@ -17,7 +17,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lab.cli import main
 from lab.conf.ipsecconf import parse_ipsec_conf, parse_ipsec_secrets
 from lab.conf.swanctl import ConfigError
-from lab.viz.audit import AuditError, audit_paths, psk_weakness, render_json, render_markdown
+from lab.iana import DhGroup, EncrId, IntegId, PrfId, ProtocolId, TransformType
+from lab.viz import audit as audit_module
+from lab.viz.audit import (DH_TABLE, ESP_TABLE, IKE_TABLE, AuditError, audit_paths, grade, psk_weakness, render_json,
+                           render_markdown)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -86,7 +89,7 @@ def test_a_strong_configuration_gives_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("proposals, token, term, reference, level", [
-    ("aes128-sha256-modp1024", "modp1024", "MUST NOT", "RFC 8247 §2.4", "must"),     # RFC 8247 §2.4 group 2
+    ("aes128-sha256-modp1024", "modp1024", "SHOULD NOT", "RFC 8247 §2.4", "should"),  # RFC 8247 §2.4 group 2
     ("aes128-sha256-modp768", "modp768", "MUST NOT", "RFC 8247 §2.4", "must"),       # group 1
     ("aes128-sha256-modp1536", "modp1536", "SHOULD NOT", "RFC 8247 §2.4", "should"),  # group 5
     ("aes128-sha256-modp2048s256", "modp2048s256", "SHOULD NOT", "RFC 8247 §2.4", "should"),  # group 24
@@ -111,8 +114,8 @@ def test_ike_algorithms_against_rfc_8247(tmp_path, proposals, token, term, refer
     ("blowfish-sha256", "blowfish128", "MUST NOT", "RFC 8221 §5"),
     ("aes128-md5", "md5", "MUST NOT", "RFC 8221 §6"),
     ("aes128-sha1", "sha1", "MUST-", "RFC 8221 §6"),
-    ("aes128-aesxcbc", "aesxcbc", "SHOULD NOT+", "RFC 8221 §6"),
-    ("aes128-sha256-modp1024", "modp1024", "MUST NOT", "RFC 8247 §2.4"),   # a PFS group is a key exchange too
+    ("aes128-aesxcbc", "aesxcbc", "MAY", "RFC 8221 §6"),
+    ("aes128-sha256-modp1024", "modp1024", "SHOULD NOT", "RFC 8247 §2.4"),   # a PFS group is a key exchange too
 ])
 def test_child_algorithms_against_rfc_8221(tmp_path, esp, token, term, reference):
     text = swanctl(esp=esp, child_extra="        rekey_bytes = 1000000")
@@ -121,6 +124,104 @@ def test_child_algorithms_against_rfc_8221(tmp_path, esp, token, term, reference
     assert f" {token} " in found[0].message
     assert found[0].key == "connections.s2s.children.net.esp_proposals"
     assert found[0].line == line_of(text, "esp_proposals =")
+
+
+# ---------------------------------------------------------------- the tables, row by row, as the RFCs print them
+
+_E, _P, _I, _D = TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.DH
+_IKE, _ESP, _AH = ProtocolId.IKE, ProtocolId.ESP, ProtocolId.AH
+
+# (protocol, transform type, id, the RFC's Status column, section, level); None: the row is MUST/SHOULD, not graded.
+# Quoted from RFC 8247 (September 2017) and RFC 8221 (October 2017).
+RFC_ROWS = [
+    # RFC 8247 §2.1 "| ENCR_AES_CBC | MUST | No | (*) |"
+    (_IKE, _E, EncrId.AES_CBC, None, None, None),
+    # RFC 8247 §2.1 "| ENCR_AES_GCM_16 | SHOULD | Yes | (*) |"
+    (_IKE, _E, EncrId.AES_GCM_16, None, None, None),
+    # RFC 8247 §2.1 "| ENCR_3DES | MAY | No | |"
+    (_IKE, _E, EncrId.TRIPLE_DES, "MAY", "RFC 8247 §2.1", "advice"),
+    # RFC 8247 §2.1 "| ENCR_DES | MUST NOT | No | |"
+    (_IKE, _E, EncrId.DES, "MUST NOT", "RFC 8247 §2.1", "must"),
+    # RFC 8247 §2.1 "| ENCR_NULL | MUST NOT | No | |"
+    (_IKE, _E, EncrId.NULL, "MUST NOT", "RFC 8247 §2.1", "must"),
+    # RFC 8247 §2.2 "| PRF_HMAC_SHA2_256 | MUST | |"
+    (_IKE, _P, PrfId.HMAC_SHA2_256, None, None, None),
+    # RFC 8247 §2.2 "| PRF_HMAC_SHA1 | MUST- | |"
+    (_IKE, _P, PrfId.HMAC_SHA1, "MUST-", "RFC 8247 §2.2", "should"),
+    # RFC 8247 §2.2 "| PRF_HMAC_MD5 | MUST NOT | |"
+    (_IKE, _P, PrfId.HMAC_MD5, "MUST NOT", "RFC 8247 §2.2", "must"),
+    # RFC 8247 §2.3 "| AUTH_HMAC_SHA2_256_128 | MUST | |"
+    (_IKE, _I, IntegId.HMAC_SHA2_256_128, None, None, None),
+    # RFC 8247 §2.3 "| AUTH_HMAC_SHA1_96 | MUST- | |"
+    (_IKE, _I, IntegId.HMAC_SHA1_96, "MUST-", "RFC 8247 §2.3", "should"),
+    # RFC 8247 §2.3 "| AUTH_AES_XCBC_96 | SHOULD | (IoT) |" and "For the non-IoT VPN deployment, it has been
+    # downgraded from SHOULD in RFC 4307 to MAY"
+    (_IKE, _I, IntegId.AES_XCBC_96, "MAY", "RFC 8247 §2.3", "advice"),
+    # RFC 8247 §2.3 "| AUTH_HMAC_MD5_96 | MUST NOT | |", "| AUTH_DES_MAC | MUST NOT | |", "| AUTH_KPDK_MD5 | MUST NOT | |"
+    (_IKE, _I, IntegId.HMAC_MD5_96, "MUST NOT", "RFC 8247 §2.3", "must"),
+    (_IKE, _I, IntegId.DES_MAC, "MUST NOT", "RFC 8247 §2.3", "must"),
+    (_IKE, _I, IntegId.KPDK_MD5, "MUST NOT", "RFC 8247 §2.3", "must"),
+    # RFC 8247 §2.4 "| 14 | 2048-bit MODP Group | MUST |", "| 19 | 256-bit random ECP group | SHOULD |"
+    (_IKE, _D, DhGroup.MODP_2048, None, None, None),
+    (_IKE, _D, DhGroup.ECP_256, None, None, None),
+    # RFC 8247 §2.4 "| 5 | 1536-bit MODP Group | SHOULD NOT |"
+    (_IKE, _D, DhGroup.MODP_1536, "SHOULD NOT", "RFC 8247 §2.4", "should"),
+    # RFC 8247 §2.4 "| 2 | 1024-bit MODP Group | SHOULD NOT |"
+    (_IKE, _D, DhGroup.MODP_1024, "SHOULD NOT", "RFC 8247 §2.4", "should"),
+    # RFC 8247 §2.4 "| 1 | 768-bit MODP Group | MUST NOT |"
+    (_IKE, _D, DhGroup.MODP_768, "MUST NOT", "RFC 8247 §2.4", "must"),
+    # RFC 8247 §2.4 "| 22 | 1024-bit MODP Group with 160-bit Prime Order Subgroup | MUST NOT |"
+    (_IKE, _D, DhGroup.MODP_1024_160, "MUST NOT", "RFC 8247 §2.4", "must"),
+    # RFC 8247 §2.4 "| 23 | 2048-bit MODP Group with 224-bit Prime Order Subgroup | SHOULD NOT |"
+    (_IKE, _D, DhGroup.MODP_2048_224, "SHOULD NOT", "RFC 8247 §2.4", "should"),
+    # RFC 8247 §2.4 "| 24 | 2048-bit MODP Group with 256-bit Prime Order Subgroup | SHOULD NOT |"
+    (_IKE, _D, DhGroup.MODP_2048_256, "SHOULD NOT", "RFC 8247 §2.4", "should"),
+    # a PFS group in a CHILD_SA proposal is graded by the same RFC 8247 §2.4 table
+    (_ESP, _D, DhGroup.MODP_1024, "SHOULD NOT", "RFC 8247 §2.4", "should"),
+    # RFC 8221 §5 "| ENCR_DES_IV64 | MUST NOT | No | UNSPECIFIED |"
+    (_ESP, _E, EncrId.DES_IV64, "MUST NOT", "RFC 8221 §5", "must"),
+    # RFC 8221 §5 "| ENCR_DES | MUST NOT | No | [RFC2405] |"
+    (_ESP, _E, EncrId.DES, "MUST NOT", "RFC 8221 §5", "must"),
+    # RFC 8221 §5 "| ENCR_3DES | SHOULD NOT | No | [RFC2451] |"
+    (_ESP, _E, EncrId.TRIPLE_DES, "SHOULD NOT", "RFC 8221 §5", "should"),
+    # RFC 8221 §5 "| ENCR_BLOWFISH | MUST NOT | No | [RFC2451] |"
+    (_ESP, _E, EncrId.BLOWFISH, "MUST NOT", "RFC 8221 §5", "must"),
+    # RFC 8221 §5 "| ENCR_3IDEA | MUST NOT | No | UNSPECIFIED |"
+    (_ESP, _E, EncrId.TRIPLE_IDEA, "MUST NOT", "RFC 8221 §5", "must"),
+    # RFC 8221 §5 "| ENCR_DES_IV32 | MUST NOT | No | UNSPECIFIED |"
+    (_ESP, _E, EncrId.DES_IV32, "MUST NOT", "RFC 8221 §5", "must"),
+    # RFC 8221 §5 "| ENCR_NULL | MUST | No | [RFC2410] |" (graded apart, by the esp-null rule), "| ENCR_AES_GCM_16 | MUST |"
+    (_ESP, _E, EncrId.NULL, None, None, None),
+    (_ESP, _E, EncrId.AES_GCM_16, None, None, None),
+    # RFC 8221 §6 "| AUTH_HMAC_MD5_96 | MUST NOT | [RFC2403][RFC7296] |"
+    (_ESP, _I, IntegId.HMAC_MD5_96, "MUST NOT", "RFC 8221 §6", "must"),
+    (_AH, _I, IntegId.HMAC_MD5_96, "MUST NOT", "RFC 8221 §6", "must"),
+    # RFC 8221 §6 "| AUTH_HMAC_SHA1_96 | MUST- | [RFC2404][RFC7296] |"
+    (_ESP, _I, IntegId.HMAC_SHA1_96, "MUST-", "RFC 8221 §6", "should"),
+    # RFC 8221 §6 "| AUTH_DES_MAC | MUST NOT | UNSPECIFIED |", "| AUTH_KPDK_MD5 | MUST NOT | UNSPECIFIED |"
+    (_ESP, _I, IntegId.DES_MAC, "MUST NOT", "RFC 8221 §6", "must"),
+    (_ESP, _I, IntegId.KPDK_MD5, "MUST NOT", "RFC 8221 §6", "must"),
+    # RFC 8221 §6 "| AUTH_AES_XCBC_96 | SHOULD / MAY | [RFC3566][RFC7296] (IoT) |" and "For the wide VPN deployment,
+    # as it has not been widely adopted, it has been downgraded from SHOULD to MAY"
+    (_ESP, _I, IntegId.AES_XCBC_96, "MAY", "RFC 8221 §6", "advice"),
+    # RFC 8221 §6 "| AUTH_HMAC_SHA2_256_128 | MUST | [RFC4868] |"
+    (_ESP, _I, IntegId.HMAC_SHA2_256_128, None, None, None),
+]
+
+
+@pytest.mark.parametrize("protocol, ttype, tid, term, reference, level", RFC_ROWS,
+                         ids=[f"{p.name}-{t.name}-{i.name}" for p, t, i, *_ in RFC_ROWS])
+def test_each_algorithm_has_the_level_and_section_the_rfc_gives(protocol, ttype, tid, term, reference, level):
+    assert grade(protocol, ttype, tid) == ((term, reference) if term else None)
+    if term:
+        assert audit_module._term_level(term) == level
+
+
+def test_the_tables_hold_no_row_the_rfcs_do_not():
+    pinned = {(p == _IKE or t == _D, t, i) for p, t, i, term, *_ in RFC_ROWS if term}
+    listed = ({(True, t, i) for t, i in IKE_TABLE} | {(True, _D, g) for g in DH_TABLE}
+              | {(False, t, i) for t, i in ESP_TABLE})
+    assert listed == pinned
 
 
 def test_a_default_proposal_list_is_not_graded(tmp_path):
@@ -145,6 +246,8 @@ def test_null_encryption_and_ah(tmp_path):
 def test_64_bit_blocks_need_a_volume_limit(tmp_path):
     found = [f for f in audit_text(tmp_path, swanctl(esp="3des-sha256")) if f.rule == "block64-lifetime"]
     assert len(found) == 1 and "no volume limit" in found[0].message
+    # not "SHOULD NOT": that is 3DES's own status (RFC 8221 §5), given by the child-algorithm finding
+    assert (found[0].term, found[0].reference, found[0].level) == ("64-bit block", "RFC 8221 §5", "should")
     text = swanctl(esp="3des-sha256", child_extra="        rekey_bytes = 100000000000")
     found = [f for f in audit_text(tmp_path, text, "long") if f.rule == "block64-lifetime"]
     assert found[0].key.endswith("rekey_bytes") and found[0].line == line_of(text, "rekey_bytes")
@@ -153,24 +256,29 @@ def test_64_bit_blocks_need_a_volume_limit(tmp_path):
 
 
 def test_pfs(tmp_path):
-    assert "pfs" in rules(audit_text(tmp_path, swanctl(esp="aes256gcm16")))
+    found = [f for f in audit_text(tmp_path, swanctl(esp="aes256gcm16")) if f.rule == "pfs"]
+    # RFC 7296 §1.3: "The CREATE_CHILD_SA request MAY optionally contain a KE payload for an additional
+    # Diffie-Hellman exchange to enable stronger guarantees of forward secrecy for the Child SA."
+    assert [(f.term, f.reference, f.level) for f in found] == [("MAY", "RFC 7296 §1.3", "advice")]
     assert "pfs" in rules(audit_text(tmp_path, swanctl(esp=""), "default"))   # strongSwan's default has no group
     assert "pfs" not in rules(audit_text(tmp_path, swanctl(), "good"))
 
 
+# RFC 7296 §2.8: "the new SA should be established before the old one expires"; §2.8.1: "the timing of rekeying
+# requests SHOULD be jittered"; the 24 h and 8 h are the lab's reading of NIST SP 800-77r1 (cited without section)
 @pytest.mark.parametrize("where, extra, expected", [
-    ("child", "        rekey_time = 1h\n        life_time = 1h", ("make-before-break", "must")),
-    ("child", "        rekey_time = 1h\n        life_time = 3630s", ("make-before-break", "should")),
-    ("child", "        rekey_time = 12h", ("lifetime", "advice")),
-    ("child", "        rand_time = 0", ("jitter", "should")),      # RFC 7296 §2.8: SHOULD be jittered
-    ("conn", "    rekey_time = 2d", ("lifetime", "advice")),
-    ("conn", "    over_time = 0", ("make-before-break", "should")),
-    ("conn", "    rand_time = 0s", ("jitter", "should")),
+    ("child", "        rekey_time = 1h\n        life_time = 1h", ("make-before-break", "must", "RFC 7296 §2.8")),
+    ("child", "        rekey_time = 1h\n        life_time = 3630s", ("make-before-break", "should", "RFC 7296 §2.8")),
+    ("child", "        rekey_time = 12h", ("lifetime", "advice", "NIST SP 800-77r1")),
+    ("child", "        rand_time = 0", ("jitter", "should", "RFC 7296 §2.8.1")),
+    ("conn", "    rekey_time = 2d", ("lifetime", "advice", "NIST SP 800-77r1")),
+    ("conn", "    over_time = 0", ("make-before-break", "should", "RFC 7296 §2.8")),
+    ("conn", "    rand_time = 0s", ("jitter", "should", "RFC 7296 §2.8.1")),
 ])
 def test_lifetimes(tmp_path, where, extra, expected):
     text = swanctl(**{f"{where}_extra": extra})
-    found = [(f.rule, f.level) for f in audit_text(tmp_path, text) if f.rule in ("make-before-break", "lifetime",
-                                                                                   "jitter")]
+    found = [(f.rule, f.level, f.reference) for f in audit_text(tmp_path, text)
+             if f.rule in ("make-before-break", "lifetime", "jitter")]
     assert found == [expected]
 
 
@@ -388,7 +496,8 @@ def test_ipsec_conf_audited_with_file_and_line(tmp_path):
     found = audit_paths([str(tmp_path / "ipsec.conf")], now=NOW).findings
     dh = [f for f in found if f.rule == "ike-algorithm" and f.subject.endswith(":site")]
     # the line is where `ike=` is written (in conn base, pulled in by also=), the key names the conn that uses it
-    assert [(f.line, f.key, f.term) for f in dh] == [(13, "conn site ike", "MUST NOT")]
+    # RFC 8247 §2.4: group 2 (modp1024) is SHOULD NOT
+    assert [(f.line, f.key, f.term) for f in dh] == [(13, "conn site ike", "SHOULD NOT")]
     assert "pfs" not in rules(found) and "dpd" not in rules(found)
     assert [(f.file.endswith("ipsec.secrets"), f.line) for f in found if f.rule == "psk"] == [(True, 1)]
 
@@ -483,7 +592,9 @@ def test_a_capture_offering_weak_groups_is_graded(tmp_path):
                                          / message.serialize()])
     report = audit_paths([str(tmp_path / "weak.pcap")])
     assert report.captures[0].offered == ["aes128-sha1-modp1024"] and report.captures[0].chosen is None
-    assert {(f.term, f.key) for f in report.findings} >= {("MUST NOT", "frame 1 IKE_SA_INIT request (offered)")}
+    offered = "frame 1 IKE_SA_INIT request (offered)"
+    # RFC 8247 §2.3 AUTH_HMAC_SHA1_96 MUST-, §2.4 group 2 (1024-bit MODP) SHOULD NOT
+    assert {(f.term, f.key) for f in report.findings} >= {("MUST-", offered), ("SHOULD NOT", offered)}
 
 
 def test_a_run_folder_gets_its_audit(tmp_path):
