@@ -92,7 +92,10 @@ def run_scenario(name: str | Path, label: str | None = None, out: str | Path | N
 def _run_in_world(folder: Path, label: str, target: Path, quiet: bool, options: list[str]) -> Path:
     """`ipsec-lab run FOLDER --out TARGET` in a world of its own, its lines printed in the cell."""
     lines: list[str] = []
-    code = world.run_command(["run", str(folder), "--out", str(target), *options],
+    # Jupyter's kernel sets FORCE_COLOR and CLICOLOR_FORCE: without them the run, writing into a
+    # pipe, prints one plain line per step instead of a spinner redrawn twice a second
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE")}
+    code = world.run_command(["run", str(folder), "--out", str(target), *options], env=env,
                              lines=lines.append if quiet else (lambda line: print(line, flush=True)))
     if code not in (0, 1):  # 1: the run failed, and its folder says how
         tail = "\n".join(lines[-20:])

@@ -190,6 +190,22 @@ CLAIMS = [
     ("notebooks/05-mtu.ipynb", r"16 ICV = (?P<n>\d+) octets", ESP_TUNNEL_GCM.wire(1400)),
     ("notebooks/05-mtu.ipynb", r"(?P<n>\d+) more than the 1400-octet link takes", ESP_TUNNEL_GCM.wire(1400) - 1400),
     ("notebooks/05-mtu.ipynb", r"segments of at most 1300 bytes of data - (?P<n>\d+)-byte packets", 1340),
+    # the answers to the notebooks' "Try it"
+    ("notebooks/solutions/02.md", r"16 ICV = (?P<n>\d+)\s+tunnel:", ESP_TRANSPORT_GCM.wire(1400)),
+    ("notebooks/solutions/02.md", r"tunnel: .*? 16 ICV = (?P<n>\d+)", ESP_TUNNEL_GCM.wire(1400)),
+    ("notebooks/solutions/02.md", r"fits is (?P<n>\d+) octets in tunnel mode",
+     max(n for n in range(40, 1501) if ESP_TUNNEL_GCM.wire(n) <= 1500)),
+    ("notebooks/solutions/02.md", r"in tunnel mode and (?P<n>\d+) in transport mode",
+     max(n for n in range(40, 1501) if ESP_TRANSPORT_GCM.wire(n) <= 1500)),
+    ("notebooks/solutions/05.md", r"IP packet and a (?P<n>\d+)-octet ESP packet", ESP_TUNNEL_GCM.wire(1340)),
+    ("notebooks/solutions/05.md", r"a 1300-octet inner packet is (?P<n>\d+) octets", ESP_TUNNEL_GCM.wire(1300)),
+    ("notebooks/solutions/05.md", r"fits 1300 is (?P<n>\d+) octets",
+     max(n for n in range(40, 1301) if ESP_TUNNEL_GCM.wire(n) <= 1300)),
+    ("notebooks/solutions/05.md", r"the limits are (?P<n>\d+) and",
+     max(n for n in range(40, 1301) if ESP_UDP_TUNNEL_GCM.wire(n) <= 1300)),
+    ("notebooks/solutions/08.md", r"(?P<n>\d+) octets on the wire with `null-sha256`", Sa(IpsecProto.ESP, Mode.TUNNEL, **NULL_SHA256).wire(PING)),
+    ("notebooks/solutions/08.md", r"and (?P<n>\d+) with `aes128gmac`",
+     Sa(IpsecProto.ESP, Mode.TUNNEL, encr_id=EncrId.NULL_AUTH_AES_GMAC, key_bits=128, integ_id=IntegId.NONE).wire(PING)),
     # the field problems: a 1500-octet packet in the two usual tunnels
     ("docs/field-problems.md", r"a 1500-octet packet becomes (?P<n>\d+) octets", ESP_TUNNEL_GCM.wire(1500)),
     ("docs/field-problems.md", r"with AES-CBC and HMAC-SHA-256 (?P<n>\d+)\.", ESP_TUNNEL_CBC.wire(1500)),
@@ -240,7 +256,7 @@ TOTAL_THEN_SUM = re.compile(rf"(?<![\w.+-])(\d+)(?: octets)? ?= ?({TERM}(?: ?\+ 
 
 def teaching_files() -> list[Path]:
     return sorted([ROOT / "README.md", *ROOT.glob("scenarios/**/README.md"), *ROOT.glob("scenarios/*/scenario.yaml"),
-                   *ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("notebooks/**/README.md"), *ROOT.glob("docs/*.md")])
+                   *ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("notebooks/**/README.md"), *ROOT.glob("notebooks/solutions/*.md"), *ROOT.glob("docs/*.md")])
 
 
 def written_sums(text: str) -> list[tuple[str, list[int], int]]:
