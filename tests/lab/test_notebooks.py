@@ -49,7 +49,7 @@ def _run(path: Path, out: Path):
     os.environ.pop("IPSEC_LAB_NOTEBOOK_REUSE", None)
     try:
         started = time.monotonic()
-        nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+        nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",  # a cell runs whole scenarios: minutes on a loaded 2-core machine
                                 resources={"metadata": {"path": str(ROOT)}}).execute()
         print(f"{path.name}: {time.monotonic() - started:.1f} s")
     finally:
