@@ -239,7 +239,11 @@ def test_half_open_flood_is_answered_with_cookies_and_strongswan_connects_meanwh
         # 2. at the rate the daemon answered: strongSwan connects meanwhile, through the cookie
         rate = answered / full["seconds"]
         flooder = start_flood(lab, FLOOD_SECONDS * 2, rate=rate)
-        time.sleep(1.0)
+        # strongSwan starts once the flood is back at the threshold (the flooder's start takes
+        # seconds on a loaded machine: a fixed sleep let strongSwan in before it, without a cookie)
+        deadline = time.monotonic() + FLOOD_SECONDS
+        while gwb.ctl("stats")["stats"]["half_open"] < COOKIE_THRESHOLD and time.monotonic() < deadline:
+            time.sleep(0.05)
         gwa.initiate(child="net", timeout=FLOOD_SECONDS * 2)
         strongswan_up_during_flood = flooder.poll() is None
         while flooder.poll() is None:
