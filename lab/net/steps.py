@@ -224,15 +224,20 @@ class StartStep(StepKind):
         return f"started {', '.join(f'{n} ({run.peers[n].software})' for n in a['nodes'])}"
 
 
-@STEPS.add
-class StopStep(StepKind):
-    name = "stop"
-    does = "ends a daemon cleanly"
+class _GatewaysStep(StepKind):
+    """A step on some of the gateways' daemons, named in `nodes` (stop, kill)."""
+
     fields = (Field("nodes", "gateways", required=True),)
     shorthand = "nodes"
 
     def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
         out["nodes"] = nodes_field(f, ctx)
+
+
+@STEPS.add
+class StopStep(_GatewaysStep):
+    name = "stop"
+    does = "ends a daemon cleanly"
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"stop {', '.join(a['nodes'])}"
@@ -244,14 +249,9 @@ class StopStep(StepKind):
 
 
 @STEPS.add
-class KillStep(StepKind):
+class KillStep(_GatewaysStep):
     name = "kill"
     does = "kills a daemon without a goodbye (a crash)"
-    fields = (Field("nodes", "gateways", required=True),)
-    shorthand = "nodes"
-
-    def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
-        out["nodes"] = nodes_field(f, ctx)
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"kill {', '.join(a['nodes'])} (crash)"
