@@ -5,7 +5,7 @@ import pytest
 
 from lab.ike.const import DhGroup
 from lab.ike.crypto import new_key_exchange, public_value_size
-from lab.ike.crypto.dh import MODP_2048_PRIME, MODP_3072_PRIME
+from lab.ike.crypto.dh import MODP_2048_PRIME, MODP_3072_PRIME, rfc3526_prime
 from lab.ike.errors import CryptoError
 
 
@@ -140,27 +140,10 @@ def test_ecp_wrong_length_is_refused(group):
         kex.shared_secret(good[:-1])
 
 
-def _pi_bits(bits: int) -> int:
-    """floor(pi * 2**bits) by Machin's formula in integer arithmetic (for checking constants)."""
-    guard = 64
-    one = 1 << (bits + guard)
-
-    def arctan_inv(x: int) -> int:
-        total, term, n, sign = 0, one // x, 1, 1
-        while term:
-            total += sign * (term // n)
-            term //= x * x
-            n += 2
-            sign = -sign
-        return total
-
-    return (16 * arctan_inv(5) - 4 * arctan_inv(239)) >> guard
-
-
 @pytest.mark.parametrize("prime,bits,offset", [(MODP_2048_PRIME, 2048, 124476), (MODP_3072_PRIME, 3072, 1690314)])
 def test_rfc3526_primes_match_their_definition(prime, bits, offset):
     """RFC 3526 §3, §4: p = 2^n - 2^(n-64) - 1 + 2^64 * ([2^(n-130) pi] + offset)."""
-    assert prime == 2**bits - 2 ** (bits - 64) - 1 + 2**64 * (_pi_bits(bits - 130) + offset)
+    assert prime == rfc3526_prime(bits, offset)  # p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) pi) + k)
 
 
 @pytest.mark.parametrize("group,prime", [(DhGroup.MODP_2048, MODP_2048_PRIME), (DhGroup.MODP_3072, MODP_3072_PRIME)],
