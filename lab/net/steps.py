@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .topology import LabTopo
 
 REPO = Path(__file__).resolve().parents[2]
+PINGER = Path(__file__).with_name("pinger.py")
 SETTABLE_NAT = tuple(k for k in NAT_DEFAULTS if k not in ("inside", "outside", "public"))
 
 
@@ -486,13 +487,15 @@ class PingStep(StepKind):
 
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         to = run.address(a["to"])
-        options = f"-n -c {a['count']} -i {a['interval']} -W {a.get('timeout', 2):g}"
+        # our pinger, not iputils' ping: that one waits for a late last reply only twice the
+        # longest round trip, and a loaded machine then loses a ping on a working tunnel
+        options = f"-c {a['count']} -i {a['interval']} -W {a.get('timeout', 2):g}"
         if "size" in a:
             options += f" -s {int(a['size'])} -M do"
         if "source" in a:
             options += f" -I {a['source']}"
         wait = a["count"] * a["interval"] + a.get("timeout", 2) + 8
-        out = output(run.node(a["from"]), ["ping", *options.split(), to], timeout=wait)
+        out = output(run.node(a["from"]), [sys.executable, "-I", str(PINGER), to, *options.split()], timeout=wait)
         match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
         received = int(match.group(2)) if match else 0
         detail = f"{received}/{a['count']} replies from {to}, {a['count'] - received} lost"
