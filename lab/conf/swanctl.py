@@ -60,7 +60,7 @@ from lab.ike.proposals import check_implemented, parse_ah_proposals, parse_esp_p
 
 from .settings import ConfigError, Section, Setting, all_refs, parse_settings, read_text, resolve_settings
 
-__all__ = ["ConfigError", "SwanctlConfig", "load_swanctl", "parse_swanctl"]
+__all__ = ["Authority", "ConfigError", "SwanctlConfig", "load_swanctl", "parse_swanctl"]
 
 
 # ---------------------------------------------------------------- value converters
@@ -307,6 +307,14 @@ _CONN_UNSUPPORTED: _Unsupported = {
 _LOCAL_KEYS: dict[str, Callable[[str], Any]] = {
     "auth": _auth, "id": Identity.parse, "certs": _names, "pubkeys": _names, "round": _uint, "eap_id": Identity.parse,
 }
+_AUTHORITY_KEYS: dict[str, Callable[[str], Any]] = {
+    "cacert": str.strip, "file": str.strip, "crl_uris": _names, "ocsp_uris": _names, "cert_uri_base": str.strip,
+}
+_AUTHORITY_UNSUPPORTED: _Unsupported = {
+    "handle": (_never, "CA certificates on a PKCS#11 token"),
+    "slot": (_never, "CA certificates on a PKCS#11 token"),
+    "module": (_never, "CA certificates on a PKCS#11 token"),
+}
 _LOCAL_UNSUPPORTED: _Unsupported = {
     "aaa_id": (_never, "AAA (RADIUS) server identities"),
     "xauth_id": (_never, "IKEv1 XAuth"),
@@ -400,6 +408,22 @@ class SwanctlConfig(Config):
     files: list[str] = field(default_factory=list)
     swanctl_dir: str = "."
     export_keys: str | None = None  # the `ipsec-lab { export_keys = DIR }` section
+    authorities: list[Authority] = field(default_factory=list)
+
+
+@dataclass
+class Authority:
+    """An `authorities { NAME { ... } }` section: a CA certificate (a trust anchor, as if it were
+    in x509ca/) and where its certificate revocation lists are; the daemon fetches those (file://,
+    http://) when it starts (lab.daemon.crls). OCSP responders and cert_uri_base (hash-and-URL,
+    RFC 7296 §3.6) are kept but not used: ipsec-lab checks revocation with CRLs only."""
+
+    name: str
+    cacert: x509.Certificate
+    crl_uris: list[str] = field(default_factory=list)
+    ocsp_uris: list[str] = field(default_factory=list)
+    cert_uri_base: str | None = None
+    where: str = ""  # file:line of the section, for the daemon's log
 
 
 @dataclass
@@ -468,14 +492,14 @@ class _Builder:
             raise _Anchor(setting.file, setting.line, key).error(
                 f"unknown top-level key '{key}'; swanctl.conf holds the sections connections, secrets and pools")
         for name, section in self.root.sections.items():
-            if name == "authorities":
-                raise _at_section(section).error("authorities sections are not supported by ipsec-lab; put CA "
-                                                 "certificates in x509ca/ or name them in remote.cacerts")
-            if name not in ("connections", "secrets", "pools", "ipsec-lab") and name not in self.referenced:
+            if name not in ("connections", "secrets", "pools", "authorities", "ipsec-lab") and name not in self.referenced:
                 raise _at_section(section).error(
-                    f"unknown section '{name}'; swanctl.conf holds connections, secrets and pools "
+                    f"unknown section '{name}'; swanctl.conf holds connections, secrets, pools and authorities "
                     f"(other top-level sections are allowed only as targets of 'name : {name}' references)")
         config = SwanctlConfig(files=list(self.files), swanctl_dir=self.dir)
+        authorities = self.root.sections.get("authorities")
+        if authorities is not None:
+            config.authorities = self._authorities(authorities)
         ours = self.root.sections.get("ipsec-lab")
         if ours is not None:
             config.export_keys, config.radius = self._ipsec_lab(ours)
@@ -496,6 +520,37 @@ class _Builder:
                 config.connections[name], anchors[name] = self._connection(section)
         self._finish(config, anchors)
         return config
+
+    def _authorities(self, section: Section) -> list[Authority]:
+        """swanctl.conf(5) authorities.<name>: cacert (a file in x509ca/) or file (a path), the
+        CRL and OCSP URIs and cert_uri_base; a PKCS#11 token (handle, slot, module) is refused."""
+        for key, setting in section.settings.items():
+            raise _at(setting, "authorities").error(f"'{key} = ...' cannot stand directly in authorities; put it "
+                                                    f"inside an authority section such as authorities {{ my-ca {{ ... }} }}")
+        found = []
+        for name, sub in section.sections.items():
+            for inner in sub.sections.values():
+                raise _at_section(inner).error(f"an authority holds no sections; {inner.path} is not one of "
+                                               f"cacert, file, crl_uris, ocsp_uris, cert_uri_base")
+            values = self._keys(sub, _AUTHORITY_KEYS, _AUTHORITY_UNSUPPORTED, f"authorities.{name}")
+            if ("cacert" in values) == ("file" in values):
+                raise _at_section(sub).error("an authority needs its CA certificate: either cacert = <file in x509ca/> "
+                                             "or file = <path>, not both")
+            key = "cacert" if "cacert" in values else "file"
+            path, setting = values[key]
+            if not os.path.isabs(path):
+                path = os.path.join(self.dir, "x509ca" if key == "cacert" else "", path)
+            anchor = _at(setting, sub.path)
+            certs = _read_certs(path, anchor)
+            uris = values["crl_uris"][0] if "crl_uris" in values else []
+            for uri in uris:
+                if not re.match(r"(?i)(file|https?|ldap)://", uri):
+                    raise _at(values["crl_uris"][1], sub.path).error(
+                        f"'{uri}' is not a URI strongSwan fetches CRLs from (file://, http://, https:// or ldap://)")
+            cert_uri_base = values["cert_uri_base"][0] if "cert_uri_base" in values else None
+            found.append(Authority(name, certs[0], list(uris), list(values["ocsp_uris"][0]) if "ocsp_uris" in values
+                                   else [], cert_uri_base, f"{setting.file}:{setting.line}"))
+        return found
 
     def _ipsec_lab(self, section: Section) -> tuple[str | None, RadiusSettings | None]:
         """Settings of ipsec-lab's own that swanctl (which ignores unknown sections) never sees:
@@ -837,6 +892,8 @@ class _Builder:
         if checking:
             config.cacerts = self._load_cacerts(anchors[checking[0][0]][checking[0][1]])
             config.crls = self._load_crls(anchors[checking[0][0]][checking[0][1]])
+        # an authority's certificate is a trust anchor as if it were in x509ca/ (swanctl --load-authorities)
+        config.cacerts += [a.cacert for a in config.authorities if a.cacert not in config.cacerts]
         for name, conn in config.connections.items():
             where = anchors[name]
             if name not in negotiating:

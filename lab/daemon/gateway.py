@@ -184,6 +184,10 @@ class Gateway:
         server = None
         try:
             # whatever of this is made before a failure or a signal is undone in `finally`
+            authorities = getattr(self.config, "authorities", ())
+            if any(a.crl_uris for a in authorities):
+                from .crls import fetch_authority_crls
+                self.config.crls += fetch_authority_crls(authorities, self.say)
             for port in self.ports:
                 self.sockets[port] = _bind_udp(port, self.bind_address)
                 self.loop.add_reader(self.sockets[port], self._readable, port)

@@ -426,7 +426,7 @@ ERRORS = [
         connection {
           s2s {
           }
-        }''', 1, "connection", ["unknown section 'connection'", "connections, secrets and pools"]),
+        }''', 1, "connection", ["unknown section 'connection'", "connections, secrets, pools and authorities"]),
     ('''
         connections {
           s2s {
