@@ -315,6 +315,11 @@ _AUTHORITY_UNSUPPORTED: _Unsupported = {
     "slot": (_never, "CA certificates on a PKCS#11 token"),
     "module": (_never, "CA certificates on a PKCS#11 token"),
 }
+_TOKEN_UNSUPPORTED: _Unsupported = {
+    "handle": (_never, "certificates on a PKCS#11 token"),
+    "slot": (_never, "certificates on a PKCS#11 token"),
+    "module": (_never, "certificates on a PKCS#11 token"),
+}
 _LOCAL_UNSUPPORTED: _Unsupported = {
     "aaa_id": (_never, "AAA (RADIUS) server identities"),
     "xauth_id": (_never, "IKEv1 XAuth"),
@@ -659,11 +664,29 @@ class _Builder:
             raise _at_section(section).error(str(exc)) from None
         return conn, anchors
 
-    def _auth_round(self, section: Section, side: str) -> tuple[AuthConfig, _Anchor, int | None]:
+    def _cert_sections(self, section: Section, side: str) -> dict[str, list[x509.Certificate]]:
+        """swanctl.conf(5) cert<suffix> { file = PATH } (and cacert<suffix> in a remote round): a
+        certificate by its path, as certs = / cacerts = name one; handle, slot and module (a
+        PKCS#11 token) are refused."""
+        found: dict[str, list[x509.Certificate]] = {"certs": [], "cacerts": []}
         for name, sub in section.sections.items():
-            what = "cacerts = file" if name.startswith("cacert") else "certs = file"
-            raise _at_section(sub).error(f"{name} sections (tokens, handles) are not supported by ipsec-lab; "
-                                         f"write {what}")
+            kind = "cacerts" if name.startswith("cacert") else "certs" if name.startswith("cert") else None
+            if kind is None or (kind == "cacerts" and side == "local"):
+                raise _at_section(sub).error(f"unknown section '{name}' in {section.path}; a {side} round holds "
+                                             + ("cert<suffix> sections" if side == "local"
+                                                else "cert<suffix> and cacert<suffix> sections"))
+            for inner in sub.sections.values():
+                raise _at_section(inner).error(f"{sub.path} holds no sections, only file = PATH")
+            values = self._keys(sub, {"file": str.strip}, _TOKEN_UNSUPPORTED, sub.path)
+            if "file" not in values:
+                raise _at_section(sub).error(f"{name} needs file = PATH (the certificate to load)")
+            path, setting = values["file"]
+            folder = "x509ca" if kind == "cacerts" else "x509"
+            found[kind] += self._load_certs(path, folder, _at(setting, sub.path))
+        return found
+
+    def _auth_round(self, section: Section, side: str) -> tuple[AuthConfig, _Anchor, int | None]:
+        from_sections = self._cert_sections(section, side)
         if side == "local":
             values = self._keys(section, _LOCAL_KEYS, _LOCAL_UNSUPPORTED, f"{side} authentication round",
                                 special={"cacerts": "cacerts belongs in the remote section: it names the CAs the "
@@ -691,6 +714,9 @@ class _Builder:
                 anchor = _at(setting, section.path)
                 certs = [cert for name in names for cert in self._load_certs(name, folder, anchor)]
                 setattr(auth, key, certs)
+        for key, certs in from_sections.items():
+            if certs:
+                setattr(auth, key, getattr(auth, key) + certs)
         if "pubkeys" in values:
             # swanctl.conf(5) pubkeys: raw public keys in pubkey/ (RFC 7670); strongSwan names the
             # key by the round's id, so ipsec-lab asks for one

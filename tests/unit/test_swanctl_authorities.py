@@ -142,3 +142,37 @@ def test_no_crl_at_all_is_said_and_the_first_good_one_wins(tmp_path, pki):
     log: list[str] = []
     assert fetch_authority_crls(load_swanctl(conf).authorities, log.append) == [first]
     assert "accepted without one (revocation = relaxed" in log[-1] and log[-1].startswith("authority two")
+
+
+def _round_folder(tmp_path: Path, pki, remote: str) -> Path:
+    for sub in ("x509", "x509ca", "private"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    cert, key = pki["gwb.lab"]
+    (tmp_path / "x509" / "gw.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "private" / "gw.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "x509ca" / "int.pem").write_bytes(pki["intermediate"].public_bytes(serialization.Encoding.PEM))
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text("connections {\n  c {\n    remote_addrs = 192.0.2.1\n    local {\n      auth = pubkey\n"
+                    f"      cert-1 {{\n        file = {tmp_path}/x509/gw.pem\n      }}\n    }}\n    remote {{\n"
+                    f"      auth = pubkey\n{remote}    }}\n  }}\n}}\n")
+    return conf
+
+
+def test_cert_and_cacert_sections_name_a_file_as_certs_and_cacerts_do(tmp_path, pki):
+    cert, _ = pki["gwb.lab"]
+    conf = _round_folder(tmp_path, pki, "      cacert-lab {\n        file = int.pem\n      }\n")
+    connection = load_swanctl(conf).connections["c"]
+    assert connection.local.certs == [cert] and connection.remote.cacerts == [pki["intermediate"]]
+
+
+@pytest.mark.parametrize("remote, where, words", [
+    ("      cacert-1 {\n        handle = 0a0b\n      }\n", ":13:", "certificates on a PKCS#11 token is not supported"),
+    ("      cacert-1 {\n      }\n", ":12:", "cacert-1 needs file = PATH"),
+    ("      cacert-1 {\n        file = nothere.pem\n      }\n", ":13:", "certificate file 'nothere.pem' not found"),
+    ("      token-1 {\n        file = int.pem\n      }\n", ":12:", "unknown section 'token-1'"),
+])
+def test_a_wrong_cert_section_is_refused_at_its_line(tmp_path, pki, remote, where, words):
+    with pytest.raises(ConfigError) as err:
+        load_swanctl(_round_folder(tmp_path, pki, remote))
+    assert where in str(err.value) and words in str(err.value), str(err.value)
