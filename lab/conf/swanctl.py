@@ -324,12 +324,18 @@ _LOCAL_UNSUPPORTED: _Unsupported = {
     "aaa_id": (_never, "AAA (RADIUS) server identities"),
     "xauth_id": (_never, "IKEv1 XAuth"),
 }
+def _revocation(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("strict", "ifuri", "relaxed"):
+        raise ValueError(f"revocation = {value}: write strict, ifuri or relaxed (swanctl.conf(5))")
+    return value
+
+
 _REMOTE_KEYS: dict[str, Callable[[str], Any]] = {
     "auth": _auth, "id": Identity.parse, "certs": _names, "cacerts": _names, "pubkeys": _names, "round": _uint,
-    "eap_id": Identity.parse,
+    "eap_id": Identity.parse, "revocation": _revocation,
 }
 _REMOTE_UNSUPPORTED: _Unsupported = {
-    "revocation": (_is_default("relaxed"), "certificate revocation checking"),
     "groups": (_never, "authorization groups"),
     "cert_policy": (_never, "certificate policy constraints"),
     "ca_id": (_never, "CA identity constraints"),
@@ -698,6 +704,8 @@ class _Builder:
             auth.method = values["auth"][0]
         if "id" in values:
             auth.id = values["id"][0]
+        if "revocation" in values:
+            auth.revocation = values["revocation"][0]
         if "eap_id" in values:
             auth.eap_id = values["eap_id"][0]
             if not auth.method.is_eap:
@@ -920,6 +928,7 @@ class _Builder:
             config.crls = self._load_crls(anchors[checking[0][0]][checking[0][1]])
         # an authority's certificate is a trust anchor as if it were in x509ca/ (swanctl --load-authorities)
         config.cacerts += [a.cacert for a in config.authorities if a.cacert not in config.cacerts]
+        config.crl_uri_issuers = [a.cacert.subject for a in config.authorities if a.crl_uris]
         for name, conn in config.connections.items():
             where = anchors[name]
             if name not in negotiating:

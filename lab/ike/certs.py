@@ -62,11 +62,14 @@ def _name(cert_or_name) -> str:
 
 
 def _not_revoked(cert: x509.Certificate, issuer: x509.Certificate, crls: Sequence[x509.CertificateRevocationList],
-                 now: datetime.datetime) -> None:
+                 now: datetime.datetime, revocation: str = "relaxed", uri_issuers: Sequence[x509.Name] = ()) -> None:
     """AuthenticationFailed if a CRL that `issuer` signed lists `cert` (RFC 5280 §6.3.3: the CRL's
     issuer is the certificate's, its signature verifies with the issuer's key). A CRL of another
     CA, or one whose signature does not verify, is not used. Without any CRL for the issuer the
-    certificate passes (strongSwan's default, revocation = relaxed)."""
+    certificate passes (strongSwan's default, revocation = relaxed); with revocation = strict it
+    fails, with ifuri it fails when a CRL URI is known for it (its CRL distribution points
+    extension, RFC 5280 §4.2.1.13, or crl_uris of its CA's authority section) (swanctl.conf(5))."""
+    checked = False
     for crl in crls:
         if crl.issuer != issuer.subject:
             continue
@@ -75,6 +78,8 @@ def _not_revoked(cert: x509.Certificate, issuer: x509.Certificate, crls: Sequenc
                 continue
         except (TypeError, UnsupportedAlgorithm):
             continue
+        # a CRL past its nextUpdate still revokes, but is no proof of good standing (charon: stale)
+        checked = checked or crl.next_update_utc is None or crl.next_update_utc >= now
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is None or entry.revocation_date_utc > now:
             continue
@@ -86,6 +91,17 @@ def _not_revoked(cert: x509.Certificate, issuer: x509.Certificate, crls: Sequenc
         raise AuthenticationFailed(f"certificate '{_name(cert)}' (serial {cert.serial_number:#x}) was revoked on "
                                    f"{entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC, reason: {reason}, by the CRL of "
                                    f"'{_name(issuer)}'")
+    if checked or revocation == "relaxed":
+        return
+    try:
+        cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+        has_uri = True
+    except x509.ExtensionNotFound:
+        has_uri = issuer.subject in uri_issuers
+    if revocation == "strict" or has_uri:
+        raise AuthenticationFailed(f"no revocation information for certificate '{_name(cert)}': no CRL of "
+                                   f"'{_name(issuer)}' at hand" + (" although a CRL URI is known" if has_uri else "")
+                                   + f" (revocation = {revocation} refuses it; relaxed would accept it)")
 
 
 def local_chain(certs: Sequence[x509.Certificate], cas: Sequence[x509.Certificate]) -> list[x509.Certificate]:
@@ -107,7 +123,8 @@ def local_chain(certs: Sequence[x509.Certificate], cas: Sequence[x509.Certificat
 
 def verify_peer_certificate(cert_payloads: Sequence[pl.CERT], config, anchors: Sequence[x509.Certificate],
                             peer_id: Identity, now: datetime.datetime,
-                            crls: Sequence[x509.CertificateRevocationList] = ()) -> x509.Certificate:
+                            crls: Sequence[x509.CertificateRevocationList] = (), revocation: str = "relaxed",
+                            uri_issuers: Sequence[x509.Name] = ()) -> x509.Certificate:
     """The peer's end-entity certificate once it checks out: it names `peer_id`, chains
     (through the intermediates it sent) to one of `anchors` by issuer signature, every link is
     valid at `now` and none is revoked by one of `crls`. Otherwise AuthenticationFailed saying why."""
@@ -135,13 +152,13 @@ def verify_peer_certificate(cert_payloads: Sequence[pl.CERT], config, anchors: S
         anchor = next((a for a in anchors if _issued_by(current, a)), None)
         if anchor is not None:
             _valid_at(anchor, now)
-            _not_revoked(current, anchor, crls, now)
+            _not_revoked(current, anchor, crls, now, revocation, uri_issuers)
             return end_entity
         issuer = next((c for c in pool if _issued_by(current, c)), None)
         if issuer is None or not _is_ca(issuer):
             break
         _valid_at(issuer, now)
-        _not_revoked(current, issuer, crls, now)
+        _not_revoked(current, issuer, crls, now, revocation, uri_issuers)
         pool.remove(issuer)
         current = issuer
     raise AuthenticationFailed(f"peer's certificate '{end_entity.subject.rfc4514_string()}' does not chain to a "

@@ -434,6 +434,9 @@ class AuthConfig:
     # raw public keys (swanctl.conf pubkeys, RFC 7670): ours to sign with (local), or the keys the
     # peer's signature must verify with, no certificate needed (remote); public key objects
     pubkeys: list[Any] = field(default_factory=list)
+    # remote: what a certificate without a CRL at hand gets (swanctl.conf(5) revocation):
+    # relaxed passes it, ifuri refuses it when a CRL URI is known, strict always refuses it
+    revocation: str = "relaxed"
 
     def __post_init__(self) -> None:
         self.method = _enum(AuthClass, self.method, "auth")
@@ -848,6 +851,7 @@ class Config:
     pools: dict[str, Pool] = field(default_factory=dict)
     cacerts: list[x509.Certificate] = field(default_factory=list)
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    crl_uri_issuers: list[x509.Name] = field(default_factory=list)  # CAs with crl_uris (revocation = ifuri)
     radius: RadiusSettings | None = None  # for remote rounds with auth = eap-radius
 
     def connections_for(self, local_addr: str | IPAddress | None = None, remote_addr: str | IPAddress | None = None,

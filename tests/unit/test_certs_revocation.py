@@ -137,3 +137,57 @@ def test_a_file_in_x509crl_that_is_no_crl_is_refused_with_file_and_line(tmp_path
         load_swanctl(folder / "swanctl.conf")
     text = str(err.value)
     assert "swanctl.conf:8" in text and "notes.txt' in x509crl/ is not a certificate revocation list" in text
+
+
+def _leaf_with(pki, cdp: bool):
+    """A certificate the intermediate issued for gwc.lab, with or without a CRL distribution point."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gwc.lab")])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(pki["intermediate"].subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=30))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName("gwc.lab")]), critical=False))
+    if cdp:
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier("http://10.2.0.10/int.crl")], None, None, None)]), critical=False)
+    return builder.sign(pki["intermediate_key"], hashes.SHA256())
+
+
+@pytest.mark.parametrize("revocation, cdp, uri_issuer, crl, refused", [
+    ("relaxed", True, False, None, False),
+    ("strict", False, False, None, True),      # no CRL at all: strict refuses
+    ("strict", False, False, "good", False),   # the issuer's current CRL, not listing it: good standing
+    ("strict", False, False, "stale", True),   # a CRL past its nextUpdate proves nothing
+    ("ifuri", False, False, None, False),      # no URI known: as relaxed
+    ("ifuri", True, False, None, True),        # the certificate names a CRL URI, no CRL at hand
+    ("ifuri", False, True, None, True),        # its CA's authority section has crl_uris
+    ("ifuri", True, False, "good", False),
+])
+def test_revocation_strict_and_ifuri_as_swanctl_conf_says(pki, revocation, cdp, uri_issuer, crl, refused):
+    leaf = _leaf_with(pki, cdp)
+    crls = []
+    if crl:
+        when = NOW - datetime.timedelta(days=1 if crl == "good" else 60)
+        crls = [x509.CertificateRevocationListBuilder().issuer_name(pki["intermediate"].subject).last_update(when)
+                .next_update(when + datetime.timedelta(days=7)).sign(pki["intermediate_key"], hashes.SHA256())]
+    check = lambda: verify_peer_certificate(  # noqa: E731
+        # the intermediate as the trust anchor: one link to check (the root's CRL, which strict
+        # would want for the intermediate, cannot be made: make_pki keeps no root key)
+        _payloads(leaf), PINNED, [pki["intermediate"]], Identity.parse("gwc.lab"), NOW, crls=crls,
+        revocation=revocation, uri_issuers=[pki["intermediate"].subject] if uri_issuer else [])
+    if not refused:
+        assert check() == leaf
+        return
+    with pytest.raises(AuthenticationFailed) as err:
+        check()
+    assert "no revocation information for certificate 'CN=gwc.lab'" in str(err.value)
+    assert f"(revocation = {revocation} refuses it; relaxed would accept it)" in str(err.value)
+
+
+def test_strict_wants_a_crl_for_every_link_of_the_chain(pki):
+    leaf = _leaf_with(pki, False)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(pki["intermediate"].subject).last_update(NOW)
+           .next_update(NOW + datetime.timedelta(days=7)).sign(pki["intermediate_key"], hashes.SHA256()))
+    with pytest.raises(AuthenticationFailed, match="certificate 'CN=Lab Intermediate CA': no CRL of 'CN=Lab Root CA'"):
+        verify_peer_certificate(_payloads(leaf, pki["intermediate"]), PINNED, [pki["ca"]], Identity.parse("gwc.lab"),
+                                NOW, crls=[crl], revocation="strict")

@@ -176,3 +176,11 @@ def test_a_wrong_cert_section_is_refused_at_its_line(tmp_path, pki, remote, wher
     with pytest.raises(ConfigError) as err:
         load_swanctl(_round_folder(tmp_path, pki, remote))
     assert where in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_revocation_is_read_per_remote_round_and_a_wrong_one_refused(tmp_path, pki):
+    conf = _round_folder(tmp_path, pki, "      cacerts = int.pem\n      revocation = strict\n")
+    assert load_swanctl(conf).connections["c"].remote.revocation == "strict"
+    conf.write_text(conf.read_text().replace("revocation = strict", "revocation = paranoid"))
+    with pytest.raises(ConfigError, match=r":13: connections.c.remote.revocation: revocation = paranoid: write strict"):
+        load_swanctl(conf)

@@ -68,7 +68,8 @@ class PubkeyAuthenticator(Authenticator):
         anchors = list(self.round_auth.cacerts) or ike.endpoint.config.trust_anchors(ike.config)
         end_entity = verify_peer_certificate(certs, SimpleNamespace(remote=self.round_auth), anchors,
                                              Identity.from_payload(id_payload), clock(),
-                                             crls=ike.endpoint.config.crls)
+                                             crls=ike.endpoint.config.crls, revocation=self.round_auth.revocation,
+                                             uri_issuers=ike.endpoint.config.crl_uri_issuers)
         verify_auth(auth.method, end_entity, auth.data, octets, accepted_hashes=OUR_SIGNATURE_HASHES)
         self.end_entity = end_entity  # the certificate that signed, for a client profile's own checks
 
