@@ -15,7 +15,15 @@ import pytest
 from lab.ike.eap import EapError, EapPacket
 from lab.ike.eap.tls import FLAG_S, peer_checker
 from lab.ike.eap.ttls import (
-    VENDOR_MICROSOFT, Attribute, Avp, MsAvp, TtlsPeer, TtlsServer, encode_avps, pap_password, parse_avps,
+    VENDOR_MICROSOFT,
+    Attribute,
+    Avp,
+    MsAvp,
+    TtlsPeer,
+    TtlsServer,
+    encode_avps,
+    pap_password,
+    parse_avps,
 )
 from lab.ike.identity import Identity
 from lab.ike.memnet import make_pki
