@@ -1,7 +1,8 @@
 """EAP in IKE_AUTH (RFC 7296 §2.16) and two authentication rounds (RFC 4739) between our daemon
 and strongSwan's charon, each as the road warrior (EAP peer, IKE initiator) and as the gateway
 (EAP server, IKE responder, authenticated by its certificate): EAP-MD5, EAP-MSCHAPv2 (with
-strongSwan's MSK) and EAP-TLS, with and without an EAP-Identity round. Every capture must
+strongSwan's MSK), EAP-TLS and EAP-TTLS (inner EAP-MD5 or EAP-MSCHAPv2, strongSwan's
+phase2_method), with and without an EAP-Identity round. Every capture must
 dissect cleanly in tshark and our decoder must agree with it.
 
 Our daemon runs on swgwa (203.0.113.1), charon on swgwb (203.0.113.2), as in

@@ -80,3 +80,16 @@ def test_a_client_without_password_or_ca_is_told_what_to_add(folder, tmp_path):
 def test_aaa_id_only_with_a_certificate_checking_eap_method(folder):
     with pytest.raises(ConfigError, match="aaa_id names the identity in the EAP server's certificate"):
         parse_swanctl(CLIENT.replace("auth = eap-ttls", "auth = eap-mschapv2"), swanctl_dir=folder)
+
+
+def test_a_strongswan_peer_gets_the_eap_ttls_section_in_its_strongswan_conf():
+    from lab.net.strongswan import plugin_settings_of, render_strongswan_conf
+    text = CLIENT + ("ipsec-lab {\n  export_keys = keys\n  eap-ttls {\n    phase2_method = mschapv2\n  }\n"
+                     "  eap-radius {\n    servers {\n      a {\n        address = 10.9.0.2\n      }\n    }\n  }\n}\n")
+    settings = plugin_settings_of(text)
+    assert settings == {"eap-ttls": {"phase2_method": "mschapv2"}}  # strongSwan's names; eap-radius is not loaded
+    conf = render_strongswan_conf("/run/x.vici", "/tmp/x.log", plugin_settings=settings)
+    plugins = conf[conf.index("  plugins {"):conf.index("  filelog {")]
+    assert "    eap-ttls {\n      phase2_method = mschapv2\n    }\n" in plugins
+    assert "eap-ttls" in conf.split("load = ", 1)[1].splitlines()[0]
+    assert plugin_settings_of("connections {") == {}  # a broken file: swanctl --load-all will say why
