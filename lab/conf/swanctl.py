@@ -46,6 +46,7 @@ from lab.ike.config import (
     SendCert,
     SharedKey,
     TcpEncap,
+    TtlsSettings,
     Unique,
     decode_secret,
     parse_addrs,
@@ -306,6 +307,7 @@ _CONN_UNSUPPORTED: _Unsupported = {
 
 _LOCAL_KEYS: dict[str, Callable[[str], Any]] = {
     "auth": _auth, "id": Identity.parse, "certs": _names, "pubkeys": _names, "round": _uint, "eap_id": Identity.parse,
+    "aaa_id": Identity.parse,
 }
 _AUTHORITY_KEYS: dict[str, Callable[[str], Any]] = {
     "cacert": str.strip, "file": str.strip, "crl_uris": _names, "ocsp_uris": _names, "cert_uri_base": str.strip,
@@ -321,7 +323,6 @@ _TOKEN_UNSUPPORTED: _Unsupported = {
     "module": (_never, "certificates on a PKCS#11 token"),
 }
 _LOCAL_UNSUPPORTED: _Unsupported = {
-    "aaa_id": (_never, "AAA (RADIUS) server identities"),
     "xauth_id": (_never, "IKEv1 XAuth"),
 }
 def _revocation(value: str) -> str:
@@ -395,6 +396,28 @@ _RADIUS_UNSUPPORTED: _Unsupported = {
     "dae": (_never, "Dynamic Authorization Extensions (RFC 5176)"),
     "forward": (_never, "attribute forwarding"),
     "xauth": (_never, "XAuth over RADIUS (IKEv1)"),
+}
+
+
+def _choice_of(*names: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value.strip() not in names:
+            raise ValueError(f"expected one of {', '.join(names)}, not '{value.strip()}'")
+        return value.strip()
+    return check
+
+
+# strongSwan's eap-ttls.opt, the keys ipsec-lab implements, and phase2_client, ipsec-lab's own
+_TTLS_KEYS: dict[str, Callable[[str], Any]] = {
+    "phase2_method": _choice_of("md5", "mschapv2"), "phase2_client": _choice_of("eap", "pap", "mschapv2"),
+}
+_TTLS_UNSUPPORTED: _Unsupported = {
+    "phase2_piggyback": (_is_default("no"), "the EAP-Identity request piggybacked on the TLS Finished"),
+    "phase2_tnc": (_is_default("no"), "Trusted Network Connect after phase 2"),
+    "request_peer_auth": (_is_default("no"), "client certificates in EAP-TTLS"),
+    "fragment_size": (_is_default("1024"), "another EAP-TTLS fragment size"),
+    "include_length": (_is_default("yes"), "EAP-TTLS packets without the TLS Message Length"),
+    "max_message_count": (_is_default("32"), "another limit of EAP-TTLS packets"),
 }
 
 _POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_include", "split_exclude")
@@ -513,7 +536,7 @@ class _Builder:
             config.authorities = self._authorities(authorities)
         ours = self.root.sections.get("ipsec-lab")
         if ours is not None:
-            config.export_keys, config.radius = self._ipsec_lab(ours)
+            config.export_keys, config.radius, config.ttls = self._ipsec_lab(ours)
         secrets_section = self.root.sections.get("secrets")
         if secrets_section is not None:
             config.secrets = self._secrets(secrets_section)
@@ -563,27 +586,35 @@ class _Builder:
                                    else [], cert_uri_base, f"{setting.file}:{setting.line}"))
         return found
 
-    def _ipsec_lab(self, section: Section) -> tuple[str | None, RadiusSettings | None]:
+    def _ipsec_lab(self, section: Section) -> tuple[str | None, RadiusSettings | None, TtlsSettings]:
         """Settings of ipsec-lab's own that swanctl (which ignores unknown sections) never sees:
         `export_keys = DIR` writes Wireshark's key tables there, like the daemon's --export-keys;
-        `eap-radius { ... }` holds what strongSwan reads from strongswan.conf's
-        charon.plugins.eap-radius section, under the same names."""
+        `eap-radius { ... }` and `eap-ttls { ... }` hold what strongSwan reads from strongswan.conf's
+        charon.plugins.eap-radius and charon.plugins.eap-ttls sections, under the same names."""
         radius = None
+        ttls = TtlsSettings()
         for name, sub in section.sections.items():
+            if name == "eap-ttls":
+                for child in sub.sections.values():
+                    raise _at_section(child).error(f"unknown section '{child.name}' in eap-ttls")
+                values = self._keys(sub, _TTLS_KEYS, _TTLS_UNSUPPORTED, "ipsec-lab.eap-ttls")
+                for key, (value, _) in values.items():
+                    setattr(ttls, key, value)
+                continue
             if name != "eap-radius":
-                raise _at_section(sub).error(f"unknown section '{name}' in ipsec-lab; it holds export_keys and "
-                                             f"an eap-radius section")
+                raise _at_section(sub).error(f"unknown section '{name}' in ipsec-lab; it holds export_keys, "
+                                             f"an eap-radius and an eap-ttls section")
             radius = self._eap_radius(sub)
         export = None
         for key, setting in section.settings.items():
             if key != "export_keys":
-                raise _at(setting, "ipsec-lab").error(f"unknown key '{key}'; the ipsec-lab section holds export_keys "
-                                                      f"and an eap-radius section")
+                raise _at(setting, "ipsec-lab").error(f"unknown key '{key}'; the ipsec-lab section holds export_keys, "
+                                                      f"an eap-radius and an eap-ttls section")
             value = (setting.value or "").strip()
             if not value:
                 raise _at(setting, "ipsec-lab").error("export_keys needs a directory")
             export = value if os.path.isabs(value) else os.path.join(self.dir, value)
-        return export, radius
+        return export, radius, ttls
 
     def _eap_radius(self, section: Section) -> RadiusSettings:
         """strongSwan's eap-radius plugin settings: a default `secret`, the retransmission
@@ -711,10 +742,16 @@ class _Builder:
             if not auth.method.is_eap:
                 raise _at(values["eap_id"][1], section.path).error(
                     f"eap_id only applies to EAP authentication (auth = eap-...), not auth = {auth.method}")
+        if "aaa_id" in values:
+            auth.aaa_id = values["aaa_id"][0]
+            if auth.method not in (AuthClass.EAP_TLS, AuthClass.EAP_TTLS, AuthClass.EAP):
+                raise _at(values["aaa_id"][1], section.path).error(
+                    f"aaa_id names the identity in the EAP server's certificate (auth = eap-tls or eap-ttls), "
+                    f"not for auth = {auth.method}")
         if side == "remote" and auth.method == AuthClass.EAP:
             raise _at(values["auth"][1], section.path).error(
                 "auth = eap on the remote side leaves the method open; as a server ipsec-lab asks for one: "
-                "write eap-md5, eap-mschapv2 or eap-tls")
+                "write eap-md5, eap-mschapv2, eap-tls or eap-ttls")
         order = values["round"][0] if "round" in values else None
         for key, folder in (("certs", "x509"), ("cacerts", "x509ca")):
             if key in values:
@@ -922,7 +959,7 @@ class _Builder:
         checking = [(name, key) for name, conn in negotiating.items()
                     for key, auth in rounds(conn, "remote") if auth.method in with_key]
         checking += [(name, key) for name, conn in negotiating.items()
-                     for key, auth in rounds(conn, "local") if auth.method == AuthClass.EAP_TLS]
+                     for key, auth in rounds(conn, "local") if auth.method in (AuthClass.EAP_TLS, AuthClass.EAP_TTLS)]
         if checking:
             config.cacerts = self._load_cacerts(anchors[checking[0][0]][checking[0][1]])
             config.crls = self._load_crls(anchors[checking[0][0]][checking[0][1]])
@@ -964,7 +1001,7 @@ class _Builder:
         if auth.method == AuthClass.PSK and not config.secrets.ike:
             raise anchor.error(f"auth = psk needs a pre-shared key: add secrets {{ ike-{name} {{ "
                                f"id = ...  secret = \"...\" }} }}")
-        needs_password = auth.method in (AuthClass.EAP_MD5, AuthClass.EAP_MSCHAPV2) or (
+        needs_password = auth.method in (AuthClass.EAP_MD5, AuthClass.EAP_MSCHAPV2, AuthClass.EAP_TTLS) or (
             auth.method == AuthClass.EAP and not auth.certs)
         if needs_password and not config.secrets.eap:
             raise anchor.error(f"auth = {auth.method} needs a password: add secrets {{ eap-user {{ "
@@ -983,10 +1020,10 @@ class _Builder:
                     f"no private key for our certificate ({Identity.from_dn(cert.subject)}) in "
                     f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)")
         checks_certificate = (side == "remote" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS)) or (
-            side == "local" and auth.method == AuthClass.EAP_TLS)
+            side == "local" and auth.method in (AuthClass.EAP_TLS, AuthClass.EAP_TTLS))
         if checks_certificate and not (auth.cacerts or auth.certs or auth.pubkeys or conn.remote.cacerts
                                        or config.cacerts):
-            whose = "the peer's certificate" if side == "remote" else "the EAP-TLS server's certificate"
+            whose = "the peer's certificate" if side == "remote" else f"the {auth.method.upper()} server's certificate"
             raise anchor.error(f"auth = {auth.method} needs a CA to check {whose}: add cacerts = <file in x509ca/> "
                                f"to the remote section or put the CA certificate in "
                                f"{os.path.join(self.dir, 'x509ca')}" + anchor.note)

@@ -49,6 +49,7 @@ __all__ = [
     "Secrets",
     "SendCert",
     "SharedKey",
+    "TtlsSettings",
     "Unique",
     "decode_secret",
     "parse_addrs",
@@ -78,6 +79,7 @@ class AuthClass(StrEnum):
     EAP_MD5 = "eap-md5"
     EAP_MSCHAPV2 = "eap-mschapv2"
     EAP_TLS = "eap-tls"
+    EAP_TTLS = "eap-ttls"
     EAP_RADIUS = "eap-radius"  # a remote round only: the EAP conversation relayed to RADIUS (RFC 3579)
 
     @property
@@ -431,6 +433,8 @@ class AuthConfig:
     certs: list[x509.Certificate] = field(default_factory=list)
     cacerts: list[x509.Certificate] = field(default_factory=list)
     eap_id: Identity | None = None  # EAP identity: ours (local), or whom to ask for one (remote; %any: anyone)
+    # local: the identity the EAP-(T)TLS server's certificate must name, if not the IKE peer's (an AAA server)
+    aaa_id: Identity | None = None
     # raw public keys (swanctl.conf pubkeys, RFC 7670): ours to sign with (local), or the keys the
     # peer's signature must verify with, no certificate needed (remote); public key objects
     pubkeys: list[Any] = field(default_factory=list)
@@ -841,6 +845,16 @@ class RadiusSettings:
 
 
 @dataclass
+class TtlsSettings:
+    """strongSwan's eap-ttls plugin settings (charon.plugins.eap-ttls) ipsec-lab implements, and
+    one of its own: `phase2_method` the inner EAP method our TTLS server asks for (md5 or
+    mschapv2, strongSwan's default md5); `phase2_client` what our client sends in the tunnel:
+    `eap` (inner EAP, as strongSwan's client), `pap` or `mschapv2` (RFC 5281 §11.2.5, §11.2.4 AVPs)."""
+    phase2_method: str = "md5"
+    phase2_client: str = "eap"
+
+
+@dataclass
 class Config:
     """Everything a gateway is configured with. `cacerts` are trust anchors for every
     connection (swanctl's x509ca/ folder), on top of each remote round's own `cacerts`; `crls`
@@ -853,6 +867,7 @@ class Config:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     crl_uri_issuers: list[x509.Name] = field(default_factory=list)  # CAs with crl_uris (revocation = ifuri)
     radius: RadiusSettings | None = None  # for remote rounds with auth = eap-radius
+    ttls: TtlsSettings = field(default_factory=TtlsSettings)  # for rounds with auth = eap-ttls
 
     def connections_for(self, local_addr: str | IPAddress | None = None, remote_addr: str | IPAddress | None = None,
                         *, remote_id: Identity | None = None, local_id: Identity | None = None) -> list[IkeConfig]:

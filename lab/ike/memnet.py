@@ -247,7 +247,7 @@ def make_user_cert(pki, name: str = EAP_USER):
 def eap_configs(method: str = "mschapv2", *, rounds: int = 1, ask_identity: bool = True, kind: str = "ecdsa",
                 client_password: str = EAP_PASSWORD, gateway_password: str = EAP_PASSWORD,
                 **options) -> tuple[Config, Config]:
-    """a: a road warrior authenticating with EAP-`method` (md5, mschapv2, tls) as user carol;
+    """a: a road warrior authenticating with EAP-`method` (md5, mschapv2, tls, ttls) as user carol;
     b: the gateway gwb.lab, authenticated by its certificate, the EAP server. With rounds=2, a
     first authenticates with its certificate (gwa.lab), then with EAP (RFC 4739)."""
     pki = make_pki(kind)

@@ -116,13 +116,46 @@ class FreeRadius:
         users = self.raddb / "mods-config" / "files" / "authorize"
         users.write_text(text.rstrip() + "\n\n" + users.read_text())
 
+    def set_tls(self, certificate: bytes, key: bytes, ca: bytes) -> None:
+        """The certificate (PEM, with any intermediates after it), key and CA the eap module's
+        TLS methods (EAP-TLS, EAP-TTLS, PEAP) use, instead of Debian's snakeoil certificate: a
+        client checks the server's certificate against the lab CA (RFC 5281 §7.2)."""
+        self.prepare()
+        folder = self.raddb / "certs" / "lab"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in (("server.pem", certificate), ("server.key", key), ("ca.pem", ca)):
+            (folder / name).write_bytes(data)
+            os.chmod(folder / name, 0o600)
+        eap = self.raddb / "mods-available" / "eap"
+        lines, in_tls = [], False
+        for line in eap.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("tls-config tls-common {"):
+                in_tls = True
+            elif in_tls and stripped == "}" and line.startswith("\t}"):
+                in_tls = False
+            if in_tls:
+                key_name = stripped.split("=", 1)[0].strip()
+                values = {"certificate_file": folder / "server.pem", "private_key_file": folder / "server.key",
+                          "ca_file": folder / "ca.pem"}
+                if key_name in values:
+                    line = f"\t\t{key_name} = {values[key_name]}"
+                elif key_name == "private_key_password":
+                    line = "#" + line  # our key has none
+            lines.append(line)
+        eap.write_text("\n".join(lines) + "\n")
+
     def load(self, folder: str | Path) -> None:
-        """A hosts/<node>/ folder: its clients.conf and users (either may be missing)."""
+        """A hosts/<node>/ folder: its clients.conf and users, and certs/ with server.pem,
+        server.key and ca.pem for the TLS-based EAP methods (any of them may be missing)."""
         folder = Path(folder)
         if (folder / "clients.conf").exists():
             self.add_clients((folder / "clients.conf").read_text())
         if (folder / "users").exists():
             self.set_users((folder / "users").read_text())
+        certs = folder / "certs"
+        if (certs / "server.pem").exists():
+            self.set_tls(*((certs / name).read_bytes() for name in ("server.pem", "server.key", "ca.pem")))
 
     # -- process -------------------------------------------------------------------
 

@@ -112,7 +112,8 @@ class Service:
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("freeradius", "FreeRADIUS", "FreeRADIUS 3.2 (Debian's `freeradius`), the RADIUS server of auth = "
             "eap-radius gateways: `clients.conf` (the gateways and their secrets) and `users` (files-module "
-            "syntax, e.g. `carol Cleartext-Password := \"...\"` with Framed-IP-Address)",
+            "syntax, e.g. `carol Cleartext-Password := \"...\"` with Framed-IP-Address); optionally `certs/` "
+            "(server.pem, server.key, ca.pem) for EAP-TTLS and EAP-TLS, instead of Debian's snakeoil certificate",
             ".radius:FreeRadius", ("clients.conf", "users")),
 )}
 

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.conf.writer import render_s2s_conf  # noqa: F401  (moved to lab.conf; re-exported)
+from lab.conf.settings import ConfigError, parse_settings
+from lab.conf.writer import render, render_s2s_conf  # noqa: F401  (render_s2s_conf moved to lab.conf; re-exported)
 
 from . import charon_keys
 from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, uninterrupted
@@ -38,8 +39,11 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac xcbc cmac gcm kdf curve25519 gmp pem pkcs1 x509 revocation pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
-    "eap-identity eap-md5 eap-mschapv2 eap-tls attr updown"
+    "eap-identity eap-md5 eap-mschapv2 eap-tls eap-ttls attr updown"
 ).split()
+# Sections of a swanctl.conf's `ipsec-lab { ... }` (which swanctl ignores) that are strongSwan's
+# own plugin settings under the same names: copied into strongswan.conf's charon.plugins.
+PLUGIN_SECTIONS = ("eap-ttls",)
 REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
 SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
 
@@ -53,6 +57,7 @@ PLUGIN_PACKAGES = {
     "eap-identity": "libcharon-extra-plugins",
     "eap-md5": "libcharon-extra-plugins",
     "eap-tls": "libcharon-extra-plugins",
+    "eap-ttls": "libcharon-extra-plugins",
 }
 
 # charon's log subsystems (strongswan.conf(5), charon.filelog.<name>.<subsystem>).
@@ -144,15 +149,33 @@ def check_installed(charon: str = CHARON, swanctl: str = SWANCTL, plugin_dir: st
         raise StrongSwanError("running strongSwan in a network namespace needs root: run this as root (e.g. with sudo).")
 
 
+def _indented(text: str, prefix: str) -> str:
+    return "".join(prefix + line + "\n" if line.strip() else "\n" for line in text.splitlines())
+
+
+def plugin_settings_of(swanctl_conf: str) -> dict[str, Any]:
+    """The PLUGIN_SECTIONS of a swanctl.conf's ipsec-lab section, as settings trees."""
+    try:
+        root, _ = parse_settings(swanctl_conf, "swanctl.conf")
+    except ConfigError:
+        return {}  # swanctl --load-all names the mistake
+    ours = root.sections.get("ipsec-lab")
+    if ours is None:
+        return {}
+    return {name: sub.as_tree() for name, sub in ours.sections.items() if name in PLUGIN_SECTIONS}
+
+
 def render_strongswan_conf(
     vici_socket: str | os.PathLike,
     log_file: str | os.PathLike,
     log_levels: Mapping[str, int] | None = None,
     plugins: Iterable[str] = CHARON_PLUGINS,
     swanctl_plugins: Iterable[str] = SWANCTL_PLUGINS,
+    plugin_settings: Mapping[str, Any] | None = None,
 ) -> str:
     """A strongswan.conf for one charon: monolithic plugin list, its own vici socket, a
-    file log with the given levels (`{"default": 1, "ike": 2, ...}`)."""
+    file log with the given levels (`{"default": 1, "ike": 2, ...}`), and `plugin_settings`
+    (plugin name -> its settings tree, e.g. {"eap-ttls": {"phase2_method": "mschapv2"}})."""
     levels = dict(DEFAULT_LOG_LEVELS if log_levels is None else log_levels)
     for key in levels:
         if key != "default" and key not in LOG_SUBSYSTEMS:
@@ -168,6 +191,7 @@ def render_strongswan_conf(
         "    vici {\n"
         f"      socket = {uri}\n"
         "    }\n"
+        f"{_indented(render(dict(plugin_settings or {})), '    ')}"
         "  }\n"
         "  filelog {\n"
         "    charon-log {\n"
@@ -246,6 +270,7 @@ class StrongSwan(Peer):
         self.out_path = self.workdir / "charon.out"
         self.process: subprocess.Popen | None = None
         self.missing_plugins: list[str] = []
+        self.plugin_settings: dict[str, Any] = {}  # PLUGIN_SECTIONS of the swanctl.conf written last
         self.seen_sas: dict[int, dict[str, str]] = {}  # IKE SA unique id -> VICI fields (SPIs, algorithms)
 
     # -- files ---------------------------------------------------------------------
@@ -259,7 +284,9 @@ class StrongSwan(Peer):
 
     def write_config(self, swanctl_conf: str, secrets: str | None = None) -> Path:
         """Write swanctl/swanctl.conf (and, if given, swanctl/conf.d/secrets.conf, which
-        swanctl.conf includes); returns the swanctl.conf path."""
+        swanctl.conf includes); returns the swanctl.conf path. strongSwan's plugin settings in
+        its ipsec-lab section (PLUGIN_SECTIONS) go into strongswan.conf: set before start."""
+        self.plugin_settings = plugin_settings_of(swanctl_conf)
         self._write_strongswan_conf()
         text = swanctl_conf
         if secrets is not None:
@@ -289,6 +316,7 @@ class StrongSwan(Peer):
                 self.log_levels,
                 plugins,
                 [p for p in SWANCTL_PLUGINS if p in have],
+                self.plugin_settings,
             )
         )
 

@@ -24,6 +24,8 @@ Causes it knows, looked for in this order (the first detector that finds its evi
     psk-missing          no pre-shared key for the two identities
     identity-mismatch    identities that do not match (swapped, another value, another type)
     certificate-identity a certificate for another identity; certificate-untrusted: no trusted CA
+    eap-server-certificate  inside EAP-(T)TLS the EAP server's certificate names another server than the
+                         client expects (a RADIUS server behind eap-radius: aaa_id)
     certificate-expired  a certificate outside its dates ("the VPN certificate has expired"; the gateway's: 13801)
     certificate-revoked  a certificate the CA's CRL lists ("revoked, blocked by the company CA")
     missing-intermediate the holder sent its certificate without the intermediate CA below the shared root

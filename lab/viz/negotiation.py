@@ -27,11 +27,13 @@ from .refusals import Refusal
 FAMILY = {"proposal": "proposal", "no-config": "proposal", "ah-nat": "proposal",
           "ts": "ts", "install": "ts", "transport": "ts",
           "psk": "auth", "psk-missing": "auth", "peer-config": "auth", "identity": "auth", "cert-id": "auth",
+          "eap-cert-id": "auth",
           "cert-expired": "auth", "cert-revoked": "auth", "cert-chain": "auth", "cert-trust": "auth",
           "own-key": "auth", "signature": "auth", "auth": "auth", "other": "other"}
 # the more specific reason first when one side logged several
 RANK = ["no-config", "ah-nat", "install", "transport", "psk", "psk-missing", "peer-config", "identity", "cert-expired",
-        "cert-revoked", "cert-chain", "cert-id", "cert-trust", "own-key", "signature", "proposal", "ts", "auth", "other"]
+        "cert-revoked", "cert-chain", "eap-cert-id", "cert-id", "cert-trust", "own-key", "signature", "proposal", "ts",
+        "auth", "other"]
 NOTIFY = {"proposal": "NO_PROPOSAL_CHOSEN", "ts": "TS_UNACCEPTABLE", "auth": "AUTHENTICATION_FAILED"}
 TYPE_WORDS = {TransformType.ENCR: "encryption algorithm", TransformType.PRF: "PRF",
               TransformType.INTEG: "integrity algorithm", TransformType.DH: "Diffie-Hellman group",
@@ -637,6 +639,22 @@ def _auth(f: Failure) -> Diagnosis:
 
     if kind in ("cert-expired", "cert-revoked", "cert-chain"):
         return _certificate(f, kind, evidence, title)
+
+    if kind == "eap-cert-id" and f.reason is not None:
+        identity, subject = f.reason.parts.get("id", ""), f.reason.parts.get("subject", "")
+        named = re.search(r"CN=([^,]+)", subject)
+        server = named.group(1) if named else subject
+        conn = run.conn(f.refuser)
+        where_auth = run.where(f.refuser, conn.where("local.auth")) if conn else f"hosts/{f.refuser}/swanctl.conf"
+        paragraph = (f"{f.lead()} That certificate is not the IKE peer's: it came inside the TLS tunnel of EAP-TLS or "
+                     f"EAP-TTLS, from the EAP server, and names {server}. {f.refuser} expected the EAP server to be "
+                     f"'{identity}', its IKE peer, as it does without aaa_id in its local section. A gateway that "
+                     f"relays EAP to a RADIUS server (auth = eap-radius) does not end that tunnel: the RADIUS server "
+                     f"does. {f.refuser} stopped at the end of the TLS handshake, before EAP-TTLS would have sent "
+                     f"the password inside it. Fix: aaa_id = {server} in {f.refuser}'s local section "
+                     f"({where_auth}), if {server} is the server meant to check the users.")
+        return Diagnosis("eap-server-certificate", "the EAP server's certificate names another server "
+                         "(AUTHENTICATION_FAILED)", paragraph, f.step, f.wall, evidence)
 
     if kind in ("cert-id", "cert-trust", "own-key"):
         identity = f.reason.parts.get("id", "") if f.reason else ""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .timeline import TimelineEntry
 
 # kinds, roughly in the order a negotiation meets them
-KINDS = ("no-config", "proposal", "invalid-ke", "psk", "psk-missing", "peer-config", "identity", "cert-id",
+KINDS = ("no-config", "proposal", "invalid-ke", "psk", "psk-missing", "peer-config", "identity", "eap-cert-id", "cert-id",
          "cert-expired", "cert-revoked", "cert-chain", "cert-trust", "own-key", "signature", "auth", "ts", "transport",
          "ah-nat", "install", "other")
 
@@ -74,6 +74,9 @@ _OURS: list[tuple[str, bool, str]] = [
     ("psk-missing", True, r"no pre-shared key for (?P<local>\S+) - (?P<remote>\S+)"),
     ("peer-config", True, r"no connection for peer identity (?P<id>\S+)"),
     ("identity", True, r"responder identity (?P<id>\S+) does not match the expected (?P<expected>\S+)"),
+    # the EAP server's certificate inside EAP-(T)TLS (lab.ike.eap.tls.peer_checker), before the IKE peer's
+    ("eap-cert-id", True, r"TLS certificate refused: identity (?P<id>\S+) is not in the peer's certificate "
+                          r"'(?P<subject>[^']*)'"),
     ("cert-id", True, r"identity (?P<id>\S+) is not in the peer's certificate '(?P<subject>[^']*)'"),
     ("cert-expired", True, r"certificate '(?P<subject>[^']*)' is not valid now \((?P<start>\S+) to (?P<end>\S+)\)"),
     ("cert-revoked", True, r"certificate '(?P<subject>[^']*)' \(serial (?P<serial>\S+)\) was revoked on "

@@ -1,7 +1,8 @@
 """EAP in IKE_AUTH (RFC 7296 §2.16) and two authentication rounds (RFC 4739) between our daemon
 and strongSwan's charon, each as the road warrior (EAP peer, IKE initiator) and as the gateway
 (EAP server, IKE responder, authenticated by its certificate): EAP-MD5, EAP-MSCHAPv2 (with
-strongSwan's MSK) and EAP-TLS, with and without an EAP-Identity round. Every capture must
+strongSwan's MSK), EAP-TLS and EAP-TTLS (inner EAP-MD5 or EAP-MSCHAPv2, strongSwan's
+phase2_method), with and without an EAP-Identity round. Every capture must
 dissect cleanly in tshark and our decoder must agree with it.
 
 Our daemon runs on swgwa (203.0.113.1), charon on swgwb (203.0.113.2), as in
@@ -22,11 +23,11 @@ pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 USER, PASSWORD = "carol", "carol-lab-only-password"
 METHODS = ("md5", "mschapv2", "tls")
-STRONGSWAN_NAME = {"md5": "EAP_MD5", "mschapv2": "EAP_MSCHAPV2", "tls": "EAP_TLS"}
+STRONGSWAN_NAME = {"md5": "EAP_MD5", "mschapv2": "EAP_MSCHAPV2", "tls": "EAP_TLS", "ttls": "EAP_TTLS"}
 
 
 def eap_conf(gateway: str, *, client: bool, method: str, rounds: int = 1, ask_identity: bool = True,
-             password: str = PASSWORD) -> str:
+             password: str = PASSWORD, ttls: dict[str, str] | None = None) -> str:
     """swanctl.conf of `gateway` as road warrior (`client`) or as EAP gateway, read alike by
     charon and our daemon. The EAP user is carol, but with EAP-TLS the user is the client's
     gateway id, which its certificate names."""
@@ -62,18 +63,21 @@ def eap_conf(gateway: str, *, client: bool, method: str, rounds: int = 1, ask_id
     tree: dict[str, Any] = {"connections": {"s2s": conn}}
     if method != "tls":
         tree["secrets"] = {"eap-carol": {"id": USER, "secret": password}}
+    if ttls:
+        # charon.plugins.eap-ttls for charon (lab.net.strongswan copies it), the same names for ours
+        tree["ipsec-lab"] = {"eap-ttls": dict(ttls)}
     return render(tree)
 
 
 def eap_pair(lab: S2SLab, role: str, method: str, rounds: int = 1, ask_identity: bool = True,
-             client_password: str = PASSWORD) -> Pair:
+             client_password: str = PASSWORD, ttls: dict[str, str] | None = None) -> Pair:
     ours_client = role == "ours-initiator"
     ours = lab.use_ours(OURS, eap_conf(OURS, client=ours_client, method=method, rounds=rounds,
                                        ask_identity=ask_identity,
-                                       password=client_password if ours_client else PASSWORD))
+                                       password=client_password if ours_client else PASSWORD, ttls=ttls))
     swan = lab.use_strongswan(SWAN, eap_conf(SWAN, client=not ours_client, method=method, rounds=rounds,
                                              ask_identity=ask_identity,
-                                             password=PASSWORD if ours_client else client_password))
+                                             password=PASSWORD if ours_client else client_password, ttls=ttls))
     pki = make_pki("ecdsa")
     for gateway in (OURS, SWAN):
         install_pki(lab, gateway, pki)
@@ -165,4 +169,42 @@ def test_wrong_password_is_refused(interop_lab, role):
     assert failed, pair.trace()[-10:]
     if not pair.ours_initiates:
         assert "wrong password" in failed[0]["reason"]
+    pair.finish(answered=False)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("inner", ["md5", "mschapv2"])
+def test_ttls(interop_lab, role, inner):
+    # RFC 5281 as strongSwan's eap-ttls plugin speaks it: the TLS tunnel with the gateway's
+    # certificate, phase 2 an inner EAP method in EAP-Message AVPs, the MSK from "ttls keying material"
+    pair = eap_pair(interop_lab, role, "ttls", ttls={"phase2_method": inner})
+    pair.up()
+    pair.settled()
+    log = pair.swan.log_text()
+    assert "EAP method EAP_TTLS succeeded, MSK established" in log, pair.swan.log_tail()
+    success = our_notes(pair, "eap_success")
+    assert len(success) == 1 and success[0]["msk"] is True
+    if pair.ours_initiates:
+        # strongSwan's TTLS server: our inner EAP-Identity, then the method it asked for in the tunnel
+        assert "received tunneled EAP-TTLS AVP [EAP/RES/ID]" in log
+        assert f"EAP_TTLS phase2 authentication of '{USER}' with {STRONGSWAN_NAME[inner]} successful" in log
+        assert "authentication of 'gwa.lab' with EAP successful" in log  # our AUTH over the TTLS MSK
+    else:
+        # strongSwan's TTLS client checked our certificate, answered our inner method, and our AUTH
+        assert f"server requested {STRONGSWAN_NAME[inner]} authentication" in log
+        assert "sending tunneled EAP-TTLS AVP [EAP/RES/ID]" in log
+        assert success[0]["identity"] == USER
+    pair.finish()
+
+
+def test_strongswan_ttls_server_refuses_pap(interop_lab):
+    # strongSwan's eap-ttls takes EAP-Message AVPs only (eap_ttls_avp.c): our PAP phase 2 is refused
+    pair = eap_pair(interop_lab, "ours-initiator", "ttls", ttls={"phase2_client": "pap"})
+    pair.swan.start()
+    pair.swan.load_all()
+    pair.ours.start()
+    answer = pair.ours.ctl("initiate", ike="s2s", child="net", timeout=20)
+    assert not answer["ok"], answer
+    assert "expected AVP_EAP_MESSAGE but received 1" in pair.swan.log_text(), pair.swan.log_tail()
+    wait_until(lambda: not pair.our_sas(), 15, "no SA left on our side")
     pair.finish(answered=False)

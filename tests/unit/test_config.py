@@ -280,7 +280,7 @@ def test_local_identity_defaults():
     assert AuthConfig("psk").method == AuthClass.PSK
     assert AuthConfig("eap-mschapv2").method.eap_method == "mschapv2"
     with pytest.raises(ConfigValueError, match="auth must be one of psk, pubkey, eap, eap-md5"):
-        AuthConfig("eap-ttls")
+        AuthConfig("eap-peap")
 
 
 # ---------------------------------------------------------------- connection lookup

@@ -18,7 +18,7 @@ from lab.ike.settings import Settings
 
 from .test_ike_exchanges import assert_consistent, kinds
 
-METHODS = ("mschapv2", "md5", "tls")
+METHODS = ("mschapv2", "md5", "tls", "ttls")
 
 
 def _clock():
@@ -98,7 +98,7 @@ def test_without_eap_id_the_gateway_skips_the_identity_round():
     assert not any("IDENTITY" in r["packet"] for r in notes(net, "eap"))
 
 
-@pytest.mark.parametrize("method", ["mschapv2", "tls"])
+@pytest.mark.parametrize("method", ["mschapv2", "tls", "ttls"])
 def test_auth_after_eap_is_keyed_with_the_msk(method, monkeypatch):
     # RFC 7296 §2.16: both AUTHs after EAP are keyed with the MSK; a gateway with another MSK
     # (as a man in the middle relaying the EAP run would have) fails the initiator's AUTH
@@ -152,7 +152,7 @@ def test_a_fifth_of_the_datagrams_lost(method, rounds):
     assert lost >= 1 and net.endpoints["a"].stats["retransmits"] >= 1
 
 
-@pytest.mark.parametrize("method", ["mschapv2", "md5"])
+@pytest.mark.parametrize("method", ["mschapv2", "md5", "ttls"])
 def test_wrong_password_fails_on_both_sides(method):
     net = eap_net(method, client_password="not-the-password")
     connect(net)
@@ -247,3 +247,32 @@ def test_gateway_wanting_two_rounds_refuses_one():
     connect(net)
     reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
     assert reasons and "wants 2 authentication rounds" in reasons[0]
+
+
+@pytest.mark.parametrize("client,server", [("eap", "md5"), ("eap", "mschapv2"), ("pap", "md5"), ("mschapv2", "md5")])
+def test_ttls_each_phase2_in_ike_auth(client, server):
+    # RFC 5281: our client's phase 2 (inner EAP as strongSwan's, PAP or MS-CHAP-V2 AVPs), our gateway's inner EAP method
+    a, b = eap_configs("ttls")
+    a.ttls.phase2_client, b.ttls.phase2_method = client, server
+    net = make_net(a, b)
+    for endpoint in net.endpoints.values():
+        endpoint.wall_clock = _clock
+    connect(net)
+    assert_consistent(net)
+    assert kinds(net.events("a")) == ["IkeSaUp", "ChildSaUp"]
+    assert notes(net, "eap_success")[0]["msk"] is True
+    ike_b = next(iter(net.endpoints["b"].by_id.values()))
+    assert str(ike_b.remote_eap_id) == "carol"
+
+
+def test_ttls_client_refuses_a_gateway_certificate_of_another_name():
+    # swanctl.conf local.aaa_id: the TTLS server's certificate must name it (here it names gwb.lab)
+    a, b = eap_configs("ttls")
+    a.connections["s2s"].local.aaa_id = Identity.parse("radius.lab")
+    net = make_net(a, b)
+    for endpoint in net.endpoints.values():
+        endpoint.wall_clock = _clock
+    connect(net)
+    assert "IkeSaUp" not in kinds(net.events("a"))
+    reasons = [r["reason"] for r in net.endpoints["a"].trace_records if r.get("event") == "AuthFailed"]
+    assert reasons and "TLS certificate refused" in reasons[0]

@@ -278,10 +278,10 @@ ERRORS = [
         connections {
           s2s {
             local {
-              auth = eap-ttls
+              auth = eap-peap
             }
           }
-        }''', 4, "connections.s2s.local.auth", ["EAP method 'ttls'", "not implemented by ipsec-lab",
+        }''', 4, "connections.s2s.local.auth", ["EAP method 'peap'", "not implemented by ipsec-lab",
                                                 "eap-mschapv2"]),
     ('''
         connections {

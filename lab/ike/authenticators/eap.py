@@ -16,13 +16,14 @@ from ..eap import EapError, EapPacket, EapPeer, EapServer, PeerMethod, eap_type_
 from ..eap.md5 import Md5Peer, Md5Server
 from ..eap.mschapv2 import MsChapV2Peer, MsChapV2Server
 from ..eap.tls import TlsPeer, TlsServer, peer_checker
+from ..eap.ttls import TtlsPeer, TtlsServer
 from ..identity import Identity, IdentityError
 from .base import Authenticator, auth_octets
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
 
-EAP_METHODS = ("md5", "mschapv2", "tls")
+EAP_METHODS = ("md5", "mschapv2", "tls", "ttls")
 
 
 def eap_identity_octets(identity: Identity) -> bytes:
@@ -77,10 +78,18 @@ class EapAuthenticator(Authenticator):
             key = endpoint.config.secrets.private_key_for(auth.certs[0])
             if key is None:
                 raise EapError("no private key for our EAP-TLS certificate")
+            return TlsPeer(auth.certs[0], auth.certs[1:], key.key, server_check())
+
+        def server_check():
+            # swanctl.conf local.aaa_id: the name the EAP server's certificate must carry, when the
+            # server is not the IKE peer itself (an AAA server behind an eap-radius gateway)
             anchors = list(ike.config.remote.cacerts) or list(endpoint.config.cacerts)
             clock = endpoint.wall_clock() if endpoint.wall_clock else None
-            return TlsPeer(auth.certs[0], auth.certs[1:], key.key,
-                           peer_checker(anchors, ike.remote_id or ike.config.remote_identity, clock))
+            return peer_checker(anchors, auth.aaa_id or ike.remote_id or ike.config.remote_identity, clock)
+
+        def ttls() -> PeerMethod:
+            # RFC 5281 §7.2: the client must check the server's certificate before phase 2 reveals anything
+            return TtlsPeer(name, secret(), endpoint.config.ttls.phase2_client, endpoint.random, server_check())
 
         factories: dict[int, Callable[[], PeerMethod]] = {}
         for method in wanted:
@@ -89,8 +98,12 @@ class EapAuthenticator(Authenticator):
             if method in ("md5", "mschapv2") and auth.method == AuthClass.EAP and auth.certs and \
                     endpoint.config.find_eap(eap_id, ike.config.remote_identity) is None:
                 continue
-            kind = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS}[method]
-            factories[kind] = {"md5": md5, "mschapv2": mschapv2, "tls": tls}[method]
+            if method == "ttls" and auth.method == AuthClass.EAP and \
+                    endpoint.config.find_eap(eap_id, ike.config.remote_identity) is None:
+                continue
+            kind = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS,
+                    "ttls": EapType.TTLS}[method]
+            factories[kind] = {"md5": md5, "mschapv2": mschapv2, "tls": tls, "ttls": ttls}[method]
         return cls(ike, peer=EapPeer(name, factories))
 
     @classmethod
@@ -117,11 +130,16 @@ class EapAuthenticator(Authenticator):
             if method == "mschapv2":
                 return MsChapV2Server(lookup, endpoint.random, who)
             certs = ike.config.local.certs
+            kind = method.upper()
             if not certs:
-                raise EapError(f"EAP-TLS needs our certificate: connection {ike.config.name} has none")
+                raise EapError(f"EAP-{kind} needs our certificate: connection {ike.config.name} has none")
             key = endpoint.config.secrets.private_key_for(certs[0])
             if key is None:
-                raise EapError("no private key for our EAP-TLS certificate")
+                raise EapError(f"no private key for our EAP-{kind} certificate")
+            if method == "ttls":
+                # the inner user's password: the secret between us and the name phase 2 gives
+                return TtlsServer(certs[0], certs[1:], key.key, lookup, endpoint.random,
+                                  endpoint.config.ttls.phase2_method)
             anchors = list(auth.cacerts) or list(endpoint.config.cacerts)
             clock = endpoint.wall_clock() if endpoint.wall_clock else None
             return TlsServer(certs[0], certs[1:], key.key, peer_checker(anchors, identity_from_eap(who), clock,

@@ -1,7 +1,7 @@
 """EAP (RFC 3748) as IKEv2 carries it in IKE_AUTH (RFC 7296 §2.16): the packet, the peer
 (the IKE initiator, the road warrior) and the authenticator (the gateway, the EAP server
 inside it: no RADIUS here), and the methods EAP-Identity, EAP-MD5 (§5.4), EAP-MSCHAPv2
-(RFC 2759 inside draft-kamath-pppext-eap-mschapv2) and EAP-TLS (RFC 5216).
+(RFC 2759 inside draft-kamath-pppext-eap-mschapv2), EAP-TLS (RFC 5216) and EAP-TTLS (RFC 5281).
 
 Pure and sans-I/O like the rest of lab.ike: packets in, packets out. Randomness comes from
 the caller (the endpoint's RandomSource), except inside TLS, which OpenSSL draws itself; no
@@ -231,8 +231,8 @@ def _text(data: bytes) -> str:
 
 
 def eap_type_of(name: str) -> int:
-    """EapType for a swanctl.conf method name (`md5`, `mschapv2`, `tls`)."""
-    return {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS,
+    """EapType for a swanctl.conf method name (`md5`, `mschapv2`, `tls`, `ttls`)."""
+    return {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS, "ttls": EapType.TTLS,
             "identity": EapType.IDENTITY}[name]
 
 

@@ -33,7 +33,8 @@ MSK_LABEL = b"client EAP encryption"  # RFC 5216 §2.3
 MAX_MESSAGE = 64 * 1024
 
 
-def _context(server: bool, certificate: x509.Certificate, chain: Sequence[x509.Certificate], key: Any):
+def _context(server: bool, certificate: x509.Certificate | None, chain: Sequence[x509.Certificate], key: Any,
+             request_cert: bool = True):
     ctx = SSL.Context(SSL.TLS_METHOD)
     # strongSwan's libtls speaks TLS 1.2 in EAP (TLS 1.3 for EAP is RFC 9190, another MSK)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
@@ -42,11 +43,14 @@ def _context(server: bool, certificate: x509.Certificate, chain: Sequence[x509.C
     if not server:
         # RFC 5746: strongSwan's libtls sends no renegotiation_info; nothing renegotiates inside EAP-TLS
         ctx.set_options(getattr(SSL, "OP_LEGACY_SERVER_CONNECT", 0x4))
-    ctx.use_certificate(certificate)
-    ctx.use_privatekey(key)
-    for extra in chain:
-        ctx.add_extra_chain_cert(extra)
-    ctx.check_privatekey()
+    if certificate is not None:
+        ctx.use_certificate(certificate)
+        ctx.use_privatekey(key)
+        for extra in chain:
+            ctx.add_extra_chain_cert(extra)
+        ctx.check_privatekey()
+    if server and not request_cert:
+        return ctx  # EAP-TTLS: the server asks for no client certificate (RFC 5281 §7.1)
     # the chain is judged by lab.ike.certs once the handshake is done: OpenSSL only asks for it
     mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
     ctx.set_verify(mode, lambda connection, cert, errno, depth, ok: True)
@@ -54,19 +58,25 @@ def _context(server: bool, certificate: x509.Certificate, chain: Sequence[x509.C
 
 
 class _TlsEndpoint:
-    """One side's TLS connection and the EAP-TLS framing around it."""
+    """One side's TLS connection and the EAP-TLS framing around it (EAP-TTLS frames the same
+    way, RFC 5281 §9.1, its Version bits 0 like EAP-TLS's reserved ones). `msk_label` names the
+    keying material the MSK is exported with; `request_cert` (a server) asks for the peer's
+    certificate; a peer may have none (`certificate` None)."""
 
-    def __init__(self, server: bool, certificate: x509.Certificate, chain: Sequence[x509.Certificate], key: Any,
-                 check_peer: Callable[[list[x509.Certificate]], None]) -> None:
+    def __init__(self, server: bool, certificate: x509.Certificate | None, chain: Sequence[x509.Certificate],
+                 key: Any, check_peer: Callable[[list[x509.Certificate]], None] | None,
+                 msk_label: bytes = MSK_LABEL, request_cert: bool = True, method: str = "EAP-TLS") -> None:
+        self.method = method
         try:
-            self.connection = SSL.Connection(_context(server, certificate, chain, key), None)
+            self.connection = SSL.Connection(_context(server, certificate, chain, key, request_cert), None)
         except SSL.Error as err:
-            raise EapError(f"EAP-TLS cannot use our certificate and key: {_ssl_text(err)}") from None
+            raise EapError(f"{method} cannot use our certificate and key: {_ssl_text(err)}") from None
         if server:
             self.connection.set_accept_state()
         else:
             self.connection.set_connect_state()
         self.check_peer = check_peer
+        self.msk_label = msk_label
         self.incoming = b""
         self.expected_length: int | None = None
         self.outgoing = b""
@@ -78,20 +88,20 @@ class _TlsEndpoint:
     def receive(self, type_data: bytes) -> bool:
         """Take in one EAP-TLS packet; True when a whole TLS message has arrived (and was fed)."""
         if not type_data:
-            raise EapError("EAP-TLS packet without its Flags octet")
+            raise EapError(f"{self.method} packet without its Flags octet")
         flags, data = type_data[0], type_data[1:]
         if flags & FLAG_L:
             if len(data) < 4:
-                raise EapError("EAP-TLS L flag without the 4-octet TLS Message Length")
+                raise EapError(f"{self.method} L flag without the 4-octet TLS Message Length")
             length = struct.unpack("!I", data[:4])[0]
             data = data[4:]
             if self.expected_length is None:
                 if length > MAX_MESSAGE:
-                    raise EapError(f"EAP-TLS message of {length} octets is larger than {MAX_MESSAGE}")
+                    raise EapError(f"{self.method} message of {length} octets is larger than {MAX_MESSAGE}")
                 self.expected_length = length
         self.incoming += data
         if len(self.incoming) > MAX_MESSAGE:
-            raise EapError("EAP-TLS message grew past its announced length")
+            raise EapError(f"{self.method} message grew past its announced length")
         if flags & FLAG_M:
             return False  # RFC 5216 §2.1.5: more fragments follow; acknowledge this one
         whole, self.incoming, self.expected_length = self.incoming, b"", None
@@ -117,14 +127,37 @@ class _TlsEndpoint:
         self._drain()
         if self.finished and not self.peer_checked:
             self.peer_checked = True
-            # OpenSSL's peer chain holds the leaf on a client, not on a server
-            leaf = self.connection.get_peer_certificate(as_cryptography=True)
-            chain = list(self.connection.get_peer_cert_chain(as_cryptography=True) or [])
-            if leaf is not None and (not chain or chain[0] != leaf):
-                chain.insert(0, leaf)
-            self.check_peer(chain)
-            # RFC 5216 §2.3: MSK = TLS-PRF-64(master secret, "client EAP encryption", client.random | server.random)
-            self.msk = self.connection.export_keying_material(MSK_LABEL, 64)
+            if self.check_peer is not None:
+                # OpenSSL's peer chain holds the leaf on a client, not on a server
+                leaf = self.connection.get_peer_certificate(as_cryptography=True)
+                chain = list(self.connection.get_peer_cert_chain(as_cryptography=True) or [])
+                if leaf is not None and (not chain or chain[0] != leaf):
+                    chain.insert(0, leaf)
+                self.check_peer(chain)
+            # RFC 5216 §2.3: MSK = TLS-PRF-64(master secret, "client EAP encryption", client.random | server.random);
+            # RFC 5281 §8 the same with "ttls keying material"
+            self.msk = self.connection.export_keying_material(self.msk_label, 64)
+
+    def read_application(self) -> bytes:
+        """The application data TLS has decrypted so far (EAP-TTLS: the AVPs)."""
+        data = b""
+        while True:
+            try:
+                chunk = self.connection.recv(65536)
+            except SSL.WantReadError:
+                return data
+            except SSL.ZeroReturnError:
+                raise EapError(f"the {self.method} peer closed its TLS connection") from None
+            except SSL.Error as err:
+                raise EapError(f"TLS record refused: {_ssl_text(err)}") from None
+            if not chunk:
+                return data
+            data += chunk
+
+    def write_application(self, data: bytes) -> None:
+        """`data` sent as TLS application data (encrypted under the handshake's keys)."""
+        self.connection.sendall(data)
+        self._drain()
 
     def _drain(self) -> None:
         while True:
