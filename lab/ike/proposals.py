@@ -476,10 +476,19 @@ def has_additional_ke(proposal: Proposal) -> bool:
 
 
 def without_additional_ke(proposals: Sequence[Proposal]) -> list[Proposal]:
-    """`proposals` with their Additional Key Exchange transforms (RFC 9370 §2.2.1) taken out."""
-    return [Proposal(p.number, p.protocol_id, p.spi, [t for t in p.transforms
-                                                      if not _is_additional(int(t.transform_type))])
-            for p in proposals]
+    """`proposals` as they stand where no additional key exchange can run (RFC 9370 §2.2.1): a
+    proposal that requires one (an Additional Key Exchange type without NONE) is left out, the
+    optional ones (with NONE) lose those transforms. Numbers and SPIs are kept."""
+    out = []
+    for p in proposals:
+        types = {int(t.transform_type) for t in p.transforms if _is_additional(int(t.transform_type))}
+        optional = {int(t.transform_type) for t in p.transforms
+                    if _is_additional(int(t.transform_type)) and t.transform_id == DhGroup.NONE}
+        if types - optional:
+            continue
+        out.append(Proposal(p.number, p.protocol_id, p.spi,
+                            [t for t in p.transforms if not _is_additional(int(t.transform_type))]))
+    return out
 
 
 def additional_key_exchanges(proposal: Proposal) -> list[tuple[int, int]]:
