@@ -19,8 +19,8 @@ from .child_sa import ChildSA, IpsecPath, covers, narrow
 from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address, transport_nat_selectors
 from .const import NotifyType, ProtocolId, TransformType, name_of
 from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
-from .crypto.prf import get_prf
 from .crypto.dh import KeyExchange
+from .crypto.prf import get_prf
 from .errors import CryptoError, ExchangeFailed
 from .events import ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed, IkeSaUp
 from .identity import Identity

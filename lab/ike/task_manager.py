@@ -14,8 +14,8 @@ from .const import ExchangeType, NotifyType, name_of
 from .errors import CryptoError, ExchangeFailed, IntegrityError, ParseError
 from .events import NegotiationFailed, PeerUnreachable
 from .message import Message
-from .profiles import windows_error
 from .payloads import parse_chain, serialize_chain
+from .profiles import windows_error
 from .protect import (
     Reassembly,
     ReassemblyError,

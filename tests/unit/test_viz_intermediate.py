@@ -26,11 +26,11 @@ def hybrid_run(tmp_path_factory):
     net.settle()
     pcap = write_memnet_capture(net, folder / "pq.pcap")
     write_key_tables(keys_from_memory(net.endpoints.values()), folder / "keys")
-    return pcap, folder / "keys"
+    return pcap, folder / "keys", [d for _, _, d in net.log]
 
 
 def test_ladder_decrypts_each_message_with_the_keys_in_force(hybrid_run):
-    pcap, keys = hybrid_run
+    pcap, keys, _ = hybrid_run
     assert len(load_keys(keys).ike_sa_generations(*next(iter(load_keys(keys).ike)))) == 3
     labels = [_label(p)[:2] for p in analyze_capture(pcap, keys).packets]
     assert labels[2:] == [
@@ -44,9 +44,19 @@ def test_ladder_decrypts_each_message_with_the_keys_in_force(hybrid_run):
     assert labels[0][1].endswith("N(IKE_INT_SUP)")
 
 
+def test_explain_names_the_keys_each_message_opened_with(hybrid_run):
+    _, keys, log = hybrid_run
+    tables = load_keys(keys)
+    # the response of IKE_INTERMEDIATE 1, the request of 2, the IKE_AUTH request (fragments are not opened here)
+    texts = [describe_message(d.data, d.dst[1], tables) for d in log[4:]]
+    assert "decrypted with SK_er/SK_ar of IKE_SA_INIT" in texts[0]
+    assert "decrypted with SK_ei/SK_ai after additional key exchange 1" in texts[1]
+    assert "decrypted with SK_ei/SK_ai after additional key exchange 2" in texts[3]
+
+
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_tshark_does_not_call_ike_intermediate_malformed(hybrid_run, tmp_path):
-    pcap, _ = hybrid_run
+    pcap, _, _ = hybrid_run
     run = subprocess.run(["tshark", "-r", str(pcap), "-n", "-T", "fields", "-e", "isakmp.exchangetype",
                           "-Y", "isakmp && !_ws.malformed && !_ws.expert.severity >= warning"],
                          capture_output=True, text=True, env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path),
