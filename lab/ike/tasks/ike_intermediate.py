@@ -80,7 +80,8 @@ class IkeIntermediate(Task):
         ttype, method = ike.additional_pending[0]
         ke = first(payloads, pl.KE)
         if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            # RFC 9370 §2.2.2: the KE payload of the negotiated method, in the order of the transform types
+            # RFC 9370 §2.2.2: each request carries the next negotiated method, in the order of the transform
+            # types; we answer anything else with INVALID_SYNTAX (strongSwan 6 answers NO_PROPOSAL_CHOSEN)
             raise ExchangeFailed(f"IKE_INTERMEDIATE request without a KE payload of {_label(ttype, method)}",
                                  NotifyType.INVALID_SYNTAX)
         try:
