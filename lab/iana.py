@@ -127,6 +127,14 @@ class TransformType(IntEnum):
     INTEG = 3
     DH = 4
     ESN = 5
+    # RFC 9370 §2.2.1, IANA Transform Types 6..12: Additional Key Exchange 1..7
+    ADDKE1 = 6
+    ADDKE2 = 7
+    ADDKE3 = 8
+    ADDKE4 = 9
+    ADDKE5 = 10
+    ADDKE6 = 11
+    ADDKE7 = 12
 
 
 class EncrId(IntEnum):
@@ -235,6 +243,8 @@ TRANSFORM_ID_ENUMS: dict[int, type[IntEnum]] = {
     TransformType.INTEG: IntegId,
     TransformType.DH: DhGroup,
     TransformType.ESN: EsnId,
+    # RFC 9370 §2.2.1: the Additional Key Exchange types take the Key Exchange Method ids
+    **{t: DhGroup for t in range(6, 13)},
 }
 
 

@@ -29,7 +29,7 @@ from .identity import Identity
 from .interface import SaRef
 from .message import Datagram, Message, classify_udp, frame_udp
 from .payloads import chain_names
-from .proposals import deprecated_only, invalid_ke_group, select_proposal
+from .proposals import deprecated_only, invalid_ke_group, select_proposal, without_additional_ke
 from .radius import RadiusError
 from .randomness import RandomSource
 from .sa import IkeSA
@@ -447,7 +447,12 @@ class IkeEndpoint:
             self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN), src, dst, now)
             return
         config = configs[0]
-        selected = select_proposal(config.proposals, sa.proposals, prefer_local=True)
+        local = config.proposals
+        if find_notify(message.payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is None:
+            # RFC 9370 §2.2.1: without IKE_INTERMEDIATE no additional key exchange can run: the optional
+            # ones fall away, a required one leaves no proposal (NO_PROPOSAL_CHOSEN)
+            local = without_additional_ke(local)
+        selected = select_proposal(local, sa.proposals, prefer_local=True)
         if selected is None:
             self._reply_unauthenticated(message, pl.Notify(notify_type=NotifyType.NO_PROPOSAL_CHOSEN), src, dst, now)
             weak = deprecated_only(sa.proposals)
@@ -504,7 +509,8 @@ class IkeEndpoint:
         (settings.export_keys); otherwise they live only in the IkeSA, and go with it."""
         if self.settings.export_keys:
             self.ike_key_log.append({"ike_sa": ike.unique_id, "spi_i": ike.spi_i, "spi_r": ike.spi_r,
-                                     "algorithms": ike.algorithms, "keys": ike.keys})
+                                     "algorithms": ike.algorithms, "keys": ike.keys,
+                                     "generation": ike.key_generation})  # RFC 9370 §2.2.2: one more per update
 
     def pop_ike_keys(self) -> list[dict[str, Any]]:
         """The IKE SA keys made since the last call (only with settings.export_keys)."""

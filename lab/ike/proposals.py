@@ -41,7 +41,10 @@ __all__ = [
     "format_transform",
     "initiator_dh_group",
     "invalid_ke_group",
+    "additional_key_exchanges",
+    "has_additional_ke",
     "is_aead",
+    "without_additional_ke",
     "implemented_keywords",
     "known_keywords",
     "parse_ah_proposal",
@@ -172,7 +175,21 @@ def _unknown_token_message(token: str, text: str, protocol: int) -> str:
         return (f"empty algorithm keyword {where}: keywords are separated by single dashes, "
                 f"e.g. 'aes128-sha256-modp2048'")
     hints = []
-    if token.lower() in _KEYWORDS:
+    lowered = token.lower()
+    if lowered[:2] == "ke" and "_" in lowered and lowered.split("_", 1)[0][2:].isdigit():
+        # RFC 9370 §2.2.1: seven additional key exchanges, written ke1_ .. ke7_ by strongSwan 6
+        prefix, base = lowered.split("_", 1)
+        if not 1 <= int(prefix[2:]) <= 7:
+            hints.append(f"RFC 9370 allows seven additional key exchanges, ke1_ .. ke7_, not {prefix}_")
+        elif base in _KEYWORDS and _KEYWORDS[base][0] != _DH:
+            hints.append(f"{base} is no key exchange method; after {prefix}_ write a group such as mlkem768 or "
+                         f"ecp384")
+        else:
+            close = difflib.get_close_matches(base, [k for k, v in _KEYWORDS.items() if v[0] == _DH], n=3,
+                                              cutoff=0.75)
+            if close:
+                hints.append("did you mean " + " or ".join(f"'{prefix}_{c}'" for c in close))
+    elif token.lower() in _KEYWORDS:
         hints.append(f"keywords are lowercase, write '{token.lower()}'")
     else:
         close = difflib.get_close_matches(token.lower(), list(_KEYWORDS), n=3, cutoff=0.75)
@@ -411,6 +428,9 @@ def check_implemented(proposals: Sequence[Proposal]) -> list[Proposal]:
     for proposal in proposals:
         protocol = _coerce_protocol(proposal.protocol_id)
         for entry in _entries(proposal):
+            if 6 <= entry[0] <= 12:
+                _check_additional_ke(proposal, protocol, entry)
+                continue
             known = _registry_entry(*entry)
             if known is not None and known.implemented(protocol):
                 continue
@@ -430,6 +450,57 @@ def check_implemented(proposals: Sequence[Proposal]) -> list[Proposal]:
                                 f"{name} proposals ({hint})", text=format_proposal(proposal, explicit=True),
                                 token=token, protocol=protocol)
     return list(proposals)
+
+
+def _check_additional_ke(proposal: Proposal, protocol: int, entry: _Algo) -> None:
+    token = _format_entry(entry)
+    text = format_proposal(proposal, explicit=True)
+    if protocol != ProtocolId.IKE:
+        # RFC 9370 §2.2.4: additional key exchanges of a CHILD SA run in IKE_FOLLOWUP_KE exchanges
+        raise ProposalError(f"{token}: additional key exchanges in {_protocol_name(protocol)} proposals need "
+                            f"IKE_FOLLOWUP_KE (RFC 9370 §2.2.4), which ipsec-lab does not implement; put them "
+                            f"in the IKE proposals (the CHILD SA keys come from SK_d, which they protect)",
+                            text=text, token=token, protocol=protocol)
+    if entry[1] == DhGroup.NONE:
+        return  # RFC 9370 §2.2.1: NONE makes the additional key exchange optional
+    known = _registry_entry(_DH, entry[1], 0)
+    if known is None or not known.implemented(protocol):
+        offered = " ".join(implemented_keywords(protocol).get(_KIND_NAMES[_DH], ()))
+        raise ProposalError(f"{token} is not implemented by ipsec-lab as an additional key exchange "
+                            f"(implemented: {offered} and none)", text=text, token=token, protocol=protocol)
+
+
+def has_additional_ke(proposal: Proposal) -> bool:
+    """Whether a proposal holds RFC 9370 Additional Key Exchange transforms (types 6..12) other than NONE."""
+    return any(_is_additional(int(t.transform_type)) and t.transform_id != DhGroup.NONE for t in proposal.transforms)
+
+
+def without_additional_ke(proposals: Sequence[Proposal]) -> list[Proposal]:
+    """`proposals` as they stand where no additional key exchange can run (RFC 9370 §2.2.1): a
+    proposal that requires one (an Additional Key Exchange type without NONE) is left out, the
+    optional ones (with NONE) lose those transforms. Numbers and SPIs are kept."""
+    out = []
+    for p in proposals:
+        types = {int(t.transform_type) for t in p.transforms if _is_additional(int(t.transform_type))}
+        optional = {int(t.transform_type) for t in p.transforms
+                    if _is_additional(int(t.transform_type)) and t.transform_id == DhGroup.NONE}
+        if types - optional:
+            continue
+        out.append(Proposal(p.number, p.protocol_id, p.spi,
+                            [t for t in p.transforms if not _is_additional(int(t.transform_type))]))
+    return out
+
+
+def additional_key_exchanges(proposal: Proposal) -> list[tuple[int, int]]:
+    """(transform type, method) of a selected proposal's additional key exchanges, in the order
+    they run: by transform type, NONE left out (RFC 9370 §2.2.2)."""
+    return sorted((int(t.transform_type), int(t.transform_id)) for t in proposal.transforms
+                  if _is_additional(int(t.transform_type)) and t.transform_id != DhGroup.NONE)
+
+
+def _is_additional(ttype: int) -> bool:
+    # RFC 9370 §2.2.1: Additional Key Exchange 1..7 are transform types 6..12
+    return 6 <= ttype <= 12
 
 
 def _format_entry(entry: _Algo) -> str:
@@ -649,6 +720,8 @@ class ChosenAlgorithms:
     integ: int | None
     dh: int | None
     esn: bool
+    # RFC 9370 §2.2.2: (transform type, method) of each additional key exchange, in the order they run
+    additional: tuple[tuple[int, int], ...] = ()
 
     @property
     def aead(self) -> bool:
@@ -682,6 +755,7 @@ class ChosenAlgorithms:
             integ=None if by_type.get(_INTEG) is None or by_type[_INTEG].transform_id == IntegId.NONE else tid(_INTEG),
             dh=None if by_type.get(_DH) is None or by_type[_DH].transform_id == DhGroup.NONE else tid(_DH),
             esn=esn is not None and esn.transform_id == EsnId.ESN,
+            additional=tuple((ttype, coerce(DhGroup, method)) for ttype, method in additional_key_exchanges(proposal)),
         )
 
     def __str__(self) -> str:
@@ -690,6 +764,7 @@ class ChosenAlgorithms:
                                          (_PRF, self.prf, 0), (_DH, self.dh, 0)):
             if value is not None:
                 parts.append(_format_entry((ttype, int(value), key_length)))
+        parts += [_format_entry((ttype, int(method), 0)) for ttype, method in self.additional]
         if self.protocol in (ProtocolId.ESP, ProtocolId.AH):
             parts.append("esn" if self.esn else "noesn")
         return "-".join(parts)

@@ -74,12 +74,27 @@ def decrypt(data: bytes, message: Message, cipher: Cipher, keys: DirectionKeys) 
     """The inner payloads of a parsed message whose last payload is SK.
     Raises IntegrityError (ICV) or ParseError (the decrypted chain; offsets count from the
     start of the plaintext)."""
+    first, plaintext = decrypt_plain(data, message, cipher, keys)
+    return parse_chain(plaintext, first, 0)
+
+
+def decrypt_plain(data: bytes, message: Message, cipher: Cipher, keys: DirectionKeys) -> tuple[int, bytes]:
+    """The first inner payload's type and the inner payloads as octets (no padding) of a parsed
+    message whose last payload is SK."""
     sk = message.encrypted
     if not isinstance(sk, SK):
         raise ParseError(HEADER_LENGTH, "message has no Encrypted payload")
     aad = data[:len(data) - len(sk.data)]
-    plaintext = cipher.open(keys.encr, keys.integ, aad, sk.data)
-    return parse_chain(plaintext, sk.inner_first, 0)
+    return sk.inner_first, cipher.open(keys.encr, keys.integ, aad, sk.data)
+
+
+def int_auth_data(template: Message, inner_first: int, plaintext: bytes) -> bytes:
+    """IntAuth_A | IntAuth_P of an IKE_INTERMEDIATE message (RFC 9242 §3.3.2): the IKE header and
+    the Encrypted payload header of the whole (unfragmented) message, their Length fields counting
+    only the headers and the inner payloads (no IV, padding or ICV, as strongSwan's
+    message.c get_plain), then the inner payloads in cleartext."""
+    header = template.header(PayloadType.SK, HEADER_LENGTH + 4 + len(plaintext)).serialize()
+    return header + struct.pack("!BBH", inner_first, 0, 4 + len(plaintext)) + plaintext
 
 
 def decrypt_fragment(data: bytes, message: Message, cipher: Cipher, keys: DirectionKeys) -> bytes:
@@ -112,6 +127,7 @@ class Reassembly:
         self.first_type: int | None = None
         self.pieces: dict[int, bytes] = {}
         self.size = 0
+        self.plaintext = b""
 
     def add(self, skf: SKF, piece: bytes) -> list[Payload] | None:
         """Add a verified fragment; returns the inner payloads once all have arrived."""
@@ -138,8 +154,9 @@ class Reassembly:
         if len(self.pieces) < self.total:
             return None
         plaintext = b"".join(self.pieces[i] for i in range(1, self.total + 1))
+        self.plaintext = plaintext  # RFC 9242 §3.3.2: IntAuth covers the reassembled message
         return parse_chain(plaintext, self.first_type or 0, 0)
 
 
 __all__ = ["Cipher", "DirectionKeys", "Reassembly", "ReassemblyError", "decrypt", "decrypt_fragment", "encrypt",
-           "encrypt_fragments", "IntegrityError", "Header"]
+           "encrypt_fragments", "IntegrityError", "Header", "decrypt_plain", "int_auth_data"]

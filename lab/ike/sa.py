@@ -11,6 +11,7 @@ through a small interface (lab.ike.interface.Endpoint).
 from __future__ import annotations
 
 import ipaddress
+import struct
 from typing import TYPE_CHECKING
 
 from . import payloads as pl
@@ -19,6 +20,7 @@ from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, s
 from .const import NotifyType, ProtocolId, TransformType, name_of
 from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
 from .crypto.dh import KeyExchange
+from .crypto.prf import get_prf
 from .errors import CryptoError, ExchangeFailed
 from .events import ChildKeys, ChildSaDeleted, ChildSaRekeyed, ChildSaUp, IkeSaDeleted, IkeSaRekeyed, IkeSaUp
 from .identity import Identity
@@ -98,6 +100,14 @@ class IkeSA:
         self.natd_destination: bytes | None = None  # last NAT_DETECTION_DESTINATION_IP seen (§3.8)
         self.address_generation = 0  # one more at every change of our addresses or the peer's (§3.5)
         self.ipsec_path = IpsecPath(local, remote, False)  # where the IPsec SAs run
+        # RFC 9242 / RFC 9370: IKE_INTERMEDIATE exchanges between IKE_SA_INIT and IKE_AUTH
+        self.peer_intermediate = False   # the peer sent INTERMEDIATE_EXCHANGE_SUPPORTED (RFC 9242 §3.1)
+        self.additional_pending: list[tuple[int, int]] = []  # (transform type, method) not yet run
+        self.intermediate_count = 0      # IKE_INTERMEDIATE exchanges completed
+        self.key_generation = 0          # key sets since IKE_SA_INIT (RFC 9370 §2.2.2: one more per exchange)
+        self.next_keys = None            # responder: the keys that apply from the next request on
+        self.int_auth_i = b""            # RFC 9242 §3.3.2: IntAuth_iN and IntAuth_rN so far
+        self.int_auth_r = b""
 
     @property
     def mid_in(self) -> int:
@@ -135,6 +145,48 @@ class IkeSA:
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.NO_PROPOSAL_CHOSEN) from None
         self.endpoint.ike_keys_ready(self)
+
+    def update_keys(self, shared: bytes, now: float, deferred: bool = False) -> None:
+        """RFC 9370 §2.2.2: SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr) and the seven keys from it
+        with Ni | Nr | SPIi | SPIr, as at an IKE SA rekey (strongSwan keymat_v2 with its own SK_d).
+        `deferred` (the responder): they apply from the next request on (`apply_next_keys`)."""
+        assert self.algorithms is not None and self.keys is not None
+        chosen = self.algorithms
+        try:
+            keys = derive_rekeyed_ike_sa_keys(chosen.prf, self.keys.sk_d, chosen.prf, chosen.encr,
+                                              chosen.encr_key_length, chosen.integ or 0, shared, self.nonce_i,
+                                              self.nonce_r, self.spi_i, self.spi_r)
+        except CryptoError as err:
+            raise ExchangeFailed(str(err), NotifyType.NO_PROPOSAL_CHOSEN) from None
+        self.next_keys = keys
+        self.trace_note(now, "keys_updated", generation=self.key_generation + 1,
+                        **({"applies": "from the next request"} if deferred else {}))
+        if not deferred:
+            self.apply_next_keys()
+
+    def apply_next_keys(self) -> None:
+        if self.next_keys is not None:
+            self.keys, self.next_keys = self.next_keys, None
+            self.key_generation += 1
+            self.endpoint.ike_keys_ready(self)
+
+    def add_int_auth(self, request: bool, data: bytes) -> None:
+        """RFC 9242 §3.3.2: IntAuth_iN = prf(SK_pi, IntAuth_i(N-1) | IntAuth_iN_A | IntAuth_iN_P)
+        for a request (the initiator's), IntAuth_rN likewise with SK_pr for a response, under the
+        keys that protect the message."""
+        assert self.algorithms is not None and self.keys is not None
+        prf = get_prf(self.algorithms.prf)
+        if request:
+            self.int_auth_i = prf.prf(self.keys.sk_pi, self.int_auth_i + data)
+        else:
+            self.int_auth_r = prf.prf(self.keys.sk_pr, self.int_auth_r + data)
+
+    def int_auth(self) -> bytes:
+        """IntAuth = IntAuth_iN | IntAuth_rN | IKE_AUTH_MID (RFC 9242 §3.3.2), empty without IKE_INTERMEDIATE.
+        The first IKE_AUTH follows IKE_SA_INIT (message ID 0) and the IKE_INTERMEDIATE ones (1..n)."""
+        if not self.intermediate_count:
+            return b""
+        return self.int_auth_i + self.int_auth_r + struct.pack("!I", self.intermediate_count + 1)
 
     @property
     def keys_out(self) -> DirectionKeys:

@@ -14,10 +14,29 @@ from .const import ExchangeType, NotifyType, name_of
 from .errors import CryptoError, ExchangeFailed, IntegrityError, ParseError
 from .events import NegotiationFailed, PeerUnreachable
 from .message import Message
+from .payloads import parse_chain, serialize_chain
 from .profiles import windows_error
-from .protect import Reassembly, ReassemblyError, decrypt, decrypt_fragment, encrypt, encrypt_fragments
+from .protect import (
+    Reassembly,
+    ReassemblyError,
+    decrypt_fragment,
+    decrypt_plain,
+    encrypt,
+    encrypt_fragments,
+    int_auth_data,
+)
 from .states import IkeState
-from .tasks import ChildCreate, ChildDelete, IkeAuth, IkeDelete, IkeInit, Task, notify, responder_task
+from .tasks import (
+    ChildCreate,
+    ChildDelete,
+    IkeAuth,
+    IkeDelete,
+    IkeInit,
+    IkeIntermediate,
+    Task,
+    notify,
+    responder_task,
+)
 from .tasks.ike_mobike import echo_cookie2
 from .tasks.ike_natd import follow_peer
 
@@ -53,6 +72,7 @@ class TaskManager:
         self.reassembly: dict[tuple[bool, int], Reassembly] = {}
         self.refused: set[tuple[bool, int]] = set()  # messages whose fragments broke a limit
         self.pending_response_spi_r = b""
+        self.plain: tuple[int, bytes] = (0, b"")  # the last message's inner payloads in cleartext
         # a response held while the I/O layer asks RADIUS (auth = eap-radius): (task, exchange, message ID)
         self.holding = False
         self.held: tuple[Task, int, int] | None = None
@@ -128,7 +148,7 @@ class TaskManager:
         name = name_of(ExchangeType, task.exchange)
         ike.endpoint.emit(NegotiationFailed(ike.unique_id, ike.config.name, name, reason))
         task.abort(ike, reason, now)
-        if isinstance(task, (IkeInit, IkeAuth)):
+        if isinstance(task, (IkeInit, IkeIntermediate, IkeAuth)):
             ike.destroy(f"{name} failed: {reason}", now, quiet=True)
 
     # ------------------------------------------------------------ sending
@@ -144,6 +164,9 @@ class TaskManager:
             template.payloads = payloads
             return [template.serialize()]
         assert ike.cipher is not None
+        if exchange == ExchangeType.IKE_INTERMEDIATE:
+            # RFC 9242 §3.3.2: what we send in IKE_INTERMEDIATE goes into the AUTH payload, under the keys in force
+            ike.add_int_auth(not response, int_auth_data(template, *serialize_chain(list(payloads))))
         whole = encrypt(template, payloads, ike.cipher, ike.keys_out, ike.endpoint.random)
         limit = ike.endpoint.settings.fragment_size - self._ip_udp_overhead()
         if (len(whole) > limit and ike.peer_fragmentation and ike.config.fragmentation != Fragmentation.NO
@@ -281,9 +304,11 @@ class TaskManager:
                     self._close_reassembly(key)
                     raise
                 if inner is not None:
+                    self.plain = (reassembly.first_type or 0, reassembly.plaintext)
                     self._close_reassembly(key)
                 return inner
-            return decrypt(data, message, ike.cipher, ike.keys_in)
+            self.plain = decrypt_plain(data, message, ike.cipher, ike.keys_in)
+            return parse_chain(self.plain[1], self.plain[0], 0)
         except IntegrityError as err:
             ike.endpoint.drop(f"integrity check failed: {err}", now, ike)
         except ParseError as err:
@@ -313,7 +338,7 @@ class TaskManager:
             if isinstance(message.encrypted, pl.SKF):
                 decrypt_fragment(data, message, ike.cipher, ike.keys_in)
             else:
-                decrypt(data, message, ike.cipher, ike.keys_in)
+                decrypt_plain(data, message, ike.cipher, ike.keys_in)
         except (IntegrityError, ParseError, CryptoError):
             return False
         return True
@@ -339,6 +364,8 @@ class TaskManager:
             return
         ike.endpoint.trace_message(ike, "in", message, inner, src, ike.local, len(data), now)
         ike.last_heard = now
+        if message.exchange == ExchangeType.IKE_INTERMEDIATE:
+            ike.add_int_auth(False, int_auth_data(message, *self.plain))  # RFC 9242 §3.3.2
         self.pending = None
         self.mid_out = pending.message_id + 1
         self._close_reassembly((True, pending.message_id), done=True)
@@ -370,10 +397,14 @@ class TaskManager:
         if message.message_id != self.mid_in:
             ike.endpoint.drop(f"request with message ID {message.message_id}, expected {self.mid_in}", now, ike)
             return
+        # RFC 9370 §2.2.2: the keys of the last IKE_INTERMEDIATE apply from the next request on
+        ike.apply_next_keys()
         inner = self._unprotect(message, data, now)
         if inner is None:
             return
         ike.endpoint.trace_message(ike, "in", message, inner, src, dst, len(data), now)
+        if message.exchange == ExchangeType.IKE_INTERMEDIATE:
+            ike.add_int_auth(True, int_auth_data(message, *self.plain))  # RFC 9242 §3.3.2
         ike.last_heard = now
         self.mid_in += 1
         self._close_reassembly((False, message.message_id), done=True)
@@ -389,8 +420,13 @@ class TaskManager:
         if task is None:
             ike.endpoint.drop(f"request of unsupported exchange {name_of(ExchangeType, message.exchange)}", now, ike)
             return
-        if isinstance(task, IkeAuth) and (ike.is_initiator or ike.state != IkeState.CONNECTING):
+        if isinstance(task, IkeAuth) and (ike.is_initiator or ike.state != IkeState.CONNECTING
+                                          or ike.additional_pending):  # RFC 9370 §2.2.2: every KE first
             ike.endpoint.drop("IKE_AUTH request on an SA that is not waiting for one", now, ike)
+            return
+        if isinstance(task, IkeIntermediate) and (ike.is_initiator or ike.state != IkeState.CONNECTING
+                                                  or ike.auth_responder is not None):
+            ike.endpoint.drop("IKE_INTERMEDIATE request on an SA past IKE_SA_INIT and IKE_INTERMEDIATE", now, ike)
             return
         self.answer(task, message.exchange, message.message_id, inner, now)
         self.start_next(now)

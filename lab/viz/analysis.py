@@ -41,6 +41,7 @@ ICMP_TYPES = {0: "echo reply", 3: "unreachable", 8: "echo request", 11: "time ex
 NOTIFY_SHORT = {
     "NAT_DETECTION_SOURCE_IP": "NATD_S_IP", "NAT_DETECTION_DESTINATION_IP": "NATD_D_IP",
     "IKEV2_FRAGMENTATION_SUPPORTED": "FRAG_SUP", "SIGNATURE_HASH_ALGORITHMS": "HASH_ALG",
+    "INTERMEDIATE_EXCHANGE_SUPPORTED": "IKE_INT_SUP",
     "CHILDLESS_IKEV2_SUPPORTED": "CHDLESS_SUP", "MULTIPLE_AUTH_SUPPORTED": "MULT_AUTH",
     "INITIAL_CONTACT": "INIT_CONTACT", "MOBIKE_SUPPORTED": "MOBIKE_SUP", "USE_TRANSPORT_MODE": "USE_TRANSP",
     "ESP_TFC_PADDING_NOT_SUPPORTED": "ESP_TFC_PAD_N", "NON_FIRST_FRAGMENTS_ALSO": "NON_FIRST_FRAG",
@@ -97,6 +98,7 @@ class IkeInfo:
     reassembled: bool = False  # the last SKF fragment: `inner` is the whole message's
     fragment_verified: bool = False  # this SKF fragment decrypted and its ICV checked (RFC 7383 §2.6)
     decrypt_error: str | None = None
+    key_generation: int | None = None  # RFC 9370 §2.2.2: which key set opened it (0: IKE_SA_INIT's), if several
     error: str | None = None   # the message does not parse
 
     @property
@@ -384,27 +386,36 @@ class _Analyser:
             info.fragment = (last.fragment_number, last.total_fragments)
         if not isinstance(last, (SK, SKF)):
             return
-        sa_keys = self.keys.ike_sa(message.spi_i, message.spi_r)
-        if sa_keys is None:
+        generations = self.keys.ike_sa_generations(message.spi_i, message.spi_r)
+        if not generations:
             if self.keys:
                 info.decrypt_error = "no keys for this IKE SA"
             return
-        cipher, direction = sa_keys.cipher(), sa_keys.direction(message.is_initiator)
-        try:
-            if isinstance(last, SK):
-                inner = decrypt(data, message, cipher, direction)
-                info.inner_payloads = inner
-                info.inner = chain_names(inner, not message.is_response)
+        # RFC 9370 §2.2.2: after each IKE_INTERMEDIATE key exchange new keys protect the messages; the ones in
+        # force for this message are those its ICV verifies under (newest first: most messages come late)
+        for number in reversed(range(len(generations))):
+            sa_keys = generations[number]
+            cipher, direction = sa_keys.cipher(), sa_keys.direction(message.is_initiator)
+            try:
+                if isinstance(last, SK):
+                    inner = decrypt(data, message, cipher, direction)
+                    info.inner_payloads = inner
+                    info.inner = chain_names(inner, not message.is_response)
+                    info.key_generation = number if len(generations) > 1 else None
+                    return
+                piece = decrypt_fragment(data, message, cipher, direction)
+            except IntegrityError as err:
+                if number:
+                    continue
+                info.decrypt_error = f"ICV does not verify: {err}"
                 return
-            piece = decrypt_fragment(data, message, cipher, direction)
-        except IntegrityError as err:
-            info.decrypt_error = f"ICV does not verify: {err}"
+            except (ParseError, CryptoError) as err:
+                info.decrypt_error = str(err)
+                return
+            info.key_generation = number if len(generations) > 1 else None
+            info.fragment_verified = True
+            self._fragment(info, last, piece, message)
             return
-        except (ParseError, CryptoError) as err:
-            info.decrypt_error = str(err)
-            return
-        info.fragment_verified = True
-        self._fragment(info, last, piece, message)
 
     def _fragment(self, info: IkeInfo, skf: SKF, piece: bytes, message: Message) -> None:
         # RFC 7383 §2.6: fragments are verified alone, the message is whole when all have arrived

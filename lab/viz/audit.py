@@ -558,8 +558,9 @@ def rule_post_quantum(conn: Conn) -> Iterator[Finding]:
     ek, ct = MLKEM_SIZES[DhGroup.MLKEM_768]
     yield _finding("post-quantum", "harvest now, decrypt later", "RFC 9370 §1",
                    "no post-quantum key exchange: a recording of today's exchange can be decrypted once a quantum "
-                   "computer breaks the classic one; add ke1_mlkem768 after the DH group (RFC 9370, strongSwan 6.0+ "
-                   f"on both ends): one IKE_INTERMEDIATE exchange (RFC 9242) more, with KE payloads of "
+                   "computer breaks the classic one; add ke1_mlkem768 after the DH group (RFC 9370; ipsec-lab, or "
+                   "strongSwan 6.0+ with ML-KEM, on both ends): one IKE_INTERMEDIATE exchange (RFC 9242) more, "
+                   "with KE payloads of "
                    f"{ek + KE_PAYLOAD_HEADER} octets from the initiator and {ct + KE_PAYLOAD_HEADER} from the "
                    "responder; or a post-quantum preshared key (ppk_id, RFC 8784)", _ike_proposals_value(conn),
                    conn.subject, level="advice")

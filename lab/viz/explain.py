@@ -76,19 +76,28 @@ def describe_message(udp_payload: bytes, port: int = 500, keys: KeyTables | None
         lines.append("  " + describe_payload(payload, name))
     sk = message.encrypted
     if isinstance(sk, pl.SK) and keys is not None:
-        sa = keys.ike_sa(message.spi_i, message.spi_r)
-        if sa is None:
+        generations = keys.ike_sa_generations(message.spi_i, message.spi_r)
+        if not generations:
             lines.append("    (no keys for this IKE SA)")
         else:
-            try:
-                inner = decrypt(data, message, sa.cipher(), sa.direction(message.is_initiator))
-            except (IntegrityError, CryptoError, ParseError) as err:
-                lines.append(f"    (not decrypted: {err})")
-            else:
+            # RFC 9370 §2.2.2: with IKE_INTERMEDIATE key exchanges, the keys in force are those the ICV verifies under
+            error: Exception | None = None
+            for number in reversed(range(len(generations))):
+                sa = generations[number]
+                try:
+                    inner = decrypt(data, message, sa.cipher(), sa.direction(message.is_initiator))
+                except (IntegrityError, CryptoError, ParseError) as err:
+                    error = error or err
+                    continue
                 key = "SK_ei/SK_ai" if message.is_initiator else "SK_er/SK_ar"
+                if len(generations) > 1:
+                    key += " of IKE_SA_INIT" if number == 0 else f" after additional key exchange {number}"
                 lines.append(f"    decrypted with {key}, the ICV verified:")
                 for payload, name in zip(inner, chain_names(inner, in_request)):
                     lines.append("    " + describe_payload(payload, name))
+                break
+            else:
+                lines.append(f"    (not decrypted: {error})")
     return "\n".join(lines)
 
 

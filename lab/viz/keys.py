@@ -71,6 +71,9 @@ class EspSaKeys:
 @dataclass
 class KeyTables:
     ike: dict[tuple[bytes, bytes], IkeKeyRow] = field(default_factory=dict)
+    # RFC 9370 §2.2.2: an IKE SA with IKE_INTERMEDIATE key exchanges has one key set per exchange, in order
+    # (Wireshark uses the last line of an SPI pair; the analysis tries each and takes the one whose ICV verifies)
+    ike_generations: dict[tuple[bytes, bytes], list[IkeKeyRow]] = field(default_factory=dict)
     esp: dict[int, list[EspSaKeys]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     folder: Path | None = None
@@ -80,6 +83,20 @@ class KeyTables:
 
     def ike_sa(self, spi_i: bytes, spi_r: bytes) -> IkeKeyRow | None:
         return self.ike.get((spi_i, spi_r))
+
+    def ike_sa_generations(self, spi_i: bytes, spi_r: bytes) -> list[IkeKeyRow]:
+        """Every key set of an IKE SA, oldest first (one unless IKE_INTERMEDIATE updated them)."""
+        found = self.ike_generations.get((spi_i, spi_r))
+        if found:
+            return found
+        last = self.ike.get((spi_i, spi_r))
+        return [last] if last is not None else []
+
+    def add_ike(self, keys: IkeKeyRow) -> None:
+        self.ike[(keys.spi_i, keys.spi_r)] = keys
+        rows = self.ike_generations.setdefault((keys.spi_i, keys.spi_r), [])
+        if keys not in rows:
+            rows.append(keys)
 
     def esp_sa(self, spi: int, src: str, dst: str) -> EspSaKeys | None:
         return next((k for k in self.esp.get(spi, ()) if k.matches(src, dst)), None)
@@ -172,7 +189,7 @@ def load_keys(folder: str | Path | None) -> KeyTables:
                 tables.problems.append(f"{where}: {err}")
                 continue
             if isinstance(keys, IkeKeyRow):
-                tables.ike[(keys.spi_i, keys.spi_r)] = keys
+                tables.add_ike(keys)
             else:
                 tables.esp.setdefault(keys.spi, []).append(keys)
     return tables
@@ -193,9 +210,9 @@ def keys_from_memory(endpoints, child_events=()) -> KeyTables:
     for endpoint in endpoints:
         for entry in endpoint.ike_key_log:
             algorithms, keys = entry["algorithms"], entry["keys"]
-            tables.ike[(entry["spi_i"], entry["spi_r"])] = IkeKeyRow(
+            tables.add_ike(IkeKeyRow(
                 entry["spi_i"], entry["spi_r"], int(algorithms.encr), algorithms.encr_key_length or 0,
-                int(algorithms.integ or IntegId.NONE), keys.sk_ei, keys.sk_er, keys.sk_ai, keys.sk_ar, "memory")
+                int(algorithms.integ or IntegId.NONE), keys.sk_ei, keys.sk_er, keys.sk_ai, keys.sk_ar, "memory"))
     for event in child_events:
         if not isinstance(event, ChildSaUp) or event.encr_id is None:
             continue
@@ -213,7 +230,7 @@ def write_key_tables(tables: KeyTables, folder: str | Path) -> Path:
     `XDG_CONFIG_HOME=folder wireshark` opens a capture decrypted."""
     folder = Path(folder)
     ike_lines, esp_lines = [], []
-    for keys in tables.ike.values():
+    for keys in [k for rows in tables.ike_generations.values() for k in rows] or tables.ike.values():
         encr = IKE_ENCR_NAMES.get((keys.encr_id, keys.key_length))
         integ = IKE_INTEG_NAMES.get(keys.integ_id)
         if encr and integ:

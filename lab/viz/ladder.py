@@ -158,6 +158,9 @@ def _label(packet: Packet) -> tuple[str, str, str, str | None]:
         if ike.error:
             return "not a valid IKE message", ike.error[:60], "ike", None
         label = f"{ike.exchange_name} {'response' if ike.response else 'request'} {ike.message_id}"
+        if ike.key_generation is not None:
+            # RFC 9370 §2.2.2: the keys in force, renewed after each additional key exchange
+            label += "  (keys of IKE_SA_INIT)" if ike.key_generation == 0 else f"  (keys after ADDKE{ike.key_generation})"
         fragment = None
         if ike.fragment:
             fragment = f"SKF {ike.fragment[0]}/{ike.fragment[1]}"

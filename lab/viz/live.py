@@ -144,6 +144,9 @@ class LiveKeys:
         merged = KeyTables()
         for folder in folders:
             tables = load_keys(folder)
+            for rows in tables.ike_generations.values():
+                for row in rows:
+                    merged.add_ike(row)
             merged.ike.update(tables.ike)
             for spi, entries in tables.esp.items():
                 have = merged.esp.setdefault(spi, [])

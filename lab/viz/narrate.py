@@ -266,6 +266,15 @@ class Storyteller:
         if what == "peer_address_changed":
             return [f"{node}: the peer now sends from {r.get('new')} instead of {r.get('old')} (the NAT mapping "
                     f"changed); {node} answers to the new address (RFC 7296 §2.23)."]
+        if what == "additional_ke":
+            return [f"{node}: the additional key exchange {r.get('transform')} ({r.get('method')}) is done in "
+                    f"IKE_INTERMEDIATE (RFC 9242); its secret goes into new keys: SKEYSEED = prf(SK_d, new secret | "
+                    f"Ni | Nr), then SK_d, SK_a, SK_e and SK_p anew (RFC 9370 §2.2.2)."]
+        if what == "rekey_without_additional_ke":
+            return [f"{node} rekeys the IKE SA without its optional additional key exchanges: a rekey would run "
+                    f"them in IKE_FOLLOWUP_KE (RFC 9370 §2.2.4), which ipsec-lab does not implement."]
+        if what in ("ike_intermediate_refused", "ike_rekey_refused"):
+            return [f"{node} refuses: {r.get('reason')}."]
         if what in ("rekey_collision", "ike_rekey_collision"):
             return [f"{node}: both sides rekeyed at once (RFC 7296 §2.8.1); the pair with the lowest nonce loses, "
                     f"its SA {r.get('redundant')} is deleted, {r.get('kept', 'the other')} stays."]

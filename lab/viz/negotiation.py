@@ -37,7 +37,9 @@ RANK = ["no-config", "ah-nat", "install", "transport", "psk", "psk-missing", "pe
 NOTIFY = {"proposal": "NO_PROPOSAL_CHOSEN", "ts": "TS_UNACCEPTABLE", "auth": "AUTHENTICATION_FAILED"}
 TYPE_WORDS = {TransformType.ENCR: "encryption algorithm", TransformType.PRF: "PRF",
               TransformType.INTEG: "integrity algorithm", TransformType.DH: "Diffie-Hellman group",
-              TransformType.ESN: "ESN setting"}
+              TransformType.ESN: "ESN setting",
+              # RFC 9370 §2.2.1: Additional Key Exchange 1..7 (strongSwan 6's ke1_ .. ke7_)
+              **{ttype: f"additional key exchange {ttype - 5} (ke{ttype - 5}_)" for ttype in range(6, 13)}}
 
 
 @dataclass
@@ -174,7 +176,14 @@ def compare_proposals(offered: list[str], accepted: list[str], protocol: str, sk
                     (int(t.transform_id), t.key_length or 0)
     differ = []
     for ttype, (a, b) in sorted(parts.items()):
-        if skip_dh and ttype == TransformType.DH or not a or not b:
+        if skip_dh and (ttype == TransformType.DH or 6 <= ttype <= 12):
+            continue
+        if 6 <= ttype <= 12 and bool(a) != bool(b):
+            # RFC 9370 §2.2.1: an additional key exchange one side requires (no NONE) and the other lacks
+            if 0 not in {tid for tid, _ in (a or b).values()}:
+                differ.append((TYPE_WORDS[ttype], list(a) or ["(none offered)"], list(b) or ["(none offered)"]))
+            continue
+        if not a or not b:
             continue
         if not set(a.values()) & set(b.values()):
             differ.append((TYPE_WORDS.get(ttype, f"transform type {ttype}"), list(a), list(b)))

@@ -275,3 +275,14 @@ def test_secrets_compared_without_showing_them():
         "gwb's has a space more at its end (15 characters against 14)"
     words = secret_difference(b"one-secret", b"another-one", "gwa", "gwb")
     assert "one-secret" not in words and "another" not in words and "10 and 11 characters" in words
+
+
+def test_compare_proposals_names_a_missing_additional_key_exchange():
+    # RFC 9370 §2.2.1: required on one side (no none), absent on the other: NO_PROPOSAL_CHOSEN, named
+    assert compare_proposals(["aes256gcm16-prfsha384-x25519"], ["aes256gcm16-prfsha384-x25519-ke1_mlkem768"],
+                             "IKE") == (None, [("additional key exchange 1 (ke1_)", ["(none offered)"],
+                                                ["ke1_mlkem768"])], None)
+    # optional on the side that has it: the proposal falls back to the classic one
+    assert compare_proposals(["aes256gcm16-prfsha384-x25519"],
+                             ["aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none"], "IKE")[0] == \
+        "aes256gcm16-prfsha384-x25519"

@@ -1,7 +1,7 @@
 """ML-KEM (FIPS 203, draft-ietf-ipsecme-ikev2-mlkem) as a key exchange method of our IKEv2, in
 memory: as the KE of IKE_SA_INIT, of a CHILD SA with PFS and of an IKE SA rekey; a KE payload
-of the wrong length answered with INVALID_SYNTAX. And our responder, which has no additional key
-exchanges (RFC 9370), facing a peer that offers them."""
+of the wrong length answered with INVALID_SYNTAX. And our responder, configured without additional
+key exchanges (RFC 9370), facing a peer that offers them."""
 from __future__ import annotations
 
 import pytest
@@ -87,7 +87,7 @@ def test_mlkem_child_sa_pfs_and_ike_rekey():
 
 
 def _answer_to_offer(offer: str) -> Message:
-    """Our responder (no additional key exchanges) answering an IKE_SA_INIT whose SA offers `offer`."""
+    """Our responder (configured without additional key exchanges) answering an IKE_SA_INIT whose SA offers `offer`."""
     from lab.ike.proposals import parse_ike_proposals
     net = make_net(*pair_configs(proposals="aes256gcm16-prfsha384-x25519"))
     a, b = net.endpoints["a"], net.endpoints["b"]

@@ -117,8 +117,40 @@ def test_additional_key_exchanges_of_rfc_9370():
     for bad in ("ke8_mlkem768", "ke1_sha256", "ke1_"):
         with pytest.raises(ProposalError):
             parse_ike_proposal(f"aes128-sha256-x25519-{bad}")
-    with pytest.raises(ProposalError, match="ke1_mlkem768 .*not implemented by ipsec-lab"):
-        check_implemented([proposal])
+    assert check_implemented([proposal]) == [proposal]
+    assert format_proposal(parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_ecp384")) == \
+        "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_ecp384"
+    assert check_implemented([parse_ike_proposal("aes128gcm16-prfsha256-x25519-ke1_none-ke1_mlkem1024")])
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("ke1_mlkemm768", "did you mean 'ke1_mlkem768'"),
+    ("ke8_mlkem768", "ke1_ .. ke7_, not ke8_"),
+    ("ke1_sha256", "sha256 is no key exchange method"),
+])
+def test_additional_key_exchange_typos_are_named(text, hint):
+    with pytest.raises(ProposalError, match=hint):
+        parse_ike_proposal(f"aes256gcm16-prfsha384-x25519-{text}")
+
+
+def test_additional_key_exchanges_refused_where_ipsec_lab_cannot_run_them():
+    with pytest.raises(ProposalError, match="ke1_mlkem512 is not implemented"):
+        check_implemented([parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem512")])
+    # RFC 9370 §2.2.4: a CHILD SA's additional key exchanges need IKE_FOLLOWUP_KE
+    with pytest.raises(ProposalError, match="IKE_FOLLOWUP_KE"):
+        check_implemented(parse_esp_proposals("aes256gcm16-x25519-ke1_mlkem768"))
+
+
+def test_selection_of_additional_key_exchanges():
+    # RFC 9370 §2.2.1: optional (with none) ones fall away at a peer without them; required ones fail
+    mine = [parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768")]
+    assert select_proposal(mine, [parse_ike_proposal("aes256gcm16-prfsha384-x25519")]) is None
+    optional = [parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none")]
+    chosen = select_proposal(optional, [parse_ike_proposal("aes256gcm16-prfsha384-x25519")])
+    assert ChosenAlgorithms.from_proposal(chosen).additional == ()
+    both = select_proposal(mine, [parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem1024-ke1_mlkem768")])
+    assert ChosenAlgorithms.from_proposal(both).additional == ((6, 36),)
+    assert str(ChosenAlgorithms.from_proposal(both)) == "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
 
 
 @pytest.mark.parametrize("text, canonical, expected", [

@@ -251,6 +251,22 @@ ERRORS = [
     ('''
         connections {
           s2s {
+            proposals = aes256gcm16-prfsha384-x25519-ke1_mlkemm768-ke2_ecp384
+          }
+        }''', 3, "connections.s2s.proposals", ["unknown algorithm 'ke1_mlkemm768'", "did you mean 'ke1_mlkem768'"]),
+    ('''
+        connections {
+          s2s {
+            children {
+              net {
+                esp_proposals = aes256gcm16-ke1_mlkem768
+              }
+            }
+          }
+        }''', 5, "connections.s2s.children.net.esp_proposals", ["ke1_mlkem768", "IKE_FOLLOWUP_KE (RFC 9370 §2.2.4)"]),
+    ('''
+        connections {
+          s2s {
             mobike = perhaps
           }
         }''', 3, "connections.s2s.mobike", ["expected yes or no", "perhaps"]),

@@ -29,11 +29,13 @@ class Authenticator:
 
 def auth_octets(ike: IkeSA, ours: bool, id_body: bytes) -> bytes:
     """RFC 7296 §2.15: the sender's IKE_SA_INIT message, the other side's nonce and
-    prf(SK_p, ID') of the sender; `ours`: we are the sender."""
+    prf(SK_p, ID') of the sender; `ours`: we are the sender. After IKE_INTERMEDIATE exchanges,
+    IntAuth follows (RFC 9242 §3.3.2)."""
     assert ike.algorithms is not None and ike.keys is not None
     keys = ike.keys
     if ours == ike.is_initiator:
         message, nonce, sk_p = ike.init_request, ike.nonce_r, keys.sk_pi
     else:
         message, nonce, sk_p = ike.init_response, ike.nonce_i, keys.sk_pr
-    return signed_octets(message, nonce, ike.algorithms.prf, sk_p, id_body)
+    # RFC 9242 §3.3.2: InitiatorSignedOctets = RealMessage1 | NonceRData | MACedIDForI | IntAuth
+    return signed_octets(message, nonce, ike.algorithms.prf, sk_p, id_body) + ike.int_auth()

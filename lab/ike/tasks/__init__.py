@@ -10,6 +10,7 @@ from .ike_auth import AuthRejected, IkeAuth
 from .ike_delete import IkeDelete
 from .ike_dpd import Dpd
 from .ike_init import IkeInit
+from .ike_intermediate import IkeIntermediate
 from .ike_mobike import MobikeInformational, MobikeUpdate, ReturnRoutability, is_mobike_informational
 from .ike_rekey import IkeRekey
 
@@ -18,6 +19,8 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
     """The task that answers a request of `exchange` carrying `inner` (None: not an exchange we answer)."""
     if exchange == ExchangeType.IKE_AUTH:
         return IkeAuth()
+    if exchange == ExchangeType.IKE_INTERMEDIATE:
+        return IkeIntermediate()
     if exchange == ExchangeType.CREATE_CHILD_SA:
         sa = first(inner, pl.SA)
         if isinstance(sa, pl.SA) and sa.proposals and sa.proposals[0].protocol_id == ProtocolId.IKE:
@@ -38,5 +41,5 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
 
 
 __all__ = ["CHILD_ERRORS", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd", "IkeAuth", "IkeDelete", "IkeInit",
-           "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
+           "IkeIntermediate", "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
            "find_notify", "first", "notify", "responder_task"]

@@ -14,8 +14,9 @@ from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto import decode_signature_hash_algorithms, encode_signature_hash_algorithms
 from ..errors import CryptoError, ExchangeFailed, ParseError
 from ..profiles import windows_error
-from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups
+from ..proposals import ChosenAlgorithms, has_additional_ke, promote_dh_group, proposal_dh_groups
 from .base import Task, error_notify, find_notify, first, new_key_exchange
+from .ike_intermediate import IkeIntermediate
 from .ike_natd import evaluate_nat, nat_detection_payloads
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def peer_capabilities(ike: IkeSA, payloads: list[pl.Payload]) -> None:
             ike.peer_hashes = []
     ike.peer_certreq = any(isinstance(p, pl.CERTREQ) for p in payloads)
     ike.peer_multiple_auth = find_notify(payloads, NotifyType.MULTIPLE_AUTH_SUPPORTED) is not None
+    ike.peer_intermediate = find_notify(payloads, NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
 
 
 class IkeInit(Task):
@@ -69,6 +71,9 @@ class IkeInit(Task):
                                  data=encode_signature_hash_algorithms(OUR_SIGNATURE_HASHES)))
         if profile is None or profile.send_multiple_auth:
             out.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3, as strongSwan
+        if any(has_additional_ke(p) for p in proposals):
+            # RFC 9242 §3.1, RFC 9370 §2.2.1: sent when we offer additional key exchanges (as strongSwan 6)
+            out.append(pl.Notify(notify_type=NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
         if profile is not None:
             out += [pl.VendorID(data=data) for _, data in profile.vendor_ids]  # RFC 7296 §3.12
         return out
@@ -119,6 +124,15 @@ class IkeInit(Task):
             raise ExchangeFailed(f"responder's KE value rejected: {err}") from None
         ike.set_algorithms(chosen, shared)
         evaluate_nat(ike, payloads, now)
+        if chosen.additional:
+            if not ike.peer_intermediate:
+                # RFC 9370 §2.2.1: additional key exchanges run in IKE_INTERMEDIATE, which the peer must support
+                raise ExchangeFailed("responder chose additional key exchanges without "
+                                     "INTERMEDIATE_EXCHANGE_SUPPORTED")
+            ike.additional_pending = list(chosen.additional)
+            # RFC 9370 §2.2.2: one IKE_INTERMEDIATE exchange per additional key exchange, before IKE_AUTH
+            for _ in chosen.additional:
+                ike.tm.tasks.appendleft(IkeIntermediate())
 
     # ---------------------------------------------------------------- responder
 
@@ -134,6 +148,7 @@ class IkeInit(Task):
             raise ExchangeFailed(str(err), NotifyType.INVALID_SYNTAX) from None
         ike.set_algorithms(chosen, shared)
         peer_capabilities(ike, payloads)
+        ike.additional_pending = list(chosen.additional)
         evaluate_nat(ike, payloads, now)
         reply: list[pl.Payload] = [pl.SA(proposals=[self.selected]),
                                    pl.KE(dh_group=chosen.dh, data=ike.kex.public_value), pl.Nonce(data=ike.nonce_r)]
@@ -146,6 +161,8 @@ class IkeInit(Task):
         if ike.config.send_certreq and str(ike.config.remote.method) == "pubkey":
             reply += certreq_payloads(ike)
         reply.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3
+        if chosen.additional and ike.peer_intermediate:
+            reply.append(pl.Notify(notify_type=NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))  # RFC 9242 §3.1
         self.reply = reply
 
     def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:

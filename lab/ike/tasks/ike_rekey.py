@@ -10,7 +10,14 @@ from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
-from ..proposals import ChosenAlgorithms, promote_dh_group, proposal_dh_groups, select_proposal
+from ..proposals import (
+    ChosenAlgorithms,
+    has_additional_ke,
+    promote_dh_group,
+    proposal_dh_groups,
+    select_proposal,
+    without_additional_ke,
+)
 from ..states import IkeState
 from .base import Task, error_notify, first, new_key_exchange, new_nonce
 from .child_create import ChildCreate, check_create_child_sa_request
@@ -40,7 +47,14 @@ class IkeRekey(Task):
             return None
         self.spi = ike.endpoint.new_ike_spi()
         self.nonce = new_nonce(ike)
-        proposals = ike.config.proposals
+        # RFC 9370 §2.2.4: additional key exchanges at a rekey run in IKE_FOLLOWUP_KE, which ipsec-lab does
+        # not implement: optional ones (ke1_none) are left out, proposals that require one are not offered
+        proposals = without_additional_ke(ike.config.proposals)
+        if not proposals:
+            raise ExchangeFailed("rekeying this IKE SA needs its additional key exchanges in IKE_FOLLOWUP_KE "
+                                 "(RFC 9370 §2.2.4), which ipsec-lab does not implement; the IKE SA is not rekeyed")
+        if any(has_additional_ke(p) for p in ike.config.proposals):
+            ike.trace_note(now, "rekey_without_additional_ke", reason="IKE_FOLLOWUP_KE (RFC 9370 §2.2.4) not implemented")
         if self.group is not None:
             proposals = promote_dh_group(proposals, self.group)
         elif ike.algorithms is not None and ike.algorithms.dh is not None:
@@ -94,9 +108,16 @@ class IkeRekey(Task):
         if isinstance(ike.tm.pending_task, (ChildCreate, ChildDelete)):
             # RFC 7296 §2.25.1: no IKE rekey while a CHILD_SA is being created, rekeyed or closed
             raise ExchangeFailed("CHILD SA work in flight", NotifyType.TEMPORARY_FAILURE)
-        selected = select_proposal(ike.config.proposals, sa.proposals, prefer_local=True)
+        # RFC 9370 §2.2.4: no IKE_FOLLOWUP_KE here, so a rekey takes no additional key exchange: optional
+        # ones fall away, a required one is refused (§2.2.1)
+        selected = select_proposal(without_additional_ke(ike.config.proposals), sa.proposals, prefer_local=True)
         if selected is None:
-            raise ExchangeFailed("no acceptable IKE proposal", NotifyType.NO_PROPOSAL_CHOSEN)
+            required = "" if not any(has_additional_ke(p) for p in ike.config.proposals) else (
+                ": ours require additional key exchanges, which a rekey runs in IKE_FOLLOWUP_KE (RFC 9370 §2.2.4), "
+                "not implemented by ipsec-lab")
+            if required:
+                ike.trace_note(now, "ike_rekey_refused", reason="no acceptable IKE proposal" + required)
+            raise ExchangeFailed("no acceptable IKE proposal" + required, NotifyType.NO_PROPOSAL_CHOSEN)
         chosen = ChosenAlgorithms.from_proposal(selected)
         if len(chosen.spi) != 8:
             raise ExchangeFailed("IKE SPI is not 8 octets", NotifyType.INVALID_SYNTAX)
