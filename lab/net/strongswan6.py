@@ -58,12 +58,12 @@ def _major(version: str | None) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def find_root(root: Path | None = None) -> Path:
-    """The root file system strongSwan 6 runs from: "/" when the system's own charon is 6 or
-    newer (Debian 13), else the one scripts/setup.sh built; StrongSwanError saying what to run if
-    there is none."""
-    if _major(_package_version(Path("/"))) >= 6:
-        return Path("/")
+def find_root(root: Path | None = None, system: Path = Path("/")) -> Path:
+    """The root file system strongSwan 6 runs from: `system` when the system's own charon is 6
+    or newer (Debian 13), else the one scripts/setup.sh built; StrongSwanError saying what to run
+    if there is none."""
+    if _major(_package_version(system)) >= 6:
+        return system
     root = STRONGSWAN6_ROOT if root is None else Path(root)
     if not (root / STAMP).exists() or not (root / CHARON.lstrip("/")).exists():
         raise StrongSwanError(
