@@ -1,5 +1,5 @@
-"""Postquantum preshared keys (RFC 8784, lab.ike.ppk) between our daemon and strongSwan 5.9.8
-(PPK since 5.7) in both roles: with the PPK on both sides it is mixed into SK_d (the CHILD_SA's
+"""Postquantum preshared keys (RFC 8784, lab.ike.ppk) between our daemon and strongSwan, 5.9.8
+(PPK since 5.7) and 6, in both roles: with the PPK on both sides it is mixed into SK_d (the CHILD_SA's
 ESP keys, which both export, are the same on both sides), a responder without the PPK falls back
 through NO_PPK_AUTH, and ppk_required refuses that fallback.
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from lab.conf.writer import render
+from lab.net.strongswan6 import StrongSwan6
 
 from .conftest import GATEWAYS, PEER, PSK, S2SLab
 from .test_ike_strongswan import OURS, SWAN, Pair, exchanges
@@ -17,6 +18,20 @@ pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 PPK_HEX = "0x7a8c1f0e5d3b2a4968778695a4b3c2d1e0f1021324354657687988a9bacbdced"
 ROLES = ("ours-initiator", "ours-responder")
+
+
+@pytest.fixture(params=["strongswan", "strongswan6"])
+def software(request):
+    """Each test against strongSwan 5.9.8 and against strongSwan 6 (lab.net.strongswan6)."""
+    if request.param == "strongswan6":
+        from lab.net.strongswan import StrongSwanError
+        from lab.net.strongswan6 import find_root
+
+        try:
+            find_root()
+        except StrongSwanError as err:
+            pytest.fail(str(err), pytrace=False)
+    return request.param
 
 
 def conf(gateway: str, *, initiator: bool, ppk_id: str | None = "ppk-lab", required: bool = False,
@@ -39,10 +54,16 @@ def conf(gateway: str, *, initiator: bool, ppk_id: str | None = "ppk-lab", requi
     return render({"connections": {"s2s": conn}, "secrets": secrets})
 
 
-def pair(lab: S2SLab, role: str, ours: dict, theirs: dict) -> Pair:
+def pair(lab: S2SLab, role: str, ours: dict, theirs: dict, software: str = "strongswan") -> Pair:
     ours_initiates = role == "ours-initiator"
     mine = lab.use_ours(OURS, conf(OURS, initiator=ours_initiates, **ours), export_keys=True)
-    swan = lab.use_strongswan(SWAN, conf(SWAN, initiator=not ours_initiates, **theirs), export_keys=True)
+    text = conf(SWAN, initiator=not ours_initiates, **theirs)
+    if software == "strongswan6":
+        swan = StrongSwan6(lab.nodes[SWAN], lab.workdir / SWAN, SWAN, export_keys=True)
+        swan.write_config(text)
+        lab.swans[SWAN] = swan
+    else:
+        swan = lab.use_strongswan(SWAN, text, export_keys=True)
     return Pair(lab, mine, swan, ours_initiates, lab.capture(OURS, "ike.pcap"))
 
 
@@ -59,8 +80,8 @@ def notifies_in_ike_auth(p: Pair, direction: str) -> list[str]:
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_the_ppk_is_used_when_both_have_it(interop_lab, role):
-    p = pair(interop_lab, role, {"required": True}, {"required": True})
+def test_the_ppk_is_used_when_both_have_it(interop_lab, role, software):
+    p = pair(interop_lab, role, {"required": True}, {"required": True}, software)
     p.up()
     same_esp_keys(p)
     assert "using PPK for PPK_ID 'ppk-lab'" in p.swan.log_text(), p.swan.log_tail()
@@ -72,8 +93,8 @@ def test_the_ppk_is_used_when_both_have_it(interop_lab, role):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_no_ppk_auth_offered_and_not_needed(interop_lab, role):
-    p = pair(interop_lab, role, {}, {})
+def test_no_ppk_auth_offered_and_not_needed(interop_lab, role, software):
+    p = pair(interop_lab, role, {}, {}, software)
     p.up()
     same_esp_keys(p)
     initiator_sent = notifies_in_ike_auth(p, "out" if p.ours_initiates else "in")
@@ -82,12 +103,12 @@ def test_no_ppk_auth_offered_and_not_needed(interop_lab, role):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_a_responder_without_that_ppk_falls_back(interop_lab, role):
+def test_a_responder_without_that_ppk_falls_back(interop_lab, role, software):
     # the responder has a PPK, but not the one the initiator names: NO_PPK_AUTH is checked instead
     initiator = {}
     responder = {"ppk_id": None, "secret_id": "another-ppk"}
     p = pair(interop_lab, role, initiator if role == "ours-initiator" else responder,
-             responder if role == "ours-initiator" else initiator)
+             responder if role == "ours-initiator" else initiator, software)
     p.up()
     same_esp_keys(p)
     responder_sent = notifies_in_ike_auth(p, "in" if p.ours_initiates else "out")
@@ -97,11 +118,11 @@ def test_a_responder_without_that_ppk_falls_back(interop_lab, role):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_an_initiator_that_requires_the_ppk_is_refused_by_a_responder_without_it(interop_lab, role):
+def test_an_initiator_that_requires_the_ppk_is_refused_by_a_responder_without_it(interop_lab, role, software):
     initiator = {"required": True}
     responder = {"ppk_id": None, "secret_id": "another-ppk"}
     p = pair(interop_lab, role, initiator if role == "ours-initiator" else responder,
-             responder if role == "ours-initiator" else initiator)
+             responder if role == "ours-initiator" else initiator, software)
     if p.ours_initiates:
         p.swan.start()
         p.ours.start()
