@@ -686,11 +686,11 @@ class _Builder:
             elif prefix == "eap":
                 secrets.eap.append(self._shared_key(sub, "EAP"))
             elif prefix == "ppk":
-                key = self._shared_key(sub, "PPK")
-                if not key.ids:
+                ppk_key = self._shared_key(sub, "PPK")
+                if not ppk_key.ids:
                     raise _at_section(sub).error(f"PPK secret '{name}' has no id: add id = <its PPK_ID>, the "
                                                  f"ppk_id a connection names (RFC 8784)")
-                secrets.ppk.append(key)
+                secrets.ppk.append(ppk_key)
             else:
                 self._passphrase(sub, _KEY_FOLDERS[prefix])
         return secrets
