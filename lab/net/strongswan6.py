@@ -23,7 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .cleanup import STRONGSWAN6_ROOT, mounts_below, unmount  # noqa: F401  (re-exported)
-from .strongswan import CHARON, SWANCTL, StrongSwan, StrongSwanError, check_installed
+from .strongswan import (
+    CHARON,
+    PLUGIN_DIR,
+    SWANCTL,
+    SWANCTL_PLUGINS,
+    StrongSwan,
+    StrongSwanError,
+    available_plugins,
+    check_installed,
+)
 
 STAMP = ".ipsec-lab-strongswan6"  # written by scripts/setup.sh once the root is complete
 WORKDIR_INSIDE = "/mnt"           # where an instance's workdir appears inside the root
@@ -134,7 +143,9 @@ class StrongSwan6(StrongSwan):
     def _write_strongswan_conf(self) -> None:
         super()._write_strongswan_conf()
         # for the node's shell (ipsec-lab up): the system's swanctl talks VICI to this charon
-        self.host_conf_path.write_text(f"swanctl {{\n  socket = unix://{self.vici_socket}\n}}\n")
+        have = available_plugins(PLUGIN_DIR)
+        load = " ".join(p for p in SWANCTL_PLUGINS if p in have)
+        self.host_conf_path.write_text(f"swanctl {{\n  load = {load}\n  socket = unix://{self.vici_socket}\n}}\n")
 
     @property
     def host_conf_path(self) -> Path:
