@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
     gcc python3-dev libnetfilter-queue-dev
     chromium chromium-driver
     freeradius freeradius-utils
+    mmdebstrap
 )
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -72,4 +73,38 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     echo "$wanted" > "$stamp"
 else
     say "Python packages present"
+fi
+
+# strongSwan 6 beside the system's strongSwan (lab.net.strongswan6, `gateways: {gwb: strongswan6}`):
+# charon 6 from Debian 13's packages in a root file system of its own, built once with mmdebstrap
+# from the Debian archive apt already uses; nothing of the system's strongSwan changes. On a
+# machine whose own strongSwan is 6 already (Debian 13), that one is used and nothing is built.
+SS6_ROOT="${IPSEC_LAB_STRONGSWAN6_ROOT:-/var/lib/ipsec-lab/strongswan6}"
+SS6_SUITE=trixie
+SS6_PACKAGES="strongswan-charon,strongswan-swanctl,libcharon-extra-plugins,libstrongswan-extra-plugins,libstrongswan-standard-plugins,libcharon-extauth-plugins,iproute2"
+ss6_stamp="$SS6_ROOT/.ipsec-lab-strongswan6"
+ss6_wanted="$SS6_SUITE $SS6_PACKAGES"
+system_version="$(dpkg-query -W -f='${Version}' strongswan-charon 2>/dev/null || true)"
+if dpkg --compare-versions "${system_version:-0}" ge 6; then
+    say "strongSwan 6 is the system's own ($system_version)"
+elif [ -f "$ss6_stamp" ] && [ "$(cat "$ss6_stamp")" = "$ss6_wanted" ] && [ -x "$SS6_ROOT/usr/lib/ipsec/charon" ]; then
+    say "strongSwan 6 present in $SS6_ROOT"
+else
+    # the Debian archive apt uses for this machine's own release (a mirror or deb.debian.org)
+    mirror="${IPSEC_LAB_DEBIAN_MIRROR:-$(apt-cache policy 2>/dev/null | awk '$2 ~ /^https?:\/\// {url = $2; next} url && /o=Debian,/ && /l=Debian,/ && /c=main/ {print url; exit} {url = ""}')}"
+    mirror="${mirror:-http://deb.debian.org/debian}"
+    say "building strongSwan 6's root file system in $SS6_ROOT (Debian $SS6_SUITE from $mirror; about a minute, 200 MB; log: $SS6_ROOT.log)"
+    rm -rf "$SS6_ROOT.new"
+    mkdir -p "$(dirname "$SS6_ROOT")"
+    if ! mmdebstrap --variant=apt --include="$SS6_PACKAGES" "$SS6_SUITE" "$SS6_ROOT.new" \
+            "deb $mirror $SS6_SUITE main" > "$SS6_ROOT.log" 2>&1; then
+        tail -n 20 "$SS6_ROOT.log" >&2
+        rm -rf "$SS6_ROOT.new"
+        echo "mmdebstrap could not build strongSwan 6's root file system from $mirror (the log is in $SS6_ROOT.log); set IPSEC_LAB_DEBIAN_MIRROR to a Debian archive this machine can reach and run this again." >&2
+        exit 1
+    fi
+    echo "$ss6_wanted" > "$SS6_ROOT.new/.ipsec-lab-strongswan6"
+    rm -rf "$SS6_ROOT"
+    mv "$SS6_ROOT.new" "$SS6_ROOT"
+    say "strongSwan 6: $(chroot "$SS6_ROOT" dpkg-query -W -f='${Version}' strongswan-charon) in $SS6_ROOT"
 fi

@@ -290,14 +290,14 @@ _CONN_KEYS: dict[str, Callable[[str], Any]] = {
     "tcp_port": _port,
     "tcp_fallback_time": parse_time,
     "profile": _profile,  # ipsec-lab's own (README, lab/ike/profiles.py): initiate as a known client does
+    "ppk_id": Identity.parse,  # RFC 8784 (lab/ike/ppk.py)
+    "ppk_required": _bool,
 }
 _CONN_UNSUPPORTED: _Unsupported = {
     "aggressive": (_is_default("no"), "IKEv1 Aggressive Mode"),
     "pull": (_is_default("yes"), "Mode Config push mode"),
     "dscp": (_is_default("000000"), "DSCP marking of IKE packets"),
     "childless": (_never, "childless IKE_SA initiation (RFC 6023)"),
-    "ppk_id": (_never, "postquantum preshared keys (RFC 8784)"),
-    "ppk_required": (_is_default("no"), "postquantum preshared keys (RFC 8784)"),
     "if_id_in": (_is_default("0"), "XFRM interface ids"),
     "if_id_out": (_is_default("0"), "XFRM interface ids"),
     "mediation": (_is_default("no"), "the IKEv2 Mediation Extension"),
@@ -425,10 +425,10 @@ _POOL_UNSUPPORTED = ("nbns", "dhcp", "netmask", "server", "subnet", "split_inclu
 # swanctl.conf(5) secrets: private key passphrase sections and the folder their `file` is in
 _KEY_FOLDERS = {"private": "private", "rsa": "rsa", "ecdsa": "ecdsa", "pkcs8": "pkcs8"}
 _SECRET_UNSUPPORTED = {
-    "xauth": "XAuth secrets", "ntlm": "NTLM secrets", "ppk": "postquantum preshared keys",
+    "xauth": "XAuth secrets", "ntlm": "NTLM secrets",
     "pkcs12": "PKCS#12 containers", "token": "smartcard tokens",
 }
-_SECRET_PREFIXES = ("ike", "eap", *_KEY_FOLDERS, *_SECRET_UNSUPPORTED)
+_SECRET_PREFIXES = ("ike", "eap", "ppk", *_KEY_FOLDERS, *_SECRET_UNSUPPORTED)
 
 
 # ---------------------------------------------------------------- tree -> objects
@@ -801,7 +801,7 @@ class _Builder:
             if prefix is None:
                 raise _at_section(sub).error(
                     f"unknown secret type '{name}': secret sections are named by type with an optional suffix, "
-                    f"e.g. ike-s2s (supported types: ike, eap, {', '.join(_KEY_FOLDERS)})")
+                    f"e.g. ike-s2s (supported types: ike, eap, ppk, {', '.join(_KEY_FOLDERS)})")
             if prefix in _SECRET_UNSUPPORTED:
                 raise _at_section(sub).error(f"{_SECRET_UNSUPPORTED[prefix]} ({prefix}<suffix>) are not supported "
                                              f"by ipsec-lab")
@@ -811,6 +811,12 @@ class _Builder:
                 secrets.ike.append(self._shared_key(sub))
             elif prefix == "eap":
                 secrets.eap.append(self._shared_key(sub, "EAP"))
+            elif prefix == "ppk":
+                ppk_key = self._shared_key(sub, "PPK")
+                if not ppk_key.ids:
+                    raise _at_section(sub).error(f"PPK secret '{name}' has no id: add id = <its PPK_ID>, the "
+                                                 f"ppk_id a connection names (RFC 8784)")
+                secrets.ppk.append(ppk_key)
             else:
                 self._passphrase(sub, _KEY_FOLDERS[prefix])
         return secrets

@@ -612,6 +612,9 @@ class IkeConfig:
     tcp_port: int = 4500
     tcp_fallback_time: int = 3
     profile: str = ""  # ipsec-lab's own: a client profile of lab.ike.profiles ("windows", "windows-dh2048")
+    # RFC 8784 postquantum preshared key (lab.ike.ppk): its PPK_ID, and whether the SA may do without
+    ppk_id: Identity | None = None
+    ppk_required: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -728,6 +731,15 @@ class Secrets:
     ike: list[SharedKey] = field(default_factory=list)
     private_keys: list[PrivateKey] = field(default_factory=list)
     eap: list[SharedKey] = field(default_factory=list)  # swanctl.conf secrets.eap<suffix>
+    ppk: list[SharedKey] = field(default_factory=list)  # swanctl.conf secrets.ppk<suffix> (RFC 8784)
+
+    def find_ppk(self, ppk_id: bytes) -> bytes | None:
+        """The postquantum preshared key whose id is `ppk_id` (the PPK_ID octets: an id's encoding,
+        as strongSwan sends it); None if there is none."""
+        for key in reversed(self.ppk):
+            if any(owner.to_payload().data == ppk_id for owner in key.ids):
+                return key.secret
+        return None
 
     def find_eap(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
         """The EAP secret (password) between `local_id` and `remote_id`, chosen like `find_psk`."""

@@ -11,6 +11,10 @@ derives as a hex dump (lab.net.strongswan.KEY_EXPORT_LOG_LEVELS):
     11[CHD] <s2s|1> adding inbound ESP SA
     11[CHD] <s2s|1>   SPI 0x38bac041, src 198.51.100.2 dst 192.0.2.2
 
+With additional key exchanges (strongSwan 6, RFC 9370) the keys are derived after IKE_SA_INIT
+and again after each IKE_INTERMEDIATE exchange, each time perhaps by another worker thread: the
+last set before IKE_AUTH is the IKE SA's (Wireshark's table holds one set per SA, the one
+IKE_AUTH and everything after it use).
 A set of Sk_* keys belongs to the IKE SA whose "CONNECTING => ESTABLISHED" the same worker
 thread logs next, before it generates its next message (a rekey logs the new SA's keys under
 the old SA's prefix); failing that, to the IKE SA of its prefix (an initiator derives its keys
@@ -100,6 +104,12 @@ def parse(text: str) -> CharonKeys:
         key = IKE_KEY.match(line)
         if key:
             if thread not in pending_ike:
+                # RFC 9370 §2.2.2: after each IKE_INTERMEDIATE the keys are derived again, often by
+                # another worker thread; a newer set for the same IKE SA replaces the older one
+                for other, (_keys, own) in list(pending_ike.items()):
+                    if own is not None and own == sa_number:
+                        del pending_ike[other]
+                        dumping.pop(other, None)
                 pending_ike[thread] = ({}, _number(prefix))
             dumping[thread] = (key.group(1), int(key.group(2)), bytearray(), pending_ike[thread][0])
             continue

@@ -262,7 +262,7 @@ def _root_links() -> set[str]:
 
 def leftovers(record: LabRecord) -> list[str]:
     """What of `record` still exists: processes in its namespaces, its processes by PID, its
-    shells, and its links in the root namespace."""
+    shells, its links in the root namespace, and mounts below strongSwan 6's root file system."""
     found = [f"process {describe_pid(pid)} in a lab namespace" for pid in processes_in(set(record.netns.values()))]
     pids_seen = {int(s.split()[1]) for s in found if s.split()[1].isdigit()}
     for pid, (node, argv0) in record.processes.items():
@@ -273,7 +273,42 @@ def leftovers(record: LabRecord) -> list[str]:
             found.append(f"shell of {node} ({describe_pid(pid)})")
     present = _root_links()
     found += [f"link {name}" for name in record.links if name in present]
+    found += [f"mount {point} (strongSwan 6's root file system)" for point in _root_fs_mounts()]
     return found
+
+
+# strongSwan 6's root file system (scripts/setup.sh builds it; lab.net.strongswan6 runs charon in it)
+STRONGSWAN6_ROOT = Path(os.environ.get("IPSEC_LAB_STRONGSWAN6_ROOT", "/var/lib/ipsec-lab/strongswan6"))
+
+
+def _root_fs_mounts() -> list[str]:
+    """Mounts below strongSwan 6's root file system in our mount namespace: a run makes them in
+    charon's own mount namespace only (lab.net.strongswan6), so one here is a leftover."""
+    return mounts_below()
+
+
+def mounts_below(root: Path = STRONGSWAN6_ROOT, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Mount points below `root` in a mount namespace (default: ours); a run makes its mounts in
+    charon's own namespace, so any found in ours is a leftover."""
+    try:
+        text = Path(mountinfo).read_text()
+    except OSError:
+        return []
+    prefix = str(root).rstrip("/") + "/"
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].replace("\\040", " ")
+            if point.startswith(prefix) or point == str(root):
+                found.append(point)
+    return found
+
+
+def unmount(points: list[str]) -> None:
+    """Unmount (lazily, deepest first) mount points found by mounts_below."""
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def _cmdline(pid: int) -> bytes:
@@ -309,6 +344,7 @@ def remove(record: LabRecord, timeout: float = 5.0) -> list[str]:
     for name in record.links:
         if name in present:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
+    unmount(_root_fs_mounts())
     record.drop()
     return found
 

@@ -87,6 +87,10 @@ SOFTWARE: dict[str, Software] = {s.name: s for s in (
              _swanctl_ours, options=True, trace=True),
     Software("strongswan", "strongSwan", "strongSwan 5.9.8's charon with kernel-libipsec, driven through VICI",
              ".strongswan:StrongSwan", _swanctl_syntax, run_options={"export_keys": True}),
+    Software("strongswan6", "strongSwan 6", "strongSwan 6.0's charon (Debian 13's packages, in a root file system "
+             "of its own that scripts/setup.sh builds) with kernel-libipsec, driven through VICI; RFC 9370 "
+             "additional key exchanges (`ke1_` ... `ke7_`) with the classical groups",
+             ".strongswan6:StrongSwan6", _swanctl_syntax, run_options={"export_keys": True}),
     Software("wireguard", "WireGuard", "Debian's wireguard-go (userspace WireGuard) set up with `wg` as wg-quick would",
              ".wireguard:WireGuard", _wgquick, config="wireguard.conf", ike=False),
     Software("openvpn", "OpenVPN", "OpenVPN 2.6 (TLS with the scenario's certificates; over UDP or TCP)",

@@ -278,9 +278,28 @@ class StrongSwan(Peer):
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["STRONGSWAN_CONF"] = str(self.conf_path)
-        env["SWANCTL_DIR"] = str(self.swanctl_dir)
+        env["STRONGSWAN_CONF"] = self._inside(self.conf_path)
+        env["SWANCTL_DIR"] = self._inside(self.swanctl_dir)
         return env
+
+    # What a charon elsewhere (lab.net.strongswan6: in a root file system of its own) changes.
+    needs_private_run = True   # charon writes /var/run/charon.pid in the node's file system
+
+    def _inside(self, path: Path) -> str:
+        """`path` (below workdir) as charon and swanctl see it."""
+        return str(path)
+
+    def _plugin_dir(self) -> str:
+        return os.path.join(os.path.dirname(self.charon), "plugins")
+
+    def _check_installed(self) -> None:
+        check_installed(self.charon, self.swanctl_bin, self._plugin_dir())
+
+    def _charon_argv(self) -> list[str]:
+        return [self.charon]
+
+    def _swanctl_argv(self, args: Sequence[str]) -> list[str]:
+        return [self.swanctl_bin, *args]
 
     def write_config(self, swanctl_conf: str, secrets: str | None = None) -> Path:
         """Write swanctl/swanctl.conf (and, if given, swanctl/conf.d/secrets.conf, which
@@ -306,13 +325,13 @@ class StrongSwan(Peer):
             raise StrongSwanError(
                 f"the vici socket path {self.vici_socket} is longer than {MAX_UNIX_PATH} bytes: use a shorter workdir"
             )
-        have = available_plugins(os.path.join(os.path.dirname(self.charon), "plugins"))
+        have = available_plugins(self._plugin_dir())
         plugins = [p for p in CHARON_PLUGINS if p in have]
         self.missing_plugins = [p for p in CHARON_PLUGINS if p not in have]
         self.conf_path.write_text(
             render_strongswan_conf(
-                self.vici_socket,
-                self.log_path,
+                self._inside(self.vici_socket),
+                self._inside(self.log_path),
                 self.log_levels,
                 plugins,
                 [p for p in SWANCTL_PLUGINS if p in have],
@@ -334,9 +353,9 @@ class StrongSwan(Peer):
         """Start charon in the node and wait (bounded) until its vici socket answers."""
         if self.running:
             return self
-        check_installed(self.charon, self.swanctl_bin, os.path.join(os.path.dirname(self.charon), "plugins"))
+        self._check_installed()
         private = [d if isinstance(d, str) else d[0] for d in getattr(self.node, "privateDirs", ["/var/run"])]
-        if not {"/var/run", "/run"} & set(private):
+        if self.needs_private_run and not {"/var/run", "/run"} & set(private):
             raise StrongSwanError(
                 f"node {self.name} needs a private /var/run for charon.pid: create it with privateDirs=['/var/run']"
             )
@@ -347,7 +366,7 @@ class StrongSwan(Peer):
         out = open(self.out_path, "wb")
         try:
             start = getattr(self.node, "start_process", None) or self.node.popen
-            self.process = start([self.charon], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            self.process = start(self._charon_argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                  env=self.env)
         finally:
             out.close()
@@ -435,7 +454,7 @@ class StrongSwan(Peer):
 
     def swanctl(self, *args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess:
         """Run swanctl in the node against this charon; raise StrongSwanError on failure."""
-        cmd = [self.swanctl_bin, *args]
+        cmd = self._swanctl_argv(args)
         proc = self.node.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=self.env)
         try:
@@ -584,6 +603,14 @@ class StrongSwan(Peer):
     def reload(self) -> None:
         self.load_all()
 
+    def version(self) -> str:
+        """charon's version as it says itself over VICI (5.9.8, 6.0.1)."""
+        session = self.vici()
+        try:
+            return _text(session.version()).get("version", "")
+        finally:
+            session.transport.socket.close()
+
     # -- what a run folder takes from charon ---------------------------------------
 
     def observe(self) -> None:
@@ -644,7 +671,8 @@ _DH_KEYWORDS = {"CURVE_25519": "x25519", "CURVE_448": "x448", "MODP_2048": "modp
 
 
 def proposal_keywords(sa: dict[str, Any]) -> str:
-    """aes128gcm16-prfsha256-x25519 from charon's encr-alg, encr-keysize, integ-alg, prf-alg, dh-group."""
+    """aes128gcm16-prfsha256-x25519 from charon's encr-alg, encr-keysize, integ-alg, prf-alg, dh-group
+    (and ke1_... from strongSwan 6's ake1 ... ake7)."""
     words = []
     encr = sa.get("encr-alg")
     if encr:
@@ -653,6 +681,9 @@ def proposal_keywords(sa: dict[str, Any]) -> str:
     for key, table in (("integ-alg", _INTEG_KEYWORDS), ("prf-alg", _PRF_KEYWORDS), ("dh-group", _DH_KEYWORDS)):
         if sa.get(key):
             words.append(table.get(sa[key], sa[key].lower()))
+    for n in range(1, 8):  # RFC 9370 additional key exchanges: strongSwan 6 reports ake1 ... ake7
+        if sa.get(f"ake{n}"):
+            words.append(f"ke{n}_" + _DH_KEYWORDS.get(sa[f"ake{n}"], sa[f"ake{n}"].lower()))
     return "-".join(words)
 
 

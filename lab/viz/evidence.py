@@ -23,7 +23,7 @@ from .run import RunFolder, load_run
 from .timeline import TimelineEntry, read_charon_log, read_trace
 
 TRAFFIC_STEPS = ("ping", "iperf3", "transfer")
-SOFTWARE_WORDS = {"ours": "ipsec-lab", "strongswan": "strongSwan"}
+SOFTWARE_WORDS = {"ours": "ipsec-lab", "strongswan": "strongSwan", "strongswan6": "strongSwan 6"}
 
 
 @dataclass

@@ -89,7 +89,9 @@ class Storyteller:
 
     def who(self, node: str) -> str:
         software = self.software.get(node)
-        return f"{node} (strongSwan)" if software == "strongswan" else node
+        if not str(software).startswith("strongswan"):
+            return node
+        return f"{node} (strongSwan 6)" if software == "strongswan6" else f"{node} (strongSwan)"
 
     def owner(self, address: str) -> str | None:
         address = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
@@ -249,7 +251,7 @@ class Storyteller:
                 parts.append(f"{node} is behind a NAT (the peer saw another source address or port than {node} "
                              f"sent from)")
             if remote:
-                peer_sw = [n for n, s in self.software.items() if n != node and s == "strongswan"]
+                peer_sw = [n for n, s in self.software.items() if n != node and str(s).startswith("strongswan")]
                 extra = (" - or pretends to be: strongSwan with kernel-libipsec fakes its NAT-D hash to get ESP in UDP"
                          if peer_sw else "")
                 parts.append(f"the peer is behind a NAT{extra}")
@@ -551,7 +553,7 @@ class Narrator:
                     data["node"] = node
                     material.records.append(data)
                 material.drops[node] = self._drops(node, peer)
-            elif peer.software == "strongswan":
+            elif peer.software.startswith("strongswan"):
                 for line in self._new_lines(Path(peer.log_path), self.log_offsets, node):
                     parsed = charon_time(line, reference)
                     if parsed is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from .style import FONT, LABEL_FONT, MIN_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
 
 KIND_COLORS = {"host": "#eeeeee", "gateway": "#cfe2f3", "nat": "#f4e3b5", "router": "#d9ead3", "switch": "#e6e6e6"}
-SOFTWARE = {"ours": "ipsec-lab", "strongswan": "strongSwan"}
+SOFTWARE = {"ours": "ipsec-lab", "strongswan": "strongSwan", "strongswan6": "strongSwan 6"}
 PER_ROW = 5
 
 

@@ -30,7 +30,7 @@ EXPECT = {
     "06-policies": (1, ["DISCARD  (no policy matches)", "BYPASS   by 'own LAN'",
                         "gwa dropped 3 packet(s): a packet a DISCARD policy matched",
                         "in clear: ICMP echo request 10.1.0.10 > 10.2.1.10", "installed shunt",
-                        "the library: {'must': 1", "internet.pcap frame", "weak-org: {'must': 7",
+                        "the library: {'must': 3", "internet.pcap frame", "weak-org: {'must': 7",
                         "this connection negotiates 3des-sha1-modp1024", "NO_PROPOSAL_CHOSEN"]),
     "07-site-to-site-vs-remote-access": (4, ["virtual IP 10.3.0.1", "CP SA TSi TSr",
                                              "carrying pings from 10.3.0.3", "07-mobike-roam: passed",

@@ -39,3 +39,19 @@ def test_a_dump_cut_short_is_not_taken():
     text = (line + "Sk_ei secret => 16 bytes @ 0x1\n" + line + "   0: 00 11 22 33  ...\n"
             + line + "IKE_SA s2s[1] state change: CONNECTING => ESTABLISHED\n")
     assert charon_keys.parse(text).ike == {}
+
+
+def test_with_additional_key_exchanges_the_last_keys_before_ike_auth_are_taken():
+    """strongSwan 6 with two additional key exchanges (RFC 9370) derives its keys three times
+    before IKE_AUTH, on three worker threads, and an IKE rekey with IKE_FOLLOWUP_KE once more.
+    ss6-*-charon.log are the hub's and spoke2's logs of the strongswan6 scenario (hub's SA 3 is
+    spoke2's SA 1, rekeyed into hub's 4 and spoke2's 2): both logs give the same keys for each
+    SA, and the hub's first two sets are not taken."""
+    hub = charon_keys.parse((DATA / "ss6-hub-charon.log").read_text())
+    spoke = charon_keys.parse((DATA / "ss6-spoke2-charon.log").read_text())
+    assert sorted(hub.ike) == [3, 4] and sorted(spoke.ike) == [1, 2]
+    assert hub.ike[3] == spoke.ike[1]
+    assert hub.ike[4] == spoke.ike[2]
+    assert hub.ike[3] != hub.ike[4]
+    derived = [line for line in (DATA / "ss6-hub-charon.log").read_text().splitlines() if "Sk_ei secret" in line]
+    assert len(derived) == 4  # three for SA 3 (IKE_SA_INIT, two IKE_INTERMEDIATE), one for the rekey

@@ -20,6 +20,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
+from .. import ppk
 from ..authenticators import EapAuthenticator, builder, cert_payloads, certreq_payloads, identity_from_eap, verifier
 from ..authenticators.radius import RadiusAuthenticator
 from ..config import AuthClass, AuthConfig, ChildConfig, ChildMode
@@ -107,8 +108,9 @@ class IkeAuth(Task):
         send_idr = profile is None or profile.send_idr  # Windows sends no IDr (RFC 7296 §2.5: IDr is optional)
         if send_idr and not ike.config.remote_identity.is_any and not ike.config.remote_identity.has_wildcards:
             out.append(ike.config.remote_identity.to_payload(pl.IDr))
-        if not AuthClass(auth.method).is_eap:
-            out.append(builder(ike, auth, identity).build(id_payload))  # RFC 7296 §2.16: left out to ask for EAP
+        if not AuthClass(auth.method).is_eap:  # RFC 7296 §2.16: left out to ask for EAP
+            # RFC 8784 §3: with a PPK, AUTH over SK_pi', N(PPK_IDENTITY), N(NO_PPK_AUTH)
+            out += ppk.initiator_auth(ike, lambda: builder(ike, auth, identity).build(id_payload))
         if profile is None or profile.send_initial_contact:
             out.append(pl.Notify(notify_type=NotifyType.INITIAL_CONTACT))
         out += mobike.supported_payloads(ike)
@@ -168,6 +170,11 @@ class IkeAuth(Task):
         id_r, auth = first(payloads, pl.IDr), first(payloads, pl.AUTH)
         if id_r is None or auth is None:
             raise ExchangeFailed("IKE_AUTH response lacks IDr or AUTH")
+        try:
+            ppk.initiator_response(ike, payloads)  # RFC 8784 §3: the PPK used, or the fallback
+        except ExchangeFailed as err:
+            _auth_failed(ike, err.reason, by_peer=False, now=now, tell_peer=True)
+            return False
         peer_id = Identity.from_payload(id_r)
         if not peer_id.matches(ike.config.remote_identity):
             _auth_failed(ike, f"responder identity {peer_id} does not match the expected {ike.config.remote_identity}",
@@ -275,6 +282,10 @@ class IkeAuth(Task):
         if auth is None and not AuthClass(first_round.method).is_eap:
             return self._fail(ike, f"IKE_AUTH request lacks AUTH; connection {config.name} expects "
                                    f"{first_round.method} (without AUTH the initiator asks for EAP, RFC 7296 §2.16)")
+        try:
+            auth, ppk_reply = ppk.responder_auth(ike, config, inner, auth)  # RFC 8784 §3
+        except ExchangeFailed as err:
+            return self._fail(ike, err.reason)
         if auth is not None:
             try:
                 verifier(ike, first_round).verify(id_i, auth, inner)
@@ -286,7 +297,7 @@ class IkeAuth(Task):
         id_payload = ike.local_id.to_payload(pl.IDr)
         try:
             ours: list[pl.Payload] = [id_payload, *cert_payloads(ike, config.local),
-                                      builder(ike, config.local).build(id_payload)]
+                                      builder(ike, config.local).build(id_payload), *ppk_reply]
         except ExchangeFailed as err:
             return self._fail(ike, err.reason)
         self.peer_id_payload = id_payload  # our IDr, signed again by the AUTH after EAP

@@ -8,6 +8,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
+from .. import ppk
 from ..authenticators import OUR_SIGNATURE_HASHES, certreq_payloads
 from ..config import Fragmentation
 from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
@@ -76,7 +77,7 @@ class IkeInit(Task):
             out.append(pl.Notify(notify_type=NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
         if profile is not None:
             out += [pl.VendorID(data=data) for _, data in profile.vendor_ids]  # RFC 7296 §3.12
-        return out
+        return out + ppk.init_request(ike)  # RFC 8784 §3
 
     def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         cookie = find_notify(payloads, NotifyType.COOKIE)
@@ -118,6 +119,7 @@ class IkeInit(Task):
         ike.nonce_r = nonce.data
         ike.spi_r = ike.tm.pending_response_spi_r
         peer_capabilities(ike, payloads)
+        ppk.init_response_received(ike, payloads)  # RFC 8784 §3
         try:
             shared = ike.kex.shared_secret(ke.data)
         except CryptoError as err:
@@ -163,7 +165,7 @@ class IkeInit(Task):
         reply.append(pl.Notify(notify_type=NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3
         if chosen.additional and ike.peer_intermediate:
             reply.append(pl.Notify(notify_type=NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))  # RFC 9242 §3.1
-        self.reply = reply
+        self.reply = reply + ppk.init_reply(ike, payloads)  # RFC 8784 §3
 
     def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply
