@@ -109,6 +109,28 @@ def test_ours_and_strongswan6(interop_lab, role, auth, proposal):
     assert len(tables["esp_sa"]) == 2, tables
 
 
+@pytest.mark.parametrize("role", ["ours-initiator", "ours-responder"])
+def test_ours_and_strongswan6_with_two_additional_key_exchanges(interop_lab, role):
+    """RFC 9370 between implementations: ECP-384 in IKE_SA_INIT, then X25519 and MODP-3072 each in
+    an IKE_INTERMEDIATE exchange (RFC 9242), keys derived anew after each, IntAuth in AUTH. If
+    either side derived or authenticated differently, IKE_AUTH would fail."""
+    ours_initiates = role == "ours-initiator"
+    proposal = "aes256gcm16-prfsha384-ecp384-ke1_x25519-ke2_modp3072"
+    ours = interop_lab.use_ours(OURS, render_conf(OURS, initiator=ours_initiates, auth="psk", proposals=proposal,
+                                                  esp_proposals="aes128gcm16"))
+    swan = use_strongswan6(interop_lab, SWAN, render_conf(SWAN, initiator=not ours_initiates, auth="psk",
+                                                          proposals=proposal, esp_proposals="aes128gcm16"),
+                           export_keys=True)
+    pair = Pair(interop_lab, ours, swan, ours_initiates, interop_lab.capture(OURS, "ike.pcap"))
+    pair.up()
+    _mine, theirs = pair.settled()
+    assert (theirs.get("dh-group"), theirs.get("ake1"), theirs.get("ake2")) == ("ECP_384", "CURVE_25519",
+                                                                              "MODP_3072"), theirs
+    assert "authentication of 'gwa.lab' with pre-shared key successful" in swan.log_text(), swan.log_tail()
+    messages = pair.finish()
+    assert exchanges(messages) == ["IKE_SA_INIT"] * 2 + ["IKE_INTERMEDIATE"] * 4 + ["IKE_AUTH"] * 2
+
+
 # ------------------------------------------------------------------ strongSwan 6 <-> 5.9.8
 
 
