@@ -35,7 +35,7 @@ def _band_label(fmt: VpnFormat, band: Band, first: VpnPacket, last: VpnPacket, s
 
 
 def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | None = None,
-                     found: list[VpnPacket] | None = None, behind: dict[str, str] | None = None) -> Ladder:
+                     found: list[VpnPacket] | None = None, behind: dict[tuple[str, str], str] | None = None) -> Ladder:
     """The ladder of one VPN format in one capture: one arrow per handshake or control
     message, data as bands (one per direction and receiver index / peer id between two
     arrows). `behind` names a NAT box's public address by the gateway behind it."""
@@ -46,7 +46,8 @@ def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | 
     for item in items:
         for address in (item.src, item.dst):
             if address not in lane_of:
-                name = (behind or {}).get(address) or names.get(address, "initiator" if not lanes else "responder")
+                name = (behind or {}).get((fmt.key, address)) or names.get(address,
+                                                                            "initiator" if not lanes else "responder")
                 lane_of[address] = len(lanes)
                 lanes.append(Lane(name, [address]))
     title = f"{fmt.name} in {capture.title}"
@@ -93,7 +94,7 @@ def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | 
 
 
 def draw_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, out: str | Path, topology: dict | None = None,
-                    found: list[VpnPacket] | None = None, behind: dict[str, str] | None = None) -> Figure:
+                    found: list[VpnPacket] | None = None, behind: dict[tuple[str, str], str] | None = None) -> Figure:
     ladder = build_vpn_ladder(capture, fmt, topology, found, behind)
     files = draw_ladder_model(ladder, out)
     data = sum(b.count for b in ladder.bands)
@@ -106,23 +107,23 @@ def draw_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, out: str | Path, t
 
 
 def nat_names(captures: list[CaptureAnalysis], topology: dict | None,
-              found: dict[int, list[VpnPacket]] | None = None) -> dict[str, str]:
-    """A NAT box's public address -> "gwc behind nat", from captures inside it: the gateway
-    that sent the same format's packets to the same peer there. Empty when unknown or when
-    several gateways share the address for the same format."""
+              found: dict[int, list[VpnPacket]] | None = None) -> dict[tuple[str, str], str]:
+    """(format, a NAT box's public address) -> "gwc behind nat", from captures inside it: the
+    gateway that sent the same format's packets to the same peer there. Empty when unknown or
+    when several gateways share the address for the same format."""
     names = _names_from_topology(topology)
     inside: dict[tuple[str, str], set[str]] = {}   # (format, peer) -> private senders
     for capture in captures:
         for item in (found or {}).get(id(capture)) or vpn_packets(capture):
             if _is_private(item.src) and not _is_private(item.dst):
                 inside.setdefault((item.format.key, item.dst), set()).add(names.get(item.src, item.src))
-    out: dict[str, str] = {}
+    out: dict[tuple[str, str], str] = {}
     for capture in captures:
         for item in (found or {}).get(id(capture)) or vpn_packets(capture):
             senders = inside.get((item.format.key, item.dst), set())
-            if not _is_private(item.src) and len(senders) == 1 and item.src not in out:
+            if not _is_private(item.src) and len(senders) == 1 and (item.format.key, item.src) not in out:
                 nat = names.get(item.src, "the NAT box")
-                out[item.src] = f"{next(iter(senders))} behind {nat}"
+                out[(item.format.key, item.src)] = f"{next(iter(senders))} behind {nat}"
     return out
 
 
