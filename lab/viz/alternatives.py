@@ -20,7 +20,7 @@ from .ladder import Arrow, Band, Ladder, Lane, _is_private, _names_from_topology
 from .layout import Layout, Segment, layouts_figure, packet_layout
 from .mtu import CONFIGS, FORM_COLORS, Form, MtuModel, Observation, draw_mtu_model, largest_inner, observations, wire_size
 from .style import Figure
-from .vpns import FORMATS, VpnFormat, VpnPacket, formats_in, vpn_packets
+from .vpns import FORMATS, VpnFormat, VpnPacket, formats_in, ip_transport, vpn_packets
 
 # ---------------------------------------------------------------- the ladder
 
@@ -182,12 +182,18 @@ def vpn_layout(item: VpnPacket, source: str = "") -> Layout:
     return layout
 
 
+def alone(item: VpnPacket) -> bool:
+    """The message is all its captured packet carries (over TCP: no other message, or part of one, in
+    the segment): the packet's size is the message's cost on the wire."""
+    transport = ip_transport(item.packet)
+    return transport is not None and item.offset == transport[3] + 2 * item.format.tcp_length_prefix and \
+        item.offset + item.message.length == struct.unpack_from("!H", item.packet.data, 2)[0]
+
+
 def first_data(found: list[VpnPacket], fmt: VpnFormat) -> VpnPacket | None:
-    """The first data message of `fmt` that carries a packet and fills one captured packet."""
+    """The first data message of `fmt` that carries a packet and fills one captured packet alone."""
     for item in found:
-        if item.format.key == fmt.key and not item.message.handshake and not item.message.keepalive \
-                and item.offset is not None and item.offset + item.message.length == \
-                struct.unpack_from("!H", item.packet.data, 2)[0]:
+        if item.format.key == fmt.key and not item.message.handshake and not item.message.keepalive and alone(item):
             return item
     return None
 
@@ -259,9 +265,7 @@ def vpn_observations(found: list[VpnPacket], capture: CaptureAnalysis) -> list[O
         fmt, message = item.format, item.message
         if fmt.pads or message.handshake or message.keepalive or message.ciphertext is None or item.offset is None:
             continue
-        if fmt.payload_size(message.ciphertext)[0] != message.length:
-            continue
-        if item.offset + message.length != struct.unpack_from("!H", item.packet.data, 2)[0]:
+        if fmt.payload_size(message.ciphertext)[0] != message.length or not alone(item):
             continue
         out.append(Observation(_row_name(fmt), message.ciphertext, item.packet.length,
                                   f"{capture.name}:{item.packet.frame}"))

@@ -291,7 +291,7 @@ class VpnPacket:
         return self.packet.dst
 
 
-def _transport(packet: Packet) -> tuple[int, int, int, int] | None:
+def ip_transport(packet: Packet) -> tuple[int, int, int, int] | None:
     """(protocol, sport, dport, offset of the payload) of an IPv4 UDP or TCP packet."""
     data = packet.data
     if len(data) < 20 or data[0] >> 4 != 4:
@@ -325,7 +325,7 @@ def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = 
     found: list[VpnPacket] = []
     streams: dict[tuple, _Stream] = {}
     for packet in capture.packets:
-        transport = _transport(packet)
+        transport = ip_transport(packet)
         if transport is None:
             continue
         protocol, sport, dport, at = transport
@@ -401,4 +401,4 @@ def handshake_before_data(found: list[VpnPacket], fmt: VpnFormat) -> list[VpnPac
 
 
 __all__ = ["FORMATS", "Field", "OpenVpn", "VpnFormat", "VpnMessage", "VpnPacket", "WireGuard", "formats_in",
-           "handshake_before_data", "register", "vpn_packets"]
+           "handshake_before_data", "ip_transport", "register", "vpn_packets"]
