@@ -38,7 +38,7 @@ EXPECT = {
     "08-ah-vs-esp-null-vs-esp": (2, ["AH       after the NAT: dropped - auth_failed",
                                      "ESP-NULL after the NAT: accepted", "nothing encrypted"]),
     "09-ipsec-or-an-alternative": (4, ["09-compare-site-to-site: passed",
-                                       "WireGuard: Handshake Initiation (176), then Handshake Response (92)",
+                                       "WireGuard: Handshake Initiation (176), then Handshake Response (120)",
                                        "ESP-in-UDP tunnel       148 octets on the wire",
                                        "WireGuard data          156 octets on the wire,  96 encrypted",
                                        "OpenVPN data            136 octets on the wire,  84 encrypted",
