@@ -12,7 +12,7 @@ from lab.net.sites import GWB_PUBLIC, SITE_A_LAN, SITE_B_LAN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import throughput  # noqa: E402
+import throughput
 
 
 def test_wireguard_files_point_at_gwb_and_the_lans(tmp_path):
