@@ -227,16 +227,25 @@ def test_a_third_format_plugs_in(capture, tmp_path):
 
 
 def test_figures_are_drawn_readable(capture, found, tmp_path):
-    from PIL import Image
+    """Every slide 1920 x 1080, no text on it under 20 pixels (as lab/viz/style.py asks)."""
+    from lab.viz.style import SLIDE_MIN_PX
+
+    from .test_viz_slides import png_size, svg_text_pixels
     found_by = {id(capture): found}
-    figures = [draw_vpn_ladder(capture, BY_KEY["wireguard"], tmp_path / "ladder", found=found),
-               draw_vpn_layouts([capture], tmp_path / "headers", found_by),
-               draw_vpn_mtu([capture], tmp_path / "mtu", found=found_by)]
+    figures = [draw_vpn_ladder(capture, fmt, tmp_path / f"ladder-{fmt.key}", found=found) for fmt in FORMATS]
+    figures += [draw_vpn_layouts([capture], tmp_path / "headers", found_by),
+                draw_vpn_mtu([capture], tmp_path / "mtu", found=found_by)]
+    slides = 0
     for figure in figures:
         for path in figure.files:
             assert path.exists()
         for png, _ in figure.entries():
-            assert Image.open(png).size[0] == 1920
+            assert png_size(png)[0] == 1920
+            if png_size(png) == (1920, 1080):
+                slides += 1
+                small = [(t, px) for t, px in svg_text_pixels(png.with_suffix(".svg")) if t.strip() and px < SLIDE_MIN_PX]
+                assert not small, f"{png.name}: {small[:3]}"
+    assert slides >= 7
 
 
 def test_nat_names_names_the_gateway_behind_the_box(capture, found):
