@@ -31,7 +31,12 @@ def _band_label(fmt: VpnFormat, band: Band, first: VpnPacket, last: VpnPacket, s
                 else f", counter {first.message.counter}-{last.message.counter}") \
         if first.message.counter is not None else ""
     empty = f" ({keepalives} keepalive{'s' if keepalives > 1 else ''})" if keepalives else ""
-    return f"{fmt.name} data, {session}: {band.count} {what}{empty}{counters}"
+    missing = ""
+    if first.message.counter is not None and last.message.counter is not None:
+        gap = last.message.counter - first.message.counter + 1 - band.count
+        if gap > 0:   # each packet takes the next counter: those between that the capture lacks
+            missing = f"; {gap} counters between not in this capture"
+    return f"{fmt.name} data, {session}: {band.count} {what}{empty}{counters}{missing}"
 
 
 def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | None = None,

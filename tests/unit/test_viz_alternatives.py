@@ -252,3 +252,13 @@ def test_nat_names_names_the_gateway_behind_the_box(capture, found):
     assert nat_names([capture], None, {id(capture): found}) == {}   # only the outside: unknown
     first = first_data(found, BY_KEY["wireguard"])
     assert first is not None and vpn_layout(first).length == 156
+
+
+def test_a_band_says_how_many_counters_the_capture_lacks(capture, found):
+    complete = build_vpn_ladder(capture, BY_KEY["wireguard"], found=found)
+    assert not any("not in this capture" in b.label for b in complete.bands)
+    data = [f for f in found if f.format.key == "wireguard" and not f.message.handshake]
+    data = [f for f in data if f.message.session == data[0].message.session]
+    dropped = {id(f) for f in data[3:6]}    # three packets of one direction the capture did not keep
+    ladder = build_vpn_ladder(capture, BY_KEY["wireguard"], found=[f for f in found if id(f) not in dropped])
+    assert "3 counters between not in this capture" in ladder.bands[0].label
