@@ -1,6 +1,8 @@
 """iperf3 TCP from hosta to hostb on the site-to-site topology through a NAT box, in one run:
-plain routing, strongSwan to strongSwan (kernel-libipsec), ours to ours, ours to strongSwan.
-Prints Mbit/s for each and the ratios ours/strongSwan. Needs root.
+plain routing, strongSwan to strongSwan (kernel-libipsec), ours to ours, ours to strongSwan,
+WireGuard (wireguard-go) and OpenVPN over UDP (AES-256-GCM, the certificates of
+scenarios/compare-site-to-site). Prints Mbit/s for each, each daemon's CPU, and the ratios
+ours/each. Needs root.
 
     .venv/bin/python bench/throughput.py [--seconds 10] [--proposal aes128gcm16-prfsha256-x25519 --esp aes128gcm16]
 """
@@ -20,8 +22,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import cpu_seconds  # noqa: E402
 from lab.net.gateway import OurGateway  # noqa: E402
+from lab.net.openvpn import OpenVpn  # noqa: E402
 from lab.net.strongswan import StrongSwan  # noqa: E402
-from lab.net.sites import HOSTB, SiteLab  # noqa: E402
+from lab.net.sites import GWB_PUBLIC, HOSTB, SITE_A_LAN, SITE_B_LAN, SiteLab  # noqa: E402
+from lab.net.wireguard import WireGuard  # noqa: E402
+
+COMPARE = Path(__file__).resolve().parents[1] / "scenarios" / "compare-site-to-site" / "hosts"
+# the compare-site-to-site files of each VPN's two gateways, and what changes on the site topology
+# (one gateway pair: gwb at 198.51.100.2, the LANs 10.1.0.0/24 and 10.2.0.0/24)
+VPN_HOSTS = {"wireguard": ("gwc", "gwd"), "openvpn": ("gwe", "gwf")}
+VPN_REWRITE = {
+    "wireguard": [("198.51.100.3", GWB_PUBLIC), ("10.2.1.0/24", SITE_B_LAN), ("10.1.1.0/24", SITE_A_LAN)],
+    "openvpn": [("198.51.100.4", GWB_PUBLIC), ("route 10.2.2.0 ", "route 10.2.0.0 "),
+                ("route 10.1.2.0 ", "route 10.1.0.0 ")],
+}
+
+
+def vpn_folders(kind: str, workdir: Path) -> tuple[Path, Path]:
+    """Copies of the two gateways' host folders of compare-site-to-site for `kind`, rewritten
+    for the site topology: (gwa's, gwb's)."""
+    folders = []
+    for side, host in zip("ab", VPN_HOSTS[kind]):
+        target = workdir / f"{kind}-gw{side}-conf"
+        shutil.copytree(COMPARE / host, target, dirs_exist_ok=True)
+        for conf in target.glob("*.conf"):
+            text = conf.read_text()
+            for old, new in VPN_REWRITE[kind]:
+                text = text.replace(old, new)
+            conf.write_text(text)
+        folders.append(target)
+    return folders[0], folders[1]
 
 def iperf(lab: SiteLab, seconds: float) -> tuple[float, float]:
     """(Mbit/s received, retransmits) of one iperf3 TCP run hosta -> hostb."""
@@ -76,6 +106,30 @@ def run_case(lab: SiteLab, workdir: Path, left: str, right: str, seconds: float,
             daemon.stop()
 
 
+def run_vpn(lab: SiteLab, workdir: Path, kind: str, seconds: float, cpu: dict) -> float:
+    """WireGuard or OpenVPN between gwa and gwb; returns Mbit/s."""
+    peer_class = WireGuard if kind == "wireguard" else OpenVpn
+    folders = vpn_folders(kind, workdir)
+    daemons = []
+    try:
+        for side, folder in (("b", folders[1]), ("a", folders[0])):
+            daemon = peer_class(lab.node(f"gw{side}"), workdir / f"{kind}-gw{side}")
+            daemon.load(folder)
+            daemon.start()
+            daemons.append(daemon)
+        daemons[-1].initiate(timeout=30)
+        ping = lab.node("hosta").cmd(f"ping -n -c 3 -i 0.2 -W 2 {HOSTB}")
+        if " 0 received" in ping:
+            raise RuntimeError(f"{kind}: no ping through the tunnel")
+        before = {d: _cpu_seconds(d) for d in daemons}
+        mbits, _ = iperf(lab, seconds)
+        cpu[kind] = [round(100 * (_cpu_seconds(d) - before[d]) / seconds) for d in daemons]
+        return mbits
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+
+
 def _cpu_seconds(daemon) -> float:
     return cpu_seconds(daemon.process.pid if getattr(daemon, "process", None) else None)
 
@@ -85,7 +139,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--proposal", default="aes128gcm16-prfsha256-x25519")
     parser.add_argument("--esp", default="aes128gcm16")
-    parser.add_argument("--cases", default="plain,strongswan-strongswan,ours-ours,ours-strongswan")
+    parser.add_argument("--cases", default="plain,strongswan-strongswan,ours-ours,ours-strongswan,wireguard,openvpn")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/throughput.py needs root (network namespaces)", file=sys.stderr)
@@ -106,6 +160,8 @@ def main() -> int:
                         results[case] = iperf(lab, args.seconds)[0]
                     finally:
                         lab.plain_routing(False)
+                elif case in VPN_HOSTS:
+                    results[case] = run_vpn(lab, workdir, case, args.seconds, cpu)
                 else:
                     left, right = case.split("-")
                     results[case] = run_case(lab, workdir, left, right, args.seconds, args.proposal, args.esp, cpu)
@@ -113,12 +169,22 @@ def main() -> int:
                 print(f"  {case:24s} {results[case]:9.1f} Mbit/s{load}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    reference = results.get("strongswan-strongswan")
-    if reference:
-        for case in ("ours-ours", "ours-strongswan"):
-            if case in results:
-                print(f"  ratio {case} / strongswan-strongswan: {results[case] / reference:.2f}")
+    for case, ratio in ratios(results):
+        print(f"  ratio {case}: {ratio:.2f}")
     return 0
+
+
+def ratios(results: dict[str, float]) -> list[tuple[str, float]]:
+    """ours/each other data plane of the run, and ours-to-strongSwan against strongSwan's."""
+    out = []
+    ours = results.get("ours-ours")
+    for other in ("strongswan-strongswan", "wireguard", "openvpn", "plain"):
+        if ours and results.get(other):
+            out.append((f"ours-ours / {other}", ours / results[other]))
+    if results.get("ours-strongswan") and results.get("strongswan-strongswan"):
+        out.append(("ours-strongswan / strongswan-strongswan",
+                    results["ours-strongswan"] / results["strongswan-strongswan"]))
+    return out
 
 
 if __name__ == "__main__":

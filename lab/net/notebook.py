@@ -1,4 +1,4 @@
-"""What the notebooks (notebooks/02-08) need from the lab: run a scenario of the library, of
+"""What the notebooks (notebooks/02-09) need from the lab: run a scenario of the library, of
 notebooks/scenarios/ or a changed copy, and get its run folder; lab.viz then reads it.
 
     out = run_scenario("net2net-nat")                     # -> out/notebooks/net2net-nat (root)

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from .alternatives import draw_vpn_ladder, draw_vpn_layouts, draw_vpn_mtu, nat_names
 from .analysis import CaptureAnalysis, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
 from .ladder import draw_ladder
@@ -23,6 +24,7 @@ from .rekey import draw_rekey_timeline
 from .run import load_run
 from .style import Figure
 from .topology import TopologyFileError, draw_topology
+from .vpns import formats_in, vpn_packets
 
 
 def form_of(packet) -> str | None:
@@ -91,7 +93,10 @@ def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: dic
             if pairs and any(p.rewrite() != "unchanged" for p in pairs):
                 nat_pairs = [(inside, outside)]
     paired = {id(c) for pair in nat_pairs for c in pair}
+    found = {id(c): vpn_packets(c) for c in captures}
     for inside, outside in nat_pairs:
+        if found[id(inside)] and not (inside.ike() or inside.ipsec()):
+            continue  # a WireGuard or OpenVPN gateway's side: its own ladder (_vpn_jobs), not one arrow a packet
         jobs.append((draw_ladder, ([inside, outside], out / f"ladder-{_safe(inside.name)}-{_safe(outside.name)}",
                                    topology)))
     for capture in captures:
@@ -107,6 +112,28 @@ def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: dic
         jobs.append((_draw_forms, (captures, out / "headers")))
     if any(c.ipsec() for c in captures):
         jobs.append((draw_mtu, (out / "mtu", captures, path_mtu)))
+    jobs += _vpn_jobs(captures, out, topology, {id(inside) for inside, _ in nat_pairs}, path_mtu, found)
+    return jobs
+
+
+def _vpn_jobs(captures: list[CaptureAnalysis], out: Path, topology: dict | None, insides: set[int],
+              path_mtu: int, found: dict[int, list]) -> list[tuple[Callable[..., Figure], tuple]]:
+    """The alternatives' figures (lab.viz.alternatives) when the captures hold WireGuard,
+    OpenVPN or another format of lab.viz.vpns: a ladder per format in each capture not
+    taken inside a NAT box, one data packet of each beside ESP's, their overhead beside ESP's."""
+    if not any(found.values()):
+        return []
+    behind = nat_names(captures, topology, found)
+    jobs: list[tuple[Callable[..., Figure], tuple]] = []
+    for capture in captures:
+        if id(capture) in insides and len(captures) > 1:
+            continue
+        for fmt in formats_in(found[id(capture)]):
+            jobs.append((draw_vpn_ladder, (capture, fmt, out / f"ladder-{_safe(capture.name)}-{fmt.key}", topology,
+                                           found[id(capture)], behind)))
+    outside_first = sorted(captures, key=lambda c: id(c) in insides)
+    jobs.append((draw_vpn_layouts, (outside_first, out / "headers-vpns", found)))
+    jobs.append((draw_vpn_mtu, (outside_first, out / "mtu-vpns", path_mtu, found)))
     return jobs
 
 

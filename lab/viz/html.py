@@ -32,6 +32,7 @@ from .keys import KeyTables, load_keys
 from .ladder import Arrow, Band, Ladder, build_ladder
 from .layout import packet_layout
 from .run import RunFolder, load_run
+from .vpns import FORMATS, vpn_packets
 
 REPORT_HTML = "report.html"
 STATIC = Path(__file__).parent / "static"
@@ -252,8 +253,10 @@ def _ladders(run: RunFolder, analyses: dict[Path, CaptureAnalysis]) -> list[tupl
     paired: set[Path] = set()
     for inside, outside in run.nat_sides():
         pair = [analyses[inside], analyses[outside]]
-        out.append((build_ladder(pair, run.topology), pair))   # as lab.viz.figures draws it
         paired |= {inside, outside}
+        if not (pair[0].ike() or pair[0].ipsec()) and vpn_packets(pair[0]):
+            continue  # a WireGuard or OpenVPN gateway's side: lab.viz.figures draws it as its own ladder
+        out.append((build_ladder(pair, run.topology), pair))   # as lab.viz.figures draws it
     for path, capture in analyses.items():
         if path not in paired and (capture.ike() or capture.ipsec()):
             out.append((build_ladder([capture], run.topology), [capture]))
@@ -264,8 +267,9 @@ def _figures(run: RunFolder) -> list[dict[str, str]]:
     """The figures drawn into figures/ (not the ladders: the page has its own), as data: URIs."""
     entries = []
     for path in sorted(run.figures.glob("*.png")) if run.figures.is_dir() else []:
-        if path.stem.startswith("ladder"):
-            continue
+        if path.stem.startswith("ladder") and not any(path.stem.endswith(f"-{f.key}") or f"-{f.key}-" in path.stem
+                                                      for f in FORMATS):
+            continue  # IPsec's ladders: the page draws its own; the alternatives' are shown as drawn
         entries.append({"file": str(path.relative_to(run.root)), "caption": _caption(path.stem),
                         "src": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()})
     return entries
@@ -273,7 +277,8 @@ def _figures(run: RunFolder) -> list[dict[str, str]]:
 
 def _caption(stem: str) -> str:
     for prefix, words in (("topology", "The topology"), ("rekey", "Rekeying timeline"),
-                          ("headers", "Header layouts of captured packets"), ("mtu", "MTU and overhead")):
+                          ("headers", "Header layouts of captured packets"), ("mtu", "MTU and overhead"),
+                          ("ladder", "Ladder")):
         if stem.startswith(prefix):
             rest = stem[len(prefix):].strip("-")
             return f"{words}" + (f" ({rest})" if rest else "")

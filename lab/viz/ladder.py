@@ -70,6 +70,7 @@ class Arrow:
     message_id: int | None = None
     response: bool = False
     callouts: list[str] = field(default_factory=list)  # written on the arrow: NAT-D, message IDs
+    color: str = ""             # another protocol's colour (lab.viz.alternatives), else by kind
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Band:
     encap: bool = False
     via: int | None = None
     frames: list[tuple[str, int]] = field(default_factory=list)
+    label: str = ""             # the band's words, for another protocol than ESP/AH (lab.viz.alternatives)
+    color: str = ""
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Ladder:
     title: str
     start: float
     decrypted: bool = False
+    legend: list[tuple[str, str, str]] = field(default_factory=list)  # more samples: (line|band, colour, words)
 
     @property
     def rows(self) -> int:
@@ -510,12 +514,16 @@ def _lane_x(ladder: Ladder) -> list[float]:
 
 
 def _color(arrow: Arrow) -> str:
+    if arrow.color:
+        return arrow.color
     if arrow.kind == "other":
         return COLORS["other"]
     return COLORS["retransmit"] if arrow.retransmission else (COLORS["ike4500"] if arrow.port4500 else COLORS["ike"])
 
 
 def _band_color(band: Band) -> str:
+    if band.color:
+        return band.color
     return _protocol_color(band.protocol)
 
 
@@ -593,6 +601,8 @@ def _arrow_row(ladder: Ladder, arrow: Arrow, xs: list[float], group: object) -> 
 
 
 def _band_text(band: Band) -> str:
+    if band.label:
+        return band.label
     if band.protocol == "keepalive":
         return f"NAT-keepalive x{band.count}"
     packets = "packet" if band.count == 1 else "packets"
@@ -661,6 +671,7 @@ def _legend(ladder: Ladder, rows: list[_Row]) -> tuple[list[list[tuple[str, dict
                             ("keepalive", "NAT-keepalives")):
         if any(b.protocol == protocol for b in bands):
             samples.append(("band", dict(color=_protocol_color(protocol)), words))
+    samples += [(kind, dict(color=color), words) for kind, color, words in ladder.legend]
     if any(lane.nat for lane in ladder.lanes):
         samples.append(("nat", {}, "the NAT box"))
     if any(a.callouts for a in arrows):

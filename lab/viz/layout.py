@@ -38,7 +38,7 @@ from .style import (
 SEGMENT_COLORS = {
     "ip": "#9ecae1", "inner-ip": "#c6dbef", "udp": "#fdd0a2", "esp": "#a1d99b", "iv": "#d9d9d9",
     "transport": "#fcbba1", "data": "#fee0d2", "trailer": "#bcbddc", "icv": "#fdae6b", "ah": "#fde68a",
-    "ah-icv": "#fdae6b", "ciphertext": "#e7969c",
+    "ah-icv": "#fdae6b", "ciphertext": "#e7969c", "vpn": "#a1d99b",
 }
 
 
@@ -392,7 +392,9 @@ def layouts_figure(layouts: list[Layout], out: str | Path, title: str, caption: 
 
 def _short(segment: Segment) -> str:
     return {"IP header": "IP", "inner IP": "IP", "trailer": "tr", "ICV": "ICV", "data": "", "IV": "IV",
-            "AH": "AH", "UDP": "UDP", "SPI": "SPI", "Seq": "Seq"}.get(segment.label, segment.label[:3])
+            "AH": "AH", "UDP": "UDP", "SPI": "SPI", "Seq": "Seq", "TCP": "TCP", "type": "t", "reserved": "",
+            "receiver index": "idx", "counter": "ctr", "opcode/key id": "op", "peer id": "peer",
+            "packet id": "pid", "tag": "tag", "length": "len"}.get(segment.label, segment.label[:3])
 
 
 def draw_header_layouts(captures: dict[str, CaptureAnalysis], out: str | Path) -> Figure:

@@ -97,6 +97,10 @@ class MtuModel:
     largest: dict[str, int]               # config name -> largest inner size through path_mtu
     path_mtu: int
     seen: list[Observation] = field(default_factory=list)
+    colors: dict[str, str] = field(default_factory=dict)   # a row's colour when not one of FORM_COLORS' forms
+    title: str = "MTU and overhead: what IPsec adds to each packet"
+    what: str = "IPsec"                                       # "octets IPsec adds to a packet"
+    note: str = "Computed by protecting real packets with lab.esp."
 
 
 def observations(captures: list[CaptureAnalysis]) -> list[Observation]:
@@ -156,7 +160,7 @@ def render_mtu(model: MtuModel):
     fig = new_slide()
     order = sorted(model.series, key=lambda n: -model.largest[n])
     n = len(order)
-    notes = [f"Computed by protecting real packets with lab.esp. Both axes start at zero. "
+    notes = [f"{model.note} Both axes start at zero. "
              f"Colour: the form; white circles: the overhead of packets seen in the captures ({len(model.seen)}). "
              f"An inner packet larger than its bar is fragmented after IPsec, or, with DF set, dropped and an "
              f"ICMP \"fragmentation needed\" goes back (unless a firewall drops that too: a PMTUD black hole)."]
@@ -167,7 +171,7 @@ def render_mtu(model: MtuModel):
     passes_ax = fig.add_axes([9.25 / WIDTH, bottom / 9.0, 6.4 / WIDTH, height / 9.0])
     labels = []
     for i, name in enumerate(order):
-        color = config_color(name)
+        color = model.colors.get(name) or config_color(name)
         overhead = [w - s for w, s in zip(model.series[name], model.sizes)]
         low, high = min(overhead), max(overhead)
         overhead_ax.barh(i, low, height=0.6, color=color, edgecolor=color, lw=1.5, zorder=2)
@@ -193,14 +197,14 @@ def render_mtu(model: MtuModel):
     overhead_ax.set_yticks(range(n), labels, fontsize=FONT, linespacing=1.1)
     overhead_ax.set_xlim(0, max(100, max(max(w - s for w, s in zip(model.series[c], model.sizes))
                                          for c in order) + 18))
-    overhead_ax.set_xlabel("octets IPsec adds to a packet", fontsize=LABEL_FONT)
+    overhead_ax.set_xlabel(f"octets {model.what} adds to a packet", fontsize=LABEL_FONT)
     overhead_ax.set_title("overhead (hatched: what padding may add)", fontsize=LABEL_FONT)
     passes_ax.set_yticks([])
     passes_ax.set_xlim(0, model.path_mtu * 1.08)
     passes_ax.axvline(model.path_mtu, color=PATH_MTU_COLOR, lw=2.5, linestyle="--", zorder=4)
     passes_ax.set_xlabel("largest inner packet that still fits (octets)", fontsize=LABEL_FONT)
     passes_ax.set_title(f"through a path MTU of {model.path_mtu} (dashed line)", fontsize=LABEL_FONT)
-    fig.suptitle("MTU and overhead: what IPsec adds to each packet", fontsize=TITLE_FONT, weight="bold",
+    fig.suptitle(model.title, fontsize=TITLE_FONT, weight="bold",
                  y=1 - 0.35 / 9.0)
     fig.text(0.5, 0.2 / 9.0, "\n".join(lines), ha="center", va="bottom", fontsize=FONT, linespacing=1.25)
     return fig

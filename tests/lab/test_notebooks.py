@@ -1,4 +1,4 @@
-"""Notebooks 02-08 run top to bottom unattended (root: their first cells run scenarios), each
+"""Notebooks 02-09 run top to bottom unattended (root: their first cells run scenarios), each
 produces its figures and says what it teaches. 01 runs without root in tests/unit."""
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ EXPECT = {
                                              "pings lost in the move", "N(UPDATE_SA_ADDRESSES)"]),
     "08-ah-vs-esp-null-vs-esp": (2, ["AH       after the NAT: dropped - auth_failed",
                                      "ESP-NULL after the NAT: accepted", "nothing encrypted"]),
+    "09-ipsec-or-an-alternative": (4, ["09-compare-site-to-site: passed",
+                                       "WireGuard: Handshake Initiation (176), then Handshake Response (120)",
+                                       "ESP-in-UDP tunnel       148 octets on the wire",
+                                       "WireGuard data          156 octets on the wire,  96 encrypted",
+                                       "OpenVPN data            136 octets on the wire,  84 encrypted",
+                                       "adds    52 octets; largest inner packet 1448", "gwc 9 (wireguard.conf)"]),
 }
 
 
