@@ -41,7 +41,7 @@ def require_root(what: str = "the lab") -> None:
 
 class Lab:
     def __init__(self, topo: LabTopo, workdir: str | Path | None = None, name: str = "", *,
-                 say: Callable[[str], None] | None = None, lock_wait: bool = True) -> None:
+                 say: Callable[[str], None] | None = None, lock_wait: bool = True, fork: bool | None = None) -> None:
         self.topo = topo
         self.workdir = Path(workdir).absolute() if workdir is not None else None
         self.name = name or topo.name
@@ -55,6 +55,8 @@ class Lab:
         self.taps: dict[str, Capture] = {}
         self.stoppers: list[Callable[[], None]] = []
         self.software: dict[str, str] = {}
+        # our gateways forked from a fork server (lab.net.forkserver); default: unless IPSEC_LAB_FORK=0
+        self.fork = forkserver.enabled() if fork is None else fork
         self.fork_server: forkserver.ForkServer | None = None
         self.fork_unavailable = ""  # why gateways start as fresh processes ("": not known yet)
         self._fork_lock = threading.Lock()
@@ -114,8 +116,8 @@ class Lab:
             if not self.fork_unavailable:
                 if self.fork_server is not None:
                     self.fork_unavailable = "the fork server ended"
-                elif not forkserver.enabled():
-                    self.fork_unavailable = "the fork server is turned off (IPSEC_LAB_FORK=0)"
+                elif not self.fork:
+                    self.fork_unavailable = "the fork server is turned off (IPSEC_LAB_FORK=0, or Lab(fork=False))"
                 else:
                     server = forkserver.ForkServer()
                     self.fork_server = server.start(popen=self._start_fork_server)
