@@ -2,8 +2,9 @@
 
 A fresh `python -m lab.cli daemon` takes its imports at start (about a second of CPU each) and
 holds its own copy of every module (about 40 MB). The lab starts this process once instead
-(`python -m lab.net.forkserver FD`): it imports what the daemon imports, freezes those objects
-(gc.freeze(), so the collector never writes to their pages) and waits. For each gateway it
+(`python -m lab.net.forkserver FD`): it imports what the daemon imports, runs a few IKE exchanges
+in memory (so that Python specialises that code here, once), freezes those objects (gc.freeze(),
+so the collector never writes to their pages) and waits. For each gateway it
 forks; the child enters the node's network namespace (setns on /proc/<node's shell>/ns/net) and
 its mount namespace if the node has one of its own (mnexec -a does the same), starts a session of
 its own (mnexec -d), puts the gateway's log on stdout and stderr and runs `lab.cli.main` with the
@@ -13,9 +14,9 @@ server and every gateway.
 Each request comes over the lab's socket (SOCK_SEQPACKET) with two descriptors: the requester's
 end of a new socket pair, on which the server answers with the child's PID and a pidfd (or why the
 child could not start) and later its exit status, and the log. When the lab closes its socket
-(it ended, even by SIGKILL) or sends SIGTERM, the server ends its children (SIGTERM, then SIGKILL)
-and exits. The gateways are the lab's processes like any other (lab.net.lab records them and
-lab.net.cleanup finds them in the nodes' namespaces); so is the server.
+(it ended, even by SIGKILL) or sends SIGTERM, the server exits. The gateways are the lab's
+processes like any other, as fresh ones were: the lab stops them, lab.net.lab records them and
+lab.net.cleanup finds them in the nodes' namespaces after a crash; the server is in the record too.
 
     server = ForkServer(log=path).start()          # None (and .reason) if it could not start
     proc = server.spawn(node.pid, argv, env, cwd, log_fd)   # a Popen-like ForkedProcess
@@ -212,7 +213,7 @@ class ForkServer:
         return ForkedProcess(int(answer["pid"]), fds[0], mine, list(argv))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End the server; it ends the gateways still running first."""
+        """End the server (not the gateways: the lab stops those)."""
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()  # end of file: the server stops
@@ -337,6 +338,18 @@ def _warm() -> None:
                 pass
 
 
+def warm_up(rounds: int = 10) -> None:
+    """Run the IKE core's common paths a few times here, before forking: Python specialises the
+    bytecode a function runs often, in its code object; done here, that happens once in pages
+    every gateway shares instead of in each gateway's own copy."""
+    from lab.ike.memnet import make_net, pair_configs
+
+    for _ in range(rounds):
+        net = make_net(*pair_configs())
+        net.endpoints["a"].initiate("s2s", net.now)
+        net.settle()
+
+
 def serve(sock: socket.socket) -> None:
     children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
 
@@ -347,6 +360,7 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _warm()
+        warm_up()
         gc.collect()
         gc.freeze()  # the collector never touches the imported objects: their pages stay shared
         sock.send(b"ready")
@@ -372,7 +386,11 @@ def serve(sock: socket.socket) -> None:
                         pass
                     conn.close()
     finally:
-        _end_children(children)
+        # the gateways live on as they would as fresh processes: the lab stops them (or, after a
+        # crash, lab.net.cleanup finds them in its nodes' namespaces)
+        for pidfd, (_pid, conn) in children.items():
+            os.close(pidfd)
+            conn.close()
 
 
 def _fork(request: dict, fds: list[int], sock: socket.socket, children: dict) -> None:
@@ -408,24 +426,6 @@ def _fork(request: dict, fds: list[int], sock: socket.socket, children: dict) ->
     except OSError:
         pass
     conn.close()
-
-
-def _end_children(children: dict, timeout: float = 5.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pidfd in children:
-            try:
-                signal.pidfd_send_signal(pidfd, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while children and time.monotonic() < deadline:
-            for pidfd in select.select(list(children), [], [], max(0.0, deadline - time.monotonic()))[0]:
-                pid, conn = children.pop(pidfd)
-                os.waitpid(pid, 0)
-                os.close(pidfd)
-                conn.close()
-        if not children:
-            return
 
 
 def main(argv: list[str] | None = None) -> int:

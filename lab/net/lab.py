@@ -150,7 +150,7 @@ class Lab:
                     problems.append(f"stopping: {err}")
             self.stoppers = []
             if self.fork_server is not None:
-                self.fork_server.stop()  # it ends the gateways the stoppers left, then itself
+                self.fork_server.stop()
                 self.fork_server = None
             self.stop_taps()
             for _node, proc in self.processes:

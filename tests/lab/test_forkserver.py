@@ -1,7 +1,7 @@
 """Our gateways forked from the lab's fork server (lab.net.forkserver), root: each runs in its
 node's network and mount namespaces with the daemon's command line, log and control socket; a
-tunnel between two of them carries traffic; nothing is left when the lab stops, nor after a run
-killed with SIGKILL (with `ipsec-lab clean`); a fork server that cannot start gives fresh
+tunnel between two of them carries traffic; nothing is left when the lab stops; after a run
+killed with SIGKILL the fork server ends by itself and `ipsec-lab clean` finds the gateways; a fork server that cannot start gives fresh
 processes, said in the gateway's log. No test here measures time (bench/scale.py does)."""
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_a_fork_server_that_cannot_start_gives_fresh_processes(tmp_path, monkeyp
         assert lab.stop() == []
 
 
-def test_a_killed_run_leaves_no_gateway_or_fork_server(tmp_path):
+def test_after_a_killed_run_clean_finds_the_gateways_and_the_fork_server_is_gone(tmp_path):
     require_lab()
     out = tmp_path / "run"
     proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out))
@@ -114,13 +114,16 @@ def test_a_killed_run_leaves_no_gateway_or_fork_server(tmp_path):
     assert record is not None and record.netns
     os.killpg(proc.pid, signal.SIGKILL)  # a crash of the run: no teardown at all
     proc.wait(10)
-    # the fork server sees its lab gone and ends the gateways, then itself
-    assert _gone([int(p) for p in servers + daemons]) == []
+    # the fork server sees its lab gone and ends; the gateways are left, as fresh ones were
+    assert _gone([int(p) for p in servers]) == []
+    assert all(_alive(int(p)) for p in daemons)
     clean = subprocess.run([sys.executable, "-m", "lab.cli", "clean"], cwd=REPO, capture_output=True, text=True,
                            timeout=60)
     assert clean.returncode == 0, clean.stderr
     # (other labs may be running on this machine: only this run's things are looked for)
+    assert all(f"process pid {p} (" in clean.stdout for p in daemons), clean.stdout
     assert cleanup.leftovers(record) == []
+    assert _gone([int(p) for p in daemons], timeout=1) == []
     assert _gone([*record.shells.values(), *map(int, record.processes)], timeout=1) == []
 
 
