@@ -7,8 +7,8 @@ in memory (so that Python specialises that code here, once), freezes those objec
 so the collector never writes to their pages) and waits. For each gateway it
 forks; the child enters the node's network namespace (setns on /proc/<node's shell>/ns/net) and
 its mount namespace if the node has one of its own (mnexec -a does the same), starts a session of
-its own (mnexec -d), puts the gateway's log on stdout and stderr and runs `lab.cli.main` with the
-daemon's arguments. The pages of the imported modules stay shared, copy-on-write, between the
+its own (mnexec -d), puts the gateway's log on stdout and stderr and runs the module `lab.cli` as
+`python -m` does (runpy), with the daemon's arguments. The pages of the imported modules stay shared, copy-on-write, between the
 server and every gateway.
 
 Each request comes over the lab's socket (SOCK_SEQPACKET) with two descriptors: the requester's
@@ -191,7 +191,7 @@ class ForkServer:
         if not self.running:
             raise ForkServerError("the fork server is not running")
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        request = json.dumps({"node": node_pid, "args": argv[3:], "argv": argv, "env": env, "cwd": cwd}).encode()
+        request = json.dumps({"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env, "cwd": cwd}).encode()
         try:
             with self._lock:
                 socket.send_fds(self._sock, [request], [theirs.fileno(), log_fd])
@@ -287,20 +287,27 @@ def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         import atexit
-        import lab.cli
+        import runpy
 
         atexit._clear()
-        sys.argv = [lab.cli.__file__, *request["args"]]
+        sys.argv = ["-m", *request["args"]]  # runpy puts the module's path first, as `python -m` does
         set_command_line(request["argv"])
         os.write(report, b"ok")
         os.close(report)
         report = -1
+        code = 0
+        sys.modules.pop(request["module"], None)  # imported here to warm it up; `python -m` runs it anew as __main__
         try:
-            code = lab.cli.main(request["args"])
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         except SystemExit as end:
             code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
             if not isinstance(end.code, (int, type(None))):
                 print(end.code, file=sys.stderr)
+        except BaseException:  # what `python -m` does with an exception nobody caught
+            import traceback
+
+            traceback.print_exc()
+            code = 1
         atexit._run_exitfuncs()
     except BaseException as err:  # noqa: BLE001 - whatever happens, the child must not return
         if report >= 0:
@@ -417,10 +424,15 @@ def _fork(request: dict, fds: list[int], sock: socket.socket, children: dict) ->
     os.close(report_r)
     try:
         if said == b"ok":
-            pidfd = os.pidfd_open(pid)
-            socket.send_fds(conn, [json.dumps({"pid": pid}).encode()], [pidfd])
-            children[pidfd] = (pid, conn)
-            return
+            try:
+                pidfd = os.pidfd_open(pid)  # Linux 5.3
+            except OSError as err:
+                os.kill(pid, signal.SIGKILL)  # a gateway the lab cannot watch must not run
+                said = f"pidfd_open: {err.strerror}".encode()
+            else:
+                socket.send_fds(conn, [json.dumps({"pid": pid}).encode()], [pidfd])
+                children[pidfd] = (pid, conn)
+                return
         os.waitpid(pid, 0)
         conn.send(json.dumps({"error": said.decode(errors="replace") or "the child ended at once"}).encode())
     except OSError:
