@@ -191,7 +191,8 @@ class ForkServer:
         if not self.running:
             raise ForkServerError("the fork server is not running")
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        request = json.dumps({"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env, "cwd": cwd}).encode()
+        request = json.dumps({"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env,
+                              "cwd": cwd}).encode()
         try:
             with self._lock:
                 socket.send_fds(self._sock, [request], [theirs.fileno(), log_fd])
@@ -309,7 +310,7 @@ def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
             traceback.print_exc()
             code = 1
         atexit._run_exitfuncs()
-    except BaseException as err:  # noqa: BLE001 - whatever happens, the child must not return
+    except BaseException as err:  # whatever happens, the child must not return
         if report >= 0:
             try:
                 os.write(report, f"{type(err).__name__}: {err}".encode())
@@ -334,14 +335,14 @@ def _warm() -> None:
     for name in WARM:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a module we cannot import now, the daemon imports itself
+        except Exception:  # a module we cannot import now, the daemon imports itself
             pass
     for package in PACKAGES:
         module = importlib.import_module(package)
         for info in pkgutil.walk_packages(module.__path__, package + "."):
             try:
                 importlib.import_module(info.name)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
 
