@@ -7,8 +7,8 @@ in memory (so that Python specialises that code here, once), freezes those objec
 so the collector never writes to their pages) and waits. For each gateway it
 forks; the child enters the node's network namespace (setns on /proc/<node's shell>/ns/net) and
 its mount namespace if the node has one of its own (mnexec -a does the same), starts a session of
-its own (mnexec -d), puts the gateway's log on stdout and stderr and runs the module `lab.cli` as
-`python -m` does (runpy), with the daemon's arguments. The pages of the imported modules stay shared, copy-on-write, between the
+its own (mnexec -d), puts the gateway's log on stdout and stderr and runs `lab.cli`'s main() with
+the daemon's arguments, as `python -m lab.cli` does. The pages of the imported modules stay shared, copy-on-write, between the
 server and every gateway.
 
 Each request comes over the lab's socket (SOCK_SEQPACKET) with two descriptors: the requester's
@@ -288,18 +288,20 @@ def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         import atexit
-        import runpy
+        import importlib
 
         atexit._clear()
-        sys.argv = ["-m", *request["args"]]  # runpy puts the module's path first, as `python -m` does
+        # `python -m MODULE ARGS` is `sys.exit(MODULE.main())` with sys.argv[1:] = ARGS; the module
+        # (lab.cli) is imported here already, its pages shared
+        module = importlib.import_module(request["module"])
+        sys.argv = [module.__file__, *request["args"]]
         set_command_line(request["argv"])
         os.write(report, b"ok")
         os.close(report)
         report = -1
         code = 0
-        sys.modules.pop(request["module"], None)  # imported here to warm it up; `python -m` runs it anew as __main__
         try:
-            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            code = module.main()
         except SystemExit as end:
             code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
             if not isinstance(end.code, (int, type(None))):
