@@ -19,8 +19,9 @@ from lab.net import forkserver
 def server():
     if os.geteuid() != 0:
         pytest.skip("setns needs root")
-    started = forkserver.ForkServer().start()
-    assert started is not None, forkserver.ForkServer().reason
+    server = forkserver.ForkServer()
+    started = server.start()
+    assert started is not None, server.reason
     yield started
     started.stop()
     assert started.process.poll() is not None
