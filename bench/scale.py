@@ -1,13 +1,19 @@
 """Hub and spoke at scale: N spoke gateways each bring a tunnel up to one hub and ping the
-server behind it from their LAN. Ends with one line per software:
+server behind it from their LAN. Ends with one line per software and number of spokes:
 
-    scale: U/N spokes up and pinging in S s, max gateway RSS M MB
+    scale: U/N spokes up and pinging in S s; per gateway: RSS max R MB, PSS mean P MB, PSS with shared T MB
 
     sudo .venv/bin/python bench/scale.py --spokes 100                  # our daemon everywhere
-    sudo .venv/bin/python bench/scale.py --spokes 25 --compare         # also strongSwan, with the ratios
+    sudo .venv/bin/python bench/scale.py --spokes 25 100 --compare     # also fresh daemons and strongSwan, ratios
 
-S runs from starting the first daemon to the last spoke's successful ping; RSS is each
-gateway process's resident memory (VmRSS) when all are up. Needs root.
+The software: `ours` (our daemons forked from the lab's fork server, lab.net.forkserver),
+`ours-fresh` (each daemon a fresh Python process, IPSEC_LAB_FORK=0) and `strongswan` (charon).
+S runs from starting the first daemon to the last spoke's successful ping. Memory is measured
+when all are up: RSS (VmRSS) counts every page a process maps, shared or not; PSS
+(/proc/PID/smaps_rollup) divides each shared page among the processes sharing it, so the PSS of
+all gateways adds up to the memory they take together. "PSS with shared" is that sum (with the
+fork server's own PSS, for ours) divided by the number of gateways: what one gateway costs.
+Needs root.
 """
 from __future__ import annotations
 
@@ -61,21 +67,35 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
+def pss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^Pss:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+SOFTWARE = {"ours": "ours", "ours-fresh": "ours", "strongswan": "strongswan"}
+
+
 def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
-    lab = Lab(load("hub-and-spoke")(spokes=spokes), workdir, f"scale-{software}", say=print).start()
+    lab = Lab(load("hub-and-spoke")(spokes=spokes), workdir, f"scale-{software}", say=print,
+              fork=software == "ours").start()
+    kind = SOFTWARE[software]
     try:
         peers = {}
         for name, conf in [("hub", hub_conf(spokes))] + [(f"spoke{i}", spoke_conf(i)) for i in range(1, spokes + 1)]:
             # a hundred daemons starting at once share two cores: give each its turn
             patience = max(15.0, 0.6 * spokes)
-            options = {"export_keys": False, "start_timeout": patience} if software == "ours" else {
+            options = {"export_keys": False, "start_timeout": patience} if kind == "ours" else {
                 "start_timeout": patience}
-            peer = make_peer(software, lab.node(name), workdir / software / name, name, **options)
+            peer = make_peer(kind, lab.node(name), workdir / f"{software}-{spokes}" / name, name, **options)
             peer.write_config(conf)
             peers[name] = peer
             lab.on_stop(peer.stop)
         started = time.monotonic()
-        if software == "ours":
+        if kind == "ours":
             peers["hub"].start()
             for i in range(1, spokes + 1):
                 peers[f"spoke{i}"].launch()  # each spoke initiates by itself (start_action = start)
@@ -97,10 +117,16 @@ def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
                     pending.discard(i)
             time.sleep(0.2)
         seconds = time.monotonic() - started
-        memory = {name: rss_mb(peer.process.pid) for name, peer in peers.items() if peer.process is not None}
+        pids = {name: peer.process.pid for name, peer in peers.items() if peer.process is not None}
+        memory = {name: rss_mb(pid) for name, pid in pids.items()}
+        pss = {name: pss_mb(pid) for name, pid in pids.items()}
+        server = lab.fork_server.process.pid if lab.fork_server is not None and lab.fork_server.running else None
+        server_pss = pss_mb(server) if server else 0.0
         return {"software": software, "spokes": spokes, "up": len(up), "seconds": seconds,
                 "max_rss": max(memory.values(), default=0.0), "hub_rss": memory.get("hub", 0.0),
-                "missing": sorted(pending)}
+                "mean_pss": sum(pss.values()) / max(len(pss), 1), "server_pss": server_pss,
+                "pss_each": (sum(pss.values()) + server_pss) / max(len(pss), 1),
+                "forked": server is not None, "missing": sorted(pending)}
     finally:
         problems = lab.stop()
         if problems:
@@ -109,26 +135,43 @@ def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spokes", type=int, default=10)
-    parser.add_argument("--compare", action="store_true", help="also run strongSwan on every gateway, with ratios")
+    parser.add_argument("--spokes", type=int, nargs="+", default=[10], help="one run for each number given")
+    parser.add_argument("--compare", action="store_true",
+                        help="also our daemons as fresh processes and strongSwan on every gateway, with ratios")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="ipsec-lab-scale-"))
     try:
-        for software in (["ours", "strongswan"] if args.compare else ["ours"]):
-            result = run(args.spokes, software, workdir, args.timeout)
-            results.append(result)
-            missing = f" (missing: {', '.join(f'spoke{i}' for i in result['missing'][:10])})" if result["missing"] else ""
-            print(f"scale: {result['up']}/{result['spokes']} spokes up and pinging in {result['seconds']:.1f} s, "
-                  f"max gateway RSS {result['max_rss']:.1f} MB [{software}; hub {result['hub_rss']:.1f} MB]{missing}")
+        for spokes in args.spokes:
+            for software in (["ours", "ours-fresh", "strongswan"] if args.compare else ["ours"]):
+                result = run(spokes, software, workdir, args.timeout)
+                results.append(result)
+                report(result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if len(results) == 2:
-        ours, theirs = results
-        print(f"ratio ours/strongSwan: time {ours['seconds'] / theirs['seconds']:.2f}, "
-              f"max RSS {ours['max_rss'] / max(theirs['max_rss'], 0.1):.2f}")
+    if args.compare:
+        print("\nsummary (one session):")
+        for result in results:
+            report(result)
+        for spokes in args.spokes:
+            by = {r["software"]: r for r in results if r["spokes"] == spokes}
+            theirs = by["strongswan"]
+            for software in ("ours", "ours-fresh"):
+                ours = by[software]
+                print(f"ratio {software}/strongSwan at {spokes} spokes: time {ours['seconds'] / theirs['seconds']:.2f}, "
+                      f"PSS per gateway {ours['pss_each'] / max(theirs['pss_each'], 0.1):.2f}, "
+                      f"max RSS {ours['max_rss'] / max(theirs['max_rss'], 0.1):.2f}")
     return 0 if all(r["up"] == r["spokes"] for r in results) else 1
+
+
+def report(result: dict) -> None:
+    missing = f" (missing: {', '.join(f'spoke{i}' for i in result['missing'][:10])})" if result["missing"] else ""
+    server = f", fork server PSS {result['server_pss']:.1f} MB" if result["forked"] else ""
+    print(f"scale: {result['up']}/{result['spokes']} spokes up and pinging in {result['seconds']:.1f} s; per gateway: "
+          f"RSS max {result['max_rss']:.1f} MB, PSS mean {result['mean_pss']:.1f} MB, "
+          f"PSS with shared {result['pss_each']:.1f} MB [{result['software']}; hub RSS {result['hub_rss']:.1f} MB{server}]"
+          f"{missing}", flush=True)
 
 
 if __name__ == "__main__":

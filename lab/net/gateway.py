@@ -14,6 +14,7 @@ from typing import Any
 
 from lab.daemon.control import ControlClient
 
+from .forkserver import ForkServerError
 from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
 
 _RUNNING: weakref.WeakSet[OurGateway] = weakref.WeakSet()
@@ -97,10 +98,21 @@ class OurGateway(Peer):
             argv += ["--retransmit-tries", str(self.retransmit_tries)]
         argv += self.extra_args
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        start = getattr(self.node, "start_process", None) or self.node.popen
+        cwd = str(Path(__file__).resolve().parents[2])
+        self.process = None
         with open(self.log_path, "ab") as log:
-            self.process = start(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=str(Path(__file__).resolve().parents[2]))
+            # in a lab: forked from its fork server (lab.net.forkserver), the daemon's imports shared
+            fork = getattr(self.node, "fork_process", None)
+            if fork is not None:
+                try:
+                    self.process = fork(argv, stdout=log, env=env, cwd=cwd)
+                except ForkServerError as err:
+                    log.write(f"ipsec-lab: {err}; this gateway starts as a fresh process\n".encode())
+                    log.flush()
+            if self.process is None:
+                start = getattr(self.node, "start_process", None) or self.node.popen
+                self.process = start(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=cwd)
         self.launched = time.monotonic()
         _RUNNING.add(self)
         return self

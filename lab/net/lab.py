@@ -14,12 +14,13 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cleanup
+from . import cleanup, forkserver
 from .capture import Capture
 from .nodes import LabNode
 from .topology import LabTopo
@@ -40,7 +41,7 @@ def require_root(what: str = "the lab") -> None:
 
 class Lab:
     def __init__(self, topo: LabTopo, workdir: str | Path | None = None, name: str = "", *,
-                 say: Callable[[str], None] | None = None, lock_wait: bool = True) -> None:
+                 say: Callable[[str], None] | None = None, lock_wait: bool = True, fork: bool | None = None) -> None:
         self.topo = topo
         self.workdir = Path(workdir).absolute() if workdir is not None else None
         self.name = name or topo.name
@@ -54,6 +55,11 @@ class Lab:
         self.taps: dict[str, Capture] = {}
         self.stoppers: list[Callable[[], None]] = []
         self.software: dict[str, str] = {}
+        # our gateways forked from a fork server (lab.net.forkserver); default: unless IPSEC_LAB_FORK=0
+        self.fork = forkserver.enabled() if fork is None else fork
+        self.fork_server: forkserver.ForkServer | None = None
+        self.fork_unavailable = ""  # why gateways start as fresh processes ("": not known yet)
+        self._fork_lock = threading.Lock()
 
     # ------------------------------------------------------------ start and stop
 
@@ -87,6 +93,7 @@ class Lab:
 
         LabNode.on_shell = on_shell
         LabNode.tracker = self._track
+        LabNode.forker = self.forker
         try:
             self.net = Mininet(topo=self.topo, controller=None, build=False, autoSetMacs=False,
                                autoStaticArp=False, waitConnected=False)
@@ -99,6 +106,31 @@ class Lab:
         self.processes.append((node, proc))
         if self.record is not None:
             self.record.add_process(node, proc.pid, argv[0])
+
+    def forker(self) -> forkserver.ForkServer:
+        """The lab's fork server for our gateways, started the first time one is asked for;
+        ForkServerError (saying why, once in the lab's output too) if it cannot start."""
+        with self._fork_lock:
+            if self.fork_server is not None and self.fork_server.running:
+                return self.fork_server
+            if not self.fork_unavailable:
+                if self.fork_server is not None:
+                    self.fork_unavailable = "the fork server ended"
+                elif not self.fork:
+                    self.fork_unavailable = "the fork server is turned off (IPSEC_LAB_FORK=0, or Lab(fork=False))"
+                else:
+                    server = forkserver.ForkServer()
+                    self.fork_server = server.start(popen=self._start_fork_server)
+                    if self.fork_server is not None:
+                        return self.fork_server
+                    self.fork_unavailable = f"the fork server could not start: {server.reason}"
+                self.say(f"{self.fork_unavailable}; our gateways start as fresh processes")
+            raise forkserver.ForkServerError(self.fork_unavailable)
+
+    def _start_fork_server(self, argv: list[str], **popen: Any) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, **popen)
+        self._track("(fork server)", proc, argv)
+        return proc
 
     def on_stop(self, stopper: Callable[[], None]) -> None:
         """Call `stopper` first when the lab stops (daemons end gracefully before the kill)."""
@@ -117,6 +149,9 @@ class Lab:
                 except Exception as err:  # keep tearing down
                     problems.append(f"stopping: {err}")
             self.stoppers = []
+            if self.fork_server is not None:
+                self.fork_server.stop()
+                self.fork_server = None
             self.stop_taps()
             for _node, proc in self.processes:
                 if proc.poll() is None:
@@ -146,6 +181,7 @@ class Lab:
                 self.record = None
         finally:
             LabNode.tracker = None
+            LabNode.forker = None
             self.lock.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

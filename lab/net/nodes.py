@@ -95,6 +95,7 @@ class LabNode(Node):
 
     kind = "host"
     tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
+    forker: Callable[[], Any] | None = None  # the lab's fork server (lab.net.forkserver), set by lab.net.lab.Lab
     on_shell: Callable[[LabNode], None] | None = None
 
     def __init__(self, name: str, **params: Any) -> None:
@@ -124,6 +125,19 @@ class LabNode(Node):
         """A process in this node, known to the lab (stopped with it, listed by cleanup)."""
         popen.setdefault("stdin", subprocess.DEVNULL)
         proc = self.popen(argv, **popen)
+        if LabNode.tracker is not None:
+            LabNode.tracker(self.name, proc, argv)
+        return proc
+
+    def fork_process(self, argv: list[str], *, stdout: Any, env: dict[str, str], cwd: str) -> Any:
+        """`python -m lab.cli ...` forked by the lab's fork server into this node (its network and
+        mount namespaces), known to the lab like start_process's; stdout and stderr go to the file
+        `stdout`. Raises lab.net.forkserver.ForkServerError if the lab has no fork server."""
+        from lab.net.forkserver import ForkServerError
+
+        if LabNode.forker is None:
+            raise ForkServerError("this node belongs to no lab with a fork server")
+        proc = LabNode.forker().spawn(self.pid, argv, env, cwd, stdout.fileno())
         if LabNode.tracker is not None:
             LabNode.tracker(self.name, proc, argv)
         return proc

@@ -67,6 +67,7 @@ class Machine:
         for name in ("charon", "tcpdump"):
             left += [f"{name} {pid}" for pid in _pgrep("-x", name)]
         left += [f"our daemon {pid}" for pid in _pgrep("-f", "lab.cli daemon")]
+        left += [f"our gateways' fork server {pid}" for pid in _pgrep("-f", "-m lab.net.forkserver")]
         return left
 
 

@@ -1,0 +1,457 @@
+"""A fork server: one pre-imported Python process per lab from which our gateway daemons are forked.
+
+A fresh `python -m lab.cli daemon` takes its imports at start (about a second of CPU each) and
+holds its own copy of every module (about 40 MB). The lab starts this process once instead
+(`python -m lab.net.forkserver FD`): it imports what the daemon imports, runs a few IKE exchanges
+in memory (so that Python specialises that code here, once), freezes those objects (gc.freeze(),
+so the collector never writes to their pages) and waits. For each gateway it
+forks; the child enters the node's network namespace (setns on /proc/<node's shell>/ns/net) and
+its mount namespace if the node has one of its own (mnexec -a does the same), starts a session of
+its own (mnexec -d), puts the gateway's log on stdout and stderr and runs `lab.cli`'s main() with
+the daemon's arguments, as `python -m lab.cli` does. The pages of the imported modules stay shared, copy-on-write, between the
+server and every gateway.
+
+Each request comes over the lab's socket (SOCK_SEQPACKET) with two descriptors: the requester's
+end of a new socket pair, on which the server answers with the child's PID and a pidfd (or why the
+child could not start) and later its exit status, and the log. When the lab closes its socket
+(it ended, even by SIGKILL) or sends SIGTERM, the server exits. The gateways are the lab's
+processes like any other, as fresh ones were: the lab stops them, lab.net.lab records them and
+lab.net.cleanup finds them in the nodes' namespaces after a crash; the server is in the record too.
+
+    server = ForkServer(log=path).start()          # None (and .reason) if it could not start
+    proc = server.spawn(node.pid, argv, env, cwd, log_fd)   # a Popen-like ForkedProcess
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+REPO = Path(__file__).resolve().parents[2]
+MODULE = "lab.cli"  # what a child runs: `python -m lab.cli ARGS`, as lab.net.gateway asks
+# what the daemon imports, at start and on its way up (measured with sys.modules)
+WARM = ("lab.cli", "lab.daemon.gateway", "lab.conf.swanctl", "lab.net.world", "lab.net.watch", "lab.viz.cli",
+        "cryptography.hazmat.backends.openssl.backend", "ctypes", "tempfile", "shutil", "bz2", "lzma")
+PACKAGES = ("lab.ike", "lab.esp", "lab.daemon", "lab.conf")
+TITLE_ROOM = 4096
+
+
+class ForkServerError(RuntimeError):
+    """The fork server cannot start or fork a gateway; the message says why."""
+
+
+# ------------------------------------------------------------------ the lab's side
+
+
+class ForkedProcess:
+    """A gateway forked by the server, with what lab.net.gateway and lab.net.lab use of a Popen:
+    pid, args, returncode, poll, wait, send_signal, terminate, kill. Signals go through a pidfd,
+    so a PID used again after the gateway ended is never hit."""
+
+    def __init__(self, pid: int, pidfd: int, conn: socket.socket, args: list[str]) -> None:
+        self.pid, self.args = pid, args
+        self.returncode: int | None = None
+        self._pidfd: int | None = pidfd
+        self._conn: socket.socket | None = conn
+        self._lock = threading.Lock()
+
+    def _collect(self, timeout: float | None) -> None:
+        """Take the exit status if the gateway ended within `timeout` (0: do not wait)."""
+        with self._lock:
+            if self.returncode is not None:
+                return
+            if self._conn is None:  # the server is gone: only the pidfd tells when the gateway ends
+                if select.select([self._pidfd], [], [], timeout)[0]:
+                    self._done(255)  # its status went with the server
+                return
+            ready = select.select([self._conn, self._pidfd], [], [], timeout)[0]
+            if not ready:
+                return
+            if self._conn not in ready:
+                # it ended; the server reports its status in a moment
+                select.select([self._conn], [], [], 2.0)
+            try:
+                data = self._conn.recv(4096) if select.select([self._conn], [], [], 0)[0] else b""
+            except OSError:
+                data = b""
+            if data:
+                self._done(int(json.loads(data)["exit"]))
+                return
+            self._conn.close()
+            self._conn = None
+            if select.select([self._pidfd], [], [], 0)[0]:
+                self._done(255)
+
+    def _done(self, code: int) -> None:
+        self.returncode = code
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def poll(self) -> int | None:
+        self._collect(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self._collect(left)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        with self._lock:
+            if self._pidfd is None:
+                return
+            try:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """The lab's end of a fork server. `start()` returns self, or None with `reason` set."""
+
+    def __init__(self, log: str | Path | None = None, start_timeout: float = 60.0) -> None:
+        self.log = Path(log) if log else None
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self.reason = ""
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, "-u", "-m", "lab.net.forkserver"]
+
+    def command(self, fd: int) -> list[str]:
+        # the last argument is room for each child to write its own command line into (ps, pgrep -f)
+        return self.argv + [str(fd), " " * TITLE_ROOM]
+
+    def start(self, popen: Any = subprocess.Popen) -> ForkServer | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
+        try:
+            # a session of its own: a terminal's Ctrl-C reaches the lab, which stops the gateways
+            self.process = popen(self.command(theirs.fileno()), pass_fds=[theirs.fileno()],
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 cwd=str(REPO), env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+        except OSError as err:
+            self.reason = f"cannot run {sys.executable}: {err}"
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+            if out is not subprocess.DEVNULL:
+                out.close()
+        ready = select.select([ours], [], [], self.start_timeout)[0]
+        answer = ours.recv(4096) if ready else b""
+        if answer != b"ready":
+            ours.close()
+            self.stop()
+            self.reason = (answer.decode(errors="replace") if answer.startswith(b"error")
+                           else "it did not answer" if not ready else "it ended while starting")
+            self.reason += f" (see {self.log})" if self.log else ""
+            return None
+        self._sock = ours
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None and self.process is not None and self.process.poll() is None
+
+    def spawn(self, node_pid: int, argv: list[str], env: dict[str, str], cwd: str, log_fd: int,
+              timeout: float = 10.0) -> ForkedProcess:
+        """Fork `python -m lab.cli ARGS` (argv as for a fresh process) into the namespaces of the
+        process `node_pid`, with `log_fd` as its stdout and stderr."""
+        if argv[1:3] != ["-m", MODULE]:
+            raise ForkServerError(f"the fork server runs only `python -m {MODULE} ...`, not {argv[:3]}")
+        if not self.running:
+            raise ForkServerError("the fork server is not running")
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        request = json.dumps({"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env,
+                              "cwd": cwd}).encode()
+        try:
+            with self._lock:
+                socket.send_fds(self._sock, [request], [theirs.fileno(), log_fd])
+        except OSError as err:
+            mine.close()
+            raise ForkServerError(f"the fork server does not take requests: {err}") from None
+        finally:
+            theirs.close()
+        if not select.select([mine], [], [], timeout)[0]:
+            mine.close()
+            raise ForkServerError(f"the fork server did not answer within {timeout:g} s")
+        data, fds, _flags, _addr = socket.recv_fds(mine, 65536, 1)
+        answer = json.loads(data) if data else {"error": "the fork server ended"}
+        if "pid" not in answer:
+            mine.close()
+            for fd in fds:
+                os.close(fd)
+            raise ForkServerError(answer.get("error", "no answer"))
+        return ForkedProcess(int(answer["pid"]), fds[0], mine, list(argv))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the server (not the gateways: the lab stops those)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()  # end of file: the server stops
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def enabled() -> bool:
+    """IPSEC_LAB_FORK=0 starts every gateway as a fresh process, as before the fork server."""
+    return os.environ.get("IPSEC_LAB_FORK", "1").strip() not in ("0", "no", "false", "off")
+
+
+# ------------------------------------------------------------------ the server
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(path: str, nstype: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def enter_namespaces(node_pid: int) -> None:
+    """Into the network namespace of `node_pid`, and its mount namespace if it differs from ours."""
+    _setns(f"/proc/{node_pid}/ns/net", CLONE_NEWNET)
+    if os.stat(f"/proc/{node_pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino:
+        _setns(f"/proc/{node_pid}/ns/mnt", CLONE_NEWNS)
+
+
+def set_command_line(argv: list[str]) -> None:
+    """Write `argv` over this process's command line (/proc/self/cmdline, what ps and pgrep -f
+    show), as far as the room of the server's own command line allows."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (proc(5): fields 48 and 49)
+    text = b"\0".join(a.encode() for a in argv)[:end - start - 1]
+    ctypes.memmove(start, text.ljust(end - start, b"\0"), end - start)
+
+
+def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
+    """In the forked child: become the gateway, then exit (never returns)."""
+    code = 1
+    try:
+        for thing in inherited:  # the server's sockets and pidfds: only the server holds them
+            thing.close() if hasattr(thing, "close") else os.close(thing)
+        os.setsid()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        enter_namespaces(request["node"])
+        os.chdir(request["cwd"])
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        import atexit
+        import importlib
+
+        atexit._clear()
+        # `python -m MODULE ARGS` is `sys.exit(MODULE.main())` with sys.argv[1:] = ARGS; the module
+        # (lab.cli) is imported here already, its pages shared
+        module = importlib.import_module(request["module"])
+        sys.argv = [module.__file__, *request["args"]]
+        set_command_line(request["argv"])
+        os.write(report, b"ok")
+        os.close(report)
+        report = -1
+        code = 0
+        try:
+            code = module.main()
+        except SystemExit as end:
+            code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+            if not isinstance(end.code, (int, type(None))):
+                print(end.code, file=sys.stderr)
+        except BaseException:  # what `python -m` does with an exception nobody caught
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        atexit._run_exitfuncs()
+    except BaseException as err:  # whatever happens, the child must not return
+        if report >= 0:
+            try:
+                os.write(report, f"{type(err).__name__}: {err}".encode())
+            except OSError:
+                pass
+        else:
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+
+
+def _warm() -> None:
+    import importlib
+    import pkgutil
+
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module we cannot import now, the daemon imports itself
+            pass
+    for package in PACKAGES:
+        module = importlib.import_module(package)
+        for info in pkgutil.walk_packages(module.__path__, package + "."):
+            try:
+                importlib.import_module(info.name)
+            except Exception:
+                pass
+
+
+def warm_up(rounds: int = 10) -> None:
+    """Run the IKE core's common paths a few times here, before forking: Python specialises the
+    bytecode a function runs often, in its code object; done here, that happens once in pages
+    every gateway shares instead of in each gateway's own copy."""
+    from lab.ike.memnet import make_net, pair_configs
+
+    for _ in range(rounds):
+        net = make_net(*pair_configs())
+        net.endpoints["a"].initiate("s2s", net.now)
+        net.settle()
+
+
+def serve(sock: socket.socket) -> None:
+    children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
+
+    def stop(_signum: int = 0, _frame: object = None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _warm()
+        warm_up()
+        gc.collect()
+        gc.freeze()  # the collector never touches the imported objects: their pages stay shared
+        sock.send(b"ready")
+    except BaseException as err:
+        sock.send(f"error: the fork server could not import the daemon: {type(err).__name__}: {err}".encode())
+        raise
+    try:
+        while True:
+            readable = select.select([sock, *children], [], [])[0]
+            for ready in readable:
+                if ready is sock:
+                    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+                    if not data:
+                        return  # the lab closed its end or ended
+                    _fork(json.loads(data), fds, sock, children)
+                else:
+                    pid, conn = children.pop(ready)
+                    _pid, status = os.waitpid(pid, 0)
+                    os.close(ready)
+                    try:
+                        conn.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
+                    except OSError:
+                        pass
+                    conn.close()
+    finally:
+        # the gateways live on as they would as fresh processes: the lab stops them (or, after a
+        # crash, lab.net.cleanup finds them in its nodes' namespaces)
+        for pidfd, (_pid, conn) in children.items():
+            os.close(pidfd)
+            conn.close()
+
+
+def _fork(request: dict, fds: list[int], sock: socket.socket, children: dict) -> None:
+    if len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        return
+    conn, log_fd = socket.socket(fileno=fds[0]), fds[1]
+    report_r, report_w = os.pipe()
+    inherited = [sock, report_r, *children, *(c for _pid, c in children.values()), conn]
+    pid = os.fork()
+    if pid == 0:
+        _child(request, log_fd, report_w, inherited)
+    os.close(report_w)
+    os.close(log_fd)
+    said = b""
+    while True:
+        chunk = os.read(report_r, 4096)  # "ok", or why the child could not start; ends when it closes
+        if not chunk:
+            break
+        said += chunk
+        if said == b"ok":
+            break
+    os.close(report_r)
+    try:
+        if said == b"ok":
+            try:
+                pidfd = os.pidfd_open(pid)  # Linux 5.3
+            except OSError as err:
+                os.kill(pid, signal.SIGKILL)  # a gateway the lab cannot watch must not run
+                said = f"pidfd_open: {err.strerror}".encode()
+            else:
+                socket.send_fds(conn, [json.dumps({"pid": pid}).encode()], [pidfd])
+                children[pidfd] = (pid, conn)
+                return
+        os.waitpid(pid, 0)
+        conn.send(json.dumps({"error": said.decode(errors="replace") or "the child ended at once"}).encode())
+    except OSError:
+        pass
+    conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    sock = socket.socket(fileno=int(args[0]))
+    try:
+        serve(sock)
+    except SystemExit:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Our gateways forked from the lab's fork server (lab.net.forkserver), root: each runs in its
+node's network and mount namespaces with the daemon's command line, log and control socket; a
+tunnel between two of them carries traffic; nothing is left when the lab stops; after a run
+killed with SIGKILL the fork server ends by itself and `ipsec-lab clean` finds the gateways; a fork server that cannot start gives fresh
+processes, said in the gateway's log. No test here measures time (bench/scale.py does)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.net import cleanup, forkserver
+from lab.net.gateway import OurGateway
+
+from .conftest import require_lab
+from .test_dataplane import conf, initiate, ping
+from .test_runner import REPO, _pgrep, ipsec_lab
+
+pytestmark = pytest.mark.root
+
+
+def _ns(pid: int, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone(pids, timeout: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def test_forked_gateways_carry_a_tunnel_in_their_nodes_and_leave_nothing(site_to_site, tmp_path):
+    lab = site_to_site
+    gateways = {}
+    for side in ("b", "a"):
+        gateway = OurGateway(lab.node(f"gw{side}"), tmp_path / f"gw{side}")
+        gateway.write_config(conf(lab, side))
+        gateways[side] = gateway.start()
+        lab.on_stop(gateway.stop)
+    server = lab.fork_server
+    assert server is not None and server.running, lab.fork_unavailable
+    for side, gateway in gateways.items():
+        node, pid = lab.node(f"gw{side}"), gateway.process.pid
+        assert isinstance(gateway.process, forkserver.ForkedProcess)
+        assert _ns(pid, "net") == _ns(node.pid, "net") != _ns(server.process.pid, "net")
+        assert _ns(pid, "mnt") == _ns(node.pid, "mnt") != _ns(server.process.pid, "mnt")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        assert [a.decode() for a in cmdline] == gateway.process.args  # ps and pgrep -f see the daemon
+        assert (tmp_path / f"gw{side}" / "gateway.ctl").exists()
+    initiate(gateways["a"])
+    assert ping(lab, "hosta", "10.2.0.10") == 5
+    assert gateways["a"].key_tables()["esp_sa"]  # --export-keys, as before
+    log = (tmp_path / "gwa" / "gateway.log").read_text()
+    assert "IKE_AUTH" in log and "fresh process" not in log
+    pids = [g.process.pid for g in gateways.values()] + [server.process.pid]
+    gateways["b"].stop()  # SIGTERM: the daemon deletes its SAs and says so, as before
+    assert "interrupted (SIGTERM)" in (tmp_path / "gwb" / "gateway.log").read_text()
+    problems = lab.stop()
+    assert not problems, problems
+    assert _gone(pids) == []
+
+
+def test_a_fork_server_that_cannot_start_gives_fresh_processes(tmp_path, monkeypatch):
+    require_lab()
+    from lab.net.sites import SiteLab
+
+    monkeypatch.setattr(forkserver.ForkServer, "argv", property(lambda self: [sys.executable, "-c", "exit(3)"]))
+    said = []
+    lab = SiteLab(nat="none")
+    lab.say = said.append
+    lab.start()
+    try:
+        gateway = OurGateway(lab.node("gwa"), tmp_path / "gwa")
+        gateway.write_config(conf(lab, "a"))
+        gateway.start()
+        lab.on_stop(gateway.stop)
+        assert isinstance(gateway.process, subprocess.Popen)
+        assert "the fork server could not start" in (tmp_path / "gwa" / "gateway.log").read_text()
+        assert any("fresh processes" in line for line in said), said
+    finally:
+        assert lab.stop() == []
+
+
+def test_after_a_killed_run_clean_finds_the_gateways_and_the_fork_server_is_gone(tmp_path):
+    require_lab()
+    out = tmp_path / "run"
+    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out))
+    deadline = time.monotonic() + 120
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if "[3/" in line or not line:
+            break
+    daemons = _pgrep("-f", "lab.cli daemon --config " + str(out))
+    assert daemons, "".join(seen)
+    servers = sorted({Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] for pid in daemons})
+    assert len(servers) == 1 and b"lab.net.forkserver" in Path(f"/proc/{servers[0]}/cmdline").read_bytes()
+    record = cleanup.LabRecord.load(cleanup.RECORDS / f"{proc.pid}.json")
+    assert record is not None and record.netns
+    os.killpg(proc.pid, signal.SIGKILL)  # a crash of the run: no teardown at all
+    proc.wait(10)
+    # the fork server sees its lab gone and ends; the gateways are left, as fresh ones were
+    assert _gone([int(p) for p in servers]) == []
+    assert all(_alive(int(p)) for p in daemons)
+    clean = subprocess.run([sys.executable, "-m", "lab.cli", "clean"], cwd=REPO, capture_output=True, text=True,
+                           timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    # (other labs may be running on this machine: only this run's things are looked for)
+    assert all(f"process pid {p} (" in clean.stdout for p in daemons), clean.stdout
+    assert cleanup.leftovers(record) == []
+    assert _gone([int(p) for p in daemons], timeout=1) == []
+    assert _gone([*record.shells.values(), *map(int, record.processes)], timeout=1) == []
+
+
+def test_forked_gateways_in_a_world_of_their_own(tmp_path):
+    """`ipsec-lab run hub-and-spoke` in a world (user, mount, network and PID namespaces: as the
+    user trainee where the machine allows, else as root): the gateways are forked (no fresh
+    process is mentioned), the scenario passes, and nothing of the world is left."""
+    from . import test_worlds as worlds
+
+    worlds.require_worlds()
+    why_not = worlds.trainee_usable()
+    user = None if why_not else worlds.TRAINEE
+    folder = worlds.shared_dir(user)
+    slots = worlds.shared_dir(None)
+    slots.chmod(0o1777)
+    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots))
+    try:
+        proc = worlds.ipsec_lab(["run", "hub-and-spoke", "--out", str(folder / "run")], env, user)
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stdout + stderr
+        assert "PASSED hub-and-spoke" in stdout
+        assert "fresh process" not in stdout + stderr, stdout + stderr
+        for name in ("hub", "spoke1", "spoke2"):
+            log = (folder / "run" / "logs" / f"{name}.log").read_text()
+            assert "IKE_AUTH" in log and "fresh process" not in log, log[-500:]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(slots, ignore_errors=True)
+    assert _gone([int(p.split()[1]) for p in worlds._processes_with(f"IPSEC_LAB_SLOTS={slots}")]) == []

@@ -1,0 +1,79 @@
+"""lab.net.forkserver without a lab: a child forked into this process's own namespaces runs
+`python -m lab.cli ...` with its output in the log, its exit status reported as a Popen's, and
+the reasons a fork is refused (setns needs root; the lab tests fork into real nodes)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lab import __version__
+from lab.net import forkserver
+
+
+@pytest.fixture(scope="module")
+def server():
+    if os.geteuid() != 0:
+        pytest.skip("setns needs root")
+    server = forkserver.ForkServer()
+    started = server.start()
+    assert started is not None, server.reason
+    yield started
+    started.stop()
+    assert started.process.poll() is not None
+
+
+def spawn(server, tmp_path, *args, node=None):
+    log = open(tmp_path / "log", "ab")
+    with log:
+        return server.spawn(os.getpid() if node is None else node, [sys.executable, "-m", "lab.cli", *args],
+                            dict(os.environ), str(tmp_path), log.fileno())
+
+
+def test_a_child_runs_the_module_with_its_log_and_status(server, tmp_path):
+    proc = spawn(server, tmp_path, "--version")
+    assert proc.wait(30) == 0 and proc.poll() == 0
+    assert (tmp_path / "log").read_text().strip() == f"ipsec-lab {__version__}"
+    proc = spawn(server, tmp_path, "daemon", "--config", str(tmp_path / "missing.conf"))
+    assert proc.wait(30) == 2
+    assert "cannot read" in (tmp_path / "log").read_text()
+
+
+def test_a_daemon_in_another_namespace_ends_on_sigterm_as_a_fresh_one_does(server, tmp_path):
+    node = subprocess.Popen(["unshare", "--net", "sleep", "60"])  # a node: a namespace of its own
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{node.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (tmp_path / "swanctl.conf").write_text(
+            'connections { any { remote_addrs = %any\n local { auth = psk\n id = a.lab }\n'
+            ' remote { auth = psk }\n children { net { local_ts = 10.1.0.0/24 } } } }\n'
+            'secrets { ike-a { id = a.lab\n secret = "a-lab-only-psk" } }\n')
+        proc = spawn(server, tmp_path, "daemon", "--config", str(tmp_path / "swanctl.conf"), "--control",
+                     str(tmp_path / "gw.ctl"), node=node.pid)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "gw.ctl").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, (tmp_path / "log").read_text()
+        assert os.readlink(f"/proc/{proc.pid}/ns/net") == os.readlink(f"/proc/{node.pid}/ns/net")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        assert "ipsec-lab daemon: interrupted (SIGTERM)" in (tmp_path / "log").read_text()
+        proc.kill()  # ended already: nothing happens (the pidfd is closed, no PID is hit)
+    finally:
+        node.kill()
+        node.wait(5)
+
+
+def test_what_is_refused(server, tmp_path):
+    with pytest.raises(forkserver.ForkServerError, match="only `python -m lab.cli"):
+        server.spawn(os.getpid(), [sys.executable, "-m", "json.tool"], {}, str(tmp_path), 1)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with pytest.raises(forkserver.ForkServerError, match="setns|No such file"):
+        spawn(server, tmp_path, "--version", node=gone.pid)
