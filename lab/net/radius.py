@@ -6,7 +6,8 @@ its log, run and accounting directories under workdir (nothing is written outsid
 root inside the node's namespace (the copied files keep their owner), and adds from a
 hosts/<node>/ folder or from arguments: `clients.conf` (the gateways and their shared secrets)
 and `users` (FreeRADIUS's files-module syntax: `carol Cleartext-Password := "..."` and reply
-attributes such as Framed-IP-Address and Class). `start()` waits for "Ready to process
+attributes such as Framed-IP-Address and Class), and files under mods-enabled/, sites-enabled/
+and policy.d/ that replace Debian's of the same name (radius-mfa: EAP-GTC and the TOTP check). `start()` waits for "Ready to process
 requests"; `stop()` ends radiusd (SIGTERM, then SIGKILL) and removes raddb/, keeping the log;
 the process is started through the node's start_process, so the lab's cleanup knows it too.
 """
@@ -22,6 +23,7 @@ from typing import Any, Self
 
 FREERADIUS = "/usr/sbin/freeradius"
 DEBIAN_RADDB = Path("/etc/freeradius/3.0")
+OVERRIDES = ("mods-enabled", "sites-enabled", "policy.d")  # hosts/<node>/ folders copied over raddb/
 
 
 class FreeRadiusError(RuntimeError):
@@ -117,12 +119,27 @@ class FreeRadius:
         users.write_text(text.rstrip() + "\n\n" + users.read_text())
 
     def load(self, folder: str | Path) -> None:
-        """A hosts/<node>/ folder: its clients.conf and users (either may be missing)."""
+        """A hosts/<node>/ folder: its clients.conf and users (either may be missing), and the
+        files under its mods-enabled/, sites-enabled/ and policy.d/, each in place of
+        Debian's file of that name (e.g. radius-mfa's eap module, TOTP and virtual server)."""
         folder = Path(folder)
         if (folder / "clients.conf").exists():
             self.add_clients((folder / "clients.conf").read_text())
         if (folder / "users").exists():
             self.set_users((folder / "users").read_text())
+        for sub in OVERRIDES:
+            for path in sorted((folder / sub).glob("*")) if (folder / sub).is_dir() else ():
+                if path.is_file():
+                    self.put(f"{sub}/{path.name}", path.read_text())
+
+    def put(self, name: str, text: str) -> None:
+        """raddb/<name> (e.g. mods-enabled/eap) with `text`, in place of Debian's file or link."""
+        self.prepare()
+        target = self.raddb / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.write_text(text)
 
     # -- process -------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac xcbc cmac gcm kdf curve25519 gmp pem pkcs1 x509 revocation pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
-    "eap-identity eap-md5 eap-mschapv2 eap-tls attr updown"
+    "eap-identity eap-md5 eap-mschapv2 eap-gtc eap-tls attr updown"
 ).split()
 REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
 SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
@@ -50,6 +50,7 @@ PLUGIN_PACKAGES = {
     "gcm": "libstrongswan-standard-plugins",
     "curve25519": "libstrongswan-standard-plugins",
     "eap-mschapv2": "libcharon-extauth-plugins",
+    "eap-gtc": "libcharon-extra-plugins",
     "eap-identity": "libcharon-extra-plugins",
     "eap-md5": "libcharon-extra-plugins",
     "eap-tls": "libcharon-extra-plugins",
