@@ -172,8 +172,31 @@ class FreeRadius:
             time.sleep(0.05)
         return self
 
+    def radiusd_pids(self) -> list[int]:
+        """The radiusd processes of this raddb/. Not only `process`: the node's launcher (mnexec
+        -d) may fork before it runs radiusd, and then `process` is the launcher, long gone."""
+        wanted = [self.binary, "-X", "-d", str(self.raddb)]
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+                except OSError:
+                    continue
+                if argv == wanted:
+                    pids.append(int(entry.name))
+        return pids
+
+    def _signal(self, signum: int) -> None:
+        for pid in self.radiusd_pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
     def kill(self) -> None:
         """End radiusd at once (the server that died in radius-failover)."""
+        self._signal(signal.SIGKILL)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
@@ -183,6 +206,7 @@ class FreeRadius:
         """SIGTERM, wait, SIGKILL; then raddb/ goes (the log stays for the run folder)."""
         proc = self.process
         try:
+            self._signal(signal.SIGTERM)
             if proc is not None and proc.poll() is None:
                 try:
                     os.kill(proc.pid, signal.SIGTERM)
@@ -192,6 +216,10 @@ class FreeRadius:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+            deadline = time.monotonic() + timeout
+            while self.radiusd_pids() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._signal(signal.SIGKILL)
         finally:
             self.process = None
             shutil.rmtree(self.raddb, ignore_errors=True)
