@@ -7,9 +7,10 @@ root inside the node's namespace (the copied files keep their owner), and adds f
 hosts/<node>/ folder or from arguments: `clients.conf` (the gateways and their shared secrets)
 and `users` (FreeRADIUS's files-module syntax: `carol Cleartext-Password := "..."` and reply
 attributes such as Framed-IP-Address and Class), and files under mods-enabled/, sites-enabled/
-and policy.d/ that replace Debian's of the same name (radius-mfa: EAP-GTC and the TOTP check). `start()` waits for "Ready to process
-requests"; `stop()` ends radiusd (SIGTERM, then SIGKILL) and removes raddb/, keeping the log;
-the process is started through the node's start_process, so the lab's cleanup knows it too.
+and policy.d/ that replace Debian's of the same name (radius-mfa: EAP-GTC and the TOTP check).
+`start()` waits for "Ready to process requests"; `stop()` ends radiusd (SIGTERM, then SIGKILL)
+and removes raddb/, keeping the log; the process is started through the node's start_process,
+so the lab's cleanup knows it too.
 """
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from lab.ike.config import AuthConfig
 from lab.ike.const import EapCode, EapType
 from lab.ike.eap import EapPacket, EapPeer
 from lab.ike.eap.gtc import GtcPeer, check_base32, totp_code
-from lab.ike.events import RadiusRequest
 from lab.ike.identity import Identity
 from lab.ike.memnet import EAP_PASSWORD
 
