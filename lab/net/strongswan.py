@@ -51,6 +51,7 @@ PLUGIN_PACKAGES = {
     "curve25519": "libstrongswan-standard-plugins",
     "eap-mschapv2": "libcharon-extauth-plugins",
     "eap-gtc": "libcharon-extra-plugins",
+    "eap-radius": "libcharon-extra-plugins",
     "eap-identity": "libcharon-extra-plugins",
     "eap-md5": "libcharon-extra-plugins",
     "eap-tls": "libcharon-extra-plugins",
@@ -145,15 +146,41 @@ def check_installed(charon: str = CHARON, swanctl: str = SWANCTL, plugin_dir: st
         raise StrongSwanError("running strongSwan in a network namespace needs root: run this as root (e.g. with sudo).")
 
 
+def eap_radius_section(swanctl_conf: str) -> str | None:
+    """The `eap-radius { ... }` section inside a swanctl.conf's `ipsec-lab { }` section, as text:
+    the lab keeps there what strongSwan reads from strongswan.conf's charon.plugins.eap-radius
+    (same keys, same syntax), so one swanctl.conf serves our daemon and charon. None without it."""
+    outer = re.search(r"^ipsec-lab\s*\{", swanctl_conf, re.MULTILINE)
+    if outer is None:
+        return None
+    body = swanctl_conf[outer.end():]
+    inner = re.search(r"(?m)^\s*eap-radius\s*\{", body)
+    if inner is None:
+        return None
+    depth, quoted = 0, False
+    for i, c in enumerate(body[inner.start():], inner.start()):
+        if c == '"':
+            quoted = not quoted
+        elif not quoted and c == "{":
+            depth += 1
+        elif not quoted and c == "}":
+            depth -= 1
+            if depth == 0:
+                return body[inner.start():i + 1].strip()
+    return None
+
+
 def render_strongswan_conf(
     vici_socket: str | os.PathLike,
     log_file: str | os.PathLike,
     log_levels: Mapping[str, int] | None = None,
     plugins: Iterable[str] = CHARON_PLUGINS,
     swanctl_plugins: Iterable[str] = SWANCTL_PLUGINS,
+    eap_radius: str | None = None,
 ) -> str:
     """A strongswan.conf for one charon: monolithic plugin list, its own vici socket, a
-    file log with the given levels (`{"default": 1, "ike": 2, ...}`)."""
+    file log with the given levels (`{"default": 1, "ike": 2, ...}`), and with `eap_radius`
+    (an `eap-radius { ... }` section) the eap-radius plugin and its settings."""
     levels = dict(DEFAULT_LOG_LEVELS if log_levels is None else log_levels)
     for key in levels:
         if key != "default" and key not in LOG_SUBSYSTEMS:
@@ -161,6 +188,7 @@ def render_strongswan_conf(
     level_lines = "".join(f"        {k} = {int(v)}\n" for k, v in levels.items())
     uri = f"unix://{os.fspath(vici_socket)}"
     # strongswan.conf(5): a value runs to the end of its line, so one key per line.
+    plugins = list(plugins) + (["eap-radius"] if eap_radius and "eap-radius" not in plugins else [])
     return (
         "charon {\n"
         "  load_modular = no\n"
@@ -169,6 +197,7 @@ def render_strongswan_conf(
         "    vici {\n"
         f"      socket = {uri}\n"
         "    }\n"
+        + ("".join(f"    {line}\n" for line in eap_radius.splitlines()) if eap_radius else "") +
         "  }\n"
         "  filelog {\n"
         "    charon-log {\n"
@@ -247,6 +276,7 @@ class StrongSwan(Peer):
         self.out_path = self.workdir / "charon.out"
         self.process: subprocess.Popen | None = None
         self.missing_plugins: list[str] = []
+        self.eap_radius: str | None = None  # the eap-radius section of the swanctl.conf, for strongswan.conf
         self.seen_sas: dict[int, dict[str, str]] = {}  # IKE SA unique id -> VICI fields (SPIs, algorithms)
 
     # -- files ---------------------------------------------------------------------
@@ -260,7 +290,9 @@ class StrongSwan(Peer):
 
     def write_config(self, swanctl_conf: str, secrets: str | None = None) -> Path:
         """Write swanctl/swanctl.conf (and, if given, swanctl/conf.d/secrets.conf, which
-        swanctl.conf includes); returns the swanctl.conf path."""
+        swanctl.conf includes); returns the swanctl.conf path. An ipsec-lab { eap-radius { } }
+        section goes to strongswan.conf (charon.plugins.eap-radius), as the scenarios write it."""
+        self.eap_radius = eap_radius_section(swanctl_conf)
         self._write_strongswan_conf()
         text = swanctl_conf
         if secrets is not None:
@@ -290,8 +322,11 @@ class StrongSwan(Peer):
                 self.log_levels,
                 plugins,
                 [p for p in SWANCTL_PLUGINS if p in have],
+                self.eap_radius,
             )
         )
+        if self.eap_radius and "eap-radius" not in have:
+            self.missing_plugins.append("eap-radius")
 
     # -- process -------------------------------------------------------------------
 
