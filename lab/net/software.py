@@ -112,7 +112,9 @@ class Service:
 SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("freeradius", "FreeRADIUS", "FreeRADIUS 3.2 (Debian's `freeradius`), the RADIUS server of auth = "
             "eap-radius gateways: `clients.conf` (the gateways and their secrets) and `users` (files-module "
-            "syntax, e.g. `carol Cleartext-Password := \"...\"` with Framed-IP-Address)",
+            "syntax, e.g. `carol Cleartext-Password := \"...\"` with Framed-IP-Address); files under "
+            "`mods-enabled/`, `sites-enabled/` and `policy.d/` replace Debian's of that name (radius-mfa's "
+            "EAP-GTC and TOTP check)",
             ".radius:FreeRadius", ("clients.conf", "users")),
 )}
 
