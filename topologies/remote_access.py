@@ -6,6 +6,9 @@ sit behind NAT boxes (home routers, hotel Wi-Fi), several behind the same one.
                                                               +-- inet -- gw ---- server
     client2 ----- lan2 -- nat2 (192.168.2.1 | 198.51.100.2) --+   198.51.100.10 | 10.2.0.1   10.2.0.10
 
+With servers=2 or more, gw's LAN is a switch (corp) with server (10.2.0.10), server2 (10.2.0.11), ...
+on it (server<n> at 10.2.0.(9+n)): radius-failover's two RADIUS servers.
+
 Client i sits behind NAT box ((i-1) mod nats) + 1, at 192.168.k.(10+i); with nats=0 the
 clients sit on the internet at 198.51.100.(100+i). The gateway hands out virtual IPs from the
 pool in its swanctl.conf (10.3.0.0/24 by convention); the server routes them back through gw.
@@ -29,14 +32,25 @@ class RemoteAccess(LabTopo):
         "nats": Param(2, "how many NAT boxes the clients sit behind (0: clients on the internet)",
                       minimum=0, maximum=20),
         "mapping": Param("preserve", "the NAT boxes' port mapping: preserve or random", ("preserve", "random")),
+        "servers": Param(1, "how many servers on the LAN (server, server2 at 10.2.0.11, ...; more than one: "
+                            "on a LAN switch)", minimum=1, maximum=9),
     }
 
-    def build(self, clients: int = 3, nats: int = 2, mapping: str = "preserve") -> None:
+    def build(self, clients: int = 3, nats: int = 2, mapping: str = "preserve", servers: int = 1) -> None:
         self.node("inet", "switch")
         self.node("gw", "gateway")
         self.node("server", "host")
         self.link("gw", "gw-wan", "198.51.100.10/24", "inet", "inet-gw", None)
-        self.link("gw", "gw-lan", "10.2.0.1/24", "server", "server-lan", "10.2.0.10/24")
+        if servers == 1:
+            self.link("gw", "gw-lan", "10.2.0.1/24", "server", "server-lan", "10.2.0.10/24")
+        else:
+            self.node("corp", "switch")
+            self.link("gw", "gw-lan", "10.2.0.1/24", "corp", "corp-gw", None)
+            self.link("server", "server-lan", "10.2.0.10/24", "corp", "corp-server", None)
+            for n in range(2, servers + 1):
+                self.node(f"server{n}", "host")
+                self.link(f"server{n}", f"server{n}-lan", f"10.2.0.{9 + n}/24", "corp", f"corp-server{n}", None)
+                self.route(f"server{n}", "default", "10.2.0.1")
         self.route("server", "default", "10.2.0.1")
         behind: dict[int, list[int]] = {k: [] for k in range(1, nats + 1)}
         for i in range(1, clients + 1):

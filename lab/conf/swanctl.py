@@ -54,6 +54,7 @@ from lab.ike.config import (
     parse_time,
     parse_traffic_selectors,
 )
+from lab.ike.eap.gtc import check_base32
 from lab.ike.identity import Identity
 from lab.ike.payloads import Proposal
 from lab.ike.profiles import client_profile
@@ -752,6 +753,10 @@ class _Builder:
             raise _at(values["auth"][1], section.path).error(
                 "auth = eap on the remote side leaves the method open; as a server ipsec-lab asks for one: "
                 "write eap-md5, eap-mschapv2, eap-tls or eap-ttls")
+        if side == "remote" and auth.method == AuthClass.EAP_GTC:
+            raise _at(values["auth"][1], section.path).error(
+                "auth = eap-gtc is a client's method in ipsec-lab: a gateway checks the password and code "
+                "through its RADIUS server (auth = eap-radius)")
         order = values["round"][0] if "round" in values else None
         for key, folder in (("certs", "x509"), ("cacerts", "x509ca")):
             if key in values:
@@ -824,6 +829,7 @@ class _Builder:
     def _shared_key(self, section: Section, kind: str = "IKE") -> SharedKey:
         secret = None
         ids = []
+        totp = None
         for key, setting in section.settings.items():
             if key == "secret":
                 if setting.value is not None:
@@ -831,12 +837,17 @@ class _Builder:
             elif key.startswith("id"):
                 if setting.value is not None:
                     ids.append(self._convert(setting, section.path, Identity.parse))
+            elif key == "totp" and kind == "EAP":
+                # ipsec-lab's own (strongSwan has none): the authenticator app's secret, RFC 6238
+                if setting.value is not None:
+                    totp = self._convert(setting, section.path, check_base32)
             else:
+                supported = "secret, id<suffix>, totp" if kind == "EAP" else "secret, id<suffix>"
                 raise _at(setting, section.path).error(
-                    f"unknown key '{key}' in {kind} secret '{section.name}' (supported: secret, id<suffix>)")
+                    f"unknown key '{key}' in {kind} secret '{section.name}' (supported: {supported})")
         if secret is None:
             raise _at_section(section).error(f"{kind} secret '{section.name}' has no secret: add secret = \"...\"")
-        return SharedKey(section.name, secret, ids)
+        return SharedKey(section.name, secret, ids, totp)
 
     def _passphrase(self, section: Section, folder: str) -> None:
         file_setting = section.settings.get("file")
@@ -1007,7 +1018,8 @@ class _Builder:
         if auth.method == AuthClass.PSK and not config.secrets.ike:
             raise anchor.error(f"auth = psk needs a pre-shared key: add secrets {{ ike-{name} {{ "
                                f"id = ...  secret = \"...\" }} }}")
-        needs_password = auth.method in (AuthClass.EAP_MD5, AuthClass.EAP_MSCHAPV2, AuthClass.EAP_TTLS) or (
+        needs_password = auth.method in (AuthClass.EAP_MD5, AuthClass.EAP_MSCHAPV2, AuthClass.EAP_TTLS,
+                                         AuthClass.EAP_GTC) or (
             auth.method == AuthClass.EAP and not auth.certs)
         if needs_password and not config.secrets.eap:
             raise anchor.error(f"auth = {auth.method} needs a password: add secrets {{ eap-user {{ "

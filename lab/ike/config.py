@@ -80,6 +80,7 @@ class AuthClass(StrEnum):
     EAP_MSCHAPV2 = "eap-mschapv2"
     EAP_TLS = "eap-tls"
     EAP_TTLS = "eap-ttls"
+    EAP_GTC = "eap-gtc"  # a client only: password (and one-time code) to a gateway that relays to RADIUS
     EAP_RADIUS = "eap-radius"  # a remote round only: the EAP conversation relayed to RADIUS (RFC 3579)
 
     @property
@@ -696,11 +697,14 @@ class IkeConfig:
 
 @dataclass
 class SharedKey:
-    """An IKE pre-shared key (swanctl.conf `secrets.ike<suffix>`). No ids: it matches anyone."""
+    """An IKE pre-shared key (swanctl.conf `secrets.ike<suffix>`). No ids: it matches anyone.
+    An EAP secret may carry `totp`, the base32 secret of the user's authenticator app (RFC 6238),
+    whose current code EAP-GTC sends after the password."""
 
     name: str
     secret: bytes = field(repr=False)
     ids: list[Identity] = field(default_factory=list)
+    totp: str | None = field(default=None, repr=False)
 
     def match(self, local_id: Identity | None, remote_id: Identity | None) -> tuple[int, int]:
         """(match of local_id, match of remote_id) against the owners, strongSwan mem_cred.c has_owner."""
@@ -743,8 +747,12 @@ class Secrets:
 
     def find_eap(self, local_id: Identity | None, remote_id: Identity | None) -> bytes | None:
         """The EAP secret (password) between `local_id` and `remote_id`, chosen like `find_psk`."""
-        key = Secrets(ike=self.eap).find_shared_key(local_id, remote_id)
+        key = self.find_eap_key(local_id, remote_id)
         return None if key is None else key.secret
+
+    def find_eap_key(self, local_id: Identity | None, remote_id: Identity | None) -> SharedKey | None:
+        """The EAP secret entry (password and TOTP secret) chosen like `find_psk`."""
+        return Secrets(ike=self.eap).find_shared_key(local_id, remote_id)
 
     def find_shared_key(self, local_id: Identity | None, remote_id: Identity | None) -> SharedKey | None:
         """The PSK for an IKE SA between `local_id` and `remote_id`, chosen like strongSwan's

@@ -6,9 +6,11 @@ its log, run and accounting directories under workdir (nothing is written outsid
 root inside the node's namespace (the copied files keep their owner), and adds from a
 hosts/<node>/ folder or from arguments: `clients.conf` (the gateways and their shared secrets)
 and `users` (FreeRADIUS's files-module syntax: `carol Cleartext-Password := "..."` and reply
-attributes such as Framed-IP-Address and Class). `start()` waits for "Ready to process
-requests"; `stop()` ends radiusd (SIGTERM, then SIGKILL) and removes raddb/, keeping the log;
-the process is started through the node's start_process, so the lab's cleanup knows it too.
+attributes such as Framed-IP-Address and Class), and files under mods-enabled/, sites-enabled/
+and policy.d/ that replace Debian's of the same name (radius-mfa: EAP-GTC and the TOTP check).
+`start()` waits for "Ready to process requests"; `stop()` ends radiusd (SIGTERM, then SIGKILL)
+and removes raddb/, keeping the log; the process is started through the node's start_process,
+so the lab's cleanup knows it too.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any, Self
 
 FREERADIUS = "/usr/sbin/freeradius"
 DEBIAN_RADDB = Path("/etc/freeradius/3.0")
+OVERRIDES = ("mods-enabled", "sites-enabled", "policy.d")  # hosts/<node>/ folders copied over raddb/
 
 
 class FreeRadiusError(RuntimeError):
@@ -146,8 +149,10 @@ class FreeRadius:
         eap.write_text("\n".join(lines) + "\n")
 
     def load(self, folder: str | Path) -> None:
-        """A hosts/<node>/ folder: its clients.conf and users, and certs/ with server.pem,
-        server.key and ca.pem for the TLS-based EAP methods (any of them may be missing)."""
+        """A hosts/<node>/ folder: its clients.conf and users, certs/ with server.pem, server.key
+        and ca.pem for the TLS-based EAP methods (any of them may be missing), and the files under
+        its mods-enabled/, sites-enabled/ and policy.d/, each in place of Debian's file of that
+        name (e.g. radius-mfa's eap module, TOTP and virtual server)."""
         folder = Path(folder)
         if (folder / "clients.conf").exists():
             self.add_clients((folder / "clients.conf").read_text())
@@ -156,6 +161,19 @@ class FreeRadius:
         certs = folder / "certs"
         if (certs / "server.pem").exists():
             self.set_tls(*((certs / name).read_bytes() for name in ("server.pem", "server.key", "ca.pem")))
+        for sub in OVERRIDES:
+            for path in sorted((folder / sub).glob("*")) if (folder / sub).is_dir() else ():
+                if path.is_file():
+                    self.put(f"{sub}/{path.name}", path.read_text())
+
+    def put(self, name: str, text: str) -> None:
+        """raddb/<name> (e.g. mods-enabled/eap) with `text`, in place of Debian's file or link."""
+        self.prepare()
+        target = self.raddb / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.write_text(text)
 
     # -- process -------------------------------------------------------------------
 
@@ -188,8 +206,31 @@ class FreeRadius:
             time.sleep(0.05)
         return self
 
+    def radiusd_pids(self) -> list[int]:
+        """The radiusd processes of this raddb/. Not only `process`: the node's launcher (mnexec
+        -d) may fork before it runs radiusd, and then `process` is the launcher, long gone."""
+        wanted = [self.binary, "-X", "-d", str(self.raddb)]
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+                except OSError:
+                    continue
+                if argv == wanted:
+                    pids.append(int(entry.name))
+        return pids
+
+    def _signal(self, signum: int) -> None:
+        for pid in self.radiusd_pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
     def kill(self) -> None:
         """End radiusd at once (the server that died in radius-failover)."""
+        self._signal(signal.SIGKILL)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
@@ -199,6 +240,7 @@ class FreeRadius:
         """SIGTERM, wait, SIGKILL; then raddb/ goes (the log stays for the run folder)."""
         proc = self.process
         try:
+            self._signal(signal.SIGTERM)
             if proc is not None and proc.poll() is None:
                 try:
                     os.kill(proc.pid, signal.SIGTERM)
@@ -208,6 +250,10 @@ class FreeRadius:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+            deadline = time.monotonic() + timeout
+            while self.radiusd_pids() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._signal(signal.SIGKILL)
         finally:
             self.process = None
             shutil.rmtree(self.raddb, ignore_errors=True)

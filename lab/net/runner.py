@@ -127,6 +127,7 @@ class Runner:
         self.after_step = after_step  # e.g. narration: it may read the peers' logs and traces so far
         self.lab: Lab | None = None
         self.peers: dict[str, Peer] = {}
+        self.services: dict[str, Any] = {}  # node -> its service's server (lab.net.software.SERVICES)
         self.snapshots: dict[str, dict[str, list[IkeSaInfo]]] = {}   # step name -> node -> SAs after it
         self.result = RunResult(scenario=scenario.name, title=scenario.title, folder=str(scenario.folder),
                                 out=str(self.out), passed=False, started=time.time(), nodes=dict(scenario.gateways))
@@ -177,6 +178,7 @@ class Runner:
             # started first: a gateway asks its server from its first login on
             server = SERVICES[service].make(self.lab.node(node), self.out / "nodes" / node, node)
             server.load(scenario.host_folder(node))
+            self.services[node] = server
             self.lab.on_stop(server.stop)
             server.start()
         self.lab.software.update(scenario.gateways)

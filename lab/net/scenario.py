@@ -138,7 +138,7 @@ def load(name_or_path: str | Path) -> Scenario:
     nat = _nat(r, top, topo)
     knobs = _knobs(r, top, topo)
     taps, merge = _taps(r, top, topo)
-    ctx = Context(r, set(topo.hosts()), gateways, topo, taps=taps)
+    ctx = Context(r, set(topo.hosts()), gateways, topo, taps=taps, services=services)
     steps = _steps(ctx, top)
     ctx.steps = steps
     checks = parse_checks(ctx, top.get("checks", []) or [], r.line(top, "checks"), "checks", timeout)

@@ -117,7 +117,9 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
     Service("freeradius", "FreeRADIUS", "FreeRADIUS 3.2 (Debian's `freeradius`), the RADIUS server of auth = "
             "eap-radius gateways: `clients.conf` (the gateways and their secrets) and `users` (files-module "
             "syntax, e.g. `carol Cleartext-Password := \"...\"` with Framed-IP-Address); optionally `certs/` "
-            "(server.pem, server.key, ca.pem) for EAP-TTLS and EAP-TLS, instead of Debian's snakeoil certificate",
+            "(server.pem, server.key, ca.pem) for EAP-TTLS and EAP-TLS, instead of Debian's snakeoil certificate; files "
+            "under `mods-enabled/`, `sites-enabled/` and `policy.d/` replace Debian's of that name (radius-mfa's "
+            "EAP-GTC and TOTP check)",
             ".radius:FreeRadius", ("clients.conf", "users")),
 )}
 

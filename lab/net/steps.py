@@ -57,6 +57,7 @@ class Context:
     topo: LabTopo
     steps: list[Any] = field(default_factory=list)   # the scenario's steps (for checks)
     taps: list[Any] = field(default_factory=list)
+    services: dict[str, str] = field(default_factory=dict)  # node -> service (services:)
 
     @property
     def file(self) -> Path:
@@ -252,14 +253,26 @@ class StopStep(_GatewaysStep):
 @STEPS.add
 class KillStep(_GatewaysStep):
     name = "kill"
-    does = "kills a daemon without a goodbye (a crash)"
+    does = "kills a daemon without a goodbye (a crash), or a service's server (services:)"
+    fields = (Field("nodes", "gateways or service nodes", required=True),)
+
+    def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
+        value = f.args.get("nodes")
+        names = [value] if isinstance(value, str) else value
+        if isinstance(names, list) and names and all(isinstance(n, str) and n in ctx.services for n in names):
+            out["nodes"] = list(names)
+            return
+        out["nodes"] = nodes_field(f, ctx)
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"kill {', '.join(a['nodes'])} (crash)"
 
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         for node in a["nodes"]:
-            run.peers[node].kill()
+            if node in run.services:
+                run.services[node].kill()
+            else:
+                run.peers[node].kill()
         return "killed without a chance to say goodbye"
 
 

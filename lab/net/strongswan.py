@@ -39,11 +39,11 @@ PLUGIN_DIR = "/usr/lib/ipsec/plugins"
 CHARON_PLUGINS = (
     "random nonce openssl aes sha1 sha2 hmac xcbc cmac gcm kdf curve25519 gmp pem pkcs1 x509 revocation pubkey "
     "kernel-libipsec kernel-netlink socket-default vici "
-    "eap-identity eap-md5 eap-mschapv2 eap-tls eap-ttls attr updown"
+    "eap-identity eap-md5 eap-mschapv2 eap-gtc eap-tls eap-ttls attr updown"
 ).split()
 # Sections of a swanctl.conf's `ipsec-lab { ... }` (which swanctl ignores) that are strongSwan's
 # own plugin settings under the same names: copied into strongswan.conf's charon.plugins.
-PLUGIN_SECTIONS = ("eap-ttls",)
+PLUGIN_SECTIONS = ("eap-ttls", "eap-radius")  # of swanctl.conf's ipsec-lab section, for strongswan.conf
 REQUIRED_PLUGINS = ("random", "nonce", "kernel-libipsec", "kernel-netlink", "socket-default", "vici")
 SWANCTL_PLUGINS = "random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 pkcs8 x509 pubkey".split()
 
@@ -54,6 +54,8 @@ PLUGIN_PACKAGES = {
     "gcm": "libstrongswan-standard-plugins",
     "curve25519": "libstrongswan-standard-plugins",
     "eap-mschapv2": "libcharon-extauth-plugins",
+    "eap-gtc": "libcharon-extra-plugins",
+    "eap-radius": "libcharon-extra-plugins",
     "eap-identity": "libcharon-extra-plugins",
     "eap-md5": "libcharon-extra-plugins",
     "eap-tls": "libcharon-extra-plugins",
@@ -183,6 +185,9 @@ def render_strongswan_conf(
     level_lines = "".join(f"        {k} = {int(v)}\n" for k, v in levels.items())
     uri = f"unix://{os.fspath(vici_socket)}"
     # strongswan.conf(5): a value runs to the end of its line, so one key per line.
+    # the eap-radius plugin is loaded where its settings are given (our scenarios' gateways)
+    plugins = list(plugins) + (["eap-radius"] if plugin_settings and "eap-radius" in plugin_settings
+                               and "eap-radius" not in plugins else [])
     return (
         "charon {\n"
         "  load_modular = no\n"
@@ -338,6 +343,8 @@ class StrongSwan(Peer):
                 self.plugin_settings,
             )
         )
+        if "eap-radius" in self.plugin_settings and "eap-radius" not in have:
+            self.missing_plugins.append("eap-radius")
 
     # -- process -------------------------------------------------------------------
 

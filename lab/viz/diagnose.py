@@ -9,6 +9,9 @@ it saw and what would tell.
 Causes it knows, looked for in this order (the first detector that finds its evidence speaks):
 
     missing-name         a step names a child or connection the node's swanctl.conf lacks
+    mfa-code-wrong, mfa-code-reused, radius-password-wrong, radius-rejected  an auth = eap-radius gateway
+                         refused a login because RADIUS answered Access-Reject (its Reply-Message says why)
+    radius-timeout       the gateway's RADIUS server did not answer: the login hung, then failed
     windows-13868, windows-13801  a client with profile = windows refused, in the Windows error's words:
                          no proposal in common (Windows' default MODP-1024), or a gateway certificate
                          Windows does not take (no serverAuth EKU, the name not in a dNSName)
@@ -893,6 +896,153 @@ def _windows(run: Run) -> Diagnosis | None:
     return None
 
 
+# ------------------------------------------------------------------ RADIUS: MFA refusals, a server that does not answer
+
+
+_RADIUS_REJECT = re.compile(r"RADIUS server (\S+) answered Access-Reject(?: \((.*)\))?$")
+_RADIUS_SILENT = re.compile(r"RADIUS server (\S+) \(([^)]+)\) did not answer")
+
+
+def _radius_user(run: Run, index: int | None) -> tuple[str, str]:
+    """(the client node of the failed step, its user's name) for the paragraph."""
+    node = str(run.step_args(index).get("node", "")) if index else ""
+    conn = run.conn(node) if node else None
+    user = conn.local_id if conn is not None and conn.local_id else ""
+    return node or "the client", user or "the user"
+
+
+def _radius(run: Run) -> Diagnosis | None:
+    """A gateway with auth = eap-radius refused a login because RADIUS said no (the reason in
+    its Reply-Message: a wrong or reused one-time code, a wrong password) or did not answer."""
+    failed = run.first_failed
+    if failed is None:
+        return None
+    for r in run.records:
+        if r.get("kind") != "event" or r.get("event") != "AuthFailed" or r.get("by_peer") or r.get("wall") is None:
+            continue
+        if run.step_at(r["wall"]) != failed["index"]:
+            continue
+        reason = str(r.get("reason", ""))
+        gw = str(r.get("node"))
+        node, user = _radius_user(run, failed["index"])
+        evidence = [f"{gw}: authentication of the peer failed: {reason}"]
+        reject = _RADIUS_REJECT.search(reason)
+        if reject is not None:
+            server, said = reject.group(1), reject.group(2) or ""
+            return _radius_reject(run, gw, node, user, server, said, failed["index"], r["wall"], evidence)
+        silent = _RADIUS_SILENT.search(reason)
+        if silent is not None:
+            return _radius_timeout(run, r, gw, node, user, silent.group(1), silent.group(2), failed["index"], evidence)
+    return None
+
+
+def _radius_reject(run: Run, gw: str, node: str, user: str, server: str, said: str, step: int, wall: float,
+                   evidence: list[str]) -> Diagnosis:
+    head = (f"{user} on {node} could not log in: {gw} asks RADIUS server {server} (auth = eap-radius), and it "
+            f"answered Access-Reject")
+    client = f"hosts/{node}/swanctl.conf"
+    tail = (f" {node} itself sees only an EAP Failure; the reason is in {gw}'s log, from the Reply-Message "
+            f"FreeRADIUS put in its Access-Reject.")
+    if "one-time code wrong" in said:
+        paragraph = (f"{head}: the password was right, the one-time code was wrong (FreeRADIUS: “{said}”). "
+                     f"An authenticator app computes its code from the secret it was enrolled with and the time of "
+                     f"day (TOTP, RFC 6238): either {user}'s phone holds another secret than FreeRADIUS (an old QR "
+                     f"code, a token issued again) or its clock is off by more than the 30 seconds a code lives. "
+                     f"What to tell the user: set the phone's time to automatic and log in with a new code; if it "
+                     f"still fails, enrol the app again with the QR code of the secret FreeRADIUS holds (here: the "
+                     f"totp of {user}'s eap secret in {client} must be {user}'s TOTP-Secret in FreeRADIUS's users "
+                     f"file).{tail}")
+        return Diagnosis("mfa-code-wrong", "MFA: the one-time code was refused (wrong code or the phone's clock)",
+                         paragraph, step, wall, evidence)
+    if "already used" in said:
+        paragraph = (f"{head}: the one-time code had been used before (FreeRADIUS: “{said}”). A code is good for "
+                     f"one login (RFC 6238 §5.2): {user} logged in a moment ago, or tried again right after a "
+                     f"failure, while the app still showed the same code. What to tell the user: wait until the app "
+                     f"shows a new code (at most 30 seconds) and log in with that one. If {user} did not log in "
+                     f"just before, someone else used the code (seen over the shoulder or phished): change the "
+                     f"password.{tail}")
+        return Diagnosis("mfa-code-reused", "MFA: the one-time code was already used (replay)", paragraph, step, wall,
+                         evidence)
+    if "password wrong" in said:
+        paragraph = (f"{head}: the password is wrong (FreeRADIUS: “{said}”); the one-time code was not even "
+                     f"checked. What to tell the user: check the password (caps lock, a recent change) and type it, "
+                     f"then the code; if it is forgotten, reset it in the directory FreeRADIUS reads (here its users "
+                     f"file).{tail}")
+        return Diagnosis("radius-password-wrong", "RADIUS refused the password", paragraph, step, wall, evidence)
+    why = f" (FreeRADIUS: “{said}”)" if said else " without saying why"
+    paragraph = (f"{head}{why}. The user is unknown to RADIUS, the password or second factor is wrong, or a policy "
+                 f"refuses the login; FreeRADIUS's own log (nodes/<server>/radiusd.log in the run folder) names the "
+                 f"module that refused.{tail}")
+    return Diagnosis("radius-rejected", "RADIUS refused the login", paragraph, step, wall, evidence)
+
+
+def _step_nodes(value: Any) -> list[str]:
+    """The nodes of a step written `kill: X`, `kill: [X, Y]` or `kill: {nodes: ...}`."""
+    if isinstance(value, dict):
+        value = value.get("nodes")
+    return [value] if isinstance(value, str) else [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _radius_servers(path: Path) -> list[str]:
+    """The server names in the eap-radius section's servers { } of a swanctl.conf (none if unreadable)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    start = re.search(r"\bservers\s*\{", text)
+    if start is None:
+        return []
+    names, depth = [], 1
+    for token in re.finditer(r"([\w.-]+)\s*\{|\}", text[start.end():]):
+        if token.group(0) == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        else:
+            if depth == 1:
+                names.append(token.group(1))
+            depth += 1
+    return names
+
+
+def _radius_timeout(run: Run, r: dict, gw: str, node: str, user: str, server: str, address: str, step: int,
+                    evidence: list[str]) -> Diagnosis:
+    asked = [x for x in run.records if x.get("node") == gw and x.get("kind") == "note" and x.get("what") == "radius"
+             and x.get("ike_sa") == r.get("ike_sa") and x.get("dir") == "out" and x.get("wall") is not None
+             and x["wall"] <= r["wall"]]
+    waited = r["wall"] - asked[-1]["wall"] if asked else None
+    log = run.root / "nodes" / gw / "gateway.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    tries = re.findall(rf"radius: no answer from {re.escape(server)} \({re.escape(address)}\), sending again "
+                       rf"\((\d+) of (\d+)\)", text)
+    evidence += [f"{gw}: radius: no answer from {server} ({address}), sending again ({a} of {b})" for a, b in tries]
+    sent = f"sent the Access-Request {tries[-1][1]} times" if tries else "sent the Access-Request again and again"
+    host = run.owner(address)
+    killed = [s for s in run.steps if s.get("kind") == "kill" and s.get("started", 0) <= r["wall"]
+              and host in _step_nodes(run.scenario_step(s["index"]).get("kill"))] if host else []
+    cause = (f" Here radiusd on {host} was killed at step {killed[0]['index']}." if killed else
+             f" Check that FreeRADIUS runs on {host or address} and that {gw} reaches it on UDP 1812.")
+    used = re.findall(r"sending RADIUS Access-Request to server '([^']+)'", text)
+    standby = [n for n in dict.fromkeys(used + _radius_servers(run.root / "nodes" / gw / "swanctl" / "swanctl.conf"))
+               if n != server]
+    if standby:
+        after = (f" {gw} has marked {server} down and sends the next logins to {', '.join(standby)}: “try again” "
+                 f"works, and only this one login was lost.")
+    else:
+        after = (f" {gw} knows no other RADIUS server (the servers of ipsec-lab {{ eap-radius {{ ... }} }} in "
+                 f"hosts/{gw}/swanctl.conf; strongSwan: charon.plugins.eap-radius.servers): every login will hang "
+                 f"and fail the same way until {server} answers. A second server removes that single point of "
+                 f"failure.")
+    wait = f"{waited:.1f} s" if waited is not None else "the whole retransmission schedule"
+    paragraph = (f"{user} on {node} waited {wait} and then saw an authentication failure, with nothing wrong on "
+                 f"the user's side: {gw}'s RADIUS server {server} ({address}) did not answer. {gw} {sent} (RFC 2865 "
+                 f"§2.5: the same packet, waiting longer each time: retransmit_timeout and retransmit_base), gave up "
+                 f"and refused the login.{cause} A wrong shared secret looks different: answers arrive and {gw}'s "
+                 f"log says “answer from {server} refused”.{after}")
+    return Diagnosis("radius-timeout", f"The RADIUS server {server} does not answer: logins hang, then fail",
+                     paragraph, step, r.get("wall"), evidence)
+
+
 # ------------------------------------------------------------------ a check about NAT, ports or MOBIKE
 
 
@@ -1001,7 +1151,7 @@ def _unknown(run: Run) -> Diagnosis:
 
 
 DETECTORS: list[Callable[[Run], Diagnosis | None]] = [
-    _missing_name, _windows, negotiation, _flapping, _unanswered, _overlapping, _outside_selectors, _nat_expired,
+    _missing_name, _windows, _radius, negotiation, _flapping, _unanswered, _overlapping, _outside_selectors, _nat_expired,
     _esp_blocked, _pmtud,
     _config_difference]
 

@@ -1,7 +1,8 @@
 """A gateway's EAP-RADIUS half without IKE, run inside a lab node by tests/interop/test_freeradius.py:
 our EAP-MSCHAPv2 peer (the user) relayed by lab.ike.eap.radius_relay through lab.daemon.radius
 to the servers named on the command line, one login after another until one ends (a login
-that met a dead server is tried again, as a user would). Prints one JSON object."""
+that met a dead server is tried again, as a user would). `--gtc` first: EAP-GTC instead, the
+password argument then holding the password and the one-time code. Prints one JSON object."""
 from __future__ import annotations
 
 import asyncio
@@ -13,13 +14,17 @@ from lab.daemon.radius import RadiusClient, RadiusServerConfig, RadiusTimeout
 from lab.ike import radius
 from lab.ike.const import EapType
 from lab.ike.eap import EapPeer
+from lab.ike.eap.gtc import GtcPeer
 from lab.ike.eap.mschapv2 import MsChapV2Peer
 from lab.ike.eap.radius_relay import EapRadiusRelay
 
 
-async def login(client: RadiusClient, user: bytes, password: bytes) -> dict:
+async def login(client: RadiusClient, user: bytes, password: bytes, method: str = "mschapv2") -> dict:
     server = client.pick()
-    peer = EapPeer(user, {EapType.MSCHAPV2: lambda: MsChapV2Peer(user, password, os.urandom)})
+    if method == "gtc":  # the password with the one-time code already after it
+        peer = EapPeer(user, {EapType.GTC: lambda: GtcPeer(password)})
+    else:
+        peer = EapPeer(user, {EapType.MSCHAPV2: lambda: MsChapV2Peer(user, password, os.urandom)})
     relay = EapRadiusRelay(user, server.secret, os.urandom, nas_identifier=b"lab-gateway")
     request = relay.start()
     while True:
@@ -47,6 +52,9 @@ async def login(client: RadiusClient, user: bytes, password: bytes) -> dict:
 
 
 async def main() -> None:
+    method = "mschapv2"
+    if sys.argv[1] == "--gtc":
+        method = sys.argv.pop(1)[2:]
     user, password, secret, tries, timeout = sys.argv[1:6]
     servers = [RadiusServerConfig(f"r{i + 1}", *spec.split(":")[:1], secret.encode(),
                                   auth_port=int(spec.split(":")[1]), acct_port=int(spec.split(":")[1]) + 1,
@@ -57,7 +65,7 @@ async def main() -> None:
     result: dict = {"logins": []}
     for _ in range(len(servers) + 1):
         try:
-            result["logins"].append(await login(client, user.encode(), password.encode()))
+            result["logins"].append(await login(client, user.encode(), password.encode(), method))
             break
         except RadiusTimeout as error:
             result["logins"].append({"timeout": str(error)})

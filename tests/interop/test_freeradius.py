@@ -1,7 +1,8 @@
 """FreeRADIUS 3.2 as a lab service (lab.net.radius) answering our EAP-RADIUS relay and client
 (lab.ike.eap.radius_relay, lab.daemon.radius) across the lab link: EAP-MSCHAPv2 accepted with
 the MSK our peer derived, the virtual IP and Class from the users file, accounting Start and
-Stop with the session's counts; a wrong password refused; the primary server killed: the login waits, then goes to the second; nothing left."""
+Stop with the session's counts; a wrong password refused; the primary server killed: the login waits, then goes to the second; nothing left;
+radius-mfa's FreeRADIUS: password and one-time code over EAP-GTC, a wrong or replayed code refused."""
 from __future__ import annotations
 
 import json
@@ -39,9 +40,10 @@ def radius(lab, port: int = 1812, name: str = "radius") -> FreeRadius:
     return server
 
 
-def probe(lab, user: str, password: str, *servers: str, tries: int = 3, timeout: float = 1.0) -> dict:
-    argv = [sys.executable, str(ROOT / "tests" / "interop" / "radius_probe.py"), user, password, SECRET,
-            str(tries), str(timeout), *servers]
+def probe(lab, user: str, password: str, *servers: str, tries: int = 3, timeout: float = 1.0,
+          method: str = "mschapv2") -> dict:
+    argv = [sys.executable, str(ROOT / "tests" / "interop" / "radius_probe.py"),
+            *(["--gtc"] if method == "gtc" else []), user, password, SECRET, str(tries), str(timeout), *servers]
     out = lab.nodes["swgwa"].cmd(f"cd {shlex.quote(str(ROOT))} && PYTHONPATH={shlex.quote(str(ROOT))} "
                                  + " ".join(shlex.quote(a) for a in argv))
     try:
@@ -100,6 +102,47 @@ def test_primary_dies_and_the_login_fails_over(interop_lab):
     assert result["counters"]["r1"] == {"sent": 2, "retransmits": 1, "timeouts": 1}
     assert any("marked down" in line for line in result["lines"])
     assert radiusd_pids(interop_lab) == []
+
+
+MFA = ROOT / "scenarios" / "radius-mfa" / "hosts" / "server"
+ALICE_TOTP = "6GGNSNVD7SM7TUGXLQXSCS2ZE4PL7HRY"  # her TOTP-Secret in radius-mfa's users file
+
+
+def test_radius_mfa_checks_password_and_one_time_code(interop_lab):
+    """radius-mfa's FreeRADIUS (EAP-GTC, Auth-Type mfa): the right password and code are
+    accepted with the Framed-IP-Address; the same code again, a wrong code, a wrong password and
+    a missing code are each refused with their reason in Reply-Message."""
+    import time
+
+    import pyotp
+
+    server = FreeRadius(interop_lab.nodes["swgwb"], interop_lab.workdir / "mfa", "mfa")
+    server.load(MFA)
+    server.add_client("gateway", GATEWAYS["swgwa"]["wan"], SECRET)
+    totp = pyotp.TOTP(ALICE_TOTP)
+    if time.time() % 30 > 20:  # all of it within one code's 30 s (FreeRADIUS 3.2.1 takes no other step)
+        time.sleep(31 - time.time() % 30)
+    server.start()
+    wan = f"{GATEWAYS['swgwb']['wan']}:1812"
+    try:
+        code = totp.now()
+        other = next(c for c in ("000000", "111111") if c != code)
+        logins = {what: probe(interop_lab, "alice", password, wan, method="gtc")["logins"][-1]
+                  for what, password in (("right", "alice-lab-only-password" + code),
+                                         ("again", "alice-lab-only-password" + code),
+                                         ("wrong code", "alice-lab-only-password" + other),
+                                         ("wrong password", "alice-wrong" + code),
+                                         ("no code", "alice-lab-only-password"))}
+    finally:
+        server.stop()
+    right = logins["right"]
+    assert right["accepted"] and right["peer_succeeded"] and right["framed_ip"] == "10.3.0.21", logins
+    expected = {"again": "one-time code already used: wait for the next code",  # RFC 6238 §5.2
+                "wrong code": "one-time code wrong (or the phone's clock is off)",
+                "wrong password": "password wrong",
+                "no code": "no one-time code: the password came without the 6-digit code"}
+    assert {what: (logins[what]["accepted"], logins[what]["reply_message"]) for what in expected} == \
+        {what: (False, why) for what, why in expected.items()}, logins
 
 
 def test_start_failure_leaves_nothing(interop_lab):

@@ -197,3 +197,49 @@ VARIANTS += [
             "windows-13801", ["Windows error 13801", "credentials are unacceptable", "serverAuth",
                               "--flag serverAuth"], _windows_no_eku),
 ]
+
+
+def _mfa_wrong_code(folder: Path) -> None:
+    # bob's phone enrolled with an old secret, and no re-enrolment: the first part of radius-mfa
+    init_only(folder, node="client2", child="lan", timeout=5)
+
+
+def _mfa_code_reused(folder: Path) -> None:
+    # alice logs in, off, and in again with the same code (within one 30-second step)
+    set_steps(folder, [{"start": "all"}, {"run": {"node": "client1", "cmd": "sleep $(( 31 - $(date +%s) % 30 ))",
+                                                  "timeout": 40}},
+                       {"initiate": {"node": "client1", "child": "lan"}}, {"terminate": {"node": "client1", "ike": "rw"}},
+                       {"initiate": {"node": "client1", "child": "lan", "timeout": 5}}])
+
+
+def _radius_down(folder: Path, one_server: bool = False) -> None:
+    # the primary RADIUS server killed before bob logs in; with one_server gw knows no other
+    if one_server:
+        conf = folder / "hosts/gw/swanctl.conf"
+        text = conf.read_text()
+        start = text.index("      server2 {")
+        conf.write_text(text[:start] + text[text.index("      }\n", start) + len("      }\n"):])
+    set_steps(folder, [{"start": "all"}, {"kill": ["server"]},
+                       {"initiate": {"node": "client2", "child": "lan", "timeout": 25}}])
+
+
+VARIANTS += [
+    Variant("radius-mfa-wrong-code", "radius-mfa", "bob's authenticator app holds another secret than FreeRADIUS",
+            "mfa-code-wrong", ["the one-time code was wrong", "one-time code wrong (or the phone's clock is off)",
+                               "set the phone's time to automatic", "enrol the app again",
+                               "hosts/client2/swanctl.conf", "bob on client2"], _mfa_wrong_code,
+            never=["password is wrong", "already used"]),
+    Variant("radius-mfa-code-reused", "radius-mfa", "alice logs in again at once with the code she has just used",
+            "mfa-code-reused", ["had been used before", "RFC 6238 §5.2", "wait until the app shows a new code",
+                                "alice on client1"], _mfa_code_reused, never=["code was wrong", "clock"]),
+    Variant("radius-failover-unfixed", "radius-failover",
+            "the primary RADIUS server dies and bob's login is expected to work", "radius-timeout",
+            ["bob on client2 waited", "s and then saw an authentication failure", "did not answer",
+             "sent the Access-Request 3 times",
+             "radiusd on server was killed at step 2", "sends the next logins to server2", "“try again” works"],
+            _radius_down, never=["password", "one-time code"]),
+    Variant("radius-failover-one-server", "radius-failover",
+            "the primary RADIUS server dies and gw knows no second server", "radius-timeout",
+            ["did not answer", "knows no other RADIUS server", "hosts/gw/swanctl.conf", "single point of failure"],
+            lambda f: _radius_down(f, one_server=True), never=["server2"]),
+]

@@ -293,3 +293,28 @@ def test_service_mistakes_name_file_line_and_field(folder, services, words):
 def _error_of(folder: Path, text: str) -> sc.ScenarioError:
     _write(folder, text)
     return _error(folder)
+
+
+def test_kill_takes_a_service_node_or_a_gateway(folder):
+    """radius-failover's `kill: [server]`: a service's server dies like a daemon; a plain host
+    (no service) is still refused."""
+    hosts = folder / "hosts" / "hostb"
+    hosts.mkdir()
+    (hosts / "clients.conf").write_text("")
+    (hosts / "users").write_text("")
+    with_service = BASE.replace("steps:", "services:\n  hostb: freeradius\nsteps:")
+    loaded = sc.load(_write(folder, with_service.replace("steps:\n", "steps:\n  - kill: [hostb]\n", 1)))
+    kill = next(s for s in loaded.steps if s.kind == "kill")
+    assert kill.args["nodes"] == ["hostb"]
+    error = _error_of(folder, BASE.replace("steps:\n", "steps:\n  - kill: [hostb]\n", 1))
+    assert "'hostb' runs no IKE daemon" in str(error)
+
+
+def test_remote_access_with_two_servers():
+    from lab.net.topology import load
+
+    topo = load("remote-access")(clients=1, nats=0, servers=2)
+    assert {"server", "server2", "corp"} <= set(topo.hosts())
+    assert topo.nodeInfo("server2")["intfs"]["server2-lan"]["addrs"] == ["10.2.0.11/24"]
+    assert topo.nodeInfo("server")["intfs"]["server-lan"]["addrs"] == ["10.2.0.10/24"]
+    assert "server2" not in load("remote-access")(clients=1, nats=0).hosts()

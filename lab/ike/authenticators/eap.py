@@ -13,6 +13,7 @@ from ..config import AuthClass, AuthConfig
 from ..const import AuthMethod, EapType, IdType, name_of
 from ..crypto import AuthenticationFailed, psk_auth_data
 from ..eap import EapError, EapPacket, EapPeer, EapServer, PeerMethod, eap_type_of
+from ..eap.gtc import GtcPeer, totp_code
 from ..eap.md5 import Md5Peer, Md5Server
 from ..eap.mschapv2 import MsChapV2Peer, MsChapV2Server
 from ..eap.tls import TlsPeer, TlsServer, peer_checker
@@ -23,7 +24,7 @@ from .base import Authenticator, auth_octets
 if TYPE_CHECKING:
     from ..sa import IkeSA
 
-EAP_METHODS = ("md5", "mschapv2", "tls", "ttls")
+EAP_METHODS = ("md5", "mschapv2", "tls", "ttls")  # what plain `eap` offers; eap-gtc only when named
 
 
 def eap_identity_octets(identity: Identity) -> bytes:
@@ -91,6 +92,20 @@ class EapAuthenticator(Authenticator):
             # RFC 5281 §7.2: the client must check the server's certificate before phase 2 reveals anything
             return TtlsPeer(name, secret(), endpoint.config.ttls.phase2_client, endpoint.random, server_check())
 
+        def gtc() -> PeerMethod:
+            found = endpoint.config.secrets.find_eap_key(eap_id, ike.remote_id or ike.config.remote_identity)
+            if found is None:
+                raise EapError(f"no EAP secret for {eap_id} in the secrets section (secrets {{ eap-x {{ id = "
+                               f"{eap_id}  secret = ...  totp = ... }} }})")
+            if found.totp is None:
+                return GtcPeer(found.secret)
+            if endpoint.wall_clock is None:
+                raise EapError("EAP-GTC with a one-time code needs the time of day")
+            clock, totp = endpoint.wall_clock, found.totp
+            return GtcPeer(found.secret, lambda: totp_code(totp, clock()))
+
+        if auth.method == AuthClass.EAP_GTC:
+            return cls(ike, peer=EapPeer(name, {EapType.GTC: gtc}))
         factories: dict[int, Callable[[], PeerMethod]] = {}
         for method in wanted:
             if method == "tls" and not auth.certs:
