@@ -6,8 +6,9 @@ gives every node its interfaces' addresses and MTUs, its routes and its knobs as
 runner and `mn --custom topologies/<file>.py`. This module needs only Mininet and the
 standard library (`mn` runs it under Debian's python3).
 
-    Host      an end system: addresses, routes, IPv6 off (captures show only what we send)
-    Router    a Host that forwards (ip_forward=1; rp_filter off unless asked)
+    Host      an end system: addresses, routes, IPv6 off (captures show only what we send) unless
+              the topology asks for it (`ipv6=True`: IPv6 on, without autoconfiguration)
+    Router    a Host that forwards (ip_forward=1, and IPv6 forwarding with `ipv6`; rp_filter off unless asked)
     GatewayNode  a Router that runs an IKE daemon: ours or strongSwan's charon (private /var/run)
     NatBox    a Router that masquerades its inside behind its outside address, with knobs:
               mapping preserve|random, SNAT port range, DNAT of 500/4500, UDP mapping timeout,
@@ -91,7 +92,8 @@ class NodeError(RuntimeError):
 class LabNode(Node):
     """A Mininet node configured from the topology's parameters:
     intfs={name: {"addrs": ["10.1.0.1/24"], "mtu": 1500}}, routes=[("default", "10.1.0.1")],
-    sysctls={"net.ipv4.ip_forward": 1}, lo_addrs=["10.128.1.1/32"] (addresses on lo)."""
+    sysctls={"net.ipv4.ip_forward": 1}, lo_addrs=["10.128.1.1/32"] (addresses on lo), ipv6=True (IPv6
+    on: the addresses, routes and forwarding the topology gives, nothing autoconfigured)."""
 
     kind = "host"
     tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
@@ -131,10 +133,19 @@ class LabNode(Node):
     # ------------------------------------------------------------ configuration
 
     def config(self, intfs: dict | None = None, routes: list | None = None, sysctls: dict | None = None,
-               lo_addrs: list | None = None, kind: str | None = None, **params: Any) -> dict:
+               lo_addrs: list | None = None, kind: str | None = None, ipv6: bool = False, **params: Any) -> dict:
         result = super().config(**params)
         self.intf_params = dict(intfs or {})
-        settings = {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1}
+        self.ipv6 = ipv6
+        off = 0 if ipv6 else 1
+        settings: dict[str, Any] = {"net.ipv6.conf.all.disable_ipv6": off, "net.ipv6.conf.default.disable_ipv6": off}
+        if ipv6:
+            # only the addresses and routes the topology gives: no router advertisements taken,
+            # no solicitations sent (RFC 4861 §6.3.7), no duplicate address detection delay
+            for scope in ("all", "default", *(name.replace(".", "/") for name in self.intfNames())):
+                settings.update({f"net.ipv6.conf.{scope}.accept_ra": 0,
+                                 f"net.ipv6.conf.{scope}.router_solicitations": 0,
+                                 f"net.ipv6.conf.{scope}.accept_dad": 0})
         settings.update(self.default_sysctls())
         settings.update(sysctls or {})
         self.run(f"sysctl -qw {' '.join(f'{k}={v}' for k, v in settings.items())}")
@@ -149,9 +160,9 @@ class LabNode(Node):
                 commands.append(f"ip link set dev {name} mtu {int(spec['mtu'])}")
             commands.append(f"ip link set dev {name} up")
             for address in spec.get("addrs", []):
-                commands.append(f"ip addr add {address} dev {name}")
+                commands.append(f"ip addr add {address} dev {name}" + (" nodad" if ":" in address else ""))
         for prefix, via in routes or []:
-            commands.append(f"ip route replace {prefix} via {via}")
+            commands.append(f"ip {'-6 ' if ':' in via else ''}route replace {prefix} via {via}")
         self.run(" && ".join(commands))
         self.prepare()
         return result
@@ -195,7 +206,10 @@ class Router(LabNode):
     def default_sysctls(self) -> dict[str, Any]:
         # field problem 10 (docs/field-problems.md): decrypted packets arrive on a TUN device;
         # strict rp_filter drops them
-        return {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
+        settings = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
+        if self.ipv6:
+            settings["net.ipv6.conf.all.forwarding"] = 1
+        return settings
 
     def config(self, knobs: dict | None = None, **params: Any) -> dict:
         if not hasattr(self, "knobs"):

@@ -501,7 +501,7 @@ class PingStep(StepKind):
         detail = f"{received}/{a['count']} replies from {to}, {a['count'] - received} lost"
         if received < a["min"]:
             error = next((line.strip() for line in out.splitlines() if "error" in line.lower() or "too long" in line
-                          or "Frag needed" in line), "")
+                          or "Frag needed" in line or "Packet too big" in line), "")
             raise StepFailed(detail + (f" ({error})" if error else ""))
         return detail
 
