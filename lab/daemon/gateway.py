@@ -469,7 +469,10 @@ class Gateway:
 
     # ------------------------------------------------------------ commands (control socket)
 
-    def initiate(self, name: str, child: str | None = None) -> int:
+    def initiate(self, name: str, child: str | None = None, reuse: bool = False) -> int:
+        """Start connection `name` with `child` (its first if None) in a new IKE SA; with `reuse`,
+        the child alone in an established IKE SA of the connection if there is one, as swanctl
+        --initiate does (CREATE_CHILD_SA, RFC 7296 §1.3.1). The IKE SA's id."""
         conn = self.config.connections.get(name)
         if conn is not None and conn.children:
             if child is not None and child in conn.children and conn.children[child].mode.is_shunt:
@@ -480,6 +483,12 @@ class Gateway:
                 if not negotiable:
                     raise ValueError(f"connection {name} has only shunts (mode = pass/drop): nothing to initiate")
                 child = negotiable[0]
+        if reuse and child is not None:
+            established = [ike for ike in self.endpoint.find(name=name) if ike.state == IkeState.ESTABLISHED]
+            if established:
+                self.endpoint.create_child(self.now(), established[0].unique_id, child)
+                self._pump()
+                return established[0].unique_id
         if conn is not None and conn.tcp == TcpEncap.YES:
             return self._initiate_tcp(conn, child)
         ike = self.endpoint.initiate(name, self.now(), child=child)
