@@ -34,6 +34,7 @@ FILTER_DEFAULTS: dict[str, Any] = {
     "drop_esp": False,       # drop IP protocol 50 crossing the box
     "drop_fragments": False,  # drop IP fragments but the first (a middlebox that cannot reassemble)
     "block_icmp_frag": False,  # drop ICMP fragmentation-needed (PMTUD black hole)
+    "block_icmp6_too_big": False,  # drop ICMPv6 Packet Too Big (the IPv6 PMTUD black hole; needs ipv6)
     "mss_clamp": None,       # TCP MSS of forwarded SYNs: a number, or "pmtu" (clamp to the path MTU)
     "rp_filter": 0,          # reverse-path filter of the node: 0 off, 1 strict, 2 loose (RFC 3704)
     "loss": 0.0,             # probability a forwarded packet is dropped
@@ -60,6 +61,8 @@ KNOB_WORDS: dict[str, str] = {
     "drop_esp": "`true`: drop IP protocol 50 (ESP) crossing the box",
     "drop_fragments": "`true`: drop IP fragments but the first (a middlebox that cannot reassemble)",
     "block_icmp_frag": "`true`: drop ICMP fragmentation-needed (the PMTUD black hole)",
+    "block_icmp6_too_big": "`true`: drop ICMPv6 Packet Too Big, forwarded or its own (the IPv6 PMTUD black hole: "
+                           "routers do not fragment IPv6); in a topology with `ipv6: true`",
     "mss_clamp": "TCP MSS of forwarded SYNs: a number, or `pmtu` (clamp to the path MTU)",
     "rp_filter": "reverse-path filter: 0 off, 1 strict, 2 loose (RFC 3704)",
     "loss": "probability a forwarded packet is dropped",
@@ -222,6 +225,9 @@ class Router(LabNode):
         self.run("iptables -N IPL-FWD", "iptables -A FORWARD -j IPL-FWD",
                  "iptables -N IPL-OUT", "iptables -A OUTPUT -j IPL-OUT", "iptables -N IPL-ALLOW",
                  "iptables -t mangle -N IPL-MSS", "iptables -t mangle -A FORWARD -j IPL-MSS")
+        if self.ipv6:
+            self.run("ip6tables -N IPL-FWD", "ip6tables -A FORWARD -j IPL-FWD",
+                     "ip6tables -N IPL-OUT", "ip6tables -A OUTPUT -j IPL-OUT")
         self.apply()
 
     @classmethod
@@ -239,7 +245,7 @@ class Router(LabNode):
             value = knobs.get(key, 0.0)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key}: must be a number of milliseconds, 0 or more, not {value!r}")
-        for key in ("drop_esp", "drop_fragments", "block_icmp_frag"):
+        for key in ("drop_esp", "drop_fragments", "block_icmp_frag", "block_icmp6_too_big"):
             if not isinstance(knobs.get(key, False), bool):
                 raise ValueError(f"{key}: must be true or false, not {knobs[key]!r}")
         mss = knobs.get("mss_clamp")
@@ -261,6 +267,8 @@ class Router(LabNode):
     def set(self, **knobs: Any) -> None:
         """Change knobs while the lab runs (loss, delay, drop_esp, block_icmp_frag, mapping, ...)."""
         self.check_knobs(knobs)
+        if knobs.get("block_icmp6_too_big") and not self.ipv6:
+            raise ValueError("block_icmp6_too_big: this node has no IPv6 (a topology with `ipv6: true` gives it)")
         self.knobs.update(knobs)
         self.apply()
 
@@ -283,6 +291,12 @@ class Router(LabNode):
         if k["block_icmp_frag"]:
             for chain in ("IPL-FWD", "IPL-OUT"):
                 rules.append(["-A", chain, "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP"])
+        if k["block_icmp6_too_big"]:
+            if not self.ipv6:
+                raise NodeError(f"{self.name}: block_icmp6_too_big needs IPv6 (a topology with `ipv6: true`)")
+            for chain in ("IPL-FWD", "IPL-OUT"):
+                # RFC 4443 §3.2; RFC 4890 §4.3.1 says a firewall must not drop it
+                rules.append(["ip6", "-A", chain, "-p", "icmpv6", "--icmpv6-type", "packet-too-big", "-j", "DROP"])
         if k["mss_clamp"] is not None:
             clamp = ["--clamp-mss-to-pmtu"] if k["mss_clamp"] == "pmtu" else ["--set-mss", str(k["mss_clamp"])]
             rules.append(["-t", "mangle", "-A", "IPL-MSS", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN",
@@ -305,12 +319,16 @@ class Router(LabNode):
         return any(self.knobs[key] for key in ("delay_ms", "jitter_ms", "reorder", "duplicate"))
 
     def flushes(self) -> list[str]:
-        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -F IPL-ALLOW", "iptables -t mangle -F IPL-MSS"]
+        six = ["ip6tables -F IPL-FWD", "ip6tables -F IPL-OUT"] if self.ipv6 else []
+        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -F IPL-ALLOW",
+                "iptables -t mangle -F IPL-MSS"] + six
 
     def apply(self) -> None:
         rules, others = self.filter_rules()
         commands = self.flushes()
-        commands += ["iptables " + " ".join(shlex.quote(a) for a in rule) for rule in rules] + others
+        # a rule starting with "ip6" is an ip6tables rule
+        commands += [("ip6tables " + " ".join(shlex.quote(a) for a in rule[1:])) if rule[0] == "ip6"
+                     else "iptables " + " ".join(shlex.quote(a) for a in rule) for rule in rules] + others
         self.run(*commands)
         self._impairer(self._delayed())
 

@@ -725,6 +725,8 @@ class SetStep(StepKind):
             Router.check_knobs(knobs)
         except ValueError as err:
             raise _knob_error(f, err) from None
+        if knobs.get("block_icmp6_too_big") and not ctx.topo.values.get("ipv6"):
+            raise f.error("block_icmp6_too_big", "needs IPv6 in the lab: give the topology `ipv6: true`")
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']}: " + ", ".join(f"{k} = {'off' if v is None else v}" for k, v in a.items() if k != "node")
