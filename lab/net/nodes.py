@@ -99,6 +99,7 @@ class LabNode(Node):
     on: the addresses, routes and forwarding the topology gives, nothing autoconfigured)."""
 
     kind = "host"
+    ipv6 = False  # set by config(): IPv6 on (a topology with `ipv6: true`)
     tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
     on_shell: Callable[[LabNode], None] | None = None
 
