@@ -28,6 +28,7 @@ from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
 from lab.ike.states import IkeState
 
 from .dataplane import DataPlaneError
+from .routes import ipv6_on
 
 if TYPE_CHECKING:
     from .addresses import AddressMonitor
@@ -84,15 +85,6 @@ def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
-
-
-def has_ipv6() -> bool:
-    """Whether this host has IPv6 on (lab nodes have it only in a topology that asks for it)."""
-    try:
-        with open("/proc/sys/net/ipv6/conf/default/disable_ipv6") as f:
-            return f.read().strip() == "0"
-    except OSError:
-        return False
 
 
 def route_source(remote: str) -> str | None:
@@ -202,7 +194,7 @@ class Gateway:
             for port in self.ports:
                 self.sockets[port] = _bind_udp(port, self.bind_address)
                 self.loop.add_reader(self.sockets[port], self._readable, port)
-            if self.bind_address == "0.0.0.0" and has_ipv6():
+            if self.bind_address == "0.0.0.0" and ipv6_on():
                 for port in self.ports:
                     self.sockets6[port] = _bind_udp(port, "::")
                     self.loop.add_reader(self.sockets6[port], self._readable, port, True)

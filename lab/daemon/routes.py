@@ -43,7 +43,7 @@ def _family(network: str) -> list[str]:
     return ["-6"] if ":" in network else []
 
 
-def _ipv6_on() -> bool:
+def ipv6_on() -> bool:
     """Whether this node has IPv6 (lab nodes turn it off unless their topology asks for it)."""
     try:
         with open("/proc/sys/net/ipv6/conf/default/disable_ipv6") as f:
@@ -146,7 +146,7 @@ class Routes:
     # ------------------------------------------------------------ the device and the rule
 
     def start(self, mtu: int) -> None:
-        self.families = [[], ["-6"]] if _ipv6_on() else [[]]
+        self.families = [[], ["-6"]] if ipv6_on() else [[]]
         tun = f"net.ipv6.conf.{self.tun_name}"
         if len(self.families) == 1:
             # a node without IPv6: none on the TUN device either

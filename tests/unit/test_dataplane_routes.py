@@ -170,7 +170,7 @@ def test_ipv6_selectors_get_ipv6_routes_each_with_a_source_of_its_own_family(pla
 @pytest.mark.parametrize("ipv6", [False, True])
 def test_the_rule_for_table_220_is_set_for_ipv6_only_on_a_node_with_ipv6(plane, monkeypatch, ipv6):
     plane, calls, _loop = plane
-    monkeypatch.setattr(rt, "_ipv6_on", lambda: ipv6)
+    monkeypatch.setattr(rt, "ipv6_on", lambda: ipv6)
     plane.routes.start(1400)
     rules = [c for c in calls if "rule" in c and "add" in c]
     assert [c[0] == "-6" for c in rules] == ([False, True] if ipv6 else [False])
