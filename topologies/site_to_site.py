@@ -12,6 +12,14 @@ In every variant gwa reaches gwb at 198.51.100.2, so one swanctl.conf serves all
 `mtu` sets the MTU of the internet link (the path MTU between the NAT/router and what is behind it).
 `lans=2` gives site B a second LAN: gwb 10.2.1.1 --- hostc 10.2.1.10 (10.2.1.0/24).
 
+`ipv6=true` turns IPv6 on as well (off by default: nodes then carry IPv4 only). Each LAN 10.X.Y.0/24
+gets 2001:db8:X:Y::/64 with the same host numbers (hosta 2001:db8:1::10, gwa 2001:db8:1::1, gwb
+2001:db8:2::1, hostb 2001:db8:2::10, hostc 2001:db8:2:1::10); the internet gets 2001:db8:a::/64
+on gwa's side (gwa ::2, the box ::1), 2001:db8:b::/64 in the middle (its left end ::1, its right
+end ::2) and, with nat=both, 2001:db8:c::/64 behind natb (natb ::1, gwb ::2). The NAT boxes
+translate IPv4 only: they route IPv6 as it is, as home routers do, so every LAN reaches every
+other over IPv6 without a tunnel.
+
     sudo mn --custom topologies/site_to_site.py --topo site-to-site,nat=both --controller none
 """
 import inspect
@@ -30,9 +38,11 @@ class SiteToSite(LabTopo):
         "nat": Param("one", "where the NAT boxes are: none, one (in front of gwa) or both", ("none", "one", "both")),
         "mtu": Param(1500, "MTU of the internet link (the path MTU)", minimum=576, maximum=9000),
         "lans": Param(1, "LANs behind gwb: 2 adds hostc 10.2.1.10 on 10.2.1.0/24", minimum=1, maximum=2),
+        "ipv6": Param(False, "IPv6 too: 2001:db8:1::/64 and 2001:db8:2::/64 on the LANs, routed (not translated) "
+                             "across the internet"),
     }
 
-    def build(self, nat: str = "one", mtu: int = 1500, lans: int = 1) -> None:
+    def build(self, nat: str = "one", mtu: int = 1500, lans: int = 1, ipv6: bool = False) -> None:
         for name, kind in (("hosta", "host"), ("gwa", "gateway"), ("gwb", "gateway"), ("hostb", "host")):
             self.node(name, kind)
         self.link("hosta", "hosta-lan", "10.1.0.10/24", "gwa", "gwa-lan", "10.1.0.1/24")
@@ -65,6 +75,40 @@ class SiteToSite(LabTopo):
             self.link("natb", "natb-in", "172.17.0.1/24", "gwb", "gwb-wan", "172.17.0.2/24")
             self.route("gwa", "default", "172.16.0.1")
             self.route("gwb", "default", "172.17.0.1")
+        if ipv6:
+            self.build_ipv6(nat, lans)
+
+    def build_ipv6(self, nat: str, lans: int) -> None:
+        for node, intf, address in (("hosta", "hosta-lan", "2001:db8:1::10/64"), ("gwa", "gwa-lan", "2001:db8:1::1/64"),
+                                    ("gwb", "gwb-lan", "2001:db8:2::1/64"), ("hostb", "hostb-lan", "2001:db8:2::10/64"),
+                                    ("gwa", "gwa-wan", "2001:db8:a::2/64")):
+            self.address(node, intf, address)
+        self.route("hosta", "default", "2001:db8:1::1")
+        self.route("hostb", "default", "2001:db8:2::1")
+        self.route("gwa", "default", "2001:db8:a::1")
+        if lans == 2:
+            self.address("gwb", "gwb-lan2", "2001:db8:2:1::1/64")
+            self.address("hostc", "hostc-lan", "2001:db8:2:1::10/64")
+            self.route("hostc", "default", "2001:db8:2:1::1")
+        if nat in ("none", "one"):
+            box, a_side, b_side = ("router", "router-a", "router-b") if nat == "none" else ("nat", "nat-in", "nat-out")
+            self.address(box, a_side, "2001:db8:a::1/64")
+            self.address(box, b_side, "2001:db8:b::1/64")
+            self.address("gwb", "gwb-wan", "2001:db8:b::2/64")
+            self.route("gwb", "default", "2001:db8:b::1")
+            self.route(box, "2001:db8:1::/64", "2001:db8:a::2")
+            self.route(box, "2001:db8:2::/48", "2001:db8:b::2")
+        else:
+            self.address("nata", "nata-in", "2001:db8:a::1/64")
+            self.address("nata", "nata-out", "2001:db8:b::1/64")
+            self.address("natb", "natb-out", "2001:db8:b::2/64")
+            self.address("natb", "natb-in", "2001:db8:c::1/64")
+            self.address("gwb", "gwb-wan", "2001:db8:c::2/64")
+            self.route("gwb", "default", "2001:db8:c::1")
+            self.route("nata", "2001:db8:1::/64", "2001:db8:a::2")
+            self.route("nata", "2001:db8:2::/48", "2001:db8:b::2")
+            self.route("natb", "2001:db8:1::/64", "2001:db8:b::1")
+            self.route("natb", "2001:db8:2::/48", "2001:db8:c::2")
 
 
 topos = {"site-to-site": SiteToSite}

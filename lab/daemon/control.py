@@ -43,7 +43,7 @@ async def handle(gateway, request: dict[str, Any]) -> dict[str, Any]:
     if cmd == "initiate":
         name = request.get("ike") or _only_connection(gateway, request.get("child"))
         child = request.get("child")
-        ike_id = gateway.initiate(name, child)
+        ike_id = gateway.initiate(name, child, reuse=bool(request.get("reuse")))
         timeout = float(request.get("timeout", 30))
 
         def done(event: ev.Event) -> bool:

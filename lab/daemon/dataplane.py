@@ -338,8 +338,7 @@ class DataPlane:
     def _send_keepalives(self) -> None:
         # RFC 3948 §2.3: only the side behind the NAT keeps its mapping alive
         self._keepalive_timer = None
-        udp = self.gateway.sockets.get(4500)
-        if udp is None:  # closed
+        if self.gateway.sockets.get(4500) is None:  # closed
             return
         tcp = self.gateway.tcp
         for ike_id, peer in list(self.keepalive_peers.items()):
@@ -347,6 +346,9 @@ class DataPlane:
             target = ike.remote if ike is not None else peer
             if tcp is not None and tcp.carries(target[0]):
                 continue  # RFC 9329 §6.6: no NAT keepalives over TCP (TCP mappings last)
+            udp = self.gateway.udp_socket(4500, target[0])
+            if udp is None:
+                continue
             try:
                 udp.sendto(KEEPALIVE, target)
                 self.stats["keepalives_sent"] += 1

@@ -28,6 +28,7 @@ from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
 from lab.ike.states import IkeState
 
 from .dataplane import DataPlaneError
+from .routes import ipv6_on
 
 if TYPE_CHECKING:
     from .addresses import AddressMonitor
@@ -52,9 +53,14 @@ class GatewayError(RuntimeError):
 
 
 def _bind_udp(port: int, address: str = "0.0.0.0") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    six = ":" in address
+    sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    if six:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has its own socket
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     if port == 4500:
         try:
             sock.setsockopt(SOL_UDP, UDP_GRO, 1)  # ESP-in-UDP arrives coalesced where the kernel can
@@ -133,6 +139,7 @@ class Gateway:
         self.bind_address = bind_address
         self.ports = ports
         self.sockets: dict[int, socket.socket] = {}
+        self.sockets6: dict[int, socket.socket] = {}  # the same ports over IPv6, on a host with IPv6
         self.loop: asyncio.AbstractEventLoop | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.stopping: asyncio.Event | None = None
@@ -191,6 +198,10 @@ class Gateway:
             for port in self.ports:
                 self.sockets[port] = _bind_udp(port, self.bind_address)
                 self.loop.add_reader(self.sockets[port], self._readable, port)
+            if self.bind_address == "0.0.0.0" and ipv6_on():
+                for port in self.ports:
+                    self.sockets6[port] = _bind_udp(port, "::")
+                    self.loop.add_reader(self.sockets6[port], self._readable, port, True)
             tcp_ports = [c.tcp_port for c in self.config.connections.values() if c.tcp != TcpEncap.NO]
             if tcp_ports:
                 from .tcp import TcpTransport
@@ -246,7 +257,7 @@ class Gateway:
                 self.dataplane.stop()
             if self.tcp is not None:
                 self.tcp.stop()
-            for _port, sock in self.sockets.items():
+            for sock in [*self.sockets.values(), *self.sockets6.values()]:
                 self.loop.remove_reader(sock)
                 sock.close()
             if self.timer is not None:
@@ -292,8 +303,12 @@ class Gateway:
 
     # ------------------------------------------------------------ wire
 
-    def _readable(self, port: int) -> None:
-        sock = self.sockets[port]
+    def udp_socket(self, port: int, peer: str) -> socket.socket | None:
+        """Our UDP socket on `port` of the peer's IP version."""
+        return (self.sockets6 if ":" in peer else self.sockets).get(port)
+
+    def _readable(self, port: int, six: bool = False) -> None:
+        sock = (self.sockets6 if six else self.sockets)[port]
         esp_handler = self.esp_handler
         for _ in range(64):
             try:
@@ -303,10 +318,12 @@ class Gateway:
             except OSError as err:
                 self.endpoint.drop(f"receive error: {err}", self.now())
                 break
-            dst_ip, segment = self.bind_address, 0
+            dst_ip, segment = ("::" if six else self.bind_address), 0
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                     dst_ip = socket.inet_ntoa(value[8:12])
+                elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                    dst_ip = socket.inet_ntop(socket.AF_INET6, value[:16])
                 elif level == SOL_UDP and kind == UDP_GRO:
                     segment = struct.unpack("i", value[:4])[0]
             pieces = [data[i:i + segment] for i in range(0, len(data), segment)] if segment else [data]
@@ -328,9 +345,18 @@ class Gateway:
         if self.tcp is not None and self.tcp.send_ike(datagram.data, datagram.dst):
             return
         port = datagram.src[1] if datagram.src[1] in self.sockets else self.ports[0]
-        sock = self.sockets[port]
-        pktinfo = struct.pack("I4s4s", 0, socket.inet_aton(datagram.src[0]), bytes(4))
         try:
+            if ":" in datagram.dst[0]:
+                sock = self.sockets6.get(port)
+                if sock is None:
+                    self.endpoint.drop("send error: no IPv6 on this host", self.now())
+                    return
+                pktinfo6 = struct.pack("16sI", socket.inet_pton(socket.AF_INET6, datagram.src[0]), 0)
+                sock.sendmsg([datagram.data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo6)], 0,
+                             datagram.dst)
+                return
+            sock = self.sockets[port]
+            pktinfo = struct.pack("I4s4s", 0, socket.inet_aton(datagram.src[0]), bytes(4))
             sock.sendmsg([datagram.data], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, datagram.dst)
         except OSError as err:
             self.endpoint.drop(f"send error: {err.strerror}", self.now())
@@ -473,7 +499,10 @@ class Gateway:
 
     # ------------------------------------------------------------ commands (control socket)
 
-    def initiate(self, name: str, child: str | None = None) -> int:
+    def initiate(self, name: str, child: str | None = None, reuse: bool = False) -> int:
+        """Start connection `name` with `child` (its first if None) in a new IKE SA; with `reuse`,
+        the child alone in an established IKE SA of the connection if there is one, as swanctl
+        --initiate does (CREATE_CHILD_SA, RFC 7296 §1.3.1). The IKE SA's id."""
         conn = self.config.connections.get(name)
         if conn is not None and conn.children:
             if child is not None and child in conn.children and conn.children[child].mode.is_shunt:
@@ -484,6 +513,12 @@ class Gateway:
                 if not negotiable:
                     raise ValueError(f"connection {name} has only shunts (mode = pass/drop): nothing to initiate")
                 child = negotiable[0]
+        if reuse and child is not None:
+            established = [ike for ike in self.endpoint.find(name=name) if ike.state == IkeState.ESTABLISHED]
+            if established:
+                self.endpoint.create_child(self.now(), established[0].unique_id, child)
+                self._pump()
+                return established[0].unique_id
         if conn is not None and conn.tcp == TcpEncap.YES:
             return self._initiate_tcp(conn, child)
         ike = self.endpoint.initiate(name, self.now(), child=child)

@@ -88,6 +88,7 @@ class PacketPath:
         self.tun_fd: int | None = None
         self.raw: socket.socket | None = None
         self.raw_ah: socket.socket | None = None
+        self.raw6: socket.socket | None = None
         self.gso = True
         self.offload = False
         self._rx: list[bytes] = []
@@ -135,11 +136,16 @@ class PacketPath:
     def open_sockets(self) -> None:
         """Our sockets marked (FWMARK: never routed into the tunnel), the raw ESP and AH sockets,
         and the event loop reading all of them."""
-        for sock in self.gateway.sockets.values():
+        for sock in [*self.gateway.sockets.values(), *self.gateway.sockets6.values()]:
             sock.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ESP)
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
         self.raw.setblocking(False)
+        if self.gateway.sockets6:
+            # ESP over IPv6: the kernel adds the IPv6 header going out and takes it off coming in
+            self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ESP)
+            self.raw6.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
+            self.raw6.setblocking(False)
         # AH's ICV covers the outer IP header (RFC 4302 §3.3.3), so AH datagrams are sent whole
         self.raw_ah = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_AH)
         self.raw_ah.setsockopt(socket.SOL_SOCKET, SO_MARK, FWMARK)
@@ -151,6 +157,8 @@ class PacketPath:
         loop.add_reader(self.tun_fd, self._tun_readable)
         loop.add_reader(self.raw, self._raw_readable)
         loop.add_reader(self.raw_ah, self._raw_ah_readable)
+        if self.raw6 is not None:
+            loop.add_reader(self.raw6, self._raw6_readable)
         self.gateway.esp_handler = self.on_udp_esp
         if self.offload:
             self.gateway.esp_flush = self.flush
@@ -167,7 +175,7 @@ class PacketPath:
                 loop.remove_reader(self.tun_fd)
             os.close(self.tun_fd)
             self.tun_fd = None
-        for attribute in ("raw", "raw_ah"):
+        for attribute in ("raw", "raw_ah", "raw6"):
             sock = getattr(self, attribute)
             if sock is not None:
                 if loop is not None:
@@ -264,13 +272,17 @@ class PacketPath:
 
     def _send_batch(self, batch: list[tuple[OutboundSA, bytes]]) -> None:
         stats = self.stats
-        udp: socket.socket | _Closed = self.gateway.sockets.get(4500) or _CLOSED
-        raw: socket.socket | _Closed = self.raw or _CLOSED
+        udp4: socket.socket | _Closed = self.gateway.sockets.get(4500) or _CLOSED
+        udp6: socket.socket | _Closed = self.gateway.sockets6.get(4500) or _CLOSED
+        raw4: socket.socket | _Closed = self.raw or _CLOSED
+        raw6: socket.socket | _Closed = self.raw6 or _CLOSED
         raw_ah: socket.socket | _Closed = self.raw_ah or _CLOSED
         tcp = self.gateway.tcp if self.gateway.tcp is not None and self.gateway.tcp.peers else None
         i, n = 0, len(batch)
         while i < n:
             sa, payload = batch[i]
+            six = ":" in sa.peer[0]
+            udp, raw = (udp6, raw6) if six else (udp4, raw4)
             if tcp is not None and not sa.ah and tcp.send_esp(payload, sa.peer[0]):  # RFC 9329 §3.2
                 stats["packets_out"] += 1
                 stats["packets_out_tcp"] += 1
@@ -280,8 +292,10 @@ class PacketPath:
                 try:
                     if sa.udp:
                         udp.sendto(payload, sa.peer)
-                    elif sa.ah:
+                    elif sa.ah and not six:
                         raw_ah.sendto(payload, (sa.peer[0], 0))
+                    elif sa.ah:
+                        raise OSError(errno.EAFNOSUPPORT, "AH over IPv6 is not supported")
                     else:
                         raw.sendto(payload, (sa.peer[0], 0))
                     stats["packets_out"] += 1
@@ -326,6 +340,19 @@ class PacketPath:
                 break
             ihl = (packet[0] & 0x0F) * 4
             self._inbound(packet[ihl:])
+        if self._rx:
+            self.flush()
+
+    def _raw6_readable(self) -> None:
+        raw6 = self.raw6
+        if raw6 is None:
+            return
+        for _ in range(BATCH):
+            try:
+                packet = raw6.recv(65535)  # an IPv6 raw socket hands over what follows the IPv6 header
+            except (BlockingIOError, OSError):
+                break
+            self._inbound(packet)
         if self._rx:
             self.flush()
 

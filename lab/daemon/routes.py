@@ -38,6 +38,25 @@ class DataPlaneError(RuntimeError):
     """The data plane could not be set up; the message says what to do."""
 
 
+def _family(network: str) -> list[str]:
+    """ip(8)'s family option for a network or address: `-6` for IPv6 (rules need it; routes take it)."""
+    return ["-6"] if ":" in network else []
+
+
+def ipv6_on() -> bool:
+    """Whether this node has IPv6 (lab nodes turn it off unless their topology asks for it)."""
+    try:
+        with open("/proc/sys/net/ipv6/conf/default/disable_ipv6") as f:
+            return f.read().strip() == "0"
+    except OSError:
+        return False
+
+
+def _host(address: str) -> str:
+    """An address as a one-address prefix (/32, or /128 for IPv6)."""
+    return f"{address}/{ipaddress.ip_address(address).max_prefixlen}"
+
+
 def _ip(*args: str) -> None:
     result = subprocess.run(["ip", *args], capture_output=True, text=True)
     if result.returncode != 0:
@@ -122,15 +141,26 @@ class Routes:
         self.virtual_ips: dict[int, str] = {}  # IKE SA -> the virtual IP it gave us (remote access client)
         self.shunts: list[Shunt] = []
         self._rule_added = False
+        self.families: list[list[str]] = [[]]  # ip(8)'s family options the rule is set for: IPv4, and IPv6 if on
 
     # ------------------------------------------------------------ the device and the rule
 
     def start(self, mtu: int) -> None:
-        # the tunnel carries IPv4 selectors; no IPv6 router solicitations into it
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{self.tun_name}.disable_ipv6=1"], capture_output=True)
+        self.families = [[], ["-6"]] if ipv6_on() else [[]]
+        tun = f"net.ipv6.conf.{self.tun_name}"
+        if len(self.families) == 1:
+            # a node without IPv6: none on the TUN device either
+            subprocess.run(["sysctl", "-qw", f"{tun}.disable_ipv6=1"], capture_output=True)
+        else:
+            # IPv6 selectors are routed into the device; it needs no address of its own, and
+            # sends no router solicitations nor link-local traffic into the tunnel (RFC 4861 §6.3.7)
+            subprocess.run(["sysctl", "-qw", f"{tun}.addr_gen_mode=1", f"{tun}.accept_ra=0",
+                            f"{tun}.router_solicitations=0", f"{tun}.disable_ipv6=0"], capture_output=True)
         _ip("link", "set", "dev", self.tun_name, "mtu", str(mtu), "up")
-        subprocess.run(["ip", "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
-        _ip("rule", "add", "priority", str(RULE_PRIORITY), "not", "fwmark", hex(FWMARK), "lookup", str(ROUTE_TABLE))
+        for family in self.families:
+            subprocess.run(["ip", *family, "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
+            _ip(*family, "rule", "add", "priority", str(RULE_PRIORITY), "not", "fwmark", hex(FWMARK),
+                "lookup", str(ROUTE_TABLE))
         self._rule_added = True
 
     def stop(self) -> None:
@@ -147,7 +177,8 @@ class Routes:
 
     def remove_rule(self) -> None:
         if self._rule_added:
-            subprocess.run(["ip", "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
+            for family in self.families:
+                subprocess.run(["ip", *family, "rule", "del", "priority", str(RULE_PRIORITY)], capture_output=True)
             self._rule_added = False
 
     # ------------------------------------------------------------ virtual IPs
@@ -157,7 +188,7 @@ class Routes:
         TUN device, so that our own packets to the remote selectors leave with it as source."""
         if address not in self.virtual_ips.values():
             try:
-                _ip("addr", "replace", f"{address}/32", "dev", self.tun_name)
+                _ip("addr", "replace", _host(address), "dev", self.tun_name)
             except DataPlaneError as err:
                 self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}")
                 return
@@ -174,7 +205,7 @@ class Routes:
     def drop_virtual_ip(self, ike_sa: int) -> None:
         address = self.virtual_ips.pop(ike_sa, None)
         if address is not None and address not in self.virtual_ips.values():
-            subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", self.tun_name], capture_output=True)
+            subprocess.run(["ip", "addr", "del", _host(address), "dev", self.tun_name], capture_output=True)
             self.gateway.say(f"[IKE] removed virtual IP {address}")
             self._forget_idle_routes()
 
@@ -185,29 +216,31 @@ class Routes:
 
     # ------------------------------------------------------------ routes into the TUN device
 
-    def local_source(self, local_ts) -> str | None:
-        """An address of this host inside local_ts, used as source for its own packets."""
-        out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    def local_source(self, local_ts, version: int = 4) -> str | None:
+        """An address of this host inside local_ts (of IP `version`), used as source for its own packets."""
+        word = "inet" if version == 4 else "inet6"
+        out = subprocess.run(["ip", "-o", f"-{version}", "addr", "show"], capture_output=True, text=True).stdout
         for line in out.split("\n"):
             parts = line.split()
-            if "inet" not in parts:
+            if word not in parts:
                 continue
-            address = ipaddress.ip_address(parts[parts.index("inet") + 1].split("/")[0])
-            if any(ts.start_addr <= address <= ts.end_addr for ts in local_ts if ts.start_addr.version == 4):
+            address = ipaddress.ip_address(parts[parts.index(word) + 1].split("/")[0])
+            if any(ts.start_addr <= address <= ts.end_addr for ts in local_ts if ts.start_addr.version == version):
                 return str(address)
         return None
 
     def add(self, networks: list[str], local_ts) -> None:
-        """Routes for a CHILD_SA's remote networks, sourced from an address in its `local_ts`."""
-        source: str | None = None
-        looked_up = False
+        """Routes for a CHILD_SA's remote networks, sourced from an address in its `local_ts` of
+        the same IP version."""
+        sources: dict[int, str | None] = {}
         for network in networks:
             if self.refs[network] or (network in self._drops and self._set.get(network) == local_ts):
                 self._add(network, set_again=False)  # live, or in its grace as these selectors set it
                 continue
-            if not looked_up:
-                source, looked_up = self.local_source(local_ts), True
-            self._add(network, source, local_ts)
+            version = 6 if ":" in network else 4
+            if version not in sources:
+                sources[version] = self.local_source(local_ts, version)
+            self._add(network, sources[version], local_ts)
 
     def drop(self, networks: list[str], at_once: bool = False) -> None:
         for network in networks:
@@ -226,7 +259,7 @@ class Routes:
         if self.refs[network] > 1 or not set_again:
             return
         self._set.pop(network, None)
-        args = ["route", "replace", network, "dev", self.tun_name, "table", str(ROUTE_TABLE)]
+        args = [*_family(network), "route", "replace", network, "dev", self.tun_name, "table", str(ROUTE_TABLE)]
         if source:
             args += ["src", source]
         try:
@@ -255,7 +288,8 @@ class Routes:
     def _gone(self, network: str) -> None:
         self.refs.pop(network, None)
         self._set.pop(network, None)
-        subprocess.run(["ip", "route", "del", network, "table", str(ROUTE_TABLE)], capture_output=True)
+        subprocess.run(["ip", *_family(network), "route", "del", network, "table", str(ROUTE_TABLE)],
+                       capture_output=True)
 
     # ------------------------------------------------------------ shunts (mode = pass / drop)
 
@@ -273,10 +307,12 @@ class Routes:
                                      f"installs it, as in strongSwan")
                     continue
                 pairs = [(l, r) for l in _shunt_selectors(child.local_ts) for r in _shunt_selectors(child.remote_ts)
-                         if l.start_addr.version == r.start_addr.version == 4
+                         if l.start_addr.version == r.start_addr.version
+                         and (l.start_addr.version == 4 or len(self.families) > 1)
                          and not (l.ip_protocol and r.ip_protocol and l.ip_protocol != r.ip_protocol)]
                 if not pairs:
-                    self.gateway.say(f"[ESP] shunt {name}: no IPv4 selector pair to install")
+                    self.gateway.say(f"[ESP] shunt {name}: no selector pair of one IP version to install"
+                                     + ("" if len(self.families) > 1 else " (this node has no IPv6)"))
                     continue
                 bypass = child.mode == ChildMode.PASS
                 policy = Policy(Action.BYPASS if bypass else Action.DISCARD,
@@ -288,7 +324,8 @@ class Routes:
                                    for lnet in _networks(l) for rnet in _networks(r)]
                     for rule in shunt.rules:
                         try:
-                            _ip("rule", "add", "priority", str(BYPASS_RULE_PRIORITY), *rule, "lookup", "main")
+                            _ip(*_family(rule[rule.index("to") + 1]),
+                                "rule", "add", "priority", str(BYPASS_RULE_PRIORITY), *rule, "lookup", "main")
                         except DataPlaneError as err:
                             self.gateway.say(f"[ESP] shunt {name}: {err}")
                 else:
@@ -306,8 +343,8 @@ class Routes:
 
     def _uninstall_shunt(self, shunt: Shunt) -> None:
         for rule in shunt.rules:
-            subprocess.run(["ip", "rule", "del", "priority", str(BYPASS_RULE_PRIORITY), *rule, "lookup", "main"],
-                           capture_output=True)
+            subprocess.run(["ip", *_family(rule[rule.index("to") + 1]), "rule", "del", "priority",
+                            str(BYPASS_RULE_PRIORITY), *rule, "lookup", "main"], capture_output=True)
         for network in shunt.routes:
             self._del(network)
         if shunt.policy in self.spd.policies:

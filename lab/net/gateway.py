@@ -161,9 +161,11 @@ class OurGateway(Peer):
             raise PeerError(f"ipsec-lab ctl {action} on {self.name}: {result.get('error', 'failed')}")
         return result
 
-    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> dict[str, Any]:
+    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20,
+                 reuse: bool = False) -> dict[str, Any]:
         # the daemon waits `wait` seconds for the outcome; the control socket a little longer
-        return self._command("initiate", timeout=timeout, ike=ike, child=child, wait=timeout)
+        extra = {"reuse": True} if reuse else {}
+        return self._command("initiate", timeout=timeout, ike=ike, child=child, wait=timeout, **extra)
 
     def terminate(self, ike: str | None = None, child: str | None = None) -> dict[str, Any]:
         return self._command("terminate", ike=ike, child=child)

@@ -6,8 +6,9 @@ gives every node its interfaces' addresses and MTUs, its routes and its knobs as
 runner and `mn --custom topologies/<file>.py`. This module needs only Mininet and the
 standard library (`mn` runs it under Debian's python3).
 
-    Host      an end system: addresses, routes, IPv6 off (captures show only what we send)
-    Router    a Host that forwards (ip_forward=1; rp_filter off unless asked)
+    Host      an end system: addresses, routes, IPv6 off (captures show only what we send) unless
+              the topology asks for it (`ipv6=True`: IPv6 on, without autoconfiguration)
+    Router    a Host that forwards (ip_forward=1, and IPv6 forwarding with `ipv6`; rp_filter off unless asked)
     GatewayNode  a Router that runs an IKE daemon: ours or strongSwan's charon (private /var/run)
     NatBox    a Router that masquerades its inside behind its outside address, with knobs:
               mapping preserve|random, SNAT port range, DNAT of 500/4500, UDP mapping timeout,
@@ -33,6 +34,7 @@ FILTER_DEFAULTS: dict[str, Any] = {
     "drop_esp": False,       # drop IP protocol 50 crossing the box
     "drop_fragments": False,  # drop IP fragments but the first (a middlebox that cannot reassemble)
     "block_icmp_frag": False,  # drop ICMP fragmentation-needed (PMTUD black hole)
+    "block_icmp6_too_big": False,  # drop ICMPv6 Packet Too Big (the IPv6 PMTUD black hole; needs ipv6)
     "mss_clamp": None,       # TCP MSS of forwarded SYNs: a number, or "pmtu" (clamp to the path MTU)
     "rp_filter": 0,          # reverse-path filter of the node: 0 off, 1 strict, 2 loose (RFC 3704)
     "loss": 0.0,             # probability a forwarded packet is dropped
@@ -59,6 +61,8 @@ KNOB_WORDS: dict[str, str] = {
     "drop_esp": "`true`: drop IP protocol 50 (ESP) crossing the box",
     "drop_fragments": "`true`: drop IP fragments but the first (a middlebox that cannot reassemble)",
     "block_icmp_frag": "`true`: drop ICMP fragmentation-needed (the PMTUD black hole)",
+    "block_icmp6_too_big": "`true`: drop ICMPv6 Packet Too Big, forwarded or its own (the IPv6 PMTUD black hole: "
+                           "routers do not fragment IPv6); in a topology with `ipv6: true`",
     "mss_clamp": "TCP MSS of forwarded SYNs: a number, or `pmtu` (clamp to the path MTU)",
     "rp_filter": "reverse-path filter: 0 off, 1 strict, 2 loose (RFC 3704)",
     "loss": "probability a forwarded packet is dropped",
@@ -91,9 +95,11 @@ class NodeError(RuntimeError):
 class LabNode(Node):
     """A Mininet node configured from the topology's parameters:
     intfs={name: {"addrs": ["10.1.0.1/24"], "mtu": 1500}}, routes=[("default", "10.1.0.1")],
-    sysctls={"net.ipv4.ip_forward": 1}, lo_addrs=["10.128.1.1/32"] (addresses on lo)."""
+    sysctls={"net.ipv4.ip_forward": 1}, lo_addrs=["10.128.1.1/32"] (addresses on lo), ipv6=True (IPv6
+    on: the addresses, routes and forwarding the topology gives, nothing autoconfigured)."""
 
     kind = "host"
+    ipv6 = False  # set by config(): IPv6 on (a topology with `ipv6: true`)
     tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
     forker: Callable[[], Any] | None = None  # the lab's fork server (lab.net.forkserver), set by lab.net.lab.Lab
     on_shell: Callable[[LabNode], None] | None = None
@@ -145,10 +151,19 @@ class LabNode(Node):
     # ------------------------------------------------------------ configuration
 
     def config(self, intfs: dict | None = None, routes: list | None = None, sysctls: dict | None = None,
-               lo_addrs: list | None = None, kind: str | None = None, **params: Any) -> dict:
+               lo_addrs: list | None = None, kind: str | None = None, ipv6: bool = False, **params: Any) -> dict:
         result = super().config(**params)
         self.intf_params = dict(intfs or {})
-        settings = {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1}
+        self.ipv6 = ipv6
+        off = 0 if ipv6 else 1
+        settings: dict[str, Any] = {"net.ipv6.conf.all.disable_ipv6": off, "net.ipv6.conf.default.disable_ipv6": off}
+        if ipv6:
+            # only the addresses and routes the topology gives: no router advertisements taken,
+            # no solicitations sent (RFC 4861 §6.3.7), no duplicate address detection delay
+            for scope in ("all", "default", *(name.replace(".", "/") for name in self.intfNames())):
+                settings.update({f"net.ipv6.conf.{scope}.accept_ra": 0,
+                                 f"net.ipv6.conf.{scope}.router_solicitations": 0,
+                                 f"net.ipv6.conf.{scope}.accept_dad": 0})
         settings.update(self.default_sysctls())
         settings.update(sysctls or {})
         self.run(f"sysctl -qw {' '.join(f'{k}={v}' for k, v in settings.items())}")
@@ -163,9 +178,9 @@ class LabNode(Node):
                 commands.append(f"ip link set dev {name} mtu {int(spec['mtu'])}")
             commands.append(f"ip link set dev {name} up")
             for address in spec.get("addrs", []):
-                commands.append(f"ip addr add {address} dev {name}")
+                commands.append(f"ip addr add {address} dev {name}" + (" nodad" if ":" in address else ""))
         for prefix, via in routes or []:
-            commands.append(f"ip route replace {prefix} via {via}")
+            commands.append(f"ip {'-6 ' if ':' in via else ''}route replace {prefix} via {via}")
         self.run(" && ".join(commands))
         self.prepare()
         return result
@@ -209,7 +224,10 @@ class Router(LabNode):
     def default_sysctls(self) -> dict[str, Any]:
         # field problem 10 (docs/field-problems.md): decrypted packets arrive on a TUN device;
         # strict rp_filter drops them
-        return {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
+        settings = {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
+        if self.ipv6:
+            settings["net.ipv6.conf.all.forwarding"] = 1
+        return settings
 
     def config(self, knobs: dict | None = None, **params: Any) -> dict:
         if not hasattr(self, "knobs"):
@@ -222,6 +240,9 @@ class Router(LabNode):
         self.run("iptables -N IPL-FWD", "iptables -A FORWARD -j IPL-FWD",
                  "iptables -N IPL-OUT", "iptables -A OUTPUT -j IPL-OUT", "iptables -N IPL-ALLOW",
                  "iptables -t mangle -N IPL-MSS", "iptables -t mangle -A FORWARD -j IPL-MSS")
+        if self.ipv6:
+            self.run("ip6tables -N IPL-FWD", "ip6tables -A FORWARD -j IPL-FWD",
+                     "ip6tables -N IPL-OUT", "ip6tables -A OUTPUT -j IPL-OUT")
         self.apply()
 
     @classmethod
@@ -239,7 +260,7 @@ class Router(LabNode):
             value = knobs.get(key, 0.0)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key}: must be a number of milliseconds, 0 or more, not {value!r}")
-        for key in ("drop_esp", "drop_fragments", "block_icmp_frag"):
+        for key in ("drop_esp", "drop_fragments", "block_icmp_frag", "block_icmp6_too_big"):
             if not isinstance(knobs.get(key, False), bool):
                 raise ValueError(f"{key}: must be true or false, not {knobs[key]!r}")
         mss = knobs.get("mss_clamp")
@@ -261,6 +282,8 @@ class Router(LabNode):
     def set(self, **knobs: Any) -> None:
         """Change knobs while the lab runs (loss, delay, drop_esp, block_icmp_frag, mapping, ...)."""
         self.check_knobs(knobs)
+        if knobs.get("block_icmp6_too_big") and not self.ipv6:
+            raise ValueError("block_icmp6_too_big: this node has no IPv6 (a topology with `ipv6: true` gives it)")
         self.knobs.update(knobs)
         self.apply()
 
@@ -283,6 +306,12 @@ class Router(LabNode):
         if k["block_icmp_frag"]:
             for chain in ("IPL-FWD", "IPL-OUT"):
                 rules.append(["-A", chain, "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP"])
+        if k["block_icmp6_too_big"]:
+            if not self.ipv6:
+                raise NodeError(f"{self.name}: block_icmp6_too_big needs IPv6 (a topology with `ipv6: true`)")
+            for chain in ("IPL-FWD", "IPL-OUT"):
+                # RFC 4443 §3.2; RFC 4890 §4.3.1 says a firewall must not drop it
+                rules.append(["ip6", "-A", chain, "-p", "icmpv6", "--icmpv6-type", "packet-too-big", "-j", "DROP"])
         if k["mss_clamp"] is not None:
             clamp = ["--clamp-mss-to-pmtu"] if k["mss_clamp"] == "pmtu" else ["--set-mss", str(k["mss_clamp"])]
             rules.append(["-t", "mangle", "-A", "IPL-MSS", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN",
@@ -305,12 +334,16 @@ class Router(LabNode):
         return any(self.knobs[key] for key in ("delay_ms", "jitter_ms", "reorder", "duplicate"))
 
     def flushes(self) -> list[str]:
-        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -F IPL-ALLOW", "iptables -t mangle -F IPL-MSS"]
+        six = ["ip6tables -F IPL-FWD", "ip6tables -F IPL-OUT"] if self.ipv6 else []
+        return ["iptables -F IPL-FWD", "iptables -F IPL-OUT", "iptables -F IPL-ALLOW",
+                "iptables -t mangle -F IPL-MSS"] + six
 
     def apply(self) -> None:
         rules, others = self.filter_rules()
         commands = self.flushes()
-        commands += ["iptables " + " ".join(shlex.quote(a) for a in rule) for rule in rules] + others
+        # a rule starting with "ip6" is an ip6tables rule
+        commands += [("ip6tables " + " ".join(shlex.quote(a) for a in rule[1:])) if rule[0] == "ip6"
+                     else "iptables " + " ".join(shlex.quote(a) for a in rule) for rule in rules] + others
         self.run(*commands)
         self._impairer(self._delayed())
 

@@ -245,6 +245,11 @@ class Peer:
             time.sleep(interval)
 
 
+def _endpoint(host: str, port: Any) -> str:
+    """address:port, with an IPv6 address in brackets (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 def describe(sas: list[IkeSaInfo]) -> str:
     """One line per SA, for messages and reports."""
     if not sas:
@@ -254,8 +259,8 @@ def describe(sas: list[IkeSaInfo]) -> str:
         children = ", ".join(f"{c.name} {c.state} {c.spi_in}_i/{c.spi_out}_o" for c in sa.children) or "no CHILD_SA"
         nat = " behind NAT" if sa.nat_local else ""
         vips = "".join(f" vip {v}" for v in sa.local_vips) + "".join(f" gave {v}" for v in sa.remote_vips)
-        parts.append(f"{sa.name} #{sa.unique_id} {sa.state} {sa.local_host}:{sa.local_port}{nat} -> "
-                     f"{sa.remote_host}:{sa.remote_port}{vips} [{children}]")
+        parts.append(f"{sa.name} #{sa.unique_id} {sa.state} {_endpoint(sa.local_host, sa.local_port)}{nat} -> "
+                     f"{_endpoint(sa.remote_host, sa.remote_port)}{vips} [{children}]")
     return "; ".join(parts)
 
 

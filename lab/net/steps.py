@@ -343,13 +343,21 @@ class InitiateStep(StepKind):
     does = ("brings the CHILD_SA (and its IKE SA) up, or for WireGuard its tunnel (a handshake now); fails if it "
             "does not come up")
     fields = (Field("node", "a gateway", required=True), Field("child", "a CHILD_SA of its config (not for WireGuard)"),
-              Field("ike", "or an IKE SA"), Field("timeout", "seconds", "20"))
+              Field("ike", "or an IKE SA"), Field("timeout", "seconds", "20"),
+              Field("reuse", "true (ipsec-lab only): the child in the connection's established IKE SA by "
+                             "CREATE_CHILD_SA, as swanctl --initiate does, not in a new IKE SA"))
     shorthand = "node"
 
     def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
         _sa_target(f, ctx, out)
         if _sa_names(f, ctx) and not f.args.get("child") and not f.args.get("ike"):
             raise f.error(None, "name what to initiate: child: NAME (and its IKE SA comes up with it)")
+        if "reuse" in f.args:
+            if not isinstance(f.args["reuse"], bool):
+                raise f.error("reuse", f"must be true or false, not {f.args['reuse']!r}")
+            if ctx.gateways[f.args["node"]] != "ours" or not f.args.get("child"):
+                raise f.error("reuse", "only for a child: of an ipsec-lab gateway (strongSwan reuses its IKE SA "
+                                       "by itself)")
 
     def describe(self, a: dict[str, Any]) -> str:
         what = a.get("child") or a.get("ike")
@@ -357,7 +365,10 @@ class InitiateStep(StepKind):
 
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         peer = run.peers[a["node"]]
-        peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)))
+        if a.get("reuse"):
+            peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)), reuse=True)
+        else:
+            peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)))
         if not a.get("child") and not a.get("ike"):
             return describe_tunnels(peer.list_tunnels())
         sas = run.sas(a["node"])
@@ -514,7 +525,7 @@ class PingStep(StepKind):
         detail = f"{received}/{a['count']} replies from {to}, {a['count'] - received} lost"
         if received < a["min"]:
             error = next((line.strip() for line in out.splitlines() if "error" in line.lower() or "too long" in line
-                          or "Frag needed" in line), "")
+                          or "Frag needed" in line or "Packet too big" in line), "")
             raise StepFailed(detail + (f" ({error})" if error else ""))
         return detail
 
@@ -727,6 +738,8 @@ class SetStep(StepKind):
             Router.check_knobs(knobs)
         except ValueError as err:
             raise _knob_error(f, err) from None
+        if knobs.get("block_icmp6_too_big") and not ctx.topo.values.get("ipv6"):
+            raise f.error("block_icmp6_too_big", "needs IPv6 in the lab: give the topology `ipv6: true`")
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"{a['node']}: " + ", ".join(f"{k} = {'off' if v is None else v}" for k, v in a.items() if k != "node")

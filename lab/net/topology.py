@@ -94,6 +94,8 @@ class LabTopo(Topo):
             raise TopologyError(f"node {name}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
         if not name.isidentifier() or len(name) > MAX_NODE_NAME:
             raise TopologyError(f"node name {name!r}: letters, digits and _ only, at most {MAX_NODE_NAME} long")
+        if kind != "switch" and self.values.get("ipv6"):
+            opts.setdefault("ipv6", True)  # a topology with an `ipv6` parameter, set: IPv6 on its nodes
         return self.addHost(name, cls=KINDS[kind], ip=None, kind=kind, intfs={}, routes=[], **opts)
 
     def link(self, a: str, a_intf: str, a_addr: str | None, b: str, b_intf: str, b_addr: str | None,
@@ -109,6 +111,11 @@ class LabTopo(Topo):
             if mtu:
                 spec["mtu"] = mtu
         self.addLink(a, b, intfName1=a_intf, intfName2=b_intf, mtu=mtu)
+
+    def address(self, node: str, intf: str, address: str) -> None:
+        """One more address on an interface link() made (an IPv6 one beside the IPv4 one)."""
+        ipaddress.ip_interface(address)
+        self.nodeInfo(node)["intfs"].setdefault(intf, {"addrs": []})["addrs"].append(address)
 
     def route(self, node: str, prefix: str, via: str) -> None:
         self.nodeInfo(node)["routes"].append((prefix, via))

@@ -20,7 +20,7 @@ CHUNK = 64 * 1024
 
 
 def _receive(bind: str, port: int, timeout: float) -> dict:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((bind, port))
     server.listen(1)

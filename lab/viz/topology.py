@@ -136,7 +136,12 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     from matplotlib.patches import FancyBboxPatch
 
     rows = max((n.y for n in model.nodes), default=0) + 1
-    height = 1.3 + rows * ROW_H + 0.5
+    heights = {}
+    for node in model.nodes:
+        lines = len(node.lines) + sum(len(_intf_lines(i, a)) for i, a in node.interfaces.items())
+        heights[node.name] = 0.55 + 0.33 * lines
+    # a box taller than four lines (addresses of both families) pushes the tap labels down
+    height = 1.3 + rows * ROW_H + 0.5 + max(0.0, max(heights.values(), default=0) - (0.55 + 0.33 * 4))
     fig = new_figure(height)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(0, WIDTH)
@@ -144,10 +149,6 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     ax.axis("off")
     ax.text(WIDTH / 2, 0.45, f"Topology: {model.title}", ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
     by_name = {n.name: n for n in model.nodes}
-    heights = {}
-    for node in model.nodes:
-        lines = len(node.lines) + len(node.interfaces)
-        heights[node.name] = 0.55 + 0.33 * lines
     def centre(node: NodeBox) -> tuple[float, float]:
         return node.x, 1.3 + node.y * ROW_H + 1.3
     tapped = {(node, intf): name for name, node, intf in model.taps}
@@ -193,9 +194,9 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
             ax.text(x, text_y, line, ha="center", va="center", fontsize=FONT, zorder=3)
             text_y += 0.33
         for intf, addresses in node.interfaces.items():
-            label = f"{intf.split('-')[-1]} {addresses}" if addresses else intf
-            ax.text(x, text_y, label, ha="center", va="center", fontsize=MIN_FONT, family=MONO, zorder=3)
-            text_y += 0.33
+            for label in _intf_lines(intf, addresses):
+                ax.text(x, text_y, label, ha="center", va="center", fontsize=MIN_FONT, family=MONO, zorder=3)
+                text_y += 0.33
     legend = "boxes: nodes with their interfaces and addresses    red dots: capture taps"
     ax.text(WIDTH / 2, height - 0.3, legend, ha="center", va="center", fontsize=FONT, color="#555555")
     return save(fig, out)
@@ -211,3 +212,13 @@ def draw_topology(source: str | Path | dict, out: str | Path) -> Figure:
 
 
 __all__ = ["NodeBox", "TopologyFileError", "TopologyModel", "draw_topology", "load_topology", "topology_model"]
+
+
+def _intf_lines(intf: str, addresses: str) -> list[str]:
+    """An interface's lines in its node's box: its short name with the first address, each
+    further address (an IPv6 one beside the IPv4 one) on a line of its own, so that it fits."""
+    if not addresses:
+        return [intf]
+    short = intf.split("-")[-1]
+    first, *more = addresses.split(", ")
+    return [f"{short} {first}", *(" " * (len(short) + 1) + address for address in more)]

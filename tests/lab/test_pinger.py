@@ -101,3 +101,28 @@ def test_df_too_big_for_the_path_says_frag_needed_then_message_too_long(netns):
     assert received(fits) == 2 and "ttl=63" in fits, fits
     wrong_source = run_in(a, sys.executable, "-I", str(PINGER), "10.8.8.1", "-c", "1", "-I", "10.9.9.7")
     assert "ping: bind to 10.9.9.7: Cannot assign requested address" in wrong_source, wrong_source
+
+
+def test_ipv6_echo_and_a_packet_too_big_as_ping_says_them(netns):
+    a, r, b = netns
+    sh("ip", "link", "add", "pa0", "netns", a, "type", "veth", "peer", "name", "pr0", "netns", r)
+    sh("ip", "link", "add", "pr1", "netns", r, "type", "veth", "peer", "name", "pb0", "netns", b)
+    for ns in netns:
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0",
+           "net.ipv6.conf.default.disable_ipv6=0", "net.ipv6.conf.all.accept_dad=0")
+    for ns, dev, addr, mtu in ((a, "pa0", "2001:db8:9::1/64", "1500"), (r, "pr0", "2001:db8:9::fe/64", "1500"),
+                               (r, "pr1", "2001:db8:8::fe/64", "1300"), (b, "pb0", "2001:db8:8::1/64", "1300")):
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=0",
+           f"net.ipv6.conf.{dev}.accept_dad=0")
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad")
+        sh("ip", "-n", ns, "link", "set", dev, "up", "mtu", mtu)
+    sh("ip", "-n", a, "-6", "route", "add", "default", "via", "2001:db8:9::fe")
+    sh("ip", "-n", b, "-6", "route", "add", "default", "via", "2001:db8:8::fe")
+    sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+    fits = run_in(a, sys.executable, "-I", str(PINGER), "2001:db8:8::1", "-c", "2", "-s", "1200", "-M", "do")
+    assert received(fits) == 2 and "ttl=63" in fits and "bytes from 2001:db8:8::1" in fits, fits
+    ours = run_in(a, sys.executable, "-I", str(PINGER), "2001:db8:8::1", "-c", "3", "-s", "1400", "-M", "do", "-W", "1")
+    # RFC 4443 §3.2: the router says the next hop's MTU; the sender remembers it (RFC 8201 §4)
+    assert "From 2001:db8:9::fe icmp_seq=1 Packet too big: mtu=1300" in ours, ours
+    assert "ping: local error: message too long, mtu=1300" in ours, ours
+    assert received(ours) == 0 and "+3 errors" in ours, ours

@@ -47,7 +47,8 @@ def plane(monkeypatch):
     monkeypatch.setattr(rt.subprocess, "run", lambda argv, **kw: calls.append(tuple(argv[1:])))
     gateway = SimpleNamespace(loop=Loop(), say=lambda text: None)
     plane = dp.DataPlane(gateway)
-    monkeypatch.setattr(plane.routes, "local_source", lambda local_ts: "10.2.0.1")
+    monkeypatch.setattr(plane.routes, "local_source",
+                        lambda local_ts, version=4: "10.2.0.1" if version == 4 else "2001:db8:2::1")
     return plane, calls, gateway.loop
 
 
@@ -152,3 +153,36 @@ def test_the_packet_path_reads_what_the_data_plane_keeps():
     assert plane.packets.on_sa_events == plane.handle_sa_events
     assert plane.routes.spd is plane.spd is plane.packets.spd and plane.stats is plane.packets.stats
     assert plane.packets.want_offload and not dp.DataPlane(gateway, checksum_fixup=False).packets.want_offload
+
+
+def test_ipv6_selectors_get_ipv6_routes_each_with_a_source_of_its_own_family(plane):
+    plane, calls, loop = plane
+    both = dp.Binding(policy=None, routes=["10.1.0.0/24", "2001:db8:1::/64"])
+    add_routes(plane, both, parse_traffic_selectors("10.2.0.0/24, 2001:db8:2::/64"))
+    assert calls == [("route", "replace", "10.1.0.0/24", "dev", "ipsec0", "table", "220", "src", "10.2.0.1"),
+                     ("-6", "route", "replace", "2001:db8:1::/64", "dev", "ipsec0", "table", "220",
+                      "src", "2001:db8:2::1")]
+    plane._drop_routes(both, at_once=True)
+    assert calls[2:] == [("route", "del", "10.1.0.0/24", "table", "220"),
+                         ("-6", "route", "del", "2001:db8:1::/64", "table", "220")]
+
+
+@pytest.mark.parametrize("ipv6", [False, True])
+def test_the_rule_for_table_220_is_set_for_ipv6_only_on_a_node_with_ipv6(plane, monkeypatch, ipv6):
+    plane, calls, _loop = plane
+    monkeypatch.setattr(rt, "ipv6_on", lambda: ipv6)
+    plane.routes.start(1400)
+    rules = [c for c in calls if "rule" in c and "add" in c]
+    assert [c[0] == "-6" for c in rules] == ([False, True] if ipv6 else [False])
+    sysctl = [c for c in calls if c[0] == "-qw"]
+    assert ("net.ipv6.conf.ipsec0.disable_ipv6=0" in sysctl[0]) is ipv6
+    plane.routes.remove_rule()
+    assert len([c for c in calls if "rule" in c and "del" in c]) == (4 if ipv6 else 2)
+
+
+def test_a_virtual_ipv6_address_is_one_address_long(plane):
+    plane, calls, _loop = plane
+    plane.routes.add_virtual_ip(1, "2001:db8:3::1")
+    plane.routes.drop_virtual_ip(1)
+    assert ("addr", "replace", "2001:db8:3::1/128", "dev", "ipsec0") in calls
+    assert ("addr", "del", "2001:db8:3::1/128", "dev", "ipsec0") in calls

@@ -418,6 +418,7 @@ class FakeUdp:
 class FakeGateway:
     def __init__(self) -> None:
         self.sockets = {4500: FakeUdp()}
+        self.sockets6: dict = {}  # no IPv6 here
         self.loop = None
         self.lines: list[str] = []
         self.esp_flush = None

@@ -44,3 +44,20 @@ def test_bad_topology_names_the_field(tmp_path):
     (tmp_path / "t.json").write_text("{")
     with pytest.raises(TopologyFileError, match="not JSON"):
         draw_topology(tmp_path / "t.json", tmp_path / "x")
+
+
+def test_an_ipv6_address_beside_the_ipv4_one_gets_a_line_of_its_own_and_the_slide_grows(tmp_path):
+    from PIL import Image
+
+    from lab.viz.topology import _intf_lines
+
+    assert _intf_lines("gwa-lan", "10.1.0.1/24, 2001:db8:1::1/64") == ["lan 10.1.0.1/24", "    2001:db8:1::1/64"]
+    assert _intf_lines("gwa-lan", "10.1.0.1/24") == ["lan 10.1.0.1/24"] and _intf_lines("lo", "") == ["lo"]
+    draw_topology(TOPOLOGY, tmp_path / "v4")
+    both = json.loads(TOPOLOGY.read_text())
+    for node in both["nodes"]:
+        for intf in node["interfaces"]:
+            intf["addresses"] = intf["addresses"] + [f"2001:db8:{i}::1/64" for i in range(len(intf["addresses"]))]
+    draw_topology(both, tmp_path / "v6")
+    heights = [Image.open(tmp_path / f"{name}.png").size[1] for name in ("v4", "v6")]
+    assert heights[1] > heights[0], heights
