@@ -43,5 +43,6 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
 
 
 __all__ = ["CHILD_ERRORS", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd", "IkeAuth", "IkeDelete", "IkeInit",
-           "IkeFollowupKe", "IkeIntermediate", "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
+           "IkeFollowupKe", "IkeIntermediate", "IkeRekey",
+           "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
            "find_notify", "first", "notify", "responder_task"]
