@@ -73,7 +73,7 @@ def narrate(record: dict[str, Any]) -> str | None:
                                                   "nat_mapping_changed", "reauthenticate", "no_path",
                                                   "peer_addresses", "cookie2_mismatch",
                                                   "mobike_unacceptable_addresses", "additional_ke", "keys_updated",
-                                                  "rekey_without_additional_ke", "ike_intermediate_refused",
+                                                  "followup_ke", "followup_ke_refused", "ike_intermediate_refused",
                                                   "ike_rekey_refused"):
         details = ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("t", "wall", "kind", "ike_sa", "what"))
         return f"[IKE] {sa} {record['what'].replace('_', ' ')}: {details}"

@@ -108,6 +108,8 @@ class IkeSA:
         self.next_keys = None            # responder: the keys that apply from the next request on
         self.int_auth_i = b""            # RFC 9242 §3.3.2: IntAuth_iN and IntAuth_rN so far
         self.int_auth_r = b""
+        # RFC 9370 §2.2.4: responder side of rekeys waiting for IKE_FOLLOWUP_KE, by link data
+        self.followups: dict[bytes, Task] = {}
 
     @property
     def mid_in(self) -> int:
@@ -427,7 +429,7 @@ class IkeSA:
 
 
     def rekeyed(self, we_initiated: bool, spi_i: bytes, spi_r: bytes, chosen: ChosenAlgorithms, shared: bytes,
-                nonce_i: bytes, nonce_r: bytes, now: float) -> IkeSA:
+                nonce_i: bytes, nonce_r: bytes, now: float, additional: tuple[bytes, ...] = ()) -> IkeSA:
         """The IKE SA made by rekeying this one (RFC 7296 §2.18), registered with the endpoint."""
         assert self.algorithms is not None and self.keys is not None
         new = IkeSA(self.endpoint, 0, self.config, we_initiated, self.local, self.remote, spi_i, spi_r, now)
@@ -438,10 +440,11 @@ class IkeSA:
         new.peer_fragmentation, new.peer_hashes = self.peer_fragmentation, self.peer_hashes
         new.original_initiator, new.mobike, new.peer_mobike = self.original_initiator, self.mobike, self.peer_mobike
         new.peer_addresses = list(self.peer_addresses)
+        new.peer_intermediate = self.peer_intermediate
         new.ipsec_path = self.ipsec_path
         keys = derive_rekeyed_ike_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.prf, chosen.encr,
                                           chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
-                                          spi_i, spi_r)
+                                          spi_i, spi_r, additional)
         new.set_algorithms(chosen, shared, keys)
         new.set_state(IkeState.ESTABLISHED, now)
         new.schedule_ike_lifetime(now)

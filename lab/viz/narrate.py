@@ -272,10 +272,11 @@ class Storyteller:
             return [f"{node}: the additional key exchange {r.get('transform')} ({r.get('method')}) is done in "
                     f"IKE_INTERMEDIATE (RFC 9242); its secret goes into new keys: SKEYSEED = prf(SK_d, new secret | "
                     f"Ni | Nr), then SK_d, SK_a, SK_e and SK_p anew (RFC 9370 §2.2.2)."]
-        if what == "rekey_without_additional_ke":
-            return [f"{node} rekeys the IKE SA without its optional additional key exchanges: a rekey would run "
-                    f"them in IKE_FOLLOWUP_KE (RFC 9370 §2.2.4), which ipsec-lab does not implement."]
-        if what in ("ike_intermediate_refused", "ike_rekey_refused"):
+        if what == "followup_ke":
+            return [f"{node}: the rekey's additional key exchange {r.get('transform')} ({r.get('method')}) is done in "
+                    f"IKE_FOLLOWUP_KE, linked to the CREATE_CHILD_SA by the ADDITIONAL_KEY_EXCHANGE notify; the new "
+                    f"IKE SA's SKEYSEED = prf(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)) (RFC 9370 §2.2.4)."]
+        if what in ("ike_intermediate_refused", "ike_rekey_refused", "followup_ke_refused"):
             return [f"{node} refuses: {r.get('reason')}."]
         if what in ("rekey_collision", "ike_rekey_collision"):
             return [f"{node}: both sides rekeyed at once (RFC 7296 §2.8.1); the pair with the lowest nonce loses, "

@@ -22,7 +22,20 @@ from lab.net.strongswan import StrongSwan, StrongSwanError
 from lab.net.strongswan6 import STRONGSWAN6_ROOT, StrongSwan6, find_root, mounts_below
 
 from .conftest import S2SLab, render_conf
-from .test_ike_strongswan import OURS, SWAN, Pair, check_capture, exchanges, install_pki, make_pki, wait_until
+from .test_ike_strongswan import (
+    OURS,
+    SWAN,
+    Pair,
+    check_capture,
+    exchanges,
+    install_pki,
+    installed_pairs,
+    make_pki,
+    rekey,
+    wait_child_rekeyed,
+    wait_until,
+    wan,
+)
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -129,6 +142,42 @@ def test_ours_and_strongswan6_with_two_additional_key_exchanges(interop_lab, rol
     assert "authentication of 'gwa.lab' with pre-shared key successful" in swan.log_text(), swan.log_tail()
     messages = pair.finish()
     assert exchanges(messages) == ["IKE_SA_INIT"] * 2 + ["IKE_INTERMEDIATE"] * 4 + ["IKE_AUTH"] * 2
+
+
+@pytest.mark.parametrize("side", ["ours", "strongswan"], ids=lambda s: f"{s}-rekeys")
+def test_ike_rekey_with_followup_ke_between_ours_and_strongswan6(interop_lab, side):
+    """RFC 9370 §2.2.4: the IKE SA rekey carries X25519 in one IKE_FOLLOWUP_KE exchange after
+    CREATE_CHILD_SA, linked by the ADDITIONAL_KEY_EXCHANGE notify; SKEYSEED from both shared
+    secrets. If either side derived differently, the DELETE of the old IKE SA would be the only
+    thing to get through and the new IKE SA would not agree."""
+    proposal = "aes256gcm16-prfsha384-ecp384-ke1_x25519"
+    ours = interop_lab.use_ours(OURS, render_conf(OURS, initiator=True, auth="psk", proposals=proposal,
+                                                  esp_proposals="aes128gcm16"))
+    swan = use_strongswan6(interop_lab, SWAN, render_conf(SWAN, initiator=False, auth="psk",
+                                                          proposals=proposal, esp_proposals="aes128gcm16"),
+                           export_keys=True)
+    pair = Pair(interop_lab, ours, swan, True, interop_lab.capture(OURS, "ike.pcap"))
+    pair.up()
+    first, _ = pair.settled()
+    old_spis = (first["spi_i"], first["spi_r"])
+    rekey(pair, side, "ike")
+
+    def rekeyed():
+        agreed = pair.agreement()
+        if agreed is None:
+            return None
+        o, _t = agreed
+        return agreed if o["spi_i"] not in old_spis and o["spi_r"] not in old_spis else None
+
+    _o, theirs = wait_until(rekeyed, 15, "the IKE SA rekeyed with IKE_FOLLOWUP_KE on both sides")
+    assert (theirs.get("dh-group"), theirs.get("ake1")) == ("ECP_384", "CURVE_25519"), theirs
+    # the new IKE SA's keys agree: a CHILD SA rekey runs over it, protected with them
+    rekey(pair, side, "child")
+    wait_child_rekeyed(pair, installed_pairs(_o))
+    messages = pair.finish()
+    rekeyer = wan(OURS) if side == "ours" else wan(SWAN)
+    names = exchanges(messages[6:], requests_from=rekeyer)
+    assert names == ["CREATE_CHILD_SA", "IKE_FOLLOWUP_KE", "INFORMATIONAL", "CREATE_CHILD_SA", "INFORMATIONAL"], names
 
 
 # ------------------------------------------------------------------ strongSwan 6 <-> 5.9.8

@@ -2,7 +2,8 @@
 one IKE_INTERMEDIATE exchange per additional key exchange, the keys updated after each, IntAuth in
 the AUTH payload (checked here against a computation of our own from the wire), both roles, with
 loss, retransmission and RFC 7383 fragmentation; a peer without additional key exchanges; a KE of
-the wrong length; an IKE SA rekey (no IKE_FOLLOWUP_KE: the rekey runs without them)."""
+the wrong length; an IKE SA rekey with one IKE_FOLLOWUP_KE exchange per additional key exchange
+(RFC 9370 §2.2.4), with loss and with wrong link data."""
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,7 @@ from lab.ike.const import DhGroup, ExchangeType, NotifyType
 from lab.ike.message import Message, classify_udp
 from lab.ike.protect import DirectionKeys, decrypt_fragment, decrypt_plain
 from lab.ike.settings import Settings
-from lab.ike.tasks import IkeIntermediate
+from lab.ike.tasks import IkeIntermediate, IkeRekey
 
 from .ike_net import make_net, pair_configs
 from .test_ike_exchanges import _established, assert_consistent, assert_ike_rekeyed, before, kinds
@@ -228,8 +229,82 @@ def test_a_peer_without_additional_key_exchanges(a_proposals, b_proposals, outco
         assert kinds(events)[0] == "NegotiationFailed" and outcome in events[0].reason
 
 
-def test_ike_rekey_of_a_hybrid_sa_is_refused_cleanly():
-    # RFC 9370 §2.2.4: required additional key exchanges would run in IKE_FOLLOWUP_KE, which ipsec-lab does not do
+def _rekey_exchanges(net, since: int):
+    """(exchange, response, sender) of each message since log entry `since`, a fragmented one once."""
+    out, seen = [], set()
+    for sender, m, _ in _messages(net)[since:]:
+        key = (m.message_id, m.is_response, sender)
+        if key not in seen:
+            seen.add(key)
+            out.append((int(m.exchange), m.is_response, sender))
+    return out
+
+
+@pytest.mark.parametrize("initiator", ["a", "b"])
+def test_ike_rekey_runs_one_followup_ke_per_additional_key_exchange(monkeypatch, initiator):
+    # RFC 9370 §2.2.4: CREATE_CHILD_SA with the first KE, then IKE_FOLLOWUP_KE for ke1_ and ke2_
+    finished = []
+    real = IkeRekey._finish_i
+
+    def spy(self, ike, now):
+        finished.append((self, ike.keys.sk_d))
+        real(self, ike, now)
+
+    monkeypatch.setattr(IkeRekey, "_finish_i", spy)
+    net = _hybrid_net()
+    net.endpoints["a"].initiate("s2s", net.now)
+    net.settle()
+    old = before(net)
+    since = len(net.log)
+    responder = "b" if initiator == "a" else "a"
+    assert net.endpoints[initiator].rekey_ike(net.now, name="s2s") == 1
+    net.settle()
+    assert_ike_rekeyed(net, old)
+    assert _rekey_exchanges(net, since)[:6] == [(36, False, initiator), (36, True, responder),
+                                                (44, False, initiator), (44, True, responder),
+                                                (44, False, initiator), (44, True, responder)]
+    for ike in _established(net):
+        assert str(ike.algorithms) == HYBRID
+    # SKEYSEED = prf(SK_d, SK(0) | Ni | Nr | SK(1) | SK(2)), with the old SA's PRF (sha384), computed here on its own
+    (task, sk_d_old), = finished
+    assert len(task.additional) == 2 and len(task.additional[0]) == 32 and len(task.additional[1]) == 48
+    expected = hmac.new(sk_d_old, task.shared + task.nonce + task.nonce_r + task.additional[0] + task.additional[1],
+                        hashlib.sha384).digest()
+    ike_i = _established(net)[0 if initiator == "a" else 1]
+    assert ike_i.keys.skeyseed == expected
+
+
+@pytest.mark.parametrize("lose", [(44, False), (44, True), (36, True)])
+def test_ike_rekey_with_followup_ke_survives_a_lost_message(lose):
+    net = _hybrid_net()
+    net.endpoints["a"].initiate("s2s", net.now)
+    net.settle()
+    old = before(net)
+    lost = []
+
+    def drop(name, datagram):
+        m = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
+        if (int(m.exchange), m.is_response) == lose and not lost:
+            lost.append(m.message_id)
+            return True
+        return False
+
+    net.drop = drop
+    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    net.settle(horizon=60)
+    assert lost
+    assert_ike_rekeyed(net, old)
+    assert net.endpoints["b"].stats["responses_resent"] >= (1 if lose[1] else 0)
+
+
+def test_followup_ke_with_wrong_link_data_is_state_not_found(monkeypatch):
+    real = IkeRekey._build_followup_i
+
+    def broken(self, ike):
+        notify, ke = real(self, ike)
+        return [pl.Notify(notify_type=notify.notify_type, data=bytes(b ^ 1 for b in notify.data)), ke]
+
+    monkeypatch.setattr(IkeRekey, "_build_followup_i", broken)
     net = _hybrid_net()
     net.endpoints["a"].initiate("s2s", net.now)
     net.settle()
@@ -238,39 +313,41 @@ def test_ike_rekey_of_a_hybrid_sa_is_refused_cleanly():
     assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
     net.settle()
     events = net.events("a")
-    assert kinds(events) == ["NegotiationFailed"] and "IKE_FOLLOWUP_KE" in events[0].reason
+    assert kinds(events) == ["NegotiationFailed"] and "STATE_NOT_FOUND" in events[0].reason
+    assert [r for r in net.endpoints["b"].pop_trace() if r.get("what") == "followup_ke_refused"]
     assert_consistent(net)
     assert before(net) == old
 
 
-def test_ike_rekey_leaves_optional_additional_key_exchanges_out():
-    conf_a, _ = pair_configs(proposals="aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none")
-    _, conf_b = pair_configs(proposals="aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none")
+def test_ike_rekey_with_optional_additional_key_exchanges_keeps_them():
+    proposals = "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none"
+    conf_a, _ = pair_configs(proposals=proposals)
+    _, conf_b = pair_configs(proposals=proposals)
     net = make_net(conf_a, conf_b)
     net.endpoints["a"].initiate("s2s", net.now)
     net.settle()
     assert all(ike.intermediate_count == 1 for ike in _established(net))
     old = before(net)
+    since = len(net.log)
+    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
+    net.settle()
+    assert_ike_rekeyed(net, old)
+    assert all(str(ike.algorithms) == "aes256gcm16-prfsha384-x25519-ke1_mlkem768" for ike in _established(net))
+    assert [e for e, _, _ in _rekey_exchanges(net, since)].count(44) == 2
+
+
+def test_a_responder_without_them_takes_a_rekey_without_the_optional_ones():
+    # RFC 9370 §2.2.1: the optional additional key exchange falls away, no IKE_FOLLOWUP_KE runs
+    conf_a, _ = pair_configs(proposals="aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none")
+    _, conf_b = pair_configs(proposals="aes256gcm16-prfsha384-x25519-ke1_none-ke1_mlkem768")
+    net = make_net(conf_a, conf_b)
+    net.endpoints["a"].initiate("s2s", net.now)
+    net.settle()
+    assert all(ike.algorithms.additional == () for ike in _established(net))
+    old = before(net)
+    since = len(net.log)
     assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
     net.settle()
     assert_ike_rekeyed(net, old)
     assert all(ike.algorithms.additional == () for ike in _established(net))
-    notes = [r for r in net.endpoints["a"].pop_trace() if r.get("what") == "rekey_without_additional_ke"]
-    assert notes and "IKE_FOLLOWUP_KE" in notes[0]["reason"]
-
-
-def test_a_responder_that_requires_them_refuses_a_rekey_without():
-    conf_a, _ = pair_configs(proposals="aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none")
-    _, conf_b = pair_configs(proposals="aes256gcm16-prfsha384-x25519-ke1_mlkem768")
-    net = make_net(conf_a, conf_b)
-    net.endpoints["a"].initiate("s2s", net.now)
-    net.settle()
-    net.events("a")
-    assert all(str(ike.algorithms) == "aes256gcm16-prfsha384-x25519-ke1_mlkem768" for ike in _established(net))
-    assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
-    net.settle()
-    events = net.events("a")
-    assert kinds(events) == ["NegotiationFailed"] and "NO_PROPOSAL_CHOSEN" in events[0].reason
-    notes = [r for r in net.endpoints["b"].pop_trace() if "IKE_FOLLOWUP_KE" in str(r)]
-    assert notes
-    assert_consistent(net)
+    assert 44 not in [e for e, _, _ in _rekey_exchanges(net, since)]

@@ -5,6 +5,7 @@ their octets out of `repr` so that traces and logs never show key material.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from ..const import EncrId, IntegId
@@ -73,10 +74,14 @@ def skeyseed(prf_id: int, nonce_i: bytes, nonce_r: bytes, shared_secret: bytes) 
 
 
 def rekey_skeyseed(
-    old_prf_id: int, sk_d_old: bytes, shared_secret_new: bytes, nonce_i: bytes, nonce_r: bytes
+    old_prf_id: int, sk_d_old: bytes, shared_secret_new: bytes, nonce_i: bytes, nonce_r: bytes,
+    additional: Sequence[bytes] = (),
 ) -> bytes:
-    """SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with the old IKE SA's PRF (RFC 7296 §2.18)."""
-    return get_prf(old_prf_id).prf(sk_d_old, bytes(shared_secret_new) + bytes(nonce_i) + bytes(nonce_r))
+    """SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with the old IKE SA's PRF (RFC 7296 §2.18);
+    with additional key exchanges run in IKE_FOLLOWUP_KE, SKEYSEED = prf(SK_d, SK(0) | Ni | Nr |
+    SK(1) | ... | SK(n)) (RFC 9370 §2.2.4)."""
+    data = bytes(shared_secret_new) + bytes(nonce_i) + bytes(nonce_r) + b"".join(bytes(k) for k in additional)
+    return get_prf(old_prf_id).prf(sk_d_old, data)
 
 
 def ike_sa_keys_from_skeyseed(
@@ -136,12 +141,14 @@ def derive_rekeyed_ike_sa_keys(
     nonce_r: bytes,
     spi_i: bytes,
     spi_r: bytes,
+    additional: Sequence[bytes] = (),
 ) -> IkeSaKeys:
-    """Keys of the IKE SA created by a rekeying CREATE_CHILD_SA exchange (RFC 7296 §2.18).
+    """Keys of the IKE SA created by a rekeying CREATE_CHILD_SA exchange (RFC 7296 §2.18), and the
+    shared secrets of the IKE_FOLLOWUP_KE exchanges after it (RFC 9370 §2.2.4).
 
     SKEYSEED uses the old IKE SA's PRF; prf+ uses the new IKE SA's PRF, SPIs and nonces.
     """
-    seed_key = rekey_skeyseed(old_prf_id, sk_d_old, shared_secret_new, nonce_i, nonce_r)
+    seed_key = rekey_skeyseed(old_prf_id, sk_d_old, shared_secret_new, nonce_i, nonce_r, additional)
     return ike_sa_keys_from_skeyseed(
         prf_id, encr_id, encr_key_length, integ_id, seed_key, nonce_i, nonce_r, spi_i, spi_r
     )

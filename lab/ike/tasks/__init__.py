@@ -12,7 +12,7 @@ from .ike_dpd import Dpd
 from .ike_init import IkeInit
 from .ike_intermediate import IkeIntermediate
 from .ike_mobike import MobikeInformational, MobikeUpdate, ReturnRoutability, is_mobike_informational
-from .ike_rekey import IkeRekey
+from .ike_rekey import IkeFollowupKe, IkeRekey
 
 
 def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
@@ -21,6 +21,8 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
         return IkeAuth()
     if exchange == ExchangeType.IKE_INTERMEDIATE:
         return IkeIntermediate()
+    if exchange == ExchangeType.IKE_FOLLOWUP_KE:
+        return IkeFollowupKe()
     if exchange == ExchangeType.CREATE_CHILD_SA:
         sa = first(inner, pl.SA)
         if isinstance(sa, pl.SA) and sa.proposals and sa.proposals[0].protocol_id == ProtocolId.IKE:
@@ -41,5 +43,6 @@ def responder_task(exchange: int, inner: list[pl.Payload]) -> Task | None:
 
 
 __all__ = ["CHILD_ERRORS", "AuthRejected", "ChildCreate", "ChildDelete", "Dpd", "IkeAuth", "IkeDelete", "IkeInit",
-           "IkeIntermediate", "IkeRekey", "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
+           "IkeFollowupKe", "IkeIntermediate", "IkeRekey",
+           "MobikeInformational", "MobikeUpdate", "ReturnRoutability", "Task", "error_notify",
            "find_notify", "first", "notify", "responder_task"]
