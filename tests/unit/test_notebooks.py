@@ -46,6 +46,7 @@ def test_01_handshake_in_memory(tmp_path):
     # the hybrid X25519 + ML-KEM-768 section (RFC 9370): the table, the ML-KEM payloads, the key update, IntAuth
     assert "7 datagrams, 3638 octets of IP" in text and "round trips until the tunnel is up: classical 2 | hybrid 3" in text
     assert "IKE_SA_INIT request 258 octets here, 274 in the hybrid one" in text
+    assert "unfragmented (fragment_size 1500), the IKE_INTERMEDIATE request is 1281 octets of IP" in text
     assert " 3 IKE_INTERMEDIATE request  gwa -> gwb  1280  1248     0  SKF{ ... } (part of the message)" in text
     assert " 5 IKE_INTERMEDIATE response gwb -> gwa  1185  1153     0  SK{ KE }" in text
     assert " 6 IKE_AUTH         request  gwa -> gwb   275   243     1  SK{ IDi IDr AUTH" in text
