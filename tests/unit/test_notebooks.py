@@ -43,6 +43,20 @@ def test_01_handshake_in_memory(tmp_path):
     text = text_of(notebook)
     assert "gives the same seven keys: True" in text and "same packet: True" in text
     assert "decrypted with SK_ei/SK_ai, the ICV verified" in text and "N(REKEY_SA)" in text
+    # the hybrid X25519 + ML-KEM-768 section (RFC 9370): the table, the ML-KEM payloads, the key update, IntAuth
+    assert "7 datagrams, 3638 octets of IP" in text and "round trips until the tunnel is up: classical 2 | hybrid 3" in text
+    assert "IKE_SA_INIT request 258 octets here, 274 in the hybrid one" in text
+    assert "unfragmented (fragment_size 1500), the IKE_INTERMEDIATE request is 1281 octets of IP" in text
+    assert " 3 IKE_INTERMEDIATE request  gwa -> gwb  1280  1248     0  SKF{ ... } (part of the message)" in text
+    assert " 5 IKE_INTERMEDIATE response gwb -> gwa  1185  1153     0  SK{ KE }" in text
+    assert " 6 IKE_AUTH         request  gwa -> gwb   275   243     1  SK{ IDi IDr AUTH" in text
+    assert "KE group MLKEM_768 (36), 1184 octets, the ML-KEM encapsulation key (initiator)" in text
+    assert "KE group MLKEM_768 (36), 1088 octets, the ML-KEM ciphertext (responder)" in text
+    assert text.count("(36 octets)  same on gwb: True") == 2 and "(48 octets), same on gwb: True" in text
+    assert "sk_d   changed: True" in text and "sk_ei  changed: True" in text
+    assert "the CHILD SA keys come from SK_d of key set 0: False" in text
+    assert "the CHILD SA keys come from SK_d of key set 1: True" in text
+    assert "AUTH covers 100 octets of IntAuth" in text
     images = sum(1 for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                  if o.output_type == "display_data" and "image/png" in o.get("data", {}))
     assert images == 3
