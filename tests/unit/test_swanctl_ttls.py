@@ -87,7 +87,8 @@ def test_a_strongswan_peer_gets_the_eap_ttls_section_in_its_strongswan_conf():
     text = CLIENT + ("ipsec-lab {\n  export_keys = keys\n  eap-ttls {\n    phase2_method = mschapv2\n  }\n"
                      "  eap-radius {\n    servers {\n      a {\n        address = 10.9.0.2\n      }\n    }\n  }\n}\n")
     settings = plugin_settings_of(text)
-    assert settings == {"eap-ttls": {"phase2_method": "mschapv2"}}  # strongSwan's names; eap-radius is not loaded
+    # strongSwan's names, both plugin sections (a charon gateway of radius-mfa relays to RADIUS)
+    assert settings == {"eap-ttls": {"phase2_method": "mschapv2"}, "eap-radius": {"servers": {"a": {"address": "10.9.0.2"}}}}
     conf = render_strongswan_conf("/run/x.vici", "/tmp/x.log", plugin_settings=settings)
     plugins = conf[conf.index("  plugins {"):conf.index("  filelog {")]
     assert "    eap-ttls {\n      phase2_method = mschapv2\n    }\n" in plugins
