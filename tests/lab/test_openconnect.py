@@ -64,8 +64,31 @@ def left_behind(p) -> list[str]:
     return found
 
 
+def dissected(pcap: Path) -> dict[str, list[int]]:
+    """tshark's reading of a capture on gwf's uplink: no "Malformed" anywhere (-V), and the IP
+    lengths of the TLS and the DTLS records that carry application data."""
+    verbose = subprocess.run(["tshark", "-r", str(pcap), "-V"], capture_output=True, text=True, check=True).stdout
+    assert "Malformed" not in verbose and "Exception" not in verbose
+    out: dict[str, list[int]] = {"tls": [], "dtls": []}
+    for proto in out:
+        fields = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"{proto}.app_data", "-T", "fields", "-e", "ip.len"],
+                                capture_output=True, text=True, check=True).stdout
+        out[proto] = [int(n) for n in fields.split()]
+    return out
+
+
+# the 84-octet ping (20 IP + 8 ICMP + 56) in each channel, from the formats:
+# DTLS 1.2 with AES-GCM: 20 IP + 8 UDP + 13 record header (RFC 6347 §4.1) + 8 explicit nonce
+# (RFC 5288 §3) + 1 AnyConnect packet type + 16 tag
+DTLS_PING = 20 + 8 + 13 + 8 + 1 + 84 + 16
+# TLS 1.3: 20 IP + 32 TCP with timestamps + 5 record header + 8 CSTP header + the inner content
+# type 1 + 16 tag (RFC 8446 §5.2)
+TLS_PING = 20 + 32 + 5 + 8 + 84 + 1 + 16
+
+
 def test_up_over_dtls_traffic_sessions_and_a_clean_stop(lab, tmp_path):
     s, c = peer(lab, tmp_path, "gwf"), peer(lab, tmp_path, "gwe")
+    tap = lab.tap("gwf-wan", "gwf", "gwf-wan", tmp_path / "gwf-wan.pcap")
     s.start()
     assert c.initiate(timeout=20).startswith("connected")
     [seen] = s.wait_for_tunnel(lambda ts: any(t.transport == "udp" for t in ts), 10)
@@ -75,6 +98,10 @@ def test_up_over_dtls_traffic_sessions_and_a_clean_stop(lab, tmp_path):
     out = lab.node("hosta").cmd("ping -n -c 3 -i 0.2 -W 2 10.2.2.10")
     assert "3 received" in out, out
     assert c.counters()["packets_out"] >= 3 and s.counters()["bytes_in"] > 0
+    tap.stop()
+    seen = dissected(tmp_path / "gwf-wan.pcap")
+    assert seen["dtls"].count(DTLS_PING) == 6, seen     # 3 requests, 3 replies, in DTLS
+    assert TLS_PING not in seen["tls"] and seen["tls"], seen  # the login and CSTP only
     assert left_behind(c) == ["openconnect", f"tun {c.interface}"]
     assert left_behind(s) == ["ocserv-main", "ocserv-sm", "ocserv-worker", "tun vpns0", s.files]
     c.stop()
@@ -86,13 +113,16 @@ def test_up_over_dtls_traffic_sessions_and_a_clean_stop(lab, tmp_path):
 def test_without_udp_the_data_stay_in_tls(lab, tmp_path):
     lab.node("nat").cmd("iptables -I FORWARD -p udp --dport 443 -j DROP")
     s, c = peer(lab, tmp_path, "gwf"), peer(lab, tmp_path, "gwe")
+    tap = lab.tap("gwf-wan", "gwf", "gwf-wan", tmp_path / "gwf-wan.pcap")
     s.start()
-    c.initiate(timeout=20)
-    time.sleep(3)
-    [seen] = s.list_tunnels()
-    assert seen.transport == "tcp", seen
+    c.initiate(timeout=30)        # openconnect tries DTLS for a while before it sets the tun device
+    [tunnel] = s.list_tunnels()
+    assert tunnel.transport == "tcp", tunnel
     out = lab.node("hosta").cmd("ping -n -c 3 -i 0.2 -W 2 10.2.2.10")
     assert "3 received" in out, out
+    tap.stop()
+    seen = dissected(tmp_path / "gwf-wan.pcap")
+    assert seen["dtls"] == [] and seen["tls"].count(TLS_PING) == 6, seen
     c.stop()
     s.stop()
 
