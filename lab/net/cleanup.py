@@ -6,7 +6,8 @@ built on the host itself (`--host`), its world's for a lab in a world of its own
 (lab.net.world: each world has its own /run, so worlds do not wait for each other). While it
 runs it keeps a record in /run/ipsec-lab/labs/<pid>.json: the network namespace of each of
 its nodes (by inode), the node shells, the veth names it created and the processes it
-started. `remove(record)` kills every process inside those namespaces (which deletes the
+started (by PID and start time: a daemon that renames itself, as ocserv does to ocserv-main, is
+still known). `remove(record)` kills every process inside those namespaces (which deletes the
 namespaces and their interfaces), deletes any of the links still in the root namespace and
 drops the record. A record whose owner is still alive is never touched.
 """
@@ -75,6 +76,12 @@ def describe_pid(pid: int) -> str:
     except OSError:
         return f"pid {pid}"
     text = " ".join(a.decode(errors="replace") for a in argv if a)
+    try:  # a daemon that renamed itself (ocserv's ocserv-main, ocserv-sm) is named as ps shows it
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        comm = ""
+    if comm and argv and not os.path.basename(argv[0].decode(errors="replace")).startswith(comm):
+        text = f"{comm}: {text}"
     return f"pid {pid} ({text[:80]})" if text else f"pid {pid}"
 
 
@@ -158,7 +165,7 @@ class LabRecord:
     netns: dict[str, int] = field(default_factory=dict)       # node -> network namespace inode
     shells: dict[str, int] = field(default_factory=dict)      # node -> PID of its Mininet shell
     links: list[str] = field(default_factory=list)            # veth names the lab created
-    processes: dict[str, list] = field(default_factory=dict)  # "pid" -> [node, argv0]
+    processes: dict[str, list] = field(default_factory=dict)  # "pid" -> [node, argv0, start time]
     started: float = field(default_factory=time.time)
 
     @property
@@ -182,7 +189,7 @@ class LabRecord:
 
     def add_process(self, node: str, pid: int, argv0: str) -> None:
         with _SAVE_LOCK:
-            self.processes[str(pid)] = [node, os.path.basename(argv0)]
+            self.processes[str(pid)] = [node, os.path.basename(argv0), _start_time(pid)]
             self.save()
 
     def drop(self) -> None:
@@ -231,6 +238,17 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _ours(pid: int, entry: list) -> bool:
+    """Is `pid` still the process the record names? By its start time (a PID reused since has
+    another); a daemon may rename itself (ocserv becomes ocserv-main), so its name does not tell.
+    Records written before start times were kept compare the name."""
+    if not _alive(pid):
+        return False
+    if len(entry) > 2 and entry[2] != -1:
+        return _start_time(pid) == entry[2]
+    return _argv0(pid) == entry[1]
+
+
 def _argv0(pid: int) -> str:
     try:
         return os.path.basename(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace"))
@@ -265,9 +283,9 @@ def leftovers(record: LabRecord) -> list[str]:
     shells, its links in the root namespace, and mounts below strongSwan 6's root file system."""
     found = [f"process {describe_pid(pid)} in a lab namespace" for pid in processes_in(set(record.netns.values()))]
     pids_seen = {int(s.split()[1]) for s in found if s.split()[1].isdigit()}
-    for pid, (node, argv0) in record.processes.items():
-        if int(pid) not in pids_seen and _alive(int(pid)) and _argv0(int(pid)) == argv0:
-            found.append(f"process {describe_pid(int(pid))} started on {node}")
+    for pid, entry in record.processes.items():
+        if int(pid) not in pids_seen and _ours(int(pid), entry):
+            found.append(f"process {describe_pid(int(pid))} started on {entry[0]}")
     for node, pid in record.shells.items():
         if pid not in pids_seen and _alive(pid) and f"mininet:{node}".encode() in _cmdline(pid):
             found.append(f"shell of {node} ({describe_pid(pid)})")
@@ -322,8 +340,8 @@ def remove(record: LabRecord, timeout: float = 5.0) -> list[str]:
     """Remove everything `record` names; returns what was found (empty: it was clean)."""
     found = leftovers(record)
     targets = set(processes_in(set(record.netns.values())))
-    for pid, (_node, argv0) in record.processes.items():
-        if _alive(int(pid)) and _argv0(int(pid)) == argv0:
+    for pid, entry in record.processes.items():
+        if _ours(int(pid), entry):
             targets.add(int(pid))
     for node, pid in record.shells.items():
         if _alive(pid) and f"mininet:{node}".encode() in _cmdline(pid):

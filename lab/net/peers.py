@@ -1,7 +1,8 @@
 """One interface for every kind of gateway software in the lab (the kinds: lab.net.software):
 our daemon (`ipsec-lab daemon`, lab.net.gateway.OurGateway), strongSwan's charon
-(lab.net.strongswan.StrongSwan, driven through VICI) and WireGuard (lab.net.wireguard.WireGuard:
-wireguard-go and wg).
+(lab.net.strongswan.StrongSwan, driven through VICI), WireGuard (lab.net.wireguard.WireGuard:
+wireguard-go and wg), OpenVPN (lab.net.openvpn) and OpenConnect (lab.net.openconnect: ocserv and
+openconnect).
 
 Each is a `Peer`: `start()`, `stop()`, `kill()`, `load(folder)` (a hosts/<node>/ folder: its
 configuration file and its x509/, x509ca/, private/ ...), `initiate()`, `terminate()`,

@@ -33,7 +33,7 @@ def render() -> str:
              "| software | what runs | its configuration in `hosts/<node>/` | daemon options | trace |",
              "|---|---|---|---|---|"]
     for name, software in SOFTWARE.items():
-        lines.append(f"| `{name}` | {_cell(software.does)} | `{software.config}` | "
+        lines.append(f"| `{name}` | {_cell(software.does)} | " + " or ".join(f"`{c}`" for c in software.configs) + " | "
                      f"{'yes' if software.options else 'no'} | {'yes' if software.trace else 'no'} |")
     lines += ["", "### Services (`services:`, on a host node)", "",
               "| service | what runs | its files in `hosts/<node>/` |", "|---|---|---|"]

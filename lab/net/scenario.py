@@ -178,11 +178,12 @@ def _gateways(r: ScenarioReader, top: Map, topo: LabTopo, folder: Path) -> tuple
             raise r.error(line, f"gateways.{node}", f"must be one of {', '.join(SOFTWARE)}, not {shown(software)}")
         if opts.get("extra_args") and not SOFTWARE[software].options:
             raise r.error(line, f"gateways.{node}.options", "daemon options are for our daemon only")
-        config = SOFTWARE[software].config
-        conf = folder / "hosts" / node / config
+        configs = SOFTWARE[software].configs
+        conf = next((folder / "hosts" / node / c for c in configs if (folder / "hosts" / node / c).exists()),
+                    folder / "hosts" / node / configs[0])
         if not conf.exists():
             raise r.error(line, f"gateways.{node}", f"{conf} is missing (each gateway's config lives in "
-                                                    f"hosts/<node>/{config})")
+                                                    f"hosts/<node>/{' or '.join(configs)})")
         check_host_config(conf, software)
         gateways[node] = software
         options[node] = opts

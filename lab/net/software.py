@@ -62,6 +62,21 @@ def _openvpn(path: Path) -> None:
         raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
 
 
+def _openconnect(path: Path) -> None:
+    """ocserv's file (the gateway) or openconnect's (the client), with the files they name."""
+    from lab.conf.ocserv import read_ocserv, read_openconnect
+    from lab.conf.swanctl import ConfigError
+
+    read = read_ocserv if path.name == "ocserv.conf" else read_openconnect
+    try:
+        read(path.read_text(), str(path), path.parent)
+        if path.name == "openconnect.conf" and not (path.parent / "password").exists():
+            raise ConfigError("needs the file `password` beside it (the user's password, one line)", file=str(path),
+                              line=None, key="user")
+    except ConfigError as err:
+        raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
+
+
 @dataclass(frozen=True)
 class Software:
     name: str                                   # in scenario.yaml's gateways:
@@ -74,6 +89,12 @@ class Software:
     trace: bool = False                         # writes trace.jsonl (trace checks, narration)
     ike: bool = True                            # has IKE and CHILD_SAs (initiate/terminate name them)
     run_options: dict[str, Any] = field(default_factory=dict)    # what a scenario run gives its Peer
+    or_config: str = ""                         # another file it may read instead (a client's, beside a server's)
+
+    @property
+    def configs(self) -> tuple[str, ...]:
+        """The files a gateway of this software may have in hosts/<node>/, the first that exists counts."""
+        return (self.config, self.or_config) if self.or_config else (self.config,)
 
     def make(self, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
         """A Peer of this software on `node`, its files under `workdir`."""
@@ -95,6 +116,9 @@ SOFTWARE: dict[str, Software] = {s.name: s for s in (
              ".wireguard:WireGuard", _wgquick, config="wireguard.conf", ike=False),
     Software("openvpn", "OpenVPN", "OpenVPN 2.6 (TLS with the scenario's certificates; over UDP or TCP)",
              ".openvpn:OpenVpn", _openvpn, config="openvpn.conf", ike=False),
+    Software("openconnect", "OpenConnect", "the AnyConnect-compatible TLS + DTLS VPN: Debian's ocserv as the gateway "
+             "(`ocserv.conf`), openconnect as the client (`openconnect.conf` and the user's `password`)",
+             ".openconnect:OpenConnect", _openconnect, config="ocserv.conf", or_config="openconnect.conf", ike=False),
 )}
 
 

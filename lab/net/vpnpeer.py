@@ -103,12 +103,13 @@ class VpnPeer(Peer):
         if os.geteuid() != 0:
             raise PeerError(f"running {self.binary} in a network namespace needs root: run this as root")
 
-    def spawn(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
+              stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
         """The daemon, in the node, known to the lab; its output appended to its log."""
         self.check_installed()
         start = getattr(self.node, "start_process", None) or self.node.popen
         with open(self.log_path, "ab") as log:
-            self.process = start(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            self.process = start(argv, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
                                  env=dict(os.environ, **(env or {})), cwd=cwd or str(self.workdir))
         _RUNNING.add(self)
         return self.process

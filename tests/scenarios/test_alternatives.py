@@ -50,3 +50,35 @@ def test_compare_roaming_fails_when_wireguard_does_not_follow(tmp_path):
     assert not result.passed and not result.teardown
     failed = next(s for s in result.steps if not s.ok and not s.skipped)
     assert "gwd follows it to LTE" in failed.text and "198.51.100.1" in failed.detail, failed.detail
+
+
+def test_restrictive_network_fails_when_the_hotel_lets_dtls_through(tmp_path):
+    """With UDP 443 allowed, OpenConnect's DTLS gets out: the check that gwj's session carries its
+    data in TLS only must fail."""
+    folder = tmp_path / "hotel-dtls"
+    shutil.copytree(LIBRARY / "restrictive-network", folder)
+    text = (folder / "scenario.yaml").read_text()
+    hotel = "allow_only: [tcp/80, tcp/443, udp/53]"
+    assert hotel in text
+    (folder / "scenario.yaml").write_text(text.replace(hotel, "allow_only: [tcp/80, tcp/443, udp/53, udp/443]"))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = [s for s in result.steps if not s.ok and not s.skipped]
+    assert failed and "TLS connection (no DTLS)" in failed[0].text, [(s.text, s.detail) for s in failed]
+    dtls_out = next(c for c in result.checks if "no UDP" in c.text)
+    assert not dtls_out.ok, dtls_out.saw
+
+
+def test_compare_roaming_fails_when_openconnect_checks_its_peer_too_seldom(tmp_path):
+    """With dead peer detection every 60 s instead of 5, DTLS follows gwe to LTE but the old TLS
+    connection is not found dead in time: gwf still sees carol at the Wi-Fi address."""
+    folder = tmp_path / "slow-dpd"
+    shutil.copytree(LIBRARY / "compare-roaming", folder)
+    conf = folder / "hosts" / "gwf" / "ocserv.conf"
+    text = conf.read_text()
+    assert "\ndpd = 5\nmobile-dpd = 5\n" in text
+    conf.write_text(text.replace("\ndpd = 5\nmobile-dpd = 5\n", "\ndpd = 60\nmobile-dpd = 60\n"))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = next(s for s in result.steps if not s.ok and not s.skipped)
+    assert "logs in again with its cookie" in failed.text and "198.51.100.1" in failed.detail, failed.detail

@@ -91,6 +91,15 @@ def openvpn_wire(size: int, tcp: bool = False) -> int:
     return 20 + (32 + 2 if tcp else 8) + 4 + 4 + 16 + size
 
 
+def openconnect_wire(size: int, dtls: bool = True) -> int:
+    """Octets of an OpenConnect data packet for an inner packet of `size`, in IPv4: in DTLS 1.2
+    with AES-GCM, UDP + a 13-octet record header (RFC 6347 §4.1) + an 8-octet explicit nonce
+    (RFC 5288 §3) + AnyConnect's 1-octet packet type + the 16-octet tag; in TLS 1.3, TCP with the
+    timestamp option (20 + 12) + a 5-octet record header + the 8-octet CSTP header + TLS 1.3's
+    inner content type 1 (RFC 8446 §5.2) + the tag 16."""
+    return 20 + (8 + 13 + 8 + 1 + 16 if dtls else 32 + 5 + 8 + 1 + 16) + size
+
+
 def sa_named(label: str) -> Sa:
     """The SA a row or a sentence names: "ESP in UDP, tunnel, AES-GCM-128", "AH tunnel, HMAC-SHA-256"."""
     mode = Mode.TRANSPORT if "transport" in label else Mode.TUNNEL
@@ -147,6 +156,23 @@ CLAIMS = [
      openvpn_wire(PING) - PING),
     ("scenarios/compare-site-to-site/README.md", r"over TCP it adds 20 IP .*? = (?P<n>\d+) octets",
      openvpn_wire(PING, tcp=True) - PING),
+    # compare-roaming and restrictive-network: the ping through OpenConnect, in DTLS and in TLS
+    ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire \| (?P<n>\d+) octets",
+     ESP_UDP_TUNNEL_GCM.wire(PING)),
+    ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire \| \d+ octets \| (?P<n>\d+) octets",
+     wireguard_wire(PING)),
+    ("scenarios/compare-roaming/README.md", r"(?P<n>\d+) octets in DTLS", openconnect_wire(PING)),
+    ("scenarios/compare-roaming/README.md", r"octets in DTLS \((?P<n>\d+) added", openconnect_wire(PING) - PING),
+    ("scenarios/compare-roaming/README.md", r"The ping in DTLS is (?P<n>\d+) octets", openconnect_wire(PING)),
+    ("scenarios/restrictive-network/README.md", r"\| 162 octets \(see compare-site-to-site\) \| (?P<n>\d+) octets",
+     openconnect_wire(PING, dtls=False)),
+    ("scenarios/restrictive-network/README.md", r"\| 162 octets \(see compare-site-to-site\) \| \d+ octets \((?P<n>\d+) "
+     r"added", openconnect_wire(PING, dtls=False) - PING),
+    ("scenarios/restrictive-network/README.md", r"(?P<n>\d+) octets added; in DTLS", openconnect_wire(PING, dtls=False) - PING),
+    ("scenarios/restrictive-network/README.md", r"In TLS the ping is (?P<n>\d+) octets", openconnect_wire(PING, dtls=False)),
+    ("scenarios/restrictive-network/README.md", r"in DTLS it is (?P<n>\d+)", openconnect_wire(PING)),
+    ("scenarios/restrictive-network/README.md", r"\| (?P<n>\d+) octets \(see compare-site-to-site\)",
+     openvpn_wire(PING, tcp=True)),
     # tunnel-vs-transport: the 84-octet ping in transport and tunnel mode with AES-GCM-128
     ("scenarios/tunnel-vs-transport/README.md", r"transport: \| IP .*? ICV \| (?P<n>\d+) octets",
      ESP_TRANSPORT_GCM.wire(PING)),
