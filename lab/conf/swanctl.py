@@ -57,7 +57,7 @@ from lab.ike.config import (
 from lab.ike.eap.gtc import check_base32
 from lab.ike.identity import Identity
 from lab.ike.payloads import Proposal
-from lab.ike.profiles import client_profile
+from lab.ike.profiles import client_profile, windows_error
 from lab.ike.proposals import check_implemented, parse_ah_proposals, parse_esp_proposals, parse_ike_proposals
 
 from .settings import ConfigError, Section, Setting, all_refs, parse_settings, read_text, resolve_settings
@@ -1029,14 +1029,18 @@ class _Builder:
                 raise anchor.error(f"no private key for our raw public key in {os.path.join(self.dir, 'private')} "
                                    f"(or rsa/, ecdsa/, pkcs8/)")
         elif side == "local" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS):
+            # a Windows client with machine-certificate authentication says so with its error 13806
+            def windows(detail: str) -> str:
+                return windows_error(13806, detail) if conn.profile.startswith("windows") else detail
             if not auth.certs:
-                raise anchor.error(f"auth = {auth.method} needs our certificate: add certs = <file in x509/> "
-                                   f"(or pubkeys = <file in pubkey/> with an id) to the {key} section" + anchor.note)
+                raise anchor.error(windows(f"auth = {auth.method} needs our certificate: add certs = <file in x509/> "
+                                           f"(or pubkeys = <file in pubkey/> with an id) to the {key} section")
+                                   + anchor.note)
             cert = auth.certs[0]
             if config.secrets.private_key_for(cert) is None:
-                raise anchor.error(
+                raise anchor.error(windows(
                     f"no private key for our certificate ({Identity.from_dn(cert.subject)}) in "
-                    f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)")
+                    f"{os.path.join(self.dir, 'private')} (or rsa/, ecdsa/, pkcs8/)"))
         checks_certificate = (side == "remote" and auth.method in (AuthClass.PUBKEY, AuthClass.EAP_TLS)) or (
             side == "local" and auth.method in (AuthClass.EAP_TLS, AuthClass.EAP_TTLS))
         if checks_certificate and not (auth.cacerts or auth.certs or auth.pubkeys or conn.remote.cacerts

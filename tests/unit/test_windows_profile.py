@@ -176,6 +176,17 @@ def test_swanctl_profile_sets_the_proposals_and_names_the_line_of_a_bad_one():
         parse_swanctl(CONF % "macos")
 
 
+def test_machine_certificate_authentication_without_a_certificate_is_windows_error_13806():
+    text = (CONF % "windows").replace("local { auth = psk }", "local { auth = pubkey }")
+    with pytest.raises(ConfigError, match=r"swanctl.conf:5: .*Windows error 13806: IKE failed to find valid machine "
+                                          r"certificate \(auth = pubkey needs our certificate"):
+        parse_swanctl(text)
+    # without the profile the same mistake reads as before, no Windows number
+    with pytest.raises(ConfigError) as err:
+        parse_swanctl(text.replace("    profile = windows\n", ""))
+    assert "13806" not in str(err.value) and "auth = pubkey needs our certificate" in str(err.value)
+
+
 def test_an_offer_with_a_strong_group_is_not_called_deprecated():
     from lab.ike.proposals import deprecated_only, parse_ike_proposals
     assert deprecated_only(parse_ike_proposals(WINDOWS_IKE_DH2048)) is None
