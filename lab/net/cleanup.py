@@ -229,13 +229,16 @@ def owner_alive(record: LabRecord) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """The process exists and has not exited. A zombie has (it waits only to be reaped: in a
+    world, whose first process reaps nobody, a killed run's gateways stay zombies) and is
+    nothing to clean."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    return not _zombie(pid)
 
 
 def _ours(pid: int, entry: list) -> bool:
