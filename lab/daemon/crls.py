@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+
+from lab.ike.certs import crl_signed_by
 
 MAX_CRL = 16 * 1024 * 1024  # octets: a CRL larger than this is not read
 
@@ -43,16 +44,6 @@ def parse_crl(data: bytes) -> x509.CertificateRevocationList:
     return x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
 
 
-def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
-    """RFC 5280 §6.3.3 (f), (g): the CRL's issuer is the CA and its signature verifies with the CA's key."""
-    if crl.issuer != ca.subject:
-        return False
-    try:
-        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-    except (TypeError, UnsupportedAlgorithm):
-        return False
-
-
 def fetch_authority_crls(authorities: Sequence[Any], say: Callable[[str], None],
                          timeout: float = 3.0) -> list[x509.CertificateRevocationList]:
     """One CRL per authority that has crl_uris and where one of them gives its CA's CRL."""
@@ -71,7 +62,7 @@ def fetch_authority_crls(authorities: Sequence[Any], say: Callable[[str], None],
             except ValueError as exc:
                 say(f"authority {authority.name}: {uri} gave no CRL ({exc})")
                 continue
-            if not _signed_by(crl, authority.cacert):
+            if not crl_signed_by(crl, authority.cacert):
                 say(f"authority {authority.name}: the CRL from {uri} is not signed by '{ca}': not used")
                 continue
             crls.append(crl)

@@ -61,6 +61,16 @@ def _name(cert_or_name) -> str:
     return name.rfc4514_string()
 
 
+def crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    """RFC 5280 §6.3.3 (f), (g): the CRL's issuer is the CA and its signature verifies with the CA's key."""
+    if crl.issuer != ca.subject:
+        return False
+    try:
+        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except (TypeError, UnsupportedAlgorithm):
+        return False
+
+
 def _not_revoked(cert: x509.Certificate, issuer: x509.Certificate, crls: Sequence[x509.CertificateRevocationList],
                  now: datetime.datetime, revocation: str = "relaxed", uri_issuers: Sequence[x509.Name] = ()) -> None:
     """AuthenticationFailed if a CRL that `issuer` signed lists `cert` (RFC 5280 §6.3.3: the CRL's
@@ -71,12 +81,7 @@ def _not_revoked(cert: x509.Certificate, issuer: x509.Certificate, crls: Sequenc
     extension, RFC 5280 §4.2.1.13, or crl_uris of its CA's authority section) (swanctl.conf(5))."""
     checked = False
     for crl in crls:
-        if crl.issuer != issuer.subject:
-            continue
-        try:
-            if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-                continue
-        except (TypeError, UnsupportedAlgorithm):
+        if not crl_signed_by(crl, issuer):
             continue
         # a CRL past its nextUpdate still revokes, but is no proof of good standing (charon: stale)
         checked = checked or crl.next_update_utc is None or crl.next_update_utc >= now
