@@ -455,12 +455,6 @@ def check_implemented(proposals: Sequence[Proposal]) -> list[Proposal]:
 def _check_additional_ke(proposal: Proposal, protocol: int, entry: _Algo) -> None:
     token = _format_entry(entry)
     text = format_proposal(proposal, explicit=True)
-    if protocol != ProtocolId.IKE:
-        # RFC 9370 §2.2.4: additional key exchanges of a CHILD SA run in IKE_FOLLOWUP_KE exchanges
-        raise ProposalError(f"{token}: additional key exchanges in {_protocol_name(protocol)} proposals need "
-                            f"IKE_FOLLOWUP_KE (RFC 9370 §2.2.4), which ipsec-lab does not implement; put them "
-                            f"in the IKE proposals (the CHILD SA keys come from SK_d, which they protect)",
-                            text=text, token=token, protocol=protocol)
     if entry[1] == DhGroup.NONE:
         return  # RFC 9370 §2.2.1: NONE makes the additional key exchange optional
     known = _registry_entry(_DH, entry[1], 0)

@@ -261,7 +261,11 @@ class IkeSA:
     def child_proposals(self, child: ChildConfig, spi: bytes, pfs: bool) -> list[pl.Proposal]:
         out = []
         for p in child.ipsec_proposals:
-            transforms = [t for t in p.transforms if pfs or t.transform_type != TransformType.DH]
+            # RFC 9370 §2.2.4: additional key exchanges run only in CREATE_CHILD_SA (IKE_FOLLOWUP_KE), never in
+            # IKE_AUTH; a peer that never said INTERMEDIATE_EXCHANGE_SUPPORTED knows none (RFC 9242 §3.1)
+            transforms = [t for t in p.transforms
+                          if (pfs or t.transform_type != TransformType.DH)
+                          and ((pfs and self.peer_intermediate) or not 6 <= int(t.transform_type) <= 12)]
             out.append(pl.Proposal(p.number, p.protocol_id, spi, transforms))
         return out
 
@@ -274,11 +278,13 @@ class IkeSA:
     def make_child(self, config: ChildConfig, spi_in: bytes, spi_out: bytes, chosen: ChosenAlgorithms,
                    nonce_i: bytes, nonce_r: bytes, shared: bytes | None, we_are_exchange_initiator: bool,
                    mode: str, local_ts: list, remote_ts: list, now: float, rekeyed: ChildSA | None,
-                   originals: tuple[str | None, str | None] = (None, None)) -> ChildSA:
+                   originals: tuple[str | None, str | None] = (None, None),
+                   additional: tuple[bytes, ...] = ()) -> ChildSA:
         assert self.algorithms is not None and self.keys is not None
         try:
+            # RFC 9370 §2.2.4: KEYMAT from g^ir (new) and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
             keys = derive_child_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.encr, chosen.encr_key_length,
-                                        chosen.integ or 0, nonce_i, nonce_r, shared)
+                                        chosen.integ or 0, nonce_i, nonce_r, shared, additional)
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.NO_PROPOSAL_CHOSEN) from None
         # RFC 7296 §2.17: initiator-to-responder keys first
@@ -301,7 +307,8 @@ class IkeSA:
     def install_child_from_response(self, config: ChildConfig, spi_in: bytes, payloads: list[pl.Payload],
                                     nonce_i: bytes, nonce_r: bytes, shared: bytes | None, now: float, *,
                                     we_initiated: bool, rekeyed: ChildSA | None,
-                                    proposals: list[pl.Proposal] | None = None) -> ChildSA:
+                                    proposals: list[pl.Proposal] | None = None,
+                                    additional: tuple[bytes, ...] = ()) -> ChildSA:
         sa, tsi, tsr = first(payloads, pl.SA), first(payloads, pl.TSi), first(payloads, pl.TSr)
         if sa is None or tsi is None or tsr is None:
             raise ExchangeFailed("response lacks SA, TSi or TSr for the CHILD_SA")
@@ -331,7 +338,7 @@ class IkeSA:
             # RFC 7296 §2.9: the responder may only narrow
             raise ExchangeFailed("responder's traffic selectors are not within ours")
         return self.make_child(config, spi_in, chosen.spi, chosen, nonce_i, nonce_r, shared, True, mode,
-                               got_i, got_r, now, rekeyed, originals=originals)
+                               got_i, got_r, now, rekeyed, originals=originals, additional=additional)
 
     def find_child(self, spi: bytes, inbound: bool) -> ChildSA | None:
         for child in self.children:

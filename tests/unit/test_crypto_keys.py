@@ -435,3 +435,34 @@ def test_child_keymat_is_split_in_rfc_7296_order_for_32_octet_keys():
         out, n = out + t, n + 1
     keys = derive_child_sa_keys(P.HMAC_SHA2_256, sk_d, E.AES_CBC, 256, I.HMAC_SHA2_256_128, ni, nr)
     assert (keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r) == (out[:32], out[32:64], out[64:96], out[96:128])
+
+
+def test_child_keymat_with_additional_key_exchanges_takes_every_secret_in_order():
+    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr) (RFC 7296 §2.17);
+    # prf+ computed here by hand
+    import hashlib
+    import hmac as hmac_
+    from lab.ike.const import EncrId as E, IntegId as I, PrfId as P
+    from lab.ike.crypto import derive_child_sa_keys
+    sk_d, ni, nr = bytes(range(32)), b"\x11" * 32, b"\x22" * 32
+    gir, sk1, sk2 = b"\x33" * 32, b"\x44" * 48, b"\x55" * 56
+    seed = gir + sk1 + sk2 + ni + nr
+    out, t, n = b"", b"", 1
+    while len(out) < 72:
+        t = hmac_.new(sk_d, t + seed + bytes([n]), hashlib.sha256).digest()
+        out, n = out + t, n + 1
+    keys = derive_child_sa_keys(P.HMAC_SHA2_256, sk_d, E.AES_GCM_16, 256, I.NONE, ni, nr, gir, (sk1, sk2))
+    assert (keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r) == (out[:36], b"", out[36:72], b"")
+    # the order of the additional secrets is part of the key
+    swapped = derive_child_sa_keys(P.HMAC_SHA2_256, sk_d, E.AES_GCM_16, 256, I.NONE, ni, nr, gir, (sk2, sk1))
+    assert swapped.encr_i != keys.encr_i
+    # without them the keys differ: no secret may be left out
+    assert derive_child_sa_keys(P.HMAC_SHA2_256, sk_d, E.AES_GCM_16, 256, I.NONE, ni, nr, gir).encr_i != keys.encr_i
+
+
+def test_child_keymat_refuses_additional_secrets_without_the_first_key_exchange():
+    from lab.ike.const import EncrId as E, IntegId as I, PrfId as P
+    from lab.ike.crypto import derive_child_sa_keys
+    with pytest.raises(CryptoError, match="RFC 9370"):
+        derive_child_sa_keys(P.HMAC_SHA2_256, b"\x00" * 32, E.AES_GCM_16, 256, I.NONE, b"\x11" * 32, b"\x22" * 32,
+                             None, (b"\x44" * 32,))

@@ -3,7 +3,8 @@ one IKE_INTERMEDIATE exchange per additional key exchange, the keys updated afte
 the AUTH payload (checked here against a computation of our own from the wire), both roles, with
 loss, retransmission and RFC 7383 fragmentation; a peer without additional key exchanges; a KE of
 the wrong length; an IKE SA rekey with one IKE_FOLLOWUP_KE exchange per additional key exchange
-(RFC 9370 §2.2.4), with loss and with wrong link data."""
+(RFC 9370 §2.2.4), with loss and with wrong link data; the same for new and rekeyed CHILD SAs, their
+KEYMAT checked against prf+ computed here."""
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,7 @@ from lab.ike.settings import Settings
 from lab.ike.tasks import IkeIntermediate, IkeRekey
 
 from .ike_net import make_net, pair_configs
-from .test_ike_exchanges import _established, assert_consistent, assert_ike_rekeyed, before, kinds
+from .test_ike_exchanges import _established, assert_child_rekeyed, assert_consistent, assert_ike_rekeyed, before, kinds
 
 HYBRID = "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_ecp384"
 PSK = b"a-lab-only-psk"
@@ -351,3 +352,116 @@ def test_a_responder_without_them_takes_a_rekey_without_the_optional_ones():
     assert_ike_rekeyed(net, old)
     assert all(ike.algorithms.additional == () for ike in _established(net))
     assert 44 not in [e for e, _, _ in _rekey_exchanges(net, since)]
+
+
+# ---------------------------------------------------------------- CHILD SAs (RFC 9370 §2.2.4)
+
+CHILD_ESP = "aes128gcm16-x25519-ke1_ecp384-ke2_mlkem768"
+
+
+def _child_net(**options):
+    net = make_net(*pair_configs(proposals=HYBRID, esp=CHILD_ESP, **options))
+    net.endpoints["a"].initiate("s2s", net.now)
+    net.settle()
+    net.events("a"), net.events("b")
+    return net
+
+
+def _keymat_by_hand(task, sk_d: bytes, length: int) -> bytes:
+    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr), the IKE SA's PRF (sha384)
+    seed = task.shared + b"".join(task.additional) + task.nonce + task.nonce_r
+    out, t, n = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(sk_d, t + seed + bytes([n]), hashlib.sha384).digest()
+        out, n = out + t, n + 1
+    return out[:length]
+
+
+@pytest.mark.parametrize("initiator", ["a", "b"])
+def test_child_rekey_runs_one_followup_ke_per_additional_key_exchange(monkeypatch, initiator):
+    from lab.ike.tasks import ChildCreate
+    installed = []
+    real = ChildCreate._install_i
+
+    def spy(self, ike, now):
+        installed.append((self, ike.keys.sk_d))
+        real(self, ike, now)
+
+    monkeypatch.setattr(ChildCreate, "_install_i", spy)
+    net = _child_net()
+    # RFC 9370 §2.2.4: no additional key exchange in IKE_AUTH's CHILD SA
+    ike_a, _ = _established(net)
+    assert [str(c.algorithms) for c in ike_a.children] == ["aes128gcm16-noesn"]
+    old = before(net)
+    since = len(net.log)
+    responder = "b" if initiator == "a" else "a"
+    assert net.endpoints[initiator].rekey_child(net.now, "net") == 1
+    net.settle()
+    assert_child_rekeyed(net, old)
+    assert _rekey_exchanges(net, since)[:6] == [(36, False, initiator), (36, True, responder),
+                                                (44, False, initiator), (44, True, responder),
+                                                (44, False, initiator), (44, True, responder)]
+    ike_a, _ = _established(net)
+    (child,) = [c for c in ike_a.children if c.state.name == "INSTALLED"]
+    assert str(child.algorithms) == CHILD_ESP + "-noesn"
+    (task, sk_d), = installed
+    assert len(task.additional) == 2 and len(task.additional[0]) == 48 and len(task.additional[1]) == 32
+    keymat = _keymat_by_hand(task, sk_d, 40)
+    ike_i = _established(net)[0 if initiator == "a" else 1]
+    (new_i,) = [c for c in ike_i.children if c.state.name == "INSTALLED"]
+    assert (new_i.keys_out.encr, new_i.keys_in.encr) == (keymat[:20], keymat[20:40])
+
+
+def test_new_child_sa_with_followup_ke_both_sides_agree():
+    net = _child_net()
+    # a second CHILD SA of the same config, asked for by the responder of the IKE SA
+    net.endpoints["b"].create_child(net.now, _established(net)[1].unique_id, "net")
+    net.settle()
+    assert_consistent(net, children=2)
+    assert sorted(str(c.algorithms) for c in _established(net)[0].children) == sorted(["aes128gcm16-noesn", CHILD_ESP + "-noesn"])
+
+
+@pytest.mark.parametrize("lose", [(44, False), (44, True), (36, True)])
+def test_child_rekey_with_followup_ke_survives_a_lost_message(lose):
+    net = _child_net()
+    old = before(net)
+    lost = []
+
+    def drop(name, datagram):
+        m = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
+        if (int(m.exchange), m.is_response) == lose and not lost:
+            lost.append(m.message_id)
+            return True
+        return False
+
+    net.drop = drop
+    assert net.endpoints["a"].rekey_child(net.now, "net") == 1
+    net.settle(horizon=60)
+    assert lost
+    assert_child_rekeyed(net, old)
+    assert net.endpoints["b"].stats["responses_resent"] >= (1 if lose[1] else 0)
+
+
+def test_child_followup_ke_with_wrong_link_data_is_state_not_found(monkeypatch):
+    from lab.ike.tasks import ChildCreate
+    real = ChildCreate.build_i
+
+    def broken(self, ike, now):
+        out = real(self, ike, now)
+        if self.link:
+            notify, ke = out
+            return [pl.Notify(notify_type=notify.notify_type, data=bytes(b ^ 1 for b in notify.data)), ke]
+        return out
+
+    monkeypatch.setattr(ChildCreate, "build_i", broken)
+    net = _child_net()
+    old = before(net)
+    assert net.endpoints["a"].rekey_child(net.now, "net") == 1
+    net.settle()
+    events = net.events("a")
+    assert "NegotiationFailed" in kinds(events)
+    assert "STATE_NOT_FOUND" in next(e for e in events if type(e).__name__ == "NegotiationFailed").reason
+    assert [r for r in net.endpoints["b"].pop_trace() if r.get("what") == "followup_ke_refused"]
+    # the old CHILD SA stays, nothing half-made on either side
+    assert_consistent(net)
+    assert before(net) == old

@@ -136,9 +136,10 @@ def test_additional_key_exchange_typos_are_named(text, hint):
 def test_additional_key_exchanges_refused_where_ipsec_lab_cannot_run_them():
     with pytest.raises(ProposalError, match="ke1_mlkem512 is not implemented"):
         check_implemented([parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem512")])
-    # RFC 9370 §2.2.4: a CHILD SA's additional key exchanges need IKE_FOLLOWUP_KE
-    with pytest.raises(ProposalError, match="IKE_FOLLOWUP_KE"):
-        check_implemented(parse_esp_proposals("aes256gcm16-x25519-ke1_mlkem768"))
+    # RFC 9370 §2.2.4: a CHILD SA's additional key exchanges run in IKE_FOLLOWUP_KE
+    assert check_implemented(parse_esp_proposals("aes256gcm16-x25519-ke1_ecp384"))
+    with pytest.raises(ProposalError, match="ke1_mlkem512 is not implemented"):
+        check_implemented(parse_esp_proposals("aes256gcm16-x25519-ke1_mlkem512"))
 
 
 def test_selection_of_additional_key_exchanges():

@@ -259,11 +259,11 @@ ERRORS = [
           s2s {
             children {
               net {
-                esp_proposals = aes256gcm16-ke1_mlkem768
+                esp_proposals = aes256gcm16-x25519-ke1_mlkem512
               }
             }
           }
-        }''', 5, "connections.s2s.children.net.esp_proposals", ["ke1_mlkem768", "IKE_FOLLOWUP_KE (RFC 9370 §2.2.4)"]),
+        }''', 5, "connections.s2s.children.net.esp_proposals", ["ke1_mlkem512 is not implemented"]),
     ('''
         connections {
           s2s {

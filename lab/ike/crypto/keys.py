@@ -161,9 +161,15 @@ def child_keymat(
     nonce_r: bytes,
     length: int,
     shared_secret: bytes | None = None,
+    additional: Sequence[bytes] = (),
 ) -> bytes:
-    """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), its first `length` octets (RFC 7296 §2.17)."""
-    seed = (bytes(shared_secret) if shared_secret is not None else b"") + bytes(nonce_i) + bytes(nonce_r)
+    """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), its first `length` octets (RFC 7296 §2.17);
+    with additional key exchanges, prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr)."""
+    if additional and shared_secret is None:
+        raise CryptoError("additional key exchanges (RFC 9370 §2.2.4) need the CREATE_CHILD_SA key exchange too")
+    # RFC 9370 §2.2.4: the additional shared secrets follow g^ir (new), in the order they were agreed
+    seed = (bytes(shared_secret) if shared_secret is not None else b"") + b"".join(bytes(k) for k in additional) \
+        + bytes(nonce_i) + bytes(nonce_r)
     return get_prf(prf_id).prf_plus(sk_d, seed, length)
 
 
@@ -176,6 +182,7 @@ def derive_child_sa_keys(
     nonce_i: bytes,
     nonce_r: bytes,
     shared_secret: bytes | None = None,
+    additional: Sequence[bytes] = (),
 ) -> ChildSaKeys:
     """The keys of one child SA pair, taken from KEYMAT in RFC 7296 §2.17 order.
 
@@ -183,7 +190,8 @@ def derive_child_sa_keys(
     responder-to-initiator. `encr_id` None means no cipher (AH).
     """
     encr_size, integ_size = _check_suite(encr_id, encr_key_length, integ_id)
-    keymat = child_keymat(prf_id, sk_d, nonce_i, nonce_r, 2 * (encr_size + integ_size), shared_secret)
+    keymat = child_keymat(prf_id, sk_d, nonce_i, nonce_r, 2 * (encr_size + integ_size), shared_secret,
+                          additional)
     a = encr_size
     b = a + integ_size
     c = b + encr_size

@@ -3,12 +3,14 @@ with PFS and INVALID_KE_PAYLOAD (§1.3), and the collisions of §2.8.1 and §2.2
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..child_sa import ChildSA, narrow
 from ..config import ChildConfig, ChildMode, selector_address, transport_nat_selectors
-from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
+from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
@@ -33,9 +35,6 @@ def check_create_child_sa_request(inner: list[pl.Payload]) -> tuple[pl.SA, pl.No
 class ChildCreate(Task):
     """CREATE_CHILD_SA for a new CHILD_SA, or to rekey `rekeying` (RFC 7296 §1.3.1, §1.3.3)."""
 
-    exchange = ExchangeType.CREATE_CHILD_SA
-    name = "CREATE_CHILD_SA"
-
     def __init__(self, config: ChildConfig | None = None, rekeying: ChildSA | None = None) -> None:
         self.config = config
         self.rekeying = rekeying
@@ -46,11 +45,34 @@ class ChildCreate(Task):
         self.proposals: list[pl.Proposal] = []
         self.reply: list[pl.Payload] = []
         self.made: tuple[ChildSA, ChildSA] | None = None  # responder: (old, new) of a rekey
+        # RFC 9370 §2.2.4: state across the IKE_FOLLOWUP_KE exchanges
+        self.link = b""
+        self.pending_ke: list[tuple[int, int]] = []
+        self.additional: list[bytes] = []     # SK(1) .. SK(n)
+        self.first_response: list[pl.Payload] = []
+        self.nonce_r = b""
+        self.shared: bytes | None = None
+        self.maker: ChildMaker | None = None  # responder: the CHILD SA waiting for its keys
+        self.old: ChildSA | None = None       # responder: the CHILD SA a rekey replaces
+
+    @property
+    def exchange(self) -> int:  # type: ignore[override]
+        return ExchangeType.IKE_FOLLOWUP_KE if self.link else ExchangeType.CREATE_CHILD_SA
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "IKE_FOLLOWUP_KE" if self.link else "CREATE_CHILD_SA"
 
     # ---------------------------------------------------------------- initiator
 
     def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
         assert self.config is not None
+        if self.link:
+            _, method = self.pending_ke[0]
+            self.kex = new_key_exchange(ike, method)
+            # RFC 9370 §2.2.4: the request carries the link data and the KE of the next additional key exchange
+            return [pl.Notify(notify_type=NotifyType.ADDITIONAL_KEY_EXCHANGE, data=self.link),
+                    pl.KE(dh_group=method, data=self.kex.public_value)]
         if self.rekeying is not None and self.rekeying.state != ChildState.INSTALLED:
             return None  # rekeyed or deleted meanwhile (e.g. by the peer): nothing left to do
         self.spi_in = ike.endpoint.new_child_spi()
@@ -80,6 +102,9 @@ class ChildCreate(Task):
 
     def process_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         assert self.config is not None
+        if self.link:
+            self._process_followup_i(ike, payloads, now)
+            return
         error = error_notify(payloads)
         if error is not None:
             kind = error.notify_type
@@ -114,15 +139,64 @@ class ChildCreate(Task):
                 shared = self.kex.shared_secret(ke.data)
             except CryptoError as err:
                 raise ExchangeFailed(f"peer's KE value rejected: {err}") from None
+        self.first_response, self.nonce_r, self.shared = payloads, nonce.data, shared
+        sa = first(payloads, pl.SA)
+        if shared is not None and sa is not None:
+            chosen = ike.check_returned_proposal(sa, self.proposals, self.proposals[0].protocol_id)
+            self.pending_ke = list(chosen.additional)
+            if self.pending_ke:
+                # RFC 9370 §2.2.4: the responder's ADDITIONAL_KEY_EXCHANGE notify links the first IKE_FOLLOWUP_KE
+                self._take_link(payloads)
+                ike.tm.retry(self, now)
+                return
+        self._install_i(ike, now)
+
+    def _take_link(self, payloads: list[pl.Payload]) -> None:
+        link = find_notify(payloads, NotifyType.ADDITIONAL_KEY_EXCHANGE)
+        if link is None or not link.data:
+            raise ExchangeFailed("responder chose additional key exchanges but sent no ADDITIONAL_KEY_EXCHANGE "
+                                 "notify (RFC 9370 §2.2.4)")
+        self.link = bytes(link.data)
+
+    def _process_followup_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
+        assert self.config is not None and self.kex is not None
+        ttype, method = self.pending_ke[0]
+        error = error_notify(payloads)
+        if error is not None:
+            if self.rekeying is not None:
+                ike.child_rekey_failed(self.rekeying, now)
+            self.negotiation_failed(ike, f"CHILD_SA {self.config.name}: peer answered "
+                                         f"{name_of(NotifyType, error.notify_type)} to IKE_FOLLOWUP_KE ADDKE{ttype - 5}")
+            return
+        ke = first(payloads, pl.KE)
+        if not isinstance(ke, pl.KE) or ke.dh_group != method:
+            raise ExchangeFailed(f"IKE_FOLLOWUP_KE response lacks the KE payload of {name_of(DhGroup, method)}")
+        try:
+            self.additional.append(self.kex.shared_secret(ke.data))
+        except CryptoError as err:
+            raise ExchangeFailed(f"peer's KE value rejected: {err}") from None
+        self.pending_ke.pop(0)
+        ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
+        if self.pending_ke:
+            # RFC 9370 §2.2.4: each response but the last carries new link data for the next exchange
+            self._take_link(payloads)
+            ike.tm.retry(self, now)
+            return
+        self._install_i(ike, now)
+
+    def _install_i(self, ike: IkeSA, now: float) -> None:
+        assert self.config is not None
+        payloads, nonce_r, shared, additional = self.first_response, self.nonce_r, self.shared, tuple(self.additional)
         if self.rekeying is not None and self.rekeying.state not in (ChildState.REKEYING, ChildState.INSTALLED):
             # RFC 7296 §2.25.1: the peer deleted it meanwhile; the new SA is deleted again
-            child = ike.install_child_from_response(self.config, self.spi_in, payloads, self.nonce, nonce.data, shared,
-                                                    now, we_initiated=True, rekeyed=None, proposals=self.proposals)
+            child = ike.install_child_from_response(self.config, self.spi_in, payloads, self.nonce, nonce_r, shared,
+                                                    now, we_initiated=True, rekeyed=None, proposals=self.proposals,
+                                                    additional=additional)
             ike.tm.queue(ChildDelete([child]), now)
             return
-        child = ike.install_child_from_response(self.config, self.spi_in, payloads, self.nonce, nonce.data, shared,
+        child = ike.install_child_from_response(self.config, self.spi_in, payloads, self.nonce, nonce_r, shared,
                                                 now, we_initiated=True, rekeyed=self.rekeying,
-                                                proposals=self.proposals)
+                                                proposals=self.proposals, additional=additional)
         if self.rekeying is not None:
             ike.finish_child_rekey(self.rekeying, child, now)
 
@@ -158,8 +232,45 @@ class ChildCreate(Task):
         except ExchangeFailed as err:
             self.negotiation_failed(ike, f"peer's CHILD_SA request refused: {err.reason}")
             raise ExchangeFailed(err.reason, err.notify or NotifyType.NO_PROPOSAL_CHOSEN, err.data) from None
+        if isinstance(child, ChildMaker):
+            self.maker, self.old = child, old
+            self.pending_ke = list(child.chosen.additional)
+            self._new_link(ike)
+            return
         if old is not None:
             self.made = (old, child)
+
+    def _new_link(self, ike: IkeSA) -> None:
+        # RFC 9370 §2.2.4: link data the initiator copies into its next IKE_FOLLOWUP_KE request
+        ike.followups.pop(self.link, None)
+        self.link = ike.endpoint.random(8)
+        ike.followups[self.link] = self
+        self.reply.append(pl.Notify(notify_type=NotifyType.ADDITIONAL_KEY_EXCHANGE, data=self.link))
+
+    def process_followup_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
+        """One IKE_FOLLOWUP_KE request of this CHILD SA, found by its link data (RFC 9370 §2.2.4)."""
+        assert self.maker is not None
+        ttype, method = self.pending_ke[0]
+        ke = first(inner, pl.KE)
+        if not isinstance(ke, pl.KE) or ke.dh_group != method:
+            raise ExchangeFailed(f"IKE_FOLLOWUP_KE request without a KE payload of {name_of(DhGroup, method)}",
+                                 NotifyType.INVALID_SYNTAX)
+        try:
+            kex = new_key_exchange(ike, method)
+            self.additional.append(kex.shared_secret(ke.data))
+        except CryptoError as err:
+            raise ExchangeFailed(f"ADDKE{ttype - 5}: {err}", NotifyType.INVALID_SYNTAX) from None
+        self.pending_ke.pop(0)
+        ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
+        self.reply = [pl.KE(dh_group=method, data=kex.public_value)]
+        if self.pending_ke:
+            self._new_link(ike)
+            return
+        ike.followups.pop(self.link, None)
+        child = self.maker.make(tuple(self.additional), now)
+        self.maker = None
+        if self.old is not None:
+            self.made = (self.old, child)
 
     def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
         return self.reply
@@ -167,6 +278,13 @@ class ChildCreate(Task):
     def responded(self, ike: IkeSA, now: float) -> None:
         if self.made is not None:
             ike.finish_child_rekey(*self.made, now)
+
+
+@dataclass
+class ChildMaker:
+    """A CHILD SA agreed in CREATE_CHILD_SA whose keys wait for IKE_FOLLOWUP_KE (RFC 9370 §2.2.4)."""
+    chosen: ChosenAlgorithms
+    make: Callable[[tuple[bytes, ...], float], ChildSA]
 
 
 def select_child_config(ike: IkeSA, tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
@@ -192,9 +310,10 @@ def select_child_config(ike: IkeSA, tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig 
 
 def new_child_as_responder(ike: IkeSA, inner: list[pl.Payload], sa: pl.SA, tsi: pl.TSi, tsr: pl.TSr,
                            nonce_i: bytes, nonce_r: bytes, ke: pl.KE | None, now: float, pfs: bool,
-                           rekeyed: ChildSA | None = None) -> tuple[list[pl.Payload], ChildSA]:
-    """The CHILD SA a request asks for (IKE_AUTH or CREATE_CHILD_SA), made, and the payloads
-    of our answer; ExchangeFailed with the notify to answer when it cannot be."""
+                           rekeyed: ChildSA | None = None) -> tuple[list[pl.Payload], ChildSA | ChildMaker]:
+    """The CHILD SA a request asks for (IKE_AUTH or CREATE_CHILD_SA), made (or, when additional key
+    exchanges follow, its maker), and the payloads of our answer; ExchangeFailed with the notify to
+    answer when it cannot be."""
     wants_transport = find_notify(inner, NotifyType.USE_TRANSPORT_MODE) is not None
     config, local_ts, remote_ts = select_child_config(ike, tsi, tsr, rekeyed.config if rekeyed else None,
                                                       transport=wants_transport)
@@ -231,9 +350,13 @@ def new_child_as_responder(ike: IkeSA, inner: list[pl.Payload], sa: pl.SA, tsi: 
     originals = (selector_address(tsr.selectors), selector_address(tsi.selectors)) \
         if transport and ike.nat_detected else (None, None)
     spi_in = ike.endpoint.new_child_spi()
-    child = ike.make_child(config, spi_in, chosen.spi, chosen, nonce_i, nonce_r, shared, False,
-                           "transport" if transport else "tunnel", local_ts, remote_ts, now, rekeyed,
-                           originals=originals)
+
+    def make(additional: tuple[bytes, ...], when: float) -> ChildSA:
+        return ike.make_child(config, spi_in, chosen.spi, chosen, nonce_i, nonce_r, shared, False,
+                              "transport" if transport else "tunnel", local_ts, remote_ts, when, rekeyed,
+                              originals=originals, additional=additional)
+    # RFC 9370 §2.2.4: with additional key exchanges the CHILD SA is made after the last IKE_FOLLOWUP_KE
+    child: ChildSA | ChildMaker = ChildMaker(chosen, make) if pfs and chosen.additional else make((), now)
     out: list[pl.Payload] = []
     if transport:
         out.append(notify(NotifyType.USE_TRANSPORT_MODE))

@@ -252,17 +252,18 @@ class IkeRekey(Task):
 
 
 class IkeFollowupKe(Task):
-    """The responder's answer to an IKE_FOLLOWUP_KE request: the rekey its link data names does the work."""
+    """The responder's answer to an IKE_FOLLOWUP_KE request: the IKE rekey or CREATE_CHILD_SA its link
+    data names does the work."""
     exchange = ExchangeType.IKE_FOLLOWUP_KE
     name = "IKE_FOLLOWUP_KE"
 
     def __init__(self) -> None:
-        self.rekey: IkeRekey | None = None
+        self.rekey: IkeRekey | ChildCreate | None = None
 
     def process_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         link = find_notify(inner, NotifyType.ADDITIONAL_KEY_EXCHANGE)
         rekey = ike.followups.get(bytes(link.data)) if link is not None else None
-        if not isinstance(rekey, IkeRekey):
+        if not isinstance(rekey, (IkeRekey, ChildCreate)):
             # RFC 9370 §2.2.4: link data we do not know is answered with STATE_NOT_FOUND
             ike.trace_note(now, "followup_ke_refused", reason="unknown link data")
             raise ExchangeFailed("IKE_FOLLOWUP_KE with unknown link data", NotifyType.STATE_NOT_FOUND)
