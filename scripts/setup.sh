@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
     libcharon-extauth-plugins strongswan-pki
     conntrack wireshark-common uidmap
     wireguard-go wireguard-tools openvpn ocserv openconnect
+    nmap
     gcc python3-dev libnetfilter-queue-dev
     chromium chromium-driver
     freeradius freeradius-utils

@@ -28,6 +28,7 @@ from .checks import CHECKS, Check
 from .lab import Lab, LabError
 from .nodes import LabNode, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
+from .listeners import ListenersError
 from .radius import FreeRadiusError
 from .scenario import Scenario
 from .software import SERVICES, SOFTWARE
@@ -155,7 +156,7 @@ class Runner:
         except RunInterrupted as err:
             self.result.interrupted = str(err)
             self._teardown()
-        except (LabError, PeerError, NodeError, FreeRadiusError, OSError) as err:
+        except (LabError, PeerError, NodeError, FreeRadiusError, ListenersError, OSError) as err:
             self.result.error = str(err)
             self._teardown()
         self.result.duration = round(time.monotonic() - t0, 1)

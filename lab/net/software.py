@@ -145,6 +145,9 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             "under `mods-enabled/`, `sites-enabled/` and `policy.d/` replace Debian's of that name (radius-mfa's "
             "EAP-GTC and TOTP check)",
             ".radius:FreeRadius", ("clients.conf", "users")),
+    Service("listeners", "TCP listeners", "plain TCP listeners, one Python process that accepts and closes on "
+            "each port `ports` lists (one a line): the LAN's applications as a port scanner sees them "
+            "(lateral-movement)", ".listeners:Listeners", ("ports",)),
 )}
 
 

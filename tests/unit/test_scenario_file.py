@@ -276,7 +276,7 @@ def test_a_service_on_a_host_node(folder):
 
 
 @pytest.mark.parametrize("services, words", [
-    ("  hostb: radiator", "must be one of freeradius, not 'radiator'"),
+    ("  hostb: radiator", "must be one of freeradius, listeners, not 'radiator'"),
     ("  gwb: freeradius", "gwb is a gateway: a service runs on a host"),
     ("  nat: freeradius", "nat is a nat: a service runs on a host"),
     ("  hostz: freeradius", "no such node in topology"),
