@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from lab.net.capture import Capture
 from lab.conf.writer import render, render_s2s_conf
+from lab.net.capture import Capture
 from lab.net.gateway import OurGateway
 from lab.net.lab import Lab
+from lab.net.radius import FreeRadius, FreeRadiusError
+from lab.net.radius import check_installed as check_radius_installed
 from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, usable_proposals
 from lab.net.topology import LabTopo
 
@@ -193,3 +195,24 @@ def interop_lab(tmp_path_factory: pytest.TempPathFactory):
     each with `use_strongswan` / `use_ours`. Everything is removed afterwards (our daemons too),
     and a leftover fails the test."""
     yield from _build_lab(tmp_path_factory, with_strongswan=False)
+
+
+# FreeRADIUS for the RADIUS interop tests: one set-up for all of them (radiusd on swgwb)
+RADIUS_SECRET = "a-lab-radius-secret"
+RADIUS_MFA = Path(__file__).resolve().parents[2] / "scenarios" / "radius-mfa" / "hosts" / "server"
+ALICE_TOTP = "6GGNSNVD7SM7TUGXLQXSCS2ZE4PL7HRY"  # her TOTP-Secret in radius-mfa's users file
+
+
+def freeradius(lab: S2SLab, client: str, *, name: str = "radius", port: int = 1812,
+               load: Path | None = None, client_name: str = "gateway") -> FreeRadius:
+    """FreeRADIUS 3.2 on swgwb answering the gateway `client` with RADIUS_SECRET, from `load` (a
+    scenario's hosts/<node>/ folder) if given; the test fails with the reason when it is not installed."""
+    try:
+        check_radius_installed()
+    except FreeRadiusError as err:
+        pytest.fail(str(err), pytrace=False)
+    server = FreeRadius(lab.nodes["swgwb"], lab.workdir / name, name, port=port)
+    if load is not None:
+        server.load(load)
+    server.add_client(client_name, GATEWAYS[client]["wan"], RADIUS_SECRET)
+    return server
