@@ -150,9 +150,11 @@ def vpn_layout(item: VpnPacket, source: str = "") -> Layout:
     segments = [Segment(0, ihl, "IP header", "ip")]
     if fmt.transport == "udp":
         segments.append(Segment(ihl, at, "UDP", "udp"))
-    else:
+    elif fmt.tcp_length_prefix:
         segments.append(Segment(ihl, at - 2, "TCP", "udp"))
         segments.append(Segment(at - 2, at, "length", "vpn"))
+    else:
+        segments.append(Segment(ihl, at, "TCP", "udp"))
     spans: dict[tuple[int, int], list] = {}
     for f in message.fields:   # fields that share octets (OpenVPN's opcode and key id) as one segment
         spans.setdefault((f.start, f.end), []).append(f)
@@ -181,9 +183,22 @@ def vpn_layout(item: VpnPacket, source: str = "") -> Layout:
         layout.notes.append("AES-256-GCM: the 16-octet tag comes before the ciphertext; it covers the opcode, peer "
                             "id and packet id (as associated data) and the ciphertext; GCM pads nothing, so the "
                             "inner packet's size shows")
-    if fmt.transport == "tcp":
+    elif fmt.key.startswith("openconnect") and tag is not None:
+        layout.authenticated = (at, at + message.length)
+        nonce = next((f for f in message.fields if f.name == "explicit nonce"), None)
+        inside = "a 1-octet packet type" if fmt.transport == "udp" else "the 8-octet CSTP header"
+        layout.notes.append(f"{fmt.algorithm}: the record header in clear and authenticated as associated data; "
+                            f"encrypted: {inside} and the inner packet"
+                            + (" and the real content type" if any(f.name == "content type (encrypted)"
+                                                                    for f in message.fields) else "")
+                            + ("; the 8-octet explicit nonce in clear" if nonce else "")
+                            + "; the 16-octet tag last; nothing padded, so the inner packet's size shows")
+    if fmt.transport == "tcp" and fmt.tcp_length_prefix:
         layout.notes.append("over TCP: a 2-octet length before each message; TCP's own header (with timestamps) "
                             "and its ACKs come on top")
+    elif fmt.transport == "tcp":
+        layout.notes.append("over TCP: TLS records one after the other in the stream; TCP's own header (with "
+                            "timestamps) and its ACKs come on top")
     return layout
 
 
@@ -242,11 +257,17 @@ def draw_vpn_layouts(captures: list[CaptureAnalysis], out: str | Path,
 
 # the IPsec forms the comparison shows: the lab's (ESP in UDP through a NAT box) and plain ESP
 IPSEC_ROWS = ("ESP-in-UDP tunnel, AES-GCM-128", "ESP tunnel, AES-GCM-128")
-ALGORITHMS = {"wireguard": "ChaCha20-Poly1305", "openvpn": "AES-256-GCM", "openvpn-tcp": "AES-256-GCM"}
 
 
 def _row_name(fmt: VpnFormat) -> str:
-    return f"{fmt.name}, {ALGORITHMS.get(fmt.key, '')}".rstrip(", ")
+    return f"{fmt.name}, {fmt.algorithm}".rstrip(", ")
+
+
+def configured(formats: list[VpnFormat], found: dict[int, list[VpnPacket]] | None,
+               captures: list[CaptureAnalysis]) -> list[VpnFormat]:
+    """The formats as the captures' handshakes set them up (the cipher OpenConnect's ServerHello chose)."""
+    every = [item for capture in captures for item in (found or {}).get(id(capture)) or vpn_packets(capture, formats)]
+    return [fmt.configured(every) for fmt in formats]
 
 
 def largest_vpn_inner(fmt: VpnFormat, path_mtu: int) -> int:
@@ -266,8 +287,9 @@ def vpn_observations(found: list[VpnPacket], capture: CaptureAnalysis) -> list[O
     nothing (OpenVPN with GCM), one whole message per captured packet. WireGuard pads to 16,
     so its inner size is not on the wire."""
     out = []
+    setup = {fmt.key: fmt for fmt in configured(formats_in(found), {id(capture): found}, [capture])}
     for item in found:
-        fmt, message = item.format, item.message
+        fmt, message = setup[item.format.key], item.message
         if fmt.pads or message.handshake or message.keepalive or message.ciphertext is None or item.offset is None:
             continue
         if fmt.payload_size(message.ciphertext)[0] != message.length or not alone(item):
@@ -279,7 +301,7 @@ def vpn_observations(found: list[VpnPacket], capture: CaptureAnalysis) -> list[O
 
 def vpn_mtu_model(captures: list[CaptureAnalysis], path_mtu: int = 1500, formats: list[VpnFormat] | None = None,
                   found: dict[int, list[VpnPacket]] | None = None, step: int = 1) -> MtuModel:
-    formats = list(FORMATS if formats is None else formats)
+    formats = configured(list(FORMATS if formats is None else formats), found, captures)
     sizes = list(range(40, max(1500, path_mtu) + 1, step))
     series: dict[str, list[int]] = {}
     largest: dict[str, int] = {}
@@ -303,8 +325,14 @@ def vpn_mtu_model(captures: list[CaptureAnalysis], path_mtu: int = 1500, formats
             "to 16 (hatched), so no captured packet shows its inner size; wireguard-go's interface MTU (1420 by "
             "default) sends nothing larger. Over TCP a larger packet is cut into TCP segments instead of IP "
             "fragments.")
-    return MtuModel(sizes, series, largest, path_mtu, seen, colors,
-                    "MTU and overhead: IPsec, WireGuard and OpenVPN on the same path", "the VPN", note)
+    if any(fmt.key.startswith("openconnect") for fmt in formats):
+        note += (" OpenConnect: the cipher its ServerHello chose in these captures; openconnect's tun device takes "
+                 "the MTU ocserv sends it (X-CSTP-MTU), which may be below its rows' largest.")
+    names = [f.name.split(" (")[0] for f in formats]
+    vpns = list(dict.fromkeys(n.split(" over ")[0].split(" DTLS")[0] for n in names))
+    title = "MTU and overhead: " + ", ".join(["IPsec", *vpns[:-1]]) + f" and {vpns[-1]} on the same path" \
+        if vpns else "MTU and overhead: IPsec"
+    return MtuModel(sizes, series, largest, path_mtu, seen, colors, title, "the VPN", note)
 
 
 def draw_vpn_mtu(captures: list[CaptureAnalysis], out: str | Path, path_mtu: int = 1500,
@@ -312,7 +340,7 @@ def draw_vpn_mtu(captures: list[CaptureAnalysis], out: str | Path, path_mtu: int
     model = vpn_mtu_model(captures, path_mtu, found=found)
     files = draw_mtu_model(model, out)
     parts = ", ".join(f"{name.split(',')[0]} {model.largest[name]}" for name in model.series)
-    caption = (f"MTU and overhead of IPsec, WireGuard and OpenVPN: the largest inner packet through a path MTU of "
+    caption = (f"{model.title.split(' on the same path')[0].replace('overhead: ', 'overhead of ')}: the largest inner packet through a path MTU of "
                f"{path_mtu}: {parts}; {len(model.seen)} captured packets on their rows")
     return Figure(files, caption, model)
 
