@@ -210,10 +210,12 @@ def alone(item: VpnPacket) -> bool:
         item.offset + item.message.length == struct.unpack_from("!H", item.packet.data, 2)[0]
 
 
-def first_data(found: list[VpnPacket], fmt: VpnFormat) -> VpnPacket | None:
-    """The first data message of `fmt` that carries a packet and fills one captured packet alone."""
+def first_data(found: list[VpnPacket], fmt: VpnFormat, inner: int | None = None) -> VpnPacket | None:
+    """The first data message of `fmt` that carries a packet (of `inner` octets, if given and the
+    format shows it) and fills one captured packet alone."""
     for item in found:
-        if item.format.key == fmt.key and not item.message.handshake and not item.message.keepalive and alone(item):
+        if item.format.key == fmt.key and not item.message.handshake and not item.message.keepalive and alone(item) \
+                and (inner is None or item.message.ciphertext == inner):
             return item
     return None
 
@@ -228,16 +230,21 @@ def _first_esp(captures: list[CaptureAnalysis]) -> tuple[CaptureAnalysis, Packet
 
 
 def vpn_layouts(captures: list[CaptureAnalysis], found: dict[int, list[VpnPacket]] | None = None) -> list[Layout]:
-    """One real data packet of ESP (decrypted: the first ESP tunnel packet) and of each VPN format."""
+    """One real data packet of ESP (decrypted: the first ESP tunnel packet) and of each VPN format:
+    one with the same inner packet as ESP's where the capture has one (openconnect's first DTLS
+    packets are its path MTU probes, padded)."""
     layouts = []
     esp = _first_esp(captures)
+    same: int | None = None
     if esp is not None:
         capture, packet = esp
+        same = packet.inner.length if packet.inner is not None else None
         title = "ESP-in-UDP tunnel" if packet.ipsec is not None and packet.ipsec.encap else "ESP tunnel"
         layouts.append(packet_layout(packet, capture.keys, title, f"{capture.name}:{packet.frame}"))
     for fmt in FORMATS:
         for capture in captures:
-            item = first_data((found or {}).get(id(capture)) or vpn_packets(capture, [fmt]), fmt)
+            items = (found or {}).get(id(capture)) or vpn_packets(capture, [fmt])
+            item = first_data(items, fmt, same) or first_data(items, fmt)
             if item is not None:
                 layouts.append(vpn_layout(item, f"{capture.name}:{item.packet.frame}"))
                 break

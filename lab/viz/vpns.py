@@ -446,6 +446,8 @@ class _Records(VpnFormat):
                     fields.append(Field("supported version", q + 4, q + 6, f"0x{flow['version']:04x}",
                                         tshark=f"{pre}.handshake.extensions.supported_version"))
                 q += 4 + length
+        if kind == 1 and not any(f.name == "server name (SNI)" for f in fields):
+            details.append("no server name (SNI)")
         if kind == 2:
             version = flow["version"]
             details.append(TLS_VERSIONS.get(version, hex(version)))
