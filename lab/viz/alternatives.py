@@ -1,7 +1,8 @@
 """Figures of the alternatives to IPsec, from the packets lab.viz.vpns finds in captures:
 a ladder per VPN (its handshake or control channel as arrows, its data as bands per receiver
-index or peer id), one real data packet of each VPN beside ESP's (what an observer can read,
-offsets in octets), and their overhead and the largest inner packet beside ESP's forms.
+index, peer id, TLS connection or DTLS epoch), one real data packet of each VPN beside ESP's
+(what an observer can read, offsets in octets), and their overhead and the largest inner packet
+beside ESP's forms (OpenConnect's with the cipher its ServerHello chose).
 
     found = vpn_packets(capture)
     draw_vpn_ladder(capture, WIREGUARD, "figures/ladder-wireguard", found=found)
@@ -347,7 +348,8 @@ def draw_vpn_mtu(captures: list[CaptureAnalysis], out: str | Path, path_mtu: int
     model = vpn_mtu_model(captures, path_mtu, found=found)
     files = draw_mtu_model(model, out)
     parts = ", ".join(f"{name.split(',')[0]} {model.largest[name]}" for name in model.series)
-    caption = (f"{model.title.split(' on the same path')[0].replace('overhead: ', 'overhead of ')}: the largest inner packet through a path MTU of "
+    what = model.title.split(" on the same path")[0].replace("overhead: ", "overhead of ")
+    caption = (f"{what}: the largest inner packet through a path MTU of "
                f"{path_mtu}: {parts}; {len(model.seen)} captured packets on their rows")
     return Figure(files, caption, model)
 

@@ -1,7 +1,8 @@
-"""The alternatives to IPsec on the wire: WireGuard's and OpenVPN's packets found in a capture,
-each cut into its fields with their offsets, for the ladder, the header layouts and the MTU
-figure. One `VpnFormat` per protocol in `FORMATS`; a third (a TLS VPN, ...) plugs in with
-`register()`: its ports, how it is framed, `parse()` and the overhead arithmetic.
+"""The alternatives to IPsec on the wire: WireGuard's, OpenVPN's and OpenConnect's packets found
+in a capture, each cut into its fields with their offsets, for the ladder, the header layouts and
+the MTU figure. One `VpnFormat` per protocol in `FORMATS`; another one plugs in with `register()`:
+its ports, how it is framed, `parse()` (or `parse_flow()`, when a message depends on what came
+before it) and the overhead arithmetic.
 
     for found in vpn_packets(analyze_capture("captures/nat-outside.pcap")):
         print(found.packet.frame, found.format.name, found.message.label)
@@ -9,8 +10,11 @@ figure. One `VpnFormat` per protocol in `FORMATS`; a third (a TLS VPN, ...) plug
 WireGuard: the formats of the WireGuard paper (Donenfeld, NDSS 2017, §5.4) and
 https://www.wireguard.com/protocol/. OpenVPN: its wire format as OpenVPN 2.6 sends it
 (ssl_pkt.h, crypto.c; "OpenVPN protocol" in its source's doc/), without tls-auth or tls-crypt
-(the lab's configurations use neither). Nothing here decrypts: neither keeps keys an
-observer could use, so an observer sees what these functions see.
+(the lab's configurations use neither). OpenConnect: TLS records on TCP 443 (RFC 8446 §5, RFC
+5246 §6.2) and DTLS 1.2 records on UDP 443 (RFC 6347 §4.1), AnyConnect's CSTP and DTLS headers
+inside them (draft-mavrogiannopoulos-openconnect-03). Two formats may share a TCP port (OpenVPN
+and TLS on 443): a connection's first octets choose (`VpnFormat.claims`). Nothing here decrypts:
+none of them keeps keys an observer could use, so an observer sees what these functions see.
 """
 from __future__ import annotations
 
@@ -381,7 +385,8 @@ class _Records(VpnFormat):
                    details: list[str], from_server: bool) -> dict:
         """The handshake messages of one record in clear (RFC 8446 §4; DTLS: RFC 6347 §4.2.2, a
         12-octet header). A message that goes on in the next record is left uncut (tshark joins it)."""
-        p, negotiated = at, {}
+        p = at
+        negotiated: dict = {}
         hlen_header = 12 if self.dtls else 4
         pre = self.prefix
         while p + hlen_header <= end:
@@ -583,7 +588,11 @@ class OpenConnectDtls(_Records):
 
     def parse_flow(self, payload: bytes, flow: dict, from_server: bool) -> VpnMessage | None:
         side = "server" if from_server else "client"
-        at, fields, labels, details, negotiated = 0, [], [], [], {}
+        at = 0
+        fields: list[Field] = []
+        labels: list[str] = []
+        details: list[str] = []
+        negotiated: dict = {}
         data: tuple[int, int, int] | None = None
         records = 0
         while at < len(payload):
@@ -694,6 +703,13 @@ class _Stream:
         self.format: VpnFormat | None = None      # chosen by the connection's first octets (VpnFormat.claims)
 
 
+def _flow(flows: dict[tuple, dict], fmt: VpnFormat, packet: Packet, sport: int, dport: int) -> dict:
+    """What `fmt`'s messages of this UDP or TCP flow (both directions) told so far."""
+    entry = flows.setdefault((fmt.key, frozenset({(packet.src, sport), (packet.dst, dport)})), {})
+    entry.setdefault("client port", dport if sport in fmt.ports else sport)
+    return entry
+
+
 def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = None) -> list[VpnPacket]:
     """Every message of the registered formats in the capture, in capture order."""
     formats = list(FORMATS if formats is None else formats)
@@ -712,15 +728,9 @@ def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = 
         if not candidates:
             continue
 
-        def flow(fmt: VpnFormat) -> dict:
-            ends = frozenset({(packet.src, sport), (packet.dst, dport)})
-            entry = flows.setdefault((fmt.key, ends), {})
-            entry.setdefault("client port", dport if sport in fmt.ports else sport)
-            return entry
-
         if protocol == PROTO_UDP:
             for fmt in candidates:
-                message = fmt.parse_flow(data[at:total], flow(fmt), sport in fmt.ports)
+                message = fmt.parse_flow(data[at:total], _flow(flows, fmt, packet, sport, dport), sport in fmt.ports)
                 if message is not None:
                     found.append(VpnPacket(packet, fmt, message, at, [packet.frame]))
                     break
@@ -758,7 +768,8 @@ def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = 
             if span is None:
                 break
             begin, end = span
-            message = fmt.parse_flow(stream.buffer[begin:end], flow(fmt), sport in fmt.ports)
+            message = fmt.parse_flow(stream.buffer[begin:end], _flow(flows, fmt, packet, sport, dport),
+                                     sport in fmt.ports)
             # within this segment when it started here: its offset in the IP packet
             offset = at + begin if start_in_buffer == 0 else None
             frames = sorted({f for f, s in stream.frames if s < end} | {packet.frame})
@@ -791,5 +802,6 @@ def handshake_before_data(found: list[VpnPacket], fmt: VpnFormat) -> list[VpnPac
     return out
 
 
-__all__ = ["FORMATS", "Field", "OpenConnectDtls", "OpenConnectTls", "OpenVpn", "VpnFormat", "VpnMessage", "VpnPacket", "WireGuard", "formats_in",
-           "handshake_before_data", "ip_transport", "register", "vpn_packets"]
+__all__ = ["FORMATS", "Field", "OpenConnectDtls", "OpenConnectTls", "OpenVpn", "VpnFormat", "VpnMessage", "VpnPacket",
+           "WireGuard", "explicit_nonce", "formats_in", "handshake_before_data", "ip_transport", "register",
+           "vpn_packets"]
