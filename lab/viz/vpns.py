@@ -579,7 +579,7 @@ class OpenConnectDtls(_Records):
 
     def __init__(self) -> None:
         super().__init__("OpenConnect DTLS", "openconnect", OKABE_ITO["sky blue"], "udp", (443,),
-                         tshark_decode_as=("udp.port==443,dtls",), tshark_proto="dtls", tshark_rest="dtls.app_data",
+                         tshark_proto="dtls", tshark_rest="dtls.app_data",
                          algorithm="AES-256-GCM")
         self.version = 0xFEFD
 
