@@ -69,7 +69,7 @@ class _Gateway:
     def __init__(self, command: str) -> None:
         config = SimpleNamespace(children={"net": ChildConfig("net", updown=command, hostaccess=True)})
         ike = SimpleNamespace(config=config, local_id=Identity.parse("gwa.lab"), remote_id=Identity.parse("gwb.lab"),
-                              remote_eap_id=None, virtual_ip=None, assigned_ip="10.3.0.1")
+                              remote_eap_id=None, virtual_ips=[], assigned_ips=["10.3.0.1", "fd00:10::1"])
         self.endpoint = SimpleNamespace(by_id={7: ike})
         self.lines: list[str] = []
 
@@ -110,7 +110,8 @@ def test_up_and_down_with_strongswan_environment_not_on_rekey(tmp_path: Path) ->
         "PLUTO_MY_ID": "gwa.lab", "PLUTO_MY_CLIENT": "10.1.0.0/24", "PLUTO_MY_PORT": "0", "PLUTO_MY_PROTOCOL": "0",
         "PLUTO_PEER": "192.0.2.2", "PLUTO_PEER_ID": "gwb.lab", "PLUTO_PEER_CLIENT": "10.2.0.0/24",
         "PLUTO_PEER_PORT": "0", "PLUTO_PEER_PROTOCOL": "0", "PLUTO_PEER_SOURCEIP": "10.3.0.1",
-        "PLUTO_PEER_SOURCEIP4_1": "10.3.0.1", "PLUTO_UDP_ENC": "4500", "PLUTO_HOST_ACCESS": "1",
+        "PLUTO_PEER_SOURCEIP4_1": "10.3.0.1", "PLUTO_PEER_SOURCEIP6_1": "fd00:10::1", "PLUTO_UDP_ENC": "4500",
+        "PLUTO_HOST_ACCESS": "1",
     }
     down = (tmp_path / "env.down-client").read_text().replace("down-client", "up-client")
     assert down == (tmp_path / "env.up-client").read_text()
