@@ -810,7 +810,7 @@ def test_remote_access_ipv6_virtual_ip_from_pool(monkeypatch, vips, expected):
     assert request[CfgAttr.INTERNAL_IP6_ADDRESS] == b"" and CfgAttr.INTERNAL_IP6_DNS in request
     assert (CfgAttr.INTERNAL_IP4_ADDRESS in request) is ("0.0.0.0" in vips)
     reply = {a.attr_type: a.value for a in seen["_take_virtual_ip"].attributes}
-    assert reply[CfgAttr.INTERNAL_IP6_ADDRESS] == ipaddress.ip_address("fd00:10::1").packed + bytes([128])
+    assert reply[CfgAttr.INTERNAL_IP6_ADDRESS] == ipaddress.ip_address("fd00:10::1").packed + bytes([64])
     assert reply[CfgAttr.INTERNAL_IP6_DNS] == ipaddress.ip_address("fd00:2::53").packed
 
 

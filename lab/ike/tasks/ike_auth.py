@@ -551,7 +551,9 @@ def _auth_failed(ike: IkeSA, reason: str, by_peer: bool, now: float, tell_peer: 
 # RFC 7296 §3.15.1: the address attribute and the DNS attribute of each family
 _ADDRESS = {4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS}
 _DNS = {4: CfgAttr.INTERNAL_IP4_DNS, 6: CfgAttr.INTERNAL_IP6_DNS}
-IP6_PREFIX = 128  # the prefix length we send with an INTERNAL_IP6_ADDRESS, as strongSwan does
+# the prefix length sent with an INTERNAL_IP6_ADDRESS: 64, as strongSwan's ike_config.c sends it
+# (and RFC 7296 §3.15.3's example); the client installs the address alone either way
+IP6_PREFIX = 64
 
 
 def _cp_request(vips: list[str]) -> list[pl.CfgAttribute]:
@@ -573,7 +575,7 @@ def _cp_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes
 
 def _take_virtual_ip(ike: IkeSA, cp: pl.CP) -> None:
     """The virtual IPs of a CFG_REPLY, in its order (an IPv6 one's prefix length is not used: the
-    address alone goes on the TUN device, as /128, like strongSwan's)."""
+    address alone goes on the TUN device, as /128, as strongSwan ignores it too)."""
     vips = []
     for attr in cp.attributes:
         if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
