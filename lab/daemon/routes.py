@@ -194,7 +194,9 @@ class Routes:
             try:
                 _ip(*_family(address), "addr", "replace", _host(address), "dev", self.tun_name, *flags)
             except DataPlaneError as err:
-                self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}")
+                why = " (this node has no IPv6: a topology with `ipv6: true` gives it)" \
+                    if flags and len(self.families) == 1 else ""
+                self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}{why}")
                 return
             self.gateway.say(f"[IKE] installed virtual IP {address} on {self.tun_name}")
             self._forget_idle_routes()

@@ -201,3 +201,16 @@ def test_both_virtual_ips_of_an_ike_sa_go_on_the_device_and_go_with_it(plane):
     assert [c for c in calls if "del" in c] == [("addr", "del", "10.3.0.1/32", "dev", "ipsec0")]
     plane.routes.drop_virtual_ip(2)
     assert ("-6", "addr", "del", "fd00:10::1/128", "dev", "ipsec0") in calls
+
+
+def test_an_ipv6_virtual_ip_on_a_node_without_ipv6_says_so(plane, monkeypatch):
+    plane, _calls, _loop = plane
+    said = []
+    plane.routes.gateway.say = said.append
+
+    def refuse(*args):
+        raise rt.DataPlaneError("'ip ...' failed: Permission denied")
+    monkeypatch.setattr(rt, "_ip", refuse)
+    plane.routes.add_virtual_ip(1, "fd00:10::1")
+    assert said and "this node has no IPv6" in said[0] and "ipv6: true" in said[0]
+    assert plane.routes.virtual_ips == {}
