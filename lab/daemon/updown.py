@@ -158,8 +158,12 @@ class Updown:
         me = event.local[0]
         if me not in self.interfaces:
             self.interfaces[me] = interface_of(me)
+        # one run per policy: each pair of selectors of one family whose protocols agree
+        # (strongSwan's child_sa.c policy_enumerate: an IPv4 and an IPv6 virtual IP give two)
         envs = [environment(event, ike, True, reqid, local, remote, self.interfaces[me], config.hostaccess)
-                for local in event.local_ts for remote in event.remote_ts]
+                for local in event.local_ts for remote in event.remote_ts
+                if local.start_addr.version == remote.start_addr.version
+                and not (local.ip_protocol and remote.ip_protocol and local.ip_protocol != remote.ip_protocol)]
         record = _Up(key, reqid, envs, config.updown, event.name)
         self.up[event.spi_in] = record
         for env in envs:
