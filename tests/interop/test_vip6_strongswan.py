@@ -125,3 +125,39 @@ def test_charon_client_gets_an_ipv6_virtual_ip_from_our_gateway(interop_lab_v6):
     pair.finish()
     # our CFG_REPLY on the wire: the same attribute as charon's (RFC 7296 §3.15.1: 17 octets)
     assert internal_ip6_address(cfg_reply(pair)) == ("17", CHARON_PREFIX)
+
+
+def _client_updown_run(lab, run: str, ours: bool) -> dict[str, dict[str, str]]:
+    """charon as the gateway on swgwb, a client on swgwa (ours or charon) with the dumping updown
+    script; the client's environments of up-client and up-client-v6."""
+    from .test_updown_strongswan import _script, _wait_file
+
+    script, folder = _script(lab, run, OURS)
+    conf = client_conf(OURS).replace("esp_proposals = aes128gcm16", f"esp_proposals = aes128gcm16\n        "
+                                                                   f"updown = {script}", 1)
+    assert script in conf
+    gateway = lab.use_strongswan(SWAN, gateway_conf(SWAN))
+    gateway.start()
+    gateway.load_all()
+    client = lab.use_ours(OURS, conf) if ours else lab.use_strongswan(OURS, conf)
+    client.start()
+    if not ours:
+        client.load_all()
+    client.initiate(child="net")
+    dumps = {verb: _wait_file(folder / verb) for verb in ("up-client", "up-client-v6")}
+    for name, peer in ((OURS, client), (SWAN, gateway)):
+        peer.stop()
+        lab.swans.pop(name, None)
+        lab.ours.pop(name, None)
+    return dumps
+
+
+def test_updown_environment_of_a_dual_stack_client_equals_charons(interop_lab_v6):
+    """The PLUTO_* variables our client gives its updown script, both virtual IPs among them
+    (PLUTO_MY_SOURCEIP, PLUTO_MY_SOURCEIP4_1, PLUTO_MY_SOURCEIP6_1), are charon's."""
+    charon = _client_updown_run(interop_lab_v6, "charon", ours=False)
+    ours = _client_updown_run(interop_lab_v6, "ours", ours=True)
+    assert charon["up-client-v6"]["PLUTO_MY_SOURCEIP6_1"] == VIPS[1], charon
+    assert charon["up-client"]["PLUTO_MY_SOURCEIP4_1"] == VIPS[0], charon
+    for verb in ("up-client", "up-client-v6"):
+        assert ours[verb] == charon[verb], verb
