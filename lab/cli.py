@@ -90,9 +90,9 @@ def _print_sas(sas: list[dict]) -> None:
               f"{sa['spi_r']}_r{'' if sa['initiator'] else '*'} ({role})")
         nat = [side for side in ("local", "remote") if sa["nat"][side]]
         print(f"  local  '{sa['local_id']}' @ {sa['local']}" + (" (behind NAT)" if "local" in nat else "")
-              + (f" [{sa['virtual_ip']}]" if sa.get("virtual_ip") else ""))
+              + (f" [{' '.join(sa['virtual_ips'])}]" if sa.get("virtual_ips") else ""))
         print(f"  remote '{sa['remote_id']}' @ {sa['remote']}" + (" (behind NAT)" if "remote" in nat else "")
-              + (f" [{sa['assigned_ip']}]" if sa.get("assigned_ip") else ""))
+              + (f" [{' '.join(sa['assigned_ips'])}]" if sa.get("assigned_ips") else ""))
         if sa["algorithms"]:
             print(f"  {sa['algorithms']}")
         for child in sa["children"]:

@@ -19,7 +19,7 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -386,13 +386,20 @@ def parse_traffic_selectors(text: str) -> list[Selector]:
     return out
 
 
-def _resolve_selectors(selectors: Iterable[Selector], address: str | IPAddress | None) -> list[TrafficSelector]:
+Addresses = str | IPAddress | Sequence[str | IPAddress] | None
+
+
+def _resolve_selectors(selectors: Iterable[Selector], address: Addresses) -> list[TrafficSelector]:
+    """`selectors` with `dynamic` replaced by `address`, or by each of several (a client's IPv4
+    and IPv6 virtual IPs: one selector each, as strongSwan resolves `dynamic`)."""
+    addresses = [address] if isinstance(address, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)) \
+        else list(address or [])
     out = []
     for selector in selectors:
         if isinstance(selector, DynamicTrafficSelector):
-            if address is None:
+            if not addresses:
                 raise ConfigValueError("a 'dynamic' traffic selector needs the SA's address")
-            out.append(selector.resolve(address))
+            out += [selector.resolve(a) for a in addresses]
         else:
             out.append(selector)
     return out
@@ -560,12 +567,12 @@ class ChildConfig:
         """What the CHILD_SA negotiates: AH when `ah_proposals` is set (swanctl.conf(5)), else ESP."""
         return self.ah_proposals or self.esp_proposals
 
-    def local_selectors(self, address: str | IPAddress | None = None) -> list[TrafficSelector]:
-        """`local_ts` with `dynamic` replaced by `address` (our outer or virtual IP)."""
+    def local_selectors(self, address: Addresses = None) -> list[TrafficSelector]:
+        """`local_ts` with `dynamic` replaced by `address` (our outer or virtual IPs)."""
         return _resolve_selectors(self.local_ts, address)
 
-    def remote_selectors(self, address: str | IPAddress | None = None) -> list[TrafficSelector]:
-        """`remote_ts` with `dynamic` replaced by `address` (the peer's outer or virtual IP)."""
+    def remote_selectors(self, address: Addresses = None) -> list[TrafficSelector]:
+        """`remote_ts` with `dynamic` replaced by `address` (the peer's outer or virtual IPs)."""
         return _resolve_selectors(self.remote_ts, address)
 
 
@@ -795,7 +802,8 @@ def parse_pool_addrs(text: str) -> tuple[IPAddress, IPAddress, ipaddress.IPv4Net
     try:
         base = ipaddress.ip_interface(text if "/" in text else text + ("/32" if ":" not in text else "/128"))
     except ValueError:
-        raise ConfigValueError(f"'{text}' is neither a CIDR subnet (10.3.0.0/24) nor a range (10.3.0.1-10.3.0.50)") from None
+        raise ConfigValueError(f"'{text}' is neither a CIDR subnet (10.3.0.0/24, fd00:10::/120) nor a range "
+                               f"(10.3.0.1-10.3.0.50, fd00:10::1-fd00:10::ff)") from None
     net = base.network
     first, last = base.ip, net.broadcast_address
     if net.num_addresses > 2:

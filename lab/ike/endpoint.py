@@ -517,12 +517,14 @@ class IkeEndpoint:
         entries, self.ike_key_log = self.ike_key_log, []
         return entries
 
-    def lease_address(self, config: IkeConfig, peer: Identity | None):
-        """An address from the connection's pools for `peer` (the same one again on reconnect)."""
+    def lease_address(self, config: IkeConfig, peer: Identity | None, version: int = 4):
+        """An address of IP `version` from the connection's pools for `peer` (the same one again
+        on reconnect): the first pool of that family with one free, as strongSwan's attribute
+        manager tries them in order."""
         key = str(peer)
         for name in config.pools:
             pool = self.config.pools.get(name)
-            if pool is None:
+            if pool is None or pool.first.version != version:
                 continue
             taken = self.leases.setdefault(name, {})
             if key in taken:
@@ -562,6 +564,7 @@ class IkeEndpoint:
                 "algorithms": str(ike.algorithms) if ike.algorithms else None,
                 "nat": {"local": ike.local_behind_nat, "remote": ike.remote_behind_nat},
                 "virtual_ip": ike.virtual_ip, "assigned_ip": ike.assigned_ip,
+                "virtual_ips": list(ike.virtual_ips), "assigned_ips": list(ike.assigned_ips),
                 "mobike": ike.mobike, "peer_addresses": list(ike.peer_addresses),
                 "children": [{
                     "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,

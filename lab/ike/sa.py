@@ -75,8 +75,8 @@ class IkeSA:
         self.auth_responder: Task | None = None  # the responder's IKE_AUTH across its round trips
         self.remote_eap_id: Identity | None = None
         self.local_eap_id: Identity | None = None
-        self.virtual_ip: str | None = None
-        self.assigned_ip: str | None = None
+        self.virtual_ips: list[str] = []   # the peer gave us (RFC 7296 §3.15.1): IPv4, IPv6 or both
+        self.assigned_ips: list[str] = []  # we gave the peer
         self.radius_framed_ip: str | None = None  # the virtual IP an Access-Accept named (RFC 2865 §5.8)
         self.radius_classes: list[bytes] = []     # its Class values (RFC 2865 §5.25), for accounting
         self.radius_server: str | None = None     # the server that accepted the peer (auth = eap-radius)
@@ -223,6 +223,24 @@ class IkeSA:
 
     # ------------------------------------------------------------ established
 
+    @property
+    def virtual_ip(self) -> str | None:
+        """The first virtual IP the peer gave us (strongSwan's PLUTO_MY_SOURCEIP), or None."""
+        return self.virtual_ips[0] if self.virtual_ips else None
+
+    @virtual_ip.setter
+    def virtual_ip(self, address: str | None) -> None:
+        self.virtual_ips = [address] if address else []
+
+    @property
+    def assigned_ip(self) -> str | None:
+        """The first virtual IP we gave the peer, or None."""
+        return self.assigned_ips[0] if self.assigned_ips else None
+
+    @assigned_ip.setter
+    def assigned_ip(self, address: str | None) -> None:
+        self.assigned_ips = [address] if address else []
+
     def established(self, now: float) -> None:
         self.destroy_at = None
         self.set_state(IkeState.ESTABLISHED, now)
@@ -231,7 +249,8 @@ class IkeSA:
         self.ipsec_path = IpsecPath(self.local, self.remote, self.nat_detected)
         self.endpoint.emit(IkeSaUp(self.unique_id, self.config.name, self.local, self.remote, self.spi_i, self.spi_r,
                                    str(self.local_id), str(self.remote_id), str(self.algorithms),
-                                   self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike))
+                                   self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike,
+                                   tuple(self.virtual_ips)))
 
     def schedule_ike_lifetime(self, now: float) -> None:
         conf = self.config
@@ -243,20 +262,24 @@ class IkeSA:
     # ------------------------------------------------------------ children
 
     def child_local_ts(self, child: ChildConfig) -> list[pl.TrafficSelector]:
-        if self.config.vips and self.virtual_ip is None:
-            # a virtual IP is asked for and not known yet: offer any address, the responder narrows
+        if self.config.vips and not self.virtual_ips:
+            # virtual IPs are asked for and not known yet: offer any address of each family asked
+            # for (0.0.0.0/0, ::/0), the responder narrows (RFC 7296 §3.15.3; strongSwan's child_create)
+            families = sorted({ipaddress.ip_address(v).version for v in self.config.vips})
             out = []
             for ts in child.local_ts:
                 if isinstance(ts, DynamicTrafficSelector):
-                    out.append(pl.TrafficSelector(ipaddress.IPv4Address(0), ipaddress.IPv4Address(2**32 - 1),
-                                                  ts.ip_protocol, ts.start_port, ts.end_port))
+                    for version in families:
+                        any_net = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
+                        out.append(pl.TrafficSelector(any_net.network_address, any_net.broadcast_address,
+                                                      ts.ip_protocol, ts.start_port, ts.end_port))
                 else:
                     out.append(ts)
             return out
-        return child.local_selectors(self.virtual_ip or self.local[0])
+        return child.local_selectors(self.virtual_ips or self.local[0])
 
     def child_remote_ts(self, child: ChildConfig) -> list[pl.TrafficSelector]:
-        return child.remote_selectors(self.assigned_ip or self.remote[0])
+        return child.remote_selectors(self.assigned_ips or self.remote[0])
 
     def child_proposals(self, child: ChildConfig, spi: bytes, pfs: bool) -> list[pl.Proposal]:
         out = []
@@ -428,7 +451,7 @@ class IkeSA:
         for child in self.children:
             new.children.append(child)
         self.children = []
-        new.virtual_ip, new.assigned_ip = self.virtual_ip, self.assigned_ip
+        new.virtual_ips, new.assigned_ips = list(self.virtual_ips), list(self.assigned_ips)
         new.radius_framed_ip, new.radius_classes, new.radius_server = (self.radius_framed_ip, self.radius_classes,
                                                                        self.radius_server)
         self.endpoint.emit(IkeSaRekeyed(self.unique_id, new.unique_id, new.spi_i, new.spi_r))

@@ -24,19 +24,21 @@ from lab.net.lab import Lab
 from lab.net.radius import FreeRadius, FreeRadiusError
 from lab.net.radius import check_installed as check_radius_installed
 from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, usable_proposals
-from lab.net.topology import LabTopo
+from lab.net.topology import LabTopo, Param
 
 MARKER = "ipsec-lab-interop"
 
 
 class TwoGateways(LabTopo):
-    """swgwa and swgwb on one link, each LAN address on its loopback."""
+    """swgwa and swgwb on one link, each LAN address on its loopback; with ipv6, IPv6 on both
+    nodes and an IPv6 LAN address on each loopback too (LAN6: fd00:1::1, fd00:2::1)."""
 
     name = "interop"
+    params = {"ipv6": Param(False, "IPv6 on the nodes, an IPv6 LAN address on each loopback")}
 
-    def build(self) -> None:
+    def build(self, ipv6: bool = False) -> None:
         for name, gw in GATEWAYS.items():
-            self.node(name, "gateway", lo_addrs=[f"{gw['lan']}/32"])
+            self.node(name, "gateway", lo_addrs=[f"{gw['lan']}/32"] + ([f"{LAN6[name]}/128"] if ipv6 else []))
         self.link("swgwa", "swgwa-eth0", f"{GATEWAYS['swgwa']['wan']}/24",
                   "swgwb", "swgwb-eth0", f"{GATEWAYS['swgwb']['wan']}/24")
 PSK = "a-lab-only-psk"
@@ -45,6 +47,7 @@ GATEWAYS = {
     "swgwb": {"wan": "203.0.113.2", "lan": "10.2.0.1", "local_ts": "10.2.0.0/24", "id": "gwb.lab"},
 }
 PEER = {"swgwa": "swgwb", "swgwb": "swgwa"}
+LAN6 = {"swgwa": "fd00:1::1", "swgwb": "fd00:2::1"}  # with TwoGateways(ipv6=True)
 
 
 def _require_tools() -> None:
@@ -150,10 +153,10 @@ def render_conf(gateway: str, *, initiator: bool, auth: str = "psk", proposals: 
     return render(tree)
 
 
-def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool):
+def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool, ipv6: bool = False):
     _require_tools()
     workdir = tmp_path_factory.mktemp(MARKER)
-    net = Lab(TwoGateways(), workdir, "interop").start()
+    net = Lab(TwoGateways(ipv6=ipv6), workdir, "interop").start()
     lab = S2SLab(net=net, workdir=workdir, nodes=dict(net.nodes), swans={})
     problems = []
     try:
@@ -195,6 +198,12 @@ def interop_lab(tmp_path_factory: pytest.TempPathFactory):
     each with `use_strongswan` / `use_ours`. Everything is removed afterwards (our daemons too),
     and a leftover fails the test."""
     yield from _build_lab(tmp_path_factory, with_strongswan=False)
+
+
+@pytest.fixture
+def interop_lab_v6(tmp_path_factory: pytest.TempPathFactory):
+    """interop_lab with IPv6 on both gateways and IPv6 LAN addresses (LAN6) on their loopbacks."""
+    yield from _build_lab(tmp_path_factory, with_strongswan=False, ipv6=True)
 
 
 # FreeRADIUS for the RADIUS interop tests: one set-up for all of them (radiusd on swgwb)

@@ -289,7 +289,7 @@ class ChildMaker:
 
 def select_child_config(ike: IkeSA, tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
                         transport: bool = False) -> tuple[ChildConfig, list, list]:
-    remote_address = ike.assigned_ip or ike.remote[0]
+    remote_address = ike.assigned_ips or ike.remote[0]
     for config in ([only] if only is not None else ike.config.children.values()):
         if config.mode not in (ChildMode.TUNNEL, ChildMode.TRANSPORT):
             continue  # pass and drop children are shunt policies, never negotiated
