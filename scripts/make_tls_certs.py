@@ -70,7 +70,7 @@ def pem_key(key: rsa.RSAPrivateKey) -> bytes:
 def make_set(label: str, root: Path = SCENARIOS) -> list[Path]:
     """Makes set `label`'s CA and certificates and writes them; the paths written."""
     certs, scenarios = SETS[label]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     until = now + datetime.timedelta(days=20 * 365)
     ca_key = rsa.generate_private_key(65537, 2048)
     ca_name = name(f"ipsec-lab {label} CA")
