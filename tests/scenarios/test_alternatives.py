@@ -82,3 +82,21 @@ def test_compare_roaming_fails_when_openconnect_checks_its_peer_too_seldom(tmp_p
     assert not result.passed and not result.teardown
     failed = next(s for s in result.steps if not s.ok and not s.skipped)
     assert "logs in again with its cookie" in failed.text and "198.51.100.1" in failed.detail, failed.detail
+
+
+def test_compare_roaming_fails_when_openvpn_does_not_float(tmp_path):
+    """Without `float` gwh takes packets only from the address in its `remote` (the Wi-Fi NAT
+    box): gwg's new session from LTE is refused and the check that gwh follows it must fail."""
+    folder = tmp_path / "no-float"
+    shutil.copytree(LIBRARY / "compare-roaming", folder)
+    conf = folder / "hosts" / "gwh" / "openvpn.conf"
+    text = conf.read_text()
+    assert "\nfloat\n" in text
+    conf.write_text(text.replace("\nfloat\n", "\n"))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = next(s for s in result.steps if not s.ok and not s.skipped)
+    assert "with float, gwh takes the new TLS session" in failed.text and "198.51.100.1" in failed.detail, \
+        failed.detail
+    log = (tmp_path / "run" / "logs" / "gwh-openvpn.log").read_text()
+    assert "Incoming packet rejected from [AF_INET]198.51.100.20" in log
