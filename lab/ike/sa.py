@@ -282,7 +282,7 @@ class IkeSA:
                    additional: tuple[bytes, ...] = ()) -> ChildSA:
         assert self.algorithms is not None and self.keys is not None
         try:
-            # RFC 9370 §2.2.4: KEYMAT from g^ir (new) and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
+            # RFC 9370 §2.2.4: KEYMAT from g^ir (new), the nonces and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
             keys = derive_child_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.encr, chosen.encr_key_length,
                                         chosen.integ or 0, nonce_i, nonce_r, shared, additional)
         except CryptoError as err:

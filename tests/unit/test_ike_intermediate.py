@@ -368,8 +368,8 @@ def _child_net(**options):
 
 
 def _keymat_by_hand(task, sk_d: bytes, length: int) -> bytes:
-    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr), the IKE SA's PRF (sha384)
-    seed = task.shared + b"".join(task.additional) + task.nonce + task.nonce_r
+    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)), the IKE SA's PRF (sha384)
+    seed = task.shared + task.nonce + task.nonce_r + b"".join(task.additional)
     out, t, n = b"", b"", 1
     while len(out) < length:
         t = hmac.new(sk_d, t + seed + bytes([n]), hashlib.sha384).digest()
