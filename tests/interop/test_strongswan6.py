@@ -183,13 +183,14 @@ def test_ike_rekey_with_followup_ke_between_ours_and_strongswan6(interop_lab, si
 
 # ------------------------------------------------------------------ CHILD SAs with IKE_FOLLOWUP_KE
 
-FOLLOWUP_IKE = "aes256gcm16-prfsha384-ecp384-ke1_x25519"
+FOLLOWUP_IKE = {"hybrid-ike": "aes256gcm16-prfsha384-ecp384-ke1_x25519",
+                "classic-ike": "aes256gcm16-prfsha384-ecp384"}
 FOLLOWUP_ESP = {"one-additional": "aes256gcm16-x25519-ke1_modp3072",
                 "two-additional": "aes256gcm16-x25519-ke1_modp3072-ke2_ecp384"}
 AUX_TS = {OURS: "10.1.1.0/24", SWAN: "10.2.1.0/24"}  # the IKE_AUTH CHILD SA of the "new" case: no traffic
 
 
-def followup_conf(gateway: str, *, initiator: bool, esp: str, new: bool) -> str:
+def followup_conf(gateway: str, *, initiator: bool, esp: str, new: bool, ike: str) -> str:
     """s2s with child net; for a new CHILD SA, child aux first (made in IKE_AUTH, on selectors no packet
     uses), and net then asked for in CREATE_CHILD_SA: the pings cross the CHILD SA made with
     IKE_FOLLOWUP_KE."""
@@ -199,7 +200,7 @@ def followup_conf(gateway: str, *, initiator: bool, esp: str, new: bool) -> str:
     if new:
         children = {"aux": dict(child, local_ts=AUX_TS[gateway], remote_ts=AUX_TS[PEER[gateway]]), "net": child}
     conn = {"version": 2, "local_addrs": me["wan"], "remote_addrs": peer["wan"] if initiator else "%any",
-            "proposals": FOLLOWUP_IKE, "mobike": False, "local": {"auth": "psk", "id": me["id"]},
+            "proposals": ike, "mobike": False, "local": {"auth": "psk", "id": me["id"]},
             "remote": {"auth": "psk", "id": peer["id"]}, "children": children}
     secrets = {"ike-s2s": {"id-local": me["id"], "id-remote": peer["id"], "secret": PSK}}
     return render({"connections": {"s2s": conn}, "secrets": secrets})
@@ -210,10 +211,18 @@ def esp_lines_of(tables: dict[str, list[str]], spis: set[str]) -> set[str]:
     return {line for line in tables.get("esp_sa", []) if line.split(",")[3].strip('"')[2:] in spis}
 
 
-@pytest.mark.parametrize("esp", FOLLOWUP_ESP.values(), ids=FOLLOWUP_ESP.keys())
-@pytest.mark.parametrize("kind", ["rekey", "new"])
-@pytest.mark.parametrize("side", ["ours", "strongswan"], ids=lambda s: f"{s}-initiates")
-def test_child_sa_with_followup_ke_between_ours_and_strongswan6(interop_lab, side, kind, esp):
+FOLLOWUP_CASES = [pytest.param(side, kind, esp, "hybrid-ike", id=f"{side}-initiates-{kind}-{name}")
+                  for side in ("ours", "strongswan") for kind in ("rekey", "new")
+                  for name, esp in FOLLOWUP_ESP.items()]
+# an IKE SA without additional key exchanges (so without IKE_INTERMEDIATE; strongSwan 6 then does not announce
+# it) rekeys its CHILD SA with them all the same
+FOLLOWUP_CASES += [pytest.param(side, "rekey", FOLLOWUP_ESP["one-additional"], "classic-ike",
+                                id=f"{side}-initiates-rekey-one-additional-classic-ike")
+                   for side in ("ours", "strongswan")]
+
+
+@pytest.mark.parametrize("side, kind, esp, ike", FOLLOWUP_CASES)
+def test_child_sa_with_followup_ke_between_ours_and_strongswan6(interop_lab, side, kind, esp, ike):
     """RFC 9370 §2.2.4 for a CHILD SA: CREATE_CHILD_SA carries X25519, one IKE_FOLLOWUP_KE exchange per
     additional key exchange (MODP-3072, ECP-384) follows, and KEYMAT comes from all the shared
     secrets. Both the rekey of the CHILD SA made in IKE_AUTH (which has no key exchange of its own) and
@@ -221,8 +230,10 @@ def test_child_sa_with_followup_ke_between_ours_and_strongswan6(interop_lab, sid
     exported, and pings cross the new CHILD SA."""
     new = kind == "new"
     additional = esp.count("-ke")
-    ours = interop_lab.use_ours(OURS, followup_conf(OURS, initiator=True, esp=esp, new=new), export_keys=True)
-    swan = use_strongswan6(interop_lab, SWAN, followup_conf(SWAN, initiator=False, esp=esp, new=new),
+    proposals = FOLLOWUP_IKE[ike]
+    ours = interop_lab.use_ours(OURS, followup_conf(OURS, initiator=True, esp=esp, new=new, ike=proposals),
+                                export_keys=True)
+    swan = use_strongswan6(interop_lab, SWAN, followup_conf(SWAN, initiator=False, esp=esp, new=new, ike=proposals),
                            export_keys=True)
     pair = Pair(interop_lab, ours, swan, True, interop_lab.capture(OURS, "ike.pcap"))
     swan.start()
