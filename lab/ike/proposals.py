@@ -329,7 +329,20 @@ def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
             raise fail(f"no PRF can be derived from {integs}; add one such as prfsha256")
         if not _of(entries, _DH):
             raise fail("a key exchange method (DH group) is mandatory in IKE proposals, e.g. x25519 or modp2048")
-    elif not _of(entries, _ESN):
+    else:
+        additional = [e for e in entries if _is_additional(e[0]) and e[1] != DhGroup.NONE]
+        if additional and not [e for e in _of(entries, _DH) if e[1] != DhGroup.NONE]:
+            # RFC 9370 §2.2.4: the additional key exchanges follow the KE payload of CREATE_CHILD_SA
+            token = _format_entry(additional[0])
+            words = [w.strip() for w in text.split("-")]
+            at = next(i for i, w in enumerate(words) if _additional_ke(w) is not None)
+            example = "-".join(words[:at] + ["ecp256" if token.endswith("_x25519") else "x25519"] + words[at:])
+            raise ProposalError(
+                f"{name} proposal '{text}': {token} needs a key exchange method in the same proposal (e.g. "
+                f"'{example}'): RFC 9370 §2.2.4 runs additional key exchanges in "
+                f"IKE_FOLLOWUP_KE after the KE payload of CREATE_CHILD_SA, and without a key exchange method "
+                f"there is none", text=source, token=token, protocol=protocol)
+    if protocol != ProtocolId.IKE and not _of(entries, _ESN):
         # strongSwan proposal.c check_proposal: ESN not given means no ESN
         entries.append((_ESN, EsnId.NO_ESN, 0))
 

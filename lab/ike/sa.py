@@ -285,10 +285,10 @@ class IkeSA:
         out = []
         for p in child.ipsec_proposals:
             # RFC 9370 §2.2.4: additional key exchanges run only in CREATE_CHILD_SA (IKE_FOLLOWUP_KE), never in
-            # IKE_AUTH; a peer that never said INTERMEDIATE_EXCHANGE_SUPPORTED knows none (RFC 9242 §3.1)
+            # IKE_AUTH. They go as configured even to a peer that did not announce IKE_INTERMEDIATE: one that does
+            # not know the transform types rejects the proposal (RFC 7296 §3.3.6); leaving them out would not
             transforms = [t for t in p.transforms
-                          if (pfs or t.transform_type != TransformType.DH)
-                          and ((pfs and self.peer_intermediate) or not 6 <= int(t.transform_type) <= 12)]
+                          if pfs or (t.transform_type != TransformType.DH and not 6 <= int(t.transform_type) <= 12)]
             out.append(pl.Proposal(p.number, p.protocol_id, spi, transforms))
         return out
 
@@ -305,7 +305,7 @@ class IkeSA:
                    additional: tuple[bytes, ...] = ()) -> ChildSA:
         assert self.algorithms is not None and self.keys is not None
         try:
-            # RFC 9370 §2.2.4: KEYMAT from g^ir (new) and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
+            # RFC 9370 §2.2.4: KEYMAT from g^ir (new), the nonces and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
             keys = derive_child_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.encr, chosen.encr_key_length,
                                         chosen.integ or 0, nonce_i, nonce_r, shared, additional)
         except CryptoError as err:

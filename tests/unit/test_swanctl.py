@@ -291,6 +291,18 @@ ERRORS = [
             }
           }
         }''', 5, "connections.s2s.children.net.esp_proposals", ["ke1_mlkem512 is not implemented"]),
+    # RFC 9370 §2.2.4: additional key exchanges follow the KE of CREATE_CHILD_SA, so one must be there
+    ('''
+        connections {
+          s2s {
+            children {
+              net {
+                esp_proposals = aes256gcm16-ke1_mlkem768
+              }
+            }
+          }
+        }''', 5, "connections.s2s.children.net.esp_proposals",
+     ["ke1_mlkem768 needs a key exchange method", "'aes256gcm16-x25519-ke1_mlkem768'", "RFC 9370 §2.2.4"]),
     ('''
         connections {
           s2s {
