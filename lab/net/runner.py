@@ -26,9 +26,9 @@ from lab.runfolder import CheckResult, RunResult, StepResult
 from . import folder, world
 from .checks import CHECKS, Check
 from .lab import Lab, LabError
+from .listeners import ListenersError
 from .nodes import LabNode, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
-from .listeners import ListenersError
 from .radius import FreeRadiusError
 from .scenario import Scenario
 from .software import SERVICES, SOFTWARE
