@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lab.ike import events as ev
 from lab.ike.config import Config, IkeConfig, TcpEncap
-from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
+from lab.ike.endpoint import IkeEndpoint, OutDatagram
+from lab.ike.settings import Settings
 from lab.ike.states import IkeState
 
 from .dataplane import DataPlaneError

@@ -225,7 +225,7 @@ class HostSpec:
                 first, last = ipaddress.ip_address(start.strip()), ipaddress.ip_address(end.strip())
             except ValueError:
                 raise ConfigValueError(f"'{text}' is not an address range such as 192.0.2.10-192.0.2.20") from None
-            if first.version != last.version or first > last:
+            if first.version != last.version or int(first) > int(last):
                 raise ConfigValueError(f"range '{text}' must go from a lower to a higher address of one family")
             return cls(text, first, last, None, first.version)
         try:
@@ -253,7 +253,8 @@ class HostSpec:
         ip = ipaddress.ip_address(address)
         if self.first is None:
             return 1 if self.version in (None, ip.version) else 0
-        if ip.version != self.first.version or not self.first <= ip <= self.last:
+        assert self.last is not None  # parse sets both ends or neither
+        if ip.version != self.first.version or not int(self.first) <= int(ip) <= int(self.last):
             return 0
         if self.is_host:
             return ip.max_prefixlen + 1
@@ -366,7 +367,7 @@ def _parse_selector(item: str) -> list[Selector]:
             first, last = ipaddress.ip_address(first_text.strip()), ipaddress.ip_address(last_text.strip())
         except ValueError:
             raise ConfigValueError(f"traffic selector '{whole}': '{item}' is not an address range") from None
-        if first.version != last.version or first > last:
+        if first.version != last.version or int(first) > int(last):
             raise ConfigValueError(f"traffic selector '{whole}': range must go from low to high in one family")
         return [TrafficSelector(first, last, protocol, start_port, end_port)]
     try:
@@ -731,8 +732,9 @@ class PrivateKey:
     def public_key_der(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
 
-        return self.key.public_key().public_bytes(serialization.Encoding.DER,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        der: bytes = self.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+        return der
 
 
 @dataclass
@@ -766,7 +768,7 @@ class Secrets:
         credential_manager.c get_shared: a key qualifies if either id matches one of its owners;
         the best match of the remote id wins, then the best match of the local id; on a tie the
         key defined last wins (vici inserts newer keys first)."""
-        found, best = None, (IdMatch.NONE, IdMatch.NONE)
+        found, best = None, (int(IdMatch.NONE), int(IdMatch.NONE))
         for key in reversed(self.ike):
             mine, other = key.match(local_id, remote_id)
             if (local_id is not None or remote_id is not None) and not mine and not other:
@@ -798,6 +800,7 @@ def parse_pool_addrs(text: str) -> tuple[IPAddress, IPAddress, ipaddress.IPv4Net
     text = text.strip()
     if "-" in text and "/" not in text:
         spec = HostSpec.parse(text)
+        assert spec.first is not None and spec.last is not None  # a range names both ends
         return spec.first, spec.last, None
     try:
         base = ipaddress.ip_interface(text if "/" in text else text + ("/32" if ":" not in text else "/128"))
@@ -843,7 +846,7 @@ class Pool:
             ip = ipaddress.ip_address(address)  # type: ignore[arg-type]
         except ValueError:
             return False
-        return ip.version == self.first.version and self.first <= ip <= self.last
+        return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
 
 # ---------------------------------------------------------------- the whole configuration

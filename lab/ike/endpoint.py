@@ -21,7 +21,7 @@ from typing import Any
 
 from . import payloads as pl
 from .child_sa import ChildSA
-from .config import Config, IkeConfig, RadiusServer
+from .config import Config, IkeConfig, IPAddress, RadiusServer
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
 from .errors import ExchangeFailed, ParseError
 from .events import Event, IkeSaUp
@@ -214,7 +214,7 @@ class IkeEndpoint:
         remote_ip = config.initiator_remote_address()
         if remote_ip is None:
             raise ValueError(f"connection '{name}' has no single remote address to initiate to")
-        local_ip = config.initiator_local_address()
+        local_ip: str | IPAddress | None = config.initiator_local_address()
         if local_ip is None and self.route_source is not None:
             local_ip = self.route_source(str(remote_ip))
         if local_ip is None:
@@ -517,7 +517,8 @@ class IkeEndpoint:
         entries, self.ike_key_log = self.ike_key_log, []
         return entries
 
-    def lease_address(self, config: IkeConfig, peer: Identity | None, version: int = 4):
+    def lease_address(self, config: IkeConfig, peer: Identity | None, version: int = 4
+                      ) -> tuple[IPAddress, list[IPAddress]] | None:
         """An address of IP `version` from the connection's pools for `peer` (the same one again
         on reconnect): the first pool of that family with one free, as strongSwan's attribute
         manager tries them in order."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 from lab.iana import ALGORITHMS, AUTH_HMAC_SHA2_256_96, Algorithm, keyword_algorithm
 from lab.iana import algorithm as _registry_entry
@@ -94,9 +95,9 @@ _WIRE_ORDER = (_ENCR, _PRF, _INTEG, _DH, _ESN)
 # strongSwan proposal.c type_for_sort: the order proposals are printed and selected in
 _TEXT_ORDER = (_ENCR, _INTEG, _PRF, _DH, _ESN)
 
-_ID_ENUMS = {_ENCR: EncrId, _PRF: PrfId, _INTEG: IntegId, _DH: DhGroup, _ESN: EsnId}
+_ID_ENUMS: dict[int, type[IntEnum]] = {_ENCR: EncrId, _PRF: PrfId, _INTEG: IntegId, _DH: DhGroup, _ESN: EsnId}
 
-_KIND_NAMES = {
+_KIND_NAMES: dict[int, str] = {
     _ENCR: "encryption",
     _INTEG: "integrity",
     _PRF: "PRF",
@@ -150,7 +151,7 @@ DEFAULT_ESP_PROPOSALS: tuple[str, ...] = tuple(_implemented_only(ProtocolId.ESP,
 ))
 DEFAULT_AH_PROPOSALS: tuple[str, ...] = (_implemented_only(ProtocolId.AH, "sha256-sha384-sha512-sha1-aesxcbc"),)
 
-_DEFAULTS = {ProtocolId.IKE: DEFAULT_IKE_PROPOSALS, ProtocolId.ESP: DEFAULT_ESP_PROPOSALS,
+_DEFAULTS: dict[int, tuple[str, ...]] = {ProtocolId.IKE: DEFAULT_IKE_PROPOSALS, ProtocolId.ESP: DEFAULT_ESP_PROPOSALS,
              ProtocolId.AH: DEFAULT_AH_PROPOSALS}
 
 
@@ -310,7 +311,7 @@ def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
             raise fail(f"classic encryption {_CANONICAL[encrs[0]]} needs an integrity algorithm such as "
                        f"sha256, or use an AEAD algorithm such as aes128gcm16")
     else:
-        mapped = []
+        mapped: list[_Algo] = []
         for entry in entries:
             if entry[0] == _ENCR:
                 if entry[1] == EncrId.NULL_AUTH_AES_GMAC and entry[2] in _GMAC_INTEG:

@@ -3,7 +3,7 @@ with PFS and INVALID_KE_PAYLOAD (§1.3), and the collisions of §2.8.1 and §2.2
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -288,12 +288,13 @@ class ChildMaker:
 
 
 def select_child_config(ike: IkeSA, tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
-                        transport: bool = False) -> tuple[ChildConfig, list, list]:
+                        transport: bool = False) -> tuple[ChildConfig, list[pl.TrafficSelector], list[pl.TrafficSelector]]:
     remote_address = ike.assigned_ips or ike.remote[0]
     for config in ([only] if only is not None else ike.config.children.values()):
         if config.mode not in (ChildMode.TUNNEL, ChildMode.TRANSPORT):
             continue  # pass and drop children are shunt policies, never negotiated
-        offered_i, offered_r = tsi.selectors, tsr.selectors
+        offered_i: Sequence[pl.TrafficSelector | pl.RawTrafficSelector] = tsi.selectors
+        offered_r: Sequence[pl.TrafficSelector | pl.RawTrafficSelector] = tsr.selectors
         if transport and config.mode == ChildMode.TRANSPORT:
             # RFC 7296 §2.23.1, responder: substitute the NATed side's address before any lookup
             if ike.remote_behind_nat:

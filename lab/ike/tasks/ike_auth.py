@@ -597,8 +597,11 @@ def _assign_virtual_ip(ike: IkeSA, cp: pl.CP | None) -> list[pl.Payload]:
     if not families:
         return []
     requested = {a.attr_type for a in cp.attributes}
-    attributes, assigned = [], []
+    attributes: list[pl.CfgAttribute] = []
+    assigned: list[str] = []
     for version in sorted(families):
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address
+        dns: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
         if version == 4 and ike.radius_framed_ip is not None:
             # the Access-Accept's Framed-IP-Address (RFC 2865 §5.8) is the peer's, as strongSwan's
             # eap-radius hands it out (there with pools = radius)
