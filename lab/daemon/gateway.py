@@ -268,8 +268,7 @@ class Gateway:
                 try:
                     self.loop.add_signal_handler(sig, self._signalled, sig)
                 except (RuntimeError, ValueError):  # not the main thread (tests, a gateway host)
-                    loop = self.loop
-                    _take_thread_signals(lambda signum: loop.call_soon_threadsafe(self._signalled, signum))
+                    _take_thread_signals(self._signal_soon)
                     break
             self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
                      f"{'/'.join(map(str, self.ports))}"
@@ -327,6 +326,11 @@ class Gateway:
             self.stopping.set()
 
     signalled: int | None = None
+
+    def _signal_soon(self, signum: int) -> None:
+        """_signalled from another thread (signal_thread)."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._signalled, signum)
 
     async def _shutdown(self, grace: float = 2.0) -> None:
         """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
