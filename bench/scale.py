@@ -5,17 +5,18 @@ server behind it from their LAN. Ends with one line per software and number of s
 
     sudo .venv/bin/python bench/scale.py --spokes 100                  # our daemon everywhere
     sudo .venv/bin/python bench/scale.py --spokes 25 100 --compare     # also the other designs and strongSwan, ratios
-    sudo .venv/bin/python bench/scale.py --spokes 100 --software ours-host
+    sudo .venv/bin/python bench/scale.py --spokes 100 --software ours-threads
 
 The software: `ours` (our daemons forked from the lab's fork server, lab.net.forkserver),
-`ours-host` (our daemons as threads of one gateway host, IPSEC_LAB_HOST=1: one process for all),
+`ours-threads` (our daemons as threads of one gateway host, IPSEC_LAB_GATEWAY_THREADS=1: one
+process for all),
 `ours-fresh` (each daemon a fresh Python process, IPSEC_LAB_FORK=0) and `strongswan` (charon).
 S runs from starting the first daemon to the last spoke's successful ping. Memory is measured
 when all are up: RSS (VmRSS) counts every page a process maps, shared or not; PSS
 (/proc/PID/smaps_rollup) divides each shared page among the processes sharing it, so the PSS of
 all gateways adds up to the memory they take together. "PSS with shared" is that sum (with the
-fork server's own PSS, for ours; each process counted once: ours-host's gateways share one)
-divided by the number of gateways: what one gateway costs. For ours-host, RSS and PSS "mean" are
+fork server's own PSS, for ours; each process counted once: ours-threads' gateways share one)
+divided by the number of gateways: what one gateway costs. For ours-threads, RSS and PSS "mean" are
 the host's, the one process of all gateways.
 Needs root.
 """
@@ -80,13 +81,14 @@ def pss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-SOFTWARE = {"ours": "ours", "ours-host": "ours", "ours-fresh": "ours", "strongswan": "strongswan"}
-COMPARE = ("ours", "ours-host", "ours-fresh", "strongswan")
+SOFTWARE = {"ours": "ours", "ours-threads": "ours", "ours-fresh": "ours", "strongswan": "strongswan"}
+COMPARE = ("ours", "ours-threads", "ours-fresh", "strongswan")
 
 
 def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
     lab = Lab(load("hub-and-spoke")(spokes=spokes), workdir, f"scale-{software}", say=print,
-              fork=software in ("ours", "ours-host"), host=software == "ours-host").start()
+              fork=software in ("ours", "ours-threads"),
+              gateway_threads=software == "ours-threads").start()
     kind = SOFTWARE[software]
     try:
         peers = {}

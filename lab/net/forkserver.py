@@ -21,7 +21,8 @@ lab.net.cleanup finds them in the nodes' namespaces after a crash; the server is
     server = ForkServer(log=path).start()          # None (and .reason) if it could not start
     proc = server.spawn(node.pid, argv, env, cwd, log_fd)   # a Popen-like ForkedProcess
 
-A gateway host (ForkServer(host=True), off unless asked: Lab(host=True) or IPSEC_LAB_HOST=1):
+A gateway host (ForkServer(threads=True), off unless asked: Lab(gateway_threads=True) or
+IPSEC_LAB_GATEWAY_THREADS=1):
 one process, forked once from the server, runs every gateway of the lab in a thread of its own.
 Each thread enters its node's network namespace (setns acts on the calling thread alone), so the
 sockets, TUN device and commands (`ip`, updown scripts) it makes are that node's; the host's
@@ -180,10 +181,10 @@ class HostedGateway(ForkedProcess):
 
 class ForkServer:
     """The lab's end of a fork server. `start()` returns self, or None with `reason` set. With
-    `host`, spawn() runs gateways as threads of one gateway host (`track` is told of its
+    `threads`, spawn() runs gateways as threads of one gateway host (`track` is told of its
     process), and forks them as usual if the host cannot start."""
 
-    def __init__(self, log: str | Path | None = None, start_timeout: float = 60.0, *, host: bool = False,
+    def __init__(self, log: str | Path | None = None, start_timeout: float = 60.0, *, threads: bool = False,
                  track: Any = None) -> None:
         self.log = Path(log) if log else None
         self.start_timeout = start_timeout
@@ -191,7 +192,7 @@ class ForkServer:
         self.reason = ""
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self.host = host
+        self.threads = threads
         self.host_process: ForkedProcess | None = None
         self.host_unavailable = ""  # why gateways are forked instead ("": not known yet)
         self._track = track
@@ -247,7 +248,7 @@ class ForkServer:
         if not self.running:
             raise ForkServerError("the fork server is not running")
         request = {"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env, "cwd": cwd}
-        if self.host and argv[3:4] == ["daemon"]:
+        if self.threads and argv[3:4] == ["daemon"]:
             hosted = self._spawn_hosted(request, log_fd, timeout)
             if hosted is not None:
                 return hosted
@@ -356,9 +357,9 @@ def enabled() -> bool:
     return os.environ.get("IPSEC_LAB_FORK", "1").strip() not in ("0", "no", "false", "off")
 
 
-def host_enabled() -> bool:
-    """IPSEC_LAB_HOST=1 runs our gateways as threads of one gateway host (off by default)."""
-    return os.environ.get("IPSEC_LAB_HOST", "0").strip() in ("1", "yes", "true", "on")
+def threads_enabled() -> bool:
+    """IPSEC_LAB_GATEWAY_THREADS=1 runs our gateways as threads of one gateway host (off by default)."""
+    return os.environ.get("IPSEC_LAB_GATEWAY_THREADS", "0").strip() in ("1", "yes", "true", "on")
 
 
 # ------------------------------------------------------------------ the server

@@ -84,13 +84,13 @@ def _netns_of_threads(pid):
 
 
 def test_a_gateway_host_runs_daemons_as_threads_each_in_its_namespace(tmp_path):
-    """ForkServer(host=True): two daemons in two namespaces are threads of one process (the same
+    """ForkServer(threads=True): two daemons in two namespaces are threads of one process (the same
     PID, each thread in its node's namespace, the host itself not); each has its own log and exit
     status; SIGTERM and SIGKILL reach one alone; stopping the server ends the host."""
     if os.geteuid() != 0:
         pytest.skip("setns needs root")
     tracked = []
-    server = forkserver.ForkServer(host=True, track=lambda proc, argv: tracked.append(proc)).start()
+    server = forkserver.ForkServer(threads=True, track=lambda proc, argv: tracked.append(proc)).start()
     assert server is not None, server.reason
     nodes = [subprocess.Popen(["unshare", "--net", "sleep", "60"]) for _ in range(2)]
     try:
