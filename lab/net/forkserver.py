@@ -497,8 +497,15 @@ def serve_gateways(requests: socket.socket) -> int:
     asked to fork one), and a signal sent to one passed to its gateway (lab.daemon.gateway's
     signal_thread). Ends, having stopped its gateways as SIGTERM does, when the lab closes
     `requests` or ends, or on SIGTERM."""
+    import resource
+    import selectors
+
     from lab.daemon.gateway import signal_thread
 
+    # a gateway holds a dozen descriptors (sockets, TUN device, log, trace): a hundred pass 1024,
+    # the usual soft limit, and select()'s
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     streams: dict[int, Any] = {}
     sys.stdout = _ThreadOutput(sys.stdout, streams)
     sys.stderr = _ThreadOutput(sys.stderr, streams)
@@ -513,9 +520,13 @@ def serve_gateways(requests: socket.socket) -> int:
     wake_r, wake_w = socket.socketpair()
     wake_w.setblocking(False)
     signal.set_wakeup_fd(wake_w.fileno())
+    watched = selectors.DefaultSelector()
+    watched.register(requests, selectors.EVENT_READ)
+    watched.register(wake_r, selectors.EVENT_READ)
     try:
         while True:
-            for ready in select.select([requests, wake_r, *gateways], [], [])[0]:
+            for key, _events in watched.select():
+                ready = key.fileobj
                 if ready is wake_r:
                     wake_r.recv(4096)
                     continue
@@ -532,13 +543,16 @@ def serve_gateways(requests: socket.socket) -> int:
                                               daemon=True)
                     thread.start()
                     gateways[conn] = thread
+                    watched.register(conn, selectors.EVENT_READ)
                     continue
+                assert isinstance(ready, socket.socket)
                 try:
                     data = ready.recv(4096)
                 except OSError:
                     data = b""
                 if not data:  # the lab took the exit status, or is gone
                     del gateways[ready]
+                    watched.unregister(ready)
                     ready.close()
                     continue
                 signum = json.loads(data).get("signal")
