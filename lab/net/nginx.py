@@ -90,7 +90,7 @@ def explain(output: str, copy: Path, folder: Path) -> NginxError:
     return NginxError(text, str(folder / CONFIG))
 
 
-def test_config(folder: Path, binary: str = NGINX) -> None:
+def check_config(folder: Path, binary: str = NGINX) -> None:
     """`nginx -t` on hosts/<node>/ as the lab will run it (no socket is opened); NginxError
     `FILE:LINE: what` if nginx refuses it."""
     check_installed(binary)
@@ -124,7 +124,7 @@ class Nginx:
     def load(self, folder: str | Path) -> None:
         """hosts/<node>/: its nginx.conf and the files it names, checked by `nginx -t`."""
         self.folder = Path(folder).absolute()
-        test_config(self.folder, self.binary)
+        check_config(self.folder, self.binary)
 
     @property
     def running(self) -> bool:

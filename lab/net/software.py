@@ -75,10 +75,10 @@ def _ports(folder: Path) -> None:
 
 def _nginx(folder: Path) -> None:
     """nginx's server blocks as the lab will run them (`nginx -t`), nginx's complaint with file and line."""
-    from .nginx import NginxError, test_config
+    from .nginx import NginxError, check_config
 
     try:
-        test_config(folder)
+        check_config(folder)
     except NginxError as err:
         raise ScenarioError(err.file or str(folder / "nginx.conf"), err.line, "", err.message) from None
 
@@ -167,9 +167,10 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             "under `mods-enabled/`, `sites-enabled/` and `policy.d/` replace Debian's of that name (radius-mfa's "
             "EAP-GTC and TOTP check)",
             ".radius:FreeRadius", ("clients.conf", "users")),
-    Service("listeners", "TCP listeners", "plain TCP listeners, one Python process that accepts and closes on "
-            "each port `ports` lists (one a line): the LAN's applications as a port scanner sees them "
-            "(lateral-movement)", ".listeners:Listeners", ("ports",), _ports),
+    Service("listeners", "TCP listeners", "plain TCP listeners, one Python process listening on each port "
+            "`ports` lists (one a line): the LAN's applications as a port scanner sees them (lateral-movement); "
+            "an HTTP request gets one line back naming the node, its address and the port "
+            "(`server 10.2.0.10:80`), any other connection is closed", ".listeners:Listeners", ("ports",), _ports),
     Service("nginx", "nginx", "Debian's nginx, e.g. a TLS reverse proxy in front of one application "
             "(lateral-movement): `nginx.conf` holds nginx's own `server { }` blocks, as a file of "
             "/etc/nginx/sites-enabled/ would, put by the lab inside an `http { }` that keeps nginx's pid, logs and "
