@@ -26,10 +26,10 @@ from lab.runfolder import CheckResult, RunResult, StepResult
 from . import folder, world
 from .checks import CHECKS, Check
 from .lab import Lab, LabError
-from .nodes import LabNode, NodeError
-from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
 from .listeners import ListenersError
 from .nginx import NginxError
+from .nodes import LabNode, NodeError
+from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
 from .radius import FreeRadiusError
 from .scenario import Scenario
 from .software import SERVICES, SOFTWARE

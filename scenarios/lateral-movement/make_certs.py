@@ -28,7 +28,7 @@ def usage(ca: bool) -> x509.KeyUsage:
 
 
 def main() -> None:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     until = now + datetime.timedelta(days=20 * 365)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = name("ipsec-lab lateral-movement company CA")

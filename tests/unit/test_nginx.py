@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lab.net import scenario as sc
-from lab.net.nginx import NGINX, NginxError, main_config, check_config
+from lab.net.nginx import NGINX, NginxError, check_config, main_config
 from lab.net.software import SERVICES
 
 PROXY = Path(__file__).resolve().parents[2] / "scenarios" / "lateral-movement" / "hosts" / "proxy"
