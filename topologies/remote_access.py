@@ -9,6 +9,9 @@ sit behind NAT boxes (home routers, hotel Wi-Fi), several behind the same one.
 With servers=2 or more, gw's LAN is a switch (corp) with server (10.2.0.10), server2 (10.2.0.11), ...
 on it (server<n> at 10.2.0.(9+n)): radius-failover's two RADIUS servers.
 
+With proxy=true a host `proxy` stands in the company's DMZ: 198.51.100.20 on the internet, 10.2.0.20
+on the LAN switch, forwarding nothing (lateral-movement's per-application TLS reverse proxy).
+
 Client i sits behind NAT box ((i-1) mod nats) + 1, at 192.168.k.(10+i); with nats=0 the
 clients sit on the internet at 198.51.100.(100+i). The gateway hands out virtual IPs from the
 pool in its swanctl.conf (10.3.0.0/24 by convention); the server routes them back through gw.
@@ -42,15 +45,17 @@ class RemoteAccess(LabTopo):
                             "on a LAN switch)", minimum=1, maximum=9),
         "ipv6": Param(False, "IPv6 too: 2001:db8:2::/64 on gw's LAN, reached by the clients through their tunnels "
                              "(from IPv6 virtual IPs); the internet stays IPv4"),
+        "proxy": Param(False, "a host `proxy` in the DMZ: 198.51.100.20 on the internet and 10.2.0.20 on the LAN "
+                              "(then on a LAN switch), not a router"),
     }
 
     def build(self, clients: int = 3, nats: int = 2, mapping: str = "preserve", servers: int = 1,
-              ipv6: bool = False) -> None:
+              ipv6: bool = False, proxy: bool = False) -> None:
         self.node("inet", "switch")
         self.node("gw", "gateway")
         self.node("server", "host")
         self.link("gw", "gw-wan", "198.51.100.10/24", "inet", "inet-gw", None)
-        if servers == 1:
+        if servers == 1 and not proxy:
             self.link("gw", "gw-lan", "10.2.0.1/24", "server", "server-lan", "10.2.0.10/24")
         else:
             self.node("corp", "switch")
@@ -60,6 +65,10 @@ class RemoteAccess(LabTopo):
                 self.node(f"server{n}", "host")
                 self.link(f"server{n}", f"server{n}-lan", f"10.2.0.{9 + n}/24", "corp", f"corp-server{n}", None)
                 self.route(f"server{n}", "default", "10.2.0.1")
+        if proxy:
+            self.node("proxy", "host")
+            self.link("proxy", "proxy-wan", "198.51.100.20/24", "inet", "inet-proxy", None)
+            self.link("proxy", "proxy-lan", "10.2.0.20/24", "corp", "corp-proxy", None)
         self.route("server", "default", "10.2.0.1")
         behind: dict[int, list[int]] = {k: [] for k in range(1, nats + 1)}
         for i in range(1, clients + 1):
