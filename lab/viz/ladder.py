@@ -240,7 +240,7 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         a_in = {a for p in pin for a in (p.src, p.dst)}
         a_out = {a for p in pout for a in (p.src, p.dst)}
         hidden = [a for a in _order(list(a_in - a_out), pin)]
-        public = _nat_public(pairs, a_in, a_out, topology)
+        public = _nat_public(pairs or [], a_in, a_out, topology)
         common = _order(list(a_in & a_out), pin + pout)
         for a in hidden:
             add_lane(names.get(a, a), [a])
