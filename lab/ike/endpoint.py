@@ -355,11 +355,14 @@ class IkeEndpoint:
 
     # ------------------------------------------------------------ input
 
-    def receive_datagram(self, payload: bytes, src: Address, dst: Address, now: float) -> Datagram:
+    def receive_datagram(self, payload: bytes, src: Address, dst: Address, now: float, *,
+                         tcp: bool = False) -> Datagram:
         """Handle a UDP payload that arrived at `dst` from `src`. Returns what it was; ESP
-        (on 4500) is not for the IKE endpoint and is left to the data plane."""
+        (on 4500) is not for the IKE endpoint and is left to the data plane. `tcp`: an IKE frame
+        of an RFC 9329 stream, given with its non-ESP marker whatever the stream's ports."""
         self._last_now = now
-        natt = 4500 in (src[1], dst[1])
+        # RFC 9329 §3.1: IKE in a stream carries the non-ESP marker on any TCP port, not only on 4500
+        natt = tcp or 4500 in (src[1], dst[1])
         kind, data = classify_udp(4500 if natt else 500, payload)
         if kind is not Datagram.IKE:
             return kind

@@ -1118,3 +1118,19 @@ def test_spi_pair_must_match():
     b = net.endpoints["b"]
     b.receive_datagram(b"\x00\x00\x00\x00" + forged.serialize(), (GW_A, 4500), (GW_B, 4500), net.now)
     assert b.drops["SPI pair does not match the IKE SA"] == 1
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_an_ike_frame_from_a_tcp_stream_on_port_443_is_taken(tcp):
+    # RFC 9329 §3.1: IKE in a TCP stream carries the non-ESP marker whatever the TCP port (here
+    # 443, a hotel's only way out); taken as UDP on a port other than 4500 it is malformed
+    net = make_net(*pair_configs())
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    b.receive_datagram(b"\0\0\0\0" + request.data, (request.src[0], 33308), (request.dst[0], 443), net.now, tcp=tcp)
+    answers = b.datagrams_to_send()
+    if tcp:
+        assert [Message.parse(d.data).exchange for d in answers] == [ExchangeType.IKE_SA_INIT]
+    else:
+        assert answers == [] and b.drops["malformed"] == 1
