@@ -5,9 +5,6 @@ captured packets are tshark's; the overhead is each format's arithmetic. The cap
 outside of one run of compare-site-to-site (tests/data/alternatives, trimmed)."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from lab.viz.alternatives import (
 from lab.viz.analysis import analyze_capture
 from lab.viz.keys import load_keys
 from lab.viz.vpns import FORMATS, VpnFormat, handshake_before_data, register, vpn_packets
+from tests.tshark import named, number, pdml_frames, tshark
 
 DATA = Path(__file__).parent.parent / "data" / "alternatives"
 PCAP = DATA / "compare-site-to-site.pcap"
@@ -33,11 +31,7 @@ BY_KEY = {f.key: f for f in FORMATS}
 
 
 def _tshark(*args: str) -> str:
-    if shutil.which("tshark") is None:
-        pytest.fail("tshark is missing: apt-get install tshark", pytrace=False)
-    decode = [a for f in FORMATS for d in f.tshark_decode_as for a in ("-d", d)]
-    return subprocess.run(["tshark", "-r", str(PCAP), *decode, *args], check=True, capture_output=True, text=True,
-                          timeout=300).stdout
+    return tshark(PCAP, *args, decode_as=[d for f in FORMATS for d in f.tshark_decode_as])
 
 
 @pytest.fixture(scope="module")
@@ -54,23 +48,7 @@ def found(capture):
 def pdml() -> dict[int, list[dict]]:
     """Frame number -> every proto and field tshark dissects in it (name, pos, size, show, ...),
     positions relative to the IP header."""
-    frames: dict[int, list[dict]] = {}
-    for packet in ET.fromstring(_tshark("-T", "pdml")).iter("packet"):
-        items = [dict(e.attrib) for e in packet.iter() if e.tag in ("proto", "field") and "pos" in e.attrib]
-        number = int(next(i["show"] for i in items if i.get("name") == "frame.number"))
-        ip = next(int(i["pos"]) for i in items if i.get("name") == "ip")
-        for item in items:
-            item["pos"], item["size"] = int(item["pos"]) - ip, int(item.get("size", 0))
-        frames[number] = items
-    return frames
-
-
-def _named(items: list[dict], name: str, pos: int | None = None) -> list[dict]:
-    return [i for i in items if i.get("name") == name and (pos is None or i["pos"] == pos)]
-
-
-def _number(text: str) -> int:
-    return int(text.split()[0], 0)
+    return pdml_frames(_tshark("-T", "pdml"))
 
 
 def test_tshark_finds_nothing_malformed():
@@ -92,18 +70,18 @@ def test_every_field_sits_where_tshark_puts_it_with_its_value(found, pdml, captu
             where = f"frame {item.packet.frame}: {item.message.label} {f.name}"
             if not f.tshark:
                 # octets tshark does not cut further: inside the message as tshark spans it
-                proto = _named(items, item.format.tshark_proto, item.offset - 2 * item.format.tcp_length_prefix)
+                proto = named(items, item.format.tshark_proto, item.offset - 2 * item.format.tcp_length_prefix)
                 assert proto and proto[0]["pos"] <= item.offset + f.start and \
                     item.offset + f.end <= proto[0]["pos"] + proto[0]["size"], where
                 continue
-            theirs = _named(items, f.tshark, item.offset + f.start)
+            theirs = named(items, f.tshark, item.offset + f.start)
             assert theirs, f"{where}: tshark has no {f.tshark} at offset {item.offset + f.start}"
             assert theirs[0]["size"] == f.length, where
             if f.value:
-                assert _number(f.value) == _number(theirs[0]["show"]), f"{where}: ours {f.value}, tshark {theirs[0]}"
+                assert number(f.value) == number(theirs[0]["show"]), f"{where}: ours {f.value}, tshark {theirs[0]}"
             checked += 1
         if item.format.tshark_length:
-            length = _named(items, item.format.tshark_length, item.offset - 2)
+            length = named(items, item.format.tshark_length, item.offset - 2)
             assert length and int(length[0]["show"]) == item.message.length
     assert checked > 300
 
@@ -114,7 +92,7 @@ def test_data_fields_fill_tsharks_block(found, pdml):
     for item in found:
         if item.message.handshake or item.offset is None:
             continue
-        rest = _named(pdml[item.packet.frame], item.format.tshark_rest)
+        rest = named(pdml[item.packet.frame], item.format.tshark_rest)
         ours = [f for f in item.message.fields if not f.tshark]
         if not ours:
             continue
@@ -129,8 +107,8 @@ def test_tshark_counts_the_same_messages(found):
     udp = [int(o, 0) for row in rows if not row[2] for o in row[1].split(",") if o]
     tcp = [int(o, 0) for row in rows if row[2] for o in row[1].split(",") if o]
     assert [int(f.message.fields[0].value) for f in found if f.format.key == "wireguard"] == wg
-    assert [_number(f.message.fields[0].value) for f in found if f.format.key == "openvpn"] == udp
-    assert [_number(f.message.fields[0].value) for f in found if f.format.key == "openvpn-tcp"] == tcp
+    assert [number(f.message.fields[0].value) for f in found if f.format.key == "openvpn"] == udp
+    assert [number(f.message.fields[0].value) for f in found if f.format.key == "openvpn-tcp"] == tcp
 
 
 def test_wireguard_handshake_is_two_messages_one_round_trip(capture, found):
@@ -162,11 +140,11 @@ def test_layout_octets_are_tsharks(capture, found, pdml):
     for layout in layouts[1:]:
         frame = int(layout.source.rsplit(":", 1)[1])
         items = pdml[frame]
-        assert layout.length == int(_named(items, "ip.len")[0]["show"])
-        transport = _named(items, "udp") or _named(items, "tcp")
+        assert layout.length == int(named(items, "ip.len")[0]["show"])
+        transport = named(items, "udp") or named(items, "tcp")
         header = next(s for s in layout.segments if s.label in ("UDP", "TCP"))
         assert (header.start, header.length) == (transport[0]["pos"], 8 if header.label == "UDP"
-                                                 else int(_named(items, "tcp.hdr_len")[0]["show"]))
+                                                 else int(named(items, "tcp.hdr_len")[0]["show"]))
         # the segments tile the packet: no octet twice, none left out
         assert [s.start for s in layout.segments[1:]] == [s.end for s in layout.segments[:-1]]
         assert layout.segments[-1].end == layout.length
@@ -197,8 +175,8 @@ def test_mtu_figure_observations_are_tsharks(capture, found, pdml):
     assert vpn_seen and not [o for o in model.seen if o.config.startswith("WireGuard")]
     for seen in vpn_seen:
         items = pdml[int(seen.source.rsplit(":", 1)[1])]
-        assert seen.wire == int(_named(items, "ip.len")[0]["show"])
-        data = _named(items, "openvpn.data")
+        assert seen.wire == int(named(items, "ip.len")[0]["show"])
+        data = named(items, "openvpn.data")
         assert seen.inner == data[0]["size"] - 4 - 16      # packet id and tag before the ciphertext
         overhead = model.series[seen.config][model.sizes.index(seen.inner)] - seen.inner
         assert seen.wire - seen.inner == overhead

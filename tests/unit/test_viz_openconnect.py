@@ -7,9 +7,6 @@ MTU figure's captured packets are tshark's; the overhead is the records' arithme
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ import pytest
 from lab.viz.alternatives import build_vpn_ladder, draw_vpn_ladder, draw_vpn_layouts, draw_vpn_mtu, vpn_layouts, vpn_mtu_model
 from lab.viz.analysis import analyze_capture
 from lab.viz.vpns import FORMATS, VpnFormat, VpnPacket, vpn_packets
+from tests.tshark import named, pdml_frames, same, tshark
 
 DATA = Path(__file__).parent.parent / "data" / "openconnect"
 RUNS = ("restrictive-network", "compare-roaming")
@@ -26,14 +24,10 @@ BY_KEY = {f.key: f for f in FORMATS}
 def _tshark(pcap: Path, fmt: VpnFormat, found: list[VpnPacket], *args: str) -> str:
     """tshark on the frames of one format's flows, told what that format needs (-d): OpenVPN and
     TLS share TCP 443 in restrictive-network, and tshark decodes a port one way."""
-    if shutil.which("tshark") is None:
-        pytest.fail("tshark is missing: apt-get install tshark", pytrace=False)
     servers = sorted({i.src if i.packet.sport in fmt.ports else i.dst for i in found if i.format.key == fmt.key})
     ports = " ".join(map(str, fmt.ports))
     where = f"{fmt.transport}.port in {{{ports}}} && ip.addr in {{{' '.join(servers)}}}"
-    decode = [a for d in fmt.tshark_decode_as for a in ("-d", d)]
-    return subprocess.run(["tshark", "-r", str(pcap), *decode, "-Y", where, *args], check=True, capture_output=True,
-                          text=True, timeout=300).stdout
+    return tshark(pcap, *args, decode_as=fmt.tshark_decode_as, where=where)
 
 
 @pytest.fixture(scope="module", params=RUNS)
@@ -49,26 +43,7 @@ def _formats(found: list[VpnPacket]) -> list[VpnFormat]:
 
 
 def _pdml(pcap: Path, fmt: VpnFormat, found: list[VpnPacket]) -> dict[int, list[dict]]:
-    frames: dict[int, list[dict]] = {}
-    for packet in ET.fromstring(_tshark(pcap, fmt, found, "-T", "pdml")).iter("packet"):
-        items = [dict(e.attrib) for e in packet.iter() if e.tag in ("proto", "field") and "pos" in e.attrib]
-        number = int(next(i["show"] for i in items if i.get("name") == "frame.number"))
-        ip = next(int(i["pos"]) for i in items if i.get("name") == "ip")
-        for item in items:
-            item["pos"], item["size"] = int(item["pos"]) - ip, int(item.get("size", 0))
-        frames[number] = items
-    return frames
-
-
-def _named(items: list[dict], name: str, pos: int | None = None) -> list[dict]:
-    return [i for i in items if i.get("name") == name and (pos is None or i["pos"] == pos)]
-
-
-def _same(ours: str, theirs: str) -> bool:
-    try:
-        return int(ours.split()[0], 0) == int(theirs.split()[0], 0)
-    except ValueError:
-        return ours == theirs
+    return pdml_frames(_tshark(pcap, fmt, found, "-T", "pdml"))
 
 
 def test_the_captures_hold_what_they_should(run):
@@ -95,7 +70,7 @@ def test_every_field_sits_where_tshark_puts_it_with_its_value(run):
                 continue
             items = pdml[item.packet.frame]
             # the message as tshark spans it: the TLS record, the DTLS datagram, OpenVPN's message
-            span = _named(items, fmt.tshark_proto, item.offset - 2 * fmt.tcp_length_prefix)
+            span = named(items, fmt.tshark_proto, item.offset - 2 * fmt.tcp_length_prefix)
             assert span, f"frame {item.packet.frame}: no {fmt.tshark_proto} at {item.offset}"
             for f in item.message.fields:
                 where = f"frame {item.packet.frame}: {item.message.label} {f.name}"
@@ -103,15 +78,15 @@ def test_every_field_sits_where_tshark_puts_it_with_its_value(run):
                     assert span[0]["pos"] <= item.offset + f.start and \
                         item.offset + f.end <= span[0]["pos"] + span[0]["size"], where
                     continue
-                theirs = _named(items, f.tshark, item.offset + f.start)
+                theirs = named(items, f.tshark, item.offset + f.start)
                 assert theirs, f"{where}: tshark has no {f.tshark} at offset {item.offset + f.start}"
                 assert theirs[0]["size"] == f.length, where
                 if f.value:
-                    assert _same(f.value, theirs[0]["show"]), f"{where}: ours {f.value}, tshark {theirs[0]['show']}"
+                    assert same(f.value, theirs[0]["show"]), f"{where}: ours {f.value}, tshark {theirs[0]['show']}"
                 checked += 1
             if not item.message.handshake and fmt.key.startswith("openconnect"):
                 # nonce, AnyConnect header, inner packet, tag: together exactly tshark's encrypted data
-                rest = _named(items, fmt.tshark_rest)
+                rest = named(items, fmt.tshark_rest)
                 body = [f for f in item.message.fields if not f.tshark]
                 assert any((r["pos"], r["pos"] + r["size"]) == (item.offset + body[0].start, item.offset + body[-1].end)
                            for r in rest), f"frame {item.packet.frame}"
@@ -167,7 +142,7 @@ def test_layout_octets_are_tsharks(run):
         fmt = BY_KEY["openconnect" if "DTLS" in layout.form else "openconnect-tls"]
         frame = int(layout.source.rsplit(":", 1)[1])
         items = _pdml(pcap, fmt, found)[frame]
-        assert layout.length == int(_named(items, "ip.len")[0]["show"])
+        assert layout.length == int(named(items, "ip.len")[0]["show"])
         assert [s.start for s in layout.segments[1:]] == [s.end for s in layout.segments[:-1]]
         assert layout.segments[-1].end == layout.length
         # DTLS 1.2 (RFC 6347 §4.1) with AES-256-GCM: 20 IP + 8 UDP + 13 record header + 8 explicit nonce
@@ -217,8 +192,8 @@ def test_mtu_figure_rows_from_the_negotiated_cipher_and_tsharks_packets(run):
             if frame not in pdml:
                 continue
             items = pdml[frame]
-            assert o.wire == int(_named(items, "ip.len")[0]["show"])
-            data = _named(items, fmt.tshark_rest)
+            assert o.wire == int(named(items, "ip.len")[0]["show"])
+            data = named(items, fmt.tshark_rest)
             # the inner packet: tshark's encrypted data less nonce, AnyConnect header, content type and tag
             assert o.inner == data[0]["size"] - (8 + 1 + 16 if fmt.transport == "udp" else 8 + 1 + 16)
             assert o.wire - o.inner == model.series[o.config][model.sizes.index(o.inner)] - o.inner
