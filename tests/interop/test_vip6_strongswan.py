@@ -89,41 +89,39 @@ def internal_ip6_address(attrs: list[tuple[str, str, str]]) -> tuple[str, str]:
     return found
 
 
-def test_our_client_gets_an_ipv6_virtual_ip_from_charon(interop_lab_v6):
+# which of our daemon's SA entries holds the virtual IPs, charon's, and the side of our CHILD_SA's
+# traffic selectors they are on: our client asked for them, our gateway handed them out
+ROLES = {"client": ("virtual_ips", "remote-vips", "local_ts"),
+         "gateway": ("assigned_ips", "local-vips", "remote_ts")}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ipv6_virtual_ip_between_our_daemon_and_charon(interop_lab_v6, role):
+    """Our client gets both virtual IPs from charon's pools, charon's client from ours; the
+    client then pings the gateway's IPv6 and IPv4 LAN; the CFG_REPLY is charon's."""
     lab = interop_lab_v6
-    ours = lab.use_ours(OURS, client_conf(OURS))
-    swan = lab.use_strongswan(SWAN, gateway_conf(SWAN))
-    pair = Pair(lab, ours, swan, True, lab.capture(OURS, "ike.pcap"))
+    ours_client = role == "client"
+    client, gateway = (OURS, SWAN) if ours_client else (SWAN, OURS)
+    conf = {client: client_conf(client), gateway: gateway_conf(gateway)}
+    ours = lab.use_ours(OURS, conf[OURS])
+    swan = lab.use_strongswan(SWAN, conf[SWAN])
+    pair = Pair(lab, ours, swan, ours_client, lab.capture(OURS, "ike.pcap"))
     pair.up()
     ours_sa, theirs = pair.settled()
-    assert ours_sa["virtual_ips"] == VIPS, ours_sa
-    assert sorted(theirs.get("remote-vips", [])) == sorted(VIPS), theirs
+    our_vips, their_vips, vip_ts = ROLES[role]
+    assert ours_sa[our_vips] == VIPS, ours_sa
+    assert sorted(theirs.get(their_vips, [])) == sorted(VIPS), theirs
     child = ours_sa["children"][0]
-    assert child["local_ts"] == VIPS and sorted(child["remote_ts"]) == sorted(["10.2.0.0/24", "fd00:2::/64"]), child
-    node = lab.nodes[OURS]
-    assert f"inet6 {VIPS[1]}/128" in node.cmd("ip -6 addr show dev ipsec0"), node.cmd("ip addr show dev ipsec0")
-    assert ping(node, LAN6[SWAN]) == 3, (ours.log_tail(), swan.log_tail())
-    assert ping(node, GATEWAYS[SWAN]["lan"]) == 3
+    assert sorted(child[vip_ts]) == sorted(VIPS), child
+    node = lab.nodes[client]
+    if ours_client:
+        assert child["local_ts"] == VIPS and sorted(child["remote_ts"]) == sorted(["10.2.0.0/24", "fd00:2::/64"]), child
+        assert f"inet6 {VIPS[1]}/128" in node.cmd("ip -6 addr show dev ipsec0"), node.cmd("ip addr show dev ipsec0")
+    assert ping(node, LAN6[gateway]) == 3, (ours.log_tail(), swan.log_tail(), node.cmd("ip -6 route show table all"))
+    assert ping(node, GATEWAYS[gateway]["lan"]) == 3
     pair.finish()
-    # charon's CFG_REPLY: the IPv6 address in 17 octets, prefix length 64
-    assert internal_ip6_address(cfg_reply(pair)) == ("17", CHARON_PREFIX)
-
-
-def test_charon_client_gets_an_ipv6_virtual_ip_from_our_gateway(interop_lab_v6):
-    lab = interop_lab_v6
-    ours = lab.use_ours(OURS, gateway_conf(OURS))
-    swan = lab.use_strongswan(SWAN, client_conf(SWAN))
-    pair = Pair(lab, ours, swan, False, lab.capture(OURS, "ike.pcap"))
-    pair.up()
-    ours_sa, theirs = pair.settled()
-    assert ours_sa["assigned_ips"] == VIPS, ours_sa
-    assert sorted(theirs.get("local-vips", [])) == sorted(VIPS), theirs
-    assert sorted(ours_sa["children"][0]["remote_ts"]) == sorted(VIPS), ours_sa
-    node = lab.nodes[SWAN]
-    assert ping(node, LAN6[OURS]) == 3, (ours.log_tail(), swan.log_tail(), node.cmd("ip -6 route show table all"))
-    assert ping(node, GATEWAYS[OURS]["lan"]) == 3
-    pair.finish()
-    # our CFG_REPLY on the wire: the same attribute as charon's (RFC 7296 §3.15.1: 17 octets)
+    # the CFG_REPLY on the wire, charon's or ours: the IPv6 address in 17 octets (RFC 7296
+    # §3.15.1), prefix length 64 as charon sends it
     assert internal_ip6_address(cfg_reply(pair)) == ("17", CHARON_PREFIX)
 
 
