@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..child_sa import ChildSA, narrow
 from ..config import ChildConfig, ChildMode, selector_address, transport_nat_selectors
-from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
+from ..const import NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
@@ -55,14 +55,6 @@ class ChildCreate(FollowupKe):
         self.shared: bytes | None = None
         self.maker: ChildMaker | None = None  # responder: the CHILD SA waiting for its keys
         self.old: ChildSA | None = None       # responder: the CHILD SA a rekey replaces
-
-    @property
-    def exchange(self) -> int:  # type: ignore[override]
-        return ExchangeType.IKE_FOLLOWUP_KE if self.link else ExchangeType.CREATE_CHILD_SA
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return "IKE_FOLLOWUP_KE" if self.link else "CREATE_CHILD_SA"
 
     # ---------------------------------------------------------------- initiator
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
-from ..const import DhGroup, NotifyType, name_of
+from ..const import DhGroup, ExchangeType, NotifyType, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
 from .base import Task, find_notify, first, new_key_exchange
@@ -24,6 +24,15 @@ class FollowupKe(Task):
     additional: list[bytes]             # SK(1) .. SK(n)
     kex: KeyExchange | None
     reply: list[pl.Payload]
+
+    # the first exchange is CREATE_CHILD_SA, each after it an IKE_FOLLOWUP_KE (RFC 9370 §2.2.4)
+    @property
+    def exchange(self) -> int:  # type: ignore[override]
+        return ExchangeType.IKE_FOLLOWUP_KE if self.link else ExchangeType.CREATE_CHILD_SA
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "IKE_FOLLOWUP_KE" if self.link else "CREATE_CHILD_SA"
 
     def _take_link(self, payloads: list[pl.Payload]) -> None:
         link = find_notify(payloads, NotifyType.ADDITIONAL_KEY_EXCHANGE)

@@ -50,14 +50,6 @@ class IkeRekey(FollowupKe):
         self.pending_ke: list[tuple[int, int]] = []
         self.link = b""
 
-    @property
-    def exchange(self) -> int:  # type: ignore[override]
-        return ExchangeType.IKE_FOLLOWUP_KE if self.link else ExchangeType.CREATE_CHILD_SA
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return "IKE_FOLLOWUP_KE" if self.link else "CREATE_CHILD_SA"
-
     # ---------------------------------------------------------------- initiator
 
     def build_i(self, ike: IkeSA, now: float) -> list[pl.Payload] | None:
