@@ -43,14 +43,30 @@ def _gone(pids, timeout: float = 15.0) -> list[int]:
     return [p for p in pids if _alive(p)]
 
 
-def test_forked_gateways_carry_a_tunnel_in_their_nodes_and_leave_nothing(site_to_site, tmp_path):
-    lab = site_to_site
+def _start_gateways(lab, tmp_path: Path) -> dict[str, OurGateway]:
+    """Our gateways on gwb, then gwa, each with its folder under tmp_path, stopped with the lab."""
     gateways = {}
     for side in ("b", "a"):
         gateway = OurGateway(lab.node(f"gw{side}"), tmp_path / f"gw{side}")
         gateway.write_config(conf(lab, side))
         gateways[side] = gateway.start()
         lab.on_stop(gateway.stop)
+    return gateways
+
+
+def _tunnel_then_stop_b(lab, gateways: dict[str, OurGateway], tmp_path: Path) -> None:
+    """gwa sets up the tunnel, it carries hosta's pings, the keys are exported (--export-keys, as
+    before); then gwb is stopped with SIGTERM: the daemon deletes its SAs and says so, as before."""
+    initiate(gateways["a"])
+    assert ping(lab, "hosta", "10.2.0.10") == 5
+    assert gateways["a"].key_tables()["esp_sa"]
+    gateways["b"].stop()
+    assert "interrupted (SIGTERM)" in (tmp_path / "gwb" / "gateway.log").read_text()
+
+
+def test_forked_gateways_carry_a_tunnel_in_their_nodes_and_leave_nothing(site_to_site, tmp_path):
+    lab = site_to_site
+    gateways = _start_gateways(lab, tmp_path)
     server = lab.fork_server
     assert server is not None and server.running, lab.fork_unavailable
     for side, gateway in gateways.items():
@@ -61,14 +77,10 @@ def test_forked_gateways_carry_a_tunnel_in_their_nodes_and_leave_nothing(site_to
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         assert [a.decode() for a in cmdline] == gateway.process.args  # ps and pgrep -f see the daemon
         assert (tmp_path / f"gw{side}" / "gateway.ctl").exists()
-    initiate(gateways["a"])
-    assert ping(lab, "hosta", "10.2.0.10") == 5
-    assert gateways["a"].key_tables()["esp_sa"]  # --export-keys, as before
+    pids = [g.process.pid for g in gateways.values()] + [server.process.pid]
+    _tunnel_then_stop_b(lab, gateways, tmp_path)
     log = (tmp_path / "gwa" / "gateway.log").read_text()
     assert "IKE_AUTH" in log and "fresh process" not in log
-    pids = [g.process.pid for g in gateways.values()] + [server.process.pid]
-    gateways["b"].stop()  # SIGTERM: the daemon deletes its SAs and says so, as before
-    assert "interrupted (SIGTERM)" in (tmp_path / "gwb" / "gateway.log").read_text()
     problems = lab.stop()
     assert not problems, problems
     assert _gone(pids) == []
@@ -93,38 +105,6 @@ def test_a_fork_server_that_cannot_start_gives_fresh_processes(tmp_path, monkeyp
         assert any("fresh processes" in line for line in said), said
     finally:
         assert lab.stop() == []
-
-
-def test_after_a_killed_run_clean_finds_the_gateways_and_the_fork_server_is_gone(tmp_path):
-    require_lab()
-    out = tmp_path / "run"
-    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out))
-    deadline = time.monotonic() + 120
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if "[3/" in line or not line:
-            break
-    daemons = _pgrep("-f", "lab.cli daemon --config " + str(out))
-    assert daemons, "".join(seen)
-    servers = sorted({Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] for pid in daemons})
-    assert len(servers) == 1 and b"lab.net.forkserver" in Path(f"/proc/{servers[0]}/cmdline").read_bytes()
-    record = cleanup.LabRecord.load(cleanup.RECORDS / f"{proc.pid}.json")
-    assert record is not None and record.netns
-    os.killpg(proc.pid, signal.SIGKILL)  # a crash of the run: no teardown at all
-    proc.wait(10)
-    # the fork server sees its lab gone and ends; the gateways are left, as fresh ones were
-    assert _gone([int(p) for p in servers]) == []
-    assert all(_alive(int(p)) for p in daemons)
-    clean = subprocess.run([sys.executable, "-m", "lab.cli", "clean"], cwd=REPO, capture_output=True, text=True,
-                           timeout=60)
-    assert clean.returncode == 0, clean.stderr
-    # (other labs may be running on this machine: only this run's things are looked for)
-    assert all(f"process pid {p} (" in clean.stdout for p in daemons), clean.stdout
-    assert cleanup.leftovers(record) == []
-    assert _gone([int(p) for p in daemons], timeout=1) == []
-    assert _gone([*record.shells.values(), *map(int, record.processes)], timeout=1) == []
 
 
 def test_forked_gateways_in_a_world_of_their_own(tmp_path):
@@ -170,12 +150,7 @@ def test_hosted_gateways_carry_a_tunnel_and_leave_nothing(tmp_path):
     lab.gateway_threads = True
     lab.start()
     try:
-        gateways = {}
-        for side in ("b", "a"):
-            gateway = OurGateway(lab.node(f"gw{side}"), tmp_path / f"gw{side}")
-            gateway.write_config(conf(lab, side))
-            gateways[side] = gateway.start()
-            lab.on_stop(gateway.stop)
+        gateways = _start_gateways(lab, tmp_path)
         server = lab.fork_server
         assert server is not None and server.host_process is not None, lab.fork_unavailable
         host = server.host_process.pid
@@ -184,11 +159,7 @@ def test_hosted_gateways_carry_a_tunnel_and_leave_nothing(tmp_path):
         assert _ns(host, "net") != _ns(lab.node("gwa").pid, "net")
         assert {_ns(lab.node(f"gw{side}").pid, "net") for side in "ab"} <= _threads_netns(host)
         assert str(host) in lab.record.processes
-        initiate(gateways["a"])
-        assert ping(lab, "hosta", "10.2.0.10") == 5
-        assert gateways["a"].key_tables()["esp_sa"]
-        gateways["b"].stop()
-        assert "interrupted (SIGTERM)" in (tmp_path / "gwb" / "gateway.log").read_text()
+        _tunnel_then_stop_b(lab, gateways, tmp_path)
         assert "ipsec0" not in lab.node("gwb").cmd("ip -o link show")
         assert "ipsec0" in lab.node("gwa").cmd("ip -o link show") and gateways["a"].running
         pids = [host, server.process.pid]
@@ -198,13 +169,16 @@ def test_hosted_gateways_carry_a_tunnel_and_leave_nothing(tmp_path):
     assert _gone(pids) == []
 
 
-def test_after_a_killed_run_the_gateway_host_ends_its_gateways(tmp_path):
-    """`ipsec-lab run hub-and-spoke` with IPSEC_LAB_GATEWAY_THREADS=1, killed with SIGKILL: the host sees its
-    lab gone, stops its gateways and ends; `ipsec-lab clean` leaves nothing of the run."""
+@pytest.mark.parametrize("threads", [False, True], ids=["forked", "gateway-threads"])
+def test_after_a_killed_run_the_gateways_parent_ends_and_clean_leaves_nothing(tmp_path, threads):
+    """`ipsec-lab run hub-and-spoke` killed with SIGKILL. Forked gateways: the fork server sees its
+    lab gone and ends, the gateways are left (as fresh ones were) and `ipsec-lab clean` finds them.
+    Gateway threads (IPSEC_LAB_GATEWAY_THREADS=1): the host sees its lab gone, stops its gateways
+    and ends. Either way `ipsec-lab clean` leaves nothing of the run."""
     require_lab()
     out = tmp_path / "run"
-    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out),
-                     env=dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="1"))
+    env = dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="1") if threads else None
+    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out), env=env)
     deadline = time.monotonic() + 120
     seen = []
     while time.monotonic() < deadline:
@@ -212,17 +186,28 @@ def test_after_a_killed_run_the_gateway_host_ends_its_gateways(tmp_path):
         seen.append(line)
         if "[3/" in line or not line:
             break
-    assert not _pgrep("-f", "lab.cli daemon --config " + str(out)), "the gateways are not threads"
+    daemons = _pgrep("-f", "lab.cli daemon --config " + str(out))
     record = cleanup.LabRecord.load(cleanup.RECORDS / f"{proc.pid}.json")
     assert record is not None and record.netns
-    hosts = [int(pid) for pid in record.processes
-             if _alive(int(pid)) and b"--gateway-host" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(hosts) == 1 and _alive(hosts[0]), "".join(seen)
+    if threads:
+        assert not daemons, "the gateways are not threads"
+        parents = [int(pid) for pid in record.processes
+                   if _alive(int(pid)) and b"--gateway-host" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    else:
+        assert daemons, "".join(seen)
+        parents = sorted({int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in daemons})
+        assert b"lab.net.forkserver" in Path(f"/proc/{parents[0]}/cmdline").read_bytes()
+    assert len(parents) == 1 and _alive(parents[0]), "".join(seen)
     os.killpg(proc.pid, signal.SIGKILL)  # a crash of the run: no teardown at all
     proc.wait(10)
-    assert _gone(hosts, timeout=20) == []
+    # the fork server or gateway host sees its lab gone and ends; forked gateways are left
+    assert _gone(parents, timeout=20) == []
+    assert all(_alive(int(p)) for p in daemons)
     clean = subprocess.run([sys.executable, "-m", "lab.cli", "clean"], cwd=REPO, capture_output=True, text=True,
                            timeout=60)
     assert clean.returncode == 0, clean.stderr
+    # (other labs may be running on this machine: only this run's things are looked for)
+    assert all(f"process pid {p} (" in clean.stdout for p in daemons), clean.stdout
     assert cleanup.leftovers(record) == []
+    assert _gone([int(p) for p in daemons], timeout=1) == []
     assert _gone([*record.shells.values(), *map(int, record.processes)], timeout=1) == []
