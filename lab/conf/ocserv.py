@@ -130,13 +130,19 @@ def _exists(config: OcConfig, option: Option, path: str, folder: Path | None) ->
                           key=option.name)
 
 
-def read_ocserv(text: str, file: str = "ocserv.conf", folder: Path | None = None) -> OcConfig:
+def _options(text: str, file: str, split: str, refused: dict[str, str]) -> OcConfig:
+    """The file's options in order; an error for one the lab sets itself (`refused`)."""
     config = OcConfig(file)
-    for number, name, value in _lines(text, file, "="):
-        if name in OCSERV_REFUSED:
-            raise ConfigError(f"the lab does not take {name}: {OCSERV_REFUSED[name]}; leave it out", file=file,
+    for number, name, value in _lines(text, file, split):
+        if name in refused:
+            raise ConfigError(f"the lab does not take {name}: {refused[name]}; leave it out", file=file,
                               line=number, key=name)
         config.options.append(Option(name, value, number))
+    return config
+
+
+def read_ocserv(text: str, file: str = "ocserv.conf", folder: Path | None = None) -> OcConfig:
+    config = _options(text, file, "=", OCSERV_REFUSED)
 
     def need(name: str, why: str) -> Option:
         option = config.get(name)
@@ -175,12 +181,7 @@ def read_ocserv(text: str, file: str = "ocserv.conf", folder: Path | None = None
 
 
 def read_openconnect(text: str, file: str = "openconnect.conf", folder: Path | None = None) -> OcConfig:
-    config = OcConfig(file)
-    for number, name, value in _lines(text, file, " "):
-        if name in OPENCONNECT_REFUSED:
-            raise ConfigError(f"the lab does not take {name}: {OPENCONNECT_REFUSED[name]}; leave it out", file=file,
-                              line=number, key=name)
-        config.options.append(Option(name, value, number))
+    config = _options(text, file, " ", OPENCONNECT_REFUSED)
     server = config.get("server")
     if server is None or not server.value:
         raise ConfigError("no `server = https://ADDRESS/` line: the ocserv gateway to dial", file=file, line=None,
