@@ -25,8 +25,10 @@ def _clock():
     return datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
 
 
-def eap_net(method: str = "mschapv2", settings: Settings | None = None, **options) -> Net:
-    net = make_net(*eap_configs(method, **options), settings)
+def eap_net(method: str = "mschapv2", settings: Settings | None = None, configs: tuple | None = None,
+            **options) -> Net:
+    """Client a and gateway b of `method` (eap_configs' options), or of `configs` (a, b) as given."""
+    net = make_net(*(configs or eap_configs(method, **options)), settings)
     for endpoint in net.endpoints.values():
         endpoint.wall_clock = _clock
     return net
@@ -43,6 +45,11 @@ def messages(net: Net, side: str = "a") -> list[dict]:
 
 def notes(net: Net, what: str, side: str = "a") -> list[dict]:
     return [r for r in net.endpoints[side].trace_records if r["kind"] == "note" and r.get("what") == what]
+
+
+def refusals(net: Net, side: str = "b") -> list[str]:
+    """The reasons of the AuthFailed events of `side`'s trace, in order."""
+    return [r["reason"] for r in net.endpoints[side].trace_records if r.get("event") == "AuthFailed"]
 
 
 def ike_auth_count(net: Net) -> int:
@@ -115,7 +122,7 @@ def test_auth_after_eap_is_keyed_with_the_msk(method, monkeypatch):
     monkeypatch.setattr(EapServer, "receive", other_msk)
     net = eap_net(method)
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert reasons and "AUTH over the EAP MSK does not match" in reasons[0]
     assert "IkeSaUp" not in kinds(net.events("a"))
 
@@ -159,7 +166,7 @@ def test_wrong_password_fails_on_both_sides(method):
     for side in "ab":
         assert kinds(net.events(side))[:1] == ["AuthFailed"] and "IkeSaUp" not in kinds(net.events(side)), side
         assert not net.endpoints[side].by_id
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert "wrong password" in reasons[0]
 
 
@@ -168,7 +175,7 @@ def test_mschapv2_client_refuses_a_gateway_that_does_not_know_the_password():
     # has another password for carol: it refuses carol first (E=691)
     net = eap_net("mschapv2", gateway_password="gateway-thinks-otherwise")
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["a"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net, "a")
     assert reasons and "rejected our MS-CHAPv2 response" in reasons[0]
 
 
@@ -187,7 +194,7 @@ def test_mschapv2_client_checks_the_authenticator_response(monkeypatch):
     monkeypatch.setattr(MsChapV2Server, "process", forged)
     net = eap_net("mschapv2")
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["a"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net, "a")
     assert reasons and "authenticator response is wrong" in reasons[0]
     assert "IkeSaUp" not in kinds(net.events("a"))
 
@@ -195,11 +202,9 @@ def test_mschapv2_client_checks_the_authenticator_response(monkeypatch):
 def test_eap_identity_outside_eap_id_is_refused():
     a, b = eap_configs("mschapv2")
     b.connections["s2s"].remote.eap_id = Identity.parse("dave")
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert reasons and "EAP identity 'carol' is not accepted" in reasons[0]
     assert not net.endpoints["a"].by_id and not net.endpoints["b"].by_id
 
@@ -208,44 +213,36 @@ def test_eap_tls_client_certificate_must_name_the_eap_identity():
     a, b = eap_configs("tls", ask_identity=False)
     a.connections["s2s"].local.id = Identity.parse("dave")  # IDi dave, certificate carol
     a.secrets.eap[0].ids.append(Identity.parse("dave"))
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert reasons and "identity dave is not in the peer's certificate" in reasons[0]
 
 
 def test_client_wanting_another_method_gets_a_nak_and_fails():
     a, b = eap_configs("mschapv2")
     a.connections["s2s"].local = AuthConfig("eap-md5", Identity.parse("carol"))
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert reasons and "Nak" in reasons[0] and "MD5_CHALLENGE" in reasons[0]
 
 
 def test_two_rounds_refused_when_the_gateway_wants_one():
     a, b = eap_configs("mschapv2", rounds=2)
     b.connections["s2s"].extra_remote = []
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert reasons and "another authentication round" in reasons[0]
 
 
 def test_gateway_wanting_two_rounds_refuses_one():
     a, b = eap_configs("mschapv2", rounds=2)
     a.connections["s2s"].extra_local = []
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
-    reasons = [r["reason"] for r in net.endpoints["b"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net)
     assert reasons and "wants 2 authentication rounds" in reasons[0]
 
 
@@ -254,9 +251,7 @@ def test_ttls_each_phase2_in_ike_auth(client, server):
     # RFC 5281: our client's phase 2 (inner EAP as strongSwan's, PAP or MS-CHAP-V2 AVPs), our gateway's inner EAP method
     a, b = eap_configs("ttls")
     a.ttls.phase2_client, b.ttls.phase2_method = client, server
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
     assert_consistent(net)
     assert kinds(net.events("a")) == ["IkeSaUp", "ChildSaUp"]
@@ -269,10 +264,8 @@ def test_ttls_client_refuses_a_gateway_certificate_of_another_name():
     # swanctl.conf local.aaa_id: the TTLS server's certificate must name it (here it names gwb.lab)
     a, b = eap_configs("ttls")
     a.connections["s2s"].local.aaa_id = Identity.parse("radius.lab")
-    net = make_net(a, b)
-    for endpoint in net.endpoints.values():
-        endpoint.wall_clock = _clock
+    net = eap_net(configs=(a, b))
     connect(net)
     assert "IkeSaUp" not in kinds(net.events("a"))
-    reasons = [r["reason"] for r in net.endpoints["a"].trace_records if r.get("event") == "AuthFailed"]
+    reasons = refusals(net, "a")
     assert reasons and "TLS certificate refused" in reasons[0]
