@@ -241,17 +241,45 @@ def _rekey_exchanges(net, since: int):
     return out
 
 
+def _spy(monkeypatch, cls, method: str) -> list:
+    """(task, the IKE SA's SK_d then) each time `cls.method(self, ike, now)` runs, in order."""
+    calls = []
+    real = getattr(cls, method)
+
+    def spy(self, ike, now):
+        calls.append((self, ike.keys.sk_d))
+        real(self, ike, now)
+
+    monkeypatch.setattr(cls, method, spy)
+    return calls
+
+
+def _two_followups(initiator: str, responder: str) -> list[tuple[int, bool, str]]:
+    # RFC 9370 §2.2.4: CREATE_CHILD_SA (36) with the first KE, then one IKE_FOLLOWUP_KE (44) each for ke1_ and ke2_
+    return [(36, False, initiator), (36, True, responder), (44, False, initiator), (44, True, responder),
+            (44, False, initiator), (44, True, responder)]
+
+
+def _drop_once(net, lose: tuple[int, bool]) -> list[int]:
+    """Make `net` lose the first message of exchange type and response flag `lose`; the message
+    IDs lost (one, once it happened)."""
+    lost: list[int] = []
+
+    def drop(name, datagram):
+        m = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
+        if (int(m.exchange), m.is_response) == lose and not lost:
+            lost.append(m.message_id)
+            return True
+        return False
+
+    net.drop = drop
+    return lost
+
+
 @pytest.mark.parametrize("initiator", ["a", "b"])
 def test_ike_rekey_runs_one_followup_ke_per_additional_key_exchange(monkeypatch, initiator):
     # RFC 9370 §2.2.4: CREATE_CHILD_SA with the first KE, then IKE_FOLLOWUP_KE for ke1_ and ke2_
-    finished = []
-    real = IkeRekey._finish_i
-
-    def spy(self, ike, now):
-        finished.append((self, ike.keys.sk_d))
-        real(self, ike, now)
-
-    monkeypatch.setattr(IkeRekey, "_finish_i", spy)
+    finished = _spy(monkeypatch, IkeRekey, "_finish_i")
     net = _hybrid_net()
     net.endpoints["a"].initiate("s2s", net.now)
     net.settle()
@@ -261,9 +289,7 @@ def test_ike_rekey_runs_one_followup_ke_per_additional_key_exchange(monkeypatch,
     assert net.endpoints[initiator].rekey_ike(net.now, name="s2s") == 1
     net.settle()
     assert_ike_rekeyed(net, old)
-    assert _rekey_exchanges(net, since)[:6] == [(36, False, initiator), (36, True, responder),
-                                                (44, False, initiator), (44, True, responder),
-                                                (44, False, initiator), (44, True, responder)]
+    assert _rekey_exchanges(net, since)[:6] == _two_followups(initiator, responder)
     for ike in _established(net):
         assert str(ike.algorithms) == HYBRID
     # SKEYSEED = prf(SK_d, SK(0) | Ni | Nr | SK(1) | SK(2)), with the old SA's PRF (sha384), computed here on its own
@@ -281,16 +307,7 @@ def test_ike_rekey_with_followup_ke_survives_a_lost_message(lose):
     net.endpoints["a"].initiate("s2s", net.now)
     net.settle()
     old = before(net)
-    lost = []
-
-    def drop(name, datagram):
-        m = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
-        if (int(m.exchange), m.is_response) == lose and not lost:
-            lost.append(m.message_id)
-            return True
-        return False
-
-    net.drop = drop
+    lost = _drop_once(net, lose)
     assert net.endpoints["a"].rekey_ike(net.now, name="s2s") == 1
     net.settle(horizon=60)
     assert lost
@@ -380,14 +397,7 @@ def _keymat_by_hand(task, sk_d: bytes, length: int) -> bytes:
 @pytest.mark.parametrize("initiator", ["a", "b"])
 def test_child_rekey_runs_one_followup_ke_per_additional_key_exchange(monkeypatch, initiator):
     from lab.ike.tasks import ChildCreate
-    installed = []
-    real = ChildCreate._install_i
-
-    def spy(self, ike, now):
-        installed.append((self, ike.keys.sk_d))
-        real(self, ike, now)
-
-    monkeypatch.setattr(ChildCreate, "_install_i", spy)
+    installed = _spy(monkeypatch, ChildCreate, "_install_i")
     net = _child_net()
     # RFC 9370 §2.2.4: no additional key exchange in IKE_AUTH's CHILD SA
     ike_a, _ = _established(net)
@@ -398,9 +408,7 @@ def test_child_rekey_runs_one_followup_ke_per_additional_key_exchange(monkeypatc
     assert net.endpoints[initiator].rekey_child(net.now, "net") == 1
     net.settle()
     assert_child_rekeyed(net, old)
-    assert _rekey_exchanges(net, since)[:6] == [(36, False, initiator), (36, True, responder),
-                                                (44, False, initiator), (44, True, responder),
-                                                (44, False, initiator), (44, True, responder)]
+    assert _rekey_exchanges(net, since)[:6] == _two_followups(initiator, responder)
     ike_a, _ = _established(net)
     (child,) = [c for c in ike_a.children if c.state.name == "INSTALLED"]
     assert str(child.algorithms) == CHILD_ESP + "-noesn"
@@ -425,16 +433,7 @@ def test_new_child_sa_with_followup_ke_both_sides_agree():
 def test_child_rekey_with_followup_ke_survives_a_lost_message(lose):
     net = _child_net()
     old = before(net)
-    lost = []
-
-    def drop(name, datagram):
-        m = Message.parse(classify_udp(datagram.dst[1], datagram.data)[1])
-        if (int(m.exchange), m.is_response) == lose and not lost:
-            lost.append(m.message_id)
-            return True
-        return False
-
-    net.drop = drop
+    lost = _drop_once(net, lose)
     assert net.endpoints["a"].rekey_child(net.now, "net") == 1
     net.settle(horizon=60)
     assert lost
