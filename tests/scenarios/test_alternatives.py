@@ -3,16 +3,16 @@ whose point is that something cannot get through must fail when it can."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from lab.net import scenario as sc
-from lab.net.runner import Progress, run
+from lab.net.exercises import replace
+
+from .broken import run_broken, run_edited
 
 pytestmark = pytest.mark.root
-LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+HOTEL = "allow_only: [tcp/80, tcp/443, udp/53]"
 
 
 @pytest.fixture(autouse=True)
@@ -22,17 +22,9 @@ def _root():
 
 
 def test_restrictive_network_fails_when_the_hotel_lets_udp_through(tmp_path):
-    folder = tmp_path / "hotel-udp"
-    shutil.copytree(LIBRARY / "restrictive-network", folder)
-    text = (folder / "scenario.yaml").read_text()
-    hotel = "allow_only: [tcp/80, tcp/443, udp/53]"
-    assert hotel in text
-    (folder / "scenario.yaml").write_text(text.replace(
-        hotel, "allow_only: [tcp/80, tcp/443, udp/53, udp/500, udp/4500, udp/51820, udp/1194]"))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = next(s for s in result.steps if not s.ok and not s.skipped)
-    assert failed.index == 2 and "should have failed but worked" in failed.detail, failed.detail
+    result, failed = run_broken(tmp_path, "restrictive-network", "scenario.yaml", HOTEL,
+                                "allow_only: [tcp/80, tcp/443, udp/53, udp/500, udp/4500, udp/51820, udp/1194]")
+    assert failed[0].index == 2 and "should have failed but worked" in failed[0].detail, failed[0].detail
     udp_out = next(c for c in result.checks if "no UDP" in c.text)
     assert not udp_out.ok, udp_out.saw
 
@@ -40,30 +32,16 @@ def test_restrictive_network_fails_when_the_hotel_lets_udp_through(tmp_path):
 def test_compare_roaming_fails_when_wireguard_does_not_follow(tmp_path):
     """The LTE network lets IKE through but not WireGuard: gwd keeps gwc's Wi-Fi endpoint and the
     scenario must fail at its check that gwd followed."""
-    folder = tmp_path / "no-follow"
-    shutil.copytree(LIBRARY / "compare-roaming", folder)
-    text = (folder / "scenario.yaml").read_text()
-    assert "\ngateways:" in text
-    (folder / "scenario.yaml").write_text(text.replace(
-        "\ngateways:", "\nknobs:\n  natl: {allow_only: [udp/500, udp/4500]}\ngateways:", 1))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = next(s for s in result.steps if not s.ok and not s.skipped)
-    assert "gwd follows it to LTE" in failed.text and "198.51.100.1" in failed.detail, failed.detail
+    _, failed = run_broken(tmp_path, "compare-roaming", "scenario.yaml", "\ngateways:",
+                           "\nknobs:\n  natl: {allow_only: [udp/500, udp/4500]}\ngateways:")
+    assert "gwd follows it to LTE" in failed[0].text and "198.51.100.1" in failed[0].detail, failed[0].detail
 
 
 def test_restrictive_network_fails_when_the_hotel_lets_dtls_through(tmp_path):
     """With UDP 443 allowed, OpenConnect's DTLS gets out: the check that gwj's session carries its
     data in TLS only must fail."""
-    folder = tmp_path / "hotel-dtls"
-    shutil.copytree(LIBRARY / "restrictive-network", folder)
-    text = (folder / "scenario.yaml").read_text()
-    hotel = "allow_only: [tcp/80, tcp/443, udp/53]"
-    assert hotel in text
-    (folder / "scenario.yaml").write_text(text.replace(hotel, "allow_only: [tcp/80, tcp/443, udp/53, udp/443]"))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = [s for s in result.steps if not s.ok and not s.skipped]
+    result, failed = run_broken(tmp_path, "restrictive-network", "scenario.yaml", HOTEL,
+                                "allow_only: [tcp/80, tcp/443, udp/53, udp/443]")
     assert failed and "TLS connection (no DTLS)" in failed[0].text, [(s.text, s.detail) for s in failed]
     dtls_out = next(c for c in result.checks if "no UDP" in c.text)
     assert not dtls_out.ok, dtls_out.saw
@@ -72,50 +50,33 @@ def test_restrictive_network_fails_when_the_hotel_lets_dtls_through(tmp_path):
 def test_compare_roaming_fails_when_openconnect_checks_its_peer_too_seldom(tmp_path):
     """With dead peer detection every 60 s instead of 5, DTLS follows gwe to LTE but the old TLS
     connection is not found dead in time: gwf still sees carol at the Wi-Fi address."""
-    folder = tmp_path / "slow-dpd"
-    shutil.copytree(LIBRARY / "compare-roaming", folder)
-    conf = folder / "hosts" / "gwf" / "ocserv.conf"
-    text = conf.read_text()
-    assert "\ndpd = 5\nmobile-dpd = 5\n" in text
-    conf.write_text(text.replace("\ndpd = 5\nmobile-dpd = 5\n", "\ndpd = 60\nmobile-dpd = 60\n"))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = next(s for s in result.steps if not s.ok and not s.skipped)
-    assert "logs in again with its cookie" in failed.text and "198.51.100.1" in failed.detail, failed.detail
+    _, failed = run_broken(tmp_path, "compare-roaming", "hosts/gwf/ocserv.conf", "\ndpd = 5\nmobile-dpd = 5\n",
+                           "\ndpd = 60\nmobile-dpd = 60\n")
+    assert "logs in again with its cookie" in failed[0].text and "198.51.100.1" in failed[0].detail, failed[0].detail
 
 
 def test_compare_roaming_fails_when_openvpn_does_not_float(tmp_path):
     """Without `float` gwh takes packets only from the address in its `remote` (the Wi-Fi NAT
     box): gwg's new session from LTE is refused and the check that gwh follows it must fail."""
-    folder = tmp_path / "no-float"
-    shutil.copytree(LIBRARY / "compare-roaming", folder)
-    conf = folder / "hosts" / "gwh" / "openvpn.conf"
-    text = conf.read_text()
-    assert "\nfloat\n" in text
-    conf.write_text(text.replace("\nfloat\n", "\n"))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = next(s for s in result.steps if not s.ok and not s.skipped)
-    assert "with float, gwh takes the new TLS session" in failed.text and "198.51.100.1" in failed.detail, \
-        failed.detail
+    _, failed = run_broken(tmp_path, "compare-roaming", "hosts/gwh/openvpn.conf", "\nfloat\n", "\n")
+    assert "with float, gwh takes the new TLS session" in failed[0].text and "198.51.100.1" in failed[0].detail, \
+        failed[0].detail
     log = (tmp_path / "run" / "logs" / "gwh-openvpn.log").read_text()
     assert "Incoming packet rejected from [AF_INET]198.51.100.20" in log
+
+
+def _open_proxy(folder: Path) -> None:
+    """The proxy goes wherever a request's Host says, but for app.lab."""
+    conf = folder / "hosts" / "proxy" / "nginx.conf"
+    replace(conf, "proxy_pass http://10.2.0.10:80;\n        proxy_set_header Host app.lab;", "proxy_pass http://$upstream;")
+    conf.write_text("map $http_host $upstream {\n    app.lab 10.2.0.10:80;\n    default $http_host;\n}\n"
+                    + conf.read_text())
 
 
 def test_lateral_movement_fails_when_the_proxy_forwards_to_the_whole_network(tmp_path):
     """A reverse proxy that serves app.lab but goes wherever any other request's Host says (an
     open proxy into the LAN): the check that every request reaches the one application must fail."""
-    folder = tmp_path / "open-proxy"
-    shutil.copytree(LIBRARY / "lateral-movement", folder)
-    conf = folder / "hosts" / "proxy" / "nginx.conf"
-    text = conf.read_text()
-    one = "proxy_pass http://10.2.0.10:80;\n        proxy_set_header Host app.lab;"
-    assert one in text
-    conf.write_text("map $http_host $upstream {\n    app.lab 10.2.0.10:80;\n    default $http_host;\n}\n"
-                    + text.replace(one, "proxy_pass http://$upstream;"))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = [s for s in result.steps if not s.ok and not s.skipped]
+    _, failed = run_edited(tmp_path, "lateral-movement", _open_proxy)
     assert failed and "the proxy still goes to the one application only" in failed[0].text, \
         [(s.text, s.detail) for s in failed]
     log = (tmp_path / "run" / "nodes" / "proxy" / "access.log").read_text()

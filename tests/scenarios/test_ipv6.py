@@ -3,16 +3,15 @@ stop, and dual-stack must notice a tunnel without IPv6."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from lab.net import scenario as sc
-from lab.net.runner import Progress, run
+from lab.net.scenario import LIBRARY
+
+from .broken import run_broken, run_edited
 
 pytestmark = pytest.mark.root
-LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 @pytest.fixture(autouse=True)
@@ -21,18 +20,17 @@ def _root():
         pytest.skip("scenarios need root (network namespaces)")
 
 
-def test_ipv6_leak_fails_when_the_fix_drops_nothing(tmp_path):
-    """fixed.conf without its DISCARD shunt: hosta's IPv6 pings leak again after the fix."""
-    folder = tmp_path / "no-drop"
-    shutil.copytree(LIBRARY / "ipv6-leak", folder)
+def _no_discard(folder: Path) -> None:
     conf = folder / "hosts" / "gwa" / "fixed.conf"
     text = conf.read_text()
     start, end = text.index("      site-b-v6 {"), text.index("    }\n  }\n}")
     conf.write_text(text[:start] + text[end:])
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = next(s for s in result.steps if not s.ok and not s.skipped)
-    assert "fail closed" in failed.text and "should have failed but worked" in failed.detail, failed.detail
+
+
+def test_ipv6_leak_fails_when_the_fix_drops_nothing(tmp_path):
+    """fixed.conf without its DISCARD shunt: hosta's IPv6 pings leak again after the fix."""
+    result, failed = run_edited(tmp_path, "ipv6-leak", _no_discard)
+    assert "fail closed" in failed[0].text and "should have failed but worked" in failed[0].detail, failed[0].detail
     leaked = next(c for c in result.checks if "leaked IPv6 pings" in c.text)
     assert not leaked.ok and "6 packets" in leaked.saw, leaked.saw
 
@@ -40,14 +38,8 @@ def test_ipv6_leak_fails_when_the_fix_drops_nothing(tmp_path):
 def test_dual_stack_fails_when_its_child_has_no_ipv6_selectors(tmp_path):
     """gwa asks for IPv4 only: strongSwan narrows the CHILD_SA to it (RFC 7296 §2.9), and the
     scenario stops at its first check of the IPv6 ranges."""
-    folder = tmp_path / "v4-only"
-    shutil.copytree(LIBRARY / "dual-stack", folder)
-    conf = folder / "hosts" / "gwa" / "swanctl.conf"
-    text = conf.read_text()
-    assert text.count("        local_ts = 10.1.0.0/24, 2001:db8:1::/64\n        remote_ts = 10.2.0.0/24, 2001:db8:2::/64") == 2
-    conf.write_text(text.replace("local_ts = 10.1.0.0/24, 2001:db8:1::/64\n        remote_ts = 10.2.0.0/24, 2001:db8:2::/64",
-                                 "local_ts = 10.1.0.0/24\n        remote_ts = 10.2.0.0/24", 1))
-    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
-    assert not result.passed and not result.teardown
-    failed = next(s for s in result.steps if not s.ok and not s.skipped)
-    assert "lists the IPv6 ranges" in failed.text and "0 match" in failed.detail, (failed.text, failed.detail)
+    both = "local_ts = 10.1.0.0/24, 2001:db8:1::/64\n        remote_ts = 10.2.0.0/24, 2001:db8:2::/64"
+    assert (LIBRARY / "dual-stack" / "hosts" / "gwa" / "swanctl.conf").read_text().count(f"        {both}") == 2
+    _, failed = run_broken(tmp_path, "dual-stack", "hosts/gwa/swanctl.conf", both,
+                           "local_ts = 10.1.0.0/24\n        remote_ts = 10.2.0.0/24")
+    assert "lists the IPv6 ranges" in failed[0].text and "0 match" in failed[0].detail, (failed[0].text, failed[0].detail)
