@@ -20,7 +20,7 @@ from lab.net.gateway import OurGateway
 
 from .conftest import require_lab
 from .test_dataplane import conf, initiate, ping
-from .test_runner import REPO, _pgrep, ipsec_lab
+from .test_runner import REPO, _pgrep, ipsec_lab, read_until
 
 pytestmark = pytest.mark.root
 
@@ -179,13 +179,7 @@ def test_after_a_killed_run_the_gateways_parent_ends_and_clean_leaves_nothing(tm
     out = tmp_path / "run"
     env = dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="1") if threads else None
     proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out), env=env)
-    deadline = time.monotonic() + 120
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if "[3/" in line or not line:
-            break
+    seen = read_until(proc, "[3/", timeout=120)
     daemons = _pgrep("-f", "lab.cli daemon --config " + str(out))
     record = cleanup.LabRecord.load(cleanup.RECORDS / f"{proc.pid}.json")
     assert record is not None and record.netns

@@ -82,6 +82,28 @@ def ipsec_lab(*args: str, **popen) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **popen)
 
 
+def run_to_end(scenario: str | Path, out: Path, status: int, timeout: float = 120) -> tuple[str, str, dict]:
+    """`ipsec-lab run SCENARIO --out OUT` to its end, which must be exit status `status`; its
+    stdout, its stderr and the run folder's result.json."""
+    proc = ipsec_lab("run", str(scenario), "--out", str(out))
+    stdout, stderr = proc.communicate(timeout=timeout)
+    assert proc.returncode == status, stdout + stderr
+    return stdout, stderr, json.loads((out / "result.json").read_text())
+
+
+def read_until(proc: subprocess.Popen, wanted: str, timeout: float = 60) -> list[str]:
+    """The lines `proc` writes to stderr up to the first that holds `wanted` (or the end of its
+    stderr, or `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if wanted in line or not line:
+            break
+    return seen
+
+
 def copy_scenario(tmp_path: Path, name: str = "net2net-nat") -> Path:
     target = tmp_path / name
     shutil.copytree(LIBRARY / name, target)
@@ -90,11 +112,8 @@ def copy_scenario(tmp_path: Path, name: str = "net2net-nat") -> Path:
 
 def test_default_scenario_passes_and_leaves_its_run_folder(machine, tmp_path):
     out = tmp_path / "run"
-    proc = ipsec_lab("run", "net2net-nat", "--out", str(out))
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stdout + stderr
+    stdout, stderr, result = run_to_end("net2net-nat", out, 0)
     assert "PASSED net2net-nat" in stdout
-    result = json.loads((out / "result.json").read_text())
     assert result["passed"] and not result["teardown"]
     assert all(step["ok"] for step in result["steps"]) and len(result["steps"]) == 11
     report = (out / "report.md").read_text()
@@ -123,11 +142,8 @@ def test_a_failing_check_fails_the_run_and_tears_down(machine, tmp_path):
     text = text.replace('filter: "host 172.16.0.2", count: 0}', 'filter: "host 172.16.0.2", min: 1}\n    timeout: 1')
     (folder / "scenario.yaml").write_text(text)
     out = tmp_path / "run"
-    proc = ipsec_lab("run", str(folder), "--out", str(out))
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stdout + stderr
+    stdout, stderr, result = run_to_end(folder, out, 1)
     assert "FAILED net2net-nat" in stdout
-    result = json.loads((out / "result.json").read_text())
     failed = [c for c in result["checks"] if not c["ok"]]
     assert [c["saw"] for c in failed] == ["0 packets of 'host 172.16.0.2'"]
     assert "**FAILED**" in (out / "report.md").read_text()
@@ -139,10 +155,7 @@ def test_a_step_that_fails_skips_the_rest_and_tears_down(machine, tmp_path):
     conf = folder / "hosts" / "gwb" / "swanctl.conf"
     conf.write_text(conf.read_text().replace('secret = "a-lab-only-psk"', 'secret = "another-psk"'))
     out = tmp_path / "run"
-    proc = ipsec_lab("run", str(folder), "--out", str(out))
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stdout + stderr
-    result = json.loads((out / "result.json").read_text())
+    stdout, stderr, result = run_to_end(folder, out, 1)
     assert not result["steps"][1]["ok"] and "AUTHENTICATION_FAILED" in result["steps"][1]["detail"]
     assert all(step["skipped"] for step in result["steps"][2:])
     assert machine.leftovers() == []
@@ -166,10 +179,8 @@ steps:
     expect: fail
 """)
     out = tmp_path / "run"
-    proc = ipsec_lab("run", str(folder), "--out", str(out))
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stdout + stderr
-    steps = json.loads((out / "result.json").read_text())["steps"]
+    stdout, stderr, result = run_to_end(folder, out, 1)
+    steps = result["steps"]
     assert steps[1]["ok"] and steps[1]["detail"].startswith("failed as expected: 0/2 replies")
     assert not steps[3]["ok"] and steps[3]["detail"].startswith("should have failed but worked: 2/2 replies")
     assert machine.leftovers() == []
@@ -181,10 +192,7 @@ def test_a_daemon_that_cannot_start_is_an_error_with_teardown(machine, tmp_path)
     text = text.replace("  gwa: ours", "  gwa:\n    software: ours\n    options: [--tunnel-mtu, '12']")
     (folder / "scenario.yaml").write_text(text)
     out = tmp_path / "run"
-    proc = ipsec_lab("run", str(folder), "--out", str(out))
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stdout + stderr
-    result = json.loads((out / "result.json").read_text())
+    stdout, stderr, result = run_to_end(folder, out, 1)
     assert not result["steps"][0]["ok"] and "ipsec-lab daemon on gwa" in result["steps"][0]["detail"]
     assert "Traceback" not in stderr
     assert machine.leftovers() == []
@@ -200,14 +208,7 @@ def test_signals_end_the_run_with_one_line_and_nothing_left(machine, tmp_path, s
                         "  - ping: {from: hosta, to: 10.2.0.10, count: 50}")
     (folder / "scenario.yaml").write_text(text)
     proc = ipsec_lab("run", str(folder), "--out", str(out))
-    wanted = "[5/11]" if when == "during a step" else "== net2net-nat"
-    deadline = time.monotonic() + 60
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if wanted in line or not line:
-            break
+    seen = read_until(proc, "[5/11]" if when == "during a step" else "== net2net-nat")
     time.sleep(0.3 if when == "during a step" else 0.05)
     os.killpg(proc.pid, signum)  # as a terminal's Ctrl-C reaches the whole foreground group
     stdout, stderr = proc.communicate(timeout=60)
@@ -223,11 +224,7 @@ def test_signals_end_the_run_with_one_line_and_nothing_left(machine, tmp_path, s
 def test_clean_removes_what_a_crashed_run_left(machine, tmp_path):
     out = tmp_path / "run"
     proc = ipsec_lab("run", "net2net-nat", "--out", str(out))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "[3/11]" in line or not line:
-            break
+    read_until(proc, "[3/11]")
     os.killpg(proc.pid, signal.SIGKILL)  # a crash: no teardown at all
     proc.wait(10)
     assert machine.leftovers(), "a killed run should have left its namespaces behind"
