@@ -39,6 +39,7 @@ from .style import (
 )
 
 INTERESTING = ("ike", "esp", "ah", "keepalive", "ip-fragment")
+PLAIN_LIMIT = 100  # arrows of a capture without IKE or ESP: its first packets only
 
 
 @dataclass
@@ -129,9 +130,13 @@ def _is_private(address: str) -> bool:
 
 
 def _interesting(packets: Iterable[Packet]) -> list[Packet]:
+    """IKE, ESP/AH, keepalives and IP fragments; in a capture without any, its first PLAIN_LIMIT
+    IPv4 packets (a bulk transfer in clear, or in a TCP stream we do not take apart, would be
+    thousands of arrows)."""
+    packets = list(packets)
     chosen = [p for p in packets if p.kind in INTERESTING]
     if not chosen:
-        chosen = [p for p in packets if p.clear is not None and p.data[:1] and p.data[0] >> 4 == 4]
+        chosen = [p for p in packets if p.clear is not None and p.data[:1] and p.data[0] >> 4 == 4][:PLAIN_LIMIT]
     return chosen
 
 
@@ -226,8 +231,9 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         for a in common:
             add_lane(names.get(a, a), [a])
         paired = {id(p.inside) for p in pairs} | {id(p.outside) for p in pairs}
+        chosen = {id(p) for p in pin}
         events += [(min(p.inside.time, p.outside.time), p) for p in pairs if p.inside.kind in INTERESTING
-                   or p.inside in pin]
+                   or id(p.inside) in chosen]
         events += [(p.time, ("inside", p)) for p in pin if id(p) not in paired]
         events += [(p.time, ("outside", p)) for p in pout if id(p) not in paired]
         title = (f"{inside.name} and {outside.name}: both sides of the NAT box ({inside.span})"
