@@ -4,15 +4,20 @@ server behind it from their LAN. Ends with one line per software and number of s
     scale: U/N spokes up and pinging in S s; per gateway: RSS max R MB, PSS mean P MB, PSS with shared T MB
 
     sudo .venv/bin/python bench/scale.py --spokes 100                  # our daemon everywhere
-    sudo .venv/bin/python bench/scale.py --spokes 25 100 --compare     # also fresh daemons and strongSwan, ratios
+    sudo .venv/bin/python bench/scale.py --spokes 25 100 --compare     # also the other designs and strongSwan, ratios
+    sudo .venv/bin/python bench/scale.py --spokes 100 --software ours-threads
 
 The software: `ours` (our daemons forked from the lab's fork server, lab.net.forkserver),
+`ours-threads` (our daemons as threads of one gateway host, IPSEC_LAB_GATEWAY_THREADS=1: one
+process for all),
 `ours-fresh` (each daemon a fresh Python process, IPSEC_LAB_FORK=0) and `strongswan` (charon).
 S runs from starting the first daemon to the last spoke's successful ping. Memory is measured
 when all are up: RSS (VmRSS) counts every page a process maps, shared or not; PSS
 (/proc/PID/smaps_rollup) divides each shared page among the processes sharing it, so the PSS of
 all gateways adds up to the memory they take together. "PSS with shared" is that sum (with the
-fork server's own PSS, for ours) divided by the number of gateways: what one gateway costs.
+fork server's own PSS, for ours; each process counted once: ours-threads' gateways share one)
+divided by the number of gateways: what one gateway costs. For ours-threads, RSS and PSS "mean" are
+the host's, the one process of all gateways.
 Needs root.
 """
 from __future__ import annotations
@@ -76,12 +81,14 @@ def pss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-SOFTWARE = {"ours": "ours", "ours-fresh": "ours", "strongswan": "strongswan"}
+SOFTWARE = {"ours": "ours", "ours-threads": "ours", "ours-fresh": "ours", "strongswan": "strongswan"}
+COMPARE = ("ours", "ours-threads", "ours-fresh", "strongswan")
 
 
 def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
     lab = Lab(load("hub-and-spoke")(spokes=spokes), workdir, f"scale-{software}", say=print,
-              fork=software == "ours").start()
+              fork=software in ("ours", "ours-threads"),
+              gateway_threads=software == "ours-threads").start()
     kind = SOFTWARE[software]
     try:
         peers = {}
@@ -119,13 +126,13 @@ def run(spokes: int, software: str, workdir: Path, timeout: float) -> dict:
         seconds = time.monotonic() - started
         pids = {name: peer.process.pid for name, peer in peers.items() if peer.process is not None}
         memory = {name: rss_mb(pid) for name, pid in pids.items()}
-        pss = {name: pss_mb(pid) for name, pid in pids.items()}
+        pss = {pid: pss_mb(pid) for pid in set(pids.values())}  # a hosted gateway's PID is its host's
         server = lab.fork_server.process.pid if lab.fork_server is not None and lab.fork_server.running else None
         server_pss = pss_mb(server) if server else 0.0
         return {"software": software, "spokes": spokes, "up": len(up), "seconds": seconds,
                 "max_rss": max(memory.values(), default=0.0), "hub_rss": memory.get("hub", 0.0),
                 "mean_pss": sum(pss.values()) / max(len(pss), 1), "server_pss": server_pss,
-                "pss_each": (sum(pss.values()) + server_pss) / max(len(pss), 1),
+                "pss_each": (sum(pss.values()) + server_pss) / max(len(pids), 1),
                 "forked": server is not None, "missing": sorted(pending)}
     finally:
         problems = lab.stop()
@@ -138,13 +145,14 @@ def main() -> int:
     parser.add_argument("--spokes", type=int, nargs="+", default=[10], help="one run for each number given")
     parser.add_argument("--compare", action="store_true",
                         help="also our daemons as fresh processes and strongSwan on every gateway, with ratios")
+    parser.add_argument("--software", choices=COMPARE, default="ours", help="without --compare: whose gateways")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="ipsec-lab-scale-"))
     try:
         for spokes in args.spokes:
-            for software in (["ours", "ours-fresh", "strongswan"] if args.compare else ["ours"]):
+            for software in (COMPARE if args.compare else [args.software]):
                 result = run(spokes, software, workdir, args.timeout)
                 results.append(result)
                 report(result)
@@ -157,7 +165,7 @@ def main() -> int:
         for spokes in args.spokes:
             by = {r["software"]: r for r in results if r["spokes"] == spokes}
             theirs = by["strongswan"]
-            for software in ("ours", "ours-fresh"):
+            for software in COMPARE[:-1]:
                 ours = by[software]
                 print(f"ratio {software}/strongSwan at {spokes} spokes: time {ours['seconds'] / theirs['seconds']:.2f}, "
                       f"PSS per gateway {ours['pss_each'] / max(theirs['pss_each'], 0.1):.2f}, "

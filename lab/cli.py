@@ -5,8 +5,14 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lab import __version__
+
+if TYPE_CHECKING:
+    from lab.net.steps import Step
+    from lab.runfolder import StepResult
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -62,7 +68,7 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
 
     if _root_refused("daemon", "it binds UDP 500/4500"):
         return 1
-    from lab.ike.endpoint import Settings
+    from lab.ike.settings import Settings
 
     settings = Settings()
     if args.retransmit_timeout is not None:
@@ -90,9 +96,9 @@ def _print_sas(sas: list[dict]) -> None:
               f"{sa['spi_r']}_r{'' if sa['initiator'] else '*'} ({role})")
         nat = [side for side in ("local", "remote") if sa["nat"][side]]
         print(f"  local  '{sa['local_id']}' @ {sa['local']}" + (" (behind NAT)" if "local" in nat else "")
-              + (f" [{sa['virtual_ip']}]" if sa.get("virtual_ip") else ""))
+              + (f" [{' '.join(sa['virtual_ips'])}]" if sa.get("virtual_ips") else ""))
         print(f"  remote '{sa['remote_id']}' @ {sa['remote']}" + (" (behind NAT)" if "remote" in nat else "")
-              + (f" [{sa['assigned_ip']}]" if sa.get("assigned_ip") else ""))
+              + (f" [{' '.join(sa['assigned_ips'])}]" if sa.get("assigned_ips") else ""))
         if sa["algorithms"]:
             print(f"  {sa['algorithms']}")
         for child in sa["children"]:
@@ -261,13 +267,18 @@ def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = 
     from lab.net.scenario import load
 
     scenario = load(name)
-    hooks = []
+    hooks: list[Callable[[runner.Runner, Step, StepResult], None]] = []
     if explain:  # each step told in plain words as it ends (lab.viz.narrate)
         from lab.viz.narrate import Narrator
         hooks.append(Narrator())
     if step:
         hooks.append(_pause_after_step)
-    options = {"after_step": (lambda run, s, r: [hook(run, s, r) for hook in hooks])} if hooks else {}
+
+    def after_step(run: runner.Runner, s: Step, r: StepResult) -> None:
+        for hook in hooks:
+            hook(run, s, r)
+
+    options = {"after_step": after_step} if hooks else {}
     try:
         result = runner.run(scenario, out, progress, **options)
         if not result.interrupted:
@@ -567,6 +578,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         from mininet.log import setLogLevel
 
         setLogLevel("output")  # the CLI prints what commands in the nodes print at this level
+        assert run.lab is not None  # the runner calls this once the lab is up
         names = ", ".join(sorted(run.lab.nodes))
         run.say(f"== the lab is up: nodes {names}. Try `{next(iter(scenario.gateways), 'gwa')} ipsec-lab ctl "
                 f"list-sas` (our daemon) or `<node> swanctl --list-sas` (strongSwan); `exit` tears it all down.")

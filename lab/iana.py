@@ -92,7 +92,7 @@ class PayloadType(IntEnum):
 
 
 # Short names used in payload chains, as RFC 7296 §1.2 writes them.
-PAYLOAD_SHORT_NAMES = {
+PAYLOAD_SHORT_NAMES: dict[int, str] = {
     PayloadType.SA: "SA",
     PayloadType.KE: "KE",
     PayloadType.IDi: "IDi",

@@ -46,11 +46,27 @@ def _from(cls: type[T], data: Any) -> T:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+class _ReadsAsJson:
+    """Also readable as the JSON object it is written as (`result["steps"]`, `step["kind"]`), so
+    notebooks and scripts written against result.json work on the typed objects too."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
 # ------------------------------------------------------------------ result.json
 
 
 @dataclass
-class StepResult:
+class StepResult(_ReadsAsJson):
     index: int
     kind: str
     text: str
@@ -64,7 +80,7 @@ class StepResult:
 
 
 @dataclass
-class CheckResult:
+class CheckResult(_ReadsAsJson):
     index: int                  # 0 for a check run as a step
     text: str
     ok: bool
@@ -76,7 +92,7 @@ class CheckResult:
 
 
 @dataclass
-class RunResult:
+class RunResult(_ReadsAsJson):
     scenario: str
     title: str
     folder: str

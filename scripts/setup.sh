@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
     libcharon-extauth-plugins strongswan-pki
     conntrack wireshark-common uidmap
     wireguard-go wireguard-tools openvpn ocserv openconnect
-    nmap
+    nmap nginx
     gcc python3-dev libnetfilter-queue-dev
     chromium chromium-driver
     freeradius freeradius-utils
@@ -40,7 +40,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
-    # The freeradius and ocserv packages would start their daemons on the host: the lab starts its own inside a
+    # The freeradius, ocserv and nginx packages would start their daemons on the host: the lab starts its own inside a
     # namespace, so services are forbidden to start while installing (policy-rc.d exit 101).
     policy_added=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then

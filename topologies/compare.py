@@ -1,4 +1,4 @@
-"""Compare: the same two sites joined by up to five VPNs side by side, each by its own pair of
+"""Compare: the same two sites joined by up to six VPNs side by side, each by its own pair of
 gateways, all through the same NAT box and the same internet, so that each VPN meets the same
 network and only the software differs.
 
@@ -7,9 +7,9 @@ network and only the software differs.
     hosta -- gwa  10.1.0.1 | 172.16.0.2 -- nat-in  172.16.0.1 |                +-- gwb 198.51.100.2 | 10.2.0.1 -- hostb
           \\- gwc  10.1.1.1 | 172.16.1.2 -- nat-in2 172.16.1.1 | 198.51.100.1 --+-- gwd 198.51.100.3 | 10.2.1.1 --/
 
-VPN i (0 to 4) has its own LAN on each side: hosta 10.1.i.10 on 10.1.i.0/24 behind the site A
-gateway (gwa, gwc, gwe, gwg, gwi) and hostb 10.2.i.10 on 10.2.i.0/24 behind the site B gateway
-(gwb, gwd, gwf, gwh, gwj) at 198.51.100.(2+i). hosta reaches 10.2.i.0/24 through VPN i's gateway, so
+VPN i (0 to 5) has its own LAN on each side: hosta 10.1.i.10 on 10.1.i.0/24 behind the site A
+gateway (gwa, gwc, gwe, gwg, gwi, gwk) and hostb 10.2.i.10 on 10.2.i.0/24 behind the site B gateway
+(gwb, gwd, gwf, gwh, gwj, gwl) at 198.51.100.(2+i). hosta reaches 10.2.i.0/24 through VPN i's gateway, so
 `ping 10.2.0.10` from hosta crosses the first VPN and `ping 10.2.1.10` the second. Every site A
 gateway is hidden behind the NAT box's one public address, 198.51.100.1.
 
@@ -28,16 +28,16 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(inspect.currentf
 
 from lab.net.topology import LabTopo, Param  # noqa: E402
 
-SITE_A = ("gwa", "gwc", "gwe", "gwg", "gwi")
-SITE_B = ("gwb", "gwd", "gwf", "gwh", "gwj")
+SITE_A = ("gwa", "gwc", "gwe", "gwg", "gwi", "gwk")
+SITE_B = ("gwb", "gwd", "gwf", "gwh", "gwj", "gwl")
 
 
 class Compare(LabTopo):
     name = "compare"
-    description = "two sites joined by up to five VPNs side by side (a gateway pair each), one NAT box in front of site A"
+    description = "two sites joined by up to six VPNs side by side (a gateway pair each), one NAT box in front of site A"
     params = {
-        "vpns": Param(2, "VPNs side by side (gateway pairs gwa-gwb, gwc-gwd, gwe-gwf, gwg-gwh, gwi-gwj)", minimum=1,
-                      maximum=5),
+        "vpns": Param(2, "VPNs side by side (gateway pairs gwa-gwb, gwc-gwd, gwe-gwf, gwg-gwh, gwi-gwj, gwk-gwl)",
+                      minimum=1, maximum=6),
         "lte": Param(False, "a second uplink for every site A gateway, behind a second NAT box natl"),
     }
 

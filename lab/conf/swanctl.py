@@ -178,10 +178,15 @@ def _addresses(value: str) -> list[Any]:
 
 
 def _vips(value: str) -> list[str]:
+    """0.0.0.0 and :: ask for any address of that family, an address for that one (RFC 7296
+    §3.15.1: INTERNAL_IP4_ADDRESS, INTERNAL_IP6_ADDRESS); one per family, as a CP request holds."""
     addresses = _addresses(value)
+    seen: dict[int, Any] = {}
     for address in addresses:
-        if address.version != 4:
-            raise ValueError(f"'{address}': ipsec-lab requests IPv4 virtual IPs only (use 0.0.0.0)")
+        if address.version in seen:
+            raise ValueError(f"'{seen[address.version]}' and '{address}' are both IPv{address.version}: ipsec-lab "
+                             f"asks for one virtual IP per family (0.0.0.0 for IPv4, :: for IPv6)")
+        seen[address.version] = address
     return [str(a) for a in addresses]
 
 
@@ -888,7 +893,8 @@ class _Builder:
                     raise _at(setting, sub.path).error(f"unknown key '{key}' in pool '{name}' (supported: addrs, dns)")
             if addrs is None or addrs.value is None:
                 raise _at_section(sub).error(f"pool '{name}' has no addrs: add addrs = 10.3.0.0/24 "
-                                             f"(a subnet) or 10.3.0.1-10.3.0.50 (a range)")
+                                             f"(a subnet) or 10.3.0.1-10.3.0.50 (a range), or their IPv6 "
+                                             f"forms (fd00:10::/120, fd00:10::1-fd00:10::ff)")
             first, last, network = self._convert(addrs, sub.path, parse_pool_addrs)
             pools[name] = Pool(name, first, last, dns, network)
         return pools

@@ -166,8 +166,8 @@ class DataPlane:
             if event.local_behind_nat:
                 self.keepalive_peers[event.ike_sa] = event.remote
                 self._arm_keepalive()
-            if event.virtual_ip:
-                self.routes.add_virtual_ip(event.ike_sa, event.virtual_ip)
+            for vip in event.virtual_ips or ((event.virtual_ip,) if event.virtual_ip else ()):
+                self.routes.add_virtual_ip(event.ike_sa, vip)
         elif isinstance(event, ev.IkeSaRekeyed):
             peer = self.keepalive_peers.pop(event.ike_sa, None)
             if peer is not None:

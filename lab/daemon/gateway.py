@@ -1,5 +1,6 @@
 """The gateway daemon: UDP 500/4500 sockets, a timer and a control socket around the
-sans-I/O `IkeEndpoint`. One process per gateway namespace.
+sans-I/O `IkeEndpoint`. One process per gateway namespace, or one thread of a process that
+hosts several (lab.net.forkserver's gateway host: `signal_thread` stands in for SIGTERM there).
 
     ipsec-lab daemon --config swanctl.conf --control /run/gw.ctl [--trace FILE] [--export-keys DIR]
 
@@ -18,13 +19,15 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lab.ike import events as ev
 from lab.ike.config import Config, IkeConfig, TcpEncap
-from lab.ike.endpoint import IkeEndpoint, OutDatagram, Settings
+from lab.ike.endpoint import IkeEndpoint, OutDatagram
+from lab.ike.settings import Settings
 from lab.ike.states import IkeState
 
 from .dataplane import DataPlaneError
@@ -103,9 +106,47 @@ def route_source(remote: str) -> str | None:
         return probe.getsockname()[0]
 
 
+# A gateway that runs in a thread of its own (several gateways in one process) gets no signal:
+# signals reach a process, and Python runs their handlers in the main thread. Its SIGINT or
+# SIGTERM comes through signal_thread instead, with the same effect.
+_thread_signals: dict[int, Callable[[int], None]] = {}  # thread ident -> its gateway's handler
+_pending_signals: dict[int, int] = {}  # a signal sent before the thread's gateway was up
+_signals_lock = threading.Lock()
+
+
+def signal_thread(ident: int, signum: int) -> None:
+    """Stop the gateway running in thread `ident` as SIGINT or SIGTERM stops one (now, or as soon
+    as it is up)."""
+    with _signals_lock:
+        handler = _thread_signals.get(ident)
+        if handler is None:
+            _pending_signals[ident] = signum
+    if handler is not None:
+        try:
+            handler(signum)
+        except RuntimeError:  # its event loop has closed: the gateway is ending anyway
+            pass
+
+
+def forget_thread(ident: int) -> None:
+    """Thread `ident` has ended: a signal it never took is dropped."""
+    with _signals_lock:
+        _thread_signals.pop(ident, None)
+        _pending_signals.pop(ident, None)
+
+
+def _take_thread_signals(handler: Callable[[int], None]) -> None:
+    ident = threading.get_ident()
+    with _signals_lock:
+        _thread_signals[ident] = handler
+        pending = _pending_signals.pop(ident, None)
+    if pending is not None:
+        handler(pending)
+
+
 class Gateway:
     def __init__(self, config: Config, control_path: str | None = None, *, settings: Settings | None = None,
-                 trace_path: str | None = None, export_keys: str | None = None, log: TextIO = sys.stdout,
+                 trace_path: str | None = None, export_keys: str | None = None, log: TextIO | None = None,
                  bind_address: str = "0.0.0.0", ports: tuple[int, int] = IKE_PORTS, dataplane: bool = True,
                  tun_name: str = "ipsec0", tunnel_mtu: int = 1400, offload: bool = True,
                  keepalive_interval: float = 20.0, random: Callable[[int], bytes] = os.urandom,
@@ -135,7 +176,7 @@ class Gateway:
         self.trace_file = open(trace_path, "a") if trace_path else None
         self._held: list[str] | None = None  # log lines said during a pump
         self.keys = KeyExport(export_keys) if export_keys else None
-        self.log = log
+        self.log = log if log is not None else sys.stdout  # sys.stdout now: a gateway host routes it per thread
         self.bind_address = bind_address
         self.ports = ports
         self.sockets: dict[int, socket.socket] = {}
@@ -227,8 +268,9 @@ class Gateway:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
                     self.loop.add_signal_handler(sig, self._signalled, sig)
-                except (RuntimeError, ValueError):
-                    pass  # not the main thread (tests)
+                except (RuntimeError, ValueError):  # not the main thread (tests, a gateway host)
+                    _take_thread_signals(self._signal_soon)
+                    break
             self.say(f"ipsec-lab gateway up: {len(self.config.connections)} connection(s), UDP "
                      f"{'/'.join(map(str, self.ports))}"
                      + (f", TCP {self.tcp.port}" if self.tcp is not None else "")
@@ -241,7 +283,8 @@ class Gateway:
             if ready is not None:
                 ready()
             await self.stopping.wait()
-            await self._shutdown()
+            if self.signalled != signal.SIGKILL:  # SIGKILL through signal_thread: a crash, no goodbye
+                await self._shutdown()
         finally:
             if server is not None:
                 server.close()
@@ -268,6 +311,8 @@ class Gateway:
             if self.trace_file is not None:
                 self.trace_file.close()
             self.say("ipsec-lab gateway stopped")
+            with _signals_lock:
+                _thread_signals.pop(threading.get_ident(), None)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
                     if self.loop.remove_signal_handler(sig):
@@ -282,6 +327,11 @@ class Gateway:
             self.stopping.set()
 
     signalled: int | None = None
+
+    def _signal_soon(self, signum: int) -> None:
+        """_signalled from another thread (signal_thread)."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._signalled, signum)
 
     async def _shutdown(self, grace: float = 2.0) -> None:
         """Delete every IKE SA (the peer learns of it), waiting at most `grace` seconds."""
@@ -642,6 +692,10 @@ def run_gateway(config_path: str, control_path: str | None, trace_path: str | No
     except (GatewayError, DataPlaneError) as err:
         print(f"ipsec-lab daemon: {err}", file=sys.stderr)
         return 1
+    if gateway.signalled == signal.SIGKILL:  # only through signal_thread: a real SIGKILL prints nothing
+        print("ipsec-lab daemon: killed (SIGKILL to its thread of a gateway host): no goodbye to its peers; its TUN "
+              "device, routes and sockets gone", file=sys.stderr)
+        return 128 + signal.SIGKILL
     if gateway.signalled is not None:
         print(f"ipsec-lab daemon: interrupted ({signal.Signals(gateway.signalled).name}); its IKE SAs are deleted, "
               f"its TUN device, routes and sockets gone", file=sys.stderr)

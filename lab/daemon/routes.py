@@ -138,7 +138,7 @@ class Routes:
         # the local selectors each route was set for (its source came from them); a virtual IP
         # coming or going forgets those of the routes in their grace, which are set again
         self._set: dict[str, Any] = {}
-        self.virtual_ips: dict[int, str] = {}  # IKE SA -> the virtual IP it gave us (remote access client)
+        self.virtual_ips: dict[int, list[str]] = {}  # IKE SA -> the virtual IPs it gave us (remote access client)
         self.shunts: list[Shunt] = []
         self._rule_added = False
         self.families: list[list[str]] = [[]]  # ip(8)'s family options the rule is set for: IPv4, and IPv6 if on
@@ -185,29 +185,42 @@ class Routes:
 
     def add_virtual_ip(self, ike_sa: int, address: str) -> None:
         """A remote-access client's address from the gateway's pool (RFC 7296 §3.15.1): on the
-        TUN device, so that our own packets to the remote selectors leave with it as source."""
-        if address not in self.virtual_ips.values():
+        TUN device, so that our own packets to the remote selectors leave with it as source. An
+        IPv6 one skips duplicate address detection (RFC 4862 §5.4: the address is ours alone on a
+        point-to-point device), as strongSwan installs it, else it stays tentative a while and
+        is no source for anything."""
+        if not self._in_use(address):
+            flags = ["nodad"] if ":" in address else []
             try:
-                _ip("addr", "replace", _host(address), "dev", self.tun_name)
+                _ip(*_family(address), "addr", "replace", _host(address), "dev", self.tun_name, *flags)
             except DataPlaneError as err:
-                self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}")
+                why = " (this node has no IPv6: a topology with `ipv6: true` gives it)" \
+                    if flags and len(self.families) == 1 else ""
+                self.gateway.say(f"[ESP] cannot install virtual IP {address}: {err}{why}")
                 return
             self.gateway.say(f"[IKE] installed virtual IP {address} on {self.tun_name}")
             self._forget_idle_routes()
-        self.virtual_ips[ike_sa] = address
+        mine = self.virtual_ips.setdefault(ike_sa, [])
+        if address not in mine:
+            mine.append(address)
+
+    def _in_use(self, address: str) -> bool:
+        return any(address in addresses for addresses in self.virtual_ips.values())
 
     def move_virtual_ip(self, ike_sa: int, new_ike_sa: int) -> None:
-        """The IKE SA was rekeyed: its virtual IP now belongs to the new one."""
-        vip = self.virtual_ips.pop(ike_sa, None)
-        if vip is not None:
-            self.virtual_ips[new_ike_sa] = vip
+        """The IKE SA was rekeyed: its virtual IPs now belong to the new one."""
+        vips = self.virtual_ips.pop(ike_sa, None)
+        if vips is not None:
+            self.virtual_ips[new_ike_sa] = vips
 
     def drop_virtual_ip(self, ike_sa: int) -> None:
-        address = self.virtual_ips.pop(ike_sa, None)
-        if address is not None and address not in self.virtual_ips.values():
-            subprocess.run(["ip", "addr", "del", _host(address), "dev", self.tun_name], capture_output=True)
-            self.gateway.say(f"[IKE] removed virtual IP {address}")
-            self._forget_idle_routes()
+        """The IKE SA's virtual IPs go (those no other IKE SA holds)."""
+        for address in self.virtual_ips.pop(ike_sa, []):
+            if not self._in_use(address):
+                subprocess.run(["ip", *_family(address), "addr", "del", _host(address), "dev", self.tun_name],
+                               capture_output=True)
+                self.gateway.say(f"[IKE] removed virtual IP {address}")
+                self._forget_idle_routes()
 
     def _forget_idle_routes(self) -> None:
         """Each route may have lost its source, or have a better one now: the next CHILD_SA to

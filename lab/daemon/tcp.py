@@ -4,10 +4,10 @@ lab.esp.tcpencap's; this module only moves octets.
 
 A message the IKE endpoint sends goes into a stream when one leads to its destination (the
 exact peer address and port, else the newest stream with that peer's IP), otherwise out of
-the UDP sockets. IKE frames read from a stream are handed to the endpoint as if they had
-arrived on port 4500 from the stream's far end (so NAT detection hashes the TCP addresses,
-RFC 9329 §6.5), ESP frames to the data plane. Bad framing is counted (drops "tcp framing: ...")
-and its stream closed; nothing else stops.
+the UDP sockets. IKE frames read from a stream are handed to the endpoint with the non-ESP
+marker, as if they had arrived on port 4500 (whatever the TCP port), from the stream's far end
+(so NAT detection hashes the TCP addresses, RFC 9329 §6.5), ESP frames to the data plane. Bad
+framing is counted (drops "tcp framing: ...") and its stream closed; nothing else stops.
 
 The initiator re-opens a stream that broke (reset, closed) while it still has IKE SAs with
 that peer (RFC 9329 §6.1: the SAs are not tied to the TCP connection): the SAs stay, their
@@ -290,7 +290,7 @@ class TcpTransport:
         esp_handler = gateway.esp_handler
         for frame in frames:
             if frame.kind == "ike":
-                endpoint.receive_datagram(NON_ESP_MARKER + frame.data, stream.peer, stream.local, now)
+                endpoint.receive_datagram(NON_ESP_MARKER + frame.data, stream.peer, stream.local, now, tcp=True)
             elif frame.kind == "esp":
                 if esp_handler is not None:
                     esp_handler(frame.data, stream.peer, stream.local)

@@ -106,10 +106,14 @@ def environment(event: ev.ChildSaUp, ike: Any, up: bool, reqid: int, local_ts: T
     if ike is not None:
         if ike.remote_eap_id is not None and ike.remote_eap_id != ike.remote_id:
             env["PLUTO_XAUTH_ID"] = str(ike.remote_eap_id)
-        for prefix, vip in (("PLUTO_MY_SOURCEIP", ike.virtual_ip), ("PLUTO_PEER_SOURCEIP", ike.assigned_ip)):
-            if vip:
-                env[prefix] = vip
-                env[f"{prefix}{ipaddress.ip_address(vip).version}_1"] = vip
+        for prefix, vips in (("PLUTO_MY_SOURCEIP", ike.virtual_ips), ("PLUTO_PEER_SOURCEIP", ike.assigned_ips)):
+            # the first one alone (the legacy variable), then each numbered within its family
+            counts = {4: 0, 6: 0}
+            for vip in vips:
+                env.setdefault(prefix, vip)
+                version = ipaddress.ip_address(vip).version
+                counts[version] += 1
+                env[f"{prefix}{version}_{counts[version]}"] = vip
     if event.encap:
         env["PLUTO_UDP_ENC"] = str(event.remote[1])
     if hostaccess:
@@ -154,8 +158,12 @@ class Updown:
         me = event.local[0]
         if me not in self.interfaces:
             self.interfaces[me] = interface_of(me)
+        # one run per policy: each pair of selectors of one family whose protocols agree
+        # (strongSwan's child_sa.c policy_enumerate: an IPv4 and an IPv6 virtual IP give two)
         envs = [environment(event, ike, True, reqid, local, remote, self.interfaces[me], config.hostaccess)
-                for local in event.local_ts for remote in event.remote_ts]
+                for local in event.local_ts for remote in event.remote_ts
+                if local.start_addr.version == remote.start_addr.version
+                and not (local.ip_protocol and remote.ip_protocol and local.ip_protocol != remote.ip_protocol)]
         record = _Up(key, reqid, envs, config.updown, event.name)
         self.up[event.spi_in] = record
         for env in envs:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -56,7 +57,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _name(cert_or_name) -> str:
+def _name(cert_or_name: x509.Certificate | x509.Name) -> str:
     name = cert_or_name if isinstance(cert_or_name, x509.Name) else cert_or_name.subject
     return name.rfc4514_string()
 
@@ -126,7 +127,19 @@ def local_chain(certs: Sequence[x509.Certificate], cas: Sequence[x509.Certificat
     return chain[:MAX_CHAIN]
 
 
-def verify_peer_certificate(cert_payloads: Sequence[pl.CERT], config, anchors: Sequence[x509.Certificate],
+class _PinnedCerts(Protocol):
+    @property
+    def certs(self) -> Sequence[x509.Certificate]: ...
+
+
+class PeerConfig(Protocol):
+    """What the check reads of a connection: the certificates pinned for the peer (remote.certs)."""
+
+    @property
+    def remote(self) -> _PinnedCerts: ...
+
+
+def verify_peer_certificate(cert_payloads: Sequence[pl.CERT], config: PeerConfig, anchors: Sequence[x509.Certificate],
                             peer_id: Identity, now: datetime.datetime,
                             crls: Sequence[x509.CertificateRevocationList] = (), revocation: str = "relaxed",
                             uri_issuers: Sequence[x509.Name] = ()) -> x509.Certificate:

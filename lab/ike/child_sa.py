@@ -53,14 +53,17 @@ def intersect(a: pl.TrafficSelector, b: pl.TrafficSelector) -> pl.TrafficSelecto
         return None
     if a.ip_protocol and b.ip_protocol and a.ip_protocol != b.ip_protocol:
         return None
-    start, end = max(a.start_addr, b.start_addr), min(a.end_addr, b.end_addr)
+    # one family (checked above): compared as numbers, which mypy can follow
+    start = a.start_addr if int(a.start_addr) >= int(b.start_addr) else b.start_addr
+    end = a.end_addr if int(a.end_addr) <= int(b.end_addr) else b.end_addr
     sport, eport = max(a.start_port, b.start_port), min(a.end_port, b.end_port)
-    if start > end or sport > eport:
+    if int(start) > int(end) or sport > eport:
         return None
     return pl.TrafficSelector(start, end, a.ip_protocol or b.ip_protocol, sport, eport)
 
 
-def narrow(offered: Sequence, allowed: Sequence[pl.TrafficSelector]) -> list[pl.TrafficSelector]:
+def narrow(offered: Sequence[pl.TrafficSelector | pl.RawTrafficSelector],
+           allowed: Sequence[pl.TrafficSelector]) -> list[pl.TrafficSelector]:
     """The parts of the initiator's selectors our configuration allows (RFC 7296 §2.9)."""
     out: list[pl.TrafficSelector] = []
     for ts in offered:
@@ -73,5 +76,10 @@ def narrow(offered: Sequence, allowed: Sequence[pl.TrafficSelector]) -> list[pl.
     return out
 
 
-def covers(outer: Sequence[pl.TrafficSelector], inner: Sequence) -> bool:
+def covers(outer: Sequence[pl.TrafficSelector], inner: Sequence[pl.TrafficSelector | pl.RawTrafficSelector]) -> bool:
     return all(isinstance(ts, pl.TrafficSelector) and any(intersect(ts, o) == ts for o in outer) for ts in inner)
+
+
+def parsed(selectors: Sequence[pl.TrafficSelector | pl.RawTrafficSelector]) -> list[pl.TrafficSelector]:
+    """The selectors of a type we parse (after `covers`, which refuses any other, all of them)."""
+    return [ts for ts in selectors if isinstance(ts, pl.TrafficSelector)]

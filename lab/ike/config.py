@@ -19,7 +19,7 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -225,7 +225,7 @@ class HostSpec:
                 first, last = ipaddress.ip_address(start.strip()), ipaddress.ip_address(end.strip())
             except ValueError:
                 raise ConfigValueError(f"'{text}' is not an address range such as 192.0.2.10-192.0.2.20") from None
-            if first.version != last.version or first > last:
+            if first.version != last.version or int(first) > int(last):
                 raise ConfigValueError(f"range '{text}' must go from a lower to a higher address of one family")
             return cls(text, first, last, None, first.version)
         try:
@@ -253,7 +253,8 @@ class HostSpec:
         ip = ipaddress.ip_address(address)
         if self.first is None:
             return 1 if self.version in (None, ip.version) else 0
-        if ip.version != self.first.version or not self.first <= ip <= self.last:
+        assert self.last is not None  # parse sets both ends or neither
+        if ip.version != self.first.version or not int(self.first) <= int(ip) <= int(self.last):
             return 0
         if self.is_host:
             return ip.max_prefixlen + 1
@@ -366,7 +367,7 @@ def _parse_selector(item: str) -> list[Selector]:
             first, last = ipaddress.ip_address(first_text.strip()), ipaddress.ip_address(last_text.strip())
         except ValueError:
             raise ConfigValueError(f"traffic selector '{whole}': '{item}' is not an address range") from None
-        if first.version != last.version or first > last:
+        if first.version != last.version or int(first) > int(last):
             raise ConfigValueError(f"traffic selector '{whole}': range must go from low to high in one family")
         return [TrafficSelector(first, last, protocol, start_port, end_port)]
     try:
@@ -386,13 +387,20 @@ def parse_traffic_selectors(text: str) -> list[Selector]:
     return out
 
 
-def _resolve_selectors(selectors: Iterable[Selector], address: str | IPAddress | None) -> list[TrafficSelector]:
+Addresses = str | IPAddress | Sequence[str | IPAddress] | None
+
+
+def _resolve_selectors(selectors: Iterable[Selector], address: Addresses) -> list[TrafficSelector]:
+    """`selectors` with `dynamic` replaced by `address`, or by each of several (a client's IPv4
+    and IPv6 virtual IPs: one selector each, as strongSwan resolves `dynamic`)."""
+    addresses = [address] if isinstance(address, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)) \
+        else list(address or [])
     out = []
     for selector in selectors:
         if isinstance(selector, DynamicTrafficSelector):
-            if address is None:
+            if not addresses:
                 raise ConfigValueError("a 'dynamic' traffic selector needs the SA's address")
-            out.append(selector.resolve(address))
+            out += [selector.resolve(a) for a in addresses]
         else:
             out.append(selector)
     return out
@@ -560,12 +568,12 @@ class ChildConfig:
         """What the CHILD_SA negotiates: AH when `ah_proposals` is set (swanctl.conf(5)), else ESP."""
         return self.ah_proposals or self.esp_proposals
 
-    def local_selectors(self, address: str | IPAddress | None = None) -> list[TrafficSelector]:
-        """`local_ts` with `dynamic` replaced by `address` (our outer or virtual IP)."""
+    def local_selectors(self, address: Addresses = None) -> list[TrafficSelector]:
+        """`local_ts` with `dynamic` replaced by `address` (our outer or virtual IPs)."""
         return _resolve_selectors(self.local_ts, address)
 
-    def remote_selectors(self, address: str | IPAddress | None = None) -> list[TrafficSelector]:
-        """`remote_ts` with `dynamic` replaced by `address` (the peer's outer or virtual IP)."""
+    def remote_selectors(self, address: Addresses = None) -> list[TrafficSelector]:
+        """`remote_ts` with `dynamic` replaced by `address` (the peer's outer or virtual IPs)."""
         return _resolve_selectors(self.remote_ts, address)
 
 
@@ -724,8 +732,9 @@ class PrivateKey:
     def public_key_der(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
 
-        return self.key.public_key().public_bytes(serialization.Encoding.DER,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        der: bytes = self.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+        return der
 
 
 @dataclass
@@ -759,7 +768,7 @@ class Secrets:
         credential_manager.c get_shared: a key qualifies if either id matches one of its owners;
         the best match of the remote id wins, then the best match of the local id; on a tie the
         key defined last wins (vici inserts newer keys first)."""
-        found, best = None, (IdMatch.NONE, IdMatch.NONE)
+        found, best = None, (int(IdMatch.NONE), int(IdMatch.NONE))
         for key in reversed(self.ike):
             mine, other = key.match(local_id, remote_id)
             if (local_id is not None or remote_id is not None) and not mine and not other:
@@ -791,11 +800,13 @@ def parse_pool_addrs(text: str) -> tuple[IPAddress, IPAddress, ipaddress.IPv4Net
     text = text.strip()
     if "-" in text and "/" not in text:
         spec = HostSpec.parse(text)
+        assert spec.first is not None and spec.last is not None  # a range names both ends
         return spec.first, spec.last, None
     try:
         base = ipaddress.ip_interface(text if "/" in text else text + ("/32" if ":" not in text else "/128"))
     except ValueError:
-        raise ConfigValueError(f"'{text}' is neither a CIDR subnet (10.3.0.0/24) nor a range (10.3.0.1-10.3.0.50)") from None
+        raise ConfigValueError(f"'{text}' is neither a CIDR subnet (10.3.0.0/24, fd00:10::/120) nor a range "
+                               f"(10.3.0.1-10.3.0.50, fd00:10::1-fd00:10::ff)") from None
     net = base.network
     first, last = base.ip, net.broadcast_address
     if net.num_addresses > 2:
@@ -835,7 +846,7 @@ class Pool:
             ip = ipaddress.ip_address(address)  # type: ignore[arg-type]
         except ValueError:
             return False
-        return ip.version == self.first.version and self.first <= ip <= self.last
+        return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
 
 # ---------------------------------------------------------------- the whole configuration

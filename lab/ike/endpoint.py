@@ -21,7 +21,7 @@ from typing import Any
 
 from . import payloads as pl
 from .child_sa import ChildSA
-from .config import Config, IkeConfig, RadiusServer
+from .config import Config, IkeConfig, IPAddress, RadiusServer
 from .const import ExchangeType, NotifyType, ProtocolId, name_of
 from .errors import ExchangeFailed, ParseError
 from .events import Event, IkeSaUp
@@ -214,7 +214,7 @@ class IkeEndpoint:
         remote_ip = config.initiator_remote_address()
         if remote_ip is None:
             raise ValueError(f"connection '{name}' has no single remote address to initiate to")
-        local_ip = config.initiator_local_address()
+        local_ip: str | IPAddress | None = config.initiator_local_address()
         if local_ip is None and self.route_source is not None:
             local_ip = self.route_source(str(remote_ip))
         if local_ip is None:
@@ -355,11 +355,14 @@ class IkeEndpoint:
 
     # ------------------------------------------------------------ input
 
-    def receive_datagram(self, payload: bytes, src: Address, dst: Address, now: float) -> Datagram:
+    def receive_datagram(self, payload: bytes, src: Address, dst: Address, now: float, *,
+                         tcp: bool = False) -> Datagram:
         """Handle a UDP payload that arrived at `dst` from `src`. Returns what it was; ESP
-        (on 4500) is not for the IKE endpoint and is left to the data plane."""
+        (on 4500) is not for the IKE endpoint and is left to the data plane. `tcp`: an IKE frame
+        of an RFC 9329 stream, given with its non-ESP marker whatever the stream's ports."""
         self._last_now = now
-        natt = 4500 in (src[1], dst[1])
+        # RFC 9329 §3.1: IKE in a stream carries the non-ESP marker on any TCP port, not only on 4500
+        natt = tcp or 4500 in (src[1], dst[1])
         kind, data = classify_udp(4500 if natt else 500, payload)
         if kind is not Datagram.IKE:
             return kind
@@ -517,12 +520,15 @@ class IkeEndpoint:
         entries, self.ike_key_log = self.ike_key_log, []
         return entries
 
-    def lease_address(self, config: IkeConfig, peer: Identity | None):
-        """An address from the connection's pools for `peer` (the same one again on reconnect)."""
+    def lease_address(self, config: IkeConfig, peer: Identity | None, version: int = 4
+                      ) -> tuple[IPAddress, list[IPAddress]] | None:
+        """An address of IP `version` from the connection's pools for `peer` (the same one again
+        on reconnect): the first pool of that family with one free, as strongSwan's attribute
+        manager tries them in order."""
         key = str(peer)
         for name in config.pools:
             pool = self.config.pools.get(name)
-            if pool is None:
+            if pool is None or pool.first.version != version:
                 continue
             taken = self.leases.setdefault(name, {})
             if key in taken:
@@ -562,6 +568,7 @@ class IkeEndpoint:
                 "algorithms": str(ike.algorithms) if ike.algorithms else None,
                 "nat": {"local": ike.local_behind_nat, "remote": ike.remote_behind_nat},
                 "virtual_ip": ike.virtual_ip, "assigned_ip": ike.assigned_ip,
+                "virtual_ips": list(ike.virtual_ips), "assigned_ips": list(ike.assigned_ips),
                 "mobike": ike.mobike, "peer_addresses": list(ike.peer_addresses),
                 "children": [{
                     "name": c.config.name, "id": c.unique_id, "state": c.state.value, "mode": c.mode,

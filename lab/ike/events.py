@@ -25,8 +25,9 @@ class IkeSaUp(Event):
     algorithms: str
     local_behind_nat: bool
     remote_behind_nat: bool
-    virtual_ip: str | None = None
+    virtual_ip: str | None = None  # the first of virtual_ips
     mobike: bool = False  # both sides announced MOBIKE_SUPPORTED (RFC 4555 §3.2)
+    virtual_ips: tuple[str, ...] = ()  # every one the peer gave us: IPv4, IPv6 or both
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ _PREFIXES = {
     "asn1gn": IdType.ID_DER_ASN1_GN,
     "keyid": IdType.ID_KEY_ID,
 }
-_BINARY_TYPES = {IdType.ID_IPV4_ADDR: "10.0.0.1 or ipv4:#0a000001", IdType.ID_IPV6_ADDR: "2001:db8::1",
+_BINARY_TYPES: dict[int, str] = {IdType.ID_IPV4_ADDR: "10.0.0.1 or ipv4:#0a000001", IdType.ID_IPV6_ADDR: "2001:db8::1",
                  IdType.ID_DER_ASN1_DN: "C=CH, O=Lab, CN=gwa.lab",
                  IdType.ID_DER_ASN1_GN: "asn1gn:#<hex of the DER GeneralName>"}
 
@@ -182,7 +182,10 @@ def _name_from_der(data: bytes) -> x509.Name:
         return x509.Name.from_bytes(data)
 
 
-def _rdn_entries(name: x509.Name) -> list[tuple[ObjectIdentifier, _ASN1Type | None, str]]:
+_RdnEntry = tuple[ObjectIdentifier, _ASN1Type | None, str]  # OID, string type, value
+
+
+def _rdn_entries(name: x509.Name) -> list[_RdnEntry]:
     return [(a.oid, a._type, a.value if isinstance(a.value, str) else a.value.hex())
             for rdn in name.rdns for a in rdn]
 
@@ -197,7 +200,7 @@ def _format_dn(name: x509.Name) -> str:
     return ", ".join(parts)
 
 
-def _values_equal(oid: ObjectIdentifier, this: tuple, other: tuple) -> bool:
+def _values_equal(oid: ObjectIdentifier, this: _RdnEntry, other: _RdnEntry) -> bool:
     # strongSwan identification.c compare_dn: case-insensitive for printableStrings and email RDNs
     _, t_type, t_value = this
     _, o_type, o_value = other
@@ -375,7 +378,7 @@ class Identity:
             return b"*" in self.data
         if self.id_type == IdType.ID_DER_ASN1_DN:
             try:
-                return any(value == "*" for _, _, value in _rdn_entries(self.dn))
+                return any(value == "*" for _, _, value in _rdn_entries(_name_from_der(self.data)))
             except (ValueError, IndexError, UnicodeDecodeError):
                 return False
         return False
@@ -393,7 +396,7 @@ class Identity:
             if not self.data:
                 return ""
             try:
-                return _format_dn(self.dn)
+                return _format_dn(_name_from_der(self.data))
             except (ValueError, IndexError, UnicodeDecodeError):
                 return "(invalid ID_DER_ASN1_DN)"
         if self.id_type == IdType.ID_KEY_ID:
@@ -439,7 +442,7 @@ class Identity:
         if self.data == pattern.data:
             return IdMatch.PERFECT
         try:
-            mine, theirs = _rdn_entries(self.dn), _rdn_entries(pattern.dn)
+            mine, theirs = _rdn_entries(_name_from_der(self.data)), _rdn_entries(_name_from_der(pattern.data))
         except (ValueError, IndexError, UnicodeDecodeError):
             return IdMatch.NONE
         if len(mine) != len(theirs):

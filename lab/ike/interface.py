@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import Config, IkeConfig
+from .config import Config, IkeConfig, RadiusServer
 from .events import Event
 from .identity import Identity
 from .message import Message
@@ -76,8 +76,13 @@ class Endpoint(Protocol):
 
     def restart(self, config: IkeConfig, now: float) -> None: ...
 
-    def lease_address(self, config: IkeConfig, peer: Identity | None
-                      ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, list] | None: ...
+    def lease_address(self, config: IkeConfig, peer: Identity | None, version: int = 4
+                      ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address,
+                                   list[ipaddress.IPv4Address | ipaddress.IPv6Address]] | None:
+        """An address of IP `version` from the connection's pools for `peer` and the pool's DNS servers."""
+
+    def radius_server(self) -> RadiusServer | None:
+        """The server a new EAP-RADIUS conversation goes to."""
 
     def ike_keys_ready(self, ike: IkeSA) -> None: ...
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .config import (
+    AuthClass,
     AuthConfig,
     ChildConfig,
     Config,
@@ -25,9 +27,17 @@ from .config import (
     parse_addrs,
     parse_traffic_selectors,
 )
-from .endpoint import IkeEndpoint, OutDatagram, Settings
+from .endpoint import IkeEndpoint, OutDatagram
+from .events import Event
 from .identity import Identity
 from .proposals import parse_esp_proposals, parse_ike_proposals
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 GW_A = "198.51.100.1"
 GW_B = "203.0.113.2"
@@ -35,19 +45,19 @@ GW_B = "203.0.113.2"
 
 def s2s_config(local: str, remote: str, local_id: str, remote_id: str, local_ts: str, remote_ts: str, *,
                proposals: str = "aes128gcm16-prfsha256-x25519", esp: str = "aes128gcm16",
-               psk: str = "a-lab-only-psk", remote_addrs: str | None = None, **ike_options) -> Config:
+               psk: str = "a-lab-only-psk", remote_addrs: str | None = None, **ike_options: Any) -> Config:
     child_options = {k[6:]: ike_options.pop(k) for k in list(ike_options) if k.startswith("child_")}
     child = ChildConfig("net", parse_traffic_selectors(local_ts), parse_traffic_selectors(remote_ts),
                         parse_esp_proposals(esp), **child_options)
     conn = IkeConfig("s2s", local_addrs=parse_addrs(local), remote_addrs=parse_addrs(remote_addrs or remote),
                      proposals=parse_ike_proposals(proposals),
-                     local=AuthConfig("psk", Identity.parse(local_id)),
-                     remote=AuthConfig("psk", Identity.parse(remote_id)), children={"net": child}, **ike_options)
+                     local=AuthConfig(AuthClass.PSK, Identity.parse(local_id)),
+                     remote=AuthConfig(AuthClass.PSK, Identity.parse(remote_id)), children={"net": child}, **ike_options)
     secrets = Secrets(ike=[SharedKey("ike-s2s", psk.encode(), [Identity.parse(local_id), Identity.parse(remote_id)])])
     return Config(connections={"s2s": conn}, secrets=secrets)
 
 
-def pair_configs(**options) -> tuple[Config, Config]:
+def pair_configs(**options: Any) -> tuple[Config, Config]:
     a_opts = {k[2:]: v for k, v in options.items() if k.startswith("a_")}
     b_opts = {k[2:]: v for k, v in options.items() if k.startswith("b_")}
     common = {k: v for k, v in options.items() if not k.startswith(("a_", "b_"))}
@@ -120,6 +130,7 @@ class Net:
             self.delivered.append((self.now, sender, receiver, datagram))
             self.endpoints[receiver].receive_datagram(datagram.data, datagram.src, datagram.dst, self.now)
         else:
+            assert next_timer is not None  # there is something to do, and it is no delivery
             self.now = max(self.now, next_timer[0])
             self.endpoints[next_timer[1]].handle_timer(self.now)
         self.collect()
@@ -143,7 +154,7 @@ class Net:
         """Run until nothing is in flight and no timer is due within `horizon` seconds."""
         self.run(until=self.now + horizon)
 
-    def events(self, name: str) -> list:
+    def events(self, name: str) -> list[Event]:
         out = []
         while (event := self.endpoints[name].next_event()) is not None:
             out.append(event)
@@ -163,7 +174,11 @@ def make_net(a: Config, b: Config, settings: Settings | None = None, seed: int =
 # ---------------------------------------------------------------- certificates
 
 
-def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
+Pki = TypedDict("Pki", {"ca": "x509.Certificate", "intermediate": "x509.Certificate", "intermediate_key": "Key",
+                       "gwa.lab": "tuple[x509.Certificate, Key]", "gwb.lab": "tuple[x509.Certificate, Key]"})
+
+
+def make_pki(kind: str = "ecdsa", chain_padding: int = 0) -> Pki:
     """A CA, an intermediate and two end-entity certificates (gwa.lab, gwb.lab) with keys.
     `chain_padding` adds a dummy extension of that many octets to the intermediate, to make
     IKE_AUTH large enough to need fragmentation."""
@@ -174,12 +189,13 @@ def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-    def key():
+    def key() -> Key:
         return ec.generate_private_key(ec.SECP256R1()) if kind == "ecdsa" else rsa.generate_private_key(65537, 2048)
 
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
-    def cert(subject, issuer_name, public, signer, ca, sans=(), extra=0):
+    def cert(subject: str, issuer_name: str, public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, signer: Key,
+             ca: bool, sans: tuple[str, ...] = (), extra: int = 0) -> x509.Certificate:
         builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
                    .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
                    .public_key(public).serial_number(x509.random_serial_number())
@@ -197,21 +213,21 @@ def make_pki(kind: str = "ecdsa", chain_padding: int = 0):
     ca_key, int_key = key(), key()
     ca = cert("Lab Root CA", "Lab Root CA", ca_key.public_key(), ca_key, True)
     intermediate = cert("Lab Intermediate CA", "Lab Root CA", int_key.public_key(), ca_key, True, extra=chain_padding)
-    out = {"ca": ca, "intermediate": intermediate, "intermediate_key": int_key}
-    for name in ("gwa.lab", "gwb.lab"):
-        k = key()
-        out[name] = (cert(name, "Lab Intermediate CA", k.public_key(), int_key, False, sans=(name,)), k)
-    return out
+    key_a, key_b = key(), key()
+    return {"ca": ca, "intermediate": intermediate, "intermediate_key": int_key,
+            "gwa.lab": (cert("gwa.lab", "Lab Intermediate CA", key_a.public_key(), int_key, False, sans=("gwa.lab",)),
+                        key_a),
+            "gwb.lab": (cert("gwb.lab", "Lab Intermediate CA", key_b.public_key(), int_key, False, sans=("gwb.lab",)),
+                        key_b)}
 
 
-def cert_configs(kind: str = "ecdsa", chain_padding: int = 0, **options) -> tuple[Config, Config]:
+def cert_configs(kind: str = "ecdsa", chain_padding: int = 0, **options: Any) -> tuple[Config, Config]:
     pki = make_pki(kind, chain_padding)
     a, b = pair_configs(**options)
-    for config, me in ((a, "gwa.lab"), (b, "gwb.lab")):
+    for config, me, (certificate, private) in ((a, "gwa.lab", pki["gwa.lab"]), (b, "gwb.lab", pki["gwb.lab"])):
         conn = config.connections["s2s"]
-        certificate, private = pki[me]
-        conn.local = AuthConfig("pubkey", Identity.parse(me), certs=[certificate, pki["intermediate"]])
-        conn.remote = AuthConfig("pubkey", conn.remote.id, cacerts=[pki["ca"]])
+        conn.local = AuthConfig(AuthClass.PUBKEY, Identity.parse(me), certs=[certificate, pki["intermediate"]])
+        conn.remote = AuthConfig(AuthClass.PUBKEY, conn.remote.id, cacerts=[pki["ca"]])
         config.secrets = Secrets(private_keys=[PrivateKey(f"{me}.key", private)])
     return a, b
 
@@ -222,7 +238,7 @@ EAP_USER = "carol"
 EAP_PASSWORD = "carol-lab-only-password"
 
 
-def make_user_cert(pki, name: str = EAP_USER):
+def make_user_cert(pki: Pki, name: str = EAP_USER) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A certificate for an EAP user (subjectAltName `name`), issued by make_pki's intermediate."""
     import datetime
 
@@ -232,7 +248,7 @@ def make_user_cert(pki, name: str = EAP_USER):
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    issuer_key = pki.get("intermediate_key")
+    issuer_key = pki["intermediate_key"]
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(pki["intermediate"].subject).public_key(key.public_key())
@@ -246,7 +262,7 @@ def make_user_cert(pki, name: str = EAP_USER):
 
 def eap_configs(method: str = "mschapv2", *, rounds: int = 1, ask_identity: bool = True, kind: str = "ecdsa",
                 client_password: str = EAP_PASSWORD, gateway_password: str = EAP_PASSWORD,
-                **options) -> tuple[Config, Config]:
+                **options: Any) -> tuple[Config, Config]:
     """a: a road warrior authenticating with EAP-`method` (md5, mschapv2, tls, ttls) as user carol;
     b: the gateway gwb.lab, authenticated by its certificate, the EAP server. With rounds=2, a
     first authenticates with its certificate (gwa.lab), then with EAP (RFC 4739)."""
@@ -255,10 +271,10 @@ def eap_configs(method: str = "mschapv2", *, rounds: int = 1, ask_identity: bool
     conn_a, conn_b = a.connections["s2s"], b.connections["s2s"]
     user = Identity.parse(EAP_USER)
     gw_cert, gw_key = pki["gwb.lab"]
-    conn_b.local = AuthConfig("pubkey", Identity.parse("gwb.lab"), certs=[gw_cert, pki["intermediate"]])
-    conn_a.remote = AuthConfig("pubkey", Identity.parse("gwb.lab"), cacerts=[pki["ca"]])
-    eap_round_a = AuthConfig(f"eap-{method}", user)
-    eap_round_b = AuthConfig(f"eap-{method}", eap_id=Identity.any() if ask_identity else None)
+    conn_b.local = AuthConfig(AuthClass.PUBKEY, Identity.parse("gwb.lab"), certs=[gw_cert, pki["intermediate"]])
+    conn_a.remote = AuthConfig(AuthClass.PUBKEY, Identity.parse("gwb.lab"), cacerts=[pki["ca"]])
+    eap_round_a = AuthConfig(AuthClass(f"eap-{method}"), user)
+    eap_round_b = AuthConfig(AuthClass(f"eap-{method}"), eap_id=Identity.any() if ask_identity else None)
     keys_a = []
     if method == "tls":
         cert, key = make_user_cert(pki)
@@ -269,9 +285,9 @@ def eap_configs(method: str = "mschapv2", *, rounds: int = 1, ask_identity: bool
         conn_a.local, conn_b.remote = eap_round_a, eap_round_b
     else:
         a_cert, a_key = pki["gwa.lab"]
-        conn_a.local = AuthConfig("pubkey", Identity.parse("gwa.lab"), certs=[a_cert, pki["intermediate"]])
+        conn_a.local = AuthConfig(AuthClass.PUBKEY, Identity.parse("gwa.lab"), certs=[a_cert, pki["intermediate"]])
         conn_a.extra_local = [eap_round_a]
-        conn_b.remote = AuthConfig("pubkey", Identity.parse("gwa.lab"), cacerts=[pki["ca"]])
+        conn_b.remote = AuthConfig(AuthClass.PUBKEY, Identity.parse("gwa.lab"), cacerts=[pki["ca"]])
         conn_b.extra_remote = [eap_round_b]
         keys_a.append(PrivateKey("gwa.key", a_key))
     a.secrets = Secrets(private_keys=keys_a, eap=[SharedKey("eap-carol", client_password.encode(), [user])])

@@ -79,14 +79,16 @@ class Reader:
         if pos + 2 > len(self.data):
             self.take(2, what)
         self.pos = pos + 2
-        return _U16.unpack_from(self.data, pos)[0]
+        value: int = _U16.unpack_from(self.data, pos)[0]
+        return value
 
     def u32(self, what: str) -> int:
         pos = self.pos
         if pos + 4 > len(self.data):
             self.take(4, what)
         self.pos = pos + 4
-        return _U32.unpack_from(self.data, pos)[0]
+        value: int = _U32.unpack_from(self.data, pos)[0]
+        return value
 
     def end(self, what: str) -> None:
         if self.remaining:
@@ -538,7 +540,7 @@ def _parse_selector(r: Reader) -> TrafficSelector | RawTrafficSelector:
 
 @dataclass
 class TrafficSelectors(Payload):
-    selectors: list[TrafficSelector | RawTrafficSelector] = field(default_factory=list)
+    selectors: Sequence[TrafficSelector | RawTrafficSelector] = field(default_factory=list)
 
     def body(self) -> bytes:
         return struct.pack("!B3x", len(self.selectors)) + b"".join(s.serialize() for s in self.selectors)

@@ -30,6 +30,7 @@ from .identity import Identity
 
 if TYPE_CHECKING:
     from .config import IkeConfig
+    from .crypto import IkeSaKeys
     from .sa import IkeSA
 
 PPK_ID_OPAQUE, PPK_ID_FIXED = 1, 2  # RFC 8784 §5.1; strongSwan and libreswan send and take FIXED
@@ -42,7 +43,7 @@ class PpkState:
     peer_supports: bool = False        # the peer sent USE_PPK in IKE_SA_INIT
     we_offered: bool = False           # we sent USE_PPK
     ppk_id: bytes = b""                # the PPK_ID in use (initiator: ours; responder: the peer's)
-    plain_keys: object = None          # the IKE SA keys before the PPK (for NO_PPK_AUTH and a fallback)
+    plain_keys: IkeSaKeys | None = None         # the IKE SA keys before the PPK (for NO_PPK_AUTH and a fallback)
     used: bool = False                 # the IKE SA's SK_d, SK_pi, SK_pr have the PPK in them
 
 
@@ -60,7 +61,7 @@ def used(ike: IkeSA) -> bool:
     return bool(found and found.used)
 
 
-def mixed_keys(ike: IkeSA, ppk: bytes):
+def mixed_keys(ike: IkeSA, ppk: bytes) -> IkeSaKeys:
     """The IKE SA's keys with the PPK mixed into SK_d, SK_pi and SK_pr (RFC 8784 §3)."""
     assert ike.algorithms is not None and ike.keys is not None and ike.algorithms.prf is not None
     keys, prf = ike.keys, ike.algorithms.prf

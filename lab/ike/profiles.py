@@ -147,7 +147,8 @@ def server_name(config: Any) -> str:
     else the first remote address (the lab's gateways are reached by address)."""
     remote_id = getattr(config.remote, "id", None)
     if remote_id is not None and remote_id.type_name == "ID_FQDN":
-        return remote_id.data.decode(errors="replace")
+        name: str = remote_id.data.decode(errors="replace")
+        return name
     return config.remote_addrs[0].text if config.remote_addrs else ""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 from lab.iana import ALGORITHMS, AUTH_HMAC_SHA2_256_96, Algorithm, keyword_algorithm
 from lab.iana import algorithm as _registry_entry
@@ -94,9 +95,9 @@ _WIRE_ORDER = (_ENCR, _PRF, _INTEG, _DH, _ESN)
 # strongSwan proposal.c type_for_sort: the order proposals are printed and selected in
 _TEXT_ORDER = (_ENCR, _INTEG, _PRF, _DH, _ESN)
 
-_ID_ENUMS = {_ENCR: EncrId, _PRF: PrfId, _INTEG: IntegId, _DH: DhGroup, _ESN: EsnId}
+_ID_ENUMS: dict[int, type[IntEnum]] = {_ENCR: EncrId, _PRF: PrfId, _INTEG: IntegId, _DH: DhGroup, _ESN: EsnId}
 
-_KIND_NAMES = {
+_KIND_NAMES: dict[int, str] = {
     _ENCR: "encryption",
     _INTEG: "integrity",
     _PRF: "PRF",
@@ -150,7 +151,7 @@ DEFAULT_ESP_PROPOSALS: tuple[str, ...] = tuple(_implemented_only(ProtocolId.ESP,
 ))
 DEFAULT_AH_PROPOSALS: tuple[str, ...] = (_implemented_only(ProtocolId.AH, "sha256-sha384-sha512-sha1-aesxcbc"),)
 
-_DEFAULTS = {ProtocolId.IKE: DEFAULT_IKE_PROPOSALS, ProtocolId.ESP: DEFAULT_ESP_PROPOSALS,
+_DEFAULTS: dict[int, tuple[str, ...]] = {ProtocolId.IKE: DEFAULT_IKE_PROPOSALS, ProtocolId.ESP: DEFAULT_ESP_PROPOSALS,
              ProtocolId.AH: DEFAULT_AH_PROPOSALS}
 
 
@@ -310,7 +311,7 @@ def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
             raise fail(f"classic encryption {_CANONICAL[encrs[0]]} needs an integrity algorithm such as "
                        f"sha256, or use an AEAD algorithm such as aes128gcm16")
     else:
-        mapped = []
+        mapped: list[_Algo] = []
         for entry in entries:
             if entry[0] == _ENCR:
                 if entry[1] == EncrId.NULL_AUTH_AES_GMAC and entry[2] in _GMAC_INTEG:
@@ -329,7 +330,20 @@ def parse_proposal(protocol: int, text: str, number: int = 1) -> Proposal:
             raise fail(f"no PRF can be derived from {integs}; add one such as prfsha256")
         if not _of(entries, _DH):
             raise fail("a key exchange method (DH group) is mandatory in IKE proposals, e.g. x25519 or modp2048")
-    elif not _of(entries, _ESN):
+    else:
+        additional = [e for e in entries if _is_additional(e[0]) and e[1] != DhGroup.NONE]
+        if additional and not [e for e in _of(entries, _DH) if e[1] != DhGroup.NONE]:
+            # RFC 9370 §2.2.4: the additional key exchanges follow the KE payload of CREATE_CHILD_SA
+            token = _format_entry(additional[0])
+            words = [w.strip() for w in text.split("-")]
+            at = next(i for i, w in enumerate(words) if _additional_ke(w) is not None)
+            example = "-".join(words[:at] + ["ecp256" if token.endswith("_x25519") else "x25519"] + words[at:])
+            raise ProposalError(
+                f"{name} proposal '{text}': {token} needs a key exchange method in the same proposal (e.g. "
+                f"'{example}'): RFC 9370 §2.2.4 runs additional key exchanges in "
+                f"IKE_FOLLOWUP_KE after the KE payload of CREATE_CHILD_SA, and without a key exchange method "
+                f"there is none", text=source, token=token, protocol=protocol)
+    if protocol != ProtocolId.IKE and not _of(entries, _ESN):
         # strongSwan proposal.c check_proposal: ESN not given means no ESN
         entries.append((_ESN, EsnId.NO_ESN, 0))
 

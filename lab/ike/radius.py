@@ -104,7 +104,8 @@ def access_request(secret: bytes, identifier: int, authenticator: bytes, user_na
     packet[EAP_MESSAGE] = split_eap(eap)
     if state is not None:
         packet[STATE] = [state]
-    return packet.RequestPacket()
+    request: bytes = packet.RequestPacket()  # pyrad has no type hints
+    return request
 
 
 def decrypt_mppe_key(value: bytes, secret: bytes, request_authenticator: bytes) -> bytes:
@@ -125,7 +126,8 @@ def decrypt_mppe_key(value: bytes, secret: bytes, request_authenticator: bytes) 
         # means another secret or another request
         raise RadiusError(f"MS-MPPE key decrypts to a length of {length} octets in {len(plain) - 1}: "
                           "wrong shared secret or not the answer to our request")
-    return plain[1:1 + length]
+    key: bytes = plain[1:1 + length]
+    return key
 
 
 @dataclass
@@ -304,7 +306,8 @@ def accounting_request(secret: bytes, identifier: int, status: int, session_id: 
         packet[ACCT_OUTPUT_PACKETS] = [_u32(output_packets)]
         packet[ACCT_SESSION_TIME] = [_u32(session_time)]
         packet[ACCT_TERMINATE_CAUSE] = [_u32(terminate_cause)]
-    return packet.RequestPacket()
+    request: bytes = packet.RequestPacket()  # pyrad has no type hints
+    return request
 
 
 def check_accounting_response(raw: bytes, request: bytes, secret: bytes) -> None:

@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .const import DhGroup, coerce
+from .const import DhGroup, coerce, name_of
 from .crypto import new_key_exchange
 from .crypto.dh import MLKEM_SEED_SIZE, MLKEM_SIZES, MODP_PRIMES, KeyExchange
 from .errors import CryptoError
 
-_CURVES = {DhGroup.ECP_256: ec.SECP256R1, DhGroup.ECP_384: ec.SECP384R1, DhGroup.ECP_521: ec.SECP521R1}
+_CURVES: dict[int, type[ec.EllipticCurve]] = {DhGroup.ECP_256: ec.SECP256R1, DhGroup.ECP_384: ec.SECP384R1,
+                                              DhGroup.ECP_521: ec.SECP521R1}
 
 
 class RandomSource:
@@ -40,7 +41,7 @@ class RandomSource:
             size = (p.bit_length() + 7) // 8 + 8
             return new_key_exchange(g, int.from_bytes(self.source(size), "big") % (p - 3) + 2)
         if g in _CURVES:
-            bits = _CURVES[g].key_size
+            bits = _CURVES[g]().key_size
             size = (bits + 7) // 8
             for _ in range(64):
                 candidate = int.from_bytes(self.source(size), "big") >> (8 * size - bits)
@@ -48,7 +49,7 @@ class RandomSource:
                     return new_key_exchange(g, candidate)  # refused outside 1..n-1: draw again
                 except CryptoError:
                     continue
-            raise CryptoError(f"the random source gave no valid {g.name} private value in 64 draws")
+            raise CryptoError(f"the random source gave no valid {name_of(DhGroup, g)} private value in 64 draws")
         if g == DhGroup.CURVE25519:
             return new_key_exchange(g, self.source(32))  # RFC 7748 §5: any 32 octets, clamped when used
         if g in MLKEM_SIZES:

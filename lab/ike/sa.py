@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import payloads as pl
-from .child_sa import ChildSA, IpsecPath, covers, narrow
+from .child_sa import ChildSA, IpsecPath, covers, narrow, parsed
 from .config import ChildConfig, ChildMode, DynamicTrafficSelector, IkeConfig, selector_address, transport_nat_selectors
 from .const import NotifyType, ProtocolId, TransformType, name_of
-from .crypto import SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
+from .crypto import IkeSaKeys, SkCipher, derive_child_sa_keys, derive_ike_sa_keys, derive_rekeyed_ike_sa_keys
 from .crypto.dh import KeyExchange
 from .crypto.prf import get_prf
 from .errors import CryptoError, ExchangeFailed
@@ -39,6 +40,13 @@ Address = tuple[str, int]
 __all__ = ["ChildSA", "ChildState", "ExchangeFailed", "IkeSA", "IkeState", "Task", "narrow"]
 
 
+def _prf_and_encr(chosen: ChosenAlgorithms) -> tuple[int, int]:
+    """The PRF and encryption algorithm of an IKE proposal, which needs both (RFC 7296 §3.3.3)."""
+    if chosen.encr is None or chosen.prf is None:
+        raise ExchangeFailed("chosen IKE proposal lacks encryption or PRF")
+    return chosen.prf, chosen.encr
+
+
 class IkeSA:
     """One IKE SA, initiator or responder of it (`is_initiator`: the original initiator, RFC
     7296 §2.2; after an IKE rekey, the initiator of the rekeying exchange)."""
@@ -57,7 +65,7 @@ class IkeSA:
         self.state = IkeState.CONNECTING
         self.algorithms: ChosenAlgorithms | None = None
         self.cipher: SkCipher | None = None
-        self.keys = None
+        self.keys: IkeSaKeys | None = None
         self.kex: KeyExchange | None = None
         self.nonce_i = b""
         self.nonce_r = b""
@@ -75,8 +83,8 @@ class IkeSA:
         self.auth_responder: Task | None = None  # the responder's IKE_AUTH across its round trips
         self.remote_eap_id: Identity | None = None
         self.local_eap_id: Identity | None = None
-        self.virtual_ip: str | None = None
-        self.assigned_ip: str | None = None
+        self.virtual_ips: list[str] = []   # the peer gave us (RFC 7296 §3.15.1): IPv4, IPv6 or both
+        self.assigned_ips: list[str] = []  # we gave the peer
         self.radius_framed_ip: str | None = None  # the virtual IP an Access-Accept named (RFC 2865 §5.8)
         self.radius_classes: list[bytes] = []     # its Class values (RFC 2865 §5.25), for accounting
         self.radius_server: str | None = None     # the server that accepted the peer (auth = eap-radius)
@@ -105,11 +113,17 @@ class IkeSA:
         self.additional_pending: list[tuple[int, int]] = []  # (transform type, method) not yet run
         self.intermediate_count = 0      # IKE_INTERMEDIATE exchanges completed
         self.key_generation = 0          # key sets since IKE_SA_INIT (RFC 9370 §2.2.2: one more per exchange)
-        self.next_keys = None            # responder: the keys that apply from the next request on
+        self.next_keys: IkeSaKeys | None = None  # responder: the keys that apply from the next request on
         self.int_auth_i = b""            # RFC 9242 §3.3.2: IntAuth_iN and IntAuth_rN so far
         self.int_auth_r = b""
         # RFC 9370 §2.2.4: responder side of rekeys waiting for IKE_FOLLOWUP_KE, by link data
         self.followups: dict[bytes, Task] = {}
+
+    @property
+    def prf_id(self) -> int:
+        """The PRF of this IKE SA (RFC 7296 §2.13), once IKE_SA_INIT has chosen the algorithms."""
+        assert self.algorithms is not None, "the IKE SA's PRF is used before IKE_SA_INIT chose it"
+        return _prf_and_encr(self.algorithms)[0]
 
     @property
     def mid_in(self) -> int:
@@ -127,7 +141,7 @@ class IkeSA:
     def our_spi(self) -> bytes:
         return self.spi_i if self.is_initiator else self.spi_r
 
-    def trace_note(self, now: float, what: str, **fields) -> None:
+    def trace_note(self, now: float, what: str, **fields: object) -> None:
         self.endpoint.trace(now, "note", ike_sa=self.unique_id, what=what, **fields)
 
     def set_state(self, state: IkeState, now: float) -> None:
@@ -136,13 +150,12 @@ class IkeSA:
                                 old=self.state.value, new=state.value)
             self.state = state
 
-    def set_algorithms(self, chosen: ChosenAlgorithms, shared: bytes, keys=None) -> None:
+    def set_algorithms(self, chosen: ChosenAlgorithms, shared: bytes, keys: IkeSaKeys | None = None) -> None:
         self.algorithms = chosen
-        if chosen.encr is None or chosen.prf is None:
-            raise ExchangeFailed("chosen IKE proposal lacks encryption or PRF")
+        prf_id, encr_id = _prf_and_encr(chosen)
         try:
-            self.cipher = SkCipher(chosen.encr, chosen.encr_key_length, chosen.integ or 0)
-            self.keys = keys or derive_ike_sa_keys(chosen.prf, chosen.encr, chosen.encr_key_length, chosen.integ or 0,
+            self.cipher = SkCipher(encr_id, chosen.encr_key_length, chosen.integ or 0)
+            self.keys = keys or derive_ike_sa_keys(prf_id, encr_id, chosen.encr_key_length, chosen.integ or 0,
                                                    shared, self.nonce_i, self.nonce_r, self.spi_i, self.spi_r)
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.NO_PROPOSAL_CHOSEN) from None
@@ -153,9 +166,10 @@ class IkeSA:
         with Ni | Nr | SPIi | SPIr, as at an IKE SA rekey (strongSwan keymat_v2 with its own SK_d).
         `deferred` (the responder): they apply from the next request on (`apply_next_keys`)."""
         assert self.algorithms is not None and self.keys is not None
+        prf_id, encr_id = _prf_and_encr(self.algorithms)
         chosen = self.algorithms
         try:
-            keys = derive_rekeyed_ike_sa_keys(chosen.prf, self.keys.sk_d, chosen.prf, chosen.encr,
+            keys = derive_rekeyed_ike_sa_keys(prf_id, self.keys.sk_d, prf_id, encr_id,
                                               chosen.encr_key_length, chosen.integ or 0, shared, self.nonce_i,
                                               self.nonce_r, self.spi_i, self.spi_r)
         except CryptoError as err:
@@ -177,7 +191,7 @@ class IkeSA:
         for a request (the initiator's), IntAuth_rN likewise with SK_pr for a response, under the
         keys that protect the message."""
         assert self.algorithms is not None and self.keys is not None
-        prf = get_prf(self.algorithms.prf)
+        prf = get_prf(self.prf_id)
         if request:
             self.int_auth_i = prf.prf(self.keys.sk_pi, self.int_auth_i + data)
         else:
@@ -193,11 +207,13 @@ class IkeSA:
     @property
     def keys_out(self) -> DirectionKeys:
         k = self.keys
+        assert k is not None, "IKE SA keys are used before IKE_SA_INIT derived them"
         return DirectionKeys(k.sk_ei, k.sk_ai) if self.is_initiator else DirectionKeys(k.sk_er, k.sk_ar)
 
     @property
     def keys_in(self) -> DirectionKeys:
         k = self.keys
+        assert k is not None, "IKE SA keys are used before IKE_SA_INIT derived them"
         return DirectionKeys(k.sk_er, k.sk_ar) if self.is_initiator else DirectionKeys(k.sk_ei, k.sk_ai)
 
     def check_returned_proposal(self, sa: pl.SA, offered: list[pl.Proposal], protocol: int) -> ChosenAlgorithms:
@@ -223,6 +239,24 @@ class IkeSA:
 
     # ------------------------------------------------------------ established
 
+    @property
+    def virtual_ip(self) -> str | None:
+        """The first virtual IP the peer gave us (strongSwan's PLUTO_MY_SOURCEIP), or None."""
+        return self.virtual_ips[0] if self.virtual_ips else None
+
+    @virtual_ip.setter
+    def virtual_ip(self, address: str | None) -> None:
+        self.virtual_ips = [address] if address else []
+
+    @property
+    def assigned_ip(self) -> str | None:
+        """The first virtual IP we gave the peer, or None."""
+        return self.assigned_ips[0] if self.assigned_ips else None
+
+    @assigned_ip.setter
+    def assigned_ip(self, address: str | None) -> None:
+        self.assigned_ips = [address] if address else []
+
     def established(self, now: float) -> None:
         self.destroy_at = None
         self.set_state(IkeState.ESTABLISHED, now)
@@ -231,7 +265,8 @@ class IkeSA:
         self.ipsec_path = IpsecPath(self.local, self.remote, self.nat_detected)
         self.endpoint.emit(IkeSaUp(self.unique_id, self.config.name, self.local, self.remote, self.spi_i, self.spi_r,
                                    str(self.local_id), str(self.remote_id), str(self.algorithms),
-                                   self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike))
+                                   self.local_behind_nat, self.remote_behind_nat, self.virtual_ip, self.mobike,
+                                   tuple(self.virtual_ips)))
 
     def schedule_ike_lifetime(self, now: float) -> None:
         conf = self.config
@@ -243,29 +278,33 @@ class IkeSA:
     # ------------------------------------------------------------ children
 
     def child_local_ts(self, child: ChildConfig) -> list[pl.TrafficSelector]:
-        if self.config.vips and self.virtual_ip is None:
-            # a virtual IP is asked for and not known yet: offer any address, the responder narrows
+        if self.config.vips and not self.virtual_ips:
+            # virtual IPs are asked for and not known yet: offer any address of each family asked
+            # for (0.0.0.0/0, ::/0), the responder narrows (RFC 7296 §3.15.3; strongSwan's child_create)
+            families = sorted({ipaddress.ip_address(v).version for v in self.config.vips})
             out = []
             for ts in child.local_ts:
                 if isinstance(ts, DynamicTrafficSelector):
-                    out.append(pl.TrafficSelector(ipaddress.IPv4Address(0), ipaddress.IPv4Address(2**32 - 1),
-                                                  ts.ip_protocol, ts.start_port, ts.end_port))
+                    for version in families:
+                        any_net = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
+                        out.append(pl.TrafficSelector(any_net.network_address, any_net.broadcast_address,
+                                                      ts.ip_protocol, ts.start_port, ts.end_port))
                 else:
                     out.append(ts)
             return out
-        return child.local_selectors(self.virtual_ip or self.local[0])
+        return child.local_selectors(self.virtual_ips or self.local[0])
 
     def child_remote_ts(self, child: ChildConfig) -> list[pl.TrafficSelector]:
-        return child.remote_selectors(self.assigned_ip or self.remote[0])
+        return child.remote_selectors(self.assigned_ips or self.remote[0])
 
     def child_proposals(self, child: ChildConfig, spi: bytes, pfs: bool) -> list[pl.Proposal]:
         out = []
         for p in child.ipsec_proposals:
             # RFC 9370 §2.2.4: additional key exchanges run only in CREATE_CHILD_SA (IKE_FOLLOWUP_KE), never in
-            # IKE_AUTH; a peer that never said INTERMEDIATE_EXCHANGE_SUPPORTED knows none (RFC 9242 §3.1)
+            # IKE_AUTH. They go as configured even to a peer that did not announce IKE_INTERMEDIATE: one that does
+            # not know the transform types rejects the proposal (RFC 7296 §3.3.6); leaving them out would not
             transforms = [t for t in p.transforms
-                          if (pfs or t.transform_type != TransformType.DH)
-                          and ((pfs and self.peer_intermediate) or not 6 <= int(t.transform_type) <= 12)]
+                          if pfs or (t.transform_type != TransformType.DH and not 6 <= int(t.transform_type) <= 12)]
             out.append(pl.Proposal(p.number, p.protocol_id, spi, transforms))
         return out
 
@@ -277,13 +316,14 @@ class IkeSA:
 
     def make_child(self, config: ChildConfig, spi_in: bytes, spi_out: bytes, chosen: ChosenAlgorithms,
                    nonce_i: bytes, nonce_r: bytes, shared: bytes | None, we_are_exchange_initiator: bool,
-                   mode: str, local_ts: list, remote_ts: list, now: float, rekeyed: ChildSA | None,
+                   mode: str, local_ts: list[pl.TrafficSelector], remote_ts: list[pl.TrafficSelector], now: float,
+                   rekeyed: ChildSA | None,
                    originals: tuple[str | None, str | None] = (None, None),
                    additional: tuple[bytes, ...] = ()) -> ChildSA:
         assert self.algorithms is not None and self.keys is not None
         try:
-            # RFC 9370 §2.2.4: KEYMAT from g^ir (new) and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
-            keys = derive_child_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.encr, chosen.encr_key_length,
+            # RFC 9370 §2.2.4: KEYMAT from g^ir (new), the nonces and the IKE_FOLLOWUP_KE secrets SK(1) .. SK(n)
+            keys = derive_child_sa_keys(self.prf_id, self.keys.sk_d, chosen.encr, chosen.encr_key_length,
                                         chosen.integ or 0, nonce_i, nonce_r, shared, additional)
         except CryptoError as err:
             raise ExchangeFailed(str(err), NotifyType.NO_PROPOSAL_CHOSEN) from None
@@ -325,7 +365,9 @@ class IkeSA:
         mode = "transport" if transport and config.mode == ChildMode.TRANSPORT else "tunnel"
         if config.mode == ChildMode.TRANSPORT and not transport:
             raise ExchangeFailed("responder refused transport mode")
-        got_i, got_r, originals = list(tsi.selectors), list(tsr.selectors), (None, None)
+        got_i: Sequence[pl.TrafficSelector | pl.RawTrafficSelector] = list(tsi.selectors)
+        got_r: Sequence[pl.TrafficSelector | pl.RawTrafficSelector] = list(tsr.selectors)
+        originals: tuple[str | None, str | None] = (None, None)
         if mode == "transport" and self.nat_detected:
             # RFC 7296 §2.23.1, initiator: keep the selectors as received, then substitute the
             # NATed side's address before using them for anything else (the narrowing check too)
@@ -338,7 +380,7 @@ class IkeSA:
             # RFC 7296 §2.9: the responder may only narrow
             raise ExchangeFailed("responder's traffic selectors are not within ours")
         return self.make_child(config, spi_in, chosen.spi, chosen, nonce_i, nonce_r, shared, True, mode,
-                               got_i, got_r, now, rekeyed, originals=originals, additional=additional)
+                               parsed(got_i), parsed(got_r), now, rekeyed, originals=originals, additional=additional)
 
     def find_child(self, spi: bytes, inbound: bool) -> ChildSA | None:
         for child in self.children:
@@ -428,7 +470,7 @@ class IkeSA:
         for child in self.children:
             new.children.append(child)
         self.children = []
-        new.virtual_ip, new.assigned_ip = self.virtual_ip, self.assigned_ip
+        new.virtual_ips, new.assigned_ips = list(self.virtual_ips), list(self.assigned_ips)
         new.radius_framed_ip, new.radius_classes, new.radius_server = (self.radius_framed_ip, self.radius_classes,
                                                                        self.radius_server)
         self.endpoint.emit(IkeSaRekeyed(self.unique_id, new.unique_id, new.spi_i, new.spi_r))
@@ -449,7 +491,8 @@ class IkeSA:
         new.peer_addresses = list(self.peer_addresses)
         new.peer_intermediate = self.peer_intermediate
         new.ipsec_path = self.ipsec_path
-        keys = derive_rekeyed_ike_sa_keys(self.algorithms.prf, self.keys.sk_d, chosen.prf, chosen.encr,
+        new_prf, new_encr = _prf_and_encr(chosen)
+        keys = derive_rekeyed_ike_sa_keys(self.prf_id, self.keys.sk_d, new_prf, new_encr,
                                           chosen.encr_key_length, chosen.integ or 0, shared, nonce_i, nonce_r,
                                           spi_i, spi_r, additional)
         new.set_algorithms(chosen, shared, keys)

@@ -150,7 +150,9 @@ def _expect_field(f: Fields, out: dict[str, Any]) -> None:
 class CmdCheck(CheckKind):
     name = "cmd"
     does = "the command's output matches (like strongSwan's evaltest.dat)"
-    fields = (Field("node", "any node", required=True), Field("cmd", required=True), Field("match", "a regex"),
+    fields = (Field("node", "any node", required=True),
+              Field("cmd", "a shell command; `$SCENARIO_DIR` is the scenario's folder", required=True),
+              Field("match", "a regex"),
               Field("expect", "`YES`, `NO` or a count", "YES"))
     node_pool = "nodes"
 

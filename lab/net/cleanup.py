@@ -75,12 +75,13 @@ def describe_pid(pid: int) -> str:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return f"pid {pid}"
-    text = " ".join(a.decode(errors="replace") for a in argv if a)
+    text = " ".join(" ".join(a.decode(errors="replace") for a in argv if a).split())  # `python -c` code on one line
     try:  # a daemon that renamed itself (ocserv's ocserv-main, ocserv-sm) is named as ps shows it
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         comm = ""
-    if comm and argv and not os.path.basename(argv[0].decode(errors="replace")).startswith(comm):
+    if comm and argv and not text.startswith(comm) and not os.path.basename(
+            argv[0].decode(errors="replace")).startswith(comm):  # nginx's title already starts with its name
         text = f"{comm}: {text}"
     return f"pid {pid} ({text[:80]})" if text else f"pid {pid}"
 

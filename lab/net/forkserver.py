@@ -20,6 +20,24 @@ lab.net.cleanup finds them in the nodes' namespaces after a crash; the server is
 
     server = ForkServer(log=path).start()          # None (and .reason) if it could not start
     proc = server.spawn(node.pid, argv, env, cwd, log_fd)   # a Popen-like ForkedProcess
+
+A gateway host (ForkServer(threads=True), off unless asked: Lab(gateway_threads=True) or
+IPSEC_LAB_GATEWAY_THREADS=1):
+one process, forked once from the server, runs every gateway of the lab in a thread of its own.
+Each thread enters its node's network namespace (setns acts on the calling thread alone), so the
+sockets, TUN device and commands (`ip`, updown scripts) it makes are that node's; the host's
+pages, shared or written, are paid for once instead of once per gateway (a forked gateway
+writes about 10 MB of shared pages, mostly CPython's reference counts). What a hosted gateway
+gives up: a PID of its own (its `pid` is the host's, shared), real signals (SIGTERM and SIGINT
+are requests to the host, which stops it as the signal would; SIGKILL stops it with no goodbye
+to its peers, but its TUN device, routes and sockets are removed as on SIGTERM; a thread cannot
+be frozen or killed), crash isolation (a fault that ends the process ends every gateway in it;
+an exception ends only its thread, as it would end its process) and a core of its own (the
+threads share one interpreter lock), and the node's mount namespace (a thread cannot enter one:
+a hosted gateway and the commands it runs see the lab's file system, not the node's private
+/var/run, which only charon uses). Its log, control socket, trace and exit status are its own,
+as for a forked gateway. The host ends its gateways (as on SIGTERM) and itself when the
+lab closes its socket, ends, or sends it SIGTERM; it is in the lab's record like the server.
 """
 from __future__ import annotations
 
@@ -131,16 +149,55 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
-class ForkServer:
-    """The lab's end of a fork server. `start()` returns self, or None with `reason` set."""
+class HostedGateway(ForkedProcess):
+    """A gateway running as a thread of the lab's gateway host, Popen-like as a ForkedProcess:
+    `pid` is the host's; a signal is a request to the host (see the module's docstring)."""
 
-    def __init__(self, log: str | Path | None = None, start_timeout: float = 60.0) -> None:
+    def __init__(self, pid: int, conn: socket.socket, args: list[str]) -> None:
+        super().__init__(pid, -1, conn, args)
+        self._pidfd = None
+
+    def _collect(self, timeout: float | None) -> None:
+        with self._lock:
+            if self.returncode is not None:
+                return
+            if self._conn is not None and not select.select([self._conn], [], [], timeout)[0]:
+                return
+            try:
+                data = self._conn.recv(4096) if self._conn is not None else b""
+            except OSError:
+                data = b""
+            self._done(int(json.loads(data)["exit"]) if data else 255)  # no answer: the host is gone
+
+    def send_signal(self, sig: int) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.send(json.dumps({"signal": int(sig)}).encode())
+            except OSError:
+                pass
+
+
+class ForkServer:
+    """The lab's end of a fork server. `start()` returns self, or None with `reason` set. With
+    `threads`, spawn() runs gateways as threads of one gateway host (`track` is told of its
+    process), and forks them as usual if the host cannot start."""
+
+    def __init__(self, log: str | Path | None = None, start_timeout: float = 60.0, *, threads: bool = False,
+                 track: Any = None) -> None:
         self.log = Path(log) if log else None
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
         self.reason = ""
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
+        self.threads = threads
+        self.host_process: ForkedProcess | None = None
+        self.host_unavailable = ""  # why gateways are forked instead ("": not known yet)
+        self._track = track
+        self._host_sock: socket.socket | None = None
+        self._host_lock = threading.Lock()
 
     @property
     def argv(self) -> list[str]:
@@ -190,31 +247,97 @@ class ForkServer:
             raise ForkServerError(f"the fork server runs only `python -m {MODULE} ...`, not {argv[:3]}")
         if not self.running:
             raise ForkServerError("the fork server is not running")
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        request = json.dumps({"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env,
-                              "cwd": cwd}).encode()
-        try:
-            with self._lock:
-                socket.send_fds(self._sock, [request], [theirs.fileno(), log_fd])
-        except OSError as err:
-            mine.close()
-            raise ForkServerError(f"the fork server does not take requests: {err}") from None
-        finally:
-            theirs.close()
-        if not select.select([mine], [], [], timeout)[0]:
-            mine.close()
-            raise ForkServerError(f"the fork server did not answer within {timeout:g} s")
-        data, fds, _flags, _addr = socket.recv_fds(mine, 65536, 1)
-        answer = json.loads(data) if data else {"error": "the fork server ended"}
-        if "pid" not in answer:
+        request = {"node": node_pid, "module": argv[2], "args": argv[3:], "argv": argv, "env": env, "cwd": cwd}
+        if self.threads and argv[3:4] == ["daemon"]:
+            hosted = self._spawn_hosted(request, log_fd, timeout)
+            if hosted is not None:
+                return hosted
+        answer, fds, mine = self._ask(self._sock, self._lock, "the fork server", request, [log_fd], timeout)
+        if "pid" not in answer or not fds:
             mine.close()
             for fd in fds:
                 os.close(fd)
             raise ForkServerError(answer.get("error", "no answer"))
         return ForkedProcess(int(answer["pid"]), fds[0], mine, list(argv))
 
+    @staticmethod
+    def _ask(sock: socket.socket | None, lock: threading.Lock, who: str, request: dict, fds: list[int],
+             timeout: float) -> tuple[dict, list[int], socket.socket]:
+        """Send `request` with a new socket pair's end and `fds`; the answer, the descriptors that
+        came with it, and our end of the pair (on which the exit status comes later)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            if sock is None:
+                raise OSError("it is not running")
+            with lock:
+                socket.send_fds(sock, [json.dumps(request).encode()], [theirs.fileno(), *fds])
+        except OSError as err:
+            mine.close()
+            raise ForkServerError(f"{who} does not take requests: {err}") from None
+        finally:
+            theirs.close()
+        if not select.select([mine], [], [], timeout)[0]:
+            mine.close()
+            raise ForkServerError(f"{who} did not answer within {timeout:g} s")
+        data, got, _flags, _addr = socket.recv_fds(mine, 65536, 1)
+        return (json.loads(data) if data else {"error": f"{who} ended"}), got, mine
+
+    def _spawn_hosted(self, request: dict, log_fd: int, timeout: float) -> HostedGateway | None:
+        """The gateway as a thread of the gateway host (started the first time); None if there is
+        no host (it is forked instead)."""
+        with self._host_lock:
+            if self._host_sock is None and not self.host_unavailable:
+                self._start_host(timeout)
+            sock = self._host_sock
+        if sock is None:
+            return None
+        answer, fds, mine = self._ask(sock, self._lock, "the gateway host", request, [log_fd], timeout)
+        for fd in fds:
+            os.close(fd)
+        if "pid" in answer:
+            return HostedGateway(int(answer["pid"]), mine, list(request["argv"]))
+        mine.close()
+        raise ForkServerError(answer.get("error", "no answer"))
+
+    def _start_host(self, timeout: float) -> None:
+        requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-m", "lab.net.forkserver", "--gateway-host"]
+        out = os.open(self.log if self.log else os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            answer, fds, mine = self._ask(self._sock, self._lock, "the fork server",
+                                          {"host": True, "node": 0, "argv": argv, "env": dict(os.environ),
+                                           "cwd": str(REPO)}, [out, theirs.fileno()], timeout)
+        except ForkServerError as err:
+            requests.close()
+            self.host_unavailable = str(err)
+            return
+        finally:
+            os.close(out)
+            theirs.close()
+        if "pid" not in answer or not fds:
+            requests.close()
+            mine.close()
+            self.host_unavailable = answer.get("error", "no answer")
+            return
+        self.host_process = ForkedProcess(int(answer["pid"]), fds[0], mine, argv)
+        self._host_sock = requests
+        if self._track is not None:
+            self._track(self.host_process, argv)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """End the server (not the gateways: the lab stops those)."""
+        """End the server (not the gateways it forked: the lab stops those) and the gateway host
+        (which stops the gateways it still runs, as SIGTERM would)."""
+        with self._host_lock:
+            host_sock, self._host_sock = self._host_sock, None
+            self.host_unavailable = self.host_unavailable or "the fork server stopped"
+        if host_sock is not None:
+            host_sock.close()  # end of file: the host stops its gateways and ends
+        if self.host_process is not None:
+            try:
+                self.host_process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.host_process.kill()
+                self.host_process.wait(5)
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()  # end of file: the server stops
@@ -232,6 +355,11 @@ class ForkServer:
 def enabled() -> bool:
     """IPSEC_LAB_FORK=0 starts every gateway as a fresh process, as before the fork server."""
     return os.environ.get("IPSEC_LAB_FORK", "1").strip() not in ("0", "no", "false", "off")
+
+
+def threads_enabled() -> bool:
+    """IPSEC_LAB_GATEWAY_THREADS=1 runs our gateways as threads of one gateway host (off by default)."""
+    return os.environ.get("IPSEC_LAB_GATEWAY_THREADS", "0").strip() in ("1", "yes", "true", "on")
 
 
 # ------------------------------------------------------------------ the server
@@ -266,8 +394,9 @@ def set_command_line(argv: list[str]) -> None:
     ctypes.memmove(start, text.ljust(end - start, b"\0"), end - start)
 
 
-def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
-    """In the forked child: become the gateway, then exit (never returns)."""
+def _child(request: dict, log_fd: int, report: int, inherited: list, host_fd: int = -1) -> None:
+    """In the forked child: become the gateway (or, with `host_fd`, the gateway host), then exit
+    (never returns)."""
     code = 1
     try:
         for thing in inherited:  # the server's sockets and pidfds: only the server holds them
@@ -277,7 +406,8 @@ def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        enter_namespaces(request["node"])
+        if host_fd < 0:
+            enter_namespaces(request["node"])
         os.chdir(request["cwd"])
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -291,26 +421,22 @@ def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
         import importlib
 
         atexit._clear()
-        # `python -m MODULE ARGS` is `sys.exit(MODULE.main())` with sys.argv[1:] = ARGS; the module
-        # (lab.cli) is imported here already, its pages shared
-        module = importlib.import_module(request["module"])
-        sys.argv = [module.__file__, *request["args"]]
-        set_command_line(request["argv"])
-        os.write(report, b"ok")
-        os.close(report)
-        report = -1
-        code = 0
-        try:
-            code = module.main()
-        except SystemExit as end:
-            code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
-            if not isinstance(end.code, (int, type(None))):
-                print(end.code, file=sys.stderr)
-        except BaseException:  # what `python -m` does with an exception nobody caught
-            import traceback
-
-            traceback.print_exc()
-            code = 1
+        if host_fd >= 0:
+            set_command_line(request["argv"])
+            os.write(report, b"ok")
+            os.close(report)
+            report = -1
+            code = serve_gateways(socket.socket(fileno=host_fd))
+        else:
+            # `python -m MODULE ARGS` is `sys.exit(MODULE.main())` with sys.argv[1:] = ARGS; the module
+            # (lab.cli) is imported here already, its pages shared
+            module = importlib.import_module(request["module"])
+            sys.argv = [module.__file__, *request["args"]]
+            set_command_line(request["argv"])
+            os.write(report, b"ok")
+            os.close(report)
+            report = -1
+            code = _run_main(module, None)
         atexit._run_exitfuncs()
     except BaseException as err:  # whatever happens, the child must not return
         if report >= 0:
@@ -328,6 +454,165 @@ def _child(request: dict, log_fd: int, report: int, inherited: list) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+
+
+def _run_main(module: Any, args: list[str] | None) -> int:
+    """`module.main(args)` as `python -m` runs it: its exit status, whatever it raises."""
+    try:
+        code = module.main(args) if args is not None else module.main()
+    except SystemExit as end:
+        code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+        if not isinstance(end.code, (int, type(None))):
+            print(end.code, file=sys.stderr)
+    except BaseException:  # what `python -m` does with an exception nobody caught
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    return code if isinstance(code, int) else 1
+
+
+class _ThreadOutput:
+    """sys.stdout or sys.stderr of a gateway host: what a gateway's thread writes goes to that
+    gateway's log; anything else to the host's own output."""
+
+    def __init__(self, default: Any, streams: dict[int, Any]) -> None:
+        self._default, self._streams = default, streams
+
+    def _target(self) -> Any:
+        return self._streams.get(threading.get_ident(), self._default)
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
+def serve_gateways(requests: socket.socket) -> int:
+    """The gateway host: a thread for each gateway asked for on `requests` (as the server is
+    asked to fork one), and a signal sent to one passed to its gateway (lab.daemon.gateway's
+    signal_thread). Ends, having stopped its gateways as SIGTERM does, when the lab closes
+    `requests` or ends, or on SIGTERM."""
+    import resource
+    import selectors
+
+    from lab.daemon.gateway import signal_thread
+
+    # a gateway holds a dozen descriptors (sockets, TUN device, log, trace): a hundred pass 1024,
+    # the usual soft limit, and select()'s
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    streams: dict[int, Any] = {}
+    sys.stdout = _ThreadOutput(sys.stdout, streams)
+    sys.stderr = _ThreadOutput(sys.stderr, streams)
+    gateways: dict[socket.socket, threading.Thread] = {}  # connection -> the gateway's thread
+
+    def stop(_signum: int = 0, _frame: object = None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a signal may land in a gateway's thread; this wakes the main thread's select to run the handler
+    wake_r, wake_w = socket.socketpair()
+    wake_w.setblocking(False)
+    signal.set_wakeup_fd(wake_w.fileno())
+    watched = selectors.DefaultSelector()
+    watched.register(requests, selectors.EVENT_READ)
+    watched.register(wake_r, selectors.EVENT_READ)
+    try:
+        while True:
+            for key, _events in watched.select():
+                ready = key.fileobj
+                if ready is wake_r:
+                    wake_r.recv(4096)
+                    continue
+                if ready is requests:
+                    data, fds, _flags, _addr = socket.recv_fds(requests, 65536, 2)
+                    if not data:
+                        return 0  # the lab closed its end or ended
+                    if len(fds) != 2:
+                        for fd in fds:
+                            os.close(fd)
+                        continue
+                    conn = socket.socket(fileno=fds[0])
+                    thread = threading.Thread(target=_hosted_gateway, args=(json.loads(data), conn, fds[1], streams),
+                                              daemon=True)
+                    thread.start()
+                    gateways[conn] = thread
+                    watched.register(conn, selectors.EVENT_READ)
+                    continue
+                assert isinstance(ready, socket.socket)
+                try:
+                    data = ready.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:  # the lab took the exit status, or is gone
+                    del gateways[ready]
+                    watched.unregister(ready)
+                    ready.close()
+                    continue
+                signum = json.loads(data).get("signal")
+                if isinstance(signum, int) and gateways[ready].ident is not None:
+                    signal_thread(gateways[ready].ident, signum)
+    except SystemExit:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        running = [thread for thread in gateways.values() if thread.is_alive()]
+        for thread in running:
+            if thread.ident is not None:
+                signal_thread(thread.ident, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _hosted_gateway(request: dict, conn: socket.socket, log_fd: int, streams: dict[int, Any]) -> None:
+    """A gateway host's thread: into the node's network namespace, then `lab.cli daemon ...`
+    with its output in its log; its exit status to the lab at the end."""
+    import importlib
+
+    from lab.daemon.gateway import forget_thread
+
+    ident = threading.get_ident()
+    log = None
+    answered = False
+    code = 1
+    try:
+        try:
+            if request.get("args", [])[:1] != ["daemon"]:
+                raise ForkServerError("a gateway host runs only `lab.cli daemon ...`")
+            # the network namespace only: a thread of a process cannot enter a mount namespace
+            _setns(f"/proc/{int(request['node'])}/ns/net", CLONE_NEWNET)  # this thread's alone
+            log = open(log_fd, "w", encoding="utf-8", errors="replace", buffering=1, closefd=True)
+            log_fd = -1
+        except (OSError, ValueError, ForkServerError) as err:
+            conn.send(json.dumps({"error": f"{type(err).__name__}: {err}"}).encode())
+            return
+        streams[ident] = log
+        conn.send(json.dumps({"pid": os.getpid()}).encode())
+        answered = True
+        code = _run_main(importlib.import_module(request["module"]), list(request["args"]))
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        forget_thread(ident)
+        streams.pop(ident, None)
+        if log is not None:
+            log.close()
+        elif log_fd >= 0:
+            os.close(log_fd)
+        if answered:
+            try:
+                conn.send(json.dumps({"exit": code if 0 <= code < 256 else 1}).encode())
+            except OSError:
+                pass
 
 
 def _warm() -> None:
@@ -382,7 +667,7 @@ def serve(sock: socket.socket) -> None:
             readable = select.select([sock, *children], [], [])[0]
             for ready in readable:
                 if ready is sock:
-                    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+                    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 3)
                     if not data:
                         return  # the lab closed its end or ended
                     _fork(json.loads(data), fds, sock, children)
@@ -404,18 +689,21 @@ def serve(sock: socket.socket) -> None:
 
 
 def _fork(request: dict, fds: list[int], sock: socket.socket, children: dict) -> None:
-    if len(fds) != 2:
+    if len(fds) != (3 if request.get("host") else 2):
         for fd in fds:
             os.close(fd)
         return
     conn, log_fd = socket.socket(fileno=fds[0]), fds[1]
+    host_fd = fds[2] if len(fds) == 3 else -1  # the gateway host's requests
     report_r, report_w = os.pipe()
     inherited = [sock, report_r, *children, *(c for _pid, c in children.values()), conn]
     pid = os.fork()
     if pid == 0:
-        _child(request, log_fd, report_w, inherited)
+        _child(request, log_fd, report_w, inherited, host_fd)
     os.close(report_w)
     os.close(log_fd)
+    if host_fd >= 0:
+        os.close(host_fd)
     said = b""
     while True:
         chunk = os.read(report_r, 4096)  # "ok", or why the child could not start; ends when it closes

@@ -247,5 +247,5 @@ def _ike_info(sa: dict[str, Any]) -> IkeSaInfo:
         spi_r=sa["spi_r"], local_host=local[0], local_port=local[1], remote_host=remote[0], remote_port=remote[1],
         local_id=sa["local_id"], remote_id=sa["remote_id"] or "", nat_local=sa["nat"]["local"],
         nat_remote=sa["nat"]["remote"], algorithms=sa["algorithms"] or "",
-        local_vips=(sa["virtual_ip"],) if sa.get("virtual_ip") else (),
-        remote_vips=(sa["assigned_ip"],) if sa.get("assigned_ip") else (), children=tuple(children))
+        local_vips=tuple(sa.get("virtual_ips", ())), remote_vips=tuple(sa.get("assigned_ips", ())),
+        children=tuple(children))

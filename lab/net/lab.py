@@ -41,7 +41,8 @@ def require_root(what: str = "the lab") -> None:
 
 class Lab:
     def __init__(self, topo: LabTopo, workdir: str | Path | None = None, name: str = "", *,
-                 say: Callable[[str], None] | None = None, lock_wait: bool = True, fork: bool | None = None) -> None:
+                 say: Callable[[str], None] | None = None, lock_wait: bool = True, fork: bool | None = None,
+                 gateway_threads: bool | None = None) -> None:
         self.topo = topo
         self.workdir = Path(workdir).absolute() if workdir is not None else None
         self.name = name or topo.name
@@ -57,6 +58,8 @@ class Lab:
         self.software: dict[str, str] = {}
         # our gateways forked from a fork server (lab.net.forkserver); default: unless IPSEC_LAB_FORK=0
         self.fork = forkserver.enabled() if fork is None else fork
+        # our gateways as threads of one gateway host forked from it; default: only with IPSEC_LAB_GATEWAY_THREADS=1
+        self.gateway_threads = forkserver.threads_enabled() if gateway_threads is None else gateway_threads
         self.fork_server: forkserver.ForkServer | None = None
         self.fork_unavailable = ""  # why gateways start as fresh processes ("": not known yet)
         self._fork_lock = threading.Lock()
@@ -119,7 +122,8 @@ class Lab:
                 elif not self.fork:
                     self.fork_unavailable = "the fork server is turned off (IPSEC_LAB_FORK=0, or Lab(fork=False))"
                 else:
-                    server = forkserver.ForkServer()
+                    server = forkserver.ForkServer(
+                        threads=self.gateway_threads, track=lambda proc, argv: self._track("(gateway host)", proc, argv))
                     self.fork_server = server.start(popen=self._start_fork_server)
                     if self.fork_server is not None:
                         return self.fork_server

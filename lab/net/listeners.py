@@ -1,7 +1,9 @@
 """Plain TCP listeners as a service of a lab node (`services: {server: listeners}`): the
 company LAN's applications as a port scanner sees them. `hosts/<node>/ports` lists one TCP
-port a line (`# comments` allowed); one Python process in the node listens on each, accepts
-and closes, and the lab stops it at teardown."""
+port a line (`# comments` allowed); one Python process in the node listens on each. A
+connection that sends an HTTP request gets one line back naming the node, its address and the
+port (`server 10.2.0.10:80`), so that a request through a proxy shows which service it
+reached; any other connection (a scanner's connect) is closed. The lab stops it at teardown."""
 
 from __future__ import annotations
 
@@ -11,28 +13,59 @@ import time
 from pathlib import Path
 from typing import Any
 
-# accepts on every listed port and closes at once: enough for a scanner's connect
+# answers an HTTP request with "<node> <address>:<port>", closes anything else (a scanner's connect)
 SERVER = r"""
-import selectors, socket, sys
+import selectors, socket, sys, time
+name, ports = sys.argv[1], sys.argv[2:]
 sel = selectors.DefaultSelector()
-for port in sys.argv[1:]:
+for port in ports:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", int(port)))
     s.listen(16)
-    sel.register(s, selectors.EVENT_READ)
-print("listening on", " ".join(sys.argv[1:]), flush=True)
+    sel.register(s, selectors.EVENT_READ, "listen")
+print("listening on", " ".join(ports), flush=True)
 while True:
-    for key, _ in sel.select():
+    now = time.monotonic()
+    for key in list(sel.get_map().values()):
+        if key.data != "listen" and key.data[0] < now:  # a connection that said nothing for 5 s
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+    for key, _ in sel.select(1.0):
         try:
-            key.fileobj.accept()[0].close()
+            if key.data == "listen":
+                conn = key.fileobj.accept()[0]
+                conn.setblocking(False)
+                sel.register(conn, selectors.EVENT_READ, (time.monotonic() + 5, b""))
+                continue
+            conn, (deadline, seen) = key.fileobj, key.data
+            data = conn.recv(4096)
+            seen += data
+            if data and b"\r\n\r\n" not in seen and len(seen) < 8192:
+                sel.modify(conn, selectors.EVENT_READ, (deadline, seen))
+                continue
+            sel.unregister(conn)
+            if seen.split(b" ", 1)[0] in (b"GET", b"HEAD", b"POST") and b" HTTP/1." in seen.split(b"\r\n", 1)[0]:
+                address, port = conn.getsockname()[:2]
+                body = f"{name} {address}:{port}\n".encode()
+                conn.setblocking(True)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            conn.close()
         except OSError:
-            pass
+            if key.data != "listen":
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
 """
 
 
 class ListenersError(RuntimeError):
-    pass
+    """The ports file is wrong (with its `file` and `line`) or the listeners would not start."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
+        self.message, self.file, self.line = message, file, line
+        where = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
+        super().__init__(where + message)
 
 
 def parse_ports(text: str, where: str) -> list[int]:
@@ -42,10 +75,10 @@ def parse_ports(text: str, where: str) -> list[int]:
         if not line:
             continue
         if not line.isdigit() or not 1 <= int(line) <= 65535:
-            raise ListenersError(f"{where}:{number}: must be a TCP port from 1 to 65535, not {line!r}")
+            raise ListenersError(f"must be a TCP port from 1 to 65535, not {line!r}", where, number)
         ports.append(int(line))
     if not ports:
-        raise ListenersError(f"{where}: lists no port")
+        raise ListenersError("lists no port", where)
     return ports
 
 
@@ -69,7 +102,7 @@ class Listeners:
         out = open(self.log_path, "ab")
         try:
             start = getattr(self.node, "start_process", None) or self.node.popen
-            self.process = start([sys.executable, "-c", SERVER, *map(str, self.ports)],
+            self.process = start([sys.executable, "-c", SERVER, self.name, *map(str, self.ports)],
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         finally:
             out.close()

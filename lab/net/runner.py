@@ -26,9 +26,10 @@ from lab.runfolder import CheckResult, RunResult, StepResult
 from . import folder, world
 from .checks import CHECKS, Check
 from .lab import Lab, LabError
+from .listeners import ListenersError
+from .nginx import NginxError
 from .nodes import LabNode, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
-from .listeners import ListenersError
 from .radius import FreeRadiusError
 from .scenario import Scenario
 from .software import SERVICES, SOFTWARE
@@ -156,7 +157,7 @@ class Runner:
         except RunInterrupted as err:
             self.result.interrupted = str(err)
             self._teardown()
-        except (LabError, PeerError, NodeError, FreeRadiusError, ListenersError, OSError) as err:
+        except (LabError, PeerError, NodeError, FreeRadiusError, ListenersError, NginxError, OSError) as err:
             self.result.error = str(err)
             self._teardown()
         self.result.duration = round(time.monotonic() - t0, 1)
@@ -202,11 +203,11 @@ class Runner:
 
     def _shell_environment(self) -> None:
         """So that `gwa ipsec-lab ctl list-sas` and `gwb swanctl --list-sas` work in the
-        Mininet CLI (ipsec-lab up)."""
+        Mininet CLI (ipsec-lab up), and `cmd` checks may name the scenario's files by $SCENARIO_DIR."""
         assert self.lab is not None
         path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         for name, node in self.lab.nodes.items():
-            exports = {"PATH": path}
+            exports = {"PATH": path, "SCENARIO_DIR": str(Path(self.scenario.folder).absolute())}
             peer = self.peers.get(name)
             if peer is not None:
                 exports.update(peer.shell_exports())

@@ -62,6 +62,32 @@ def _openvpn(path: Path) -> None:
         raise ScenarioError(err.file, err.line, err.key or "", err.reason) from None
 
 
+def _ports(folder: Path) -> None:
+    """The listeners' ports file, one TCP port a line."""
+    from .listeners import ListenersError, parse_ports
+
+    path = folder / "ports"
+    try:
+        parse_ports(path.read_text(), str(path))
+    except ListenersError as err:
+        raise ScenarioError(err.file, err.line, "", err.message) from None
+
+
+def _nginx(folder: Path) -> None:
+    """nginx's server blocks as the lab will run them (`nginx -t`), nginx's complaint with file and line.
+    Without nginx installed nothing is checked here: the run then says what to install."""
+    import os
+
+    from .nginx import NGINX, NginxError, check_config
+
+    if not os.access(NGINX, os.X_OK):
+        return
+    try:
+        check_config(folder)
+    except NginxError as err:
+        raise ScenarioError(err.file or str(folder / "nginx.conf"), err.line, "", err.message) from None
+
+
 def _openconnect(path: Path) -> None:
     """ocserv's file (the gateway) or openconnect's (the client), with the files they name."""
     from lab.conf.ocserv import read_ocserv, read_openconnect
@@ -131,6 +157,7 @@ class Service:
     does: str                                   # one line for the reference
     runner: str                                 # "module:Class": (node, workdir, name), load(folder), start(), stop()
     files: tuple[str, ...]                      # what it reads from hosts/<node>/ (each required)
+    check_config: Callable[[Path], None] | None = None   # hosts/<node>/ checked before anything starts
 
     def make(self, node: Any, workdir: Path, name: str) -> Any:
         module, _, cls = self.runner.partition(":")
@@ -145,9 +172,15 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             "under `mods-enabled/`, `sites-enabled/` and `policy.d/` replace Debian's of that name (radius-mfa's "
             "EAP-GTC and TOTP check)",
             ".radius:FreeRadius", ("clients.conf", "users")),
-    Service("listeners", "TCP listeners", "plain TCP listeners, one Python process that accepts and closes on "
-            "each port `ports` lists (one a line): the LAN's applications as a port scanner sees them "
-            "(lateral-movement)", ".listeners:Listeners", ("ports",)),
+    Service("listeners", "TCP listeners", "plain TCP listeners, one Python process listening on each port "
+            "`ports` lists (one a line): the LAN's applications as a port scanner sees them (lateral-movement); "
+            "an HTTP request gets one line back naming the node, its address and the port "
+            "(`server 10.2.0.10:80`), any other connection is closed", ".listeners:Listeners", ("ports",), _ports),
+    Service("nginx", "nginx", "Debian's nginx, e.g. a TLS reverse proxy in front of one application "
+            "(lateral-movement): `nginx.conf` holds nginx's own `server { }` blocks, as a file of "
+            "/etc/nginx/sites-enabled/ would, put by the lab inside an `http { }` that keeps nginx's pid, logs and "
+            "temporary files in the run folder; relative paths in it (certificates, keys) are files of "
+            "hosts/<node>/; checked with `nginx -t` before the lab starts", ".nginx:Nginx", ("nginx.conf",), _nginx),
 )}
 
 

@@ -1,7 +1,8 @@
 """Figures of the alternatives to IPsec, from the packets lab.viz.vpns finds in captures:
 a ladder per VPN (its handshake or control channel as arrows, its data as bands per receiver
-index or peer id), one real data packet of each VPN beside ESP's (what an observer can read,
-offsets in octets), and their overhead and the largest inner packet beside ESP's forms.
+index, peer id, TLS connection or DTLS epoch), one real data packet of each VPN beside ESP's
+(what an observer can read, offsets in octets), and their overhead and the largest inner packet
+beside ESP's forms (OpenConnect's with the cipher its ServerHello chose).
 
     found = vpn_packets(capture)
     draw_vpn_ladder(capture, WIREGUARD, "figures/ladder-wireguard", found=found)
@@ -150,9 +151,11 @@ def vpn_layout(item: VpnPacket, source: str = "") -> Layout:
     segments = [Segment(0, ihl, "IP header", "ip")]
     if fmt.transport == "udp":
         segments.append(Segment(ihl, at, "UDP", "udp"))
-    else:
+    elif fmt.tcp_length_prefix:
         segments.append(Segment(ihl, at - 2, "TCP", "udp"))
         segments.append(Segment(at - 2, at, "length", "vpn"))
+    else:
+        segments.append(Segment(ihl, at, "TCP", "udp"))
     spans: dict[tuple[int, int], list] = {}
     for f in message.fields:   # fields that share octets (OpenVPN's opcode and key id) as one segment
         spans.setdefault((f.start, f.end), []).append(f)
@@ -181,9 +184,22 @@ def vpn_layout(item: VpnPacket, source: str = "") -> Layout:
         layout.notes.append("AES-256-GCM: the 16-octet tag comes before the ciphertext; it covers the opcode, peer "
                             "id and packet id (as associated data) and the ciphertext; GCM pads nothing, so the "
                             "inner packet's size shows")
-    if fmt.transport == "tcp":
+    elif fmt.key.startswith("openconnect") and tag is not None:
+        layout.authenticated = (at, at + message.length)
+        nonce = next((f for f in message.fields if f.name == "explicit nonce"), None)
+        inside = "a 1-octet packet type" if fmt.transport == "udp" else "the 8-octet CSTP header"
+        layout.notes.append(f"{fmt.algorithm}: the record header in clear and authenticated as associated data; "
+                            f"encrypted: {inside} and the inner packet"
+                            + (" and the real content type" if any(f.name == "content type (encrypted)"
+                                                                    for f in message.fields) else "")
+                            + ("; the 8-octet explicit nonce in clear" if nonce else "")
+                            + "; the 16-octet tag last; nothing padded, so the inner packet's size shows")
+    if fmt.transport == "tcp" and fmt.tcp_length_prefix:
         layout.notes.append("over TCP: a 2-octet length before each message; TCP's own header (with timestamps) "
                             "and its ACKs come on top")
+    elif fmt.transport == "tcp":
+        layout.notes.append("over TCP: TLS records one after the other in the stream; TCP's own header (with "
+                            "timestamps) and its ACKs come on top")
     return layout
 
 
@@ -195,10 +211,12 @@ def alone(item: VpnPacket) -> bool:
         item.offset + item.message.length == struct.unpack_from("!H", item.packet.data, 2)[0]
 
 
-def first_data(found: list[VpnPacket], fmt: VpnFormat) -> VpnPacket | None:
-    """The first data message of `fmt` that carries a packet and fills one captured packet alone."""
+def first_data(found: list[VpnPacket], fmt: VpnFormat, inner: int | None = None) -> VpnPacket | None:
+    """The first data message of `fmt` that carries a packet (of `inner` octets, if given and the
+    format shows it) and fills one captured packet alone."""
     for item in found:
-        if item.format.key == fmt.key and not item.message.handshake and not item.message.keepalive and alone(item):
+        if item.format.key == fmt.key and not item.message.handshake and not item.message.keepalive and alone(item) \
+                and (inner is None or item.message.ciphertext == inner):
             return item
     return None
 
@@ -213,16 +231,21 @@ def _first_esp(captures: list[CaptureAnalysis]) -> tuple[CaptureAnalysis, Packet
 
 
 def vpn_layouts(captures: list[CaptureAnalysis], found: dict[int, list[VpnPacket]] | None = None) -> list[Layout]:
-    """One real data packet of ESP (decrypted: the first ESP tunnel packet) and of each VPN format."""
+    """One real data packet of ESP (decrypted: the first ESP tunnel packet) and of each VPN format:
+    one with the same inner packet as ESP's where the capture has one (openconnect's first DTLS
+    packets are its path MTU probes, padded)."""
     layouts = []
     esp = _first_esp(captures)
+    same: int | None = None
     if esp is not None:
         capture, packet = esp
+        same = packet.inner.length if packet.inner is not None else None
         title = "ESP-in-UDP tunnel" if packet.ipsec is not None and packet.ipsec.encap else "ESP tunnel"
         layouts.append(packet_layout(packet, capture.keys, title, f"{capture.name}:{packet.frame}"))
     for fmt in FORMATS:
         for capture in captures:
-            item = first_data((found or {}).get(id(capture)) or vpn_packets(capture, [fmt]), fmt)
+            items = (found or {}).get(id(capture)) or vpn_packets(capture, [fmt])
+            item = first_data(items, fmt, same) or first_data(items, fmt)
             if item is not None:
                 layouts.append(vpn_layout(item, f"{capture.name}:{item.packet.frame}"))
                 break
@@ -242,11 +265,17 @@ def draw_vpn_layouts(captures: list[CaptureAnalysis], out: str | Path,
 
 # the IPsec forms the comparison shows: the lab's (ESP in UDP through a NAT box) and plain ESP
 IPSEC_ROWS = ("ESP-in-UDP tunnel, AES-GCM-128", "ESP tunnel, AES-GCM-128")
-ALGORITHMS = {"wireguard": "ChaCha20-Poly1305", "openvpn": "AES-256-GCM", "openvpn-tcp": "AES-256-GCM"}
 
 
 def _row_name(fmt: VpnFormat) -> str:
-    return f"{fmt.name}, {ALGORITHMS.get(fmt.key, '')}".rstrip(", ")
+    return f"{fmt.name}, {fmt.algorithm}".rstrip(", ")
+
+
+def configured(formats: list[VpnFormat], found: dict[int, list[VpnPacket]] | None,
+               captures: list[CaptureAnalysis]) -> list[VpnFormat]:
+    """The formats as the captures' handshakes set them up (the cipher OpenConnect's ServerHello chose)."""
+    every = [item for capture in captures for item in (found or {}).get(id(capture)) or vpn_packets(capture, formats)]
+    return [fmt.configured(every) for fmt in formats]
 
 
 def largest_vpn_inner(fmt: VpnFormat, path_mtu: int) -> int:
@@ -266,8 +295,9 @@ def vpn_observations(found: list[VpnPacket], capture: CaptureAnalysis) -> list[O
     nothing (OpenVPN with GCM), one whole message per captured packet. WireGuard pads to 16,
     so its inner size is not on the wire."""
     out = []
+    setup = {fmt.key: fmt for fmt in configured(formats_in(found), {id(capture): found}, [capture])}
     for item in found:
-        fmt, message = item.format, item.message
+        fmt, message = setup[item.format.key], item.message
         if fmt.pads or message.handshake or message.keepalive or message.ciphertext is None or item.offset is None:
             continue
         if fmt.payload_size(message.ciphertext)[0] != message.length or not alone(item):
@@ -279,7 +309,7 @@ def vpn_observations(found: list[VpnPacket], capture: CaptureAnalysis) -> list[O
 
 def vpn_mtu_model(captures: list[CaptureAnalysis], path_mtu: int = 1500, formats: list[VpnFormat] | None = None,
                   found: dict[int, list[VpnPacket]] | None = None, step: int = 1) -> MtuModel:
-    formats = list(FORMATS if formats is None else formats)
+    formats = configured(list(FORMATS if formats is None else formats), found, captures)
     sizes = list(range(40, max(1500, path_mtu) + 1, step))
     series: dict[str, list[int]] = {}
     largest: dict[str, int] = {}
@@ -303,8 +333,15 @@ def vpn_mtu_model(captures: list[CaptureAnalysis], path_mtu: int = 1500, formats
             "to 16 (hatched), so no captured packet shows its inner size; wireguard-go's interface MTU (1420 by "
             "default) sends nothing larger. Over TCP a larger packet is cut into TCP segments instead of IP "
             "fragments.")
-    return MtuModel(sizes, series, largest, path_mtu, seen, colors,
-                    "MTU and overhead: IPsec, WireGuard and OpenVPN on the same path", "the VPN", note)
+    if any(fmt.key.startswith("openconnect") for fmt in formats):
+        note += (" OpenConnect: the cipher its ServerHello chose in these captures; its tun device takes the MTU "
+                 "ocserv sends it: the lab's captures show inner packets of up to 1434 octets (what DTLS leaves of 1500), "
+                 "over TLS too.")
+    names = [f.name.split(" (")[0] for f in formats]
+    vpns = list(dict.fromkeys(n.split(" over ")[0].split(" DTLS")[0] for n in names))
+    title = "MTU and overhead: " + ", ".join(["IPsec", *vpns[:-1]]) + f" and {vpns[-1]} on the same path" \
+        if vpns else "MTU and overhead: IPsec"
+    return MtuModel(sizes, series, largest, path_mtu, seen, colors, title, "the VPN", note)
 
 
 def draw_vpn_mtu(captures: list[CaptureAnalysis], out: str | Path, path_mtu: int = 1500,
@@ -312,7 +349,8 @@ def draw_vpn_mtu(captures: list[CaptureAnalysis], out: str | Path, path_mtu: int
     model = vpn_mtu_model(captures, path_mtu, found=found)
     files = draw_mtu_model(model, out)
     parts = ", ".join(f"{name.split(',')[0]} {model.largest[name]}" for name in model.series)
-    caption = (f"MTU and overhead of IPsec, WireGuard and OpenVPN: the largest inner packet through a path MTU of "
+    what = model.title.split(" on the same path")[0].replace("overhead: ", "overhead of ")
+    caption = (f"{what}: the largest inner packet through a path MTU of "
                f"{path_mtu}: {parts}; {len(model.seen)} captured packets on their rows")
     return Figure(files, caption, model)
 

@@ -57,6 +57,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.runfolder import StepResult
+
 from .evidence import TRAFFIC_STEPS, DiagnoseError, Diagnosis, InstalledChild, Run, quote, selectors, ts_covers
 from .negotiation import negotiation
 
@@ -80,9 +82,9 @@ _MISSING = [(r"no connection has a child named '?([^'\s]+)'?", "child"),
 
 def _missing_name(run: Run) -> Diagnosis | None:
     failed = run.first_failed
-    if failed is None or failed.get("kind") not in ("initiate", "rekey", "terminate"):
+    if failed is None or failed.kind not in ("initiate", "rekey", "terminate"):
         return None
-    detail = str(failed.get("detail", ""))
+    detail = str(failed.detail)
     for pattern, what in _MISSING:  # noqa: B007 - `what` is read after the loop
         match = re.search(pattern, detail)
         if match:
@@ -90,7 +92,7 @@ def _missing_name(run: Run) -> Diagnosis | None:
     else:
         return None
     name = match.group(1)
-    args = run.step_args(failed["index"])
+    args = run.step_args(failed.index)
     node = args.get("node")
     conf = run.conf(node)
     if conf is None:
@@ -102,14 +104,14 @@ def _missing_name(run: Run) -> Diagnosis | None:
     places = ", ".join(f"{n} ({run.where(node, conf.child(n)[1].line if what == 'child' else conf.connections[n].line)})"
                        for n in have) or "none"
     sections = "children" if what == "child" else "connections"
-    paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
-                 f"{quote(detail, 200)}. The step names the {what} '{name}' ({what}: {name}, {run.step_line(failed['index'])}), "
+    paragraph = (f"The first thing that went wrong was {run.step_words(failed.index)}: "
+                 f"{quote(detail, 200)}. The step names the {what} '{name}' ({what}: {name}, {run.step_line(failed.index)}), "
                  f"but hosts/{node}/swanctl.conf has no {what} of that name: the {sections} "
                  f"it has are {places}. The {what}: of a step is the name of a section inside {key} of that node's "
-                 f"swanctl.conf. Fix: {what}: {have[0] if have else '...'} in {run.step_line(failed['index'])}, or "
+                 f"swanctl.conf. Fix: {what}: {have[0] if have else '...'} in {run.step_line(failed.index)}, or "
                  f"rename the section in hosts/{node}/swanctl.conf.")
     return Diagnosis("missing-name", f"the step names a {what} the configuration lacks", paragraph,
-                     failed["index"], failed.get("started"), [f"{node}: {quote(detail)}"])
+                     failed.index, failed.started, [f"{node}: {quote(detail)}"])
 
 
 # ------------------------------------------------------------------ nothing comes back
@@ -145,7 +147,7 @@ def _unanswered(run: Run) -> Diagnosis | None:
             return None
     tries = 1 + sum(1 for r in retransmits if r.get("node") == node and r.get("exchange") == exchange)
     peer = run.peer_of(node) if node else None
-    step = run.step_at(wall or 0) or (run.first_failed or {}).get("index")
+    step = run.step_at(wall or 0) or run.first_failed_index
     sent = [r for r in run.records if r.get("kind") == "message" and r.get("node") == node and r.get("dir") == "out"
             and r.get("exchange") == exchange and not r.get("response")]
     size = max((int(r.get("length", 0)) for r in sent), default=0)
@@ -293,11 +295,11 @@ def _what_drops_udp(run: Run, ports: list[str]) -> list[str]:
     """What in the scenario drops IKE's UDP on these ports: loss knobs that apply to IKE, and `run` steps
     with an iptables rule that drops or rejects UDP (to one of the ports, or to any)."""
     found = []
-    for entry in run.topology.get("nodes", []):
-        knobs = run.knobs(entry["name"])
+    for entry in run.topology.nodes:
+        knobs = run.knobs(entry.name)
         if knobs.get("impair", "all") in ("all", "ike"):
             if float(knobs.get("loss") or 0) >= 1.0:
-                found.append(f"loss: {knobs['loss']} (impair: {knobs.get('impair', 'all')}) on {entry['name']}, "
+                found.append(f"loss: {knobs['loss']} (impair: {knobs.get('impair', 'all')}) on {entry.name}, "
                              f"which drops every packet it applies to")
     for index, node, command in _drop_rules(run):
         words = command.split()
@@ -365,9 +367,9 @@ def _where_requests_stop(run: Run, exchange: str | None) -> dict[str, Any]:
 # ------------------------------------------------------------------ the tunnel is up, traffic is not
 
 
-def _traffic_step_failed(run: Run) -> dict | None:
+def _traffic_step_failed(run: Run) -> StepResult | None:
     failed = run.first_failed
-    if failed and failed.get("kind") in TRAFFIC_STEPS and failed.get("expect") != "fail":
+    if failed and failed.kind in TRAFFIC_STEPS and failed.expect != "fail":
         return failed
     return None
 
@@ -376,9 +378,9 @@ def _child_up(run: Run) -> bool:
     return bool(run.events("ChildSaUp")) or bool(run.charon_lines(r"CHILD_SA \S+\{\d+\} established"))
 
 
-def _traffic_ends(run: Run, step: dict) -> tuple[list[str], list[str], str, str]:
+def _traffic_ends(run: Run, step: StepResult) -> tuple[list[str], list[str], str, str]:
     """(source addresses, destination addresses, the sending node, `to` as written) of a traffic step."""
-    args = run.step_args(step["index"])
+    args = run.step_args(step.index)
     src_node, to = str(args.get("from", "")), str(args.get("to", ""))
     sources = [str(args["source"])] if args.get("source") else run.addresses(src_node)
     try:
@@ -393,8 +395,8 @@ def _gateway_for(run: Run, node: str) -> str | None:
     """The gateway `node` sends through: itself, or the owner of its default route's next hop."""
     if node in run.software:
         return node
-    entry = next((n for n in run.topology.get("nodes", []) if n["name"] == node), {})
-    for route in entry.get("routes", []):
+    entry = run.topology.node(node)
+    for route in entry.routes if entry is not None else []:
         owner = run.owner(str(route.get("via", "")))
         if owner in run.software:
             return owner
@@ -424,7 +426,7 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
     step = _traffic_step_failed(run)
     if step is None:
         return None
-    children = [c for c in run.installed_children() if c.wall <= step["ended"]]
+    children = [c for c in run.installed_children() if c.wall <= step.ended]
     sources, targets, src_node, to = _traffic_ends(run, step)
     if not children or not sources or not targets:
         return None
@@ -435,7 +437,7 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
     sa = ([c for c in children if c.node == gw] or children)[-1]
     src, dst = sources[0], targets[0]
     out_src = not any(ts_covers(selectors(sa.local_ts), s) for s in sources)
-    window = (step["started"] - 0.5, step["ended"] + 0.5)
+    window = (step.started - 0.5, step.ended + 0.5)
     clear = [(c.name, len([p for p in c.packets if p.clear is not None and p.ipsec is None and p.src in sources
                            and p.dst in targets and window[0] <= p.time <= window[1]])) for c in run.captures]
     clear = [(name, n) for name, n in clear if n]
@@ -446,13 +448,13 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
         seen = f"no tap shows them after {gw}: {gw} has no SA for them and does not send them into the tunnel"
     else:
         seen = f"{gw} has no SA for them"
-    what = f"{run.step_words(step['index'])} got no answer"
+    what = f"{run.step_words(step.index)} got no answer"
     carries = f"the CHILD_SA {sa.name} carries only {' '.join(sa.local_ts)} === {' '.join(sa.remote_ts)} ({gw}'s side first)"
     conf = run.child(gw, sa.name)
     peer = run.peer_of(gw)
     p_child = run.child(peer, sa.name) if peer else None
     evidence = [f"{gw}: CHILD_SA {sa.name} up with {' '.join(sa.local_ts)} === {' '.join(sa.remote_ts)}",
-                f"{run.step_words(step['index'])}: {src} -> {dst}"] + [f"{run.tap_words(n)}: {k} in clear" for n, k in clear]
+                f"{run.step_words(step.index)}: {src} -> {dst}"] + [f"{run.tap_words(n)}: {k} in clear" for n, k in clear]
     narrowed = []
     if conf is not None:
         for mine, theirs, got in (("local_ts", "remote_ts", sa.local_ts), ("remote_ts", "local_ts", sa.remote_ts)):
@@ -472,25 +474,25 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
                      f"{' '.join(got)}, so {seen}. Fix: {theirs} = {', '.join(getattr(conf, mine))} in {p_where}, the "
                      f"same as {gw}'s {mine} ({g_where}).")
         return Diagnosis("outside-selectors", "traffic outside the narrowed selectors (TS narrowing)", paragraph,
-                         step["index"], step.get("started"), evidence)
+                         step.index, step.started, evidence)
     key = "local_ts" if out_src else "remote_ts"
     outside = src if out_src else dst
     conf_where = run.where(gw, conf.where(key)) if conf else f"hosts/{gw}/swanctl.conf"
     owner = run.owner(outside)
     owner_words = (f"{outside} is {run.address_words(outside)}" if owner else
                    f"no node of this lab has the address {outside}")
-    inside_hosts = [(n["name"], a) for n in run.topology.get("nodes", []) if n.get("kind") == "host"
-                    for a in run.addresses(n["name"])
+    inside_hosts = [(n.name, a) for n in run.topology.nodes if n.kind == "host"
+                    for a in run.addresses(n.name)
                     if ts_covers(selectors(sa.remote_ts if not out_src else sa.local_ts), a)]
     example = f" (e.g. {inside_hosts[0][0]}, {inside_hosts[0][1]})" if inside_hosts else ""
     paragraph = (f"The tunnel is up, but {what}: {src_node} sends from {src} to {dst}, and {carries}: {outside} is "
                  f"outside its {key} ({key} in {conf_where}). Only traffic the selectors cover goes through the tunnel, "
                  f"and {seen}; {owner_words}. Fix: use an address inside {key}{example} in "
-                 f"{run.step_line(step['index'])}, or widen the selectors on both sides ({key} in {conf_where} and "
+                 f"{run.step_line(step.index)}, or widen the selectors on both sides ({key} in {conf_where} and "
                  f"the peer's {'remote_ts' if key == 'local_ts' else 'local_ts'}) if {outside} is meant to be reached "
                  f"through the tunnel.")
     return Diagnosis("outside-selectors", f"traffic to {outside}, outside the tunnel's selectors", paragraph,
-                     step["index"], step.get("started"), evidence)
+                     step.index, step.started, evidence)
 
 
 def _lossy(run: Run) -> list[str]:
@@ -532,7 +534,7 @@ def _flapping(run: Run) -> Diagnosis | None:
                             run.gateway_option(node, "--retransmit-tries"))
         span = float(back[-1]["wall"]) - float(back[0]["wall"])
         loss = _lossy(run)
-        step = (run.first_failed or {}).get("index") or run.step_at(float(back[0]["wall"]))
+        step = run.first_failed_index or run.step_at(float(back[0]["wall"]))
         settings = ", ".join(x for x in (
             f"dpd_delay = {delay} ({where})" if delay else "",
             f"a check given up after {tries} tr{'y' if tries == 1 else 'ies'}" if tries else "",
@@ -561,7 +563,7 @@ def _overlapping(run: Run) -> Diagnosis | None:
     failed = _traffic_step_failed(run)
     if failed is None:
         return None
-    args = run.step_args(failed["index"])
+    args = run.step_args(failed.index)
     src, to = str(args.get("from", "")), str(args.get("to", ""))
     try:
         dst = str(ipaddress.ip_address(to))
@@ -571,10 +573,9 @@ def _overlapping(run: Run) -> Diagnosis | None:
     owner = run.owner(dst) if dst else None
     if not src or owner is None or owner == src:
         return None
-    interfaces = {n["name"]: n.get("interfaces", []) for n in run.topology.get("nodes", [])}
-    own = [(ipaddress.ip_interface(c), i.get("link")) for i in interfaces.get(src, []) for c in i.get("addresses", [])]
-    theirs = {i.get("link") for i in interfaces.get(owner, []) if any(c.split("/")[0] == dst for c in
-                                                                      i.get("addresses", []))}
+    interfaces = {n.name: n.interfaces for n in run.topology.nodes}
+    own = [(ipaddress.ip_interface(c), i.link) for i in interfaces.get(src, []) for c in i.addresses]
+    theirs = {i.link for i in interfaces.get(owner, []) if any(c.split("/")[0] == dst for c in i.addresses)}
     lan = next((iface for iface, link in own if ipaddress.ip_address(dst) in iface.network and link not in theirs),
                None)
     if lan is None:
@@ -597,16 +598,16 @@ def _overlapping(run: Run) -> Diagnosis | None:
     sel = (f" The tunnel's selectors join that range to itself (local_ts = {', '.join(child.local_ts)} and remote_ts = "
            f"{', '.join(child.remote_ts)}, {run.where(gw, child.where('local_ts'))}), so the tunnel can come up "
            f"and still no packet enters it." if child else "")
-    paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
-                 f"{quote(str(failed.get('detail', '')), 160)}. In help-desk words: both offices use the same "
+    paragraph = (f"The first thing that went wrong was {run.step_words(failed.index)}: "
+                 f"{quote(str(failed.detail), 160)}. In help-desk words: both offices use the same "
                  f"addresses ({net}). {src} is {lan.ip} on {net}, so it takes {dst} ({owner}, in the other office) for a "
                  f"neighbour on its own LAN, asks for it there (ARP) and never hands the packet to its gateway; no "
                  f"tunnel can carry it.{sel} Fix: renumber one office, or map each office one to one into a range "
                  f"unique to the tunnel with NETMAP on its gateway (e.g. 10.1.0.0/24 and 10.2.0.0/24: iptables -t nat "
                  f"... -j NETMAP in POSTROUTING and PREROUTING), with local_ts and remote_ts set to the mapped ranges; "
                  f"users then reach the other office at its mapped address.")
-    return Diagnosis("overlapping-subnets", f"both offices use {net}", paragraph, failed["index"],
-                     failed.get("started"), [f"{src}: {lan} on its LAN; {dst} is {owner}'s, on another link"])
+    return Diagnosis("overlapping-subnets", f"both offices use {net}", paragraph, failed.index,
+                     failed.started, [f"{src}: {lan} on its LAN; {dst} is {owner}'s, on another link"])
 
 
 def _nat_expired(run: Run) -> Diagnosis | None:
@@ -614,16 +615,14 @@ def _nat_expired(run: Run) -> Diagnosis | None:
     if step is None or not run.nat_boxes():
         return None
     for box in run.nat_boxes():
-        public = (box.get("nat") or {}).get("public")
+        public = box.nat.public if box.nat is not None else None
         outside = next((c for c in run.captures if c.name.endswith("outside") and
-                        any(t.get("node") == box["name"] and t.get("name") == c.name
-                            for t in run.topology.get("taps", []))), None)
+                        any(t.node == box.name and t.name == c.name for t in run.topology.taps)), None)
         inside = next((c for c in run.captures if c.name.endswith("inside") and
-                       any(t.get("node") == box["name"] and t.get("name") == c.name
-                           for t in run.topology.get("taps", []))), None)
+                       any(t.node == box.name and t.name == c.name for t in run.topology.taps)), None)
         if outside is None or not public:
             continue
-        in_step = [p for p in outside.packets if step["started"] - 0.5 <= p.time <= step["ended"] + 0.5]
+        in_step = [p for p in outside.packets if step.started - 0.5 <= p.time <= step.ended + 0.5]
         to_public = [p for p in in_step if p.dst == public and p.kind in ("esp", "ike", "keepalive") and p.dport]
         refused = [p for p in in_step if p.src == public and p.clear is not None and p.clear.icmp_type == 3]
         if not to_public or (not refused and inside is None):
@@ -631,7 +630,7 @@ def _nat_expired(run: Run) -> Diagnosis | None:
         port = to_public[0].dport
         crossed = []
         if inside is not None:
-            crossed = [p for p in inside.packets if step["started"] - 0.5 <= p.time <= step["ended"] + 0.5
+            crossed = [p for p in inside.packets if step.started - 0.5 <= p.time <= step.ended + 0.5
                        and p.kind == to_public[0].kind and p.dport == port and p.src == to_public[0].src]
         if crossed and not refused:
             continue
@@ -639,22 +638,22 @@ def _nat_expired(run: Run) -> Diagnosis | None:
                 ((p.src == public and p.sport == port) or (p.dst == public and p.dport == port))]
         last = flow[-1] if flow else None
         idle = to_public[0].time - last.time if last else None
-        knobs = run.nat_knobs(box["name"])
+        knobs = run.nat_knobs(box.name)
         timeout = knobs.get("udp_timeout")
-        reset = next((s for s in run.scenario_steps()[:step["index"] - 1] if isinstance(s.get("nat"), dict)
-                      and s["nat"].get("node") == box["name"] and (s["nat"].get("reboot") or s["nat"].get("rebind"))),
+        reset = next((s for s in run.scenario_steps()[:step.index - 1] if isinstance(s.get("nat"), dict)
+                      and s["nat"].get("node") == box.name and (s["nat"].get("reboot") or s["nat"].get("rebind"))),
                      None)
         if reset is not None:
             how = "rebooted (forgot every mapping)" if reset["nat"].get("reboot") else "rebound (new ports)"
             index = run.scenario_steps().index(reset) + 1
-            paragraph = (f"The tunnel was up, but in {run.step_words(step['index'])} the packets to {public}:{port} "
-                         f"found no mapping on the NAT box {box['name']}: {run.step_words(index)} {how} it, so what "
+            paragraph = (f"The tunnel was up, but in {run.step_words(step.index)} the packets to {public}:{port} "
+                         f"found no mapping on the NAT box {box.name}: {run.step_words(index)} {how} it, so what "
                          f"{run.owner(to_public[0].src) or to_public[0].src} sends goes to a mapping that is gone. "
                          f"An authenticated IKE message (DPD, MOBIKE) from the side behind the NAT makes the peer learn "
                          f"the new one (RFC 7296 §2.23). Fix: dpd_delay on the side behind the NAT, or MOBIKE.")
             return Diagnosis("nat-mapping-lost", "NAT mapping gone after a NAT reboot/rebind", paragraph,
-                             step["index"], to_public[0].time, [f"{run.step_words(index)} {how}"])
-        behind = _behind(run, box["name"])
+                             step.index, to_public[0].time, [f"{run.step_words(index)} {how}"])
+        behind = _behind(run, box.name)
         interval = run.gateway_option(behind, "--keepalive-interval") if behind else None
         interval_s = float(interval) if interval else KEEPALIVE_DEFAULT
         keepalives = [p for p in (inside or outside).packets if p.kind == "keepalive"
@@ -663,25 +662,25 @@ def _nat_expired(run: Run) -> Diagnosis | None:
         later = [p for p in outside.packets if p.time > to_public[0].time and p.src == public and p.sport
                  and p.sport != port and p.kind in ("esp", "ike", "keepalive")]
         evidence = [f"{run.tap_words(outside.name)}: {len(to_public)} packet(s) to {public}:{port} in "
-                    f"{run.step_words(step['index'])}, {len(refused)} ICMP unreachable from {public}",
+                    f"{run.step_words(step.index)}, {len(refused)} ICMP unreachable from {public}",
                     f"{run.tap_words(inside.name) if inside else 'inside'}: {len(crossed)} of them crossed the box"]
         if idle is not None:
             evidence.append(f"the flow was idle {idle:.1f} s before (last packet at {run.when(last.time)})")
-        paragraph = (f"The tunnel was up, but in {run.step_words(step['index'])} {sender}'s packets to "
+        paragraph = (f"The tunnel was up, but in {run.step_words(step.index)} {sender}'s packets to "
                      f"{public}:{port} - the NAT box's public side of {behind or 'the gateway'}'s mapping - "
                      f"{'were answered by the box with ICMP port unreachable' if refused else 'never came out on the inside'}: "
                      f"the NAT box no longer had the UDP mapping, so it did not know where to send them.")
         if idle is not None and timeout and idle + 1.0 < float(timeout):
             paragraph += (f" Yet the flow had been idle only {idle:.1f} s, less than the box's udp_timeout "
-                          f"({timeout} s on {box['name']}), so an expired mapping does not explain it by itself. What "
-                          f"would tell: conntrack -L on {box['name']} during the step (ipsec-lab up), and the packets "
+                          f"({timeout} s on {box.name}), so an expired mapping does not explain it by itself. What "
+                          f"would tell: conntrack -L on {box.name} during the step (ipsec-lab up), and the packets "
                           f"around {run.when(to_public[0].time)} on {run.tap_words(outside.name)}.")
-            return Diagnosis("nat-mapping-lost", "NAT mapping gone (not by its timeout)", paragraph, step["index"],
+            return Diagnosis("nat-mapping-lost", "NAT mapping gone (not by its timeout)", paragraph, step.index,
                              to_public[0].time, evidence)
         if idle is not None:
             paragraph += f" Nothing had used that mapping for {idle:.1f} s"
             paragraph += (f", longer than the box keeps an idle UDP mapping (udp_timeout: {timeout} s on "
-                          f"{box['name']})" if timeout else ", longer than the box keeps an idle UDP mapping")
+                          f"{box.name})" if timeout else ", longer than the box keeps an idle UDP mapping")
             paragraph += (f"; {behind} sends a NAT-keepalive only every {interval_s:g} s (RFC 3948 §2.3), and "
                           f"{len(keepalives)} were sent in that gap.")
         if later:
@@ -692,18 +691,16 @@ def _nat_expired(run: Run) -> Diagnosis | None:
                       "strongswan.conf), or a longer udp_timeout on the NAT box; traffic or DPD from the side "
                       "behind the NAT also keeps the mapping alive.")
         return Diagnosis("nat-mapping-expired", "NAT mapping expired (keepalive interval vs mapping timeout)",
-                         paragraph, step["index"], to_public[0].time, evidence)
+                         paragraph, step.index, to_public[0].time, evidence)
     return None
 
 
 def _behind(run: Run, box: str) -> str | None:
     """The gateway on the inside of NAT box `box`."""
-    nat = next((n.get("nat") or {} for n in run.nat_boxes() if n["name"] == box), {})
-    inside = set(nat.get("inside", []))
-    links = run.topology.get("links", [])
-    for link in links:
-        ends = [link.get("a", {}), link.get("b", {})] if isinstance(link, dict) else []
-        names = [(e.get("node"), e.get("intf")) for e in ends if isinstance(e, dict)]
+    nat = next((n.nat for n in run.nat_boxes() if n.name == box and n.nat is not None), None)
+    inside = set(nat.inside if nat is not None else [])
+    for link in run.topology.links:
+        names = [(link.a, link.a_intf), (link.b, link.b_intf)]
         if any(n == box and i in inside for n, i in names):
             for n, _i in names:
                 if n in run.software:
@@ -719,7 +716,7 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
     step = _traffic_step_failed(run)
     if step is None or not _child_up(run):
         return None
-    window = [(c, [p for p in c.packets if p.ipsec is not None and step["started"] - 0.5 <= p.time <= step["ended"] + 0.5])
+    window = [(c, [p for p in c.packets if p.ipsec is not None and step.started - 0.5 <= p.time <= step.ended + 0.5])
               for c in run.captures]
     by_spi: dict[int, dict[str, int]] = {}
     for capture, packets in window:
@@ -752,14 +749,14 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         why = ("ESP has no ports, and firewalls or NAT boxes that know only TCP and UDP drop it" if not encap
                else "the ESP packets share port 4500 with IKE but are dropped")
         paragraph = (f"IKE worked and the CHILD_SA is up, but traffic does not get through: in "
-                     f"{run.step_words(step['index'])} {sender} sent {counts[present[0]]} {form} packet(s) on SPI "
+                     f"{run.step_words(step.index)} {sender} sent {counts[present[0]]} {form} packet(s) on SPI "
                      f"{spi:08x}{inner}; they show on {', '.join(run.tap_words(n) for n in present)} and never on "
                      f"{', '.join(run.tap_words(n) for n in missing)}, so something between drops them, and "
                      f"{back}. IKE uses UDP 500/4500 and passes; {why}. "
                      f"Fix: {fix}.")
         evidence = [f"SPI {spi:08x}: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in
                                                    [c.name for c, _p in window])]
-        return Diagnosis("esp-blocked", "ESP blocked on the path", paragraph, step["index"], sample.time, evidence)
+        return Diagnosis("esp-blocked", "ESP blocked on the path", paragraph, step.index, sample.time, evidence)
     return None
 
 
@@ -769,9 +766,9 @@ def _pmtud(run: Run) -> Diagnosis | None:
         return None
     mtus = run.link_mtus()
     path_mtu = mtus[0][0] if mtus else 1500
-    earlier_ping = next((s for s in run.steps if s.get("kind") == "ping" and s.get("ok")
-                         and s["index"] < failed["index"]), None)
-    window = {c.name: [p for p in c.packets if failed["started"] - 0.5 <= p.time <= failed["ended"] + 0.5]
+    earlier_ping = next((s for s in run.steps if s.kind == "ping" and s.ok
+                         and s.index < failed.index), None)
+    window = {c.name: [p for p in c.packets if failed.started - 0.5 <= p.time <= failed.ended + 0.5]
               for c in run.captures}
     every = [p for ps in window.values() for p in ps]
 
@@ -797,7 +794,7 @@ def _pmtud(run: Run) -> Diagnosis | None:
         return None
     if icmp_frag and not [n for n in run.nodes_with("block_icmp_frag")]:
         return None  # ICMP came back: not a black hole, whatever else it is
-    if failed.get("kind") == "ping" and not big:
+    if failed.kind == "ping" and not big:
         return None
     blockers = [f"block_icmp_frag on {n}" for n in run.nodes_with("block_icmp_frag")]
     for s in run.scenario_steps():
@@ -810,9 +807,9 @@ def _pmtud(run: Run) -> Diagnosis | None:
     inner_sizes = [carried(p).length for p in big if carried(p) is not None and p.ipsec is not None]
     size = max(inner_sizes, default=biggest)
     inside_esp = " inside ESP" if inner_sizes else ""
-    ping_words = f" (the ping of step {earlier_ping['index']} passed)" if earlier_ping else ""
-    what = "the bulk transfer" if failed.get("kind") in ("transfer", "iperf3") else "the large ping"
-    paragraph = (f"The tunnel works for small packets{ping_words}, but {what} of {run.step_words(failed['index'])} "
+    ping_words = f" (the ping of step {earlier_ping.index} passed)" if earlier_ping else ""
+    what = "the bulk transfer" if failed.kind in ("transfer", "iperf3") else "the large ping"
+    paragraph = (f"The tunnel works for small packets{ping_words}, but {what} of {run.step_words(failed.index)} "
                  f"does not get through: {who} sends full-size packets of {size} bytes"
                  f"{' with Don’t Fragment set' if df else ''}{inside_esp}")
     if have and lack:
@@ -834,7 +831,7 @@ def _pmtud(run: Run) -> Diagnosis | None:
                 f"{len(tcp)} TCP segments, largest {biggest} bytes, {resent} resent",
                 f"{len(icmp_frag)} ICMP fragmentation-needed in the captures"] + [f"MTU {m} on {w}" for m, w in mtus]
     return Diagnosis("pmtud-black-hole", "PMTUD black hole (full-size packets vanish, no ICMP comes back)",
-                     paragraph, failed["index"], sample.time, evidence)
+                     paragraph, failed.index, sample.time, evidence)
 
 
 # ------------------------------------------------------------------ what a Windows client shows
@@ -920,19 +917,19 @@ def _radius(run: Run) -> Diagnosis | None:
     for r in run.records:
         if r.get("kind") != "event" or r.get("event") != "AuthFailed" or r.get("by_peer") or r.get("wall") is None:
             continue
-        if run.step_at(r["wall"]) != failed["index"]:
+        if run.step_at(r["wall"]) != failed.index:
             continue
         reason = str(r.get("reason", ""))
         gw = str(r.get("node"))
-        node, user = _radius_user(run, failed["index"])
+        node, user = _radius_user(run, failed.index)
         evidence = [f"{gw}: authentication of the peer failed: {reason}"]
         reject = _RADIUS_REJECT.search(reason)
         if reject is not None:
             server, said = reject.group(1), reject.group(2) or ""
-            return _radius_reject(run, gw, node, user, server, said, failed["index"], r["wall"], evidence)
+            return _radius_reject(run, gw, node, user, server, said, failed.index, r["wall"], evidence)
         silent = _RADIUS_SILENT.search(reason)
         if silent is not None:
-            return _radius_timeout(run, r, gw, node, user, silent.group(1), silent.group(2), failed["index"], evidence)
+            return _radius_timeout(run, r, gw, node, user, silent.group(1), silent.group(2), failed.index, evidence)
     return None
 
 
@@ -1018,9 +1015,9 @@ def _radius_timeout(run: Run, r: dict, gw: str, node: str, user: str, server: st
     evidence += [f"{gw}: radius: no answer from {server} ({address}), sending again ({a} of {b})" for a, b in tries]
     sent = f"sent the Access-Request {tries[-1][1]} times" if tries else "sent the Access-Request again and again"
     host = run.owner(address)
-    killed = [s for s in run.steps if s.get("kind") == "kill" and s.get("started", 0) <= r["wall"]
-              and host in _step_nodes(run.scenario_step(s["index"]).get("kill"))] if host else []
-    cause = (f" Here radiusd on {host} was killed at step {killed[0]['index']}." if killed else
+    killed = [s for s in run.steps if s.kind == "kill" and s.started <= r["wall"]
+              and host in _step_nodes(run.scenario_step(s.index).get("kill"))] if host else []
+    cause = (f" Here radiusd on {host} was killed at step {killed[0].index}." if killed else
              f" Check that FreeRADIUS runs on {host or address} and that {gw} reaches it on UDP 1812.")
     used = re.findall(r"sending RADIUS Access-Request to server '([^']+)'", text)
     standby = [n for n in dict.fromkeys(used + _radius_servers(run.root / "nodes" / gw / "swanctl" / "swanctl.conf"))
@@ -1050,18 +1047,18 @@ def _failed_check(run: Run) -> tuple[dict, str, str, str, int | None] | None:
     """(the check as written, its words, what it saw, where it is written, the step) of the first failed check."""
     failed = run.first_failed
     if failed is not None:
-        if failed.get("kind") != "check":
+        if failed.kind != "check":
             return None
-        spec = run.scenario_step(failed["index"]).get("check")
-        return (spec if isinstance(spec, dict) else {}, failed.get("text", ""), failed.get("detail", ""),
-                run.step_line(failed["index"]), failed["index"])
-    bad = [c for c in run.checks if not c.get("ok")]
+        spec = run.scenario_step(failed.index).get("check")
+        return (spec if isinstance(spec, dict) else {}, failed.text, failed.detail,
+                run.step_line(failed.index), failed.index)
+    bad = [c for c in run.checks if not c.ok]
     if not bad:
         return None
     check = bad[0]
     written = [c for c in run.scenario.get("checks", []) if isinstance(c, dict)]
-    spec = written[check["index"] - 1] if 0 < check["index"] <= len(written) else {}
-    return spec, check.get("text", ""), check.get("saw", ""), f"scenario.yaml:{check.get('line', '')}", None
+    spec = written[check.index - 1] if 0 < check.index <= len(written) else {}
+    return spec, check.text, check.saw, f"scenario.yaml:{check.line}", None
 
 
 def _config_difference(run: Run) -> Diagnosis | None:
@@ -1130,22 +1127,22 @@ def _unknown(run: Run) -> Diagnosis:
         if r.get("kind") in ("drop",) or r.get("event") in ("NegotiationFailed", "AuthFailed", "PeerUnreachable"):
             lines.append(f"{r.get('node')}: {r.get('reason') or r.get('event')}")
     if failed is not None:
-        paragraph = (f"The first thing that went wrong was {run.step_words(failed['index'])}: "
-                     f"{quote(failed.get('detail', ''), 300)}. None of the causes diagnose knows shows in the trace, "
+        paragraph = (f"The first thing that went wrong was {run.step_words(failed.index)}: "
+                     f"{quote(failed.detail, 300)}. None of the causes diagnose knows shows in the trace, "
                      f"the logs or the captures" + (f"; the logs say: {lines[0]}" if lines else "") +
                      ". What would tell: the step's line in report.md, the daemons' logs in logs/ and the ladder in "
                      "figures/.")
-        return Diagnosis("unknown", f"step {failed['index']} failed", paragraph, failed["index"],
-                         failed.get("started"), lines[:5])
-    checks = [c for c in run.checks if not c.get("ok")]
+        return Diagnosis("unknown", f"step {failed.index} failed", paragraph, failed.index,
+                         failed.started, lines[:5])
+    checks = [c for c in run.checks if not c.ok]
     if run.error:
         return Diagnosis("unknown", "the run stopped with an error",
                          f"The run stopped with an error before it finished: {run.error}.", None, None, lines[:5])
     if checks:
         c = checks[0]
-        return Diagnosis("check-failed", f"check {c['index']} failed",
-                         f"Every step did what it should, but check {c['index']} ({c['text']}) did not hold: it saw "
-                         f"{c['saw']}. The scenario expected something of the captures or the SAs that did not "
+        return Diagnosis("check-failed", f"check {c.index} failed",
+                         f"Every step did what it should, but check {c.index} ({c.text}) did not hold: it saw "
+                         f"{c.saw}. The scenario expected something of the captures or the SAs that did not "
                          f"happen; compare with what report.md shows for it.", None, None, lines[:5])
     return Diagnosis("passed", "nothing went wrong", "Every step and every check passed: nothing to diagnose.")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from lab.ike.child_sa import intersect
 from lab.ike.config import ConfigValueError, DynamicTrafficSelector, parse_traffic_selectors
+from lab.runfolder import CheckResult, Node, RunResult, StepResult, Topology
 
 from .analysis import CaptureAnalysis, CaptureError, analyze_capture
 from .configs import ChildConf, ConnConf, GatewayConf, run_configs
@@ -75,13 +76,13 @@ class Run:
             raise DiagnoseError(str(err)) from None
         if self.folder.result is None:
             raise DiagnoseError(f"{self.root}: no result.json - not a run folder (ipsec-lab run writes one)")
-        self.result: dict = self.folder.result
-        if self.result.get("running"):
+        self.result: RunResult = self.folder.result
+        if self.folder.running:
             raise DiagnoseError(f"{self.root}: the run has not finished (result.json says it is running)")
-        self.start = float(self.result.get("started") or 0.0)
-        self.steps: list[dict] = self.result.get("steps", [])
-        self.checks: list[dict] = self.result.get("checks", [])
-        self.software: dict[str, str] = dict(self.result.get("nodes", {}))
+        self.start = float(self.result.started or 0.0)
+        self.steps: list[StepResult] = self.result.steps
+        self.checks: list[CheckResult] = self.result.checks
+        self.software: dict[str, str] = dict(self.result.nodes)
         self.problems: list[str] = list(self.folder.problems)
         self.records: list[dict] = []
         for node, path in self.folder.traces.items():
@@ -91,29 +92,34 @@ class Run:
             node: read_charon_log(path, self.start or _first_wall(self.records), node)
             for node, path in self.folder.charon_logs.items()}
         self.configs: dict[str, GatewayConf] = run_configs(self.root)
-        self.topology: dict = self.folder.topology or {}
-        self.scenario: dict = _scenario_yaml(self.root) or _scenario_yaml(self.result.get("folder"))
+        self.topology: Topology = Topology.from_json(self.folder.topology)
+        self.scenario: dict = _scenario_yaml(self.root) or _scenario_yaml(self.result.folder)
 
     # -- steps
 
     @property
     def passed(self) -> bool:
-        return bool(self.result.get("passed"))
+        return self.result.passed
 
     @property
     def error(self) -> str | None:
-        return self.result.get("error")
+        return self.result.error
 
     @property
-    def first_failed(self) -> dict | None:
-        return next((s for s in self.steps if not s.get("ok") and not s.get("skipped")), None)
+    def first_failed(self) -> StepResult | None:
+        return next((s for s in self.steps if not s.ok and not s.skipped), None)
+
+    @property
+    def first_failed_index(self) -> int | None:
+        failed = self.first_failed
+        return failed.index if failed is not None else None
 
     def step_at(self, wall: float) -> int | None:
         """The step running at `wall` (the last one started by then, if none spans it)."""
-        started = [s for s in self.steps if not s.get("skipped") and s.get("started", 0) <= wall]
-        inside = [s for s in started if wall <= s.get("ended", 0)]
+        started = [s for s in self.steps if not s.skipped and s.started <= wall]
+        inside = [s for s in started if wall <= s.ended]
         chosen = (inside or started)[-1:] if (inside or started) else []
-        return chosen[0]["index"] if chosen else None
+        return chosen[0].index if chosen else None
 
     def when(self, wall: float | None) -> str:
         if wall is None or not self.start:
@@ -121,13 +127,13 @@ class Run:
         return f"+{wall - self.start:.2f} s"
 
     def step_words(self, index: int | None) -> str:
-        step = next((s for s in self.steps if s["index"] == index), None)
-        return f"step {index} ({step['text']})" if step else "the run"
+        step = next((s for s in self.steps if s.index == index), None)
+        return f"step {index} ({step.text})" if step else "the run"
 
     def step_line(self, index: int | None) -> str:
         """`scenario.yaml:22`, where step `index` is written."""
-        step = next((s for s in self.steps if s["index"] == index), None)
-        return f"scenario.yaml:{step['line']}" if step and step.get("line") else "scenario.yaml"
+        step = next((s for s in self.steps if s.index == index), None)
+        return f"scenario.yaml:{step.line}" if step and step.line else "scenario.yaml"
 
     def scenario_steps(self) -> list[dict]:
         return [s for s in self.scenario.get("steps", []) if isinstance(s, dict)]
@@ -138,8 +144,8 @@ class Run:
 
     def step_args(self, index: int) -> dict:
         """The fields of step `index` as written (`{from: hosta, to: 10.2.0.10}` of a ping)."""
-        step = next((s for s in self.steps if s["index"] == index), {})
-        args = self.scenario_step(index).get(step.get("kind", ""), {})
+        step = next((s for s in self.steps if s.index == index), None)
+        args = self.scenario_step(index).get(step.kind if step else "", {})
         return args if isinstance(args, dict) else {}
 
     # -- gateways and their configurations
@@ -205,33 +211,33 @@ class Run:
     # -- addresses
 
     def owner(self, address: str) -> str | None:
-        for entry in self.topology.get("nodes", []):
-            for intf in entry.get("interfaces", []):
-                for cidr in intf.get("addresses", []):
+        for entry in self.topology.nodes:
+            for intf in entry.interfaces:
+                for cidr in intf.addresses:
                     if cidr.split("/")[0] == address:
-                        return entry["name"]
+                        return entry.name
         return None
 
     def addresses(self, node: str) -> list[str]:
-        return [cidr.split("/")[0] for entry in self.topology.get("nodes", []) if entry["name"] == node
-                for intf in entry.get("interfaces", []) for cidr in intf.get("addresses", [])]
+        return [cidr.split("/")[0] for entry in self.topology.nodes if entry.name == node
+                for intf in entry.interfaces for cidr in intf.addresses]
 
     def interface_of(self, address: str) -> str:
-        for entry in self.topology.get("nodes", []):
-            for intf in entry.get("interfaces", []):
-                if any(cidr.split("/")[0] == address for cidr in intf.get("addresses", [])):
-                    return f"{entry['name']}:{intf['name']}"
+        for entry in self.topology.nodes:
+            for intf in entry.interfaces:
+                if any(cidr.split("/")[0] == address for cidr in intf.addresses):
+                    return f"{entry.name}:{intf.name}"
         return ""
 
     def address_words(self, address: str) -> str:
         owner = self.owner(address)
         if owner is None:
             return address
-        kind = next((n.get("kind") for n in self.topology.get("nodes", []) if n["name"] == owner), "")
+        kind = next((n.kind for n in self.topology.nodes if n.name == owner), "")
         return f"{address} (the NAT box {owner})" if kind == "nat" else f"{address} ({owner})"
 
     def node_kind(self, node: str | None) -> str:
-        return next((n.get("kind", "") for n in self.topology.get("nodes", []) if n["name"] == node), "")
+        return next((n.kind for n in self.topology.nodes if n.name == node), "")
 
     # -- trace and logs
 
@@ -283,8 +289,8 @@ class Run:
 
     # -- NAT boxes and knobs
 
-    def nat_boxes(self) -> list[dict]:
-        return [n for n in self.topology.get("nodes", []) if n.get("kind") == "nat"]
+    def nat_boxes(self) -> list[Node]:
+        return [n for n in self.topology.nodes if n.kind == "nat"]
 
     def nat_knobs(self, box: str) -> dict[str, Any]:
         return self.knobs(box)
@@ -292,10 +298,9 @@ class Run:
     def knobs(self, node: str) -> dict[str, Any]:
         """A node's knobs: the topology's, the scenario's `nat:` and `knobs:`, and every `nat`/`set` step."""
         knobs: dict[str, Any] = {}
-        for entry in self.topology.get("nodes", []):
-            if entry["name"] == node:
-                knobs.update(entry.get("nat") or {})
-                knobs.update(entry.get("knobs") or {})
+        for entry in self.topology.nodes:
+            if entry.name == node and entry.nat is not None:
+                knobs.update(asdict(entry.nat))
         knobs.update((self.scenario.get("nat") or {}).get(node) or {})
         knobs.update((self.scenario.get("knobs") or {}).get(node) or {})
         for step in self.scenario_steps():
@@ -305,7 +310,7 @@ class Run:
         return knobs
 
     def nodes_with(self, knob: str) -> list[str]:
-        return [n["name"] for n in self.topology.get("nodes", []) if self.knobs(n["name"]).get(knob)]
+        return [n.name for n in self.topology.nodes if self.knobs(n.name).get(knob)]
 
     def gateway_option(self, node: str, flag: str) -> str | None:
         entry = (self.scenario.get("gateways") or {}).get(node)
@@ -335,16 +340,16 @@ class Run:
         return next((c for c in self.captures if c.name == name), None)
 
     def tap_words(self, name: str) -> str:
-        tap = next((t for t in self.topology.get("taps", []) if t.get("name") == name), None)
-        return f"{name} ({tap['node']}:{tap['intf']})" if tap else name
+        tap = next((t for t in self.topology.taps if t.name == name), None)
+        return f"{name} ({tap.node}:{tap.intf})" if tap else name
 
     def link_mtus(self) -> list[tuple[int, str]]:
         """(MTU, where) of every interface below 1500, from topology.json and `mtu` steps."""
         found = []
-        for entry in self.topology.get("nodes", []):
-            for intf in entry.get("interfaces", []):
-                if intf.get("mtu") and int(intf["mtu"]) < 1500:
-                    found.append((int(intf["mtu"]), f"{entry['name']}:{intf['name']}"))
+        for entry in self.topology.nodes:
+            for intf in entry.interfaces:
+                if intf.mtu and int(intf.mtu) < 1500:
+                    found.append((int(intf.mtu), f"{entry.name}:{intf.name}"))
         for step in self.scenario_steps():
             if isinstance(step.get("mtu"), dict):
                 found.append((int(step["mtu"]["mtu"]), f"{step['mtu']['node']}:{step['mtu']['intf']} (an mtu step)"))

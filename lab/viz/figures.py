@@ -14,6 +14,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.runfolder import RunResult
+
 from .alternatives import draw_vpn_ladder, draw_vpn_layouts, draw_vpn_mtu, nat_names
 from .analysis import CaptureAnalysis, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
@@ -199,22 +201,22 @@ class StepsError(ValueError):
     """Steps asked for that the run folder does not have; the message says which it has."""
 
 
-def step_window(result: dict | None, first: int, last: int) -> tuple[float, float]:
+def step_window(result: RunResult | None, first: int, last: int) -> tuple[float, float]:
     """The wall-clock span from the start of step `first` to the end of step `last` of a run
     (its result.json), for the packets captured meanwhile."""
-    steps = [s for s in (result or {}).get("steps", []) if isinstance(s, dict) and "index" in s]
+    steps = result.steps if result is not None else []
     if not steps:
         raise StepsError("the run folder has no result.json with steps")
-    have = f"it has steps {steps[0]['index']}-{steps[-1]['index']}"
-    by_index = {s["index"]: s for s in steps}
+    have = f"it has steps {steps[0].index}-{steps[-1].index}"
+    by_index = {s.index: s for s in steps}
     if first > last:
         raise StepsError(f"steps {first}-{last}: the first is after the last")
     for index in (first, last):
         if index not in by_index:
             raise StepsError(f"step {index} is not in this run: {have}")
-        if by_index[index].get("skipped") or by_index[index].get("started") is None:
+        if by_index[index].skipped or not by_index[index].started:
             raise StepsError(f"step {index} did not run (the run stopped before it): {have}")
-    return float(by_index[first]["started"]), float(by_index[last].get("ended") or by_index[last]["started"])
+    return by_index[first].started, by_index[last].ended or by_index[last].started
 
 
 def _within(analysis: CaptureAnalysis, window: tuple[float, float], label: str) -> CaptureAnalysis:

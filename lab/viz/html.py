@@ -292,13 +292,13 @@ def _narration(root: Path) -> dict[int, list[str]]:
         told = narrate_run(root)
     except Exception as err:  # narration is a help: a run it cannot tell still gets its page
         return {0: [f"(the narration could not be made: {type(err).__name__}: {err})"]}
-    return {int(step.get("index", 0)): lines for step, lines in told}
+    return {step.index: lines for step, lines in told}
 
 
 def page_data(root: str | Path) -> dict[str, Any]:
     """Everything report.html shows, as JSON-ready data."""
     run = load_run(root)
-    result = runfolder.RunResult.from_json(run.result or {})
+    result = run.result if run.result is not None else runfolder.RunResult.from_json({})
     keys = load_keys(run.keys) if run.keys else KeyTables()
     analyses = {path: analyze_capture(path, keys) for path in run.captures}
     edges = [(s.index, s.ended or s.started) for s in result.steps if not s.skipped]

@@ -129,6 +129,29 @@ def _is_private(address: str) -> bool:
         return False
 
 
+def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology: dict | None) -> list[str]:
+    """The NAT box's own outside addresses: those it wrote into the packets it passed (the
+    source of one going out, the destination of one coming in), and a NAT box's public
+    address of topology.json seen outside. Not every address seen only outside: an outside
+    capture also holds the traffic of the NAT box's other inside links, to other peers."""
+    public: list[str] = []
+    hidden = a_in - a_out
+    for pair in pairs:
+        if pair.outbound:
+            rewritten, before = pair.outside.src, pair.inside.src
+        else:
+            rewritten, before = pair.outside.dst, pair.inside.dst
+        # an inside host's address replaced by one not seen inside (two packets paired by
+        # mistake, e.g. identical NAT-keepalives of two hosts, do not pass this)
+        if before in hidden and rewritten not in a_in and rewritten not in public:
+            public.append(rewritten)
+    for node in (topology or {}).get("nodes", []):
+        address = (node.get("nat") or {}).get("public")
+        if address and address in a_out and address not in a_in and address not in public:
+            public.append(address)
+    return sorted(public) if public else sorted(a_out - a_in)
+
+
 def _interesting(packets: Iterable[Packet]) -> list[Packet]:
     """IKE, ESP/AH, keepalives and IP fragments; in a capture without any, its first PLAIN_LIMIT
     IPv4 packets (a bulk transfer in clear, or in a TCP stream we do not take apart, would be
@@ -222,7 +245,7 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         a_in = {a for p in pin for a in (p.src, p.dst)}
         a_out = {a for p in pout for a in (p.src, p.dst)}
         hidden = [a for a in _order(list(a_in - a_out), pin)]
-        public = sorted(a_out - a_in)
+        public = _nat_public(pairs or [], a_in, a_out, topology)
         common = _order(list(a_in & a_out), pin + pout)
         for a in hidden:
             add_lane(names.get(a, a), [a])

@@ -394,7 +394,9 @@ def _short(segment: Segment) -> str:
     return {"IP header": "IP", "inner IP": "IP", "trailer": "tr", "ICV": "ICV", "data": "", "IV": "IV",
             "AH": "AH", "UDP": "UDP", "SPI": "SPI", "Seq": "Seq", "TCP": "TCP", "type": "t", "reserved": "",
             "receiver index": "idx", "counter": "ctr", "opcode/key id": "op", "peer id": "peer",
-            "packet id": "pid", "tag": "tag", "length": "len"}.get(segment.label, segment.label[:3])
+            "packet id": "pid", "tag": "tag", "length": "len", "content type": "ct", "version": "ver",
+            "epoch": "ep", "sequence number": "seq", "explicit nonce": "nonce", "CSTP header (encrypted)": "CSTP",
+            "packet type (encrypted)": "t", "content type (encrypted)": "ct"}.get(segment.label, segment.label[:3])
 
 
 def draw_header_layouts(captures: dict[str, CaptureAnalysis], out: str | Path) -> Figure:

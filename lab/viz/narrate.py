@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.runfolder import RunResult, StepResult
+
 from .analysis import CaptureAnalysis, Packet, match_nat
 from .configs import GatewayConf, proposal_text, read_config, run_configs
 from .keys import KeyTables
@@ -609,16 +611,16 @@ def _nat_tap_pairs(topology: dict) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------ afterwards, from a run folder
 
 
-def narrate_run(root: str | Path) -> list[tuple[dict, list[str]]]:
+def narrate_run(root: str | Path) -> list[tuple[StepResult, list[str]]]:
     """Each step of the finished run in `root` with its sentences (the same as --explain said)."""
     from .analysis import analyze_capture
     from .keys import load_keys
     from .run import load_run
 
     folder = load_run(root)
-    result = folder.result or {}
-    steps = result.get("steps", [])
-    start = float(result.get("started") or 0.0)
+    result = folder.result if folder.result is not None else RunResult.from_json({})
+    steps = result.steps
+    start = result.started
     records = []
     for node, path in folder.traces.items():
         records += read_trace(path, node)
@@ -628,13 +630,13 @@ def narrate_run(root: str | Path) -> list[tuple[dict, list[str]]]:
     keys = load_keys(folder.keys) if folder.keys else KeyTables()
     captures = {p.stem: analyze_capture(p, keys) for p in folder.captures}
     topology = folder.topology or {}
-    story = Storyteller(result.get("nodes", {}), run_configs(root), topology, keys=lambda: keys,
+    story = Storyteller(result.nodes, run_configs(root), topology, keys=lambda: keys,
                         nat_pairs=_nat_tap_pairs(topology))
     out = []
-    edges = [s.get("ended", 0.0) for s in steps]
+    edges = [s.ended for s in steps]
     for i, step in enumerate(steps):
         low = edges[i - 1] if i else float("-inf")
-        high = step.get("ended", 0.0) if i < len(steps) - 1 else float("inf")
+        high = step.ended if i < len(steps) - 1 else float("inf")
         material = Material(
             records=[r for r in records if low < r.get("wall", 0.0) <= high],
             charon=[e for e in charon if low < e.wall <= high],

@@ -119,9 +119,9 @@ def negotiation(run: Run) -> Diagnosis | None:
         refuser = run.peer_of(other)
     refuser, other = refuser or "the peer", other or "the peer"
     exchange = next((f.exchange for f in related if f.exchange), None)
-    step = run.step_at(first.wall) or (run.first_failed or {}).get("index")
+    step = run.step_at(first.wall) or run.first_failed_index
     if exchange is None:
-        kind = next((s.get("kind") for s in run.steps if s["index"] == step), "")
+        kind = next((s.kind for s in run.steps if s.index == step), "")
         exchange = "CREATE_CHILD_SA" if kind == "rekey" else "IKE_AUTH"
     initiator = _initiator_of(run, refuser, other, first.wall) if exchange != "CREATE_CHILD_SA" else None
     if initiator is None:

@@ -1,11 +1,16 @@
 """Finding the files of a run folder (see the runner's layout: captures/, keys/, trace.jsonl,
 logs/, topology.json, result.json), and of the older demo layout (gwa/trace.jsonl,
-gwb/charon.log). Anything may be missing; `missing` says what."""
+gwb/charon.log). Anything may be missing; `missing` says what. result.json is read into the
+run-folder schema's types (lab.runfolder.RunResult), as lab.net wrote it."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from lab import runfolder
+from lab.runfolder import RunResult
 
 
 class RunFolderError(Exception):
@@ -20,8 +25,9 @@ class RunFolder:
     traces: dict[str, Path] = field(default_factory=dict)        # node ("" when merged) -> trace.jsonl
     charon_logs: dict[str, Path] = field(default_factory=dict)   # node -> charon log
     daemon_logs: dict[str, Path] = field(default_factory=dict)   # node -> our daemon's narrated log
-    topology: dict | None = None
-    result: dict | None = None
+    topology: dict[str, Any] | None = None
+    result: RunResult | None = None
+    running: bool = False       # result.json says the run goes on (lab.runfolder.mark_running)
     missing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -59,12 +65,16 @@ class RunFolder:
         return pairs
 
 
-def _json(path: Path, problems: list[str]) -> dict | None:
+def _json(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         problems.append(f"{path}: not readable JSON ({err})")
         return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: not a JSON object")
+        return None
+    return data
 
 
 def load_run(root: str | Path) -> RunFolder:
@@ -97,11 +107,17 @@ def load_run(root: str | Path) -> RunFolder:
         run.charon_logs.setdefault(path.parent.name, path)
     for path in sorted(root.glob("*/gateway.log")):
         run.daemon_logs.setdefault(path.parent.name, path)
-    for name, attr in (("topology.json", "topology"), ("result.json", "result")):
-        if (root / name).is_file():
-            setattr(run, attr, _json(root / name, run.problems))
-        else:
-            run.missing.append(name)
+    if (root / runfolder.TOPOLOGY).is_file():
+        run.topology = _json(root / runfolder.TOPOLOGY, run.problems)
+    else:
+        run.missing.append(runfolder.TOPOLOGY)
+    if (root / runfolder.RESULT).is_file():
+        data = _json(root / runfolder.RESULT, run.problems)
+        if data is not None:
+            run.running = runfolder.is_running(data)
+            run.result = RunResult.from_json(data)
+    else:
+        run.missing.append(runfolder.RESULT)
     return run
 
 

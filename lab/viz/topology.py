@@ -162,7 +162,16 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
         return neighbour.get(node, node)
     for a, a_intf, b, b_intf, mtu in model.links:
         (xa, ya), (xb, yb) = centre(by_name[a]), centre(by_name[b])
-        ax.plot([xa, xb], [ya, yb], color="#555555", lw=3, zorder=1)
+        rows_ab = sorted((by_name[a].y, by_name[b].y))
+        hidden = abs(xa - xb) < 0.01 and any(
+            n.name not in (a, b) and abs(n.x - xa) < 0.01 and rows_ab[0] < n.y < rows_ab[1] for n in model.nodes)
+        if hidden:  # a straight line would run through the boxes between: out below the upper box, then beside them
+            (xt, yt, top), (xl, yl) = ((xa, ya, a), (xb, yb)) if ya < yb else ((xb, yb, b), (xa, ya))
+            side = xt + BOX_W / 2 + 0.3 if xt + BOX_W / 2 + 0.5 < WIDTH else xt - BOX_W / 2 - 0.3
+            turn = yt + heights[top] / 2 + 0.3
+            ax.plot([xt, xt, side, side, xl], [yt, turn, turn, yl, yl], color="#555555", lw=3, zorder=1)
+        else:
+            ax.plot([xa, xb], [ya, yb], color="#555555", lw=3, zorder=1)
         if mtu and mtu != 1500:
             ax.text((xa + xb) / 2, (ya + yb) / 2 - 0.12, f"MTU {mtu}", ha="center", va="bottom", fontsize=FONT,
                     color="#c0392b", weight="bold", zorder=3)

@@ -17,24 +17,28 @@ from typing import Any
 
 import pytest
 
-from lab.net.capture import Capture
 from lab.conf.writer import render, render_s2s_conf
+from lab.net.capture import Capture
 from lab.net.gateway import OurGateway
 from lab.net.lab import Lab
+from lab.net.radius import FreeRadius, FreeRadiusError
+from lab.net.radius import check_installed as check_radius_installed
 from lab.net.strongswan import StrongSwan, StrongSwanError, check_installed, usable_proposals
-from lab.net.topology import LabTopo
+from lab.net.topology import LabTopo, Param
 
 MARKER = "ipsec-lab-interop"
 
 
 class TwoGateways(LabTopo):
-    """swgwa and swgwb on one link, each LAN address on its loopback."""
+    """swgwa and swgwb on one link, each LAN address on its loopback; with ipv6, IPv6 on both
+    nodes and an IPv6 LAN address on each loopback too (LAN6: fd00:1::1, fd00:2::1)."""
 
     name = "interop"
+    params = {"ipv6": Param(False, "IPv6 on the nodes, an IPv6 LAN address on each loopback")}
 
-    def build(self) -> None:
+    def build(self, ipv6: bool = False) -> None:
         for name, gw in GATEWAYS.items():
-            self.node(name, "gateway", lo_addrs=[f"{gw['lan']}/32"])
+            self.node(name, "gateway", lo_addrs=[f"{gw['lan']}/32"] + ([f"{LAN6[name]}/128"] if ipv6 else []))
         self.link("swgwa", "swgwa-eth0", f"{GATEWAYS['swgwa']['wan']}/24",
                   "swgwb", "swgwb-eth0", f"{GATEWAYS['swgwb']['wan']}/24")
 PSK = "a-lab-only-psk"
@@ -43,6 +47,7 @@ GATEWAYS = {
     "swgwb": {"wan": "203.0.113.2", "lan": "10.2.0.1", "local_ts": "10.2.0.0/24", "id": "gwb.lab"},
 }
 PEER = {"swgwa": "swgwb", "swgwb": "swgwa"}
+LAN6 = {"swgwa": "fd00:1::1", "swgwb": "fd00:2::1"}  # with TwoGateways(ipv6=True)
 
 
 def _require_tools() -> None:
@@ -148,10 +153,10 @@ def render_conf(gateway: str, *, initiator: bool, auth: str = "psk", proposals: 
     return render(tree)
 
 
-def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool):
+def _build_lab(tmp_path_factory: pytest.TempPathFactory, with_strongswan: bool, ipv6: bool = False):
     _require_tools()
     workdir = tmp_path_factory.mktemp(MARKER)
-    net = Lab(TwoGateways(), workdir, "interop").start()
+    net = Lab(TwoGateways(ipv6=ipv6), workdir, "interop").start()
     lab = S2SLab(net=net, workdir=workdir, nodes=dict(net.nodes), swans={})
     problems = []
     try:
@@ -193,3 +198,30 @@ def interop_lab(tmp_path_factory: pytest.TempPathFactory):
     each with `use_strongswan` / `use_ours`. Everything is removed afterwards (our daemons too),
     and a leftover fails the test."""
     yield from _build_lab(tmp_path_factory, with_strongswan=False)
+
+
+@pytest.fixture
+def interop_lab_v6(tmp_path_factory: pytest.TempPathFactory):
+    """interop_lab with IPv6 on both gateways and IPv6 LAN addresses (LAN6) on their loopbacks."""
+    yield from _build_lab(tmp_path_factory, with_strongswan=False, ipv6=True)
+
+
+# FreeRADIUS for the RADIUS interop tests: one set-up for all of them (radiusd on swgwb)
+RADIUS_SECRET = "a-lab-radius-secret"
+RADIUS_MFA = Path(__file__).resolve().parents[2] / "scenarios" / "radius-mfa" / "hosts" / "server"
+ALICE_TOTP = "6GGNSNVD7SM7TUGXLQXSCS2ZE4PL7HRY"  # her TOTP-Secret in radius-mfa's users file
+
+
+def freeradius(lab: S2SLab, client: str, *, name: str = "radius", port: int = 1812,
+               load: Path | None = None, client_name: str = "gateway") -> FreeRadius:
+    """FreeRADIUS 3.2 on swgwb answering the gateway `client` with RADIUS_SECRET, from `load` (a
+    scenario's hosts/<node>/ folder) if given; the test fails with the reason when it is not installed."""
+    try:
+        check_radius_installed()
+    except FreeRadiusError as err:
+        pytest.fail(str(err), pytrace=False)
+    server = FreeRadius(lab.nodes["swgwb"], lab.workdir / name, name, port=port)
+    if load is not None:
+        server.load(load)
+    server.add_client(client_name, GATEWAYS[client]["wan"], RADIUS_SECRET)
+    return server

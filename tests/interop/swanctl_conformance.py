@@ -80,7 +80,7 @@ def _cases() -> list[Case]:
         ("version", "version = 2"), ("local_addrs", "local_addrs = 192.0.2.1"),
         ("remote_addrs", "remote_addrs = 192.0.2.3"), ("local_port", "local_port = 4510"),
         ("remote_port", "remote_port = 4510"), ("proposals", "proposals = aes256-sha384-modp3072"),
-        ("vips", "vips = 0.0.0.0"), ("aggressive", "aggressive = yes"), ("pull", "pull = no"),
+        ("vips", "vips = 0.0.0.0, ::"), ("aggressive", "aggressive = yes"), ("pull", "pull = no"),
         ("dscp", "dscp = 101110"), ("encap", "encap = yes"), ("mobike", "mobike = no"),
         ("dpd_delay", "dpd_delay = 30s"), ("dpd_timeout", "dpd_timeout = 150s"),
         ("fragmentation", "fragmentation = force"), ("childless", "childless = force"),
@@ -170,7 +170,8 @@ def _cases() -> list[Case]:
         ("token<suffix>.slot", "token-1", "    handle = 0a0b\n    slot = 1\n"),
         ("token<suffix>.module", "token-1", "    handle = 0a0b\n    module = softhsm\n"),
         ("token<suffix>.pin", "token-1", "    handle = 0a0b\n    pin = 1234\n"))]
-    cases += [Case("pools.<name>", "top", pool % ""), Case("pools.<name>.addrs", "top", pool % ""),
+    cases += [Case("pools.<name>", "top", pool % ""),
+              Case("pools.<name>.addrs", "top", pool.replace("10.3.0.0/24", "fd00:10::1-fd00:10::ff") % ""),
               Case("pools.<name>.<attr>", "top", pool % "    dns = 10.2.0.1\n")]
     cases += [Case("authorities.<name>." + k, "top", authority % body) for k, body in (
         ("cacert", "    cacert = ca.pem\n"), ("file", "    file = %FILES%/x509ca/ca.pem\n"),

@@ -11,24 +11,14 @@ from typing import Any
 import pytest
 
 from lab.conf.writer import render
-from lab.net.radius import FreeRadius, FreeRadiusError, check_installed
 
-from .conftest import GATEWAYS
+from .conftest import GATEWAYS, RADIUS_SECRET, freeradius
 from .test_eap_strongswan import PASSWORD, USER, eap_conf
 from .test_ike_strongswan import OURS, SWAN, Pair, install_pki, make_pki
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
-SECRET = "a-lab-radius-secret"
 FRAMED = "10.3.0.7"
-
-
-@pytest.fixture(autouse=True)
-def _freeradius():
-    try:
-        check_installed()
-    except FreeRadiusError as err:
-        pytest.fail(str(err), pytrace=False)
 
 
 def gateway_conf(radius_port: int = 1812) -> str:
@@ -42,7 +32,7 @@ def gateway_conf(radius_port: int = 1812) -> str:
                                                  "mode": "tunnel"}}}
     tree = {"connections": {"s2s": conn},
             "ipsec-lab": {"eap-radius": {"retransmit_tries": 3, "retransmit_timeout": 1,
-                                         "servers": {"primary": {"address": peer["wan"], "secret": SECRET,
+                                         "servers": {"primary": {"address": peer["wan"], "secret": RADIUS_SECRET,
                                                                  "auth_port": radius_port}}}}}
     return render(tree)
 
@@ -56,8 +46,7 @@ def client_conf() -> str:
 
 def test_strongswan_client_through_our_gateway_to_freeradius(interop_lab):
     lab = interop_lab
-    server = FreeRadius(lab.nodes[SWAN], lab.workdir / "radius", "radius")
-    server.add_client("gateway", GATEWAYS[OURS]["wan"], SECRET)
+    server = freeradius(lab, OURS)
     server.set_users(f'{USER} Cleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED}\n')
     ours = lab.use_ours(OURS, gateway_conf())
     swan = lab.use_strongswan(SWAN, client_conf())

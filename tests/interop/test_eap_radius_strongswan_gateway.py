@@ -10,32 +10,19 @@ on swgwa (203.0.113.1), charon and radiusd on swgwb (203.0.113.2)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.conf.writer import render
-from lab.net.radius import FreeRadius, FreeRadiusError, check_installed
 
-from .conftest import GATEWAYS
+from .conftest import ALICE_TOTP, GATEWAYS, RADIUS_MFA, RADIUS_SECRET, freeradius
 from .test_ike_strongswan import OURS, SWAN, Pair, install_pki, make_pki
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
-SECRET = "a-lab-radius-secret"
-MFA = Path(__file__).resolve().parents[2] / "scenarios" / "radius-mfa" / "hosts" / "server"
 ALICE_PASSWORD = "alice-lab-only-password"  # radius-mfa's users file
-ALICE_TOTP = "6GGNSNVD7SM7TUGXLQXSCS2ZE4PL7HRY"
 ALICE_IP = "10.3.0.21"
-
-
-@pytest.fixture(autouse=True)
-def _freeradius():
-    try:
-        check_installed()
-    except FreeRadiusError as err:
-        pytest.fail(str(err), pytrace=False)
 
 
 def charon_conf() -> str:
@@ -48,7 +35,7 @@ def charon_conf() -> str:
                             "children": {"net": {"local_ts": me["local_ts"], "esp_proposals": "aes128gcm16",
                                                  "mode": "tunnel"}}}
     tree = {"connections": {"s2s": conn},
-            "ipsec-lab": {"eap-radius": {"servers": {"primary": {"address": me["wan"], "secret": SECRET}}}}}
+            "ipsec-lab": {"eap-radius": {"servers": {"primary": {"address": me["wan"], "secret": RADIUS_SECRET}}}}}
     return render(tree)
 
 
@@ -67,9 +54,7 @@ def client_conf() -> str:
 
 def test_our_client_through_charon_eap_radius_to_freeradius_with_mfa(interop_lab):
     lab = interop_lab
-    server = FreeRadius(lab.nodes[SWAN], lab.workdir / "radius", "radius")
-    server.load(MFA)
-    server.add_client("charon", GATEWAYS[SWAN]["wan"], SECRET)
+    server = freeradius(lab, SWAN, load=RADIUS_MFA, client_name="charon")
     ours = lab.use_ours(OURS, client_conf())
     swan = lab.use_strongswan(SWAN, charon_conf())
     assert "eap-radius {" in swan.conf_path.read_text() and "eap-radius" not in swan.missing_plugins

@@ -13,29 +13,19 @@ from pathlib import Path
 import pytest
 
 from lab.net import cleanup
-from lab.net.radius import FreeRadius, FreeRadiusError, check_installed
+from lab.net.radius import FreeRadius, FreeRadiusError
 
-from .conftest import GATEWAYS
+from .conftest import ALICE_TOTP, GATEWAYS, RADIUS_MFA, RADIUS_SECRET, freeradius
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "a-lab-radius-secret"
 USERS = ('carol Cleartext-Password := "carol-pass"\n'
          '\tFramed-IP-Address = 10.3.0.7,\n\tClass = "staff"\n')
 
 
-@pytest.fixture(autouse=True)
-def _freeradius():
-    try:
-        check_installed()
-    except FreeRadiusError as err:
-        pytest.fail(str(err), pytrace=False)
-
-
 def radius(lab, port: int = 1812, name: str = "radius") -> FreeRadius:
-    server = FreeRadius(lab.nodes["swgwb"], lab.workdir / name, name, port=port)
-    server.add_client("gateway", GATEWAYS["swgwa"]["wan"], SECRET)
+    server = freeradius(lab, "swgwa", name=name, port=port)
     server.set_users(USERS)
     return server
 
@@ -43,7 +33,7 @@ def radius(lab, port: int = 1812, name: str = "radius") -> FreeRadius:
 def probe(lab, user: str, password: str, *servers: str, tries: int = 3, timeout: float = 1.0,
           method: str = "mschapv2") -> dict:
     argv = [sys.executable, str(ROOT / "tests" / "interop" / "radius_probe.py"),
-            *(["--gtc"] if method == "gtc" else []), user, password, SECRET, str(tries), str(timeout), *servers]
+            *(["--gtc"] if method == "gtc" else []), user, password, RADIUS_SECRET, str(tries), str(timeout), *servers]
     out = lab.nodes["swgwa"].cmd(f"cd {shlex.quote(str(ROOT))} && PYTHONPATH={shlex.quote(str(ROOT))} "
                                  + " ".join(shlex.quote(a) for a in argv))
     try:
@@ -104,8 +94,6 @@ def test_primary_dies_and_the_login_fails_over(interop_lab):
     assert radiusd_pids(interop_lab) == []
 
 
-MFA = ROOT / "scenarios" / "radius-mfa" / "hosts" / "server"
-ALICE_TOTP = "6GGNSNVD7SM7TUGXLQXSCS2ZE4PL7HRY"  # her TOTP-Secret in radius-mfa's users file
 
 
 def test_radius_mfa_checks_password_and_one_time_code(interop_lab):
@@ -116,9 +104,7 @@ def test_radius_mfa_checks_password_and_one_time_code(interop_lab):
 
     import pyotp
 
-    server = FreeRadius(interop_lab.nodes["swgwb"], interop_lab.workdir / "mfa", "mfa")
-    server.load(MFA)
-    server.add_client("gateway", GATEWAYS["swgwa"]["wan"], SECRET)
+    server = freeradius(interop_lab, "swgwa", name="mfa", load=RADIUS_MFA)
     totp = pyotp.TOTP(ALICE_TOTP)
     if time.time() % 30 > 20:  # all of it within one code's 30 s (FreeRADIUS 3.2.1 takes no other step)
         time.sleep(31 - time.time() % 30)

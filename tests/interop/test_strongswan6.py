@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.conf.writer import render
 from lab.net.strongswan import StrongSwan, StrongSwanError
 from lab.net.strongswan6 import STRONGSWAN6_ROOT, StrongSwan6, find_root, mounts_below
 
-from .conftest import S2SLab, render_conf
+from .conftest import GATEWAYS, PEER, PSK, S2SLab, render_conf
 from .test_ike_strongswan import (
     OURS,
     SWAN,
@@ -178,6 +179,105 @@ def test_ike_rekey_with_followup_ke_between_ours_and_strongswan6(interop_lab, si
     rekeyer = wan(OURS) if side == "ours" else wan(SWAN)
     names = exchanges(messages[6:], requests_from=rekeyer)
     assert names == ["CREATE_CHILD_SA", "IKE_FOLLOWUP_KE", "INFORMATIONAL", "CREATE_CHILD_SA", "INFORMATIONAL"], names
+
+
+# ------------------------------------------------------------------ CHILD SAs with IKE_FOLLOWUP_KE
+
+FOLLOWUP_IKE = {"hybrid-ike": "aes256gcm16-prfsha384-ecp384-ke1_x25519",
+                "classic-ike": "aes256gcm16-prfsha384-ecp384"}
+FOLLOWUP_ESP = {"one-additional": "aes256gcm16-x25519-ke1_modp3072",
+                "two-additional": "aes256gcm16-x25519-ke1_modp3072-ke2_ecp384"}
+AUX_TS = {OURS: "10.1.1.0/24", SWAN: "10.2.1.0/24"}  # the IKE_AUTH CHILD SA of the "new" case: no traffic
+
+
+def followup_conf(gateway: str, *, initiator: bool, esp: str, new: bool, ike: str) -> str:
+    """s2s with child net; for a new CHILD SA, child aux first (made in IKE_AUTH, on selectors no packet
+    uses), and net then asked for in CREATE_CHILD_SA: the pings cross the CHILD SA made with
+    IKE_FOLLOWUP_KE."""
+    me, peer = GATEWAYS[gateway], GATEWAYS[PEER[gateway]]
+    child = {"local_ts": me["local_ts"], "remote_ts": peer["local_ts"], "esp_proposals": esp, "mode": "tunnel"}
+    children = {"net": child}
+    if new:
+        children = {"aux": dict(child, local_ts=AUX_TS[gateway], remote_ts=AUX_TS[PEER[gateway]]), "net": child}
+    conn = {"version": 2, "local_addrs": me["wan"], "remote_addrs": peer["wan"] if initiator else "%any",
+            "proposals": ike, "mobike": False, "local": {"auth": "psk", "id": me["id"]},
+            "remote": {"auth": "psk", "id": peer["id"]}, "children": children}
+    secrets = {"ike-s2s": {"id-local": me["id"], "id-remote": peer["id"], "secret": PSK}}
+    return render({"connections": {"s2s": conn}, "secrets": secrets})
+
+
+def esp_lines_of(tables: dict[str, list[str]], spis: set[str]) -> set[str]:
+    """The esp_sa lines (Wireshark's ESP SA table) of the SAs with these SPIs (hex, no 0x)."""
+    return {line for line in tables.get("esp_sa", []) if line.split(",")[3].strip('"')[2:] in spis}
+
+
+FOLLOWUP_CASES = [pytest.param(side, kind, esp, "hybrid-ike", id=f"{side}-initiates-{kind}-{name}")
+                  for side in ("ours", "strongswan") for kind in ("rekey", "new")
+                  for name, esp in FOLLOWUP_ESP.items()]
+# an IKE SA without additional key exchanges (so without IKE_INTERMEDIATE; strongSwan 6 then does not announce
+# it) rekeys its CHILD SA with them all the same
+FOLLOWUP_CASES += [pytest.param(side, "rekey", FOLLOWUP_ESP["one-additional"], "classic-ike",
+                                id=f"{side}-initiates-rekey-one-additional-classic-ike")
+                   for side in ("ours", "strongswan")]
+
+
+@pytest.mark.parametrize("side, kind, esp, ike", FOLLOWUP_CASES)
+def test_child_sa_with_followup_ke_between_ours_and_strongswan6(interop_lab, side, kind, esp, ike):
+    """RFC 9370 §2.2.4 for a CHILD SA: CREATE_CHILD_SA carries X25519, one IKE_FOLLOWUP_KE exchange per
+    additional key exchange (MODP-3072, ECP-384) follows, and KEYMAT comes from all the shared
+    secrets. Both the rekey of the CHILD SA made in IKE_AUTH (which has no key exchange of its own) and
+    a second CHILD SA, asked for by either side. The ESP keys that charon logged are the ones we
+    exported, and pings cross the new CHILD SA."""
+    new = kind == "new"
+    additional = esp.count("-ke")
+    proposals = FOLLOWUP_IKE[ike]
+    ours = interop_lab.use_ours(OURS, followup_conf(OURS, initiator=True, esp=esp, new=new, ike=proposals),
+                                export_keys=True)
+    swan = use_strongswan6(interop_lab, SWAN, followup_conf(SWAN, initiator=False, esp=esp, new=new, ike=proposals),
+                           export_keys=True)
+    pair = Pair(interop_lab, ours, swan, True, interop_lab.capture(OURS, "ike.pcap"))
+    swan.start()
+    swan.load_all()
+    ours.start()
+    answer = ours.ctl("initiate", ike=IKE, child="aux" if new else CHILD, timeout=20)
+    assert answer["ok"], f"{answer}\n{ours.log_tail()}\n{swan.log_tail()}"
+    first, _ = pair.settled()
+    # RFC 9370 §2.2.4: the CHILD SA of IKE_AUTH has no key exchange, so none of the additional ones
+    assert [c["algorithms"] for c in first["children"]] == ["aes256gcm16-noesn"], first
+    old = installed_pairs(first)
+    if new:
+        if side == "ours":
+            ours.initiate(child=CHILD, ike=IKE, reuse=True)
+        else:
+            swan.initiate(child=CHILD, timeout=20)
+
+        def both():
+            agreed = pair.agreement()
+            return agreed if agreed is not None and len(installed_pairs(agreed[0])) == 2 else None
+
+        mine, theirs = wait_until(both, 15, "a second CHILD SA on both sides")
+    else:
+        rekey(pair, side, "child")
+        mine, theirs = wait_child_rekeyed(pair, old)
+    [made] = [c for c in mine["children"] if (c["spi_in"], c["spi_out"]) not in old]
+    assert made["name"] == CHILD and made["algorithms"] == esp + "-noesn", made
+    [child] = [c for c in theirs["child-sas"].values() if c["spi-in"] == made["spi_out"]]
+    assert (child.get("dh-group"), child.get("ake1"), child.get("ake2")) == (
+        ("CURVE_25519", "MODP_3072", "ECP_384" if additional == 2 else None)), child
+    # the same ESP keys on both sides: KEYMAT from g^ir and every SK(n), in order
+    swan.observe()
+    spis = {made["spi_in"], made["spi_out"]}
+    theirs_lines = esp_lines_of(swan.key_tables(), spis)
+    assert len(theirs_lines) == 2 and theirs_lines == esp_lines_of(ours.key_tables(), spis), (
+        theirs_lines, esp_lines_of(ours.key_tables(), spis))
+    assert ping(interop_lab, OURS) == 3
+    assert ping(interop_lab, SWAN) == 3
+    messages = pair.finish()
+    creator = wan(OURS) if side == "ours" else wan(SWAN)
+    names = [n for n in exchanges(messages, requests_from=creator)
+             if n not in ("IKE_SA_INIT", "IKE_INTERMEDIATE", "IKE_AUTH")]
+    # RFC 9370 §2.2.4: one IKE_FOLLOWUP_KE per additional key exchange; a rekey then deletes the old SA
+    assert names == ["CREATE_CHILD_SA"] + ["IKE_FOLLOWUP_KE"] * additional + ([] if new else ["INFORMATIONAL"]), names
 
 
 # ------------------------------------------------------------------ strongSwan 6 <-> 5.9.8

@@ -16,24 +16,14 @@ from typing import Any
 import pytest
 
 from lab.conf.writer import render
-from lab.net.radius import FreeRadius, FreeRadiusError, check_installed
 
-from .conftest import GATEWAYS
+from .conftest import GATEWAYS, RADIUS_SECRET, freeradius
 from .test_eap_strongswan import PASSWORD, USER
 from .test_ike_strongswan import OURS, SWAN, Pair, install_pki, make_pki, wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
-SECRET = "a-lab-radius-secret"
 OUTER = "anonymous"
-
-
-@pytest.fixture(autouse=True)
-def _freeradius():
-    try:
-        check_installed()
-    except FreeRadiusError as err:
-        pytest.fail(str(err), pytrace=False)
 
 
 def gateway_conf() -> str:
@@ -47,7 +37,7 @@ def gateway_conf() -> str:
                                                  "esp_proposals": "aes128gcm16", "mode": "tunnel"}}}
     tree = {"connections": {"s2s": conn},
             "ipsec-lab": {"eap-radius": {"retransmit_tries": 3, "retransmit_timeout": 2,
-                                         "servers": {"primary": {"address": peer["wan"], "secret": SECRET}}}}}
+                                         "servers": {"primary": {"address": peer["wan"], "secret": RADIUS_SECRET}}}}}
     return render(tree)
 
 
@@ -71,8 +61,7 @@ def client_conf(phase2: str, password: str = PASSWORD) -> str:
 
 def setup(lab, phase2: str, password: str = PASSWORD):
     pki = make_pki("ecdsa")
-    server = FreeRadius(lab.nodes[SWAN], lab.workdir / "radius", "radius")
-    server.add_client("gateway", GATEWAYS[OURS]["wan"], SECRET)
+    server = freeradius(lab, OURS)
     server.set_users(f'{USER} Cleartext-Password := "{PASSWORD}"\n')
     server.set_tls(pki.certs[GATEWAYS[SWAN]["id"]], pki.keys[GATEWAYS[SWAN]["id"]], pki.ca)
     gateway = lab.use_ours(OURS, gateway_conf())

@@ -153,3 +153,76 @@ def test_forked_gateways_in_a_world_of_their_own(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(slots, ignore_errors=True)
     assert _gone([int(p.split()[1]) for p in worlds._processes_with(f"IPSEC_LAB_SLOTS={slots}")]) == []
+
+
+def _threads_netns(pid: int) -> set[str]:
+    return {os.readlink(f"/proc/{pid}/task/{tid}/ns/net") for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_hosted_gateways_carry_a_tunnel_and_leave_nothing(tmp_path):
+    """Lab(gateway_threads=True): both gateways are threads of one gateway host (in the lab's record), each
+    in its node's network namespace; the tunnel carries traffic; a stopped gateway's TUN device
+    goes from its node while the other runs on; nothing is left when the lab stops."""
+    require_lab()
+    from lab.net.sites import SiteLab
+
+    lab = SiteLab(nat="one")
+    lab.gateway_threads = True
+    lab.start()
+    try:
+        gateways = {}
+        for side in ("b", "a"):
+            gateway = OurGateway(lab.node(f"gw{side}"), tmp_path / f"gw{side}")
+            gateway.write_config(conf(lab, side))
+            gateways[side] = gateway.start()
+            lab.on_stop(gateway.stop)
+        server = lab.fork_server
+        assert server is not None and server.host_process is not None, lab.fork_unavailable
+        host = server.host_process.pid
+        assert all(isinstance(g.process, forkserver.HostedGateway) and g.process.pid == host
+                   for g in gateways.values())
+        assert _ns(host, "net") != _ns(lab.node("gwa").pid, "net")
+        assert {_ns(lab.node(f"gw{side}").pid, "net") for side in "ab"} <= _threads_netns(host)
+        assert str(host) in lab.record.processes
+        initiate(gateways["a"])
+        assert ping(lab, "hosta", "10.2.0.10") == 5
+        assert gateways["a"].key_tables()["esp_sa"]
+        gateways["b"].stop()
+        assert "interrupted (SIGTERM)" in (tmp_path / "gwb" / "gateway.log").read_text()
+        assert "ipsec0" not in lab.node("gwb").cmd("ip -o link show")
+        assert "ipsec0" in lab.node("gwa").cmd("ip -o link show") and gateways["a"].running
+        pids = [host, server.process.pid]
+    finally:
+        problems = lab.stop()
+    assert not problems, problems
+    assert _gone(pids) == []
+
+
+def test_after_a_killed_run_the_gateway_host_ends_its_gateways(tmp_path):
+    """`ipsec-lab run hub-and-spoke` with IPSEC_LAB_GATEWAY_THREADS=1, killed with SIGKILL: the host sees its
+    lab gone, stops its gateways and ends; `ipsec-lab clean` leaves nothing of the run."""
+    require_lab()
+    out = tmp_path / "run"
+    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out),
+                     env=dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="1"))
+    deadline = time.monotonic() + 120
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if "[3/" in line or not line:
+            break
+    assert not _pgrep("-f", "lab.cli daemon --config " + str(out)), "the gateways are not threads"
+    record = cleanup.LabRecord.load(cleanup.RECORDS / f"{proc.pid}.json")
+    assert record is not None and record.netns
+    hosts = [int(pid) for pid in record.processes
+             if _alive(int(pid)) and b"--gateway-host" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(hosts) == 1 and _alive(hosts[0]), "".join(seen)
+    os.killpg(proc.pid, signal.SIGKILL)  # a crash of the run: no teardown at all
+    proc.wait(10)
+    assert _gone(hosts, timeout=20) == []
+    clean = subprocess.run([sys.executable, "-m", "lab.cli", "clean"], cwd=REPO, capture_output=True, text=True,
+                           timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    assert cleanup.leftovers(record) == []
+    assert _gone([*record.shells.values(), *map(int, record.processes)], timeout=1) == []

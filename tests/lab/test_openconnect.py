@@ -6,7 +6,6 @@ socket in /run/ipsec-lab/files) after a stop and after a crash."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import require_lab
+from .conftest import compare_lab, require_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ROOT / "scenarios" / "compare-roaming" / "hosts"
@@ -23,18 +22,7 @@ HOSTS = ROOT / "scenarios" / "compare-roaming" / "hosts"
 
 @pytest.fixture
 def lab(tmp_path):
-    require_lab()
-    if shutil.which("ocserv") is None or shutil.which("openconnect") is None:
-        pytest.fail("ocserv or openconnect is missing: scripts/setup.sh installs them", pytrace=False)
-    from lab.net.lab import Lab
-    from lab.net.topology import load
-
-    lab = Lab(load("compare")(vpns=3), tmp_path / "lab", "test-openconnect").start()
-    try:
-        yield lab
-    finally:
-        problems = lab.stop()
-    assert not problems, f"teardown was not clean: {problems}"
+    yield from compare_lab(tmp_path / "lab", 3, "test-openconnect", ('ocserv', 'openconnect'))
 
 
 def peer(lab, tmp_path, node):

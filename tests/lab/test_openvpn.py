@@ -4,13 +4,12 @@ traffic, the endpoint each side sees, and nothing left behind (no openvpn, no tu
 management socket) after a stop and after a crash."""
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import require_lab
+from .conftest import compare_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ROOT / "scenarios" / "compare-site-to-site" / "hosts"
@@ -18,18 +17,7 @@ HOSTS = ROOT / "scenarios" / "compare-site-to-site" / "hosts"
 
 @pytest.fixture
 def lab(tmp_path):
-    require_lab()
-    if shutil.which("openvpn") is None:
-        pytest.fail("openvpn is missing: scripts/setup.sh installs it", pytrace=False)
-    from lab.net.lab import Lab
-    from lab.net.topology import load
-
-    lab = Lab(load("compare")(vpns=4), tmp_path / "lab", "test-openvpn").start()
-    try:
-        yield lab
-    finally:
-        problems = lab.stop()
-    assert not problems, f"teardown was not clean: {problems}"
+    yield from compare_lab(tmp_path / "lab", 4, "test-openvpn", ('openvpn',))
 
 
 def peer(lab, tmp_path, node):

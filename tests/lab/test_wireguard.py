@@ -4,14 +4,13 @@ left behind (no wireguard-go, no TUN device, no UAPI socket) after a stop, after
 after a start that fails half-way."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import require_lab
+from .conftest import compare_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ROOT / "scenarios" / "compare-site-to-site" / "hosts"
@@ -19,18 +18,7 @@ HOSTS = ROOT / "scenarios" / "compare-site-to-site" / "hosts"
 
 @pytest.fixture
 def lab(tmp_path):
-    require_lab()
-    if shutil.which("wireguard-go") is None or shutil.which("wg") is None:
-        pytest.fail("wireguard-go or wg is missing: scripts/setup.sh installs them", pytrace=False)
-    from lab.net.lab import Lab
-    from lab.net.topology import load
-
-    lab = Lab(load("compare")(vpns=2), tmp_path / "lab", "test-wireguard").start()
-    try:
-        yield lab
-    finally:
-        problems = lab.stop()
-    assert not problems, f"teardown was not clean: {problems}"
+    yield from compare_lab(tmp_path / "lab", 2, "test-wireguard", ('wireguard-go', 'wg'))
 
 
 def peers(lab, tmp_path):

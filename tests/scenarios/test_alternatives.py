@@ -106,3 +106,41 @@ def test_tcp_over_tcp_fails_when_a_check_counts_the_wrong_layer(tmp_path):
     assert {1, 3} <= set(failed), failed   # (5 and maybe 7 fail too: no UDP 4500, fewer inner retransmissions)
     assert failed[1].startswith("0 packets"), failed[1]
     assert not failed[3].startswith("0 packets"), failed[3]
+
+
+def test_compare_roaming_fails_when_openvpn_does_not_float(tmp_path):
+    """Without `float` gwh takes packets only from the address in its `remote` (the Wi-Fi NAT
+    box): gwg's new session from LTE is refused and the check that gwh follows it must fail."""
+    folder = tmp_path / "no-float"
+    shutil.copytree(LIBRARY / "compare-roaming", folder)
+    conf = folder / "hosts" / "gwh" / "openvpn.conf"
+    text = conf.read_text()
+    assert "\nfloat\n" in text
+    conf.write_text(text.replace("\nfloat\n", "\n"))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = next(s for s in result.steps if not s.ok and not s.skipped)
+    assert "with float, gwh takes the new TLS session" in failed.text and "198.51.100.1" in failed.detail, \
+        failed.detail
+    log = (tmp_path / "run" / "logs" / "gwh-openvpn.log").read_text()
+    assert "Incoming packet rejected from [AF_INET]198.51.100.20" in log
+
+
+def test_lateral_movement_fails_when_the_proxy_forwards_to_the_whole_network(tmp_path):
+    """A reverse proxy that serves app.lab but goes wherever any other request's Host says (an
+    open proxy into the LAN): the check that every request reaches the one application must fail."""
+    folder = tmp_path / "open-proxy"
+    shutil.copytree(LIBRARY / "lateral-movement", folder)
+    conf = folder / "hosts" / "proxy" / "nginx.conf"
+    text = conf.read_text()
+    one = "proxy_pass http://10.2.0.10:80;\n        proxy_set_header Host app.lab;"
+    assert one in text
+    conf.write_text("map $http_host $upstream {\n    app.lab 10.2.0.10:80;\n    default $http_host;\n}\n"
+                    + text.replace(one, "proxy_pass http://$upstream;"))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    failed = [s for s in result.steps if not s.ok and not s.skipped]
+    assert failed and "the proxy still goes to the one application only" in failed[0].text, \
+        [(s.text, s.detail) for s in failed]
+    log = (tmp_path / "run" / "nodes" / "proxy" / "access.log").read_text()
+    assert '"GET http://10.2.0.11:5432/ HTTP/1.1" 200' in log, log  # it went there, and got an answer

@@ -438,15 +438,15 @@ def test_child_keymat_is_split_in_rfc_7296_order_for_32_octet_keys():
 
 
 def test_child_keymat_with_additional_key_exchanges_takes_every_secret_in_order():
-    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr) (RFC 7296 §2.17);
-    # prf+ computed here by hand
+    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)), SK(0) = g^ir (new)
+    # (RFC 7296 §2.17); prf+ computed here by hand
     import hashlib
     import hmac as hmac_
     from lab.ike.const import EncrId as E, IntegId as I, PrfId as P
     from lab.ike.crypto import derive_child_sa_keys
     sk_d, ni, nr = bytes(range(32)), b"\x11" * 32, b"\x22" * 32
     gir, sk1, sk2 = b"\x33" * 32, b"\x44" * 48, b"\x55" * 56
-    seed = gir + sk1 + sk2 + ni + nr
+    seed = gir + ni + nr + sk1 + sk2
     out, t, n = b"", b"", 1
     while len(out) < 72:
         t = hmac_.new(sk_d, t + seed + bytes([n]), hashlib.sha256).digest()

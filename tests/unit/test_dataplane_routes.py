@@ -82,7 +82,7 @@ def test_one_route_for_many_children_and_it_outlives_the_last_for_the_grace(plan
 @pytest.mark.parametrize("change", ["add_virtual_ip", "drop_virtual_ip"])
 def test_a_virtual_ip_coming_or_going_sets_the_route_in_its_grace_again(plane, change):
     plane, calls, loop = plane
-    plane.routes.virtual_ips[7] = "10.3.0.1"
+    plane.routes.virtual_ips[7] = ["10.3.0.1"]
     first = binding()
     add_routes(plane, first)
     if change == "drop_virtual_ip":
@@ -184,5 +184,33 @@ def test_a_virtual_ipv6_address_is_one_address_long(plane):
     plane, calls, _loop = plane
     plane.routes.add_virtual_ip(1, "2001:db8:3::1")
     plane.routes.drop_virtual_ip(1)
-    assert ("addr", "replace", "2001:db8:3::1/128", "dev", "ipsec0") in calls
-    assert ("addr", "del", "2001:db8:3::1/128", "dev", "ipsec0") in calls
+    # without DAD (RFC 4862 §5.4): a tentative address would be no source for a while
+    assert ("-6", "addr", "replace", "2001:db8:3::1/128", "dev", "ipsec0", "nodad") in calls
+    assert ("-6", "addr", "del", "2001:db8:3::1/128", "dev", "ipsec0") in calls
+
+
+def test_both_virtual_ips_of_an_ike_sa_go_on_the_device_and_go_with_it(plane):
+    plane, calls, _loop = plane
+    plane.routes.add_virtual_ip(1, "10.3.0.1")
+    plane.routes.add_virtual_ip(1, "fd00:10::1")
+    plane.routes.add_virtual_ip(2, "fd00:10::1")  # another IKE SA (a reauthentication) with the same one
+    assert plane.routes.virtual_ips == {1: ["10.3.0.1", "fd00:10::1"], 2: ["fd00:10::1"]}
+    assert [c[:4] for c in calls if "replace" in c] == [("addr", "replace", "10.3.0.1/32", "dev"),
+                                                       ("-6", "addr", "replace", "fd00:10::1/128")]
+    plane.routes.drop_virtual_ip(1)
+    assert [c for c in calls if "del" in c] == [("addr", "del", "10.3.0.1/32", "dev", "ipsec0")]
+    plane.routes.drop_virtual_ip(2)
+    assert ("-6", "addr", "del", "fd00:10::1/128", "dev", "ipsec0") in calls
+
+
+def test_an_ipv6_virtual_ip_on_a_node_without_ipv6_says_so(plane, monkeypatch):
+    plane, _calls, _loop = plane
+    said = []
+    plane.routes.gateway.say = said.append
+
+    def refuse(*args):
+        raise rt.DataPlaneError("'ip ...' failed: Permission denied")
+    monkeypatch.setattr(rt, "_ip", refuse)
+    plane.routes.add_virtual_ip(1, "fd00:10::1")
+    assert said and "this node has no IPv6" in said[0] and "ipv6: true" in said[0]
+    assert plane.routes.virtual_ips == {}

@@ -78,7 +78,7 @@ def test_diagnose_json(tmp_path):
 
 
 def test_narrate_run_tells_the_default_scenario():
-    told = {step["index"]: " ".join(lines) for step, lines in narrate_run(RUNS / "net2net-nat")}
+    told = {step.index: " ".join(lines) for step, lines in narrate_run(RUNS / "net2net-nat")}
     assert "gwa starts IKE_SA_INIT from 172.16.0.2:500 to 198.51.100.2:500, offering IKE " \
            "aes128gcm16-prfsha256-x25519" in told[2]
     assert "gwb (strongSwan) chose IKE AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519" in told[2]

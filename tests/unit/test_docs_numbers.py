@@ -156,11 +156,18 @@ CLAIMS = [
      openvpn_wire(PING) - PING),
     ("scenarios/compare-site-to-site/README.md", r"over TCP it adds 20 IP .*? = (?P<n>\d+) octets",
      openvpn_wire(PING, tcp=True) - PING),
-    # compare-roaming and restrictive-network: the ping through OpenConnect, in DTLS and in TLS
+    # compare-roaming (IPsec with and without MOBIKE, WireGuard, OpenConnect, OpenVPN) and
+    # restrictive-network: the ping through OpenConnect, in DTLS and in TLS
     ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire \| (?P<n>\d+) octets",
      ESP_UDP_TUNNEL_GCM.wire(PING)),
     ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire \| \d+ octets \| (?P<n>\d+) octets",
+     ESP_UDP_TUNNEL_GCM.wire(PING)),
+    ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire(?: \| \d+ octets){2} \| (?P<n>\d+) octets",
      wireguard_wire(PING)),
+    ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire(?: \| [^|]+){4} \| (?P<n>\d+) octets",
+     openvpn_wire(PING)),
+    ("scenarios/compare-roaming/README.md", r"the 84-octet ping on the wire(?: \| [^|]+){4} \| \d+ octets \((?P<n>\d+) "
+     r"added", openvpn_wire(PING) - PING),
     ("scenarios/compare-roaming/README.md", r"(?P<n>\d+) octets in DTLS", openconnect_wire(PING)),
     ("scenarios/compare-roaming/README.md", r"octets in DTLS \((?P<n>\d+) added", openconnect_wire(PING) - PING),
     ("scenarios/compare-roaming/README.md", r"The ping in DTLS is (?P<n>\d+) octets", openconnect_wire(PING)),

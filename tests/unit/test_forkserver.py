@@ -77,3 +77,64 @@ def test_what_is_refused(server, tmp_path):
     gone.wait()
     with pytest.raises(forkserver.ForkServerError, match="setns|No such file"):
         spawn(server, tmp_path, "--version", node=gone.pid)
+
+
+def _netns_of_threads(pid):
+    return {os.readlink(f"/proc/{pid}/task/{tid}/ns/net") for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_a_gateway_host_runs_daemons_as_threads_each_in_its_namespace(tmp_path):
+    """ForkServer(threads=True): two daemons in two namespaces are threads of one process (the same
+    PID, each thread in its node's namespace, the host itself not); each has its own log and exit
+    status; SIGTERM and SIGKILL reach one alone; stopping the server ends the host."""
+    if os.geteuid() != 0:
+        pytest.skip("setns needs root")
+    tracked = []
+    server = forkserver.ForkServer(threads=True, track=lambda proc, argv: tracked.append(proc)).start()
+    assert server is not None, server.reason
+    nodes = [subprocess.Popen(["unshare", "--net", "sleep", "60"]) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 5
+        while any(os.readlink(f"/proc/{n.pid}/ns/net") == os.readlink("/proc/self/ns/net") for n in nodes):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        procs = []
+        for i, node in enumerate(nodes):
+            folder = tmp_path / f"gw{i}"
+            folder.mkdir()
+            (folder / "swanctl.conf").write_text(
+                'connections { any { remote_addrs = %any\n local { auth = psk\n id = a.lab }\n'
+                ' remote { auth = psk }\n children { net { local_ts = 10.1.0.0/24 } } } }\n'
+                'secrets { ike-a { id = a.lab\n secret = "a-lab-only-psk" } }\n')
+            procs.append(spawn(server, folder, "daemon", "--config", str(folder / "swanctl.conf"), "--control",
+                               str(folder / "gw.ctl"), node=node.pid))
+        assert all(isinstance(p, forkserver.HostedGateway) for p in procs)
+        host = server.host_process
+        assert tracked == [host] and procs[0].pid == procs[1].pid == host.pid != server.process.pid
+        deadline = time.monotonic() + 30
+        while not all((tmp_path / f"gw{i}" / "gw.ctl").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        assert os.readlink(f"/proc/{host.pid}/ns/net") == os.readlink("/proc/self/ns/net")
+        assert {os.readlink(f"/proc/{n.pid}/ns/net") for n in nodes} <= _netns_of_threads(host.pid)
+        procs[0].send_signal(signal.SIGTERM)
+        assert procs[0].wait(30) == 143 and procs[1].poll() is None
+        procs[1].kill()  # no goodbye, as a crash
+        assert procs[1].wait(30) == 137
+        logs = [(tmp_path / f"gw{i}" / "log").read_text() for i in range(2)]
+        assert "interrupted (SIGTERM)" in logs[0] and "killed" not in logs[0], logs[0]
+        assert "killed (SIGKILL" in logs[1] and "interrupted" not in logs[1], logs[1]
+        assert all(log.count("ipsec-lab gateway up") == 1 for log in logs)  # each log its own gateway's
+        assert host.poll() is None
+        # the host ends its gateways itself when the lab goes
+        last = spawn(server, tmp_path / "gw0", "daemon", "--config", str(tmp_path / "gw0" / "swanctl.conf"),
+                     node=nodes[0].pid)
+        time.sleep(1)
+        server.stop()
+        assert host.poll() is not None and server.process.poll() is not None
+        assert last.wait(5) == 143
+    finally:
+        server.stop()
+        for node in nodes:
+            node.kill()
+            node.wait(5)

@@ -762,6 +762,88 @@ def test_remote_access_virtual_ip_from_pool():
     assert [str(t) for t in ike_b.children[0].remote_ts] == ["10.3.0.1"]
 
 
+def _remote_access(vips: list[str], pools: dict[str, str], remote_ts: str = "10.2.0.0/16, fd00:2::/64"):
+    from lab.ike.config import Pool, parse_traffic_selectors
+    a, b = pair_configs()
+    a.connections["s2s"].vips = vips
+    a.connections["s2s"].children["net"].local_ts = parse_traffic_selectors("dynamic")
+    a.connections["s2s"].children["net"].remote_ts = parse_traffic_selectors(remote_ts)
+    b.connections["s2s"].pools = list(pools)
+    b.connections["s2s"].children["net"].local_ts = parse_traffic_selectors(remote_ts)
+    b.connections["s2s"].children["net"].remote_ts = parse_traffic_selectors("dynamic")
+    b.pools = {name: Pool.parse(name, addrs, ["fd00:2::53" if ":" in addrs else "10.2.0.53"])
+               for name, addrs in pools.items()}
+    return make_net(a, b)
+
+
+@pytest.mark.parametrize("vips, expected", [
+    (["::"], ["fd00:10::1"]),
+    (["0.0.0.0", "::"], ["10.3.0.1", "fd00:10::1"]),
+], ids=["ipv6", "dual-stack"])
+def test_remote_access_ipv6_virtual_ip_from_pool(monkeypatch, vips, expected):
+    """RFC 7296 §3.15.3: the client asks with an empty INTERNAL_IP6_ADDRESS and ::/0 in TSi, the
+    gateway answers with an address and its prefix length (17 octets) and narrows TSi to it."""
+    from lab.ike.const import CfgAttr
+    from lab.ike.tasks import ike_auth
+
+    seen = {}  # the CP payloads the gateway (request) and the client (reply) handle
+
+    def watch(name):
+        real = getattr(ike_auth, name)
+
+        def watched(ike, cp):
+            seen.setdefault(name, cp)
+            return real(ike, cp)
+        monkeypatch.setattr(ike_auth, name, watched)
+    watch("_assign_virtual_ip")
+    watch("_take_virtual_ip")
+    net = _remote_access(vips, {"v4": "10.3.0.0/24", "v6": "fd00:10::/120"})
+    connect(net)
+    assert_consistent(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.virtual_ips == expected and ike_b.assigned_ips == expected
+    assert [str(t) for t in ike_a.children[0].local_ts] == expected
+    assert [str(t) for t in ike_b.children[0].remote_ts] == expected
+    ups = [e for e in net.events("a") if isinstance(e, ev.IkeSaUp)]
+    assert ups and ups[0].virtual_ips == tuple(expected) and ups[0].virtual_ip == expected[0]
+    request = {a.attr_type: a.value for a in seen["_assign_virtual_ip"].attributes}
+    assert request[CfgAttr.INTERNAL_IP6_ADDRESS] == b"" and CfgAttr.INTERNAL_IP6_DNS in request
+    assert (CfgAttr.INTERNAL_IP4_ADDRESS in request) is ("0.0.0.0" in vips)
+    reply = {a.attr_type: a.value for a in seen["_take_virtual_ip"].attributes}
+    assert reply[CfgAttr.INTERNAL_IP6_ADDRESS] == ipaddress.ip_address("fd00:10::1").packed + bytes([64])
+    assert reply[CfgAttr.INTERNAL_IP6_DNS] == ipaddress.ip_address("fd00:2::53").packed
+
+
+def test_remote_access_a_family_without_a_pool_is_left_out_and_none_at_all_fails():
+    """strongSwan's ike_config: the address of a family no pool serves is left out of the reply;
+    INTERNAL_ADDRESS_FAILURE only when no address at all can be given."""
+    net = _remote_access(["0.0.0.0", "::"], {"v4": "10.3.0.0/24"})
+    connect(net)
+    ike_a, ike_b = _established(net)
+    assert ike_a.virtual_ips == ["10.3.0.1"] and ike_b.assigned_ips == ["10.3.0.1"]
+    assert [str(t) for t in ike_a.children[0].local_ts] == ["10.3.0.1"]
+
+    net = _remote_access(["::"], {"v4": "10.3.0.0/24"})
+    connect(net)
+    assert not [s for s in net.endpoints["a"].by_id.values() if s.children]
+    assert "INTERNAL_ADDRESS_FAILURE" in str(net.events("a"))
+
+
+@pytest.mark.parametrize("value", [b"", bytes(16), bytes(16) + bytes([129]), bytes(18)],
+                         ids=["empty", "no-prefix", "prefix-129", "18-octets"])
+def test_a_malformed_internal_ip6_address_is_not_taken(value):
+    """RFC 7296 §3.15.1: INTERNAL_IP6_ADDRESS in a reply is 17 octets, a prefix length at most 128."""
+    from types import SimpleNamespace
+
+    from lab.ike.const import CfgAttr, CfgType
+    from lab.ike.tasks.ike_auth import _take_virtual_ip
+    ike = SimpleNamespace(virtual_ips=[])
+    good = ipaddress.ip_address("fd00:10::7").packed + bytes([64])
+    _take_virtual_ip(ike, pl.CP(cfg_type=CfgType.CFG_REPLY, attributes=[
+        pl.CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, value), pl.CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, good)]))
+    assert ike.virtual_ips == ["fd00:10::7"]
+
+
 def test_transport_mode():
     from lab.ike.config import parse_traffic_selectors
     a, b = pair_configs(child_mode="transport")
@@ -1036,3 +1118,19 @@ def test_spi_pair_must_match():
     b = net.endpoints["b"]
     b.receive_datagram(b"\x00\x00\x00\x00" + forged.serialize(), (GW_A, 4500), (GW_B, 4500), net.now)
     assert b.drops["SPI pair does not match the IKE SA"] == 1
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_an_ike_frame_from_a_tcp_stream_on_port_443_is_taken(tcp):
+    # RFC 9329 §3.1: IKE in a TCP stream carries the non-ESP marker whatever the TCP port (here
+    # 443, a hotel's only way out); taken as UDP on a port other than 4500 it is malformed
+    net = make_net(*pair_configs())
+    a, b = net.endpoints["a"], net.endpoints["b"]
+    a.initiate("s2s", net.now)
+    (request,) = a.datagrams_to_send()
+    b.receive_datagram(b"\0\0\0\0" + request.data, (request.src[0], 33308), (request.dst[0], 443), net.now, tcp=tcp)
+    answers = b.datagrams_to_send()
+    if tcp:
+        assert [Message.parse(d.data).exchange for d in answers] == [ExchangeType.IKE_SA_INIT]
+    else:
+        assert answers == [] and b.drops["malformed"] == 1

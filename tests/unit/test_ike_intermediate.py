@@ -368,8 +368,8 @@ def _child_net(**options):
 
 
 def _keymat_by_hand(task, sk_d: bytes, length: int) -> bytes:
-    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr), the IKE SA's PRF (sha384)
-    seed = task.shared + b"".join(task.additional) + task.nonce + task.nonce_r
+    # RFC 9370 §2.2.4: KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)), the IKE SA's PRF (sha384)
+    seed = task.shared + task.nonce + task.nonce_r + b"".join(task.additional)
     out, t, n = b"", b"", 1
     while len(out) < length:
         t = hmac.new(sk_d, t + seed + bytes([n]), hashlib.sha384).digest()
@@ -465,3 +465,21 @@ def test_child_followup_ke_with_wrong_link_data_is_state_not_found(monkeypatch):
     # the old CHILD SA stays, nothing half-made on either side
     assert_consistent(net)
     assert before(net) == old
+
+
+@pytest.mark.parametrize("initiator", ["a", "b"])
+def test_child_rekey_keeps_its_additional_key_exchanges_in_an_ike_sa_without_them(initiator):
+    """An IKE SA made without additional key exchanges (no IKE_INTERMEDIATE announced, as strongSwan 6
+    does then) rekeys a CHILD SA whose esp_proposals require them with IKE_FOLLOWUP_KE all the same:
+    leaving them out of the proposal would give the new CHILD SA less than its configuration asks for."""
+    net = make_net(*pair_configs(proposals="aes256gcm16-prfsha384-x25519", esp=CHILD_ESP))
+    net.endpoints["a"].initiate("s2s", net.now)
+    net.settle()
+    assert not any(ike.peer_intermediate for ike in _established(net))
+    old = before(net)
+    since = len(net.log)
+    assert net.endpoints[initiator].rekey_child(net.now, "net") == 1
+    net.settle()
+    assert_child_rekeyed(net, old)
+    assert [e for e, response, _ in _rekey_exchanges(net, since) if not response][:3] == [36, 44, 44]
+    assert {str(c.algorithms) for ike in _established(net) for c in ike.children} == {CHILD_ESP + "-noesn"}

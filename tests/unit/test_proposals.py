@@ -142,6 +142,19 @@ def test_additional_key_exchanges_refused_where_ipsec_lab_cannot_run_them():
         check_implemented(parse_esp_proposals("aes256gcm16-x25519-ke1_mlkem512"))
 
 
+@pytest.mark.parametrize("text, token", [("aes256gcm16-ke1_mlkem768", "ke1_mlkem768"),
+                                         ("aes128-sha256-ke2_ecp384", "ke2_ecp384"),
+                                         ("aes256gcm16-modpnone-ke1_x25519", "ke1_x25519")])
+def test_additional_key_exchanges_of_a_child_sa_need_a_key_exchange_method(text, token):
+    # RFC 9370 §2.2.4: they run in IKE_FOLLOWUP_KE after the KE payload of CREATE_CHILD_SA
+    with pytest.raises(ProposalError, match="needs a key exchange method in the same proposal") as info:
+        parse_esp_proposals(text)
+    assert info.value.token == token
+    # optional ones alone (ke1_none) add nothing to run, and a proposal with a method is fine
+    assert parse_esp_proposals("aes128-sha256-ke1_none")
+    assert parse_esp_proposals(text.replace(token, "ecp256-" + token))
+
+
 def test_selection_of_additional_key_exchanges():
     # RFC 9370 §2.2.1: optional (with none) ones fall away at a peer without them; required ones fail
     mine = [parse_ike_proposal("aes256gcm16-prfsha384-x25519-ke1_mlkem768")]

@@ -276,7 +276,7 @@ def test_a_service_on_a_host_node(folder):
 
 
 @pytest.mark.parametrize("services, words", [
-    ("  hostb: radiator", "must be one of freeradius, listeners, not 'radiator'"),
+    ("  hostb: radiator", "must be one of freeradius, listeners, nginx, not 'radiator'"),
     ("  gwb: freeradius", "gwb is a gateway: a service runs on a host"),
     ("  nat: freeradius", "nat is a nat: a service runs on a host"),
     ("  hostz: freeradius", "no such node in topology"),
@@ -319,3 +319,11 @@ def test_remote_access_with_two_servers():
     assert topo.nodeInfo("server2")["intfs"]["server2-lan"]["addrs"] == ["10.2.0.11/24"]
     assert topo.nodeInfo("server")["intfs"]["server-lan"]["addrs"] == ["10.2.0.10/24"]
     assert "server2" not in load("remote-access")(clients=1, nats=0).hosts()
+
+
+def test_a_bad_ports_file_is_named_by_file_and_line_when_the_scenario_is_read(folder):
+    hosts = folder / "hosts" / "hostb"
+    hosts.mkdir()
+    (hosts / "ports").write_text("# the application\n443\nssh\n")
+    error = _error_of(folder, BASE.replace("steps:", "services:\n  hostb: listeners\nsteps:"))
+    assert (error.file, error.line) == (str(hosts / "ports"), 3) and "not 'ssh'" in str(error)

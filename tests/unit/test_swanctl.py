@@ -137,6 +137,33 @@ def test_features_conf():
                                       remote_id=P("C=CH, O=Lab, CN=site-b.lab")).name == "site-b"
 
 
+def test_ipv6_virtual_ips_and_pools():
+    """vips = 0.0.0.0, :: asks for one of each family; pools take IPv6 subnets and ranges, a subnet
+    without its network and last address as strongSwan's mem_pool.c."""
+    config = parse_swanctl(conf("""
+        connections {
+          rw {
+            vips = 0.0.0.0, ::
+            pools = v4, v6, v6range
+            local { auth = psk }
+            remote { auth = psk }
+          }
+        }
+        secrets { ike { secret = s } }
+        pools {
+          v4 { addrs = 10.3.0.0/24 }
+          v6 {
+            addrs = fd00:10::/120
+            dns = fd00:2::53
+          }
+          v6range { addrs = fd00:11::10-fd00:11::1f }
+        }"""))
+    assert config.connections["rw"].vips == ["0.0.0.0", "::"]
+    v6, v6range = config.pools["v6"], config.pools["v6range"]
+    assert (v6.first, v6.last, v6.size, v6.dns) == (ip("fd00:10::1"), ip("fd00:10::fe"), 254, [ip("fd00:2::53")])
+    assert (v6range.first, v6range.last, v6range.size) == (ip("fd00:11::10"), ip("fd00:11::1f"), 16)
+
+
 # ---------------------------------------------------------------- settings syntax
 
 def test_settings_syntax_details():
@@ -264,6 +291,18 @@ ERRORS = [
             }
           }
         }''', 5, "connections.s2s.children.net.esp_proposals", ["ke1_mlkem512 is not implemented"]),
+    # RFC 9370 §2.2.4: additional key exchanges follow the KE of CREATE_CHILD_SA, so one must be there
+    ('''
+        connections {
+          s2s {
+            children {
+              net {
+                esp_proposals = aes256gcm16-ke1_mlkem768
+              }
+            }
+          }
+        }''', 5, "connections.s2s.children.net.esp_proposals",
+     ["ke1_mlkem768 needs a key exchange method", "'aes256gcm16-x25519-ke1_mlkem768'", "RFC 9370 §2.2.4"]),
     ('''
         connections {
           s2s {
@@ -420,6 +459,30 @@ ERRORS = [
             dns = 10.0.0.53
           }
         }''', 2, "pools.rw", ["has no addrs"]),
+    ('''
+        pools {
+          rw6 {
+            addrs = fd00:10::20-fd00:10::1
+          }
+        }''', 3, "pools.rw6.addrs", ["range 'fd00:10::20-fd00:10::1' must go from a lower to a higher address"]),
+    ('''
+        pools {
+          rw6 {
+            addrs = 10.3.0.1-fd00:10::ff
+          }
+        }''', 3, "pools.rw6.addrs", ["of one family"]),
+    ('''
+        pools {
+          rw6 {
+            addrs = fd00:10::/129
+          }
+        }''', 3, "pools.rw6.addrs", ["neither a CIDR subnet", "fd00:10::/120"]),
+    ('''
+        connections {
+          rw {
+            vips = ::, fd00:10::5
+          }
+        }''', 3, "connections.rw.vips", ["both IPv6", "one virtual IP per family"]),
     ('''
         pools {
           rw {

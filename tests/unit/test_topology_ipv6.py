@@ -60,4 +60,29 @@ def test_with_ipv6_every_lan_reaches_every_other_across_the_internet(nat):
 
 def test_a_topology_without_the_parameter_refuses_it():
     with pytest.raises(topology.TopologyError, match="ipv6"):
-        topology.load("remote-access")(ipv6=True)
+        topology.load("hub-and-spoke")(ipv6=True)
+
+
+RemoteAccess = topology.load("remote-access")
+
+
+@pytest.mark.parametrize("nats", [0, 2])
+def test_remote_access_without_ipv6_nothing_changes(nats):
+    topo = RemoteAccess(nats=nats, servers=2)
+    for node in topo.hosts():
+        info = topo.nodeInfo(node)
+        assert "ipv6" not in info and not v6(topo, node)
+        assert all(":" not in via for _prefix, via in info["routes"])
+
+
+def test_remote_access_with_ipv6_only_the_lan_has_ipv6_addresses():
+    """The clients reach 2001:db8:2::/64 through their tunnels alone: IPv6 on every node, IPv6
+    addresses and routes on gw's LAN only, each server's default IPv6 route via gw."""
+    topo = RemoteAccess(nats=2, servers=2, ipv6=True)
+    assert all(topo.nodeInfo(n).get("ipv6") for n in topo.hosts() if topo.nodeInfo(n)["kind"] != "switch")
+    assert v6(topo, "gw") == ["2001:db8:2::1/64"]
+    assert v6(topo, "server") == ["2001:db8:2::10/64"] and v6(topo, "server2") == ["2001:db8:2::11/64"]
+    for server in ("server", "server2"):
+        assert ("default", "2001:db8:2::1") in topo.nodeInfo(server)["routes"]
+    for node in ("client1", "client2", "client3", "nat1", "nat2"):
+        assert not v6(topo, node) and all(":" not in via for _p, via in topo.nodeInfo(node)["routes"])

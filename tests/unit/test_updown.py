@@ -69,7 +69,7 @@ class _Gateway:
     def __init__(self, command: str) -> None:
         config = SimpleNamespace(children={"net": ChildConfig("net", updown=command, hostaccess=True)})
         ike = SimpleNamespace(config=config, local_id=Identity.parse("gwa.lab"), remote_id=Identity.parse("gwb.lab"),
-                              remote_eap_id=None, virtual_ip=None, assigned_ip="10.3.0.1")
+                              remote_eap_id=None, virtual_ips=[], assigned_ips=["10.3.0.1", "fd00:10::1"])
         self.endpoint = SimpleNamespace(by_id={7: ike})
         self.lines: list[str] = []
 
@@ -110,7 +110,8 @@ def test_up_and_down_with_strongswan_environment_not_on_rekey(tmp_path: Path) ->
         "PLUTO_MY_ID": "gwa.lab", "PLUTO_MY_CLIENT": "10.1.0.0/24", "PLUTO_MY_PORT": "0", "PLUTO_MY_PROTOCOL": "0",
         "PLUTO_PEER": "192.0.2.2", "PLUTO_PEER_ID": "gwb.lab", "PLUTO_PEER_CLIENT": "10.2.0.0/24",
         "PLUTO_PEER_PORT": "0", "PLUTO_PEER_PROTOCOL": "0", "PLUTO_PEER_SOURCEIP": "10.3.0.1",
-        "PLUTO_PEER_SOURCEIP4_1": "10.3.0.1", "PLUTO_UDP_ENC": "4500", "PLUTO_HOST_ACCESS": "1",
+        "PLUTO_PEER_SOURCEIP4_1": "10.3.0.1", "PLUTO_PEER_SOURCEIP6_1": "fd00:10::1", "PLUTO_UDP_ENC": "4500",
+        "PLUTO_HOST_ACCESS": "1",
     }
     down = (tmp_path / "env.down-client").read_text().replace("down-client", "up-client")
     assert down == (tmp_path / "env.up-client").read_text()
@@ -160,3 +161,18 @@ def test_pkcs12_secrets_are_refused_with_file_line():
         parse_swanctl(text, filename="prod.conf")
     number = text.splitlines().index("  pkcs12-gw { file = gw.p12 }") + 1
     assert str(err.value).startswith(f"prod.conf:{number}: ") and "PKCS#12" in str(err.value)
+
+
+def test_a_dual_stack_child_runs_the_script_once_per_family(tmp_path: Path) -> None:
+    """strongSwan runs updown per policy, pairs of one family (child_sa.c policy_enumerate): a
+    client with an IPv4 and an IPv6 virtual IP gets up-client and up-client-v6, no mixed pair."""
+    log = tmp_path / "calls"
+    script = _script(tmp_path, f'echo "$PLUTO_VERB $PLUTO_MY_CLIENT $PLUTO_PEER_CLIENT" >> "{log}"\n')
+    gateway = _Gateway(script)
+    keys = ev.ChildKeys(b"", b"")
+    up = ev.ChildSaUp(7, "net", 1, 3, b"\0\0\0\2", b"\0\0\0\1", 12, 128, 0, False, keys, keys, "tunnel",
+                      (_ts("10.3.0.1/32"), _ts("fd00:10::1/128")), (_ts("10.2.0.0/24"), _ts("fd00:2::/64")),
+                      ("127.0.0.1", 4500), ("192.0.2.2", 4500), True, 32, "aes128gcm16", None)
+    Updown(gateway).on_event(up)  # type: ignore[arg-type]
+    assert log.read_text().splitlines() == ["up-client 10.3.0.1/32 10.2.0.0/24",
+                                            "up-client-v6 fd00:10::1/128 fd00:2::/64"]

@@ -7,7 +7,10 @@ import struct
 import time
 from pathlib import Path
 
+import pytest
+
 from lab.cli import main
+from lab.runfolder import RunResult
 from lab.viz.analysis import analyze_capture
 from lab.viz.figures import draw_run
 from lab.viz.run import load_run
@@ -138,8 +141,9 @@ def test_figures_of_some_steps_hold_only_their_packets(tmp_path, capsys):
     assert (run / "report.md").read_text() == report  # the report keeps the whole run's figures
     result = load_run(run).result
     lo, hi = step_window(result, 6, 9)
-    steps = {s["index"]: s for s in result["steps"]}
-    assert (lo, hi) == (steps[6]["started"], steps[9]["ended"])
+    assert result is not None
+    steps = {s.index: s for s in result.steps}
+    assert (lo, hi) == (steps[6].started, steps[9].ended)
     # scapy's count of the IKE datagrams captured outside the NAT box meanwhile, against the ladder's arrows
     outside = [p for p in rdpcap(str(run / "captures" / "nat-outside.pcap"))
                if UDP in p and lo <= float(p.time) <= hi and 4500 in (p[UDP].sport, p[UDP].dport)
@@ -159,12 +163,8 @@ def test_figures_of_some_steps_hold_only_their_packets(tmp_path, capsys):
                       ("9-6", "the first is after the last")):
         assert main(["figures", str(run), "--steps", bad]) == 2
         assert said in capsys.readouterr().err
-    try:
-        step_window({"steps": []}, 1, 1)
-    except StepsError as err:
-        assert "no result.json with steps" in str(err)
-    else:
-        raise AssertionError("no steps, no error")
+    with pytest.raises(StepsError, match="no result.json with steps"):
+        step_window(RunResult.from_json({"steps": []}), 1, 1)
     assert main(["figures", str(run / "captures" / "nat-inside.pcap"), "--steps", "2"]) == 2
     assert "--steps needs a run folder" in capsys.readouterr().err
 

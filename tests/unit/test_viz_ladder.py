@@ -139,3 +139,68 @@ def test_ladder_of_a_capture_without_ipsec_draws_its_first_packets_only(tmp_path
     ladder = build_ladder([capture])
     assert len(ladder.arrows) == PLAIN_LIMIT
     assert [a.frames[0][1] for a in ladder.arrows] == list(range(1, PLAIN_LIMIT + 1))
+
+
+def _two_nat_boxes_run(tmp_path: Path) -> Path:
+    """A run folder of a topology with two NAT boxes (as compare with lte: true): gwa and gwi
+    each on their own inside link of natl (public 198.51.100.20), talking ESP to their own peers
+    gwb 198.51.100.2 and gwj 198.51.100.6; natl's outside capture holds both conversations."""
+    import json
+
+    from scapy.all import IP, Ether, Raw, wrpcap
+
+    def esp(src: str, dst: str, spi: int, seq: int):
+        return Ether() / IP(src=src, dst=dst, proto=50) / Raw(struct.pack(">II", spi, seq) + bytes([spi % 251, seq]) * 40)
+
+    def node(name: str, *addresses: str, nat: dict | None = None) -> dict:
+        entry = {"name": name, "kind": "nat" if nat else "gateway",
+                 "interfaces": [{"name": f"{name}-{n}", "addresses": [a]} for n, a in enumerate(addresses)]}
+        if nat:
+            entry["nat"] = nat
+        return entry
+
+    run = tmp_path / "run"
+    (run / "captures").mkdir(parents=True)
+    topology = {"nodes": [
+        node("nat", "198.51.100.1/24", "172.16.0.1/24", "172.16.4.1/24",
+             nat={"inside": ["nat-1", "nat-2"], "outside": "nat-0", "public": "198.51.100.1"}),
+        node("natl", "198.51.100.20/24", "10.64.0.1/24", "10.64.4.1/24",
+             nat={"inside": ["natl-1", "natl-2"], "outside": "natl-0", "public": "198.51.100.20"}),
+        node("gwa", "172.16.0.2/24", "10.64.0.2/24"), node("gwb", "198.51.100.2/24"),
+        node("gwi", "172.16.4.2/24", "10.64.4.2/24"), node("gwj", "198.51.100.6/24")],
+        "taps": [{"name": name, "node": "natl", "intf": intf, "file": f"captures/{name}.pcap"}
+                 for name, intf in (("natl-in", "natl-1"), ("natl-in5", "natl-2"), ("natl-outside", "natl-0"))]}
+    (run / "topology.json").write_text(json.dumps(topology))
+    inside: dict[str, list] = {"natl-in": [], "natl-in5": []}
+    outside = []
+    for seq in range(1, 4):
+        for name, private, peer, spi in (("natl-in", "10.64.0.2", "198.51.100.2", 0x1000),
+                                         ("natl-in5", "10.64.4.2", "198.51.100.6", 0x5000)):
+            inside[name] += [esp(private, peer, spi, seq), esp(peer, private, spi + 1, seq)]
+            outside += [esp("198.51.100.20", peer, spi, seq), esp(peer, "198.51.100.20", spi + 1, seq)]
+    for name, packets in inside.items():
+        wrpcap(str(run / "captures" / f"{name}.pcap"), packets)
+    wrpcap(str(run / "captures" / "natl-outside.pcap"), outside)
+    return run
+
+
+def test_ladder_of_a_second_nat_box_names_it_and_only_its_address(tmp_path):
+    """An outside capture of a NAT box with several inside links holds the others' peers too:
+    the NAT box's lane has only its public address and its name, each peer its own lane."""
+    from lab.viz.ladder import build_ladder
+    from lab.viz.run import load_run
+
+    run = load_run(_two_nat_boxes_run(tmp_path))
+    pairs = {inside.stem: (inside, outside) for inside, outside in run.nat_sides()}
+    assert sorted(pairs) == ["natl-in", "natl-in5"]
+    expected = {"natl-in": [("gwa", ["10.64.0.2"]), ("natl", ["198.51.100.20"]), ("gwb", ["198.51.100.2"])],
+                "natl-in5": [("gwi", ["10.64.4.2"]), ("natl", ["198.51.100.20"]), ("gwj", ["198.51.100.6"])]}
+    for name, (inside, outside) in pairs.items():
+        ladder = build_ladder([analyze_capture(inside), analyze_capture(outside)], run.topology)
+        assert [(lane.name, lane.addresses) for lane in ladder.lanes] == expected[name], name
+        assert [lane.nat for lane in ladder.lanes] == [False, True, False]
+        assert sum(b.count for b in ladder.bands) == 6 and all(b.via == 1 for b in ladder.bands)
+    # without topology.json: the address the NAT box wrote over the inside host's, not a name
+    inside, outside = pairs["natl-in5"]
+    ladder = build_ladder([analyze_capture(inside), analyze_capture(outside)])
+    assert [lane.addresses for lane in ladder.lanes] == [["10.64.4.2"], ["198.51.100.20"], ["198.51.100.6"]]

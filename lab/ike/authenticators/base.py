@@ -38,4 +38,4 @@ def auth_octets(ike: IkeSA, ours: bool, id_body: bytes) -> bytes:
     else:
         message, nonce, sk_p = ike.init_response, ike.nonce_i, keys.sk_pr
     # RFC 9242 §3.3.2: InitiatorSignedOctets = RealMessage1 | NonceRData | MACedIDForI | IntAuth
-    return signed_octets(message, nonce, ike.algorithms.prf, sk_p, id_body) + ike.int_auth()
+    return signed_octets(message, nonce, ike.prf_id, sk_p, id_body) + ike.int_auth()

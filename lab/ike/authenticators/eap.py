@@ -12,7 +12,7 @@ from .. import payloads as pl
 from ..config import AuthClass, AuthConfig
 from ..const import AuthMethod, EapType, IdType, name_of
 from ..crypto import AuthenticationFailed, psk_auth_data
-from ..eap import EapError, EapPacket, EapPeer, EapServer, PeerMethod, eap_type_of
+from ..eap import EapError, EapPacket, EapPeer, EapServer, PeerMethod, ServerMethod, eap_type_of
 from ..eap.gtc import GtcPeer, totp_code
 from ..eap.md5 import Md5Peer, Md5Server
 from ..eap.mschapv2 import MsChapV2Peer, MsChapV2Server
@@ -22,6 +22,8 @@ from ..identity import Identity, IdentityError
 from .base import Authenticator, auth_octets
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from ..sa import IkeSA
 
 EAP_METHODS = ("md5", "mschapv2", "tls", "ttls")  # what plain `eap` offers; eap-gtc only when named
@@ -57,7 +59,8 @@ class EapAuthenticator(Authenticator):
         ike.local_eap_id = eap_id
         name = eap_identity_octets(eap_id)
         endpoint = ike.endpoint
-        wanted = [AuthClass(auth.method).eap_method] if AuthClass(auth.method).eap_method else list(EAP_METHODS)
+        named = AuthClass(auth.method).eap_method
+        wanted = [named] if named else list(EAP_METHODS)
 
         def secret() -> bytes:
             found = endpoint.config.find_eap(eap_id, ike.remote_id or ike.config.remote_identity)
@@ -81,7 +84,7 @@ class EapAuthenticator(Authenticator):
                 raise EapError("no private key for our EAP-TLS certificate")
             return TlsPeer(auth.certs[0], auth.certs[1:], key.key, server_check())
 
-        def server_check():
+        def server_check() -> Callable[[list[x509.Certificate]], None]:
             # swanctl.conf local.aaa_id: the name the EAP server's certificate must carry, when the
             # server is not the IKE peer itself (an AAA server behind an eap-radius gateway)
             anchors = list(ike.config.remote.cacerts) or list(endpoint.config.cacerts)
@@ -138,7 +141,7 @@ class EapAuthenticator(Authenticator):
         def lookup(name: bytes) -> bytes | None:
             return endpoint.config.find_eap(ike.local_id, identity_from_eap(name))
 
-        def make(who: bytes):
+        def make(who: bytes) -> ServerMethod:
             ike.remote_eap_id = identity_from_eap(who)
             if method == "md5":
                 return Md5Server(lookup(who), endpoint.random, who)
@@ -198,7 +201,7 @@ class EapAuthenticator(Authenticator):
         else:
             sender_is_initiator = ike.is_initiator == ours
             key = ike.keys.sk_pi if sender_is_initiator else ike.keys.sk_pr
-        return psk_auth_data(ike.algorithms.prf, key, octets)
+        return psk_auth_data(ike.prf_id, key, octets)
 
     def build(self, id_payload: pl.Identification) -> pl.AUTH:
         return pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=self.auth_data(True, id_payload.body()))

@@ -31,7 +31,7 @@ class PskAuthenticator(Authenticator):
         if secret is None:
             raise ExchangeFailed(f"no pre-shared key for {self.local_id} - {ike.config.remote_identity} "
                                  f"in the secrets section")
-        return pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=psk_auth_data(ike.algorithms.prf, secret, octets))
+        return pl.AUTH(method=AuthMethod.SHARED_KEY_MIC, data=psk_auth_data(ike.prf_id, secret, octets))
 
     def verify(self, id_payload: pl.Identification, auth: pl.AUTH, payloads: Sequence[pl.Payload] = ()) -> None:
         ike = self.ike
@@ -43,4 +43,4 @@ class PskAuthenticator(Authenticator):
         secret = ike.endpoint.config.find_psk(ike.local_id, peer_id)
         if secret is None:
             raise AuthenticationFailed(f"no pre-shared key for {ike.local_id} - {peer_id}")
-        verify_psk_auth(ike.algorithms.prf, secret, octets, auth.data)
+        verify_psk_auth(ike.prf_id, secret, octets, auth.data)

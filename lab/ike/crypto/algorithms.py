@@ -16,7 +16,8 @@ from ..errors import CryptoError
 
 def hash_class(name: str) -> type[hashes.HashAlgorithm]:
     """The `cryptography` hash for a registry hash name such as "sha256"."""
-    return getattr(hashes, name.upper())
+    found: type[hashes.HashAlgorithm] = getattr(hashes, name.upper())
+    return found
 
 
 def _implemented_anywhere(entry: Algorithm | None) -> bool:

@@ -162,7 +162,7 @@ class SignatureParams:
             if scheme.kind == self.kind and scheme.hash_algorithm == self.hash_algorithm:
                 if self.kind != "pss" or (
                     self.mgf_hash == self.hash_algorithm
-                    and self.salt_length == _HASHES[self.hash_algorithm].digest_size
+                    and self.salt_length == _HASHES[self.hash_algorithm]().digest_size
                 ):
                     return scheme
         return None

@@ -101,13 +101,15 @@ def _pi_bits(bits: int) -> int:
 
 def rfc3526_prime(bits: int, k: int) -> int:
     """The MODP prime p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) pi) + k) (RFC 3526 §2-§7)."""
-    return 2 ** bits - 2 ** (bits - 64) - 1 + 2 ** 64 * (_pi_bits(bits - 130) + k)
+    prime: int = 2 ** bits - 2 ** (bits - 64) - 1 + 2 ** 64 * (_pi_bits(bits - 130) + k)
+    return prime
 
 
 # RFC 3526 §5, §6, §7: the 4096-, 6144- and 8192-bit groups (RFC 8247 §2.4: MAY); the 2048- and
 # 3072-bit primes above are written out as the RFC prints them, and tests/unit check the formula
 # against them
-MODP_PRIMES = {DhGroup.MODP_1024: MODP_1024_PRIME, DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME,
+MODP_PRIMES: dict[int, int] = {
+               DhGroup.MODP_1024: MODP_1024_PRIME, DhGroup.MODP_2048: MODP_2048_PRIME, DhGroup.MODP_3072: MODP_3072_PRIME,
                DhGroup.MODP_4096: rfc3526_prime(4096, 240904), DhGroup.MODP_6144: rfc3526_prime(6144, 929484),
                DhGroup.MODP_8192: rfc3526_prime(8192, 4743158)}
 
@@ -126,8 +128,10 @@ X25519_SIZE = 32
 
 # FIPS 203 §8, Table 3: encapsulation key and ciphertext sizes in octets; the shared secret is 32
 MLKEM_SIZES: dict[int, tuple[int, int]] = {DhGroup.MLKEM_768: (1184, 1088), DhGroup.MLKEM_1024: (1568, 1568)}
-_MLKEM_KEYS = {DhGroup.MLKEM_768: mlkem.MLKEM768PrivateKey, DhGroup.MLKEM_1024: mlkem.MLKEM1024PrivateKey}
-_MLKEM_PUBLIC = {DhGroup.MLKEM_768: mlkem.MLKEM768PublicKey, DhGroup.MLKEM_1024: mlkem.MLKEM1024PublicKey}
+_MLKEM_KEYS: dict[int, type[mlkem.MLKEM768PrivateKey] | type[mlkem.MLKEM1024PrivateKey]] = {
+    DhGroup.MLKEM_768: mlkem.MLKEM768PrivateKey, DhGroup.MLKEM_1024: mlkem.MLKEM1024PrivateKey}
+_MLKEM_PUBLIC: dict[int, type[mlkem.MLKEM768PublicKey] | type[mlkem.MLKEM1024PublicKey]] = {
+    DhGroup.MLKEM_768: mlkem.MLKEM768PublicKey, DhGroup.MLKEM_1024: mlkem.MLKEM1024PublicKey}
 MLKEM_SEED_SIZE = 64  # FIPS 203 §7.1: the seed d | z of ML-KEM.KeyGen_internal
 
 _PKCS3_DH_KEY_AGREEMENT = "1.2.840.113549.1.3.1"
@@ -420,9 +424,9 @@ def new_key_exchange(group: int, private_key: int | bytes | None = None) -> KeyE
         return X25519KeyExchange(DhGroup.CURVE25519, private_key)
     if g in MLKEM_SIZES:
         if isinstance(private_key, int):
-            raise CryptoError(f"{g.name} private key must be a 64-octet seed, not an int")
+            raise CryptoError(f"{name_of(DhGroup, g)} private key must be a 64-octet seed, not an int")
         return MlKemKeyExchange(g, private_key)  # type: ignore[arg-type]
     raise CryptoError(
         f"unsupported key exchange group {name_of(DhGroup, group)}; "
-        f"supported: {', '.join(s.name for s in SUPPORTED_GROUPS)}"
+        f"supported: {', '.join(name_of(DhGroup, s) for s in SUPPORTED_GROUPS)}"
     )

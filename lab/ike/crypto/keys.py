@@ -164,12 +164,13 @@ def child_keymat(
     additional: Sequence[bytes] = (),
 ) -> bytes:
     """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), its first `length` octets (RFC 7296 §2.17);
-    with additional key exchanges, prf+(SK_d, g^ir (new) | SK(1) | ... | SK(n) | Ni | Nr)."""
+    with additional key exchanges, prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)), SK(0) being
+    g^ir (new) of CREATE_CHILD_SA (RFC 9370 §2.2.4), as for SKEYSEED at an IKE SA rekey."""
     if additional and shared_secret is None:
         raise CryptoError("additional key exchanges (RFC 9370 §2.2.4) need the CREATE_CHILD_SA key exchange too")
-    # RFC 9370 §2.2.4: the additional shared secrets follow g^ir (new), in the order they were agreed
-    seed = (bytes(shared_secret) if shared_secret is not None else b"") + b"".join(bytes(k) for k in additional) \
-        + bytes(nonce_i) + bytes(nonce_r)
+    # RFC 9370 §2.2.4: the additional shared secrets follow the nonces, in the order they were agreed
+    seed = (bytes(shared_secret) if shared_secret is not None else b"") + bytes(nonce_i) + bytes(nonce_r) \
+        + b"".join(bytes(k) for k in additional)
     return get_prf(prf_id).prf_plus(sk_d, seed, length)
 
 

@@ -122,8 +122,8 @@ def _hash_of(prf_id: int) -> tuple[str, int]:
     """hashlib's name of the hash behind an HMAC PRF, and its output size."""
     if prf_is_aes(prf_id):
         return "", AES_BLOCK
-    hash_class = prf_hash(prf_id)
-    return hash_class.name, hash_class.digest_size
+    hash_algorithm = prf_hash(prf_id)()  # an instance: the class declares name and size as properties
+    return hash_algorithm.name, hash_algorithm.digest_size
 
 
 def get_prf(prf_id: int) -> Prf:

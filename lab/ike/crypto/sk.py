@@ -192,7 +192,7 @@ class SkCipher:
             )
         return plaintext[: len(plaintext) - 1 - pad_length]
 
-    def _classic(self, key_e: bytes, iv: bytes) -> Cipher:
+    def _classic(self, key_e: bytes, iv: bytes) -> Cipher[modes.CTR] | Cipher[modes.CBC]:
         if self.encr_id == EncrId.AES_CTR:
             # RFC 5930 §2, RFC 3686 §4: nonce (the last 4 octets of SK_e) || IV || block counter from 1
             key, nonce = key_e[: -self.salt_size], key_e[-self.salt_size:]

@@ -49,7 +49,7 @@ class Md5Server(ServerMethod):
         self.random = random
         self.challenge = b""
         self.request_identifier = 0
-        self.identity = identity
+        self.identity: bytes = identity
 
     def initiate(self, identifier: int) -> bytes:
         self.challenge = self.random(CHALLENGE_SIZE)

@@ -25,6 +25,7 @@ from .. import payloads as pl
 from ..certs import verify_peer_certificate
 from ..const import CertEncoding, EapType
 from ..crypto.auth import AuthenticationFailed
+from ..identity import Identity
 from . import EapError, PeerMethod, ServerMethod
 
 FLAG_L, FLAG_M, FLAG_S = 0x80, 0x40, 0x20
@@ -34,7 +35,7 @@ MAX_MESSAGE = 64 * 1024
 
 
 def _context(server: bool, certificate: x509.Certificate | None, chain: Sequence[x509.Certificate], key: Any,
-             request_cert: bool = True):
+             request_cert: bool = True) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
     # strongSwan's libtls speaks TLS 1.2 in EAP (TLS 1.3 for EAP is RFC 9190, another MSK)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
@@ -194,7 +195,7 @@ def _ssl_text(err: Exception) -> str:
     return "; ".join(parts) or str(err) or type(err).__name__
 
 
-def peer_checker(anchors: Sequence[x509.Certificate], identity, now: datetime.datetime | None,
+def peer_checker(anchors: Sequence[x509.Certificate], identity: Identity, now: datetime.datetime | None,
                  pinned: Sequence[x509.Certificate] = ()) -> Callable[[list[x509.Certificate]], None]:
     """A check of the other side's TLS chain: it names `identity` and chains to `anchors`."""
 

@@ -295,20 +295,21 @@ class TtlsServer(ServerMethod):
             if self.tls.outgoing:
                 return self.tls.next_fragment()  # the peer acknowledged our fragment
             if self.awaiting_ack:
-                return self._succeed()  # RFC 5281 §11.2.4: the client accepted MS-CHAP2-Success
+                self._succeed()
+                return None  # RFC 5281 §11.2.4: the client accepted MS-CHAP2-Success
             raise EapError("EAP-TTLS peer sent nothing where phase 2 was due")
         if not self.tls.receive(type_data):
             return bytes([VERSION])
         if self.tls.finished:
             incoming = self.tls.read_application()
             if incoming and self._phase2(parse_avps(incoming)):
-                return self._succeed()
+                self._succeed()
+                return None
         return self.tls.next_fragment()
 
     def _succeed(self) -> None:
         self.msk = self.tls.msk
         self.identity = self.inner_name
-        return None
 
     def _phase2(self, avps: list[Attribute]) -> bool:
         """True: the client is authenticated. Raises EapError when it is not."""

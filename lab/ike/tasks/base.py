@@ -5,7 +5,7 @@ sent (`responded`). The task manager (lab.ike.task_manager) runs them."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, name_of
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 CHILD_ERRORS = (NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.SINGLE_PAIR_REQUIRED,
                 NotifyType.INTERNAL_ADDRESS_FAILURE, NotifyType.FAILED_CP_REQUIRED, NotifyType.INVALID_SELECTORS,
                 NotifyType.NO_ADDITIONAL_SAS)
+
+P = TypeVar("P", bound=pl.Payload)
 
 
 class Task:
@@ -71,7 +73,7 @@ def find_notify(payloads: Iterable[pl.Payload], notify_type: int) -> pl.Notify |
     return next((p for p in payloads if isinstance(p, pl.Notify) and p.notify_type == notify_type), None)
 
 
-def first(payloads: Iterable[pl.Payload], kind: type) -> pl.Payload | None:
+def first(payloads: Iterable[pl.Payload], kind: type[P]) -> P | None:
     return next((p for p in payloads if isinstance(p, kind)), None)
 
 

@@ -3,20 +3,21 @@ with PFS and INVALID_KE_PAYLOAD (§1.3), and the collisions of §2.8.1 and §2.2
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
 from ..child_sa import ChildSA, narrow
 from ..config import ChildConfig, ChildMode, selector_address, transport_nat_selectors
-from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, TransformType, name_of
+from ..const import ExchangeType, NotifyType, ProtocolId, TransformType, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import ChosenAlgorithms, ProposalError, promote_dh_group, proposal_dh_groups, select_proposal
 from ..states import ChildState, IkeState
-from .base import Task, error_notify, find_notify, first, new_key_exchange, new_nonce, notify
+from .base import error_notify, find_notify, first, new_key_exchange, new_nonce, notify
 from .child_delete import ChildDelete
+from .followup import FollowupKe
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -32,7 +33,7 @@ def check_create_child_sa_request(inner: list[pl.Payload]) -> tuple[pl.SA, pl.No
     return sa, nonce
 
 
-class ChildCreate(Task):
+class ChildCreate(FollowupKe):
     """CREATE_CHILD_SA for a new CHILD_SA, or to rekey `rekeying` (RFC 7296 §1.3.1, §1.3.3)."""
 
     def __init__(self, config: ChildConfig | None = None, rekeying: ChildSA | None = None) -> None:
@@ -151,16 +152,9 @@ class ChildCreate(Task):
                 return
         self._install_i(ike, now)
 
-    def _take_link(self, payloads: list[pl.Payload]) -> None:
-        link = find_notify(payloads, NotifyType.ADDITIONAL_KEY_EXCHANGE)
-        if link is None or not link.data:
-            raise ExchangeFailed("responder chose additional key exchanges but sent no ADDITIONAL_KEY_EXCHANGE "
-                                 "notify (RFC 9370 §2.2.4)")
-        self.link = bytes(link.data)
-
     def _process_followup_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         assert self.config is not None and self.kex is not None
-        ttype, method = self.pending_ke[0]
+        ttype = self.pending_ke[0][0]
         error = error_notify(payloads)
         if error is not None:
             if self.rekeying is not None:
@@ -168,19 +162,7 @@ class ChildCreate(Task):
             self.negotiation_failed(ike, f"CHILD_SA {self.config.name}: peer answered "
                                          f"{name_of(NotifyType, error.notify_type)} to IKE_FOLLOWUP_KE ADDKE{ttype - 5}")
             return
-        ke = first(payloads, pl.KE)
-        if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            raise ExchangeFailed(f"IKE_FOLLOWUP_KE response lacks the KE payload of {name_of(DhGroup, method)}")
-        try:
-            self.additional.append(self.kex.shared_secret(ke.data))
-        except CryptoError as err:
-            raise ExchangeFailed(f"peer's KE value rejected: {err}") from None
-        self.pending_ke.pop(0)
-        ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
-        if self.pending_ke:
-            # RFC 9370 §2.2.4: each response but the last carries new link data for the next exchange
-            self._take_link(payloads)
-            ike.tm.retry(self, now)
+        if self._take_followup_response(ike, payloads, now):
             return
         self._install_i(ike, now)
 
@@ -240,33 +222,11 @@ class ChildCreate(Task):
         if old is not None:
             self.made = (old, child)
 
-    def _new_link(self, ike: IkeSA) -> None:
-        # RFC 9370 §2.2.4: link data the initiator copies into its next IKE_FOLLOWUP_KE request
-        ike.followups.pop(self.link, None)
-        self.link = ike.endpoint.random(8)
-        ike.followups[self.link] = self
-        self.reply.append(pl.Notify(notify_type=NotifyType.ADDITIONAL_KEY_EXCHANGE, data=self.link))
-
     def process_followup_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         """One IKE_FOLLOWUP_KE request of this CHILD SA, found by its link data (RFC 9370 §2.2.4)."""
         assert self.maker is not None
-        ttype, method = self.pending_ke[0]
-        ke = first(inner, pl.KE)
-        if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            raise ExchangeFailed(f"IKE_FOLLOWUP_KE request without a KE payload of {name_of(DhGroup, method)}",
-                                 NotifyType.INVALID_SYNTAX)
-        try:
-            kex = new_key_exchange(ike, method)
-            self.additional.append(kex.shared_secret(ke.data))
-        except CryptoError as err:
-            raise ExchangeFailed(f"ADDKE{ttype - 5}: {err}", NotifyType.INVALID_SYNTAX) from None
-        self.pending_ke.pop(0)
-        ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
-        self.reply = [pl.KE(dh_group=method, data=kex.public_value)]
-        if self.pending_ke:
-            self._new_link(ike)
+        if not self._answer_followup_request(ike, inner, now):
             return
-        ike.followups.pop(self.link, None)
         child = self.maker.make(tuple(self.additional), now)
         self.maker = None
         if self.old is not None:
@@ -288,12 +248,13 @@ class ChildMaker:
 
 
 def select_child_config(ike: IkeSA, tsi: pl.TSi, tsr: pl.TSr, only: ChildConfig | None = None,
-                        transport: bool = False) -> tuple[ChildConfig, list, list]:
-    remote_address = ike.assigned_ip or ike.remote[0]
+                        transport: bool = False) -> tuple[ChildConfig, list[pl.TrafficSelector], list[pl.TrafficSelector]]:
+    remote_address = ike.assigned_ips or ike.remote[0]
     for config in ([only] if only is not None else ike.config.children.values()):
         if config.mode not in (ChildMode.TUNNEL, ChildMode.TRANSPORT):
             continue  # pass and drop children are shunt policies, never negotiated
-        offered_i, offered_r = tsi.selectors, tsr.selectors
+        offered_i: Sequence[pl.TrafficSelector | pl.RawTrafficSelector] = tsi.selectors
+        offered_r: Sequence[pl.TrafficSelector | pl.RawTrafficSelector] = tsr.selectors
         if transport and config.mode == ChildMode.TRANSPORT:
             # RFC 7296 §2.23.1, responder: substitute the NATed side's address before any lookup
             if ike.remote_behind_nat:

@@ -121,9 +121,7 @@ class IkeAuth(Task):
                 out.append(pl.CP(cfg_type=CfgType.CFG_REQUEST,
                                  attributes=[pl.CfgAttribute(a) for a in profile.cp_request]))
             elif ike.config.vips:
-                out.append(pl.CP(cfg_type=CfgType.CFG_REQUEST,
-                                 attributes=[pl.CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS),
-                                             pl.CfgAttribute(CfgAttr.INTERNAL_IP4_DNS)]))
+                out.append(pl.CP(cfg_type=CfgType.CFG_REQUEST, attributes=_cp_request(ike.config.vips)))
             if self.child.mode == ChildMode.TRANSPORT:
                 out.append(pl.Notify(notify_type=NotifyType.USE_TRANSPORT_MODE))
             self.spi_in = ike.endpoint.new_child_spi()
@@ -550,34 +548,74 @@ def _auth_failed(ike: IkeSA, reason: str, by_peer: bool, now: float, tell_peer: 
     ike.destroy(f"authentication failed: {reason}", now, quiet=True)
 
 
+# RFC 7296 §3.15.1: the address attribute and the DNS attribute of each family
+_ADDRESS = {4: CfgAttr.INTERNAL_IP4_ADDRESS, 6: CfgAttr.INTERNAL_IP6_ADDRESS}
+_DNS = {4: CfgAttr.INTERNAL_IP4_DNS, 6: CfgAttr.INTERNAL_IP6_DNS}
+# the prefix length sent with an INTERNAL_IP6_ADDRESS: 64, as strongSwan's ike_config.c sends it
+# (and RFC 7296 §3.15.3's example); the client installs the address alone either way
+IP6_PREFIX = 64
+
+
+def _cp_request(vips: list[str]) -> list[pl.CfgAttribute]:
+    """A CFG_REQUEST for `vips` (swanctl.conf): per family, the address attribute, empty for any
+    address (0.0.0.0, ::) as strongSwan sends it, and the DNS attribute."""
+    out = []
+    for vip in vips:
+        address = ipaddress.ip_address(vip)
+        out.append(pl.CfgAttribute(_ADDRESS[address.version], b"" if not int(address) else _cp_address(address)))
+        out.append(pl.CfgAttribute(_DNS[address.version]))
+    return out
+
+
+def _cp_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """The value of INTERNAL_IP4_ADDRESS (4 octets) or INTERNAL_IP6_ADDRESS (RFC 7296 §3.15.1:
+    17 octets, the address and a prefix length)."""
+    return address.packed if address.version == 4 else address.packed + bytes([IP6_PREFIX])
+
+
 def _take_virtual_ip(ike: IkeSA, cp: pl.CP) -> None:
+    """The virtual IPs of a CFG_REPLY, in its order (an IPv6 one's prefix length is not used: the
+    address alone goes on the TUN device, as /128, as strongSwan ignores it too)."""
+    vips = []
     for attr in cp.attributes:
-        if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) >= 4:
-            ike.virtual_ip = str(ipaddress.IPv4Address(attr.value[:4]))
+        if attr.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS and len(attr.value) == 4:
+            vips.append(str(ipaddress.IPv4Address(attr.value)))
+        elif attr.attr_type == CfgAttr.INTERNAL_IP6_ADDRESS and len(attr.value) == 17 and attr.value[16] <= 128:
+            vips.append(str(ipaddress.IPv6Address(attr.value[:16])))  # RFC 7296 §3.15.1: address, prefix length
+    ike.virtual_ips = list(dict.fromkeys(vips))
 
 
 def _assign_virtual_ip(ike: IkeSA, cp: pl.CP | None) -> list[pl.Payload]:
+    """Our CFG_REPLY to a CFG_REQUEST: an address of each family it asks for, from the
+    connection's pools; INTERNAL_ADDRESS_FAILURE only when none can be given (strongSwan's
+    ike_config: a family without a pool is left out)."""
     if cp is None or cp.cfg_type != CfgType.CFG_REQUEST:
         return []
-    wants_v4 = any(a.attr_type == CfgAttr.INTERNAL_IP4_ADDRESS for a in cp.attributes)
-    if not wants_v4:
+    families = list(dict.fromkeys(version for version, attr_type in ((4, CfgAttr.INTERNAL_IP4_ADDRESS),
+                                                                      (6, CfgAttr.INTERNAL_IP6_ADDRESS))
+                                  for a in cp.attributes if a.attr_type == attr_type))
+    if not families:
         return []
-    if ike.radius_framed_ip is not None:
-        # the Access-Accept's Framed-IP-Address (RFC 2865 §5.8) is the peer's, as strongSwan's
-        # eap-radius hands it out (there with pools = radius)
-        ike.assigned_ip = ike.radius_framed_ip
-        return _cp_reply(cp, ipaddress.IPv4Address(ike.radius_framed_ip), [])
-    lease = ike.endpoint.lease_address(ike.config, ike.remote_eap_id or ike.remote_id)
-    if lease is None:
+    requested = {a.attr_type for a in cp.attributes}
+    attributes: list[pl.CfgAttribute] = []
+    assigned: list[str] = []
+    for version in sorted(families):
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address
+        dns: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+        if version == 4 and ike.radius_framed_ip is not None:
+            # the Access-Accept's Framed-IP-Address (RFC 2865 §5.8) is the peer's, as strongSwan's
+            # eap-radius hands it out (there with pools = radius)
+            address, dns = ipaddress.IPv4Address(ike.radius_framed_ip), []
+        else:
+            lease = ike.endpoint.lease_address(ike.config, ike.remote_eap_id or ike.remote_id, version)
+            if lease is None:
+                continue
+            address, dns = lease
+        assigned.append(str(address))
+        attributes.append(pl.CfgAttribute(_ADDRESS[version], _cp_address(address)))
+        if _DNS[version] in requested:
+            attributes += [pl.CfgAttribute(_DNS[version], d.packed) for d in dns if d.version == version]
+    if not assigned:
         raise ExchangeFailed("no virtual IP to give (no pool or pool exhausted)", NotifyType.INTERNAL_ADDRESS_FAILURE)
-    address, dns = lease
-    ike.assigned_ip = str(address)
-    return _cp_reply(cp, address, dns)
-
-
-def _cp_reply(cp: pl.CP, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-              dns: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> list[pl.Payload]:
-    attributes = [pl.CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, address.packed)]
-    if any(a.attr_type == CfgAttr.INTERNAL_IP4_DNS for a in cp.attributes):
-        attributes += [pl.CfgAttribute(CfgAttr.INTERNAL_IP4_DNS, d.packed) for d in dns if d.version == 4]
+    ike.assigned_ips = assigned
     return [pl.CP(cfg_type=CfgType.CFG_REPLY, attributes=attributes)]

@@ -143,6 +143,8 @@ class IkeInit(Task):
         ke = first(payloads, pl.KE)
         assert isinstance(ke, pl.KE)
         chosen = ChosenAlgorithms.from_proposal(self.selected)
+        if chosen.dh is None:
+            raise ExchangeFailed("the selected IKE proposal has no key exchange method", NotifyType.INVALID_SYNTAX)
         try:
             ike.kex = new_key_exchange(ike, chosen.dh)
             shared = ike.kex.shared_secret(ke.data)

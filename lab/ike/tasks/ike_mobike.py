@@ -41,6 +41,9 @@ MOBIKE_NOTIFIES = frozenset({
     NotifyType.NO_ADDITIONAL_ADDRESSES, NotifyType.COOKIE2, NotifyType.NAT_DETECTION_SOURCE_IP,
     NotifyType.NAT_DETECTION_DESTINATION_IP, NotifyType.NO_NATS_ALLOWED})
 
+# RFC 4555 §3.6: the address octets an ADDITIONAL_*_ADDRESS notify carries
+_ADDRESS_SIZES: dict[int, int] = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}
+
 
 def is_mobike_informational(payloads: list[pl.Payload]) -> bool:
     return any(isinstance(p, pl.Notify) and p.notify_type in MOBIKE_NOTIFIES for p in payloads)
@@ -242,7 +245,7 @@ def take_peer_addresses(ike: IkeSA, payloads: list[pl.Payload], src: Address, no
         return False
     addresses = [src[0]]
     for item in listed:
-        size = {NotifyType.ADDITIONAL_IP4_ADDRESS: 4, NotifyType.ADDITIONAL_IP6_ADDRESS: 16}.get(item.notify_type)
+        size = _ADDRESS_SIZES.get(item.notify_type)
         if size is None:
             continue
         if len(item.data) != size:

@@ -9,7 +9,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .. import payloads as pl
-from ..const import DhGroup, ExchangeType, NotifyType, ProtocolId, name_of
+from ..const import ExchangeType, NotifyType, ProtocolId, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
 from ..proposals import (
@@ -24,12 +24,13 @@ from ..states import IkeState
 from .base import Task, error_notify, find_notify, first, new_key_exchange, new_nonce
 from .child_create import ChildCreate, check_create_child_sa_request
 from .child_delete import ChildDelete
+from .followup import FollowupKe
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
 
 
-class IkeRekey(Task):
+class IkeRekey(FollowupKe):
 
     def __init__(self) -> None:
         self.spi = b""
@@ -119,13 +120,6 @@ class IkeRekey(Task):
             return
         self._finish_i(ike, now)
 
-    def _take_link(self, payloads: list[pl.Payload]) -> None:
-        link = find_notify(payloads, NotifyType.ADDITIONAL_KEY_EXCHANGE)
-        if link is None or not link.data:
-            raise ExchangeFailed("responder chose additional key exchanges but sent no ADDITIONAL_KEY_EXCHANGE "
-                                 "notify (RFC 9370 §2.2.4)")
-        self.link = bytes(link.data)
-
     def _build_followup_i(self, ike: IkeSA) -> list[pl.Payload]:
         _, method = self.pending_ke[0]
         self.kex = new_key_exchange(ike, method)
@@ -135,26 +129,14 @@ class IkeRekey(Task):
 
     def _process_followup_i(self, ike: IkeSA, payloads: list[pl.Payload], now: float) -> None:
         assert self.kex is not None
-        ttype, method = self.pending_ke[0]
+        ttype = self.pending_ke[0][0]
         error = error_notify(payloads)
         if error is not None:
             ike.ike_rekey_failed(now)
             self.negotiation_failed(ike, f"IKE rekey: peer answered {name_of(NotifyType, error.notify_type)} "
                                          f"to IKE_FOLLOWUP_KE ADDKE{ttype - 5}")
             return
-        ke = first(payloads, pl.KE)
-        if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            raise ExchangeFailed(f"IKE_FOLLOWUP_KE response lacks the KE payload of {name_of(DhGroup, method)}")
-        try:
-            self.additional.append(self.kex.shared_secret(ke.data))
-        except CryptoError as err:
-            raise ExchangeFailed(f"peer's KE value rejected: {err}") from None
-        self.pending_ke.pop(0)
-        ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
-        if self.pending_ke:
-            # RFC 9370 §2.2.4: each response but the last carries new link data for the next exchange
-            self._take_link(payloads)
-            ike.tm.retry(self, now)
+        if self._take_followup_response(ike, payloads, now):
             return
         self._finish_i(ike, now)
 
@@ -208,13 +190,6 @@ class IkeRekey(Task):
             return
         self._make_r(ike, now)
 
-    def _new_link(self, ike: IkeSA) -> None:
-        # RFC 9370 §2.2.4: link data the initiator copies into its next IKE_FOLLOWUP_KE request
-        ike.followups.pop(self.link, None)
-        self.link = ike.endpoint.random(8)
-        ike.followups[self.link] = self
-        self.reply.append(pl.Notify(notify_type=NotifyType.ADDITIONAL_KEY_EXCHANGE, data=self.link))
-
     def _make_r(self, ike: IkeSA, now: float) -> None:
         assert self.chosen is not None
         new = ike.rekeyed(we_initiated=False, spi_i=self.spi, spi_r=self.spi_r, chosen=self.chosen, shared=self.shared,
@@ -223,23 +198,8 @@ class IkeRekey(Task):
 
     def process_followup_r(self, ike: IkeSA, inner: list[pl.Payload], now: float) -> None:
         """One IKE_FOLLOWUP_KE request of this rekey, found by its link data (RFC 9370 §2.2.4)."""
-        ttype, method = self.pending_ke[0]
-        ke = first(inner, pl.KE)
-        if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            raise ExchangeFailed(f"IKE_FOLLOWUP_KE request without a KE payload of {name_of(DhGroup, method)}",
-                                 NotifyType.INVALID_SYNTAX)
-        try:
-            kex = new_key_exchange(ike, method)
-            self.additional.append(kex.shared_secret(ke.data))
-        except CryptoError as err:
-            raise ExchangeFailed(f"ADDKE{ttype - 5}: {err}", NotifyType.INVALID_SYNTAX) from None
-        self.pending_ke.pop(0)
-        ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
-        self.reply = [pl.KE(dh_group=method, data=kex.public_value)]
-        if self.pending_ke:
-            self._new_link(ike)
+        if not self._answer_followup_request(ike, inner, now):
             return
-        ike.followups.pop(self.link, None)
         self._make_r(ike, now)
 
     def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
