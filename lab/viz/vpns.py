@@ -711,8 +711,17 @@ def _flow(flows: dict[tuple, dict], fmt: VpnFormat, packet: Packet, sport: int, 
 
 
 def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = None) -> list[VpnPacket]:
-    """Every message of the registered formats in the capture, in capture order."""
+    """Every message of the registered formats in the capture, in capture order (found once per
+    capture and formats: each figure asks again)."""
     formats = list(FORMATS if formats is None else formats)
+    key = ("vpn_packets", len(capture.packets)) + tuple(id(f) for f in formats)
+    memo = capture.memo.get(key)
+    if memo is None or memo[0] != formats:
+        memo = capture.memo[key] = (formats, _vpn_packets(capture, formats))
+    return list(memo[1])
+
+
+def _vpn_packets(capture: CaptureAnalysis, formats: list[VpnFormat]) -> list[VpnPacket]:
     found: list[VpnPacket] = []
     streams: dict[tuple, _Stream] = {}
     flows: dict[tuple, dict] = {}     # (format, both endpoints) -> what its handshake told (VpnFormat.parse_flow)
