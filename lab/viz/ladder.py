@@ -103,6 +103,7 @@ class Ladder:
     start: float
     decrypted: bool = False
     legend: list[tuple[str, str, str]] = field(default_factory=list)  # more samples: (line|band, colour, words)
+    notes: list[str] = field(default_factory=list)   # sentences under the legend: what the ladder could not draw
 
     @property
     def rows(self) -> int:
@@ -730,6 +731,8 @@ def _legend(ladder: Ladder, rows: list[_Row]) -> tuple[list[list[tuple[str, dict
             text_lines[-1] += f"   {item}"
         else:
             text_lines += wrap(item, WIDTH - 0.6, FONT)
+    for note in ladder.notes:
+        text_lines += wrap(note, WIDTH - 0.6, FONT)
     return [line for line in lines if line], text_lines
 
 
