@@ -282,8 +282,11 @@ def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = 
     try:
         result = runner.run(scenario, out, progress, **options)
         if not result.interrupted:
-            _draw_figures(result.out)
-            _audit_run(result.out)
+            from lab.viz.analysis import shared_analyses
+
+            with shared_analyses():  # the figures, report.html, its narration and the audit read each capture once
+                _draw_figures(result.out)
+                _audit_run(result.out)
     finally:
         world.own(out)  # in a world without root: the caller's
     return result

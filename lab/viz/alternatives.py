@@ -21,7 +21,7 @@ from .ladder import Arrow, Band, Ladder, Lane, _is_private, _names_from_topology
 from .layout import Layout, Segment, layouts_figure, packet_layout
 from .mtu import CONFIGS, FORM_COLORS, Form, MtuModel, Observation, draw_mtu_model, largest_inner, observations, wire_size
 from .style import Figure
-from .vpns import FORMATS, VpnFormat, VpnPacket, formats_in, ip_transport, vpn_packets
+from .vpns import FORMATS, VpnFormat, VpnPacket, formats_in, ip_transport, vpn_packets, vpn_unread
 
 # ---------------------------------------------------------------- the ladder
 
@@ -60,6 +60,11 @@ def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | 
     ladder = Ladder(lanes, [], [], title, items[0].packet.time if items else capture.start,
                     legend=[("line", fmt.color, f"{fmt.name}: handshake and control messages"),
                             ("band", fmt.color, f"{fmt.name} data, one band per direction and session")])
+    unread = vpn_unread(capture).get(fmt.key, 0) if fmt.transport == "tcp" else 0
+    if unread:
+        ladder.notes.append(f"Not drawn: {unread:,} TCP segments of {fmt.name} after a gap in this capture that "
+                            "never filled (a packet the tap missed; tcpdump counts those it dropped in "
+                            "logs/tap-*.txt). The messages and data packets counted here are those before the gap.")
     row = 0
     run: dict[tuple, list] = {}   # (src, dst, session) -> [band, first, last, keepalives]
 
@@ -106,6 +111,9 @@ def draw_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, out: str | Path, t
     data = sum(b.count for b in ladder.bands)
     caption = (f"Ladder of {ladder.title}: {len(ladder.arrows)} handshake and control messages, {data} data "
                f"packets in {len(ladder.bands)} bands")
+    unread = vpn_unread(capture).get(fmt.key, 0) if fmt.transport == "tcp" else 0
+    if unread:
+        caption += f"; {unread:,} TCP segments after a gap in the capture not read"
     slides = ladder_slides(ladder)
     pngs = [p for p in files[2:] if p.suffix == ".png"]
     pages = [(png, f"Ladder of {ladder.title}, slide {n} of {len(slides)}") for n, png in enumerate(pngs, start=1)]

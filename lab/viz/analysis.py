@@ -14,10 +14,12 @@ either side of a NAT box, so that the address and port rewriting shows.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import ipaddress
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,6 +262,9 @@ class CaptureAnalysis:
     keys: KeyTables
     problems: list[str] = field(default_factory=list)
     span: str = ""  # which part of the capture the packets are, when not all of it ("steps 6-9")
+    # what the figures found in these packets, kept for the next figure that asks (lab.viz.vpns.vpn_packets);
+    # not copied by dataclasses.replace, which makes another selection of packets
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -288,16 +293,21 @@ class CaptureAnalysis:
 # ---------------------------------------------------------------- IP
 
 
+@functools.lru_cache(maxsize=4096)
+def _address(octets: bytes) -> str:
+    """An IPv4 or IPv6 address as ipaddress writes it (a capture holds a few, again and again)."""
+    return str(ipaddress.IPv4Address(octets) if len(octets) == 4 else ipaddress.IPv6Address(octets))
+
+
 def _ip_fields(packet: bytes) -> tuple[int, str, str, int, int] | None:
     """(version, src, dst, protocol, header length) of an IPv4 or IPv6 packet."""
     if not packet:
         return None
     version = packet[0] >> 4
     if version == 4 and len(packet) >= 20:
-        return (4, str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20])), packet[9],
-                (packet[0] & 0x0F) * 4)
+        return 4, _address(packet[12:16]), _address(packet[16:20]), packet[9], (packet[0] & 0x0F) * 4
     if version == 6 and len(packet) >= 40:
-        return 6, str(ipaddress.IPv6Address(packet[8:24])), str(ipaddress.IPv6Address(packet[24:40])), packet[6], 40
+        return 6, _address(packet[8:24]), _address(packet[24:40]), packet[6], 40
     return None
 
 
@@ -587,6 +597,41 @@ class PacketAnalyser:
         return self.analyser.problems + self.keys.problems
 
 
+_SHARED: dict[tuple, CaptureAnalysis] | None = None   # while shared_analyses() is in force
+
+
+@contextlib.contextmanager
+def shared_analyses() -> Iterator[None]:
+    """Within it, analyze_capture reads each capture once: the figures, report.html, the narration
+    and the audit of a run folder each ask for every capture, and a large one takes seconds. Each
+    caller still gets packets of its own (shallow copies) to annotate, as if it had read the file."""
+    global _SHARED
+    outer, _SHARED = _SHARED, {} if _SHARED is None else _SHARED
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
+def _shared_key(path: Path, keys: KeyTables, ike_port: int, natt_port: int) -> tuple | None:
+    """The same file unchanged, read with the same key tables (loaded from the same folder)."""
+    if keys.folder is None and keys:
+        return None
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, ike_port, natt_port,
+            str(keys.folder.resolve()) if keys.folder is not None else None,
+            tuple(sorted(keys.ike)), tuple(sorted(keys.esp)), len(keys.problems))
+
+
+def _copy(analysis: CaptureAnalysis) -> CaptureAnalysis:
+    packets = []
+    for packet in analysis.packets:
+        twin = object.__new__(Packet)
+        twin.__dict__.update(packet.__dict__)
+        packets.append(twin)
+    return CaptureAnalysis(analysis.path, packets, analysis.keys, list(analysis.problems), analysis.span)
+
+
 def analyze_capture(path: str | Path, keys: KeyTables | str | Path | None = None, ike_port: int = 500,
                     natt_port: int = 4500) -> CaptureAnalysis:
     """Every packet of the capture at `path`, annotated (and decrypted with `keys`)."""
@@ -595,6 +640,16 @@ def analyze_capture(path: str | Path, keys: KeyTables | str | Path | None = None
         raise CaptureError(f"{path}: no such file")
     if not isinstance(keys, KeyTables):
         keys = load_keys(keys)
+    key = _shared_key(path, keys, ike_port, natt_port) if _SHARED is not None else None
+    if key is not None and key in _SHARED:
+        return _copy(_SHARED[key])
+    analysis = _analyze(path, keys, ike_port, natt_port)
+    if key is not None:
+        _SHARED[key] = _copy(analysis)
+    return analysis
+
+
+def _analyze(path: Path, keys: KeyTables, ike_port: int, natt_port: int) -> CaptureAnalysis:
     analyser = PacketAnalyser(keys, ike_port, natt_port)
     for frame, stamp, data in _read_frames(path):
         analyser.add(frame, stamp, data)
@@ -668,4 +723,4 @@ def match_nat(inside: CaptureAnalysis, outside: CaptureAnalysis, window: float =
 
 
 __all__ = ["CaptureAnalysis", "CaptureError", "IkeInfo", "Inner", "IpsecInfo", "NatPair", "Packet", "PacketAnalyser",
-           "analyze_capture", "describe_ip", "fingerprint", "match_nat", "short_names"]
+           "analyze_capture", "describe_ip", "fingerprint", "match_nat", "shared_analyses", "short_names"]

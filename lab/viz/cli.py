@@ -79,6 +79,13 @@ def _steps(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .analysis import shared_analyses
+
+    with shared_analyses():  # a run folder's figures and its report.html read each capture once
+        return _figures(args)
+
+
+def _figures(args: argparse.Namespace) -> int:
     from .analysis import CaptureError, analyze_capture
     from .figures import StepsError, draw_captures, draw_run
     from .keys import load_keys

@@ -103,9 +103,89 @@ def decode_ike(data: bytes, **where) -> DecodedMessage:
 
 # ---------------------------------------------------------------- reading captures
 
+# pcap's link types whose frames this module unwraps itself (tcpdump's, the lab's taps):
+# https://www.tcpdump.org/linktypes.html. Any other file (pcapng, another link type) is read by scapy.
+LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, \
+    LINKTYPE_LINUX_SLL2 = 0, 1, 101, 113, 228, 229, 276
+ETHERTYPE_IPV4, ETHERTYPE_IPV6 = 0x0800, 0x86DD
+ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)   # IEEE 802.1Q tag, 802.1ad (QinQ) and its older number
+PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 6), b"\xa1\xb2\xc3\xd4": (">", 6),
+              b"\x4d\x3c\xb2\xa1": ("<", 9), b"\xa1\xb2\x3c\x4d": (">", 9)}  # (byte order, digits of the fraction)
+
+
+def _ip_of_frame(linktype: int, frame: bytes) -> bytes | None:
+    """The IPv4 or IPv6 packet a frame of `linktype` carries (with whatever trails it), else None."""
+    if linktype == LINKTYPE_ETHERNET:
+        at, ethertype = 14, int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
+        while ethertype in ETHERTYPE_VLAN and len(frame) >= at + 4:
+            ethertype, at = int.from_bytes(frame[at + 2:at + 4], "big"), at + 4
+    elif linktype == LINKTYPE_LINUX_SLL:
+        at, ethertype = 16, int.from_bytes(frame[14:16], "big") if len(frame) >= 16 else 0
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        at, ethertype = 20, int.from_bytes(frame[0:2], "big") if len(frame) >= 20 else 0
+    elif linktype in (LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6):   # raw IP (12, 14 on some BSDs)
+        version = frame[0] >> 4 if frame else 0
+        return frame if version in (4, 6) else None
+    elif linktype == LINKTYPE_NULL:   # a 4-octet address family in the writer's byte order
+        family = int.from_bytes(frame[:4], "little") if len(frame) >= 4 else 0
+        family = family if family < 0x10000 else int.from_bytes(frame[:4], "big")
+        at, ethertype = 4, ETHERTYPE_IPV4 if family == 2 else ETHERTYPE_IPV6 if family in (10, 24, 28, 30) else 0
+    else:
+        raise ValueError(linktype)
+    return frame[at:] if ethertype in (ETHERTYPE_IPV4, ETHERTYPE_IPV6) and len(frame) > at else None
+
+
+def _pcap_records(path: Path) -> tuple[int, Iterator[tuple[float, bytes, int]]] | None:
+    """(link type, (time, frame, octets on the wire) of each record) of a plain pcap file whose link
+    type _ip_of_frame knows, else None (pcapng, another link type: scapy reads those)."""
+    try:
+        stream = open(path, "rb")
+    except OSError as err:
+        raise CaptureError(f"{path}: not a pcap or pcapng capture ({err})") from None
+    head = stream.read(24)
+    if len(head) < 24 or head[:4] not in PCAP_MAGIC:
+        stream.close()
+        return None
+    order, digits = PCAP_MAGIC[head[:4]]
+    # the link type in the low 16 bits, the FCS's length in the top 6 (pcap's file format, §4: LinkType)
+    linktype = struct.unpack_from(order + "I", head, 20)[0] & 0x03FFFFFF
+    try:
+        _ip_of_frame(linktype, b"")
+    except ValueError:
+        stream.close()
+        return None
+    record, scale = struct.Struct(order + "IIII"), 10 ** digits
+
+    def records() -> Iterator[tuple[float, bytes, int]]:
+        with stream:
+            while True:
+                header = stream.read(16)
+                if len(header) < 16:
+                    return  # the end, or a record cut short by a tap that was stopped mid-write
+                seconds, fraction, captured, wire = record.unpack(header)
+                frame = stream.read(captured)  # cut short at the end of a file a tap left mid-write: what is there
+                # the decimal time rounded once, as scapy's Decimal arithmetic rounds it
+                stamp = float(f"{seconds}.{fraction:0{digits}d}") if fraction < scale else seconds + fraction / scale
+                yield stamp, frame, wire
+                if len(frame) < captured:
+                    return
+    return linktype, records()
+
 
 def _read_frames(path: Path) -> Iterator[tuple[int, float, bytes | None]]:
     """(frame number, time, IP packet bytes or None) for every frame in a capture."""
+    found = _pcap_records(path)
+    if found is not None:
+        linktype, records = found
+        for number, (stamp, frame, _) in enumerate(records, start=1):
+            yield number, stamp, _ip_of_frame(linktype, frame)
+        return
+    yield from _scapy_frames(path)
+
+
+def _scapy_frames(path: Path) -> Iterator[tuple[int, float, bytes | None]]:
+    """_read_frames for what _pcap_records does not read (pcapng, other link types): scapy's
+    dissectors, about a millisecond a packet."""
     from scapy.error import Scapy_Exception
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6

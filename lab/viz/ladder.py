@@ -39,6 +39,7 @@ from .style import (
 )
 
 INTERESTING = ("ike", "esp", "ah", "keepalive", "ip-fragment")
+PLAIN_LIMIT = 100  # arrows of a capture without IKE or ESP: its first packets only
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Ladder:
     start: float
     decrypted: bool = False
     legend: list[tuple[str, str, str]] = field(default_factory=list)  # more samples: (line|band, colour, words)
+    notes: list[str] = field(default_factory=list)   # sentences under the legend: what the ladder could not draw
 
     @property
     def rows(self) -> int:
@@ -152,9 +154,13 @@ def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology:
 
 
 def _interesting(packets: Iterable[Packet]) -> list[Packet]:
+    """IKE, ESP/AH, keepalives and IP fragments; in a capture without any, its first PLAIN_LIMIT
+    IPv4 packets (a bulk transfer in clear, or in a TCP stream we do not take apart, would be
+    thousands of arrows)."""
+    packets = list(packets)
     chosen = [p for p in packets if p.kind in INTERESTING]
     if not chosen:
-        chosen = [p for p in packets if p.clear is not None and p.data[:1] and p.data[0] >> 4 == 4]
+        chosen = [p for p in packets if p.clear is not None and p.data[:1] and p.data[0] >> 4 == 4][:PLAIN_LIMIT]
     return chosen
 
 
@@ -249,8 +255,9 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         for a in common:
             add_lane(names.get(a, a), [a])
         paired = {id(p.inside) for p in pairs} | {id(p.outside) for p in pairs}
+        chosen = {id(p) for p in pin}
         events += [(min(p.inside.time, p.outside.time), p) for p in pairs if p.inside.kind in INTERESTING
-                   or p.inside in pin]
+                   or id(p.inside) in chosen]
         events += [(p.time, ("inside", p)) for p in pin if id(p) not in paired]
         events += [(p.time, ("outside", p)) for p in pout if id(p) not in paired]
         title = (f"{inside.name} and {outside.name}: both sides of the NAT box ({inside.span})"
@@ -724,6 +731,8 @@ def _legend(ladder: Ladder, rows: list[_Row]) -> tuple[list[list[tuple[str, dict
             text_lines[-1] += f"   {item}"
         else:
             text_lines += wrap(item, WIDTH - 0.6, FONT)
+    for note in ladder.notes:
+        text_lines += wrap(note, WIDTH - 0.6, FONT)
     return [line for line in lines if line], text_lines
 
 

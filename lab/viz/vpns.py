@@ -701,6 +701,8 @@ class _Stream:
         self.frames: list[tuple[int, int]] = []   # (frame, offset of the buffer's first octet in it) per octet run
         self.broken = False
         self.format: VpnFormat | None = None      # chosen by the connection's first octets (VpnFormat.claims)
+        self.ahead: dict[int, tuple[Packet, bytes, int]] = {}   # seq -> (packet, segment, offset), beyond a gap
+        self.unread = 0                           # segments with data not cut into messages (after a gap)
 
 
 def _flow(flows: dict[tuple, dict], fmt: VpnFormat, packet: Packet, sport: int, dport: int) -> dict:
@@ -711,8 +713,34 @@ def _flow(flows: dict[tuple, dict], fmt: VpnFormat, packet: Packet, sport: int, 
 
 
 def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = None) -> list[VpnPacket]:
-    """Every message of the registered formats in the capture, in capture order."""
+    """Every message of the registered formats in the capture, in capture order (found once per
+    capture and formats: each figure asks again)."""
     formats = list(FORMATS if formats is None else formats)
+    return list(_found(capture, formats)[1])
+
+
+def vpn_unread(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = None) -> dict[str, int]:
+    """Format key -> TCP segments with data that vpn_packets could not cut into messages: those after
+    a gap in the capture that never filled (a segment the tap missed; tcpdump counts what it
+    dropped). The figures say so: their counts are of what was read."""
+    return dict(_found(capture, list(FORMATS if formats is None else formats))[2])
+
+
+def _found(capture: CaptureAnalysis, formats: list[VpnFormat]) -> tuple:
+    key = ("vpn_packets", len(capture.packets)) + tuple(id(f) for f in formats)
+    store = getattr(capture, "memo", {})   # anything with .packets will do (a test's stand-in has no memo)
+    memo = store.get(key)
+    if memo is None or memo[0] != formats:
+        unread: dict[str, int] = {}
+        memo = store[key] = (formats, _vpn_packets(capture, formats, unread), unread)
+    return memo
+
+
+# segments of one TCP stream kept while a missing one is awaited; beyond, the stream is left alone
+MAX_AHEAD = 4096
+
+
+def _vpn_packets(capture: CaptureAnalysis, formats: list[VpnFormat], unread: dict[str, int]) -> list[VpnPacket]:
     found: list[VpnPacket] = []
     streams: dict[tuple, _Stream] = {}
     flows: dict[tuple, dict] = {}     # (format, both endpoints) -> what its handshake told (VpnFormat.parse_flow)
@@ -743,45 +771,73 @@ def vpn_packets(capture: CaptureAnalysis, formats: Iterable[VpnFormat] | None = 
             continue
         stream = streams.get(key)
         segment = data[at:total]
-        if stream is None or stream.broken or not segment:
+        if stream is None or not segment:
             continue
-        behind = (stream.next_seq - seq) & 0xFFFFFFFF
-        if behind and behind < 1 << 31:     # a retransmission: only what is new counts
-            segment, at = segment[behind:], at + behind
-            if not segment:
-                continue
-        elif seq != stream.next_seq:        # a gap: the capture lost a segment
-            stream.broken = True
+        if stream.broken:
+            stream.unread += 1
             continue
-        if stream.format is None:
-            stream.format = next((f for f in candidates if f.claims(segment)), None)
-            if stream.format is None:
-                stream.broken = True
-                continue
-        fmt = stream.format
-        stream.next_seq = (stream.next_seq + len(segment)) & 0xFFFFFFFF
-        start_in_buffer = len(stream.buffer)
-        stream.buffer += segment
-        stream.frames.append((packet.frame, start_in_buffer))
-        while True:
-            span = fmt.next_message(stream.buffer)
-            if span is None:
+        ahead = (seq - stream.next_seq) & 0xFFFFFFFF
+        if ahead and ahead < 1 << 31:
+            # a gap: octets before this segment are missing (lost on the path before the tap, or by the
+            # tap); it waits for the sender's retransmission of them
+            if len(stream.ahead) >= MAX_AHEAD:
+                stream.broken, stream.unread = True, len(stream.ahead) + 1
+                stream.ahead.clear()
+            else:
+                stream.ahead.setdefault(seq, (packet, segment, at))
+            continue
+        _take(stream, packet, segment, seq, at, candidates, flows, found)
+        while stream.ahead and not stream.broken:   # the segments that waited, now that the gap is filled
+            waiting = next((s for s in stream.ahead if ((stream.next_seq - s) & 0xFFFFFFFF) < 1 << 31), None)
+            if waiting is None:
                 break
-            begin, end = span
-            message = fmt.parse_flow(stream.buffer[begin:end], _flow(flows, fmt, packet, sport, dport),
-                                     sport in fmt.ports)
-            # within this segment when it started here: its offset in the IP packet
-            offset = at + begin if start_in_buffer == 0 else None
-            frames = sorted({f for f, s in stream.frames if s < end} | {packet.frame})
-            if message is not None:
-                found.append(VpnPacket(packet, fmt, message, offset, frames))
-            stream.buffer = stream.buffer[end:]
-            at += end - start_in_buffer
-            start_in_buffer = 0
-            stream.frames = [(f, s - end) for f, s in stream.frames if s >= end] if stream.buffer else []
-            if stream.buffer and not stream.frames:
-                stream.frames = [(packet.frame, 0)]
+            packet_then, segment_then, at_then = stream.ahead.pop(waiting)
+            _take(stream, packet_then, segment_then, waiting, at_then, candidates, flows, found)
+    for stream in streams.values():
+        if stream.format is not None and stream.unread + len(stream.ahead):
+            unread[stream.format.key] = unread.get(stream.format.key, 0) + stream.unread + len(stream.ahead)
+    found.sort(key=lambda item: item.packet.frame)   # a message that waited for a retransmission: where it was captured
     return found
+
+
+def _take(stream: _Stream, packet: Packet, segment: bytes, seq: int, at: int, candidates: list[VpnFormat],
+          flows: dict[tuple, dict], found: list[VpnPacket]) -> None:
+    """The stream's next octets (`segment`, at offset `at` of `packet`, from sequence number `seq`),
+    cut into its format's messages."""
+    behind = (stream.next_seq - seq) & 0xFFFFFFFF
+    if behind and behind < 1 << 31:     # a retransmission: only what is new counts
+        segment, at = segment[behind:], at + behind
+        if not segment:
+            return
+    if stream.format is None:
+        stream.format = next((f for f in candidates if f.claims(segment)), None)
+        if stream.format is None:
+            stream.broken = True
+            return
+    fmt = stream.format
+    _, sport, dport, _ = ip_transport(packet)
+    stream.next_seq = (stream.next_seq + len(segment)) & 0xFFFFFFFF
+    start_in_buffer = len(stream.buffer)
+    stream.buffer += segment
+    stream.frames.append((packet.frame, start_in_buffer))
+    while True:
+        span = fmt.next_message(stream.buffer)
+        if span is None:
+            break
+        begin, end = span
+        message = fmt.parse_flow(stream.buffer[begin:end], _flow(flows, fmt, packet, sport, dport),
+                                 sport in fmt.ports)
+        # within this segment when it started here: its offset in the IP packet
+        offset = at + begin if start_in_buffer == 0 else None
+        frames = sorted({f for f, s in stream.frames if s < end} | {packet.frame})
+        if message is not None:
+            found.append(VpnPacket(packet, fmt, message, offset, frames))
+        stream.buffer = stream.buffer[end:]
+        at += end - start_in_buffer
+        start_in_buffer = 0
+        stream.frames = [(f, s - end) for f, s in stream.frames if s >= end] if stream.buffer else []
+        if stream.buffer and not stream.frames:
+            stream.frames = [(packet.frame, 0)]
 
 
 def formats_in(found: list[VpnPacket]) -> list[VpnFormat]:
@@ -804,4 +860,4 @@ def handshake_before_data(found: list[VpnPacket], fmt: VpnFormat) -> list[VpnPac
 
 __all__ = ["FORMATS", "Field", "OpenConnectDtls", "OpenConnectTls", "OpenVpn", "VpnFormat", "VpnMessage", "VpnPacket",
            "WireGuard", "explicit_nonce", "formats_in", "handshake_before_data", "ip_transport", "register",
-           "vpn_packets"]
+           "vpn_packets", "vpn_unread"]

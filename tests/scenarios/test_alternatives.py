@@ -55,6 +55,30 @@ def test_compare_roaming_fails_when_openconnect_checks_its_peer_too_seldom(tmp_p
     assert "logs in again with its cookie" in failed[0].text and "198.51.100.1" in failed[0].detail, failed[0].detail
 
 
+def test_tcp_over_tcp_fails_when_a_check_counts_the_wrong_layer(tmp_path):
+    """ESP in UDP made ESP in TCP (tcp = yes on gwa and gwb): the check that no TCP segment to or
+    from gwb was sent twice must fail; and the outer connection's check pointed at the inner TCP's
+    tap (hosta's side of the ESP-in-TCP tunnel, where no TCP port 4500 passes) must find nothing."""
+    folder = tmp_path / "wrong-layer"
+    shutil.copytree(LIBRARY / "tcp-over-tcp", folder)
+    for gw in ("gwa", "gwb"):
+        conf = folder / "hosts" / gw / "swanctl.conf"
+        text = conf.read_text()
+        assert "    mobike = no\n" in text
+        conf.write_text(text.replace("    mobike = no\n", "    mobike = no\n    tcp = yes\n", 1))
+    text = (folder / "scenario.yaml").read_text()
+    outer = '- tap: {on: nat-outside, filter: "tcp port 4500",'
+    assert text.count(outer) == 1
+    (folder / "scenario.yaml").write_text(text.replace(outer, '- tap: {on: inner-esp-tcp, filter: "tcp port 4500",'))
+    result = run(sc.load(folder), tmp_path / "run", Progress(live=False))
+    assert not result.passed and not result.teardown
+    assert all(s.ok for s in result.steps), [s.detail for s in result.steps if not s.ok]
+    failed = {c.index: c.saw for c in result.checks if not c.ok}
+    assert {1, 3} <= set(failed), failed   # (5 and maybe 7 fail too: no UDP 4500, fewer inner retransmissions)
+    assert failed[1].startswith("0 packets"), failed[1]
+    assert not failed[3].startswith("0 packets"), failed[3]
+
+
 def test_compare_roaming_fails_when_openvpn_does_not_float(tmp_path):
     """Without `float` gwh takes packets only from the address in its `remote` (the Wi-Fi NAT
     box): gwg's new session from LTE is refused and the check that gwh follows it must fail."""

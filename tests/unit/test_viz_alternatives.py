@@ -240,3 +240,48 @@ def test_a_band_says_how_many_counters_the_capture_lacks(capture, found):
     dropped = {id(f) for f in data[3:6]}    # three packets of one direction the capture did not keep
     ladder = build_vpn_ladder(capture, BY_KEY["wireguard"], found=[f for f in found if id(f) not in dropped])
     assert "3 counters between not in this capture" in ladder.bands[0].label
+
+
+def _client_segments(capture) -> list:
+    """OpenVPN over TCP: the client's segments to port 443 that carry data, in capture order."""
+    from lab.viz.vpns import ip_transport
+
+    out = []
+    for packet in capture.packets:
+        transport = ip_transport(packet)
+        if transport and transport[0] == 6 and transport[2] == 443 and len(packet.data) > transport[3]:
+            out.append(packet)
+    return out
+
+
+def test_a_segment_captured_after_the_next_one_is_waited_for(capture, found):
+    # a retransmission the tap saw after later segments (the first copy lost on the path before it)
+    from lab.viz.analysis import CaptureAnalysis
+    from lab.viz.vpns import vpn_unread
+
+    segments = _client_segments(capture)
+    late, after = segments[len(segments) // 2], segments[len(segments) // 2 + 1]
+    packets = [p for p in capture.packets if p is not late]
+    packets.insert(packets.index(after) + 1, late)
+    reordered = CaptureAnalysis(capture.path, packets, capture.keys)
+    ours = [(f.packet.frame, f.message.label, f.message.counter) for f in vpn_packets(reordered)]
+    assert ours == [(f.packet.frame, f.message.label, f.message.counter) for f in found]
+    assert vpn_unread(reordered) == {} == vpn_unread(capture)
+
+
+def test_a_gap_that_never_fills_is_said_not_drawn(capture, tmp_path):
+    from lab.viz.analysis import CaptureAnalysis
+    from lab.viz.vpns import vpn_unread
+
+    segments = _client_segments(capture)
+    k = len(segments) // 2
+    missed = CaptureAnalysis(capture.path, [p for p in capture.packets if p is not segments[k]], capture.keys)
+    assert vpn_unread(missed) == {"openvpn-tcp": len(segments) - k - 1}   # every later segment of that direction
+    ladder = build_vpn_ladder(missed, BY_KEY["openvpn-tcp"])
+    assert ladder.notes == [f"Not drawn: {len(segments) - k - 1:,} TCP segments of OpenVPN over TCP after a gap in "
+                            "this capture that never filled (a packet the tap missed; tcpdump counts those it "
+                            "dropped in logs/tap-*.txt). The messages and data packets counted here are those "
+                            "before the gap."]
+    figure = draw_vpn_ladder(missed, BY_KEY["openvpn-tcp"], tmp_path / "ladder")
+    assert figure.caption.endswith(f"; {len(segments) - k - 1} TCP segments after a gap in the capture not read")
+    assert build_vpn_ladder(capture, BY_KEY["openvpn-tcp"]).notes == []

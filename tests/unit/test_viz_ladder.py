@@ -122,6 +122,25 @@ def test_port_rewrite_shows_on_the_far_side(tmp_path):
     assert sum(b.count for b in ladder.bands) == 16
 
 
+def test_ladder_of_a_capture_without_ipsec_draws_its_first_packets_only(tmp_path):
+    """A bulk TCP transfer in clear (or in a TCP stream the ladder does not take apart, as ESP in
+    TCP) has no IKE or ESP: its first PLAIN_LIMIT packets are drawn, not thousands of arrows."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import wrpcap
+
+    from lab.viz.ladder import PLAIN_LIMIT, build_ladder
+    packets = []
+    for i in range(PLAIN_LIMIT * 3):
+        p = IP(src="10.1.0.10", dst="10.2.0.10") / TCP(sport=40000, dport=5201, seq=1 + 1000 * i) / (b"x" * 1000)
+        p.time = 1.0 + i / 1000
+        packets.append(p)
+    wrpcap(str(tmp_path / "bulk.pcap"), packets)
+    capture = analyze_capture(tmp_path / "bulk.pcap")
+    ladder = build_ladder([capture])
+    assert len(ladder.arrows) == PLAIN_LIMIT
+    assert [a.frames[0][1] for a in ladder.arrows] == list(range(1, PLAIN_LIMIT + 1))
+
+
 def _two_nat_boxes_run(tmp_path: Path) -> Path:
     """A run folder of a topology with two NAT boxes (as compare with lte: true): gwa and gwi
     each on their own inside link of natl (public 198.51.100.20), talking ESP to their own peers
