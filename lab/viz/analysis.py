@@ -9,8 +9,9 @@ chain, SK/SKF decrypted with lab.ike's own crypto (`ikev2_decryption_table`), fr
 of RFC 7383 reassembled, retransmissions recognised (the same message again). ESP: SPI,
 sequence number, decrypted with lab.esp (`esp_sa`) to the inner packet, whose next header
 tells the mode. IKE and ESP in TCP streams (RFC 9329, lab.viz.tcpstreams): each frame of a
-stream is a Packet of its own (`tcp` says where it was), annotated and decrypted as on UDP. AH: SPI, sequence number, the packet it covers. IP fragments reassembled
-and counted (fragment n of m). `match_nat` pairs the packets of two captures taken on
+stream is a Packet of its own (`tcp` says where it was), annotated and decrypted as on UDP.
+AH: SPI, sequence number, the packet it covers. IP fragments reassembled and counted
+(fragment n of m). `match_nat` pairs the packets of two captures taken on
 either side of a NAT box, so that the address and port rewriting shows.
 """
 from __future__ import annotations

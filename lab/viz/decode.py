@@ -13,7 +13,6 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lab.ike.const import ExchangeType, name_of
 from lab.ike.errors import ParseError

@@ -74,6 +74,7 @@ def _tcp_frame(packet: Packet, segments: list) -> tuple[bytes, int]:
     starts in them) with the segments up to it. The IP packet of its segment when the frame
     is all in it; the frame alone (length field first) when segments split it."""
     frame = packet.tcp
+    assert frame is not None
     data = packet.data
     if frame.offset is not None:
         ihl = (data[0] & 0x0F) * 4 if data[0] >> 4 == 4 else 40

@@ -707,8 +707,8 @@ def _legend(ladder: Ladder, rows: list[_Row]) -> tuple[list[list[tuple[str, dict
         samples.append(("line", dict(color=COLORS["retransmit"], linestyle="--"), "retransmission"))
     if any(a.kind == "ip-fragment" for a in arrows):
         samples.append(("line", dict(color=COLORS["ike"], linestyle=":"), "IP fragment"))
-    for protocol, words in (("ESP", "ESP, one band per SPI" + (" (in TCP: each packet a frame of the stream, RFC 9329 §3.2)"
-                                                              if any(b.tcp_port for b in bands) else "")), ("AH", "AH, one band per SPI"),
+    in_tcp = " (in TCP: each packet a frame of the stream, RFC 9329 §3.2)" if any(b.tcp_port for b in bands) else ""
+    for protocol, words in (("ESP", "ESP, one band per SPI" + in_tcp), ("AH", "AH, one band per SPI"),
                             ("keepalive", "NAT-keepalives")):
         if any(b.protocol == protocol for b in bands):
             samples.append(("band", dict(color=_protocol_color(protocol)), words))

@@ -185,7 +185,7 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
     layout.notes = algorithm_notes(sa_keys.encr_id, None if spec.aead else sa_keys.integ_id, spec.iv_size, icv)
     layout.notes.append(f"pad {pad}: padding so that payload and trailer end on {_octets(max(spec.block_size, 4))} "
                         "boundary (RFC 4303 §2.4)")
-    if stream is not None:
+    if stream is not None and stream.offset is not None:
         tcp_header = stream.offset - ihl
         if end < total:
             segments.append(Segment(end, total, "later frames", "stream"))
@@ -237,8 +237,8 @@ def algorithm_notes(encr_id: int, integ_id: int | None, iv: int, icv: int) -> li
 FORMS = ("plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "esp-tcp-tunnel", "ah-transport", "ah-tunnel",
          "esp-null")
 FORM_TITLES = {"plain": "plain IP", "esp-transport": "ESP transport", "esp-tunnel": "ESP tunnel",
-               "esp-udp-tunnel": "ESP-in-UDP tunnel", "esp-tcp-tunnel": "ESP-in-TCP tunnel", "ah-transport": "AH transport", "ah-tunnel": "AH tunnel",
-               "esp-null": "ESP-NULL tunnel"}
+               "esp-udp-tunnel": "ESP-in-UDP tunnel", "esp-tcp-tunnel": "ESP-in-TCP tunnel",
+               "ah-transport": "AH transport", "ah-tunnel": "AH tunnel", "esp-null": "ESP-NULL tunnel"}
 
 
 def example_packet(capture: CaptureAnalysis) -> Packet | None:

@@ -12,7 +12,8 @@ default, 443 behind a hotel's firewall); its other direction goes with it. The f
 is lab.esp.tcpencap's (one framer in the lab). What a capture does to a stream is handled
 here: segments retransmitted (read once), out of order (held until the hole is filled),
 a frame split over segments or several in one, a segment the capture lost (the hole
-skipped after a while, the framing found again), and a stream that started before the
+skipped after a while, the framing found again: at a later segment's start, or inside one
+where an ESP packet of a known SPI begins), and a stream that started before the
 capture (no SYN, no prefix: followed from the first segment that begins a frame, when the
 port is 4500 or one where a stream was recognised). Each of these is counted in `stats`.
 IPv4 and IPv6. Never raises for bad bytes.
@@ -102,6 +103,31 @@ def _starts_frames(data: bytes) -> bool:
     return declared == length - LENGTH_SIZE - 4 and rest[6 + 17] == 0x20  # RFC 7296 §3.1: version 2.0
 
 
+def _known_frames(data: bytes, spis: set[bytes]) -> bool:
+    """Whether `data` reads cleanly as frames whose ESP packets all carry SPIs in `spis`, the
+    last one possibly unfinished."""
+    decoder = StreamDecoder(expect_prefix=False)
+    frames = decoder.feed(data)
+    if decoder.error is not None or any(f.kind == "esp" and f.data[:4] not in spis for f in frames):
+        return False
+    rest = bytes(decoder.buffer)
+    return len(rest) < LENGTH_SIZE + 4 or rest[2:6] in spis or rest[2:6] == NON_ESP_MARKER
+
+
+def _boundary(data: bytes, spis: set[bytes]) -> int | None:
+    """Where a frame plausibly begins in a segment taken after a hole or mid-stream (RFC 9329 §3):
+    at its start (_starts_frames), else where an ESP packet with an SPI this direction already
+    carried begins (four octets a random place rarely holds) and what follows reads cleanly."""
+    if _starts_frames(data):
+        return 0
+    if not spis:
+        return None
+    for at in range(1, len(data) - LENGTH_SIZE - 4 + 1):
+        if data[at + LENGTH_SIZE:at + LENGTH_SIZE + 4] in spis and _known_frames(data[at:], spis):
+            return at
+    return None
+
+
 @dataclass
 class _Direction:
     key: Key
@@ -111,6 +137,7 @@ class _Direction:
     held: dict[int, tuple[bytes, int, int]] = field(default_factory=dict)   # seq -> (data, frame, ip offset)
     chunks: list[tuple[int, int, int, int]] = field(default_factory=list)   # (start, end, frame, ip offset)
     position: int = 0          # stream octets given to the decoder since it started
+    spis: set[bytes] = field(default_factory=set)   # of the ESP packets seen: where to find the framing again
     consumed: int = 0          # of those, the octets of the frames it has returned (and the prefix)
 
 
@@ -255,10 +282,12 @@ class TcpStreams:
         return out + self._drain(direction)
 
     def _resync(self, direction: _Direction, seq: int, data: bytes, frame: int, offset: int) -> list[StreamFrame]:
-        if not _starts_frames(data):
+        at = _boundary(data, direction.spis)
+        if at is None:
             self.stats["segments skipped (not at a frame boundary)"] += 1
             return []
         self.stats["resynchronised"] += 1
+        data, seq, offset = data[at:], (seq + at) & 0xFFFFFFFF, offset + at
         direction.synced, direction.nxt = True, seq
         direction.decoder = StreamDecoder(expect_prefix=False)
         direction.position = direction.consumed = 0
@@ -299,6 +328,8 @@ class TcpStreams:
             out.alone = chunk[0] == start and chunk[1] == end
         direction.chunks = [c for c in direction.chunks if c[1] > end]
         self.stats[f"{item.kind} frames"] += 1
+        if item.kind == "esp":
+            direction.spis.add(item.data[:4])
         return out
 
     def _end(self, key: Key, why: str) -> list[StreamFrame]:
