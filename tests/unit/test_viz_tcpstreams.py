@@ -279,3 +279,20 @@ def test_the_ladder_across_the_nat_box_and_report_html():
     bands = [r for r in page["rows"] if r["type"] == "band" and r["protocol"] == "ESP"]
     assert bands and all(r["tcp_port"] == 4500 for r in bands)
     assert [s[2] for s in bands[0]["packets"][0]["bytes"]["segments"]][:4] == ["IP header", "TCP", "length", "SPI"]
+
+
+def test_the_live_reader_opens_tcp_frames_when_keys_appear(tmp_path):
+    """`ipsec-lab watch`: an IKE message in a stream that needs keys written a moment ago is
+    opened again as the frame it is, not as the TCP segment that carried it."""
+    from lab.viz.decode import _read_frames
+    from lab.viz.live import LiveKeys, LiveTap
+
+    tap = LiveTap("nat-outside", LiveKeys([], [(tmp_path, "nodes/*/keys")]))
+    lines = []
+    for frame, stamp, ip in _read_frames(TCP_DATA / "nat-outside.pcap"):
+        if frame == 10:   # the IKE_AUTH request: the keys are written now
+            shutil.copytree(TCP_DATA / "keys", tmp_path / "nodes" / "gwa" / "keys")
+        lines.append(tap.add(stamp, ip).line())
+    auth = [line for line in lines if "IKE_AUTH" in line]
+    assert len(auth) == 2 and all(" in TCP [ SK{ ID" in line for line in auth), auth
+    assert sum("ESP in TCP SPI" in line and "ICMP echo" in line for line in lines) >= 4
