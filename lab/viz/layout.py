@@ -38,7 +38,7 @@ from .style import (
 SEGMENT_COLORS = {
     "ip": "#9ecae1", "inner-ip": "#c6dbef", "udp": "#fdd0a2", "esp": "#a1d99b", "iv": "#d9d9d9",
     "transport": "#fcbba1", "data": "#fee0d2", "trailer": "#bcbddc", "icv": "#fdae6b", "ah": "#fde68a",
-    "ah-icv": "#fdae6b", "ciphertext": "#e7969c", "vpn": "#a1d99b", "tcp": "#fdae6b", "length": "#fee391",
+    "ah-icv": "#fdae6b", "ciphertext": "#e7969c", "vpn": "#a1d99b", "tcp": "#fdd0a2", "length": "#fee391",
     "stream": "#eeeeee",
 }
 
@@ -189,9 +189,9 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
         tcp_header = stream.offset - ihl
         if end < total:
             segments.append(Segment(end, total, "later frames", "stream"))
-        layout.notes.append(f"in TCP: the {tcp_header}-octet TCP header and a 2-octet length before the ESP header, "
-                            f"no marker (an SPI is never 0): {tcp_header + 2 - 8} octets more than ESP in UDP "
-                            "(RFC 9329 §3.2)")
+        layout.notes.append(f"in TCP: the {tcp_header}-octet TCP header, then the frame's 2-octet length (yellow, "
+                            f"counting itself) before the ESP header, no marker (an SPI is never 0): "
+                            f"{tcp_header + 2 - 8} octets more than ESP in UDP (RFC 9329 §3.2)")
     return layout
 
 
@@ -281,8 +281,6 @@ def _footnotes(layouts: list[Layout]) -> list[str]:
         s.kind == "trailer" for l in layouts for s in l.segments) else []
     if any(l.mutable for l in layouts):
         notes.append("hatched: IP fields AH leaves out of the ICV (TOS, flags, TTL, checksum)")
-    if any(s.kind == "length" for l in layouts for s in l.segments):
-        notes.append("yellow after TCP: the frame's 2-octet length, counting itself (RFC 9329 §3)")
     return notes
 
 
