@@ -248,7 +248,8 @@ def vpn_layouts(captures: list[CaptureAnalysis], found: dict[int, list[VpnPacket
     if esp is not None:
         capture, packet = esp
         same = packet.inner.length if packet.inner is not None else None
-        title = "ESP-in-UDP tunnel" if packet.ipsec is not None and packet.ipsec.encap else "ESP tunnel"
+        title = "ESP-in-UDP tunnel" if packet.ipsec is not None and packet.ipsec.encap else (
+            "ESP-in-TCP tunnel" if packet.ipsec is not None and packet.ipsec.tcp else "ESP tunnel")
         layouts.append(packet_layout(packet, capture.keys, title, f"{capture.name}:{packet.frame}"))
     for fmt in FORMATS:
         for capture in captures:

@@ -8,17 +8,21 @@ IKE: exchange, initiator/responder, request/response, message ID, SPIs, the payl
 chain, SK/SKF decrypted with lab.ike's own crypto (`ikev2_decryption_table`), fragments
 of RFC 7383 reassembled, retransmissions recognised (the same message again). ESP: SPI,
 sequence number, decrypted with lab.esp (`esp_sa`) to the inner packet, whose next header
-tells the mode. AH: SPI, sequence number, the packet it covers. IP fragments reassembled
-and counted (fragment n of m). `match_nat` pairs the packets of two captures taken on
+tells the mode. IKE and ESP in TCP streams (RFC 9329, lab.viz.tcpstreams): each frame of a
+stream is a Packet of its own (`tcp` says where it was), annotated and decrypted as on UDP.
+AH: SPI, sequence number, the packet it covers. IP fragments reassembled and counted
+(fragment n of m). `match_nat` pairs the packets of two captures taken on
 either side of a NAT box, so that the address and port rewriting shows.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import ipaddress
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ from lab.ike.protect import decrypt, decrypt_fragment
 
 from .decode import CaptureError, _read_frames, _Reassembler
 from .keys import KeyTables, load_keys
+from .tcpstreams import StreamFrame, TcpStreams
 
 PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ESP, PROTO_AH, PROTO_ICMPV6 = 1, 6, 17, 50, 51, 58
 PROTO_IPIP, PROTO_IPV6, PROTO_NONE = 4, 41, 59
@@ -165,6 +170,7 @@ class IpsecInfo:
     spi: int
     seq: int
     encap: bool = False        # ESP in UDP (RFC 3948)
+    tcp: bool = False          # ESP in a TCP stream (RFC 9329 §3.2)
     mode: str | None = None    # "tunnel" / "transport", known once decrypted (ESP) or from AH's next header
     next_header: int | None = None
     decrypted: bool = False
@@ -198,9 +204,14 @@ class Packet:
     retransmission_of: int | None = None
     nat_peer: int | None = None            # the same packet's frame in the capture on the other side
     rewrite: str | None = None             # what the NAT box changed, e.g. "src 172.16.0.2:500 -> 198.51.100.1:500"
+    # a frame of a TCP stream (RFC 9329): where it was; `data` is then the IP packet of the segment that
+    # completed it (the frame is at tcp.offset in it when no other segment carried part of it)
+    tcp: StreamFrame | None = field(default=None, repr=False)
 
     @property
     def encap(self) -> str:
+        if self.tcp is not None:
+            return "TCP stream (RFC 9329)" + (" + non-ESP marker" if self.kind == "ike" else "")
         if self.kind == "ike" and 4500 in (self.sport, self.dport):
             return "UDP 4500 + non-ESP marker"
         if self.ipsec is not None and self.ipsec.encap:
@@ -227,12 +238,15 @@ class Packet:
             head = f"{ike.exchange_name} {'response' if ike.response else 'request'} {ike.message_id} ({role})"
             if ike.fragment:
                 head += f" fragment {ike.fragment[0]}/{ike.fragment[1]}"
+            if self.tcp is not None:
+                head += " in TCP"
             return f"{head} [ {ike.chain()} ]"
         if self.kind == "keepalive":
-            return "NAT-keepalive (RFC 3948 §2.3)"
+            return "NAT-keepalive in TCP (RFC 9329 §6.6)" if self.tcp is not None else "NAT-keepalive (RFC 3948 §2.3)"
         if self.ipsec is not None:
             sa = self.ipsec
-            head = f"{sa.protocol}{' in UDP' if sa.encap else ''} SPI {sa.spi_hex} seq {sa.seq}"
+            carrier = " in UDP" if sa.encap else (" in TCP" if sa.tcp else "")
+            head = f"{sa.protocol}{carrier} SPI {sa.spi_hex} seq {sa.seq}"
             if sa.mode:
                 head += f" {sa.mode}"
             if self.inner is not None:
@@ -262,6 +276,8 @@ class CaptureAnalysis:
     keys: KeyTables
     problems: list[str] = field(default_factory=list)
     span: str = ""  # which part of the capture the packets are, when not all of it ("steps 6-9")
+    tcp: Counter = field(default_factory=Counter)   # RFC 9329 streams: frames, holes, resynchronisations
+    tcp_notes: list[str] = field(default_factory=list)   # where a stream could not be followed, in words
     # what the figures found in these packets, kept for the next figure that asks (lab.viz.vpns.vpn_packets);
     # not copied by dataclasses.replace, which makes another selection of packets
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -499,6 +515,19 @@ class _Analyser:
 
     # -- one IP packet
 
+    def stream_frame(self, packet: Packet, item: StreamFrame) -> None:
+        """One frame of an RFC 9329 stream, `packet` its own (the segment's addresses and ports)."""
+        packet.tcp = item
+        if item.kind == "ike":
+            packet.kind = "ike"
+            self.ike(packet, item.data)
+        elif item.kind == "esp":
+            self.esp(packet, item.data, False)
+            if packet.ipsec is not None:
+                packet.ipsec.tcp = True
+        else:
+            packet.kind = "keepalive"
+
     def packet(self, packet: Packet, data: bytes) -> None:
         fields = _ip_fields(data)
         if fields is None:
@@ -549,6 +578,7 @@ class PacketAnalyser:
         self.packets: list[Packet] = []
         self.keep = True  # False: do not keep every packet (a live tap that runs for hours)
         self._recent: dict[int, Packet] = {}
+        self.streams = TcpStreams(natt_port)
 
     @property
     def keys(self) -> KeyTables:
@@ -581,8 +611,37 @@ class PacketAnalyser:
                         earlier.fragment_frames = members
                 packet.data = whole
                 data = whole
+        if protocol == PROTO_TCP:
+            frames = self.streams.feed(data, frame)
+            self.analyser.packet(packet, data)
+            clear = packet.clear
+            if clear is not None and clear.tcp_payload and (src, clear.sport, dst, clear.dport) in self.streams.directions:
+                packet.summary += " (part of a frame of an RFC 9329 stream of IKE and ESP)"
+            self._stream_frames(frames)
+            return packet
         self.analyser.packet(packet, data)
         return packet
+
+    def _stream_frames(self, frames: list[StreamFrame]) -> None:
+        """Each frame of an RFC 9329 stream made a Packet: the packet of the segment that completed it,
+        or a Packet of the same frame number after it when that segment completed several frames."""
+        for item in frames:
+            segment = self._recent.get(item.frames[-1])
+            if segment is None:
+                continue
+            if segment.tcp is None:
+                target = segment
+                target.summary, target.clear = "", None
+            else:
+                target = dataclasses.replace(segment, kind="other", ike=None, ipsec=None, inner=None, tcp=None,
+                                             retransmission_of=None, summary="", clear=None)
+                if self.keep:
+                    self.packets.append(target)
+            self.analyser.stream_frame(target, item)
+
+    def finish(self) -> None:
+        """The capture ended: frames held behind a hole in a stream (lab.viz.tcpstreams)."""
+        self._stream_frames(self.streams.close())
 
     def _keep(self, packet: Packet) -> None:
         if self.keep:
@@ -629,7 +688,8 @@ def _copy(analysis: CaptureAnalysis) -> CaptureAnalysis:
         twin = object.__new__(Packet)
         twin.__dict__.update(packet.__dict__)
         packets.append(twin)
-    return CaptureAnalysis(analysis.path, packets, analysis.keys, list(analysis.problems), analysis.span)
+    return CaptureAnalysis(analysis.path, packets, analysis.keys, list(analysis.problems), analysis.span,
+                           Counter(analysis.tcp), list(analysis.tcp_notes))
 
 
 def analyze_capture(path: str | Path, keys: KeyTables | str | Path | None = None, ike_port: int = 500,
@@ -653,11 +713,13 @@ def _analyze(path: Path, keys: KeyTables, ike_port: int, natt_port: int) -> Capt
     analyser = PacketAnalyser(keys, ike_port, natt_port)
     for frame, stamp, data in _read_frames(path):
         analyser.add(frame, stamp, data)
-    packets = analyser.packets
+    analyser.finish()
+    packets = sorted(analyser.packets, key=lambda p: p.frame)   # a stream's frames after their segment's
     for packet in packets:
         if packet.kind == "ip-fragment" and packet.ip_fragment is None:
             packet.ip_fragment = (0, 0)  # never completed
-    return CaptureAnalysis(path, packets, keys, analyser.problems)
+    return CaptureAnalysis(path, packets, keys, analyser.problems, tcp=analyser.streams.stats,
+                           tcp_notes=analyser.streams.notes)
 
 
 # ---------------------------------------------------------------- both sides of a NAT box
@@ -690,6 +752,8 @@ def fingerprint(packet: Packet) -> bytes | None:
         return None
     _, _, _, protocol, ihl = fields
     payload = _ip_payload(data, ihl)
+    if packet.tcp is not None:   # a frame of an RFC 9329 stream: the frame, whatever the segments
+        return b"t" + hashlib.sha256(packet.tcp.data).digest()
     if protocol == PROTO_UDP:
         return b"u" + hashlib.sha256(payload[8:]).digest()
     if protocol in (PROTO_ESP, PROTO_AH):

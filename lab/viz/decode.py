@@ -2,8 +2,8 @@
 
 Works on captures from any implementation: pcap or pcapng, Ethernet, Linux cooked or
 raw IP, IPv4 and IPv6, IP fragments reassembled, IKE on UDP 500 and behind the non-ESP
-marker on UDP 4500 (RFC 3948 §2.2), and IKE and ESP framed in TCP streams to port 4500 (RFC
-9329, IPv4).
+marker on UDP 4500 (RFC 3948 §2.2), and IKE and ESP framed in TCP streams (RFC 9329: port 4500,
+or any port where the stream starts with "IKETCP"; lab.viz.tcpstreams follows them).
 """
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lab.ike.const import ExchangeType, name_of
 from lab.ike.errors import ParseError
 from lab.ike.message import Datagram, Message, classify_udp
 from lab.ike.payloads import SK, SKF, Payload, chain_names
+
+from .tcpstreams import StreamFrame, TcpStreams
 
 
 class CaptureError(Exception):
@@ -43,9 +44,10 @@ class DecodedMessage:
     spi_r: str = ""
     payloads: list[str] = field(default_factory=list)
     error: str | None = None
+    tcp: bool = False  # carried in a TCP stream (RFC 9329)
 
     def header_line(self) -> str:
-        where = f"{_endpoint(self.src, self.sport)} -> {_endpoint(self.dst, self.dport)}"
+        where = f"{_endpoint(self.src, self.sport)} -> {_endpoint(self.dst, self.dport)}" + (" TCP" if self.tcp else "")
         head = f"#{self.frame:<4} {self.time:10.6f}  {where}"
         if self.error is not None:
             return f"{head}  not a valid IKE message: {self.error}"
@@ -63,7 +65,7 @@ class CaptureSummary:
     plain_esp: int = 0
     esp_in_tcp: int = 0
     tcp_streams: int = 0
-    tcp_broken: int = 0  # streams not followed to their end: a gap in the capture or bad framing
+    tcp_broken: int = 0  # places a stream could not be followed: a gap in the capture, bad framing, a mid-stream start
 
 
 def _endpoint(addr: str, port: int) -> str:
@@ -256,74 +258,13 @@ def _udp_of(packet: bytes) -> tuple[str, str, bytes] | None:
     return None
 
 
-class _TcpFlows:
-    """TCP streams to or from port 4500 (RFC 9329), followed from their SYN in sequence order
-    and cut into frames by lab.esp.tcpencap; a stream whose SYN is not in the capture, or with
-    a gap, is left alone (counted in `tcp_broken`)."""
-
-    def __init__(self, summary: CaptureSummary, port: int) -> None:
-        self.summary, self.port = summary, port
-        self.flows: dict[tuple, Any] = {}  # (src, sport, dst, dport) -> [next seq, StreamDecoder] or None
-
-    def feed(self, packet: bytes, frame: int, stamp: float, start: float) -> None:
-        from lab.esp.tcpencap import StreamDecoder
-
-        version = packet[0] >> 4
-        if version != 4 or packet[9] != 6:
-            return
-        ihl = (packet[0] & 0x0F) * 4
-        total = struct.unpack_from("!H", packet, 2)[0]
-        segment = packet[ihl:total]
-        if len(segment) < 20:
-            return
-        sport, dport, seq = struct.unpack_from("!HHI", segment)
-        if self.port not in (sport, dport):
-            return
-        flags, offset = segment[13], (segment[12] >> 4) * 4
-        src, dst = str(ipaddress.IPv4Address(packet[12:16])), str(ipaddress.IPv4Address(packet[16:20]))
-        key = (src, sport, dst, dport)
-        if flags & 0x02:  # SYN: a new stream; its data starts at seq + 1
-            # RFC 9329 §4: the side that connects to the port sends the "IKETCP" prefix
-            self.flows[key] = [(seq + 1) & 0xFFFFFFFF, StreamDecoder(expect_prefix=dport == self.port)]
-            if dport == self.port:
-                self.summary.tcp_streams += 1
-            return
-        flow = self.flows.get(key)
-        data = segment[offset:]
-        if flow is None or not data:
-            if key not in self.flows and data:
-                self.flows[key] = None
-                self.summary.tcp_broken += 1
-            return
-        behind = (flow[0] - seq) & 0xFFFFFFFF
-        if behind and behind < 1 << 31:  # a retransmission: only what is new counts
-            data = data[behind:] if behind < len(data) else b""
-        elif seq != flow[0]:
-            self.flows[key] = None  # a gap: the capture lost a segment
-            self.summary.tcp_broken += 1
-            return
-        flow[0] = (flow[0] + len(data)) & 0xFFFFFFFF
-        decoder = flow[1]
-        for item in decoder.feed(data):
-            if item.kind == "ike":
-                self.summary.messages.append(decode_ike(item.data, frame=frame, time=stamp - start, src=src,
-                                                        sport=sport, dst=dst, dport=dport))
-            elif item.kind == "esp":
-                self.summary.esp_in_tcp += 1
-            else:
-                self.summary.keepalives += 1
-        if decoder.error is not None:
-            self.flows[key] = None
-            self.summary.tcp_broken += 1
-
-
 def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500) -> CaptureSummary:
     path = Path(path)
     if not path.exists():
         raise CaptureError(f"{path}: no such file")
     summary = CaptureSummary(messages=[])
     reassembler = _Reassembler()
-    tcp = _TcpFlows(summary, natt_port)
+    tcp = TcpStreams(natt_port)
     start: float | None = None
     for frame, stamp, packet in _read_frames(path):
         if start is None:
@@ -338,7 +279,7 @@ def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500)
             if packet is None:
                 continue
             if packet[9] == 6:
-                tcp.feed(packet, frame, stamp, start)
+                _tcp_frames(summary, tcp.feed(packet, frame), stamp - start)
                 continue
         udp = _udp_of(packet)
         if udp is None or len(udp[2]) < 8:
@@ -359,7 +300,24 @@ def decode_capture(path: str | Path, ike_port: int = 500, natt_port: int = 4500)
         else:
             summary.messages.append(decode_ike(payload, frame=frame, time=stamp - start, src=src, sport=sport,
                                                dst=dst, dport=dport))
+    _tcp_frames(summary, tcp.close(), None)
+    summary.tcp_streams = tcp.stats["streams"] + tcp.stats["streams taken up mid-stream"]
+    summary.tcp_broken = sum(n for what, n in tcp.stats.items() if what.startswith(("holes skipped", "framing errors",
+                                                                                       "streams taken up mid-stream")))
     return summary
+
+
+def _tcp_frames(summary: CaptureSummary, frames: list[StreamFrame], time: float | None) -> None:
+    """The frames of RFC 9329 streams (lab.viz.tcpstreams) counted and their IKE messages decoded."""
+    for item in frames:
+        if item.kind == "ike":
+            when = time if time is not None else (summary.messages[-1].time if summary.messages else 0.0)
+            summary.messages.append(decode_ike(item.data, frame=item.frames[-1], time=when, src=item.src,
+                                               sport=item.sport, dst=item.dst, dport=item.dport, tcp=True))
+        elif item.kind == "esp":
+            summary.esp_in_tcp += 1
+        else:
+            summary.keepalives += 1
 
 
 def decode_pcap(path: str | Path) -> list[DecodedMessage]:
@@ -378,8 +336,9 @@ def render_text(summary: CaptureSummary) -> Iterable[str]:
     if summary.plain_esp:
         counts.append(f"{summary.plain_esp} ESP packets")
     if summary.tcp_streams:
-        counts.append(f"{summary.tcp_streams} TCP stream(s) to port 4500 with {summary.esp_in_tcp} ESP-in-TCP packets"
-                      + (f" ({summary.tcp_broken} not followed: a gap or bad framing)" if summary.tcp_broken else ""))
+        counts.append(f"{summary.tcp_streams} TCP stream(s) of IKE and ESP with {summary.esp_in_tcp} ESP-in-TCP packets"
+                      + (f" ({summary.tcp_broken} places not followed: a gap, bad framing or a mid-stream start)"
+                         if summary.tcp_broken else ""))
     if summary.keepalives:
         counts.append(f"{summary.keepalives} NAT-keepalives")
     bad = sum(1 for m in summary.messages if m.error is not None)

@@ -731,7 +731,8 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
         sample = next(p for c, ps in window for p in ps if p.ipsec.spi == spi)
         sender = run.owner(sample.src) or sample.src
         encap = sample.ipsec.encap
-        form = "ESP inside UDP 4500" if encap else "plain ESP (IP protocol 50)"
+        form = "ESP inside UDP 4500" if encap else (
+            "ESP inside a TCP stream (RFC 9329)" if sample.ipsec.tcp else "plain ESP (IP protocol 50)")
         inner = f" carrying {sample.inner.summary}" if sample.inner else ""
         replies = [s for s in by_spi if s != spi]
         back = ("no ESP came back at all" if not replies else

@@ -30,7 +30,7 @@ from .vpns import formats_in, vpn_packets
 
 
 def form_of(packet) -> str | None:
-    """Which of the seven forms a packet is (the header-layout figure's rows)."""
+    """Which of the eight forms a packet is (the header-layout figure's rows)."""
     sa = packet.ipsec
     if sa is None:
         return "plain" if packet.kind == "other" and packet.clear is not None and packet.data[:1] and \
@@ -41,6 +41,9 @@ def form_of(packet) -> str | None:
         return None
     if sa.encap:
         return "esp-udp-tunnel" if sa.mode == "tunnel" else None
+    if sa.tcp:   # RFC 9329: a frame whole in its segment, so that the bar shows IP | TCP | length | ESP
+        return "esp-tcp-tunnel" if sa.mode == "tunnel" and packet.tcp is not None and \
+            packet.tcp.offset is not None else None
     return f"esp-{sa.mode}"
 
 
@@ -53,8 +56,9 @@ def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, 
                 sa_keys = capture.keys.esp_sa(packet.ipsec.spi, packet.src, packet.dst)
                 if sa_keys is not None and sa_keys.encr_id == 11 and form == "esp-tunnel":
                     form = "esp-null"
-            if form is not None and form not in found:
-                found[form] = (capture, packet)
+            if form is not None and (form not in found or (form == "esp-tcp-tunnel" and packet.tcp.alone and
+                                                           not found[form][1].tcp.alone)):
+                found[form] = (capture, packet)   # in TCP: one alone in its segment, when there is one
     return found
 
 
@@ -141,7 +145,8 @@ def _vpn_jobs(captures: list[CaptureAnalysis], out: Path, topology: dict | None,
 
 def _draw_forms(captures: list[CaptureAnalysis], out: Path) -> Figure:
     forms = _forms(captures)
-    order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null"]
+    order = ["plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "esp-tcp-tunnel", "ah-transport", "ah-tunnel",
+             "esp-null"]
     layouts = [packet_layout(packet, capture.keys, FORM_TITLES[form], f"{capture.name}:{packet.frame}")
                for form in order if form in forms for capture, packet in [forms[form]]]
     return layouts_figure(layouts, out, "One real packet of each form in these captures",

@@ -69,6 +69,28 @@ def _ip_udp(data: bytes, segments: list) -> int:
     return ihl + 8
 
 
+def _tcp_frame(packet: Packet, segments: list) -> tuple[bytes, int]:
+    """A frame of an RFC 9329 stream: (the octets shown, where the IKE message or ESP packet
+    starts in them) with the segments up to it. The IP packet of its segment when the frame
+    is all in it; the frame alone (length field first) when segments split it."""
+    frame = packet.tcp
+    assert frame is not None
+    data = packet.data
+    if frame.offset is not None:
+        ihl = (data[0] & 0x0F) * 4 if data[0] >> 4 == 4 else 40
+        segments.append((0, ihl, "IP header", "ip"))
+        segments.append((ihl, frame.offset, "TCP", "tcp"))
+        at = frame.offset
+    else:
+        data, at = frame.wire, 0
+    segments.append((at, at + 2, "length", "length"))   # RFC 9329 §3
+    at += 2
+    if frame.kind == "ike":
+        segments.append((at, at + 4, "non-ESP marker", "marker"))   # RFC 9329 §3.1
+        at += 4
+    return data, at
+
+
 def ike_bytes(packet: Packet, keys: KeyTables) -> Bytes:
     """The IP packet of an IKE message, its headers and payloads as segments; inside SK/SKF
     the IV, the encrypted part and the ICV when the run's keys name the cipher (RFC 7296
@@ -77,10 +99,14 @@ def ike_bytes(packet: Packet, keys: KeyTables) -> Bytes:
     out = Bytes(data)
     if not data or packet.ike is None:
         return out
-    at = _ip_udp(data, out.segments)
-    if 4500 in (packet.sport, packet.dport):
-        out.segments.append((at, at + 4, "non-ESP marker", "marker"))   # RFC 3948 §2.2
-        at += 4
+    if packet.tcp is not None:
+        data, at = _tcp_frame(packet, out.segments)
+        out.data = data
+    else:
+        at = _ip_udp(data, out.segments)
+        if 4500 in (packet.sport, packet.dport):
+            out.segments.append((at, at + 4, "non-ESP marker", "marker"))   # RFC 3948 §2.2
+            at += 4
     start = at
     end = start + packet.ike.length
     if end > len(data) or packet.ike.error:
@@ -215,12 +241,16 @@ def _ladder_json(ladder: Ladder, captures: list[CaptureAnalysis], keys: KeyTable
     items: list[tuple[int, Arrow | Band]] = [(a.row, a) for a in ladder.arrows] + [(b.row, b) for b in ladder.bands]
     for _, item in sorted(items, key=lambda x: x[0]):
         if isinstance(item, Arrow):
-            packets = [(name, by_frame[(name, frame)]) for name, frame in item.frames if (name, frame) in by_frame]
+            if len(item.packets) == len(item.frames):   # a frame number may hold several frames of a TCP stream
+                packets = [(name, p) for (name, _), p in zip(item.frames, item.packets)]
+            else:
+                packets = [(name, by_frame[(name, frame)]) for name, frame in item.frames if (name, frame) in by_frame]
             first = packets[0][1] if packets else None
             rows.append({
                 "type": "arrow", "kind": item.kind, "src": item.src, "dst": item.dst, "via": item.via,
                 "label": item.label, "chain": item.chain, "note": item.note, "time": item.time - ladder.start,
                 "retransmission": item.retransmission, "fragment": item.fragment, "port4500": item.port4500,
+                "tcp": item.tcp,
                 "ports": [item.sport, item.far_ports[1] if item.far_ports else item.dport],
                 "step": _step_of(item.time, edges),
                 "header": _header(first) if first is not None else item.label,
@@ -231,12 +261,15 @@ def _ladder_json(ladder: Ladder, captures: list[CaptureAnalysis], keys: KeyTable
             frames = [(name, frame) for name, frame in item.frames]
             # a band's frames hold each packet once per capture it crossed: list the first capture's
             first_capture = frames[0][0] if frames else ""
-            own = [by_frame[f] for f in frames if f[0] == first_capture and f in by_frame]
+            if len(item.packets) == len(frames):
+                own = [p for (name, _), p in zip(frames, item.packets) if name == first_capture]
+            else:
+                own = [by_frame[f] for f in frames if f[0] == first_capture and f in by_frame]
             listed = own[:BAND_PACKETS]
             rows.append({
                 "type": "band", "protocol": item.protocol, "spi": item.spi, "count": item.count, "src": item.src,
                 "dst": item.dst, "via": item.via, "first_seq": item.first_seq, "last_seq": item.last_seq,
-                "inner": item.inner, "encap": item.encap, "time": item.time - ladder.start,
+                "inner": item.inner, "encap": item.encap, "tcp_port": item.tcp_port, "time": item.time - ladder.start,
                 "end": item.end - ladder.start, "step": _step_of(item.time, edges), "capture": first_capture,
                 "more": max(0, len(own) - len(listed)),
                 "packets": [_side(first_capture, "", p, keys, with_bytes=i < BAND_BYTES) | {"time": p.time - ladder.start}

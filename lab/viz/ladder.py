@@ -72,6 +72,8 @@ class Arrow:
     response: bool = False
     callouts: list[str] = field(default_factory=list)  # written on the arrow: NAT-D, message IDs
     color: str = ""             # another protocol's colour (lab.viz.alternatives), else by kind
+    tcp: bool = False           # carried in a TCP stream (RFC 9329)
+    packets: list[Packet] = field(default_factory=list, repr=False)  # what it was drawn from, one per side
 
 
 @dataclass
@@ -92,6 +94,8 @@ class Band:
     frames: list[tuple[str, int]] = field(default_factory=list)
     label: str = ""             # the band's words, for another protocol than ESP/AH (lab.viz.alternatives)
     color: str = ""
+    tcp_port: int = 0           # ESP in a TCP stream (RFC 9329) to this port
+    packets: list[Packet] = field(default_factory=list, repr=False)  # what it was drawn from
 
 
 @dataclass
@@ -201,6 +205,8 @@ def _label(packet: Packet) -> tuple[str, str, str, str | None]:
         if packet.ip_fragment:
             label += f"  (IP fragment {packet.ip_fragment[0]}/{packet.ip_fragment[1]}, reassembled)"
             fragment = fragment or f"IP fragment {packet.ip_fragment[0]}/{packet.ip_fragment[1]}"
+        if packet.tcp is not None:
+            label += "  (TCP)"   # RFC 9329: a frame of a TCP stream
         return label, ike.chain(), "ike", fragment
     return packet.summary or packet.what(), "", "other", None
 
@@ -338,10 +344,12 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
             if band is None:
                 band = run[key] = Band(0, src, dst, sa.protocol if sa else "keepalive", sa.spi_hex if sa else "", 0,
                                        sa.seq if sa else 0, sa.seq if sa else 0, first.time, first.time,
-                                       encap=bool(sa and sa.encap), via=via)
+                                       encap=bool(sa and sa.encap), via=via,
+                                       tcp_port=first.tcp.server_port if first.tcp is not None else 0)
             band.count += 1
             band.end = first.time
             band.frames += frames
+            band.packets += [p for _, p in sides]
             if sa:
                 band.first_seq, band.last_seq = min(band.first_seq, sa.seq), max(band.last_seq, sa.seq)
                 inner = first.inner
@@ -354,9 +362,10 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         if retrans:
             note = (f"retransmission of #{first.retransmission_of or second.retransmission_of}"
                     + (f"; {note}" if note else ""))
+        tcp = first.tcp is not None
         arrow = Arrow(row, src, dst, first.sport, first.dport, label, chain, kind, first.time, frames, via,
                       (second.sport, second.dport) if via is not None else None, retrans, fragment, note,
-                      4500 in (first.sport, first.dport))
+                      4500 in (first.sport, first.dport) and not tcp, tcp=tcp, packets=[p for _, p in sides])
         if first.ike is not None and not first.ike.error:
             arrow.spis = (first.ike.spi_i, first.ike.spi_r)
             arrow.message_id, arrow.response = first.ike.message_id, first.ike.response
@@ -414,7 +423,10 @@ def _explain_moves(ladder: Ladder) -> None:
         later = next((a for a in ladder.arrows[index + 1:] if a.spis == arrow.spis and not
                       a.label.startswith("IKE_SA_INIT")), None)
         initiator = ladder.lanes[arrow.dst].name
-        if later is not None and later.port4500:
+        if arrow.tcp:
+            # RFC 9329 §6.5: a NAT found over TCP changes nothing; the stream already passes it
+            arrow.callouts[0] += ", but over TCP nothing moves: the stream already passes the NAT (RFC 9329 §6.5)"
+        elif later is not None and later.port4500:
             arrow.callouts[0] += f", so {initiator} moves IKE and ESP to UDP 4500 (RFC 7296 §2.23)"
             if not arrow.port4500:
                 # the arrow that moves: the reason written on it too (it is often on the next slide)
@@ -548,7 +560,9 @@ def _color(arrow: Arrow) -> str:
         return arrow.color
     if arrow.kind == "other":
         return COLORS["other"]
-    return COLORS["retransmit"] if arrow.retransmission else (COLORS["ike4500"] if arrow.port4500 else COLORS["ike"])
+    if arrow.retransmission:
+        return COLORS["retransmit"]
+    return COLORS["iketcp"] if arrow.tcp else (COLORS["ike4500"] if arrow.port4500 else COLORS["ike"])
 
 
 def _band_color(band: Band) -> str:
@@ -637,7 +651,8 @@ def _band_text(band: Band) -> str:
         return f"NAT-keepalive x{band.count}"
     packets = "packet" if band.count == 1 else "packets"
     seq = f"seq {band.first_seq}" if band.first_seq == band.last_seq else f"seq {band.first_seq}-{band.last_seq}"
-    return (f"{band.protocol}{' in UDP 4500' if band.encap else ''} SPI {band.spi}: {band.count} {packets}, "
+    carrier = " in UDP 4500" if band.encap else (f" in TCP {band.tcp_port}" if band.tcp_port else "")
+    return (f"{band.protocol}{carrier} SPI {band.spi}: {band.count} {packets}, "
             f"{seq}" + (f"  [{band.inner}]" if band.inner else ""))
 
 
@@ -689,15 +704,18 @@ def _legend(ladder: Ladder, rows: list[_Row]) -> tuple[list[list[tuple[str, dict
     arrows = [r.item for r in rows if isinstance(r.item, Arrow)]
     bands = [r.item for r in rows if isinstance(r.item, Band)]
     samples: list[tuple[str, dict, str]] = []
-    if any(a.kind == "ike" and not a.port4500 and not a.retransmission for a in arrows):
+    if any(a.kind == "ike" and not a.port4500 and not a.tcp and not a.retransmission for a in arrows):
         samples.append(("line", dict(color=COLORS["ike"]), "IKE on UDP 500"))
+    if any(a.kind == "ike" and a.tcp and not a.retransmission for a in arrows):
+        samples.append(("line", dict(color=COLORS["iketcp"]), "IKE in a TCP stream (length, non-ESP marker; RFC 9329)"))
     if any(a.kind == "ike" and a.port4500 and not a.retransmission for a in arrows):
         samples.append(("line", dict(color=COLORS["ike4500"]), "IKE on UDP 4500 (after a non-ESP marker)"))
     if any(a.retransmission for a in arrows):
         samples.append(("line", dict(color=COLORS["retransmit"], linestyle="--"), "retransmission"))
     if any(a.kind == "ip-fragment" for a in arrows):
         samples.append(("line", dict(color=COLORS["ike"], linestyle=":"), "IP fragment"))
-    for protocol, words in (("ESP", "ESP, one band per SPI"), ("AH", "AH, one band per SPI"),
+    in_tcp = " (in TCP: each packet a frame of the stream, RFC 9329 §3.2)" if any(b.tcp_port for b in bands) else ""
+    for protocol, words in (("ESP", "ESP, one band per SPI" + in_tcp), ("AH", "AH, one band per SPI"),
                             ("keepalive", "NAT-keepalives")):
         if any(b.protocol == protocol for b in bands):
             samples.append(("band", dict(color=_protocol_color(protocol)), words))

@@ -1,6 +1,6 @@
 """Header layouts of real captured packets: one bar per packet, its headers with byte
 offsets, and which octets are encrypted and which authenticated (RFC 4303 §2, RFC 4302
-§3.3.3, RFC 3948 §2.1).
+§3.3.3, RFC 3948 §2.1, and ESP in a TCP stream: RFC 9329 §3.2).
 
     layouts = [packet_layout(packet, capture.keys) for ...]
     draw_header_layouts(layouts, "figures/headers")
@@ -38,7 +38,8 @@ from .style import (
 SEGMENT_COLORS = {
     "ip": "#9ecae1", "inner-ip": "#c6dbef", "udp": "#fdd0a2", "esp": "#a1d99b", "iv": "#d9d9d9",
     "transport": "#fcbba1", "data": "#fee0d2", "trailer": "#bcbddc", "icv": "#fdae6b", "ah": "#fde68a",
-    "ah-icv": "#fdae6b", "ciphertext": "#e7969c", "vpn": "#a1d99b",
+    "ah-icv": "#fdae6b", "ciphertext": "#e7969c", "vpn": "#a1d99b", "tcp": "#fdd0a2", "length": "#fee391",
+    "stream": "#eeeeee",
 }
 
 
@@ -98,18 +99,33 @@ def _inner_segments(data: bytes, start: int, end: int, next_header: int) -> list
 
 def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | None = None,
                   source: str = "") -> Layout:
-    """The layout of one captured IPv4 packet: plain, ESP (transport/tunnel, in UDP or not,
-    NULL encryption) or AH (transport/tunnel). ESP's inner split needs the packet's keys."""
+    """The layout of one captured IPv4 packet: plain, ESP (transport/tunnel, in UDP, in a TCP
+    stream or neither, NULL encryption) or AH (transport/tunnel). ESP's inner split needs the
+    packet's keys."""
     data = packet.data
     segments, ihl, protocol = _ip_segments(data, 0, "ip", "IP header")
     total = struct.unpack_from("!H", data, 2)[0]
     layout = Layout(form or "", "", total, segments, source=source)
     at = ihl
     encap = False
+    end = total            # where the ESP packet ends (before later frames of a TCP segment)
+    stream = packet.tcp if packet.ipsec is not None else None
     if protocol == PROTO_UDP and packet.ipsec is not None:
         segments.append(Segment(at, at + 8, "UDP", "udp"))
         at += 8
         encap = True
+    elif stream is not None:
+        header_end = at + (data[at + 12] >> 4) * 4
+        segments.append(Segment(at, header_end, "TCP", "tcp"))
+        if stream.offset is None:   # split over segments: this one holds only part of it
+            segments.append(Segment(header_end, total, "part of a frame split over TCP segments", "stream"))
+            layout.form, layout.detail = form or "ESP in TCP", "frame split over segments"
+            return layout
+        if stream.offset > header_end:
+            segments.append(Segment(header_end, stream.offset, "earlier frames", "stream"))
+        segments.append(Segment(stream.offset, stream.offset + 2, "length", "length"))   # RFC 9329 §3.2
+        at = stream.offset + 2
+        end = at + len(stream.data)
     if packet.ipsec is None:
         segments += _transport_segments(data, at, total, protocol)
         layout.form = form or "plain"
@@ -134,16 +150,16 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
     segments += [Segment(at, at + 4, "SPI", "esp"), Segment(at + 4, at + 8, "Seq", "esp")]
     sa_keys = keys.esp_sa(sa.spi, packet.src, packet.dst) if keys is not None else None
     if sa_keys is None:
-        segments.append(Segment(at + 8, total, "encrypted (no keys: the split is unknown)", "ciphertext"))
+        segments.append(Segment(at + 8, end, "encrypted (no keys: the split is unknown)", "ciphertext"))
         layout.form = form or ("ESP in UDP" if encap else "ESP")
         layout.detail = "no keys"
         return layout
     spec = encr_spec(sa_keys.encr_id)
     icv = sa_keys.inbound_sa().icv_size
     try:
-        payload, next_header = sa_keys.inbound_sa().open_payload(data[esp_start:total])
+        payload, next_header = sa_keys.inbound_sa().open_payload(data[esp_start:end])
     except EspDrop as err:
-        segments.append(Segment(at + 8, total, f"not decrypted ({err})", "ciphertext"))
+        segments.append(Segment(at + 8, end, f"not decrypted ({err})", "ciphertext"))
         layout.form, layout.detail = form or "ESP", "keys do not open it"
         return layout
     iv_end = at + 8 + spec.iv_size
@@ -151,16 +167,17 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
         segments.append(Segment(at + 8, iv_end, "IV", "iv"))
     payload_end = iv_end + len(payload)
     segments += _inner_segments(data[:iv_end] + payload, iv_end, payload_end, next_header)
-    trailer_end = total - icv
+    trailer_end = end - icv
     segments.append(Segment(payload_end, trailer_end, "trailer", "trailer"))
     if icv:
-        segments.append(Segment(trailer_end, total, "ICV", "icv"))
+        segments.append(Segment(trailer_end, end, "ICV", "icv"))
     null = sa_keys.encr_id == EncrId.NULL
     # RFC 4303 §2: the ICV covers the ESP header, the payload (IV included) and the trailer
     layout.authenticated = (esp_start, trailer_end) if icv else None
     layout.encrypted = None if null else (iv_end, trailer_end)
     mode = "tunnel" if next_header in (PROTO_IPIP, 41) else "transport"
-    layout.form = form or (f"ESP-NULL {mode}" if null else f"ESP{'-in-UDP' if encap else ''} {mode}")
+    carrier = "-in-UDP" if encap else ("-in-TCP" if stream is not None else "")
+    layout.form = form or (f"ESP-NULL {mode}" if null else f"ESP{carrier} {mode}")
     pad = trailer_end - payload_end - 2
     integ = "" if spec.aead else f" + {name_of(IntegId, sa_keys.integ_id)}"
     layout.detail = f"{name_of(EncrId, sa_keys.encr_id)}{integ}, pad {pad}"
@@ -168,6 +185,13 @@ def packet_layout(packet: Packet, keys: KeyTables | None = None, form: str | Non
     layout.notes = algorithm_notes(sa_keys.encr_id, None if spec.aead else sa_keys.integ_id, spec.iv_size, icv)
     layout.notes.append(f"pad {pad}: padding so that payload and trailer end on {_octets(max(spec.block_size, 4))} "
                         "boundary (RFC 4303 §2.4)")
+    if stream is not None and stream.offset is not None:
+        tcp_header = stream.offset - ihl
+        if end < total:
+            segments.append(Segment(end, total, "later frames", "stream"))
+        layout.notes.append(f"in TCP: the {tcp_header}-octet TCP header, then the frame's 2-octet length (yellow, "
+                            f"counting itself) before the ESP header, no marker (an SPI is never 0): "
+                            f"{tcp_header + 2 - 8} octets more than ESP in UDP (RFC 9329 §3.2)")
     return layout
 
 
@@ -210,10 +234,11 @@ def algorithm_notes(encr_id: int, integ_id: int | None, iv: int, icv: int) -> li
     return ["; ".join(out)]
 
 
-FORMS = ("plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "ah-transport", "ah-tunnel", "esp-null")
+FORMS = ("plain", "esp-transport", "esp-tunnel", "esp-udp-tunnel", "esp-tcp-tunnel", "ah-transport", "ah-tunnel",
+         "esp-null")
 FORM_TITLES = {"plain": "plain IP", "esp-transport": "ESP transport", "esp-tunnel": "ESP tunnel",
-               "esp-udp-tunnel": "ESP-in-UDP tunnel", "ah-transport": "AH transport", "ah-tunnel": "AH tunnel",
-               "esp-null": "ESP-NULL tunnel"}
+               "esp-udp-tunnel": "ESP-in-UDP tunnel", "esp-tcp-tunnel": "ESP-in-TCP tunnel",
+               "ah-transport": "AH transport", "ah-tunnel": "AH tunnel", "esp-null": "ESP-NULL tunnel"}
 
 
 def example_packet(capture: CaptureAnalysis) -> Packet | None:

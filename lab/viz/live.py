@@ -190,8 +190,12 @@ class LiveTap:
         return packet
 
     def _again(self, packet: Packet, stamp: float, ip_packet: bytes | None) -> Packet:
-        fresh = Packet(packet.frame, stamp, packet.src, packet.dst, packet.protocol, packet.length, data=packet.data)
-        self.analyser.analyser.packet(fresh, packet.data)
+        fresh = Packet(packet.frame, stamp, packet.src, packet.dst, packet.protocol, packet.length, data=packet.data,
+                       sport=packet.sport, dport=packet.dport)
+        if packet.tcp is not None:   # a frame of an RFC 9329 stream: the frame again, not the segment
+            self.analyser.analyser.stream_frame(fresh, packet.tcp)
+        else:
+            self.analyser.analyser.packet(fresh, packet.data)
         if fresh.retransmission_of == fresh.frame:
             fresh.retransmission_of = None  # it saw itself the first time
         fresh.ip_fragment, fresh.fragment_frames = packet.ip_fragment, packet.fragment_frames

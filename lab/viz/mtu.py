@@ -108,8 +108,8 @@ def observations(captures: list[CaptureAnalysis]) -> list[Observation]:
     out = []
     for capture in captures:
         for p in capture.ipsec():
-            if p.inner is None or p.ipsec.mode is None:
-                continue
+            if p.inner is None or p.ipsec.mode is None or p.ipsec.tcp:
+                continue   # ESP in TCP (RFC 9329): a segment may hold several packets; not one of these forms
             inner = p.inner.length if p.ipsec.mode == "tunnel" else p.inner.length + 20
             encr = None
             if p.ipsec.protocol == "ESP":

@@ -456,8 +456,9 @@ class Storyteller:
                 if rewrite == "unchanged" or key in self.rewrites_told:
                     continue
                 self.rewrites_told.add(key)
-                what = "IKE" if pair.inside.kind == "ike" else "ESP in UDP" if pair.inside.kind == "esp" else \
-                    "the NAT-keepalive"
+                carried = " in TCP" if pair.inside.tcp is not None else ""
+                what = f"IKE{carried}" if pair.inside.kind == "ike" else (carried and "ESP in TCP" or "ESP in UDP") \
+                    if pair.inside.kind == "esp" else "the NAT-keepalive"
                 port_note = ""
                 if pair.inside.sport != pair.outside.sport:
                     port_note = (f" - and it changed the source port too ({pair.inside.sport} -> {pair.outside.sport}): "
@@ -470,7 +471,7 @@ class Storyteller:
             for p in items:
                 if p.ipsec is not None:
                     esp[(tap, p.ipsec.protocol, p.ipsec.spi_hex, p.src, p.dst)] += 1
-                    encap[p.ipsec.spi_hex] = p.ipsec.encap
+                    encap[p.ipsec.spi_hex] = "TCP" if p.ipsec.tcp else ("UDP" if p.ipsec.encap else "")
                     if p.inner is not None:
                         sample.setdefault(p.ipsec.spi_hex, p.inner.summary)
         by_spi: dict[tuple[str, str], dict[str, int]] = {}
@@ -483,7 +484,7 @@ class Storyteller:
             src, dst = ends[spi]
             to = receiver[0] if receiver else (self.owner(dst) or dst)
             where = ", ".join(f"{n} on {tap}" for tap, n in sorted(counts.items()))
-            form = f"{protocol} in UDP" if encap.get(spi) else protocol
+            form = f"{protocol} in {encap[spi]}" if encap.get(spi) else protocol
             inside = f", carrying e.g. {sample[spi]}" if spi in sample else ""
             child = f" ({receiver[1]})" if receiver else ""
             said.append(f"On the wire: {form} SPI {spi}{child} towards {to}: {where}{inside}.")

@@ -29,7 +29,7 @@ TITLE_FONT = 21.0
 MONO = "DejaVu Sans Mono"
 
 COLORS = {
-    "ike": "#1f4e9c", "ike500": "#1f4e9c", "ike4500": "#7b2d8e", "esp": "#1b7a3a", "ah": "#b8860b",
+    "ike": "#1f4e9c", "ike500": "#1f4e9c", "ike4500": "#7b2d8e", "iketcp": "#a6530a", "esp": "#1b7a3a", "ah": "#b8860b",
     "retransmit": "#c0392b", "fragment": "#555555", "nat": "#e8e0c8", "natedge": "#9c7c38", "lane": "#444444",
     "other": "#666666", "keepalive": "#999999", "encrypted": "#f4c7c3", "authenticated": "#c9daf8",
     "grid": "#dddddd",

@@ -318,7 +318,7 @@ def test_a_timeline_of_many_rekeys_is_still_one_slide(tmp_path):
 
 
 def test_header_layouts_one_panel_per_form_and_aes_gcm_16_explained(tmp_path):
-    """The seven forms of tests/data/forms: cut into 1920 x 1080 slides with no text under
+    """The eight forms of tests/data/forms: cut into 1920 x 1080 slides with no text under
     20 px, each form's panel on exactly one slide, and every AES-GCM panel says what the 16
     in AES_GCM_16 is: the ICV's length in octets (RFC 4106 §6), as its packet really has."""
     from lab.viz.layout import FORM_TITLES, FORMS, draw_header_layouts
@@ -341,7 +341,7 @@ def test_header_layouts_one_panel_per_form_and_aes_gcm_16_explained(tmp_path):
                 seen[text] = seen.get(text, 0) + 1
     assert seen == {title: 1 for title in FORM_TITLES.values()}
     gcm = [l for l in figure.model if "AES_GCM_16" in l.detail]
-    assert {l.form for l in gcm} == {"ESP transport", "ESP tunnel", "ESP-in-UDP tunnel"}
+    assert {l.form for l in gcm} == {"ESP transport", "ESP tunnel", "ESP-in-UDP tunnel", "ESP-in-TCP tunnel"}
     for layout in gcm:
         icv = next(s for s in layout.segments if s.label == "ICV")
         assert icv.length == 16

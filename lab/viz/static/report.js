@@ -105,7 +105,7 @@
     const a = xs[row.src], b = xs[row.dst], left = Math.min(a, b), width = Math.max(Math.abs(b - a), 1);
     const rightward = b >= a;
     const [p0, p1] = rightward ? [row.ports[0], row.ports[1]] : [row.ports[1], row.ports[0]];
-    const kind = row.kind === "ike" ? (row.port4500 ? "ike4500" : "ike500") : row.kind;
+    const kind = row.kind === "ike" ? (row.tcp ? "iketcp" : row.port4500 ? "ike4500" : "ike500") : row.kind;
     return el("div", { class: `row arrow ${row.kind} ${kind}` + (row.retransmission ? " retransmission" : ""),
       "data-i": i, "data-kind": row.kind, title: "click: its payloads and bytes" },
       el("div", { class: "t" }, seconds(row.time)),
@@ -121,7 +121,8 @@
   function bandText(row) {
     if (row.protocol === "keepalive") return `NAT-keepalive ×${row.count}`;
     const seq = row.first_seq === row.last_seq ? `seq ${row.first_seq}` : `seq ${row.first_seq}-${row.last_seq}`;
-    return `${row.protocol}${row.encap ? " in UDP 4500" : ""} SPI ${row.spi}: ${row.count} ` +
+    const carrier = row.encap ? " in UDP 4500" : row.tcp_port ? ` in TCP ${row.tcp_port}` : "";
+    return `${row.protocol}${carrier} SPI ${row.spi}: ${row.count} ` +
       `${row.count === 1 ? "packet" : "packets"}, ${seq}` + (row.inner ? `  [${row.inner}]` : "");
   }
 
