@@ -14,14 +14,14 @@ from typing import Any
 
 from lab.ike.child_sa import intersect
 from lab.ike.config import ConfigValueError, DynamicTrafficSelector, parse_traffic_selectors
-from lab.runfolder import CheckResult, Node, RunResult, StepResult, Topology
+from lab.runfolder import CheckResult, Node, RunResult, StepResult, Topology, TraceRecord, read_trace
 
 from .analysis import CaptureAnalysis, CaptureError, analyze_capture
 from .configs import ChildConf, ConnConf, GatewayConf, run_configs
 from .keys import load_keys
 from .refusals import Refusal, read_refusals
 from .run import RunFolder, load_run
-from .timeline import TimelineEntry, read_charon_log, read_trace
+from .timeline import TimelineEntry, read_charon_log
 
 TRAFFIC_STEPS = ("ping", "iperf3", "transfer")
 SOFTWARE_WORDS = {"ours": "ipsec-lab", "strongswan": "strongSwan", "strongswan6": "strongSwan 6"}
@@ -84,7 +84,7 @@ class Run:
         self.checks: list[CheckResult] = self.result.checks
         self.software: dict[str, str] = dict(self.result.nodes)
         self.problems: list[str] = list(self.folder.problems)
-        self.records: list[dict] = []
+        self.records: list[TraceRecord] = []
         for node, path in self.folder.traces.items():
             self.records += read_trace(path, node, self.problems)
         self.records.sort(key=lambda r: r.get("wall", 0.0))
@@ -92,7 +92,7 @@ class Run:
             node: read_charon_log(path, self.start or _first_wall(self.records), node)
             for node, path in self.folder.charon_logs.items()}
         self.configs: dict[str, GatewayConf] = run_configs(self.root)
-        self.topology: Topology = Topology.from_json(self.folder.topology)
+        self.topology: Topology = self.folder.topology if self.folder.topology is not None else Topology()
         self.scenario: dict = _scenario_yaml(self.root) or _scenario_yaml(self.result.folder)
 
     # -- steps
@@ -356,7 +356,7 @@ class Run:
         return sorted(set(found))
 
 
-def _first_wall(records: list[dict]) -> float:
+def _first_wall(records: list[TraceRecord]) -> float:
     return next((float(r["wall"]) for r in records if isinstance(r.get("wall"), (int, float))), 0.0)
 
 

@@ -15,8 +15,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+
+from lab.runfolder import Topology
 
 from .analysis import NOTIFY_SHORT, CaptureAnalysis, NatPair, Packet, match_nat
 from .style import (
@@ -108,15 +111,14 @@ class Ladder:
         return max([a.row for a in self.arrows] + [b.row for b in self.bands], default=-1) + 1
 
 
-def _names_from_topology(topology: dict | None) -> dict[str, str]:
+def _names_from_topology(topology: Topology | None) -> dict[str, str]:
     names: dict[str, str] = {}
-    for node in (topology or {}).get("nodes", []):
-        for intf in node.get("interfaces", []):
-            for address in intf.get("addresses", []):
-                names[address.split("/")[0]] = node["name"]
-        nat = node.get("nat") or {}
-        if nat.get("public"):
-            names[nat["public"]] = node["name"]
+    for node in topology.nodes if topology is not None else []:
+        for intf in node.interfaces:
+            for address in intf.addresses:
+                names[address.split("/")[0]] = node.name
+        if node.nat is not None and node.nat.public:
+            names[node.nat.public] = node.name
     return names
 
 
@@ -128,7 +130,7 @@ def _is_private(address: str) -> bool:
         return False
 
 
-def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology: dict | None) -> list[str]:
+def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology: Topology | None) -> list[str]:
     """The NAT box's own outside addresses: those it wrote into the packets it passed (the
     source of one going out, the destination of one coming in), and a NAT box's public
     address of topology.json seen outside. Not every address seen only outside: an outside
@@ -144,8 +146,8 @@ def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology:
         # mistake, e.g. identical NAT-keepalives of two hosts, do not pass this)
         if before in hidden and rewritten not in a_in and rewritten not in public:
             public.append(rewritten)
-    for node in (topology or {}).get("nodes", []):
-        address = (node.get("nat") or {}).get("public")
+    for node in topology.nodes if topology is not None else []:
+        address = node.nat.public if node.nat is not None else None
         if address and address in a_out and address not in a_in and address not in public:
             public.append(address)
     return sorted(public) if public else sorted(a_out - a_in)
@@ -214,10 +216,12 @@ def _short_rewrite(pair: NatPair) -> str:
     return "NAT: " + ", ".join(parts) if parts else "NAT: unchanged"
 
 
-def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
+def build_ladder(captures: list[CaptureAnalysis], topology: Topology | dict[str, Any] | None = None,
                  pairs: list[NatPair] | None = None) -> Ladder:
     """The ladder of one capture, or of two captured on the inside and the outside of one
-    NAT box (given as [inside, outside]; `pairs` from match_nat, computed if None)."""
+    NAT box (given as [inside, outside]; `pairs` from match_nat, computed if None). The lanes
+    are named after the nodes of `topology` (topology.json's, or an object shaped like it)."""
+    topology = Topology.of(topology)
     names = _names_from_topology(topology)
     nat_mode = len(captures) == 2
     if nat_mode and pairs is None:
@@ -927,7 +931,7 @@ def _remove_stale_slides(stem: Path, count: int) -> None:
             path.unlink()
 
 
-def draw_ladder(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None) -> Figure:
+def draw_ladder(captures: list[CaptureAnalysis], out: str | Path, topology: Topology | dict[str, Any] | None = None) -> Figure:
     """Draw the ladder of one capture (or of [inside, outside] of one NAT box) into out.png/.svg,
     and its slides into out-1.png/.svg, out-2..."""
     ladder = build_ladder(captures, topology)
