@@ -373,6 +373,11 @@ class TraceRecord(_TraceKind, total=False):
     # kind "event": an event of lab.ike.events (IkeSaUp, ChildSaUp, ...) with its fields, keys never
     event: str
     name: str                   # the connection or CHILD_SA's name (also of "state")
+    local: list[str | int] | str    # IkeSaUp, ChildSaUp: [address, port]; a note: an address
+    remote: list[str | int] | str
+    local_ts: list[str]         # ChildSaUp: the traffic selectors as "10.1.0.0/24"
+    remote_ts: list[str]
+    mode: str                   # ChildSaUp: "tunnel" or "transport"
     # kind "note": something a gateway noticed, `what` says which
     what: str
     # kind "drop": a message dropped; also why an SA went (event, state)

@@ -171,17 +171,17 @@ class Run:
         conf = self.conf(node)
         if conf is None:
             return None
-        if child and conf.child(child):
-            return conf.child(child)[0]
-        return conf.connection()
+        found = conf.child(child) if child else None
+        return found[0] if found is not None else conf.connection()
 
     def child(self, node: str | None, name: str | None = None) -> ChildConf | None:
         """The child `name` of the node's configuration, else the first child of its first connection."""
         conf = self.conf(node)
         if conf is None:
             return None
-        if name and conf.child(name):
-            return conf.child(name)[1]
+        found = conf.child(name) if name else None
+        if found is not None:
+            return found[1]
         conn = conf.connection()
         return next(iter(conn.children.values()), None) if conn else None
 
@@ -218,7 +218,7 @@ class Run:
                         return entry.name
         return None
 
-    def addresses(self, node: str) -> list[str]:
+    def addresses(self, node: str | None) -> list[str]:
         return [cidr.split("/")[0] for entry in self.topology.nodes if entry.name == node
                 for intf in entry.interfaces for cidr in intf.addresses]
 
@@ -241,7 +241,7 @@ class Run:
 
     # -- trace and logs
 
-    def events(self, *names: str, node: str | None = None) -> list[dict]:
+    def events(self, *names: str, node: str | None = None) -> list[TraceRecord]:
         return [r for r in self.records if r.get("kind") == "event" and r.get("event") in names
                 and (node is None or r.get("node") == node)]
 
@@ -434,7 +434,7 @@ def addr_allowed(address: str, specs: list[str]) -> bool | None:
         try:
             if "-" in spec and "/" not in spec:
                 first, last = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
-                if first.version == ip.version and first <= ip <= last:
+                if first.version == ip.version == last.version and int(first) <= int(ip) <= int(last):
                     return True
             elif ip in ipaddress.ip_network(spec, strict=False):
                 return True

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.runfolder import RunResult, StepResult, TapInfo, Topology, TraceRecord, read_trace, trace_record
 
@@ -25,6 +25,9 @@ from .analysis import CaptureAnalysis, Packet, match_nat
 from .configs import GatewayConf, proposal_text, read_config, run_configs
 from .keys import KeyTables
 from .timeline import TimelineEntry, charon_time, read_charon_log
+
+if TYPE_CHECKING:
+    from .live import LiveKeys
 
 DROP_WORDS = {
     "unknown_spi": "ESP for an SPI it holds no SA for (deleted already, or never made)",
@@ -463,9 +466,9 @@ class Storyteller:
                     port_note = (f" - and it changed the source port too ({pair.inside.sport} -> {pair.outside.sport}): "
                                  f"the peer must answer to the port it sees")
                 said.append(f"The NAT box rewrote {what} on its way out: {rewrite}{port_note}.")
-        esp = Counter()
-        encap = {}
-        sample = {}
+        esp: Counter[tuple[str, str, str, str, str]] = Counter()
+        encap: dict[str, bool] = {}
+        sample: dict[str, str] = {}
         for tap, items in packets.items():
             for p in items:
                 if p.ipsec is not None:
@@ -507,10 +510,10 @@ class Narrator:
         self.log_offsets: dict[str, int] = {}
         self.tails: dict[str, Any] = {}
         self.drops: dict[str, dict[str, int]] = {}
-        self.keys = None
+        self.keys: LiveKeys | None = None
         self.told: list[tuple[int, list[str]]] = []
 
-    def _setup(self, runner: Any) -> None:
+    def _setup(self, runner: Any) -> tuple[Storyteller, LiveKeys]:
         from .live import LiveKeys
 
         software = {n: p.software for n, p in runner.peers.items()}
@@ -521,14 +524,14 @@ class Narrator:
                 configs[node] = read_config(node, path)
         topology = runner.lab.describe() if runner.lab is not None else Topology()
         topology.taps = [TapInfo(t.name, t.node, t.intf) for t in runner.scenario.taps]
-        self.keys = LiveKeys([Path(p.keys_dir) for p in runner.peers.values() if getattr(p, "keys_dir", None)])
+        keys = LiveKeys([Path(p.keys_dir) for p in runner.peers.values() if getattr(p, "keys_dir", None)])
         pairs = _nat_tap_pairs(topology)
-        self.story = Storyteller(software, configs, topology, keys=lambda: self.keys.tables, nat_pairs=pairs)
+        return Storyteller(software, configs, topology, keys=lambda: keys.tables, nat_pairs=pairs), keys
 
     def __call__(self, runner: Any, step: Any, result: Any) -> None:
-        if self.story is None:
-            self._setup(runner)
-        material = self.collect(runner)
+        if self.story is None or self.keys is None:
+            self.story, self.keys = self._setup(runner)
+        material = self.collect(runner, self.keys)
         lines = self.story.tell(material)
         self.told.append((step.index, lines))
         say = self._say or runner.say
@@ -538,7 +541,7 @@ class Narrator:
             say(textwrap.fill(line, self.width, initial_indent=self.indent + "- ",
                               subsequent_indent=self.indent + "  "))
 
-    def collect(self, runner: Any) -> Material:
+    def collect(self, runner: Any, keys: LiveKeys) -> Material:
         from .live import LiveTap, PcapTail
 
         material = Material()
@@ -559,11 +562,11 @@ class Narrator:
                     parsed = charon_time(line, reference)
                     if parsed is not None:
                         material.charon.append(TimelineEntry(parsed[0], "charon", node, parsed[1]))
-        self.keys.refresh(force=True)
+        keys.refresh(force=True)
         for tap in runner.scenario.taps:
             path = Path(runner.out) / "captures" / f"{tap.name}.pcap"
             if tap.name not in self.tails:
-                self.tails[tap.name] = (PcapTail(path), LiveTap(tap.name, self.keys))
+                self.tails[tap.name] = (PcapTail(path), LiveTap(tap.name, keys))
             tail, live = self.tails[tap.name]
             packets = [live.add(stamp, ip) for _frame, stamp, ip in tail.read()]
             material.packets[tap.name] = [p for p in packets if p.src]
@@ -595,7 +598,9 @@ class Narrator:
 
 def _nat_tap_pairs(topology: Topology | None) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
-    for node in topology.nodes if topology is not None else []:
+    if topology is None:
+        return pairs
+    for node in topology.nodes:
         nat = node.nat if node.kind == "nat" else None
         if nat is None:
             continue

@@ -73,8 +73,8 @@ def _spine(names: list[str], adjacency: dict[str, list[str]]) -> list[str]:
     end, _ = farthest(first)
     other, parent = farthest(end)
     path = [other]
-    while parent[path[-1]] is not None:
-        path.append(parent[path[-1]])
+    while (up := parent[path[-1]]) is not None:
+        path.append(up)
     return path
 
 
@@ -152,7 +152,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
         return node.x, 1.3 + node.y * ROW_H + 1.3
     tapped = {(node, intf): name for name, node, intf in model.taps}
     tap_index = {name: i for i, (name, _, _) in enumerate(model.taps)}
-    neighbour = {}
+    neighbour: dict[str, str] = {}
     for a, _, b, _, _ in model.links:
         neighbour.setdefault(a, b)
         neighbour.setdefault(b, a)
@@ -174,18 +174,18 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
         if mtu and mtu != 1500:
             ax.text((xa + xb) / 2, (ya + yb) / 2 - 0.12, f"MTU {mtu}", ha="center", va="bottom", fontsize=FONT,
                     color="#c0392b", weight="bold", zorder=3)
-        for node, intf, other_x, other_y in ((a, a_intf, xb, yb), (b, b_intf, xa, ya)):
-            tap = tapped.get((node, intf))
+        for end, intf, other_x, other_y in ((a, a_intf, xb, yb), (b, b_intf, xa, ya)):
+            tap = tapped.get((end, intf))
             if tap is None:
                 continue
-            x0, y0 = centre(by_name[node])
+            x0, y0 = centre(by_name[end])
             # on the link, just outside the node's box
             if abs(other_x - x0) > 0.01:
                 tx, ty = x0 + (BOX_W / 2 + 0.25) * (1 if other_x > x0 else -1), y0
             else:
-                tx, ty = x0, y0 + (heights[node] / 2 + 0.25) * (1 if other_y > y0 else -1)
+                tx, ty = x0, y0 + (heights[end] / 2 + 0.25) * (1 if other_y > y0 else -1)
             ax.plot([tx], [ty], "o", ms=20, color="#c0392b", zorder=4)
-            below = y0 + max(heights[node], heights[other_name(node)]) / 2 + 0.45 + 0.4 * (tap_index[tap] % 2)
+            below = y0 + max(heights[end], heights[other_name(end)]) / 2 + 0.45 + 0.4 * (tap_index[tap] % 2)
             ax.plot([tx, tx], [ty, below - 0.18], color="#c0392b", lw=1.5, zorder=4)
             ax.text(tx, below, f"tap {tap}", ha="center", va="center", fontsize=FONT, color="#c0392b",
                     weight="bold", zorder=4)
