@@ -11,14 +11,14 @@ import multiprocessing
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lab.runfolder import RunResult, Topology
 
 from .alternatives import draw_vpn_ladder, draw_vpn_layouts, draw_vpn_mtu, nat_names
-from .analysis import CaptureAnalysis, analyze_capture, match_nat
+from .analysis import CaptureAnalysis, Packet, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
 from .ladder import draw_ladder
 from .layout import FORM_TITLES, layouts_figure, packet_layout
@@ -45,8 +45,8 @@ def form_of(packet) -> str | None:
     return f"esp-{sa.mode}"
 
 
-def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, object]]:
-    found: dict[str, tuple[CaptureAnalysis, object]] = {}
+def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, Packet]]:
+    found: dict[str, tuple[CaptureAnalysis, Packet]] = {}
     for capture in captures:
         for packet in capture.packets:
             form = form_of(packet)
@@ -263,7 +263,7 @@ def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None =
 FIGURES_START, FIGURES_END = "<!-- figures -->", "<!-- /figures -->"
 
 
-def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: list[str] = ()) -> str:
+def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: Sequence[str] = ()) -> str:
     lines = [FIGURES_START]
     for path, caption in entries:
         rel = path.relative_to(root) if path.is_relative_to(root) else path
@@ -274,7 +274,7 @@ def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: list[
     return "\n".join(lines)
 
 
-def add_figures_section(report: Path, entries: list[tuple[Path, str]], missing: list[str] = ()) -> None:
+def add_figures_section(report: Path, entries: list[tuple[Path, str]], missing: Sequence[str] = ()) -> None:
     """Replace the report's figures block (between the runner's markers), or append a
     `## Figures` section holding one."""
     text = report.read_text()
