@@ -227,7 +227,7 @@ def build_ladder(captures: list[CaptureAnalysis], topology: Topology | dict[str,
     if nat_mode and pairs is None:
         pairs = match_nat(captures[0], captures[1])
         nat_mode = bool(pairs) and any(p.rewrite() != "unchanged" for p in pairs)
-    events: list[tuple[float, object]] = []
+    events: list[tuple[float, NatPair | tuple[str, Packet]]] = []   # a pair across the NAT box, or (side, packet)
     lanes: list[Lane] = []
     lane_of: dict[str, int] = {}
     nat_lane: int | None = None
@@ -252,6 +252,7 @@ def build_ladder(captures: list[CaptureAnalysis], topology: Topology | dict[str,
         nat_lane = add_lane(nat_name, public, nat=True)
         for a in common:
             add_lane(names.get(a, a), [a])
+        pairs = pairs or []
         paired = {id(p.inside) for p in pairs} | {id(p.outside) for p in pairs}
         events += [(min(p.inside.time, p.outside.time), p) for p in pairs if p.inside.kind in INTERESTING
                    or p.inside in pin]
@@ -315,12 +316,12 @@ def build_ladder(captures: list[CaptureAnalysis], topology: Topology | dict[str,
             via = None
             note = ""
             src, dst = lane_of.get(packet.src), lane_of.get(packet.dst)
-            if side == "inside":
+            if side == "inside" and nat_lane is not None:   # (a side's packets come with a NAT box's lane)
                 if src is not None and (dst is None or dst > nat_lane):
                     dst, note = nat_lane, "not seen outside the NAT box"
                 elif dst is not None and (src is None or src > nat_lane):
                     src, note = nat_lane, "not seen outside the NAT box"
-            elif side == "outside":
+            elif side == "outside" and nat_lane is not None:
                 if src is not None and src > nat_lane and (dst is None or dst <= nat_lane):
                     dst, note = nat_lane, "not passed to the inside"
                 elif dst is not None and dst > nat_lane:
@@ -429,19 +430,21 @@ def _explain_message_ids(ladder: Ladder, captures: list[CaptureAnalysis]) -> Non
     rekeyed: dict[tuple[str, str], Packet] = {}   # the new IKE SA's SPIs -> the rekey's response
     where = captures[-1].name if captures else ""
     for capture in captures[-1:]:
-        requests = {}
+        requests: dict[tuple[str, str, int], bytes] = {}   # a rekey's request -> the SPI it offers
         for packet in capture.ike():
             ike = packet.ike
-            if ike.error or ike.exchange_name != "CREATE_CHILD_SA" or ike.ike_spi() is None:
+            new_spi = ike.ike_spi() if ike is not None and not ike.error and ike.exchange_name == "CREATE_CHILD_SA" \
+                else None
+            if ike is None or new_spi is None:
                 continue
             key = (ike.spi_i, ike.spi_r, ike.message_id)
             if not ike.response:
-                requests[key] = packet
+                requests[key] = new_spi
             elif key in requests:
                 # RFC 7296 §2.18: SPIi of the new IKE SA from the rekey's request, SPIr from its response
-                rekeyed.setdefault((requests[key].ike.ike_spi().hex(), ike.ike_spi().hex()), packet)
-    for sa, rekey in rekeyed.items():
-        origin = next((a for a in ladder.arrows if (where, rekey.frame) in a.frames), None)
+                rekeyed.setdefault((requests[key].hex(), new_spi.hex()), packet)
+    for sa, response in rekeyed.items():
+        origin = next((a for a in ladder.arrows if (where, response.frame) in a.frames), None)
         if origin is not None:
             origin.callouts.append(f"this rekeys the IKE SA: the new one is {sa[0][:8]}../{sa[1][:8]}.., its SPIs "
                                    "from the SA payloads of request and response (RFC 7296 §2.18)")
@@ -460,7 +463,7 @@ def _explain_message_ids(ladder: Ladder, captures: list[CaptureAnalysis]) -> Non
             rekey = rekeyed.get(sa)
             origin = next((a for a in ladder.arrows if rekey is not None and (where, rekey.frame) in a.frames), None)
             made = f", made by the rekey at #{origin.frames[0][1]}" if origin is not None else ""
-            old = previous if rekey is None else (rekey.ike.spi_i, rekey.ike.spi_r)
+            old = previous if rekey is None or rekey.ike is None else (rekey.ike.spi_i, rekey.ike.spi_r)
             before = last.get((old, requester))
             text = (f"message ID 0 again: this is a new IKE SA ({short}{made}), and a new IKE SA counts its "
                     "messages from 0 (RFC 7296 §2.18)")
@@ -561,7 +564,8 @@ def _protocol_color(protocol: str) -> str:
 def _blend(color: str, alpha: float) -> str:
     """`color` at `alpha` over white, as one opaque colour."""
     from matplotlib.colors import to_hex, to_rgb
-    return to_hex(tuple(alpha * c + (1 - alpha) * 1.0 for c in to_rgb(color)))
+    r, g, b = (alpha * c + (1 - alpha) * 1.0 for c in to_rgb(color))
+    return to_hex((r, g, b))
 
 
 def _under_width(center: float, span: float) -> tuple[float, float]:
@@ -668,10 +672,10 @@ def _rows(ladder: Ladder) -> list[_Row]:
         elif item.kind == "ip-fragment":  # the datagram's last fragment, which comes next, says which exchange
             following = next((a for _, a in items[index + 1:] if isinstance(a, Arrow) and a.spis is not None), None)
             group = (following.spis[0], following.message_id, following.dst if following.response else
-                     following.src) if following is not None else ("fragment", index)
+                     following.src) if following is not None and following.spis is not None else ("fragment", index)
         else:
             group = ("other", index)
-        rows.append((_arrow_row if isinstance(item, Arrow) else _band_row)(ladder, item, xs, group))
+        rows.append(_arrow_row(ladder, item, xs, group) if isinstance(item, Arrow) else _band_row(ladder, item, xs, group))
     return rows
 
 
