@@ -177,6 +177,10 @@ def _at(where: tuple[str, str], name: str) -> tuple[str, str]:
 
 def _check(tp: Any, value: Any, where: tuple[str, str]) -> Any:
     """`value` (parsed JSON) as the type `tp` says, or SchemaError naming `where` (file, field)."""
+    if tp in _NAMES:
+        if not isinstance(value, _JSON[tp]) or isinstance(value, bool) and tp is not bool:
+            raise _error(where, f"{value!r} is not {_NAMES[tp]}")
+        return value
     if tp is Any:
         return value
     origin, args = get_origin(tp), get_args(tp)
@@ -202,14 +206,21 @@ def _check(tp: Any, value: Any, where: tuple[str, str]) -> Any:
         return _typed_dict(tp, value, where)
     if isinstance(tp, type) and is_dataclass(tp):
         return _dataclass(tp, value, where)
-    if tp is bool and not isinstance(value, bool) or tp is str and not isinstance(value, str) or \
-            tp is int and (not isinstance(value, int) or isinstance(value, bool)) or \
-            tp is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-        raise _error(where, f"{value!r} is not {_NAMES[tp]}")
-    return value
+    raise TypeError(f"the schema's type {tp!r} is not one lab.runfolder checks")
 
 
-_NAMES = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}
+_NAMES: dict[Any, str] = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}
+_JSON: dict[Any, type | tuple[type, ...]] = {bool: bool, str: str, int: int, float: (int, float)}  # as json.loads gives them
+
+
+_HINTS: dict[Any, dict[str, Any]] = {}
+
+
+def _hints(cls: Any) -> dict[str, Any]:
+    """The field types of a dataclass or TypedDict (evaluated once: that is slow)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _dataclass(cls: type[T], data: Any, where: tuple[str, str]) -> T:
@@ -217,7 +228,7 @@ def _dataclass(cls: type[T], data: Any, where: tuple[str, str]) -> T:
     each of its type; a field left out takes its default."""
     if not isinstance(data, dict):
         raise _error(where, f"{data!r} is not an object")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass (the callers' types say so)
     for name in data:
         if name not in known:
@@ -236,7 +247,7 @@ def _typed_dict(cls: Any, data: Any, where: tuple[str, str]) -> Any:
     for name in cls.__required_keys__:
         if name not in data:
             raise _error(where, f"no {name!r}")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     return {name: _check(hints[name], value, _at(where, name)) if name in hints else value
             for name, value in data.items()}
 
