@@ -43,7 +43,8 @@ def test_a_topology_that_does_not_fit_names_the_file_and_the_field(tmp_path):
     good = json.loads((DATA / "demo" / runfolder.TOPOLOGY).read_text())
     for change, said in [
         (lambda t: t["nodes"][1].pop("name"), r"nodes\[1\]: no 'name'"),
-        (lambda t: t["nodes"][0]["interfaces"][0].update(mtu="big"), r"nodes\[0\]\.interfaces\[0\]\.mtu: 'big' is not an integer"),
+        (lambda t: t["nodes"][0]["interfaces"][0].update(mtu="big"),
+         r"nodes\[0\]\.interfaces\[0\]\.mtu: 'big' is not an integer"),
         (lambda t: t["links"][2].update(colour="red"), r"links\[2\]: unknown field 'colour'"),
         (lambda t: t["taps"].append("nat-eth0"), r"taps\[2\]: 'nat-eth0' is not an object"),
     ]:
