@@ -434,7 +434,9 @@ def addr_allowed(address: str, specs: list[str]) -> bool | None:
         try:
             if "-" in spec and "/" not in spec:
                 first, last = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
-                if first.version == ip.version == last.version and int(first) <= int(ip) <= int(last):
+                if first.version != last.version:
+                    raise ValueError(f"{spec}: a range from one address family to the other")
+                if first.version == ip.version and int(first) <= int(ip) <= int(last):
                     return True
             elif ip in ipaddress.ip_network(spec, strict=False):
                 return True
