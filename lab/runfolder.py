@@ -13,15 +13,19 @@ with these types and lab.viz reads it with the same types.
     DIR/nodes/<node>/    each gateway's working files (its configuration as run)
     DIR/figures/         drawn later from the files above (lab.viz)
 
-Reading is lenient: a field an older run folder lacks takes its default.
+Reading result.json is lenient: a field an older run folder lacks takes its default.
+topology.json and trace.jsonl are checked against their types here: a field that does not fit
+(missing where it has no default, unknown to topology.json's schema, of the wrong type) is a
+SchemaError naming the file (and line) and the field.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from types import UnionType
+from typing import Any, TypedDict, TypeVar, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 REPORT = "report.md"
 RESULT = "result.json"
@@ -153,12 +157,107 @@ def is_running(data: Any) -> bool:
     return isinstance(data, dict) and data.get("running") is True
 
 
+# ------------------------------------------------------------------ checking a file against its schema
+
+
+class SchemaError(ValueError):
+    """A run-folder file that does not fit its schema; the message names the file, the line
+    (trace.jsonl) and the field."""
+
+
+def _error(where: tuple[str, str], what: str) -> SchemaError:
+    file, path = where
+    return SchemaError(f"{file}: {path}: {what}" if path else f"{file}: {what}")
+
+
+def _at(where: tuple[str, str], name: str) -> tuple[str, str]:
+    file, path = where
+    return file, (f"{path}.{name}" if path and not name.startswith("[") else f"{path}{name}")
+
+
+def _check(tp: Any, value: Any, where: tuple[str, str]) -> Any:
+    """`value` (parsed JSON) as the type `tp` says, or SchemaError naming `where` (file, field)."""
+    if tp in _NAMES:
+        if not isinstance(value, _JSON[tp]) or isinstance(value, bool) and tp is not bool:
+            raise _error(where, f"{value!r} is not {_NAMES[tp]}")
+        return value
+    if tp is Any:
+        return value
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        if value is None and type(None) in args:
+            return None
+        first: SchemaError | None = None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check(option, value, where)
+            except SchemaError as err:
+                first = first or err
+        raise first or _error(where, f"{value!r} is not allowed")
+    if origin is list:
+        if not isinstance(value, list):
+            raise _error(where, f"{value!r} is not a list")
+        return [_check(args[0], item, _at(where, f"[{i}]")) for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _error(where, f"{value!r} is not an object")
+        return {k: _check(args[1], v, _at(where, k)) for k, v in value.items()}
+    if is_typeddict(tp):
+        return _typed_dict(tp, value, where)
+    if isinstance(tp, type) and is_dataclass(tp):
+        return _dataclass(tp, value, where)
+    raise TypeError(f"the schema's type {tp!r} is not one lab.runfolder checks")
+
+
+_NAMES: dict[Any, str] = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}
+_JSON: dict[Any, type | tuple[type, ...]] = {bool: bool, str: str, int: int, float: (int, float)}  # as json.loads gives them
+
+
+_HINTS: dict[Any, dict[str, Any]] = {}
+
+
+def _hints(cls: Any) -> dict[str, Any]:
+    """The field types of a dataclass or TypedDict (evaluated once: that is slow)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _dataclass(cls: type[T], data: Any, where: tuple[str, str]) -> T:
+    """A dataclass from a JSON object: every field it requires present, none it does not know,
+    each of its type; a field left out takes its default."""
+    if not isinstance(data, dict):
+        raise _error(where, f"{data!r} is not an object")
+    hints = _hints(cls)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass (the callers' types say so)
+    for name in data:
+        if name not in known:
+            raise _error(where, f"unknown field {name!r} (it has {', '.join(known)})")
+    for name, f in known.items():
+        if name not in data and f.default is MISSING and f.default_factory is MISSING:
+            raise _error(where, f"no {name!r}")
+    return cls(**{name: _check(hints[name], value, _at(where, name)) for name, value in data.items()})
+
+
+def _typed_dict(cls: Any, data: Any, where: tuple[str, str]) -> Any:
+    """A JSON object checked against a TypedDict: the fields it names of their types; the
+    fields it requires present; the others kept as they are."""
+    if not isinstance(data, dict):
+        raise _error(where, f"{data!r} is not an object")
+    for name in cls.__required_keys__:
+        if name not in data:
+            raise _error(where, f"no {name!r}")
+    hints = _hints(cls)
+    return {name: _check(hints[name], value, _at(where, name)) if name in hints else value
+            for name, value in data.items()}
+
+
 # ------------------------------------------------------------------ topology.json
 
 
 @dataclass
 class Interface:
-    name: str
+    name: str = ""                                         # "" where a notebook's hand-made topology leaves it out
     addresses: list[str] = field(default_factory=list)     # "10.1.0.1/24"
     mtu: int = 1500
     link: int | None = None                                # index into Topology.links
@@ -173,37 +272,43 @@ class NatInfo:
 
 
 @dataclass
-class Node:
-    name: str
-    kind: str                                              # host, router, gateway, nat
-    software: str | None = None                            # a gateway's software (lab.net.software)
-    label: str | None = None                               # the software as people call it
-    interfaces: list[Interface] = field(default_factory=list)
-    routes: list[dict[str, str]] = field(default_factory=list)   # {"prefix": ..., "via": ...}
-    nat: NatInfo | None = None
+class Route:
+    prefix: str
+    via: str
 
 
 @dataclass
+class Node:
+    name: str
+    kind: str = "host"                                     # host, router, gateway, nat
+    software: str | None = None                            # a gateway's software (lab.net.software)
+    label: str | None = None                               # the software as people call it
+    interfaces: list[Interface] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    nat: NatInfo | None = None
+
+
+@dataclass(kw_only=True)
 class Link:
     a: str
-    a_intf: str
+    a_intf: str = ""
     b: str
-    b_intf: str
+    b_intf: str = ""
     mtu: int = 1500
 
 
 @dataclass
 class TapInfo:
     name: str
-    node: str
-    intf: str
-    file: str                                              # captures/<name>.pcap
+    node: str = ""
+    intf: str = ""
+    file: str = ""                                         # captures/<name>.pcap
     filter: str = ""
 
 
 @dataclass
 class Topology:
-    topology: str
+    topology: str = ""                                     # its name in topologies/
     params: dict[str, Any] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
@@ -214,22 +319,17 @@ class Topology:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Any) -> Topology:
-        data = data if isinstance(data, dict) else {}
-        nodes = []
-        for n in data.get("nodes", []):
-            if not isinstance(n, dict) or "name" not in n:
-                continue
-            node = _from(Node, {"kind": "host", **n})
-            node.interfaces = [_from(Interface, i) for i in n.get("interfaces", []) if isinstance(i, dict) and "name" in i]
-            node.nat = _from(NatInfo, n["nat"]) if isinstance(n.get("nat"), dict) else None
-            nodes.append(node)
-        links = [_from(Link, {"a": "", "a_intf": "", "b": "", "b_intf": "", **k}) for k in data.get("links", [])
-                 if isinstance(k, dict)]
-        taps = [_from(TapInfo, {"node": "", "intf": "", "file": "", **t}) for t in data.get("taps", [])
-                if isinstance(t, dict) and "name" in t]
-        return cls(topology=str(data.get("topology", "")), params=dict(data.get("params") or {}), nodes=nodes,
-                   links=links, taps=taps, scenario=str(data.get("scenario", "")))
+    def from_json(cls, data: Any, source: str = TOPOLOGY) -> Topology:
+        """A topology.json's object (or one made by hand the same way); SchemaError names
+        `source` and the field that does not fit: a field missing that has no default, a field
+        the schema does not know, a value of the wrong type."""
+        return _dataclass(cls, data, (source, ""))
+
+    @classmethod
+    def of(cls, value: Topology | dict[str, Any] | None) -> Topology | None:
+        """A Topology as it is, or from an object shaped like topology.json's (a notebook's, made
+        by hand); None stays None."""
+        return cls.from_json(value, "topology") if isinstance(value, dict) else value
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -239,24 +339,37 @@ def write_topology(folder: Path, topology: Topology) -> None:
     (folder / TOPOLOGY).write_text(json.dumps(topology.to_json(), indent=1))
 
 
+def read_topology(path: Path) -> Topology:
+    """A topology.json; SchemaError names the file and what is wrong (not JSON, a field)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise SchemaError(f"{path}: cannot read ({err.strerror})") from None
+    except ValueError as err:
+        raise SchemaError(f"{path}: not JSON ({err})") from None
+    return Topology.from_json(data, str(path))
+
+
 # ------------------------------------------------------------------ trace.jsonl
 
 
-class TraceRecord(TypedDict, total=False):
-    """One line of trace.jsonl: what every record has. `kind` says which other fields come."""
+class _TraceKind(TypedDict):
+    kind: str                   # message, event, state, note, drop, retransmit, resend_response, summary
+
+
+class TraceRecord(_TraceKind, total=False):
+    """One line of trace.jsonl. Every record has `kind`, which says which other fields come;
+    the fields named here have these types (checked when read). A record may carry more (an
+    event's own fields, a note's): they are kept as they are, untyped; a reader that needs one
+    names it here first."""
 
     t: float                    # the gateway's monotonic clock, seconds
     wall: float                 # wall-clock time (time.time()), to merge gateways
-    kind: str                   # message, event, drop, note, retransmit, summary, ...
     node: str                   # the gateway (added when the run folder merges traces)
     ike_sa: int | None          # the IKE SA's unique id
-
-
-class MessageRecord(TraceRecord, total=False):
-    """kind "message": one IKE message sent or received."""
-
-    dir: str                    # "in" or "out"
-    exchange: str               # IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL, ...
+    # kind "message": one IKE message sent or received
+    dir: str                    # "in" or "out" (also of a note "eap" and "radius")
+    exchange: str               # IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL (also of "retransmit")
     message_id: int
     response: bool
     initiator: bool             # the I flag: sent by the original initiator
@@ -268,40 +381,67 @@ class MessageRecord(TraceRecord, total=False):
     fragments: int
     spi_i: str                  # 16 hex digits
     spi_r: str
-
-
-class EventRecord(TraceRecord, total=False):
-    """kind "event": an event of lab.ike.events (IkeSaUp, ChildSaUp, ChildSaRekeyed, ...) with its
-    fields (keys never)."""
-
+    # kind "event": an event of lab.ike.events (IkeSaUp, ChildSaUp, ...) with its fields, keys never
     event: str
-
-
-class DropRecord(TraceRecord, total=False):
-    """kind "drop": a message dropped, with why."""
-
+    name: str                   # the connection or CHILD_SA's name (also of "state")
+    local: list[str | int] | str    # IkeSaUp, ChildSaUp: [address, port]; a note: an address
+    remote: list[str | int] | str
+    local_ts: list[str]         # ChildSaUp: the traffic selectors as "10.1.0.0/24"
+    remote_ts: list[str]
+    mode: str                   # ChildSaUp: "tunnel" or "transport"
+    # kind "note": something a gateway noticed, `what` says which
+    what: str
+    # kind "drop": a message dropped; also why an SA went (event, state)
     reason: str
+    # kind "retransmit"
+    tries: int
+    # kind "summary": `more` records like `like` within `seconds`, not written one by one
+    of: str
+    more: int
+    seconds: float
+    like: dict[str, Any]
 
 
-def read_trace(path: Path) -> Iterator[TraceRecord]:
-    """The records of a trace.jsonl; lines that are not JSON objects are skipped."""
+def trace_record(data: Any, where: str) -> TraceRecord:
+    """A parsed trace.jsonl line as a TraceRecord; SchemaError names `where` and the field."""
+    record: TraceRecord = _typed_dict(TraceRecord, data, (where, ""))
+    return record
+
+
+def read_trace(path: str | Path, node: str = "", problems: list[str] | None = None) -> list[TraceRecord]:
+    """The records of a trace.jsonl, each with `node` (given here where the record lacks it).
+    A line that is not a JSON object or does not fit the schema is left out and told in
+    `problems` as file:line and field."""
+    records: list[TraceRecord] = []
+    path = Path(path)
     if not path.exists():
-        return
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
+        return records
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
             continue
-        if isinstance(record, dict):
-            yield record  # type: ignore[misc]
+        try:
+            record = trace_record(json.loads(line), f"{path}:{number}")
+        except SchemaError as err:
+            if problems is not None:
+                problems.append(str(err))
+            continue
+        except ValueError as err:
+            if problems is not None:
+                problems.append(f"{path}:{number}: not a JSON trace record ({err})")
+            continue
+        if node and "node" not in record:
+            record["node"] = node
+        records.append(record)
+    return records
 
 
-def merge_traces(traces: Iterable[tuple[str, Path]], out: Path) -> int:
+def merge_traces(traces: Iterable[tuple[str, Path]], out: Path, problems: list[str] | None = None) -> int:
     """Every trace record of our gateways in one file, each with "node", ordered by "wall"
-    (wall-clock time) where the records have it, else by file order."""
+    (wall-clock time) where the records have it, else by file order. Lines that do not fit the
+    schema are left out and told in `problems`."""
     records: list[tuple[float, str, int, TraceRecord]] = []
     for node, path in traces:
-        for order, record in enumerate(read_trace(path)):
+        for order, record in enumerate(read_trace(path, problems=problems)):
             record["node"] = node
             records.append((float(record.get("wall", 0.0) or 0.0), node, order, record))
     records.sort(key=lambda item: (item[0], item[1], item[2]))

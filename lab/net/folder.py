@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import runfolder
-from lab.runfolder import Topology
+from lab.runfolder import TapInfo, Topology
 
 from . import report
 from .lab import LabError
@@ -53,7 +53,10 @@ def write(run: Runner) -> None:
         for table in runfolder.KEY_TABLES:
             if (keys / table).exists():
                 shutil.copy2(keys / table, keys / "wireshark" / table)
-    runfolder.merge_traces(traces, out / runfolder.TRACE)
+    unfit: list[str] = []
+    runfolder.merge_traces(traces, out / runfolder.TRACE, unfit)
+    for problem in unfit:  # a record our gateway wrote that the schema does not take: left out, said
+        run.say(f"trace: {problem}")
     elsewhere = set()
     for node, peer in run.peers.items():
         workdir = Path(peer.workdir)
@@ -83,14 +86,14 @@ def write(run: Runner) -> None:
 def topology(run: Runner) -> Topology:
     scenario = run.scenario
     description = scenario.build_topology().describe()
-    for entry in description["nodes"]:
-        software = scenario.gateways.get(entry["name"])
-        entry["software"] = software
-        entry["label"] = label(software) if software else None
-    description["scenario"] = scenario.name
-    description["taps"] = [{"name": t.name, "node": t.node, "intf": t.intf, "file": f"captures/{t.name}.pcap",
-                            "filter": t.filter} for t in scenario.taps]
-    return Topology.from_json(description)
+    for node in description.nodes:
+        software = scenario.gateways.get(node.name)
+        node.software = software
+        node.label = label(software) if software else None
+    description.scenario = scenario.name
+    description.taps = [TapInfo(t.name, t.node, t.intf, f"{runfolder.CAPTURES}/{t.name}.pcap", t.filter)
+                        for t in scenario.taps]
+    return description
 
 
 def _copy(src: Path, dst: Path) -> None:

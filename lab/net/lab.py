@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.runfolder import Topology
+
 from . import cleanup, forkserver
 from .capture import Capture
 from .nodes import LabNode
@@ -233,11 +235,11 @@ class Lab:
 
     # ------------------------------------------------------------ describing
 
-    def describe(self) -> dict[str, Any]:
-        """topology.json: nodes with kind, software and interfaces, links, and taps."""
+    def describe(self) -> Topology:
+        """topology.json: nodes with kind, software and interfaces, links (the taps: lab.net.folder)."""
         description = self.topo.describe()
-        for entry in description["nodes"]:
-            entry["software"] = self.software.get(entry["name"])
+        for node in description.nodes:
+            node.software = self.software.get(node.name)
         return description
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from mininet.topo import Topo
 
+from lab.runfolder import Interface, Link, NatInfo, Node, Route, Topology
+
 from .nodes import KINDS, NAT_DEFAULTS, NatBox
 
 TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
@@ -156,30 +158,28 @@ class LabTopo(Topo):
             names += [info["intfName1"], info["intfName2"]]
         return names
 
-    def describe(self) -> dict[str, Any]:
-        """The network as topology.json holds it (see lab.net.lab.Lab.describe)."""
-        links = []
+    def describe(self) -> Topology:
+        """The network as topology.json holds it (lab.runfolder.Topology; see lab.net.lab.Lab.describe)."""
+        links: list[Link] = []
         index: dict[str, int] = {}
         for _a, _b, info in self.links(withInfo=True):
             index[info["intfName1"]] = index[info["intfName2"]] = len(links)
-            links.append({"a": info["node1"], "a_intf": info["intfName1"], "b": info["node2"],
-                          "b_intf": info["intfName2"],
-                          "mtu": info.get("mtu") or 1500})
+            links.append(Link(a=info["node1"], a_intf=info["intfName1"], b=info["node2"], b_intf=info["intfName2"],
+                              mtu=info.get("mtu") or 1500))
         nodes = []
         for name in self.hosts():
             info = self.nodeInfo(name)
-            entry: dict[str, Any] = {"name": name, "kind": info["kind"], "software": None, "interfaces": [
-                {"name": intf, "addresses": list(spec.get("addrs", [])), "mtu": spec.get("mtu") or 1500,
-                 "link": index.get(intf)} for intf, spec in info["intfs"].items()]}
+            node = Node(name, info["kind"], interfaces=[
+                Interface(intf, addresses=list(spec.get("addrs", [])), mtu=spec.get("mtu") or 1500, link=index.get(intf))
+                for intf, spec in info["intfs"].items()])
             if info.get("lo_addrs"):
-                entry["interfaces"].append({"name": "lo", "addresses": list(info["lo_addrs"]), "mtu": 65536,
-                                            "link": None})
-            entry["routes"] = [{"prefix": p, "via": v} for p, v in info["routes"]]
+                node.interfaces.append(Interface("lo", addresses=list(info["lo_addrs"]), mtu=65536))
+            node.routes = [Route(p, v) for p, v in info["routes"]]
             if info["kind"] == "nat":
                 knobs = info["nat"]
-                entry["nat"] = {k: knobs[k] for k in ("inside", "outside", "public", "mapping")}
-            nodes.append(entry)
-        return {"topology": self.name, "params": dict(self.values), "nodes": nodes, "links": links}
+                node.nat = NatInfo(list(knobs["inside"]), knobs["outside"], knobs["public"], knobs["mapping"])
+            nodes.append(node)
+        return Topology(self.name, dict(self.values), nodes, links)
 
 
 def topology_file(name: str, base: Path | None = None) -> Path:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from lab.runfolder import Topology
+
 from .analysis import CaptureAnalysis, Packet
 from .ladder import Arrow, Band, Ladder, Lane, _is_private, _names_from_topology, draw_ladder_model, ladder_slides
 from .layout import Layout, Segment, layouts_figure, packet_layout
@@ -40,7 +42,7 @@ def _band_label(fmt: VpnFormat, band: Band, first: VpnPacket, last: VpnPacket, s
     return f"{fmt.name} data, {session}: {band.count} {what}{empty}{counters}{missing}"
 
 
-def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | None = None,
+def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: Topology | None = None,
                      found: list[VpnPacket] | None = None, behind: dict[tuple[str, str], str] | None = None) -> Ladder:
     """The ladder of one VPN format in one capture: one arrow per handshake or control
     message, data as bands (one per direction and receiver index / peer id between two
@@ -104,7 +106,7 @@ def build_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, topology: dict | 
     return ladder
 
 
-def draw_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, out: str | Path, topology: dict | None = None,
+def draw_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, out: str | Path, topology: Topology | None = None,
                     found: list[VpnPacket] | None = None, behind: dict[tuple[str, str], str] | None = None) -> Figure:
     ladder = build_vpn_ladder(capture, fmt, topology, found, behind)
     files = draw_ladder_model(ladder, out)
@@ -120,7 +122,7 @@ def draw_vpn_ladder(capture: CaptureAnalysis, fmt: VpnFormat, out: str | Path, t
     return Figure(files, caption, ladder, pages=pages)
 
 
-def nat_names(captures: list[CaptureAnalysis], topology: dict | None,
+def nat_names(captures: list[CaptureAnalysis], topology: Topology | None,
               found: dict[int, list[VpnPacket]] | None = None) -> dict[tuple[str, str], str]:
     """(format, a NAT box's public address) -> "gwc behind nat", from captures inside it: the
     gateway that sent the same format's packets to the same peer there. Empty when unknown or

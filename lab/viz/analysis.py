@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.esp import EspDrop
+from lab.esp import EspDrop, InboundSA
 from lab.ike import payloads as pl
 from lab.ike.const import ExchangeType, NotifyType, ProtocolId, name_of
 from lab.ike.errors import CryptoError, IntegrityError, ParseError
@@ -382,7 +382,7 @@ class _Analyser:
         self.seen_ike: dict[bytes, int] = {}
         self.skf_sets: dict[tuple, dict[int, bytes]] = {}
         self.skf_done: dict[bytes, tuple[list[str], list]] = {}
-        self.esp_sas: dict[int, object] = {}
+        self.esp_sas: dict[int, InboundSA] = {}
         self.problems: list[str] = []
 
     # -- IKE
@@ -589,11 +589,12 @@ class PacketAnalyser:
         self.analyser.keys = keys
 
     def add(self, frame: int, stamp: float, data: bytes | None) -> Packet:
-        if data is None or _ip_fields(data) is None:
+        fields = _ip_fields(data) if data is not None else None
+        if data is None or fields is None:
             packet = Packet(frame, stamp, "", "", 0, 0, kind="other", summary="not an IP packet")
             self._keep(packet)
             return packet
-        _, src, dst, protocol, _ = _ip_fields(data)
+        _, src, dst, protocol, _ = fields
         length = struct.unpack_from("!H", data, 2)[0] if data[0] >> 4 == 4 else len(data)
         packet = Packet(frame, stamp, src, dst, protocol, min(length, len(data)) or len(data), data=data)
         self._keep(packet)

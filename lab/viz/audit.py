@@ -208,7 +208,7 @@ ESP_TABLE: dict[tuple[int, int], tuple[str, str]] = {
 }
 _LEVEL_OF_TERM = {"MUST NOT": "must", "SHOULD NOT": "should", "MUST-": "should"}
 
-_WHY = {
+_WHY: dict[tuple[int, int], str] = {   # (transform type, id): IntEnum members look up as their numbers
     (E, EncrId.DES): "DES has a 56-bit key: it is broken by exhaustive search",
     (E, EncrId.DES_IV64): "DES has a 56-bit key: it is broken by exhaustive search",
     (E, EncrId.DES_IV32): "DES has a 56-bit key: it is broken by exhaustive search",
@@ -766,7 +766,7 @@ def read_swanctl(path: str, name: str, group: str) -> AuditedGateway:
         shunts = 0
         for child_section in (children.sections.values() if children else ()):
             cget = lambda key, s=child_section: _value(s, key)  # noqa: E731
-            if (cget("mode") and (cget("mode").text or "").lower() in ("pass", "drop")):
+            if (mode := cget("mode")) and (mode.text or "").lower() in ("pass", "drop"):
                 shunts += 1   # strongSwan's shunts: installed policies, nothing negotiated
                 continue
             child = Child(child_section.name, Value(None, child_section.file, child_section.line, child_section.path))
@@ -855,8 +855,8 @@ def _legacy_conn(legacy: IpsecConn, gateway: str, directory: str) -> Conn:
             conn.local_auth.append(Value("pubkey", cert.file, cert.line, cert.key))
     conn.pools = get("rightsourceip") is not None
     conn.local_addrs, conn.remote_addrs = _list(get("left")), _list(get("right"))
-    conn.local_id = (get("leftid").text or "") if get("leftid") else ""
-    conn.remote_id = (get("rightid").text or "") if get("rightid") else ""
+    conn.local_id = (leftid.text or "") if (leftid := get("leftid")) else ""
+    conn.remote_id = (rightid.text or "") if (rightid := get("rightid")) else ""
     child = Child(legacy.name, conn.anchor)
     child.esp, child.ah = get("esp"), get("ah")
     child.ah_proposals = _proposals(ProtocolId.AH, child.ah, None)
@@ -911,8 +911,8 @@ def read_capture(path: str, keys: str | None = None) -> tuple[list[Observation],
                                   "spi": old.hex(), "rekeyed_after": round(packet.time - born[old], 3)})
         for _spi_protocol, spi in info.child_spis():
             born.setdefault(spi, packet.time)
-        if info.ike_spi() is not None:
-            born.setdefault(info.ike_spi(), packet.time)
+        if (ike_spi := info.ike_spi()) is not None:
+            born.setdefault(ike_spi, packet.time)
         payloads = info.inner_payloads or info.payload_objects
         sa = next((p for p in payloads if isinstance(p, SA)), None)
         if sa is None:
@@ -926,9 +926,9 @@ def read_capture(path: str, keys: str | None = None) -> tuple[list[Observation],
             pending[(info.spi_i, info.message_id)] = obs
             observations.append(obs)
         else:
-            obs = pending.pop((info.spi_i, info.message_id), None)
-            if obs is not None:
-                obs.chosen, obs.frame_chosen = (texts[0] if texts else None), packet.frame
+            asked = pending.pop((info.spi_i, info.message_id), None)
+            if asked is not None:
+                asked.chosen, asked.frame_chosen = (texts[0] if texts else None), packet.frame
     return observations, findings, lifetimes
 
 
@@ -1001,9 +1001,9 @@ def _collect(paths: Iterable[str]) -> list[tuple[Path, str, Path]]:
             out.append((root, kind, root.parent))
             continue
         for path in sorted(root.rglob("*")):
-            kind = _kind(path) if path.is_file() else None
-            if kind is not None:
-                out.append((path, kind, root))
+            found = _kind(path) if path.is_file() else None
+            if found is not None:
+                out.append((path, found, root))
     return out
 
 

@@ -57,8 +57,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.runfolder import StepResult
+from lab.runfolder import StepResult, TraceRecord
 
+from .configs import ConnConf, GatewayConf
 from .evidence import TRAFFIC_STEPS, DiagnoseError, Diagnosis, InstalledChild, Run, quote, selectors, ts_covers
 from .negotiation import negotiation
 
@@ -101,8 +102,7 @@ def _missing_name(run: Run) -> Diagnosis | None:
     if name in have:
         return None  # the configuration as run has it: not this
     key = "children { }" if what == "child" else "connections { }"
-    places = ", ".join(f"{n} ({run.where(node, conf.child(n)[1].line if what == 'child' else conf.connections[n].line)})"
-                       for n in have) or "none"
+    places = ", ".join(f"{n} ({run.where(node, _line(conf, what, n))})" for n in have) or "none"
     sections = "children" if what == "child" else "connections"
     paragraph = (f"The first thing that went wrong was {run.step_words(failed.index)}: "
                  f"{quote(detail, 200)}. The step names the {what} '{name}' ({what}: {name}, {run.step_line(failed.index)}), "
@@ -117,6 +117,17 @@ def _missing_name(run: Run) -> Diagnosis | None:
 # ------------------------------------------------------------------ nothing comes back
 
 
+def _connections(run: Run, node: str) -> list[ConnConf]:
+    conf = run.conf(node)
+    return list(conf.connections.values()) if conf is not None else []
+
+
+def _line(conf: GatewayConf, what: str, name: str) -> str:
+    """file:line of the child or connection `name` (one the configuration has)."""
+    found = conf.child(name) if what == "child" else None
+    return found[1].line if found is not None else conf.connections[name].line
+
+
 def _unanswered(run: Run) -> Diagnosis | None:
     """Requests sent again and again without a response: where they stop."""
     retransmits = [r for r in run.records if r.get("kind") == "retransmit"]
@@ -124,18 +135,17 @@ def _unanswered(run: Run) -> Diagnosis | None:
     charon_retx = run.charon_lines(r"retransmit (\d+) of request with message ID (\d+)")
     if not retransmits and not unreachable and not charon_retx:
         return None
-    answered: set[tuple[str, str]] = set()
+    answered: set[tuple[str | None, str | None]] = set()
     for r in run.records:
         if r.get("kind") == "message" and r.get("dir") == "in" and r.get("response"):
             answered.add((r.get("node"), r.get("exchange")))
-    lost = None
+    lost: TraceRecord | None = None
     for r in retransmits:
         if (r.get("node"), r.get("exchange")) not in answered:
             lost = r
             break
     if lost is None and unreachable:
-        lost = {"node": unreachable[0]["node"], "exchange": unreachable[0].get("exchange"),
-                "wall": unreachable[0].get("wall"), "tries": unreachable[0].get("tries")}
+        lost = unreachable[0]
     node = lost.get("node") if lost else None
     exchange = lost.get("exchange") if lost else None
     wall = lost.get("wall") if lost else None
@@ -249,7 +259,7 @@ def _peer_received(run: Run, peer: str | None, exchange: str | None, wall: float
     return count, bool(answered or charon_answer), last
 
 
-def _wrong_remote_addrs(run: Run, node: str | None, sent: list[dict], step: int | None, wall: float | None,
+def _wrong_remote_addrs(run: Run, node: str | None, sent: list[TraceRecord], step: int | None, wall: float | None,
                         tries: int, where: dict, evidence: list[str]) -> Diagnosis | None:
     """IKE_SA_INIT sent to an address no gateway (nor a NAT box forwarding IKE) has."""
     target = next((str(r.get("dst", "")).rsplit(":", 1)[0] for r in sent if r.get("dst")), "")
@@ -397,7 +407,7 @@ def _gateway_for(run: Run, node: str) -> str | None:
         return node
     entry = run.topology.node(node)
     for route in entry.routes if entry is not None else []:
-        owner = run.owner(str(route.get("via", "")))
+        owner = run.owner(route.via)
         if owner in run.software:
             return owner
     return None
@@ -460,7 +470,7 @@ def _outside_selectors(run: Run) -> Diagnosis | None:
         for mine, theirs, got in (("local_ts", "remote_ts", sa.local_ts), ("remote_ts", "local_ts", sa.remote_ts)):
             if _same_ts(getattr(conf, mine), got) is False:
                 narrowed.append((mine, theirs, got))
-    if narrowed and p_child is not None:
+    if narrowed and conf is not None and p_child is not None:
         mine, theirs, got = narrowed[0]
         value = getattr(p_child, theirs)
         p_where = run.where(peer, p_child.where(theirs))
@@ -591,8 +601,7 @@ def _overlapping(run: Run) -> Diagnosis | None:
                 continue
         return False
 
-    tunnel = next(((gw, child) for gw in run.gateways for conn in (run.conf(gw).connections.values()
-                                                                   if run.conf(gw) else [])
+    tunnel = next(((gw, child) for gw in run.gateways for conn in _connections(run, gw)
                    for child in conn.children.values() if covers(child.local_ts) and covers(child.remote_ts)), None)
     gw, child = tunnel if tunnel else (None, None)
     sel = (f" The tunnel's selectors join that range to itself (local_ts = {', '.join(child.local_ts)} and remote_ts = "
@@ -664,7 +673,7 @@ def _nat_expired(run: Run) -> Diagnosis | None:
         evidence = [f"{run.tap_words(outside.name)}: {len(to_public)} packet(s) to {public}:{port} in "
                     f"{run.step_words(step.index)}, {len(refused)} ICMP unreachable from {public}",
                     f"{run.tap_words(inside.name) if inside else 'inside'}: {len(crossed)} of them crossed the box"]
-        if idle is not None:
+        if idle is not None and last is not None:
             evidence.append(f"the flow was idle {idle:.1f} s before (last packet at {run.when(last.time)})")
         paragraph = (f"The tunnel was up, but in {run.step_words(step.index)} {sender}'s packets to "
                      f"{public}:{port} - the NAT box's public side of {behind or 'the gateway'}'s mapping - "
@@ -721,18 +730,19 @@ def _esp_blocked(run: Run) -> Diagnosis | None:
     by_spi: dict[int, dict[str, int]] = {}
     for capture, packets in window:
         for p in packets:
-            by_spi.setdefault(p.ipsec.spi, {})
-            by_spi[p.ipsec.spi][capture.name] = by_spi[p.ipsec.spi].get(capture.name, 0) + 1
+            if p.ipsec is not None:
+                seen = by_spi.setdefault(p.ipsec.spi, {})
+                seen[capture.name] = seen.get(capture.name, 0) + 1
     for spi, counts in by_spi.items():
         missing = [c.name for c, _p in window if counts.get(c.name, 0) == 0 and c.packets]
         present = [name for name, n in counts.items() if n]
         if not missing or not present:
             continue
-        sample = next(p for c, ps in window for p in ps if p.ipsec.spi == spi)
+        sample, sa = next((p, p.ipsec) for c, ps in window for p in ps if p.ipsec is not None and p.ipsec.spi == spi)
         sender = run.owner(sample.src) or sample.src
-        encap = sample.ipsec.encap
+        encap = sa.encap
         form = "ESP inside UDP 4500" if encap else (
-            "ESP inside a TCP stream (RFC 9329)" if sample.ipsec.tcp else "plain ESP (IP protocol 50)")
+            "ESP inside a TCP stream (RFC 9329)" if sa.tcp else "plain ESP (IP protocol 50)")
         inner = f" carrying {sample.inner.summary}" if sample.inner else ""
         replies = [s for s in by_spi if s != spi]
         back = ("no ESP came back at all" if not replies else
@@ -1003,7 +1013,7 @@ def _radius_servers(path: Path) -> list[str]:
     return names
 
 
-def _radius_timeout(run: Run, r: dict, gw: str, node: str, user: str, server: str, address: str, step: int,
+def _radius_timeout(run: Run, r: TraceRecord, gw: str, node: str, user: str, server: str, address: str, step: int,
                     evidence: list[str]) -> Diagnosis:
     asked = [x for x in run.records if x.get("node") == gw and x.get("kind") == "note" and x.get("what") == "radius"
              and x.get("ike_sa") == r.get("ike_sa") and x.get("dir") == "out" and x.get("wall") is not None
@@ -1070,10 +1080,10 @@ def _config_difference(run: Run) -> Diagnosis | None:
     spec, words, saw, where, step = found
     blob = " ".join([repr(spec), words, saw])
     head = f"Every negotiation worked, but the check “{words}” ({where}) did not hold: it saw {quote(saw, 200)}."
-    conns = {g: run.conn(g) for g in run.gateways}
+    conns = {g: c for g in run.gateways if (c := run.conn(g)) is not None}
     if "mobike" in blob.lower():
-        off = [g for g, c in conns.items() if c is not None and not c.mobike]
-        on = [g for g, c in conns.items() if c is not None and c.mobike]
+        off = [g for g, c in conns.items() if not c.mobike]
+        on = [g for g, c in conns.items() if c.mobike]
         if off and on:
             places = ", ".join(f"{g}: mobike = no ({run.where(g, conns[g].where('mobike'))})" for g in off)
             paragraph = (f"{head} MOBIKE is used only when both sides announce MOBIKE_SUPPORTED in IKE_AUTH "
@@ -1085,7 +1095,7 @@ def _config_difference(run: Run) -> Diagnosis | None:
                              [f"{g}: mobike = {'yes' if conns[g].mobike else 'no'}" for g in off + on])
     if re.search(r"nat_local|nat_remote|encap|remote_port|local_port|4500|proto 50|\besp\b|port 500", blob) \
             and not run.nat_boxes():
-        encapped = [g for g, c in conns.items() if c is not None and c.encap]
+        encapped = [g for g, c in conns.items() if c.encap]
         strong = [g for g in run.gateways if run.is_strongswan(g)]
         nat_notes = [f"{r['node']}: NAT detection says local_behind_nat={r.get('local_behind_nat')}, "
                      f"remote_behind_nat={r.get('remote_behind_nat')}"

@@ -14,14 +14,14 @@ from typing import Any
 
 from lab.ike.child_sa import intersect
 from lab.ike.config import ConfigValueError, DynamicTrafficSelector, parse_traffic_selectors
-from lab.runfolder import CheckResult, Node, RunResult, StepResult, Topology
+from lab.runfolder import CheckResult, Node, RunResult, StepResult, Topology, TraceRecord, read_trace
 
 from .analysis import CaptureAnalysis, CaptureError, analyze_capture
 from .configs import ChildConf, ConnConf, GatewayConf, run_configs
 from .keys import load_keys
 from .refusals import Refusal, read_refusals
 from .run import RunFolder, load_run
-from .timeline import TimelineEntry, read_charon_log, read_trace
+from .timeline import TimelineEntry, read_charon_log
 
 TRAFFIC_STEPS = ("ping", "iperf3", "transfer")
 SOFTWARE_WORDS = {"ours": "ipsec-lab", "strongswan": "strongSwan", "strongswan6": "strongSwan 6"}
@@ -84,7 +84,7 @@ class Run:
         self.checks: list[CheckResult] = self.result.checks
         self.software: dict[str, str] = dict(self.result.nodes)
         self.problems: list[str] = list(self.folder.problems)
-        self.records: list[dict] = []
+        self.records: list[TraceRecord] = []
         for node, path in self.folder.traces.items():
             self.records += read_trace(path, node, self.problems)
         self.records.sort(key=lambda r: r.get("wall", 0.0))
@@ -92,7 +92,7 @@ class Run:
             node: read_charon_log(path, self.start or _first_wall(self.records), node)
             for node, path in self.folder.charon_logs.items()}
         self.configs: dict[str, GatewayConf] = run_configs(self.root)
-        self.topology: Topology = Topology.from_json(self.folder.topology)
+        self.topology: Topology = self.folder.topology if self.folder.topology is not None else Topology()
         self.scenario: dict = _scenario_yaml(self.root) or _scenario_yaml(self.result.folder)
 
     # -- steps
@@ -171,17 +171,17 @@ class Run:
         conf = self.conf(node)
         if conf is None:
             return None
-        if child and conf.child(child):
-            return conf.child(child)[0]
-        return conf.connection()
+        found = conf.child(child) if child else None
+        return found[0] if found is not None else conf.connection()
 
     def child(self, node: str | None, name: str | None = None) -> ChildConf | None:
         """The child `name` of the node's configuration, else the first child of its first connection."""
         conf = self.conf(node)
         if conf is None:
             return None
-        if name and conf.child(name):
-            return conf.child(name)[1]
+        found = conf.child(name) if name else None
+        if found is not None:
+            return found[1]
         conn = conf.connection()
         return next(iter(conn.children.values()), None) if conn else None
 
@@ -218,7 +218,7 @@ class Run:
                         return entry.name
         return None
 
-    def addresses(self, node: str) -> list[str]:
+    def addresses(self, node: str | None) -> list[str]:
         return [cidr.split("/")[0] for entry in self.topology.nodes if entry.name == node
                 for intf in entry.interfaces for cidr in intf.addresses]
 
@@ -241,7 +241,7 @@ class Run:
 
     # -- trace and logs
 
-    def events(self, *names: str, node: str | None = None) -> list[dict]:
+    def events(self, *names: str, node: str | None = None) -> list[TraceRecord]:
         return [r for r in self.records if r.get("kind") == "event" and r.get("event") in names
                 and (node is None or r.get("node") == node)]
 
@@ -356,7 +356,7 @@ class Run:
         return sorted(set(found))
 
 
-def _first_wall(records: list[dict]) -> float:
+def _first_wall(records: list[TraceRecord]) -> float:
     return next((float(r["wall"]) for r in records if isinstance(r.get("wall"), (int, float))), 0.0)
 
 
@@ -434,7 +434,9 @@ def addr_allowed(address: str, specs: list[str]) -> bool | None:
         try:
             if "-" in spec and "/" not in spec:
                 first, last = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
-                if first.version == ip.version and first <= ip <= last:
+                if first.version != last.version:
+                    raise ValueError(f"{spec}: a range from one address family to the other")
+                if first.version == ip.version and int(first) <= int(ip) <= int(last):
                     return True
             elif ip in ipaddress.ip_network(spec, strict=False):
                 return True

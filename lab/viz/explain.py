@@ -53,8 +53,8 @@ def describe_payload(payload: pl.Payload, name: str) -> str:
                f"octets of IV, ciphertext and ICV"
     if isinstance(payload, pl.SK):
         return f"{name}: {len(payload.data)} octets of IV, ciphertext and ICV"
-    data = getattr(payload, "data", b"")
-    return f"{name}: {len(data)} octets" if isinstance(data, bytes) else name
+    octets = getattr(payload, "data", b"")
+    return f"{name}: {len(octets)} octets" if isinstance(octets, bytes) else name
 
 
 def describe_message(udp_payload: bytes, port: int = 500, keys: KeyTables | None = None) -> str:

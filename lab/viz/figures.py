@@ -11,13 +11,14 @@ import multiprocessing
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from lab.runfolder import RunResult
+from lab.runfolder import RunResult, Topology
 
 from .alternatives import draw_vpn_ladder, draw_vpn_layouts, draw_vpn_mtu, nat_names
-from .analysis import CaptureAnalysis, analyze_capture, match_nat
+from .analysis import CaptureAnalysis, Packet, analyze_capture, match_nat
 from .keys import KeyTables, load_keys
 from .ladder import draw_ladder
 from .layout import FORM_TITLES, layouts_figure, packet_layout
@@ -47,8 +48,8 @@ def form_of(packet) -> str | None:
     return f"esp-{sa.mode}"
 
 
-def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, object]]:
-    found: dict[str, tuple[CaptureAnalysis, object]] = {}
+def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, Packet]]:
+    found: dict[str, tuple[CaptureAnalysis, Packet]] = {}
     for capture in captures:
         for packet in capture.packets:
             form = form_of(packet)
@@ -83,7 +84,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
-def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
+def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: Topology | None = None,
                  nat_pairs: list[tuple[CaptureAnalysis, CaptureAnalysis]] | None = None,
                  path_mtu: int = 1500) -> list[tuple[Callable[..., Figure], tuple]]:
     """The figures of `captures` as (function, arguments) to call: ladders (one per NAT box
@@ -122,7 +123,7 @@ def capture_jobs(captures: list[CaptureAnalysis], out: str | Path, topology: dic
     return jobs
 
 
-def _vpn_jobs(captures: list[CaptureAnalysis], out: Path, topology: dict | None, insides: set[int],
+def _vpn_jobs(captures: list[CaptureAnalysis], out: Path, topology: Topology | None, insides: set[int],
               path_mtu: int, found: dict[int, list]) -> list[tuple[Callable[..., Figure], tuple]]:
     """The alternatives' figures (lab.viz.alternatives) when the captures hold WireGuard,
     OpenVPN or another format of lab.viz.vpns: a ladder per format in each capture not
@@ -154,11 +155,13 @@ def _draw_forms(captures: list[CaptureAnalysis], out: Path) -> Figure:
                           + "): offsets, encrypted and authenticated ranges")
 
 
-def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None,
+def draw_captures(captures: list[CaptureAnalysis], out: str | Path, topology: Topology | dict[str, Any] | None = None,
                   nat_pairs: list[tuple[CaptureAnalysis, CaptureAnalysis]] | None = None,
                   path_mtu: int = 1500) -> list[Figure]:
-    """Every figure of capture_jobs(), drawn here."""
-    return [function(*args) for function, args in capture_jobs(captures, out, topology, nat_pairs, path_mtu)]
+    """Every figure of capture_jobs(), drawn here (`topology`: topology.json's, or an object
+    shaped like it)."""
+    return [function(*args) for function, args in capture_jobs(captures, out, Topology.of(topology), nat_pairs,
+                                                                path_mtu)]
 
 
 _JOBS: list[tuple[Callable[..., Figure], tuple]] = []  # what forked workers draw (inherited, not pickled)
@@ -197,9 +200,8 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _path_mtu(topology: dict | None) -> int:
-    mtus = [link.get("mtu") for link in (topology or {}).get("links", []) if isinstance(link.get("mtu"), int)]
-    return min(mtus) if mtus else 1500
+def _path_mtu(topology: Topology | None) -> int:
+    return min((link.mtu for link in topology.links), default=1500) if topology is not None else 1500
 
 
 class StepsError(ValueError):
@@ -266,7 +268,7 @@ def draw_run(run_dir: str | Path, report: bool = False, out: str | Path | None =
 FIGURES_START, FIGURES_END = "<!-- figures -->", "<!-- /figures -->"
 
 
-def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: list[str] = ()) -> str:
+def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: Sequence[str] = ()) -> str:
     lines = [FIGURES_START]
     for path, caption in entries:
         rel = path.relative_to(root) if path.is_relative_to(root) else path
@@ -277,7 +279,7 @@ def figures_markdown(entries: list[tuple[Path, str]], root: Path, missing: list[
     return "\n".join(lines)
 
 
-def add_figures_section(report: Path, entries: list[tuple[Path, str]], missing: list[str] = ()) -> None:
+def add_figures_section(report: Path, entries: list[tuple[Path, str]], missing: Sequence[str] = ()) -> None:
     """Replace the report's figures block (between the runner's markers), or append a
     `## Figures` section holding one."""
     text = report.read_text()

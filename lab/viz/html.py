@@ -338,12 +338,11 @@ def page_data(root: str | Path) -> dict[str, Any]:
     narration = _narration(run.root)
     ladders = [_ladder_json(ladder, captures, keys, edges) for ladder, captures in _ladders(run, analyses)]
     ladders = [ladder for ladder in ladders if ladder["rows"]]  # a tap that saw nothing draws no empty ladder
-    topology = run.topology or {}
     gateways = ", ".join(f"{node} runs {software}" for node, software in result.nodes.items())
     return {
         "scenario": result.scenario or run.root.name, "title": result.title, "verdict": result.verdict,
         "passed": result.passed, "duration": result.duration, "started": result.started, "error": result.error,
-        "topology": topology.get("topology", ""), "gateways": gateways,
+        "topology": run.topology.topology if run.topology is not None else "", "gateways": gateways,
         "steps": [{"index": s.index, "kind": s.kind, "text": s.text, "expect": s.expect, "ok": s.ok,
                    "skipped": s.skipped, "detail": s.detail, "narration": narration.get(s.index, [])}
                   for s in result.steps],

@@ -237,12 +237,12 @@ def write_key_tables(tables: KeyTables, folder: str | Path) -> Path:
             ike_lines.append(",".join([keys.spi_i.hex(), keys.spi_r.hex(), keys.sk_ei.hex(), keys.sk_er.hex(),
                                        f'"{encr}"', keys.sk_ai.hex(), keys.sk_ar.hex(), f'"{integ}"']))
     for entries in tables.esp.values():
-        for keys in entries:
-            encr, integ = ESP_ENCR_NAMES.get(keys.encr_id), ESP_INTEG_NAMES.get(keys.integ_id)
+        for sa in entries:
+            encr, integ = ESP_ENCR_NAMES.get(sa.encr_id), ESP_INTEG_NAMES.get(sa.integ_id)
             if encr and integ:
                 esp_lines.append(",".join(f'"{v}"' for v in (
-                    keys.family, keys.src, keys.dst, f"0x{keys.spi:08x}", encr, f"0x{keys.encr_key.hex()}", integ,
-                    f"0x{keys.integ_key.hex()}" if keys.integ_key else "")))
+                    sa.family, sa.src, sa.dst, f"0x{sa.spi:08x}", encr, f"0x{sa.encr_key.hex()}", integ,
+                    f"0x{sa.integ_key.hex()}" if sa.integ_key else "")))
     for where in (folder, folder / "wireshark"):
         where.mkdir(parents=True, exist_ok=True)
         (where / IKE_TABLE).write_text("".join(line + "\n" for line in ike_lines))

@@ -15,8 +15,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+
+from lab.runfolder import Topology
 
 from .analysis import NOTIFY_SHORT, CaptureAnalysis, NatPair, Packet, match_nat
 from .style import (
@@ -114,15 +117,14 @@ class Ladder:
         return max([a.row for a in self.arrows] + [b.row for b in self.bands], default=-1) + 1
 
 
-def _names_from_topology(topology: dict | None) -> dict[str, str]:
+def _names_from_topology(topology: Topology | None) -> dict[str, str]:
     names: dict[str, str] = {}
-    for node in (topology or {}).get("nodes", []):
-        for intf in node.get("interfaces", []):
-            for address in intf.get("addresses", []):
-                names[address.split("/")[0]] = node["name"]
-        nat = node.get("nat") or {}
-        if nat.get("public"):
-            names[nat["public"]] = node["name"]
+    for node in topology.nodes if topology is not None else []:
+        for intf in node.interfaces:
+            for address in intf.addresses:
+                names[address.split("/")[0]] = node.name
+        if node.nat is not None and node.nat.public:
+            names[node.nat.public] = node.name
     return names
 
 
@@ -134,7 +136,7 @@ def _is_private(address: str) -> bool:
         return False
 
 
-def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology: dict | None) -> list[str]:
+def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology: Topology | None) -> list[str]:
     """The NAT box's own outside addresses: those it wrote into the packets it passed (the
     source of one going out, the destination of one coming in), and a NAT box's public
     address of topology.json seen outside. Not every address seen only outside: an outside
@@ -150,8 +152,8 @@ def _nat_public(pairs: list[NatPair], a_in: set[str], a_out: set[str], topology:
         # mistake, e.g. identical NAT-keepalives of two hosts, do not pass this)
         if before in hidden and rewritten not in a_in and rewritten not in public:
             public.append(rewritten)
-    for node in (topology or {}).get("nodes", []):
-        address = (node.get("nat") or {}).get("public")
+    for node in topology.nodes if topology is not None else []:
+        address = node.nat.public if node.nat is not None else None
         if address and address in a_out and address not in a_in and address not in public:
             public.append(address)
     return sorted(public) if public else sorted(a_out - a_in)
@@ -226,16 +228,18 @@ def _short_rewrite(pair: NatPair) -> str:
     return "NAT: " + ", ".join(parts) if parts else "NAT: unchanged"
 
 
-def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
+def build_ladder(captures: list[CaptureAnalysis], topology: Topology | dict[str, Any] | None = None,
                  pairs: list[NatPair] | None = None) -> Ladder:
     """The ladder of one capture, or of two captured on the inside and the outside of one
-    NAT box (given as [inside, outside]; `pairs` from match_nat, computed if None)."""
+    NAT box (given as [inside, outside]; `pairs` from match_nat, computed if None). The lanes
+    are named after the nodes of `topology` (topology.json's, or an object shaped like it)."""
+    topology = Topology.of(topology)
     names = _names_from_topology(topology)
     nat_mode = len(captures) == 2
     if nat_mode and pairs is None:
         pairs = match_nat(captures[0], captures[1])
         nat_mode = bool(pairs) and any(p.rewrite() != "unchanged" for p in pairs)
-    events: list[tuple[float, object]] = []
+    events: list[tuple[float, NatPair | tuple[str, Packet]]] = []   # a pair across the NAT box, or (side, packet)
     lanes: list[Lane] = []
     lane_of: dict[str, int] = {}
     nat_lane: int | None = None
@@ -260,6 +264,7 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
         nat_lane = add_lane(nat_name, public, nat=True)
         for a in common:
             add_lane(names.get(a, a), [a])
+        pairs = pairs or []
         paired = {id(p.inside) for p in pairs} | {id(p.outside) for p in pairs}
         chosen = {id(p) for p in pin}
         events += [(min(p.inside.time, p.outside.time), p) for p in pairs if p.inside.kind in INTERESTING
@@ -324,12 +329,12 @@ def build_ladder(captures: list[CaptureAnalysis], topology: dict | None = None,
             via = None
             note = ""
             src, dst = lane_of.get(packet.src), lane_of.get(packet.dst)
-            if side == "inside":
+            if side == "inside" and nat_lane is not None:   # (a side's packets come with a NAT box's lane)
                 if src is not None and (dst is None or dst > nat_lane):
                     dst, note = nat_lane, "not seen outside the NAT box"
                 elif dst is not None and (src is None or src > nat_lane):
                     src, note = nat_lane, "not seen outside the NAT box"
-            elif side == "outside":
+            elif side == "outside" and nat_lane is not None:
                 if src is not None and src > nat_lane and (dst is None or dst <= nat_lane):
                     dst, note = nat_lane, "not passed to the inside"
                 elif dst is not None and dst > nat_lane:
@@ -444,19 +449,21 @@ def _explain_message_ids(ladder: Ladder, captures: list[CaptureAnalysis]) -> Non
     rekeyed: dict[tuple[str, str], Packet] = {}   # the new IKE SA's SPIs -> the rekey's response
     where = captures[-1].name if captures else ""
     for capture in captures[-1:]:
-        requests = {}
+        requests: dict[tuple[str, str, int], bytes] = {}   # a rekey's request -> the SPI it offers
         for packet in capture.ike():
             ike = packet.ike
-            if ike.error or ike.exchange_name != "CREATE_CHILD_SA" or ike.ike_spi() is None:
+            new_spi = ike.ike_spi() if ike is not None and not ike.error and ike.exchange_name == "CREATE_CHILD_SA" \
+                else None
+            if ike is None or new_spi is None:
                 continue
             key = (ike.spi_i, ike.spi_r, ike.message_id)
             if not ike.response:
-                requests[key] = packet
+                requests[key] = new_spi
             elif key in requests:
                 # RFC 7296 §2.18: SPIi of the new IKE SA from the rekey's request, SPIr from its response
-                rekeyed.setdefault((requests[key].ike.ike_spi().hex(), ike.ike_spi().hex()), packet)
-    for sa, rekey in rekeyed.items():
-        origin = next((a for a in ladder.arrows if (where, rekey.frame) in a.frames), None)
+                rekeyed.setdefault((requests[key].hex(), new_spi.hex()), packet)
+    for sa, response in rekeyed.items():
+        origin = next((a for a in ladder.arrows if (where, response.frame) in a.frames), None)
         if origin is not None:
             origin.callouts.append(f"this rekeys the IKE SA: the new one is {sa[0][:8]}../{sa[1][:8]}.., its SPIs "
                                    "from the SA payloads of request and response (RFC 7296 §2.18)")
@@ -475,7 +482,7 @@ def _explain_message_ids(ladder: Ladder, captures: list[CaptureAnalysis]) -> Non
             rekey = rekeyed.get(sa)
             origin = next((a for a in ladder.arrows if rekey is not None and (where, rekey.frame) in a.frames), None)
             made = f", made by the rekey at #{origin.frames[0][1]}" if origin is not None else ""
-            old = previous if rekey is None else (rekey.ike.spi_i, rekey.ike.spi_r)
+            old = previous if rekey is None or rekey.ike is None else (rekey.ike.spi_i, rekey.ike.spi_r)
             before = last.get((old, requester))
             text = (f"message ID 0 again: this is a new IKE SA ({short}{made}), and a new IKE SA counts its "
                     "messages from 0 (RFC 7296 §2.18)")
@@ -578,7 +585,8 @@ def _protocol_color(protocol: str) -> str:
 def _blend(color: str, alpha: float) -> str:
     """`color` at `alpha` over white, as one opaque colour."""
     from matplotlib.colors import to_hex, to_rgb
-    return to_hex(tuple(alpha * c + (1 - alpha) * 1.0 for c in to_rgb(color)))
+    r, g, b = (alpha * c + (1 - alpha) * 1.0 for c in to_rgb(color))
+    return to_hex((r, g, b))
 
 
 def _under_width(center: float, span: float) -> tuple[float, float]:
@@ -686,10 +694,10 @@ def _rows(ladder: Ladder) -> list[_Row]:
         elif item.kind == "ip-fragment":  # the datagram's last fragment, which comes next, says which exchange
             following = next((a for _, a in items[index + 1:] if isinstance(a, Arrow) and a.spis is not None), None)
             group = (following.spis[0], following.message_id, following.dst if following.response else
-                     following.src) if following is not None else ("fragment", index)
+                     following.src) if following is not None and following.spis is not None else ("fragment", index)
         else:
             group = ("other", index)
-        rows.append((_arrow_row if isinstance(item, Arrow) else _band_row)(ladder, item, xs, group))
+        rows.append(_arrow_row(ladder, item, xs, group) if isinstance(item, Arrow) else _band_row(ladder, item, xs, group))
     return rows
 
 
@@ -954,7 +962,7 @@ def _remove_stale_slides(stem: Path, count: int) -> None:
             path.unlink()
 
 
-def draw_ladder(captures: list[CaptureAnalysis], out: str | Path, topology: dict | None = None) -> Figure:
+def draw_ladder(captures: list[CaptureAnalysis], out: str | Path, topology: Topology | dict[str, Any] | None = None) -> Figure:
     """Draw the ladder of one capture (or of [inside, outside] of one NAT box) into out.png/.svg,
     and its slides into out-1.png/.svg, out-2..."""
     ladder = build_ladder(captures, topology)

@@ -399,8 +399,8 @@ def draw_layouts(layouts: list[Layout], out: str | Path, title: str = "One real 
             files += save(render_layouts(page, title, (number, len(slides)), longest, slide=True),
                           f"{stem}-{number}", slide=True)
     for path in stem.parent.glob(f"{stem.name}-*"):  # slides of an earlier drawing beyond those drawn now
-        number = path.stem[len(stem.name) + 1:]
-        if number.isdigit() and int(number) > (0 if whole else len(slides)) and path.suffix in (".png", ".svg"):
+        suffix = path.stem[len(stem.name) + 1:]
+        if suffix.isdigit() and int(suffix) > (0 if whole else len(slides)) and path.suffix in (".png", ".svg"):
             path.unlink()
     return files
 

@@ -57,7 +57,7 @@ class PcapStream:
 
     def feed(self, data: bytes) -> list[tuple[int, float, bytes | None]]:
         self.buffer += data
-        out = []
+        out: list[tuple[int, float, bytes | None]] = []
         if not self.header_done:
             if len(self.buffer) < 24:
                 return out
@@ -114,7 +114,7 @@ class LiveKeys:
         self.folders = [Path(f) for f in folders]
         self.patterns = list(patterns)   # (base, glob) to find folders that appear later
         self.tables = KeyTables()
-        self.stamps: dict[Path, float] = {}
+        self.stamps: dict[Path, int] = {}    # st_mtime_ns
         self.checked = 0.0
         self.refresh(force=True)
 

@@ -5,6 +5,7 @@ in the Okabe-Ito palette, the path MTU in black, a colour no configuration uses.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,21 +109,22 @@ def observations(captures: list[CaptureAnalysis]) -> list[Observation]:
     out = []
     for capture in captures:
         for p in capture.ipsec():
-            if p.inner is None or p.ipsec.mode is None or p.ipsec.tcp:
+            sa = p.ipsec
+            if p.inner is None or sa is None or sa.mode is None or sa.tcp:
                 continue   # ESP in TCP (RFC 9329): a segment may hold several packets; not one of these forms
-            inner = p.inner.length if p.ipsec.mode == "tunnel" else p.inner.length + 20
+            inner = p.inner.length if sa.mode == "tunnel" else p.inner.length + 20
             encr = None
-            if p.ipsec.protocol == "ESP":
-                sa_keys = capture.keys.esp_sa(p.ipsec.spi, p.src, p.dst)
+            if sa.protocol == "ESP":
+                sa_keys = capture.keys.esp_sa(sa.spi, p.src, p.dst)
                 encr = sa_keys.encr_id if sa_keys else None
-            match = next((c.name for c in CONFIGS if c.protocol.name == p.ipsec.protocol and c.mode.value ==
-                          p.ipsec.mode and c.encap == p.ipsec.encap and (p.ipsec.protocol == "AH" or c.encr_id == encr)),
+            match = next((c.name for c in CONFIGS if c.protocol.name == sa.protocol and c.mode.value ==
+                          sa.mode and c.encap == sa.encap and (sa.protocol == "AH" or c.encr_id == encr)),
                          "")
             out.append(Observation(match, inner, p.length, f"{capture.name}:{p.frame}"))
     return out
 
 
-def mtu_model(path_mtu: int = 1500, captures: list[CaptureAnalysis] = (), step: int = 1,
+def mtu_model(path_mtu: int = 1500, captures: Sequence[CaptureAnalysis] = (), step: int = 1,
               configs: tuple[Form, ...] = CONFIGS) -> MtuModel:
     sizes = list(range(40, max(1500, path_mtu) + 1, step))
     series = {}
@@ -215,11 +217,11 @@ def draw_mtu_model(model: MtuModel, out: str | Path) -> list[Path]:
     return save(render_mtu(model), out, slide=True)
 
 
-def draw_mtu(out: str | Path, captures: list[CaptureAnalysis] = (), path_mtu: int = 1500) -> Figure:
+def draw_mtu(out: str | Path, captures: Sequence[CaptureAnalysis] = (), path_mtu: int = 1500) -> Figure:
     model = mtu_model(path_mtu, captures)
     files = draw_mtu_model(model, out)
-    best = max(model.largest, key=model.largest.get)
-    worst = min(model.largest, key=model.largest.get)
+    best = max(model.largest, key=model.largest.__getitem__)
+    worst = min(model.largest, key=model.largest.__getitem__)
     caption = (f"MTU and overhead: through a path MTU of {path_mtu}, from {model.largest[worst]} octets "
                f"({worst}) to {model.largest[best]} ({best}); {len(model.seen)} captured packets on their rows")
     return Figure(files, caption, model)

@@ -11,19 +11,23 @@ said (SPIs, NAT) so that later sentences can say "the new SA", "again".
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab.runfolder import RunResult, StepResult
+from lab.runfolder import RunResult, StepResult, TapInfo, Topology, TraceRecord, read_trace, trace_record
 
 from .analysis import CaptureAnalysis, Packet, match_nat
 from .configs import GatewayConf, proposal_text, read_config, run_configs
 from .keys import KeyTables
-from .timeline import TimelineEntry, charon_time, read_charon_log, read_trace
+from .timeline import TimelineEntry, charon_time, read_charon_log
+
+if TYPE_CHECKING:
+    from .live import LiveKeys
 
 DROP_WORDS = {
     "unknown_spi": "ESP for an SPI it holds no SA for (deleted already, or never made)",
@@ -63,7 +67,7 @@ class Material:
     """What one step left: trace records, charon log lines (per node), captured packets (per tap),
     drop counters' increase (per node)."""
 
-    records: list[dict] = field(default_factory=list)
+    records: list[TraceRecord] = field(default_factory=list)
     charon: list[TimelineEntry] = field(default_factory=list)
     packets: dict[str, list[Packet]] = field(default_factory=dict)
     drops: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -71,11 +75,11 @@ class Material:
 
 class Storyteller:
     def __init__(self, software: dict[str, str], configs: dict[str, GatewayConf] | None = None,
-                 topology: dict | None = None, keys: Callable[[], KeyTables] | None = None,
+                 topology: Topology | None = None, keys: Callable[[], KeyTables] | None = None,
                  nat_pairs: Iterable[tuple[str, str]] = ()) -> None:
         self.software = dict(software)
         self.configs = configs or {}
-        self.topology = topology or {}
+        self.topology = topology if topology is not None else Topology()
         self.keys = keys or KeyTables
         self.nat_pairs = list(nat_pairs)       # (inside tap, outside tap)
         self.ike_told: set[tuple[str, str]] = set()
@@ -97,11 +101,11 @@ class Storyteller:
 
     def owner(self, address: str) -> str | None:
         address = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
-        for entry in self.topology.get("nodes", []):
-            for intf in entry.get("interfaces", []):
-                for cidr in intf.get("addresses", []):
+        for entry in self.topology.nodes:
+            for intf in entry.interfaces:
+                for cidr in intf.addresses:
                     if cidr.split("/")[0] == address:
-                        return entry["name"]
+                        return entry.name
         return None
 
     def offered(self, node: str, child: str | None = None) -> str:
@@ -295,7 +299,7 @@ class Storyteller:
             peer = self.owner(remote[0]) or remote[0]
             seen = ""
             if peer != remote[0] and self.owner(remote[0]) and \
-                    any(n.get("kind") == "nat" and n["name"] == peer for n in self.topology.get("nodes", [])):
+                    any(n.kind == "nat" and n.name == peer for n in self.topology.nodes):
                 seen = f" ({remote[0]} is the NAT box {peer}'s public address: that is all {node} sees of its peer)"
             said.append(f"The IKE SA {r.get('name')} is up: {node} [{r.get('local_id')}] at {local[0]}:{local[1]} and "
                         f"[{r.get('remote_id')}] at {remote[0]}:{remote[1]}{seen}, SPIs {spis[0]}/{spis[1]}, with "
@@ -378,8 +382,7 @@ class Storyteller:
         if m:
             self.charon_ike.add((node, m.group(1)))
             peer = self.owner(m.group(4))
-            nat = next((n["name"] for n in self.topology.get("nodes", []) if n.get("kind") == "nat"
-                        and n["name"] == peer), None)
+            nat = next((n.name for n in self.topology.nodes if n.kind == "nat" and n.name == peer), None)
             seen = f", which is the NAT box {nat}'s public address" if nat else ""
             return [f"{who} has the IKE SA {m.group(1)} with [{m.group(5)}] at {m.group(4)}{seen}."]
         m = re.search(r"CHILD_SA (\S+)\{\d+\} established with SPIs (\w+)_i (\w+)_o and TS (.*)", text)
@@ -464,9 +467,9 @@ class Storyteller:
                     port_note = (f" - and it changed the source port too ({pair.inside.sport} -> {pair.outside.sport}): "
                                  f"the peer must answer to the port it sees")
                 said.append(f"The NAT box rewrote {what} on its way out: {rewrite}{port_note}.")
-        esp = Counter()
-        encap = {}
-        sample = {}
+        esp: Counter[tuple[str, str, str, str, str]] = Counter()
+        encap: dict[str, bool] = {}
+        sample: dict[str, str] = {}
         for tap, items in packets.items():
             for p in items:
                 if p.ipsec is not None:
@@ -508,10 +511,10 @@ class Narrator:
         self.log_offsets: dict[str, int] = {}
         self.tails: dict[str, Any] = {}
         self.drops: dict[str, dict[str, int]] = {}
-        self.keys = None
+        self.keys: LiveKeys | None = None
         self.told: list[tuple[int, list[str]]] = []
 
-    def _setup(self, runner: Any) -> None:
+    def _setup(self, runner: Any) -> tuple[Storyteller, LiveKeys]:
         from .live import LiveKeys
 
         software = {n: p.software for n, p in runner.peers.items()}
@@ -520,16 +523,16 @@ class Narrator:
             path = Path(peer.swanctl_dir) / "swanctl.conf"
             if path.exists():
                 configs[node] = read_config(node, path)
-        topology = runner.lab.describe() if runner.lab is not None else {}
-        topology["taps"] = [{"name": t.name, "node": t.node, "intf": t.intf} for t in runner.scenario.taps]
-        self.keys = LiveKeys([Path(p.keys_dir) for p in runner.peers.values() if getattr(p, "keys_dir", None)])
+        topology = runner.lab.describe() if runner.lab is not None else Topology()
+        topology.taps = [TapInfo(t.name, t.node, t.intf) for t in runner.scenario.taps]
+        keys = LiveKeys([Path(p.keys_dir) for p in runner.peers.values() if getattr(p, "keys_dir", None)])
         pairs = _nat_tap_pairs(topology)
-        self.story = Storyteller(software, configs, topology, keys=lambda: self.keys.tables, nat_pairs=pairs)
+        return Storyteller(software, configs, topology, keys=lambda: keys.tables, nat_pairs=pairs), keys
 
     def __call__(self, runner: Any, step: Any, result: Any) -> None:
-        if self.story is None:
-            self._setup(runner)
-        material = self.collect(runner)
+        if self.story is None or self.keys is None:
+            self.story, self.keys = self._setup(runner)
+        material = self.collect(runner, self.keys)
         lines = self.story.tell(material)
         self.told.append((step.index, lines))
         say = self._say or runner.say
@@ -539,7 +542,7 @@ class Narrator:
             say(textwrap.fill(line, self.width, initial_indent=self.indent + "- ",
                               subsequent_indent=self.indent + "  "))
 
-    def collect(self, runner: Any) -> Material:
+    def collect(self, runner: Any, keys: LiveKeys) -> Material:
         from .live import LiveTap, PcapTail
 
         material = Material()
@@ -547,12 +550,10 @@ class Narrator:
         for node, peer in runner.peers.items():
             trace = getattr(peer, "trace_path", None)
             if peer.software == "ours" and trace is not None:
-                for record in self._new_lines(Path(trace), self.trace_offsets, node):
+                for line in self._new_lines(Path(trace), self.trace_offsets, node):
                     try:
-                        import json
-
-                        data = json.loads(record)
-                    except ValueError:
+                        data = trace_record(json.loads(line), str(trace))
+                    except ValueError:  # not JSON, or not a trace record (SchemaError): nothing to tell
                         continue
                     data["node"] = node
                     material.records.append(data)
@@ -562,11 +563,11 @@ class Narrator:
                     parsed = charon_time(line, reference)
                     if parsed is not None:
                         material.charon.append(TimelineEntry(parsed[0], "charon", node, parsed[1]))
-        self.keys.refresh(force=True)
+        keys.refresh(force=True)
         for tap in runner.scenario.taps:
             path = Path(runner.out) / "captures" / f"{tap.name}.pcap"
             if tap.name not in self.tails:
-                self.tails[tap.name] = (PcapTail(path), LiveTap(tap.name, self.keys))
+                self.tails[tap.name] = (PcapTail(path), LiveTap(tap.name, keys))
             tail, live = self.tails[tap.name]
             packets = [live.add(stamp, ip) for _frame, stamp, ip in tail.read()]
             material.packets[tap.name] = [p for p in packets if p.src]
@@ -596,15 +597,16 @@ class Narrator:
         return {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0) > 0}
 
 
-def _nat_tap_pairs(topology: dict) -> list[tuple[str, str]]:
-    pairs = []
-    taps = topology.get("taps", [])
-    for node in topology.get("nodes", []):
-        nat = node.get("nat") if node.get("kind") == "nat" else None
-        if not nat:
+def _nat_tap_pairs(topology: Topology | None) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    if topology is None:
+        return pairs
+    for node in topology.nodes:
+        nat = node.nat if node.kind == "nat" else None
+        if nat is None:
             continue
-        inside = [t["name"] for t in taps if t.get("node") == node["name"] and t.get("intf") in nat.get("inside", [])]
-        outside = [t["name"] for t in taps if t.get("node") == node["name"] and t.get("intf") == nat.get("outside")]
+        inside = [t.name for t in topology.taps if t.node == node.name and t.intf in nat.inside]
+        outside = [t.name for t in topology.taps if t.node == node.name and t.intf == nat.outside]
         pairs += [(a, b) for a in inside for b in outside]
     return pairs
 
@@ -622,7 +624,7 @@ def narrate_run(root: str | Path) -> list[tuple[StepResult, list[str]]]:
     result = folder.result if folder.result is not None else RunResult.from_json({})
     steps = result.steps
     start = result.started
-    records = []
+    records: list[TraceRecord] = []
     for node, path in folder.traces.items():
         records += read_trace(path, node)
     charon = []
@@ -630,7 +632,7 @@ def narrate_run(root: str | Path) -> list[tuple[StepResult, list[str]]]:
         charon += read_charon_log(path, start, node)
     keys = load_keys(folder.keys) if folder.keys else KeyTables()
     captures = {p.stem: analyze_capture(p, keys) for p in folder.captures}
-    topology = folder.topology or {}
+    topology = folder.topology
     story = Storyteller(result.nodes, run_configs(root), topology, keys=lambda: keys,
                         nat_pairs=_nat_tap_pairs(topology))
     out = []

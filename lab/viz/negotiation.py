@@ -111,6 +111,8 @@ def negotiation(run: Run) -> Diagnosis | None:
     told = [f for f in related if not f.own]
     reason = own[0] if own else None
     elsewhere = [f.node for f in told if reason is None or f.node != reason.node]
+    refuser: str | None
+    other: str | None
     if reason is not None:
         refuser = reason.node
         other = elsewhere[0] if elsewhere else run.peer_of(refuser)
@@ -474,7 +476,7 @@ def _install(f: Failure) -> Diagnosis:
         return Diagnosis("install-failed", "strongSwan's local_ts holds no address of its own", paragraph, f.step,
                          f.wall, evidence)
     paragraph = (f"{head} Its configuration as run does not show why"
-                 + (f" (local_ts {', '.join(child.local_ts)} holds its address {holds[0]})" if holds else "") +
+                 + (f" (local_ts {', '.join(child.local_ts)} holds its address {holds[0]})" if holds and child else "") +
                  f". What would tell: the lines around it in {node}'s log (logs/), and the routes in its node.")
     return Diagnosis("install-failed", "the CHILD_SA could not be installed", paragraph, f.step, f.wall, evidence)
 

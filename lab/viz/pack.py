@@ -88,15 +88,15 @@ def _page(folder: Path) -> bytes:
 
 def pack(folders: list[str | Path], out: str | Path) -> Path:
     """One archive (.tar.gz, .tgz or .zip by `out`'s name) of the run folders, their report.html and a README."""
-    folders = [Path(f) for f in folders]
+    runs = [Path(f) for f in folders]
     out = Path(out)
-    if not folders:
+    if not runs:
         raise PackError("name at least one run folder")
     kind = "zip" if out.name.endswith(".zip") else "tar" if out.name.endswith((".tar.gz", ".tgz")) else None
     if kind is None:
         raise PackError(f"{out}: the archive's name must end in .tar.gz, .tgz or .zip")
-    results = [_check(f) for f in folders]
-    names = _names(folders)
+    results = [_check(f) for f in runs]
+    names = _names(runs)
     top = out.name.removesuffix(".zip").removesuffix(".tar.gz").removesuffix(".tgz") or "ipsec-lab-runs"
     width = max(len(name) for name in names) + len("/report.html")
     lines = [f"  {(name + '/report.html').ljust(width)}  {result.scenario}: {result.title} - {result.verdict}"
@@ -104,7 +104,7 @@ def pack(folders: list[str | Path], out: str | Path) -> Path:
     when = time.strftime("%Y-%m-%d %H:%M")
     readme = README.format(when=when, rule="=" * (len(when) + 25), runs="\n".join(lines)).encode()
     members: list[tuple[str, Path | bytes]] = [(f"{top}/README.txt", readme)]
-    for folder, name in zip(folders, names):
+    for folder, name in zip(runs, names):
         for path in sorted(folder.rglob("*")):
             if path.is_symlink() or not path.is_file() or path.name == REPORT_HTML and path.parent == folder:
                 continue

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from lab.runfolder import TraceRecord
+
 from .timeline import TimelineEntry
 
 # kinds, roughly in the order a negotiation meets them
@@ -113,7 +115,7 @@ def from_charon(node: str, entries: Iterable[TimelineEntry]) -> list[Refusal]:
     return out
 
 
-def from_trace(records: Iterable[dict]) -> list[Refusal]:
+def from_trace(records: Iterable[TraceRecord]) -> list[Refusal]:
     out = []
     for r in records:
         wall, node = float(r.get("wall", 0.0) or 0.0), str(r.get("node", ""))
@@ -141,7 +143,7 @@ def from_trace(records: Iterable[dict]) -> list[Refusal]:
     return out
 
 
-def read_refusals(records: Iterable[dict], charon: dict[str, list[TimelineEntry]]) -> list[Refusal]:
+def read_refusals(records: Iterable[TraceRecord], charon: dict[str, list[TimelineEntry]]) -> list[Refusal]:
     """Every refusal of a run, in time order."""
     found = from_trace(records)
     for node, entries in charon.items():

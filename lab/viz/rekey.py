@@ -16,7 +16,7 @@ import matplotlib.ticker
 
 from lab.ike.const import ProtocolId
 
-from .analysis import CaptureAnalysis, Packet
+from .analysis import CaptureAnalysis, IkeInfo, Packet
 from .style import (
     FONT,
     LABEL_FONT,
@@ -82,7 +82,7 @@ class RekeyTimeline:
 
 def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
     spans: dict[str, SaSpan] = {}
-    requests: dict[tuple, Packet] = {}
+    requests: dict[tuple[str, str, int, bool], tuple[Packet, IkeInfo]] = {}
     order: list[SaSpan] = []
 
     def span(kind: str, spi: str, towards: str) -> SaSpan:
@@ -105,20 +105,22 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
                 continue
             key = (ike.spi_i, ike.spi_r, ike.message_id, ike.initiator if not ike.response else not ike.initiator)
             if not ike.response:
-                requests[key] = packet
+                requests[key] = (packet, ike)
                 continue
-            request = requests.pop(key, None)
-            if request is None or request.ike.inner is None or ike.inner is None:
+            if key not in requests:
+                continue
+            request, asked = requests.pop(key)
+            if asked.inner is None or ike.inner is None:
                 continue
             from_keys = True
-            mine, theirs = request.ike.child_spis(), ike.child_spis()
+            mine, theirs = asked.child_spis(), ike.child_spis()
             if mine and theirs:
                 # RFC 7296 §3.3.1: each side's SA payload carries the SPI it receives on
                 kind = "AH" if mine[0][0] == ProtocolId.AH else "ESP"
                 a = span(kind, mine[0][1].hex(), request.src)
                 b = span(kind, theirs[0][1].hex(), packet.src)
                 a.born = b.born = packet.time
-                old = request.ike.rekeyed_spi()
+                old = asked.rekeyed_spi()
                 if old is not None and old.hex() in spans:
                     old_a = spans[old.hex()]
                     a.replaces = old_a.spi
@@ -126,20 +128,20 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
                                     and s.towards != old_a.towards), None)
                     if partner is not None:
                         b.replaces = partner.spi
-            new_i, new_r = request.ike.ike_spi(), ike.ike_spi()
+            new_i, new_r = asked.ike_spi(), ike.ike_spi()
             if new_i and new_r:
                 # RFC 7296 §2.18: the SPIs of the new IKE SA, SPIi from the rekey's initiator
                 s = span("IKE", f"{new_i.hex()[:8]}../{new_r.hex()[:8]}..", "")
                 s.born = packet.time
                 s.replaces = f"{ike.spi_i[:8]}../{ike.spi_r[:8]}.."
-            for _protocol, spi in request.ike.deleted_spis() + ike.deleted_spis():
+            for _protocol, spi in asked.deleted_spis() + ike.deleted_spis():
                 if spi and spi.hex() in spans:
                     spans[spi.hex()].died = packet.time
-            if any(p == ProtocolId.IKE for p, _ in request.ike.deleted_spis()):
-                s = spans.get(f"{ike.spi_i[:8]}../{ike.spi_r[:8]}..")
-                if s is not None:
-                    s.died = packet.time
-                rekeyed = any(o.replaces == (s.spi if s else None) for o in order)
+            if any(p == ProtocolId.IKE for p, _ in asked.deleted_spis()):
+                closed = spans.get(f"{ike.spi_i[:8]}../{ike.spi_r[:8]}..")
+                if closed is not None:
+                    closed.died = packet.time
+                rekeyed = any(o.replaces == (closed.spi if closed else None) for o in order)
                 if not rekeyed:
                     # RFC 7296 §1.4.1: deleting an IKE SA closes its CHILD SAs
                     for child in order:
@@ -158,10 +160,10 @@ def sa_spans(capture: CaptureAnalysis) -> RekeyTimeline:
     handovers = []
     for s in order:
         if s.replaces and s.replaces in spans:
-            old = spans[s.replaces]
-            overlap = (old.end(end) - s.born) if s.born is not None else 0.0
-            gap = (s.first - old.last) if s.first is not None and old.last is not None else None
-            handovers.append(Handover(old, s, overlap, gap))
+            before = spans[s.replaces]
+            overlap = (before.end(end) - s.born) if s.born is not None else 0.0
+            gap = (s.first - before.last) if s.first is not None and before.last is not None else None
+            handovers.append(Handover(before, s, overlap, gap))
     for s in order:
         if s.replaces and s.replaces in spans:
             s.generation = spans[s.replaces].generation + 1
@@ -190,9 +192,18 @@ def _span_color(s: SaSpan) -> str:
     return PALETTE[s.generation % (len(PALETTE) - 1)] if s.kind != "IKE" else IKE_COLOR  # yellow marks overlaps
 
 
+def _born(h: Handover) -> float:
+    """When the new SA of a handover came up (the callers keep the handovers whose new SA's
+    birth is in the capture)."""
+    if h.new.born is None:
+        raise ValueError(f"the birth of the SA {h.new.spi} is not in the capture")
+    return h.new.born
+
+
 def _interval(h: Handover, end: float) -> tuple[float, float]:
     """From the new SA's birth to the old one's end (or the other way round: a gap)."""
-    return tuple(sorted((h.new.born, h.old.end(end))))
+    a, b = _born(h), h.old.end(end)
+    return (a, b) if a <= b else (b, a)
 
 
 MAX_ZOOMS = 2
@@ -221,16 +232,17 @@ def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
     most four times its narrowest overlap or gap, 2 ms at least), each with room either side:
     what the zoomed panels show, MAX_ZOOMS groups in time order: the first, the first with a
     kind of rekey (CHILD SA, IKE SA) not shown yet, then the next ones."""
-    handovers = sorted((h for h in timeline.handovers if h.new.born is not None), key=lambda h: h.new.born)
+    handovers = sorted((h for h in timeline.handovers if h.new.born is not None), key=_born)
     t0 = timeline.start
     groups: list[list[Handover]] = []
-    lo = hi = None
+    lo: float | None = None
+    hi: float | None = None
     narrowest = 0.0
     for h in handovers:
         a, b = _interval(h, timeline.end)
         width = max(b - a, 0.002)
         # together only when close and when the panel stays narrow enough to show each overlap (or gap) wide
-        if hi is None or a - hi > 0.05 or max(hi, b) - min(lo, a) > 4 * min(narrowest, width):
+        if lo is None or hi is None or a - hi > 0.05 or max(hi, b) - min(lo, a) > 4 * min(narrowest, width):
             groups.append([])
             lo, hi, narrowest = a, b, width
         groups[-1].append(h)
@@ -246,7 +258,7 @@ def zoom_windows(timeline: RekeyTimeline) -> list[Zoom]:
         lo = min(_interval(h, timeline.end)[0] for h in group)
         hi = max(_interval(h, timeline.end)[1] for h in group)
         pad = max((hi - lo) * 0.6, 0.0015)
-        zooms.append(Zoom(lo - t0 - pad, hi - t0 + pad, group, min(h.new.born for h in group) - t0))
+        zooms.append(Zoom(lo - t0 - pad, hi - t0 + pad, group, min(_born(h) for h in group) - t0))
     return zooms
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import runfolder
-from lab.runfolder import RunResult
+from lab.runfolder import RunResult, Topology
 
 
 class RunFolderError(Exception):
@@ -25,7 +25,7 @@ class RunFolder:
     traces: dict[str, Path] = field(default_factory=dict)        # node ("" when merged) -> trace.jsonl
     charon_logs: dict[str, Path] = field(default_factory=dict)   # node -> charon log
     daemon_logs: dict[str, Path] = field(default_factory=dict)   # node -> our daemon's narrated log
-    topology: dict[str, Any] | None = None
+    topology: Topology | None = None
     result: RunResult | None = None
     running: bool = False       # result.json says the run goes on (lab.runfolder.mark_running)
     missing: list[str] = field(default_factory=list)
@@ -42,18 +42,17 @@ class RunFolder:
         """(inside, outside) capture pairs of each NAT box: from topology.json's taps when it
         names them, else by the names `*inside*` / `*outside*`."""
         pairs = []
-        if self.topology:
-            taps = self.topology.get("taps", [])
-            for node in self.topology.get("nodes", []):
-                nat = node.get("nat") if node.get("kind") == "nat" else None
-                if not nat:
+        if self.topology is not None:
+            taps = self.topology.taps
+            for node in self.topology.nodes:
+                nat = node.nat if node.kind == "nat" else None
+                if nat is None:
                     continue
-                inside_intfs = set(nat.get("inside", []))
-                inside = [t for t in taps if t.get("node") == node["name"] and t.get("intf") in inside_intfs]
-                outside = [t for t in taps if t.get("node") == node["name"] and t.get("intf") == nat.get("outside")]
+                inside = [t for t in taps if t.node == node.name and t.intf in nat.inside]
+                outside = [t for t in taps if t.node == node.name and t.intf == nat.outside]
                 for a in inside:
                     for b in outside:
-                        pa, pb = self.root / a.get("file", ""), self.root / b.get("file", "")
+                        pa, pb = self.root / a.file, self.root / b.file
                         if pa in self.captures and pb in self.captures:
                             pairs.append((pa, pb))
         if not pairs:
@@ -108,7 +107,10 @@ def load_run(root: str | Path) -> RunFolder:
     for path in sorted(root.glob("*/gateway.log")):
         run.daemon_logs.setdefault(path.parent.name, path)
     if (root / runfolder.TOPOLOGY).is_file():
-        run.topology = _json(root / runfolder.TOPOLOGY, run.problems)
+        try:
+            run.topology = runfolder.read_topology(root / runfolder.TOPOLOGY)
+        except runfolder.SchemaError as err:
+            run.problems.append(str(err))
     else:
         run.missing.append(runfolder.TOPOLOGY)
     if (root / runfolder.RESULT).is_file():

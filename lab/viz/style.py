@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -17,6 +17,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from matplotlib.text import Text
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 WIDTH = 16.0       # inches
 DPI = 120          # 16 in x 120 = 1920 px
@@ -41,7 +44,7 @@ OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky blue": "#56B4E9", "bl
 PALETTE = [OKABE_ITO[name] for name in ("blue", "vermillion", "bluish green", "orange", "reddish purple", "sky blue",
                                         "yellow")]
 
-RC = {
+RC: dict[RcKeyType, Any] = {   # matplotlib's rcParams, each key one of the names matplotlib.typing lists
     "font.size": FONT, "axes.titlesize": LABEL_FONT, "axes.labelsize": LABEL_FONT, "xtick.labelsize": FONT,
     "ytick.labelsize": FONT, "legend.fontsize": FONT, "figure.titlesize": TITLE_FONT, "svg.fonttype": "none",
     "axes.spines.top": False, "axes.spines.right": False,

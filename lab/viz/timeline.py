@@ -3,13 +3,14 @@ seconds, the clock of pcap timestamps and of the trace's "wall")."""
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lab.runfolder import TraceRecord, read_trace
 
 from .analysis import CaptureAnalysis
 
@@ -27,26 +28,6 @@ class TimelineEntry:
     node: str          # gateway or capture name
     text: str
     record: Any = field(default=None, repr=False)
-
-
-def read_trace(path: str | Path, node: str = "", problems: list[str] | None = None) -> list[dict]:
-    """The records of a trace.jsonl; a line that is not JSON is reported as file:line."""
-    records = []
-    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as err:
-            if problems is not None:
-                problems.append(f"{path}:{number}: not a JSON trace record ({err.msg})")
-            continue
-        if not isinstance(record, dict):
-            continue
-        if node and "node" not in record:
-            record["node"] = node
-        records.append(record)
-    return records
 
 
 def charon_time(line: str, reference: float) -> tuple[float, str] | None:
@@ -82,7 +63,7 @@ def read_charon_log(path: str | Path, reference: float, node: str = "") -> list[
     return entries
 
 
-def _trace_text(record: dict) -> str:
+def _trace_text(record: TraceRecord) -> str:
     kind = record.get("kind")
     if kind == "message":
         arrow = "->" if record.get("dir") == "out" else "<-"
@@ -95,7 +76,7 @@ def _trace_text(record: dict) -> str:
     return str(kind)
 
 
-def merge_timeline(traces: Iterable[dict] = (), charon_logs: dict[str, str | Path] | None = None,
+def merge_timeline(traces: Iterable[TraceRecord] = (), charon_logs: dict[str, str | Path] | None = None,
                    captures: Iterable[CaptureAnalysis] = ()) -> list[TimelineEntry]:
     """One list, ordered by wall-clock time: trace records (those with "wall"), charon log
     lines (dated from the earliest other entry) and captured packets."""

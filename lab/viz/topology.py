@@ -3,10 +3,12 @@ the software they run, NAT boxes with their public address and mapping, routers,
 switches), links with their interfaces and addresses, and where the taps are."""
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from lab.runfolder import SchemaError, Topology, read_topology
 
 from .style import FONT, LABEL_FONT, MIN_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
 
@@ -37,19 +39,19 @@ class TopologyModel:
     taps: list[tuple[str, str, str]]                            # tap name, node, interface
 
 
-def load_topology(source: str | Path | dict) -> dict:
-    if isinstance(source, dict):
+def load_topology(source: str | Path | dict[str, Any] | Topology) -> Topology:
+    """A topology from a topology.json file, an object shaped like one, or as it is."""
+    if isinstance(source, Topology):
         return source
-    path = Path(source)
     try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise TopologyFileError(f"{path}: cannot read ({err.strerror})") from None
-    except ValueError as err:
-        raise TopologyFileError(f"{path}: not JSON ({err})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
-        raise TopologyFileError(f"{path}: no 'nodes' list")
-    return data
+        if isinstance(source, dict):
+            return Topology.from_json(source)
+        topology = read_topology(Path(source))
+    except SchemaError as err:
+        raise TopologyFileError(str(err)) from None
+    if not topology.nodes:
+        raise TopologyFileError(f"{source}: no nodes")
+    return topology
 
 
 def _spine(names: list[str], adjacency: dict[str, list[str]]) -> list[str]:
@@ -71,34 +73,31 @@ def _spine(names: list[str], adjacency: dict[str, list[str]]) -> list[str]:
     end, _ = farthest(first)
     other, parent = farthest(end)
     path = [other]
-    while parent[path[-1]] is not None:
-        path.append(parent[path[-1]])
+    while (up := parent[path[-1]]) is not None:
+        path.append(up)
     return path
 
 
-def topology_model(topology: dict) -> TopologyModel:
+def topology_model(topology: Topology) -> TopologyModel:
     nodes = {}
-    for index, node in enumerate(topology.get("nodes", [])):
-        if "name" not in node:
-            raise TopologyFileError(f"topology.json: nodes[{index}] has no 'name'")
-        kind = node.get("kind", "host")
-        software = SOFTWARE.get(node.get("software") or "", node.get("software") or "")
-        lines = [kind + (f", {software}" if software else "")]
-        nat = node.get("nat") or {}
-        if kind == "nat" and nat:
-            lines = [f"NAT to {nat.get('public', '?')}", f"mapping: {nat.get('mapping', '?')}"]
-        interfaces = {i.get("name", "?"): ", ".join(i.get("addresses", [])) for i in node.get("interfaces", [])}
-        if nat:
-            sides = {name: "in" for name in nat.get("inside", [])} | {nat.get("outside", ""): "out"}
+    for node in topology.nodes:
+        software = SOFTWARE.get(node.software or "", node.software or "")
+        lines = [node.kind + (f", {software}" if software else "")]
+        nat = node.nat
+        if node.kind == "nat" and nat is not None:
+            lines = [f"NAT to {nat.public or '?'}", f"mapping: {nat.mapping}"]
+        interfaces = {i.name or "?": ", ".join(i.addresses) for i in node.interfaces}
+        if nat is not None:
+            sides = {name: "in" for name in nat.inside} | {nat.outside or "": "out"}
             interfaces = {(f"{sides[name]}:" if name in sides else name): value for name, value in interfaces.items()}
-        nodes[node["name"]] = NodeBox(node["name"], kind, lines, interfaces=interfaces)
-    links = []
+        nodes[node.name] = NodeBox(node.name, node.kind, lines, interfaces=interfaces)
+    links: list[tuple[str, str, str, str, int | None]] = []
     adjacency: dict[str, list[str]] = {n: [] for n in nodes}
-    for index, link in enumerate(topology.get("links", [])):
-        a, b = link.get("a"), link.get("b")
+    for index, link in enumerate(topology.links):
+        a, b = link.a, link.b
         if a not in nodes or b not in nodes:
             raise TopologyFileError(f"topology.json: links[{index}] joins unknown node {a if a not in nodes else b!r}")
-        links.append((a, link.get("a_intf", ""), b, link.get("b_intf", ""), link.get("mtu")))
+        links.append((a, link.a_intf, b, link.b_intf, link.mtu))
         adjacency[a].append(b)
         adjacency[b].append(a)
     spine = _spine(list(nodes), adjacency)
@@ -120,9 +119,9 @@ def topology_model(topology: dict) -> TopologyModel:
         if name not in placed:
             nodes[name].x, nodes[name].y = WIDTH / 2, len(rows) + branch
             branch += 1
-    taps = [(t.get("name", "?"), t.get("node", ""), t.get("intf", "")) for t in topology.get("taps", [])]
-    title = topology.get("scenario") or topology.get("topology") or "topology"
-    params = topology.get("params") or {}
+    taps = [(t.name, t.node, t.intf) for t in topology.taps]
+    title = topology.scenario or topology.topology or "topology"
+    params = topology.params
     if params:
         title += " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
     return TopologyModel(title, list(nodes.values()), links, taps)
@@ -153,7 +152,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
         return node.x, 1.3 + node.y * ROW_H + 1.3
     tapped = {(node, intf): name for name, node, intf in model.taps}
     tap_index = {name: i for i, (name, _, _) in enumerate(model.taps)}
-    neighbour = {}
+    neighbour: dict[str, str] = {}
     for a, _, b, _, _ in model.links:
         neighbour.setdefault(a, b)
         neighbour.setdefault(b, a)
@@ -175,18 +174,18 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
         if mtu and mtu != 1500:
             ax.text((xa + xb) / 2, (ya + yb) / 2 - 0.12, f"MTU {mtu}", ha="center", va="bottom", fontsize=FONT,
                     color="#c0392b", weight="bold", zorder=3)
-        for node, intf, other_x, other_y in ((a, a_intf, xb, yb), (b, b_intf, xa, ya)):
-            tap = tapped.get((node, intf))
+        for end, intf, other_x, other_y in ((a, a_intf, xb, yb), (b, b_intf, xa, ya)):
+            tap = tapped.get((end, intf))
             if tap is None:
                 continue
-            x0, y0 = centre(by_name[node])
+            x0, y0 = centre(by_name[end])
             # on the link, just outside the node's box
             if abs(other_x - x0) > 0.01:
                 tx, ty = x0 + (BOX_W / 2 + 0.25) * (1 if other_x > x0 else -1), y0
             else:
-                tx, ty = x0, y0 + (heights[node] / 2 + 0.25) * (1 if other_y > y0 else -1)
+                tx, ty = x0, y0 + (heights[end] / 2 + 0.25) * (1 if other_y > y0 else -1)
             ax.plot([tx], [ty], "o", ms=20, color="#c0392b", zorder=4)
-            below = y0 + max(heights[node], heights[other_name(node)]) / 2 + 0.45 + 0.4 * (tap_index[tap] % 2)
+            below = y0 + max(heights[end], heights[other_name(end)]) / 2 + 0.45 + 0.4 * (tap_index[tap] % 2)
             ax.plot([tx, tx], [ty, below - 0.18], color="#c0392b", lw=1.5, zorder=4)
             ax.text(tx, below, f"tap {tap}", ha="center", va="center", fontsize=FONT, color="#c0392b",
                     weight="bold", zorder=4)
@@ -211,7 +210,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     return save(fig, out)
 
 
-def draw_topology(source: str | Path | dict, out: str | Path) -> Figure:
+def draw_topology(source: str | Path | dict[str, Any] | Topology, out: str | Path) -> Figure:
     model = topology_model(load_topology(source))
     files = draw_topology_model(model, out)
     nats = sum(1 for n in model.nodes if n.kind == "nat")

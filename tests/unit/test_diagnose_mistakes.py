@@ -266,3 +266,13 @@ def test_compare_proposals_names_a_missing_additional_key_exchange():
     assert compare_proposals(["aes256gcm16-prfsha384-x25519"],
                              ["aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none"], "IKE")[0] == \
         "aes256gcm16-prfsha384-x25519"
+
+
+def test_an_address_range_across_families_is_not_read_as_admitting_or_refusing():
+    from lab.viz.evidence import addr_allowed
+
+    assert addr_allowed("10.0.0.5", ["10.0.0.1-10.0.0.9"]) is True
+    assert addr_allowed("10.0.0.50", ["10.0.0.1-10.0.0.9"]) is False
+    assert addr_allowed("2001:db8::5", ["10.0.0.1-10.0.0.9"]) is False
+    # strongSwan takes no range from IPv4 to IPv6: cannot tell (it raised TypeError, ending the diagnosis)
+    assert addr_allowed("10.0.0.5", ["10.0.0.1-2001:db8::1"]) is None
