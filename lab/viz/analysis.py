@@ -701,12 +701,13 @@ def analyze_capture(path: str | Path, keys: KeyTables | str | Path | None = None
         raise CaptureError(f"{path}: no such file")
     if not isinstance(keys, KeyTables):
         keys = load_keys(keys)
-    key = _shared_key(path, keys, ike_port, natt_port) if _SHARED is not None else None
-    if key is not None and key in _SHARED:
-        return _copy(_SHARED[key])
+    shared = _SHARED
+    key = _shared_key(path, keys, ike_port, natt_port) if shared is not None else None
+    if shared is not None and key is not None and key in shared:
+        return _copy(shared[key])
     analysis = _analyze(path, keys, ike_port, natt_port)
-    if key is not None:
-        _SHARED[key] = _copy(analysis)
+    if shared is not None and key is not None:
+        shared[key] = _copy(analysis)
     return analysis
 
 

@@ -48,6 +48,11 @@ def form_of(packet) -> str | None:
     return f"esp-{sa.mode}"
 
 
+def _alone(packet: Packet) -> bool:
+    """An RFC 9329 frame that had its TCP segment to itself."""
+    return packet.tcp is not None and packet.tcp.alone
+
+
 def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, Packet]]:
     found: dict[str, tuple[CaptureAnalysis, Packet]] = {}
     for capture in captures:
@@ -57,8 +62,8 @@ def _forms(captures: list[CaptureAnalysis]) -> dict[str, tuple[CaptureAnalysis, 
                 sa_keys = capture.keys.esp_sa(packet.ipsec.spi, packet.src, packet.dst)
                 if sa_keys is not None and sa_keys.encr_id == 11 and form == "esp-tunnel":
                     form = "esp-null"
-            if form is not None and (form not in found or (form == "esp-tcp-tunnel" and packet.tcp.alone and
-                                                           not found[form][1].tcp.alone)):
+            if form is not None and (form not in found or (form == "esp-tcp-tunnel" and _alone(packet) and
+                                                           not _alone(found[form][1]))):
                 found[form] = (capture, packet)   # in TCP: one alone in its segment, when there is one
     return found
 

@@ -468,7 +468,7 @@ class Storyteller:
                                  f"the peer must answer to the port it sees")
                 said.append(f"The NAT box rewrote {what} on its way out: {rewrite}{port_note}.")
         esp: Counter[tuple[str, str, str, str, str]] = Counter()
-        encap: dict[str, bool] = {}
+        encap: dict[str, str] = {}
         sample: dict[str, str] = {}
         for tap, items in packets.items():
             for p in items:

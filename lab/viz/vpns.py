@@ -815,7 +815,9 @@ def _take(stream: _Stream, packet: Packet, segment: bytes, seq: int, at: int, ca
             stream.broken = True
             return
     fmt = stream.format
-    _, sport, dport, _ = ip_transport(packet)
+    transport = ip_transport(packet)
+    assert transport is not None   # the caller took `segment` from this packet's TCP payload
+    _, sport, dport, _ = transport
     stream.next_seq = (stream.next_seq + len(segment)) & 0xFFFFFFFF
     start_in_buffer = len(stream.buffer)
     stream.buffer += segment
