@@ -150,7 +150,7 @@ class LabNode(Node):
 
     # ------------------------------------------------------------ configuration
 
-    def config(self, intfs: dict | None = None, routes: list | None = None, sysctls: dict | None = None,
+    def config(self, *, intfs: dict | None = None, routes: list | None = None, sysctls: dict | None = None,
                lo_addrs: list | None = None, kind: str | None = None, ipv6: bool = False, **params: Any) -> dict:
         result = super().config(**params)
         self.intf_params = dict(intfs or {})
@@ -229,11 +229,11 @@ class Router(LabNode):
             settings["net.ipv6.conf.all.forwarding"] = 1
         return settings
 
-    def config(self, knobs: dict | None = None, **params: Any) -> dict:
+    def config(self, *, knobs: dict | None = None, **params: Any) -> dict:
         if not hasattr(self, "knobs"):
             self.knobs = dict(FILTER_DEFAULTS)
         self.knobs.update(knobs or {})
-        self.impairer = None
+        self.impairer: subprocess.Popen[bytes] | None = None
         return super().config(**params)
 
     def prepare(self) -> None:
@@ -362,11 +362,12 @@ class Router(LabNode):
         argv = [sys.executable, "-m", "lab.net.impair", "--queue", "0", "--delay-ms", str(k["delay_ms"]),
                 "--jitter-ms", str(k["jitter_ms"]), "--reorder", str(k["reorder"]), "--duplicate",
                 str(k["duplicate"])]
-        self.impairer = self.start_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                           cwd=str(Path(__file__).resolve().parents[2]))
-        line = self.impairer.stderr.readline().decode(errors="replace")
+        self.impairer = impairer = self.start_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                      cwd=str(Path(__file__).resolve().parents[2]))
+        assert impairer.stderr is not None  # a pipe: asked for just above
+        line = impairer.stderr.readline().decode(errors="replace")
         if "ready" not in line:
-            self.impairer.kill()
+            impairer.kill()
             raise NodeError(f"{self.name}: the NFQUEUE impairment process did not start: {line.strip()}")
 
     def terminate(self) -> None:
@@ -406,7 +407,7 @@ class NatBox(Router):
     kind = "nat"
     settable = NAT_DEFAULTS
 
-    def config(self, nat: dict | None = None, **params: Any) -> dict:
+    def config(self, *, nat: dict | None = None, **params: Any) -> dict:
         self.knobs = dict(NAT_DEFAULTS)
         self.knobs.update(nat or {})
         self.rebinds = 0

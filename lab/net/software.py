@@ -70,7 +70,7 @@ def _ports(folder: Path) -> None:
     try:
         parse_ports(path.read_text(), str(path))
     except ListenersError as err:
-        raise ScenarioError(err.file, err.line, "", err.message) from None
+        raise ScenarioError(err.file or str(path), err.line, "", err.message) from None
 
 
 def _nginx(folder: Path) -> None:

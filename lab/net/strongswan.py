@@ -257,7 +257,7 @@ class StrongSwan(Peer):
         start_timeout: float = 15.0,
     ) -> None:
         self.node = node
-        self.name = name or getattr(node, "name", "charon")
+        self.name = name or str(getattr(node, "name", "charon"))
         self.workdir = Path(workdir).absolute()
         self.charon = charon
         self.swanctl_bin = swanctl

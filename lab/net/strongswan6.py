@@ -138,7 +138,7 @@ class StrongSwan6(StrongSwan):
             return [SWANCTL, *args]
         if not self.running:
             raise StrongSwanError(f"strongSwan 6 on {self.name} is not running: swanctl needs its charon")
-        return ["nsenter", f"--target={self.process.pid}", "--mount", "--", "chroot", str(self.root), SWANCTL, *args]
+        return ["nsenter", f"--target={self.pid}", "--mount", "--", "chroot", str(self.root), SWANCTL, *args]
 
     def _write_strongswan_conf(self) -> None:
         super()._write_strongswan_conf()

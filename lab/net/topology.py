@@ -158,7 +158,7 @@ class LabTopo(Topo):
 
     def describe(self) -> dict[str, Any]:
         """The network as topology.json holds it (see lab.net.lab.Lab.describe)."""
-        links = []
+        links: list[dict[str, Any]] = []
         index: dict[str, int] = {}
         for _a, _b, info in self.links(withInfo=True):
             index[info["intfName1"]] = index[info["intfName2"]] = len(links)

@@ -32,6 +32,16 @@ def interface_name(node: str) -> str:
     return f"wg-{node}"[:15]
 
 
+def _within(net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """`net` lies inside `outer` (never for two IP versions)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return net.subnet_of(outer)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return net.subnet_of(outer)
+    return False
+
+
 class WireGuard(VpnPeer):
     software = "wireguard"
     config_names = ("wireguard.conf",)
@@ -87,7 +97,7 @@ class WireGuard(VpnPeer):
         for peer in self.config.peers:
             for network in peer.allowed_ips:
                 net = ipaddress.ip_network(network, strict=False)
-                if any(net.subnet_of(o) for o in own if o.version == net.version):
+                if any(_within(net, o) for o in own):
                     continue
                 self.command(["ip", "route", "replace", str(net), "dev", self.interface])
 

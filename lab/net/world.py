@@ -258,6 +258,7 @@ def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool
         if received:
             forward(received[-1], None)
         if lines is not None:
+            assert proc.stdout is not None  # a pipe: asked for above
             for line in proc.stdout:
                 lines(line.rstrip("\n"))
         while True:
