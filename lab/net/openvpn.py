@@ -19,7 +19,7 @@ from typing import Any
 from lab.conf.openvpn import OvpnConfig
 from lab.conf.openvpn import read as read_ovpn
 
-from .peers import PeerError, TunnelInfo
+from .peers import PeerError, PeerNode, TunnelInfo
 from .vpnpeer import VpnPeer
 
 
@@ -29,7 +29,7 @@ class OpenVpn(VpnPeer):
     binary = "openvpn"
     package = "openvpn"
 
-    def __init__(self, node: Any, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir, name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.config: OvpnConfig | None = None
 

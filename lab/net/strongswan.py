@@ -26,7 +26,7 @@ from lab.conf.settings import ConfigError, parse_settings
 from lab.conf.writer import render, render_s2s_conf  # noqa: F401  (render_s2s_conf moved to lab.conf; re-exported)
 
 from . import charon_keys
-from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, uninterrupted
+from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, PeerNode, uninterrupted
 
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
@@ -246,7 +246,7 @@ class StrongSwan(Peer):
 
     def __init__(
         self,
-        node: Any,
+        node: PeerNode,
         workdir: str | os.PathLike,
         name: str | None = None,
         *,
@@ -288,7 +288,9 @@ class StrongSwan(Peer):
         return env
 
     # What a charon elsewhere (lab.net.strongswan6: in a root file system of its own) changes.
-    needs_private_run = True   # charon writes /var/run/charon.pid in the node's file system
+    @property
+    def needs_private_run(self) -> bool:
+        return True   # charon writes /var/run/charon.pid in the node's file system
 
     def _inside(self, path: Path) -> str:
         """`path` (below workdir) as charon and swanctl see it."""

@@ -111,7 +111,7 @@ class StrongSwan6(StrongSwan):
         return self.root != Path("/")
 
     @property
-    def needs_private_run(self) -> bool:  # type: ignore[override]
+    def needs_private_run(self) -> bool:
         return not self.chrooted
 
     def _inside(self, path: Path) -> str:

@@ -16,9 +16,9 @@ import subprocess
 import time
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from .peers import Peer, PeerError, TunnelInfo
+from .peers import Peer, PeerError, PeerNode, TunnelInfo
 
 _RUNNING: weakref.WeakSet[VpnPeer] = weakref.WeakSet()
 
@@ -38,7 +38,7 @@ class VpnPeer(Peer):
     binary = ""                             # for the error when it is missing
     package = ""
 
-    def __init__(self, node: Any, workdir: str | os.PathLike, name: str | None = None, *,
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike, name: str | None = None, *,
                  start_timeout: float = 15.0) -> None:
         self.node = node
         self.name = name or str(node)
@@ -156,8 +156,8 @@ class VpnPeer(Peer):
     def cleanup(self) -> None:
         """Remove what the daemon may leave behind when it dies (sockets, interfaces)."""
 
-    def __enter__(self) -> VpnPeer:
-        return self.start()  # type: ignore[return-value]
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -18,7 +18,7 @@ from typing import Any
 from lab.conf.wgquick import WgConfig
 from lab.conf.wgquick import read as read_wg
 
-from .peers import PeerError, TunnelInfo
+from .peers import PeerError, PeerNode, TunnelInfo
 from .vpnpeer import VpnPeer
 
 UAPI_DIR = "/var/run/wireguard"
@@ -48,7 +48,7 @@ class WireGuard(VpnPeer):
     binary = "wireguard-go"
     package = "wireguard-go wireguard-tools"
 
-    def __init__(self, node: Any, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir, name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.interface = interface_name(self.name)
         self.config: WgConfig | None = None
