@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +95,7 @@ class LabLock:
         self.fd: int | None = None
         self.nested = False
 
-    def acquire(self, wait: bool = True, say=None) -> LabLock:
+    def acquire(self, wait: bool = True, say: Callable[[str], object] | None = None) -> LabLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         told = False
@@ -378,7 +378,7 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def clean(say=print) -> list[str]:
+def clean(say: Callable[[str], object] = print) -> list[str]:
     """Remove what crashed lab runs left (their owners are gone); a running lab is left alone."""
     found = []
     for record in records():

@@ -17,6 +17,7 @@ ocserv's per-client ones, go with their processes.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -57,7 +58,7 @@ class OpenConnect(VpnPeer):
     binary = "ocserv"
     package = "ocserv openconnect"
 
-    def __init__(self, node: PeerNode, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.config: OcConfig | None = None
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lab.runfolder import CheckResult, RunResult, StepResult
 
@@ -53,7 +53,7 @@ class Progress:
     """What the trainer sees while a scenario runs: one line per step with its time; a live
     spinner with the elapsed time on a terminal (rich)."""
 
-    def __init__(self, stream=None, live: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
         from rich.console import Console
 
         self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)

@@ -20,13 +20,16 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.conf.settings import ConfigError, parse_settings
 from lab.conf.writer import render, render_s2s_conf  # noqa: F401  (render_s2s_conf moved to lab.conf; re-exported)
 
 from . import charon_keys
 from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, PeerNode, uninterrupted
+
+if TYPE_CHECKING:
+    import vici
 
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
@@ -494,7 +497,7 @@ class StrongSwan(Peer):
 
     # -- VICI (strongSwan's own Python binding) ------------------------------------
 
-    def vici(self, timeout: float = 30.0):
+    def vici(self, timeout: float = 30.0) -> vici.Session:
         """A vici.Session on this charon's socket (a new connection each time)."""
         import vici
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .cleanup import STRONGSWAN6_ROOT, mounts_below, unmount  # noqa: F401  (re-exported)
+from .peers import PeerNode
 from .strongswan import (
     CHARON,
     PLUGIN_DIR,
@@ -95,7 +97,8 @@ class StrongSwan6(StrongSwan):
 
     software = "strongswan6"
 
-    def __init__(self, node, workdir, name=None, *, root: str | os.PathLike | None = None, **options) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, *,
+                 root: str | os.PathLike[str] | None = None, **options: Any) -> None:
         self.requested_root = Path(root) if root is not None else None
         self._root: Path | None = None
         super().__init__(node, workdir, name, **options)

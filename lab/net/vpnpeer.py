@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -114,7 +115,7 @@ class VpnPeer(Peer):
         _RUNNING.add(self)
         return self.process
 
-    def wait_until(self, ready, what: str, timeout: float | None = None) -> None:
+    def wait_until(self, ready: Callable[[], object], what: str, timeout: float | None = None) -> None:
         """Poll `ready()` until it is true; PeerError (with the log's end) if the daemon exits or
         `timeout` passes (then the daemon is stopped)."""
         deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)

@@ -12,6 +12,7 @@ the MTU, the link up, a route per allowed network. `initiate()` sends a handshak
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from typing import Any
 
@@ -48,7 +49,7 @@ class WireGuard(VpnPeer):
     binary = "wireguard-go"
     package = "wireguard-go wireguard-tools"
 
-    def __init__(self, node: PeerNode, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.interface = interface_name(self.name)
         self.config: WgConfig | None = None
