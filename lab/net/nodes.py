@@ -25,9 +25,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mininet.node import Node
+
+from .peers import DaemonProcess
+
+if TYPE_CHECKING:
+    from .forkserver import ForkedProcess, ForkServer
 
 FILTER_DEFAULTS: dict[str, Any] = {
     # what any router, gateway or NAT box can do to the packets it forwards
@@ -100,8 +105,8 @@ class LabNode(Node):
 
     kind = "host"
     ipv6 = False  # set by config(): IPv6 on (a topology with `ipv6: true`)
-    tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
-    forker: Callable[[], Any] | None = None  # the lab's fork server (lab.net.forkserver), set by lab.net.lab.Lab
+    tracker: Callable[[str, DaemonProcess, list[str]], None] | None = None  # set by lab.net.lab.Lab
+    forker: Callable[[], ForkServer] | None = None  # the lab's fork server (lab.net.forkserver), set by lab.net.lab.Lab
     on_shell: Callable[[LabNode], None] | None = None
 
     def __init__(self, name: str, **params: Any) -> None:
@@ -135,7 +140,7 @@ class LabNode(Node):
             LabNode.tracker(self.name, proc, argv)
         return proc
 
-    def fork_process(self, argv: list[str], *, stdout: Any, env: dict[str, str], cwd: str) -> Any:
+    def fork_process(self, argv: list[str], *, stdout: IO[bytes], env: dict[str, str], cwd: str) -> ForkedProcess:
         """`python -m lab.cli ...` forked by the lab's fork server into this node (its network and
         mount namespaces), known to the lab like start_process's; stdout and stderr go to the file
         `stdout`. Raises lab.net.forkserver.ForkServerError if the lab has no fork server."""
