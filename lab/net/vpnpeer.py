@@ -17,9 +17,9 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
-from .peers import Peer, PeerError, PeerNode, TunnelInfo
+from .peers import IkeSaInfo, Peer, PeerError, PeerNode, TunnelInfo
 
 _RUNNING: weakref.WeakSet[VpnPeer] = weakref.WeakSet()
 
@@ -203,10 +203,10 @@ class VpnPeer(Peer):
 
     # ------------------------------------------------------------ the Peer interface
 
-    def list_sas(self) -> list:
+    def list_sas(self) -> list[IkeSaInfo]:
         return []
 
-    def rekey(self, child: str | None = None, ike: str | None = None) -> Any:
+    def rekey(self, child: str | None = None, ike: str | None = None) -> NoReturn:
         raise PeerError(f"{self.name} runs {self.software}, which has no IKE or CHILD_SAs to rekey "
                         "(it rekeys by itself)")
 
