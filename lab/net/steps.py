@@ -650,6 +650,9 @@ class JoinStep(StepKind):
     fields = (Field("step", "the background step's name", required=True),)
     shorthand = "step"
 
+    def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
+        f.text("step")  # a name: a list here was a TypeError when the reader looked it up
+
     def describe(self, a: dict[str, Any]) -> str:
         return f"wait for '{a['step']}' to finish"
 
