@@ -6,7 +6,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+
+from .peers import PeerNode
 
 
 class Capture:
@@ -14,7 +15,7 @@ class Capture:
     `stop()` waits until the file stops growing, then ends tcpdump with SIGINT so that the
     last packets are written."""
 
-    def __init__(self, node: Any, intf: str, path: str | Path, bpf: str = "", err_path: str | Path | None = None) -> None:
+    def __init__(self, node: PeerNode, intf: str, path: str | Path, bpf: str = "", err_path: str | Path | None = None) -> None:
         self.node, self.intf, self.path, self.bpf = node, intf, Path(path), bpf
         self.err_path = Path(err_path) if err_path is not None else self.path.with_suffix(".tcpdump.txt")
         self.process: subprocess.Popen | None = None

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +95,7 @@ class LabLock:
         self.fd: int | None = None
         self.nested = False
 
-    def acquire(self, wait: bool = True, say=None) -> LabLock:
+    def acquire(self, wait: bool = True, say: Callable[[str], object] | None = None) -> LabLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         told = False
@@ -287,9 +287,9 @@ def leftovers(record: LabRecord) -> list[str]:
     shells, its links in the root namespace, and mounts below strongSwan 6's root file system."""
     found = [f"process {describe_pid(pid)} in a lab namespace" for pid in processes_in(set(record.netns.values()))]
     pids_seen = {int(s.split()[1]) for s in found if s.split()[1].isdigit()}
-    for pid, entry in record.processes.items():
-        if int(pid) not in pids_seen and _ours(int(pid), entry):
-            found.append(f"process {describe_pid(int(pid))} started on {entry[0]}")
+    for pid_text, entry in record.processes.items():
+        if int(pid_text) not in pids_seen and _ours(int(pid_text), entry):
+            found.append(f"process {describe_pid(int(pid_text))} started on {entry[0]}")
     for node, pid in record.shells.items():
         if pid not in pids_seen and _alive(pid) and f"mininet:{node}".encode() in _cmdline(pid):
             found.append(f"shell of {node} ({describe_pid(pid)})")
@@ -344,9 +344,9 @@ def remove(record: LabRecord, timeout: float = 5.0) -> list[str]:
     """Remove everything `record` names; returns what was found (empty: it was clean)."""
     found = leftovers(record)
     targets = set(processes_in(set(record.netns.values())))
-    for pid, entry in record.processes.items():
-        if _ours(int(pid), entry):
-            targets.add(int(pid))
+    for pid_text, entry in record.processes.items():
+        if _ours(int(pid_text), entry):
+            targets.add(int(pid_text))
     for node, pid in record.shells.items():
         if _alive(pid) and f"mininet:{node}".encode() in _cmdline(pid):
             targets.add(pid)
@@ -378,7 +378,7 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def clean(say=print) -> list[str]:
+def clean(say: Callable[[str], object] = print) -> list[str]:
     """Remove what crashed lab runs left (their owners are gone); a running lab is left alone."""
     found = []
     for record in records():

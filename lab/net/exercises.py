@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ class ExerciseError(ValueError):
 # ------------------------------------------------------------------ editing a copied scenario
 
 
-def plain(value):
+def plain(value: Any) -> Any:
     """A scenario.yaml as read by lab.net.scenario.read_yaml, as plain dicts and lists (to dump again)."""
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}

@@ -90,10 +90,10 @@ class ForkedProcess:
             if self.returncode is not None:
                 return
             if self._conn is None:  # the server is gone: only the pidfd tells when the gateway ends
-                if select.select([self._pidfd], [], [], timeout)[0]:
+                if select.select([self._pidfd], [], [], timeout)[0]:  # type: ignore[type-var]  # no None: returncode is None
                     self._done(255)  # its status went with the server
                 return
-            ready = select.select([self._conn, self._pidfd], [], [], timeout)[0]
+            ready = select.select([self._conn, self._pidfd], [], [], timeout)[0]  # type: ignore[type-var]  # as above
             if not ready:
                 return
             if self._conn not in ready:
@@ -108,7 +108,7 @@ class ForkedProcess:
                 return
             self._conn.close()
             self._conn = None
-            if select.select([self._pidfd], [], [], 0)[0]:
+            if select.select([self._pidfd], [], [], 0)[0]:  # type: ignore[type-var]  # no None: returncode is None
                 self._done(255)
 
     def _done(self, code: int) -> None:
@@ -129,7 +129,7 @@ class ForkedProcess:
         while self.returncode is None:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise subprocess.TimeoutExpired(self.args, timeout)
+                raise subprocess.TimeoutExpired(self.args, timeout)  # type: ignore[arg-type]  # not None: left is set
             self._collect(left)
         return self.returncode
 
@@ -222,7 +222,7 @@ class ForkServer:
         finally:
             theirs.close()
             if out is not subprocess.DEVNULL:
-                out.close()
+                out.close()  # type: ignore[union-attr]  # not DEVNULL: the log file opened above
         ready = select.select([ours], [], [], self.start_timeout)[0]
         answer = ours.recv(4096) if ready else b""
         if answer != b"ready":
@@ -431,7 +431,7 @@ def _child(request: dict, log_fd: int, report: int, inherited: list, host_fd: in
             # `python -m MODULE ARGS` is `sys.exit(MODULE.main())` with sys.argv[1:] = ARGS; the module
             # (lab.cli) is imported here already, its pages shared
             module = importlib.import_module(request["module"])
-            sys.argv = [module.__file__, *request["args"]]
+            sys.argv = [module.__file__, *request["args"]]  # type: ignore[list-item]  # imported from a file: it has one
             set_command_line(request["argv"])
             os.write(report, b"ok")
             os.close(report)
@@ -557,7 +557,7 @@ def serve_gateways(requests: socket.socket) -> int:
                     continue
                 signum = json.loads(data).get("signal")
                 if isinstance(signum, int) and gateways[ready].ident is not None:
-                    signal_thread(gateways[ready].ident, signum)
+                    signal_thread(gateways[ready].ident, signum)  # type: ignore[arg-type]  # not None: tested above
     except SystemExit:
         return 0
     finally:
@@ -664,7 +664,7 @@ def serve(sock: socket.socket) -> None:
         raise
     try:
         while True:
-            readable = select.select([sock, *children], [], [])[0]
+            readable: list[Any] = select.select([sock, *children], [], [])[0]  # type: ignore[type-var]  # a socket, ints
             for ready in readable:
                 if ready is sock:
                     data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 3)

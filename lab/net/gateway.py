@@ -15,7 +15,7 @@ from typing import Any
 from lab.daemon.control import ControlClient
 
 from .forkserver import ForkServerError
-from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError
+from .peers import ChildSaInfo, DaemonProcess, IkeSaInfo, Peer, PeerError, PeerNode
 
 _RUNNING: weakref.WeakSet[OurGateway] = weakref.WeakSet()
 
@@ -36,7 +36,7 @@ class OurGateway(Peer):
 
     software = "ours"
 
-    def __init__(self, node: Any, workdir: str | Path, name: str | None = None, *, export_keys: bool = True,
+    def __init__(self, node: PeerNode, workdir: str | Path, name: str | None = None, *, export_keys: bool = True,
                  start_timeout: float = 15.0, retransmit_timeout: float | None = None,
                  retransmit_tries: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.extra_args = tuple(extra_args)
@@ -47,7 +47,7 @@ class OurGateway(Peer):
         self.name = name or str(node)
         self.export_keys = export_keys
         self.start_timeout = start_timeout
-        self.process: subprocess.Popen | None = None
+        self.process: DaemonProcess | None = None  # forked by the lab's fork server, or a Popen
         self.workdir.mkdir(parents=True, exist_ok=True)
         for sub in ("x509", "x509ca", "private"):
             (self.swanctl_dir / sub).mkdir(parents=True, exist_ok=True)

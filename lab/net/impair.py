@@ -20,6 +20,10 @@ import socket
 import sys
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from netfilterqueue import Packet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         print("the netfilterqueue package is missing: run scripts/setup.sh", file=sys.stderr, flush=True)
         return 1
     rng = random.Random(args.seed)
-    held: list[tuple[float, int, object]] = []
+    held: list[tuple[float, int, Packet]] = []
     counts: Counter[str] = Counter()
     order = 0
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     base = args.delay_ms / 1000
     jitter = args.jitter_ms / 1000
 
-    def on_packet(packet) -> None:
+    def on_packet(packet: Packet) -> None:
         nonlocal order
         counts["packets"] += 1
         wait = max(0.0, base + rng.uniform(-jitter, jitter))

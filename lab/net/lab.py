@@ -25,6 +25,7 @@ from lab.runfolder import Topology
 from . import cleanup, forkserver
 from .capture import Capture
 from .nodes import LabNode
+from .peers import DaemonProcess
 from .topology import LabTopo
 
 
@@ -54,7 +55,7 @@ class Lab:
         self.record: cleanup.LabRecord | None = None
         self.net: Any = None
         self.nodes: dict[str, LabNode] = {}
-        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.processes: list[tuple[str, DaemonProcess]] = []
         self.taps: dict[str, Capture] = {}
         self.stoppers: list[Callable[[], None]] = []
         self.software: dict[str, str] = {}
@@ -107,7 +108,7 @@ class Lab:
             LabNode.on_shell = None
         self.nodes = {host.name: host for host in self.net.hosts}
 
-    def _track(self, node: str, proc: subprocess.Popen, argv: list[str]) -> None:
+    def _track(self, node: str, proc: DaemonProcess, argv: list[str]) -> None:
         self.processes.append((node, proc))
         if self.record is not None:
             self.record.add_process(node, proc.pid, argv[0])

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from .peers import PeerNode
 
 # answers an HTTP request with "<node> <address>:<port>", closes anything else (a scanner's connect)
 SERVER = r"""
@@ -85,9 +86,9 @@ def parse_ports(text: str, where: str) -> list[int]:
 class Listeners:
     software = "listeners"
 
-    def __init__(self, node: Any, workdir: str | Path, name: str | None = None) -> None:
+    def __init__(self, node: PeerNode, workdir: str | Path, name: str | None = None) -> None:
         self.node = node
-        self.name = name or getattr(node, "name", "listeners")
+        self.name = name or str(getattr(node, "name", "listeners"))
         self.workdir = Path(workdir).absolute()
         self.log_path = self.workdir / "listeners.log"
         self.ports: list[int] = []

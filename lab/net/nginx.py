@@ -20,7 +20,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from .peers import PeerNode
 
 NGINX = "/usr/sbin/nginx"
 CONFIG = "nginx.conf"
@@ -110,7 +111,7 @@ class Nginx:
 
     software = "nginx"
 
-    def __init__(self, node: Any, workdir: str | Path, name: str | None = None, *, binary: str = NGINX,
+    def __init__(self, node: PeerNode, workdir: str | Path, name: str | None = None, *, binary: str = NGINX,
                  start_timeout: float = 10.0) -> None:
         self.node = node
         self.name = name or getattr(node, "name", "nginx")

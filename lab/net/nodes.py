@@ -25,9 +25,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mininet.node import Node
+
+from .peers import DaemonProcess
+
+if TYPE_CHECKING:
+    from .forkserver import ForkedProcess, ForkServer
 
 FILTER_DEFAULTS: dict[str, Any] = {
     # what any router, gateway or NAT box can do to the packets it forwards
@@ -100,8 +105,8 @@ class LabNode(Node):
 
     kind = "host"
     ipv6 = False  # set by config(): IPv6 on (a topology with `ipv6: true`)
-    tracker: Callable[[str, Any, list[str]], None] | None = None  # set by lab.net.lab.Lab
-    forker: Callable[[], Any] | None = None  # the lab's fork server (lab.net.forkserver), set by lab.net.lab.Lab
+    tracker: Callable[[str, DaemonProcess, list[str]], None] | None = None  # set by lab.net.lab.Lab
+    forker: Callable[[], ForkServer] | None = None  # the lab's fork server (lab.net.forkserver), set by lab.net.lab.Lab
     on_shell: Callable[[LabNode], None] | None = None
 
     def __init__(self, name: str, **params: Any) -> None:
@@ -135,7 +140,7 @@ class LabNode(Node):
             LabNode.tracker(self.name, proc, argv)
         return proc
 
-    def fork_process(self, argv: list[str], *, stdout: Any, env: dict[str, str], cwd: str) -> Any:
+    def fork_process(self, argv: list[str], *, stdout: IO[bytes], env: dict[str, str], cwd: str) -> ForkedProcess:
         """`python -m lab.cli ...` forked by the lab's fork server into this node (its network and
         mount namespaces), known to the lab like start_process's; stdout and stderr go to the file
         `stdout`. Raises lab.net.forkserver.ForkServerError if the lab has no fork server."""
@@ -150,7 +155,7 @@ class LabNode(Node):
 
     # ------------------------------------------------------------ configuration
 
-    def config(self, intfs: dict | None = None, routes: list | None = None, sysctls: dict | None = None,
+    def config(self, *, intfs: dict | None = None, routes: list | None = None, sysctls: dict | None = None,
                lo_addrs: list | None = None, kind: str | None = None, ipv6: bool = False, **params: Any) -> dict:
         result = super().config(**params)
         self.intf_params = dict(intfs or {})
@@ -229,11 +234,11 @@ class Router(LabNode):
             settings["net.ipv6.conf.all.forwarding"] = 1
         return settings
 
-    def config(self, knobs: dict | None = None, **params: Any) -> dict:
+    def config(self, *, knobs: dict | None = None, **params: Any) -> dict:
         if not hasattr(self, "knobs"):
             self.knobs = dict(FILTER_DEFAULTS)
         self.knobs.update(knobs or {})
-        self.impairer = None
+        self.impairer: subprocess.Popen[bytes] | None = None
         return super().config(**params)
 
     def prepare(self) -> None:
@@ -362,11 +367,12 @@ class Router(LabNode):
         argv = [sys.executable, "-m", "lab.net.impair", "--queue", "0", "--delay-ms", str(k["delay_ms"]),
                 "--jitter-ms", str(k["jitter_ms"]), "--reorder", str(k["reorder"]), "--duplicate",
                 str(k["duplicate"])]
-        self.impairer = self.start_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                           cwd=str(Path(__file__).resolve().parents[2]))
-        line = self.impairer.stderr.readline().decode(errors="replace")
+        self.impairer = impairer = self.start_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                      cwd=str(Path(__file__).resolve().parents[2]))
+        assert impairer.stderr is not None  # a pipe: asked for just above
+        line = impairer.stderr.readline().decode(errors="replace")
         if "ready" not in line:
-            self.impairer.kill()
+            impairer.kill()
             raise NodeError(f"{self.name}: the NFQUEUE impairment process did not start: {line.strip()}")
 
     def terminate(self) -> None:
@@ -406,7 +412,7 @@ class NatBox(Router):
     kind = "nat"
     settable = NAT_DEFAULTS
 
-    def config(self, nat: dict | None = None, **params: Any) -> dict:
+    def config(self, *, nat: dict | None = None, **params: Any) -> dict:
         self.knobs = dict(NAT_DEFAULTS)
         self.knobs.update(nat or {})
         self.rebinds = 0

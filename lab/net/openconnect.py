@@ -17,12 +17,13 @@ ocserv's per-client ones, go with their processes.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 from lab.conf.ocserv import OCSERV_FILES, OcConfig, read_ocserv, read_openconnect
 
-from .peers import PeerError, TunnelInfo
+from .peers import PeerError, PeerNode, TunnelInfo
 from .vpnpeer import VpnPeer
 
 # the vpnc-script interface (vpnc-script(8), openconnect's "VPNC script"): openconnect calls the
@@ -57,7 +58,7 @@ class OpenConnect(VpnPeer):
     binary = "ocserv"
     package = "ocserv openconnect"
 
-    def __init__(self, node: Any, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.config: OcConfig | None = None
 

@@ -11,6 +11,7 @@ the lab reads its state and counters and ends it. `start()` starts the daemon; a
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from lab.conf.openvpn import OvpnConfig
 from lab.conf.openvpn import read as read_ovpn
 
-from .peers import PeerError, TunnelInfo
+from .peers import PeerError, PeerNode, TunnelInfo
 from .vpnpeer import VpnPeer
 
 
@@ -29,7 +30,7 @@ class OpenVpn(VpnPeer):
     binary = "openvpn"
     package = "openvpn"
 
-    def __init__(self, node: Any, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.config: OvpnConfig | None = None
 

@@ -15,13 +15,15 @@ from it: `run_logs()`, `key_tables()`, `trace_file()`, `shell_exports()`.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self
 
 
 class PeerError(RuntimeError):
@@ -134,16 +136,40 @@ def installed_children(sas: Iterable[IkeSaInfo], child: str | None = None) -> li
     return [c for sa in sas for c in sa.children if c.state == "INSTALLED" and (child is None or c.name == child)]
 
 
-class Peer:
-    """What both kinds of gateway offer; subclasses implement the commands."""
+class PeerNode(Protocol):
+    """What a peer (or a service) uses of the node it runs in: lab.net.nodes.LabNode, a Mininet
+    node (Mininet has no types), or a stand-in in tests. Its `start_process` and `fork_process`
+    (LabNode's), `name` and `privateDirs` are used where the node has them (getattr)."""
+
+    def popen(self, argv: list[str], /, **options: Any) -> subprocess.Popen[bytes]: ...
+
+
+class DaemonProcess(Protocol):
+    """What a peer uses of its daemon's process: a subprocess.Popen, or a gateway forked by the
+    lab's fork server (lab.net.forkserver.ForkedProcess, which offers the same)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+class Peer(ABC):
+    """What every kind of gateway software offers; each subclass implements the abstract
+    commands (a kind that misses one cannot be made: TypeError naming it)."""
 
     software = ""
-    node: Any
+    node: PeerNode
     name: str
     workdir: Path
     swanctl_dir: Path
     log_path: Path
-    process: Any = None
+    process: DaemonProcess | None = None
 
     def load(self, folder: str | Path) -> None:
         """Copy a host folder (swanctl.conf and its certificate folders) into place; a running
@@ -163,23 +189,35 @@ class Peer:
         if self.running:
             self.reload()
 
-    # implemented below
-    def write_config(self, text: str) -> Any: ...
+    # each kind of software implements these
+    @abstractmethod
+    def write_config(self, text: str) -> object: ...
+    @abstractmethod
     def reload(self) -> None: ...
     @property
-    def running(self) -> bool: ...  # type: ignore[empty-body]
-    def start(self) -> Any: ...
+    @abstractmethod
+    def running(self) -> bool: ...
+    @abstractmethod
+    def start(self) -> Self: ...
+    @abstractmethod
     def stop(self) -> None: ...
-    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> Any: ...
-    def terminate(self, ike: str | None = None, child: str | None = None) -> Any: ...
-    def rekey(self, child: str | None = None, ike: str | None = None) -> Any: ...
-    def list_sas(self) -> list[IkeSaInfo]: ...  # type: ignore[empty-body]
+    @abstractmethod
+    def initiate(self, child: str | None = None, ike: str | None = None, timeout: float = 20) -> object: ...
+    @abstractmethod
+    def terminate(self, ike: str | None = None, child: str | None = None) -> object: ...
+    @abstractmethod
+    def rekey(self, child: str | None = None, ike: str | None = None) -> object: ...
+    @abstractmethod
+    def list_sas(self) -> list[IkeSaInfo]: ...
 
     def list_tunnels(self) -> list[TunnelInfo]:
         """The tunnels as TunnelInfo records; an IKE daemon's are its IKE SAs (tunnels_of)."""
         return tunnels_of(self.list_sas())
-    def counters(self) -> dict[str, int]: ...  # type: ignore[empty-body]
-    def log_tail(self, lines: int = 25) -> str: ...  # type: ignore[empty-body]
+
+    @abstractmethod
+    def counters(self) -> dict[str, int]: ...
+    @abstractmethod
+    def log_tail(self, lines: int = 25) -> str: ...
 
     def kill(self) -> None:
         """End the process at once, with no goodbye to its peers (a crash)."""
@@ -194,7 +232,7 @@ class Peer:
         """Daemon options for the next start."""
         raise PeerError(f"{self.name} runs {self.software}: daemon options are for our daemon only")
 
-    def observe(self) -> None:
+    def observe(self) -> None:  # noqa: B027  (a hook: most kinds have nothing to remember)
         """Called after every step and before teardown: remember what the run folder will need
         later and cannot read afterwards (strongSwan: its SAs' SPIs)."""
 
@@ -265,7 +303,7 @@ def describe(sas: list[IkeSaInfo]) -> str:
     return "; ".join(parts)
 
 
-def make_peer(software: str, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
+def make_peer(software: str, node: PeerNode, workdir: Path, name: str, **options: Any) -> Peer:
     """A peer of `software` (a name of lab.net.software.SOFTWARE) on `node`, its files under `workdir`."""
     from .software import SOFTWARE
 
@@ -290,7 +328,7 @@ def defer_interrupt(exc: BaseException) -> bool:
 
 
 @contextmanager
-def uninterrupted():
+def uninterrupted() -> Iterator[None]:
     global _depth
     main = threading.current_thread() is threading.main_thread()
     if main:

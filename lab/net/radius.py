@@ -20,7 +20,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
+
+from .peers import PeerNode
 
 FREERADIUS = "/usr/sbin/freeradius"
 DEBIAN_RADDB = Path("/etc/freeradius/3.0")
@@ -49,7 +51,7 @@ class FreeRadius:
 
     software = "freeradius"
 
-    def __init__(self, node: Any, workdir: str | os.PathLike, name: str | None = None, *, port: int = 1812,
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike, name: str | None = None, *, port: int = 1812,
                  binary: str = FREERADIUS, start_timeout: float = 20.0) -> None:
         self.node = node
         self.name = name or getattr(node, "name", "radius")

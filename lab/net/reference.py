@@ -65,8 +65,8 @@ def render() -> str:
         lines.append(f"| `{knob}` | `{default!r}` | {_cell(KNOB_WORDS[knob])} | {on} |")
     lines += ["", "### Checks (retried until they hold or `timeout` passes)", "",
               "| check | fields | holds when |", "|---|---|---|"]
-    for name, kind in CHECKS.items():
-        lines.append(f"| `{name}` | {_cell(kind.fields_words())} | {_cell(kind.does)} |")
+    for name, check in CHECKS.items():
+        lines.append(f"| `{name}` | {_cell(check.fields_words())} | {_cell(check.does)} |")
     lines += ["", "strongSwan's one-line form works too: `- \"gwb::swanctl --list-sas::ESTABLISHED::YES\"` "
               "(`NODE::COMMAND::REGEX::YES|NO|COUNT`, a `cmd` check). Every check may carry `say:` and its own "
               "`timeout:`. Required fields are in bold."]

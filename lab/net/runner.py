@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lab.runfolder import CheckResult, RunResult, StepResult
 
@@ -32,7 +32,7 @@ from .nodes import LabNode, NodeError
 from .peers import IkeSaInfo, Peer, PeerError, defer_interrupt
 from .radius import FreeRadiusError
 from .scenario import Scenario
-from .software import SERVICES, SOFTWARE
+from .software import SERVICES, SOFTWARE, Server
 from .steps import STEP_ERRORS, STEPS, Step, StepFailed, short
 from .topology import LabTopo
 
@@ -53,7 +53,7 @@ class Progress:
     """What the trainer sees while a scenario runs: one line per step with its time; a live
     spinner with the elapsed time on a terminal (rich)."""
 
-    def __init__(self, stream=None, live: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
         from rich.console import Console
 
         self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
@@ -129,7 +129,7 @@ class Runner:
         self.after_step = after_step  # e.g. narration: it may read the peers' logs and traces so far
         self.lab: Lab | None = None
         self.peers: dict[str, Peer] = {}
-        self.services: dict[str, Any] = {}  # node -> its service's server (lab.net.software.SERVICES)
+        self.services: dict[str, Server] = {}  # node -> its service's server (lab.net.software.SERVICES)
         self.snapshots: dict[str, dict[str, list[IkeSaInfo]]] = {}   # step name -> node -> SAs after it
         self.result = RunResult(scenario=scenario.name, title=scenario.title, folder=str(scenario.folder),
                                 out=str(self.out), passed=False, started=time.time(), nodes=dict(scenario.gateways))

@@ -206,8 +206,9 @@ def _services(r: ScenarioReader, top: Map, topo: LabTopo, folder: Path, gateways
             if not (folder / "hosts" / node / name).exists():
                 raise r.error(line, f"services.{node}", f"{folder / 'hosts' / node / name} is missing ({value} reads "
                                                         f"{', '.join(SERVICES[value].files)} from hosts/<node>/)")
-        if SERVICES[value].check_config is not None:
-            SERVICES[value].check_config(folder / "hosts" / node)
+        check_config = SERVICES[value].check_config
+        if check_config is not None:
+            check_config(folder / "hosts" / node)
         services[node] = value
     return services
 

@@ -13,10 +13,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .fields import ScenarioError
-from .peers import Peer
+from .peers import Peer, PeerNode
 
 
 def _swanctl_ours(path: Path) -> None:
@@ -70,7 +70,7 @@ def _ports(folder: Path) -> None:
     try:
         parse_ports(path.read_text(), str(path))
     except ListenersError as err:
-        raise ScenarioError(err.file, err.line, "", err.message) from None
+        raise ScenarioError(err.file or str(path), err.line, "", err.message) from None
 
 
 def _nginx(folder: Path) -> None:
@@ -122,7 +122,7 @@ class Software:
         """The files a gateway of this software may have in hosts/<node>/, the first that exists counts."""
         return (self.config, self.or_config) if self.or_config else (self.config,)
 
-    def make(self, node: Any, workdir: Path, name: str, **options: Any) -> Peer:
+    def make(self, node: PeerNode, workdir: Path, name: str, **options: Any) -> Peer:
         """A Peer of this software on `node`, its files under `workdir`."""
         module, _, cls = self.peer.partition(":")
         peer_class = getattr(importlib.import_module(module, __package__), cls)
@@ -148,6 +148,15 @@ SOFTWARE: dict[str, Software] = {s.name: s for s in (
 )}
 
 
+class Server(Protocol):
+    """What the runner uses of a service's server (a Service's `runner` class)."""
+
+    def load(self, folder: str | Path) -> None: ...
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+    def kill(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Service:
     """A server a scenario's `services:` puts on a host node (not a gateway): started before
@@ -159,7 +168,7 @@ class Service:
     files: tuple[str, ...]                      # what it reads from hosts/<node>/ (each required)
     check_config: Callable[[Path], None] | None = None   # hosts/<node>/ checked before anything starts
 
-    def make(self, node: Any, workdir: Path, name: str) -> Any:
+    def make(self, node: PeerNode, workdir: Path, name: str) -> Server:
         module, _, cls = self.runner.partition(":")
         return getattr(importlib.import_module(module, __package__), cls)(node, workdir, name)
 
@@ -182,6 +191,14 @@ SERVICES: dict[str, Service] = {s.name: s for s in (
             "temporary files in the run folder; relative paths in it (certificates, keys) are files of "
             "hosts/<node>/; checked with `nginx -t` before the lab starts", ".nginx:Nginx", ("nginx.conf",), _nginx),
 )}
+
+
+if TYPE_CHECKING:  # the servers SERVICES names (imported by name when a run needs one) are Servers
+    from .listeners import Listeners
+    from .nginx import Nginx
+    from .radius import FreeRadius
+
+    _servers: tuple[type[Server], ...] = (FreeRadius, Listeners, Nginx)
 
 
 def known() -> str:

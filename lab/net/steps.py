@@ -187,6 +187,14 @@ def _traffic(f: Fields, ctx: Context, out: dict[str, Any], server_needed: bool) 
     out["server"] = args.get("server") or (target if target in ctx.nodes else owner)
 
 
+def _server(run: Runner, a: dict[str, Any], to: str) -> str:
+    """The node that runs the server side: `server` as _traffic() settled it, else the owner of `to`."""
+    server = a["server"] or owner_of(run.topo, to)
+    if server is None:
+        raise StepFailed(f"no node has address {to}: add server: NODE")
+    return str(server)
+
+
 def _knob_error(f: Fields, err: ValueError) -> ScenarioError:
     key = str(err).split(":", 1)[0]
     return f.error(key, str(err).split(": ", 1)[-1])
@@ -366,6 +374,9 @@ class InitiateStep(StepKind):
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         peer = run.peers[a["node"]]
         if a.get("reuse"):
+            from .gateway import OurGateway
+
+            assert isinstance(peer, OurGateway)  # validate() takes reuse: for our daemon only
             peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)), reuse=True)
         else:
             peer.initiate(child=a.get("child"), ike=a.get("ike"), timeout=float(a.get("timeout", 20)))
@@ -444,8 +455,8 @@ class RekeyStep(StepKind):
             now = {(sa.spi_i, sa.spi_r) for sa in sas if sa.name == ike and sa.state == "ESTABLISHED"}
             return bool(now) and not now & old_ike
         sas = run.peers[node].wait_for(ike_done, timeout, f"IKE SA {ike} with new SPIs")
-        new = [sa for sa in sas if sa.name == ike and sa.state == "ESTABLISHED"]
-        return f"{ike}: {'/'.join(next(iter(old_ike)))} -> {'/'.join((new[0].spi_i, new[0].spi_r))}"
+        new_ike = [sa for sa in sas if sa.name == ike and sa.state == "ESTABLISHED"]
+        return f"{ike}: {'/'.join(next(iter(old_ike)))} -> {'/'.join((new_ike[0].spi_i, new_ike[0].spi_r))}"
 
     @staticmethod
     def _together(run: Runner, a: dict[str, Any]) -> str:
@@ -550,7 +561,7 @@ class Iperf3Step(StepKind):
 
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         to = run.address(a["to"])
-        server_node = a["server"] or owner_of(run.topo, to)
+        server_node = _server(run, a, to)
         server = run.node(server_node).start_process(["iperf3", "-s", "-1", "-B", to],
                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -599,11 +610,12 @@ class TransferStep(StepKind):
 
     def run(self, run: Runner, a: dict[str, Any]) -> str:
         to = run.address(a["to"])
-        server_node = a["server"] or owner_of(run.topo, to)
+        server_node = _server(run, a, to)
         python = [sys.executable, "-m", "lab.net.transfer"]
         receiver = run.node(server_node).start_process(
             python + ["receive", "--bind", to, "--port", str(a["port"]), "--timeout", str(a["timeout"])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(REPO))
+        assert receiver.stdout is not None  # a pipe: asked for just above
         try:
             first = receiver.stdout.readline().decode().strip()
             if first != "listening":
@@ -637,6 +649,9 @@ class JoinStep(StepKind):
             "background step must be joined")
     fields = (Field("step", "the background step's name", required=True),)
     shorthand = "step"
+
+    def validate(self, f: Fields, ctx: Context, out: dict[str, Any]) -> None:
+        f.text("step")  # a name: a list here was a TypeError when the reader looked it up
 
     def describe(self, a: dict[str, Any]) -> str:
         return f"wait for '{a['step']}' to finish"

@@ -20,13 +20,16 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.conf.settings import ConfigError, parse_settings
 from lab.conf.writer import render, render_s2s_conf  # noqa: F401  (render_s2s_conf moved to lab.conf; re-exported)
 
 from . import charon_keys
-from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, uninterrupted
+from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, PeerNode, uninterrupted
+
+if TYPE_CHECKING:
+    import vici
 
 CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "/usr/sbin/swanctl"
@@ -246,7 +249,7 @@ class StrongSwan(Peer):
 
     def __init__(
         self,
-        node: Any,
+        node: PeerNode,
         workdir: str | os.PathLike,
         name: str | None = None,
         *,
@@ -257,7 +260,7 @@ class StrongSwan(Peer):
         start_timeout: float = 15.0,
     ) -> None:
         self.node = node
-        self.name = name or getattr(node, "name", "charon")
+        self.name = name or str(getattr(node, "name", "charon"))
         self.workdir = Path(workdir).absolute()
         self.charon = charon
         self.swanctl_bin = swanctl
@@ -288,7 +291,9 @@ class StrongSwan(Peer):
         return env
 
     # What a charon elsewhere (lab.net.strongswan6: in a root file system of its own) changes.
-    needs_private_run = True   # charon writes /var/run/charon.pid in the node's file system
+    @property
+    def needs_private_run(self) -> bool:
+        return True   # charon writes /var/run/charon.pid in the node's file system
 
     def _inside(self, path: Path) -> str:
         """`path` (below workdir) as charon and swanctl see it."""
@@ -492,7 +497,7 @@ class StrongSwan(Peer):
 
     # -- VICI (strongSwan's own Python binding) ------------------------------------
 
-    def vici(self, timeout: float = 30.0):
+    def vici(self, timeout: float = 30.0) -> vici.Session:
         """A vici.Session on this charon's socket (a new connection each time)."""
         import vici
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .cleanup import STRONGSWAN6_ROOT, mounts_below, unmount  # noqa: F401  (re-exported)
+from .peers import PeerNode
 from .strongswan import (
     CHARON,
     PLUGIN_DIR,
@@ -95,7 +97,8 @@ class StrongSwan6(StrongSwan):
 
     software = "strongswan6"
 
-    def __init__(self, node, workdir, name=None, *, root: str | os.PathLike | None = None, **options) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, *,
+                 root: str | os.PathLike[str] | None = None, **options: Any) -> None:
         self.requested_root = Path(root) if root is not None else None
         self._root: Path | None = None
         super().__init__(node, workdir, name, **options)
@@ -111,7 +114,7 @@ class StrongSwan6(StrongSwan):
         return self.root != Path("/")
 
     @property
-    def needs_private_run(self) -> bool:  # type: ignore[override]
+    def needs_private_run(self) -> bool:
         return not self.chrooted
 
     def _inside(self, path: Path) -> str:
@@ -138,7 +141,7 @@ class StrongSwan6(StrongSwan):
             return [SWANCTL, *args]
         if not self.running:
             raise StrongSwanError(f"strongSwan 6 on {self.name} is not running: swanctl needs its charon")
-        return ["nsenter", f"--target={self.process.pid}", "--mount", "--", "chroot", str(self.root), SWANCTL, *args]
+        return ["nsenter", f"--target={self.pid}", "--mount", "--", "chroot", str(self.root), SWANCTL, *args]
 
     def _write_strongswan_conf(self) -> None:
         super()._write_strongswan_conf()

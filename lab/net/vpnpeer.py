@@ -15,10 +15,11 @@ import signal
 import subprocess
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Self
 
-from .peers import Peer, PeerError, TunnelInfo
+from .peers import IkeSaInfo, Peer, PeerError, PeerNode, TunnelInfo
 
 _RUNNING: weakref.WeakSet[VpnPeer] = weakref.WeakSet()
 
@@ -38,7 +39,7 @@ class VpnPeer(Peer):
     binary = ""                             # for the error when it is missing
     package = ""
 
-    def __init__(self, node: Any, workdir: str | os.PathLike, name: str | None = None, *,
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike, name: str | None = None, *,
                  start_timeout: float = 15.0) -> None:
         self.node = node
         self.name = name or str(node)
@@ -114,7 +115,7 @@ class VpnPeer(Peer):
         _RUNNING.add(self)
         return self.process
 
-    def wait_until(self, ready, what: str, timeout: float | None = None) -> None:
+    def wait_until(self, ready: Callable[[], object], what: str, timeout: float | None = None) -> None:
         """Poll `ready()` until it is true; PeerError (with the log's end) if the daemon exits or
         `timeout` passes (then the daemon is stopped)."""
         deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
@@ -156,8 +157,8 @@ class VpnPeer(Peer):
     def cleanup(self) -> None:
         """Remove what the daemon may leave behind when it dies (sockets, interfaces)."""
 
-    def __enter__(self) -> VpnPeer:
-        return self.start()  # type: ignore[return-value]
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -202,10 +203,10 @@ class VpnPeer(Peer):
 
     # ------------------------------------------------------------ the Peer interface
 
-    def list_sas(self) -> list:
+    def list_sas(self) -> list[IkeSaInfo]:
         return []
 
-    def rekey(self, child: str | None = None, ike: str | None = None) -> Any:
+    def rekey(self, child: str | None = None, ike: str | None = None) -> NoReturn:
         raise PeerError(f"{self.name} runs {self.software}, which has no IKE or CHILD_SAs to rekey "
                         "(it rekeys by itself)")
 

@@ -15,6 +15,7 @@ import select
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +155,7 @@ class LiveSource:
     def lab_alive(self) -> bool:
         return owner_alive(self.record) and all(_alive(self.record.shells[t.node]) for t in self.taps)
 
-    def frames(self, poll: float = 0.2):
+    def frames(self, poll: float = 0.2) -> Iterator[tuple[str, float, bytes | None] | None]:
         by_fd = {tap.sock.fileno(): tap for tap in self.taps}
         last_check = 0.0
         while True:

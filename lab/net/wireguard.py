@@ -12,13 +12,14 @@ the MTU, the link up, a route per allowed network. `initiate()` sends a handshak
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from typing import Any
 
 from lab.conf.wgquick import WgConfig
 from lab.conf.wgquick import read as read_wg
 
-from .peers import PeerError, TunnelInfo
+from .peers import PeerError, PeerNode, TunnelInfo
 from .vpnpeer import VpnPeer
 
 UAPI_DIR = "/var/run/wireguard"
@@ -32,13 +33,23 @@ def interface_name(node: str) -> str:
     return f"wg-{node}"[:15]
 
 
+def _within(net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """`net` lies inside `outer` (never for two IP versions)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return net.subnet_of(outer)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return net.subnet_of(outer)
+    return False
+
+
 class WireGuard(VpnPeer):
     software = "wireguard"
     config_names = ("wireguard.conf",)
     binary = "wireguard-go"
     package = "wireguard-go wireguard-tools"
 
-    def __init__(self, node: Any, workdir, name: str | None = None, **options: Any) -> None:
+    def __init__(self, node: PeerNode, workdir: str | os.PathLike[str], name: str | None = None, **options: Any) -> None:
         super().__init__(node, workdir, name, **options)
         self.interface = interface_name(self.name)
         self.config: WgConfig | None = None
@@ -87,7 +98,7 @@ class WireGuard(VpnPeer):
         for peer in self.config.peers:
             for network in peer.allowed_ips:
                 net = ipaddress.ip_network(network, strict=False)
-                if any(net.subnet_of(o) for o in own if o.version == net.version):
+                if any(_within(net, o) for o in own):
                     continue
                 self.command(["ip", "route", "replace", str(net), "dev", self.interface])
 

@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .cleanup import _lock_holders, describe_pid
 
@@ -210,7 +211,7 @@ def _children(pid: int) -> list[int]:
 
 
 def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool = True,
-        lines: Callable[[str], None] | None = None, **popen) -> int:
+        lines: Callable[[str], None] | None = None, **popen: Any) -> int:
     """Run `argv` in a new world and wait for it; returns its exit status (128+N if signal N
     ended it). SIGTERM, SIGHUP and SIGINT sent to this process go on to the command (a terminal's
     Ctrl-C reaches it directly: it stays in the terminal's foreground). `slot`: take one of the
@@ -230,7 +231,7 @@ def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool
     else:
         env.pop(USERNS, None)
     forwarded = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-    proc = None
+    proc: subprocess.Popen[Any] | None = None  # set below; forward() may come before
     received: list[int] = []
 
     foreground = _terminal_foreground()
@@ -258,6 +259,7 @@ def run(argv: list[str], *, say: Callable[[str], None] | None = None, slot: bool
         if received:
             forward(received[-1], None)
         if lines is not None:
+            assert proc.stdout is not None  # a pipe: asked for above
             for line in proc.stdout:
                 lines(line.rstrip("\n"))
         while True:
@@ -287,7 +289,7 @@ def _terminal_foreground() -> bool:
         os.close(fd)
 
 
-def run_command(args: list[str], *, say: Callable[[str], None] | None = None, slot: bool = True, **popen) -> int:
+def run_command(args: list[str], *, say: Callable[[str], None] | None = None, slot: bool = True, **popen: Any) -> int:
     """`ipsec-lab ARGS` (this Python, this lab package) in a new world."""
     return run([sys.executable, "-m", "lab.cli", *args], say=say, slot=slot, **popen)
 

@@ -3,9 +3,13 @@ write_config, every other file and folder as it is (another configuration for a 
 x509/, private/, ...), also when the swanctl folder does not exist yet."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
+import pytest
+
 from lab.net.peers import Peer
+from lab.net.software import SOFTWARE
 
 
 class FakePeer(Peer):
@@ -23,6 +27,25 @@ class FakePeer(Peer):
     @property
     def running(self) -> bool:
         return False
+
+    # the rest of the interface, which load() does not use
+    def reload(self): raise AssertionError("not running: nothing to reload")
+    def start(self): raise NotImplementedError
+    def stop(self): raise NotImplementedError
+    def initiate(self, child=None, ike=None, timeout=20): raise NotImplementedError
+    def terminate(self, ike=None, child=None): raise NotImplementedError
+    def rekey(self, child=None, ike=None): raise NotImplementedError
+    def list_sas(self): raise NotImplementedError
+    def counters(self): raise NotImplementedError
+    def log_tail(self, lines=25): raise NotImplementedError
+
+
+def test_a_kind_of_software_that_misses_a_command_cannot_be_made(tmp_path):
+    body = {name: value for name, value in vars(FakePeer).items() if name != "list_sas"}
+    partial = type(FakePeer)("Partial", (Peer,), body)  # FakePeer without list_sas
+    with pytest.raises(TypeError, match="list_sas"):
+        partial(tmp_path)
+    FakePeer(tmp_path)  # with it, it can
 
 
 def test_a_loose_file_is_copied_into_a_swanctl_folder_that_does_not_exist_yet(tmp_path):
@@ -45,3 +68,10 @@ def test_certificate_folders_are_copied(tmp_path):
     peer = FakePeer(tmp_path / "work")
     peer.load(host)
     assert (peer.swanctl_dir / "x509" / "gw.pem").read_text() == "cert\n"
+
+
+@pytest.mark.parametrize("software", sorted(SOFTWARE))
+def test_every_kind_of_gateway_software_implements_the_whole_interface(software):
+    module, _, name = SOFTWARE[software].peer.partition(":")
+    peer_class = getattr(importlib.import_module(module, "lab.net"), name)
+    assert issubclass(peer_class, Peer) and not peer_class.__abstractmethods__

@@ -82,6 +82,7 @@ def test_the_base_text_is_valid(folder):
     (("{on: nat-outside,", "{on: nat-middle,"), 13, "checks[1].tap.on", "no tap 'nat-middle'"),
     (('min: 2}', 'between: 2}'), 13, "checks[1].tap.between", "unknown field"),
     (("title: t", "title: t\ncolour: red"), 2, "colour", "unknown field"),
+    (("count: 3}", "count: 3}\n  - join: [gwb]"), 12, "steps[4].join.step", "must be text"),
 ])
 def test_mistakes_name_file_line_and_field(folder, change, line, field, words):
     old, new = change
