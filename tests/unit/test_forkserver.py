@@ -213,3 +213,30 @@ def test_a_crash_in_one_gateway_thread_is_its_own_and_a_crash_of_the_host_is_sai
         for node in nodes:
             node.kill()
             node.wait(5)
+
+
+def test_a_lab_runs_its_gateways_as_threads_above_a_number_unless_told(monkeypatch):
+    """IPSEC_LAB_GATEWAY_THREADS=1 or 0 decides; unset, a lab with more than THREADS_ABOVE of our
+    gateways (the runner's count, else the topology's gateway nodes) runs them as threads, and says so."""
+    from lab.net.lab import Lab
+    from lab.net.topology import load
+
+    def lab(spokes: int, expected: int | None = None) -> Lab:
+        made = Lab(load("hub-and-spoke")(spokes=spokes), say=said.append)
+        made.gateways_expected = expected
+        return made
+
+    said: list[str] = []
+    above = forkserver.THREADS_ABOVE
+    monkeypatch.delenv("IPSEC_LAB_GATEWAY_THREADS", raising=False)
+    assert not lab(above - 1).threads() and not said  # hub and spokes: THREADS_ABOVE gateways
+    assert lab(above).threads()
+    assert said == [f"our {above + 1} gateways run as threads of one gateway host, to save memory (more than "
+                    f"{above}; IPSEC_LAB_GATEWAY_THREADS=0: a process each)"]
+    assert not lab(100, expected=2).threads()  # the runner counts only ours
+    assert lab(1, expected=above + 1).threads()
+    monkeypatch.setenv("IPSEC_LAB_GATEWAY_THREADS", "0")
+    assert not lab(100).threads()
+    monkeypatch.setenv("IPSEC_LAB_GATEWAY_THREADS", "1")
+    assert lab(1).threads()
+    assert not Lab(load("hub-and-spoke")(spokes=100), gateway_threads=False).threads()
