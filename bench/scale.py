@@ -9,7 +9,7 @@ server behind it from their LAN. Ends with one line per software and number of s
 
 The software: `ours` (our daemons forked from the lab's fork server, lab.net.forkserver, as
 IPSEC_LAB_GATEWAY_THREADS=0 makes them), `ours-threads` (our daemons as threads of one gateway
-host, one process for all: what a lab of more than four of ours does unless told otherwise),
+host, one process for all: what a lab of more than two of ours does unless told otherwise),
 `ours-fresh` (each daemon a fresh Python process, IPSEC_LAB_FORK=0) and `strongswan` (charon).
 S runs from starting the first daemon to the last spoke's successful ping. Memory is measured
 when all are up: RSS (VmRSS) counts every page a process maps, shared or not; PSS

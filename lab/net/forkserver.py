@@ -398,9 +398,9 @@ def enabled() -> bool:
 
 
 # a lab that runs more of our gateways than this runs them as threads of one gateway host unless
-# told otherwise (bench/README.md, scale.py: from 25 gateways on they come up as fast as forked
-# ones, at under a fifth of the memory each); the scenarios of the library run at most 4
-THREADS_ABOVE = 4
+# told otherwise (bench/README.md, scale.py: from 3 gateways on they take a third less memory than
+# forked ones, from 25 on a sixth, and come up as fast); labs of two stay as they were tested longest
+THREADS_ABOVE = 2
 
 
 def threads_setting() -> bool | None:

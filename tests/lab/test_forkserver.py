@@ -101,7 +101,8 @@ def test_a_fork_server_that_cannot_start_gives_fresh_processes(tmp_path, monkeyp
 def test_after_a_killed_run_clean_finds_the_gateways_and_the_fork_server_is_gone(tmp_path):
     require_lab()
     out = tmp_path / "run"
-    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out))
+    proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out),
+                     env=dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="0"))  # forked: not its default (3 gateways)
     deadline = time.monotonic() + 120
     seen = []
     while time.monotonic() < deadline:
@@ -132,8 +133,9 @@ def test_after_a_killed_run_clean_finds_the_gateways_and_the_fork_server_is_gone
 
 def test_forked_gateways_in_a_world_of_their_own(tmp_path):
     """`ipsec-lab run hub-and-spoke` in a world (user, mount, network and PID namespaces: as the
-    user trainee where the machine allows, else as root): the gateways are forked (no fresh
-    process is mentioned), the scenario passes, and nothing of the world is left."""
+    user trainee where the machine allows, else as root), IPSEC_LAB_GATEWAY_THREADS=0: the
+    gateways are forked (no fresh process is mentioned), the scenario passes, and nothing of the
+    world is left."""
     from . import test_worlds as worlds
 
     worlds.require_worlds()
@@ -142,7 +144,7 @@ def test_forked_gateways_in_a_world_of_their_own(tmp_path):
     folder = worlds.shared_dir(user)
     slots = worlds.shared_dir(None)
     slots.chmod(0o1777)
-    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots))
+    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots), IPSEC_LAB_GATEWAY_THREADS="0")
     try:
         proc = worlds.ipsec_lab(["run", "hub-and-spoke", "--out", str(folder / "run")], env, user)
         stdout, stderr = proc.communicate(timeout=600)
@@ -264,13 +266,15 @@ def _in_netns(inodes: set[int]) -> list[str]:
 
 
 def _threaded_run_in_a_world(folder: Path, slots: Path, user: str | None) -> tuple[subprocess.Popen, dict]:
-    """`ipsec-lab run hub-and-spoke` in a world with IPSEC_LAB_GATEWAY_THREADS=1, seen at its third
-    step: the world's gateways are threads of one gateway host, each in its node's network
-    namespace; returns the run and what the world holds then (its processes, its network
+    """`ipsec-lab run hub-and-spoke` in a world, as by default (IPSEC_LAB_GATEWAY_THREADS unset: its
+    three gateways of ours are more than forkserver.THREADS_ABOVE), seen at its third step: the
+    run said so, and the world's gateways are threads of one gateway host, each in its node's
+    network namespace; returns the run and what the world holds then (its processes, its network
     namespaces, the host's PID)."""
     from . import test_worlds as worlds
 
-    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots), IPSEC_LAB_GATEWAY_THREADS="1")
+    assert forkserver.THREADS_ABOVE < 3
+    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots), IPSEC_LAB_GATEWAY_THREADS="")
     proc = worlds.ipsec_lab(["run", "hub-and-spoke", "--out", str(folder / "run")], env, user,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     seen = []
@@ -281,6 +285,7 @@ def _threaded_run_in_a_world(folder: Path, slots: Path, user: str | None) -> tup
         if "[3/" in line or not line:
             break
     assert "[3/" in seen[-1], "".join(seen)
+    assert any("our 3 gateways run as threads of one gateway host" in line for line in seen), "".join(seen)
     marker = f"IPSEC_LAB_SLOTS={slots}"
     processes = _world_processes(marker)
     hosts = [pid for pid, cmdline in processes.items() if b"--gateway-host" in cmdline]
@@ -308,9 +313,8 @@ def _nothing_left(slots: Path, world: dict) -> None:
 
 
 def test_gateway_threads_in_a_world_of_their_own():
-    """`ipsec-lab run hub-and-spoke` with IPSEC_LAB_GATEWAY_THREADS=1 in a world (user, mount,
-    network and PID namespaces: as the user trainee where the machine allows, else as root): the
-    gateways are threads of one gateway host, each in its node's namespace; the scenario passes;
+    """`ipsec-lab run hub-and-spoke` in a world (user, mount, network and PID namespaces: as the
+    user trainee where the machine allows, else as root), as by default: the gateways are threads of one gateway host, each in its node's namespace; the scenario passes;
     each gateway's log is its own; nothing of the world is left (no process, no namespace: its
     TUN devices went with them, and no new link on the host)."""
     from . import test_worlds as worlds
