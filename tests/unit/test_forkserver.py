@@ -240,3 +240,22 @@ def test_a_lab_runs_its_gateways_as_threads_above_a_number_unless_told(monkeypat
     monkeypatch.setenv("IPSEC_LAB_GATEWAY_THREADS", "1")
     assert lab(1).threads()
     assert not Lab(load("hub-and-spoke")(spokes=100), gateway_threads=False).threads()
+
+
+def test_asking_a_gateway_that_has_ended_says_how_it_ended(tmp_path):
+    """A control request to our gateway once its daemon has ended (a crash of its gateway host, of
+    itself) names the gateway, how it ended and its log's last line, not only the socket."""
+    from lab.net.gateway import OurGateway
+
+    gateway = OurGateway(None, tmp_path, "spoke7")
+    with pytest.raises(ConnectionError, match="no control socket"):  # never started: as before
+        gateway.ctl("stats")
+    gateway.process = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    gateway.process.wait(30)
+    gateway.log_path.write_text("20:00:00 ipsec-lab gateway up\nipsec-lab: the gateway host (pid 1) ... ended\n")
+    with pytest.raises(ConnectionError) as err:
+        gateway.ctl("stats")
+    assert str(err.value) == ("the ipsec-lab daemon on spoke7 has ended (killed by SIGSEGV); its log ends: "
+                              "ipsec-lab: the gateway host (pid 1) ... ended")
+    with pytest.raises(ConnectionError, match=r"spoke7 has ended \(killed by SIGSEGV\)"):
+        gateway.terminate()
