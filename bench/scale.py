@@ -7,9 +7,9 @@ server behind it from their LAN. Ends with one line per software and number of s
     sudo .venv/bin/python bench/scale.py --spokes 25 100 --compare     # also the other designs and strongSwan, ratios
     sudo .venv/bin/python bench/scale.py --spokes 100 --software ours-threads
 
-The software: `ours` (our daemons forked from the lab's fork server, lab.net.forkserver),
-`ours-threads` (our daemons as threads of one gateway host, IPSEC_LAB_GATEWAY_THREADS=1: one
-process for all),
+The software: `ours` (our daemons forked from the lab's fork server, lab.net.forkserver, as
+IPSEC_LAB_GATEWAY_THREADS=0 makes them), `ours-threads` (our daemons as threads of one gateway
+host, one process for all: what a lab of more than two of ours does unless told otherwise),
 `ours-fresh` (each daemon a fresh Python process, IPSEC_LAB_FORK=0) and `strongswan` (charon).
 S runs from starting the first daemon to the last spoke's successful ping. Memory is measured
 when all are up: RSS (VmRSS) counts every page a process maps, shared or not; PSS

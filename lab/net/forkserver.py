@@ -21,8 +21,9 @@ lab.net.cleanup finds them in the nodes' namespaces after a crash; the server is
     server = ForkServer(log=path).start()          # None (and .reason) if it could not start
     proc = server.spawn(node.pid, argv, env, cwd, log_fd)   # a Popen-like ForkedProcess
 
-A gateway host (ForkServer(threads=True), off unless asked: Lab(gateway_threads=True) or
-IPSEC_LAB_GATEWAY_THREADS=1):
+A gateway host (ForkServer(threads=True); a lab asks for one when it runs more than THREADS_ABOVE
+of our gateways, or always with Lab(gateway_threads=True) or IPSEC_LAB_GATEWAY_THREADS=1, never
+with IPSEC_LAB_GATEWAY_THREADS=0):
 one process, forked once from the server, runs every gateway of the lab in a thread of its own.
 Each thread enters its node's network namespace (setns acts on the calling thread alone), so the
 sockets, TUN device and commands (`ip`, updown scripts) it makes are that node's; the host's
@@ -151,11 +152,16 @@ class ForkedProcess:
 
 class HostedGateway(ForkedProcess):
     """A gateway running as a thread of the lab's gateway host, Popen-like as a ForkedProcess:
-    `pid` is the host's; a signal is a request to the host (see the module's docstring)."""
+    `pid` is the host's; a signal is a request to the host (see the module's docstring). If the
+    host ends without reporting this gateway's end (a crash of the process: a fault, SIGKILL), the
+    gateway's log says so and its returncode is the host's (-N for signal N, as Popen's)."""
 
-    def __init__(self, pid: int, conn: socket.socket, args: list[str]) -> None:
+    def __init__(self, pid: int, conn: socket.socket, args: list[str], host: ForkedProcess | None = None,
+                 log_fd: int = -1) -> None:
         super().__init__(pid, -1, conn, args)
         self._pidfd = None
+        self._host = host
+        self._log_fd = log_fd  # our own copy of the gateway's log, to say there that the host ended
 
     def _collect(self, timeout: float | None) -> None:
         with self._lock:
@@ -167,7 +173,34 @@ class HostedGateway(ForkedProcess):
                 data = self._conn.recv(4096) if self._conn is not None else b""
             except OSError:
                 data = b""
-            self._done(int(json.loads(data)["exit"]) if data else 255)  # no answer: the host is gone
+            self._done(int(json.loads(data)["exit"]) if data else self._host_ended())
+
+    def _host_ended(self) -> int:
+        """No answer: the host ended without reporting this gateway's end. Say so in its log."""
+        code = None
+        if self._host is not None:
+            try:
+                code = self._host.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        how = ("its status is not known" if code is None or code == 255 else
+               f"killed by {signal_name(-code)}" if code < 0 else f"exit status {code}")
+        self._say(f"ipsec-lab: the gateway host (pid {self.pid}) that ran this gateway as a thread ended ({how}), "
+                  "and this gateway with it: no goodbye to its peers. Each gateway of that host says so in its log.")
+        return code if code is not None and code != 0 else 255
+
+    def _say(self, line: str) -> None:
+        if self._log_fd >= 0:
+            try:
+                os.write(self._log_fd, f"{line}\n".encode())
+            except OSError:
+                pass
+
+    def _done(self, code: int) -> None:
+        super()._done(code)
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
 
     def send_signal(self, sig: int) -> None:
         with self._lock:
@@ -177,6 +210,13 @@ class HostedGateway(ForkedProcess):
                 self._conn.send(json.dumps({"signal": int(sig)}).encode())
             except OSError:
                 pass
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 class ForkServer:
@@ -295,7 +335,7 @@ class ForkServer:
         for fd in fds:
             os.close(fd)
         if "pid" in answer:
-            return HostedGateway(int(answer["pid"]), mine, list(request["argv"]))
+            return HostedGateway(int(answer["pid"]), mine, list(request["argv"]), self.host_process, os.dup(log_fd))
         mine.close()
         raise ForkServerError(answer.get("error", "no answer"))
 
@@ -357,9 +397,26 @@ def enabled() -> bool:
     return os.environ.get("IPSEC_LAB_FORK", "1").strip() not in ("0", "no", "false", "off")
 
 
-def threads_enabled() -> bool:
-    """IPSEC_LAB_GATEWAY_THREADS=1 runs our gateways as threads of one gateway host (off by default)."""
-    return os.environ.get("IPSEC_LAB_GATEWAY_THREADS", "0").strip() in ("1", "yes", "true", "on")
+# a lab that runs more of our gateways than this runs them as threads of one gateway host unless
+# told otherwise (bench/README.md, scale.py: from 3 gateways on they take a third less memory than
+# forked ones, from 25 on a sixth, and come up as fast); labs of two stay as they were tested longest
+THREADS_ABOVE = 2
+
+
+def threads_setting() -> bool | None:
+    """IPSEC_LAB_GATEWAY_THREADS: 1 runs our gateways as threads of one gateway host, 0 forks each;
+    unset (or `auto`): None, the lab decides by how many it runs (threads_for)."""
+    text = os.environ.get("IPSEC_LAB_GATEWAY_THREADS", "").strip().lower()
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("0", "no", "false", "off"):
+        return False
+    return None
+
+
+def threads_for(gateways: int) -> bool:
+    """The default for a lab of `gateways` of our gateways: threads above THREADS_ABOVE."""
+    return gateways > THREADS_ABOVE
 
 
 # ------------------------------------------------------------------ the server
@@ -456,8 +513,9 @@ def _child(request: dict, log_fd: int, report: int, inherited: list, host_fd: in
             os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
 
 
-def _run_main(module: Any, args: list[str] | None) -> int:
-    """`module.main(args)` as `python -m` runs it: its exit status, whatever it raises."""
+def _run_main(module: Any, args: list[str] | None, hosted: bool = False) -> int:
+    """`module.main(args)` as `python -m` runs it: its exit status, whatever it raises. `hosted`:
+    in a thread of the gateway host, whose other gateways an exception here does not end."""
     try:
         code = module.main(args) if args is not None else module.main()
     except SystemExit as end:
@@ -468,6 +526,9 @@ def _run_main(module: Any, args: list[str] | None) -> int:
         import traceback
 
         traceback.print_exc()
+        if hosted:
+            print(f"ipsec-lab daemon: ended by the exception above (exit status 1); it ran as a thread of the gateway "
+                  f"host (pid {os.getpid()}), whose other gateways run on", file=sys.stderr)
         code = 1
     return code if isinstance(code, int) else 1
 
@@ -596,7 +657,7 @@ def _hosted_gateway(request: dict, conn: socket.socket, log_fd: int, streams: di
         streams[ident] = log
         conn.send(json.dumps({"pid": os.getpid()}).encode())
         answered = True
-        code = _run_main(importlib.import_module(request["module"]), list(request["args"]))
+        code = _run_main(importlib.import_module(request["module"]), list(request["args"]), hosted=True)
     except BaseException:
         import traceback
 

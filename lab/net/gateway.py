@@ -14,7 +14,7 @@ from typing import Any
 
 from lab.daemon.control import ControlClient
 
-from .forkserver import ForkServerError
+from .forkserver import ForkServerError, signal_name
 from .peers import ChildSaInfo, DaemonProcess, IkeSaInfo, Peer, PeerError, PeerNode
 
 _RUNNING: weakref.WeakSet[OurGateway] = weakref.WeakSet()
@@ -139,8 +139,23 @@ class OurGateway(Peer):
     def ctl(self, action: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
         """One control request; `timeout` is how long the daemon may take (initiate waits that
         long for the SA) and, with a margin, how long we wait for its answer."""
-        with ControlClient(str(self.control_path), timeout=timeout + 5) as client:
+        with self._client(timeout + 5) as client:
             return client.request(cmd=action, timeout=timeout, **args)
+
+    def _client(self, timeout: float) -> ControlClient:
+        """A connection to the daemon's control socket; if the daemon has ended, the error says how
+        (its exit status and the last line of its log) rather than only that nothing listens."""
+        try:
+            return ControlClient(str(self.control_path), timeout=timeout)
+        except ConnectionError:
+            process = self.process
+            code = process.poll() if process is not None else None
+            if code is None:
+                raise
+            how = f"killed by {signal_name(-code)}" if code < 0 else f"exit status {code}"
+            last = self.log_tail(1).strip()
+            raise ConnectionError(f"the ipsec-lab daemon on {self.name} has ended ({how})"
+                                  + (f"; its log ends: {last}" if last else "")) from None
 
     @property
     def running(self) -> bool:
@@ -155,7 +170,7 @@ class OurGateway(Peer):
         request = {k: v for k, v in args.items() if v is not None}
         if "wait" in request:
             request["timeout"] = request.pop("wait")
-        with ControlClient(str(self.control_path), timeout=timeout + 5) as client:
+        with self._client(timeout + 5) as client:
             result = client.request(cmd=action, **request)
         if not result.get("ok"):
             raise PeerError(f"ipsec-lab ctl {action} on {self.name}: {result.get('error', 'failed')}")

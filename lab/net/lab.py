@@ -61,8 +61,11 @@ class Lab:
         self.software: dict[str, str] = {}
         # our gateways forked from a fork server (lab.net.forkserver); default: unless IPSEC_LAB_FORK=0
         self.fork = forkserver.enabled() if fork is None else fork
-        # our gateways as threads of one gateway host forked from it; default: only with IPSEC_LAB_GATEWAY_THREADS=1
-        self.gateway_threads = forkserver.threads_enabled() if gateway_threads is None else gateway_threads
+        # our gateways as threads of one gateway host forked from it: IPSEC_LAB_GATEWAY_THREADS=1 or 0;
+        # None: when the lab runs more than forkserver.THREADS_ABOVE of them (gateways_expected)
+        self.gateway_threads = forkserver.threads_setting() if gateway_threads is None else gateway_threads
+        # how many of our gateways the lab will run (the runner knows); None: its topology's gateway nodes
+        self.gateways_expected: int | None = None
         self.fork_server: forkserver.ForkServer | None = None
         self.fork_unavailable = ""  # why gateways start as fresh processes ("": not known yet)
         self._fork_lock = threading.Lock()
@@ -126,13 +129,26 @@ class Lab:
                     self.fork_unavailable = "the fork server is turned off (IPSEC_LAB_FORK=0, or Lab(fork=False))"
                 else:
                     server = forkserver.ForkServer(
-                        threads=self.gateway_threads, track=lambda proc, argv: self._track("(gateway host)", proc, argv))
+                        threads=self.threads(), track=lambda proc, argv: self._track("(gateway host)", proc, argv))
                     self.fork_server = server.start(popen=self._start_fork_server)
                     if self.fork_server is not None:
                         return self.fork_server
                     self.fork_unavailable = f"the fork server could not start: {server.reason}"
                 self.say(f"{self.fork_unavailable}; our gateways start as fresh processes")
             raise forkserver.ForkServerError(self.fork_unavailable)
+
+    def threads(self) -> bool:
+        """Whether our gateways run as threads of one gateway host (lab.net.forkserver)."""
+        if self.gateway_threads is not None:
+            return self.gateway_threads
+        expected = self.gateways_expected
+        if expected is None:
+            expected = len(self.topo.nodes_of("gateway"))
+        threads = forkserver.threads_for(expected)
+        if threads:
+            self.say(f"our {expected} gateways run as threads of one gateway host, to save memory "
+                     f"(more than {forkserver.THREADS_ABOVE}; IPSEC_LAB_GATEWAY_THREADS=0: a process each)")
+        return threads
 
     def _start_fork_server(self, argv: list[str], **popen: Any) -> subprocess.Popen:
         proc = subprocess.Popen(argv, **popen)

@@ -184,6 +184,7 @@ class Runner:
             self.lab.on_stop(server.stop)
             server.start()
         self.lab.software.update(scenario.gateways)
+        self.lab.gateways_expected = sum(1 for software in scenario.gateways.values() if software == "ours")
         for node, software in scenario.gateways.items():
             workdir = self.out / "nodes" / node
             if len(str(workdir / "charon.vici")) > MAX_SOCKET_PATH:

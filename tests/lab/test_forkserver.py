@@ -1,8 +1,11 @@
 """Our gateways forked from the lab's fork server (lab.net.forkserver), root: each runs in its
 node's network and mount namespaces with the daemon's command line, log and control socket; a
 tunnel between two of them carries traffic; nothing is left when the lab stops; after a run
-killed with SIGKILL the fork server ends by itself and `ipsec-lab clean` finds the gateways; a fork server that cannot start gives fresh
-processes, said in the gateway's log. No test here measures time (bench/scale.py does)."""
+killed with SIGKILL the fork server ends by itself and `ipsec-lab clean` finds the gateways; a
+fork server that cannot start gives fresh processes, said in the gateway's log. The same for
+gateways as threads of one gateway host, on the host and in a world of their own (a run that
+passes, and one killed with SIGKILL, leave nothing). No test here measures time (bench/scale.py
+does)."""
 from __future__ import annotations
 
 import os
@@ -109,8 +112,9 @@ def test_a_fork_server_that_cannot_start_gives_fresh_processes(tmp_path, monkeyp
 
 def test_forked_gateways_in_a_world_of_their_own(tmp_path):
     """`ipsec-lab run hub-and-spoke` in a world (user, mount, network and PID namespaces: as the
-    user trainee where the machine allows, else as root): the gateways are forked (no fresh
-    process is mentioned), the scenario passes, and nothing of the world is left."""
+    user trainee where the machine allows, else as root), IPSEC_LAB_GATEWAY_THREADS=0: the
+    gateways are forked (no fresh process is mentioned), the scenario passes, and nothing of the
+    world is left."""
     from . import test_worlds as worlds
 
     worlds.require_worlds()
@@ -119,7 +123,7 @@ def test_forked_gateways_in_a_world_of_their_own(tmp_path):
     folder = worlds.shared_dir(user)
     slots = worlds.shared_dir(None)
     slots.chmod(0o1777)
-    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots))
+    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots), IPSEC_LAB_GATEWAY_THREADS="0")
     try:
         proc = worlds.ipsec_lab(["run", "hub-and-spoke", "--out", str(folder / "run")], env, user)
         stdout, stderr = proc.communicate(timeout=600)
@@ -173,11 +177,11 @@ def test_hosted_gateways_carry_a_tunnel_and_leave_nothing(tmp_path):
 def test_after_a_killed_run_the_gateways_parent_ends_and_clean_leaves_nothing(tmp_path, threads):
     """`ipsec-lab run hub-and-spoke` killed with SIGKILL. Forked gateways: the fork server sees its
     lab gone and ends, the gateways are left (as fresh ones were) and `ipsec-lab clean` finds them.
-    Gateway threads (IPSEC_LAB_GATEWAY_THREADS=1): the host sees its lab gone, stops its gateways
+    Gateway threads (IPSEC_LAB_GATEWAY_THREADS=1, hub-and-spoke's default): the host sees its lab gone, stops its gateways
     and ends. Either way `ipsec-lab clean` leaves nothing of the run."""
     require_lab()
     out = tmp_path / "run"
-    env = dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="1") if threads else None
+    env = dict(os.environ, IPSEC_LAB_GATEWAY_THREADS="1" if threads else "0")  # forked: not its default (3 gateways)
     proc = ipsec_lab("run", "--host", "hub-and-spoke", "--out", str(out), env=env)
     seen = read_until(proc, "[3/", timeout=120)
     daemons = _pgrep("-f", "lab.cli daemon --config " + str(out))
@@ -205,3 +209,139 @@ def test_after_a_killed_run_the_gateways_parent_ends_and_clean_leaves_nothing(tm
     assert cleanup.leftovers(record) == []
     assert _gone([int(p) for p in daemons], timeout=1) == []
     assert _gone([*record.shells.values(), *map(int, record.processes)], timeout=1) == []
+
+
+def _world_processes(marker: str) -> dict[int, bytes]:
+    """The processes of the worlds whose environment holds `marker`, each with its command line."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/environ").read_bytes() and _alive(int(entry)):
+                    found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                pass
+    return found
+
+
+def _in_netns(inodes: set[int]) -> list[str]:
+    """Processes (any thread of them) in one of the network namespaces `inodes`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                tasks = os.listdir(f"/proc/{entry}/task")
+            except OSError:
+                continue
+            for tid in tasks:
+                try:
+                    if os.stat(f"/proc/{entry}/task/{tid}/ns/net").st_ino in inodes:
+                        found.append(cleanup.describe_pid(int(entry)))
+                        break
+                except OSError:
+                    pass
+    return found
+
+
+def _threaded_run_in_a_world(folder: Path, slots: Path, user: str | None) -> tuple[subprocess.Popen, dict]:
+    """`ipsec-lab run hub-and-spoke` in a world, as by default (IPSEC_LAB_GATEWAY_THREADS unset: its
+    three gateways of ours are more than forkserver.THREADS_ABOVE), seen at its third step: the
+    run said so, and the world's gateways are threads of one gateway host, each in its node's
+    network namespace; returns the run and what the world holds then (its processes, its network
+    namespaces, the host's PID)."""
+    from . import test_worlds as worlds
+
+    assert forkserver.THREADS_ABOVE < 3
+    env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots), IPSEC_LAB_GATEWAY_THREADS="")
+    proc = worlds.ipsec_lab(["run", "hub-and-spoke", "--out", str(folder / "run")], env, user,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    seen = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if "[3/" in line or not line:
+            break
+    assert "[3/" in seen[-1], "".join(seen)
+    assert any("our 3 gateways run as threads of one gateway host" in line for line in seen), "".join(seen)
+    marker = f"IPSEC_LAB_SLOTS={slots}"
+    processes = _world_processes(marker)
+    hosts = [pid for pid, cmdline in processes.items() if b"--gateway-host" in cmdline]
+    assert len(hosts) == 1, processes
+    assert not [pid for pid, cmdline in processes.items() if b"lab.cli\0daemon" in cmdline], processes
+    shells = {pid for pid, cmdline in processes.items() if cmdline.startswith(b"bash") or b"mininet:" in cmdline}
+    own = os.stat(f"/proc/{hosts[0]}/ns/net").st_ino
+    inodes = {os.stat(f"/proc/{hosts[0]}/task/{tid}/ns/net").st_ino for tid in os.listdir(f"/proc/{hosts[0]}/task")}
+    assert len(inodes - {own}) >= 3, "hub, spoke1 and spoke2 are not each in a namespace of their own"
+    netns = inodes | {inode for inode in (cleanup.netns_inode(pid) for pid in shells | set(processes)) if inode}
+    # the command that made the world, and unshare, are on the host: the host's namespace is not the world's
+    world = {"processes": set(processes), "hosts": hosts, "netns": netns - {cleanup.netns_inode(os.getpid())}}
+    return proc, world
+
+
+def _nothing_left(slots: Path, world: dict) -> None:
+    marker = f"IPSEC_LAB_SLOTS={slots}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (_world_processes(marker) or _in_netns(world["netns"])):
+        time.sleep(0.2)
+    assert _world_processes(marker) == {}, "a process of the world is left"
+    assert _gone(world["processes"], timeout=1) == []
+    assert _in_netns(world["netns"]) == [], "a process is left in one of the world's network namespaces"
+    assert [p.name for p in slots.glob("slot-*") if cleanup._lock_holders(p)] == []
+
+
+def test_gateway_threads_in_a_world_of_their_own():
+    """`ipsec-lab run hub-and-spoke` in a world (user, mount, network and PID namespaces: as the
+    user trainee where the machine allows, else as root), as by default: the gateways are threads of one gateway host, each in its node's namespace; the scenario passes;
+    each gateway's log is its own; nothing of the world is left (no process, no namespace: its
+    TUN devices went with them, and no new link on the host)."""
+    from . import test_worlds as worlds
+
+    worlds.require_worlds()
+    user = None if worlds.trainee_usable() else worlds.TRAINEE
+    folder = worlds.shared_dir(user)
+    slots = worlds.shared_dir(None)
+    slots.chmod(0o1777)
+    links = worlds._host_state()["links"]
+    proc, world = _threaded_run_in_a_world(folder, slots, user)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    assert "PASSED hub-and-spoke" in stdout
+    assert "fresh process" not in stdout + stderr and "Traceback" not in stderr, stdout + stderr
+    for name in ("hub", "spoke1", "spoke2"):
+        log = (folder / "run" / "logs" / f"{name}.log").read_text()
+        ups = [line for line in log.splitlines() if "ipsec-lab gateway up" in line]
+        assert len(ups) == 1 and f"/nodes/{name}/gateway.ctl" in ups[0], log[-800:]
+        assert "IKE_AUTH" in log and "gateway stopped" in log, log[-800:]
+    # the hub talks to both spokes; neither spoke's log holds a line of the other's
+    spokes = {"spoke1": "198.51.100.11", "spoke2": "198.51.100.12"}
+    hub = (folder / "run" / "logs" / "hub.log").read_text()
+    assert all(address in hub for address in spokes.values())
+    for name, other in (("spoke1", "spoke2"), ("spoke2", "spoke1")):
+        assert spokes[other] not in (folder / "run" / "logs" / f"{name}.log").read_text(), name
+    _nothing_left(slots, world)
+    assert worlds._host_state()["links"] - links == set()
+
+
+@pytest.mark.parametrize("what", ["group", "command"])
+def test_a_killed_threaded_run_in_a_world_leaves_nothing(what):
+    """The same run killed with SIGKILL at its third step: its whole process group (a crash: the
+    world's PID 1 dies, and the kernel ends its gateway host and the rest), or the command alone
+    (the world's PID 1 is told with SIGTERM and tears down). Nothing of the world is left."""
+    from . import test_worlds as worlds
+
+    worlds.require_worlds()
+    user = None if worlds.trainee_usable() else worlds.TRAINEE
+    folder = worlds.shared_dir(user)
+    slots = worlds.shared_dir(None)
+    slots.chmod(0o1777)
+    links = worlds._host_state()["links"]
+    proc, world = _threaded_run_in_a_world(folder, slots, user)
+    if what == "group":
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    _nothing_left(slots, world)
+    assert worlds._host_state()["links"] - links == set()

@@ -138,3 +138,124 @@ def test_a_gateway_host_runs_daemons_as_threads_each_in_its_namespace(tmp_path):
         for node in nodes:
             node.kill()
             node.wait(5)
+
+
+# a fork server whose daemons raise a planted exception once up when their control socket is crash.ctl
+_PLANTED_BUG = """
+import asyncio, os, sys
+import lab.daemon.gateway as gateway
+original = gateway.Gateway.run
+async def run(self, *args, **kwargs):
+    if not str(self.control_path).endswith("crash.ctl"):
+        return await original(self, *args, **kwargs)
+    task = asyncio.ensure_future(original(self, *args, **kwargs))
+    while not os.path.exists(self.control_path):
+        await asyncio.sleep(0.05)
+    raise RuntimeError("a bug planted by the test")
+gateway.Gateway.run = run
+from lab.net.forkserver import main
+sys.exit(main())
+"""
+
+
+def test_a_crash_in_one_gateway_thread_is_its_own_and_a_crash_of_the_host_is_said_in_every_log(tmp_path, monkeypatch):
+    """An exception nobody catches in one hosted gateway ends that gateway alone: its log has the
+    traceback and says the others run on, its status is 1, the other gateway answers on. A crash of
+    the host process (SIGSEGV) ends the rest, and each one's log and status say so."""
+    if os.geteuid() != 0:
+        pytest.skip("setns needs root")
+    monkeypatch.setattr(forkserver.ForkServer, "argv", property(lambda self: [sys.executable, "-c", _PLANTED_BUG]))
+    server = forkserver.ForkServer(threads=True).start()
+    assert server is not None, server.reason
+    nodes = [subprocess.Popen(["unshare", "--net", "sleep", "60"]) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 5
+        while any(os.readlink(f"/proc/{n.pid}/ns/net") == os.readlink("/proc/self/ns/net") for n in nodes):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        procs = []
+        for i, (node, ctl) in enumerate(zip(nodes, ("crash.ctl", "gw.ctl", "gw.ctl"))):
+            folder = tmp_path / f"gw{i}"
+            folder.mkdir()
+            (folder / "swanctl.conf").write_text(
+                'connections { any { remote_addrs = %any\n local { auth = psk\n id = a.lab }\n'
+                ' remote { auth = psk }\n children { net { local_ts = 10.1.0.0/24 } } } }\n'
+                'secrets { ike-a { id = a.lab\n secret = "a-lab-only-psk" } }\n')
+            procs.append(spawn(server, folder, "daemon", "--config", str(folder / "swanctl.conf"), "--control",
+                               str(folder / ctl), node=node.pid))
+        assert all(isinstance(p, forkserver.HostedGateway) for p in procs)
+        assert procs[0].wait(30) == 1
+        crashed = (tmp_path / "gw0" / "log").read_text()
+        assert "RuntimeError: a bug planted by the test" in crashed, crashed
+        assert "whose other gateways run on" in crashed, crashed
+        for i in (1, 2):
+            deadline = time.monotonic() + 30
+            while not (tmp_path / f"gw{i}" / "gw.ctl").exists():
+                assert time.monotonic() < deadline and procs[i].poll() is None
+                time.sleep(0.05)
+        from lab.daemon.control import ControlClient
+
+        with ControlClient(str(tmp_path / "gw1" / "gw.ctl"), timeout=10) as client:
+            assert client.request(cmd="stats")["ok"]
+        assert procs[1].poll() is None and procs[2].poll() is None
+        assert all("planted" not in (tmp_path / f"gw{i}" / "log").read_text() for i in (1, 2))
+        # a fault of the process: every gateway still in it ends, and says how
+        host = server.host_process
+        os.kill(host.pid, signal.SIGSEGV)
+        assert procs[1].wait(30) == procs[2].wait(30) == -signal.SIGSEGV
+        for i in (1, 2):
+            log = (tmp_path / f"gw{i}" / "log").read_text()
+            assert f"the gateway host (pid {host.pid}) that ran this gateway as a thread ended (killed by SIGSEGV)" \
+                in log, log
+        assert "gateway host" not in crashed.split("whose other gateways run on")[1]
+    finally:
+        server.stop()
+        for node in nodes:
+            node.kill()
+            node.wait(5)
+
+
+def test_a_lab_runs_its_gateways_as_threads_above_a_number_unless_told(monkeypatch):
+    """IPSEC_LAB_GATEWAY_THREADS=1 or 0 decides; unset, a lab with more than THREADS_ABOVE of our
+    gateways (the runner's count, else the topology's gateway nodes) runs them as threads, and says so."""
+    from lab.net.lab import Lab
+    from lab.net.topology import load
+
+    def lab(spokes: int, expected: int | None = None) -> Lab:
+        made = Lab(load("hub-and-spoke")(spokes=spokes), say=said.append)
+        made.gateways_expected = expected
+        return made
+
+    said: list[str] = []
+    above = forkserver.THREADS_ABOVE
+    monkeypatch.delenv("IPSEC_LAB_GATEWAY_THREADS", raising=False)
+    assert not lab(above - 1).threads() and not said  # hub and spokes: THREADS_ABOVE gateways
+    assert lab(above).threads()
+    assert said == [f"our {above + 1} gateways run as threads of one gateway host, to save memory (more than "
+                    f"{above}; IPSEC_LAB_GATEWAY_THREADS=0: a process each)"]
+    assert not lab(100, expected=2).threads()  # the runner counts only ours
+    assert lab(1, expected=above + 1).threads()
+    monkeypatch.setenv("IPSEC_LAB_GATEWAY_THREADS", "0")
+    assert not lab(100).threads()
+    monkeypatch.setenv("IPSEC_LAB_GATEWAY_THREADS", "1")
+    assert lab(1).threads()
+    assert not Lab(load("hub-and-spoke")(spokes=100), gateway_threads=False).threads()
+
+
+def test_asking_a_gateway_that_has_ended_says_how_it_ended(tmp_path):
+    """A control request to our gateway once its daemon has ended (a crash of its gateway host, of
+    itself) names the gateway, how it ended and its log's last line, not only the socket."""
+    from lab.net.gateway import OurGateway
+
+    gateway = OurGateway(None, tmp_path, "spoke7")
+    with pytest.raises(ConnectionError, match="no control socket"):  # never started: as before
+        gateway.ctl("stats")
+    gateway.process = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    gateway.process.wait(30)
+    gateway.log_path.write_text("20:00:00 ipsec-lab gateway up\nipsec-lab: the gateway host (pid 1) ... ended\n")
+    with pytest.raises(ConnectionError) as err:
+        gateway.ctl("stats")
+    assert str(err.value) == ("the ipsec-lab daemon on spoke7 has ended (killed by SIGSEGV); its log ends: "
+                              "ipsec-lab: the gateway host (pid 1) ... ended")
+    with pytest.raises(ConnectionError, match=r"spoke7 has ended \(killed by SIGSEGV\)"):
+        gateway.terminate()
