@@ -176,5 +176,21 @@ def install_lab_certificates(folder: str | Path, nodes: list[str], bits: int = 3
         conf.write_text(re.sub(r"remote \{\n      auth = psk", "remote {\n      auth = pubkey", text))
 
 
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table whose columns are as wide as their widest cell (header included):
+    columns of numbers right-aligned, text left-aligned, two spaces between columns, a rule under the header.
+    Plain text, so a notebook's cell output (what tests/lab/test_notebooks.py reads) holds it."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(header))]
+    numeric = [bool(rows) and all(re.fullmatch(r"[+-]?\d[\d.,-]*", row[i]) for row in cells[1:] if i < len(row))
+               for i in range(len(header))]   # numbers and ranges ("54-57") right-aligned
+
+    def line(row: list[str]) -> str:
+        parts = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in cells[1:]])
+
+
 __all__ = ["NotebookError", "copy_scenario", "install_lab_certificates", "out_base", "run_scenario",
-           "scenario_folder"]
+           "scenario_folder", "table"]

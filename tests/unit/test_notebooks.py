@@ -65,3 +65,19 @@ def test_01_handshake_in_memory(tmp_path):
         assert png.exists() and (tmp_path / f"{name}.svg").exists()
         assert struct.unpack(">I", png.read_bytes()[16:20])[0] == 1920
     assert (tmp_path / "handshake.pcap").exists() and (tmp_path / "keys" / "esp_sa").exists()
+
+
+def test_table_columns_line_up():
+    """lab.net.notebook.table: every column as wide as its widest cell (a long row name does not
+    push its row out of line), numbers right-aligned, text left-aligned."""
+    from lab.net.notebook import table
+
+    text = table(["form", "octets added", "largest inner packet"],
+                 [["ESP tunnel, AES-GCM-128", "54-57", 1446], ["OpenConnect over TLS, AES-256-GCM", "82", 1418]])
+    header, rule, *rows = text.splitlines()
+    assert rule == "-" * 33 + "  " + "-" * 12 + "  " + "-" * 20
+    assert header.index("octets added") == 35 and header.index("largest") == 49
+    assert rows == ["ESP tunnel, AES-GCM-128                   54-57                  1446",
+                    "OpenConnect over TLS, AES-256-GCM            82                  1418"]
+    assert table(["vpn", "file"], [["IPsec", "swanctl.conf"], ["WireGuard", "wg.conf"]]).splitlines()[2:] == [
+        "IPsec      swanctl.conf", "WireGuard  wg.conf"]
