@@ -51,10 +51,12 @@ def scenario_folder(name: str | Path) -> Path:
 
 
 def run_scenario(name: str | Path, label: str | None = None, out: str | Path | None = None,
-                 quiet: bool = False, after_step: Callable | None = None) -> Path:
+                 quiet: bool = False, after_step: Callable | None = None, figures: bool = True) -> Path:
     """Run the scenario (each step printed as it ends; `after_step` as the runner's hook, e.g.
     lab.viz.narrate.Narrator()) and return its run folder. Without root, or with
-    IPSEC_LAB_NOTEBOOK_REUSE=1, the folder of an earlier run is returned if there is one."""
+    IPSEC_LAB_NOTEBOOK_REUSE=1, the folder of an earlier run is returned if there is one.
+    `figures=False`: the run draws none of its figures (`ipsec-lab run --no-figures`), for a
+    notebook that reads only its results."""
     folder = scenario_folder(name)
     label = label or folder.name
     target = Path(out) if out else out_base() / label
@@ -66,7 +68,8 @@ def run_scenario(name: str | Path, label: str | None = None, out: str | Path | N
     if not world.inside() and os.environ.get(world.HOST) != "1" and (after_step is None or option):
         reason = world.unavailable()
         if reason is None:
-            return _run_in_world(folder, label, target, quiet, [option] if option else [])
+            return _run_in_world(folder, label, target, quiet,
+                                 ([option] if option else []) + ([] if figures else ["--no-figures"]))
     else:
         reason = "it needs root (network namespaces)"
     if os.geteuid() != 0:
