@@ -163,7 +163,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
 
     def other_name(node: str) -> str:
         return neighbour.get(node, node)
-    dots: dict[tuple[float, float], list[tuple[float, str]]] = {}   # a tap's dot -> (label's height, tap)
+    dots: dict[tuple[float, float, int], list[tuple[float, str]]] = {}   # a tap's dot, its side -> (label's height, tap)
     for a, a_intf, b, b_intf, mtu in model.links:
         (xa, ya), (xb, yb) = centre(by_name[a]), centre(by_name[b])
         rows_ab = sorted((by_name[a].y, by_name[b].y))
