@@ -262,7 +262,7 @@ def _interrupted_code(result) -> int:
     return 143 if result.interrupted == "SIGTERM" else 130
 
 
-def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = False):
+def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = False, figures: bool = True):
     from lab.net import runner, world
     from lab.net.scenario import load
 
@@ -285,7 +285,8 @@ def _run_one(name: str, out, progress=None, explain: bool = False, step: bool = 
             from lab.viz.analysis import shared_analyses
 
             with shared_analyses():  # the figures, report.html, its narration and the audit read each capture once
-                _draw_figures(result.out)
+                if figures:
+                    _draw_figures(result.out)
                 _audit_run(result.out)
     finally:
         world.own(out)  # in a world without root: the caller's
@@ -358,6 +359,7 @@ def _run_parallel(names: list[str], args: argparse.Namespace) -> int:
     def one(name: str) -> None:
         out = base / Path(name).name
         argv = ([sys.executable, "-m", "lab.cli", "run", name, "--out", str(out)] + (["--explain"] if args.explain else [])
+                + (["--no-figures"] if getattr(args, "no_figures", False) else [])
                 + (["--host"] if getattr(args, "host", False) else []))
         with open(base / f"{Path(name).name}.txt", "w") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -439,7 +441,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name in names:
         out = Path(args.out) / Path(name).name if args.all else Path(args.out or f"out/{Path(name).name}")
         try:
-            result = _run_one(name, out, explain=getattr(args, "explain", False), step=getattr(args, "step", False))
+            result = _run_one(name, out, explain=getattr(args, "explain", False), step=getattr(args, "step", False),
+                              figures=not getattr(args, "no_figures", False))
         except LabError as err:
             print(f"ipsec-lab run: {err}", file=sys.stderr)
             return 1
@@ -727,6 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --all: N scenarios at a time, each in a world of its own (default 1)")
     run.add_argument("--step", action="store_true",
                      help="pause after each step until Enter; meanwhile node commands work as in the Mininet CLI")
+    run.add_argument("--no-figures", action="store_true",
+                     help="draw no figures (minutes on a loaded machine); `ipsec-lab figures DIR` draws them later")
     _host_option(run)
     run.set_defaults(handler=_cmd_run)
 

@@ -51,10 +51,12 @@ def scenario_folder(name: str | Path) -> Path:
 
 
 def run_scenario(name: str | Path, label: str | None = None, out: str | Path | None = None,
-                 quiet: bool = False, after_step: Callable | None = None) -> Path:
+                 quiet: bool = False, after_step: Callable | None = None, figures: bool = True) -> Path:
     """Run the scenario (each step printed as it ends; `after_step` as the runner's hook, e.g.
     lab.viz.narrate.Narrator()) and return its run folder. Without root, or with
-    IPSEC_LAB_NOTEBOOK_REUSE=1, the folder of an earlier run is returned if there is one."""
+    IPSEC_LAB_NOTEBOOK_REUSE=1, the folder of an earlier run is returned if there is one.
+    `figures=False`: the run draws none of its figures (`ipsec-lab run --no-figures`), for a
+    notebook that reads only its results."""
     folder = scenario_folder(name)
     label = label or folder.name
     target = Path(out) if out else out_base() / label
@@ -66,7 +68,8 @@ def run_scenario(name: str | Path, label: str | None = None, out: str | Path | N
     if not world.inside() and os.environ.get(world.HOST) != "1" and (after_step is None or option):
         reason = world.unavailable()
         if reason is None:
-            return _run_in_world(folder, label, target, quiet, [option] if option else [])
+            return _run_in_world(folder, label, target, quiet,
+                                 ([option] if option else []) + ([] if figures else ["--no-figures"]))
     else:
         reason = "it needs root (network namespaces)"
     if os.geteuid() != 0:
@@ -176,5 +179,21 @@ def install_lab_certificates(folder: str | Path, nodes: list[str], bits: int = 3
         conf.write_text(re.sub(r"remote \{\n      auth = psk", "remote {\n      auth = pubkey", text))
 
 
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table whose columns are as wide as their widest cell (header included):
+    columns of numbers right-aligned, text left-aligned, two spaces between columns, a rule under the header.
+    Plain text, so a notebook's cell output (what tests/lab/test_notebooks.py reads) holds it."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(header))]
+    numeric = [bool(rows) and all(re.fullmatch(r"[+-]?\d[\d.,-]*", row[i]) for row in cells[1:] if i < len(row))
+               for i in range(len(header))]   # numbers and ranges ("54-57") right-aligned
+
+    def line(row: list[str]) -> str:
+        parts = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in cells[1:]])
+
+
 __all__ = ["NotebookError", "copy_scenario", "install_lab_certificates", "out_base", "run_scenario",
-           "scenario_folder"]
+           "scenario_folder", "table"]

@@ -345,9 +345,12 @@ def vpn_mtu_model(captures: list[CaptureAnalysis], path_mtu: int = 1500, formats
             "default) sends nothing larger. Over TCP a larger packet is cut into TCP segments instead of IP "
             "fragments.")
     if any(fmt.key.startswith("openconnect") for fmt in formats):
-        note += (" OpenConnect: the cipher its ServerHello chose in these captures; its tun device takes the MTU "
-                 "ocserv sends it: the lab's captures show inner packets of up to 1434 octets (what DTLS leaves of 1500), "
-                 "over TLS too.")
+        # a capture without OpenConnect (compare-site-to-site) still gets its rows, from the defaults
+        chosen = any(getattr(fmt, "negotiated_here", False) for fmt in formats)   # _Records
+        note += (" OpenConnect: " + ("the cipher its ServerHello chose in these captures" if chosen else
+                                     "not in these captures; the cipher and TLS version ocserv chose in the lab's runs")
+                 + "; its tun device takes the MTU ocserv sends it: the lab's captures show inner packets of up to "
+                   "1434 octets (what DTLS leaves of 1500), over TLS too.")
     names = [f.name.split(" (")[0] for f in formats]
     vpns = list(dict.fromkeys(n.split(" over ")[0].split(" DTLS")[0] for n in names))
     title = "MTU and overhead: " + ", ".join(["IPsec", *vpns[:-1]]) + f" and {vpns[-1]} on the same path" \

@@ -88,7 +88,10 @@ def topology_model(topology: Topology) -> TopologyModel:
             lines = [f"NAT to {nat.public or '?'}", f"mapping: {nat.mapping}"]
         interfaces = {i.name or "?": ", ".join(i.addresses) for i in node.interfaces}
         if nat is not None:
-            sides = {name: "in" for name in nat.inside} | {nat.outside or "": "out"}
+            inside = nat.inside
+            # a NAT box with several inside interfaces (compare: one per VPN) shows each, in2: ...
+            sides = {name: "in" if len(inside) == 1 else _inside_label(name) for name in inside} \
+                | {nat.outside or "": "out"}
             interfaces = {(f"{sides[name]}:" if name in sides else name): value for name, value in interfaces.items()}
         nodes[node.name] = NodeBox(node.name, node.kind, lines, interfaces=interfaces)
     links: list[tuple[str, str, str, str, int | None]] = []
@@ -159,6 +162,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
 
     def other_name(node: str) -> str:
         return neighbour.get(node, node)
+    dots: dict[tuple[float, float, int], list[tuple[float, str]]] = {}   # a tap's dot, its side -> (label's height, tap)
     for a, a_intf, b, b_intf, mtu in model.links:
         (xa, ya), (xb, yb) = centre(by_name[a]), centre(by_name[b])
         rows_ab = sorted((by_name[a].y, by_name[b].y))
@@ -184,11 +188,38 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
                 tx, ty = x0 + (BOX_W / 2 + 0.25) * (1 if other_x > x0 else -1), y0
             else:
                 tx, ty = x0, y0 + (heights[end] / 2 + 0.25) * (1 if other_y > y0 else -1)
-            ax.plot([tx], [ty], "o", ms=20, color="#c0392b", zorder=4)
             below = y0 + max(heights[end], heights[other_name(end)]) / 2 + 0.45 + 0.4 * (tap_index[tap] % 2)
-            ax.plot([tx, tx], [ty, below - 0.18], color="#c0392b", lw=1.5, zorder=4)
-            ax.text(tx, below, f"tap {tap}", ha="center", va="center", fontsize=FONT, color="#c0392b",
-                    weight="bold", zorder=4)
+            side = 0 if abs(tx - x0) < 0.01 else (1 if tx > x0 else -1)
+            dots.setdefault((round(tx, 3), round(ty, 3), side), []).append((below, tap))
+    # taps on links drawn from the same point (a NAT box's inside interfaces, one per VPN) share
+    # one dot and one label: their labels, drawn one over the other, could not be read. A dot
+    # beside its box has its label outwards from there, clear of a box below it; the label's white
+    # ground keeps it legible where links cross it.
+    renderer = fig.canvas.get_renderer()
+
+    def extent(artist):
+        return artist.get_window_extent(renderer=renderer).transformed(ax.transData.inverted())
+    placed: list = []   # the tap labels' extents so far
+    for (tx, ty, side), here in dots.items():
+        below = min(b for b, _ in here)
+        names = [tap for _, tap in here]
+        ax.plot([tx], [ty], "o", ms=20, color="#c0392b", zorder=4)
+        stem, = ax.plot([tx, tx], [ty, below - 0.18], color="#c0392b", lw=1.5, zorder=4)
+        text = ax.text(tx + 0.1 * side, below, ("tap " if len(names) == 1 else "taps ") + ", ".join(names),
+                       ha={-1: "right", 0: "center", 1: "left"}[side], va="center", fontsize=FONT,
+                       color="#c0392b", weight="bold", zorder=4,
+                       bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+        box = extent(text)
+        if box.x0 < 0 or box.x1 > WIDTH:   # kept inside the slide, beside the dot's line
+            text.set_horizontalalignment("left" if box.x0 < 0 else "right")
+            text.set_x(0.1 if box.x0 < 0 else WIDTH - 0.1)
+            box = extent(text)
+        while any(box.overlaps(other) for other in placed):   # nor over another tap's label
+            below += 0.4
+            text.set_y(below)
+            box = extent(text)
+        stem.set_ydata([ty, below - 0.18])
+        placed.append(box)
     for node in model.nodes:
         x, y = centre(node)
         h = heights[node.name]
@@ -220,6 +251,11 @@ def draw_topology(source: str | Path | dict[str, Any] | Topology, out: str | Pat
 
 
 __all__ = ["NodeBox", "TopologyFileError", "TopologyModel", "draw_topology", "load_topology", "topology_model"]
+
+
+def _inside_label(name: str) -> str:
+    short = name.split("-")[-1]
+    return short if short.startswith("in") else f"in {short}"
 
 
 def _intf_lines(intf: str, addresses: str) -> list[str]:

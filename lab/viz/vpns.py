@@ -354,6 +354,7 @@ class _Records(VpnFormat):
     dtls = False
     version = 0x0303              # the records' protection until a ServerHello says otherwise
     aead = "AES-256-GCM"
+    negotiated_here = False       # version and aead from a ServerHello of the captures (configured)
 
     @property
     def prefix(self) -> str:
@@ -377,6 +378,7 @@ class _Records(VpnFormat):
                 version, aead = item.message.negotiated
                 out = copy.copy(self)
                 out.version, out.aead, out.algorithm = version, aead, aead
+                out.negotiated_here = True
                 out.name = f"{self.name} ({TLS_VERSIONS.get(version, hex(version))})" if not self.dtls else self.name
                 return out
         return self

@@ -65,3 +65,51 @@ def test_01_handshake_in_memory(tmp_path):
         assert png.exists() and (tmp_path / f"{name}.svg").exists()
         assert struct.unpack(">I", png.read_bytes()[16:20])[0] == 1920
     assert (tmp_path / "handshake.pcap").exists() and (tmp_path / "keys" / "esp_sa").exists()
+
+
+def test_table_columns_line_up():
+    """lab.net.notebook.table: every column as wide as its widest cell (a long row name does not
+    push its row out of line), numbers right-aligned, text left-aligned."""
+    from lab.net.notebook import table
+
+    text = table(["form", "octets added", "largest inner packet"],
+                 [["ESP tunnel, AES-GCM-128", "54-57", 1446], ["OpenConnect over TLS, AES-256-GCM", "82", 1418]])
+    header, rule, *rows = text.splitlines()
+    assert rule == "-" * 33 + "  " + "-" * 12 + "  " + "-" * 20
+    assert header.index("octets added") == 35 and header.index("largest") == 49
+    assert rows == ["ESP tunnel, AES-GCM-128                   54-57                  1446",
+                    "OpenConnect over TLS, AES-256-GCM            82                  1418"]
+    assert table(["vpn", "file"], [["IPsec", "swanctl.conf"], ["WireGuard", "wg.conf"]]).splitlines()[2:] == [
+        "IPsec      swanctl.conf", "WireGuard  wg.conf"]
+
+
+def test_run_without_figures(monkeypatch, tmp_path):
+    """`ipsec-lab run --no-figures` and run_scenario(figures=False): the run folder without its
+    figures (notebook 09 reads only the results of two of its three runs)."""
+    from types import SimpleNamespace
+
+    from lab import cli
+    from lab.net import notebook, runner, scenario, world
+
+    drawn: list = []
+    monkeypatch.setattr(cli, "_draw_figures", drawn.append)
+    monkeypatch.setattr(cli, "_audit_run", lambda out: None)
+    monkeypatch.setattr(scenario, "load", lambda name: name)
+    monkeypatch.setattr(runner, "run", lambda s, out, progress, **kw: SimpleNamespace(out=out, interrupted=None))
+    monkeypatch.setattr(world, "own", lambda out: None)
+    assert cli.build_parser().parse_args(["run", "net2net", "--no-figures"]).no_figures
+    assert not cli.build_parser().parse_args(["run", "net2net"]).no_figures
+    cli._run_one("net2net", tmp_path, figures=False)
+    assert drawn == []
+    cli._run_one("net2net", tmp_path)
+    assert drawn == [tmp_path]
+
+    options: list = []
+    monkeypatch.delenv(world.HOST, raising=False)
+    monkeypatch.delenv("IPSEC_LAB_NOTEBOOK_REUSE", raising=False)
+    monkeypatch.setattr(world, "inside", lambda: False)
+    monkeypatch.setattr(world, "unavailable", lambda: None)
+    monkeypatch.setattr(notebook, "_run_in_world", lambda folder, label, target, quiet, opts: options.append(opts))
+    notebook.run_scenario("net2net", out=tmp_path / "a", figures=False)
+    notebook.run_scenario("net2net", out=tmp_path / "b")
+    assert options == [["--no-figures"], []]

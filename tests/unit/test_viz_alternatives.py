@@ -171,6 +171,8 @@ def test_mtu_figure_observations_are_tsharks(capture, found, pdml):
     assert model.largest["WireGuard, ChaCha20-Poly1305"] == 1420     # its interface's MTU (the path: 1440)
     assert model.largest["OpenVPN, AES-256-GCM"] == 1448             # 1500 - 52
     assert model.largest["ESP-in-UDP tunnel, AES-GCM-128"] == 1438
+    # no OpenConnect in this capture: its rows come from the defaults, and the note says so
+    assert "OpenConnect: not in these captures" in model.note and "chose in these captures" not in model.note
     vpn_seen = [o for o in model.seen if o.config.startswith("OpenVPN")]
     assert vpn_seen and not [o for o in model.seen if o.config.startswith("WireGuard")]
     for seen in vpn_seen:

@@ -181,6 +181,7 @@ def test_mtu_figure_rows_from_the_negotiated_cipher_and_tsharks_packets(run):
     model = vpn_mtu_model([capture], found={id(capture): found})
     assert model.largest["OpenConnect DTLS, AES-256-GCM"] == 1500 - 66
     assert model.largest["OpenConnect over TLS (TLS 1.3), AES-256-GCM"] == 1500 - 82
+    assert "OpenConnect: the cipher its ServerHello chose in these captures" in model.note
     seen = [o for o in model.seen if o.config.startswith("OpenConnect")]
     assert seen
     for fmt in _formats(found):

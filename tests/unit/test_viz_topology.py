@@ -61,3 +61,29 @@ def test_an_ipv6_address_beside_the_ipv4_one_gets_a_line_of_its_own_and_the_slid
     draw_topology(both, tmp_path / "v6")
     heights = [Image.open(tmp_path / f"{name}.png").size[1] for name in ("v4", "v6")]
     assert heights[1] > heights[0], heights
+
+
+def test_a_nat_box_with_several_inside_interfaces_shows_each(tmp_path):
+    """compare's NAT box has one inside interface per VPN: each address is in its box, not only
+    the last one (they all had the label "in:")."""
+    topology = {"scenario": "compare", "links": [], "taps": [], "nodes": [{
+        "name": "nat", "kind": "nat", "interfaces": [
+            {"name": "nat-out", "addresses": ["198.51.100.1/24"]}, {"name": "nat-in", "addresses": ["172.16.0.1/24"]},
+            {"name": "nat-in2", "addresses": ["172.16.1.1/24"]}, {"name": "nat-eth3", "addresses": ["172.16.2.1/24"]}],
+        "nat": {"inside": ["nat-in", "nat-in2", "nat-eth3"], "outside": "nat-out", "public": "198.51.100.1"}}]}
+    nat = draw_topology(topology, tmp_path / "compare").model.nodes[0]
+    assert nat.interfaces == {"out:": "198.51.100.1/24", "in:": "172.16.0.1/24", "in2:": "172.16.1.1/24",
+                              "in eth3:": "172.16.2.1/24"}
+
+
+def test_taps_drawn_at_one_point_share_one_label(tmp_path):
+    """compare-site-to-site's NAT box: four inside taps on links that leave the box at the same
+    point. Their four labels were drawn over each other; now one label names them all, and the box
+    lists its four inside addresses (all were labelled "in:", and only the last was shown)."""
+    topology = Path(__file__).resolve().parent.parent / "data" / "alternatives" / "topology.json"
+    figure = draw_topology(topology, tmp_path / "compare")
+    svg = next(p for p in figure.files if p.suffix == ".svg").read_text()
+    assert "taps nat-in, nat-in2, nat-in3, nat-in4<" in svg and "tap nat-outside<" in svg
+    assert "tap nat-in2<" not in svg
+    nat = next(n for n in figure.model.nodes if n.name == "nat")
+    assert [nat.interfaces[k] for k in ("in:", "in2:", "in3:", "in4:")] == [f"172.16.{i}.1/24" for i in range(4)]
