@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,9 +172,7 @@ def wrap(text: str, width: float, size: float = FONT, family: str | None = None,
         if not word:
             continue
         while text_width(word, size, family, weight) > width and len(word) > 1:
-            cut = len(word) - 1
-            while cut > 1 and text_width(word[:cut], size, family, weight) > width:
-                cut -= 1
+            cut = _most(len(word) - 1, lambda n, w=word: text_width(w[:n], size, family, weight) <= width, least=1)
             if out and not out[-1]:
                 out[-1] = word[:cut]
             else:
@@ -185,10 +184,23 @@ def wrap(text: str, width: float, size: float = FONT, family: str | None = None,
             out.append(word)
     if lines is not None and len(out) > lines:
         last = out[lines - 1]
-        while last and text_width(last + " ...", size, family, weight) > width:
-            last = last[:-1]
+        last = last[:_most(len(last), lambda n: text_width(last[:n] + " ...", size, family, weight) <= width)]
         out = out[:lines - 1] + [last.rstrip() + " ..."]
     return out
+
+
+def _most(most: int, fits: Callable[[int], bool], least: int = 0) -> int:
+    """The largest n in least..most with fits(n) (fits shrinks as n grows), `least` if none:
+    found by halving, since measuring a long unbroken word (a hex dump) one character shorter
+    at a time took minutes per figure."""
+    lo, hi = least, most
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 __all__ = ["COLORS", "DPI", "FONT", "Figure", "LABEL_FONT", "MIN_FONT", "MONO", "OKABE_ITO", "PALETTE", "RC",
