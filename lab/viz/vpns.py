@@ -289,8 +289,10 @@ class OpenVpn(VpnFormat):
         return 4 + 4 + OPENVPN_TAG + inner, 4 + 4 + OPENVPN_TAG + inner
 
     def claims(self, start: bytes) -> bool:
-        # over TCP: a 2-octet length, then a hard reset's opcode (a TLS record starts 0x16 0x03)
-        return len(start) >= 3 and start[2] >> 3 in OPENVPN_OPCODES and not _tls_start(start)
+        # over TCP: a 2-octet length, then an opcode (a TLS record starts 0x16 0x03); IKE and ESP in
+        # TCP start with "IKETCP" (RFC 9329 §3), whose "E" reads as opcode 8 after a length of 18763
+        return (len(start) >= 3 and start[2] >> 3 in OPENVPN_OPCODES and not _tls_start(start)
+                and not start.startswith(b"IKETCP"))
 
 
 # ---------------------------------------------------------------- OpenConnect: TLS and DTLS

@@ -287,3 +287,26 @@ def test_a_gap_that_never_fills_is_said_not_drawn(capture, tmp_path):
     figure = draw_vpn_ladder(missed, BY_KEY["openvpn-tcp"], tmp_path / "ladder")
     assert figure.caption.endswith(f"; {len(segments) - k - 1} TCP segments after a gap in the capture not read")
     assert build_vpn_ladder(capture, BY_KEY["openvpn-tcp"]).notes == []
+
+
+def test_ike_and_esp_in_tcp_to_443_are_not_taken_for_openvpn(tmp_path):
+    """A stream to TCP 443 that starts with "IKETCP" (RFC 9329 §3) is IKE and ESP, not OpenVPN
+    over TCP: read as OpenVPN, "IK" was a length of 18763 and "E" opcode 8, and restrictive-network's
+    OpenVPN ladder drew the hotel's IPsec pair as a P_CONTROL_WKC_V1 with thousands of ACKs."""
+    import struct
+
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import wrpcap
+
+    ike = bytes(8) + bytes(8) + bytes([33, 0x20, 34, 0x08]) + struct.pack("!II", 0, 28)   # an IKE header
+    stream = b"IKETCP" + struct.pack("!H", 2 + 4 + len(ike)) + bytes(4) + ike             # non-ESP marker
+    stream += struct.pack("!H", 2 + 40) + struct.pack("!II", 0x1234, 1) + bytes(32)       # one ESP frame
+    packets = []
+    for i, (flags, seq, data) in enumerate([("S", 1000, b""), ("A", 1001, stream)]):
+        p = IP(src="198.51.100.1", dst="198.51.100.7") / TCP(sport=45832, dport=443, flags=flags, seq=seq) / data
+        p.time = 1.0 + i / 100
+        packets.append(p)
+    wrpcap(str(tmp_path / "hotel.pcap"), packets)
+    openvpn_tcp = [f for f in FORMATS if f.name == "OpenVPN over TCP"]
+    assert openvpn_tcp and not openvpn_tcp[0].claims(stream)
+    assert [m for m in vpn_packets(analyze_capture(tmp_path / "hotel.pcap")) if "OpenVPN" in m.format.name] == []
