@@ -172,7 +172,7 @@ def wrap(text: str, width: float, size: float = FONT, family: str | None = None,
         if not word:
             continue
         while text_width(word, size, family, weight) > width and len(word) > 1:
-            cut = _most(len(word) - 1, lambda n, w=word: text_width(w[:n], size, family, weight) <= width, least=1)
+            cut = _most(len(word) - 1, _prefix_fits(word, "", width, size, family, weight), least=1)
             if out and not out[-1]:
                 out[-1] = word[:cut]
             else:
@@ -184,9 +184,15 @@ def wrap(text: str, width: float, size: float = FONT, family: str | None = None,
             out.append(word)
     if lines is not None and len(out) > lines:
         last = out[lines - 1]
-        last = last[:_most(len(last), lambda n: text_width(last[:n] + " ...", size, family, weight) <= width)]
+        last = last[:_most(len(last), _prefix_fits(last, " ...", width, size, family, weight))]
         out = out[:lines - 1] + [last.rstrip() + " ..."]
     return out
+
+
+def _prefix_fits(text: str, tail: str, width: float, size: float, family: str | None,
+                 weight: str) -> Callable[[int], bool]:
+    """Whether text[:n] + tail fits in `width` inches, for _most."""
+    return lambda n: text_width(text[:n] + tail, size, family, weight) <= width
 
 
 def _most(most: int, fits: Callable[[int], bool], least: int = 0) -> int:
