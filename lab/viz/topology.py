@@ -26,8 +26,9 @@ class NodeBox:
     name: str
     kind: str
     lines: list[str]             # what the box says under the name
-    x: float = 0.0
+    x: float = 0.0               # its centre, in inches from the figure's left and top
     y: float = 0.0
+    h: float = 0.0               # its height, in inches
     interfaces: dict[str, str] = field(default_factory=dict)   # interface -> addresses
 
 
@@ -37,6 +38,7 @@ class TopologyModel:
     nodes: list[NodeBox]
     links: list[tuple[str, str, str, str, int | None]]         # a, a_intf, b, b_intf, mtu
     taps: list[tuple[str, str, str]]                            # tap name, node, interface
+    paths: list[list[tuple[float, float]]] = field(default_factory=list)   # each link's line, as drawn
 
 
 def load_topology(source: str | Path | dict[str, Any] | Topology) -> Topology:
@@ -78,6 +80,109 @@ def _spine(names: list[str], adjacency: dict[str, list[str]]) -> list[str]:
     return path
 
 
+BOX_W, TOP, ROW_GAP = 2.6, 1.0, 0.6   # inches: a box's width, the title's band, the space between boxes
+
+
+def _columns(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[str]]) -> list[list[str]]:
+    """The nodes in columns by their distance from one end of the longest path, so every link
+    joins a column to itself or to the next (a gateway of site A beside its host, the NAT box
+    beside the gateways behind it); at most PER_ROW columns (the middle ones share one). In a
+    column, nodes are in the order of their neighbours in the column before, then of their first
+    link: a site A gateway and the site B gateway of its pair get the same row."""
+    names = list(nodes)
+    layer: dict[str, int] = {}
+    for start in _spine(names, adjacency)[:1] + names:
+        if start in layer:
+            continue
+        layer[start], queue = 0, deque([start])
+        while queue:
+            name = queue.popleft()
+            for other in adjacency[name]:
+                if other not in layer:
+                    layer[other] = layer[name] + 1
+                    queue.append(other)
+    first_link: dict[str, int] = {}
+    for index, (a, _, b, _, _) in enumerate(links):
+        first_link.setdefault(a, index)
+        first_link.setdefault(b, index)
+    columns: list[list[str]] = [[] for _ in range(max(layer.values(), default=-1) + 1)]
+    for name in names:
+        columns[layer[name]].append(name)
+    for before, column in zip(columns, columns[1:]):
+        rank = {name: i for i, name in enumerate(before)}
+        def key(name: str) -> tuple[float, int]:
+            near = [rank[other] for other in adjacency[name] if other in rank]
+            return (sum(near) / len(near) if near else len(before), first_link.get(name, len(links)))
+        column.sort(key=key)
+    while len(columns) > PER_ROW:   # the middle two share a column, the later's nodes amid the earlier's
+        mid = (len(columns) - 1) // 2
+        first, later = columns[mid], columns[mid + 1]
+        half = (len(first) + 1) // 2
+        columns[mid:mid + 2] = [first[:half] + later + first[half:]]
+    return columns
+
+
+def _place(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[str]]) -> None:
+    """Each node's centre: its column's across the figure; the columns with the most nodes on
+    one grid of rows, each other column stacked and centred beside them."""
+    columns = _columns(nodes, links, adjacency)
+    if not columns:
+        return
+    tall = max(len(column) for column in columns)
+    pitch = max(nodes[name].h for column in columns if len(column) == tall for name in column) + ROW_GAP
+    stacks = [sum(nodes[name].h + ROW_GAP for name in column) for column in columns]
+    body = max(tall * pitch, *stacks)
+    for c, column in enumerate(columns):
+        y = TOP + (body - (tall * pitch if len(column) == tall else stacks[c])) / 2
+        for name in column:
+            step = pitch if len(column) == tall else nodes[name].h + ROW_GAP
+            nodes[name].x, nodes[name].y = (c + 0.5) * WIDTH / len(columns), y + step / 2
+            y += step
+
+
+def _route(nodes: dict[str, NodeBox], links: list) -> list[list[tuple[float, float]]]:
+    """Each link's line. Between columns: out of its box's side, along the gap between the two
+    columns, into the other's side, never through a third box (a node's links to one column share
+    one line along the gap). In a column: straight down to the next box, or out below the upper
+    box and beside those between."""
+    def ends(a: str, b: str) -> tuple[NodeBox, NodeBox]:
+        return (nodes[a], nodes[b]) if nodes[a].x < nodes[b].x else (nodes[b], nodes[a])
+    fans: dict[tuple[str, float], int] = {}
+    for a, _, b, _, _ in links:
+        left, right = ends(a, b)
+        if right.x - left.x > 0.01:
+            for node in (left, right):
+                fans[node.name, round(right.x, 3)] = fans.get((node.name, round(right.x, 3)), 0) + 1
+    hubs: dict[float, list[NodeBox]] = {}   # a gap (by its right column) -> the nodes its lines fan from
+    for a, _, b, _, _ in links:
+        left, right = ends(a, b)
+        gap = round(right.x, 3)
+        if right.x - left.x > 0.01:
+            hub = left if fans[left.name, gap] >= fans[right.name, gap] else right
+            if hub not in hubs.setdefault(gap, []):
+                hubs[gap].append(hub)
+    paths = []
+    for a, _, b, _, _ in links:
+        left, right = ends(a, b)
+        gap = round(right.x, 3)
+        if right.x - left.x > 0.01:
+            hub = left if fans[left.name, gap] >= fans[right.name, gap] else right
+            spread = sorted(hubs[gap], key=lambda n: (n.y, n.x))
+            x = (left.x + right.x) / 2 + 0.2 * (spread.index(hub) - (len(spread) - 1) / 2)
+            paths.append([(left.x, left.y), (x, left.y), (x, right.y), (right.x, right.y)])
+            continue
+        top, low = sorted((nodes[a], nodes[b]), key=lambda n: n.y)
+        between = [n for n in nodes.values() if n not in (top, low) and abs(n.x - top.x) < 0.01
+                   and top.y < n.y < low.y]
+        if not between:
+            paths.append([(top.x, top.y), (low.x, low.y)])
+            continue
+        side = top.x + BOX_W / 2 + 0.3 if top.x + BOX_W / 2 + 0.5 < WIDTH else top.x - BOX_W / 2 - 0.3
+        turn = top.y + top.h / 2 + 0.3
+        paths.append([(top.x, top.y), (top.x, turn), (side, turn), (side, low.y), (low.x, low.y)])
+    return paths
+
+
 def topology_model(topology: Topology) -> TopologyModel:
     nodes = {}
     for node in topology.nodes:
@@ -93,7 +198,9 @@ def topology_model(topology: Topology) -> TopologyModel:
             sides = {name: "in" if len(inside) == 1 else _inside_label(name) for name in inside} \
                 | {nat.outside or "": "out"}
             interfaces = {(f"{sides[name]}:" if name in sides else name): value for name, value in interfaces.items()}
-        nodes[node.name] = NodeBox(node.name, node.kind, lines, interfaces=interfaces)
+        box = NodeBox(node.name, node.kind, lines, interfaces=interfaces)
+        box.h = 0.55 + 0.33 * (len(lines) + sum(len(_intf_lines(i, a)) for i, a in interfaces.items()))
+        nodes[node.name] = box
     links: list[tuple[str, str, str, str, int | None]] = []
     adjacency: dict[str, list[str]] = {n: [] for n in nodes}
     for index, link in enumerate(topology.links):
@@ -103,47 +210,24 @@ def topology_model(topology: Topology) -> TopologyModel:
         links.append((a, link.a_intf, b, link.b_intf, link.mtu))
         adjacency[a].append(b)
         adjacency[b].append(a)
-    spine = _spine(list(nodes), adjacency)
-    placed = set(spine)
-    rows = [spine[i:i + PER_ROW] for i in range(0, len(spine), PER_ROW)] or [[]]
-    for r, row in enumerate(rows):
-        for c, name in enumerate(row if r % 2 == 0 else list(reversed(row))):
-            nodes[name].x = (c + 0.5) * WIDTH / PER_ROW if len(row) == PER_ROW else \
-                (c + 0.5) * WIDTH / max(len(row), 1)
-            nodes[name].y = r
-    branch = 0
-    for name in spine:
-        for other in adjacency[name]:
-            if other not in placed:
-                placed.add(other)
-                nodes[other].x, nodes[other].y = nodes[name].x, len(rows) + branch
-                branch += 1
-    for name in nodes:
-        if name not in placed:
-            nodes[name].x, nodes[name].y = WIDTH / 2, len(rows) + branch
-            branch += 1
+    _place(nodes, links, adjacency)
+    paths = _route(nodes, links)
     taps = [(t.name, t.node, t.intf) for t in topology.taps]
     title = topology.scenario or topology.topology or "topology"
     params = topology.params
     if params:
         title += " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
-    return TopologyModel(title, list(nodes.values()), links, taps)
+    return TopologyModel(title, list(nodes.values()), links, taps, paths)
 
-
-BOX_W, ROW_H = 2.6, 3.4
 
 
 @styled
 def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     from matplotlib.patches import FancyBboxPatch
+    from matplotlib.transforms import Bbox
 
-    rows = max((n.y for n in model.nodes), default=0) + 1
-    heights = {}
-    for node in model.nodes:
-        lines = len(node.lines) + sum(len(_intf_lines(i, a)) for i, a in node.interfaces.items())
-        heights[node.name] = 0.55 + 0.33 * lines
-    # a box taller than four lines (addresses of both families) pushes the tap labels down
-    height = 1.3 + rows * ROW_H + 0.5 + max(0.0, max(heights.values(), default=0) - (0.55 + 0.33 * 4))
+    heights = {node.name: node.h for node in model.nodes}
+    height = max((n.y + n.h / 2 for n in model.nodes), default=TOP) + 0.8   # grown below for tap labels
     fig = new_figure(height)
     ax = fig.add_axes([0, 0, 1, 1])
     ax.set_xlim(0, WIDTH)
@@ -152,7 +236,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     ax.text(WIDTH / 2, 0.45, f"Topology: {model.title}", ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
     by_name = {n.name: n for n in model.nodes}
     def centre(node: NodeBox) -> tuple[float, float]:
-        return node.x, 1.3 + node.y * ROW_H + 1.3
+        return node.x, node.y
     tapped = {(node, intf): name for name, node, intf in model.taps}
     tap_index = {name: i for i, (name, _, _) in enumerate(model.taps)}
     neighbour: dict[str, str] = {}
@@ -163,18 +247,9 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     def other_name(node: str) -> str:
         return neighbour.get(node, node)
     dots: dict[tuple[float, float, int], list[tuple[float, str]]] = {}   # a tap's dot, its side -> (label's height, tap)
-    for a, a_intf, b, b_intf, mtu in model.links:
+    for (a, a_intf, b, b_intf, mtu), path in zip(model.links, model.paths):
         (xa, ya), (xb, yb) = centre(by_name[a]), centre(by_name[b])
-        rows_ab = sorted((by_name[a].y, by_name[b].y))
-        hidden = abs(xa - xb) < 0.01 and any(
-            n.name not in (a, b) and abs(n.x - xa) < 0.01 and rows_ab[0] < n.y < rows_ab[1] for n in model.nodes)
-        if hidden:  # a straight line would run through the boxes between: out below the upper box, then beside them
-            (xt, yt, top), (xl, yl) = ((xa, ya, a), (xb, yb)) if ya < yb else ((xb, yb, b), (xa, ya))
-            side = xt + BOX_W / 2 + 0.3 if xt + BOX_W / 2 + 0.5 < WIDTH else xt - BOX_W / 2 - 0.3
-            turn = yt + heights[top] / 2 + 0.3
-            ax.plot([xt, xt, side, side, xl], [yt, turn, turn, yl, yl], color="#555555", lw=3, zorder=1)
-        else:
-            ax.plot([xa, xb], [ya, yb], color="#555555", lw=3, zorder=1)
+        ax.plot([x for x, _ in path], [y for _, y in path], color="#555555", lw=3, zorder=1)
         if mtu and mtu != 1500:
             ax.text((xa + xb) / 2, (ya + yb) / 2 - 0.12, f"MTU {mtu}", ha="center", va="bottom", fontsize=FONT,
                     color="#c0392b", weight="bold", zorder=3)
@@ -200,6 +275,8 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     def extent(artist):
         return artist.get_window_extent(renderer=renderer).transformed(ax.transData.inverted())
     placed: list = []   # the tap labels' extents so far
+    boxes = [Bbox.from_extents(n.x - BOX_W / 2 - 0.05, n.y - n.h / 2 - 0.05, n.x + BOX_W / 2 + 0.05, n.y + n.h / 2 + 0.05)
+             for n in model.nodes]
     for (tx, ty, side), here in dots.items():
         below = min(b for b, _ in here)
         names = [tap for _, tap in here]
@@ -209,17 +286,37 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
                        ha={-1: "right", 0: "center", 1: "left"}[side], va="center", fontsize=FONT,
                        color="#c0392b", weight="bold", zorder=4,
                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
-        box = extent(text)
-        if box.x0 < 0 or box.x1 > WIDTH:   # kept inside the slide, beside the dot's line
-            text.set_horizontalalignment("left" if box.x0 < 0 else "right")
-            text.set_x(0.1 if box.x0 < 0 else WIDTH - 0.1)
+        # the nearest place clear of every box and label: beside a dot on a link between two boxes
+        # of one column, else along the dot's line (a dot beside its box: in the gap between columns)
+        tries = [(tx + 0.3, ty, "left"), (tx - 0.3, ty, "right")] if side == 0 else []
+        tries += [(tx + 0.1 * side, ty + 0.1 * k, text.get_horizontalalignment())
+                  for k in sorted(range(-80, 81), key=lambda k: (abs(k), k < 0)) if abs(k) >= 4]
+        for x, y, ha in tries:
+            text.set_x(x)
+            text.set_y(y)
+            text.set_horizontalalignment(ha)
             box = extent(text)
-        while any(box.overlaps(other) for other in placed):   # nor over another tap's label
-            below += 0.4
-            text.set_y(below)
+            if min(box.x0, box.x1) >= 0 and max(box.x0, box.x1) <= WIDTH and min(box.y0, box.y1) > TOP - 0.3 \
+                    and not any(box.overlaps(other) for other in placed + boxes):
+                stem.set_ydata([ty, ty if y == ty else y - 0.18 if y > ty else y + 0.18])
+                break
+        else:   # below, inside the slide, and not over another tap's label
+            text.set_position((tx + 0.1 * side, below))
+            text.set_horizontalalignment({-1: "right", 0: "center", 1: "left"}[side])
             box = extent(text)
-        stem.set_ydata([ty, below - 0.18])
+            if box.x0 < 0 or box.x1 > WIDTH:
+                text.set_horizontalalignment("left" if box.x0 < 0 else "right")
+                text.set_x(0.1 if box.x0 < 0 else WIDTH - 0.1)
+                box = extent(text)
+            while any(box.overlaps(other) for other in placed):
+                below += 0.4
+                text.set_y(below)
+                box = extent(text)
+            stem.set_ydata([ty, below - 0.18])
         placed.append(box)
+    height = max([height] + [max(box.y0, box.y1) + 0.7 for box in placed])
+    fig.set_size_inches(WIDTH, height)
+    ax.set_ylim(height, 0)
     for node in model.nodes:
         x, y = centre(node)
         h = heights[node.name]
