@@ -133,9 +133,11 @@ def _place(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[str
     stacks = [sum(nodes[name].h + ROW_GAP for name in column) for column in columns]
     body = max(tall * pitch, *stacks)
     for c, column in enumerate(columns):
-        y = TOP + (body - (tall * pitch if len(column) == tall else stacks[c])) / 2
+        # a column with fewer nodes spreads them (up to an inch apart: room for a tap's label)
+        gap = ROW_GAP + min(1.0 - ROW_GAP, (body - stacks[c]) / len(column)) if len(column) < tall else 0.0
+        y = TOP + (body - (tall * pitch if len(column) == tall else stacks[c] + len(column) * (gap - ROW_GAP))) / 2
         for name in column:
-            step = pitch if len(column) == tall else nodes[name].h + ROW_GAP
+            step = pitch if len(column) == tall else nodes[name].h + gap
             nodes[name].x, nodes[name].y = (c + 0.5) * WIDTH / len(columns), y + step / 2
             y += step
 
@@ -288,19 +290,24 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
         # the nearest place clear of every box and label: beside a dot on a link between two boxes
         # of one column, else along the dot's line (a dot beside its box: in the gap between columns)
-        tries = [(tx + 0.3, ty, "left"), (tx - 0.3, ty, "right")] if side == 0 else []
-        tries += [(tx + 0.1 * side, ty + 0.1 * k, text.get_horizontalalignment())
+        label = text.get_text()
+        tries = [(tx + 0.3 * s, ty + dy, "left" if s > 0 else "right", lines) for lines in (label, label.replace(" ", "\n", 1))
+                 for dy in (0.0, 0.15, -0.15) for s in (1, -1)] if side == 0 else []
+        tries += [(tx + 0.1 * side, ty + 0.1 * k, text.get_horizontalalignment(), label)
                   for k in sorted(range(-80, 81), key=lambda k: (abs(k), k < 0)) if abs(k) >= 4]
-        for x, y, ha in tries:
-            text.set_x(x)
-            text.set_y(y)
+        for x, y, ha, lines in tries:
+            text.set_position((x, y))
             text.set_horizontalalignment(ha)
+            text.set_text(lines)
             box = extent(text)
+            end = ty if abs(x - tx) > 0.2 else y - 0.18 if y > ty else y + 0.18
+            line = Bbox.from_extents(tx - 0.01, min(ty, end), tx + 0.01, max(ty, end))
             if min(box.x0, box.x1) >= 0 and max(box.x0, box.x1) <= WIDTH and min(box.y0, box.y1) > TOP - 0.3 \
-                    and not any(box.overlaps(other) for other in placed + boxes):
-                stem.set_ydata([ty, ty if y == ty else y - 0.18 if y > ty else y + 0.18])
+                    and not any(box.overlaps(other) or line.overlaps(other) for other in placed + boxes):
+                stem.set_ydata([ty, end])
                 break
         else:   # below, inside the slide, and not over another tap's label
+            text.set_text(label)
             text.set_position((tx + 0.1 * side, below))
             text.set_horizontalalignment({-1: "right", 0: "center", 1: "left"}[side])
             box = extent(text)
