@@ -114,11 +114,13 @@ def _columns(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[s
             near = [rank[other] for other in adjacency[name] if other in rank]
             return (sum(near) / len(near) if near else len(before), first_link.get(name, len(links)))
         column.sort(key=key)
-    while len(columns) > PER_ROW:   # the middle two share a column, the later's nodes amid the earlier's
+    while len(columns) > PER_ROW:   # the middle two share a column, the later's nodes after their neighbours
         mid = (len(columns) - 1) // 2
-        first, later = columns[mid], columns[mid + 1]
-        half = (len(first) + 1) // 2
-        columns[mid:mid + 2] = [first[:half] + later + first[half:]]
+        merged = columns[mid]
+        for name in columns[mid + 1]:
+            near = [merged.index(other) for other in adjacency[name] if other in merged]
+            merged.insert(int(sum(near) / len(near)) + 1 if near else len(merged), name)
+        del columns[mid + 1]
     return columns
 
 
