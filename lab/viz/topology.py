@@ -3,7 +3,7 @@ the software they run, NAT boxes with their public address and mapping, routers,
 switches), links with their interfaces and addresses, and where the taps are."""
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,13 +114,18 @@ def _columns(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[s
             near = [rank[other] for other in adjacency[name] if other in rank]
             return (sum(near) / len(near) if near else len(before), first_link.get(name, len(links)))
         column.sort(key=key)
-    while len(columns) > PER_ROW:   # the middle two share a column, the later's nodes after their neighbours
+    while len(columns) > PER_ROW:   # the middle two share a column, the later's nodes beside their neighbours
         mid = (len(columns) - 1) // 2
-        merged = columns[mid]
+        merged, beside = list(columns[mid]), Counter[str]()
         for name in columns[mid + 1]:
-            near = [merged.index(other) for other in adjacency[name] if other in merged]
-            merged.insert(int(sum(near) / len(near)) + 1 if near else len(merged), name)
-        del columns[mid + 1]
+            near = sorted(merged.index(other) for other in adjacency[name] if other in columns[mid])
+            if not near:
+                merged.append(name)
+                continue
+            anchor = merged[near[len(near) // 2]]   # after it, or before it if a node went after it already
+            merged.insert(int(sum(near) / len(near)) + 1 if beside[anchor] % 2 == 0 else near[0], name)
+            beside[anchor] += 1
+        columns[mid:mid + 2] = [merged]
     return columns
 
 
