@@ -129,24 +129,36 @@ def _columns(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[s
     return columns
 
 
-def _place(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[str]]) -> None:
+def _place(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[str]],
+           tapped: set[tuple[str, str]]) -> None:
     """Each node's centre: its column's across the figure; the columns with the most nodes on
-    one grid of rows, each other column stacked and centred beside them."""
+    one grid of rows, each other column stacked and centred beside them. Two boxes of a column
+    joined by a link leave room between them for the dots of its taps and their labels."""
     columns = _columns(nodes, links, adjacency)
     if not columns:
         return
     tall = max(len(column) for column in columns)
     pitch = max(nodes[name].h for column in columns if len(column) == tall for name in column) + ROW_GAP
-    stacks = [sum(nodes[name].h + ROW_GAP for name in column) for column in columns]
-    body = max(tall * pitch, *stacks)
+    room = {frozenset((a, b)): ROW_GAP + 0.5 * ((a, ai) in tapped) + 0.5 * ((b, bi) in tapped)
+            for a, ai, b, bi, _ in links}
+
+    def centres(column: list[str], gap: float) -> tuple[list[float], float]:
+        """The centres from the first one down, and the height the column takes."""
+        ys = [0.0]
+        for above, name in zip(column, column[1:]):
+            half = (nodes[above].h + nodes[name].h) / 2
+            ys.append(ys[-1] + half + max(pitch - half if len(column) == tall else gap,
+                                          room.get(frozenset((above, name)), 0.0)))
+        ends = pitch if len(column) == tall else (nodes[column[0]].h + nodes[column[-1]].h) / 2 + gap
+        return ys, ys[-1] + ends
+    body = max(centres(column, ROW_GAP)[1] for column in columns)
     for c, column in enumerate(columns):
         # a column with fewer nodes spreads them (up to an inch apart: room for a tap's label)
-        gap = ROW_GAP + min(1.0 - ROW_GAP, (body - stacks[c]) / len(column)) if len(column) < tall else 0.0
-        y = TOP + (body - (tall * pitch if len(column) == tall else stacks[c] + len(column) * (gap - ROW_GAP))) / 2
-        for name in column:
-            step = pitch if len(column) == tall else nodes[name].h + gap
-            nodes[name].x, nodes[name].y = (c + 0.5) * WIDTH / len(columns), y + step / 2
-            y += step
+        gap = ROW_GAP + min(1.0 - ROW_GAP, (body - centres(column, ROW_GAP)[1]) / len(column))
+        ys, span = centres(column, gap)
+        top = TOP + (body - span) / 2 + (pitch / 2 if len(column) == tall else nodes[column[0]].h / 2 + gap / 2)
+        for name, y in zip(column, ys):
+            nodes[name].x, nodes[name].y = (c + 0.5) * WIDTH / len(columns), top + y
 
 
 def _route(nodes: dict[str, NodeBox], links: list) -> list[list[tuple[float, float]]]:
@@ -219,7 +231,7 @@ def topology_model(topology: Topology) -> TopologyModel:
         links.append((a, link.a_intf, b, link.b_intf, link.mtu))
         adjacency[a].append(b)
         adjacency[b].append(a)
-    _place(nodes, links, adjacency)
+    _place(nodes, links, adjacency, {(t.node, t.intf) for t in topology.taps})
     paths = _route(nodes, links)
     taps = [(t.name, t.node, t.intf) for t in topology.taps]
     title = topology.scenario or topology.topology or "topology"
