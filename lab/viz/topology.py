@@ -14,7 +14,7 @@ from .style import FONT, LABEL_FONT, MIN_FONT, MONO, TITLE_FONT, WIDTH, Figure, 
 
 KIND_COLORS = {"host": "#eeeeee", "gateway": "#cfe2f3", "nat": "#f4e3b5", "router": "#d9ead3", "switch": "#e6e6e6"}
 SOFTWARE = {"ours": "ipsec-lab", "strongswan": "strongSwan", "strongswan6": "strongSwan 6"}
-PER_ROW = 5
+PER_ROW = 5   # columns of boxes at most across the figure
 
 
 class TopologyFileError(ValueError):
@@ -110,10 +110,10 @@ def _columns(nodes: dict[str, NodeBox], links: list, adjacency: dict[str, list[s
         columns[layer[name]].append(name)
     for before, column in zip(columns, columns[1:]):
         rank = {name: i for i, name in enumerate(before)}
-        def key(name: str) -> tuple[float, int]:
-            near = [rank[other] for other in adjacency[name] if other in rank]
-            return (sum(near) / len(near) if near else len(before), first_link.get(name, len(links)))
-        column.sort(key=key)
+        ranks = {name: [rank[other] for other in adjacency[name] if other in rank] for name in column}
+        keys = {name: (sum(ranks[name]) / len(ranks[name]) if ranks[name] else len(before),
+                       first_link.get(name, len(links))) for name in column}
+        column.sort(key=keys.__getitem__)
     while len(columns) > PER_ROW:   # the middle two share a column, the later's nodes beside their neighbours
         mid = (len(columns) - 1) // 2
         merged, beside = list(columns[mid]), Counter[str]()
@@ -310,20 +310,21 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
         # the nearest place clear of every box and label: beside a dot on a link between two boxes
         # of one column, else along the dot's line (a dot beside its box: in the gap between columns)
         label = text.get_text()
-        tries = [(tx + 0.3 * s, ty + dy, "left" if s > 0 else "right", lines) for lines in (label, label.replace(" ", "\n", 1))
-                 for dy in (0.0, 0.15, -0.15) for s in (1, -1)] if side == 0 else []
+        tries = [(tx + 0.3 * s, ty + dy, "left" if s > 0 else "right", words)
+                 for words in (label, label.replace(" ", "\n", 1)) for dy in (0.0, 0.15, -0.15) for s in (1, -1)] \
+            if side == 0 else []
         tries += [(tx + 0.1 * side, ty + 0.1 * k, text.get_horizontalalignment(), label)
                   for k in sorted(range(-80, 81), key=lambda k: (abs(k), k < 0)) if abs(k) >= 4]
-        for x, y, ha, lines in tries:
+        for x, y, ha, words in tries:
             text.set_position((x, y))
             text.set_horizontalalignment(ha)
-            text.set_text(lines)
+            text.set_text(words)
             box = extent(text)
-            end = ty if abs(x - tx) > 0.2 else y - 0.18 if y > ty else y + 0.18
-            line = Bbox.from_extents(tx - 0.01, min(ty, end), tx + 0.01, max(ty, end))
+            foot: float = ty if abs(x - tx) > 0.2 else y - 0.18 if y > ty else y + 0.18   # the stem's end
+            stem_box = Bbox.from_extents(tx - 0.01, min(ty, foot), tx + 0.01, max(ty, foot))
             if min(box.x0, box.x1) >= 0 and max(box.x0, box.x1) <= WIDTH and min(box.y0, box.y1) > TOP - 0.3 \
-                    and not any(box.overlaps(other) or line.overlaps(other) for other in placed + boxes):
-                stem.set_ydata([ty, end])
+                    and not any(box.overlaps(other) or stem_box.overlaps(other) for other in placed + boxes):
+                stem.set_ydata([ty, foot])
                 break
         else:   # below, inside the slide, and not over another tap's label
             text.set_text(label)
