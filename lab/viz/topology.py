@@ -10,7 +10,7 @@ from typing import Any
 
 from lab.runfolder import SchemaError, Topology, read_topology
 
-from .style import FONT, LABEL_FONT, MIN_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled
+from .style import FONT, LABEL_FONT, MIN_FONT, MONO, TITLE_FONT, WIDTH, Figure, new_figure, save, styled, text_width
 
 KIND_COLORS = {"host": "#eeeeee", "gateway": "#cfe2f3", "nat": "#f4e3b5", "router": "#d9ead3", "switch": "#e6e6e6"}
 SOFTWARE = {"ours": "ipsec-lab", "strongswan": "strongSwan", "strongswan6": "strongSwan 6"}
@@ -254,7 +254,13 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
     ax.set_xlim(0, WIDTH)
     ax.set_ylim(height, 0)
     ax.axis("off")
-    ax.text(WIDTH / 2, 0.45, f"Topology: {model.title}", ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
+    title = f"Topology: {model.title}"
+    name, _, params = title.partition(" (")
+    if params and text_width(title, TITLE_FONT, weight="bold") > WIDTH - 0.4:   # the parameters on a line below
+        ax.text(WIDTH / 2, 0.35, name, ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
+        ax.text(WIDTH / 2, 0.75, "(" + params, ha="center", va="center", fontsize=FONT)
+    else:
+        ax.text(WIDTH / 2, 0.45, title, ha="center", va="center", fontsize=TITLE_FONT, weight="bold")
     by_name = {n.name: n for n in model.nodes}
     def centre(node: NodeBox) -> tuple[float, float]:
         return node.x, node.y
@@ -322,7 +328,7 @@ def draw_topology_model(model: TopologyModel, out: str | Path) -> list[Path]:
             box = extent(text)
             foot: float = ty if abs(x - tx) > 0.2 else y - 0.18 if y > ty else y + 0.18   # the stem's end
             stem_box = Bbox.from_extents(tx - 0.01, min(ty, foot), tx + 0.01, max(ty, foot))
-            if min(box.x0, box.x1) >= 0 and max(box.x0, box.x1) <= WIDTH and min(box.y0, box.y1) > TOP - 0.3 \
+            if min(box.x0, box.x1) >= 0 and max(box.x0, box.x1) <= WIDTH and min(box.y0, box.y1) > TOP - 0.05 \
                     and not any(box.overlaps(other) or stem_box.overlaps(other) for other in placed + boxes):
                 stem.set_ydata([ty, foot])
                 break

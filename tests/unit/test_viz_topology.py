@@ -139,3 +139,15 @@ def test_six_vpn_pairs_fit_two_slides(tmp_path):
     figure = draw_topology(COMPARE[1], tmp_path / "topology")
     width, height = Image.open(figure.files[0]).size
     assert width == 1920 and height <= 2 * 1080, (width, height)
+
+
+def test_a_title_too_wide_puts_its_parameters_on_a_line_below(tmp_path):
+    """road-warriors' title with its six parameters ran off both edges of the figure."""
+    topology = json.loads(TOPOLOGY.read_text())
+    topology["scenario"] = "road-warriors"
+    topology["params"] = {"clients": 3, "nats": 2, "mapping": "preserve", "servers": 1, "ipv6": False, "proxy": False}
+    svg = next(p for p in draw_topology(topology, tmp_path / "long").files if p.suffix == ".svg").read_text()
+    assert ">Topology: road-warriors<" in svg and ">(clients=3, nats=2, mapping=preserve" in svg
+    topology["params"] = {"nats": 2}
+    svg = next(p for p in draw_topology(topology, tmp_path / "short").files if p.suffix == ".svg").read_text()
+    assert ">Topology: road-warriors (nats=2)<" in svg
