@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.viz.topology import TopologyFileError, draw_topology
+from lab.viz.topology import BOX_W, TopologyFileError, draw_topology, load_topology, topology_model
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "data" / "demo" / "topology.json"
 
@@ -87,3 +87,67 @@ def test_taps_drawn_at_one_point_share_one_label(tmp_path):
     assert "tap nat-in2<" not in svg
     nat = next(n for n in figure.model.nodes if n.name == "nat")
     assert [nat.interfaces[k] for k in ("in:", "in2:", "in3:", "in4:")] == [f"172.16.{i}.1/24" for i in range(4)]
+
+
+COMPARE = [Path(__file__).resolve().parent.parent / "data" / path for path in
+           ("alternatives/topology.json", "topology/restrictive-network.json", "topology/compare-roaming.json")]
+
+
+def _crosses(path: list[tuple[float, float]], box) -> bool:
+    """Whether the polyline runs into a node's box (points every 0.02 inch along it)."""
+    for (x0, y0), (x1, y1) in zip(path, path[1:]):
+        steps = max(1, int(max(abs(x1 - x0), abs(y1 - y0)) / 0.02))
+        for i in range(steps + 1):
+            x, y = x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps
+            if abs(x - box.x) < BOX_W / 2 and abs(y - box.y) < box.h / 2:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("source", COMPARE, ids=lambda p: p.stem if p.stem != "topology" else p.parent.name)
+def test_compare_topologies_pairs_share_a_row_and_no_link_runs_through_a_box(source):
+    """compare's topologies (one NAT box, a gateway pair per VPN between hosta and hostb): the
+    pair that serves hosta's lanN and hostb's lanN sits on one row, hosta left of site A's
+    gateways and hostb right of site B's (or mirrored), and no link's line crosses a box that is
+    not one of its ends (hostb sat under the NAT box with every site B line through the boxes)."""
+    model = topology_model(load_topology(source))
+    nodes = {n.name: n for n in model.nodes}
+    by_lan: dict[tuple[str, str], str] = {}   # (host, its interface's suffix) -> the gateway on it
+    for a, a_intf, b, b_intf, _ in model.links:
+        for host, intf, gateway in ((a, a_intf, b), (b, b_intf, a)):
+            if host in ("hosta", "hostb"):
+                by_lan[host, intf.split("-", 1)[1]] = gateway
+    lans = sorted({lan for _, lan in by_lan})
+    assert len(lans) >= 4
+    for lan in lans:
+        left, right = nodes[by_lan["hosta", lan]], nodes[by_lan["hostb", lan]]
+        assert abs(left.y - right.y) < 0.01, (lan, left.name, left.y, right.name, right.y)
+        xs = [nodes["hosta"].x, left.x, nodes["nat"].x, right.x, nodes["hostb"].x]
+        assert xs == sorted(xs) or xs == sorted(xs, reverse=True), (lan, xs)
+    assert len(model.paths) == len(model.links)
+    for (a, _, b, _, _), path in zip(model.links, model.paths):
+        for node in model.nodes:
+            if node.name not in (a, b):
+                assert not _crosses(path, node), f"the link {a}-{b} runs through {node.name}'s box: {path}"
+
+
+def test_six_vpn_pairs_fit_two_slides(tmp_path):
+    """restrictive-network's six pairs: the figure was 1920 x 5310 pixels (five slides of
+    height); now at most two 1080-pixel slides."""
+    from PIL import Image
+
+    figure = draw_topology(COMPARE[1], tmp_path / "topology")
+    width, height = Image.open(figure.files[0]).size
+    assert width == 1920 and height <= 2 * 1080, (width, height)
+
+
+def test_a_title_too_wide_puts_its_parameters_on_a_line_below(tmp_path):
+    """road-warriors' title with its six parameters ran off both edges of the figure."""
+    topology = json.loads(TOPOLOGY.read_text())
+    topology["scenario"] = "road-warriors"
+    topology["params"] = {"clients": 3, "nats": 2, "mapping": "preserve", "servers": 1, "ipv6": False, "proxy": False}
+    svg = next(p for p in draw_topology(topology, tmp_path / "long").files if p.suffix == ".svg").read_text()
+    assert ">Topology: road-warriors<" in svg and ">(clients=3, nats=2, mapping=preserve" in svg
+    topology["params"] = {"nats": 2}
+    svg = next(p for p in draw_topology(topology, tmp_path / "short").files if p.suffix == ".svg").read_text()
+    assert ">Topology: road-warriors (nats=2)<" in svg
