@@ -255,13 +255,7 @@ def _threaded_run_in_a_world(folder: Path, slots: Path, user: str | None) -> tup
     env = worlds.world_env(IPSEC_LAB_SLOTS=str(slots), IPSEC_LAB_GATEWAY_THREADS="")
     proc = worlds.ipsec_lab(["run", "hub-and-spoke", "--out", str(folder / "run")], env, user,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    seen = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if "[3/" in line or not line:
-            break
+    seen = read_until(proc, "[3/", timeout=240)
     assert "[3/" in seen[-1], "".join(seen)
     assert any("our 3 gateways run as threads of one gateway host" in line for line in seen), "".join(seen)
     marker = f"IPSEC_LAB_SLOTS={slots}"
@@ -279,6 +273,22 @@ def _threaded_run_in_a_world(folder: Path, slots: Path, user: str | None) -> tup
     return proc, world
 
 
+def _threaded_run_from_the_start() -> tuple[Path, Path, set, subprocess.Popen, dict]:
+    """_threaded_run_in_a_world as the user trainee where the machine allows (else root), in
+    fresh shared folders: (its folder, the slots folder, the host's links before it, the run,
+    what its world holds)."""
+    from . import test_worlds as worlds
+
+    worlds.require_worlds()
+    user = None if worlds.trainee_usable() else worlds.TRAINEE
+    folder = worlds.shared_dir(user)
+    slots = worlds.shared_dir(None)
+    slots.chmod(0o1777)
+    links = worlds._host_state()["links"]
+    proc, world = _threaded_run_in_a_world(folder, slots, user)
+    return folder, slots, links, proc, world
+
+
 def _nothing_left(slots: Path, world: dict) -> None:
     marker = f"IPSEC_LAB_SLOTS={slots}"
     deadline = time.monotonic() + 20
@@ -292,18 +302,13 @@ def _nothing_left(slots: Path, world: dict) -> None:
 
 def test_gateway_threads_in_a_world_of_their_own():
     """`ipsec-lab run hub-and-spoke` in a world (user, mount, network and PID namespaces: as the
-    user trainee where the machine allows, else as root), as by default: the gateways are threads of one gateway host, each in its node's namespace; the scenario passes;
+    user trainee where the machine allows, else as root), as by default: the gateways are threads
+    of one gateway host, each in its node's namespace; the scenario passes;
     each gateway's log is its own; nothing of the world is left (no process, no namespace: its
     TUN devices went with them, and no new link on the host)."""
     from . import test_worlds as worlds
 
-    worlds.require_worlds()
-    user = None if worlds.trainee_usable() else worlds.TRAINEE
-    folder = worlds.shared_dir(user)
-    slots = worlds.shared_dir(None)
-    slots.chmod(0o1777)
-    links = worlds._host_state()["links"]
-    proc, world = _threaded_run_in_a_world(folder, slots, user)
+    folder, slots, links, proc, world = _threaded_run_from_the_start()
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout + stderr
     assert "PASSED hub-and-spoke" in stdout
@@ -330,13 +335,7 @@ def test_a_killed_threaded_run_in_a_world_leaves_nothing(what):
     (the world's PID 1 is told with SIGTERM and tears down). Nothing of the world is left."""
     from . import test_worlds as worlds
 
-    worlds.require_worlds()
-    user = None if worlds.trainee_usable() else worlds.TRAINEE
-    folder = worlds.shared_dir(user)
-    slots = worlds.shared_dir(None)
-    slots.chmod(0o1777)
-    links = worlds._host_state()["links"]
-    proc, world = _threaded_run_in_a_world(folder, slots, user)
+    folder, slots, links, proc, world = _threaded_run_from_the_start()
     if what == "group":
         os.killpg(proc.pid, signal.SIGKILL)
     else:
