@@ -83,6 +83,14 @@ def _netns_of_threads(pid):
     return {os.readlink(f"/proc/{pid}/task/{tid}/ns/net") for tid in os.listdir(f"/proc/{pid}/task")}
 
 
+def _wait_for_namespaces(nodes: list[subprocess.Popen]) -> None:
+    """Until each `unshare --net` node is in a network namespace of its own (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while any(os.readlink(f"/proc/{n.pid}/ns/net") == os.readlink("/proc/self/ns/net") for n in nodes):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def test_a_gateway_host_runs_daemons_as_threads_each_in_its_namespace(tmp_path):
     """ForkServer(threads=True): two daemons in two namespaces are threads of one process (the same
     PID, each thread in its node's namespace, the host itself not); each has its own log and exit
@@ -94,10 +102,7 @@ def test_a_gateway_host_runs_daemons_as_threads_each_in_its_namespace(tmp_path):
     assert server is not None, server.reason
     nodes = [subprocess.Popen(["unshare", "--net", "sleep", "60"]) for _ in range(2)]
     try:
-        deadline = time.monotonic() + 5
-        while any(os.readlink(f"/proc/{n.pid}/ns/net") == os.readlink("/proc/self/ns/net") for n in nodes):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        _wait_for_namespaces(nodes)
         procs = []
         for i, node in enumerate(nodes):
             folder = tmp_path / f"gw{i}"
@@ -169,10 +174,7 @@ def test_a_crash_in_one_gateway_thread_is_its_own_and_a_crash_of_the_host_is_sai
     assert server is not None, server.reason
     nodes = [subprocess.Popen(["unshare", "--net", "sleep", "60"]) for _ in range(3)]
     try:
-        deadline = time.monotonic() + 5
-        while any(os.readlink(f"/proc/{n.pid}/ns/net") == os.readlink("/proc/self/ns/net") for n in nodes):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        _wait_for_namespaces(nodes)
         procs = []
         for i, (node, ctl) in enumerate(zip(nodes, ("crash.ctl", "gw.ctl", "gw.ctl"))):
             folder = tmp_path / f"gw{i}"
