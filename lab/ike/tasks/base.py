@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .. import payloads as pl
 from ..const import ExchangeType, NotifyType, name_of
+from ..errors import CryptoError, ExchangeFailed
 from ..events import NegotiationFailed
 
 if TYPE_CHECKING:
@@ -67,6 +68,22 @@ def new_key_exchange(ike: IkeSA, group: int) -> KeyExchange:
     """A fresh private value in `group` for a KE payload (RFC 7296 §1.2, §1.3), drawn from the
     endpoint's random source like the nonces (so a seeded run draws the same)."""
     return ike.endpoint.random.key_exchange(group)
+
+
+def answer_key_exchange(ike: IkeSA, payloads: Iterable[pl.Payload], method: int, request: str, wanted: str,
+                        label: str) -> tuple[KeyExchange, bytes]:
+    """The responder's side of one key exchange of `method` (an additional one of RFC 9370): the
+    request's KE payload must be of it (else INVALID_SYNTAX: "`request` request without a KE
+    payload of `wanted`"); our fresh key exchange and the shared secret. A KE payload of the wrong
+    length is INVALID_SYNTAX too (draft-ietf-ipsecme-ikev2-mlkem), said as "`label`: why"."""
+    ke = first(payloads, pl.KE)
+    if not isinstance(ke, pl.KE) or ke.dh_group != method:
+        raise ExchangeFailed(f"{request} request without a KE payload of {wanted}", NotifyType.INVALID_SYNTAX)
+    try:
+        kex = new_key_exchange(ike, method)
+        return kex, kex.shared_secret(ke.data)
+    except CryptoError as err:
+        raise ExchangeFailed(f"{label}: {err}", NotifyType.INVALID_SYNTAX) from None
 
 
 def find_notify(payloads: Iterable[pl.Payload], notify_type: int) -> pl.Notify | None:

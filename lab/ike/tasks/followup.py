@@ -9,7 +9,7 @@ from .. import payloads as pl
 from ..const import DhGroup, ExchangeType, NotifyType, name_of
 from ..crypto.dh import KeyExchange
 from ..errors import CryptoError, ExchangeFailed
-from .base import Task, find_notify, first, new_key_exchange
+from .base import Task, answer_key_exchange, find_notify, first
 
 if TYPE_CHECKING:
     from ..sa import IkeSA
@@ -73,15 +73,9 @@ class FollowupKe(Task):
         """The responder: one IKE_FOLLOWUP_KE request answered with our KE (and new link data when
         another follows); True after the last, when the SA can be made."""
         ttype, method = self.pending_ke[0]
-        ke = first(inner, pl.KE)
-        if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            raise ExchangeFailed(f"IKE_FOLLOWUP_KE request without a KE payload of {name_of(DhGroup, method)}",
-                                 NotifyType.INVALID_SYNTAX)
-        try:
-            kex = new_key_exchange(ike, method)
-            self.additional.append(kex.shared_secret(ke.data))
-        except CryptoError as err:
-            raise ExchangeFailed(f"ADDKE{ttype - 5}: {err}", NotifyType.INVALID_SYNTAX) from None
+        kex, shared = answer_key_exchange(ike, inner, method, "IKE_FOLLOWUP_KE", name_of(DhGroup, method),
+                                          f"ADDKE{ttype - 5}")
+        self.additional.append(shared)
         self.pending_ke.pop(0)
         ike.trace_note(now, "followup_ke", transform=f"ADDKE{ttype - 5}", method=name_of(DhGroup, method))
         self.reply = [pl.KE(dh_group=method, data=kex.public_value)]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .. import payloads as pl
 from ..const import DhGroup, ExchangeType, NotifyType, name_of
 from ..errors import CryptoError, ExchangeFailed
-from .base import Task, error_notify, first, new_key_exchange
+from .base import Task, answer_key_exchange, error_notify, first, new_key_exchange
 
 if TYPE_CHECKING:
     from ..crypto.dh import KeyExchange
@@ -78,18 +78,10 @@ class IkeIntermediate(Task):
             raise ExchangeFailed("IKE_INTERMEDIATE request with no additional key exchange pending",
                                  NotifyType.INVALID_SYNTAX)
         ttype, method = ike.additional_pending[0]
-        ke = first(payloads, pl.KE)
-        if not isinstance(ke, pl.KE) or ke.dh_group != method:
-            # RFC 9370 §2.2.2: each request carries the next negotiated method, in the order of the transform
-            # types; we answer anything else with INVALID_SYNTAX (strongSwan 6 answers NO_PROPOSAL_CHOSEN)
-            raise ExchangeFailed(f"IKE_INTERMEDIATE request without a KE payload of {_label(ttype, method)}",
-                                 NotifyType.INVALID_SYNTAX)
-        try:
-            self.kex = new_key_exchange(ike, method)
-            self.shared = self.kex.shared_secret(ke.data)
-        except CryptoError as err:
-            # draft-ietf-ipsecme-ikev2-mlkem: a KE payload of the wrong length is INVALID_SYNTAX
-            raise ExchangeFailed(f"{_label(ttype, method)}: {err}", NotifyType.INVALID_SYNTAX) from None
+        # RFC 9370 §2.2.2: each request carries the next negotiated method, in the order of the transform
+        # types; we answer anything else with INVALID_SYNTAX (strongSwan 6 answers NO_PROPOSAL_CHOSEN)
+        self.kex, self.shared = answer_key_exchange(ike, payloads, method, "IKE_INTERMEDIATE", _label(ttype, method),
+                                                    _label(ttype, method))
         self.reply = [pl.KE(dh_group=method, data=self.kex.public_value)]
 
     def build_r(self, ike: IkeSA, now: float) -> list[pl.Payload]:
