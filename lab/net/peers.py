@@ -319,12 +319,39 @@ _deferred: list[BaseException] = []
 _depth = 0
 
 
+# A long request (charon's initiate or terminate, waiting up to its own timeout) is cut by a
+# Ctrl-C or SIGTERM instead: its `abort` (shutting its socket) runs in the handler before the
+# interrupt is raised, so that what the library does as it unwinds (vici unregisters its event
+# stream and waits for the answer, or reads on to the command's end) fails at once instead of
+# waiting on a stream cut in the middle of a message (a run that never ended, once in CI).
+_aborts: list[Callable[[], None]] = []
+
+
 def defer_interrupt(exc: BaseException) -> bool:
-    """For a signal handler: True if `exc` waits until the request under way ends."""
+    """For a signal handler: True if `exc` waits until the short request under way ends; else the
+    long requests under way are aborted (and the handler raises `exc`)."""
     if _depth:
         _deferred.append(exc)
         return True
+    for abort in list(_aborts):
+        try:
+            abort()
+        except OSError:
+            pass
     return False
+
+
+@contextmanager
+def abort_on_interrupt(abort: Callable[[], None]) -> Iterator[None]:
+    """Around a long request in the main thread: `abort` runs if a Ctrl-C or SIGTERM comes."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _aborts.append(abort)
+    try:
+        yield
+    finally:
+        if main:
+            _aborts.remove(abort)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from lab.conf.settings import ConfigError, parse_settings
 from lab.conf.writer import render, render_s2s_conf  # noqa: F401  (render_s2s_conf moved to lab.conf; re-exported)
 
 from . import charon_keys
-from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, PeerNode, uninterrupted
+from .peers import ChildSaInfo, IkeSaInfo, Peer, PeerError, PeerNode, abort_on_interrupt, uninterrupted
 
 if TYPE_CHECKING:
     import vici
@@ -516,15 +516,18 @@ class StrongSwan(Peer):
 
         lines: list[str] = []
         session = self.vici(timeout + 10)
+        sock = session.transport.socket
         try:
-            for log in getattr(session, command)(message):
-                text = _text(log.get("msg", b""))
-                if text:
-                    lines.append(text)
+            with abort_on_interrupt(lambda: sock.shutdown(socket.SHUT_RDWR)):
+                for log in getattr(session, command)(message):
+                    text = _text(log.get("msg", b""))
+                    if text:
+                        lines.append(text)
         except CommandException as err:
             raise StrongSwanError(f"charon on {self.name}: {command} {_describe(message)} failed: {err}\n"
                                   + "\n".join(lines[-8:])) from None
         except OSError as err:
+            _interrupt_first(err)  # the socket an interrupt shut (lab.net.peers.abort_on_interrupt)
             raise StrongSwanError(f"charon on {self.name}: {command} {_describe(message)}: {err}") from None
         except Exception as err:
             _interrupt_first(err)
