@@ -335,6 +335,31 @@ class Topology:
         return next((n for n in self.nodes if n.name == name), None)
 
 
+@dataclass
+class TapLoss:
+    """What one tap's tcpdump said when it stopped (logs/tap-NAME.txt): the packets its filter
+    took (`received`, on Linux those it captured plus those dropped) and those the kernel dropped
+    because tcpdump did not read them in time."""
+
+    tap: str
+    received: int
+    dropped: int
+
+
+def tap_losses(folder: Path) -> list[TapLoss]:
+    """The taps of a run folder whose tcpdump says the kernel dropped packets (none: [])."""
+    import re
+
+    out = []
+    for log in sorted((folder / LOGS).glob("tap-*.txt")):
+        text = log.read_text(errors="replace")
+        received = re.search(r"^(\d+) packets? received by filter$", text, re.M)
+        dropped = re.search(r"^(\d+) packets? dropped by kernel$", text, re.M)
+        if received and dropped and int(dropped.group(1)):
+            out.append(TapLoss(log.stem.removeprefix("tap-"), int(received.group(1)), int(dropped.group(1))))
+    return out
+
+
 def write_topology(folder: Path, topology: Topology) -> None:
     (folder / TOPOLOGY).write_text(json.dumps(topology.to_json(), indent=1))
 

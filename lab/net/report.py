@@ -7,6 +7,8 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.runfolder import tap_losses
+
 from .software import label
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ def render(scenario: Scenario, result: RunResult, figures: list[tuple[str, str]]
     logs = result.files.get("logs", [])
     if logs:
         lines.append("- logs: " + ", ".join(f"[{Path(c).name}]({c})" for c in logs))
+    for loss in tap_losses(Path(result.out)):
+        lines.append(f"- the tap {loss.tap} missed {loss.dropped} of the {loss.received} packets it saw "
+                     f"(tcpdump: dropped by kernel, see logs/tap-{loss.tap}.txt): its capture, and the counts "
+                     "and figures drawn from it, lack them")
     lines.append("- [trace.jsonl](trace.jsonl) (our gateways' messages and state changes), "
                  "[topology.json](topology.json), [result.json](result.json)")
     if any("ikev2_decryption_table" in k or "esp_sa" in k for k in result.files.get("keys", [])):

@@ -353,6 +353,8 @@ def page_data(root: str | Path) -> dict[str, Any]:
         "ladders": ladders,
         "figures": _figures(run),
         "files": {sub: result.files.get(sub, []) for sub in (runfolder.CAPTURES, runfolder.KEYS, runfolder.LOGS)},
+        "tap_losses": [{"tap": t.tap, "received": t.received, "dropped": t.dropped}
+                       for t in runfolder.tap_losses(run.root)],
         "missing": run.missing, "problems": run.problems + keys.problems,
     }
 

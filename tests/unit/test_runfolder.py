@@ -83,3 +83,33 @@ def test_the_lab_describes_its_network_as_the_schema_types():
     topology = load("site-to-site")().describe()
     assert isinstance(topology, runfolder.Topology) and any(n.nat is not None for n in topology.nodes)
     assert runfolder.Topology.from_json(json.loads(json.dumps(topology.to_json()))) == topology
+
+
+# ------------------------------------------------------------------ what the taps missed
+
+
+TAP_LOG = """tcpdump: listening on router-b, link-type EN10MB (Ethernet), snapshot length 262144 bytes
+{captured} packets captured
+{received} packets received by filter
+{dropped} packets dropped by kernel
+"""
+
+
+def test_the_report_says_which_tap_missed_packets(tmp_path):
+    """tcpdump's own counts (its last lines in logs/tap-NAME.txt): a tap whose kernel buffer
+    overflowed is named in report.md with what it missed; a tap that missed nothing is not."""
+    from lab.net import report
+    from lab.net.scenario import load
+
+    logs = tmp_path / runfolder.LOGS
+    logs.mkdir()
+    (logs / "tap-internet.txt").write_text(TAP_LOG.format(captured=79732, received=107109, dropped=27377))
+    (logs / "tap-lan-a.txt").write_text(TAP_LOG.format(captured=1125, received=1125, dropped=0))
+    (logs / "gwa.log").write_text("0 packets dropped by kernel\n")  # not a tap's
+    assert runfolder.tap_losses(tmp_path) == [runfolder.TapLoss("internet", 107109, 27377)]
+    result = runfolder.RunResult(scenario="net2net", title="t", folder="", out=str(tmp_path), passed=True, started=0.0)
+    text = report.render(load("net2net"), result)
+    assert "the tap internet missed 27377 of the 107109 packets it saw" in text
+    assert "lan-a" not in text
+    (logs / "tap-internet.txt").write_text(TAP_LOG.format(captured=5, received=5, dropped=0))
+    assert "missed" not in report.render(load("net2net"), result)

@@ -218,3 +218,18 @@ def test_pack_names_what_it_cannot_pack(tmp_path, capsys):
     assert main(["pack", str(running), "-o", str(tmp_path / "x.tar.gz")]) == 2
     assert "has not finished" in capsys.readouterr().err
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_the_ladder_says_which_tap_missed_packets(tmp_path):
+    """A tap whose tcpdump says the kernel dropped packets (logs/tap-NAME.txt) is named above the
+    ladders, with its counts; the kept runs, whose taps missed nothing, say nothing of it."""
+    run = tmp_path / "net2net-nat"
+    shutil.copytree(RUNS / "net2net-nat", run)
+    assert page_data(run)["tap_losses"] == []
+    (run / "logs" / "tap-nat-outside.txt").write_text(
+        "tcpdump: listening on nat-eth1\n40 packets captured\n52 packets received by filter\n12 packets dropped by kernel\n")
+    data = page_data(run)
+    assert data["tap_losses"] == [{"tap": "nat-outside", "received": 52, "dropped": 12}]
+    page = render_html(data)
+    assert embedded(page)["tap_losses"] == data["tap_losses"]
+    assert "DATA.tap_losses" in page and "dropped by kernel" in page

@@ -161,6 +161,10 @@
     }
     head.appendChild(el("span", { id: "ladder-title" }));
     sec.appendChild(head);
+    for (const t of DATA.tap_losses || []) {
+      sec.appendChild(el("p", { class: "help" }, `The tap ${t.tap} missed ${t.dropped} of the ${t.received} packets it saw ` +
+        `(tcpdump: dropped by kernel, logs/tap-${t.tap}.txt): what is drawn from it lacks them.`));
+    }
     sec.appendChild(el("div", { class: "ladder-wrap" }, el("div", { id: "ladder-holder" }),
       el("div", { class: "detail", id: "detail" }, el("p", { class: "empty" }, "Click a message or a band to see it here."))));
     return sec;
