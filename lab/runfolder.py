@@ -346,8 +346,8 @@ class TapLoss:
     dropped: int
 
 
-def tap_losses(folder: Path) -> list[TapLoss]:
-    """The taps of a run folder whose tcpdump says the kernel dropped packets (none: [])."""
+def tap_counts(folder: Path) -> list[TapLoss]:
+    """tcpdump's counts of every tap of a run folder that printed them when it stopped."""
     import re
 
     out = []
@@ -355,9 +355,14 @@ def tap_losses(folder: Path) -> list[TapLoss]:
         text = log.read_text(errors="replace")
         received = re.search(r"^(\d+) packets? received by filter$", text, re.M)
         dropped = re.search(r"^(\d+) packets? dropped by kernel$", text, re.M)
-        if received and dropped and int(dropped.group(1)):
+        if received and dropped:
             out.append(TapLoss(log.stem.removeprefix("tap-"), int(received.group(1)), int(dropped.group(1))))
     return out
+
+
+def tap_losses(folder: Path) -> list[TapLoss]:
+    """The taps of a run folder whose tcpdump says the kernel dropped packets (none: [])."""
+    return [count for count in tap_counts(folder) if count.dropped]
 
 
 def write_topology(folder: Path, topology: Topology) -> None:

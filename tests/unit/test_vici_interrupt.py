@@ -17,27 +17,6 @@ from lab.net.runner import RunInterrupted, _Signals
 from lab.net.strongswan import StrongSwan
 
 
-def _read_packet(conn: socket.socket) -> bytes | None:
-    header = b""
-    while len(header) < 4:
-        chunk = conn.recv(4 - len(header))
-        if not chunk:
-            return None
-        header += chunk
-    (length,) = struct.unpack("!I", header)
-    payload = b""
-    while len(payload) < length:
-        chunk = conn.recv(length - len(payload))
-        if not chunk:
-            return None
-        payload += chunk
-    return payload
-
-
-def _send(conn: socket.socket, payload: bytes) -> None:
-    conn.sendall(struct.pack("!I", len(payload)) + payload)
-
-
 class _Charon(threading.Thread):
     """A VICI server that confirms the event registration, takes the initiate, sends one log
     event and then the first half of another (its header and part of its payload), and stalls;
@@ -52,29 +31,27 @@ class _Charon(threading.Thread):
         self.closed = threading.Event()
 
     def run(self) -> None:
-        from vici.protocol import Message, Packet
+        from vici.protocol import Message, Packet, Transport
 
         conn = self.server
-        assert _read_packet(conn)[0] == Packet.EVENT_REGISTER
-        _send(conn, bytes([Packet.EVENT_CONFIRM]))
-        assert _read_packet(conn)[0] == Packet.CMD_REQUEST
+        wire = Transport(conn)
+        assert wire.receive()[0] == Packet.EVENT_REGISTER
+        wire.send(bytes([Packet.EVENT_CONFIRM]))
+        assert wire.receive()[0] == Packet.CMD_REQUEST
         name = b"control-log"
         log = Message.serialize({"msg": "initiating IKE_SA hub[1] to 192.0.2.1"})
-        _send(conn, bytes([Packet.EVENT, len(name)]) + name + log)
+        wire.send(bytes([Packet.EVENT, len(name)]) + name + log)
         event = bytes([Packet.EVENT, len(name)]) + name + log
         conn.sendall(struct.pack("!I", len(event)) + event[:5])  # cut in the middle of a message
         self.stalled.set()
         conn.settimeout(5)  # a client that waits on: the test ends, and fails on `after`
         try:
             while True:
-                payload = _read_packet(conn)
-                if payload is None:
-                    break
-                self.after.append(payload)
+                self.after.append(wire.receive())
         except TimeoutError:
             self.after.append(b"(the client still waits)")
-        except ConnectionResetError:
-            pass  # the client shut its socket with our half message unread: ended all the same
+        except OSError:
+            pass  # closed, or reset (the client shut its socket with our half message unread): the end
         conn.close()
         self.closed.set()
 
